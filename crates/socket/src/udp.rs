@@ -1,0 +1,333 @@
+//! UDP sockets on mio (readiness) and socket2 (options).
+
+use std::io;
+use std::net::{SocketAddr, SocketAddrV6};
+use std::time::Duration;
+
+use mio::{Events, Interest, Poll, Token};
+use socket2::{Domain, Protocol, Type};
+
+use crate::socket::{unmap, unspecified_of};
+use crate::{Readiness, RecvMeta, SendStatus, Socket, SocketError, SocketFactory, SocketStats};
+
+/// The largest UDP payload over IPv4 (65,535 − 8-byte UDP header − 20-byte IP header).
+pub const MAX_UDP_PAYLOAD_V4: usize = 65_507;
+/// The largest UDP payload over IPv6 without jumbograms (65,535 − 8-byte UDP header).
+pub const MAX_UDP_PAYLOAD_V6: usize = 65_527;
+
+/// Options of [`UdpSocket`]s.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpConfig {
+    /// Requested kernel send buffer in bytes (`None` keeps the OS default). Large buffers absorb
+    /// bursts from a busy server; the kernel may grant less (see [`UdpSocket::buffer_sizes`]).
+    pub send_buffer_size: Option<usize>,
+    /// Requested kernel receive buffer in bytes (`None` keeps the OS default).
+    pub recv_buffer_size: Option<usize>,
+    /// For IPv6 sockets: accept only IPv6. The default, `false`, makes an IPv6 socket bound to
+    /// `[::]` dual-stack, so IPv4 clients reach it too.
+    pub ipv6_only: bool,
+    /// Sets `SO_REUSEADDR` before binding.
+    pub reuse_address: bool,
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        Self {
+            send_buffer_size: Some(4 * 1024 * 1024),
+            recv_buffer_size: Some(4 * 1024 * 1024),
+            ipv6_only: false,
+            reuse_address: false,
+        }
+    }
+}
+
+/// Kernel buffer sizes as reported by the OS after the request (Linux reports twice the usable
+/// size and caps requests at `net.core.{w,r}mem_max`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferSizes {
+    /// `SO_SNDBUF` as granted.
+    pub send: usize,
+    /// `SO_RCVBUF` as granted.
+    pub recv: usize,
+}
+
+/// Makes [`UdpSocket`]s with one [`UdpConfig`].
+///
+/// ```
+/// use sturnus_socket::{Socket, SocketFactory, UdpSocketFactory};
+///
+/// let factory = UdpSocketFactory::default();
+/// let mut server = factory.server_socket("127.0.0.1:0".parse().unwrap()).unwrap();
+/// let mut client = factory.client_socket(server.local_addr()).unwrap();
+/// let _ = client.send_to(b"ping", server.local_addr()).unwrap();
+/// let mut buf = [0u8; 1500];
+/// let meta = loop {
+///     if let Some(meta) = server.recv_from(&mut buf).unwrap() {
+///         break meta;
+///     }
+///     server.wait_readable(None).unwrap();
+/// };
+/// assert_eq!(&buf[..meta.len], b"ping");
+/// // The client socket is bound to 0.0.0.0; the server sees the IP it was sent from.
+/// assert_eq!(meta.from.port(), client.local_addr().port());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct UdpSocketFactory {
+    config: UdpConfig,
+}
+
+impl UdpSocketFactory {
+    /// A factory whose sockets use `config`.
+    pub fn new(config: UdpConfig) -> Self {
+        Self { config }
+    }
+
+    /// The options given to every socket.
+    pub fn config(&self) -> &UdpConfig {
+        &self.config
+    }
+}
+
+impl SocketFactory for UdpSocketFactory {
+    type Socket = UdpSocket;
+
+    fn server_socket(&self, bind: SocketAddr) -> Result<UdpSocket, SocketError> {
+        UdpSocket::bind(bind, &self.config)
+    }
+
+    fn client_socket(&self, remote: SocketAddr) -> Result<UdpSocket, SocketError> {
+        // An IPv4-mapped destination is reached from an IPv4 socket.
+        UdpSocket::bind(unspecified_of(unmap(remote)), &self.config)
+    }
+}
+
+/// A non-blocking UDP socket (IPv4, IPv6 or dual-stack).
+///
+/// On a dual-stack IPv6 socket, IPv4 peers appear as plain IPv4 addresses and can be sent to as
+/// such; the socket maps them to and from `::ffff:a.b.c.d` itself.
+pub struct UdpSocket {
+    io: mio::net::UdpSocket,
+    poll: Poll,
+    events: Events,
+    local: SocketAddr,
+    buffers: BufferSizes,
+    /// False only after a receive found the queue empty. mio is edge-triggered, so a wait is
+    /// only safe once the queue has been drained.
+    maybe_readable: bool,
+    stats: SocketStats,
+}
+
+/// How many transient receive errors one `recv_from` call skips before giving up for now.
+const MAX_SKIPPED_ERRORS: usize = 64;
+
+impl UdpSocket {
+    /// Binds a socket to `addr` with `config`.
+    pub fn bind(addr: SocketAddr, config: &UdpConfig) -> Result<Self, SocketError> {
+        let socket =
+            socket2::Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+                .map_err(|e| SocketError::io("socket", e))?;
+        if addr.is_ipv6() {
+            socket
+                .set_only_v6(config.ipv6_only)
+                .map_err(|e| SocketError::io("IPV6_V6ONLY", e))?;
+        }
+        if config.reuse_address {
+            socket
+                .set_reuse_address(true)
+                .map_err(|e| SocketError::io("SO_REUSEADDR", e))?;
+        }
+        // A smaller buffer than requested is not fatal: the kernel caps requests, and the grant
+        // is reported.
+        if let Some(size) = config.send_buffer_size {
+            if let Err(e) = socket.set_send_buffer_size(size) {
+                tracing::warn!(size, error = %e, "could not set the UDP send buffer size");
+            }
+        }
+        if let Some(size) = config.recv_buffer_size {
+            if let Err(e) = socket.set_recv_buffer_size(size) {
+                tracing::warn!(size, error = %e, "could not set the UDP receive buffer size");
+            }
+        }
+        let buffers = BufferSizes {
+            send: socket
+                .send_buffer_size()
+                .map_err(|e| SocketError::io("SO_SNDBUF", e))?,
+            recv: socket
+                .recv_buffer_size()
+                .map_err(|e| SocketError::io("SO_RCVBUF", e))?,
+        };
+        socket
+            .set_nonblocking(true)
+            .map_err(|e| SocketError::io("set_nonblocking", e))?;
+        socket.bind(&addr.into()).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse => SocketError::AddressInUse(addr),
+            _ => SocketError::io("bind", e),
+        })?;
+
+        let mut io = mio::net::UdpSocket::from_std(socket.into());
+        let poll = Poll::new().map_err(|e| SocketError::io("poll", e))?;
+        poll.registry()
+            .register(&mut io, Token(0), Interest::READABLE)
+            .map_err(|e| SocketError::io("register", e))?;
+        let local = io
+            .local_addr()
+            .map_err(|e| SocketError::io("local_addr", e))?;
+        tracing::debug!(%local, ?buffers, "UDP socket bound");
+        Ok(Self {
+            io,
+            poll,
+            events: Events::with_capacity(4),
+            local,
+            buffers,
+            maybe_readable: true,
+            stats: SocketStats::default(),
+        })
+    }
+
+    /// The kernel buffer sizes granted.
+    pub fn buffer_sizes(&self) -> BufferSizes {
+        self.buffers
+    }
+
+    /// The largest payload this socket sends in one datagram.
+    pub fn max_datagram_size(&self) -> usize {
+        if self.local.is_ipv6() {
+            MAX_UDP_PAYLOAD_V6
+        } else {
+            MAX_UDP_PAYLOAD_V4
+        }
+    }
+
+    /// Puts `to` into the form this socket's family can send to.
+    fn destination(&self, to: SocketAddr) -> Result<SocketAddr, SocketError> {
+        match (self.local, to) {
+            (SocketAddr::V6(_), SocketAddr::V4(v4)) => Ok(SocketAddr::V6(SocketAddrV6::new(
+                v4.ip().to_ipv6_mapped(),
+                v4.port(),
+                0,
+                0,
+            ))),
+            (SocketAddr::V4(_), SocketAddr::V6(_)) => match unmap(to) {
+                v4 @ SocketAddr::V4(_) => Ok(v4),
+                SocketAddr::V6(_) => Err(SocketError::AddressFamily {
+                    local: self.local,
+                    to,
+                }),
+            },
+            _ => Ok(to),
+        }
+    }
+}
+
+/// Errors that a datagram socket reports because of an earlier datagram or a passing network
+/// condition, not because this socket is broken.
+fn is_transient(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable
+    )
+}
+
+impl Socket for UdpSocket {
+    fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> Result<SendStatus, SocketError> {
+        let max = self.max_datagram_size();
+        if payload.len() > max {
+            return Err(SocketError::DatagramTooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        let to = self.destination(to)?;
+        loop {
+            match self.io.send_to(payload, to) {
+                Ok(sent) => {
+                    self.stats.datagrams_sent += 1;
+                    self.stats.bytes_sent += sent as u64;
+                    return Ok(SendStatus::Sent);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stats.send_would_block += 1;
+                    return Ok(SendStatus::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
+                Err(e) if is_transient(e.kind()) => {
+                    tracing::trace!(%to, error = %e, "transient UDP send error");
+                    self.stats.send_dropped += 1;
+                    return Ok(SendStatus::Dropped);
+                }
+                Err(e) => return Err(SocketError::io("send_to", e)),
+            }
+        }
+    }
+
+    fn recv_from(&mut self, buf: &mut [u8]) -> Result<Option<RecvMeta>, SocketError> {
+        for _ in 0..MAX_SKIPPED_ERRORS {
+            match self.io.recv_from(buf) {
+                Ok((len, from)) => {
+                    self.stats.datagrams_received += 1;
+                    self.stats.bytes_received += len as u64;
+                    return Ok(Some(RecvMeta {
+                        len,
+                        from: unmap(from),
+                    }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.maybe_readable = false;
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
+                Err(e) if is_transient(e.kind()) => {
+                    tracing::trace!(error = %e, "transient UDP receive error");
+                    self.stats.recv_errors += 1;
+                }
+                Err(e) => return Err(SocketError::io("recv_from", e)),
+            }
+        }
+        // Still readable as far as we know: the next wait must not sleep.
+        self.maybe_readable = true;
+        Ok(None)
+    }
+
+    fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<Readiness, SocketError> {
+        if self.maybe_readable {
+            return Ok(Readiness::Readable);
+        }
+        match self.poll.poll(&mut self.events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                // A signal: report a (spurious) wake-up and let the caller loop.
+                self.stats.interrupted += 1;
+                self.maybe_readable = true;
+                return Ok(Readiness::Readable);
+            }
+            Err(e) => return Err(SocketError::io("poll", e)),
+        }
+        if self.events.is_empty() {
+            Ok(Readiness::TimedOut)
+        } else {
+            self.maybe_readable = true;
+            Ok(Readiness::Readable)
+        }
+    }
+
+    fn stats(&self) -> SocketStats {
+        self.stats
+    }
+}
+
+impl std::fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("local", &self.local)
+            .field("buffers", &self.buffers)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}

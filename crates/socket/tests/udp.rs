@@ -1,0 +1,259 @@
+//! Real UDP sockets on 127.0.0.1 and ::1. These tests are about the sockets themselves, so they
+//! use the OS; they wait for data with generous upper bounds but never assert on elapsed time.
+
+use std::net::SocketAddr;
+use std::thread;
+use std::time::Duration;
+
+use sturnus_socket::{
+    Outgoing, Readiness, RecvBatch, Socket, SocketError, SocketFactory, UdpConfig, UdpSocket,
+    UdpSocketFactory,
+};
+
+/// Long enough never to matter on a working machine; reached only when something is broken.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// Receives one datagram, waiting for it.
+fn recv_one(socket: &mut impl Socket) -> (Vec<u8>, SocketAddr) {
+    let mut buf = [0u8; 2048];
+    loop {
+        if let Some(meta) = socket.recv_from(&mut buf).unwrap() {
+            return (buf[..meta.len].to_vec(), meta.from);
+        }
+        assert_eq!(
+            socket.wait_readable(Some(PATIENCE)).unwrap(),
+            Readiness::Readable,
+            "no datagram"
+        );
+    }
+}
+
+fn exchange_on(bind: &str) {
+    let factory = UdpSocketFactory::default();
+    let mut server = factory.server_socket(addr(bind)).unwrap();
+    let mut client = factory.client_socket(server.local_addr()).unwrap();
+    assert_eq!(server.local_addr().is_ipv6(), bind.starts_with('['));
+    for i in 0u8..3 {
+        assert_eq!(
+            client.send_to(&[i; 100], server.local_addr()).unwrap(),
+            sturnus_socket::SendStatus::Sent
+        );
+    }
+    for i in 0u8..3 {
+        let (data, from) = recv_one(&mut server);
+        assert_eq!(data, [i; 100]);
+        assert_eq!(from.port(), client.local_addr().port());
+        let _ = server.send_to(&[i + 100; 10], from).unwrap();
+    }
+    for i in 0u8..3 {
+        let (data, from) = recv_one(&mut client);
+        assert_eq!((data, from), (vec![i + 100; 10], server.local_addr()));
+    }
+    let (c, s) = (client.stats(), server.stats());
+    assert_eq!(
+        (
+            c.datagrams_sent,
+            c.bytes_sent,
+            c.datagrams_received,
+            c.bytes_received
+        ),
+        (3, 300, 3, 30)
+    );
+    assert_eq!((s.datagrams_sent, s.datagrams_received), (3, 3));
+}
+
+#[test]
+fn send_and_receive_over_ipv4() {
+    exchange_on("127.0.0.1:0");
+}
+
+#[test]
+fn send_and_receive_over_ipv6() {
+    exchange_on("[::1]:0");
+}
+
+#[test]
+fn a_dual_stack_ipv6_server_is_reachable_from_ipv4_and_reports_plain_ipv4_addresses() {
+    let factory = UdpSocketFactory::default();
+    let mut server = factory.server_socket(addr("[::]:0")).unwrap();
+    let port = server.local_addr().port();
+    let v4_target = addr(&format!("127.0.0.1:{port}"));
+    let mut client = factory.client_socket(v4_target).unwrap();
+    assert!(client.local_addr().is_ipv4());
+    let _ = client.send_to(b"from v4", v4_target).unwrap();
+    let (data, from) = recv_one(&mut server);
+    assert_eq!(data, b"from v4");
+    assert!(from.is_ipv4(), "expected a plain IPv4 sender, got {from}");
+    assert_eq!(from.port(), client.local_addr().port());
+    // Replying to the plain IPv4 address works from the IPv6 socket.
+    let _ = server.send_to(b"back to v4", from).unwrap();
+    let (data, from) = recv_one(&mut client);
+    assert_eq!((data.as_slice(), from), (&b"back to v4"[..], v4_target));
+}
+
+#[test]
+fn an_ipv6_only_server_is_not_reachable_from_ipv4() {
+    let factory = UdpSocketFactory::new(UdpConfig {
+        ipv6_only: true,
+        ..UdpConfig::default()
+    });
+    let mut server = factory.server_socket(addr("[::]:0")).unwrap();
+    let v4_target = addr(&format!("127.0.0.1:{}", server.local_addr().port()));
+    let mut client = UdpSocketFactory::default()
+        .client_socket(v4_target)
+        .unwrap();
+    let _ = client.send_to(b"lost", v4_target).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(server.recv_from(&mut buf).unwrap(), None);
+    assert_eq!(
+        server
+            .wait_readable(Some(Duration::from_millis(200)))
+            .unwrap(),
+        Readiness::TimedOut
+    );
+}
+
+#[test]
+fn batches_go_out_and_come_in_whole_and_in_order() {
+    let factory = UdpSocketFactory::default();
+    let mut server = factory.server_socket(addr("127.0.0.1:0")).unwrap();
+    let mut client = factory.client_socket(server.local_addr()).unwrap();
+    let payloads: Vec<Vec<u8>> = (0u8..40)
+        .map(|i| vec![i; 1 + usize::from(i) * 10])
+        .collect();
+    let batch: Vec<Outgoing<'_>> = payloads
+        .iter()
+        .map(|p| Outgoing {
+            to: server.local_addr(),
+            payload: p,
+        })
+        .collect();
+    assert_eq!(client.send_batch(&batch).unwrap(), 40);
+
+    let mut received = Vec::new();
+    let mut slots = RecvBatch::new(16, 1500);
+    while received.len() < 40 {
+        let n = server.recv_batch(&mut slots).unwrap();
+        assert!(n <= 16);
+        received.extend(slots.iter().map(|(from, data)| {
+            assert_eq!(from.port(), client.local_addr().port());
+            data.to_vec()
+        }));
+        if n == 0 {
+            assert_eq!(
+                server.wait_readable(Some(PATIENCE)).unwrap(),
+                Readiness::Readable
+            );
+        }
+    }
+    assert_eq!(received, payloads);
+}
+
+#[test]
+fn waiting_times_out_when_nothing_arrives() {
+    let mut socket = UdpSocket::bind(addr("127.0.0.1:0"), &UdpConfig::default()).unwrap();
+    let mut buf = [0u8; 64];
+    // Drain first: a fresh socket does not know whether something is queued.
+    assert_eq!(socket.recv_from(&mut buf).unwrap(), None);
+    assert_eq!(
+        socket
+            .wait_readable(Some(Duration::from_millis(20)))
+            .unwrap(),
+        Readiness::TimedOut
+    );
+    assert_eq!(
+        socket.wait_readable(Some(Duration::ZERO)).unwrap(),
+        Readiness::TimedOut
+    );
+}
+
+#[test]
+fn waiting_returns_when_a_datagram_arrives() {
+    let factory = UdpSocketFactory::default();
+    let mut server = factory.server_socket(addr("127.0.0.1:0")).unwrap();
+    let target = server.local_addr();
+    let mut buf = [0u8; 64];
+    assert_eq!(server.recv_from(&mut buf).unwrap(), None);
+    let sender = thread::spawn(move || {
+        let mut client = UdpSocketFactory::default().client_socket(target).unwrap();
+        thread::sleep(Duration::from_millis(50));
+        let _ = client.send_to(b"wake up", target).unwrap();
+    });
+    assert_eq!(
+        server.wait_readable(Some(PATIENCE)).unwrap(),
+        Readiness::Readable
+    );
+    let meta = server
+        .recv_from(&mut buf)
+        .unwrap()
+        .expect("the datagram that woke us");
+    assert_eq!(&buf[..meta.len], b"wake up");
+    sender.join().unwrap();
+}
+
+#[test]
+fn binding_an_address_in_use_is_a_typed_error() {
+    let first = UdpSocket::bind(addr("127.0.0.1:0"), &UdpConfig::default()).unwrap();
+    let taken = first.local_addr();
+    match UdpSocket::bind(taken, &UdpConfig::default()) {
+        Err(SocketError::AddressInUse(a)) => assert_eq!(a, taken),
+        other => panic!("expected AddressInUse, got {other:?}"),
+    }
+}
+
+#[test]
+fn oversized_datagrams_and_wrong_families_are_refused_with_typed_errors() {
+    let mut v4 = UdpSocket::bind(addr("127.0.0.1:0"), &UdpConfig::default()).unwrap();
+    let to = v4.local_addr();
+    match v4.send_to(&vec![0; 70_000], to) {
+        Err(SocketError::DatagramTooLarge {
+            len: 70_000,
+            max: 65_507,
+        }) => {}
+        other => panic!("expected DatagramTooLarge, got {other:?}"),
+    }
+    assert!(matches!(
+        v4.send_to(b"x", addr("[::1]:9")),
+        Err(SocketError::AddressFamily { .. })
+    ));
+}
+
+#[test]
+fn sending_to_a_closed_port_is_never_fatal() {
+    let closed = {
+        let s = UdpSocket::bind(addr("127.0.0.1:0"), &UdpConfig::default()).unwrap();
+        s.local_addr()
+    };
+    let mut socket = UdpSocket::bind(addr("127.0.0.1:0"), &UdpConfig::default()).unwrap();
+    let mut buf = [0u8; 64];
+    for _ in 0..20 {
+        // ICMP port-unreachable may surface on a later call as connection-refused: absorbed.
+        let _ = socket.send_to(b"anyone?", closed).unwrap();
+        assert_eq!(socket.recv_from(&mut buf).unwrap(), None);
+    }
+    let stats = socket.stats();
+    assert_eq!(stats.datagrams_sent + stats.send_dropped, 20);
+}
+
+#[test]
+fn kernel_buffer_sizes_are_requested_and_reported() {
+    let small = UdpConfig {
+        send_buffer_size: Some(64 * 1024),
+        recv_buffer_size: Some(64 * 1024),
+        ..UdpConfig::default()
+    };
+    let large = UdpConfig::default();
+    let s = UdpSocket::bind(addr("127.0.0.1:0"), &small)
+        .unwrap()
+        .buffer_sizes();
+    let l = UdpSocket::bind(addr("127.0.0.1:0"), &large)
+        .unwrap()
+        .buffer_sizes();
+    assert!(s.send > 0 && s.recv > 0);
+    // The kernel may cap the large request, but never grants it less than the small one.
+    assert!(l.recv >= s.recv && l.send >= s.send, "{s:?} vs {l:?}");
+}

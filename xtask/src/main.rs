@@ -1,0 +1,164 @@
+//! Project automation. CI and humans run the same commands:
+//!
+//! - `cargo xtask ci`: formatting check, clippy with warnings denied, the tests (cargo-nextest
+//!   when installed, else `cargo test`), the doc tests, and rustdoc with warnings denied.
+//! - `cargo xtask deny`: licence, advisory and source checks with cargo-deny, when installed.
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool reports progress"
+)]
+
+use std::process::{Command, ExitCode};
+
+/// One step of a task: a description and the command it runs.
+struct Step {
+    what: &'static str,
+    program: &'static str,
+    args: &'static [&'static str],
+    env: &'static [(&'static str, &'static str)],
+}
+
+const FMT: Step = Step {
+    what: "formatting",
+    program: "cargo",
+    args: &["fmt", "--all", "--", "--check"],
+    env: &[],
+};
+const CLIPPY: Step = Step {
+    what: "lints",
+    program: "cargo",
+    args: &[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ],
+    env: &[],
+};
+const NEXTEST: Step = Step {
+    what: "tests (nextest)",
+    program: "cargo",
+    args: &[
+        "nextest",
+        "run",
+        "--workspace",
+        "--locked",
+        "--no-fail-fast",
+    ],
+    env: &[],
+};
+const CARGO_TEST: Step = Step {
+    what: "tests (cargo test)",
+    program: "cargo",
+    args: &[
+        "test",
+        "--workspace",
+        "--locked",
+        "--all-targets",
+        "--no-fail-fast",
+    ],
+    env: &[],
+};
+const DOCTEST: Step = Step {
+    what: "doc tests",
+    program: "cargo",
+    args: &["test", "--workspace", "--locked", "--doc"],
+    env: &[],
+};
+const DOC: Step = Step {
+    what: "rustdoc",
+    program: "cargo",
+    args: &["doc", "--workspace", "--no-deps", "--locked"],
+    env: &[("RUSTDOCFLAGS", "-D warnings")],
+};
+const DENY: Step = Step {
+    what: "licences, advisories and sources",
+    program: "cargo",
+    args: &["deny", "--locked", "check"],
+    env: &[],
+};
+
+fn main() -> ExitCode {
+    let task = std::env::args().nth(1);
+    let result = match task.as_deref() {
+        Some("ci") => ci(),
+        Some("deny") => deny(),
+        Some("test") => test(),
+        _ => {
+            eprintln!("usage: cargo xtask <task>\n");
+            eprintln!("tasks:");
+            eprintln!(
+                "  ci     fmt check, clippy -D warnings, tests, doc tests, rustdoc -D warnings"
+            );
+            eprintln!("  test   the tests and doc tests only");
+            eprintln!("  deny   cargo-deny checks (licences, advisories, sources)");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ci() -> Result<(), String> {
+    run(&FMT)?;
+    run(&CLIPPY)?;
+    test()?;
+    run(&DOC)
+}
+
+fn test() -> Result<(), String> {
+    if has_subcommand("nextest") {
+        run(&NEXTEST)?;
+    } else {
+        println!("xtask: cargo-nextest is not installed; using cargo test");
+        run(&CARGO_TEST)?;
+    }
+    // nextest does not run doc tests.
+    run(&DOCTEST)
+}
+
+fn deny() -> Result<(), String> {
+    if !has_subcommand("deny") {
+        return Err(
+            "cargo-deny is not installed; install it with `cargo install --locked cargo-deny` \
+                    and run `cargo xtask deny` again"
+                .into(),
+        );
+    }
+    run(&DENY)
+}
+
+/// Whether `cargo <name>` is available.
+fn has_subcommand(name: &str) -> bool {
+    Command::new("cargo")
+        .args([name, "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success())
+}
+
+fn run(step: &Step) -> Result<(), String> {
+    let line = format!("{} {}", step.program, step.args.join(" "));
+    println!("xtask: {} — {line}", step.what);
+    let status = Command::new(step.program)
+        .args(step.args)
+        .envs(step.env.iter().copied())
+        .status()
+        .map_err(|e| format!("could not start `{line}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} failed: `{line}` exited with {status}",
+            step.what
+        ))
+    }
+}
