@@ -75,18 +75,12 @@ const DOC: Step = Step {
     args: &["doc", "--workspace", "--no-deps", "--locked"],
     env: &[("RUSTDOCFLAGS", "-D warnings")],
 };
-const DENY: Step = Step {
-    what: "licences, advisories and sources",
-    program: "cargo",
-    args: &["deny", "--locked", "check"],
-    env: &[],
-};
 
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
         Some("ci") => ci(),
-        Some("deny") => deny(),
+        Some("deny") => deny(std::env::args().skip(2).collect()),
         Some("test") => test(),
         _ => {
             eprintln!("usage: cargo xtask <task>\n");
@@ -95,7 +89,9 @@ fn main() -> ExitCode {
                 "  ci     fmt check, clippy -D warnings, tests, doc tests, rustdoc -D warnings"
             );
             eprintln!("  test   the tests and doc tests only");
-            eprintln!("  deny   cargo-deny checks (licences, advisories, sources)");
+            eprintln!(
+                "  deny [CHECK..]  cargo-deny checks: advisories, bans, licenses, sources (all by default)"
+            );
             return ExitCode::from(2);
         }
     };
@@ -126,7 +122,7 @@ fn test() -> Result<(), String> {
     run(&DOCTEST)
 }
 
-fn deny() -> Result<(), String> {
+fn deny(checks: Vec<String>) -> Result<(), String> {
     if !has_subcommand("deny") {
         return Err(
             "cargo-deny is not installed; install it with `cargo install --locked cargo-deny` \
@@ -134,7 +130,9 @@ fn deny() -> Result<(), String> {
                 .into(),
         );
     }
-    run(&DENY)
+    let mut args = vec!["deny".to_owned(), "--locked".to_owned(), "check".to_owned()];
+    args.extend(checks);
+    exec("licences, advisories and sources", "cargo", &args, &[])
 }
 
 /// Whether `cargo <name>` is available.
@@ -146,19 +144,27 @@ fn has_subcommand(name: &str) -> bool {
 }
 
 fn run(step: &Step) -> Result<(), String> {
-    let line = format!("{} {}", step.program, step.args.join(" "));
-    println!("xtask: {} — {line}", step.what);
-    let status = Command::new(step.program)
-        .args(step.args)
-        .envs(step.env.iter().copied())
+    exec(step.what, step.program, step.args, step.env)
+}
+
+/// Runs `program args…` with extra environment variables, failing when it does.
+fn exec(
+    what: &str,
+    program: &str,
+    args: &[impl AsRef<str>],
+    env: &[(&str, &str)],
+) -> Result<(), String> {
+    let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
+    let line = format!("{program} {}", args.join(" "));
+    println!("xtask: {what} — {line}");
+    let status = Command::new(program)
+        .args(&args)
+        .envs(env.iter().copied())
         .status()
         .map_err(|e| format!("could not start `{line}`: {e}"))?;
     if status.success() {
         Ok(())
     } else {
-        Err(format!(
-            "{} failed: `{line}` exited with {status}",
-            step.what
-        ))
+        Err(format!("{what} failed: `{line}` exited with {status}"))
     }
 }

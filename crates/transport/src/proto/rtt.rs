@@ -1,0 +1,145 @@
+//! Round-trip time estimation and the resend timeout derived from it (RFC 6298's estimator).
+
+use std::time::Duration;
+
+/// Smoothed round-trip time and its variation, with the resend timeout (RTO) they give.
+///
+/// Follows RFC 6298: the first sample `R` sets `srtt = R` and `rttvar = R / 2`; each later one
+/// moves `rttvar` a quarter and `srtt` an eighth of the way towards it; `rto = srtt + 4 × rttvar`,
+/// clamped to `[min_rto, max_rto]`. Unlike TCP's one-second floor, the floor is configurable:
+/// games want resends in tens of milliseconds. Samples are taken only from packets sent once
+/// (Karn's rule is the caller's job: resent data is sent in new packets, so every ack names the
+/// packet it answers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RttEstimator {
+    smoothed: Option<Duration>,
+    variation: Duration,
+    latest: Duration,
+    min_seen: Duration,
+    initial: Duration,
+    min_rto: Duration,
+    max_rto: Duration,
+}
+
+impl RttEstimator {
+    /// An estimator that assumes `initial` until the first sample, with the RTO clamped to
+    /// `[min_rto, max_rto]`.
+    pub fn new(initial: Duration, min_rto: Duration, max_rto: Duration) -> Self {
+        Self {
+            smoothed: None,
+            variation: initial / 2,
+            latest: initial,
+            min_seen: Duration::MAX,
+            initial,
+            min_rto,
+            max_rto: max_rto.max(min_rto),
+        }
+    }
+
+    /// Feeds one measured round trip.
+    pub fn sample(&mut self, rtt: Duration) {
+        self.latest = rtt;
+        self.min_seen = self.min_seen.min(rtt);
+        match self.smoothed {
+            None => {
+                self.smoothed = Some(rtt);
+                self.variation = rtt / 2;
+            }
+            Some(srtt) => {
+                let deviation = srtt.abs_diff(rtt);
+                self.variation = (self.variation * 3 + deviation) / 4;
+                self.smoothed = Some((srtt * 7 + rtt) / 8);
+            }
+        }
+    }
+
+    /// Whether a sample has been taken.
+    pub fn has_samples(&self) -> bool {
+        self.smoothed.is_some()
+    }
+
+    /// The smoothed round-trip time (the initial guess before any sample).
+    pub fn smoothed(&self) -> Duration {
+        self.smoothed.unwrap_or(self.initial)
+    }
+
+    /// The round-trip variation (`rttvar`).
+    pub fn variation(&self) -> Duration {
+        self.variation
+    }
+
+    /// The most recent sample.
+    pub fn latest(&self) -> Duration {
+        self.latest
+    }
+
+    /// The smallest sample seen, if any.
+    pub fn min(&self) -> Option<Duration> {
+        self.has_samples().then_some(self.min_seen)
+    }
+
+    /// The resend timeout: `srtt + 4 × rttvar`, clamped.
+    pub fn rto(&self) -> Duration {
+        (self.smoothed() + self.variation * 4).clamp(self.min_rto, self.max_rto)
+    }
+
+    /// The resend timeout after `resends` unanswered resends: doubled each time, still clamped.
+    pub fn rto_backed_off(&self, resends: u32) -> Duration {
+        let factor = 1u32 << resends.min(16);
+        self.rto().saturating_mul(factor).min(self.max_rto)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn estimator() -> RttEstimator {
+        RttEstimator::new(MS * 100, MS * 5, MS * 2000)
+    }
+
+    #[test]
+    fn first_sample_sets_srtt_and_half_variation() {
+        let mut e = estimator();
+        assert_eq!((e.smoothed(), e.rto()), (MS * 100, MS * 300));
+        e.sample(MS * 40);
+        assert_eq!(
+            (e.smoothed(), e.variation(), e.rto()),
+            (MS * 40, MS * 20, MS * 120)
+        );
+        assert_eq!(e.min(), Some(MS * 40));
+    }
+
+    #[test]
+    fn later_samples_follow_rfc_6298_weights() {
+        let mut e = estimator();
+        e.sample(MS * 40);
+        e.sample(MS * 80);
+        // rttvar = 3/4 × 20 + 1/4 × |40 − 80| = 25; srtt = 7/8 × 40 + 1/8 × 80 = 45
+        assert_eq!((e.smoothed(), e.variation()), (MS * 45, MS * 25));
+        assert_eq!(e.rto(), MS * 145);
+    }
+
+    #[test]
+    fn steady_samples_converge_and_the_rto_respects_its_floor() {
+        let mut e = estimator();
+        for _ in 0..200 {
+            e.sample(Duration::from_micros(50));
+        }
+        assert_eq!(e.smoothed(), Duration::from_micros(50));
+        assert_eq!(e.rto(), MS * 5, "clamped to min_rto");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_ceiling() {
+        let mut e = estimator();
+        e.sample(MS * 100); // rto = 100 + 4 × 50 = 300 ms
+        assert_eq!(e.rto_backed_off(0), MS * 300);
+        assert_eq!(e.rto_backed_off(1), MS * 600);
+        assert_eq!(e.rto_backed_off(2), MS * 1200);
+        assert_eq!(e.rto_backed_off(3), MS * 2000);
+        assert_eq!(e.rto_backed_off(40), MS * 2000);
+    }
+}
