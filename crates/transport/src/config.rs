@@ -62,6 +62,22 @@ pub struct EndpointConfig {
     pub send_queue_capacity: usize,
     /// Packets carrying reliable data that may be unacknowledged at once.
     pub max_in_flight_packets: usize,
+    /// Reliable messages a channel may have between the oldest unacknowledged one and the
+    /// newest sent; the receiver buffers at most this many out of order. *Must match.*
+    pub reliable_window: u16,
+    /// Congestion window at the start of a connection, in packets carrying reliable data.
+    pub initial_congestion_window: usize,
+    /// The window is never cut below this many packets.
+    pub min_congestion_window: usize,
+    /// Copies of the disconnect notice sent when a connection is closed (it is not
+    /// acknowledged, so it is repeated to survive loss).
+    pub disconnect_copies: u32,
+    /// Spacing of those copies.
+    pub disconnect_copy_interval: Duration,
+    /// How long a challenge cookie stays valid.
+    pub cookie_lifetime: Duration,
+    /// Whether this endpoint accepts incoming connections (a pure client sets `false`).
+    pub accept_connections: bool,
     /// Round-trip time assumed before the first measurement.
     pub initial_rtt: Duration,
     /// Floor of the resend timeout.
@@ -93,6 +109,13 @@ impl Default for EndpointConfig {
             ack_delay: Duration::from_millis(5),
             send_queue_capacity: 4096,
             max_in_flight_packets: 1024,
+            reliable_window: 4096,
+            initial_congestion_window: 32,
+            min_congestion_window: 4,
+            disconnect_copies: 8,
+            disconnect_copy_interval: Duration::from_millis(10),
+            cookie_lifetime: Duration::from_secs(10),
+            accept_connections: true,
             initial_rtt: Duration::from_millis(100),
             min_resend_timeout: Duration::from_millis(20),
             max_resend_timeout: Duration::from_secs(2),
@@ -171,6 +194,24 @@ impl EndpointConfig {
         // Half the 14-bit packet number space: beyond it, acks become ambiguous.
         if !(1..=8_192).contains(&self.max_in_flight_packets) {
             return invalid("max_in_flight_packets", "must be between 1 and 8192");
+        }
+        if !(2..=16_384).contains(&self.reliable_window) {
+            return invalid("reliable_window", "must be between 2 and 16384");
+        }
+        if self.min_congestion_window == 0
+            || self.min_congestion_window > self.initial_congestion_window
+            || self.initial_congestion_window > self.max_in_flight_packets
+        {
+            return invalid(
+                "initial_congestion_window",
+                "must satisfy 1 <= min_congestion_window <= initial_congestion_window <= max_in_flight_packets",
+            );
+        }
+        if self.disconnect_copies == 0 {
+            return invalid("disconnect_copies", "must be at least 1");
+        }
+        if self.cookie_lifetime < Duration::from_secs(1) {
+            return invalid("cookie_lifetime", "must be at least one second");
         }
         if self.min_resend_timeout.is_zero() || self.min_resend_timeout > self.max_resend_timeout {
             return invalid(

@@ -25,6 +25,12 @@ pub enum DecodeError {
     /// Bits the protocol reserves were set.
     #[error("reserved header bits are set")]
     ReservedBits,
+    /// A control packet of an unknown kind or with a field out of range.
+    #[error("malformed control packet")]
+    BadControl,
+    /// A connect request or response shorter than the padding the protocol requires.
+    #[error("connect request is not padded")]
+    Unpadded,
     /// A message record named a channel the connection does not have.
     #[error("message record for channel {0}, which is not configured")]
     UnknownChannel(u8),
@@ -54,4 +60,47 @@ pub enum ConfigError {
     /// A QoS name that is not one of the eleven kinds.
     #[error("unknown QoS `{0}` (expected a kebab-case name such as `reliable-sequenced`)")]
     UnknownQos(String),
+}
+
+/// Why a message could not be queued. Nothing was queued; the connection is unaffected.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// No connection has this id (it was never made, or it has closed).
+    #[error("no such connection")]
+    UnknownConnection,
+    /// The connection has no channel with this id.
+    #[error("{0} is not configured")]
+    UnknownChannel(crate::ChannelId),
+    /// The message is larger than the channel accepts.
+    #[error("message of {len} bytes exceeds the {max}-byte limit of {channel}")]
+    MessageTooLarge {
+        /// The channel.
+        channel: crate::ChannelId,
+        /// The message's size.
+        len: usize,
+        /// The largest message this channel accepts.
+        max: usize,
+    },
+    /// The channel's send queue is full: backpressure. Try again after the queue drains (poll
+    /// the endpoint); nothing was dropped.
+    #[error("the send queue of {channel} is full ({capacity} messages)")]
+    QueueFull {
+        /// The channel.
+        channel: crate::ChannelId,
+        /// The configured queue capacity.
+        capacity: usize,
+    },
+}
+
+/// Why a connection attempt could not start.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// There already is a connection with this address.
+    #[error("already connected (or connecting) to {0}")]
+    AlreadyConnected(std::net::SocketAddr),
+    /// The endpoint holds its maximum number of connections.
+    #[error("the endpoint already holds its maximum of {0} connections")]
+    TooManyConnections(usize),
 }

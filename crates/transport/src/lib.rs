@@ -34,5 +34,10 @@ mod qos;
 pub use config::{
     EndpointConfig, MAX_CHANNELS, MAX_CONNECTIONS_LIMIT, MAX_FRAGMENT_RECORD_OVERHEAD,
 };
-pub use error::{ConfigError, DecodeError};
+pub use error::{ConfigError, ConnectError, DecodeError, SendError};
+pub use proto::connection::ConnectionStats;
+pub use proto::control::RejectReason;
+pub use proto::endpoint::{
+    AcceptFilter, ConnectionId, DisconnectReason, Endpoint, EndpointStats, Event, Transmit,
+};
 pub use qos::{ChannelId, Qos};

@@ -50,18 +50,10 @@ impl AckState {
         self.bits
     }
 
-    /// Records the arrival of packet `seq`.
-    pub fn record(&mut self, seq: PacketSeq) -> Arrival {
+    /// What [`record`](Self::record) would say about `seq`, without recording it.
+    pub fn check(&self, seq: PacketSeq) -> Arrival {
         let distance = seq.distance(self.latest);
         if distance > 0 {
-            let shift = distance.unsigned_abs();
-            // The old latest moves to bit `shift - 1`; everything between is missing.
-            self.bits = match shift {
-                1..=31 => (self.bits << shift) | (1 << (shift - 1)),
-                32 => 1 << 31,
-                _ => 0,
-            };
-            self.latest = seq;
             Arrival::New
         } else if distance == 0 {
             Arrival::Duplicate
@@ -72,10 +64,30 @@ impl AckState {
             } else if self.bits & (1 << index) != 0 {
                 Arrival::Duplicate
             } else {
-                self.bits |= 1 << index;
                 Arrival::New
             }
         }
+    }
+
+    /// Records the arrival of packet `seq`.
+    pub fn record(&mut self, seq: PacketSeq) -> Arrival {
+        let arrival = self.check(seq);
+        if arrival == Arrival::New {
+            let distance = seq.distance(self.latest);
+            if distance > 0 {
+                let shift = distance.unsigned_abs();
+                // The old latest moves to bit `shift - 1`; everything between is missing.
+                self.bits = match shift {
+                    1..=31 => (self.bits << shift) | (1 << (shift - 1)),
+                    32 => 1 << 31,
+                    _ => 0,
+                };
+                self.latest = seq;
+            } else {
+                self.bits |= 1 << (distance.unsigned_abs() - 1);
+            }
+        }
+        arrival
     }
 }
 

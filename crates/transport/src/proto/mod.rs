@@ -2,7 +2,13 @@
 //! by the workspace `clippy.toml`); time is always an argument.
 
 pub mod ack;
+pub(crate) mod channel;
 pub mod codec;
+pub(crate) mod connection;
+pub mod control;
+pub(crate) mod endpoint;
 pub mod packet;
+pub(crate) mod pool;
 pub mod rtt;
 pub mod seq;
+pub mod siphash;

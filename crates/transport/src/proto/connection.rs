@@ -1,0 +1,633 @@
+//! One connection's packet-level state: numbering, acknowledgements, RTT, congestion window,
+//! and the channels that fill and drain its packets.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use super::ack::{AckState, Arrival, acknowledged};
+use super::channel::recv::{Outcome, RecvChannel, RecvLimits};
+use super::channel::send::{FillContext, SendChannel, UnitRef};
+use super::codec::{Reader, Writer};
+use super::control::Cookie;
+use super::packet::{DataHeader, RecordHeader};
+use super::pool::BufPool;
+use super::rtt::RttEstimator;
+use super::seq::{MessageSeq, PacketSeq};
+use crate::{ChannelId, EndpointConfig, SendError};
+
+/// The most a peer's packet number may jump ahead of the newest one received. Larger jumps are
+/// taken for stray packets (from an earlier connection on the same address, or spoofed).
+const MAX_SEQ_JUMP: i32 = 4096;
+/// How many sent packets are remembered for acknowledgement (half the packet number space).
+const MAX_TRACKED_PACKETS: usize = 8192;
+
+/// Counters and estimates of one connection, as UNET exposed them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ConnectionStats {
+    /// Smoothed round-trip time.
+    pub rtt: Duration,
+    /// Round-trip variation.
+    pub rtt_variation: Duration,
+    /// The current resend timeout.
+    pub resend_timeout: Duration,
+    /// Packets sent.
+    pub packets_sent: u64,
+    /// Bytes sent (datagram payloads).
+    pub bytes_sent: u64,
+    /// Packets received and accepted.
+    pub packets_received: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Packets carrying messages that were never acknowledged (counted as lost on our way out).
+    pub packets_lost_out: u64,
+    /// Packets of the peer's that never arrived (gaps in its numbering).
+    pub packets_lost_in: u64,
+    /// Duplicate packets dropped.
+    pub packets_duplicate: u64,
+    /// Reliable units (messages or fragments) sent again.
+    pub resends: u64,
+    /// Messages delivered to the application.
+    pub messages_delivered: u64,
+    /// Messages dropped as their QoS allows (older state, stale sequenced, given-up partials).
+    pub dropped_by_qos: u64,
+    /// Records or packets that broke the protocol and were dropped.
+    pub malformed: u64,
+    /// Packets carrying reliable data that are unacknowledged now.
+    pub in_flight: usize,
+    /// The congestion window, in packets carrying reliable data.
+    pub congestion_window: usize,
+}
+
+impl ConnectionStats {
+    /// Outgoing packet loss in percent, as far as acknowledgements tell.
+    pub fn loss_out_percent(&self) -> f64 {
+        percent(self.packets_lost_out, self.packets_sent)
+    }
+
+    /// Incoming packet loss in percent, as far as the peer's numbering tells.
+    pub fn loss_in_percent(&self) -> f64 {
+        percent(
+            self.packets_lost_in,
+            self.packets_received + self.packets_lost_in,
+        )
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
+/// Where the handshake stands.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Phase {
+    /// Client side, before the server's accept.
+    Connecting {
+        cookie: Option<Cookie>,
+        attempts: u32,
+        next_attempt: Instant,
+    },
+    /// Both sides know both salts.
+    Connected,
+}
+
+/// A packet sent and not yet forgotten.
+#[derive(Debug)]
+struct SentPacket {
+    seq: PacketSeq,
+    sent_at: Instant,
+    refs: Vec<UnitRef>,
+    reliable: bool,
+    /// Acknowledged, or given up as lost: no longer in flight.
+    settled: bool,
+}
+
+/// What happened to an incoming data packet as a whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PacketVerdict {
+    Accepted,
+    Duplicate,
+    /// Failed the stray-packet checks, or broke the protocol: dropped, not acknowledged.
+    Rejected,
+}
+
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) addr: SocketAddr,
+    pub(crate) phase: Phase,
+    /// Whether we opened this connection (we are its client).
+    pub(crate) is_client: bool,
+    pub(crate) client_salt: u64,
+    pub(crate) server_salt: u64,
+    next_seq: PacketSeq,
+    acks: AckState,
+    /// When an acknowledgement must go out even with nothing to carry it.
+    ack_due: Option<Instant>,
+    sent: VecDeque<SentPacket>,
+    spare_refs: Vec<Vec<UnitRef>>,
+    rtt: RttEstimator,
+    pub(crate) last_recv: Instant,
+    last_send: Instant,
+    send: Vec<SendChannel>,
+    recv: Vec<RecvChannel>,
+    reassembly_bytes: usize,
+    cwnd: usize,
+    min_cwnd: usize,
+    cwnd_growth: usize,
+    ssthresh: usize,
+    last_cut: Option<Instant>,
+    in_flight: usize,
+    channel_cursor: usize,
+    pub(crate) stats: ConnectionStats,
+}
+
+/// The first packet number of the side with `salt`.
+pub(crate) fn first_seq(salt: u64) -> PacketSeq {
+    // The low 14 bits of a random salt: truncation is the point.
+    PacketSeq::new((salt & 0x3FFF) as u16)
+}
+
+/// The disconnect token of a connection: known only to its two peers.
+pub(crate) fn token(client_salt: u64, server_salt: u64) -> u64 {
+    client_salt ^ server_salt.rotate_left(29) ^ 0x6469_7363_6f6e_6e65
+}
+
+impl Connection {
+    /// A connection in `phase`; `local_salt` numbers our packets, `peer_salt` the peer's.
+    pub(crate) fn new(
+        config: &EndpointConfig,
+        addr: SocketAddr,
+        phase: Phase,
+        client_salt: u64,
+        server_salt: u64,
+        is_client: bool,
+        now: Instant,
+    ) -> Self {
+        let (local_salt, peer_salt) = if is_client {
+            (client_salt, server_salt)
+        } else {
+            (server_salt, client_salt)
+        };
+        let channels = config.channels.iter().enumerate().map(|(i, &qos)| {
+            let id = ChannelId(u8::try_from(i).expect("validate() allows at most 255 channels"));
+            (SendChannel::new(id, qos), RecvChannel::new(qos))
+        });
+        let (send, recv) = channels.unzip();
+        Self {
+            addr,
+            phase,
+            is_client,
+            client_salt,
+            server_salt,
+            next_seq: first_seq(local_salt),
+            acks: AckState::new(first_seq(peer_salt)),
+            ack_due: None,
+            sent: VecDeque::new(),
+            spare_refs: Vec::new(),
+            rtt: RttEstimator::new(
+                config.initial_rtt,
+                config.min_resend_timeout,
+                config.max_resend_timeout,
+            ),
+            last_recv: now,
+            last_send: now,
+            send,
+            recv,
+            reassembly_bytes: 0,
+            cwnd: config.initial_congestion_window,
+            min_cwnd: config.min_congestion_window,
+            cwnd_growth: 0,
+            ssthresh: config.max_in_flight_packets,
+            last_cut: None,
+            in_flight: 0,
+            channel_cursor: 0,
+            stats: ConnectionStats::default(),
+        }
+    }
+
+    /// The client learned the server's salt: start numbering both ways.
+    pub(crate) fn establish_as_client(&mut self, server_salt: u64, now: Instant) {
+        self.server_salt = server_salt;
+        self.acks = AckState::new(first_seq(server_salt));
+        self.phase = Phase::Connected;
+        self.last_recv = now;
+    }
+
+    pub(crate) fn is_connected(&self) -> bool {
+        matches!(self.phase, Phase::Connected)
+    }
+
+    pub(crate) fn token(&self) -> u64 {
+        token(self.client_salt, self.server_salt)
+    }
+
+    /// A snapshot of the counters.
+    pub(crate) fn stats(&self) -> ConnectionStats {
+        ConnectionStats {
+            rtt: self.rtt.smoothed(),
+            rtt_variation: self.rtt.variation(),
+            resend_timeout: self.rtt.rto(),
+            in_flight: self.in_flight,
+            congestion_window: self.cwnd,
+            ..self.stats
+        }
+    }
+
+    /// Messages waiting on channel `channel` (queued or unacknowledged).
+    pub(crate) fn queue_depth(&self, channel: ChannelId) -> Option<usize> {
+        self.send
+            .get(usize::from(channel.0))
+            .map(SendChannel::depth)
+    }
+
+    pub(crate) fn enqueue(
+        &mut self,
+        channel: ChannelId,
+        payload: &[u8],
+        config: &EndpointConfig,
+        pool: &mut BufPool,
+    ) -> Result<(), SendError> {
+        let send = self
+            .send
+            .get_mut(usize::from(channel.0))
+            .ok_or(SendError::UnknownChannel(channel))?;
+        send.enqueue(payload, config, pool)
+    }
+
+    fn fill_context(&self, now: Instant, config: &EndpointConfig) -> FillContext {
+        FillContext {
+            now,
+            rto_base: self.rtt.rto(),
+            max_rto: config.max_resend_timeout,
+            all_cost_interval: config.all_cost_resend_interval,
+            may_send_new_reliable: self.in_flight < self.cwnd.min(config.max_in_flight_packets),
+            may_resend: true,
+            reliable_window: config.reliable_window,
+        }
+    }
+
+    /// When this connection next needs attention (a packet to send or a timeout to check).
+    pub(crate) fn next_timeout(&self, config: &EndpointConfig) -> Instant {
+        match self.phase {
+            Phase::Connecting { next_attempt, .. } => next_attempt,
+            Phase::Connected => {
+                let ctx = self.fill_context(self.last_send, config);
+                let mut next = (self.last_recv + config.disconnect_timeout)
+                    .min(self.last_send + config.keepalive_interval);
+                if let Some(due) = self.ack_due {
+                    next = next.min(due);
+                }
+                for send in &self.send {
+                    if let Some(at) = send.next_resend(&ctx) {
+                        next = next.min(at);
+                    }
+                }
+                for recv in &self.recv {
+                    if let Some(started) = recv.oldest_partial() {
+                        next = next.min(started + config.reassembly_timeout);
+                    }
+                }
+                next
+            }
+        }
+    }
+
+    /// Whether a data packet should go out now.
+    pub(crate) fn wants_to_send(&self, now: Instant, config: &EndpointConfig) -> bool {
+        if !self.is_connected() {
+            return false;
+        }
+        if self.ack_due.is_some_and(|due| due <= now)
+            || now >= self.last_send + config.keepalive_interval
+        {
+            return true;
+        }
+        let ctx = self.fill_context(now, config);
+        self.send.iter().any(|s| s.wants_to_send(&ctx))
+    }
+
+    /// Writes the next data packet into `buf`; returns its length, or `None` when there is
+    /// nothing to send.
+    pub(crate) fn build_packet(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        config: &EndpointConfig,
+        pool: &mut BufPool,
+    ) -> Option<usize> {
+        if !self.wants_to_send(now, config) {
+            return None;
+        }
+        self.settle_lost(now);
+        let limit = buf.len().min(config.max_packet_size);
+        let mut w = Writer::new(&mut buf[..limit]);
+        let header = DataHeader {
+            seq: self.next_seq,
+            ack: self.acks.latest(),
+            ack_bits: self.acks.bits(),
+        };
+        header
+            .encode(&mut w)
+            .expect("max_packet_size leaves room for the header");
+
+        let mut refs = self.spare_refs.pop().unwrap_or_default();
+        refs.clear();
+        let ctx = self.fill_context(now, config);
+        let channels = self.send.len();
+        let (mut records, mut resent) = (0, 0);
+        for k in 0..channels {
+            let channel = &mut self.send[(self.channel_cursor + k) % channels];
+            let filled = channel.fill(&mut w, &ctx, &mut refs, pool);
+            records += filled.records;
+            resent += filled.resent;
+            if filled.more {
+                break;
+            }
+        }
+        // The next packet starts with the next channel, so a busy channel cannot starve others.
+        self.channel_cursor = (self.channel_cursor + 1) % channels.max(1);
+
+        let len = w.len();
+        let reliable = !refs.is_empty();
+        if records > 0 {
+            if self.sent.len() >= MAX_TRACKED_PACKETS {
+                self.forget_oldest();
+            }
+            if reliable {
+                self.in_flight += 1;
+            }
+            self.sent.push_back(SentPacket {
+                seq: self.next_seq,
+                sent_at: now,
+                refs,
+                reliable,
+                settled: false,
+            });
+        } else {
+            self.spare_refs.push(refs);
+        }
+        if resent > 0 {
+            self.stats.resends += resent as u64;
+            self.on_loss(now);
+        }
+        self.next_seq = self.next_seq.next();
+        self.ack_due = None;
+        self.last_send = now;
+        self.stats.packets_sent += 1;
+        self.stats.bytes_sent += len as u64;
+        Some(len)
+    }
+
+    /// Gives up on packets with messages that were not acknowledged within the resend timeout:
+    /// they leave the congestion window and count as lost.
+    fn settle_lost(&mut self, now: Instant) {
+        let rto = self.rtt.rto();
+        for packet in self.sent.iter_mut().filter(|p| !p.settled) {
+            if now < packet.sent_at + rto {
+                break;
+            }
+            packet.settled = true;
+            self.stats.packets_lost_out += 1;
+            if packet.reliable {
+                self.in_flight -= 1;
+            }
+        }
+        while self.sent.front().is_some_and(|p| p.settled) {
+            let packet = self.sent.pop_front().expect("front exists");
+            self.spare_refs.push(packet.refs);
+        }
+    }
+
+    fn forget_oldest(&mut self) {
+        if let Some(packet) = self.sent.pop_front() {
+            if !packet.settled {
+                self.stats.packets_lost_out += 1;
+                if packet.reliable {
+                    self.in_flight -= 1;
+                }
+            }
+            self.spare_refs.push(packet.refs);
+        }
+    }
+
+    /// A loss was detected (a reliable resend): halve the window, at most once per round trip.
+    fn on_loss(&mut self, now: Instant) {
+        if self
+            .last_cut
+            .is_some_and(|at| now < at + self.rtt.smoothed())
+        {
+            return;
+        }
+        self.last_cut = Some(now);
+        self.ssthresh = (self.cwnd / 2).max(self.min_cwnd);
+        self.cwnd = self.ssthresh;
+        self.cwnd_growth = 0;
+    }
+
+    /// An acknowledged packet carrying reliable data: grow the window (doubling per round trip
+    /// below the threshold, one packet per round trip above it).
+    fn on_reliable_ack(&mut self, max: usize) {
+        if self.cwnd < self.ssthresh {
+            self.cwnd += 1;
+        } else {
+            self.cwnd_growth += 1;
+            if self.cwnd_growth >= self.cwnd {
+                self.cwnd_growth = 0;
+                self.cwnd += 1;
+            }
+        }
+        self.cwnd = self.cwnd.min(max);
+    }
+
+    /// Handles a data packet from the peer. Calls `deliver` for each message made deliverable.
+    pub(crate) fn on_packet(
+        &mut self,
+        now: Instant,
+        datagram: &[u8],
+        config: &EndpointConfig,
+        pool: &mut BufPool,
+        deliver: &mut impl FnMut(ChannelId, &[u8]),
+    ) -> PacketVerdict {
+        if !self.is_connected() {
+            return PacketVerdict::Rejected;
+        }
+        let mut r = Reader::new(datagram);
+        let Ok(header) = DataHeader::decode(&mut r) else {
+            self.stats.malformed += 1;
+            return PacketVerdict::Rejected;
+        };
+        match self.acks.check(header.seq) {
+            Arrival::New => {}
+            Arrival::Duplicate | Arrival::TooOld => {
+                self.stats.packets_duplicate += 1;
+                return PacketVerdict::Duplicate;
+            }
+        }
+        // Stray-packet checks: the ack must name a packet we sent, and the number must not leap.
+        let packets_sent = i32::try_from(self.stats.packets_sent.min(8191)).expect("bounded");
+        let ack_age = self.next_seq.distance(header.ack);
+        if !(1..=packets_sent + 1).contains(&ack_age)
+            || header.seq.distance(self.acks.latest()) > MAX_SEQ_JUMP
+        {
+            return PacketVerdict::Rejected;
+        }
+
+        self.process_acks(now, header.ack, header.ack_bits, config, pool);
+
+        let limits = RecvLimits {
+            fragment_size: config.fragment_size,
+            max_fragments: config.max_fragments,
+            max_reassembly_bytes: config.max_reassembly_bytes,
+            reliable_window: config.reliable_window,
+        };
+        let mut refused = false;
+        let mut records = 0usize;
+        // The number of the previous record of each channel in this packet, for implied numbers.
+        let mut previous: [Option<MessageSeq>; 256] = [None; 256];
+        while !r.is_empty() {
+            let Ok((record, payload)) = RecordHeader::decode(&mut r, &config.channels) else {
+                self.stats.malformed += 1;
+                refused = true;
+                break;
+            };
+            records += 1;
+            let ch = usize::from(record.channel.0);
+            let qos = config.channels[ch];
+            let seq = match (record.seq, qos.is_numbered()) {
+                (Some(seq), _) => Some(seq),
+                (None, true) => match previous[ch] {
+                    Some(p) if record.fragment.is_none() => Some(p.next()),
+                    _ => {
+                        self.stats.malformed += 1;
+                        continue;
+                    }
+                },
+                (None, false) => None,
+            };
+            if qos.is_numbered() {
+                previous[ch] = if record.fragment.is_none() { seq } else { None };
+            }
+            let mut delivered = 0u64;
+            let outcome = self.recv[ch].on_record(
+                seq,
+                record.fragment,
+                payload,
+                now,
+                &limits,
+                &mut self.reassembly_bytes,
+                pool,
+                &mut |bytes| {
+                    delivered += 1;
+                    deliver(record.channel, bytes);
+                },
+            );
+            self.stats.messages_delivered += delivered;
+            match outcome {
+                Outcome::Accepted | Outcome::Duplicate => {}
+                Outcome::DroppedByQos => self.stats.dropped_by_qos += 1,
+                Outcome::Malformed => self.stats.malformed += 1,
+                Outcome::Refused => refused = true,
+            }
+        }
+        if refused {
+            // Not acknowledged: the sender will resend what it carried.
+            return PacketVerdict::Rejected;
+        }
+        let jump = header.seq.distance(self.acks.latest());
+        if jump > 1 {
+            self.stats.packets_lost_in += u64::from(jump.unsigned_abs() - 1);
+        } else if jump < 0 {
+            // A late arrival fills a gap counted as lost.
+            self.stats.packets_lost_in = self.stats.packets_lost_in.saturating_sub(1);
+        }
+        self.acks.record(header.seq);
+        if records > 0 && self.ack_due.is_none() {
+            self.ack_due = Some(now + config.ack_delay);
+        }
+        self.last_recv = now;
+        self.stats.packets_received += 1;
+        self.stats.bytes_received += datagram.len() as u64;
+        PacketVerdict::Accepted
+    }
+
+    fn process_acks(
+        &mut self,
+        now: Instant,
+        ack: PacketSeq,
+        bits: u32,
+        config: &EndpointConfig,
+        pool: &mut BufPool,
+    ) {
+        let Some(front) = self.sent.front().map(|p| p.seq) else {
+            return;
+        };
+        for seq in acknowledged(ack, bits) {
+            let Ok(i) = usize::try_from(seq.distance(front)) else {
+                continue;
+            };
+            let Some(packet) = self.sent.get_mut(i) else {
+                continue;
+            };
+            if packet.seq != seq || packet.refs.is_empty() && packet.settled {
+                continue;
+            }
+            let newly = !packet.settled;
+            packet.settled = true;
+            if seq == ack && newly {
+                self.rtt
+                    .sample(now.saturating_duration_since(packet.sent_at));
+            }
+            let was_reliable = packet.reliable && newly;
+            // Acks for units are honoured even after the packet was given up as lost.
+            let refs = std::mem::take(&mut packet.refs);
+            for unit in &refs {
+                if let Some(send) = self.send.get_mut(usize::from(unit.channel.0)) {
+                    send.on_ack(unit.seq, unit.fragment, pool);
+                }
+            }
+            self.spare_refs.push(refs);
+            if was_reliable {
+                self.in_flight -= 1;
+                self.on_reliable_ack(config.max_in_flight_packets);
+            }
+        }
+        while self
+            .sent
+            .front()
+            .is_some_and(|p| p.settled && p.refs.is_empty())
+        {
+            let packet = self.sent.pop_front().expect("front exists");
+            self.spare_refs.push(packet.refs);
+        }
+    }
+
+    /// Expires partial unreliable messages; returns whether the connection has timed out.
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        config: &EndpointConfig,
+        pool: &mut BufPool,
+    ) -> bool {
+        if let Some(cutoff) = now.checked_sub(config.reassembly_timeout) {
+            for recv in &mut self.recv {
+                let expired = recv.expire_partials(cutoff, &mut self.reassembly_bytes, pool);
+                self.stats.dropped_by_qos += expired as u64;
+            }
+        }
+        self.is_connected() && now >= self.last_recv + config.disconnect_timeout
+    }
+
+    /// Returns every buffer to the pool.
+    pub(crate) fn release(&mut self, pool: &mut BufPool) {
+        for send in &mut self.send {
+            send.clear(pool);
+        }
+        for recv in &mut self.recv {
+            recv.clear(pool);
+        }
+    }
+}

@@ -1,0 +1,955 @@
+//! The endpoint: many connections behind one socket, as a sans-IO state machine.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::fmt;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use sturnus_netem::Rng;
+
+use super::codec::Writer;
+use super::connection::{Connection, ConnectionStats, PacketVerdict, Phase, token};
+use super::control::{Control, Cookie, RejectReason};
+use super::packet::CONTROL_BIT;
+use super::pool::BufPool;
+use super::siphash::SipHasher;
+use crate::{ChannelId, ConfigError, ConnectError, EndpointConfig, Qos, SendError};
+
+/// Stateless replies waiting to be sent; beyond this a flood of requests is answered only in
+/// part (the rest are dropped and counted).
+const MAX_PENDING_REPLIES: usize = 1024;
+/// Buffers the endpoint keeps for reuse.
+const POOL_LIMIT: usize = 65_536;
+
+/// Identifies a connection of an [`Endpoint`]. Ids of closed connections are never confused
+/// with new ones: the slot is reused with a new generation.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(u32);
+
+impl ConnectionId {
+    fn new(slot: u16, generation: u16) -> Self {
+        Self(u32::from(generation) << 16 | u32::from(slot))
+    }
+
+    fn slot(self) -> usize {
+        usize::from((self.0 & 0xFFFF) as u16)
+    }
+
+    fn generation(self) -> u16 {
+        u16::try_from(self.0 >> 16).expect("the high half of a u32 fits in a u16")
+    }
+
+    /// The id as a number (stable for the connection's life; for logs and maps).
+    pub fn to_bits(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "conn#{}.{}", self.slot(), self.generation())
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Why a connection ended (or never began).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// Nothing was heard from the peer for the disconnect timeout.
+    Timeout,
+    /// The server never answered the connection attempt.
+    ConnectTimeout,
+    /// The server turned the connection attempt down.
+    Rejected(RejectReason),
+    /// The peer closed the connection.
+    ClosedByPeer,
+    /// The peer connected again from the same address; this older connection is gone.
+    Reconnected,
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::Timeout => f.write_str("timed out"),
+            DisconnectReason::ConnectTimeout => f.write_str("connection attempt timed out"),
+            DisconnectReason::Rejected(reason) => write!(f, "rejected: {reason}"),
+            DisconnectReason::ClosedByPeer => f.write_str("closed by the peer"),
+            DisconnectReason::Reconnected => f.write_str("the peer reconnected"),
+        }
+    }
+}
+
+/// Something the application should know about.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event<'a> {
+    /// A connection is established: one we asked for, or one a peer opened to us.
+    Connected(ConnectionId),
+    /// A message arrived. The payload is lent until the next call on the endpoint.
+    Data {
+        /// The connection.
+        conn: ConnectionId,
+        /// The channel it came on.
+        channel: ChannelId,
+        /// The message.
+        payload: &'a [u8],
+    },
+    /// A connection ended, or an attempt failed. The id is no longer valid.
+    Disconnected {
+        /// The connection.
+        conn: ConnectionId,
+        /// Why.
+        reason: DisconnectReason,
+    },
+}
+
+/// A datagram written by [`Endpoint::poll_transmit`] into the caller's buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transmit {
+    /// Where to send it.
+    pub destination: SocketAddr,
+    /// Its length at the start of the buffer.
+    pub len: usize,
+}
+
+/// Counters of the endpoint as a whole (per-connection ones are in [`ConnectionStats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Datagrams handed to [`Endpoint::handle_datagram`].
+    pub datagrams_received: u64,
+    /// Datagrams that could not be decoded or broke the protocol.
+    pub malformed: u64,
+    /// Data packets from addresses with no connection.
+    pub unknown_source: u64,
+    /// Data packets dropped by a connection's stray-packet checks or not acknowledged.
+    pub rejected_packets: u64,
+    /// Connect requests received.
+    pub connect_requests: u64,
+    /// Connect responses whose cookie was forged, stale or for another address.
+    pub invalid_cookies: u64,
+    /// Rejections sent.
+    pub rejections_sent: u64,
+    /// Stateless replies dropped because too many were pending.
+    pub replies_dropped: u64,
+    /// Connections accepted.
+    pub accepted: u64,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Connected(ConnectionId),
+    Data {
+        conn: ConnectionId,
+        channel: ChannelId,
+        start: usize,
+        len: usize,
+        superseded: bool,
+    },
+    Disconnected {
+        conn: ConnectionId,
+        reason: DisconnectReason,
+    },
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u16,
+    conn: Option<Box<Connection>>,
+}
+
+#[derive(Debug)]
+struct Closing {
+    to: SocketAddr,
+    token: u64,
+    remaining: u32,
+    next_at: Instant,
+}
+
+/// Decides, per incoming connection, whether to accept it.
+pub type AcceptFilter = Box<dyn FnMut(SocketAddr) -> bool + Send>;
+
+/// Many connections behind one socket: the sans-IO protocol core.
+///
+/// The endpoint never touches a socket, a thread or the clock. It is driven from outside:
+///
+/// - **inputs**: [`handle_datagram`](Self::handle_datagram) for each datagram received,
+///   [`handle_timeout`](Self::handle_timeout) when [`poll_timeout`](Self::poll_timeout) says so,
+///   and the application's [`connect`](Self::connect), [`send`](Self::send) and
+///   [`disconnect`](Self::disconnect);
+/// - **outputs**: [`poll_transmit`](Self::poll_transmit) (datagrams to send),
+///   [`poll_event`](Self::poll_event) (connects, data, disconnects) and
+///   [`poll_timeout`](Self::poll_timeout) (when to call `handle_timeout` next).
+///
+/// The contract: `now` never goes backwards; after every input, drain `poll_transmit` until it
+/// returns `None` and `poll_event` until it returns `None`, then sleep until the next datagram
+/// or `poll_timeout`. Network input never panics the endpoint: malformed datagrams are dropped
+/// and counted in [`stats`](Self::stats).
+///
+/// ```
+/// use std::time::Instant;
+/// use sturnus_transport::{ChannelId, Endpoint, EndpointConfig, Event};
+///
+/// let now = Instant::now();
+/// let config = EndpointConfig { seed: Some(1), ..EndpointConfig::default() };
+/// let mut server = Endpoint::new(config.clone(), now).unwrap();
+/// let mut client = Endpoint::new(EndpointConfig { seed: Some(2), ..config }, now).unwrap();
+/// let (server_addr, client_addr) = ("127.0.0.1:7000".parse().unwrap(), "127.0.0.1:7001".parse().unwrap());
+///
+/// let conn = client.connect(now, server_addr).unwrap();
+/// client.send(conn, ChannelId(0), b"hello").unwrap();
+///
+/// // A perfect, instant network: shuttle datagrams until both sides are quiet.
+/// let mut buf = [0u8; 1500];
+/// let mut received = Vec::new();
+/// for _ in 0..10 {
+///     while let Some(t) = client.poll_transmit(now, &mut buf) {
+///         server.handle_datagram(now, client_addr, &buf[..t.len]);
+///     }
+///     while let Some(t) = server.poll_transmit(now, &mut buf) {
+///         client.handle_datagram(now, server_addr, &buf[..t.len]);
+///     }
+///     while let Some(event) = server.poll_event() {
+///         if let Event::Data { payload, .. } = event {
+///             received.push(payload.to_vec());
+///         }
+///     }
+/// }
+/// assert_eq!(received, [b"hello".to_vec()]);
+/// ```
+pub struct Endpoint {
+    config: EndpointConfig,
+    fingerprint: u64,
+    epoch: Instant,
+    rng: Rng,
+    cookie_key: (u64, u64),
+    slots: Vec<Slot>,
+    free: Vec<u16>,
+    by_addr: HashMap<SocketAddr, u16>,
+    live: usize,
+    replies: VecDeque<(SocketAddr, Control)>,
+    closing: VecDeque<Closing>,
+    events: VecDeque<Pending>,
+    events_popped: u64,
+    /// Payloads of pending data events, back to back; cleared when the queue empties.
+    data: Vec<u8>,
+    /// State-update channels: the index of the newest pending data event of each.
+    newest_state: HashMap<(ConnectionId, ChannelId), u64>,
+    pool: BufPool,
+    accept_filter: Option<AcceptFilter>,
+    cursor: usize,
+    stats: EndpointStats,
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("connections", &self.live)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A fingerprint of the settings both peers must share.
+fn fingerprint(config: &EndpointConfig) -> u64 {
+    let mut h = SipHasher::new(0x7374_7572, 0x006e_7573);
+    h.write_u64(config.max_packet_size as u64)
+        .write_u64(config.fragment_size as u64)
+        .write_u64(config.max_fragments as u64)
+        .write_u64(u64::try_from(config.disconnect_timeout.as_millis()).unwrap_or(u64::MAX))
+        .write_u64(u64::from(config.reliable_window));
+    for qos in &config.channels {
+        let code = Qos::ALL
+            .iter()
+            .position(|q| q == qos)
+            .expect("every QoS is in ALL");
+        h.write(&[u8::try_from(code).expect("eleven kinds")]);
+    }
+    h.finish()
+}
+
+impl Endpoint {
+    /// Creates an endpoint; `now` is its starting time.
+    pub fn new(config: EndpointConfig, now: Instant) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let seed = config
+            .seed
+            .unwrap_or_else(|| RandomState::new().hash_one(0x5eed_u64));
+        let mut rng = Rng::new(seed);
+        let cookie_key = (rng.next_u64(), rng.next_u64());
+        Ok(Self {
+            fingerprint: fingerprint(&config),
+            config,
+            epoch: now,
+            rng,
+            cookie_key,
+            slots: Vec::new(),
+            free: Vec::new(),
+            by_addr: HashMap::new(),
+            live: 0,
+            replies: VecDeque::new(),
+            closing: VecDeque::new(),
+            events: VecDeque::new(),
+            events_popped: 0,
+            data: Vec::new(),
+            newest_state: HashMap::new(),
+            pool: BufPool::new(POOL_LIMIT),
+            accept_filter: None,
+            cursor: 0,
+            stats: EndpointStats::default(),
+        })
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
+    }
+
+    /// Endpoint-wide counters.
+    pub fn stats(&self) -> EndpointStats {
+        self.stats
+    }
+
+    /// Open connections (connecting ones included).
+    pub fn connection_count(&self) -> usize {
+        self.live
+    }
+
+    /// Lets the application accept or refuse each incoming connection (refused clients get a
+    /// [`RejectReason::Refused`]). Without a filter every connection is accepted.
+    pub fn set_accept_filter(&mut self, filter: impl FnMut(SocketAddr) -> bool + Send + 'static) {
+        self.accept_filter = Some(Box::new(filter));
+    }
+
+    fn conn(&self, id: ConnectionId) -> Option<&Connection> {
+        let slot = self.slots.get(id.slot())?;
+        if slot.generation != id.generation() {
+            return None;
+        }
+        slot.conn.as_deref()
+    }
+
+    fn conn_mut(&mut self, id: ConnectionId) -> Option<&mut Connection> {
+        let slot = self.slots.get_mut(id.slot())?;
+        if slot.generation != id.generation() {
+            return None;
+        }
+        slot.conn.as_deref_mut()
+    }
+
+    fn id_of(&self, slot: u16) -> ConnectionId {
+        ConnectionId::new(slot, self.slots[usize::from(slot)].generation)
+    }
+
+    /// The peer address of a connection.
+    pub fn remote_address(&self, id: ConnectionId) -> Option<SocketAddr> {
+        self.conn(id).map(|c| c.addr)
+    }
+
+    /// Whether the connection is established (not still connecting).
+    pub fn is_connected(&self, id: ConnectionId) -> bool {
+        self.conn(id).is_some_and(Connection::is_connected)
+    }
+
+    /// A connection's counters and estimates.
+    pub fn connection_stats(&self, id: ConnectionId) -> Option<ConnectionStats> {
+        self.conn(id).map(Connection::stats)
+    }
+
+    /// Messages waiting on a channel of a connection (queued, or sent and unacknowledged).
+    pub fn queue_depth(&self, id: ConnectionId, channel: ChannelId) -> Option<usize> {
+        self.conn(id)?.queue_depth(channel)
+    }
+
+    fn insert(&mut self, conn: Connection) -> Option<ConnectionId> {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                let slot = u16::try_from(self.slots.len()).ok()?;
+                self.slots.push(Slot {
+                    generation: 0,
+                    conn: None,
+                });
+                slot
+            }
+        };
+        self.by_addr.insert(conn.addr, slot);
+        self.slots[usize::from(slot)].conn = Some(Box::new(conn));
+        self.live += 1;
+        Some(self.id_of(slot))
+    }
+
+    fn remove(&mut self, id: ConnectionId) -> Option<Box<Connection>> {
+        let slot = self.slots.get_mut(id.slot())?;
+        if slot.generation != id.generation() {
+            return None;
+        }
+        let mut conn = slot.conn.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free
+            .push(u16::try_from(id.slot()).expect("slots are u16"));
+        if self.by_addr.get(&conn.addr) == Some(&u16::try_from(id.slot()).expect("u16")) {
+            self.by_addr.remove(&conn.addr);
+        }
+        self.live -= 1;
+        conn.release(&mut self.pool);
+        self.newest_state.retain(|(c, _), _| *c != id);
+        Some(conn)
+    }
+
+    fn close_with_event(&mut self, id: ConnectionId, reason: DisconnectReason) {
+        if self.remove(id).is_some() {
+            tracing::debug!(conn = %id, %reason, "connection closed");
+            self.events
+                .push_back(Pending::Disconnected { conn: id, reason });
+        }
+    }
+
+    /// Starts connecting to `remote`. The result arrives as [`Event::Connected`] or
+    /// [`Event::Disconnected`]. Messages may be queued with [`send`](Self::send) at once; they go
+    /// out when the connection is established.
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+    ) -> Result<ConnectionId, ConnectError> {
+        if self.by_addr.contains_key(&remote) {
+            return Err(ConnectError::AlreadyConnected(remote));
+        }
+        if self.live >= self.config.max_connections {
+            return Err(ConnectError::TooManyConnections(
+                self.config.max_connections,
+            ));
+        }
+        let client_salt = self.rng.next_u64();
+        let phase = Phase::Connecting {
+            cookie: None,
+            attempts: 0,
+            next_attempt: now,
+        };
+        let conn = Connection::new(&self.config, remote, phase, client_salt, 0, true, now);
+        let id = self.insert(conn).ok_or(ConnectError::TooManyConnections(
+            self.config.max_connections,
+        ))?;
+        tracing::debug!(conn = %id, %remote, "connecting");
+        Ok(id)
+    }
+
+    /// Queues a message on a channel of a connection.
+    pub fn send(
+        &mut self,
+        id: ConnectionId,
+        channel: ChannelId,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let Self {
+            slots,
+            config,
+            pool,
+            ..
+        } = self;
+        let slot = slots
+            .get_mut(id.slot())
+            .filter(|s| s.generation == id.generation());
+        let conn = slot
+            .and_then(|s| s.conn.as_deref_mut())
+            .ok_or(SendError::UnknownConnection)?;
+        conn.enqueue(channel, payload, config, pool)
+    }
+
+    /// Closes a connection. The peer is told (the notice is repeated to survive loss); no event
+    /// is reported locally. Unsent and unacknowledged messages are dropped.
+    pub fn disconnect(&mut self, now: Instant, id: ConnectionId) {
+        if let Some(conn) = self.remove(id) {
+            if conn.is_connected() {
+                self.closing.push_back(Closing {
+                    to: conn.addr,
+                    token: conn.token(),
+                    remaining: self.config.disconnect_copies,
+                    next_at: now,
+                });
+            }
+        }
+    }
+
+    /// The next event, if any. A data event's payload is lent until the next call.
+    pub fn poll_event(&mut self) -> Option<Event<'_>> {
+        loop {
+            let Some(pending) = self.events.pop_front() else {
+                self.data.clear();
+                return None;
+            };
+            self.events_popped += 1;
+            return Some(match pending {
+                Pending::Connected(conn) => Event::Connected(conn),
+                Pending::Disconnected { conn, reason } => Event::Disconnected { conn, reason },
+                Pending::Data {
+                    superseded: true, ..
+                } => continue,
+                Pending::Data {
+                    conn,
+                    channel,
+                    start,
+                    len,
+                    superseded: false,
+                } => Event::Data {
+                    conn,
+                    channel,
+                    payload: &self.data[start..start + len],
+                },
+            });
+        }
+    }
+
+    fn cookie_mac(&self, addr: SocketAddr, client_salt: u64, issued: u32) -> u64 {
+        let mut h = SipHasher::new(self.cookie_key.0, self.cookie_key.1);
+        match addr.ip() {
+            IpAddr::V4(ip) => h.write(&ip.octets()),
+            IpAddr::V6(ip) => h.write(&ip.octets()),
+        };
+        h.write(&addr.port().to_le_bytes())
+            .write_u64(client_salt)
+            .write(&issued.to_le_bytes());
+        h.finish()
+    }
+
+    fn seconds_since_start(&self, now: Instant) -> u32 {
+        u32::try_from(now.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
+    }
+
+    fn cookie_is_valid(
+        &self,
+        now: Instant,
+        addr: SocketAddr,
+        client_salt: u64,
+        cookie: Cookie,
+    ) -> bool {
+        let current = self.seconds_since_start(now);
+        let lifetime = u32::try_from(self.config.cookie_lifetime.as_secs()).unwrap_or(u32::MAX);
+        cookie.issued <= current
+            && current - cookie.issued <= lifetime
+            && cookie.mac == self.cookie_mac(addr, client_salt, cookie.issued)
+    }
+
+    fn reply(&mut self, to: SocketAddr, packet: Control) {
+        if self.replies.len() >= MAX_PENDING_REPLIES {
+            self.stats.replies_dropped += 1;
+            return;
+        }
+        if matches!(packet, Control::Reject { .. }) {
+            self.stats.rejections_sent += 1;
+        }
+        self.replies.push_back((to, packet));
+    }
+
+    /// Feeds one received datagram.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        self.stats.datagrams_received += 1;
+        let Some(&first) = datagram.first() else {
+            self.stats.malformed += 1;
+            return;
+        };
+        if first & CONTROL_BIT != 0 {
+            match Control::decode(datagram) {
+                Ok(packet) => self.handle_control(now, from, packet),
+                Err(_) => self.stats.malformed += 1,
+            }
+            return;
+        }
+        let Some(&slot) = self.by_addr.get(&from) else {
+            self.stats.unknown_source += 1;
+            return;
+        };
+        let id = self.id_of(slot);
+        let Self {
+            slots,
+            config,
+            pool,
+            events,
+            data,
+            newest_state,
+            events_popped,
+            ..
+        } = self;
+        let conn = slots[usize::from(slot)]
+            .conn
+            .as_deref_mut()
+            .expect("by_addr names live slots");
+        let verdict = conn.on_packet(now, datagram, config, pool, &mut |channel, payload| {
+            let index = *events_popped + events.len() as u64;
+            if config.qos(channel).is_some_and(Qos::is_state_update) {
+                // Only the newest state is delivered: an older one still queued is dropped.
+                if let Some(older) = newest_state.insert((id, channel), index) {
+                    if let Some(i) = older.checked_sub(*events_popped) {
+                        if let Some(Pending::Data { superseded, .. }) =
+                            events.get_mut(usize::try_from(i).unwrap_or(usize::MAX))
+                        {
+                            *superseded = true;
+                        }
+                    }
+                }
+            }
+            let start = data.len();
+            data.extend_from_slice(payload);
+            events.push_back(Pending::Data {
+                conn: id,
+                channel,
+                start,
+                len: payload.len(),
+                superseded: false,
+            });
+        });
+        if verdict == PacketVerdict::Rejected {
+            self.stats.rejected_packets += 1;
+        }
+    }
+
+    fn handle_control(&mut self, now: Instant, from: SocketAddr, packet: Control) {
+        let existing = self.by_addr.get(&from).map(|&slot| self.id_of(slot));
+        match packet {
+            Control::ConnectRequest {
+                protocol_id,
+                fingerprint,
+                client_salt,
+            } => {
+                self.stats.connect_requests += 1;
+                if !self.config.accept_connections {
+                    return;
+                }
+                if let Some(reason) = self.refusal(protocol_id, fingerprint, existing) {
+                    self.reply(
+                        from,
+                        Control::Reject {
+                            client_salt,
+                            reason,
+                        },
+                    );
+                    return;
+                }
+                let issued = self.seconds_since_start(now);
+                let cookie = Cookie {
+                    issued,
+                    mac: self.cookie_mac(from, client_salt, issued),
+                };
+                self.reply(
+                    from,
+                    Control::Challenge {
+                        client_salt,
+                        cookie,
+                    },
+                );
+            }
+            Control::ConnectResponse {
+                protocol_id,
+                fingerprint,
+                client_salt,
+                cookie,
+            } => {
+                if !self.config.accept_connections {
+                    return;
+                }
+                if !self.cookie_is_valid(now, from, client_salt, cookie) {
+                    self.stats.invalid_cookies += 1;
+                    return;
+                }
+                if let Some(id) = existing {
+                    let conn = self.conn(id).expect("live");
+                    if conn.client_salt == client_salt && !conn.is_client {
+                        // Our accept was lost: say it again.
+                        let server_salt = conn.server_salt;
+                        self.reply(
+                            from,
+                            Control::Accept {
+                                client_salt,
+                                server_salt,
+                            },
+                        );
+                        return;
+                    }
+                }
+                if let Some(reason) = self.refusal(protocol_id, fingerprint, existing) {
+                    self.reply(
+                        from,
+                        Control::Reject {
+                            client_salt,
+                            reason,
+                        },
+                    );
+                    return;
+                }
+                if self
+                    .accept_filter
+                    .as_mut()
+                    .is_some_and(|accept| !accept(from))
+                {
+                    self.reply(
+                        from,
+                        Control::Reject {
+                            client_salt,
+                            reason: RejectReason::Refused,
+                        },
+                    );
+                    return;
+                }
+                if let Some(old) = existing {
+                    // The same address connects anew: the old connection is stale.
+                    self.close_with_event(old, DisconnectReason::Reconnected);
+                }
+                let server_salt = self.rng.next_u64();
+                let conn = Connection::new(
+                    &self.config,
+                    from,
+                    Phase::Connected,
+                    client_salt,
+                    server_salt,
+                    false,
+                    now,
+                );
+                let Some(id) = self.insert(conn) else {
+                    self.reply(
+                        from,
+                        Control::Reject {
+                            client_salt,
+                            reason: RejectReason::ServerFull,
+                        },
+                    );
+                    return;
+                };
+                self.stats.accepted += 1;
+                tracing::debug!(conn = %id, remote = %from, "accepted");
+                self.events.push_back(Pending::Connected(id));
+                self.reply(
+                    from,
+                    Control::Accept {
+                        client_salt,
+                        server_salt,
+                    },
+                );
+            }
+            Control::Challenge {
+                client_salt,
+                cookie,
+            } => {
+                let Some(id) = existing else { return };
+                let conn = self.conn_mut(id).expect("live");
+                if conn.client_salt != client_salt {
+                    return;
+                }
+                if let Phase::Connecting {
+                    cookie: stored,
+                    next_attempt,
+                    ..
+                } = &mut conn.phase
+                {
+                    *stored = Some(cookie);
+                    // Answer at once rather than at the next retry.
+                    *next_attempt = now;
+                }
+            }
+            Control::Accept {
+                client_salt,
+                server_salt,
+            } => {
+                let Some(id) = existing else { return };
+                let conn = self.conn_mut(id).expect("live");
+                if conn.client_salt != client_salt
+                    || !matches!(conn.phase, Phase::Connecting { .. })
+                {
+                    return;
+                }
+                conn.establish_as_client(server_salt, now);
+                tracing::debug!(conn = %id, "connected");
+                self.events.push_back(Pending::Connected(id));
+            }
+            Control::Reject {
+                client_salt,
+                reason,
+            } => {
+                let Some(id) = existing else { return };
+                let conn = self.conn(id).expect("live");
+                if conn.client_salt == client_salt && matches!(conn.phase, Phase::Connecting { .. })
+                {
+                    self.close_with_event(id, DisconnectReason::Rejected(reason));
+                }
+            }
+            Control::Disconnect { token: received } => {
+                let Some(id) = existing else { return };
+                let conn = self.conn(id).expect("live");
+                if conn.is_connected() && token(conn.client_salt, conn.server_salt) == received {
+                    self.close_with_event(id, DisconnectReason::ClosedByPeer);
+                }
+            }
+        }
+    }
+
+    /// Why a connection attempt must be turned down, if it must.
+    fn refusal(
+        &self,
+        protocol_id: u64,
+        fingerprint: u64,
+        existing: Option<ConnectionId>,
+    ) -> Option<RejectReason> {
+        if protocol_id != self.config.protocol_id {
+            Some(RejectReason::VersionMismatch)
+        } else if fingerprint != self.fingerprint {
+            Some(RejectReason::ConfigMismatch)
+        } else if existing.is_none() && self.live >= self.config.max_connections {
+            Some(RejectReason::ServerFull)
+        } else {
+            None
+        }
+    }
+
+    /// Writes the next datagram to send into `buf` (at least `max_packet_size` bytes), or
+    /// returns `None` when there is nothing to send now.
+    pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        if let Some((destination, packet)) = self.replies.pop_front() {
+            return Some(Transmit {
+                destination,
+                len: encode_control(&packet, buf),
+            });
+        }
+        if self.closing.front().is_some_and(|c| c.next_at <= now) {
+            let mut closing = self.closing.pop_front().expect("front exists");
+            let len = encode_control(
+                &Control::Disconnect {
+                    token: closing.token,
+                },
+                buf,
+            );
+            closing.remaining -= 1;
+            closing.next_at = now + self.config.disconnect_copy_interval;
+            let destination = closing.to;
+            if closing.remaining > 0 {
+                self.closing.push_back(closing);
+            }
+            return Some(Transmit { destination, len });
+        }
+        let slots = self.slots.len();
+        for k in 0..slots {
+            let slot = (self.cursor + k) % slots;
+            if let Some(transmit) = self.transmit_for(slot, now, buf) {
+                // The next call starts after this connection, so all get their turn.
+                self.cursor = (slot + 1) % slots;
+                return Some(transmit);
+            }
+        }
+        None
+    }
+
+    fn transmit_for(&mut self, slot: usize, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let Self {
+            slots,
+            config,
+            pool,
+            fingerprint,
+            ..
+        } = self;
+        let conn = slots[slot].conn.as_deref_mut()?;
+        match &mut conn.phase {
+            Phase::Connecting {
+                cookie,
+                attempts,
+                next_attempt,
+            } => {
+                if *next_attempt > now || *attempts >= config.connect_attempts {
+                    return None;
+                }
+                *attempts += 1;
+                *next_attempt = now + config.connect_retry_interval;
+                let (protocol_id, fingerprint, client_salt) =
+                    (config.protocol_id, *fingerprint, conn.client_salt);
+                let packet = match *cookie {
+                    None => Control::ConnectRequest {
+                        protocol_id,
+                        fingerprint,
+                        client_salt,
+                    },
+                    Some(cookie) => Control::ConnectResponse {
+                        protocol_id,
+                        fingerprint,
+                        client_salt,
+                        cookie,
+                    },
+                };
+                Some(Transmit {
+                    destination: conn.addr,
+                    len: encode_control(&packet, buf),
+                })
+            }
+            Phase::Connected => {
+                let len = conn.build_packet(now, buf, config, pool)?;
+                Some(Transmit {
+                    destination: conn.addr,
+                    len,
+                })
+            }
+        }
+    }
+
+    /// Handles timers: connection timeouts, failed connection attempts, stale partial messages.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for slot in 0..self.slots.len() {
+            let id = self.id_of(u16::try_from(slot).expect("u16 slots"));
+            let Self {
+                slots,
+                config,
+                pool,
+                ..
+            } = self;
+            let Some(conn) = slots[slot].conn.as_deref_mut() else {
+                continue;
+            };
+            let reason = match conn.phase {
+                Phase::Connecting {
+                    attempts,
+                    next_attempt,
+                    ..
+                } => (attempts >= config.connect_attempts && now >= next_attempt)
+                    .then_some(DisconnectReason::ConnectTimeout),
+                Phase::Connected => conn
+                    .handle_timeout(now, config, pool)
+                    .then_some(DisconnectReason::Timeout),
+            };
+            if let Some(reason) = reason {
+                self.close_with_event(id, reason);
+            }
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) (and then `poll_transmit`) should next be
+    /// called; `None` when nothing is scheduled. An instant in the past means "now".
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if !self.replies.is_empty() {
+            return Some(self.epoch);
+        }
+        let closing = self.closing.front().map(|c| c.next_at);
+        let conns = self
+            .slots
+            .iter()
+            .filter_map(|s| s.conn.as_deref())
+            .map(|c| c.next_timeout(&self.config));
+        closing.into_iter().chain(conns).min()
+    }
+
+    /// How long until [`poll_timeout`](Self::poll_timeout), from `now` (zero if due).
+    pub fn time_until_timeout(&self, now: Instant) -> Option<Duration> {
+        self.poll_timeout()
+            .map(|at| at.saturating_duration_since(now))
+    }
+}
+
+fn encode_control(packet: &Control, buf: &mut [u8]) -> usize {
+    let mut w = Writer::new(buf);
+    packet
+        .encode(&mut w)
+        .expect("the transmit buffer holds at least max_packet_size (64+) bytes");
+    w.len()
+}
