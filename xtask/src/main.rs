@@ -28,39 +28,19 @@ const FMT: Step = Step {
 const CLIPPY: Step = Step {
     what: "lints",
     program: "cargo",
-    args: &[
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ],
+    args: &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"],
     env: &[],
 };
 const NEXTEST: Step = Step {
     what: "tests (nextest)",
     program: "cargo",
-    args: &[
-        "nextest",
-        "run",
-        "--workspace",
-        "--locked",
-        "--no-fail-fast",
-    ],
+    args: &["nextest", "run", "--workspace", "--locked", "--no-fail-fast"],
     env: &[],
 };
 const CARGO_TEST: Step = Step {
     what: "tests (cargo test)",
     program: "cargo",
-    args: &[
-        "test",
-        "--workspace",
-        "--locked",
-        "--all-targets",
-        "--no-fail-fast",
-    ],
+    args: &["test", "--workspace", "--locked", "--all-targets", "--no-fail-fast"],
     env: &[],
 };
 const DOCTEST: Step = Step {
@@ -137,10 +117,7 @@ fn deny(checks: Vec<String>) -> Result<(), String> {
 
 /// Whether `cargo <name>` is available.
 fn has_subcommand(name: &str) -> bool {
-    Command::new("cargo")
-        .args([name, "--version"])
-        .output()
-        .is_ok_and(|out| out.status.success())
+    Command::new("cargo").args([name, "--version"]).output().is_ok_and(|out| out.status.success())
 }
 
 fn run(step: &Step) -> Result<(), String> {

@@ -159,10 +159,7 @@ fn probability(field: &'static str, p: f64) -> Result<(), NetemError> {
     if (0.0..=1.0).contains(&p) {
         Ok(())
     } else {
-        Err(NetemError::InvalidConfig {
-            field,
-            reason: "must be a probability in [0, 1]",
-        })
+        Err(NetemError::InvalidConfig { field, reason: "must be a probability in [0, 1]" })
     }
 }
 
@@ -194,13 +191,8 @@ pub enum Preset {
 
 impl Preset {
     /// Every preset, mildest first.
-    pub const ALL: [Preset; 5] = [
-        Preset::Perfect,
-        Preset::Lan,
-        Preset::Wifi,
-        Preset::Mobile4g,
-        Preset::Bad,
-    ];
+    pub const ALL: [Preset; 5] =
+        [Preset::Perfect, Preset::Lan, Preset::Wifi, Preset::Mobile4g, Preset::Bad];
 
     /// The preset's name, as accepted by [`FromStr`].
     pub const fn name(self) -> &'static str {
@@ -329,63 +321,26 @@ mod tests {
             Err(NetemError::InvalidConfig { field, .. }) => field,
             other => panic!("expected an invalid config, got {other:?}"),
         };
+        assert_eq!(bad(LinkConfig { duplicate: -0.1, ..LinkConfig::perfect() }), "duplicate");
+        assert_eq!(bad(LinkConfig { reorder: f64::NAN, ..LinkConfig::perfect() }), "reorder");
+        assert_eq!(bad(LinkConfig { bandwidth: Some(0), ..LinkConfig::perfect() }), "bandwidth");
         assert_eq!(
-            bad(LinkConfig {
-                duplicate: -0.1,
-                ..LinkConfig::perfect()
-            }),
-            "duplicate"
-        );
-        assert_eq!(
-            bad(LinkConfig {
-                reorder: f64::NAN,
-                ..LinkConfig::perfect()
-            }),
-            "reorder"
-        );
-        assert_eq!(
-            bad(LinkConfig {
-                bandwidth: Some(0),
-                ..LinkConfig::perfect()
-            }),
-            "bandwidth"
-        );
-        assert_eq!(
-            bad(LinkConfig {
-                bandwidth: Some(10),
-                queue_limit: 0,
-                ..LinkConfig::perfect()
-            }),
+            bad(LinkConfig { bandwidth: Some(10), queue_limit: 0, ..LinkConfig::perfect() }),
             "queue_limit"
         );
-        let ge = GilbertElliott {
-            good_to_bad: 0.1,
-            bad_to_good: 2.0,
-            loss_good: 0.0,
-            loss_bad: 1.0,
-        };
+        let ge =
+            GilbertElliott { good_to_bad: 0.1, bad_to_good: 2.0, loss_good: 0.0, loss_bad: 1.0 };
         assert_eq!(
-            bad(LinkConfig {
-                burst_loss: Some(ge),
-                ..LinkConfig::perfect()
-            }),
+            bad(LinkConfig { burst_loss: Some(ge), ..LinkConfig::perfect() }),
             "burst_loss.bad_to_good"
         );
     }
 
     #[test]
     fn mean_loss_combines_uniform_and_burst() {
-        let ge = GilbertElliott {
-            good_to_bad: 0.1,
-            bad_to_good: 0.1,
-            loss_good: 0.0,
-            loss_bad: 0.5,
-        };
-        let config = LinkConfig {
-            loss: 0.1,
-            burst_loss: Some(ge),
-            ..LinkConfig::perfect()
-        };
+        let ge =
+            GilbertElliott { good_to_bad: 0.1, bad_to_good: 0.1, loss_good: 0.0, loss_bad: 0.5 };
+        let config = LinkConfig { loss: 0.1, burst_loss: Some(ge), ..LinkConfig::perfect() };
         // burst alone: half the time bad, half of those lost = 0.25
         assert!((config.mean_loss() - (1.0 - 0.9 * 0.75)).abs() < 1e-12);
         assert_eq!(LinkConfig::dead().mean_loss(), 1.0);

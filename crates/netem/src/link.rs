@@ -207,19 +207,11 @@ impl<P: Packet> Link<P> {
         let burst = match self.config.burst_loss {
             None => false,
             Some(ge) => {
-                let leave = if self.in_bad_state {
-                    ge.bad_to_good
-                } else {
-                    ge.good_to_bad
-                };
+                let leave = if self.in_bad_state { ge.bad_to_good } else { ge.good_to_bad };
                 if self.rng.chance(leave) {
                     self.in_bad_state = !self.in_bad_state;
                 }
-                let p = if self.in_bad_state {
-                    ge.loss_bad
-                } else {
-                    ge.loss_good
-                };
+                let p = if self.in_bad_state { ge.loss_bad } else { ge.loss_good };
                 self.rng.chance(p)
             }
         };
@@ -310,9 +302,7 @@ mod tests {
         for i in 0u8..10 {
             assert_eq!(link.send(now, vec![i]), Fate::Scheduled);
         }
-        let got: Vec<u8> = std::iter::from_fn(|| link.poll_deliver(now))
-            .map(|p| p[0])
-            .collect();
+        let got: Vec<u8> = std::iter::from_fn(|| link.poll_deliver(now)).map(|p| p[0]).collect();
         assert_eq!(got, (0..10).collect::<Vec<_>>());
         assert_eq!(link.poll_timeout(), None);
         assert_eq!(link.stats().delayed, 0);
@@ -322,29 +312,15 @@ mod tests {
     fn queue_limit_drops_when_backlog_is_full() {
         // 1000 B/s and room for 2500 bytes not yet serialised: the first two (2000 bytes) fit,
         // a third would make 3000.
-        let config = LinkConfig {
-            bandwidth: Some(1000),
-            queue_limit: 2500,
-            ..LinkConfig::perfect()
-        };
+        let config =
+            LinkConfig { bandwidth: Some(1000), queue_limit: 2500, ..LinkConfig::perfect() };
         let mut link = Link::new(config, 0).unwrap();
         let now = t0();
         let fates: Vec<Fate> = (0..4).map(|_| link.send(now, vec![0; 1000])).collect();
-        assert_eq!(
-            fates,
-            [
-                Fate::Scheduled,
-                Fate::Scheduled,
-                Fate::QueueFull,
-                Fate::QueueFull
-            ]
-        );
+        assert_eq!(fates, [Fate::Scheduled, Fate::Scheduled, Fate::QueueFull, Fate::QueueFull]);
         assert_eq!(link.stats().dropped_queue_full, 2);
         // After a second the first has gone and there is room again.
-        assert_eq!(
-            link.send(now + Duration::from_secs(1), vec![0; 1000]),
-            Fate::Scheduled
-        );
+        assert_eq!(link.send(now + Duration::from_secs(1), vec![0; 1000]), Fate::Scheduled);
     }
 
     #[test]
@@ -361,10 +337,7 @@ mod tests {
         link.send(now, vec![2]);
         assert_eq!(link.poll_deliver(now), Some(vec![2]));
         assert_eq!(link.poll_deliver(now), None);
-        assert_eq!(
-            link.poll_deliver(now + Duration::from_millis(10)),
-            Some(vec![1])
-        );
+        assert_eq!(link.poll_deliver(now + Duration::from_millis(10)), Some(vec![1]));
         assert_eq!(link.stats().reordered, 1);
     }
 
@@ -381,10 +354,7 @@ mod tests {
 
     #[test]
     fn new_rejects_invalid_config() {
-        let config = LinkConfig {
-            loss: 2.0,
-            ..LinkConfig::perfect()
-        };
+        let config = LinkConfig { loss: 2.0, ..LinkConfig::perfect() };
         assert!(Link::<Vec<u8>>::new(config, 0).is_err());
     }
 }

@@ -5,10 +5,7 @@ use std::time::{Duration, Instant};
 
 use sturnus_netem::{Fate, GilbertElliott, Link, LinkConfig, Preset};
 
-#[expect(
-    clippy::disallowed_methods,
-    reason = "a base instant for the virtual clock"
-)]
+#[expect(clippy::disallowed_methods, reason = "a base instant for the virtual clock")]
 fn t0() -> Instant {
     Instant::now()
 }
@@ -58,17 +55,11 @@ fn without_loss_or_duplication_every_datagram_arrives_exactly_once() {
     let mut link = Link::new(config, 11).unwrap();
     let delivered = run(&mut link, 10_000, Duration::from_micros(100));
     let mut ids: Vec<u32> = delivered.iter().map(|&(id, _)| id).collect();
-    assert!(
-        inversions(&ids) > 0,
-        "jitter and reordering should have reordered something"
-    );
+    assert!(inversions(&ids) > 0, "jitter and reordering should have reordered something");
     ids.sort_unstable();
     assert_eq!(ids, (0..10_000).collect::<Vec<_>>());
     let stats = link.stats();
-    assert_eq!(
-        (stats.sent, stats.delivered, stats.lost, stats.duplicated),
-        (10_000, 10_000, 0, 0)
-    );
+    assert_eq!((stats.sent, stats.delivered, stats.lost, stats.duplicated), (10_000, 10_000, 0, 0));
 }
 
 #[test]
@@ -89,33 +80,19 @@ fn the_same_seed_gives_the_same_outcome() {
 #[test]
 fn uniform_loss_over_100k_datagrams_is_within_one_point_of_the_configured_rate() {
     for (seed, rate) in [(1, 0.01), (2, 0.05), (3, 0.2), (4, 0.5)] {
-        let config = LinkConfig {
-            loss: rate,
-            ..LinkConfig::perfect()
-        };
+        let config = LinkConfig { loss: rate, ..LinkConfig::perfect() };
         let mut link = Link::new(config, seed).unwrap();
         let delivered = run(&mut link, 100_000, Duration::from_micros(10)).len();
         let measured = 1.0 - delivered as f64 / 100_000.0;
-        assert!(
-            (measured - rate).abs() <= 0.01,
-            "configured {rate}, measured {measured}"
-        );
+        assert!((measured - rate).abs() <= 0.01, "configured {rate}, measured {measured}");
         assert_eq!(link.stats().lost, 100_000 - delivered as u64);
     }
 }
 
 #[test]
 fn burst_loss_matches_its_stationary_rate_and_comes_in_bursts() {
-    let ge = GilbertElliott {
-        good_to_bad: 0.01,
-        bad_to_good: 0.1,
-        loss_good: 0.0,
-        loss_bad: 0.8,
-    };
-    let config = LinkConfig {
-        burst_loss: Some(ge),
-        ..LinkConfig::perfect()
-    };
+    let ge = GilbertElliott { good_to_bad: 0.01, bad_to_good: 0.1, loss_good: 0.0, loss_bad: 0.8 };
+    let config = LinkConfig { burst_loss: Some(ge), ..LinkConfig::perfect() };
     let expected = config.mean_loss();
     let mut link = Link::new(config, 77).unwrap();
     let mut lost = Vec::with_capacity(100_000);
@@ -124,32 +101,20 @@ fn burst_loss_matches_its_stationary_rate_and_comes_in_bursts() {
         lost.push(link.send(now, vec![0; 10]) == Fate::Lost);
     }
     let rate = lost.iter().filter(|&&l| l).count() as f64 / lost.len() as f64;
-    assert!(
-        (rate - expected).abs() <= 0.01,
-        "expected {expected}, measured {rate}"
-    );
+    assert!((rate - expected).abs() <= 0.01, "expected {expected}, measured {rate}");
     // Bursty: a loss is far more likely right after a loss than on average.
     let after_loss: Vec<bool> = lost.windows(2).filter(|w| w[0]).map(|w| w[1]).collect();
     let conditional = after_loss.iter().filter(|&&l| l).count() as f64 / after_loss.len() as f64;
-    assert!(
-        conditional > 3.0 * rate,
-        "P(loss | loss) = {conditional}, P(loss) = {rate}"
-    );
+    assert!(conditional > 3.0 * rate, "P(loss | loss) = {conditional}, P(loss) = {rate}");
 }
 
 #[test]
 fn duplication_rate_is_as_configured_and_copies_are_identical() {
-    let config = LinkConfig {
-        duplicate: 0.1,
-        ..LinkConfig::perfect()
-    };
+    let config = LinkConfig { duplicate: 0.1, ..LinkConfig::perfect() };
     let mut link = Link::new(config, 5).unwrap();
     let delivered = run(&mut link, 100_000, Duration::from_micros(10));
     let extra = delivered.len() - 100_000;
-    assert!(
-        (extra as f64 / 100_000.0 - 0.1).abs() <= 0.01,
-        "{extra} duplicates"
-    );
+    assert!((extra as f64 / 100_000.0 - 0.1).abs() <= 0.01, "{extra} duplicates");
     assert_eq!(link.stats().duplicated, extra as u64);
     let mut ids: Vec<u32> = delivered.iter().map(|&(id, _)| id).collect();
     ids.sort_unstable();
@@ -159,37 +124,22 @@ fn duplication_rate_is_as_configured_and_copies_are_identical() {
 
 #[test]
 fn jitter_reorders_and_no_jitter_keeps_order() {
-    let base = LinkConfig {
-        latency: Duration::from_millis(50),
-        ..LinkConfig::perfect()
-    };
-    let jittery = LinkConfig {
-        jitter: Duration::from_millis(20),
-        ..base.clone()
-    };
+    let base = LinkConfig { latency: Duration::from_millis(50), ..LinkConfig::perfect() };
+    let jittery = LinkConfig { jitter: Duration::from_millis(20), ..base.clone() };
 
     let mut steady = Link::new(base, 8).unwrap();
-    let order: Vec<u32> = run(&mut steady, 1_000, Duration::from_millis(1))
-        .iter()
-        .map(|x| x.0)
-        .collect();
+    let order: Vec<u32> =
+        run(&mut steady, 1_000, Duration::from_millis(1)).iter().map(|x| x.0).collect();
     assert_eq!(inversions(&order), 0);
 
     let mut shaky = Link::new(jittery, 8).unwrap();
     let delivered = run(&mut shaky, 1_000, Duration::from_millis(1));
     let order: Vec<u32> = delivered.iter().map(|x| x.0).collect();
-    assert!(
-        inversions(&order) > 50,
-        "only {} inversions",
-        inversions(&order)
-    );
+    assert!(inversions(&order) > 50, "only {} inversions", inversions(&order));
     // Every delay stays within latency ± jitter.
     let stats = shaky.stats();
     let mean = stats.total_delay / 1_000;
-    assert!(
-        mean > Duration::from_millis(45) && mean < Duration::from_millis(55),
-        "{mean:?}"
-    );
+    assert!(mean > Duration::from_millis(45) && mean < Duration::from_millis(55), "{mean:?}");
 }
 
 #[test]
@@ -250,10 +200,7 @@ fn the_bandwidth_limit_holds() {
     }
     // And the link is kept busy: the full seconds run at the rate.
     for &bytes in &per_second[1..10] {
-        assert!(
-            bytes >= RATE - 1_000,
-            "an under-used second: {per_second:?}"
-        );
+        assert!(bytes >= RATE - 1_000, "an under-used second: {per_second:?}");
     }
     // The excess was dropped at the queue, not lost in flight.
     let stats = link.stats();

@@ -20,10 +20,7 @@ pub trait Clock: Send {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    #[expect(
-        clippy::disallowed_methods,
-        reason = "this is the one real clock of the socket layer"
-    )]
+    #[expect(clippy::disallowed_methods, reason = "this is the one real clock of the socket layer")]
     fn now(&self) -> Instant {
         Instant::now()
     }
@@ -38,9 +35,7 @@ pub struct ManualClock {
 impl ManualClock {
     /// A clock standing at `start`.
     pub fn new(start: Instant) -> Self {
-        Self {
-            now: Arc::new(Mutex::new(start)),
-        }
+        Self { now: Arc::new(Mutex::new(start)) }
     }
 
     /// Moves the clock (and all its clones) forward by `by`.
@@ -174,13 +169,8 @@ impl<S: Socket, C: Clock> ConditionedSocket<S, C> {
             return Ok(());
         };
         while let Some(meta) = self.inner.recv_from(&mut self.scratch)? {
-            let _ = link.send(
-                now,
-                Held {
-                    peer: meta.from,
-                    data: self.scratch[..meta.len].to_vec(),
-                },
-            );
+            let _ =
+                link.send(now, Held { peer: meta.from, data: self.scratch[..meta.len].to_vec() });
         }
         Ok(())
     }
@@ -189,13 +179,7 @@ impl<S: Socket, C: Clock> ConditionedSocket<S, C> {
 impl<S: Socket, C: Clock> Socket for ConditionedSocket<S, C> {
     fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> Result<SendStatus, SocketError> {
         let now = self.clock.now();
-        let _ = self.outgoing.send(
-            now,
-            Held {
-                peer: to,
-                data: payload.to_vec(),
-            },
-        );
+        let _ = self.outgoing.send(now, Held { peer: to, data: payload.to_vec() });
         self.flush_outgoing(now)?;
         Ok(SendStatus::Sent)
     }
@@ -207,19 +191,12 @@ impl<S: Socket, C: Clock> Socket for ConditionedSocket<S, C> {
             return self.inner.recv_from(buf);
         }
         self.pump_incoming(now)?;
-        let Some(held) = self
-            .incoming
-            .as_mut()
-            .and_then(|link| link.poll_deliver(now))
-        else {
+        let Some(held) = self.incoming.as_mut().and_then(|link| link.poll_deliver(now)) else {
             return Ok(None);
         };
         let len = held.data.len().min(buf.len());
         buf[..len].copy_from_slice(&held.data[..len]);
-        Ok(Some(RecvMeta {
-            len,
-            from: held.peer,
-        }))
+        Ok(Some(RecvMeta { len, from: held.peer }))
     }
 
     fn local_addr(&self) -> SocketAddr {
@@ -240,10 +217,8 @@ impl<S: Socket, C: Clock> Socket for ConditionedSocket<S, C> {
                 return Ok(Readiness::TimedOut);
             }
             // Sleep until the next thing this wrapper must do, or the caller's deadline.
-            let wake = [self.outgoing.poll_timeout(), incoming_due, deadline]
-                .into_iter()
-                .flatten()
-                .min();
+            let wake =
+                [self.outgoing.poll_timeout(), incoming_due, deadline].into_iter().flatten().min();
             let wait = wake.map(|w| w.saturating_duration_since(now));
             match self.inner.wait_readable(wait)? {
                 Readiness::Readable if self.incoming.is_none() => return Ok(Readiness::Readable),

@@ -26,10 +26,7 @@ pub struct LoopbackConfig {
 
 impl Default for LoopbackConfig {
     fn default() -> Self {
-        Self {
-            queue_capacity: 4096,
-            max_datagram_size: crate::MAX_UDP_PAYLOAD_V4,
-        }
+        Self { queue_capacity: 4096, max_datagram_size: crate::MAX_UDP_PAYLOAD_V4 }
     }
 }
 
@@ -185,24 +182,15 @@ impl Socket for LoopbackSocket {
     fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> Result<SendStatus, SocketError> {
         let max = self.network.shared.config.max_datagram_size;
         if payload.len() > max {
-            return Err(SocketError::DatagramTooLarge {
-                len: payload.len(),
-                max,
-            });
+            return Err(SocketError::DatagramTooLarge { len: payload.len(), max });
         }
         if to.is_ipv4() != self.local.is_ipv4() {
-            return Err(SocketError::AddressFamily {
-                local: self.local,
-                to,
-            });
+            return Err(SocketError::AddressFamily { local: self.local, to });
         }
         self.stats.datagrams_sent += 1;
         self.stats.bytes_sent += payload.len() as u64;
         let Some(inbox) = self.network.route(to) else {
-            self.network
-                .shared
-                .undeliverable
-                .fetch_add(1, Ordering::Relaxed);
+            self.network.shared.undeliverable.fetch_add(1, Ordering::Relaxed);
             return Ok(SendStatus::Sent);
         };
         let mut state = inbox.state.lock();
@@ -255,28 +243,18 @@ impl Socket for LoopbackSocket {
                 }
             }
         }
-        Ok(if state.queue.is_empty() {
-            Readiness::TimedOut
-        } else {
-            Readiness::Readable
-        })
+        Ok(if state.queue.is_empty() { Readiness::TimedOut } else { Readiness::Readable })
     }
 
     fn stats(&self) -> SocketStats {
-        SocketStats {
-            dropped_queue_full: self.inbox.state.lock().dropped_queue_full,
-            ..self.stats
-        }
+        SocketStats { dropped_queue_full: self.inbox.state.lock().dropped_queue_full, ..self.stats }
     }
 }
 
 impl Drop for LoopbackSocket {
     fn drop(&mut self) {
         let mut sockets = self.network.shared.sockets.lock();
-        if sockets
-            .get(&self.local)
-            .is_some_and(|inbox| Arc::ptr_eq(inbox, &self.inbox))
-        {
+        if sockets.get(&self.local).is_some_and(|inbox| Arc::ptr_eq(inbox, &self.inbox)) {
             sockets.remove(&self.local);
         }
     }

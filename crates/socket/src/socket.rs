@@ -175,11 +175,7 @@ pub struct RecvBatch {
 impl RecvBatch {
     /// Room for `slots` datagrams of up to `slot_size` bytes each.
     pub fn new(slots: usize, slot_size: usize) -> Self {
-        Self {
-            data: vec![0; slots * slot_size],
-            slot_size,
-            meta: Vec::with_capacity(slots),
-        }
+        Self { data: vec![0; slots * slot_size], slot_size, meta: Vec::with_capacity(slots) }
     }
 
     /// How many datagrams fit.

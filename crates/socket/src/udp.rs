@@ -127,14 +127,10 @@ impl UdpSocket {
             socket2::Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
                 .map_err(|e| SocketError::io("socket", e))?;
         if addr.is_ipv6() {
-            socket
-                .set_only_v6(config.ipv6_only)
-                .map_err(|e| SocketError::io("IPV6_V6ONLY", e))?;
+            socket.set_only_v6(config.ipv6_only).map_err(|e| SocketError::io("IPV6_V6ONLY", e))?;
         }
         if config.reuse_address {
-            socket
-                .set_reuse_address(true)
-                .map_err(|e| SocketError::io("SO_REUSEADDR", e))?;
+            socket.set_reuse_address(true).map_err(|e| SocketError::io("SO_REUSEADDR", e))?;
         }
         // A smaller buffer than requested is not fatal: the kernel caps requests, and the grant
         // is reported.
@@ -149,16 +145,10 @@ impl UdpSocket {
             }
         }
         let buffers = BufferSizes {
-            send: socket
-                .send_buffer_size()
-                .map_err(|e| SocketError::io("SO_SNDBUF", e))?,
-            recv: socket
-                .recv_buffer_size()
-                .map_err(|e| SocketError::io("SO_RCVBUF", e))?,
+            send: socket.send_buffer_size().map_err(|e| SocketError::io("SO_SNDBUF", e))?,
+            recv: socket.recv_buffer_size().map_err(|e| SocketError::io("SO_RCVBUF", e))?,
         };
-        socket
-            .set_nonblocking(true)
-            .map_err(|e| SocketError::io("set_nonblocking", e))?;
+        socket.set_nonblocking(true).map_err(|e| SocketError::io("set_nonblocking", e))?;
         socket.bind(&addr.into()).map_err(|e| match e.kind() {
             io::ErrorKind::AddrInUse => SocketError::AddressInUse(addr),
             _ => SocketError::io("bind", e),
@@ -169,9 +159,7 @@ impl UdpSocket {
         poll.registry()
             .register(&mut io, Token(0), Interest::READABLE)
             .map_err(|e| SocketError::io("register", e))?;
-        let local = io
-            .local_addr()
-            .map_err(|e| SocketError::io("local_addr", e))?;
+        let local = io.local_addr().map_err(|e| SocketError::io("local_addr", e))?;
         tracing::debug!(%local, ?buffers, "UDP socket bound");
         Ok(Self {
             io,
@@ -191,28 +179,18 @@ impl UdpSocket {
 
     /// The largest payload this socket sends in one datagram.
     pub fn max_datagram_size(&self) -> usize {
-        if self.local.is_ipv6() {
-            MAX_UDP_PAYLOAD_V6
-        } else {
-            MAX_UDP_PAYLOAD_V4
-        }
+        if self.local.is_ipv6() { MAX_UDP_PAYLOAD_V6 } else { MAX_UDP_PAYLOAD_V4 }
     }
 
     /// Puts `to` into the form this socket's family can send to.
     fn destination(&self, to: SocketAddr) -> Result<SocketAddr, SocketError> {
         match (self.local, to) {
-            (SocketAddr::V6(_), SocketAddr::V4(v4)) => Ok(SocketAddr::V6(SocketAddrV6::new(
-                v4.ip().to_ipv6_mapped(),
-                v4.port(),
-                0,
-                0,
-            ))),
+            (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+                Ok(SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0)))
+            }
             (SocketAddr::V4(_), SocketAddr::V6(_)) => match unmap(to) {
                 v4 @ SocketAddr::V4(_) => Ok(v4),
-                SocketAddr::V6(_) => Err(SocketError::AddressFamily {
-                    local: self.local,
-                    to,
-                }),
+                SocketAddr::V6(_) => Err(SocketError::AddressFamily { local: self.local, to }),
             },
             _ => Ok(to),
         }
@@ -235,10 +213,7 @@ impl Socket for UdpSocket {
     fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> Result<SendStatus, SocketError> {
         let max = self.max_datagram_size();
         if payload.len() > max {
-            return Err(SocketError::DatagramTooLarge {
-                len: payload.len(),
-                max,
-            });
+            return Err(SocketError::DatagramTooLarge { len: payload.len(), max });
         }
         let to = self.destination(to)?;
         loop {
@@ -269,10 +244,7 @@ impl Socket for UdpSocket {
                 Ok((len, from)) => {
                     self.stats.datagrams_received += 1;
                     self.stats.bytes_received += len as u64;
-                    return Ok(Some(RecvMeta {
-                        len,
-                        from: unmap(from),
-                    }));
+                    return Ok(Some(RecvMeta { len, from: unmap(from) }));
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.maybe_readable = false;

@@ -13,10 +13,7 @@ fn addr(s: &str) -> SocketAddr {
     s.parse().unwrap()
 }
 
-#[expect(
-    clippy::disallowed_methods,
-    reason = "a starting point for the manual clock"
-)]
+#[expect(clippy::disallowed_methods, reason = "a starting point for the manual clock")]
 fn start() -> Instant {
     Instant::now()
 }
@@ -25,10 +22,7 @@ fn start() -> Instant {
 fn outgoing_datagrams_are_released_after_the_link_latency() {
     let net = LoopbackNetwork::new();
     let clock = ManualClock::new(start());
-    let latency = LinkConfig {
-        latency: Duration::from_millis(50),
-        ..LinkConfig::perfect()
-    };
+    let latency = LinkConfig { latency: Duration::from_millis(50), ..LinkConfig::perfect() };
     let raw = net.bind(addr("127.0.0.1:1")).unwrap();
     let mut slow = ConditionedSocket::with_clock(raw, latency, 1, clock.clone()).unwrap();
     let mut peer = net.bind(addr("127.0.0.1:2")).unwrap();
@@ -37,25 +31,12 @@ fn outgoing_datagrams_are_released_after_the_link_latency() {
     let _ = slow.send_to(b"late", peer.local_addr()).unwrap();
     assert_eq!(peer.recv_from(&mut buf).unwrap(), None);
     clock.advance(Duration::from_millis(49));
-    assert_eq!(
-        slow.wait_readable(Some(Duration::ZERO)).unwrap(),
-        Readiness::TimedOut
-    );
-    assert_eq!(
-        peer.recv_from(&mut buf).unwrap(),
-        None,
-        "not before its time"
-    );
+    assert_eq!(slow.wait_readable(Some(Duration::ZERO)).unwrap(), Readiness::TimedOut);
+    assert_eq!(peer.recv_from(&mut buf).unwrap(), None, "not before its time");
     clock.advance(Duration::from_millis(1));
     assert_eq!(slow.recv_from(&mut buf).unwrap(), None); // any call releases what is due
-    let meta = peer
-        .recv_from(&mut buf)
-        .unwrap()
-        .expect("released at 50 ms");
-    assert_eq!(
-        (&buf[..meta.len], meta.from),
-        (&b"late"[..], slow.local_addr())
-    );
+    let meta = peer.recv_from(&mut buf).unwrap().expect("released at 50 ms");
+    assert_eq!((&buf[..meta.len], meta.from), (&b"late"[..], slow.local_addr()));
     assert_eq!(slow.outgoing_stats().delivered, 1);
 }
 
@@ -64,11 +45,8 @@ fn incoming_conditioning_applies_loss_and_delay_to_what_arrives() {
     let net = LoopbackNetwork::new();
     let clock = ManualClock::new(start());
     let raw = net.bind(addr("127.0.0.1:1")).unwrap();
-    let incoming = LinkConfig {
-        latency: Duration::from_millis(10),
-        loss: 0.5,
-        ..LinkConfig::perfect()
-    };
+    let incoming =
+        LinkConfig { latency: Duration::from_millis(10), loss: 0.5, ..LinkConfig::perfect() };
     let mut socket = ConditionedSocket::with_clock(raw, LinkConfig::perfect(), 1, clock.clone())
         .unwrap()
         .with_incoming(incoming, 2)
@@ -78,16 +56,9 @@ fn incoming_conditioning_applies_loss_and_delay_to_what_arrives() {
         let _ = peer.send_to(&i.to_le_bytes(), socket.local_addr()).unwrap();
     }
     let mut buf = [0u8; 4];
-    assert_eq!(
-        socket.recv_from(&mut buf).unwrap(),
-        None,
-        "everything is still 10 ms away"
-    );
+    assert_eq!(socket.recv_from(&mut buf).unwrap(), None, "everything is still 10 ms away");
     clock.advance(Duration::from_millis(10));
-    assert_eq!(
-        socket.wait_readable(Some(Duration::ZERO)).unwrap(),
-        Readiness::Readable
-    );
+    assert_eq!(socket.wait_readable(Some(Duration::ZERO)).unwrap(), Readiness::Readable);
     let mut got = Vec::new();
     while let Some(meta) = socket.recv_from(&mut buf).unwrap() {
         assert_eq!(meta.from, peer.local_addr());
@@ -95,15 +66,8 @@ fn incoming_conditioning_applies_loss_and_delay_to_what_arrives() {
     }
     let stats = socket.incoming_stats().unwrap();
     assert_eq!(got.len() as u64, 1000 - stats.lost);
-    assert!(
-        (400..600).contains(&got.len()),
-        "about half should survive, got {}",
-        got.len()
-    );
-    assert!(
-        got.windows(2).all(|w| w[0] < w[1]),
-        "no jitter, so no reordering"
-    );
+    assert!((400..600).contains(&got.len()), "about half should survive, got {}", got.len());
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "no jitter, so no reordering");
 }
 
 #[test]
@@ -118,20 +82,13 @@ fn a_dead_outgoing_link_sends_nothing() {
     let mut buf = [0u8; 4];
     assert_eq!(peer.recv_from(&mut buf).unwrap(), None);
     assert_eq!(socket.outgoing_stats().lost, 10);
-    assert_eq!(
-        socket.stats().datagrams_sent,
-        0,
-        "the inner socket sent nothing"
-    );
+    assert_eq!(socket.stats().datagrams_sent, 0, "the inner socket sent nothing");
 }
 
 #[test]
 fn waiting_on_the_real_clock_releases_delayed_datagrams_in_time() {
     let raw = UdpSocket::bind(addr("127.0.0.1:0"), &UdpConfig::default()).unwrap();
-    let delayed = LinkConfig {
-        latency: Duration::from_millis(20),
-        ..LinkConfig::perfect()
-    };
+    let delayed = LinkConfig { latency: Duration::from_millis(20), ..LinkConfig::perfect() };
     let mut socket = ConditionedSocket::new(raw, delayed, 1).unwrap();
     let mut peer = UdpSocket::bind(addr("127.0.0.1:0"), &UdpConfig::default()).unwrap();
     let _ = socket.send_to(b"soon", peer.local_addr()).unwrap();
@@ -141,16 +98,11 @@ fn waiting_on_the_real_clock_releases_delayed_datagrams_in_time() {
     assert_eq!(socket.recv_from(&mut buf).unwrap(), None);
     // The wrapper's wait sleeps until the datagram is due and sends it, then times out.
     assert_eq!(
-        socket
-            .wait_readable(Some(Duration::from_millis(100)))
-            .unwrap(),
+        socket.wait_readable(Some(Duration::from_millis(100))).unwrap(),
         Readiness::TimedOut
     );
     assert_eq!(socket.outgoing_stats().delivered, 1);
-    assert_eq!(
-        peer.wait_readable(Some(Duration::from_secs(10))).unwrap(),
-        Readiness::Readable
-    );
+    assert_eq!(peer.wait_readable(Some(Duration::from_secs(10))).unwrap(), Readiness::Readable);
     let mut meta = peer.recv_from(&mut buf).unwrap();
     while meta.is_none() {
         peer.wait_readable(Some(Duration::from_secs(10))).unwrap();

@@ -67,11 +67,7 @@ fn several_threads_send_to_one_socket_and_nothing_is_lost_or_reordered() {
     let mut addrs: Vec<SocketAddr> = senders.into_iter().map(|t| t.join().unwrap()).collect();
     addrs.sort();
     addrs.dedup();
-    assert_eq!(
-        addrs.len(),
-        usize::from(SENDERS),
-        "each client got its own address"
-    );
+    assert_eq!(addrs.len(), usize::from(SENDERS), "each client got its own address");
     assert_eq!(server.stats().dropped_queue_full, 0);
     assert_eq!(server.stats().datagrams_received, u64::from(received));
 }
@@ -91,17 +87,10 @@ fn a_full_receive_queue_drops_and_counts() {
     let mut buf = [0u8; 4];
     let got: Vec<u8> =
         std::iter::from_fn(|| rx.recv_from(&mut buf).unwrap().map(|_| buf[0])).collect();
-    assert_eq!(
-        got,
-        (0..8).collect::<Vec<_>>(),
-        "the first eight were kept, in order"
-    );
+    assert_eq!(got, (0..8).collect::<Vec<_>>(), "the first eight were kept, in order");
     // Room again after draining.
     let _ = tx.send_to(&[99], rx.local_addr()).unwrap();
-    assert_eq!(
-        rx.recv_from(&mut buf).unwrap().map(|m| (m.len, buf[0])),
-        Some((1, 99))
-    );
+    assert_eq!(rx.recv_from(&mut buf).unwrap().map(|m| (m.len, buf[0])), Some((1, 99)));
 }
 
 #[test]
@@ -112,10 +101,7 @@ fn binding_an_address_in_use_is_an_error_until_the_socket_is_dropped() {
         matches!(net.bind(addr("127.0.0.1:7777")), Err(SocketError::AddressInUse(a)) if a == addr("127.0.0.1:7777"))
     );
     // The wildcard of the same family and port clashes too; another port or family does not.
-    assert!(matches!(
-        net.bind(addr("0.0.0.0:7777")),
-        Err(SocketError::AddressInUse(_))
-    ));
+    assert!(matches!(net.bind(addr("0.0.0.0:7777")), Err(SocketError::AddressInUse(_))));
     let _other_port = net.bind(addr("127.0.0.1:7778")).unwrap();
     let _v6 = net.bind(addr("[::1]:7777")).unwrap();
     drop(first);
@@ -144,10 +130,7 @@ fn a_wildcard_server_receives_on_any_ip_and_answers_from_loopback() {
     assert_eq!(meta.from, client.local_addr());
     let _ = server.send_to(b"yo", meta.from).unwrap();
     let meta = client.recv_from(&mut buf).unwrap().unwrap();
-    assert_eq!(
-        meta.from, target,
-        "the reply comes from the address the client sent to"
-    );
+    assert_eq!(meta.from, target, "the reply comes from the address the client sent to");
 }
 
 #[test]
@@ -162,10 +145,7 @@ fn datagrams_to_nowhere_are_counted_as_undeliverable() {
 fn waiting_returns_on_data_from_another_thread_and_times_out_without() {
     let net = LoopbackNetwork::new();
     let mut rx = net.bind(addr("127.0.0.1:0")).unwrap();
-    assert_eq!(
-        rx.wait_readable(Some(Duration::from_millis(10))).unwrap(),
-        Readiness::TimedOut
-    );
+    assert_eq!(rx.wait_readable(Some(Duration::from_millis(10))).unwrap(), Readiness::TimedOut);
     let target = rx.local_addr();
     let sender = {
         let net = net.clone();
@@ -208,9 +188,5 @@ fn a_short_buffer_truncates_like_udp() {
     let mut buf = [0u8; 4];
     let meta = b.recv_from(&mut buf).unwrap().unwrap();
     assert_eq!((meta.len, &buf), (4, b"0123"));
-    assert_eq!(
-        b.recv_from(&mut buf).unwrap(),
-        None,
-        "the rest is discarded"
-    );
+    assert_eq!(b.recv_from(&mut buf).unwrap(), None, "the rest is discarded");
 }

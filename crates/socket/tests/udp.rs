@@ -55,12 +55,7 @@ fn exchange_on(bind: &str) {
     }
     let (c, s) = (client.stats(), server.stats());
     assert_eq!(
-        (
-            c.datagrams_sent,
-            c.bytes_sent,
-            c.datagrams_received,
-            c.bytes_received
-        ),
+        (c.datagrams_sent, c.bytes_sent, c.datagrams_received, c.bytes_received),
         (3, 300, 3, 30)
     );
     assert_eq!((s.datagrams_sent, s.datagrams_received), (3, 3));
@@ -97,22 +92,15 @@ fn a_dual_stack_ipv6_server_is_reachable_from_ipv4_and_reports_plain_ipv4_addres
 
 #[test]
 fn an_ipv6_only_server_is_not_reachable_from_ipv4() {
-    let factory = UdpSocketFactory::new(UdpConfig {
-        ipv6_only: true,
-        ..UdpConfig::default()
-    });
+    let factory = UdpSocketFactory::new(UdpConfig { ipv6_only: true, ..UdpConfig::default() });
     let mut server = factory.server_socket(addr("[::]:0")).unwrap();
     let v4_target = addr(&format!("127.0.0.1:{}", server.local_addr().port()));
-    let mut client = UdpSocketFactory::default()
-        .client_socket(v4_target)
-        .unwrap();
+    let mut client = UdpSocketFactory::default().client_socket(v4_target).unwrap();
     let _ = client.send_to(b"lost", v4_target).unwrap();
     let mut buf = [0u8; 64];
     assert_eq!(server.recv_from(&mut buf).unwrap(), None);
     assert_eq!(
-        server
-            .wait_readable(Some(Duration::from_millis(200)))
-            .unwrap(),
+        server.wait_readable(Some(Duration::from_millis(200))).unwrap(),
         Readiness::TimedOut
     );
 }
@@ -122,16 +110,9 @@ fn batches_go_out_and_come_in_whole_and_in_order() {
     let factory = UdpSocketFactory::default();
     let mut server = factory.server_socket(addr("127.0.0.1:0")).unwrap();
     let mut client = factory.client_socket(server.local_addr()).unwrap();
-    let payloads: Vec<Vec<u8>> = (0u8..40)
-        .map(|i| vec![i; 1 + usize::from(i) * 10])
-        .collect();
-    let batch: Vec<Outgoing<'_>> = payloads
-        .iter()
-        .map(|p| Outgoing {
-            to: server.local_addr(),
-            payload: p,
-        })
-        .collect();
+    let payloads: Vec<Vec<u8>> = (0u8..40).map(|i| vec![i; 1 + usize::from(i) * 10]).collect();
+    let batch: Vec<Outgoing<'_>> =
+        payloads.iter().map(|p| Outgoing { to: server.local_addr(), payload: p }).collect();
     assert_eq!(client.send_batch(&batch).unwrap(), 40);
 
     let mut received = Vec::new();
@@ -144,10 +125,7 @@ fn batches_go_out_and_come_in_whole_and_in_order() {
             data.to_vec()
         }));
         if n == 0 {
-            assert_eq!(
-                server.wait_readable(Some(PATIENCE)).unwrap(),
-                Readiness::Readable
-            );
+            assert_eq!(server.wait_readable(Some(PATIENCE)).unwrap(), Readiness::Readable);
         }
     }
     assert_eq!(received, payloads);
@@ -159,16 +137,8 @@ fn waiting_times_out_when_nothing_arrives() {
     let mut buf = [0u8; 64];
     // Drain first: a fresh socket does not know whether something is queued.
     assert_eq!(socket.recv_from(&mut buf).unwrap(), None);
-    assert_eq!(
-        socket
-            .wait_readable(Some(Duration::from_millis(20)))
-            .unwrap(),
-        Readiness::TimedOut
-    );
-    assert_eq!(
-        socket.wait_readable(Some(Duration::ZERO)).unwrap(),
-        Readiness::TimedOut
-    );
+    assert_eq!(socket.wait_readable(Some(Duration::from_millis(20))).unwrap(), Readiness::TimedOut);
+    assert_eq!(socket.wait_readable(Some(Duration::ZERO)).unwrap(), Readiness::TimedOut);
 }
 
 #[test]
@@ -183,14 +153,8 @@ fn waiting_returns_when_a_datagram_arrives() {
         thread::sleep(Duration::from_millis(50));
         let _ = client.send_to(b"wake up", target).unwrap();
     });
-    assert_eq!(
-        server.wait_readable(Some(PATIENCE)).unwrap(),
-        Readiness::Readable
-    );
-    let meta = server
-        .recv_from(&mut buf)
-        .unwrap()
-        .expect("the datagram that woke us");
+    assert_eq!(server.wait_readable(Some(PATIENCE)).unwrap(), Readiness::Readable);
+    let meta = server.recv_from(&mut buf).unwrap().expect("the datagram that woke us");
     assert_eq!(&buf[..meta.len], b"wake up");
     sender.join().unwrap();
 }
@@ -210,16 +174,10 @@ fn oversized_datagrams_and_wrong_families_are_refused_with_typed_errors() {
     let mut v4 = UdpSocket::bind(addr("127.0.0.1:0"), &UdpConfig::default()).unwrap();
     let to = v4.local_addr();
     match v4.send_to(&vec![0; 70_000], to) {
-        Err(SocketError::DatagramTooLarge {
-            len: 70_000,
-            max: 65_507,
-        }) => {}
+        Err(SocketError::DatagramTooLarge { len: 70_000, max: 65_507 }) => {}
         other => panic!("expected DatagramTooLarge, got {other:?}"),
     }
-    assert!(matches!(
-        v4.send_to(b"x", addr("[::1]:9")),
-        Err(SocketError::AddressFamily { .. })
-    ));
+    assert!(matches!(v4.send_to(b"x", addr("[::1]:9")), Err(SocketError::AddressFamily { .. })));
 }
 
 #[test]
@@ -247,12 +205,8 @@ fn kernel_buffer_sizes_are_requested_and_reported() {
         ..UdpConfig::default()
     };
     let large = UdpConfig::default();
-    let s = UdpSocket::bind(addr("127.0.0.1:0"), &small)
-        .unwrap()
-        .buffer_sizes();
-    let l = UdpSocket::bind(addr("127.0.0.1:0"), &large)
-        .unwrap()
-        .buffer_sizes();
+    let s = UdpSocket::bind(addr("127.0.0.1:0"), &small).unwrap().buffer_sizes();
+    let l = UdpSocket::bind(addr("127.0.0.1:0"), &large).unwrap().buffer_sizes();
     assert!(s.send > 0 && s.recv > 0);
     // The kernel may cap the large request, but never grants it less than the small one.
     assert!(l.recv >= s.recv && l.send >= s.send, "{s:?} vs {l:?}");

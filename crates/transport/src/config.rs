@@ -251,41 +251,11 @@ mod tests {
     fn validate_names_the_bad_field() {
         let base = EndpointConfig::default();
         let cases: Vec<(EndpointConfig, &str)> = vec![
-            (
-                EndpointConfig {
-                    channels: vec![],
-                    ..base.clone()
-                },
-                "channels",
-            ),
-            (
-                EndpointConfig {
-                    channels: vec![Qos::Reliable; 256],
-                    ..base.clone()
-                },
-                "channels",
-            ),
-            (
-                EndpointConfig {
-                    max_packet_size: 20,
-                    ..base.clone()
-                },
-                "max_packet_size",
-            ),
-            (
-                EndpointConfig {
-                    fragment_size: 1190,
-                    ..base.clone()
-                },
-                "fragment_size",
-            ),
-            (
-                EndpointConfig {
-                    max_fragments: 1,
-                    ..base.clone()
-                },
-                "max_fragments",
-            ),
+            (EndpointConfig { channels: vec![], ..base.clone() }, "channels"),
+            (EndpointConfig { channels: vec![Qos::Reliable; 256], ..base.clone() }, "channels"),
+            (EndpointConfig { max_packet_size: 20, ..base.clone() }, "max_packet_size"),
+            (EndpointConfig { fragment_size: 1190, ..base.clone() }, "fragment_size"),
+            (EndpointConfig { max_fragments: 1, ..base.clone() }, "max_fragments"),
             (
                 EndpointConfig {
                     channels: vec![Qos::ReliableFragmented],
@@ -294,46 +264,22 @@ mod tests {
                 },
                 "max_reassembly_bytes",
             ),
+            (EndpointConfig { max_connections: 70_000, ..base.clone() }, "max_connections"),
+            (EndpointConfig { connect_attempts: 0, ..base.clone() }, "connect_attempts"),
             (
-                EndpointConfig {
-                    max_connections: 70_000,
-                    ..base.clone()
-                },
-                "max_connections",
-            ),
-            (
-                EndpointConfig {
-                    connect_attempts: 0,
-                    ..base.clone()
-                },
-                "connect_attempts",
-            ),
-            (
-                EndpointConfig {
-                    keepalive_interval: Duration::from_secs(60),
-                    ..base.clone()
-                },
+                EndpointConfig { keepalive_interval: Duration::from_secs(60), ..base.clone() },
                 "keepalive_interval",
             ),
             (
-                EndpointConfig {
-                    max_in_flight_packets: 10_000,
-                    ..base.clone()
-                },
+                EndpointConfig { max_in_flight_packets: 10_000, ..base.clone() },
                 "max_in_flight_packets",
             ),
             (
-                EndpointConfig {
-                    min_resend_timeout: Duration::from_secs(5),
-                    ..base.clone()
-                },
+                EndpointConfig { min_resend_timeout: Duration::from_secs(5), ..base.clone() },
                 "min_resend_timeout",
             ),
             (
-                EndpointConfig {
-                    all_cost_resend_interval: Duration::ZERO,
-                    ..base.clone()
-                },
+                EndpointConfig { all_cost_resend_interval: Duration::ZERO, ..base.clone() },
                 "all_cost_resend_interval",
             ),
         ];
@@ -341,12 +287,8 @@ mod tests {
             assert_eq!(field_of(config), *field);
         }
         // 255 channels and 32,000 connections are allowed.
-        EndpointConfig {
-            channels: vec![Qos::Unreliable; 255],
-            max_connections: 32_000,
-            ..base
-        }
-        .validate()
-        .unwrap();
+        EndpointConfig { channels: vec![Qos::Unreliable; 255], max_connections: 32_000, ..base }
+            .validate()
+            .unwrap();
     }
 }

@@ -10,10 +10,7 @@ use sturnus_netem::LinkConfig;
 use sturnus_transport::{DisconnectReason, EndpointConfig, Qos};
 
 fn all_channels() -> EndpointConfig {
-    EndpointConfig {
-        channels: Qos::ALL.to_vec(),
-        ..EndpointConfig::default()
-    }
+    EndpointConfig { channels: Qos::ALL.to_vec(), ..EndpointConfig::default() }
 }
 
 #[test]
@@ -24,10 +21,7 @@ fn a_message_on_every_qos_arrives_over_a_perfect_link() {
     let (conn, _) = sim.connect(client, server);
     for (i, _) in Qos::ALL.iter().enumerate() {
         let channel = sim::channel(i);
-        sim.nodes[client]
-            .endpoint
-            .send(conn, channel, format!("hello {i}").as_bytes())
-            .unwrap();
+        sim.nodes[client].endpoint.send(conn, channel, format!("hello {i}").as_bytes()).unwrap();
     }
     sim.run_for(Duration::from_millis(100));
     for (i, qos) in Qos::ALL.iter().enumerate() {
@@ -43,16 +37,11 @@ fn a_large_message_is_fragmented_and_reassembled() {
     let client = sim.add(all_channels());
     let (conn, _) = sim.connect(client, server);
     let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    for qos in [
-        Qos::ReliableFragmented,
-        Qos::ReliableFragmentedSequenced,
-        Qos::UnreliableFragmented,
-    ] {
+    for qos in
+        [Qos::ReliableFragmented, Qos::ReliableFragmentedSequenced, Qos::UnreliableFragmented]
+    {
         let channel = sim::channel_of(qos);
-        sim.nodes[client]
-            .endpoint
-            .send(conn, channel, &big)
-            .unwrap();
+        sim.nodes[client].endpoint.send(conn, channel, &big).unwrap();
         sim.run_for(Duration::from_millis(200));
         assert_eq!(sim.received(server, channel), vec![big.clone()], "{qos}");
     }
@@ -79,12 +68,15 @@ fn disconnect_is_seen_by_the_peer_and_silence_times_out() {
     sim.set_link(server, client, LinkConfig::dead());
     let timeout = EndpointConfig::default().disconnect_timeout;
     sim.run_for(timeout + Duration::from_millis(500));
-    assert!(sim.nodes[client].events.contains(&Owned::Disconnected {
-        conn,
-        reason: DisconnectReason::Timeout
-    }));
-    assert!(sim.nodes[server].events.contains(&Owned::Disconnected {
-        conn: server_conn,
-        reason: DisconnectReason::Timeout
-    }));
+    assert!(
+        sim.nodes[client]
+            .events
+            .contains(&Owned::Disconnected { conn, reason: DisconnectReason::Timeout })
+    );
+    assert!(
+        sim.nodes[server].events.contains(&Owned::Disconnected {
+            conn: server_conn,
+            reason: DisconnectReason::Timeout
+        })
+    );
 }

@@ -1,46 +1,61 @@
-//! The encoded size of a packet carrying one 32-byte message, as `PROTOCOL.md` states it.
+//! The encoded size of a packet carrying one 32-byte message, as `PROTOCOL.md` states it,
+//! measured on what a real endpoint sends.
 
-use sturnus_transport::proto::codec::Writer;
-use sturnus_transport::proto::packet::{DataHeader, RecordHeader};
-use sturnus_transport::proto::seq::{MessageSeq, PacketSeq};
+mod sim;
+
+use std::time::Duration;
+
+use sim::Sim;
+use sturnus_netem::LinkConfig;
 use sturnus_transport::{ChannelId, EndpointConfig, Qos};
 
-/// Encodes one data packet (no recent loss, so no ack field) with one 32-byte message on a
-/// channel of kind `qos`, numbered as its kind requires.
-fn packet_with_one_message(qos: Qos) -> usize {
-    let config = EndpointConfig {
-        channels: vec![qos],
-        ..EndpointConfig::default()
-    };
-    config.validate().unwrap();
-    let mut buf = [0u8; 1200];
-    let mut w = Writer::new(&mut buf);
-    let header = DataHeader {
-        seq: PacketSeq::new(1),
-        ack: PacketSeq::new(0),
-        ack_bits: u32::MAX,
-    };
-    header.encode(&mut w).unwrap();
-    let record = RecordHeader {
-        channel: ChannelId(0),
-        len: 32,
-        seq: qos.is_numbered().then(|| MessageSeq::new(0)),
-        fragment: None,
-    };
-    record
-        .encode(&[0xAB; 32], qos.is_fragmented(), &mut w)
-        .unwrap();
-    w.len()
+/// The size of the datagram an established connection sends for one 32-byte message on a
+/// channel of kind `qos`.
+fn datagram_for_one_message(qos: Qos) -> usize {
+    let config = EndpointConfig { channels: vec![qos], ..EndpointConfig::default() };
+    let mut sim = Sim::new(LinkConfig::perfect(), 1);
+    let server = sim.add(config.clone());
+    let client = sim.add(config);
+    let (conn, _) = sim.connect(client, server);
+    // Let the handshake's traffic settle so no acknowledgement is owed.
+    sim.run_for(Duration::from_millis(50));
+    let now = sim.now;
+    let endpoint = &mut sim.nodes[client].endpoint;
+    endpoint.send(conn, ChannelId(0), &[0xAB; 32]).unwrap();
+    let mut buf = [0u8; 1500];
+    let transmit = endpoint.poll_transmit(now, &mut buf).expect("the message goes out at once");
+    assert!(endpoint.poll_transmit(now, &mut buf).is_none(), "one datagram");
+    transmit.len
 }
 
 #[test]
 fn one_32_byte_unreliable_message_costs_6_bytes_of_overhead() {
     // 4-byte header + channel (1) + length (1) + payload (32)
-    assert_eq!(packet_with_one_message(Qos::Unreliable), 38);
+    assert_eq!(datagram_for_one_message(Qos::Unreliable), 38);
 }
 
 #[test]
 fn one_32_byte_reliable_sequenced_message_costs_8_bytes_of_overhead() {
     // 4-byte header + channel (1) + length (1) + message number (2) + payload (32)
-    assert_eq!(packet_with_one_message(Qos::ReliableSequenced), 40);
+    assert_eq!(datagram_for_one_message(Qos::ReliableSequenced), 40);
+}
+
+#[test]
+fn aggregated_small_reliable_messages_cost_2_bytes_each() {
+    let config =
+        EndpointConfig { channels: vec![Qos::ReliableSequenced], ..EndpointConfig::default() };
+    let mut sim = Sim::new(LinkConfig::perfect(), 2);
+    let server = sim.add(config.clone());
+    let client = sim.add(config);
+    let (conn, _) = sim.connect(client, server);
+    sim.run_for(Duration::from_millis(50));
+    let now = sim.now;
+    let endpoint = &mut sim.nodes[client].endpoint;
+    for _ in 0..30 {
+        endpoint.send(conn, ChannelId(0), &[0xCD; 32]).unwrap();
+    }
+    let mut buf = [0u8; 1500];
+    let transmit = endpoint.poll_transmit(now, &mut buf).unwrap();
+    // Header (4) + the first message with its number (4 + 32) + 29 × (2 + 32).
+    assert_eq!(transmit.len, 4 + 36 + 29 * 34);
 }

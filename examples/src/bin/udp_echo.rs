@@ -8,15 +8,8 @@
 //! ```text
 //! cargo run -p sturnus-examples --bin udp_echo -- [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]
 //! ```
-#![allow(
-    clippy::print_stdout,
-    clippy::print_stderr,
-    reason = "an example prints what it does"
-)]
-#![allow(
-    clippy::disallowed_methods,
-    reason = "an example measures real round-trip times"
-)]
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints what it does")]
+#![allow(clippy::disallowed_methods, reason = "an example measures real round-trip times")]
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -37,11 +30,7 @@ struct Options {
 }
 
 fn parse_args() -> Result<Options, String> {
-    let mut options = Options {
-        count: 5,
-        link: None,
-        ipv6: false,
-    };
+    let mut options = Options { count: 5, link: None, ipv6: false };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -99,11 +88,7 @@ fn ping(client: &mut impl Socket, server: SocketAddr, count: u32) -> Result<u32,
             while let Some(meta) = client.recv_from(&mut buf)? {
                 let echo = String::from_utf8_lossy(&buf[..meta.len]);
                 let rtt = sent_at.elapsed();
-                println!(
-                    "received {echo:?} from {} after {} µs",
-                    meta.from,
-                    rtt.as_micros()
-                );
+                println!("received {echo:?} from {} after {} µs", meta.from, rtt.as_micros());
                 if echo == message {
                     got_it = true;
                     answered += 1;
@@ -119,18 +104,11 @@ fn ping(client: &mut impl Socket, server: SocketAddr, count: u32) -> Result<u32,
 
 fn run(options: &Options) -> Result<(), SocketError> {
     let factory = UdpSocketFactory::default();
-    let bind: SocketAddr = if options.ipv6 {
-        "[::1]:0".parse()
-    } else {
-        "127.0.0.1:0".parse()
-    }
-    .expect("a literal address");
+    let bind: SocketAddr = if options.ipv6 { "[::1]:0".parse() } else { "127.0.0.1:0".parse() }
+        .expect("a literal address");
     let server = factory.server_socket(bind)?;
     let server_addr = server.local_addr();
-    println!(
-        "server listening on {server_addr} (kernel buffers {:?})",
-        server.buffer_sizes()
-    );
+    println!("server listening on {server_addr} (kernel buffers {:?})", server.buffer_sizes());
     let server_thread = thread::spawn(move || serve(server));
 
     let client = factory.client_socket(server_addr)?;
@@ -138,10 +116,7 @@ fn run(options: &Options) -> Result<(), SocketError> {
     let (answered, stats) = match options.link {
         None => {
             let mut client = client;
-            (
-                ping(&mut client, server_addr, options.count)?,
-                client.stats(),
-            )
+            (ping(&mut client, server_addr, options.count)?, client.stats())
         }
         Some(preset) => {
             println!("conditioning the client's traffic with the `{preset}` link preset");
@@ -155,14 +130,9 @@ fn run(options: &Options) -> Result<(), SocketError> {
     };
     let mut quitter = factory.client_socket(server_addr)?;
     let _ = quitter.send_to(QUIT, server_addr)?;
-    let echoed = server_thread
-        .join()
-        .expect("the server thread does not panic")?;
+    let echoed = server_thread.join().expect("the server thread does not panic")?;
     println!("client socket stats: {stats:?}");
-    println!(
-        "{answered}/{} pings answered; the server echoed {echoed} datagrams",
-        options.count
-    );
+    println!("{answered}/{} pings answered; the server echoed {echoed} datagrams", options.count);
     Ok(())
 }
 

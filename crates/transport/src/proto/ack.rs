@@ -34,10 +34,7 @@ impl AckState {
     /// `first` do not exist, so they count as received: acking them tells the sender nothing
     /// wrong, and it keeps the ack field short (see [`encoded_bits_len`]).
     pub fn new(first: PacketSeq) -> Self {
-        Self {
-            latest: first.sub(1),
-            bits: u32::MAX,
-        }
+        Self { latest: first.sub(1), bits: u32::MAX }
     }
 
     /// The newest packet received (or the one before the first, before any arrives).
@@ -93,11 +90,8 @@ impl AckState {
 
 /// The packets an `(ack, bits)` pair acknowledges, newest first.
 pub fn acknowledged(ack: PacketSeq, bits: u32) -> impl Iterator<Item = PacketSeq> {
-    std::iter::once(ack).chain(
-        (0..ACK_BITS)
-            .filter(move |&i| bits & (1 << i) != 0)
-            .map(move |i| ack.sub(i + 1)),
-    )
+    std::iter::once(ack)
+        .chain((0..ACK_BITS).filter(move |&i| bits & (1 << i) != 0).map(move |i| ack.sub(i + 1)))
 }
 
 /// The 2-bit code and the byte count of the ack field on the wire.
@@ -182,11 +176,7 @@ mod tests {
         let mut state = AckState::new(PacketSeq::new(0));
         state.record(PacketSeq::new(0));
         state.record(PacketSeq::new(32));
-        assert_eq!(
-            state.bits(),
-            1 << 31,
-            "only packet 0 is known, at the last bit"
-        );
+        assert_eq!(state.bits(), 1 << 31, "only packet 0 is known, at the last bit");
         state.record(PacketSeq::new(65));
         assert_eq!(state.bits(), 0, "packet 32 is one past the window");
         state.record(PacketSeq::new(100));

@@ -53,10 +53,7 @@ impl<'a> Reader<'a> {
     /// Reads `n` bytes.
     pub fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.remaining() {
-            return Err(DecodeError::Truncated {
-                needed: n,
-                available: self.remaining(),
-            });
+            return Err(DecodeError::Truncated { needed: n, available: self.remaining() });
         }
         let out = &self.buf[self.pos..self.pos + n];
         self.pos += n;
@@ -185,14 +182,7 @@ mod tests {
 
     #[test]
     fn varint_boundaries() {
-        for (v, len) in [
-            (0, 1),
-            (127, 1),
-            (128, 2),
-            (16_383, 2),
-            (16_384, 3),
-            (u32::MAX, 5),
-        ] {
+        for (v, len) in [(0, 1), (127, 1), (128, 2), (16_383, 2), (16_384, 3), (u32::MAX, 5)] {
             let mut buf = [0u8; 8];
             let mut w = Writer::new(&mut buf);
             w.varint(v).unwrap();
@@ -205,23 +195,14 @@ mod tests {
     fn bad_varints_are_errors() {
         assert_eq!(
             Reader::new(&[0x80]).varint(),
-            Err(DecodeError::Truncated {
-                needed: 1,
-                available: 0
-            })
+            Err(DecodeError::Truncated { needed: 1, available: 0 })
         );
-        assert_eq!(
-            Reader::new(&[0xFF; 6]).varint(),
-            Err(DecodeError::VarintOverflow)
-        );
+        assert_eq!(Reader::new(&[0xFF; 6]).varint(), Err(DecodeError::VarintOverflow));
         assert_eq!(
             Reader::new(&[0xFF, 0xFF, 0xFF, 0xFF, 0x1F]).varint(),
             Err(DecodeError::VarintOverflow)
         );
-        assert_eq!(
-            Reader::new(&[0x81, 0x00]).varint(),
-            Err(DecodeError::VarintOverlong)
-        );
+        assert_eq!(Reader::new(&[0x81, 0x00]).varint(), Err(DecodeError::VarintOverlong));
     }
 
     #[test]

@@ -67,30 +67,19 @@ impl ConnectionStats {
 
     /// Incoming packet loss in percent, as far as the peer's numbering tells.
     pub fn loss_in_percent(&self) -> f64 {
-        percent(
-            self.packets_lost_in,
-            self.packets_received + self.packets_lost_in,
-        )
+        percent(self.packets_lost_in, self.packets_received + self.packets_lost_in)
     }
 }
 
 fn percent(part: u64, whole: u64) -> f64 {
-    if whole == 0 {
-        0.0
-    } else {
-        part as f64 * 100.0 / whole as f64
-    }
+    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
 }
 
 /// Where the handshake stands.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Phase {
     /// Client side, before the server's accept.
-    Connecting {
-        cookie: Option<Cookie>,
-        attempts: u32,
-        next_attempt: Instant,
-    },
+    Connecting { cookie: Option<Cookie>, attempts: u32, next_attempt: Instant },
     /// Both sides know both salts.
     Connected,
 }
@@ -167,11 +156,8 @@ impl Connection {
         is_client: bool,
         now: Instant,
     ) -> Self {
-        let (local_salt, peer_salt) = if is_client {
-            (client_salt, server_salt)
-        } else {
-            (server_salt, client_salt)
-        };
+        let (local_salt, peer_salt) =
+            if is_client { (client_salt, server_salt) } else { (server_salt, client_salt) };
         let channels = config.channels.iter().enumerate().map(|(i, &qos)| {
             let id = ChannelId(u8::try_from(i).expect("validate() allows at most 255 channels"));
             (SendChannel::new(id, qos), RecvChannel::new(qos))
@@ -239,9 +225,7 @@ impl Connection {
 
     /// Messages waiting on channel `channel` (queued or unacknowledged).
     pub(crate) fn queue_depth(&self, channel: ChannelId) -> Option<usize> {
-        self.send
-            .get(usize::from(channel.0))
-            .map(SendChannel::depth)
+        self.send.get(usize::from(channel.0)).map(SendChannel::depth)
     }
 
     pub(crate) fn enqueue(
@@ -251,10 +235,8 @@ impl Connection {
         config: &EndpointConfig,
         pool: &mut BufPool,
     ) -> Result<(), SendError> {
-        let send = self
-            .send
-            .get_mut(usize::from(channel.0))
-            .ok_or(SendError::UnknownChannel(channel))?;
+        let send =
+            self.send.get_mut(usize::from(channel.0)).ok_or(SendError::UnknownChannel(channel))?;
         send.enqueue(payload, config, pool)
     }
 
@@ -325,14 +307,9 @@ impl Connection {
         self.settle_lost(now);
         let limit = buf.len().min(config.max_packet_size);
         let mut w = Writer::new(&mut buf[..limit]);
-        let header = DataHeader {
-            seq: self.next_seq,
-            ack: self.acks.latest(),
-            ack_bits: self.acks.bits(),
-        };
-        header
-            .encode(&mut w)
-            .expect("max_packet_size leaves room for the header");
+        let header =
+            DataHeader { seq: self.next_seq, ack: self.acks.latest(), ack_bits: self.acks.bits() };
+        header.encode(&mut w).expect("max_packet_size leaves room for the header");
 
         let mut refs = self.spare_refs.pop().unwrap_or_default();
         refs.clear();
@@ -416,10 +393,7 @@ impl Connection {
 
     /// A loss was detected (a reliable resend): halve the window, at most once per round trip.
     fn on_loss(&mut self, now: Instant) {
-        if self
-            .last_cut
-            .is_some_and(|at| now < at + self.rtt.smoothed())
-        {
+        if self.last_cut.is_some_and(|at| now < at + self.rtt.smoothed()) {
             return;
         }
         self.last_cut = Some(now);
@@ -578,8 +552,7 @@ impl Connection {
             let newly = !packet.settled;
             packet.settled = true;
             if seq == ack && newly {
-                self.rtt
-                    .sample(now.saturating_duration_since(packet.sent_at));
+                self.rtt.sample(now.saturating_duration_since(packet.sent_at));
             }
             let was_reliable = packet.reliable && newly;
             // Acks for units are honoured even after the packet was given up as lost.
@@ -595,11 +568,7 @@ impl Connection {
                 self.on_reliable_ack(config.max_in_flight_packets);
             }
         }
-        while self
-            .sent
-            .front()
-            .is_some_and(|p| p.settled && p.refs.is_empty())
-        {
+        while self.sent.front().is_some_and(|p| p.settled && p.refs.is_empty()) {
             let packet = self.sent.pop_front().expect("front exists");
             self.spare_refs.push(packet.refs);
         }

@@ -129,48 +129,30 @@ impl Control {
     pub fn encode(&self, w: &mut Writer<'_>) -> Result<(), Full> {
         let start = w.len();
         match *self {
-            Control::ConnectRequest {
-                protocol_id,
-                fingerprint,
-                client_salt,
-            } => {
+            Control::ConnectRequest { protocol_id, fingerprint, client_salt } => {
                 w.u8(CONTROL_BIT | CONNECT_REQUEST)?;
                 w.bytes(&protocol_id.to_le_bytes())?;
                 w.bytes(&fingerprint.to_le_bytes())?;
                 w.bytes(&client_salt.to_le_bytes())?;
             }
-            Control::Challenge {
-                client_salt,
-                cookie,
-            } => {
+            Control::Challenge { client_salt, cookie } => {
                 w.u8(CONTROL_BIT | CHALLENGE)?;
                 w.bytes(&client_salt.to_le_bytes())?;
                 write_cookie(w, cookie)?;
             }
-            Control::ConnectResponse {
-                protocol_id,
-                fingerprint,
-                client_salt,
-                cookie,
-            } => {
+            Control::ConnectResponse { protocol_id, fingerprint, client_salt, cookie } => {
                 w.u8(CONTROL_BIT | CONNECT_RESPONSE)?;
                 w.bytes(&protocol_id.to_le_bytes())?;
                 w.bytes(&fingerprint.to_le_bytes())?;
                 w.bytes(&client_salt.to_le_bytes())?;
                 write_cookie(w, cookie)?;
             }
-            Control::Accept {
-                client_salt,
-                server_salt,
-            } => {
+            Control::Accept { client_salt, server_salt } => {
                 w.u8(CONTROL_BIT | ACCEPT)?;
                 w.bytes(&client_salt.to_le_bytes())?;
                 w.bytes(&server_salt.to_le_bytes())?;
             }
-            Control::Reject {
-                client_salt,
-                reason,
-            } => {
+            Control::Reject { client_salt, reason } => {
                 w.u8(CONTROL_BIT | REJECT)?;
                 w.bytes(&client_salt.to_le_bytes())?;
                 w.u8(reason.code())?;
@@ -190,10 +172,7 @@ impl Control {
 
     /// Whether this kind is padded (and must arrive padded).
     pub fn is_padded_request(&self) -> bool {
-        matches!(
-            self,
-            Control::ConnectRequest { .. } | Control::ConnectResponse { .. }
-        )
+        matches!(self, Control::ConnectRequest { .. } | Control::ConnectResponse { .. })
     }
 
     /// Reads a control packet (the whole datagram).
@@ -209,27 +188,23 @@ impl Control {
                 fingerprint: read_u64(&mut r)?,
                 client_salt: read_u64(&mut r)?,
             },
-            CHALLENGE => Control::Challenge {
-                client_salt: read_u64(&mut r)?,
-                cookie: read_cookie(&mut r)?,
-            },
+            CHALLENGE => {
+                Control::Challenge { client_salt: read_u64(&mut r)?, cookie: read_cookie(&mut r)? }
+            }
             CONNECT_RESPONSE => Control::ConnectResponse {
                 protocol_id: read_u64(&mut r)?,
                 fingerprint: read_u64(&mut r)?,
                 client_salt: read_u64(&mut r)?,
                 cookie: read_cookie(&mut r)?,
             },
-            ACCEPT => Control::Accept {
-                client_salt: read_u64(&mut r)?,
-                server_salt: read_u64(&mut r)?,
-            },
+            ACCEPT => {
+                Control::Accept { client_salt: read_u64(&mut r)?, server_salt: read_u64(&mut r)? }
+            }
             REJECT => Control::Reject {
                 client_salt: read_u64(&mut r)?,
                 reason: RejectReason::from_code(r.u8()?)?,
             },
-            DISCONNECT => Control::Disconnect {
-                token: read_u64(&mut r)?,
-            },
+            DISCONNECT => Control::Disconnect { token: read_u64(&mut r)? },
             _ => return Err(DecodeError::BadControl),
         };
         if packet.is_padded_request() && datagram.len() < PADDED_REQUEST_LEN {
@@ -254,10 +229,7 @@ fn write_cookie(w: &mut Writer<'_>, cookie: Cookie) -> Result<(), Full> {
 fn read_cookie(r: &mut Reader<'_>) -> Result<Cookie, DecodeError> {
     let b = r.bytes(4)?;
     let issued = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    Ok(Cookie {
-        issued,
-        mac: read_u64(r)?,
-    })
+    Ok(Cookie { issued, mac: read_u64(r)? })
 }
 
 #[cfg(test)]
@@ -273,34 +245,13 @@ mod tests {
     }
 
     fn all() -> Vec<Control> {
-        let cookie = Cookie {
-            issued: 7,
-            mac: 0xDEAD_BEEF,
-        };
+        let cookie = Cookie { issued: 7, mac: 0xDEAD_BEEF };
         vec![
-            Control::ConnectRequest {
-                protocol_id: 1,
-                fingerprint: 2,
-                client_salt: 3,
-            },
-            Control::Challenge {
-                client_salt: 3,
-                cookie,
-            },
-            Control::ConnectResponse {
-                protocol_id: 1,
-                fingerprint: 2,
-                client_salt: 3,
-                cookie,
-            },
-            Control::Accept {
-                client_salt: 3,
-                server_salt: 4,
-            },
-            Control::Reject {
-                client_salt: 3,
-                reason: RejectReason::ConfigMismatch,
-            },
+            Control::ConnectRequest { protocol_id: 1, fingerprint: 2, client_salt: 3 },
+            Control::Challenge { client_salt: 3, cookie },
+            Control::ConnectResponse { protocol_id: 1, fingerprint: 2, client_salt: 3, cookie },
+            Control::Accept { client_salt: 3, server_salt: 4 },
+            Control::Reject { client_salt: 3, reason: RejectReason::ConfigMismatch },
             Control::Disconnect { token: 5 },
         ]
     }
@@ -314,23 +265,12 @@ mod tests {
 
     #[test]
     fn no_server_answer_is_larger_than_a_request() {
-        let sizes: Vec<(bool, usize)> = all()
-            .iter()
-            .map(|p| (p.is_padded_request(), encode(p).len()))
-            .collect();
-        let smallest_request = sizes
-            .iter()
-            .filter(|(req, _)| *req)
-            .map(|&(_, len)| len)
-            .min()
-            .unwrap();
+        let sizes: Vec<(bool, usize)> =
+            all().iter().map(|p| (p.is_padded_request(), encode(p).len())).collect();
+        let smallest_request =
+            sizes.iter().filter(|(req, _)| *req).map(|&(_, len)| len).min().unwrap();
         assert_eq!(smallest_request, PADDED_REQUEST_LEN);
-        assert!(
-            sizes
-                .iter()
-                .filter(|(req, _)| !*req)
-                .all(|&(_, len)| len < smallest_request)
-        );
+        assert!(sizes.iter().filter(|(req, _)| !*req).all(|&(_, len)| len < smallest_request));
     }
 
     #[test]

@@ -146,17 +146,8 @@ pub struct EndpointStats {
 #[derive(Debug)]
 enum Pending {
     Connected(ConnectionId),
-    Data {
-        conn: ConnectionId,
-        channel: ChannelId,
-        start: usize,
-        len: usize,
-        superseded: bool,
-    },
-    Disconnected {
-        conn: ConnectionId,
-        reason: DisconnectReason,
-    },
+    Data { conn: ConnectionId, channel: ChannelId, start: usize, len: usize, superseded: bool },
+    Disconnected { conn: ConnectionId, reason: DisconnectReason },
 }
 
 #[derive(Debug)]
@@ -266,10 +257,7 @@ fn fingerprint(config: &EndpointConfig) -> u64 {
         .write_u64(u64::try_from(config.disconnect_timeout.as_millis()).unwrap_or(u64::MAX))
         .write_u64(u64::from(config.reliable_window));
     for qos in &config.channels {
-        let code = Qos::ALL
-            .iter()
-            .position(|q| q == qos)
-            .expect("every QoS is in ALL");
+        let code = Qos::ALL.iter().position(|q| q == qos).expect("every QoS is in ALL");
         h.write(&[u8::try_from(code).expect("eleven kinds")]);
     }
     h.finish()
@@ -279,9 +267,7 @@ impl Endpoint {
     /// Creates an endpoint; `now` is its starting time.
     pub fn new(config: EndpointConfig, now: Instant) -> Result<Self, ConfigError> {
         config.validate()?;
-        let seed = config
-            .seed
-            .unwrap_or_else(|| RandomState::new().hash_one(0x5eed_u64));
+        let seed = config.seed.unwrap_or_else(|| RandomState::new().hash_one(0x5eed_u64));
         let mut rng = Rng::new(seed);
         let cookie_key = (rng.next_u64(), rng.next_u64());
         Ok(Self {
@@ -373,10 +359,7 @@ impl Endpoint {
             Some(slot) => slot,
             None => {
                 let slot = u16::try_from(self.slots.len()).ok()?;
-                self.slots.push(Slot {
-                    generation: 0,
-                    conn: None,
-                });
+                self.slots.push(Slot { generation: 0, conn: None });
                 slot
             }
         };
@@ -393,8 +376,7 @@ impl Endpoint {
         }
         let mut conn = slot.conn.take()?;
         slot.generation = slot.generation.wrapping_add(1);
-        self.free
-            .push(u16::try_from(id.slot()).expect("slots are u16"));
+        self.free.push(u16::try_from(id.slot()).expect("slots are u16"));
         if self.by_addr.get(&conn.addr) == Some(&u16::try_from(id.slot()).expect("u16")) {
             self.by_addr.remove(&conn.addr);
         }
@@ -407,8 +389,7 @@ impl Endpoint {
     fn close_with_event(&mut self, id: ConnectionId, reason: DisconnectReason) {
         if self.remove(id).is_some() {
             tracing::debug!(conn = %id, %reason, "connection closed");
-            self.events
-                .push_back(Pending::Disconnected { conn: id, reason });
+            self.events.push_back(Pending::Disconnected { conn: id, reason });
         }
     }
 
@@ -424,20 +405,14 @@ impl Endpoint {
             return Err(ConnectError::AlreadyConnected(remote));
         }
         if self.live >= self.config.max_connections {
-            return Err(ConnectError::TooManyConnections(
-                self.config.max_connections,
-            ));
+            return Err(ConnectError::TooManyConnections(self.config.max_connections));
         }
         let client_salt = self.rng.next_u64();
-        let phase = Phase::Connecting {
-            cookie: None,
-            attempts: 0,
-            next_attempt: now,
-        };
+        let phase = Phase::Connecting { cookie: None, attempts: 0, next_attempt: now };
         let conn = Connection::new(&self.config, remote, phase, client_salt, 0, true, now);
-        let id = self.insert(conn).ok_or(ConnectError::TooManyConnections(
-            self.config.max_connections,
-        ))?;
+        let id = self
+            .insert(conn)
+            .ok_or(ConnectError::TooManyConnections(self.config.max_connections))?;
         tracing::debug!(conn = %id, %remote, "connecting");
         Ok(id)
     }
@@ -449,18 +424,9 @@ impl Endpoint {
         channel: ChannelId,
         payload: &[u8],
     ) -> Result<(), SendError> {
-        let Self {
-            slots,
-            config,
-            pool,
-            ..
-        } = self;
-        let slot = slots
-            .get_mut(id.slot())
-            .filter(|s| s.generation == id.generation());
-        let conn = slot
-            .and_then(|s| s.conn.as_deref_mut())
-            .ok_or(SendError::UnknownConnection)?;
+        let Self { slots, config, pool, .. } = self;
+        let slot = slots.get_mut(id.slot()).filter(|s| s.generation == id.generation());
+        let conn = slot.and_then(|s| s.conn.as_deref_mut()).ok_or(SendError::UnknownConnection)?;
         conn.enqueue(channel, payload, config, pool)
     }
 
@@ -490,20 +456,10 @@ impl Endpoint {
             return Some(match pending {
                 Pending::Connected(conn) => Event::Connected(conn),
                 Pending::Disconnected { conn, reason } => Event::Disconnected { conn, reason },
-                Pending::Data {
-                    superseded: true, ..
-                } => continue,
-                Pending::Data {
-                    conn,
-                    channel,
-                    start,
-                    len,
-                    superseded: false,
-                } => Event::Data {
-                    conn,
-                    channel,
-                    payload: &self.data[start..start + len],
-                },
+                Pending::Data { superseded: true, .. } => continue,
+                Pending::Data { conn, channel, start, len, superseded: false } => {
+                    Event::Data { conn, channel, payload: &self.data[start..start + len] }
+                }
             });
         }
     }
@@ -514,9 +470,7 @@ impl Endpoint {
             IpAddr::V4(ip) => h.write(&ip.octets()),
             IpAddr::V6(ip) => h.write(&ip.octets()),
         };
-        h.write(&addr.port().to_le_bytes())
-            .write_u64(client_salt)
-            .write(&issued.to_le_bytes());
+        h.write(&addr.port().to_le_bytes()).write_u64(client_salt).write(&issued.to_le_bytes());
         h.finish()
     }
 
@@ -568,20 +522,8 @@ impl Endpoint {
             return;
         };
         let id = self.id_of(slot);
-        let Self {
-            slots,
-            config,
-            pool,
-            events,
-            data,
-            newest_state,
-            events_popped,
-            ..
-        } = self;
-        let conn = slots[usize::from(slot)]
-            .conn
-            .as_deref_mut()
-            .expect("by_addr names live slots");
+        let Self { slots, config, pool, events, data, newest_state, events_popped, .. } = self;
+        let conn = slots[usize::from(slot)].conn.as_deref_mut().expect("by_addr names live slots");
         let verdict = conn.on_packet(now, datagram, config, pool, &mut |channel, payload| {
             let index = *events_popped + events.len() as u64;
             if config.qos(channel).is_some_and(Qos::is_state_update) {
@@ -614,44 +556,20 @@ impl Endpoint {
     fn handle_control(&mut self, now: Instant, from: SocketAddr, packet: Control) {
         let existing = self.by_addr.get(&from).map(|&slot| self.id_of(slot));
         match packet {
-            Control::ConnectRequest {
-                protocol_id,
-                fingerprint,
-                client_salt,
-            } => {
+            Control::ConnectRequest { protocol_id, fingerprint, client_salt } => {
                 self.stats.connect_requests += 1;
                 if !self.config.accept_connections {
                     return;
                 }
                 if let Some(reason) = self.refusal(protocol_id, fingerprint, existing) {
-                    self.reply(
-                        from,
-                        Control::Reject {
-                            client_salt,
-                            reason,
-                        },
-                    );
+                    self.reply(from, Control::Reject { client_salt, reason });
                     return;
                 }
                 let issued = self.seconds_since_start(now);
-                let cookie = Cookie {
-                    issued,
-                    mac: self.cookie_mac(from, client_salt, issued),
-                };
-                self.reply(
-                    from,
-                    Control::Challenge {
-                        client_salt,
-                        cookie,
-                    },
-                );
+                let cookie = Cookie { issued, mac: self.cookie_mac(from, client_salt, issued) };
+                self.reply(from, Control::Challenge { client_salt, cookie });
             }
-            Control::ConnectResponse {
-                protocol_id,
-                fingerprint,
-                client_salt,
-                cookie,
-            } => {
+            Control::ConnectResponse { protocol_id, fingerprint, client_salt, cookie } => {
                 if !self.config.accept_connections {
                     return;
                 }
@@ -664,37 +582,18 @@ impl Endpoint {
                     if conn.client_salt == client_salt && !conn.is_client {
                         // Our accept was lost: say it again.
                         let server_salt = conn.server_salt;
-                        self.reply(
-                            from,
-                            Control::Accept {
-                                client_salt,
-                                server_salt,
-                            },
-                        );
+                        self.reply(from, Control::Accept { client_salt, server_salt });
                         return;
                     }
                 }
                 if let Some(reason) = self.refusal(protocol_id, fingerprint, existing) {
-                    self.reply(
-                        from,
-                        Control::Reject {
-                            client_salt,
-                            reason,
-                        },
-                    );
+                    self.reply(from, Control::Reject { client_salt, reason });
                     return;
                 }
-                if self
-                    .accept_filter
-                    .as_mut()
-                    .is_some_and(|accept| !accept(from))
-                {
+                if self.accept_filter.as_mut().is_some_and(|accept| !accept(from)) {
                     self.reply(
                         from,
-                        Control::Reject {
-                            client_salt,
-                            reason: RejectReason::Refused,
-                        },
+                        Control::Reject { client_salt, reason: RejectReason::Refused },
                     );
                     return;
                 }
@@ -715,48 +614,28 @@ impl Endpoint {
                 let Some(id) = self.insert(conn) else {
                     self.reply(
                         from,
-                        Control::Reject {
-                            client_salt,
-                            reason: RejectReason::ServerFull,
-                        },
+                        Control::Reject { client_salt, reason: RejectReason::ServerFull },
                     );
                     return;
                 };
                 self.stats.accepted += 1;
                 tracing::debug!(conn = %id, remote = %from, "accepted");
                 self.events.push_back(Pending::Connected(id));
-                self.reply(
-                    from,
-                    Control::Accept {
-                        client_salt,
-                        server_salt,
-                    },
-                );
+                self.reply(from, Control::Accept { client_salt, server_salt });
             }
-            Control::Challenge {
-                client_salt,
-                cookie,
-            } => {
+            Control::Challenge { client_salt, cookie } => {
                 let Some(id) = existing else { return };
                 let conn = self.conn_mut(id).expect("live");
                 if conn.client_salt != client_salt {
                     return;
                 }
-                if let Phase::Connecting {
-                    cookie: stored,
-                    next_attempt,
-                    ..
-                } = &mut conn.phase
-                {
+                if let Phase::Connecting { cookie: stored, next_attempt, .. } = &mut conn.phase {
                     *stored = Some(cookie);
                     // Answer at once rather than at the next retry.
                     *next_attempt = now;
                 }
             }
-            Control::Accept {
-                client_salt,
-                server_salt,
-            } => {
+            Control::Accept { client_salt, server_salt } => {
                 let Some(id) = existing else { return };
                 let conn = self.conn_mut(id).expect("live");
                 if conn.client_salt != client_salt
@@ -768,10 +647,7 @@ impl Endpoint {
                 tracing::debug!(conn = %id, "connected");
                 self.events.push_back(Pending::Connected(id));
             }
-            Control::Reject {
-                client_salt,
-                reason,
-            } => {
+            Control::Reject { client_salt, reason } => {
                 let Some(id) = existing else { return };
                 let conn = self.conn(id).expect("live");
                 if conn.client_salt == client_salt && matches!(conn.phase, Phase::Connecting { .. })
@@ -811,19 +687,11 @@ impl Endpoint {
     /// returns `None` when there is nothing to send now.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         if let Some((destination, packet)) = self.replies.pop_front() {
-            return Some(Transmit {
-                destination,
-                len: encode_control(&packet, buf),
-            });
+            return Some(Transmit { destination, len: encode_control(&packet, buf) });
         }
         if self.closing.front().is_some_and(|c| c.next_at <= now) {
             let mut closing = self.closing.pop_front().expect("front exists");
-            let len = encode_control(
-                &Control::Disconnect {
-                    token: closing.token,
-                },
-                buf,
-            );
+            let len = encode_control(&Control::Disconnect { token: closing.token }, buf);
             closing.remaining -= 1;
             closing.next_at = now + self.config.disconnect_copy_interval;
             let destination = closing.to;
@@ -845,20 +713,10 @@ impl Endpoint {
     }
 
     fn transmit_for(&mut self, slot: usize, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
-        let Self {
-            slots,
-            config,
-            pool,
-            fingerprint,
-            ..
-        } = self;
+        let Self { slots, config, pool, fingerprint, .. } = self;
         let conn = slots[slot].conn.as_deref_mut()?;
         match &mut conn.phase {
-            Phase::Connecting {
-                cookie,
-                attempts,
-                next_attempt,
-            } => {
+            Phase::Connecting { cookie, attempts, next_attempt } => {
                 if *next_attempt > now || *attempts >= config.connect_attempts {
                     return None;
                 }
@@ -867,29 +725,16 @@ impl Endpoint {
                 let (protocol_id, fingerprint, client_salt) =
                     (config.protocol_id, *fingerprint, conn.client_salt);
                 let packet = match *cookie {
-                    None => Control::ConnectRequest {
-                        protocol_id,
-                        fingerprint,
-                        client_salt,
-                    },
-                    Some(cookie) => Control::ConnectResponse {
-                        protocol_id,
-                        fingerprint,
-                        client_salt,
-                        cookie,
-                    },
+                    None => Control::ConnectRequest { protocol_id, fingerprint, client_salt },
+                    Some(cookie) => {
+                        Control::ConnectResponse { protocol_id, fingerprint, client_salt, cookie }
+                    }
                 };
-                Some(Transmit {
-                    destination: conn.addr,
-                    len: encode_control(&packet, buf),
-                })
+                Some(Transmit { destination: conn.addr, len: encode_control(&packet, buf) })
             }
             Phase::Connected => {
                 let len = conn.build_packet(now, buf, config, pool)?;
-                Some(Transmit {
-                    destination: conn.addr,
-                    len,
-                })
+                Some(Transmit { destination: conn.addr, len })
             }
         }
     }
@@ -898,25 +743,18 @@ impl Endpoint {
     pub fn handle_timeout(&mut self, now: Instant) {
         for slot in 0..self.slots.len() {
             let id = self.id_of(u16::try_from(slot).expect("u16 slots"));
-            let Self {
-                slots,
-                config,
-                pool,
-                ..
-            } = self;
+            let Self { slots, config, pool, .. } = self;
             let Some(conn) = slots[slot].conn.as_deref_mut() else {
                 continue;
             };
             let reason = match conn.phase {
-                Phase::Connecting {
-                    attempts,
-                    next_attempt,
-                    ..
-                } => (attempts >= config.connect_attempts && now >= next_attempt)
-                    .then_some(DisconnectReason::ConnectTimeout),
-                Phase::Connected => conn
-                    .handle_timeout(now, config, pool)
-                    .then_some(DisconnectReason::Timeout),
+                Phase::Connecting { attempts, next_attempt, .. } => {
+                    (attempts >= config.connect_attempts && now >= next_attempt)
+                        .then_some(DisconnectReason::ConnectTimeout)
+                }
+                Phase::Connected => {
+                    conn.handle_timeout(now, config, pool).then_some(DisconnectReason::Timeout)
+                }
             };
             if let Some(reason) = reason {
                 self.close_with_event(id, reason);
@@ -941,15 +779,12 @@ impl Endpoint {
 
     /// How long until [`poll_timeout`](Self::poll_timeout), from `now` (zero if due).
     pub fn time_until_timeout(&self, now: Instant) -> Option<Duration> {
-        self.poll_timeout()
-            .map(|at| at.saturating_duration_since(now))
+        self.poll_timeout().map(|at| at.saturating_duration_since(now))
     }
 }
 
 fn encode_control(packet: &Control, buf: &mut [u8]) -> usize {
     let mut w = Writer::new(buf);
-    packet
-        .encode(&mut w)
-        .expect("the transmit buffer holds at least max_packet_size (64+) bytes");
+    packet.encode(&mut w).expect("the transmit buffer holds at least max_packet_size (64+) bytes");
     w.len()
 }

@@ -57,11 +57,7 @@ impl DataHeader {
         // The top two bits of a u16 shifted down always fit in a u8.
         let code = (word1 >> 14) as u8;
         let ack_bits = expand_bits(r.bytes(bits_len_of_code(code))?);
-        Ok(Self {
-            seq: PacketSeq::new(word0),
-            ack: PacketSeq::new(word1),
-            ack_bits,
-        })
+        Ok(Self { seq: PacketSeq::new(word0), ack: PacketSeq::new(word1), ack_bits })
     }
 }
 
@@ -119,11 +115,7 @@ impl RecordHeader {
         fragmented_channel: bool,
         w: &mut Writer<'_>,
     ) -> Result<(), Full> {
-        debug_assert_eq!(
-            payload.len(),
-            usize::from(self.len),
-            "record length and payload agree"
-        );
+        debug_assert_eq!(payload.len(), usize::from(self.len), "record length and payload agree");
         debug_assert!(
             self.fragment.is_none() || (self.seq.is_some() && fragmented_channel),
             "fragments travel on fragmented channels and carry their number"
@@ -155,16 +147,11 @@ impl RecordHeader {
         channels: &[Qos],
     ) -> Result<(Self, &'a [u8]), DecodeError> {
         let channel = ChannelId(r.u8()?);
-        let qos = *channels
-            .get(usize::from(channel.0))
-            .ok_or(DecodeError::UnknownChannel(channel.0))?;
+        let qos =
+            *channels.get(usize::from(channel.0)).ok_or(DecodeError::UnknownChannel(channel.0))?;
         let tag = r.varint()?;
         let len = u16::try_from(tag >> 1).map_err(|_| DecodeError::RecordTooLong)?;
-        let seq = if tag & 1 != 0 {
-            Some(MessageSeq::new(r.u16_le()?))
-        } else {
-            None
-        };
+        let seq = if tag & 1 != 0 { Some(MessageSeq::new(r.u16_le()?)) } else { None };
         let count = if qos.is_fragmented() { r.varint()? } else { 0 };
         let fragment = match count {
             0 => None,
@@ -181,15 +168,7 @@ impl RecordHeader {
             }
         };
         let payload = r.bytes(usize::from(len))?;
-        Ok((
-            Self {
-                channel,
-                len,
-                seq,
-                fragment,
-            },
-            payload,
-        ))
+        Ok((Self { channel, len, seq, fragment }, payload))
     }
 }
 
@@ -216,9 +195,7 @@ mod tests {
         let mut w = Writer::new(&mut buf);
         header.encode(&mut w).unwrap();
         for (record, payload) in records {
-            record
-                .encode(payload, fragmented(record.channel), &mut w)
-                .unwrap();
+            record.encode(payload, fragmented(record.channel), &mut w).unwrap();
         }
         let n = w.len();
         buf.truncate(n);
@@ -231,46 +208,25 @@ mod tests {
 
     #[test]
     fn a_header_without_recent_loss_is_four_bytes_and_with_loss_at_most_eight() {
-        let clean = DataHeader {
-            seq: PacketSeq::new(5),
-            ack: PacketSeq::new(9),
-            ack_bits: u32::MAX,
-        };
+        let clean =
+            DataHeader { seq: PacketSeq::new(5), ack: PacketSeq::new(9), ack_bits: u32::MAX };
         assert_eq!(clean.encoded_len(), 4);
-        let lossy = DataHeader {
-            ack_bits: 0x1234_5678,
-            ..clean
-        };
+        let lossy = DataHeader { ack_bits: 0x1234_5678, ..clean };
         assert_eq!(lossy.encoded_len(), MAX_HEADER_LEN);
         for header in [clean, lossy] {
             let bytes = encode_packet(&header, &[]);
             assert_eq!(bytes.len(), header.encoded_len());
-            assert_eq!(
-                DataHeader::decode(&mut Reader::new(&bytes)).unwrap(),
-                header
-            );
+            assert_eq!(DataHeader::decode(&mut Reader::new(&bytes)).unwrap(), header);
         }
     }
 
     #[test]
     fn a_32_byte_message_costs_two_bytes_of_framing_and_four_with_its_number() {
-        let plain = RecordHeader {
-            channel: ChannelId(0),
-            len: 32,
-            seq: None,
-            fragment: None,
-        };
+        let plain = RecordHeader { channel: ChannelId(0), len: 32, seq: None, fragment: None };
         assert_eq!(plain.encoded_len(false), 2);
-        let numbered = RecordHeader {
-            seq: Some(MessageSeq::new(7)),
-            ..plain
-        };
+        let numbered = RecordHeader { seq: Some(MessageSeq::new(7)), ..plain };
         assert_eq!(numbered.encoded_len(false), 4);
-        assert_eq!(
-            numbered.encoded_len(true),
-            5,
-            "a whole message on a fragmented channel"
-        );
+        assert_eq!(numbered.encoded_len(true), 5, "a whole message on a fragmented channel");
         let long = RecordHeader { len: 64, ..plain };
         assert_eq!(long.encoded_len(false), 3, "the one-byte length ends at 63");
     }
@@ -280,42 +236,21 @@ mod tests {
         let decode = |bytes: &[u8]| DataHeader::decode(&mut Reader::new(bytes));
         assert_eq!(decode(&[0x81, 0, 0, 0]), Err(DecodeError::NotData));
         assert_eq!(decode(&[0x40, 0, 0, 0]), Err(DecodeError::ReservedBits));
-        assert!(matches!(
-            decode(&[0, 0, 0xC0, 0]),
-            Err(DecodeError::Truncated { .. })
-        ));
+        assert!(matches!(decode(&[0, 0, 0xC0, 0]), Err(DecodeError::Truncated { .. })));
     }
 
     #[test]
     fn malformed_records_are_errors() {
-        assert_eq!(
-            decode_record(&[9, 0]).unwrap_err(),
-            DecodeError::UnknownChannel(9)
-        );
+        assert_eq!(decode_record(&[9, 0]).unwrap_err(), DecodeError::UnknownChannel(9));
         // A fragment (count 3, index 0) without a message number.
-        assert_eq!(
-            decode_record(&[2, 0, 3, 0]).unwrap_err(),
-            DecodeError::FragmentWithoutSeq
-        );
+        assert_eq!(decode_record(&[2, 0, 3, 0]).unwrap_err(), DecodeError::FragmentWithoutSeq);
         // index >= count, and a count of one.
-        assert_eq!(
-            decode_record(&[2, 1, 0, 0, 3, 3]).unwrap_err(),
-            DecodeError::BadFragment
-        );
-        assert_eq!(
-            decode_record(&[2, 1, 0, 0, 1, 0]).unwrap_err(),
-            DecodeError::BadFragment
-        );
+        assert_eq!(decode_record(&[2, 1, 0, 0, 3, 3]).unwrap_err(), DecodeError::BadFragment);
+        assert_eq!(decode_record(&[2, 1, 0, 0, 1, 0]).unwrap_err(), DecodeError::BadFragment);
         // Length past the end.
-        assert!(matches!(
-            decode_record(&[0, 40, 1, 2]),
-            Err(DecodeError::Truncated { .. })
-        ));
+        assert!(matches!(decode_record(&[0, 40, 1, 2]), Err(DecodeError::Truncated { .. })));
         // A length that does not fit in 16 bits.
-        assert_eq!(
-            decode_record(&[0, 0xFF, 0xFF, 0x7F]).unwrap_err(),
-            DecodeError::RecordTooLong
-        );
+        assert_eq!(decode_record(&[0, 0xFF, 0xFF, 0x7F]).unwrap_err(), DecodeError::RecordTooLong);
     }
 
     fn record_strategy() -> impl Strategy<Value = (RecordHeader, Vec<u8>)> {
@@ -330,11 +265,7 @@ mod tests {
                 let fragment = fragment
                     .filter(|_| fragmented(channel))
                     .map(|(index, count)| Fragment { index, count });
-                let seq = if fragment.is_some() {
-                    Some(seq.unwrap_or(0))
-                } else {
-                    seq
-                };
+                let seq = if fragment.is_some() { Some(seq.unwrap_or(0)) } else { seq };
                 let header = RecordHeader {
                     channel,
                     len: u16::try_from(payload.len()).unwrap(),

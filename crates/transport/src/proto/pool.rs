@@ -11,10 +11,7 @@ pub(crate) struct BufPool {
 
 impl BufPool {
     pub(crate) fn new(limit: usize) -> Self {
-        Self {
-            free: Vec::new(),
-            limit,
-        }
+        Self { free: Vec::new(), limit }
     }
 
     /// An empty buffer with room for at least `capacity` bytes.

@@ -105,10 +105,7 @@ mod tests {
         let mut e = estimator();
         assert_eq!((e.smoothed(), e.rto()), (MS * 100, MS * 300));
         e.sample(MS * 40);
-        assert_eq!(
-            (e.smoothed(), e.variation(), e.rto()),
-            (MS * 40, MS * 20, MS * 120)
-        );
+        assert_eq!((e.smoothed(), e.variation(), e.rto()), (MS * 40, MS * 20, MS * 120));
         assert_eq!(e.min(), Some(MS * 40));
     }
 

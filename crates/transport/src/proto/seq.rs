@@ -18,11 +18,7 @@ pub type PacketSeq = Seq<14>;
 pub type MessageSeq = Seq<16>;
 
 impl<const BITS: u32> Seq<BITS> {
-    const MASK: u16 = if BITS >= 16 {
-        u16::MAX
-    } else {
-        (1 << BITS) - 1
-    };
+    const MASK: u16 = if BITS >= 16 { u16::MAX } else { (1 << BITS) - 1 };
     /// Half the number space: the largest distance at which "newer" is still well defined.
     pub const HALF: u16 = 1 << (BITS - 1);
 
@@ -58,11 +54,7 @@ impl<const BITS: u32> Seq<BITS> {
     /// newer.
     pub const fn distance(self, earlier: Self) -> i32 {
         let d = self.0.wrapping_sub(earlier.0) & Self::MASK;
-        if d >= Self::HALF {
-            d as i32 - (Self::MASK as i32 + 1)
-        } else {
-            d as i32
-        }
+        if d >= Self::HALF { d as i32 - (Self::MASK as i32 + 1) } else { d as i32 }
     }
 
     /// Whether `self` comes after `other` (within half the number space).
@@ -94,11 +86,7 @@ mod tests {
         assert_eq!(PacketSeq::new(16_383).next(), PacketSeq::new(0));
         assert_eq!(PacketSeq::new(0).sub(1).get(), 16_383);
         assert_eq!(MessageSeq::new(u16::MAX).next().get(), 0);
-        assert_eq!(
-            PacketSeq::new(16_384).get(),
-            0,
-            "construction reduces modulo 2^14"
-        );
+        assert_eq!(PacketSeq::new(16_384).get(), 0, "construction reduces modulo 2^14");
     }
 
     #[test]

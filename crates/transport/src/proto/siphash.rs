@@ -116,11 +116,8 @@ mod tests {
     fn split_writes_equal_one_write_and_keys_matter() {
         let data: Vec<u8> = (0u8..40).collect();
         let whole = SipHasher::new(1, 2).write(&data).finish();
-        let split = SipHasher::new(1, 2)
-            .write(&data[..3])
-            .write(&data[3..17])
-            .write(&data[17..])
-            .finish();
+        let split =
+            SipHasher::new(1, 2).write(&data[..3]).write(&data[3..17]).write(&data[17..]).finish();
         assert_eq!(whole, split);
         assert_ne!(whole, SipHasher::new(1, 3).write(&data).finish());
     }

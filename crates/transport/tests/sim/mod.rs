@@ -1,10 +1,7 @@
 //! A deterministic network simulation: endpoints joined by sturnus-netem links, on a virtual
 //! clock that jumps straight to the next delivery or timer. No sockets, no sleeping, no wall
 //! time: a run depends only on its seeds.
-#![allow(
-    dead_code,
-    reason = "each test file uses the part of the harness it needs"
-)]
+#![allow(dead_code, reason = "each test file uses the part of the harness it needs")]
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,15 +16,8 @@ use sturnus_transport::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Owned {
     Connected(ConnectionId),
-    Data {
-        conn: ConnectionId,
-        channel: ChannelId,
-        payload: Vec<u8>,
-    },
-    Disconnected {
-        conn: ConnectionId,
-        reason: DisconnectReason,
-    },
+    Data { conn: ConnectionId, channel: ChannelId, payload: Vec<u8> },
+    Disconnected { conn: ConnectionId, reason: DisconnectReason },
 }
 
 pub(crate) struct Node {
@@ -48,10 +38,7 @@ pub(crate) struct Sim {
     pub(crate) sent: Vec<(u64, u64)>,
 }
 
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the virtual clock needs a starting instant"
-)]
+#[expect(clippy::disallowed_methods, reason = "the virtual clock needs a starting instant")]
 fn origin() -> Instant {
     Instant::now()
 }
@@ -76,11 +63,7 @@ impl Sim {
     pub(crate) fn add(&mut self, config: EndpointConfig) -> usize {
         let index = self.nodes.len();
         let config = EndpointConfig {
-            seed: Some(
-                self.seed
-                    .wrapping_mul(0x9E37_79B9)
-                    .wrapping_add(index as u64),
-            ),
+            seed: Some(self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(index as u64)),
             ..config
         };
         let addr: SocketAddr = format!("10.0.0.{}:7777", index + 1).parse().unwrap();
@@ -99,8 +82,7 @@ impl Sim {
             Some(link) => link.set_config(config).unwrap(),
             None => {
                 let seed = self.seed ^ ((from as u64) << 32 | to as u64);
-                self.links
-                    .insert((from, to), Link::new(config, seed).unwrap());
+                self.links.insert((from, to), Link::new(config, seed).unwrap());
             }
         }
     }
@@ -108,9 +90,7 @@ impl Sim {
     fn link(&mut self, from: usize, to: usize) -> &mut Link<Vec<u8>> {
         let seed = self.seed ^ ((from as u64) << 32 | to as u64);
         let config = self.default_link.clone();
-        self.links
-            .entry((from, to))
-            .or_insert_with(|| Link::new(config, seed).unwrap())
+        self.links.entry((from, to)).or_insert_with(|| Link::new(config, seed).unwrap())
     }
 
     pub(crate) fn addr(&self, node: usize) -> SocketAddr {
@@ -140,15 +120,9 @@ impl Sim {
             while let Some(event) = node.endpoint.poll_event() {
                 node.events.push(match event {
                     Event::Connected(conn) => Owned::Connected(conn),
-                    Event::Data {
-                        conn,
-                        channel,
-                        payload,
-                    } => Owned::Data {
-                        conn,
-                        channel,
-                        payload: payload.to_vec(),
-                    },
+                    Event::Data { conn, channel, payload } => {
+                        Owned::Data { conn, channel, payload: payload.to_vec() }
+                    }
                     Event::Disconnected { conn, reason } => Owned::Disconnected { conn, reason },
                     other => panic!("unexpected event {other:?}"),
                 });
@@ -161,11 +135,7 @@ impl Sim {
     pub(crate) fn step(&mut self) -> bool {
         self.flush();
         let next_link = self.links.values().filter_map(Link::poll_timeout).min();
-        let next_timer = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.endpoint.poll_timeout())
-            .min();
+        let next_timer = self.nodes.iter().filter_map(|n| n.endpoint.poll_timeout()).min();
         let Some(next) = next_link.into_iter().chain(next_timer).min() else {
             return false;
         };
@@ -175,9 +145,7 @@ impl Sim {
         for (from, to) in keys {
             while let Some(datagram) = self.links.get_mut(&(from, to)).unwrap().poll_deliver(now) {
                 let addr = self.nodes[from].addr;
-                self.nodes[to]
-                    .endpoint
-                    .handle_datagram(now, addr, &datagram);
+                self.nodes[to].endpoint.handle_datagram(now, addr, &datagram);
             }
         }
         for node in &mut self.nodes {
@@ -225,16 +193,9 @@ impl Sim {
         let id = self.nodes[client].endpoint.connect(now, addr).unwrap();
         let ok = self.run_until(Duration::from_secs(30), |sim| {
             sim.nodes[client].events.contains(&Owned::Connected(id))
-                && sim.nodes[server]
-                    .events
-                    .iter()
-                    .any(|e| matches!(e, Owned::Connected(_)))
+                && sim.nodes[server].events.iter().any(|e| matches!(e, Owned::Connected(_)))
         });
-        assert!(
-            ok,
-            "the connection was not established: {:?}",
-            self.nodes[client].events
-        );
+        assert!(ok, "the connection was not established: {:?}", self.nodes[client].events);
         let server_id = self.nodes[server]
             .events
             .iter()
@@ -243,12 +204,8 @@ impl Sim {
                 _ => None,
             })
             .unwrap();
-        self.nodes[client]
-            .events
-            .retain(|e| *e != Owned::Connected(id));
-        self.nodes[server]
-            .events
-            .retain(|e| *e != Owned::Connected(server_id));
+        self.nodes[client].events.retain(|e| *e != Owned::Connected(id));
+        self.nodes[server].events.retain(|e| *e != Owned::Connected(server_id));
         (id, server_id)
     }
 
@@ -258,11 +215,7 @@ impl Sim {
             .events
             .iter()
             .filter_map(|e| match e {
-                Owned::Data {
-                    channel: c,
-                    payload,
-                    ..
-                } if *c == channel => Some(payload.clone()),
+                Owned::Data { channel: c, payload, .. } if *c == channel => Some(payload.clone()),
                 _ => None,
             })
             .collect()
@@ -276,10 +229,5 @@ pub(crate) fn channel(i: usize) -> ChannelId {
 
 /// The channel of kind `qos` in a layout of all kinds in `Qos::ALL` order.
 pub(crate) fn channel_of(qos: sturnus_transport::Qos) -> ChannelId {
-    channel(
-        sturnus_transport::Qos::ALL
-            .iter()
-            .position(|q| *q == qos)
-            .expect("every kind"),
-    )
+    channel(sturnus_transport::Qos::ALL.iter().position(|q| *q == qos).expect("every kind"))
 }

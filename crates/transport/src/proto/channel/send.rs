@@ -107,11 +107,7 @@ impl SendChannel {
     ) -> Result<(), SendError> {
         let max = config.max_message_size(self.qos);
         if payload.len() > max {
-            return Err(SendError::MessageTooLarge {
-                channel: self.id,
-                len: payload.len(),
-                max,
-            });
+            return Err(SendError::MessageTooLarge { channel: self.id, len: payload.len(), max });
         }
         match self.qos {
             // Only the newest state matters: whatever was queued before is superseded.
@@ -142,14 +138,7 @@ impl SendChannel {
     }
 
     fn push(&mut self, seq: MessageSeq, fragment: Option<Fragment>, data: Vec<u8>) {
-        self.units.push_back(Unit {
-            seq,
-            fragment,
-            data,
-            sends: 0,
-            last_sent: None,
-            acked: false,
-        });
+        self.units.push_back(Unit { seq, fragment, data, sends: 0, last_sent: None, acked: false });
     }
 
     /// Drops every unit from `index` on, returning their buffers.
@@ -183,10 +172,7 @@ impl SendChannel {
         if !self.qos.is_reliable() {
             return None;
         }
-        self.units
-            .range(..self.first_unsent)
-            .filter_map(|u| self.resend_at(u, ctx))
-            .min()
+        self.units.range(..self.first_unsent).filter_map(|u| self.resend_at(u, ctx)).min()
     }
 
     /// Whether a new reliable unit with `seq` stays within the receiver's window.
@@ -224,20 +210,12 @@ impl SendChannel {
             // Resends of units in flight.
             if ctx.may_resend {
                 for i in 0..self.first_unsent {
-                    let due = self
-                        .resend_at(&self.units[i], ctx)
-                        .is_some_and(|at| at <= ctx.now);
+                    let due = self.resend_at(&self.units[i], ctx).is_some_and(|at| at <= ctx.now);
                     if !due {
                         continue;
                     }
-                    if !write_unit(
-                        &self.units[i],
-                        self.id,
-                        fragmented,
-                        numbered,
-                        &mut previous,
-                        w,
-                    ) {
+                    if !write_unit(&self.units[i], self.id, fragmented, numbered, &mut previous, w)
+                    {
                         filled.more = true;
                         break;
                     }
@@ -257,14 +235,7 @@ impl SendChannel {
                 {
                     break;
                 }
-                if !write_unit(
-                    &self.units[i],
-                    self.id,
-                    fragmented,
-                    numbered,
-                    &mut previous,
-                    w,
-                ) {
+                if !write_unit(&self.units[i], self.id, fragmented, numbered, &mut previous, w) {
                     filled.more = true;
                     break;
                 }
@@ -296,11 +267,7 @@ impl SendChannel {
 
     fn unit_ref(&self, i: usize) -> UnitRef {
         let unit = &self.units[i];
-        UnitRef {
-            channel: self.id,
-            seq: unit.seq,
-            fragment: unit.fragment.map_or(0, |f| f.index),
-        }
+        UnitRef { channel: self.id, seq: unit.seq, fragment: unit.fragment.map_or(0, |f| f.index) }
     }
 
     /// Marks the unit `(seq, fragment)` acknowledged and releases every acknowledged unit at
@@ -313,10 +280,7 @@ impl SendChannel {
         let target = (seq.distance(front), fragment);
         let i = self.units.partition_point(|u| key(u) < target);
         let found = i < self.first_unsent
-            && self
-                .units
-                .get(i)
-                .is_some_and(|u| key(u) == target && !u.acked);
+            && self.units.get(i).is_some_and(|u| key(u) == target && !u.acked);
         if !found {
             return false;
         }
@@ -360,11 +324,7 @@ fn write_unit(
         return false;
     }
     if numbered {
-        *previous = if unit.fragment.is_none() {
-            Some(unit.seq)
-        } else {
-            None
-        };
+        *previous = if unit.fragment.is_none() { Some(unit.seq) } else { None };
     }
     true
 }

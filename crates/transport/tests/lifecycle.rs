@@ -1,0 +1,178 @@
+//! Connection lifecycle and channel timing on the simulated network: timeouts, graceful
+//! disconnect under loss, AllCostDelivery's fixed resend interval, channel independence.
+
+mod sim;
+
+use std::time::Duration;
+
+use sim::{Owned, Sim};
+use sturnus_netem::LinkConfig;
+use sturnus_transport::{ChannelId, DisconnectReason, EndpointConfig, Qos};
+
+fn lossy(loss: f64) -> LinkConfig {
+    LinkConfig {
+        latency: Duration::from_millis(10),
+        jitter: Duration::from_millis(3),
+        loss,
+        ..LinkConfig::perfect()
+    }
+}
+
+#[test]
+fn a_dead_link_disconnects_both_sides_exactly_at_the_configured_timeout() {
+    for seed in 0..10 {
+        let config = EndpointConfig {
+            disconnect_timeout: Duration::from_secs(3),
+            ..EndpointConfig::default()
+        };
+        let mut sim = Sim::new(lossy(0.0), seed);
+        let server = sim.add(config.clone());
+        let client = sim.add(config.clone());
+        let (conn, server_conn) = sim.connect(client, server);
+        sim.run_for(Duration::from_millis(500));
+        let cut = sim.now;
+        sim.set_link(client, server, LinkConfig::dead());
+        sim.set_link(server, client, LinkConfig::dead());
+        let done = sim.run_until(Duration::from_secs(10), |sim| {
+            sim.nodes[client].events.iter().any(|e| matches!(e, Owned::Disconnected { .. }))
+        });
+        assert!(done, "seed {seed}: no disconnect");
+        let after = sim.now - cut;
+        // Silence is measured from the last packet heard, which came shortly before the cut.
+        assert!(after <= config.disconnect_timeout, "seed {seed}: took {after:?}");
+        assert!(
+            after + config.keepalive_interval + Duration::from_millis(100)
+                >= config.disconnect_timeout
+        );
+        assert!(
+            sim.nodes[client]
+                .events
+                .contains(&Owned::Disconnected { conn, reason: DisconnectReason::Timeout })
+        );
+        sim.run_for(Duration::from_secs(1));
+        assert!(sim.nodes[server].events.contains(&Owned::Disconnected {
+            conn: server_conn,
+            reason: DisconnectReason::Timeout
+        }));
+    }
+}
+
+#[test]
+fn a_graceful_disconnect_is_seen_by_the_peer_under_20_percent_loss() {
+    for seed in 0..50 {
+        let mut sim = Sim::new(lossy(0.2), seed);
+        let server = sim.add(EndpointConfig::default());
+        let client = sim.add(EndpointConfig::default());
+        let (conn, server_conn) = sim.connect(client, server);
+        let now = sim.now;
+        sim.nodes[client].endpoint.disconnect(now, conn);
+        let seen = sim.run_until(Duration::from_secs(1), |sim| {
+            sim.nodes[server].events.contains(&Owned::Disconnected {
+                conn: server_conn,
+                reason: DisconnectReason::ClosedByPeer,
+            })
+        });
+        assert!(seen, "seed {seed}: the server did not see the disconnect");
+        assert_eq!(sim.nodes[server].endpoint.connection_count(), 0);
+    }
+}
+
+/// Datagrams the client sends in `window` while the server's acknowledgements are all lost,
+/// after one message on a channel of kind `qos`.
+fn sends_without_acks(qos: Qos, window: Duration) -> u64 {
+    let config = EndpointConfig {
+        channels: vec![qos],
+        min_resend_timeout: Duration::from_millis(20),
+        all_cost_resend_interval: Duration::from_millis(10),
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::new(lossy(0.0), 1);
+    let server = sim.add(config.clone());
+    let client = sim.add(config);
+    let (conn, _) = sim.connect(client, server);
+    sim.run_for(Duration::from_millis(200));
+    sim.set_link(server, client, LinkConfig::dead());
+    let before = sim.sent[client].0;
+    sim.nodes[client].endpoint.send(conn, ChannelId(0), b"important").unwrap();
+    sim.run_for(window);
+    sim.sent[client].0 - before
+}
+
+#[test]
+fn all_cost_delivery_resends_on_its_fixed_interval_while_reliable_backs_off() {
+    let window = Duration::from_millis(200);
+    let all_cost = sends_without_acks(Qos::AllCostDelivery, window);
+    let reliable = sends_without_acks(Qos::Reliable, window);
+    // Every 10 ms for 200 ms: the first send and about 20 resends.
+    assert!((19..=22).contains(&all_cost), "all-cost sent {all_cost} datagrams");
+    // RTT-based with doubling backoff: far fewer.
+    assert!(reliable <= 6, "reliable sent {reliable} datagrams");
+}
+
+#[test]
+fn a_loss_on_one_channel_does_not_delay_another() {
+    let config = EndpointConfig {
+        channels: vec![Qos::ReliableSequenced, Qos::ReliableSequenced],
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::new(lossy(0.0), 4);
+    let server = sim.add(config.clone());
+    let client = sim.add(config);
+    let (conn, _) = sim.connect(client, server);
+    sim.run_for(Duration::from_millis(100));
+    // The packet carrying A is lost...
+    sim.set_link(client, server, LinkConfig::dead());
+    sim.nodes[client].endpoint.send(conn, ChannelId(0), b"A").unwrap();
+    sim.step();
+    sim.set_link(client, server, lossy(0.0));
+    // ...and B, sent just after on the other channel, is delivered before A's resend.
+    sim.nodes[client].endpoint.send(conn, ChannelId(1), b"B").unwrap();
+    sim.run_for(Duration::from_secs(2));
+    let order: Vec<Vec<u8>> = sim.nodes[server]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Owned::Data { payload, .. } => Some(payload.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, [b"B".to_vec(), b"A".to_vec()]);
+}
+
+#[test]
+fn send_refuses_oversized_messages_and_full_queues_without_dropping_anything() {
+    use sturnus_transport::SendError;
+    let config = EndpointConfig {
+        channels: vec![Qos::ReliableSequenced, Qos::ReliableFragmented],
+        send_queue_capacity: 8,
+        ..EndpointConfig::default()
+    };
+    let mut sim = Sim::new(lossy(0.0), 5);
+    let server = sim.add(config.clone());
+    let client = sim.add(config.clone());
+    let (conn, _) = sim.connect(client, server);
+    let ep = &mut sim.nodes[client].endpoint;
+    let max = config.max_message_size(Qos::ReliableSequenced);
+    assert_eq!(
+        ep.send(conn, ChannelId(0), &vec![0; max + 1]),
+        Err(SendError::MessageTooLarge { channel: ChannelId(0), len: max + 1, max })
+    );
+    let frag_max = config.max_message_size(Qos::ReliableFragmented);
+    assert!(matches!(
+        ep.send(conn, ChannelId(1), &vec![0; frag_max + 1]),
+        Err(SendError::MessageTooLarge { .. })
+    ));
+    assert_eq!(ep.send(conn, ChannelId(9), b"x"), Err(SendError::UnknownChannel(ChannelId(9))));
+    for i in 0..8u8 {
+        ep.send(conn, ChannelId(0), &[i]).unwrap();
+    }
+    assert_eq!(
+        ep.send(conn, ChannelId(0), b"one too many"),
+        Err(SendError::QueueFull { channel: ChannelId(0), capacity: 8 })
+    );
+    // Backpressure, not loss: the eight queued messages all arrive, and the queue drains.
+    sim.run_for(Duration::from_millis(500));
+    assert_eq!(sim.received(server, ChannelId(0)), (0..8u8).map(|i| vec![i]).collect::<Vec<_>>());
+    assert_eq!(sim.nodes[client].endpoint.queue_depth(conn, ChannelId(0)), Some(0));
+    sim.nodes[client].endpoint.send(conn, ChannelId(0), b"room again").unwrap();
+}
