@@ -104,3 +104,18 @@ pub enum ConnectError {
     #[error("the endpoint already holds its maximum of {0} connections")]
     TooManyConnections(usize),
 }
+
+/// Errors of the [`Host`](crate::Host) driver.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The socket failed.
+    #[error(transparent)]
+    Socket(#[from] sturnus_socket::SocketError),
+    /// A connection could not be started.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+}

@@ -28,13 +28,15 @@
 
 mod config;
 mod error;
+mod host;
 pub mod proto;
 mod qos;
 
 pub use config::{
     EndpointConfig, MAX_CHANNELS, MAX_CONNECTIONS_LIMIT, MAX_FRAGMENT_RECORD_OVERHEAD,
 };
-pub use error::{ConfigError, ConnectError, DecodeError, SendError};
+pub use error::{ConfigError, ConnectError, DecodeError, HostError, SendError};
+pub use host::{Host, HostEvent, HostStats};
 pub use proto::connection::ConnectionStats;
 pub use proto::control::RejectReason;
 pub use proto::endpoint::{

@@ -445,6 +445,11 @@ impl Endpoint {
         }
     }
 
+    /// Whether [`poll_event`](Self::poll_event) has something to return.
+    pub fn has_events(&self) -> bool {
+        self.events.iter().any(|e| !matches!(e, Pending::Data { superseded: true, .. }))
+    }
+
     /// The next event, if any. A data event's payload is lent until the next call.
     pub fn poll_event(&mut self) -> Option<Event<'_>> {
         loop {

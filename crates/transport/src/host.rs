@@ -1,0 +1,248 @@
+//! The `Host`: an [`Endpoint`] driven over a socket, with UNET's poll-style API.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sturnus_socket::{SendStatus, Socket, SocketFactory};
+
+use crate::{
+    ChannelId, ConnectError, ConnectionId, ConnectionStats, DisconnectReason, Endpoint,
+    EndpointConfig, Event, HostError, SendError,
+};
+
+/// Datagrams read per [`Host::receive`] before events are handed out, so a flood cannot keep
+/// the application from its events.
+const RECV_BUDGET: usize = 1024;
+
+/// What [`Host::receive`] found.
+#[derive(Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostEvent<'a> {
+    /// A connection is established (incoming, or one asked for with [`Host::connect`]).
+    Connect(ConnectionId),
+    /// A message arrived; the payload is lent until the next call on the host.
+    Data {
+        /// The connection.
+        conn: ConnectionId,
+        /// The channel.
+        channel: ChannelId,
+        /// The message.
+        payload: &'a [u8],
+    },
+    /// A connection ended, or an attempt to connect failed.
+    Disconnect(ConnectionId, DisconnectReason),
+    /// Nothing happened.
+    Nothing,
+}
+
+/// Counters of the host's own I/O.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HostStats {
+    /// Datagrams sent.
+    pub datagrams_sent: u64,
+    /// Datagrams the socket could not take (full send buffer or a transient error); the
+    /// protocol treats them as lost and resends what was reliable.
+    pub datagrams_unsent: u64,
+    /// Datagrams received.
+    pub datagrams_received: u64,
+    /// Datagrams longer than the configured packet size, dropped unread.
+    pub datagrams_oversized: u64,
+}
+
+/// An endpoint bound to one socket: the low-level API's workflow.
+///
+/// 1. make one with [`Host::bind`] (a server, or a peer that accepts) or [`Host::new`] over
+///    any socket;
+/// 2. [`connect`](Self::connect) to peers;
+/// 3. [`send`](Self::send) messages on channels (they go out on the next
+///    [`receive`](Self::receive) or [`flush`](Self::flush), so several share a packet);
+/// 4. call [`receive`](Self::receive) until it returns [`HostEvent::Nothing`], then
+///    [`wait`](Self::wait) to sleep until a datagram arrives or a protocol timer is due.
+///
+/// A host accepts and connects at once, so peer-to-peer topologies need nothing more. It reads
+/// the clock and does socket I/O on the calling thread; no thread is started.
+///
+/// ```
+/// use std::time::Duration;
+/// use sturnus_socket::LoopbackSocketFactory;
+/// use sturnus_transport::{ChannelId, EndpointConfig, Host, HostEvent};
+///
+/// let factory = LoopbackSocketFactory::new();
+/// let mut server = Host::bind(EndpointConfig::default(), &factory, "127.0.0.1:7777".parse().unwrap()).unwrap();
+/// let (mut client, conn) = Host::connect_to(EndpointConfig::default(), &factory, server.local_addr()).unwrap();
+/// client.send(conn, ChannelId(0), b"hello").unwrap();
+///
+/// let mut got = None;
+/// for _ in 0..100 {
+///     while let HostEvent::Connect(_) = client.receive().unwrap() {}
+///     match server.receive().unwrap() {
+///         HostEvent::Data { payload, .. } => { got = Some(payload.to_vec()); break; }
+///         HostEvent::Nothing => server.wait(Some(Duration::from_millis(5))).unwrap(),
+///         _ => {}
+///     }
+/// }
+/// assert_eq!(got.as_deref(), Some(&b"hello"[..]));
+/// ```
+#[derive(Debug)]
+pub struct Host<S> {
+    endpoint: Endpoint,
+    socket: S,
+    send_buf: Vec<u8>,
+    recv_buf: Vec<u8>,
+    stats: HostStats,
+}
+
+#[expect(clippy::disallowed_methods, reason = "the host is the driver: it owns the real clock")]
+fn now() -> Instant {
+    Instant::now()
+}
+
+impl<S: Socket> Host<S> {
+    /// A host over `socket`.
+    pub fn new(config: EndpointConfig, socket: S) -> Result<Self, HostError> {
+        let packet = config.max_packet_size;
+        let endpoint = Endpoint::new(config, now())?;
+        Ok(Self {
+            endpoint,
+            socket,
+            send_buf: vec![0; packet],
+            // One byte more than a packet may have, to tell oversized datagrams apart.
+            recv_buf: vec![0; packet + 1],
+            stats: HostStats::default(),
+        })
+    }
+
+    /// A host on a server socket of `factory` bound to `addr`.
+    pub fn bind<F>(config: EndpointConfig, factory: &F, addr: SocketAddr) -> Result<Self, HostError>
+    where
+        F: SocketFactory<Socket = S>,
+    {
+        Self::new(config, factory.server_socket(addr)?)
+    }
+
+    /// A client host on a socket of `factory`, already connecting to `remote`.
+    pub fn connect_to<F>(
+        config: EndpointConfig,
+        factory: &F,
+        remote: SocketAddr,
+    ) -> Result<(Self, ConnectionId), HostError>
+    where
+        F: SocketFactory<Socket = S>,
+    {
+        let config = EndpointConfig { accept_connections: false, ..config };
+        let mut host = Self::new(config, factory.client_socket(remote)?)?;
+        let conn = host.connect(remote)?;
+        Ok((host, conn))
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.socket.local_addr()
+    }
+
+    /// Starts connecting to `remote`; [`HostEvent::Connect`] or [`HostEvent::Disconnect`]
+    /// follows.
+    pub fn connect(&mut self, remote: SocketAddr) -> Result<ConnectionId, ConnectError> {
+        self.endpoint.connect(now(), remote)
+    }
+
+    /// Queues a message; it goes out on the next [`receive`](Self::receive) or
+    /// [`flush`](Self::flush).
+    pub fn send(
+        &mut self,
+        conn: ConnectionId,
+        channel: ChannelId,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        self.endpoint.send(conn, channel, payload)
+    }
+
+    /// Closes a connection (the peer is told).
+    pub fn disconnect(&mut self, conn: ConnectionId) {
+        self.endpoint.disconnect(now(), conn);
+    }
+
+    /// Sends everything the protocol has to send now.
+    pub fn flush(&mut self) -> Result<(), HostError> {
+        let now = now();
+        while let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.send_buf) {
+            match self.socket.send_to(&self.send_buf[..transmit.len], transmit.destination)? {
+                SendStatus::Sent => self.stats.datagrams_sent += 1,
+                _ => self.stats.datagrams_unsent += 1,
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads what has arrived, runs due timers, sends what is due, and returns the next event
+    /// (or [`HostEvent::Nothing`]).
+    pub fn receive(&mut self) -> Result<HostEvent<'_>, HostError> {
+        if !self.endpoint.has_events() {
+            self.pump()?;
+        }
+        Ok(match self.endpoint.poll_event() {
+            None => HostEvent::Nothing,
+            Some(Event::Connected(conn)) => HostEvent::Connect(conn),
+            Some(Event::Data { conn, channel, payload }) => {
+                HostEvent::Data { conn, channel, payload }
+            }
+            Some(Event::Disconnected { conn, reason }) => HostEvent::Disconnect(conn, reason),
+        })
+    }
+
+    fn pump(&mut self) -> Result<(), HostError> {
+        self.flush()?;
+        let now = now();
+        let limit = self.recv_buf.len() - 1;
+        for _ in 0..RECV_BUDGET {
+            let Some(meta) = self.socket.recv_from(&mut self.recv_buf)? else { break };
+            if meta.len > limit {
+                self.stats.datagrams_oversized += 1;
+                continue;
+            }
+            self.stats.datagrams_received += 1;
+            self.endpoint.handle_datagram(now, meta.from, &self.recv_buf[..meta.len]);
+        }
+        if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        self.flush()
+    }
+
+    /// Sleeps until a datagram may have arrived, the next protocol timer is due, or `timeout`
+    /// passes (`None`: no limit of its own).
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<(), HostError> {
+        let protocol = self.endpoint.time_until_timeout(now());
+        let wait = match (timeout, protocol) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.socket.wait_readable(wait)?;
+        Ok(())
+    }
+
+    /// A connection's counters and estimates (RTT, loss each way, resends, …).
+    pub fn connection_stats(&self, conn: ConnectionId) -> Option<ConnectionStats> {
+        self.endpoint.connection_stats(conn)
+    }
+
+    /// The host's I/O counters.
+    pub fn stats(&self) -> HostStats {
+        self.stats
+    }
+
+    /// The protocol endpoint (for its statistics and settings).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The protocol endpoint, mutably (to set an accept filter, for example).
+    pub fn endpoint_mut(&mut self) -> &mut Endpoint {
+        &mut self.endpoint
+    }
+
+    /// The socket.
+    pub fn socket(&self) -> &S {
+        &self.socket
+    }
+}

@@ -1,0 +1,111 @@
+//! Two `Host`s over real UDP sockets, on 127.0.0.1 and on ::1, exchanging messages on every
+//! QoS in both directions.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sturnus_socket::{LoopbackSocketFactory, Socket, SocketFactory, UdpSocketFactory};
+use sturnus_transport::{ChannelId, ConnectionId, EndpointConfig, Host, HostEvent, Qos};
+
+fn config() -> EndpointConfig {
+    EndpointConfig { channels: Qos::ALL.to_vec(), ..EndpointConfig::default() }
+}
+
+fn message(channel: usize, i: usize) -> Vec<u8> {
+    // Channels of fragmented kinds get one message several packets long.
+    let len = if Qos::ALL[channel].is_fragmented() && i == 0 { 10_000 } else { 16 + i };
+    (0..len).map(|k| u8::try_from((k * 7 + channel * 13 + i) % 256).unwrap()).collect()
+}
+
+/// Drives both hosts until `done` or the (generous) iteration budget runs out; collects data.
+fn pump<S: Socket>(
+    hosts: &mut [&mut Host<S>; 2],
+    received: &mut [HashMap<u8, Vec<Vec<u8>>>; 2],
+    connects: &mut [Vec<ConnectionId>; 2],
+    mut done: impl FnMut(&[HashMap<u8, Vec<Vec<u8>>>; 2], &[Vec<ConnectionId>; 2]) -> bool,
+) {
+    for _ in 0..20_000 {
+        for side in 0..2 {
+            loop {
+                match hosts[side].receive().unwrap() {
+                    HostEvent::Nothing => break,
+                    HostEvent::Connect(conn) => connects[side].push(conn),
+                    HostEvent::Data { channel, payload, .. } => {
+                        received[side].entry(channel.0).or_default().push(payload.to_vec());
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        if done(received, connects) {
+            return;
+        }
+        hosts[0].wait(Some(Duration::from_millis(1))).unwrap();
+    }
+    panic!("did not finish: {connects:?}");
+}
+
+fn exchange<F: SocketFactory>(factory: &F, bind: SocketAddr) {
+    let mut server = Host::bind(config(), factory, bind).unwrap();
+    let (mut client, conn) = Host::connect_to(config(), factory, server.local_addr()).unwrap();
+    let mut received = [HashMap::new(), HashMap::new()];
+    let mut connects = [Vec::new(), Vec::new()];
+    pump(&mut [&mut server, &mut client], &mut received, &mut connects, |_, c| {
+        !c[0].is_empty() && !c[1].is_empty()
+    });
+    let server_conn = connects[0][0];
+    assert_eq!(connects[1], [conn]);
+
+    const PER_CHANNEL: usize = 5;
+    for i in 0..PER_CHANNEL {
+        for channel in 0..Qos::ALL.len() {
+            let id = ChannelId(u8::try_from(channel).unwrap());
+            client.send(conn, id, &message(channel, i)).unwrap();
+            server.send(server_conn, id, &message(channel, i)).unwrap();
+        }
+    }
+    pump(&mut [&mut server, &mut client], &mut received, &mut connects, |r, _| {
+        // Loopback does not lose datagrams: everything arrives, on every kind.
+        r.iter().all(|side| {
+            (0..Qos::ALL.len()).all(|ch| {
+                let need = if Qos::ALL[ch].is_state_update() { 1 } else { PER_CHANNEL };
+                side.get(&u8::try_from(ch).unwrap()).is_some_and(|m| m.len() >= need)
+            })
+        })
+    });
+    for side in &received {
+        for (channel, qos) in Qos::ALL.iter().enumerate() {
+            let got = &side[&u8::try_from(channel).unwrap()];
+            if qos.is_state_update() {
+                assert_eq!(got.last(), Some(&message(channel, PER_CHANNEL - 1)), "{qos}");
+            } else {
+                let mut expected: Vec<Vec<u8>> =
+                    (0..PER_CHANNEL).map(|i| message(channel, i)).collect();
+                let mut got = got.clone();
+                if !qos.is_sequenced() {
+                    got.sort();
+                    expected.sort();
+                }
+                assert_eq!(got, expected, "{qos}");
+            }
+        }
+    }
+    let stats = client.connection_stats(conn).unwrap();
+    assert!(stats.packets_sent > 0 && stats.packets_received > 0);
+}
+
+#[test]
+fn hosts_exchange_every_qos_over_udp_ipv4() {
+    exchange(&UdpSocketFactory::default(), "127.0.0.1:0".parse().unwrap());
+}
+
+#[test]
+fn hosts_exchange_every_qos_over_udp_ipv6() {
+    exchange(&UdpSocketFactory::default(), "[::1]:0".parse().unwrap());
+}
+
+#[test]
+fn hosts_exchange_every_qos_over_the_loopback_network() {
+    exchange(&LoopbackSocketFactory::new(), "127.0.0.1:7000".parse().unwrap());
+}
