@@ -62,6 +62,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         Some("deny") => deny(std::env::args().skip(2).collect()),
         Some("test") => test(),
+        Some("fuzz") => fuzz(),
         _ => {
             eprintln!("usage: cargo xtask <task>\n");
             eprintln!("tasks:");
@@ -69,6 +70,9 @@ fn main() -> ExitCode {
                 "  ci     fmt check, clippy -D warnings, tests, doc tests, rustdoc -D warnings"
             );
             eprintln!("  test   the tests and doc tests only");
+            eprintln!(
+                "  fuzz   the fuzz targets: cargo-fuzz on nightly when present, else the stable smoke driver"
+            );
             eprintln!(
                 "  deny [CHECK..]  cargo-deny checks: advisories, bans, licenses, sources (all by default)"
             );
@@ -113,6 +117,55 @@ fn deny(checks: Vec<String>) -> Result<(), String> {
     let mut args = vec!["deny".to_owned(), "--locked".to_owned(), "check".to_owned()];
     args.extend(checks);
     exec("licences, advisories and sources", "cargo", &args, &[])
+}
+
+/// The fuzz targets, each for a short smoke run.
+fn fuzz() -> Result<(), String> {
+    let nightly_fuzz = Command::new("cargo")
+        .args(["+nightly", "fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if nightly_fuzz {
+        for target in ["packet_decode", "endpoint_input"] {
+            exec(
+                "fuzzing (cargo-fuzz, 30 s)",
+                "cargo",
+                &[
+                    "+nightly",
+                    "fuzz",
+                    "run",
+                    "--fuzz-dir",
+                    "fuzz",
+                    "--features",
+                    "libfuzzer",
+                    target,
+                    "--",
+                    "-max_total_time=30",
+                ],
+                &[],
+            )?;
+        }
+        return Ok(());
+    }
+    println!(
+        "xtask: cargo-fuzz on a nightly toolchain is not available; running the stable smoke driver \
+         (seeded random and mutated inputs, no coverage feedback)"
+    );
+    exec(
+        "fuzz smoke run",
+        "cargo",
+        &[
+            "run",
+            "--release",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--bin",
+            "smoke",
+            "--",
+            "200000",
+        ],
+        &[],
+    )
 }
 
 /// Whether `cargo <name>` is available.

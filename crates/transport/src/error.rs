@@ -118,4 +118,7 @@ pub enum HostError {
     /// A connection could not be started.
     #[error(transparent)]
     Connect(#[from] ConnectError),
+    /// A message could not be queued.
+    #[error(transparent)]
+    Send(#[from] SendError),
 }

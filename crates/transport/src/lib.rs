@@ -1,27 +1,52 @@
 //! # sturnus-transport
 //!
-//! The low-level API of Sturnus (UNET's transport layer): connections over UDP with per-channel
-//! quality of service, built as a sans-IO protocol core.
-//!
-//! **Status: under construction.** This crate holds the protocol's building blocks — the wire
-//! format of data packets and message records, wrapping sequence numbers, acknowledgement
-//! tracking, the RTT estimator, the eleven QoS kinds and the endpoint configuration. The
-//! endpoint state machine (handshake, channels, fragmentation, flow control) and the `Host`
-//! driver come next; see `PROTOCOL.md` for the wire format.
+//! The low-level API of Sturnus (UNET's transport layer): connections over UDP with
+//! per-channel quality of service, as a sans-IO protocol core and a thin driver.
 //!
 //! ```text
 //!  sturnus-message    servers, clients, typed messages
-//!  sturnus-transport  this crate: connections + QoS channels
+//!  sturnus-transport  this crate: Endpoint (sans-IO core) + Host (driver over a Socket)
 //!  sturnus-socket     Socket / SocketFactory; UDP, loopback, conditioned
 //!  sturnus-netem      the link model for tests
 //! ```
 //!
-//! ```
-//! use sturnus_transport::{EndpointConfig, Qos};
+//! - [`Endpoint`] is the protocol: many connections, a handshake that keeps no state for
+//!   strangers and cannot amplify, acknowledgements, RTT-based resends, a congestion window,
+//!   fragmentation, and the eleven [`Qos`] kinds of channel. It never reads the clock or touches
+//!   a socket; see its documentation for the driving contract.
+//! - [`Host`] drives an endpoint over any [`sturnus_socket::Socket`] with UNET's poll model:
+//!   [`Host::receive`] returns Connect, Data, Disconnect or Nothing.
+//! - [`EndpointConfig`] holds every tunable, with defaults and a `validate()` that names the bad
+//!   field. The wire format is specified in `PROTOCOL.md` beside this crate.
 //!
-//! let config = EndpointConfig { channels: vec![Qos::ReliableSequenced, Qos::StateUpdate], ..Default::default() };
-//! config.validate().unwrap();
-//! assert_eq!(config.max_message_size(Qos::StateUpdate), 1186);
+//! ```
+//! use std::time::Duration;
+//! use sturnus_socket::UdpSocketFactory;
+//! use sturnus_transport::{ChannelId, EndpointConfig, Host, HostEvent, Qos};
+//!
+//! # fn main() -> Result<(), sturnus_transport::HostError> {
+//! // Channel 0 reliable and ordered, channel 1 unreliable: both sides use the same layout.
+//! let config = EndpointConfig { channels: vec![Qos::ReliableSequenced, Qos::Unreliable], ..Default::default() };
+//! let factory = UdpSocketFactory::default();
+//! let mut server = Host::bind(config.clone(), &factory, "127.0.0.1:0".parse().unwrap())?;
+//! let (mut client, conn) = Host::connect_to(config, &factory, server.local_addr())?;
+//! client.send(conn, ChannelId(0), b"hello")?;
+//!
+//! let mut greeting = None;
+//! for _ in 0..1000 {
+//!     let _ = client.receive()?; // drives the client: handshake, sends, resends
+//!     match server.receive()? {
+//!         HostEvent::Data { channel, payload, .. } if channel == ChannelId(0) => {
+//!             greeting = Some(payload.to_vec());
+//!             break;
+//!         }
+//!         HostEvent::Nothing => server.wait(Some(Duration::from_millis(2)))?,
+//!         _ => {}
+//!     }
+//! }
+//! assert_eq!(greeting.as_deref(), Some(&b"hello"[..]));
+//! # Ok(())
+//! # }
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

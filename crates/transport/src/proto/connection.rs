@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::ack::{AckState, Arrival, acknowledged};
+use super::ack::{ACK_BITS, AckState, Arrival, acknowledged};
 use super::channel::recv::{Outcome, RecvChannel, RecvLimits};
 use super::channel::send::{FillContext, SendChannel, UnitRef};
 use super::codec::{Reader, Writer};
@@ -91,8 +91,10 @@ struct SentPacket {
     sent_at: Instant,
     refs: Vec<UnitRef>,
     reliable: bool,
-    /// Acknowledged, or given up as lost: no longer in flight.
-    settled: bool,
+    acked: bool,
+    /// Given up as lost (no ack within the resend timeout). A late ack still counts: it takes
+    /// an RTT sample, releases the units and takes the loss back.
+    lost: bool,
 }
 
 /// What happened to an incoming data packet as a whole.
@@ -114,6 +116,8 @@ pub(crate) struct Connection {
     pub(crate) server_salt: u64,
     next_seq: PacketSeq,
     acks: AckState,
+    /// The newest of our packets the peer has acknowledged.
+    newest_ack: PacketSeq,
     /// When an acknowledgement must go out even with nothing to carry it.
     ack_due: Option<Instant>,
     sent: VecDeque<SentPacket>,
@@ -171,6 +175,7 @@ impl Connection {
             server_salt,
             next_seq: first_seq(local_salt),
             acks: AckState::new(first_seq(peer_salt)),
+            newest_ack: first_seq(local_salt).sub(1),
             ack_due: None,
             sent: VecDeque::new(),
             spare_refs: Vec::new(),
@@ -342,7 +347,8 @@ impl Connection {
                 sent_at: now,
                 refs,
                 reliable,
-                settled: false,
+                acked: false,
+                lost: false,
             });
         } else {
             self.spare_refs.push(refs);
@@ -363,17 +369,27 @@ impl Connection {
     /// they leave the congestion window and count as lost.
     fn settle_lost(&mut self, now: Instant) {
         let rto = self.rtt.rto();
-        for packet in self.sent.iter_mut().filter(|p| !p.settled) {
+        for packet in self.sent.iter_mut().filter(|p| !p.acked && !p.lost) {
             if now < packet.sent_at + rto {
                 break;
             }
-            packet.settled = true;
+            packet.lost = true;
             self.stats.packets_lost_out += 1;
             if packet.reliable {
                 self.in_flight -= 1;
             }
         }
-        while self.sent.front().is_some_and(|p| p.settled) {
+        self.prune_sent();
+    }
+
+    /// Forgets packets that are acknowledged, or lost and too old for the peer to still ack.
+    fn prune_sent(&mut self) {
+        let newest_ack = self.newest_ack;
+        while let Some(packet) = self.sent.front() {
+            let ackable = newest_ack.distance(packet.seq) <= i32::from(ACK_BITS);
+            if !(packet.acked || packet.lost && !ackable) {
+                break;
+            }
             let packet = self.sent.pop_front().expect("front exists");
             self.spare_refs.push(packet.refs);
         }
@@ -381,7 +397,7 @@ impl Connection {
 
     fn forget_oldest(&mut self) {
         if let Some(packet) = self.sent.pop_front() {
-            if !packet.settled {
+            if !packet.acked && !packet.lost {
                 self.stats.packets_lost_out += 1;
                 if packet.reliable {
                     self.in_flight -= 1;
@@ -536,26 +552,23 @@ impl Connection {
         config: &EndpointConfig,
         pool: &mut BufPool,
     ) {
-        let Some(front) = self.sent.front().map(|p| p.seq) else {
-            return;
-        };
+        if ack.is_newer_than(self.newest_ack) {
+            self.newest_ack = ack;
+        }
+        let Some(front) = self.sent.front().map(|p| p.seq) else { return };
         for seq in acknowledged(ack, bits) {
-            let Ok(i) = usize::try_from(seq.distance(front)) else {
-                continue;
-            };
-            let Some(packet) = self.sent.get_mut(i) else {
-                continue;
-            };
-            if packet.seq != seq || packet.refs.is_empty() && packet.settled {
+            let Ok(i) = usize::try_from(seq.distance(front)) else { continue };
+            let Some(packet) = self.sent.get_mut(i) else { continue };
+            if packet.seq != seq || packet.acked {
                 continue;
             }
-            let newly = !packet.settled;
-            packet.settled = true;
-            if seq == ack && newly {
+            packet.acked = true;
+            // Packets are never resent (their messages go out in new ones), so every ack names
+            // one transmission and is a valid RTT sample, even for a packet given up as lost.
+            if seq == ack {
                 self.rtt.sample(now.saturating_duration_since(packet.sent_at));
             }
-            let was_reliable = packet.reliable && newly;
-            // Acks for units are honoured even after the packet was given up as lost.
+            let (lost, reliable) = (packet.lost, packet.reliable);
             let refs = std::mem::take(&mut packet.refs);
             for unit in &refs {
                 if let Some(send) = self.send.get_mut(usize::from(unit.channel.0)) {
@@ -563,15 +576,15 @@ impl Connection {
                 }
             }
             self.spare_refs.push(refs);
-            if was_reliable {
+            if lost {
+                // It was only late.
+                self.stats.packets_lost_out -= 1;
+            } else if reliable {
                 self.in_flight -= 1;
                 self.on_reliable_ack(config.max_in_flight_packets);
             }
         }
-        while self.sent.front().is_some_and(|p| p.settled && p.refs.is_empty()) {
-            let packet = self.sent.pop_front().expect("front exists");
-            self.spare_refs.push(packet.refs);
-        }
+        self.prune_sent();
     }
 
     /// Expires partial unreliable messages; returns whether the connection has timed out.

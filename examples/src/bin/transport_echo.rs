@@ -1,0 +1,230 @@
+//! The transport layer's walkthrough, as in UNET's blog post: configure channels, add a host,
+//! connect, send on a reliable channel and an unreliable one, poll for events, disconnect.
+//!
+//! A server host echoes every message back on the channel it came on; a client host connects,
+//! sends numbered messages on both channels, prints every event and the connection's
+//! statistics. With `--link PRESET` the client's traffic crosses the link emulator (both
+//! directions), so the reliable channel's resends and the unreliable channel's losses show.
+//!
+//! ```text
+//! cargo run -p sturnus-examples --bin transport_echo -- [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]
+//! ```
+#![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints what it does")]
+#![allow(clippy::disallowed_methods, reason = "an example measures real time")]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use sturnus_netem::Preset;
+use sturnus_socket::{ConditionedSocket, Socket, SocketFactory, UdpSocketFactory};
+use sturnus_transport::{ChannelId, EndpointConfig, Host, HostError, HostEvent, Qos};
+
+const RELIABLE: ChannelId = ChannelId(0);
+const UNRELIABLE: ChannelId = ChannelId(1);
+
+struct Options {
+    count: u32,
+    link: Option<Preset>,
+    ipv6: bool,
+}
+
+fn parse_args() -> Result<Options, String> {
+    let mut options = Options { count: 5, link: None, ipv6: false };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--count" => {
+                let value = args.next().ok_or("--count needs a number")?;
+                options.count = value.parse().map_err(|_| format!("bad --count {value}"))?;
+            }
+            "--link" => {
+                let value = args.next().ok_or("--link needs a preset name")?;
+                options.link = Some(value.parse().map_err(|e| format!("{e}"))?);
+            }
+            "--ipv6" => options.ipv6 = true,
+            "-h" | "--help" => {
+                return Err(
+                    "usage: transport_echo [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]"
+                        .into(),
+                );
+            }
+            other => return Err(format!("unknown argument {other} (try --help)")),
+        }
+    }
+    Ok(options)
+}
+
+/// Step 2 of the walkthrough: the network configuration. Channel 0 is reliable and ordered,
+/// channel 1 unreliable (the layout UNET's high-level API used); both sides must agree.
+fn config() -> EndpointConfig {
+    EndpointConfig {
+        channels: vec![Qos::ReliableSequenced, Qos::Unreliable],
+        ..EndpointConfig::default()
+    }
+}
+
+/// The server: echoes every message until its client disconnects (or it hears nothing for a
+/// while).
+fn serve<S: Socket>(mut host: Host<S>) -> Result<u32, HostError> {
+    let mut echoed = 0;
+    let mut idle_since = Instant::now();
+    loop {
+        match host.receive()? {
+            HostEvent::Connect(conn) => println!("server: connect event from {conn}"),
+            HostEvent::Data { conn, channel, payload } => {
+                let copy = payload.to_vec();
+                host.send(conn, channel, &copy).expect("the echo fits the channel");
+                echoed += 1;
+                idle_since = Instant::now();
+            }
+            HostEvent::Disconnect(conn, reason) => {
+                println!("server: disconnect event from {conn}: {reason}");
+                host.flush()?;
+                return Ok(echoed);
+            }
+            HostEvent::Nothing => {
+                if idle_since.elapsed() > Duration::from_secs(15) {
+                    return Ok(echoed);
+                }
+                host.wait(Some(Duration::from_millis(50)))?;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn client<S: Socket>(
+    mut host: Host<S>,
+    server: SocketAddr,
+    count: u32,
+    conditioned: bool,
+) -> Result<(), HostError> {
+    // Step 4: connect. The connect event (or a disconnect with the reason) follows.
+    let conn = host.connect(server)?;
+    println!("client: connecting to {server} as {conn}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match host.receive()? {
+            HostEvent::Connect(c) if c == conn => break,
+            HostEvent::Disconnect(_, reason) => {
+                println!("client: could not connect: {reason}");
+                return Ok(());
+            }
+            _ if Instant::now() > deadline => {
+                println!("client: no answer from {server}");
+                return Ok(());
+            }
+            _ => host.wait(Some(Duration::from_millis(50)))?,
+        }
+    }
+    println!("client: connect event: {conn} is established");
+
+    // Step 5: send on a reliable channel and on an unreliable one.
+    for i in 0..count {
+        let reliable = format!("reliable #{i}");
+        let unreliable = format!("unreliable #{i}");
+        host.send(conn, RELIABLE, reliable.as_bytes()).expect("small messages fit");
+        host.send(conn, UNRELIABLE, unreliable.as_bytes()).expect("small messages fit");
+        println!("client: sent {reliable:?} on {RELIABLE} and {unreliable:?} on {UNRELIABLE}");
+    }
+    host.flush()?;
+
+    // Step 6: poll for events until every reliable echo is back (unreliable ones may be lost).
+    let mut reliable_back = 0;
+    let mut unreliable_back = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // Once the reliable echoes are in, give the unreliable ones a moment more.
+    let mut grace: Option<Instant> = None;
+    while Instant::now() < deadline
+        && grace.is_none_or(|g| Instant::now() < g)
+        && unreliable_back + reliable_back < 2 * count
+    {
+        if reliable_back == count && grace.is_none() {
+            grace = Some(Instant::now() + Duration::from_millis(500));
+        }
+        match host.receive()? {
+            HostEvent::Data { channel, payload, .. } => {
+                println!("client: data event on {channel}: {:?}", String::from_utf8_lossy(payload));
+                if channel == RELIABLE {
+                    reliable_back += 1;
+                } else {
+                    unreliable_back += 1;
+                }
+            }
+            HostEvent::Disconnect(_, reason) => {
+                println!("client: disconnect event: {reason}");
+                return Ok(());
+            }
+            HostEvent::Nothing => host.wait(Some(Duration::from_millis(50)))?,
+            _ => {}
+        }
+    }
+    let stats = host.connection_stats(conn).expect("still connected");
+    println!(
+        "client: {reliable_back}/{count} reliable and {unreliable_back}/{count} unreliable echoes; \
+         rtt {:?}, {} packets sent, {} resends, loss out {:.1} %, loss in {:.1} %",
+        stats.rtt,
+        stats.packets_sent,
+        stats.resends,
+        stats.loss_out_percent(),
+        stats.loss_in_percent()
+    );
+
+    // Step 7: disconnect. The server sees a disconnect event.
+    host.disconnect(conn);
+    host.flush()?;
+    // The disconnect notice is repeated a few times to survive loss, and an emulated link
+    // holds datagrams for its latency: give them a moment before the socket goes away.
+    let until = Instant::now() + Duration::from_millis(if conditioned { 1000 } else { 100 });
+    while Instant::now() < until {
+        let _ = host.receive()?;
+        host.wait(Some(Duration::from_millis(10)))?;
+    }
+    println!("client: disconnected");
+    Ok(())
+}
+
+fn run(options: &Options) -> Result<(), HostError> {
+    let factory = UdpSocketFactory::default();
+    let bind: SocketAddr = if options.ipv6 { "[::1]:0".parse() } else { "127.0.0.1:0".parse() }
+        .expect("a literal address");
+    // Step 3: add a host. The server's socket listens; the client's reaches it.
+    let server = Host::bind(config(), &factory, bind)?;
+    let server_addr = server.local_addr();
+    println!("server: host listening on {server_addr}");
+    let server_thread = thread::spawn(move || serve(server));
+
+    let socket = factory.client_socket(server_addr)?;
+    let client_config = EndpointConfig { accept_connections: false, ..config() };
+    match options.link {
+        None => client(Host::new(client_config, socket)?, server_addr, options.count, false)?,
+        Some(preset) => {
+            println!("client: conditioning traffic with the `{preset}` link preset");
+            let socket = ConditionedSocket::new(socket, preset.config(), 1)?
+                .with_incoming(preset.config(), 2)?;
+            client(Host::new(client_config, socket)?, server_addr, options.count, true)?;
+        }
+    }
+    let echoed = server_thread.join().expect("the server thread does not panic")?;
+    println!("server: echoed {echoed} messages");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let options = match parse_args() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
