@@ -516,6 +516,7 @@ impl Connection {
                 },
             );
             self.stats.messages_delivered += delivered;
+            self.stats.dropped_by_qos += self.recv[ch].take_given_up();
             match outcome {
                 Outcome::Accepted | Outcome::Duplicate => {}
                 Outcome::DroppedByQos => self.stats.dropped_by_qos += 1,

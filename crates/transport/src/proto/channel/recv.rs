@@ -44,6 +44,8 @@ struct Partial {
     received: Vec<bool>,
     missing: u16,
     buf: Vec<u8>,
+    /// Bytes charged to the connection's reassembly budget.
+    reserved: usize,
     /// Total length, known once the last fragment has arrived.
     len: usize,
     started: Instant,
@@ -62,6 +64,8 @@ pub(crate) struct RecvChannel {
     /// Reliable ordered kinds: messages waiting for a gap to fill; slot `i` is `base + i`.
     waiting: VecDeque<Option<Vec<u8>>>,
     partials: Vec<Partial>,
+    /// Partial messages given up (evicted or expired) since the last `take_given_up`.
+    given_up: u64,
 }
 
 impl RecvChannel {
@@ -73,7 +77,13 @@ impl RecvChannel {
             received: VecDeque::new(),
             waiting: VecDeque::new(),
             partials: Vec::new(),
+            given_up: 0,
         }
+    }
+
+    /// Partial messages given up since the last call.
+    pub(crate) fn take_given_up(&mut self) -> u64 {
+        std::mem::take(&mut self.given_up)
     }
 
     /// Handles one record; calls `deliver` for each message it makes deliverable, in order.
@@ -269,8 +279,9 @@ impl RecvChannel {
                             .min_by_key(|&i| self.partials[i].started)
                             .expect("not empty");
                         let gone = self.partials.swap_remove(oldest);
-                        *reassembly_in_use -= gone.buf.capacity();
+                        *reassembly_in_use -= gone.reserved;
                         pool.give(gone.buf);
+                        self.given_up += 1;
                     }
                     if *reassembly_in_use + need > limits.max_reassembly_bytes {
                         return Err(Outcome::DroppedByQos);
@@ -278,13 +289,14 @@ impl RecvChannel {
                 }
                 let mut buf = pool.take(need);
                 buf.resize(need, 0);
-                *reassembly_in_use += buf.capacity();
+                *reassembly_in_use += need;
                 self.partials.push(Partial {
                     seq,
                     count: fragment.count,
                     received: vec![false; count],
                     missing: fragment.count,
                     buf,
+                    reserved: need,
                     len: 0,
                     started: now,
                 });
@@ -310,12 +322,12 @@ impl RecvChannel {
             return Ok(None);
         }
         let mut done = self.partials.swap_remove(slot);
-        *reassembly_in_use -= done.buf.capacity();
+        *reassembly_in_use -= done.reserved;
         done.buf.truncate(done.len);
         Ok(Some(done.buf))
     }
 
-    /// Gives up partial unreliable messages started before `cutoff`; returns how many.
+    /// Gives up partial unreliable messages started at or before `cutoff`; returns how many.
     pub(crate) fn expire_partials(
         &mut self,
         cutoff: Instant,
@@ -328,9 +340,9 @@ impl RecvChannel {
         let before = self.partials.len();
         let mut i = 0;
         while i < self.partials.len() {
-            if self.partials[i].started < cutoff {
+            if self.partials[i].started <= cutoff {
                 let gone = self.partials.swap_remove(i);
-                *reassembly_in_use -= gone.buf.capacity();
+                *reassembly_in_use -= gone.reserved;
                 pool.give(gone.buf);
             } else {
                 i += 1;

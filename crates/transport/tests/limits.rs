@@ -1,0 +1,204 @@
+//! Bounded resources: partial-message expiry and eviction, reassembly memory for reliable
+//! fragments, and the congestion window's back-off and recovery.
+
+mod sim;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sim::Sim;
+use sturnus_netem::LinkConfig;
+use sturnus_transport::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Event, Qos};
+
+#[expect(clippy::disallowed_methods, reason = "a starting instant for the virtual clock")]
+fn start() -> Instant {
+    Instant::now()
+}
+
+/// A connected pair driven by hand, so single datagrams can be held back.
+struct Pair {
+    now: Instant,
+    client: Endpoint,
+    server: Endpoint,
+    conn: ConnectionId,
+    server_conn: ConnectionId,
+    client_addr: SocketAddr,
+}
+
+impl Pair {
+    fn new(config: EndpointConfig) -> Self {
+        let now = start();
+        let mut client =
+            Endpoint::new(EndpointConfig { seed: Some(1), ..config.clone() }, now).unwrap();
+        let server = Endpoint::new(EndpointConfig { seed: Some(2), ..config }, now).unwrap();
+        let client_addr: SocketAddr = "10.0.0.2:1".parse().unwrap();
+        let server_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let conn = client.connect(now, server_addr).unwrap();
+        let mut pair = Self { now, client, server, conn, server_conn: conn, client_addr };
+        for _ in 0..4 {
+            for d in pair.client_datagrams() {
+                pair.server.handle_datagram(now, client_addr, &d);
+            }
+            for d in pair.server_datagrams() {
+                pair.client.handle_datagram(now, server_addr, &d);
+            }
+        }
+        while let Some(event) = pair.server.poll_event() {
+            if let Event::Connected(c) = event {
+                pair.server_conn = c;
+            }
+        }
+        assert!(pair.client.is_connected(conn) && pair.server.is_connected(pair.server_conn));
+        pair
+    }
+
+    fn client_datagrams(&mut self) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; 1500];
+        std::iter::from_fn(|| {
+            self.client.poll_transmit(self.now, &mut buf).map(|t| buf[..t.len].to_vec())
+        })
+        .collect()
+    }
+
+    fn server_datagrams(&mut self) -> Vec<Vec<u8>> {
+        let mut buf = [0u8; 1500];
+        std::iter::from_fn(|| {
+            self.server.poll_transmit(self.now, &mut buf).map(|t| buf[..t.len].to_vec())
+        })
+        .collect()
+    }
+
+    fn deliver_to_server(&mut self, datagram: &[u8]) {
+        self.server.handle_datagram(self.now, self.client_addr, datagram);
+    }
+
+    fn server_messages(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(event) = self.server.poll_event() {
+            if let Event::Data { payload, .. } = event {
+                out.push(payload.to_vec());
+            }
+        }
+        out
+    }
+}
+
+fn fragmented_config(max_fragments: usize, max_reassembly_bytes: usize) -> EndpointConfig {
+    EndpointConfig {
+        channels: vec![Qos::UnreliableFragmented, Qos::ReliableFragmented],
+        // One fragment per packet, so single fragments can be held back.
+        max_packet_size: 150,
+        fragment_size: 100,
+        max_fragments,
+        max_reassembly_bytes,
+        reassembly_timeout: Duration::from_secs(2),
+        ..EndpointConfig::default()
+    }
+}
+
+#[test]
+fn a_partial_unreliable_message_expires_after_the_reassembly_timeout() {
+    let mut pair = Pair::new(fragmented_config(10, 10_000));
+    pair.client.send(pair.conn, ChannelId(0), &[7; 300]).unwrap();
+    let fragments = pair.client_datagrams();
+    assert_eq!(fragments.len(), 3, "three 100-byte fragments, one per packet");
+    pair.deliver_to_server(&fragments[0]);
+    pair.deliver_to_server(&fragments[1]);
+    pair.now += Duration::from_secs(2);
+    pair.server.handle_timeout(pair.now);
+    assert_eq!(pair.server.connection_stats(pair.server_conn).unwrap().dropped_by_qos, 1);
+    // The last piece now finds nothing to complete.
+    pair.deliver_to_server(&fragments[2]);
+    assert!(pair.server_messages().is_empty());
+
+    // A message whose pieces all arrive in time is delivered.
+    pair.client.send(pair.conn, ChannelId(0), &[8; 250]).unwrap();
+    for d in pair.client_datagrams() {
+        pair.deliver_to_server(&d);
+    }
+    assert_eq!(pair.server_messages(), [vec![8; 250]]);
+}
+
+#[test]
+fn reassembly_memory_is_bounded_by_evicting_the_oldest_unreliable_partial() {
+    // Room for two 300-byte partial messages.
+    let mut pair = Pair::new(fragmented_config(3, 600));
+    let mut last_pieces = Vec::new();
+    for i in 1..=3u8 {
+        pair.client.send(pair.conn, ChannelId(0), &[i; 300]).unwrap();
+        let mut pieces = pair.client_datagrams();
+        last_pieces.push(pieces.pop().unwrap());
+        for d in pieces {
+            pair.deliver_to_server(&d);
+        }
+    }
+    // Starting the third evicted the first.
+    assert_eq!(pair.server.connection_stats(pair.server_conn).unwrap().dropped_by_qos, 1);
+    pair.deliver_to_server(&last_pieces[1]);
+    pair.deliver_to_server(&last_pieces[2]);
+    assert_eq!(pair.server_messages(), [vec![2; 300], vec![3; 300]]);
+    // The first message's last piece comes too late: its partial message is gone.
+    pair.deliver_to_server(&last_pieces[0]);
+    assert!(pair.server_messages().is_empty());
+}
+
+#[test]
+fn reliable_fragments_that_do_not_fit_are_refused_and_resent_never_lost() {
+    // Room for one 1000-byte message at a time; five are sent at once.
+    let config = fragmented_config(10, 1000);
+    // Jitter reorders the packets, so several messages are partly reassembled at once.
+    let link = LinkConfig {
+        latency: Duration::from_millis(5),
+        jitter: Duration::from_millis(4),
+        ..LinkConfig::perfect()
+    };
+    let mut sim = Sim::new(link, 3);
+    let server = sim.add(config.clone());
+    let client = sim.add(config);
+    let (conn, _) = sim.connect(client, server);
+    for i in 0..5u8 {
+        sim.nodes[client].endpoint.send(conn, ChannelId(1), &[i; 1000]).unwrap();
+    }
+    let done =
+        sim.run_until(Duration::from_secs(30), |sim| sim.received(server, ChannelId(1)).len() == 5);
+    assert!(done, "got {} messages", sim.received(server, ChannelId(1)).len());
+    let mut got = sim.received(server, ChannelId(1));
+    got.sort();
+    assert_eq!(got, (0..5u8).map(|i| vec![i; 1000]).collect::<Vec<_>>());
+    assert!(sim.nodes[server].endpoint.stats().rejected_packets > 0, "some packets were refused");
+}
+
+#[test]
+fn the_congestion_window_backs_off_under_loss_and_recovers_after() {
+    let config = EndpointConfig { channels: vec![Qos::Reliable], ..EndpointConfig::default() };
+    let clean = LinkConfig { latency: Duration::from_millis(10), ..LinkConfig::perfect() };
+    let mut sim = Sim::new(clean.clone(), 8);
+    let server = sim.add(config.clone());
+    let client = sim.add(config.clone());
+    let (conn, _) = sim.connect(client, server);
+    let window =
+        |sim: &Sim| sim.nodes[client].endpoint.connection_stats(conn).unwrap().congestion_window;
+    let initial = window(&sim);
+    assert_eq!(initial, config.initial_congestion_window);
+
+    // Keep the sender busy, first over a link losing 30 %, then over a clean one.
+    let busy = |sim: &mut Sim, millis: u64| {
+        let mut lowest = usize::MAX;
+        for _ in 0..millis {
+            for _ in 0..20 {
+                let _ = sim.nodes[client].endpoint.send(conn, ChannelId(0), &[0; 500]);
+            }
+            sim.run_for(Duration::from_millis(1));
+            lowest = lowest.min(window(sim));
+        }
+        lowest
+    };
+    sim.set_link(client, server, LinkConfig { loss: 0.3, ..clean.clone() });
+    let lowest = busy(&mut sim, 1_000);
+    assert!(lowest < initial / 2, "the window fell only to {lowest}");
+    assert!(lowest >= config.min_congestion_window);
+    sim.set_link(client, server, clean);
+    busy(&mut sim, 1_000);
+    let recovered = window(&sim);
+    assert!(recovered > 2 * lowest, "the window recovered only to {recovered} from {lowest}");
+}
