@@ -7,18 +7,24 @@ use std::time::Duration;
 
 use sim::Sim;
 use sturnus_netem::LinkConfig;
-use sturnus_transport::{ChannelId, EndpointConfig, Qos};
+use sturnus_transport::{ChannelId, ConnectionId, EndpointConfig, Qos};
+
+/// A client endpoint connected to a server with one channel of kind `qos`, the handshake's
+/// traffic settled so that no acknowledgement is owed.
+fn connected(qos: Qos, seed: u64) -> (Sim, usize, ConnectionId) {
+    let config = EndpointConfig { channels: vec![qos], ..EndpointConfig::default() };
+    let mut sim = Sim::new(LinkConfig::perfect(), seed);
+    let server = sim.add(config.clone());
+    let client = sim.add(config);
+    let (conn, _) = sim.connect(client, server);
+    sim.run_for(Duration::from_millis(50));
+    (sim, client, conn)
+}
 
 /// The size of the datagram an established connection sends for one 32-byte message on a
 /// channel of kind `qos`.
 fn datagram_for_one_message(qos: Qos) -> usize {
-    let config = EndpointConfig { channels: vec![qos], ..EndpointConfig::default() };
-    let mut sim = Sim::new(LinkConfig::perfect(), 1);
-    let server = sim.add(config.clone());
-    let client = sim.add(config);
-    let (conn, _) = sim.connect(client, server);
-    // Let the handshake's traffic settle so no acknowledgement is owed.
-    sim.run_for(Duration::from_millis(50));
+    let (mut sim, client, conn) = connected(qos, 1);
     let now = sim.now;
     let endpoint = &mut sim.nodes[client].endpoint;
     endpoint.send(conn, ChannelId(0), &[0xAB; 32]).unwrap();
@@ -42,13 +48,7 @@ fn one_32_byte_reliable_sequenced_message_costs_8_bytes_of_overhead() {
 
 #[test]
 fn aggregated_small_reliable_messages_cost_2_bytes_each() {
-    let config =
-        EndpointConfig { channels: vec![Qos::ReliableSequenced], ..EndpointConfig::default() };
-    let mut sim = Sim::new(LinkConfig::perfect(), 2);
-    let server = sim.add(config.clone());
-    let client = sim.add(config);
-    let (conn, _) = sim.connect(client, server);
-    sim.run_for(Duration::from_millis(50));
+    let (mut sim, client, conn) = connected(Qos::ReliableSequenced, 2);
     let now = sim.now;
     let endpoint = &mut sim.nodes[client].endpoint;
     for _ in 0..30 {

@@ -17,44 +17,12 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sturnus_netem::Preset;
+use sturnus_examples::EchoOptions;
 use sturnus_socket::{ConditionedSocket, Socket, SocketFactory, UdpSocketFactory};
 use sturnus_transport::{ChannelId, EndpointConfig, Host, HostError, HostEvent, Qos};
 
 const RELIABLE: ChannelId = ChannelId(0);
 const UNRELIABLE: ChannelId = ChannelId(1);
-
-struct Options {
-    count: u32,
-    link: Option<Preset>,
-    ipv6: bool,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut options = Options { count: 5, link: None, ipv6: false };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--count" => {
-                let value = args.next().ok_or("--count needs a number")?;
-                options.count = value.parse().map_err(|_| format!("bad --count {value}"))?;
-            }
-            "--link" => {
-                let value = args.next().ok_or("--link needs a preset name")?;
-                options.link = Some(value.parse().map_err(|e| format!("{e}"))?);
-            }
-            "--ipv6" => options.ipv6 = true,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: transport_echo [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]"
-                        .into(),
-                );
-            }
-            other => return Err(format!("unknown argument {other} (try --help)")),
-        }
-    }
-    Ok(options)
-}
 
 /// Step 2 of the walkthrough: the network configuration. Channel 0 is reliable and ordered,
 /// channel 1 unreliable (the layout UNET's high-level API used); both sides must agree.
@@ -186,10 +154,9 @@ fn client<S: Socket>(
     Ok(())
 }
 
-fn run(options: &Options) -> Result<(), HostError> {
+fn run(options: &EchoOptions) -> Result<(), HostError> {
     let factory = UdpSocketFactory::default();
-    let bind: SocketAddr = if options.ipv6 { "[::1]:0".parse() } else { "127.0.0.1:0".parse() }
-        .expect("a literal address");
+    let bind = options.bind_addr();
     // Step 3: add a host. The server's socket listens; the client's reaches it.
     let server = Host::bind(config(), &factory, bind)?;
     let server_addr = server.local_addr();
@@ -213,7 +180,7 @@ fn run(options: &Options) -> Result<(), HostError> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args() {
+    let options = match EchoOptions::from_args("transport_echo") {
         Ok(options) => options,
         Err(message) => {
             eprintln!("{message}");

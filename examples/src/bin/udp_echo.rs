@@ -16,43 +16,12 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sturnus_netem::Preset;
+use sturnus_examples::EchoOptions;
 use sturnus_socket::{
     ConditionedSocket, Readiness, Socket, SocketError, SocketFactory, UdpSocketFactory,
 };
 
 const QUIT: &[u8] = b"quit";
-
-struct Options {
-    count: u32,
-    link: Option<Preset>,
-    ipv6: bool,
-}
-
-fn parse_args() -> Result<Options, String> {
-    let mut options = Options { count: 5, link: None, ipv6: false };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--count" => {
-                let value = args.next().ok_or("--count needs a number")?;
-                options.count = value.parse().map_err(|_| format!("bad --count {value}"))?;
-            }
-            "--link" => {
-                let value = args.next().ok_or("--link needs a preset name")?;
-                options.link = Some(value.parse().map_err(|e| format!("{e}"))?);
-            }
-            "--ipv6" => options.ipv6 = true,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: udp_echo [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]".into(),
-                );
-            }
-            other => return Err(format!("unknown argument {other} (try --help)")),
-        }
-    }
-    Ok(options)
-}
 
 /// Echoes datagrams until it receives `quit` or hears nothing for a few seconds.
 fn serve(mut socket: impl Socket) -> Result<u64, SocketError> {
@@ -102,10 +71,9 @@ fn ping(client: &mut impl Socket, server: SocketAddr, count: u32) -> Result<u32,
     Ok(answered)
 }
 
-fn run(options: &Options) -> Result<(), SocketError> {
+fn run(options: &EchoOptions) -> Result<(), SocketError> {
     let factory = UdpSocketFactory::default();
-    let bind: SocketAddr = if options.ipv6 { "[::1]:0".parse() } else { "127.0.0.1:0".parse() }
-        .expect("a literal address");
+    let bind = options.bind_addr();
     let server = factory.server_socket(bind)?;
     let server_addr = server.local_addr();
     println!("server listening on {server_addr} (kernel buffers {:?})", server.buffer_sizes());
@@ -137,7 +105,7 @@ fn run(options: &Options) -> Result<(), SocketError> {
 }
 
 fn main() -> ExitCode {
-    let options = match parse_args() {
+    let options = match EchoOptions::from_args("udp_echo") {
         Ok(options) => options,
         Err(message) => {
             eprintln!("{message}");

@@ -1,0 +1,81 @@
+//! Helpers shared by the example programs in `src/bin`.
+
+use std::net::SocketAddr;
+
+use sturnus_netem::Preset;
+
+/// The command line of the echo examples:
+/// `[--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EchoOptions {
+    /// How many messages to send.
+    pub count: u32,
+    /// A link-emulator preset for the client's traffic, if any.
+    pub link: Option<Preset>,
+    /// Use `::1` instead of `127.0.0.1`.
+    pub ipv6: bool,
+}
+
+impl EchoOptions {
+    /// Parses the process arguments; `Err` holds the message to print (usage included).
+    pub fn from_args(program: &str) -> Result<Self, String> {
+        Self::parse(program, std::env::args().skip(1))
+    }
+
+    /// Parses `args` (without the program name).
+    pub fn parse(program: &str, args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut options = Self { count: 5, link: None, ipv6: false };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--count" => {
+                    let value = args.next().ok_or("--count needs a number")?;
+                    options.count = value.parse().map_err(|_| format!("bad --count {value}"))?;
+                }
+                "--link" => {
+                    let value = args.next().ok_or("--link needs a preset name")?;
+                    options.link = Some(value.parse().map_err(|e| format!("{e}"))?);
+                }
+                "--ipv6" => options.ipv6 = true,
+                "-h" | "--help" => {
+                    return Err(format!(
+                        "usage: {program} [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]"
+                    ));
+                }
+                other => return Err(format!("unknown argument {other} (try --help)")),
+            }
+        }
+        Ok(options)
+    }
+
+    /// The address a server binds: an ephemeral port on the loopback IP of the chosen family.
+    pub fn bind_addr(&self) -> SocketAddr {
+        if self.ipv6 {
+            SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
+        } else {
+            SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<EchoOptions, String> {
+        EchoOptions::parse("x", args.iter().map(|s| (*s).to_owned()))
+    }
+
+    #[test]
+    fn parses_every_option_and_rejects_unknown_ones() {
+        assert_eq!(
+            parse(&["--count", "9", "--link", "4g", "--ipv6"]),
+            Ok(EchoOptions { count: 9, link: Some(Preset::Mobile4g), ipv6: true })
+        );
+        assert_eq!(parse(&[]).unwrap().bind_addr(), "127.0.0.1:0".parse().unwrap());
+        assert!(parse(&["--count", "many"]).is_err());
+        assert!(parse(&["--link", "mars"]).is_err());
+        assert!(parse(&["--frobnicate"]).is_err());
+        assert!(parse(&["--help"]).unwrap_err().starts_with("usage: x"));
+    }
+}
