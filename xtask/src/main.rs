@@ -148,9 +148,16 @@ fn fuzz() -> Result<(), String> {
         return Ok(());
     }
     println!(
-        "xtask: cargo-fuzz on a nightly toolchain is not available; running the stable smoke driver \
-         (seeded random and mutated inputs, no coverage feedback)"
+        "xtask: cargo-fuzz on a nightly toolchain is not available; checking that the cargo-fuzz \
+         targets build, then running the stable smoke driver (seeded random and mutated inputs, \
+         no coverage feedback)"
     );
+    exec(
+        "fuzz targets build",
+        "cargo",
+        &["check", "--manifest-path", "fuzz/Cargo.toml", "--features", "libfuzzer", "--bins"],
+        &[],
+    )?;
     exec(
         "fuzz smoke run",
         "cargo",

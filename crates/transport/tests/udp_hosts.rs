@@ -109,3 +109,44 @@ fn hosts_exchange_every_qos_over_udp_ipv6() {
 fn hosts_exchange_every_qos_over_the_loopback_network() {
     exchange(&LoopbackSocketFactory::new(), "127.0.0.1:7000".parse().unwrap());
 }
+
+#[test]
+fn a_host_accepts_and_connects_at_the_same_time() {
+    // B accepts A's connection while connecting to C itself: a peer-to-peer chain A → B → C.
+    let factory = LoopbackSocketFactory::new();
+    let bind = |port: u16| {
+        Host::bind(config(), &factory, SocketAddr::from(([127, 0, 0, 1], port))).unwrap()
+    };
+    let (mut a, mut b, mut c) = (bind(7001), bind(7002), bind(7003));
+    let a_to_b = a.connect(b.local_addr()).unwrap();
+    let b_to_c = b.connect(c.local_addr()).unwrap();
+    a.send(a_to_b, ChannelId(0), b"from a").unwrap();
+    b.send(b_to_c, ChannelId(0), b"from b").unwrap();
+
+    let mut got: [Vec<(ConnectionId, Vec<u8>)>; 3] = Default::default();
+    let mut connects: [Vec<ConnectionId>; 3] = Default::default();
+    for _ in 0..20_000 {
+        for (i, host) in [&mut a, &mut b, &mut c].into_iter().enumerate() {
+            loop {
+                match host.receive().unwrap() {
+                    HostEvent::Nothing => break,
+                    HostEvent::Connect(conn) => connects[i].push(conn),
+                    HostEvent::Data { conn, payload, .. } => got[i].push((conn, payload.to_vec())),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+        if !got[1].is_empty() && !got[2].is_empty() {
+            break;
+        }
+        a.wait(Some(Duration::from_millis(1))).unwrap();
+    }
+    assert_eq!(connects[0], [a_to_b]);
+    assert_eq!(connects[1].len(), 2, "B has its outgoing and its incoming connection");
+    assert!(connects[1].contains(&b_to_c));
+    let b_from_a = *connects[1].iter().find(|&&c| c != b_to_c).unwrap();
+    assert_eq!(got[1], [(b_from_a, b"from a".to_vec())]);
+    assert_eq!(got[2].len(), 1);
+    assert_eq!(got[2][0].1, b"from b");
+    assert_eq!(b.endpoint().connection_count(), 2);
+}
