@@ -188,8 +188,9 @@ impl EndpointConfig {
         if self.ack_delay >= self.disconnect_timeout {
             return invalid("ack_delay", "must be shorter than disconnect_timeout");
         }
-        if self.send_queue_capacity == 0 {
-            return invalid("send_queue_capacity", "must be at least 1");
+        // Queued message numbers must stay within half the 16-bit number space of the oldest.
+        if !(1..=16_384).contains(&self.send_queue_capacity) {
+            return invalid("send_queue_capacity", "must be between 1 and 16384");
         }
         // Half the 14-bit packet number space: beyond it, acks become ambiguous.
         if !(1..=8_192).contains(&self.max_in_flight_packets) {

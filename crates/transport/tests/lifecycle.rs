@@ -176,3 +176,36 @@ fn send_refuses_oversized_messages_and_full_queues_without_dropping_anything() {
     assert_eq!(sim.nodes[client].endpoint.queue_depth(conn, ChannelId(0)), Some(0));
     sim.nodes[client].endpoint.send(conn, ChannelId(0), b"room again").unwrap();
 }
+
+#[test]
+fn steady_two_way_traffic_on_a_clean_link_measures_rtt_and_never_resends() {
+    let config =
+        EndpointConfig { channels: vec![Qos::ReliableSequenced], ..EndpointConfig::default() };
+    let link = LinkConfig { latency: Duration::from_millis(10), ..LinkConfig::perfect() };
+    let mut sim = Sim::new(link, 11);
+    let server = sim.add(config.clone());
+    let client = sim.add(config);
+    let (conn, server_conn) = sim.connect(client, server);
+    // Uneven rates on each side mix data packets, pure acks and keepalives in both directions.
+    for tick in 0..600u32 {
+        if tick % 3 == 0 {
+            sim.nodes[client].endpoint.send(conn, ChannelId(0), b"ping").unwrap();
+        }
+        if tick % 7 == 0 {
+            sim.nodes[server].endpoint.send(server_conn, ChannelId(0), b"pong").unwrap();
+        }
+        sim.run_for(Duration::from_millis(1));
+    }
+    sim.run_for(Duration::from_millis(200));
+    for (node, id) in [(client, conn), (server, server_conn)] {
+        let stats = sim.nodes[node].endpoint.connection_stats(id).unwrap();
+        assert_eq!((stats.resends, stats.packets_lost_out), (0, 0), "{stats:?}");
+        // 20 ms of latency plus at most the 5 ms ack delay.
+        assert!(
+            stats.rtt >= Duration::from_millis(20) && stats.rtt <= Duration::from_millis(26),
+            "{stats:?}"
+        );
+    }
+    assert_eq!(sim.received(server, ChannelId(0)).len(), 200);
+    assert_eq!(sim.received(client, ChannelId(0)).len(), 86);
+}

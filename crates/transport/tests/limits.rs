@@ -202,3 +202,41 @@ fn the_congestion_window_backs_off_under_loss_and_recovers_after() {
     let recovered = window(&sim);
     assert!(recovered > 2 * lowest, "the window recovered only to {recovered} from {lowest}");
 }
+
+#[test]
+fn an_ack_covering_packets_around_a_pure_ack_settles_them_all() {
+    let config =
+        EndpointConfig { channels: vec![Qos::ReliableSequenced], ..EndpointConfig::default() };
+    let mut pair = Pair::new(config);
+    // Let the handshake's acknowledgements settle.
+    pair.now += Duration::from_millis(50);
+    for d in pair.client_datagrams() {
+        pair.deliver_to_server(&d);
+    }
+    pair.server_datagrams();
+    // Client data P0; server data S0 (which the client must acknowledge); the client's pure
+    // ack P1; client data P2. The server's one acknowledgement then covers P2, P1 and P0.
+    pair.client.send(pair.conn, ChannelId(0), b"a0").unwrap();
+    let p0 = pair.client_datagrams();
+    pair.server.send(pair.server_conn, ChannelId(0), b"x").unwrap();
+    for d in pair.server_datagrams() {
+        pair.client.handle_datagram(pair.now, "10.0.0.1:1".parse().unwrap(), &d);
+    }
+    pair.now += Duration::from_millis(5);
+    let p1 = pair.client_datagrams();
+    assert_eq!(p1.len(), 1, "a pure ack");
+    pair.client.send(pair.conn, ChannelId(0), b"a1").unwrap();
+    let p2 = pair.client_datagrams();
+    for d in p0.iter().chain(&p1).chain(&p2) {
+        pair.deliver_to_server(d);
+    }
+    pair.now += Duration::from_millis(5);
+    for d in pair.server_datagrams() {
+        pair.client.handle_datagram(pair.now, "10.0.0.1:1".parse().unwrap(), &d);
+    }
+    // Well past the resend timeout: nothing is resent, nothing counted lost.
+    pair.now += Duration::from_millis(600);
+    pair.client_datagrams();
+    let stats = pair.client.connection_stats(pair.conn).unwrap();
+    assert_eq!((stats.resends, stats.packets_lost_out, stats.in_flight), (0, 0, 0), "{stats:?}");
+}

@@ -558,7 +558,13 @@ impl Connection {
         }
         let Some(front) = self.sent.front().map(|p| p.seq) else { return };
         for seq in acknowledged(ack, bits) {
-            let Ok(i) = usize::try_from(seq.distance(front)) else { continue };
+            // `sent` holds only packets with messages, in number order but with gaps (pure acks
+            // and keepalives are numbered too): search by distance from the front.
+            let target = seq.distance(front);
+            if target < 0 {
+                continue;
+            }
+            let i = self.sent.partition_point(|p| p.seq.distance(front) < target);
             let Some(packet) = self.sent.get_mut(i) else { continue };
             if packet.seq != seq || packet.acked {
                 continue;
