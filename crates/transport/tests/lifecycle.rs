@@ -209,3 +209,55 @@ fn steady_two_way_traffic_on_a_clean_link_measures_rtt_and_never_resends() {
     assert_eq!(sim.received(server, ChannelId(0)).len(), 200);
     assert_eq!(sim.received(client, ChannelId(0)).len(), 86);
 }
+
+#[test]
+fn two_peers_connecting_to_each_other_at_once_end_with_one_connection() {
+    for seed in 0..20 {
+        let mut sim = Sim::new(lossy(0.0), seed);
+        let a = sim.add(EndpointConfig::default());
+        let b = sim.add(EndpointConfig::default());
+        let (addr_a, addr_b, now) = (sim.addr(a), sim.addr(b), sim.now);
+        let a_to_b = sim.nodes[a].endpoint.connect(now, addr_b).unwrap();
+        let b_to_a = sim.nodes[b].endpoint.connect(now, addr_a).unwrap();
+        sim.run_for(Duration::from_secs(1));
+        let live = |sim: &Sim, node: usize| -> Vec<sturnus_transport::ConnectionId> {
+            let mut ids: Vec<_> = sim.nodes[node]
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Owned::Connected(c) => Some(*c),
+                    _ => None,
+                })
+                .collect();
+            ids.retain(|id| sim.nodes[node].endpoint.is_connected(*id));
+            ids
+        };
+        let (live_a, live_b) = (live(&sim, a), live(&sim, b));
+        assert_eq!(
+            (live_a.len(), live_b.len()),
+            (1, 1),
+            "seed {seed}: {:?} / {:?}",
+            sim.nodes[a].events,
+            sim.nodes[b].events
+        );
+        assert_eq!(sim.nodes[a].endpoint.connection_count(), 1);
+        assert_eq!(sim.nodes[b].endpoint.connection_count(), 1);
+        // Exactly one side's own attempt survived; the other gave way with the reason.
+        let gave_way = [(a, a_to_b), (b, b_to_a)]
+            .iter()
+            .filter(|(node, id)| {
+                sim.nodes[*node].events.contains(&Owned::Disconnected {
+                    conn: *id,
+                    reason: DisconnectReason::CrossedConnect,
+                })
+            })
+            .count();
+        assert_eq!(gave_way, 1, "seed {seed}");
+        // The surviving connection carries data both ways.
+        sim.nodes[a].endpoint.send(live_a[0], ChannelId(0), b"hi b").unwrap();
+        sim.nodes[b].endpoint.send(live_b[0], ChannelId(0), b"hi a").unwrap();
+        sim.run_for(Duration::from_millis(200));
+        assert_eq!(sim.received(b, ChannelId(0)), [b"hi b".to_vec()]);
+        assert_eq!(sim.received(a, ChannelId(0)), [b"hi a".to_vec()]);
+    }
+}

@@ -73,6 +73,9 @@ pub enum DisconnectReason {
     ClosedByPeer,
     /// The peer connected again from the same address; this older connection is gone.
     Reconnected,
+    /// Both peers connected to each other at once; this attempt gave way to the peer's, which
+    /// arrives as a new [`Event::Connected`].
+    CrossedConnect,
 }
 
 impl fmt::Display for DisconnectReason {
@@ -83,6 +86,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Rejected(reason) => write!(f, "rejected: {reason}"),
             DisconnectReason::ClosedByPeer => f.write_str("closed by the peer"),
             DisconnectReason::Reconnected => f.write_str("the peer reconnected"),
+            DisconnectReason::CrossedConnect => {
+                f.write_str("the peer connected to us at the same time; its connection is kept")
+            }
         }
     }
 }
@@ -582,6 +588,7 @@ impl Endpoint {
                     self.stats.invalid_cookies += 1;
                     return;
                 }
+                let mut replaced = DisconnectReason::Reconnected;
                 if let Some(id) = existing {
                     let conn = self.conn(id).expect("live");
                     if conn.client_salt == client_salt && !conn.is_client {
@@ -589,6 +596,18 @@ impl Endpoint {
                         let server_salt = conn.server_salt;
                         self.reply(from, Control::Accept { client_salt, server_salt });
                         return;
+                    }
+                    if conn.is_client {
+                        // We are connecting (or connected) to this peer ourselves. When both
+                        // sides connect at once, the attempt with the larger salt wins on both
+                        // sides; a response with a smaller salt is the losing attempt (or a late
+                        // copy of it) and is ignored.
+                        if conn.client_salt > client_salt {
+                            return;
+                        }
+                        if !conn.is_connected() {
+                            replaced = DisconnectReason::CrossedConnect;
+                        }
                     }
                 }
                 if let Some(reason) = self.refusal(protocol_id, fingerprint, existing) {
@@ -603,8 +622,9 @@ impl Endpoint {
                     return;
                 }
                 if let Some(old) = existing {
-                    // The same address connects anew: the old connection is stale.
-                    self.close_with_event(old, DisconnectReason::Reconnected);
+                    // The same address connects anew: the old connection is stale (or our own
+                    // attempt gives way to the peer's).
+                    self.close_with_event(old, replaced);
                 }
                 let server_salt = self.rng.next_u64();
                 let conn = Connection::new(
