@@ -40,8 +40,10 @@ pub struct EndpointConfig {
     /// The most fragments one message may have; with `fragment_size` this sets the largest
     /// message of a fragmented channel. *Must match.*
     pub max_fragments: usize,
-    /// Bytes of partly reassembled messages one connection may hold; beyond it, the oldest
-    /// partial message is dropped.
+    /// Bytes one connection may hold for messages it cannot deliver yet: partial fragmented
+    /// messages, and reliable messages waiting for an earlier one. Past it, unreliable partial
+    /// messages are given up oldest first and new reliable data is refused (not acknowledged,
+    /// so the sender resends it later); the next message in order is always admitted.
     pub max_reassembly_bytes: usize,
     /// How long a partly reassembled unreliable message waits for its missing pieces.
     pub reassembly_timeout: Duration,

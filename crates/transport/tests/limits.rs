@@ -240,3 +240,71 @@ fn an_ack_covering_packets_around_a_pure_ack_settles_them_all() {
     let stats = pair.client.connection_stats(pair.conn).unwrap();
     assert_eq!((stats.resends, stats.packets_lost_out, stats.in_flight), (0, 0, 0), "{stats:?}");
 }
+
+#[test]
+fn reliable_messages_held_out_of_order_stay_within_the_budget_and_all_arrive() {
+    let config = EndpointConfig {
+        channels: vec![Qos::ReliableSequenced],
+        max_reassembly_bytes: 10_000,
+        ..EndpointConfig::default()
+    };
+    let mut pair = Pair::new(config.clone());
+    // Thirty 1000-byte messages, one per packet; the first packet is lost.
+    for i in 0..30u8 {
+        pair.client.send(pair.conn, ChannelId(0), &[i; 1000]).unwrap();
+    }
+    let packets = pair.client_datagrams();
+    assert_eq!(packets.len(), 30);
+    for d in &packets[1..] {
+        pair.deliver_to_server(d);
+    }
+    let stats = pair.server.connection_stats(pair.server_conn).unwrap();
+    assert!(stats.held_bytes <= config.max_reassembly_bytes, "{stats:?}");
+    assert!(stats.held_bytes >= 9_000, "it held what fitted: {stats:?}");
+    assert!(pair.server.stats().rejected_packets >= 19, "the rest was refused");
+    assert!(pair.server_messages().is_empty(), "nothing before message 0");
+
+    // Message 0 arrives (always admitted): it and the held ones are delivered in order.
+    pair.deliver_to_server(&packets[0]);
+    let first = pair.server_messages();
+    assert!(first.len() >= 10);
+    assert!(first.iter().enumerate().all(|(i, m)| *m == vec![u8::try_from(i).unwrap(); 1000]));
+    // The refused packets' messages come with the resends, still in order.
+    let mut all = first;
+    for _ in 0..20 {
+        pair.now += Duration::from_millis(400);
+        for d in pair.client_datagrams() {
+            pair.deliver_to_server(&d);
+        }
+        all.extend(pair.server_messages());
+        for d in pair.server_datagrams() {
+            pair.client.handle_datagram(pair.now, "10.0.0.1:1".parse().unwrap(), &d);
+        }
+    }
+    assert_eq!(all, (0..30u8).map(|i| vec![i; 1000]).collect::<Vec<_>>());
+    assert_eq!(pair.server.connection_stats(pair.server_conn).unwrap().held_bytes, 0);
+}
+
+#[test]
+fn a_refused_packet_delivers_none_of_its_unreliable_messages_even_if_duplicated() {
+    let config = EndpointConfig {
+        channels: vec![Qos::ReliableSequenced, Qos::Unreliable],
+        max_reassembly_bytes: 1_000,
+        ..EndpointConfig::default()
+    };
+    let mut pair = Pair::new(config);
+    pair.client.send(pair.conn, ChannelId(0), &[0; 10]).unwrap();
+    let lost = pair.client_datagrams();
+    assert_eq!(lost.len(), 1);
+    // Message 1 (held, 1100 bytes: over the budget) rides with an unreliable message.
+    pair.client.send(pair.conn, ChannelId(0), &[1; 1100]).unwrap();
+    pair.client.send(pair.conn, ChannelId(1), b"once at most").unwrap();
+    let packets = pair.client_datagrams();
+    assert_eq!(packets.len(), 1, "both in one packet");
+    pair.deliver_to_server(&packets[0]);
+    pair.deliver_to_server(&packets[0]); // the network duplicates it
+    let unreliable =
+        pair.server_messages().iter().filter(|m| m.as_slice() == b"once at most").count();
+    assert_eq!(unreliable, 0, "a refused packet's unreliable messages are dropped");
+    assert_eq!(pair.server.stats().rejected_packets, 2);
+}

@@ -10,7 +10,7 @@ use super::channel::recv::{Outcome, RecvChannel, RecvLimits};
 use super::channel::send::{FillContext, SendChannel, UnitRef};
 use super::codec::{Reader, Writer};
 use super::control::Cookie;
-use super::packet::{DataHeader, RecordHeader};
+use super::packet::{DataHeader, Fragment, RecordHeader};
 use super::pool::BufPool;
 use super::rtt::RttEstimator;
 use super::seq::{MessageSeq, PacketSeq};
@@ -57,6 +57,10 @@ pub struct ConnectionStats {
     pub in_flight: usize,
     /// The congestion window, in packets carrying reliable data.
     pub congestion_window: usize,
+    /// Bytes held for messages not yet deliverable: partial fragmented messages and reliable
+    /// messages waiting for an earlier one (bounded by `max_reassembly_bytes`, plus at most one
+    /// message that is next in order).
+    pub held_bytes: usize,
 }
 
 impl ConnectionStats {
@@ -97,6 +101,17 @@ struct SentPacket {
     lost: bool,
 }
 
+/// One decoded record of the packet being processed; its payload is at `offset` in the
+/// packet's body.
+#[derive(Debug, Clone, Copy)]
+struct Parsed {
+    channel: ChannelId,
+    seq: Option<MessageSeq>,
+    fragment: Option<Fragment>,
+    offset: usize,
+    len: usize,
+}
+
 /// What happened to an incoming data packet as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PacketVerdict {
@@ -127,7 +142,13 @@ pub(crate) struct Connection {
     last_send: Instant,
     send: Vec<SendChannel>,
     recv: Vec<RecvChannel>,
-    reassembly_bytes: usize,
+    /// Bytes held for messages not yet deliverable (partials, and reliable messages waiting for
+    /// an earlier one), against `max_reassembly_bytes`.
+    held_bytes: usize,
+    /// Reused by `on_packet`: the records of the packet being processed.
+    parsed: Vec<Parsed>,
+    /// Reused by `on_packet`: new partial messages counted in the packet being processed.
+    new_partials: Vec<(ChannelId, MessageSeq)>,
     cwnd: usize,
     min_cwnd: usize,
     cwnd_growth: usize,
@@ -188,7 +209,9 @@ impl Connection {
             last_send: now,
             send,
             recv,
-            reassembly_bytes: 0,
+            held_bytes: 0,
+            parsed: Vec::new(),
+            new_partials: Vec::new(),
             cwnd: config.initial_congestion_window,
             min_cwnd: config.min_congestion_window,
             cwnd_growth: 0,
@@ -224,6 +247,7 @@ impl Connection {
             resend_timeout: self.rtt.rto(),
             in_flight: self.in_flight,
             congestion_window: self.cwnd,
+            held_bytes: self.held_bytes,
             ..self.stats
         }
     }
@@ -466,25 +490,30 @@ impl Connection {
             return PacketVerdict::Rejected;
         }
 
-        self.process_acks(now, header.ack, header.ack_bits, config, pool);
-
         let limits = RecvLimits {
             fragment_size: config.fragment_size,
             max_fragments: config.max_fragments,
-            max_reassembly_bytes: config.max_reassembly_bytes,
+            max_held_bytes: config.max_reassembly_bytes,
             reliable_window: config.reliable_window,
         };
-        let mut refused = false;
-        let mut records = 0usize;
+
+        // Pass 1: decode every record (resolving implied numbers) and add up the memory the
+        // reliable ones would newly hold. Nothing is delivered unless the whole packet decodes,
+        // so a packet is either processed or dropped, never half of each.
+        let body = r.position();
+        let mut parsed = std::mem::take(&mut self.parsed);
+        let mut new_partials = std::mem::take(&mut self.new_partials);
+        parsed.clear();
+        new_partials.clear();
+        let mut need = 0usize;
         // The number of the previous record of each channel in this packet, for implied numbers.
         let mut previous: [Option<MessageSeq>; 256] = [None; 256];
+        let mut well_formed = true;
         while !r.is_empty() {
             let Ok((record, payload)) = RecordHeader::decode(&mut r, &config.channels) else {
-                self.stats.malformed += 1;
-                refused = true;
+                well_formed = false;
                 break;
             };
-            records += 1;
             let ch = usize::from(record.channel.0);
             let qos = config.channels[ch];
             let seq = match (record.seq, qos.is_numbered()) {
@@ -492,8 +521,8 @@ impl Connection {
                 (None, true) => match previous[ch] {
                     Some(p) if record.fragment.is_none() => Some(p.next()),
                     _ => {
-                        self.stats.malformed += 1;
-                        continue;
+                        well_formed = false;
+                        break;
                     }
                 },
                 (None, false) => None,
@@ -501,14 +530,56 @@ impl Connection {
             if qos.is_numbered() {
                 previous[ch] = if record.fragment.is_none() { seq } else { None };
             }
+            if let Some(seq) = seq {
+                let counted =
+                    record.fragment.is_some() && new_partials.contains(&(record.channel, seq));
+                if !counted {
+                    let n =
+                        self.recv[ch].reliable_need(seq, record.fragment, payload.len(), &limits);
+                    if n > 0 && record.fragment.is_some() {
+                        new_partials.push((record.channel, seq));
+                    }
+                    need += n;
+                }
+            }
+            let offset = r.position() - payload.len() - body;
+            parsed.push(Parsed {
+                channel: record.channel,
+                seq,
+                fragment: record.fragment,
+                offset,
+                len: payload.len(),
+            });
+        }
+        if !well_formed {
+            self.stats.malformed += 1;
+            self.parsed = parsed;
+            self.new_partials = new_partials;
+            return PacketVerdict::Rejected;
+        }
+        self.process_acks(now, header.ack, header.ack_bits, config, pool);
+
+        // Pass 2: apply. When the new reliable data does not fit the budget, the packet is
+        // refused: it is not acknowledged, so the sender resends its reliable content; its
+        // unreliable records are dropped rather than delivered now and again from a duplicate.
+        let mut refused = self.held_bytes + need > limits.max_held_bytes;
+        let records = parsed.len();
+        let payloads = &datagram[body..];
+        for record in &parsed {
+            let ch = usize::from(record.channel.0);
+            if refused && !config.channels[ch].is_reliable() {
+                self.stats.dropped_by_qos += 1;
+                continue;
+            }
+            let payload = &payloads[record.offset..record.offset + record.len];
             let mut delivered = 0u64;
             let outcome = self.recv[ch].on_record(
-                seq,
+                record.seq,
                 record.fragment,
                 payload,
                 now,
                 &limits,
-                &mut self.reassembly_bytes,
+                &mut self.held_bytes,
                 pool,
                 &mut |bytes| {
                     delivered += 1;
@@ -524,6 +595,8 @@ impl Connection {
                 Outcome::Refused => refused = true,
             }
         }
+        self.parsed = parsed;
+        self.new_partials = new_partials;
         if refused {
             // Not acknowledged: the sender will resend what it carried.
             return PacketVerdict::Rejected;
@@ -603,7 +676,7 @@ impl Connection {
     ) -> bool {
         if let Some(cutoff) = now.checked_sub(config.reassembly_timeout) {
             for recv in &mut self.recv {
-                let expired = recv.expire_partials(cutoff, &mut self.reassembly_bytes, pool);
+                let expired = recv.expire_partials(cutoff, &mut self.held_bytes, pool);
                 self.stats.dropped_by_qos += expired as u64;
             }
         }

@@ -1,5 +1,11 @@
 //! The receiving half of a channel: duplicate suppression, ordering, sequencing and
 //! reassembly, each as the channel's QoS promises.
+//!
+//! Memory a peer can make us hold — partial fragmented messages, and reliable messages waiting
+//! for an earlier one — is charged to a per-connection budget (`max_reassembly_bytes`). Past
+//! it, unreliable partials are evicted oldest first and new reliable data is refused (its
+//! packet is not acknowledged, so the sender resends it later). The next message in order on a
+//! reliable channel is always admitted, so a full budget can never stall a channel.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -12,7 +18,7 @@ use crate::proto::seq::MessageSeq;
 /// What became of one arriving record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    /// Delivered, buffered for in-order delivery, or stored as a fragment.
+    /// Delivered, held for in-order delivery, or stored as a fragment.
     Accepted,
     /// Already received: dropped.
     Duplicate,
@@ -22,7 +28,7 @@ pub(crate) enum Outcome {
     /// Broke the protocol (a fragment of the wrong size, a number outside the window): dropped
     /// and counted against the peer.
     Malformed,
-    /// Reliable data that cannot be stored now (reassembly memory full): the packet carrying it
+    /// Reliable data that cannot be stored now (the budget is full): the packet carrying it
     /// must not be acknowledged, so the sender resends it.
     Refused,
 }
@@ -32,7 +38,8 @@ pub(crate) enum Outcome {
 pub(crate) struct RecvLimits {
     pub(crate) fragment_size: usize,
     pub(crate) max_fragments: usize,
-    pub(crate) max_reassembly_bytes: usize,
+    /// The per-connection budget of held bytes.
+    pub(crate) max_held_bytes: usize,
     pub(crate) reliable_window: u16,
 }
 
@@ -44,11 +51,35 @@ struct Partial {
     received: Vec<bool>,
     missing: u16,
     buf: Vec<u8>,
-    /// Bytes charged to the connection's reassembly budget.
-    reserved: usize,
+    /// Bytes charged to the budget.
+    charge: usize,
     /// Total length, known once the last fragment has arrived.
     len: usize,
     started: Instant,
+}
+
+/// A complete message: borrowed from the packet, or owned (after reassembly) together with the
+/// bytes it is charged to the budget.
+enum Whole<'a> {
+    Borrowed(&'a [u8]),
+    Owned(Vec<u8>, usize),
+}
+
+impl Whole<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Whole::Borrowed(b) => b,
+            Whole::Owned(v, _) => v,
+        }
+    }
+
+    /// Returns the buffer and the charge once the message has been delivered or dropped.
+    fn release(self, held: &mut usize, pool: &mut BufPool) {
+        if let Whole::Owned(v, charge) = self {
+            *held -= charge;
+            pool.give(v);
+        }
+    }
 }
 
 /// The receiving half of one channel.
@@ -61,8 +92,9 @@ pub(crate) struct RecvChannel {
     base: MessageSeq,
     /// Reliable unordered kinds: `received[i]` is whether `base + i` has arrived.
     received: VecDeque<bool>,
-    /// Reliable ordered kinds: messages waiting for a gap to fill; slot `i` is `base + i`.
-    waiting: VecDeque<Option<Vec<u8>>>,
+    /// Reliable ordered kinds: messages waiting for a gap to fill, with their charge; slot `i`
+    /// is `base + i`.
+    waiting: VecDeque<Option<(Vec<u8>, usize)>>,
     partials: Vec<Partial>,
     /// Partial messages given up (evicted or expired) since the last `take_given_up`.
     given_up: u64,
@@ -86,8 +118,46 @@ impl RecvChannel {
         std::mem::take(&mut self.given_up)
     }
 
+    /// Whether messages of this channel are delivered strictly in order.
+    fn is_ordered(&self) -> bool {
+        self.qos.is_reliable() && self.qos.is_sequenced() && !self.qos.is_state_update()
+    }
+
+    /// Whether `seq` is exempt from the budget: the next message in order on a reliable
+    /// channel, which is always admitted so that the channel keeps moving.
+    fn is_exempt(&self, seq: MessageSeq) -> bool {
+        self.qos.is_reliable() && !self.qos.is_state_update() && seq == self.base
+    }
+
+    /// Bytes a reliable record would newly charge to the budget if accepted (0 for records
+    /// that need no new storage, are exempt, or will be dropped anyway). Two fragments of one
+    /// new message in the same packet each report the full need; the caller counts it once.
+    pub(crate) fn reliable_need(
+        &self,
+        seq: MessageSeq,
+        fragment: Option<Fragment>,
+        len: usize,
+        limits: &RecvLimits,
+    ) -> usize {
+        if !self.qos.is_reliable()
+            || self.qos.is_state_update()
+            || self.is_exempt(seq)
+            || self.precheck(seq, limits) != Outcome::Accepted
+        {
+            return 0;
+        }
+        match fragment {
+            Some(f) if !self.partials.iter().any(|p| p.seq == seq) => {
+                usize::from(f.count) * limits.fragment_size
+            }
+            Some(_) => 0,
+            None if self.is_ordered() => len,
+            None => 0,
+        }
+    }
+
     /// Handles one record; calls `deliver` for each message it makes deliverable, in order.
-    /// `reassembly_in_use` is the connection-wide count of bytes held by partial messages.
+    /// `held` is the connection-wide count of bytes charged to the budget.
     #[allow(
         clippy::too_many_arguments,
         reason = "one call per record on the hot path; a context struct would be built per record"
@@ -99,7 +169,7 @@ impl RecvChannel {
         payload: &[u8],
         now: Instant,
         limits: &RecvLimits,
-        reassembly_in_use: &mut usize,
+        held: &mut usize,
         pool: &mut BufPool,
         deliver: &mut impl FnMut(&[u8]),
     ) -> Outcome {
@@ -126,22 +196,14 @@ impl RecvChannel {
                 if self.qos.is_fragmented() && payload.len() > limits.fragment_size {
                     return Outcome::Malformed;
                 }
-                self.complete(seq, Whole::Borrowed(payload), pool, deliver)
+                self.complete(seq, Whole::Borrowed(payload), limits, held, pool, deliver)
             }
             Some(fragment) => {
                 if !self.qos.is_fragmented() {
                     return Outcome::Malformed;
                 }
-                match self.add_fragment(
-                    seq,
-                    fragment,
-                    payload,
-                    now,
-                    limits,
-                    reassembly_in_use,
-                    pool,
-                ) {
-                    Ok(Some(message)) => self.complete(seq, Whole::Owned(message), pool, deliver),
+                match self.add_fragment(seq, fragment, payload, now, limits, held, pool) {
+                    Ok(Some(message)) => self.complete(seq, message, limits, held, pool, deliver),
                     Ok(None) => Outcome::Accepted,
                     Err(outcome) => outcome,
                 }
@@ -184,16 +246,16 @@ impl RecvChannel {
         &mut self,
         seq: MessageSeq,
         message: Whole<'_>,
+        limits: &RecvLimits,
+        held: &mut usize,
         pool: &mut BufPool,
         deliver: &mut impl FnMut(&[u8]),
     ) -> Outcome {
-        let reliable = self.qos.is_reliable();
-        let ordered = reliable && self.qos.is_sequenced() && !self.qos.is_state_update();
-        if !reliable || self.qos.is_state_update() {
+        if !self.qos.is_reliable() || self.qos.is_state_update() {
             // Unreliable kinds and both state-update kinds: newest wins.
             if self.qos.is_sequenced() || self.qos.is_state_update() {
                 if self.newest.is_some_and(|newest| !seq.is_newer_than(newest)) {
-                    message.recycle(pool);
+                    message.release(held, pool);
                     return Outcome::DroppedByQos;
                 }
                 self.newest = Some(seq);
@@ -203,33 +265,13 @@ impl RecvChannel {
                 self.base = seq.next();
             }
             deliver(message.bytes());
-            message.recycle(pool);
+            message.release(held, pool);
             return Outcome::Accepted;
         }
         let i = seq.distance(self.base).unsigned_abs() as usize;
-        if ordered {
-            if i == 0 {
-                deliver(message.bytes());
-                message.recycle(pool);
-                self.base = self.base.next();
-                self.waiting.pop_front();
-                while let Some(Some(buf)) = self.waiting.front() {
-                    deliver(buf);
-                    if let Some(Some(buf)) = self.waiting.pop_front() {
-                        pool.give(buf);
-                    }
-                    self.base = self.base.next();
-                }
-                // A leading `None` means the next message has not arrived yet.
-            } else {
-                if self.waiting.len() <= i {
-                    self.waiting.resize_with(i + 1, || None);
-                }
-                self.waiting[i] = Some(message.into_owned(pool));
-            }
-        } else {
+        if !self.is_ordered() {
             deliver(message.bytes());
-            message.recycle(pool);
+            message.release(held, pool);
             if self.received.len() <= i {
                 self.received.resize(i + 1, false);
             }
@@ -238,10 +280,44 @@ impl RecvChannel {
                 self.received.pop_front();
                 self.base = self.base.next();
             }
+            return Outcome::Accepted;
+        }
+        if i > 0 {
+            // Hold it until the gap before it fills.
+            let stored = match message {
+                Whole::Owned(buf, charge) => (buf, charge),
+                Whole::Borrowed(bytes) => {
+                    if *held + bytes.len() > limits.max_held_bytes {
+                        return Outcome::Refused;
+                    }
+                    *held += bytes.len();
+                    (pool.copy_of(bytes), bytes.len())
+                }
+            };
+            if self.waiting.len() <= i {
+                self.waiting.resize_with(i + 1, || None);
+            }
+            self.waiting[i] = Some(stored);
+            return Outcome::Accepted;
+        }
+        deliver(message.bytes());
+        message.release(held, pool);
+        self.base = self.base.next();
+        self.waiting.pop_front();
+        // Deliver what was waiting for this one; a `None` is the next gap.
+        while let Some(Some((buf, _))) = self.waiting.front() {
+            deliver(buf);
+            if let Some(Some((buf, charge))) = self.waiting.pop_front() {
+                *held -= charge;
+                pool.give(buf);
+            }
+            self.base = self.base.next();
         }
         Outcome::Accepted
     }
 
+    /// Stores one fragment; returns the message when it is complete (still charged to the
+    /// budget until it is delivered).
     #[allow(clippy::too_many_arguments, reason = "internal step of on_record")]
     fn add_fragment(
         &mut self,
@@ -250,9 +326,9 @@ impl RecvChannel {
         payload: &[u8],
         now: Instant,
         limits: &RecvLimits,
-        reassembly_in_use: &mut usize,
+        held: &mut usize,
         pool: &mut BufPool,
-    ) -> Result<Option<Vec<u8>>, Outcome> {
+    ) -> Result<Option<Whole<'static>>, Outcome> {
         let count = usize::from(fragment.count);
         let last = fragment.index + 1 == fragment.count;
         let size_ok = if last {
@@ -265,43 +341,7 @@ impl RecvChannel {
         }
         let slot = match self.partials.iter().position(|p| p.seq == seq) {
             Some(slot) => slot,
-            None => {
-                let need = count * limits.fragment_size;
-                if *reassembly_in_use + need > limits.max_reassembly_bytes {
-                    if self.qos.is_reliable() {
-                        return Err(Outcome::Refused);
-                    }
-                    // Unreliable: make room by giving up the oldest partial messages.
-                    while *reassembly_in_use + need > limits.max_reassembly_bytes
-                        && !self.partials.is_empty()
-                    {
-                        let oldest = (0..self.partials.len())
-                            .min_by_key(|&i| self.partials[i].started)
-                            .expect("not empty");
-                        let gone = self.partials.swap_remove(oldest);
-                        *reassembly_in_use -= gone.reserved;
-                        pool.give(gone.buf);
-                        self.given_up += 1;
-                    }
-                    if *reassembly_in_use + need > limits.max_reassembly_bytes {
-                        return Err(Outcome::DroppedByQos);
-                    }
-                }
-                let mut buf = pool.take(need);
-                buf.resize(need, 0);
-                *reassembly_in_use += need;
-                self.partials.push(Partial {
-                    seq,
-                    count: fragment.count,
-                    received: vec![false; count],
-                    missing: fragment.count,
-                    buf,
-                    reserved: need,
-                    len: 0,
-                    started: now,
-                });
-                self.partials.len() - 1
-            }
+            None => self.start_partial(seq, fragment.count, now, limits, held, pool)?,
         };
         let partial = &mut self.partials[slot];
         if partial.count != fragment.count {
@@ -322,16 +362,60 @@ impl RecvChannel {
             return Ok(None);
         }
         let mut done = self.partials.swap_remove(slot);
-        *reassembly_in_use -= done.reserved;
         done.buf.truncate(done.len);
-        Ok(Some(done.buf))
+        Ok(Some(Whole::Owned(done.buf, done.charge)))
+    }
+
+    /// Makes room for and starts a partial message; returns its slot.
+    fn start_partial(
+        &mut self,
+        seq: MessageSeq,
+        count: u16,
+        now: Instant,
+        limits: &RecvLimits,
+        held: &mut usize,
+        pool: &mut BufPool,
+    ) -> Result<usize, Outcome> {
+        let need = usize::from(count) * limits.fragment_size;
+        if *held + need > limits.max_held_bytes && !self.is_exempt(seq) {
+            if self.qos.is_reliable() {
+                return Err(Outcome::Refused);
+            }
+            // Unreliable: make room by giving up the oldest partial messages.
+            while *held + need > limits.max_held_bytes && !self.partials.is_empty() {
+                let oldest = (0..self.partials.len())
+                    .min_by_key(|&i| self.partials[i].started)
+                    .expect("not empty");
+                let gone = self.partials.swap_remove(oldest);
+                *held -= gone.charge;
+                pool.give(gone.buf);
+                self.given_up += 1;
+            }
+            if *held + need > limits.max_held_bytes {
+                return Err(Outcome::DroppedByQos);
+            }
+        }
+        let mut buf = pool.take(need);
+        buf.resize(need, 0);
+        *held += need;
+        self.partials.push(Partial {
+            seq,
+            count,
+            received: vec![false; usize::from(count)],
+            missing: count,
+            buf,
+            charge: need,
+            len: 0,
+            started: now,
+        });
+        Ok(self.partials.len() - 1)
     }
 
     /// Gives up partial unreliable messages started at or before `cutoff`; returns how many.
     pub(crate) fn expire_partials(
         &mut self,
         cutoff: Instant,
-        reassembly_in_use: &mut usize,
+        held: &mut usize,
         pool: &mut BufPool,
     ) -> usize {
         if self.qos.is_reliable() {
@@ -342,7 +426,7 @@ impl RecvChannel {
         while i < self.partials.len() {
             if self.partials[i].started <= cutoff {
                 let gone = self.partials.swap_remove(i);
-                *reassembly_in_use -= gone.reserved;
+                *held -= gone.charge;
                 pool.give(gone.buf);
             } else {
                 i += 1;
@@ -364,36 +448,8 @@ impl RecvChannel {
         for partial in self.partials.drain(..) {
             pool.give(partial.buf);
         }
-        for buf in self.waiting.drain(..).flatten() {
+        for (buf, _) in self.waiting.drain(..).flatten() {
             pool.give(buf);
-        }
-    }
-}
-
-/// A complete message: borrowed from the packet, or owned after reassembly.
-enum Whole<'a> {
-    Borrowed(&'a [u8]),
-    Owned(Vec<u8>),
-}
-
-impl Whole<'_> {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Whole::Borrowed(b) => b,
-            Whole::Owned(v) => v,
-        }
-    }
-
-    fn into_owned(self, pool: &mut BufPool) -> Vec<u8> {
-        match self {
-            Whole::Borrowed(b) => pool.copy_of(b),
-            Whole::Owned(v) => v,
-        }
-    }
-
-    fn recycle(self, pool: &mut BufPool) {
-        if let Whole::Owned(v) = self {
-            pool.give(v);
         }
     }
 }
