@@ -1,6 +1,8 @@
 //! Helpers shared by the example programs in `src/bin`.
 
+use std::fmt::Display;
 use std::net::SocketAddr;
+use std::process::ExitCode;
 
 use sturnus_netem::Preset;
 
@@ -54,6 +56,34 @@ impl EchoOptions {
             SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0))
         } else {
             SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0))
+        }
+    }
+}
+
+/// The `main` of an echo example: parses the options, runs `run`, and turns the outcome into
+/// an exit code (2 for a bad command line, 1 for an error), printing what went wrong.
+pub fn echo_main<E: Display>(
+    program: &str,
+    run: impl FnOnce(&EchoOptions) -> Result<(), E>,
+) -> ExitCode {
+    let options = match EchoOptions::from_args(program) {
+        Ok(options) => options,
+        Err(message) => {
+            #[allow(clippy::print_stderr, reason = "a command-line program reports its usage")]
+            {
+                eprintln!("{message}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            #[allow(clippy::print_stderr, reason = "a command-line program reports its error")]
+            {
+                eprintln!("error: {e}");
+            }
+            ExitCode::FAILURE
         }
     }
 }

@@ -180,18 +180,5 @@ fn run(options: &EchoOptions) -> Result<(), HostError> {
 }
 
 fn main() -> ExitCode {
-    let options = match EchoOptions::from_args("transport_echo") {
-        Ok(options) => options,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    match run(&options) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    sturnus_examples::echo_main("transport_echo", run)
 }
