@@ -1,0 +1,211 @@
+//! Authentication: what a client must prove before its messages reach handlers.
+
+use std::any::Any;
+use std::net::SocketAddr;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::event::GoodbyeReason;
+use crate::{Message, MessageId, PlayerId, codec};
+
+/// Who is asking to be let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applicant {
+    /// The player the connection was given.
+    pub player: PlayerId,
+    /// Its remote address (`None` for a local client in host mode).
+    pub address: Option<SocketAddr>,
+}
+
+/// Decides whether a connected client may play.
+///
+/// After the transport connects, the client sends its credentials (set with
+/// [`NetworkClient::set_credentials`](crate::NetworkClient::set_credentials)); the server
+/// decodes them as [`Credentials`](Self::Credentials) and calls
+/// [`authenticate`](Self::authenticate). On `Ok` the data is attached to the player (read it
+/// with [`Player::auth_data`](crate::Player::auth_data)) and both sides see `Authenticated`; on
+/// `Err` the client is told the reason and disconnected. Until then, anything else the client
+/// sends is dropped and counted.
+///
+/// ```
+/// use sturnus_message::{Applicant, Authenticator};
+///
+/// /// Lets in anyone who knows today's word, and remembers their team.
+/// struct TeamGate;
+/// impl Authenticator for TeamGate {
+///     type Credentials = (String, u8);
+///     type Data = u8;
+///     fn authenticate(&mut self, _who: &Applicant, (word, team): (String, u8)) -> Result<u8, String> {
+///         if word == "starling" && team < 2 { Ok(team) } else { Err("no".into()) }
+///     }
+/// }
+/// ```
+pub trait Authenticator: Send + 'static {
+    /// What the client sends.
+    type Credentials: DeserializeOwned;
+    /// What is attached to an accepted player.
+    type Data: Any + Send;
+
+    /// Accepts (with the player's data) or rejects (with a reason the client receives).
+    fn authenticate(
+        &mut self,
+        applicant: &Applicant,
+        credentials: Self::Credentials,
+    ) -> Result<Self::Data, String>;
+}
+
+/// Lets everyone in; the default. Its credentials are `()`, which a client sends unless told
+/// otherwise.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoopAuthenticator;
+
+impl Authenticator for NoopAuthenticator {
+    type Credentials = ();
+    type Data = ();
+
+    fn authenticate(&mut self, _: &Applicant, (): ()) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The credentials of a [`PasswordAuthenticator`]: a display name and the shared password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Login {
+    /// The name the player wants to be known by (1 to 32 characters).
+    pub name: String,
+    /// The server's password.
+    pub password: String,
+}
+
+/// Lets in clients that know a shared password, and attaches their chosen name (a `String`) to
+/// the player.
+///
+/// An example of the trait, fit for a private game among friends. Without an encrypted
+/// transport the password crosses the network in the clear; real accounts want a token checked
+/// against an account service.
+#[derive(Clone)]
+pub struct PasswordAuthenticator {
+    password: String,
+}
+
+impl std::fmt::Debug for PasswordAuthenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordAuthenticator").finish_non_exhaustive()
+    }
+}
+
+impl PasswordAuthenticator {
+    /// An authenticator for `password`.
+    pub fn new(password: impl Into<String>) -> Self {
+        Self { password: password.into() }
+    }
+}
+
+/// Compares without returning early, so the time taken does not tell how much matched.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for (i, x) in a.iter().enumerate() {
+        diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
+    }
+    diff == 0
+}
+
+impl Authenticator for PasswordAuthenticator {
+    type Credentials = Login;
+    type Data = String;
+
+    fn authenticate(&mut self, _: &Applicant, login: Login) -> Result<String, String> {
+        if !same_bytes(login.password.as_bytes(), self.password.as_bytes()) {
+            return Err("wrong password".into());
+        }
+        let chars = login.name.chars().count();
+        if !(1..=32).contains(&chars) || login.name.chars().any(char::is_control) {
+            return Err("the name must be 1 to 32 printable characters".into());
+        }
+        Ok(login.name)
+    }
+}
+
+/// An [`Authenticator`] with its types erased, as the server keeps it.
+pub(crate) trait ErasedAuthenticator: Send {
+    fn authenticate(
+        &mut self,
+        applicant: &Applicant,
+        credentials: &[u8],
+    ) -> Result<Box<dyn Any + Send>, String>;
+}
+
+pub(crate) struct Erased<A>(pub(crate) A);
+
+impl<A: Authenticator> ErasedAuthenticator for Erased<A> {
+    fn authenticate(
+        &mut self,
+        applicant: &Applicant,
+        credentials: &[u8],
+    ) -> Result<Box<dyn Any + Send>, String> {
+        let credentials = codec::decode::<A::Credentials>(credentials)
+            .ok_or_else(|| "malformed credentials".to_string())?;
+        let data = self.0.authenticate(applicant, credentials)?;
+        Ok(Box::new(data))
+    }
+}
+
+/// Client → server: the encoded credentials.
+#[derive(Serialize, Deserialize, Message)]
+pub(crate) struct AuthRequest(pub(crate) Vec<u8>);
+
+/// Server → client: the verdict.
+#[derive(Serialize, Deserialize, Message)]
+pub(crate) enum AuthResponse {
+    Accepted,
+    Rejected(String),
+}
+
+/// Server → client: why the server is closing the connection.
+#[derive(Serialize, Deserialize, Message)]
+pub(crate) struct Goodbye(pub(crate) GoodbyeReason);
+
+/// The layer's own messages, claimed before any user type.
+pub(crate) const INTERNAL: [(MessageId, &str); 3] = [
+    (AuthRequest::ID, AuthRequest::NAME),
+    (AuthResponse::ID, AuthResponse::NAME),
+    (Goodbye::ID, Goodbye::NAME),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_checks_password_and_name() {
+        let mut auth = PasswordAuthenticator::new("hunter2");
+        let who = Applicant { player: PlayerId(1), address: None };
+        let login =
+            |name: &str, password: &str| Login { name: name.into(), password: password.into() };
+        assert_eq!(auth.authenticate(&who, login("ada", "hunter2")), Ok("ada".to_string()));
+        assert!(auth.authenticate(&who, login("ada", "hunter")).is_err());
+        assert!(auth.authenticate(&who, login("ada", "hunter22")).is_err());
+        assert!(auth.authenticate(&who, login("", "hunter2")).is_err());
+        assert!(auth.authenticate(&who, login("a\nb", "hunter2")).is_err());
+    }
+
+    #[test]
+    fn same_bytes_compares_whole_slices() {
+        assert!(same_bytes(b"", b""));
+        assert!(same_bytes(b"abc", b"abc"));
+        assert!(!same_bytes(b"abc", b"abd"));
+        assert!(!same_bytes(b"ab", b"abc"));
+        assert!(!same_bytes(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn erased_rejects_malformed_credentials() {
+        let mut auth = Erased(PasswordAuthenticator::new("x"));
+        let who = Applicant { player: PlayerId(1), address: None };
+        assert_eq!(
+            auth.authenticate(&who, &[0xff, 0xff]).err().as_deref(),
+            Some("malformed credentials")
+        );
+    }
+}

@@ -1,0 +1,99 @@
+//! The message layer's framing: a two-byte little-endian id, then the postcard payload.
+
+use std::collections::HashMap;
+
+use serde::de::DeserializeOwned;
+
+use crate::{Message, MessageError, MessageId};
+
+/// Encodes `msg` into `buf` (replacing its contents), checking the size limit.
+pub(crate) fn encode<T: Message>(
+    msg: &T,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Result<(), MessageError> {
+    let mut out = std::mem::take(buf);
+    out.clear();
+    out.extend_from_slice(&T::ID.0.to_le_bytes());
+    *buf = postcard::to_extend(msg, out)
+        .map_err(|source| MessageError::Encode { name: T::NAME, source })?;
+    if buf.len() > max {
+        return Err(MessageError::TooLarge { name: T::NAME, len: buf.len(), max });
+    }
+    Ok(())
+}
+
+/// The id and the payload of an encoded message, or `None` if it is too short to have an id.
+pub(crate) fn split(bytes: &[u8]) -> Option<(MessageId, &[u8])> {
+    let (id, body) = bytes.split_first_chunk::<2>()?;
+    Some((MessageId(u16::from_le_bytes(*id)), body))
+}
+
+/// Decodes a payload, refusing trailing bytes (they mean the sender meant another type).
+pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
+    match postcard::take_from_bytes::<T>(body) {
+        Ok((value, [])) => Some(value),
+        _ => None,
+    }
+}
+
+/// Which type owns each id on this side, to catch collisions.
+#[derive(Debug, Default)]
+pub(crate) struct Names {
+    by_id: HashMap<MessageId, &'static str>,
+}
+
+impl Names {
+    /// Records that `name` uses `id`, or reports the type that already does.
+    pub(crate) fn claim(&mut self, id: MessageId, name: &'static str) -> Result<(), MessageError> {
+        match self.by_id.get(&id) {
+            Some(first) if *first != name => {
+                Err(MessageError::IdCollision { id, first, second: name })
+            }
+            Some(_) => Ok(()),
+            None => {
+                self.by_id.insert(id, name);
+                Ok(())
+            }
+        }
+    }
+
+    pub(crate) fn with_internal() -> Self {
+        let mut names = Self::default();
+        for (id, name) in crate::auth::INTERNAL {
+            names.claim(id, name).expect("the layer's own message ids are distinct");
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_refuses_trailing_bytes() {
+        let bytes = postcard::to_allocvec(&7u32).unwrap();
+        assert_eq!(decode::<u32>(&bytes), Some(7));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(decode::<u32>(&longer), None);
+        assert_eq!(decode::<u32>(&[]), None);
+    }
+
+    #[test]
+    fn split_needs_two_bytes() {
+        assert_eq!(split(&[1]), None);
+        assert_eq!(split(&[1, 2, 3]), Some((MessageId(0x0201), &[3u8][..])));
+    }
+
+    #[test]
+    fn names_report_both_types() {
+        let mut names = Names::default();
+        names.claim(MessageId(1), "a::A").unwrap();
+        names.claim(MessageId(1), "a::A").unwrap();
+        let err = names.claim(MessageId(1), "b::B").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("a::A") && text.contains("b::B"), "{text}");
+    }
+}

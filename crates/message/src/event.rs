@@ -1,0 +1,106 @@
+//! Lifecycle events of servers and clients, and why connections end.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::PlayerId;
+
+/// Why a player or client was disconnected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// This side closed the connection (the server dropped the player, or the client left).
+    Closed,
+    /// The other side closed the connection without giving a reason.
+    ClosedByPeer,
+    /// The transport ended the connection: a timeout, a refused or failed connection attempt.
+    Transport(sturnus_transport::DisconnectReason),
+    /// The server's authenticator turned the credentials down.
+    AuthRejected(String),
+    /// The player did not authenticate within the server's `auth_timeout`.
+    AuthTimeout,
+    /// The player sent more bad messages than the server's `error_budget` allows.
+    ErrorBudget,
+    /// The server application sent the player away, with its reason.
+    Kicked(String),
+    /// The server stopped.
+    ServerStopped,
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DisconnectReason::Closed => f.write_str("closed"),
+            DisconnectReason::ClosedByPeer => f.write_str("closed by the peer"),
+            DisconnectReason::Transport(reason) => write!(f, "{reason}"),
+            DisconnectReason::AuthRejected(why) => write!(f, "authentication rejected: {why}"),
+            DisconnectReason::AuthTimeout => f.write_str("authentication timed out"),
+            DisconnectReason::ErrorBudget => f.write_str("too many bad messages"),
+            DisconnectReason::Kicked(why) => write!(f, "kicked: {why}"),
+            DisconnectReason::ServerStopped => f.write_str("the server stopped"),
+        }
+    }
+}
+
+impl DisconnectReason {
+    pub(crate) fn from_transport(reason: sturnus_transport::DisconnectReason) -> Self {
+        match reason {
+            sturnus_transport::DisconnectReason::ClosedByPeer => DisconnectReason::ClosedByPeer,
+            other => DisconnectReason::Transport(other),
+        }
+    }
+}
+
+/// A reason the server gives a client it sends away (on the wire).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum GoodbyeReason {
+    AuthTimeout,
+    ErrorBudget,
+    Kicked(String),
+    ServerStopped,
+}
+
+impl From<GoodbyeReason> for DisconnectReason {
+    fn from(reason: GoodbyeReason) -> Self {
+        match reason {
+            GoodbyeReason::AuthTimeout => DisconnectReason::AuthTimeout,
+            GoodbyeReason::ErrorBudget => DisconnectReason::ErrorBudget,
+            GoodbyeReason::Kicked(why) => DisconnectReason::Kicked(why),
+            GoodbyeReason::ServerStopped => DisconnectReason::ServerStopped,
+        }
+    }
+}
+
+/// Something that happened to a [`NetworkServer`](crate::NetworkServer).
+///
+/// For each player the order is `Connected`, then `Authenticated` (unless it never
+/// authenticates), then `Disconnected`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// The server started; the address it listens on (`None` without a transport: a host with
+    /// only local clients).
+    Started(Option<SocketAddr>),
+    /// A player connected (it is not yet authenticated).
+    Connected(PlayerId),
+    /// A player's credentials were accepted; from now on its messages reach handlers.
+    Authenticated(PlayerId),
+    /// A player left.
+    Disconnected(PlayerId, DisconnectReason),
+    /// The server stopped; every player was disconnected first.
+    Stopped,
+}
+
+/// Something that happened to a [`NetworkClient`](crate::NetworkClient).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// Connected to the server; the credentials are on their way.
+    Connected,
+    /// The server accepted the credentials; messages may be sent.
+    Authenticated,
+    /// The connection ended (or never began).
+    Disconnected(DisconnectReason),
+}

@@ -1,0 +1,58 @@
+//! Host mode's in-memory path between a server and a local client: encoded messages in two
+//! queues, with no transport and no socket in between.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// Buffers kept for reuse, so a steady exchange stops allocating.
+const SPARE_BUFFERS: usize = 64;
+
+/// The two directions of one local connection.
+#[derive(Debug, Default)]
+pub(crate) struct LocalPipe {
+    pub(crate) to_server: VecDeque<Vec<u8>>,
+    pub(crate) to_client: VecDeque<Vec<u8>>,
+    pub(crate) client_closed: bool,
+    pub(crate) server_closed: bool,
+    spare: Vec<Vec<u8>>,
+}
+
+pub(crate) type SharedPipe = Arc<Mutex<LocalPipe>>;
+
+impl LocalPipe {
+    /// A copy of `bytes` in a recycled buffer.
+    pub(crate) fn buffer(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut buf = self.spare.pop().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(bytes);
+        buf
+    }
+
+    /// Returns a buffer for reuse.
+    pub(crate) fn recycle(&mut self, buf: Vec<u8>) {
+        if self.spare.len() < SPARE_BUFFERS {
+            self.spare.push(buf);
+        }
+    }
+}
+
+/// Takes the next message of one direction into `into` (replacing its contents).
+pub(crate) fn pop(
+    pipe: &SharedPipe,
+    queue: fn(&mut LocalPipe) -> &mut VecDeque<Vec<u8>>,
+    into: &mut Vec<u8>,
+) -> bool {
+    let mut pipe = pipe.lock();
+    let Some(buf) = queue(&mut pipe).pop_front() else { return false };
+    into.clear();
+    into.extend_from_slice(&buf);
+    pipe.recycle(buf);
+    true
+}
+
+/// Whether the other side has dropped its end without closing it.
+pub(crate) fn abandoned(pipe: &SharedPipe) -> bool {
+    Arc::strong_count(pipe) == 1
+}
