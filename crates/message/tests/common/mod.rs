@@ -10,15 +10,15 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde::Serialize;
 use sturnus_message::{
-    ClientConfig, ClientEvent, NetworkClient, NetworkServer, ServerConfig, ServerEvent,
-    default_transport,
+    ClientConfig, ClientEvent, MessageId, NetworkClient, NetworkServer, Qos, ServerConfig,
+    ServerEvent, default_transport,
 };
 use sturnus_netem::LinkConfig;
 use sturnus_socket::{
     ConditionedSocket, LoopbackNetwork, LoopbackSocket, LoopbackSocketFactory, SocketError,
     SocketFactory, UdpSocketFactory,
 };
-use sturnus_transport::EndpointConfig;
+use sturnus_transport::{ChannelId, ConnectionId, EndpointConfig, Host, HostEvent};
 
 /// The path between the server and its clients.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -236,4 +236,54 @@ impl World {
 #[expect(clippy::disallowed_methods, reason = "the hang guard needs real time")]
 fn clock() -> Instant {
     Instant::now()
+}
+
+/// A transport-level client that speaks the message layer's framing by hand: the attacker in
+/// abuse tests. Needs a world on the loopback network ([`Path::Netem`]).
+pub(crate) struct Raw {
+    pub(crate) host: Host<LoopbackSocket>,
+    pub(crate) conn: ConnectionId,
+    pub(crate) connected: bool,
+    pub(crate) closed: Option<sturnus_transport::DisconnectReason>,
+    pub(crate) received: Vec<Vec<u8>>,
+}
+
+impl Raw {
+    pub(crate) fn connect(world: &World) -> Raw {
+        let factory = LoopbackSocketFactory::on(world.network().clone());
+        let (host, conn) = Host::connect_to(transport(), &factory, world.addr().unwrap()).unwrap();
+        Raw { host, conn, connected: false, closed: None, received: Vec::new() }
+    }
+
+    /// Handles everything that has arrived.
+    pub(crate) fn pump(&mut self) {
+        loop {
+            match self.host.receive().unwrap() {
+                HostEvent::Nothing => break,
+                HostEvent::Connect(_) => self.connected = true,
+                HostEvent::Data { payload, .. } => self.received.push(payload.to_vec()),
+                HostEvent::Disconnect(_, reason) => self.closed = Some(reason),
+                _ => {}
+            }
+        }
+    }
+
+    /// Sends raw bytes on the channel of kind `qos`.
+    pub(crate) fn send(&mut self, qos: Qos, bytes: &[u8]) {
+        let index = Qos::ALL.iter().position(|q| *q == qos).unwrap();
+        self.host.send(self.conn, ChannelId(u8::try_from(index).unwrap()), bytes).unwrap();
+    }
+}
+
+/// A message as the layer frames it: the id, little-endian, then postcard.
+pub(crate) fn frame<T: Serialize>(id: MessageId, value: &T) -> Vec<u8> {
+    let mut bytes = id.0.to_le_bytes().to_vec();
+    bytes.extend(postcard::to_allocvec(value).unwrap());
+    bytes
+}
+
+/// The layer's authentication request carrying `credentials`.
+pub(crate) fn auth_request<C: Serialize>(credentials: &C) -> Vec<u8> {
+    let id = MessageId::of_path("sturnus_message::auth::AuthRequest");
+    frame(id, &postcard::to_allocvec(credentials).unwrap())
 }

@@ -1,0 +1,164 @@
+//! Authentication: accept with data, reject with a reason, time out, and nothing before it.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::{Path, Raw, World, auth_request, frame, paths, server_config};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sturnus_message::{
+    ClientEvent, DisconnectReason, Login, Message, PasswordAuthenticator, Player, Qos,
+    ServerConfig, ServerEvent,
+};
+
+#[derive(Debug, Serialize, Deserialize, Message)]
+struct Whoami;
+
+#[derive(Debug, PartialEq, Serialize, Deserialize, Message)]
+struct YouAre(String);
+
+fn login(name: &str, password: &str) -> Login {
+    Login { name: name.into(), password: password.into() }
+}
+
+/// Accepted players carry the authenticator's data; rejected ones learn why, on every path.
+#[test]
+fn accept_with_data_and_reject_with_reason() {
+    for path in paths(4) {
+        let mut world = World::new(path, server_config(), |server| {
+            server.set_authenticator(PasswordAuthenticator::new("sesame"));
+            server
+                .register_handler(|mut player: Player<'_>, Whoami| {
+                    let name = player.auth_data::<String>().cloned().unwrap();
+                    player.send(&YouAre(name)).unwrap();
+                })
+                .unwrap();
+        });
+        let answer: Arc<Mutex<Option<YouAre>>> = Arc::default();
+        let seen = Arc::clone(&answer);
+        world.add_client(Some(&login("ada", "sesame")), |client| {
+            client.register_handler(move |_, you: YouAre| *seen.lock() = Some(you)).unwrap();
+        });
+        world.add_client(Some(&login("eve", "guess")), |_| {});
+        // A client that sends no credentials at all (the default `()`) is malformed here.
+        world.add_client(None::<&()>, |_| {});
+
+        assert!(world.run_until(|w| w.clients[0].is_authenticated()), "{path:?}");
+        world.clients[0].send(&Whoami).unwrap();
+        assert!(world.run_until(|_| answer.lock().is_some()), "{path:?}");
+        assert_eq!(*answer.lock(), Some(YouAre("ada".into())));
+
+        let rejected = |w: &mut World, i: usize| w.log.lock().clients[i].last().cloned();
+        assert!(world.run_until(|w| {
+            rejected(w, 1).is_some_and(|e| matches!(e, ClientEvent::Disconnected(_)))
+                && rejected(w, 2).is_some_and(|e| matches!(e, ClientEvent::Disconnected(_)))
+        }));
+        let log = world.log.lock();
+        assert_eq!(
+            log.clients[1],
+            [
+                ClientEvent::Connected,
+                ClientEvent::Disconnected(DisconnectReason::AuthRejected("wrong password".into()))
+            ],
+            "{path:?}"
+        );
+        assert_eq!(
+            log.clients[2].last(),
+            Some(&ClientEvent::Disconnected(DisconnectReason::AuthRejected(
+                "malformed credentials".into()
+            ))),
+            "{path:?}"
+        );
+        let rejections = log
+            .server
+            .iter()
+            .filter(|e| {
+                matches!(e, ServerEvent::Disconnected(_, DisconnectReason::AuthRejected(_)))
+            })
+            .count();
+        assert_eq!(rejections, 2, "{path:?}: {:?}", log.server);
+        let authenticated =
+            log.server.iter().filter(|e| matches!(e, ServerEvent::Authenticated(_))).count();
+        assert_eq!(authenticated, 1, "{path:?}");
+    }
+}
+
+fn quiet_server(auth_timeout: Duration) -> ServerConfig {
+    ServerConfig { auth_timeout, ..server_config() }
+}
+
+/// A connection that never authenticates is closed after `auth_timeout`.
+#[test]
+fn authentication_times_out() {
+    let path = Path::Netem { seed: 1, loss: 0.0 };
+    let mut world = World::new(path, quiet_server(Duration::from_millis(200)), |_| {});
+    let mut raw = Raw::connect(&world);
+    let timed_out = |w: &mut World| {
+        w.log
+            .lock()
+            .server
+            .iter()
+            .any(|e| matches!(e, ServerEvent::Disconnected(_, DisconnectReason::AuthTimeout)))
+    };
+    assert!(world.run_until(|w| {
+        raw.pump();
+        timed_out(w)
+    }));
+    assert!(raw.connected);
+    // The server says why before it closes the connection.
+    assert!(world.run_until(|_| {
+        raw.pump();
+        raw.closed.is_some()
+    }));
+    let goodbye = sturnus_message::MessageId::of_path("sturnus_message::auth::Goodbye");
+    assert!(raw.received.iter().any(|m| m[..2] == goodbye.0.to_le_bytes()), "{:?}", raw.received);
+    assert_eq!(world.server.player_count(), 0);
+}
+
+#[derive(Debug, Serialize, Deserialize, Message)]
+struct Note(u32);
+
+/// Messages before authentication are dropped and counted, never handled; after it, they are.
+#[test]
+fn nothing_before_authentication() {
+    let path = Path::Netem { seed: 2, loss: 0.0 };
+    let handled = Arc::new(AtomicUsize::new(0));
+    let calls = Arc::clone(&handled);
+    let mut world = World::new(path, server_config(), |server| {
+        server
+            .register_handler(move |_, Note(_)| {
+                calls.fetch_add(1, Ordering::Relaxed);
+            })
+            .unwrap();
+    });
+    let mut raw = Raw::connect(&world);
+    assert!(world.run_until(|_| {
+        raw.pump();
+        raw.connected
+    }));
+    for n in 0..5 {
+        raw.send(Qos::ReliableSequenced, &frame(Note::ID, &Note(n)));
+    }
+    let dropped = |w: &World| {
+        let id = w.server.players().next()?;
+        Some(w.server.player_stats(id)?.dropped_unauthenticated)
+    };
+    assert!(world.run_until(|w| {
+        raw.pump();
+        dropped(w) == Some(5)
+    }));
+    let id = world.server.players().next().unwrap();
+    assert_eq!(handled.load(Ordering::Relaxed), 0);
+    // Credentials and a note on the same ordered channel: the note is handled.
+    raw.send(Qos::ReliableFragmentedSequenced, &auth_request(&()));
+    raw.send(Qos::ReliableFragmentedSequenced, &frame(Note::ID, &Note(9)));
+    assert!(world.run_until(|_| {
+        raw.pump();
+        handled.load(Ordering::Relaxed) == 1
+    }));
+    let stats = world.server.player_stats(id).unwrap();
+    assert_eq!((stats.dropped(), stats.messages_handled), (5, 2), "{stats:?}");
+}
