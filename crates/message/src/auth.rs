@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::event::GoodbyeReason;
-use crate::{Message, MessageId, PlayerId, codec};
+use crate::{Message, PlayerId, codec};
 
 /// Who is asking to be let in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,13 +165,6 @@ pub(crate) enum AuthResponse {
 /// Server → client: why the server is closing the connection.
 #[derive(Serialize, Deserialize, Message)]
 pub(crate) struct Goodbye(pub(crate) GoodbyeReason);
-
-/// The layer's own messages, claimed before any user type.
-pub(crate) const INTERNAL: [(MessageId, &str); 3] = [
-    (AuthRequest::ID, AuthRequest::NAME),
-    (AuthResponse::ID, AuthResponse::NAME),
-    (Goodbye::ID, Goodbye::NAME),
-];
 
 #[cfg(test)]
 mod tests {

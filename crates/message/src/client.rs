@@ -129,7 +129,7 @@ impl ClientContext {
 
     fn send_unchecked<T: Message>(&mut self, msg: &T, qos: Qos) -> Result<(), MessageError> {
         let channel = self.channels.get(qos)?;
-        self.names.claim(T::ID, T::NAME)?;
+        self.names.claim::<T>()?;
         codec::encode(msg, &mut self.scratch, self.config.max_message_size)?;
         self.deliver(channel)
     }
@@ -315,7 +315,7 @@ impl NetworkClient {
         &mut self,
         mut handler: impl FnMut(&mut ClientContext, T) + Send + 'static,
     ) -> Result<(), MessageError> {
-        self.ctx.names.claim(T::ID, T::NAME)?;
+        self.ctx.names.claim::<T>()?;
         let erased: Handler = Box::new(move |ctx, body| match codec::decode::<T>(body) {
             Some(msg) => {
                 handler(ctx, msg);

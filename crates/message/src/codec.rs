@@ -1,5 +1,6 @@
 //! The message layer's framing: a two-byte little-endian id, then the postcard payload.
 
+use std::any::TypeId;
 use std::collections::HashMap;
 
 use serde::de::DeserializeOwned;
@@ -37,32 +38,47 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
     }
 }
 
-/// Which type owns each id on this side, to catch collisions.
+/// Which type owns each id on this side, to catch collisions. Types are told apart by
+/// `TypeId`, so two types of the same name (declared in two functions of one module, which
+/// hash alike) collide too.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
-    by_id: HashMap<MessageId, &'static str>,
+    by_id: HashMap<MessageId, (TypeId, &'static str)>,
 }
 
 impl Names {
-    /// Records that `name` uses `id`, or reports the type that already does.
-    pub(crate) fn claim(&mut self, id: MessageId, name: &'static str) -> Result<(), MessageError> {
+    /// Records that `T` uses its id, or reports the type that already does.
+    pub(crate) fn claim<T: Message>(&mut self) -> Result<(), MessageError> {
+        self.claim_as(T::ID, TypeId::of::<T>(), T::NAME)
+    }
+
+    fn claim_as(
+        &mut self,
+        id: MessageId,
+        ty: TypeId,
+        name: &'static str,
+    ) -> Result<(), MessageError> {
         match self.by_id.get(&id) {
-            Some(first) if *first != name => {
+            Some((first_ty, first)) if *first_ty != ty => {
                 Err(MessageError::IdCollision { id, first, second: name })
             }
             Some(_) => Ok(()),
             None => {
-                self.by_id.insert(id, name);
+                self.by_id.insert(id, (ty, name));
                 Ok(())
             }
         }
     }
 
+    /// A registry holding the layer's own messages, so user types cannot take their ids.
     pub(crate) fn with_internal() -> Self {
         let mut names = Self::default();
-        for (id, name) in crate::auth::INTERNAL {
-            names.claim(id, name).expect("the layer's own message ids are distinct");
-        }
+        let own = [
+            names.claim::<crate::auth::AuthRequest>(),
+            names.claim::<crate::auth::AuthResponse>(),
+            names.claim::<crate::auth::Goodbye>(),
+        ];
+        assert!(own.iter().all(Result::is_ok), "the layer's own message ids are distinct");
         names
     }
 }
@@ -89,11 +105,17 @@ mod tests {
 
     #[test]
     fn names_report_both_types() {
+        struct A;
+        struct B;
         let mut names = Names::default();
-        names.claim(MessageId(1), "a::A").unwrap();
-        names.claim(MessageId(1), "a::A").unwrap();
-        let err = names.claim(MessageId(1), "b::B").unwrap_err();
+        let (a, b) = (TypeId::of::<A>(), TypeId::of::<B>());
+        names.claim_as(MessageId(1), a, "m::Same").unwrap();
+        names.claim_as(MessageId(1), a, "m::Same").unwrap();
+        // Another type, even of the same name, collides.
+        let err = names.claim_as(MessageId(1), b, "m::Same").unwrap_err();
+        assert!(matches!(err, MessageError::IdCollision { .. }));
+        let err = names.claim_as(MessageId(1), b, "m::Other").unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("a::A") && text.contains("b::B"), "{text}");
+        assert!(text.contains("m::Same") && text.contains("m::Other"), "{text}");
     }
 }

@@ -72,8 +72,17 @@ impl ServerConfig {
                 });
             }
         }
-        if self.auth_timeout.is_zero() {
-            return Err(MessageError::Config { field: "auth_timeout", reason: "must be positive" });
+        if self.kick_linger > Duration::from_secs(3600) {
+            return Err(MessageError::Config {
+                field: "kick_linger",
+                reason: "must be at most an hour",
+            });
+        }
+        if self.auth_timeout.is_zero() || self.auth_timeout > Duration::from_secs(86_400) {
+            return Err(MessageError::Config {
+                field: "auth_timeout",
+                reason: "must be positive and at most a day",
+            });
         }
         Ok(())
     }

@@ -147,7 +147,12 @@ impl ServerContext {
                     host.disconnect(conn);
                 }
             }
-            Route::Local(pipe) => pipe.lock().server_closed = true,
+            Route::Local(pipe) => {
+                // Like the transport, an immediate disconnect drops what was not yet read.
+                let mut pipe = pipe.lock();
+                pipe.to_client.clear();
+                pipe.server_closed = true;
+            }
         }
         self.pending.push_back(ServerEvent::Disconnected(id, DisconnectReason::Closed));
     }
@@ -162,7 +167,7 @@ impl ServerContext {
     /// Encodes `msg` into the scratch buffer and finds its channel.
     fn prepare<T: Message>(&mut self, msg: &T, qos: Qos) -> Result<ChannelId, MessageError> {
         let channel = self.channels.get(qos)?;
-        self.names.claim(T::ID, T::NAME)?;
+        self.names.claim::<T>()?;
         codec::encode(msg, &mut self.scratch, self.config.max_message_size)?;
         Ok(channel)
     }
@@ -206,7 +211,8 @@ impl ServerContext {
         match slot.route {
             Route::Remote(conn) => {
                 self.by_conn.remove(&conn);
-                self.leaving.push(Leaving { conn, until: self.now + self.config.kick_linger });
+                // Current time, not the last update's: this may run between updates.
+                self.leaving.push(Leaving { conn, until: now() + self.config.kick_linger });
             }
             Route::Local(pipe) => pipe.lock().server_closed = true,
         }
@@ -214,8 +220,17 @@ impl ServerContext {
     }
 
     fn add_player(&mut self, route: Route, address: Option<SocketAddr>) -> PlayerId {
-        self.next_player += 1;
-        let id = PlayerId(self.next_player);
+        // Called between updates too (a local client joining): the clock must be current, or
+        // the authentication deadline would start in the past.
+        self.now = now();
+        let id = loop {
+            // Ids are never reused while a player holds one, even after 2^32 connections.
+            self.next_player = self.next_player.wrapping_add(1);
+            let id = PlayerId(self.next_player);
+            if !self.players.contains_key(&id) {
+                break id;
+            }
+        };
         if let Route::Remote(conn) = route {
             self.by_conn.insert(conn, id);
         }
@@ -362,7 +377,8 @@ impl NetworkServer {
         })
     }
 
-    /// Replaces the authenticator (for players that connect from now on).
+    /// Replaces the authenticator (it judges every request from now on, including those of
+    /// players already connected but not yet authenticated).
     pub fn set_authenticator(&mut self, authenticator: impl Authenticator) {
         self.authenticator = Box::new(Erased(authenticator));
     }
@@ -375,7 +391,7 @@ impl NetworkServer {
         &mut self,
         mut handler: impl FnMut(Player<'_>, T) + Send + 'static,
     ) -> Result<(), MessageError> {
-        self.ctx.names.claim(T::ID, T::NAME)?;
+        self.ctx.names.claim::<T>()?;
         let erased: Handler = Box::new(move |player, body| match codec::decode::<T>(body) {
             Some(msg) => {
                 handler(player, msg);
@@ -476,6 +492,8 @@ impl NetworkServer {
     pub fn update(&mut self) -> Result<(), MessageError> {
         self.polled.clear();
         self.ctx.now = now();
+        // Events queued between updates (started, a local client joining, a kick) come first.
+        self.dispatch_events();
         self.receive_remote()?;
         self.receive_local();
         self.ctx.run_timers();
@@ -524,7 +542,6 @@ impl NetworkServer {
         self.ctx.by_conn.clear();
         self.ctx.running = false;
         self.ctx.pending.push_back(ServerEvent::Stopped);
-        self.polled.clear();
         self.dispatch_events();
     }
 
@@ -671,11 +688,14 @@ fn authenticate(
 ) {
     match verdict {
         Ok(data) => {
-            if let Some(slot) = ctx.players.get_mut(&id) {
-                slot.auth = Some(data);
-            }
+            let Some(slot) = ctx.players.get_mut(&id) else { return };
+            slot.auth = Some(data);
             ctx.pending.push_back(ServerEvent::Authenticated(id));
-            let _ = ctx.send_on(id, &AuthResponse::Accepted, INTERNAL_QOS);
+            if let Err(err) = ctx.send_on(id, &AuthResponse::Accepted, INTERNAL_QOS) {
+                // The client would wait for an answer forever: better to tell it plainly.
+                debug!(player = %id, %err, "could not confirm authentication");
+                ctx.disconnect(id);
+            }
         }
         Err(why) => {
             debug!(player = %id, %why, "authentication rejected");

@@ -159,7 +159,15 @@ fn events_handlers_and_broadcast() {
         let hello: Arc<Mutex<HashMap<usize, PlayerId>>> = Arc::default();
         let (log, hellos) = (Arc::clone(&callback_log), Arc::clone(&hello));
         let mut world = World::new(path, server_config(), |server| {
-            server.on_event(move |_, event| log.lock().push(event.clone()));
+            server.on_event(move |server, event| {
+                log.lock().push(event.clone());
+                // Sent before authentication completes: every path must deliver it between
+                // the client's Connected and Authenticated.
+                if let ServerEvent::Connected(id) = event {
+                    let welcome = Line { from: *id, text: "welcome".into() };
+                    server.send(*id, &welcome).unwrap();
+                }
+            });
             server
                 .register_handler(move |player: Player<'_>, Hello(index)| {
                     hellos.lock().insert(index, player.id());
@@ -219,13 +227,18 @@ fn events_handlers_and_broadcast() {
 
         let line_from_1 = Seen::Line(Line { from: ids[1], text: "hi".into() });
         let psst = Seen::Line(line.clone());
-        let connected =
-            [Seen::Event(ClientEvent::Connected), Seen::Event(ClientEvent::Authenticated)];
-        let mut expect0 = connected.to_vec();
+        let connected = |id: PlayerId| {
+            vec![
+                Seen::Event(ClientEvent::Connected),
+                Seen::Line(Line { from: id, text: "welcome".into() }),
+                Seen::Event(ClientEvent::Authenticated),
+            ]
+        };
+        let mut expect0 = connected(ids[0]);
         expect0.extend([line_from_1.clone(), psst.clone()]);
         expect0.push(Seen::Event(ClientEvent::Disconnected(DisconnectReason::Closed)));
         assert_eq!(*seen[0].lock(), expect0, "{path:?}: client 0");
-        let mut expect2 = connected.to_vec();
+        let mut expect2 = connected(ids[2]);
         expect2.extend([line_from_1, psst]);
         expect2
             .push(Seen::Event(ClientEvent::Disconnected(DisconnectReason::Kicked("afk".into()))));

@@ -209,6 +209,18 @@ fn is_transient(kind: io::ErrorKind) -> bool {
     )
 }
 
+/// Errors a send reports because of where it was going (port 0, a broadcast address, an
+/// address the kernel will not route), not because this socket is broken. A peer can make us
+/// answer such an address by forging its source, so they must not stop the caller.
+fn refuses_destination(kind: io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        io::ErrorKind::InvalidInput
+            | io::ErrorKind::PermissionDenied
+            | io::ErrorKind::AddrNotAvailable
+    )
+}
+
 impl Socket for UdpSocket {
     fn send_to(&mut self, payload: &[u8], to: SocketAddr) -> Result<SendStatus, SocketError> {
         let max = self.max_datagram_size();
@@ -228,8 +240,8 @@ impl Socket for UdpSocket {
                     return Ok(SendStatus::WouldBlock);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
-                Err(e) if is_transient(e.kind()) => {
-                    tracing::trace!(%to, error = %e, "transient UDP send error");
+                Err(e) if is_transient(e.kind()) || refuses_destination(e.kind()) => {
+                    tracing::trace!(%to, error = %e, "UDP send dropped");
                     self.stats.send_dropped += 1;
                     return Ok(SendStatus::Dropped);
                 }

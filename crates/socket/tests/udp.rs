@@ -6,8 +6,8 @@ use std::thread;
 use std::time::Duration;
 
 use sturnus_socket::{
-    Outgoing, Readiness, RecvBatch, Socket, SocketError, SocketFactory, UdpConfig, UdpSocket,
-    UdpSocketFactory,
+    Outgoing, Readiness, RecvBatch, SendStatus, Socket, SocketError, SocketFactory, UdpConfig,
+    UdpSocket, UdpSocketFactory,
 };
 
 /// Long enough never to matter on a working machine; reached only when something is broken.
@@ -40,7 +40,7 @@ fn exchange_on(bind: &str) {
     for i in 0u8..3 {
         assert_eq!(
             client.send_to(&[i; 100], server.local_addr()).unwrap(),
-            sturnus_socket::SendStatus::Sent
+            SendStatus::Sent
         );
     }
     for i in 0u8..3 {
@@ -210,4 +210,17 @@ fn kernel_buffer_sizes_are_requested_and_reported() {
     assert!(s.send > 0 && s.recv > 0);
     // The kernel may cap the large request, but never grants it less than the small one.
     assert!(l.recv >= s.recv && l.send >= s.send, "{s:?} vs {l:?}");
+}
+
+#[test]
+fn sends_the_kernel_refuses_for_their_destination_are_dropped_not_errors() {
+    let factory = UdpSocketFactory::default();
+    let mut socket = factory.server_socket(addr("127.0.0.1:0")).unwrap();
+    // A forged source of port 0 (or a broadcast address) must not make the caller fail.
+    assert_eq!(socket.send_to(b"x", addr("127.0.0.1:0")).unwrap(), SendStatus::Dropped);
+    assert_eq!(socket.stats().send_dropped, 1);
+    // The socket still works.
+    let mut peer = factory.server_socket(addr("127.0.0.1:0")).unwrap();
+    assert_eq!(socket.send_to(b"ok", peer.local_addr()).unwrap(), SendStatus::Sent);
+    assert_eq!(recv_one(&mut peer).0, b"ok");
 }
