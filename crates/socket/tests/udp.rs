@@ -38,10 +38,7 @@ fn exchange_on(bind: &str) {
     let mut client = factory.client_socket(server.local_addr()).unwrap();
     assert_eq!(server.local_addr().is_ipv6(), bind.starts_with('['));
     for i in 0u8..3 {
-        assert_eq!(
-            client.send_to(&[i; 100], server.local_addr()).unwrap(),
-            SendStatus::Sent
-        );
+        assert_eq!(client.send_to(&[i; 100], server.local_addr()).unwrap(), SendStatus::Sent);
     }
     for i in 0u8..3 {
         let (data, from) = recv_one(&mut server);
