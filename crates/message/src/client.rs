@@ -14,11 +14,11 @@ use tracing::debug;
 
 use crate::auth::{AuthRequest, AuthResponse, Goodbye};
 use crate::config::{Channels, INTERNAL_QOS};
+use crate::event::Events;
 use crate::local::{self, SharedPipe};
 use crate::{ClientConfig, ClientEvent, DisconnectReason, Message, MessageError, MessageId, codec};
 
 type Handler = Box<dyn FnMut(&mut ClientContext, &[u8]) -> bool + Send>;
-type Callback = Box<dyn FnMut(&mut ClientContext, &ClientEvent) + Send>;
 
 /// Where a client is in its connection's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,8 +215,7 @@ impl ClientContext {
 pub struct NetworkClient {
     ctx: ClientContext,
     handlers: HashMap<MessageId, Handler>,
-    callbacks: Vec<Callback>,
-    polled: VecDeque<ClientEvent>,
+    events: Events<ClientContext, ClientEvent>,
     recv: Vec<u8>,
 }
 
@@ -225,7 +224,7 @@ impl std::fmt::Debug for NetworkClient {
         f.debug_struct("NetworkClient")
             .field("ctx", &self.ctx)
             .field("handlers", &self.handlers.len())
-            .field("callbacks", &self.callbacks.len())
+            .field("events", &self.events)
             .finish_non_exhaustive()
     }
 }
@@ -261,8 +260,7 @@ impl NetworkClient {
                 stats: ClientStats::default(),
             },
             handlers: HashMap::new(),
-            callbacks: Vec::new(),
-            polled: VecDeque::new(),
+            events: Events::new(),
             recv: Vec::new(),
         })
     }
@@ -316,13 +314,8 @@ impl NetworkClient {
         mut handler: impl FnMut(&mut ClientContext, T) + Send + 'static,
     ) -> Result<(), MessageError> {
         self.ctx.names.claim::<T>()?;
-        let erased: Handler = Box::new(move |ctx, body| match codec::decode::<T>(body) {
-            Some(msg) => {
-                handler(ctx, msg);
-                true
-            }
-            None => false,
-        });
+        let erased: Handler =
+            Box::new(move |ctx, body| codec::call_decoded(body, |msg| handler(ctx, msg)));
         self.handlers.insert(T::ID, erased);
         Ok(())
     }
@@ -338,19 +331,19 @@ impl NetworkClient {
         &mut self,
         callback: impl FnMut(&mut ClientContext, &ClientEvent) + Send + 'static,
     ) {
-        self.callbacks.push(Box::new(callback));
+        self.events.subscribe(callback);
     }
 
     /// The next lifecycle event of the latest [`update`](Self::update) (events not polled
     /// before the next update are dropped).
     pub fn poll_event(&mut self) -> Option<ClientEvent> {
-        self.polled.pop_front()
+        self.events.poll()
     }
 
     /// Receives and handles everything that has arrived, sends what is queued, and reports
     /// lifecycle events. Call it every frame or tick. It never blocks.
     pub fn update(&mut self) -> Result<(), MessageError> {
-        self.polled.clear();
+        self.events.clear();
         match &self.ctx.route {
             Route::Remote { .. } => self.receive_remote()?,
             Route::Local(_) => self.receive_local(),
@@ -476,11 +469,6 @@ impl NetworkClient {
     }
 
     fn dispatch_events(&mut self) {
-        while let Some(event) = self.ctx.pending.pop_front() {
-            for callback in &mut self.callbacks {
-                callback(&mut self.ctx, &event);
-            }
-            self.polled.push_back(event);
-        }
+        self.events.dispatch(&mut self.ctx, |ctx| &mut ctx.pending);
     }
 }

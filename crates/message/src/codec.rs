@@ -38,6 +38,11 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
     }
 }
 
+/// Decodes a payload and, if it is a whole `T`, gives it to `handler`; whether it was.
+pub(crate) fn call_decoded<T: DeserializeOwned>(body: &[u8], handler: impl FnOnce(T)) -> bool {
+    decode(body).map(handler).is_some()
+}
+
 /// Which type owns each id on this side, to catch collisions. Types are told apart by
 /// `TypeId`, so two types of the same name (declared in two functions of one module, which
 /// hash alike) collide too.

@@ -1,5 +1,6 @@
 //! Lifecycle events of servers and clients, and why connections end.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -103,4 +104,52 @@ pub enum ClientEvent {
     Authenticated,
     /// The connection ended (or never began).
     Disconnected(DisconnectReason),
+}
+
+type Callback<C, E> = Box<dyn FnMut(&mut C, &E) + Send>;
+
+/// Lifecycle events on their way out: to each registered callback (given the context `C`), then
+/// to the poll queue.
+pub(crate) struct Events<C, E> {
+    callbacks: Vec<Callback<C, E>>,
+    polled: VecDeque<E>,
+}
+
+impl<C, E> Events<C, E> {
+    pub(crate) fn new() -> Self {
+        Self { callbacks: Vec::new(), polled: VecDeque::new() }
+    }
+
+    pub(crate) fn subscribe(&mut self, callback: impl FnMut(&mut C, &E) + Send + 'static) {
+        self.callbacks.push(Box::new(callback));
+    }
+
+    pub(crate) fn poll(&mut self) -> Option<E> {
+        self.polled.pop_front()
+    }
+
+    /// Forgets what was not polled: called at the start of each update.
+    pub(crate) fn clear(&mut self) {
+        self.polled.clear();
+    }
+
+    /// Hands each event of `pending(ctx)` to the callbacks, in order (callbacks may queue more),
+    /// then to the poll queue.
+    pub(crate) fn dispatch(&mut self, ctx: &mut C, pending: fn(&mut C) -> &mut VecDeque<E>) {
+        while let Some(event) = pending(ctx).pop_front() {
+            for callback in &mut self.callbacks {
+                callback(ctx, &event);
+            }
+            self.polled.push_back(event);
+        }
+    }
+}
+
+impl<C, E> fmt::Debug for Events<C, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Events")
+            .field("callbacks", &self.callbacks.len())
+            .field("polled", &self.polled.len())
+            .finish()
+    }
 }

@@ -17,7 +17,7 @@ use crate::auth::{
 };
 use crate::client::NetworkClient;
 use crate::config::{Channels, INTERNAL_QOS};
-use crate::event::GoodbyeReason;
+use crate::event::{Events, GoodbyeReason};
 use crate::local::{self, LocalPipe, SharedPipe};
 use crate::player::{Bucket, Drop, PlayerSlot, Route};
 use crate::{
@@ -26,7 +26,6 @@ use crate::{
 };
 
 type Handler = Box<dyn FnMut(Player<'_>, &[u8]) -> bool + Send>;
-type Callback = Box<dyn FnMut(&mut ServerContext, &ServerEvent) + Send>;
 
 /// A connection kept open only until its goodbye has had time to arrive.
 #[derive(Debug)]
@@ -320,8 +319,7 @@ pub struct NetworkServer {
     ctx: ServerContext,
     handlers: HashMap<crate::MessageId, Handler>,
     authenticator: Box<dyn ErasedAuthenticator>,
-    callbacks: Vec<Callback>,
-    polled: VecDeque<ServerEvent>,
+    events: Events<ServerContext, ServerEvent>,
     recv: Vec<u8>,
     local_ids: Vec<PlayerId>,
 }
@@ -331,7 +329,7 @@ impl std::fmt::Debug for NetworkServer {
         f.debug_struct("NetworkServer")
             .field("ctx", &self.ctx)
             .field("handlers", &self.handlers.len())
-            .field("callbacks", &self.callbacks.len())
+            .field("events", &self.events)
             .finish_non_exhaustive()
     }
 }
@@ -370,8 +368,7 @@ impl NetworkServer {
             },
             handlers: HashMap::new(),
             authenticator: Box::new(Erased(NoopAuthenticator)),
-            callbacks: Vec::new(),
-            polled: VecDeque::new(),
+            events: Events::new(),
             recv: Vec::new(),
             local_ids: Vec::new(),
         })
@@ -392,13 +389,8 @@ impl NetworkServer {
         mut handler: impl FnMut(Player<'_>, T) + Send + 'static,
     ) -> Result<(), MessageError> {
         self.ctx.names.claim::<T>()?;
-        let erased: Handler = Box::new(move |player, body| match codec::decode::<T>(body) {
-            Some(msg) => {
-                handler(player, msg);
-                true
-            }
-            None => false,
-        });
+        let erased: Handler =
+            Box::new(move |player, body| codec::call_decoded(body, |msg| handler(player, msg)));
         self.handlers.insert(T::ID, erased);
         Ok(())
     }
@@ -415,13 +407,13 @@ impl NetworkServer {
         &mut self,
         callback: impl FnMut(&mut ServerContext, &ServerEvent) + Send + 'static,
     ) {
-        self.callbacks.push(Box::new(callback));
+        self.events.subscribe(callback);
     }
 
     /// The next lifecycle event of the latest [`update`](Self::update) (events not polled
     /// before the next update are dropped, so the queue stays bounded).
     pub fn poll_event(&mut self) -> Option<ServerEvent> {
-        self.polled.pop_front()
+        self.events.poll()
     }
 
     /// Starts listening on UDP at `addr` (port 0 picks one); returns the address.
@@ -490,7 +482,7 @@ impl NetworkServer {
     /// timeouts), sends what is queued, and reports lifecycle events. Call it every frame or
     /// tick. It never blocks.
     pub fn update(&mut self) -> Result<(), MessageError> {
-        self.polled.clear();
+        self.events.clear();
         self.ctx.now = now();
         // Events queued between updates (started, a local client joining, a kick) come first.
         self.dispatch_events();
@@ -671,12 +663,7 @@ impl NetworkServer {
 
     /// Hands pending lifecycle events to the callbacks and the poll queue.
     fn dispatch_events(&mut self) {
-        while let Some(event) = self.ctx.pending.pop_front() {
-            for callback in &mut self.callbacks {
-                callback(&mut self.ctx, &event);
-            }
-            self.polled.push_back(event);
-        }
+        self.events.dispatch(&mut self.ctx, |ctx| &mut ctx.pending);
     }
 }
 

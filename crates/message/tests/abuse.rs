@@ -138,6 +138,14 @@ impl Arena {
         })
     }
 
+    /// Steps until `player` has left; false if it never does.
+    fn run_until_gone(&mut self, player: PlayerId) -> bool {
+        self.run_until(|w| {
+            let log = w.log.lock();
+            log.server.iter().any(|e| matches!(e, ServerEvent::Disconnected(p, _) if *p == player))
+        })
+    }
+
     /// The good client still gets answers.
     fn assert_good_client_served(&mut self, n: u32) {
         self.world.clients[0].send(&Ping(n)).unwrap();
@@ -220,13 +228,7 @@ fn random_input_costs_the_connection() {
                 arena.raw.pump();
             }
         }
-        let ok = arena.run_until(|w| {
-            w.log
-                .lock()
-                .server
-                .iter()
-                .any(|e| matches!(e, ServerEvent::Disconnected(p, _) if *p == attacker))
-        });
+        let ok = arena.run_until_gone(attacker);
         assert!(ok, "seed {seed}: the attacker was never disconnected");
         assert_eq!(arena.disconnected_for(attacker), Some(DisconnectReason::ErrorBudget));
         arena.assert_good_client_served(7);
@@ -289,13 +291,7 @@ fn each_kind_of_bad_input_is_counted_and_budgeted() {
         assert_eq!(stats.unwrap().dropped(), u64::from(budget), "{name}: counted elsewhere too");
         // One more is one too many.
         arena.raw.send(Qos::ReliableFragmentedSequenced, &bad);
-        let ok = arena.run_until(|w| {
-            w.log
-                .lock()
-                .server
-                .iter()
-                .any(|e| matches!(e, ServerEvent::Disconnected(p, _) if *p == attacker))
-        });
+        let ok = arena.run_until_gone(attacker);
         assert!(ok, "{name}: not disconnected");
         assert_eq!(arena.disconnected_for(attacker), Some(DisconnectReason::ErrorBudget), "{name}");
         assert_eq!(handled_count(), prefix, "{name}");
