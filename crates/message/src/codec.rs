@@ -102,6 +102,20 @@ mod tests {
         assert_eq!(decode::<u32>(&[]), None);
     }
 
+    #[derive(serde::Serialize, serde::Deserialize, crate::Message)]
+    struct Say(String);
+
+    #[test]
+    fn a_message_costs_its_id_and_its_postcard_bytes() {
+        let mut buf = Vec::new();
+        encode(&Say("x".repeat(30)), &mut buf, 1024).unwrap();
+        // Two bytes of id, one of string length, thirty of text.
+        assert_eq!(buf.len(), 2 + 1 + 30);
+        assert_eq!(split(&buf).map(|(id, _)| id), Some(Say::ID));
+        let err = encode(&Say("x".repeat(30)), &mut buf, 32).unwrap_err();
+        assert!(matches!(err, MessageError::TooLarge { len: 33, max: 32, .. }), "{err}");
+    }
+
     #[test]
     fn split_needs_two_bytes() {
         assert_eq!(split(&[1]), None);

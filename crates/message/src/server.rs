@@ -49,6 +49,7 @@ pub struct ServerContext {
     next_player: u32,
     names: codec::Names,
     scratch: Vec<u8>,
+    broadcast_ids: Vec<PlayerId>,
     pending: VecDeque<ServerEvent>,
     now: Instant,
 }
@@ -111,11 +112,14 @@ impl ServerContext {
     pub fn broadcast<T: Message>(&mut self, msg: &T) -> Result<usize, MessageError> {
         let channel = self.prepare(msg, T::QOS)?;
         let mut reached = 0;
-        let ids: Vec<PlayerId> =
-            self.players.iter().filter(|(_, p)| p.auth.is_some()).map(|(id, _)| *id).collect();
-        for id in ids {
+        // A reused list: broadcasting is a hot path and allocates nothing.
+        let mut ids = std::mem::take(&mut self.broadcast_ids);
+        ids.clear();
+        ids.extend(self.players.iter().filter(|(_, p)| p.auth.is_some()).map(|(id, _)| *id));
+        for &id in &ids {
             reached += usize::from(self.deliver(id, channel).is_ok());
         }
+        self.broadcast_ids = ids;
         Ok(reached)
     }
 
@@ -363,6 +367,7 @@ impl NetworkServer {
                 next_player: 0,
                 names: codec::Names::with_internal(),
                 scratch: Vec::new(),
+                broadcast_ids: Vec::new(),
                 pending: VecDeque::new(),
                 now: now(),
             },
