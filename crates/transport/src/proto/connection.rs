@@ -415,7 +415,7 @@ impl Connection {
                 break;
             }
             let packet = self.sent.pop_front().expect("front exists");
-            self.spare_refs.push(packet.refs);
+            self.recycle_refs(packet.refs);
         }
     }
 
@@ -427,7 +427,16 @@ impl Connection {
                     self.in_flight -= 1;
                 }
             }
-            self.spare_refs.push(packet.refs);
+            self.recycle_refs(packet.refs);
+        }
+    }
+
+    /// Keeps a packet's unit list for a later packet. An acked packet's list was already
+    /// taken (leaving an empty one with no capacity); pooling that would make the next packet
+    /// allocate.
+    fn recycle_refs(&mut self, refs: Vec<UnitRef>) {
+        if refs.capacity() > 0 {
+            self.spare_refs.push(refs);
         }
     }
 

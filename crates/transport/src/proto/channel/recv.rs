@@ -48,7 +48,8 @@ pub(crate) struct RecvLimits {
 struct Partial {
     seq: MessageSeq,
     count: u16,
-    received: Vec<bool>,
+    /// One byte per fragment, non-zero once it has arrived (a pooled buffer, like `buf`).
+    received: Vec<u8>,
     missing: u16,
     buf: Vec<u8>,
     /// Bytes charged to the budget.
@@ -348,10 +349,10 @@ impl RecvChannel {
             return Err(Outcome::Malformed);
         }
         let index = usize::from(fragment.index);
-        if partial.received[index] {
+        if partial.received[index] != 0 {
             return Err(Outcome::Duplicate);
         }
-        partial.received[index] = true;
+        partial.received[index] = 1;
         partial.missing -= 1;
         let start = index * limits.fragment_size;
         partial.buf[start..start + payload.len()].copy_from_slice(payload);
@@ -362,6 +363,7 @@ impl RecvChannel {
             return Ok(None);
         }
         let mut done = self.partials.swap_remove(slot);
+        pool.give(done.received);
         done.buf.truncate(done.len);
         Ok(Some(Whole::Owned(done.buf, done.charge)))
     }
@@ -389,6 +391,7 @@ impl RecvChannel {
                 let gone = self.partials.swap_remove(oldest);
                 *held -= gone.charge;
                 pool.give(gone.buf);
+                pool.give(gone.received);
                 self.given_up += 1;
             }
             if *held + need > limits.max_held_bytes {
@@ -397,11 +400,13 @@ impl RecvChannel {
         }
         let mut buf = pool.take(need);
         buf.resize(need, 0);
+        let mut received = pool.take(usize::from(count));
+        received.resize(usize::from(count), 0);
         *held += need;
         self.partials.push(Partial {
             seq,
             count,
-            received: vec![false; usize::from(count)],
+            received,
             missing: count,
             buf,
             charge: need,
@@ -428,6 +433,7 @@ impl RecvChannel {
                 let gone = self.partials.swap_remove(i);
                 *held -= gone.charge;
                 pool.give(gone.buf);
+                pool.give(gone.received);
             } else {
                 i += 1;
             }
@@ -447,6 +453,7 @@ impl RecvChannel {
     pub(crate) fn clear(&mut self, pool: &mut BufPool) {
         for partial in self.partials.drain(..) {
             pool.give(partial.buf);
+            pool.give(partial.received);
         }
         for (buf, _) in self.waiting.drain(..).flatten() {
             pool.give(buf);
