@@ -38,16 +38,16 @@ impl LocalPipe {
     }
 }
 
-/// Takes the next message of one direction into `into` (replacing its contents).
+/// Takes the next message of one direction into `into` (its old buffer goes back for reuse,
+/// so nothing is copied).
 pub(crate) fn pop(
     pipe: &SharedPipe,
     queue: fn(&mut LocalPipe) -> &mut VecDeque<Vec<u8>>,
     into: &mut Vec<u8>,
 ) -> bool {
     let mut pipe = pipe.lock();
-    let Some(buf) = queue(&mut pipe).pop_front() else { return false };
-    into.clear();
-    into.extend_from_slice(&buf);
+    let Some(mut buf) = queue(&mut pipe).pop_front() else { return false };
+    std::mem::swap(into, &mut buf);
     pipe.recycle(buf);
     true
 }

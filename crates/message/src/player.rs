@@ -60,7 +60,7 @@ impl PlayerStats {
 
 /// Why a message from a player was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Drop {
+pub(crate) enum BadInput {
     Unknown,
     Undecodable,
     Oversized,
@@ -69,13 +69,13 @@ pub(crate) enum Drop {
 }
 
 impl PlayerStats {
-    pub(crate) fn count(&mut self, drop: Drop) {
+    pub(crate) fn count(&mut self, drop: BadInput) {
         let counter = match drop {
-            Drop::Unknown => &mut self.dropped_unknown,
-            Drop::Undecodable => &mut self.dropped_undecodable,
-            Drop::Oversized => &mut self.dropped_oversized,
-            Drop::RateLimited => &mut self.dropped_rate_limited,
-            Drop::Unauthenticated => &mut self.dropped_unauthenticated,
+            BadInput::Unknown => &mut self.dropped_unknown,
+            BadInput::Undecodable => &mut self.dropped_undecodable,
+            BadInput::Oversized => &mut self.dropped_oversized,
+            BadInput::RateLimited => &mut self.dropped_rate_limited,
+            BadInput::Unauthenticated => &mut self.dropped_unauthenticated,
         };
         *counter += 1;
     }
@@ -117,7 +117,6 @@ impl Bucket {
 pub(crate) struct PlayerSlot {
     pub(crate) route: Route,
     pub(crate) address: Option<SocketAddr>,
-    pub(crate) connected_at: Instant,
     /// `Some` once authenticated: the authenticator's data.
     pub(crate) auth: Option<Box<dyn Any + Send>>,
     pub(crate) bucket: Option<Bucket>,

@@ -19,7 +19,7 @@ use crate::client::NetworkClient;
 use crate::config::{Channels, INTERNAL_QOS};
 use crate::event::{Events, GoodbyeReason};
 use crate::local::{self, LocalPipe, SharedPipe};
-use crate::player::{Bucket, Drop, PlayerSlot, Route};
+use crate::player::{BadInput, Bucket, PlayerSlot, Route};
 use crate::{
     ClientConfig, DisconnectReason, Message, MessageError, Player, PlayerId, ServerConfig,
     ServerEvent, codec, now,
@@ -50,6 +50,10 @@ pub struct ServerContext {
     names: codec::Names,
     scratch: Vec<u8>,
     broadcast_ids: Vec<PlayerId>,
+    /// When each player that has not yet authenticated must have, oldest first.
+    awaiting_auth: VecDeque<(Instant, PlayerId)>,
+    /// Local (host-mode) players, in joining order; pruned lazily as they leave.
+    local_ids: Vec<PlayerId>,
     pending: VecDeque<ServerEvent>,
     now: Instant,
 }
@@ -142,22 +146,20 @@ impl ServerContext {
 
     /// Disconnects a player at once; it sees the connection close without a reason.
     pub fn disconnect(&mut self, id: PlayerId) {
-        let Some(slot) = self.players.remove(&id) else { return };
-        match slot.route {
-            Route::Remote(conn) => {
-                self.by_conn.remove(&conn);
+        match self.remove_player(id, DisconnectReason::Closed) {
+            Some(Route::Remote(conn)) => {
                 if let Some(host) = &mut self.host {
                     host.disconnect(conn);
                 }
             }
-            Route::Local(pipe) => {
+            Some(Route::Local(pipe)) => {
                 // Like the transport, an immediate disconnect drops what was not yet read.
                 let mut pipe = pipe.lock();
                 pipe.to_client.clear();
                 pipe.server_closed = true;
             }
+            None => {}
         }
-        self.pending.push_back(ServerEvent::Disconnected(id, DisconnectReason::Closed));
     }
 
     /// Sends a player away with a reason it will see as
@@ -210,16 +212,25 @@ impl ServerContext {
 
     /// Removes a player after telling it why; remote connections linger for `kick_linger`.
     fn forget(&mut self, id: PlayerId, reason: DisconnectReason) {
-        let Some(slot) = self.players.remove(&id) else { return };
-        match slot.route {
-            Route::Remote(conn) => {
-                self.by_conn.remove(&conn);
+        match self.remove_player(id, reason) {
+            Some(Route::Remote(conn)) => {
                 // Current time, not the last update's: this may run between updates.
                 self.leaving.push(Leaving { conn, until: now() + self.config.kick_linger });
             }
-            Route::Local(pipe) => pipe.lock().server_closed = true,
+            Some(Route::Local(pipe)) => pipe.lock().server_closed = true,
+            None => {}
+        }
+    }
+
+    /// The one way a player leaves the books: its slot and connection entry go, and
+    /// `Disconnected` is queued. Returns its route, for the caller to close.
+    fn remove_player(&mut self, id: PlayerId, reason: DisconnectReason) -> Option<Route> {
+        let slot = self.players.remove(&id)?;
+        if let Route::Remote(conn) = slot.route {
+            self.by_conn.remove(&conn);
         }
         self.pending.push_back(ServerEvent::Disconnected(id, reason));
+        Some(slot.route)
     }
 
     fn add_player(&mut self, route: Route, address: Option<SocketAddr>) -> PlayerId {
@@ -237,27 +248,24 @@ impl ServerContext {
         if let Route::Remote(conn) = route {
             self.by_conn.insert(conn, id);
         }
+        self.awaiting_auth.push_back((self.now + self.config.auth_timeout, id));
+        if let Route::Local(_) = route {
+            self.local_ids.push(id);
+        }
         let bucket = match (&route, self.config.rate_limit) {
             (Route::Remote(_), Some(limit)) => Some(Bucket::new(limit, self.now)),
             _ => None,
         };
         self.players.insert(
             id,
-            PlayerSlot {
-                route,
-                address,
-                connected_at: self.now,
-                auth: None,
-                bucket,
-                stats: Default::default(),
-            },
+            PlayerSlot { route, address, auth: None, bucket, stats: Default::default() },
         );
         self.pending.push_back(ServerEvent::Connected(id));
         id
     }
 
     /// Counts a dropped message and disconnects the player past its error budget.
-    fn bad_input(&mut self, id: PlayerId, drop: Drop) {
+    fn bad_input(&mut self, id: PlayerId, drop: BadInput) {
         let Some(slot) = self.players.get_mut(&id) else { return };
         slot.stats.count(drop);
         debug!(player = %id, ?drop, "message dropped");
@@ -270,15 +278,16 @@ impl ServerContext {
     /// connections.
     fn run_timers(&mut self) {
         let now = self.now;
-        let deadline = self.config.auth_timeout;
-        let late: Vec<PlayerId> = self
-            .players
-            .iter()
-            .filter(|(_, p)| p.auth.is_none() && now.duration_since(p.connected_at) >= deadline)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in late {
-            self.send_away(id, GoodbyeReason::AuthTimeout, DisconnectReason::AuthTimeout);
+        // Deadlines were queued in connection order with one timeout, so they are sorted;
+        // players who authenticated or left in the meantime are skipped as they come due.
+        while let Some(&(deadline, id)) = self.awaiting_auth.front() {
+            if deadline > now {
+                break;
+            }
+            self.awaiting_auth.pop_front();
+            if self.players.get(&id).is_some_and(|p| p.auth.is_none()) {
+                self.send_away(id, GoodbyeReason::AuthTimeout, DisconnectReason::AuthTimeout);
+            }
         }
         if let Some(host) = &mut self.host {
             self.leaving.retain(|leaving| {
@@ -325,7 +334,6 @@ pub struct NetworkServer {
     authenticator: Box<dyn ErasedAuthenticator>,
     events: Events<ServerContext, ServerEvent>,
     recv: Vec<u8>,
-    local_ids: Vec<PlayerId>,
 }
 
 impl std::fmt::Debug for NetworkServer {
@@ -368,6 +376,8 @@ impl NetworkServer {
                 names: codec::Names::with_internal(),
                 scratch: Vec::new(),
                 broadcast_ids: Vec::new(),
+                awaiting_auth: VecDeque::new(),
+                local_ids: Vec::new(),
                 pending: VecDeque::new(),
                 now: now(),
             },
@@ -375,7 +385,6 @@ impl NetworkServer {
             authenticator: Box::new(Erased(NoopAuthenticator)),
             events: Events::new(),
             recv: Vec::new(),
-            local_ids: Vec::new(),
         })
     }
 
@@ -504,9 +513,9 @@ impl NetworkServer {
     /// Sleeps until a datagram may have arrived, a transport timer is due, or `timeout`
     /// passes. Returns at once if a local client has sent something.
     pub fn wait(&mut self, timeout: Duration) -> Result<(), MessageError> {
-        let local_ready = self.ctx.players.values().any(|p| match &p.route {
-            Route::Local(pipe) => !pipe.lock().to_server.is_empty(),
-            Route::Remote(_) => false,
+        let local_ready = self.ctx.local_ids.iter().any(|id| match self.ctx.players.get(id) {
+            Some(PlayerSlot { route: Route::Local(pipe), .. }) => !pipe.lock().to_server.is_empty(),
+            _ => false,
         });
         if local_ready {
             return Ok(());
@@ -562,10 +571,8 @@ impl NetworkServer {
                 },
                 HostEvent::Disconnect(conn, reason) => {
                     self.ctx.leaving.retain(|l| l.conn != conn);
-                    if let Some(id) = self.ctx.by_conn.remove(&conn) {
-                        self.ctx.players.remove(&id);
-                        let reason = DisconnectReason::from_transport(reason);
-                        self.ctx.pending.push_back(ServerEvent::Disconnected(id, reason));
+                    if let Some(&id) = self.ctx.by_conn.get(&conn) {
+                        self.ctx.remove_player(id, DisconnectReason::from_transport(reason));
                     }
                     None
                 }
@@ -580,17 +587,10 @@ impl NetworkServer {
     }
 
     fn receive_local(&mut self) {
-        self.local_ids.clear();
-        self.local_ids.extend(
-            self.ctx
-                .players
-                .iter()
-                .filter(|(_, p)| matches!(p.route, Route::Local(_)))
-                .map(|(id, _)| *id),
-        );
-        self.local_ids.sort_unstable();
-        for index in 0..self.local_ids.len() {
-            let id = self.local_ids[index];
+        let players = &self.ctx.players;
+        self.ctx.local_ids.retain(|id| players.contains_key(id));
+        for index in 0..self.ctx.local_ids.len() {
+            let id = self.ctx.local_ids[index];
             for _ in 0..self.ctx.config.max_events_per_update {
                 let Some(Route::Local(pipe)) = self.ctx.players.get(&id).map(|p| &p.route) else {
                     break;
@@ -598,9 +598,7 @@ impl NetworkServer {
                 if !local::pop(pipe, |p| &mut p.to_server, &mut self.recv) {
                     let gone = pipe.lock().client_closed || local::abandoned(pipe);
                     if gone {
-                        self.ctx.players.remove(&id);
-                        let reason = DisconnectReason::ClosedByPeer;
-                        self.ctx.pending.push_back(ServerEvent::Disconnected(id, reason));
+                        self.ctx.remove_player(id, DisconnectReason::ClosedByPeer);
                     }
                     break;
                 }
@@ -623,9 +621,9 @@ impl NetworkServer {
             _ => true,
         };
         let drop = if !within_rate {
-            Some(Drop::RateLimited)
+            Some(BadInput::RateLimited)
         } else if self.recv.len() > max {
-            Some(Drop::Oversized)
+            Some(BadInput::Oversized)
         } else {
             None
         };
@@ -633,11 +631,11 @@ impl NetworkServer {
             return ctx.bad_input(id, drop);
         }
         let Some((msg_id, body)) = codec::split(&self.recv) else {
-            return ctx.bad_input(id, Drop::Undecodable);
+            return ctx.bad_input(id, BadInput::Undecodable);
         };
         if msg_id == AuthRequest::ID {
             if authenticated {
-                return ctx.bad_input(id, Drop::Unknown);
+                return ctx.bad_input(id, BadInput::Unknown);
             }
             slot.stats.messages_handled += 1;
             let request = codec::decode::<AuthRequest>(body);
@@ -651,18 +649,18 @@ impl NetworkServer {
             return authenticate(ctx, id, verdict);
         }
         if !authenticated {
-            return ctx.bad_input(id, Drop::Unauthenticated);
+            return ctx.bad_input(id, BadInput::Unauthenticated);
         }
         let Some(handler) = self.handlers.get_mut(&msg_id) else {
             debug!(player = %id, id = %msg_id, "no handler for message");
-            return ctx.bad_input(id, Drop::Unknown);
+            return ctx.bad_input(id, BadInput::Unknown);
         };
         if handler(Player { server: ctx, id }, body) {
             if let Some(slot) = ctx.players.get_mut(&id) {
                 slot.stats.messages_handled += 1;
             }
         } else {
-            ctx.bad_input(id, Drop::Undecodable);
+            ctx.bad_input(id, BadInput::Undecodable);
         }
     }
 
