@@ -60,6 +60,11 @@ pub struct EndpointConfig {
     pub keepalive_interval: Duration,
     /// How long an acknowledgement may wait for outgoing data to ride on before it is sent alone.
     pub ack_delay: Duration,
+    /// Packets with messages that may arrive unacknowledged before an acknowledgement goes out
+    /// at once instead of waiting `ack_delay` for data to ride on. A sender's congestion window
+    /// is clocked by acknowledgements, so a stream should not wait on the delay; a ping-pong
+    /// (one packet each way) still carries its acks on the replies.
+    pub ack_every: u32,
     /// Messages each channel may queue for sending; past it `send` returns a backpressure error.
     pub send_queue_capacity: usize,
     /// Packets carrying reliable data that may be unacknowledged at once.
@@ -109,6 +114,7 @@ impl Default for EndpointConfig {
             disconnect_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(1),
             ack_delay: Duration::from_millis(5),
+            ack_every: 2,
             send_queue_capacity: 4096,
             max_in_flight_packets: 1024,
             reliable_window: 4096,
@@ -190,6 +196,9 @@ impl EndpointConfig {
         if self.ack_delay >= self.disconnect_timeout {
             return invalid("ack_delay", "must be shorter than disconnect_timeout");
         }
+        if self.ack_every == 0 {
+            return invalid("ack_every", "must be at least 1");
+        }
         // Queued message numbers must stay within half the 16-bit number space of the oldest.
         if !(1..=16_384).contains(&self.send_queue_capacity) {
             return invalid("send_queue_capacity", "must be between 1 and 16384");
@@ -257,6 +266,7 @@ mod tests {
             (EndpointConfig { channels: vec![], ..base.clone() }, "channels"),
             (EndpointConfig { channels: vec![Qos::Reliable; 256], ..base.clone() }, "channels"),
             (EndpointConfig { max_packet_size: 20, ..base.clone() }, "max_packet_size"),
+            (EndpointConfig { ack_every: 0, ..base.clone() }, "ack_every"),
             (EndpointConfig { fragment_size: 1190, ..base.clone() }, "fragment_size"),
             (EndpointConfig { max_fragments: 1, ..base.clone() }, "max_fragments"),
             (

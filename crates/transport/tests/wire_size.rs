@@ -59,3 +59,25 @@ fn aggregated_small_reliable_messages_cost_2_bytes_each() {
     // Header (4) + the first message with its number (4 + 32) + 29 × (2 + 32).
     assert_eq!(transmit.len, 4 + 36 + 29 * 34);
 }
+
+#[test]
+fn a_stream_is_acknowledged_every_second_packet_without_waiting_for_the_delay() {
+    let (mut sim, client, conn) = connected(Qos::ReliableSequenced, 3);
+    let (server, now, client_addr) = (0, sim.now, sim.addr(client));
+    let mut buf = [0u8; 1500];
+    let mut packets = Vec::new();
+    let sender = &mut sim.nodes[client].endpoint;
+    for _ in 0..2 {
+        sender.send(conn, ChannelId(0), &[0x11; 1000]).unwrap();
+    }
+    while let Some(t) = sender.poll_transmit(now, &mut buf) {
+        packets.push(buf[..t.len].to_vec());
+    }
+    assert_eq!(packets.len(), 2, "one 1000-byte message per packet");
+    let receiver = &mut sim.nodes[server].endpoint;
+    receiver.handle_datagram(now, client_addr, &packets[0]);
+    assert!(receiver.poll_transmit(now, &mut buf).is_none(), "a lone packet waits for ack_delay");
+    receiver.handle_datagram(now, client_addr, &packets[1]);
+    let ack = receiver.poll_transmit(now, &mut buf).expect("the second packet is acknowledged now");
+    assert!(ack.len <= 8, "a bare acknowledgement, {} bytes", ack.len);
+}

@@ -135,6 +135,8 @@ pub(crate) struct Connection {
     newest_ack: PacketSeq,
     /// When an acknowledgement must go out even with nothing to carry it.
     ack_due: Option<Instant>,
+    /// Packets with messages received since our last packet (which acknowledged them).
+    unacked: u32,
     sent: VecDeque<SentPacket>,
     spare_refs: Vec<Vec<UnitRef>>,
     rtt: RttEstimator,
@@ -198,6 +200,7 @@ impl Connection {
             acks: AckState::new(first_seq(peer_salt)),
             newest_ack: first_seq(local_salt).sub(1),
             ack_due: None,
+            unacked: 0,
             sent: VecDeque::new(),
             spare_refs: Vec::new(),
             rtt: RttEstimator::new(
@@ -383,6 +386,7 @@ impl Connection {
         }
         self.next_seq = self.next_seq.next();
         self.ack_due = None;
+        self.unacked = 0;
         self.last_send = now;
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
@@ -618,8 +622,13 @@ impl Connection {
             self.stats.packets_lost_in = self.stats.packets_lost_in.saturating_sub(1);
         }
         self.acks.record(header.seq);
-        if records > 0 && self.ack_due.is_none() {
-            self.ack_due = Some(now + config.ack_delay);
+        if records > 0 {
+            self.unacked += 1;
+            if self.unacked >= config.ack_every {
+                self.ack_due = Some(now);
+            } else if self.ack_due.is_none() {
+                self.ack_due = Some(now + config.ack_delay);
+            }
         }
         self.last_recv = now;
         self.stats.packets_received += 1;

@@ -30,6 +30,22 @@ impl Unit {
     }
 }
 
+/// A pending resend check: unit `(seq, fragment)` was written at `sent_at` for the `sends`-th
+/// time. Stale once the unit is acknowledged, dropped or written again.
+#[derive(Debug, Clone, Copy)]
+struct Timer {
+    /// The unit's position in the channel's history of units (see `SendChannel::front_serial`).
+    serial: u64,
+    seq: MessageSeq,
+    fragment: u16,
+    sends: u32,
+    sent_at: Instant,
+}
+
+/// Backoff levels with their own timer queue: the resend timeout doubles per send up to
+/// 2^(LEVELS - 1) times the base (then `max_resend_timeout` caps it anyway).
+const LEVELS: usize = 17;
+
 /// A reference from a sent packet to a reliable unit it carried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct UnitRef {
@@ -78,6 +94,15 @@ pub(crate) struct SendChannel {
     first_unsent: usize,
     /// Messages with units still queued, for the backpressure limit.
     messages: usize,
+    /// Reliable kinds: resend timers, one queue per backoff level. Every write of a unit
+    /// appends a timer to the queue of its level; all timers of one level wait equally long,
+    /// so each queue is in deadline order and the channel's next resend is the earliest front.
+    /// Finding what is due therefore costs no scan of the units in flight. Stale timers (of
+    /// units since acknowledged, dropped or written again) are skipped and popped.
+    timers: Vec<VecDeque<Timer>>,
+    /// The serial number of `units[0]`: unit `i` is the `front_serial + i`-th unit queued, so a
+    /// timer finds its unit without a search.
+    front_serial: u64,
 }
 
 impl SendChannel {
@@ -89,6 +114,8 @@ impl SendChannel {
             units: VecDeque::new(),
             first_unsent: 0,
             messages: 0,
+            timers: if qos.is_reliable() { vec![VecDeque::new(); LEVELS] } else { Vec::new() },
+            front_serial: 0,
         }
     }
 
@@ -151,28 +178,80 @@ impl SendChannel {
             pool.give(unit.data);
         }
         self.first_unsent = self.first_unsent.min(self.units.len());
+        self.prune_timers();
     }
 
-    fn resend_at(&self, unit: &Unit, ctx: &FillContext) -> Option<Instant> {
-        if unit.acked {
-            return None;
+    /// The timer queue of a unit written for the `sends`-th time.
+    fn level(&self, sends: u32) -> usize {
+        if self.qos == Qos::AllCostDelivery {
+            0
+        } else {
+            (sends.saturating_sub(1) as usize).min(LEVELS - 1)
         }
-        let last = unit.last_sent?;
-        let wait = if self.qos == Qos::AllCostDelivery {
+    }
+
+    /// How long a unit of timer level `level` waits for its acknowledgement.
+    fn wait(&self, level: usize, ctx: &FillContext) -> Duration {
+        if self.qos == Qos::AllCostDelivery {
             ctx.all_cost_interval
         } else {
-            let factor = 1u32 << unit.sends.saturating_sub(1).min(16);
+            let factor = 1u32 << level;
             ctx.rto_base.saturating_mul(factor).min(ctx.max_rto)
+        }
+    }
+
+    /// The index of the unit a timer is for, if the timer is still live. (A unit dropped from
+    /// the back can have its serial reused, but never with the same number and send time.)
+    fn live(&self, timer: &Timer) -> Option<usize> {
+        let i = usize::try_from(timer.serial.checked_sub(self.front_serial)?).ok()?;
+        let unit = self.units.get(i).filter(|_| i < self.first_unsent)?;
+        let live = unit.seq == timer.seq
+            && unit.fragment.map_or(0, |f| f.index) == timer.fragment
+            && !unit.acked
+            && unit.sends == timer.sends
+            && unit.last_sent == Some(timer.sent_at);
+        live.then_some(i)
+    }
+
+    /// Pops stale timers off the front of every queue, so each front is live.
+    fn prune_timers(&mut self) {
+        for level in 0..self.timers.len() {
+            while let Some(timer) = self.timers[level].front() {
+                if self.live(timer).is_some() {
+                    break;
+                }
+                let _ = self.timers[level].pop_front();
+            }
+        }
+    }
+
+    /// Records that unit `i` was just written.
+    fn arm(&mut self, i: usize, now: Instant) {
+        let unit = &mut self.units[i];
+        unit.sends += 1;
+        unit.last_sent = Some(now);
+        let timer = Timer {
+            serial: self.front_serial + i as u64,
+            seq: unit.seq,
+            fragment: unit.fragment.map_or(0, |f| f.index),
+            sends: unit.sends,
+            sent_at: now,
         };
-        Some(last + wait)
+        let level = self.level(timer.sends);
+        self.timers[level].push_back(timer);
     }
 
     /// When the earliest resend of this channel falls due, if any unit waits for one.
     pub(crate) fn next_resend(&self, ctx: &FillContext) -> Option<Instant> {
-        if !self.qos.is_reliable() {
-            return None;
+        let mut next: Option<Instant> = None;
+        for (level, queue) in self.timers.iter().enumerate() {
+            // Every change that can make a front stale prunes it, so this finds the front.
+            if let Some(timer) = queue.iter().find(|t| self.live(t).is_some()) {
+                let at = timer.sent_at + self.wait(level, ctx);
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
         }
-        self.units.range(..self.first_unsent).filter_map(|u| self.resend_at(u, ctx)).min()
+        next
     }
 
     /// Whether a new reliable unit with `seq` stays within the receiver's window.
@@ -207,25 +286,39 @@ impl SendChannel {
         let numbered = self.qos.is_numbered();
         let mut previous: Option<MessageSeq> = None;
         if self.qos.is_reliable() {
-            // Resends of units in flight.
+            // Resends of units in flight, level by level, each level in deadline order.
             if ctx.may_resend {
-                for i in 0..self.first_unsent {
-                    let due = self.resend_at(&self.units[i], ctx).is_some_and(|at| at <= ctx.now);
-                    if !due {
-                        continue;
+                'levels: for level in 0..self.timers.len() {
+                    let wait = self.wait(level, ctx);
+                    while let Some(&timer) = self.timers[level].front() {
+                        if timer.sent_at + wait > ctx.now {
+                            break;
+                        }
+                        let Some(i) = self.live(&timer) else {
+                            let _ = self.timers[level].pop_front();
+                            continue;
+                        };
+                        if !write_unit(
+                            &self.units[i],
+                            self.id,
+                            fragmented,
+                            numbered,
+                            &mut previous,
+                            w,
+                        ) {
+                            filled.more = true;
+                            break 'levels;
+                        }
+                        let _ = self.timers[level].pop_front();
+                        self.arm(i, ctx.now);
+                        refs.push(self.unit_ref(i));
+                        filled.records += 1;
+                        filled.resent += 1;
                     }
-                    if !write_unit(&self.units[i], self.id, fragmented, numbered, &mut previous, w)
-                    {
-                        filled.more = true;
-                        break;
-                    }
-                    let unit = &mut self.units[i];
-                    unit.sends += 1;
-                    unit.last_sent = Some(ctx.now);
-                    refs.push(self.unit_ref(i));
-                    filled.records += 1;
-                    filled.resent += 1;
                 }
+                // Timers queued behind the ones just popped may be stale (their units were
+                // acknowledged while an older unit waited): keep every front live.
+                self.prune_timers();
             }
             // New units, within the receiver's window and congestion control.
             while self.first_unsent < self.units.len() {
@@ -239,9 +332,7 @@ impl SendChannel {
                     filled.more = true;
                     break;
                 }
-                let unit = &mut self.units[i];
-                unit.sends = 1;
-                unit.last_sent = Some(ctx.now);
+                self.arm(i, ctx.now);
                 refs.push(self.unit_ref(i));
                 self.first_unsent += 1;
                 filled.records += 1;
@@ -255,6 +346,7 @@ impl SendChannel {
                     break;
                 }
                 let unit = self.units.pop_front().expect("front exists");
+                self.front_serial += 1;
                 if unit.ends_message() {
                     self.messages -= 1;
                 }
@@ -287,12 +379,14 @@ impl SendChannel {
         self.units[i].acked = true;
         while self.units.front().is_some_and(|u| u.acked) {
             let unit = self.units.pop_front().expect("front exists");
+            self.front_serial += 1;
             self.first_unsent -= 1;
             if unit.ends_message() {
                 self.messages -= 1;
             }
             pool.give(unit.data);
         }
+        self.prune_timers();
         true
     }
 
@@ -327,4 +421,72 @@ fn write_unit(
         *previous = if unit.fragment.is_none() { Some(unit.seq) } else { None };
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RTO: Duration = Duration::from_millis(100);
+
+    fn ctx(now: Instant) -> FillContext {
+        FillContext {
+            now,
+            rto_base: RTO,
+            max_rto: Duration::from_secs(2),
+            all_cost_interval: Duration::from_millis(20),
+            may_send_new_reliable: true,
+            may_resend: true,
+            reliable_window: 4096,
+        }
+    }
+
+    fn fill(channel: &mut SendChannel, now: Instant, pool: &mut BufPool) -> Filled {
+        let mut buf = [0u8; 1200];
+        let mut w = Writer::new(&mut buf);
+        channel.fill(&mut w, &ctx(now), &mut Vec::new(), pool)
+    }
+
+    #[test]
+    fn resends_only_the_lost_unit_and_backs_off_without_stale_timers() {
+        let config = EndpointConfig::default();
+        let mut pool = BufPool::new(16);
+        let mut channel = SendChannel::new(ChannelId(0), Qos::ReliableSequenced);
+        for _ in 0..3 {
+            channel.enqueue(b"hello", &config, &mut pool).unwrap();
+        }
+        #[expect(clippy::disallowed_methods, reason = "a starting point for virtual time")]
+        let t0 = Instant::now();
+        assert_eq!(fill(&mut channel, t0, &mut pool).new_reliable, 3);
+        assert_eq!(channel.next_resend(&ctx(t0)), Some(t0 + RTO));
+        // Units 1 and 2 are acknowledged; unit 0's packet was lost.
+        assert!(channel.on_ack(MessageSeq::new(1), 0, &mut pool));
+        assert!(channel.on_ack(MessageSeq::new(2), 0, &mut pool));
+        assert_eq!(channel.depth(), 3, "unit 0 holds the others back");
+        assert_eq!(fill(&mut channel, t0 + RTO / 2, &mut pool).records, 0, "not due yet");
+        let t1 = t0 + RTO;
+        let resent = fill(&mut channel, t1, &mut pool);
+        assert_eq!((resent.resent, resent.records), (1, 1));
+        // The second wait is doubled, and the acked units' timers are gone, not skipped.
+        assert_eq!(channel.next_resend(&ctx(t1)), Some(t1 + 2 * RTO));
+        assert!(channel.timers[0].is_empty());
+        assert_eq!(channel.timers[1].len(), 1);
+        assert!(channel.on_ack(MessageSeq::new(0), 0, &mut pool));
+        assert_eq!((channel.depth(), channel.next_resend(&ctx(t1))), (0, None));
+    }
+
+    #[test]
+    fn all_cost_delivery_resends_on_its_fixed_interval() {
+        let config = EndpointConfig::default();
+        let mut pool = BufPool::new(16);
+        let mut channel = SendChannel::new(ChannelId(0), Qos::AllCostDelivery);
+        channel.enqueue(b"urgent", &config, &mut pool).unwrap();
+        #[expect(clippy::disallowed_methods, reason = "a starting point for virtual time")]
+        let t0 = Instant::now();
+        let mut sends = 0;
+        for ms in 0..=100 {
+            sends += fill(&mut channel, t0 + Duration::from_millis(ms), &mut pool).records;
+        }
+        assert_eq!(sends, 6, "at 0, 20, 40, 60, 80 and 100 ms, without backoff");
+    }
 }
