@@ -1,0 +1,199 @@
+//! Micro-benchmarks of the transport's hot paths: packet header and record coding, ack
+//! bookkeeping, each channel kind's send → receive path through two endpoints joined by an
+//! in-memory wire, and fragmentation with reassembly.
+//!
+//! `cargo bench -p sturnus-benches --bench transport` (criterion; reports land in
+//! `target/criterion`).
+#![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
+
+use std::hint::black_box;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sturnus_transport::proto::ack::{AckState, acknowledged};
+use sturnus_transport::proto::codec::{Reader, Writer};
+use sturnus_transport::proto::packet::{DataHeader, RecordHeader};
+use sturnus_transport::proto::seq::{MessageSeq, PacketSeq};
+use sturnus_transport::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Event, Qos};
+
+fn coding(c: &mut Criterion) {
+    let mut group = c.benchmark_group("coding");
+    let header =
+        DataHeader { seq: PacketSeq::new(1234), ack: PacketSeq::new(987), ack_bits: 0xFFFF_7FFF };
+    let record = RecordHeader {
+        channel: ChannelId(6),
+        len: 32,
+        seq: Some(MessageSeq::new(4242)),
+        fragment: None,
+    };
+    let payload = [7u8; 32];
+    let mut buf = [0u8; 1200];
+    group.bench_function("encode header + 32 records of 32 B", |b| {
+        b.iter(|| {
+            let mut w = Writer::new(&mut buf);
+            black_box(header).encode(&mut w).unwrap();
+            for _ in 0..32 {
+                black_box(record).encode(&payload, false, &mut w).unwrap();
+            }
+            black_box(w.len())
+        });
+    });
+    let len = {
+        let mut w = Writer::new(&mut buf);
+        header.encode(&mut w).unwrap();
+        for _ in 0..32 {
+            record.encode(&payload, false, &mut w).unwrap();
+        }
+        w.len()
+    };
+    let channels = Qos::ALL;
+    group.bench_function("decode header + 32 records of 32 B", |b| {
+        b.iter(|| {
+            let mut r = Reader::new(black_box(&buf[..len]));
+            let h = DataHeader::decode(&mut r).unwrap();
+            let mut total = usize::from(h.seq.get());
+            while !r.is_empty() {
+                let (rec, p) = RecordHeader::decode(&mut r, &channels).unwrap();
+                total += usize::from(rec.len) + p.len();
+            }
+            black_box(total)
+        });
+    });
+    group.finish();
+}
+
+fn acks(c: &mut Criterion) {
+    let mut group = c.benchmark_group("acks");
+    group.throughput(Throughput::Elements(1024));
+    group.bench_function("record 1024 arrivals with 1 in 16 lost", |b| {
+        b.iter(|| {
+            let mut state = AckState::new(PacketSeq::new(100));
+            for i in 0..1024u16 {
+                if i % 16 != 15 {
+                    black_box(state.record(PacketSeq::new(100u16.wrapping_add(i) & 0x3FFF)));
+                }
+            }
+            black_box(state.bits())
+        });
+    });
+    group.bench_function("walk 1024 ack fields", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for i in 0..1024u16 {
+                n += acknowledged(PacketSeq::new(i), black_box(0xFFFF_7FFF)).count();
+            }
+            black_box(n)
+        });
+    });
+    group.finish();
+}
+
+#[expect(clippy::disallowed_methods, reason = "a starting instant for the virtual clock")]
+fn start() -> Instant {
+    Instant::now()
+}
+
+/// Two connected endpoints and an in-memory wire.
+struct Pair {
+    now: Instant,
+    a: Endpoint,
+    b: Endpoint,
+    conn: ConnectionId,
+    a_addr: SocketAddr,
+    b_addr: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let now = start();
+        let config = EndpointConfig {
+            channels: Qos::ALL.to_vec(),
+            send_queue_capacity: 16_384,
+            ..EndpointConfig::default()
+        };
+        let mut a = Endpoint::new(EndpointConfig { seed: Some(1), ..config.clone() }, now).unwrap();
+        let b = Endpoint::new(EndpointConfig { seed: Some(2), ..config }, now).unwrap();
+        let (a_addr, b_addr) = ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:1".parse().unwrap());
+        let conn = a.connect(now, b_addr).unwrap();
+        let mut pair = Self { now, a, b, conn, a_addr, b_addr, buf: vec![0; 1500] };
+        for _ in 0..8 {
+            pair.round();
+        }
+        assert!(pair.a.is_connected(conn));
+        pair
+    }
+
+    /// Moves every datagram both ways and runs due timers; returns the messages b received.
+    fn round(&mut self) -> usize {
+        self.now += Duration::from_millis(1);
+        while let Some(t) = self.a.poll_transmit(self.now, &mut self.buf) {
+            self.b.handle_datagram(self.now, self.a_addr, &self.buf[..t.len]);
+        }
+        let mut got = 0;
+        while let Some(event) = self.b.poll_event() {
+            if let Event::Data { payload, .. } = event {
+                got += payload.len().min(1);
+            }
+        }
+        while let Some(t) = self.b.poll_transmit(self.now, &mut self.buf) {
+            self.a.handle_datagram(self.now, self.b_addr, &self.buf[..t.len]);
+        }
+        while self.a.poll_event().is_some() {}
+        for e in [&mut self.a, &mut self.b] {
+            if e.poll_timeout().is_some_and(|at| at <= self.now) {
+                e.handle_timeout(self.now);
+            }
+        }
+        got
+    }
+}
+
+const BATCH: u64 = 256;
+
+fn channels(c: &mut Criterion) {
+    let mut group = c.benchmark_group("send-receive");
+    group.throughput(Throughput::Elements(BATCH));
+    let payload = [5u8; 32];
+    for (i, qos) in Qos::ALL.into_iter().enumerate() {
+        let channel = ChannelId(u8::try_from(i).unwrap());
+        let mut pair = Pair::new();
+        group.bench_function(BenchmarkId::new("256 x 32 B", qos.name()), |b| {
+            b.iter(|| {
+                for _ in 0..BATCH {
+                    pair.a.send(pair.conn, channel, black_box(&payload)).unwrap();
+                }
+                black_box(pair.round())
+            });
+        });
+    }
+    group.finish();
+}
+
+fn fragmentation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("fragmentation");
+    for size in [16 * 1024, 256 * 1024] {
+        let message = vec![9u8; size];
+        group.throughput(Throughput::Bytes(size as u64));
+        for qos in [Qos::ReliableFragmentedSequenced, Qos::UnreliableFragmented] {
+            let channel =
+                ChannelId(u8::try_from(Qos::ALL.iter().position(|&q| q == qos).unwrap()).unwrap());
+            let mut pair = Pair::new();
+            group.bench_function(BenchmarkId::new(qos.name(), size), |b| {
+                b.iter(|| {
+                    pair.a.send(pair.conn, channel, black_box(&message)).unwrap();
+                    let mut got = 0;
+                    while got == 0 {
+                        got = pair.round();
+                    }
+                    black_box(got)
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, coding, acks, channels, fragmentation);
+criterion_main!(benches);

@@ -1,0 +1,392 @@
+//! The `clients` workload: many client connections in one process, each sending small echo
+//! messages at a fixed rate. Every client has its own UDP socket (so the server sees distinct
+//! peers); all sockets share one readiness poll, and a deadline heap wakes each client only
+//! when its next send or protocol timer is due, so the client process stays cheap enough to
+//! simulate tens of thousands.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+use sturnus_transport::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Event};
+
+use crate::client::Link;
+use crate::report::Record;
+use crate::wire::{self, Control};
+use crate::{BenchResult, Spec, bench_config, channel_of, now, probe};
+
+/// Connection attempts in progress at once, so the server's handshake is not flooded.
+const CONNECTING_AT_ONCE: usize = 512;
+/// How long to wait for every client to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
+/// After the last send, how long to wait for the last echoes.
+const DRAIN: Duration = Duration::from_millis(300);
+
+/// What every client shares: scratch buffers and the run's counters.
+struct Shared {
+    server: SocketAddr,
+    buf: Vec<u8>,
+    msg: Vec<u8>,
+    channel: ChannelId,
+    period: Duration,
+    sending: bool,
+    sent: u64,
+    echoes: u64,
+    connected: usize,
+    lost: usize,
+}
+
+/// One simulated client of either stack.
+trait Peer {
+    fn socket(&mut self) -> &mut UdpSocket;
+    /// Reads what arrived, runs due timers, sends what is due; returns when to come back.
+    fn service(&mut self, now: Instant, shared: &mut Shared) -> Option<Instant>;
+    /// Ends the client's connection (politely, where there is one).
+    fn close(&mut self, now: Instant, shared: &mut Shared);
+    /// When the client sends its next message.
+    fn set_next_send(&mut self, at: Instant);
+}
+
+/// Sends one echo message if it is time; returns the next send time.
+fn send_due(
+    next_send: &mut Instant,
+    seq: &mut u64,
+    now: Instant,
+    shared: &mut Shared,
+    mut send: impl FnMut(&[u8]) -> bool,
+) {
+    if shared.sending && *next_send <= now {
+        wire::write_data(&mut shared.msg, wire::ECHO, *seq);
+        if send(&shared.msg) {
+            *seq += 1;
+            shared.sent += 1;
+        }
+        *next_send += shared.period;
+        if *next_send < now {
+            // Fell behind (a stall): skip ahead rather than burst.
+            *next_send = now + shared.period;
+        }
+    }
+}
+
+struct SturnusPeer {
+    endpoint: Endpoint,
+    socket: UdpSocket,
+    conn: Option<ConnectionId>,
+    connected: bool,
+    next_send: Instant,
+    seq: u64,
+}
+
+impl Peer for SturnusPeer {
+    fn socket(&mut self) -> &mut UdpSocket {
+        &mut self.socket
+    }
+
+    fn service(&mut self, now: Instant, shared: &mut Shared) -> Option<Instant> {
+        while let Ok((len, from)) = self.socket.recv_from(&mut shared.buf) {
+            self.endpoint.handle_datagram(now, from, &shared.buf[..len]);
+        }
+        if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
+            self.endpoint.handle_timeout(now);
+        }
+        while let Some(event) = self.endpoint.poll_event() {
+            match event {
+                Event::Connected(_) => {
+                    self.connected = true;
+                    shared.connected += 1;
+                }
+                Event::Data { .. } => shared.echoes += 1,
+                Event::Disconnected { .. } => {
+                    self.connected = false;
+                    self.conn = None;
+                    shared.lost += 1;
+                }
+                _ => {}
+            }
+        }
+        if let (Some(conn), true) = (self.conn, self.connected) {
+            let (endpoint, channel) = (&mut self.endpoint, shared.channel);
+            send_due(&mut self.next_send, &mut self.seq, now, shared, |m| {
+                endpoint.send(conn, channel, m).is_ok()
+            });
+        }
+        while let Some(t) = self.endpoint.poll_transmit(now, &mut shared.buf) {
+            let _ = self.socket.send_to(&shared.buf[..t.len], t.destination);
+        }
+        let timer = self.endpoint.poll_timeout();
+        let send = (shared.sending && self.connected).then_some(self.next_send);
+        match (timer, send) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn set_next_send(&mut self, at: Instant) {
+        self.next_send = at;
+    }
+
+    fn close(&mut self, now: Instant, shared: &mut Shared) {
+        if let Some(conn) = self.conn.take() {
+            self.endpoint.disconnect(now, conn);
+            while let Some(t) = self.endpoint.poll_transmit(now, &mut shared.buf) {
+                let _ = self.socket.send_to(&shared.buf[..t.len], t.destination);
+            }
+        }
+    }
+}
+
+struct RawPeer {
+    socket: UdpSocket,
+    next_send: Instant,
+    seq: u64,
+}
+
+impl Peer for RawPeer {
+    fn socket(&mut self) -> &mut UdpSocket {
+        &mut self.socket
+    }
+
+    fn service(&mut self, now: Instant, shared: &mut Shared) -> Option<Instant> {
+        while self.socket.recv_from(&mut shared.buf).is_ok() {
+            shared.echoes += 1;
+        }
+        let (socket, server) = (&self.socket, shared.server);
+        send_due(&mut self.next_send, &mut self.seq, now, shared, |m| {
+            socket.send_to(m, server).is_ok()
+        });
+        shared.sending.then_some(self.next_send)
+    }
+
+    fn set_next_send(&mut self, at: Instant) {
+        self.next_send = at;
+    }
+
+    fn close(&mut self, _: Instant, _: &mut Shared) {}
+}
+
+/// Clients, their shared poll, and the deadline heap.
+struct Crowd<P> {
+    peers: Vec<P>,
+    scheduled: Vec<Option<Instant>>,
+    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+    poll: Poll,
+    events: Events,
+    shared: Shared,
+}
+
+impl<P: Peer> Crowd<P> {
+    fn new(shared: Shared) -> io::Result<Self> {
+        Ok(Self {
+            peers: Vec::new(),
+            scheduled: Vec::new(),
+            heap: BinaryHeap::new(),
+            poll: Poll::new()?,
+            events: Events::with_capacity(4096),
+            shared,
+        })
+    }
+
+    fn add(&mut self, mut peer: P) -> io::Result<usize> {
+        let index = self.peers.len();
+        self.poll.registry().register(peer.socket(), Token(index), Interest::READABLE)?;
+        self.peers.push(peer);
+        self.scheduled.push(None);
+        Ok(index)
+    }
+
+    fn service(&mut self, index: usize, now: Instant) {
+        let next = self.peers[index].service(now, &mut self.shared);
+        self.schedule(index, next);
+    }
+
+    fn schedule(&mut self, index: usize, at: Option<Instant>) {
+        if at != self.scheduled[index] {
+            self.scheduled[index] = at;
+            if let Some(at) = at {
+                self.heap.push(Reverse((at, index)));
+            }
+        }
+    }
+
+    /// Runs due clients and those with datagrams waiting, sleeping at most `max`.
+    fn turn(&mut self, max: Duration) -> io::Result<()> {
+        let now = now();
+        while let Some(&Reverse((at, index))) = self.heap.peek() {
+            if at > now {
+                break;
+            }
+            let _ = self.heap.pop();
+            if self.scheduled[index] == Some(at) {
+                self.scheduled[index] = None;
+                self.service(index, now);
+            }
+        }
+        let sleep = self
+            .heap
+            .peek()
+            .map_or(max, |Reverse((at, _))| at.saturating_duration_since(now).min(max));
+        match self.poll.poll(&mut self.events, Some(sleep)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let now = crate::now();
+        let ready: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
+        for index in ready {
+            self.service(index, now);
+        }
+        Ok(())
+    }
+
+    /// Sends from every client for `duration`, then waits for the last echoes.
+    fn run(&mut self, duration: Duration) -> io::Result<()> {
+        let start = now();
+        let count = self.peers.len().max(1) as u32;
+        self.shared.sending = true;
+        for index in 0..self.peers.len() {
+            // Spread the clients' first sends evenly over one period.
+            let offset = self.shared.period * u32::try_from(index).unwrap_or(0) / count;
+            self.peers[index].set_next_send(start + offset);
+            self.schedule(index, Some(start + offset));
+        }
+        while now() < start + duration {
+            self.turn(Duration::from_millis(5))?;
+        }
+        self.shared.sending = false;
+        let end = now() + DRAIN;
+        while now() < end {
+            self.turn(Duration::from_millis(5))?;
+        }
+        Ok(())
+    }
+}
+
+fn bind_client() -> io::Result<UdpSocket> {
+    UdpSocket::bind("127.0.0.1:0".parse().expect("a valid address"))
+}
+
+fn shared(spec: &Spec, server: SocketAddr) -> Shared {
+    Shared {
+        server,
+        buf: vec![0; 65_536],
+        msg: vec![0; spec.size],
+        channel: channel_of(spec.qos),
+        period: Duration::from_secs_f64(1.0 / spec.rate),
+        sending: false,
+        sent: 0,
+        echoes: 0,
+        connected: 0,
+        lost: 0,
+    }
+}
+
+fn start(control: &mut dyn Link, run: u32) -> BenchResult<wire::Report> {
+    let c = Control { tag: wire::START, run, busy_poll: false, expected: 0, reliable: false };
+    control.request(c, wire::STARTED)
+}
+
+/// Builds the record from the baseline, the report and the crowd's counters.
+fn record(spec: &Spec, baseline_kib: u64, report: &wire::Report, shared: &Shared) -> Record {
+    let mut record = Record::new(spec);
+    record.fill_from_report(report);
+    record.clients = Some(spec.clients);
+    record.messages_sent = shared.sent;
+    record.messages_received = shared.echoes;
+    record.echo_loss = Some(shared.sent.saturating_sub(shared.echoes));
+    record.msgs_per_s = None;
+    record.mb_per_s = None;
+    record.alloc_per_msg = None;
+    record.rss_per_conn_bytes = Some(
+        report.rss_kib.saturating_sub(baseline_kib) as f64 * 1024.0 / spec.clients.max(1) as f64,
+    );
+    record
+}
+
+/// The clients workload over Sturnus: every client an [`Endpoint`] of its own.
+pub(crate) fn sturnus(
+    spec: &Spec,
+    server: SocketAddr,
+    control: &mut dyn Link,
+    run: u32,
+) -> BenchResult<Record> {
+    let _ = probe::raise_fd_limit(spec.clients * 2 + 1024);
+    let baseline = start(control, run)?;
+    let config = EndpointConfig { accept_connections: false, max_connections: 1, ..bench_config() };
+    let mut crowd = Crowd::<SturnusPeer>::new(shared(spec, server))?;
+    let begin = now();
+    for _ in 0..spec.clients {
+        let endpoint = Endpoint::new(config.clone(), begin)?;
+        let peer = SturnusPeer {
+            endpoint,
+            socket: bind_client()?,
+            conn: None,
+            connected: false,
+            next_send: begin,
+            seq: 0,
+        };
+        let _ = crowd.add(peer)?;
+    }
+    // Connect, a bounded number at a time.
+    let mut cursor = 0;
+    let deadline = now() + CONNECT_TIMEOUT;
+    while crowd.shared.connected < crowd.peers.len() {
+        let busy = cursor - crowd.shared.connected - crowd.shared.lost;
+        for _ in busy..CONNECTING_AT_ONCE {
+            if cursor == crowd.peers.len() {
+                break;
+            }
+            let at = now();
+            crowd.peers[cursor].conn = Some(crowd.peers[cursor].endpoint.connect(at, server)?);
+            crowd.service(cursor, at);
+            cursor += 1;
+        }
+        crowd.turn(Duration::from_millis(5))?;
+        if now() > deadline || crowd.shared.lost > 0 {
+            return Err(format!(
+                "{} of {} clients connected ({} failed)",
+                crowd.shared.connected, spec.clients, crowd.shared.lost
+            )
+            .into());
+        }
+    }
+    let measured = run + 1;
+    let _ = start(control, measured)?;
+    crowd.run(Duration::from_secs_f64(spec.duration_s))?;
+    let report = finish(control, measured, crowd.shared.sent)?;
+    let close_at = now();
+    for peer in &mut crowd.peers {
+        peer.close(close_at, &mut crowd.shared);
+    }
+    Ok(record(spec, baseline.rss_kib, &report, &crowd.shared))
+}
+
+/// The clients workload over plain UDP: every client a socket, the server echoing datagrams.
+pub(crate) fn raw(
+    spec: &Spec,
+    server: SocketAddr,
+    control: &mut dyn Link,
+    run: u32,
+) -> BenchResult<Record> {
+    let _ = probe::raise_fd_limit(spec.clients * 2 + 1024);
+    let baseline = start(control, run)?;
+    let mut crowd = Crowd::<RawPeer>::new(shared(spec, server))?;
+    let begin = now();
+    for _ in 0..spec.clients {
+        let _ = crowd.add(RawPeer { socket: bind_client()?, next_send: begin, seq: 0 })?;
+    }
+    let measured = run + 1;
+    let _ = start(control, measured)?;
+    crowd.run(Duration::from_secs_f64(spec.duration_s))?;
+    let report = finish(control, measured, crowd.shared.sent)?;
+    Ok(record(spec, baseline.rss_kib, &report, &crowd.shared))
+}
+
+fn finish(control: &mut dyn Link, run: u32, expected: u64) -> BenchResult<wire::Report> {
+    let c = Control { tag: wire::DONE, run, busy_poll: false, expected, reliable: false };
+    control.request(c, wire::REPORT)
+}

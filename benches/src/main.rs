@@ -1,0 +1,360 @@
+//! `sturnus-bench`: the standard workloads of Sturnus over real UDP, with a plain-UDP baseline
+//! measured in the same run. One JSON line per result. See `benches/README.md`.
+//!
+//! ```text
+//! sturnus-bench server --bind ADDR [--duration-s D] [--baseline raw-udp]
+//! sturnus-bench client --connect ADDR --workload throughput|latency|large|clients
+//!                      [--qos QOS] [--messages N] [--size S]
+//!                      [--clients C --rate R --duration-s D] [--baseline raw-udp] [--repeat K]
+//! sturnus-bench local  --workload ... (as client; runs the server(s) as child processes)
+//! ```
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool reports on the terminal"
+)]
+#![allow(
+    clippy::cast_possible_truncation,
+    reason = "rates and percentages are reported as floats; precision loss there is harmless"
+)]
+
+mod client;
+mod crowd;
+mod probe;
+mod report;
+mod server;
+mod wire;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use sturnus_transport::{ChannelId, EndpointConfig, Qos};
+
+use crate::client::{Link, RawLink, SturnusLink};
+use crate::report::Record;
+
+#[global_allocator]
+static GLOBAL: probe::CountingAllocator = probe::CountingAllocator;
+
+pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The channel of control messages (START, DONE and their answers).
+pub(crate) const CONTROL_CHANNEL: ChannelId = channel_of(Qos::ReliableSequenced);
+
+/// Both sides' transport settings: one channel of every kind, room for many connections.
+pub(crate) fn bench_config() -> EndpointConfig {
+    EndpointConfig {
+        channels: Qos::ALL.to_vec(),
+        max_connections: sturnus_transport::MAX_CONNECTIONS_LIMIT,
+        ..EndpointConfig::default()
+    }
+}
+
+/// The channel of kind `qos` in [`bench_config`].
+pub(crate) const fn channel_of(qos: Qos) -> ChannelId {
+    let mut i = 0;
+    while i < Qos::ALL.len() {
+        if Qos::ALL[i] as u8 == qos as u8 {
+            return ChannelId(i as u8);
+        }
+        i += 1;
+    }
+    panic!("every kind has a channel")
+}
+
+#[expect(clippy::disallowed_methods, reason = "the bench measures real time")]
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
+
+/// The four workloads of DESIGN §7.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Workload {
+    Throughput,
+    Latency,
+    Large,
+    Clients,
+}
+
+impl Workload {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Workload::Throughput => "throughput",
+            Workload::Latency => "latency",
+            Workload::Large => "large",
+            Workload::Clients => "clients",
+        }
+    }
+}
+
+impl FromStr for Workload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        [Workload::Throughput, Workload::Latency, Workload::Large, Workload::Clients]
+            .into_iter()
+            .find(|w| w.name() == s)
+            .ok_or_else(|| format!("unknown workload `{s}` (throughput, latency, large, clients)"))
+    }
+}
+
+/// What one client run does.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Spec {
+    pub(crate) workload: Workload,
+    pub(crate) qos: Qos,
+    pub(crate) messages: u64,
+    pub(crate) size: usize,
+    pub(crate) clients: u64,
+    pub(crate) rate: f64,
+    pub(crate) duration_s: f64,
+    /// Plain UDP datagrams instead of Sturnus.
+    pub(crate) raw: bool,
+}
+
+/// `--name value` options.
+struct Options(Vec<(String, String)>);
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Self, String> {
+        let mut pairs = Vec::new();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let name =
+                arg.strip_prefix("--").ok_or_else(|| format!("unexpected argument `{arg}`"))?;
+            let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
+            pairs.push((name.to_owned(), value.clone()));
+        }
+        Ok(Self(pairs))
+    }
+
+    fn get<T: FromStr>(&self, name: &str) -> Result<Option<T>, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.0.iter().rev().find(|(n, _)| n == name) {
+            None => Ok(None),
+            Some((_, v)) => v.parse().map(Some).map_err(|e| format!("--{name} {v}: {e}")),
+        }
+    }
+
+    fn check_known(&self, known: &[&str]) -> Result<(), String> {
+        match self.0.iter().find(|(n, _)| !known.contains(&n.as_str())) {
+            Some((n, _)) => Err(format!("unknown option --{n}")),
+            None => Ok(()),
+        }
+    }
+
+    fn baseline(&self) -> Result<bool, String> {
+        match self.get::<String>("baseline")?.as_deref() {
+            None => Ok(false),
+            Some("raw-udp") => Ok(true),
+            Some(other) => Err(format!("unknown baseline `{other}` (raw-udp)")),
+        }
+    }
+
+    fn spec(&self) -> Result<Spec, String> {
+        let workload: Workload = self
+            .get("workload")?
+            .ok_or("--workload is required (throughput, latency, large, clients)")?;
+        let (qos, messages, size) = match workload {
+            Workload::Throughput => (Qos::ReliableSequenced, 1_000_000, 32),
+            Workload::Latency => (Qos::ReliableSequenced, 10_000, 32),
+            Workload::Large => (Qos::ReliableFragmentedSequenced, 100, 256 * 1024),
+            Workload::Clients => (Qos::Unreliable, 0, 64),
+        };
+        let qos = match self.get::<String>("qos")? {
+            Some(name) => name.parse::<Qos>().map_err(|e| e.to_string())?,
+            None => qos,
+        };
+        let spec = Spec {
+            workload,
+            qos,
+            messages: self.get("messages")?.unwrap_or(messages),
+            size: self.get("size")?.unwrap_or(size),
+            clients: self.get("clients")?.unwrap_or(1000),
+            rate: self.get("rate")?.unwrap_or(10.0),
+            duration_s: self.get("duration-s")?.unwrap_or(10.0),
+            raw: false,
+        };
+        if spec.size < wire::DATA_HEADER {
+            return Err(format!(
+                "--size must be at least {} (tag and sequence number)",
+                wire::DATA_HEADER
+            ));
+        }
+        let max = bench_config().max_message_size(qos);
+        if spec.size > max {
+            return Err(format!(
+                "--size {} exceeds the {max}-byte limit of {}",
+                spec.size,
+                qos.name()
+            ));
+        }
+        if !(spec.rate > 0.0 && spec.duration_s > 0.0) {
+            return Err("--rate and --duration-s must be positive".into());
+        }
+        Ok(spec)
+    }
+}
+
+const CLIENT_OPTIONS: &[&str] = &[
+    "connect",
+    "workload",
+    "qos",
+    "messages",
+    "size",
+    "clients",
+    "rate",
+    "duration-s",
+    "baseline",
+    "repeat",
+];
+
+/// The raw-UDP version of a workload: messages are single datagrams, so a large message is
+/// sent as the 1200-byte datagrams it would take.
+fn raw_spec(spec: &Spec) -> Spec {
+    let mut raw = Spec { raw: true, ..spec.clone() };
+    if spec.workload == Workload::Large {
+        let datagram = bench_config().max_packet_size;
+        raw.messages = spec.messages * spec.size.div_ceil(datagram) as u64;
+        raw.size = datagram;
+    }
+    raw
+}
+
+/// Runs one workload once against `server`.
+fn run_once(spec: &Spec, server: SocketAddr, run: u32) -> BenchResult<Record> {
+    let mut link: Box<dyn Link> = if spec.raw {
+        Box::new(RawLink::connect(server)?)
+    } else {
+        Box::new(SturnusLink::connect(server, spec.qos)?)
+    };
+    match spec.workload {
+        Workload::Throughput | Workload::Large => client::throughput(link.as_mut(), spec, run),
+        Workload::Latency => client::latency(link.as_mut(), spec, run),
+        Workload::Clients if spec.raw => crowd::raw(spec, server, link.as_mut(), run),
+        Workload::Clients => crowd::sturnus(spec, server, link.as_mut(), run),
+    }
+}
+
+/// Runs `specs` against their servers `repeat` times, alternating, printing each result and
+/// then the medians.
+fn run_all(targets: &[(Spec, SocketAddr)], repeat: u32) -> BenchResult<()> {
+    let mut results: Vec<Vec<Record>> = vec![Vec::new(); targets.len()];
+    let mut run = (std::process::id() & 0xFFFF) << 16;
+    for _ in 0..repeat {
+        for (i, (spec, server)) in targets.iter().enumerate() {
+            run += 2;
+            let record = run_once(spec, *server, run)?;
+            println!("{}", record.to_json());
+            results[i].push(record);
+        }
+    }
+    if repeat > 1 {
+        for runs in &results {
+            if let Some(median) = Record::median(runs) {
+                println!("{}", median.to_json());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A server child process; killed when dropped.
+struct ServerProcess(Child, SocketAddr);
+
+impl ServerProcess {
+    fn spawn(raw: bool) -> BenchResult<Self> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["server", "--bind", "127.0.0.1:0"]);
+        if raw {
+            cmd.args(["--baseline", "raw-udp"]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).spawn()?;
+        let stdout = child.stdout.take().ok_or("no server stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .ok_or_else(|| format!("unexpected server output `{}`", line.trim()))?
+            .parse()?;
+        Ok(Self(child, addr))
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage:\n  sturnus-bench server --bind ADDR [--duration-s D] [--baseline raw-udp]\n  \
+         sturnus-bench client --connect ADDR --workload throughput|latency|large|clients [--qos QOS] \
+         [--messages N] [--size S] [--clients C --rate R --duration-s D] [--baseline raw-udp] [--repeat K]\n  \
+         sturnus-bench local --workload ... (the client options but --connect; starts the servers itself)"
+    );
+    ExitCode::from(2)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else { return usage() };
+    let options = match Options::parse(&args[1..]) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sturnus-bench: {e}");
+            return usage();
+        }
+    };
+    let result = match command.as_str() {
+        "server" => server_command(&options),
+        "client" => client_command(&options),
+        "local" => local_command(&options),
+        _ => return usage(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sturnus-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn server_command(options: &Options) -> BenchResult<()> {
+    options.check_known(&["bind", "duration-s", "baseline"])?;
+    let bind: SocketAddr = options.get("bind")?.ok_or("--bind is required")?;
+    let duration = options.get::<f64>("duration-s")?.map(Duration::from_secs_f64);
+    if options.baseline()? {
+        server::serve_raw(bind, duration)
+    } else {
+        server::serve_sturnus(bind, duration)
+    }
+}
+
+fn client_command(options: &Options) -> BenchResult<()> {
+    options.check_known(CLIENT_OPTIONS)?;
+    let server: SocketAddr = options.get("connect")?.ok_or("--connect is required")?;
+    let spec = options.spec()?;
+    let spec = if options.baseline()? { raw_spec(&spec) } else { spec };
+    run_all(&[(spec, server)], options.get("repeat")?.unwrap_or(1))
+}
+
+fn local_command(options: &Options) -> BenchResult<()> {
+    options.check_known(&CLIENT_OPTIONS[1..])?;
+    let spec = options.spec()?;
+    let sturnus = ServerProcess::spawn(false)?;
+    let mut targets = vec![(spec.clone(), sturnus.1)];
+    let raw = if options.baseline()? { Some(ServerProcess::spawn(true)?) } else { None };
+    if let Some(raw) = &raw {
+        targets.push((raw_spec(&spec), raw.1));
+    }
+    run_all(&targets, options.get("repeat")?.unwrap_or(1))
+}

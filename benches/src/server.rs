@@ -1,0 +1,385 @@
+//! The server side: counts data messages, checks their order, echoes what asks to be echoed,
+//! and reports what it measured. One bookkeeper ([`Tally`]) serves both stacks.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sturnus_socket::{Socket, SocketFactory, UdpSocketFactory};
+use sturnus_transport::{ChannelId, ConnectionId, Host, HostEvent};
+
+use crate::wire::{self, Control, Report};
+use crate::{BenchResult, CONTROL_CHANNEL, bench_config, now, probe};
+
+/// How long the server waits after `DONE` for stragglers of an unreliable run.
+const UNRELIABLE_GRACE: Duration = Duration::from_millis(100);
+/// How long it waits for the rest of a reliable run once arrivals stop.
+const RELIABLE_GRACE: Duration = Duration::from_secs(3);
+/// How long an idle server sleeps between checks when not busy-polling.
+const IDLE_WAIT: Duration = Duration::from_millis(1);
+
+/// A multiply-rotate hasher for the small integer keys of the stream table (the default
+/// SipHash would cost more than the transport's own work per message).
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
+/// What the server loop should do with a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Nothing,
+    Echo,
+    Start(Control),
+    Done(Control),
+}
+
+/// The server's counters for the current run.
+pub(crate) struct Tally<K> {
+    run: u32,
+    busy_poll: bool,
+    started_at: Option<Instant>,
+    cpu_at_start: Duration,
+    allocations_at_start: u64,
+    bytes_sent_at_start: u64,
+    received: u64,
+    bytes_received: u64,
+    in_order: bool,
+    /// Data arrived since `last_arrival` was stamped (stamped when the loop next goes idle,
+    /// so the clock is not read per message).
+    unstamped: bool,
+    last_arrival: Option<Instant>,
+    echoes: u64,
+    echo_failures: u64,
+    /// The next sequence number each (peer, channel) stream must exceed.
+    streams: HashMap<(K, u8), u64, BuildHasherDefault<FastHasher>>,
+    pending_done: Option<(K, Control, Instant)>,
+    last_report: Option<(K, [u8; Report::LEN])>,
+}
+
+impl<K: Copy + Eq + Hash> Tally<K> {
+    pub(crate) fn new() -> Self {
+        Self {
+            run: 0,
+            busy_poll: false,
+            started_at: None,
+            cpu_at_start: Duration::ZERO,
+            allocations_at_start: 0,
+            bytes_sent_at_start: 0,
+            received: 0,
+            bytes_received: 0,
+            in_order: true,
+            unstamped: false,
+            last_arrival: None,
+            echoes: 0,
+            echo_failures: 0,
+            streams: HashMap::default(),
+            pending_done: None,
+            last_report: None,
+        }
+    }
+
+    /// Whether the loop should poll without sleeping.
+    pub(crate) fn busy_poll(&self) -> bool {
+        self.busy_poll
+    }
+
+    /// Counts one message from `peer` on `channel` and says what to do with it.
+    pub(crate) fn on_message(&mut self, peer: K, channel: u8, msg: &[u8]) -> Action {
+        match msg.first() {
+            Some(&(wire::DATA | wire::ECHO)) => {
+                let Some((tag, seq)) = wire::read_data(msg) else { return Action::Nothing };
+                self.received += 1;
+                self.bytes_received += msg.len() as u64;
+                self.unstamped = true;
+                let next = self.streams.entry((peer, channel)).or_insert(0);
+                if seq < *next {
+                    self.in_order = false;
+                }
+                *next = (*next).max(seq + 1);
+                if tag == wire::ECHO { Action::Echo } else { Action::Nothing }
+            }
+            Some(&wire::START) => Control::decode(msg).map_or(Action::Nothing, Action::Start),
+            Some(&wire::DONE) => Control::decode(msg).map_or(Action::Nothing, Action::Done),
+            _ => Action::Nothing,
+        }
+    }
+
+    /// Counts the outcome of an echo.
+    pub(crate) fn echoed(&mut self, queued: bool) {
+        if queued {
+            self.echoes += 1;
+        } else {
+            self.echo_failures += 1;
+        }
+    }
+
+    /// Starts run `control.run` (a repeated `START` of the current run only answers again).
+    pub(crate) fn start(&mut self, control: Control, bytes_sent: u64) -> [u8; Report::LEN] {
+        if control.run != self.run || self.started_at.is_none() {
+            let run = control.run;
+            *self = Self { streams: std::mem::take(&mut self.streams), ..Self::new() };
+            self.streams.clear();
+            self.run = run;
+            self.busy_poll = control.busy_poll;
+            self.started_at = Some(now());
+            self.cpu_at_start = probe::cpu_time();
+            self.allocations_at_start = probe::allocations();
+            self.bytes_sent_at_start = bytes_sent;
+        }
+        Report {
+            tag: wire::STARTED,
+            run: self.run,
+            rss_kib: probe::rss_kib().unwrap_or(0),
+            ..Report::default()
+        }
+        .encode()
+    }
+
+    /// Notes that the run's sender is done; the report follows from [`due_report`](Self::due_report).
+    /// A repeated `DONE` of a run already reported returns the report again.
+    pub(crate) fn done(&mut self, peer: K, control: Control) -> Option<[u8; Report::LEN]> {
+        if let Some((_, report)) = self.last_report.filter(|_| control.run == self.run) {
+            return Some(report);
+        }
+        if control.run == self.run && self.pending_done.is_none() {
+            self.pending_done = Some((peer, control, now()));
+        }
+        None
+    }
+
+    /// Stamps the last arrival time if data came since the last stamp. Call when idle.
+    pub(crate) fn stamp(&mut self, at: Instant) {
+        if self.unstamped {
+            self.unstamped = false;
+            self.last_arrival = Some(at);
+        }
+    }
+
+    /// The report of a finished run, once every expected message arrived or the stragglers'
+    /// grace time passed: to whom, and the bytes.
+    pub(crate) fn due_report(
+        &mut self,
+        at: Instant,
+        bytes_sent: u64,
+    ) -> Option<(K, [u8; Report::LEN])> {
+        let (peer, control, done_at) = self.pending_done?;
+        let grace = if control.reliable { RELIABLE_GRACE } else { UNRELIABLE_GRACE };
+        let quiet_since = self.last_arrival.map_or(done_at, |t| t.max(done_at));
+        if self.received < control.expected && at < quiet_since + grace {
+            return None;
+        }
+        self.pending_done = None;
+        let started = self.started_at.unwrap_or(at);
+        let report = Report {
+            tag: wire::REPORT,
+            run: self.run,
+            received: self.received,
+            bytes_received: self.bytes_received,
+            in_order: self.in_order,
+            window: self
+                .last_arrival
+                .map_or(Duration::ZERO, |t| t.saturating_duration_since(started)),
+            wall: at.saturating_duration_since(started),
+            cpu: probe::cpu_time().saturating_sub(self.cpu_at_start),
+            rss_kib: probe::rss_kib().unwrap_or(0),
+            bytes_sent: bytes_sent - self.bytes_sent_at_start,
+            allocations: probe::allocations() - self.allocations_at_start,
+            echoes: self.echoes,
+            echo_failures: self.echo_failures,
+        }
+        .encode();
+        self.last_report = Some((peer, report));
+        self.busy_poll = false;
+        Some((peer, report))
+    }
+
+    /// Forgets a peer's streams (it disconnected).
+    pub(crate) fn forget(&mut self, peer: K) {
+        self.streams.retain(|(p, _), _| *p != peer);
+    }
+}
+
+/// Prints the bound address for whoever started the server (`sturnus-bench local` reads it).
+fn announce(addr: SocketAddr) -> BenchResult<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening {addr}")?;
+    out.flush()?;
+    Ok(())
+}
+
+/// The Sturnus server: a [`Host`] with the bench's channel layout.
+pub(crate) fn serve_sturnus(bind: SocketAddr, duration: Option<Duration>) -> BenchResult<()> {
+    let mut host = Host::bind(bench_config(), &UdpSocketFactory::default(), bind)?;
+    announce(host.local_addr())?;
+    let deadline = duration.map(|d| now() + d);
+    let mut tally = Tally::<ConnectionId>::new();
+    let mut scratch =
+        vec![
+            0u8;
+            bench_config().max_message_size(sturnus_transport::Qos::ReliableFragmentedSequenced)
+        ];
+    loop {
+        let (conn, channel, action, len) = match host.receive()? {
+            HostEvent::Data { conn, channel, payload } => {
+                let action = tally.on_message(conn, channel.0, payload);
+                if action == Action::Echo {
+                    scratch[..payload.len()].copy_from_slice(payload);
+                }
+                (conn, channel, action, payload.len())
+            }
+            HostEvent::Disconnect(conn, _) => {
+                tally.forget(conn);
+                continue;
+            }
+            HostEvent::Nothing => {
+                let at = now();
+                tally.stamp(at);
+                if let Some((peer, report)) = tally.due_report(at, host.socket().stats().bytes_sent)
+                {
+                    let _ = host.send(peer, CONTROL_CHANNEL, &report);
+                }
+                if deadline.is_some_and(|d| at >= d) {
+                    return Ok(());
+                }
+                if !tally.busy_poll() {
+                    host.wait(Some(IDLE_WAIT))?;
+                }
+                continue;
+            }
+            _ => continue,
+        };
+        match action {
+            Action::Nothing => {}
+            Action::Echo => {
+                let queued = host.send(conn, channel, &scratch[..len]).is_ok();
+                tally.echoed(queued);
+            }
+            Action::Start(control) => {
+                let started = tally.start(control, host.socket().stats().bytes_sent);
+                let _ = host.send(conn, ChannelId(CONTROL_CHANNEL.0), &started);
+            }
+            Action::Done(control) => {
+                if let Some(report) = tally.done(conn, control) {
+                    let _ = host.send(conn, CONTROL_CHANNEL, &report);
+                }
+            }
+        }
+    }
+}
+
+/// The baseline server: plain UDP datagrams, one message each, on the same socket type.
+pub(crate) fn serve_raw(bind: SocketAddr, duration: Option<Duration>) -> BenchResult<()> {
+    let mut socket = UdpSocketFactory::default().server_socket(bind)?;
+    announce(socket.local_addr())?;
+    let deadline = duration.map(|d| now() + d);
+    let mut tally = Tally::<SocketAddr>::new();
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let Some(meta) = socket.recv_from(&mut buf)? else {
+            let at = now();
+            tally.stamp(at);
+            if let Some((peer, report)) = tally.due_report(at, socket.stats().bytes_sent) {
+                let _ = socket.send_to(&report, peer)?;
+            }
+            if deadline.is_some_and(|d| at >= d) {
+                return Ok(());
+            }
+            if !tally.busy_poll() {
+                socket.wait_readable(Some(IDLE_WAIT))?;
+            }
+            continue;
+        };
+        let msg = &buf[..meta.len];
+        match tally.on_message(meta.from, 0, msg) {
+            Action::Nothing => {}
+            Action::Echo => {
+                let sent = socket.send_to(msg, meta.from)?;
+                tally.echoed(sent == sturnus_socket::SendStatus::Sent);
+            }
+            Action::Start(control) => {
+                let started = tally.start(control, socket.stats().bytes_sent);
+                let _ = socket.send_to(&started, meta.from)?;
+            }
+            Action::Done(control) => {
+                if let Some(report) = tally.done(meta.from, control) {
+                    let _ = socket.send_to(&report, meta.from)?;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(tag: u8, seq: u64) -> Vec<u8> {
+        let mut m = vec![0; 32];
+        wire::write_data(&mut m, tag, seq);
+        m
+    }
+
+    #[test]
+    fn counts_orders_and_echoes() {
+        let mut t = Tally::<u32>::new();
+        let start =
+            Control { tag: wire::START, run: 1, busy_poll: false, expected: 0, reliable: false };
+        let _ = t.start(start, 0);
+        assert_eq!(t.on_message(1, 0, &data(wire::DATA, 0)), Action::Nothing);
+        assert_eq!(t.on_message(1, 0, &data(wire::ECHO, 1)), Action::Echo);
+        // Another stream has its own numbering.
+        assert_eq!(t.on_message(2, 0, &data(wire::DATA, 0)), Action::Nothing);
+        assert!(t.in_order);
+        let _ = t.on_message(1, 0, &data(wire::DATA, 1));
+        assert!(!t.in_order, "a repeated sequence number is out of order");
+        assert_eq!(t.received, 4);
+    }
+
+    #[test]
+    fn reports_once_everything_expected_arrived() {
+        let mut t = Tally::<u32>::new();
+        let _ = t.start(
+            Control { tag: wire::START, run: 9, busy_poll: true, expected: 0, reliable: true },
+            100,
+        );
+        let _ = t.on_message(1, 0, &data(wire::DATA, 0));
+        let done =
+            Control { tag: wire::DONE, run: 9, busy_poll: false, expected: 2, reliable: true };
+        assert_eq!(t.done(1, done), None);
+        assert_eq!(t.due_report(now(), 150), None, "one of two reliable messages is missing");
+        let _ = t.on_message(1, 0, &data(wire::DATA, 1));
+        let (peer, bytes) = t.due_report(now(), 150).expect("all arrived");
+        let report = Report::decode(&bytes).unwrap();
+        assert_eq!((peer, report.run, report.received, report.bytes_sent), (1, 9, 2, 50));
+        assert!(report.in_order);
+        // A repeated DONE gets the same report.
+        assert_eq!(t.done(1, done), Some(bytes));
+    }
+}
