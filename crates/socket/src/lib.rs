@@ -49,8 +49,8 @@
 //! # Ok(())
 //! # }
 //! ```
-// Unsafe code (the `recvmmsg`/`sendmmsg` fast paths, when they come) is confined to a `sys`
-// module that allows it block by block, each with a SAFETY comment.
+// Unsafe code (the Linux `recvmmsg`/`sendmmsg` fast paths) is confined to the `sys` module,
+// which allows it with a SAFETY comment on every block.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -58,6 +58,8 @@ mod conditioned;
 mod error;
 mod loopback;
 mod socket;
+#[cfg(target_os = "linux")]
+mod sys;
 mod udp;
 
 pub use conditioned::{Clock, ConditionedSocket, ManualClock, SystemClock};

@@ -167,9 +167,9 @@ pub trait SocketFactory {
 /// A reusable set of receive buffers for [`Socket::recv_batch`]: one contiguous allocation of
 /// `slots × slot_size` bytes, made once and lent to the socket on every call.
 pub struct RecvBatch {
-    data: Vec<u8>,
-    slot_size: usize,
-    meta: Vec<RecvMeta>,
+    pub(crate) data: Vec<u8>,
+    pub(crate) slot_size: usize,
+    pub(crate) meta: Vec<RecvMeta>,
 }
 
 impl RecvBatch {

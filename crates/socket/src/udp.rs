@@ -8,7 +8,10 @@ use mio::{Events, Interest, Poll, Token};
 use socket2::{Domain, Protocol, Type};
 
 use crate::socket::{unmap, unspecified_of};
-use crate::{Readiness, RecvMeta, SendStatus, Socket, SocketError, SocketFactory, SocketStats};
+use crate::{
+    Outgoing, Readiness, RecvBatch, RecvMeta, SendStatus, Socket, SocketError, SocketFactory,
+    SocketStats,
+};
 
 /// The largest UDP payload over IPv4 (65,535 − 8-byte UDP header − 20-byte IP header).
 pub const MAX_UDP_PAYLOAD_V4: usize = 65_507;
@@ -115,6 +118,8 @@ pub struct UdpSocket {
     /// only safe once the queue has been drained.
     maybe_readable: bool,
     stats: SocketStats,
+    #[cfg(target_os = "linux")]
+    scratch: crate::sys::MmsgScratch,
 }
 
 /// How many transient receive errors one `recv_from` call skips before giving up for now.
@@ -169,6 +174,8 @@ impl UdpSocket {
             buffers,
             maybe_readable: true,
             stats: SocketStats::default(),
+            #[cfg(target_os = "linux")]
+            scratch: crate::sys::MmsgScratch::new(),
         })
     }
 
@@ -184,16 +191,21 @@ impl UdpSocket {
 
     /// Puts `to` into the form this socket's family can send to.
     fn destination(&self, to: SocketAddr) -> Result<SocketAddr, SocketError> {
-        match (self.local, to) {
-            (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
-                Ok(SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0)))
-            }
-            (SocketAddr::V4(_), SocketAddr::V6(_)) => match unmap(to) {
-                v4 @ SocketAddr::V4(_) => Ok(v4),
-                SocketAddr::V6(_) => Err(SocketError::AddressFamily { local: self.local, to }),
-            },
-            _ => Ok(to),
+        destination_for(self.local, to)
+    }
+}
+
+/// Puts `to` into the form a socket bound to `local` can send to.
+fn destination_for(local: SocketAddr, to: SocketAddr) -> Result<SocketAddr, SocketError> {
+    match (local, to) {
+        (SocketAddr::V6(_), SocketAddr::V4(v4)) => {
+            Ok(SocketAddr::V6(SocketAddrV6::new(v4.ip().to_ipv6_mapped(), v4.port(), 0, 0)))
         }
+        (SocketAddr::V4(_), SocketAddr::V6(_)) => match unmap(to) {
+            v4 @ SocketAddr::V4(_) => Ok(v4),
+            SocketAddr::V6(_) => Err(SocketError::AddressFamily { local, to }),
+        },
+        _ => Ok(to),
     }
 }
 
@@ -303,6 +315,91 @@ impl Socket for UdpSocket {
 
     fn stats(&self) -> SocketStats {
         self.stats
+    }
+
+    /// On Linux, one `sendmmsg` call per run of datagrams the kernel takes.
+    #[cfg(target_os = "linux")]
+    fn send_batch(&mut self, batch: &[Outgoing<'_>]) -> Result<usize, SocketError> {
+        use std::os::fd::AsRawFd;
+        // Datagrams this socket cannot send at all go through `send_to`, which reports them.
+        let max = self.max_datagram_size();
+        let valid = batch
+            .iter()
+            .position(|d| d.payload.len() > max || self.destination(d.to).is_err())
+            .unwrap_or(batch.len());
+        let local = self.local;
+        let mut done = 0;
+        while done < valid {
+            let fd = self.io.as_raw_fd();
+            let rest = &batch[done..valid];
+            let map = |to| destination_for(local, to).unwrap_or(to);
+            match crate::sys::send_batch(fd, &mut self.scratch, rest, map) {
+                Ok(n) => {
+                    self.stats.datagrams_sent += n as u64;
+                    self.stats.bytes_sent +=
+                        rest[..n].iter().map(|d| d.payload.len() as u64).sum::<u64>();
+                    done += n;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.stats.send_would_block += 1;
+                    return Ok(done);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
+                Err(e) if is_transient(e.kind()) || refuses_destination(e.kind()) => {
+                    tracing::trace!(to = %rest[0].to, error = %e, "UDP send dropped");
+                    self.stats.send_dropped += 1;
+                    done += 1;
+                }
+                Err(e) => return Err(SocketError::io("sendmmsg", e)),
+            }
+        }
+        if valid < batch.len() {
+            let bad = &batch[valid];
+            // Returns the error that stopped the batch.
+            let _ = self.send_to(bad.payload, bad.to)?;
+            return Ok(valid + 1);
+        }
+        Ok(done)
+    }
+
+    /// On Linux, one `recvmmsg` call fills as much of the batch as is waiting.
+    #[cfg(target_os = "linux")]
+    fn recv_batch(&mut self, batch: &mut RecvBatch) -> Result<usize, SocketError> {
+        use std::os::fd::AsRawFd;
+        batch.meta.clear();
+        let capacity = batch.meta.capacity();
+        for _ in 0..MAX_SKIPPED_ERRORS {
+            let fd = self.io.as_raw_fd();
+            let (data, slot) = (&mut batch.data, batch.slot_size);
+            match crate::sys::recv_batch(
+                fd,
+                &mut self.scratch,
+                data,
+                slot,
+                capacity,
+                &mut batch.meta,
+            ) {
+                Ok(n) => {
+                    for meta in &mut batch.meta {
+                        meta.from = unmap(meta.from);
+                        self.stats.bytes_received += meta.len as u64;
+                    }
+                    self.stats.datagrams_received += n as u64;
+                    // A batch that did not fill up emptied the queue; the next arrival wakes
+                    // the poll again, so waiting is safe.
+                    self.maybe_readable = n == capacity;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
+                Err(e) if is_transient(e.kind()) => {
+                    tracing::trace!(error = %e, "transient UDP receive error");
+                    self.stats.recv_errors += 1;
+                }
+                Err(e) => return Err(SocketError::io("recvmmsg", e)),
+            }
+        }
+        self.maybe_readable = true;
+        Ok(0)
     }
 }
 

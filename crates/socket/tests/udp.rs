@@ -221,3 +221,66 @@ fn sends_the_kernel_refuses_for_their_destination_are_dropped_not_errors() {
     assert_eq!(socket.send_to(b"ok", peer.local_addr()).unwrap(), SendStatus::Sent);
     assert_eq!(recv_one(&mut peer).0, b"ok");
 }
+
+/// Receives until `n` datagrams arrived, in batches of up to `slots`.
+fn recv_batches(
+    socket: &mut UdpSocket,
+    n: usize,
+    slots: usize,
+    slot_size: usize,
+) -> Vec<(SocketAddr, Vec<u8>)> {
+    let mut received = Vec::new();
+    let mut batch = RecvBatch::new(slots, slot_size);
+    while received.len() < n {
+        if socket.recv_batch(&mut batch).unwrap() == 0 {
+            assert_eq!(socket.wait_readable(Some(PATIENCE)).unwrap(), Readiness::Readable);
+        }
+        received.extend(batch.iter().map(|(from, data)| (from, data.to_vec())));
+    }
+    received
+}
+
+#[test]
+fn a_batch_skips_a_refused_destination_and_sends_the_rest() {
+    let factory = UdpSocketFactory::default();
+    let mut server = factory.server_socket(addr("127.0.0.1:0")).unwrap();
+    let mut client = factory.client_socket(server.local_addr()).unwrap();
+    let to = server.local_addr();
+    let batch = [
+        Outgoing { to, payload: b"one" },
+        // Port 0 cannot be sent to (EINVAL on Linux): dropped and counted, not an error.
+        Outgoing { to: addr("127.0.0.1:0"), payload: b"nowhere" },
+        Outgoing { to, payload: b"two" },
+    ];
+    assert_eq!(client.send_batch(&batch).unwrap(), 3);
+    let stats = client.stats();
+    assert_eq!((stats.datagrams_sent, stats.send_dropped, stats.bytes_sent), (2, 1, 6));
+    let got: Vec<Vec<u8>> =
+        recv_batches(&mut server, 2, 8, 64).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(got, [b"one".to_vec(), b"two".to_vec()]);
+    assert_eq!(server.stats().datagrams_received, 2);
+}
+
+#[test]
+fn batches_work_dual_stack_and_truncate_long_datagrams_to_the_slot() {
+    let factory = UdpSocketFactory::default();
+    let Ok(mut server) = factory.server_socket(addr("[::]:0")) else {
+        return; // no IPv6 on this machine
+    };
+    let port = server.local_addr().port();
+    let target = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut client = factory.client_socket(target).unwrap();
+    let long = vec![7u8; 100];
+    let batch =
+        [Outgoing { to: target, payload: b"short" }, Outgoing { to: target, payload: &long }];
+    assert_eq!(client.send_batch(&batch).unwrap(), 2);
+    let got = recv_batches(&mut server, 2, 4, 32);
+    // The IPv4 sender is reported as IPv4, not as ::ffff:127.0.0.1.
+    assert_eq!(got[0].0, SocketAddr::from(([127, 0, 0, 1], client.local_addr().port())));
+    assert_eq!(got[0].1, b"short");
+    assert_eq!(got[1].1, vec![7u8; 32], "cut to the slot, which tells the reader it was too long");
+    // Answer the IPv4 peer from the dual-stack socket in a batch too.
+    assert_eq!(server.send_batch(&[Outgoing { to: got[0].0, payload: b"back" }]).unwrap(), 1);
+    let back = recv_batches(&mut client, 1, 4, 32);
+    assert_eq!(back[0].1, b"back");
+}

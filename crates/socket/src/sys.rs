@@ -1,0 +1,219 @@
+//! Batched datagram I/O on Linux: `recvmmsg` and `sendmmsg` move many datagrams per system call.
+//! The only unsafe code of the crate lives here, one `SAFETY` comment per block.
+//!
+//! The header arrays the kernel reads and writes are kept in [`MmsgScratch`] and reused, so a
+//! batch allocates nothing once the scratch has grown to the batch size.
+#![allow(
+    unsafe_code,
+    reason = "the system calls take raw pointers; each block says why it is sound"
+)]
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+use socket2::SockAddr;
+
+use crate::socket::{Outgoing, RecvMeta};
+
+/// Reused header arrays for one socket's batched calls: one set for receiving, one for sending.
+pub(crate) struct MmsgScratch {
+    recv_headers: Vec<libc::mmsghdr>,
+    recv_iovecs: Vec<libc::iovec>,
+    names: Vec<libc::sockaddr_storage>,
+    /// The receive buffer the receive headers point into (address, slot size, slots): a
+    /// repeated receive into the same batch only resets what the kernel wrote.
+    recv_layout: Option<(usize, usize, usize)>,
+    send_headers: Vec<libc::mmsghdr>,
+    send_iovecs: Vec<libc::iovec>,
+    destinations: Vec<SockAddr>,
+}
+
+// SAFETY: the raw pointers inside the headers point only into the scratch itself or into
+// buffers borrowed for one call; they are re-derived whenever those may have moved, and the
+// scratch shares nothing with another thread.
+unsafe impl Send for MmsgScratch {}
+
+impl MmsgScratch {
+    pub(crate) fn new() -> Self {
+        Self {
+            recv_headers: Vec::new(),
+            recv_iovecs: Vec::new(),
+            names: Vec::new(),
+            recv_layout: None,
+            send_headers: Vec::new(),
+            send_iovecs: Vec::new(),
+            destinations: Vec::new(),
+        }
+    }
+}
+
+/// Grows `v` to `n` zeroed entries (never shrinks).
+fn grow_zeroed<T>(v: &mut Vec<T>, n: usize) {
+    while v.len() < n {
+        // SAFETY: only used with mmsghdr, iovec and sockaddr_storage, plain C structs for which
+        // all zero bytes are a valid (empty) value.
+        v.push(unsafe { mem::zeroed() });
+    }
+}
+
+impl std::fmt::Debug for MmsgScratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MmsgScratch")
+            .field("recv_capacity", &self.recv_headers.len())
+            .field("send_capacity", &self.send_headers.len())
+            .finish()
+    }
+}
+
+/// Receives up to `slots` datagrams, each into its own `slot_size` part of `data`, without
+/// blocking. Returns how many arrived (their metadata appended to `meta`); `Ok(0)` when none
+/// were waiting.
+pub(crate) fn recv_batch(
+    fd: RawFd,
+    scratch: &mut MmsgScratch,
+    data: &mut [u8],
+    slot_size: usize,
+    slots: usize,
+    meta: &mut Vec<RecvMeta>,
+) -> io::Result<usize> {
+    let slots = slots.min(data.len() / slot_size.max(1));
+    if slots == 0 {
+        return Ok(0);
+    }
+    let base = data.as_mut_ptr();
+    let layout = (base as usize, slot_size, slots);
+    if scratch.recv_layout == Some(layout) {
+        // Same buffer, same arrays: the pointers still hold; reset what the kernel wrote.
+        for header in &mut scratch.recv_headers[..slots] {
+            header.msg_hdr.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
+            header.msg_hdr.msg_flags = 0;
+            header.msg_len = 0;
+        }
+    } else {
+        grow_zeroed(&mut scratch.recv_headers, slots);
+        grow_zeroed(&mut scratch.recv_iovecs, slots);
+        grow_zeroed(&mut scratch.names, slots);
+        for i in 0..slots {
+            // SAFETY: `i * slot_size + slot_size <= data.len()` (slots was capped above), so
+            // the offset stays inside `data`.
+            let slot = unsafe { base.add(i * slot_size) };
+            scratch.recv_iovecs[i] = libc::iovec { iov_base: slot.cast(), iov_len: slot_size };
+            let header = &mut scratch.recv_headers[i];
+            header.msg_hdr.msg_name = (&raw mut scratch.names[i]).cast();
+            header.msg_hdr.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
+            header.msg_hdr.msg_iov = &raw mut scratch.recv_iovecs[i];
+            header.msg_hdr.msg_iovlen = 1;
+            header.msg_hdr.msg_control = std::ptr::null_mut();
+            header.msg_hdr.msg_controllen = 0;
+            header.msg_hdr.msg_flags = 0;
+            header.msg_len = 0;
+        }
+        // The arrays only grow on a layout change, so the pointers set here stay valid until
+        // the next one.
+        scratch.recv_layout = Some(layout);
+    }
+    let vlen = u32::try_from(slots).unwrap_or(u32::MAX);
+    // SAFETY: the first `slots` headers each point to one iovec over a distinct, writable
+    // `slot_size` region of `data` and to a writable sockaddr_storage with its size; all of
+    // them outlive the call, and the kernel writes no further than those lengths.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd,
+            scratch.recv_headers.as_mut_ptr(),
+            vlen,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
+    }
+    let n = usize::try_from(n).expect("a non-negative count");
+    for i in 0..n {
+        let header = &scratch.recv_headers[i];
+        let len = usize::try_from(header.msg_len).expect("u32 fits in usize").min(slot_size);
+        // A datagram whose sender cannot be decoded (not IPv4 or IPv6) is reported from the
+        // unspecified address; no peer can be at it, so the layers above drop it.
+        let from = to_socket_addr(&scratch.names[i], header.msg_hdr.msg_namelen)
+            .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+        meta.push(RecvMeta { len, from });
+    }
+    Ok(n)
+}
+
+/// Sends `batch` without blocking, each datagram to `destination(to)`. Returns how many left;
+/// fewer than `batch.len()` when the send buffer filled (or an error stopped a datagram after
+/// the first, which the next call reports). An error means the first datagram was not sent.
+pub(crate) fn send_batch(
+    fd: RawFd,
+    scratch: &mut MmsgScratch,
+    batch: &[Outgoing<'_>],
+    mut destination: impl FnMut(SocketAddr) -> SocketAddr,
+) -> io::Result<usize> {
+    if batch.is_empty() {
+        return Ok(0);
+    }
+    grow_zeroed(&mut scratch.send_headers, batch.len());
+    grow_zeroed(&mut scratch.send_iovecs, batch.len());
+    scratch.destinations.clear();
+    scratch.destinations.extend(batch.iter().map(|d| SockAddr::from(destination(d.to))));
+    for (i, datagram) in batch.iter().enumerate() {
+        // The kernel only reads through `iov_base` for a send.
+        scratch.send_iovecs[i] = libc::iovec {
+            iov_base: datagram.payload.as_ptr().cast_mut().cast(),
+            iov_len: datagram.payload.len(),
+        };
+        let header = &mut scratch.send_headers[i];
+        header.msg_hdr.msg_name = scratch.destinations[i].as_ptr().cast_mut().cast();
+        header.msg_hdr.msg_namelen = scratch.destinations[i].len();
+        header.msg_hdr.msg_iov = &raw mut scratch.send_iovecs[i];
+        header.msg_hdr.msg_iovlen = 1;
+        header.msg_hdr.msg_control = std::ptr::null_mut();
+        header.msg_hdr.msg_controllen = 0;
+        header.msg_hdr.msg_flags = 0;
+        header.msg_len = 0;
+    }
+    let vlen = u32::try_from(batch.len()).unwrap_or(u32::MAX);
+    // SAFETY: the first `batch.len()` headers each point to one iovec over a payload borrowed
+    // for this call and to a socket address with its length, all alive until the call returns;
+    // sendmmsg only reads them.
+    let n =
+        unsafe { libc::sendmmsg(fd, scratch.send_headers.as_mut_ptr(), vlen, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(usize::try_from(n).expect("a non-negative count"))
+}
+
+fn socklen(n: usize) -> libc::socklen_t {
+    libc::socklen_t::try_from(n).expect("a sockaddr size fits in socklen_t")
+}
+
+/// Decodes an IPv4 or IPv6 socket address written by the kernel.
+fn to_socket_addr(storage: &libc::sockaddr_storage, len: libc::socklen_t) -> Option<SocketAddr> {
+    let len = usize::try_from(len).ok()?;
+    match i32::from(storage.ss_family) {
+        libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, which fits in (and has
+            // no stricter alignment than) sockaddr_storage.
+            let sin = unsafe { &*(std::ptr::from_ref(storage).cast::<libc::sockaddr_in>()) };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+        }
+        libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &*(std::ptr::from_ref(storage).cast::<libc::sockaddr_in6>()) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
