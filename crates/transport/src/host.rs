@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sturnus_socket::{SendStatus, Socket, SocketFactory};
+use sturnus_socket::{Outgoing, RecvBatch, Socket, SocketFactory};
 
 use crate::{
     ChannelId, ConnectError, ConnectionId, ConnectionStats, DisconnectReason, Endpoint,
@@ -13,6 +13,8 @@ use crate::{
 /// Datagrams read per [`Host::receive`] before events are handed out, so a flood cannot keep
 /// the application from its events.
 const RECV_BUDGET: usize = 1024;
+/// Datagrams moved per socket call (one `recvmmsg`/`sendmmsg` on Linux).
+const BATCH: usize = 32;
 
 /// What [`Host::receive`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -87,8 +89,11 @@ pub struct HostStats {
 pub struct Host<S> {
     endpoint: Endpoint,
     socket: S,
+    /// `BATCH` packet-sized slots for outgoing datagrams, and where each goes.
     send_buf: Vec<u8>,
-    recv_buf: Vec<u8>,
+    send_meta: Vec<(usize, SocketAddr)>,
+    /// Slots one byte longer than a packet, to tell oversized datagrams apart.
+    recv: RecvBatch,
     stats: HostStats,
 }
 
@@ -105,9 +110,9 @@ impl<S: Socket> Host<S> {
         Ok(Self {
             endpoint,
             socket,
-            send_buf: vec![0; packet],
-            // One byte more than a packet may have, to tell oversized datagrams apart.
-            recv_buf: vec![0; packet + 1],
+            send_buf: vec![0; packet * BATCH],
+            send_meta: Vec::with_capacity(BATCH),
+            recv: RecvBatch::new(BATCH, packet + 1),
             stats: HostStats::default(),
         })
     }
@@ -162,16 +167,45 @@ impl<S: Socket> Host<S> {
         self.endpoint.disconnect(now(), conn);
     }
 
-    /// Sends everything the protocol has to send now.
+    /// Sends everything the protocol has to send now, in batches.
     pub fn flush(&mut self) -> Result<(), HostError> {
-        let now = now();
-        while let Some(transmit) = self.endpoint.poll_transmit(now, &mut self.send_buf) {
-            match self.socket.send_to(&self.send_buf[..transmit.len], transmit.destination)? {
-                SendStatus::Sent => self.stats.datagrams_sent += 1,
-                _ => self.stats.datagrams_unsent += 1,
+        self.flush_at(now())
+    }
+
+    fn flush_at(&mut self, now: Instant) -> Result<(), HostError> {
+        let packet = self.endpoint.config().max_packet_size;
+        loop {
+            self.send_meta.clear();
+            for slot in self.send_buf.chunks_exact_mut(packet) {
+                let Some(transmit) = self.endpoint.poll_transmit(now, slot) else { break };
+                self.send_meta.push((transmit.len, transmit.destination));
+            }
+            let count = self.send_meta.len();
+            if count == 0 {
+                return Ok(());
+            }
+            let mut batch = [Outgoing { to: self.send_meta[0].1, payload: &[] }; BATCH];
+            for (i, (&(len, to), slot)) in
+                self.send_meta.iter().zip(self.send_buf.chunks_exact(packet)).enumerate()
+            {
+                batch[i] = Outgoing { to, payload: &slot[..len] };
+            }
+            let mut done = 0;
+            while done < count {
+                let n = self.socket.send_batch(&batch[done..count])?;
+                if n == 0 {
+                    break;
+                }
+                done += n;
+            }
+            // What the socket would not take is lost to the protocol, which resends what was
+            // reliable.
+            self.stats.datagrams_sent += done as u64;
+            self.stats.datagrams_unsent += (count - done) as u64;
+            if count < BATCH {
+                return Ok(());
             }
         }
-        Ok(())
     }
 
     /// Reads what has arrived, runs due timers, sends what is due, and returns the next event
@@ -191,22 +225,30 @@ impl<S: Socket> Host<S> {
     }
 
     fn pump(&mut self) -> Result<(), HostError> {
-        self.flush()?;
         let now = now();
-        let limit = self.recv_buf.len() - 1;
-        for _ in 0..RECV_BUDGET {
-            let Some(meta) = self.socket.recv_from(&mut self.recv_buf)? else { break };
-            if meta.len > limit {
-                self.stats.datagrams_oversized += 1;
-                continue;
+        self.flush_at(now)?;
+        let limit = self.recv.slot_size() - 1;
+        let mut read = 0;
+        while read < RECV_BUDGET {
+            let n = self.socket.recv_batch(&mut self.recv)?;
+            read += n;
+            for (from, datagram) in self.recv.iter() {
+                if datagram.len() > limit {
+                    self.stats.datagrams_oversized += 1;
+                    continue;
+                }
+                self.stats.datagrams_received += 1;
+                self.endpoint.handle_datagram(now, from, datagram);
             }
-            self.stats.datagrams_received += 1;
-            self.endpoint.handle_datagram(now, meta.from, &self.recv_buf[..meta.len]);
+            // A batch that did not fill up found the queue empty: no need to ask again.
+            if n < self.recv.capacity() {
+                break;
+            }
         }
         if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
             self.endpoint.handle_timeout(now);
         }
-        self.flush()
+        self.flush_at(now)
     }
 
     /// Sleeps until a datagram may have arrived, the next protocol timer is due, or `timeout`

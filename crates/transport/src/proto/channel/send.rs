@@ -100,6 +100,9 @@ pub(crate) struct SendChannel {
     /// Finding what is due therefore costs no scan of the units in flight. Stale timers (of
     /// units since acknowledged, dropped or written again) are skipped and popped.
     timers: Vec<VecDeque<Timer>>,
+    /// Bit `l` set: `timers[l]` is not empty (most channels use one or two levels, and the
+    /// packet builder asks for the next resend often).
+    armed: u32,
     /// The serial number of `units[0]`: unit `i` is the `front_serial + i`-th unit queued, so a
     /// timer finds its unit without a search.
     front_serial: u64,
@@ -115,6 +118,7 @@ impl SendChannel {
             first_unsent: 0,
             messages: 0,
             timers: if qos.is_reliable() { vec![VecDeque::new(); LEVELS] } else { Vec::new() },
+            armed: 0,
             front_serial: 0,
         }
     }
@@ -213,14 +217,31 @@ impl SendChannel {
         live.then_some(i)
     }
 
+    /// The levels with timers, lowest first.
+    fn armed_levels(&self) -> impl Iterator<Item = usize> + use<> {
+        let mut armed = self.armed;
+        std::iter::from_fn(move || {
+            let level = armed.trailing_zeros() as usize;
+            armed &= armed.wrapping_sub(1);
+            (level < LEVELS).then_some(level)
+        })
+    }
+
+    fn pop_timer(&mut self, level: usize) {
+        let _ = self.timers[level].pop_front();
+        if self.timers[level].is_empty() {
+            self.armed &= !(1 << level);
+        }
+    }
+
     /// Pops stale timers off the front of every queue, so each front is live.
     fn prune_timers(&mut self) {
-        for level in 0..self.timers.len() {
+        for level in self.armed_levels() {
             while let Some(timer) = self.timers[level].front() {
                 if self.live(timer).is_some() {
                     break;
                 }
-                let _ = self.timers[level].pop_front();
+                self.pop_timer(level);
             }
         }
     }
@@ -239,14 +260,15 @@ impl SendChannel {
         };
         let level = self.level(timer.sends);
         self.timers[level].push_back(timer);
+        self.armed |= 1 << level;
     }
 
     /// When the earliest resend of this channel falls due, if any unit waits for one.
     pub(crate) fn next_resend(&self, ctx: &FillContext) -> Option<Instant> {
         let mut next: Option<Instant> = None;
-        for (level, queue) in self.timers.iter().enumerate() {
+        for level in self.armed_levels() {
             // Every change that can make a front stale prunes it, so this finds the front.
-            if let Some(timer) = queue.iter().find(|t| self.live(t).is_some()) {
+            if let Some(timer) = self.timers[level].iter().find(|t| self.live(t).is_some()) {
                 let at = timer.sent_at + self.wait(level, ctx);
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
@@ -288,14 +310,14 @@ impl SendChannel {
         if self.qos.is_reliable() {
             // Resends of units in flight, level by level, each level in deadline order.
             if ctx.may_resend {
-                'levels: for level in 0..self.timers.len() {
+                'levels: for level in self.armed_levels() {
                     let wait = self.wait(level, ctx);
                     while let Some(&timer) = self.timers[level].front() {
                         if timer.sent_at + wait > ctx.now {
                             break;
                         }
                         let Some(i) = self.live(&timer) else {
-                            let _ = self.timers[level].pop_front();
+                            self.pop_timer(level);
                             continue;
                         };
                         if !write_unit(
@@ -309,7 +331,7 @@ impl SendChannel {
                             filled.more = true;
                             break 'levels;
                         }
-                        let _ = self.timers[level].pop_front();
+                        self.pop_timer(level);
                         self.arm(i, ctx.now);
                         refs.push(self.unit_ref(i));
                         filled.records += 1;
