@@ -159,6 +159,11 @@ pub(crate) struct Connection {
     in_flight: usize,
     channel_cursor: usize,
     pub(crate) stats: ConnectionStats,
+    /// The deadline this connection is registered at in the endpoint's timer heap (an entry at
+    /// any other time is stale). Never later than `next_timeout`.
+    pub(crate) scheduled: Option<Instant>,
+    /// Whether the connection is in the endpoint's queue of connections that may send.
+    pub(crate) ready: bool,
 }
 
 /// The first packet number of the side with `salt`.
@@ -223,6 +228,8 @@ impl Connection {
             in_flight: 0,
             channel_cursor: 0,
             stats: ConnectionStats::default(),
+            scheduled: None,
+            ready: false,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The endpoint: many connections behind one socket, as a sans-IO state machine.
 
+use std::cmp::Reverse;
 use std::collections::hash_map::RandomState;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -241,7 +242,13 @@ pub struct Endpoint {
     newest_state: HashMap<(ConnectionId, ChannelId), u64>,
     pool: BufPool,
     accept_filter: Option<AcceptFilter>,
-    cursor: usize,
+    /// Connections that may have something to send, in turn order. `poll_transmit` visits only
+    /// these, so an endpoint with many idle connections does no work for them.
+    ready: VecDeque<u16>,
+    /// Connection deadlines (slot, time), earliest first; entries whose time is not the
+    /// connection's `scheduled` are stale and skipped. Timers cost O(log n) per change instead
+    /// of a scan of every connection per poll.
+    timers: BinaryHeap<Reverse<(Instant, u16)>>,
     stats: EndpointStats,
 }
 
@@ -294,7 +301,8 @@ impl Endpoint {
             newest_state: HashMap::new(),
             pool: BufPool::new(POOL_LIMIT),
             accept_filter: None,
-            cursor: 0,
+            ready: VecDeque::new(),
+            timers: BinaryHeap::new(),
             stats: EndpointStats::default(),
         })
     }
@@ -370,9 +378,24 @@ impl Endpoint {
             }
         };
         self.by_addr.insert(conn.addr, slot);
+        let now = conn.last_recv;
         self.slots[usize::from(slot)].conn = Some(Box::new(conn));
         self.live += 1;
+        self.touch(slot, now);
         Some(self.id_of(slot))
+    }
+
+    /// Something about connection `slot` changed: queue it to send, and register its next
+    /// deadline if that moved earlier. (A deadline that moved later keeps its earlier entry,
+    /// which then fires early and registers the right one; that bounds the heap to about one
+    /// live entry per connection.)
+    fn touch(&mut self, slot: u16, now: Instant) {
+        let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { return };
+        if !conn.ready {
+            conn.ready = true;
+            self.ready.push_back(slot);
+        }
+        self.schedule(slot, now);
     }
 
     fn remove(&mut self, id: ConnectionId) -> Option<Box<Connection>> {
@@ -433,7 +456,12 @@ impl Endpoint {
         let Self { slots, config, pool, .. } = self;
         let slot = slots.get_mut(id.slot()).filter(|s| s.generation == id.generation());
         let conn = slot.and_then(|s| s.conn.as_deref_mut()).ok_or(SendError::UnknownConnection)?;
-        conn.enqueue(channel, payload, config, pool)
+        conn.enqueue(channel, payload, config, pool)?;
+        if !conn.ready {
+            conn.ready = true;
+            self.ready.push_back(u16::try_from(id.slot()).expect("slots are u16"));
+        }
+        Ok(())
     }
 
     /// Closes a connection. The peer is told (the notice is repeated to survive loss); no event
@@ -523,7 +551,12 @@ impl Endpoint {
         };
         if first & CONTROL_BIT != 0 {
             match Control::decode(datagram) {
-                Ok(packet) => self.handle_control(now, from, packet),
+                Ok(packet) => {
+                    self.handle_control(now, from, packet);
+                    if let Some(&slot) = self.by_addr.get(&from) {
+                        self.touch(slot, now);
+                    }
+                }
                 Err(_) => self.stats.malformed += 1,
             }
             return;
@@ -562,6 +595,7 @@ impl Endpoint {
         if verdict == PacketVerdict::Rejected {
             self.stats.rejected_packets += 1;
         }
+        self.touch(slot, now);
     }
 
     fn handle_control(&mut self, now: Instant, from: SocketAddr, packet: Control) {
@@ -725,16 +759,51 @@ impl Endpoint {
             }
             return Some(Transmit { destination, len });
         }
-        let slots = self.slots.len();
-        for k in 0..slots {
-            let slot = (self.cursor + k) % slots;
-            if let Some(transmit) = self.transmit_for(slot, now, buf) {
-                // The next call starts after this connection, so all get their turn.
-                self.cursor = (slot + 1) % slots;
+        self.wake_due(now);
+        // Each connection that sent goes to the back of the queue, so all get their turn.
+        while let Some(slot) = self.ready.pop_front() {
+            let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { continue };
+            conn.ready = false;
+            if let Some(transmit) = self.transmit_for(usize::from(slot), now, buf) {
+                self.touch(slot, now);
                 return Some(transmit);
             }
+            // Nothing to send now; a timer, a datagram or a send queues it again.
+            self.schedule(slot, now);
         }
         None
+    }
+
+    /// Queues the connections whose deadline has passed, so a due resend, acknowledgement or
+    /// keepalive goes out even when the driver polls for transmits before running timers. A
+    /// deadline that also needs `handle_timeout` (a connection timeout, an expired partial
+    /// message) is registered again when the connection is visited.
+    fn wake_due(&mut self, now: Instant) {
+        while let Some(&Reverse((at, slot))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            let _ = self.timers.pop();
+            let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { continue };
+            if conn.scheduled != Some(at) {
+                continue; // stale
+            }
+            conn.scheduled = None;
+            if !conn.ready {
+                conn.ready = true;
+                self.ready.push_back(slot);
+            }
+        }
+    }
+
+    /// Registers connection `slot`'s next deadline if it moved earlier (see [`touch`](Self::touch)).
+    fn schedule(&mut self, slot: u16, now: Instant) {
+        let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { return };
+        let at = conn.next_timeout(&self.config).max(now);
+        if conn.scheduled.is_none_or(|s| at < s) {
+            conn.scheduled = Some(at);
+            self.timers.push(Reverse((at, slot)));
+        }
     }
 
     fn transmit_for(&mut self, slot: usize, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
@@ -764,14 +833,23 @@ impl Endpoint {
         }
     }
 
-    /// Handles timers: connection timeouts, failed connection attempts, stale partial messages.
+    /// Handles timers: connection timeouts, failed connection attempts, stale partial messages,
+    /// and due resends, acknowledgements and keepalives (which `poll_transmit` then sends).
     pub fn handle_timeout(&mut self, now: Instant) {
-        for slot in 0..self.slots.len() {
-            let id = self.id_of(u16::try_from(slot).expect("u16 slots"));
+        while let Some(&Reverse((at, slot))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            let _ = self.timers.pop();
+            let id = self.id_of(slot);
             let Self { slots, config, pool, .. } = self;
-            let Some(conn) = slots[slot].conn.as_deref_mut() else {
+            let Some(conn) = slots[usize::from(slot)].conn.as_deref_mut() else {
                 continue;
             };
+            if conn.scheduled != Some(at) {
+                continue; // stale
+            }
+            conn.scheduled = None;
             let reason = match conn.phase {
                 Phase::Connecting { attempts, next_attempt, .. } => {
                     (attempts >= config.connect_attempts && now >= next_attempt)
@@ -781,24 +859,29 @@ impl Endpoint {
                     conn.handle_timeout(now, config, pool).then_some(DisconnectReason::Timeout)
                 }
             };
-            if let Some(reason) = reason {
-                self.close_with_event(id, reason);
+            match reason {
+                Some(reason) => self.close_with_event(id, reason),
+                // Due: let `poll_transmit` visit it (which also registers its next deadline;
+                // doing that here could find the same deadline due again, forever).
+                None if !conn.ready => {
+                    conn.ready = true;
+                    self.ready.push_back(slot);
+                }
+                None => {}
             }
         }
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) (and then `poll_transmit`) should next be
-    /// called; `None` when nothing is scheduled. An instant in the past means "now".
+    /// called; `None` when nothing is scheduled. An instant in the past means "now". It may come
+    /// early (a deadline that moved later, or a closed connection's); `handle_timeout` then
+    /// does nothing but reschedule.
     pub fn poll_timeout(&self) -> Option<Instant> {
         if !self.replies.is_empty() {
             return Some(self.epoch);
         }
         let closing = self.closing.front().map(|c| c.next_at);
-        let conns = self
-            .slots
-            .iter()
-            .filter_map(|s| s.conn.as_deref())
-            .map(|c| c.next_timeout(&self.config));
+        let conns = self.timers.peek().map(|Reverse((at, _))| *at);
         closing.into_iter().chain(conns).min()
     }
 
