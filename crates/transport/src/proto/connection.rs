@@ -112,6 +112,16 @@ struct Parsed {
     len: usize,
 }
 
+/// Buffers `Connection::on_packet` reuses, shared by all of an endpoint's connections so that
+/// each connection does not keep its own (a connection's memory is what limits a server).
+#[derive(Debug, Default)]
+pub(crate) struct PacketScratch {
+    /// The records of the packet being processed.
+    parsed: Vec<Parsed>,
+    /// New partial messages counted in the packet being processed.
+    new_partials: Vec<(ChannelId, MessageSeq)>,
+}
+
 /// What happened to an incoming data packet as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PacketVerdict {
@@ -147,10 +157,6 @@ pub(crate) struct Connection {
     /// Bytes held for messages not yet deliverable (partials, and reliable messages waiting for
     /// an earlier one), against `max_reassembly_bytes`.
     held_bytes: usize,
-    /// Reused by `on_packet`: the records of the packet being processed.
-    parsed: Vec<Parsed>,
-    /// Reused by `on_packet`: new partial messages counted in the packet being processed.
-    new_partials: Vec<(ChannelId, MessageSeq)>,
     cwnd: usize,
     min_cwnd: usize,
     cwnd_growth: usize,
@@ -218,8 +224,6 @@ impl Connection {
             send,
             recv,
             held_bytes: 0,
-            parsed: Vec::new(),
-            new_partials: Vec::new(),
             cwnd: config.initial_congestion_window,
             min_cwnd: config.min_congestion_window,
             cwnd_growth: 0,
@@ -484,6 +488,7 @@ impl Connection {
         datagram: &[u8],
         config: &EndpointConfig,
         pool: &mut BufPool,
+        scratch: &mut PacketScratch,
         deliver: &mut impl FnMut(ChannelId, &[u8]),
     ) -> PacketVerdict {
         if !self.is_connected() {
@@ -521,8 +526,8 @@ impl Connection {
         // reliable ones would newly hold. Nothing is delivered unless the whole packet decodes,
         // so a packet is either processed or dropped, never half of each.
         let body = r.position();
-        let mut parsed = std::mem::take(&mut self.parsed);
-        let mut new_partials = std::mem::take(&mut self.new_partials);
+        let mut parsed = std::mem::take(&mut scratch.parsed);
+        let mut new_partials = std::mem::take(&mut scratch.new_partials);
         parsed.clear();
         new_partials.clear();
         let mut need = 0usize;
@@ -573,8 +578,8 @@ impl Connection {
         }
         if !well_formed {
             self.stats.malformed += 1;
-            self.parsed = parsed;
-            self.new_partials = new_partials;
+            scratch.parsed = parsed;
+            scratch.new_partials = new_partials;
             return PacketVerdict::Rejected;
         }
         self.process_acks(now, header.ack, header.ack_bits, config, pool);
@@ -615,8 +620,8 @@ impl Connection {
                 Outcome::Refused => refused = true,
             }
         }
-        self.parsed = parsed;
-        self.new_partials = new_partials;
+        scratch.parsed = parsed;
+        scratch.new_partials = new_partials;
         if refused {
             // Not acknowledged: the sender will resend what it carried.
             return PacketVerdict::Rejected;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use sturnus_netem::Rng;
 
 use super::codec::Writer;
-use super::connection::{Connection, ConnectionStats, PacketVerdict, Phase, token};
+use super::connection::{Connection, ConnectionStats, PacketScratch, PacketVerdict, Phase, token};
 use super::control::{Control, Cookie, RejectReason};
 use super::packet::CONTROL_BIT;
 use super::pool::BufPool;
@@ -249,6 +249,7 @@ pub struct Endpoint {
     /// connection's `scheduled` are stale and skipped. Timers cost O(log n) per change instead
     /// of a scan of every connection per poll.
     timers: BinaryHeap<Reverse<(Instant, u16)>>,
+    scratch: PacketScratch,
     stats: EndpointStats,
 }
 
@@ -303,6 +304,7 @@ impl Endpoint {
             accept_filter: None,
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
+            scratch: PacketScratch::default(),
             stats: EndpointStats::default(),
         })
     }
@@ -566,32 +568,35 @@ impl Endpoint {
             return;
         };
         let id = self.id_of(slot);
-        let Self { slots, config, pool, events, data, newest_state, events_popped, .. } = self;
+        let Self {
+            slots, config, pool, events, data, newest_state, events_popped, scratch, ..
+        } = self;
         let conn = slots[usize::from(slot)].conn.as_deref_mut().expect("by_addr names live slots");
-        let verdict = conn.on_packet(now, datagram, config, pool, &mut |channel, payload| {
-            let index = *events_popped + events.len() as u64;
-            if config.qos(channel).is_some_and(Qos::is_state_update) {
-                // Only the newest state is delivered: an older one still queued is dropped.
-                if let Some(older) = newest_state.insert((id, channel), index) {
-                    if let Some(i) = older.checked_sub(*events_popped) {
-                        if let Some(Pending::Data { superseded, .. }) =
-                            events.get_mut(usize::try_from(i).unwrap_or(usize::MAX))
-                        {
-                            *superseded = true;
+        let verdict =
+            conn.on_packet(now, datagram, config, pool, scratch, &mut |channel, payload| {
+                let index = *events_popped + events.len() as u64;
+                if config.qos(channel).is_some_and(Qos::is_state_update) {
+                    // Only the newest state is delivered: an older one still queued is dropped.
+                    if let Some(older) = newest_state.insert((id, channel), index) {
+                        if let Some(i) = older.checked_sub(*events_popped) {
+                            if let Some(Pending::Data { superseded, .. }) =
+                                events.get_mut(usize::try_from(i).unwrap_or(usize::MAX))
+                            {
+                                *superseded = true;
+                            }
                         }
                     }
                 }
-            }
-            let start = data.len();
-            data.extend_from_slice(payload);
-            events.push_back(Pending::Data {
-                conn: id,
-                channel,
-                start,
-                len: payload.len(),
-                superseded: false,
+                let start = data.len();
+                data.extend_from_slice(payload);
+                events.push_back(Pending::Data {
+                    conn: id,
+                    channel,
+                    start,
+                    len: payload.len(),
+                    superseded: false,
+                });
             });
-        });
         if verdict == PacketVerdict::Rejected {
             self.stats.rejected_packets += 1;
         }

@@ -117,7 +117,8 @@ impl SendChannel {
             units: VecDeque::new(),
             first_unsent: 0,
             messages: 0,
-            timers: if qos.is_reliable() { vec![VecDeque::new(); LEVELS] } else { Vec::new() },
+            // Levels are added as units back off, so an idle channel costs no memory.
+            timers: Vec::new(),
             armed: 0,
             front_serial: 0,
         }
@@ -259,6 +260,9 @@ impl SendChannel {
             sent_at: now,
         };
         let level = self.level(timer.sends);
+        if self.timers.len() <= level {
+            self.timers.resize_with(level + 1, VecDeque::new);
+        }
         self.timers[level].push_back(timer);
         self.armed |= 1 << level;
     }
