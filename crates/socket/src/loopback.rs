@@ -1,7 +1,7 @@
 //! An in-process datagram network.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -47,8 +47,57 @@ pub struct LoopbackNetwork {
 #[derive(Debug, Default)]
 struct Shared {
     config: LoopbackConfig,
-    sockets: Mutex<HashMap<SocketAddr, Arc<Inbox>>>,
+    sockets: Mutex<Bindings>,
     undeliverable: AtomicU64,
+}
+
+/// The bound sockets, by address and by (family, port), so binding and routing cost O(1)
+/// however many sockets a test binds.
+#[derive(Debug, Default)]
+struct Bindings {
+    by_addr: HashMap<SocketAddr, Arc<Inbox>>,
+    /// The IPs bound on each (is IPv4, port).
+    by_port: HashMap<(bool, u16), Vec<IpAddr>>,
+    /// Where the search for a free ephemeral port starts next.
+    next_ephemeral: u16,
+}
+
+impl Bindings {
+    /// Whether binding `addr` would clash with a bound socket: same family and port, and the
+    /// same IP or either side unspecified.
+    fn conflicts(&self, addr: SocketAddr) -> bool {
+        self.by_port.get(&(addr.is_ipv4(), addr.port())).is_some_and(|ips| {
+            ips.iter()
+                .any(|ip| *ip == addr.ip() || ip.is_unspecified() || addr.ip().is_unspecified())
+        })
+    }
+
+    /// A free ephemeral port for `addr`'s IP, searching on from the last one handed out.
+    fn free_port(&mut self, addr: SocketAddr) -> Option<u16> {
+        let span = u16::MAX - FIRST_EPHEMERAL_PORT + 1;
+        let start = self.next_ephemeral.saturating_sub(FIRST_EPHEMERAL_PORT) % span;
+        let port = (0..span)
+            .map(|i| FIRST_EPHEMERAL_PORT + (start + i) % span)
+            .find(|&port| !self.conflicts(with_port(addr, port)))?;
+        self.next_ephemeral = port.wrapping_add(1).max(FIRST_EPHEMERAL_PORT);
+        Some(port)
+    }
+
+    fn insert(&mut self, addr: SocketAddr, inbox: Arc<Inbox>) {
+        self.by_addr.insert(addr, inbox);
+        self.by_port.entry((addr.is_ipv4(), addr.port())).or_default().push(addr.ip());
+    }
+
+    fn remove(&mut self, addr: SocketAddr) {
+        self.by_addr.remove(&addr);
+        let key = (addr.is_ipv4(), addr.port());
+        if let Some(ips) = self.by_port.get_mut(&key) {
+            ips.retain(|ip| *ip != addr.ip());
+            if ips.is_empty() {
+                self.by_port.remove(&key);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -92,11 +141,9 @@ impl LoopbackNetwork {
     pub fn bind(&self, addr: SocketAddr) -> Result<LoopbackSocket, SocketError> {
         let mut sockets = self.shared.sockets.lock();
         let addr = if addr.port() == 0 {
-            let port = (FIRST_EPHEMERAL_PORT..=u16::MAX)
-                .find(|&port| !conflicts(&sockets, with_port(addr, port)))
-                .ok_or(SocketError::AddressInUse(addr))?;
+            let port = sockets.free_port(addr).ok_or(SocketError::AddressInUse(addr))?;
             with_port(addr, port)
-        } else if conflicts(&sockets, addr) {
+        } else if sockets.conflicts(addr) {
             return Err(SocketError::AddressInUse(addr));
         } else {
             addr
@@ -124,9 +171,10 @@ impl LoopbackNetwork {
 
     fn route(&self, to: SocketAddr) -> Option<Arc<Inbox>> {
         let sockets = self.shared.sockets.lock();
-        sockets
+        let by_addr = &sockets.by_addr;
+        by_addr
             .get(&to)
-            .or_else(|| sockets.get(&with_port(crate::socket::unspecified_of(to), to.port())))
+            .or_else(|| by_addr.get(&with_port(crate::socket::unspecified_of(to), to.port())))
             .cloned()
     }
 }
@@ -134,18 +182,6 @@ impl LoopbackNetwork {
 fn with_port(mut addr: SocketAddr, port: u16) -> SocketAddr {
     addr.set_port(port);
     addr
-}
-
-/// Whether binding `addr` would clash with a bound socket: same family and port, and the same IP
-/// or either side unspecified.
-fn conflicts(sockets: &HashMap<SocketAddr, Arc<Inbox>>, addr: SocketAddr) -> bool {
-    sockets.keys().any(|bound| {
-        bound.port() == addr.port()
-            && bound.is_ipv4() == addr.is_ipv4()
-            && (bound.ip() == addr.ip()
-                || bound.ip().is_unspecified()
-                || addr.ip().is_unspecified())
-    })
 }
 
 /// A socket on a [`LoopbackNetwork`]. Dropping it frees its address.
@@ -254,8 +290,8 @@ impl Socket for LoopbackSocket {
 impl Drop for LoopbackSocket {
     fn drop(&mut self) {
         let mut sockets = self.network.shared.sockets.lock();
-        if sockets.get(&self.local).is_some_and(|inbox| Arc::ptr_eq(inbox, &self.inbox)) {
-            sockets.remove(&self.local);
+        if sockets.by_addr.get(&self.local).is_some_and(|inbox| Arc::ptr_eq(inbox, &self.inbox)) {
+            sockets.remove(self.local);
         }
     }
 }

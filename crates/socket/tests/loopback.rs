@@ -190,3 +190,19 @@ fn a_short_buffer_truncates_like_udp() {
     assert_eq!((meta.len, &buf), (4, b"0123"));
     assert_eq!(b.recv_from(&mut buf).unwrap(), None, "the rest is discarded");
 }
+
+#[test]
+fn every_ephemeral_port_can_be_bound_then_the_range_is_exhausted_until_one_is_freed() {
+    let net = LoopbackNetwork::new();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut sockets: Vec<_> = (49_152..=u16::MAX).map(|_| net.bind(any).unwrap()).collect();
+    let mut ports: Vec<u16> = sockets.iter().map(|s| s.local_addr().port()).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 16_384, "all distinct");
+    assert!(matches!(net.bind(any), Err(SocketError::AddressInUse(_))));
+    // Another IP has its own ports.
+    assert!(net.bind("127.0.0.2:0".parse().unwrap()).is_ok());
+    let freed = sockets.swap_remove(1234).local_addr().port();
+    assert_eq!(net.bind(any).unwrap().local_addr().port(), freed);
+}
