@@ -6,8 +6,9 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io;
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
@@ -244,7 +245,11 @@ impl<P: Peer> Crowd<P> {
     }
 
     /// Sends from every client for `duration`, then waits for the last echoes.
-    fn run(&mut self, duration: Duration) -> io::Result<()> {
+    fn run(
+        &mut self,
+        duration: Duration,
+        tick: &mut dyn FnMut() -> BenchResult<()>,
+    ) -> BenchResult<()> {
         let start = now();
         let count = self.peers.len().max(1) as u32;
         self.shared.sending = true;
@@ -256,18 +261,25 @@ impl<P: Peer> Crowd<P> {
         }
         while now() < start + duration {
             self.turn(Duration::from_millis(5))?;
+            tick()?;
         }
         self.shared.sending = false;
         let end = now() + DRAIN;
         while now() < end {
             self.turn(Duration::from_millis(5))?;
+            tick()?;
         }
         Ok(())
     }
 }
 
-fn bind_client() -> io::Result<UdpSocket> {
-    UdpSocket::bind("127.0.0.1:0".parse().expect("a valid address"))
+/// Clients bound to one loopback IP; beyond it the next IP is used, because one IP's ephemeral
+/// port range (about 28,000 ports on Linux) cannot hold 32,000 clients.
+const CLIENTS_PER_IP: u64 = 10_000;
+
+fn bind_client(index: u64) -> io::Result<UdpSocket> {
+    let host = u8::try_from(1 + index / CLIENTS_PER_IP).unwrap_or(u8::MAX);
+    UdpSocket::bind(SocketAddr::from(([127, 0, 0, host], 0)))
 }
 
 fn shared(spec: &Spec, server: SocketAddr) -> Shared {
@@ -290,103 +302,242 @@ fn start(control: &mut dyn Link, run: u32) -> BenchResult<wire::Report> {
     control.request(c, wire::STARTED)
 }
 
-/// Builds the record from the baseline, the report and the crowd's counters.
-fn record(spec: &Spec, baseline_kib: u64, report: &wire::Report, shared: &Shared) -> Record {
-    let mut record = Record::new(spec);
-    record.fill_from_report(report);
-    record.clients = Some(spec.clients);
-    record.messages_sent = shared.sent;
-    record.messages_received = shared.echoes;
-    record.echo_loss = Some(shared.sent.saturating_sub(shared.echoes));
-    record.msgs_per_s = None;
-    record.mb_per_s = None;
-    record.alloc_per_msg = None;
-    record.rss_per_conn_bytes = Some(
-        report.rss_kib.saturating_sub(baseline_kib) as f64 * 1024.0 / spec.clients.max(1) as f64,
-    );
-    record
-}
-
-/// The clients workload over Sturnus: every client an [`Endpoint`] of its own.
-pub(crate) fn sturnus(
-    spec: &Spec,
-    server: SocketAddr,
-    control: &mut dyn Link,
-    run: u32,
-) -> BenchResult<Record> {
-    let _ = probe::raise_fd_limit(spec.clients * 2 + 1024);
-    let baseline = start(control, run)?;
-    let config = EndpointConfig { accept_connections: false, max_connections: 1, ..bench_config() };
-    let mut crowd = Crowd::<SturnusPeer>::new(shared(spec, server))?;
-    let begin = now();
-    for _ in 0..spec.clients {
-        let endpoint = Endpoint::new(config.clone(), begin)?;
-        let peer = SturnusPeer {
-            endpoint,
-            socket: bind_client()?,
-            conn: None,
-            connected: false,
-            next_send: begin,
-            seq: 0,
-        };
-        let _ = crowd.add(peer)?;
-    }
-    // Connect, a bounded number at a time.
-    let mut cursor = 0;
-    let deadline = now() + CONNECT_TIMEOUT;
-    while crowd.shared.connected < crowd.peers.len() {
-        let busy = cursor - crowd.shared.connected - crowd.shared.lost;
-        for _ in busy..CONNECTING_AT_ONCE {
-            if cursor == crowd.peers.len() {
-                break;
-            }
-            let at = now();
-            crowd.peers[cursor].conn = Some(crowd.peers[cursor].endpoint.connect(at, server)?);
-            crowd.service(cursor, at);
-            cursor += 1;
-        }
-        crowd.turn(Duration::from_millis(5))?;
-        if now() > deadline || crowd.shared.lost > 0 {
-            return Err(format!(
-                "{} of {} clients connected ({} failed)",
-                crowd.shared.connected, spec.clients, crowd.shared.lost
-            )
-            .into());
-        }
-    }
-    let measured = run + 1;
-    let _ = start(control, measured)?;
-    crowd.run(Duration::from_secs_f64(spec.duration_s))?;
-    let report = finish(control, measured, crowd.shared.sent)?;
-    let close_at = now();
-    for peer in &mut crowd.peers {
-        peer.close(close_at, &mut crowd.shared);
-    }
-    Ok(record(spec, baseline.rss_kib, &report, &crowd.shared))
-}
-
-/// The clients workload over plain UDP: every client a socket, the server echoing datagrams.
-pub(crate) fn raw(
-    spec: &Spec,
-    server: SocketAddr,
-    control: &mut dyn Link,
-    run: u32,
-) -> BenchResult<Record> {
-    let _ = probe::raise_fd_limit(spec.clients * 2 + 1024);
-    let baseline = start(control, run)?;
-    let mut crowd = Crowd::<RawPeer>::new(shared(spec, server))?;
-    let begin = now();
-    for _ in 0..spec.clients {
-        let _ = crowd.add(RawPeer { socket: bind_client()?, next_send: begin, seq: 0 })?;
-    }
-    let measured = run + 1;
-    let _ = start(control, measured)?;
-    crowd.run(Duration::from_secs_f64(spec.duration_s))?;
-    let report = finish(control, measured, crowd.shared.sent)?;
-    Ok(record(spec, baseline.rss_kib, &report, &crowd.shared))
-}
-
 fn finish(control: &mut dyn Link, run: u32, expected: u64) -> BenchResult<wire::Report> {
     let c = Control { tag: wire::DONE, run, busy_poll: false, expected, reliable: false };
     control.request(c, wire::REPORT)
+}
+
+/// Clients of either stack, connected and ready to send.
+enum AnyCrowd {
+    Sturnus(Crowd<SturnusPeer>),
+    Raw(Crowd<RawPeer>),
+}
+
+impl AnyCrowd {
+    /// Makes clients `first..first + count` of `spec`'s stack and connects them (Sturnus: a bounded number at
+    /// a time, so the server's handshake is not flooded).
+    fn connect(spec: &Spec, server: SocketAddr, first: u64, count: u64) -> BenchResult<Self> {
+        let begin = now();
+        if spec.raw {
+            let mut crowd = Crowd::<RawPeer>::new(shared(spec, server))?;
+            for i in 0..count {
+                let socket = bind_client(first + i)?;
+                let _ = crowd.add(RawPeer { socket, next_send: begin, seq: 0 })?;
+            }
+            return Ok(Self::Raw(crowd));
+        }
+        let config =
+            EndpointConfig { accept_connections: false, max_connections: 1, ..bench_config() };
+        let mut crowd = Crowd::<SturnusPeer>::new(shared(spec, server))?;
+        for i in 0..count {
+            let endpoint = Endpoint::new(config.clone(), begin)?;
+            let socket = bind_client(first + i)?;
+            let peer = SturnusPeer {
+                endpoint,
+                socket,
+                conn: None,
+                connected: false,
+                next_send: begin,
+                seq: 0,
+            };
+            let _ = crowd.add(peer)?;
+        }
+        let mut cursor = 0;
+        let deadline = now() + CONNECT_TIMEOUT;
+        while crowd.shared.connected < crowd.peers.len() {
+            let busy = cursor - crowd.shared.connected - crowd.shared.lost;
+            for _ in busy..CONNECTING_AT_ONCE {
+                if cursor == crowd.peers.len() {
+                    break;
+                }
+                let at = now();
+                crowd.peers[cursor].conn = Some(crowd.peers[cursor].endpoint.connect(at, server)?);
+                crowd.service(cursor, at);
+                cursor += 1;
+            }
+            crowd.turn(Duration::from_millis(5))?;
+            if now() > deadline || crowd.shared.lost > 0 {
+                return Err(format!(
+                    "{} of {count} clients connected ({} failed)",
+                    crowd.shared.connected, crowd.shared.lost
+                )
+                .into());
+            }
+        }
+        Ok(Self::Sturnus(crowd))
+    }
+
+    /// Sends for `duration`, waits for the last echoes, closes; returns (sent, echoes). Calls
+    /// `tick` between turns (to keep a control connection alive).
+    fn run(
+        self,
+        duration: Duration,
+        tick: &mut dyn FnMut() -> BenchResult<()>,
+    ) -> BenchResult<(u64, u64)> {
+        Ok(match self {
+            Self::Raw(mut crowd) => {
+                crowd.run(duration, tick)?;
+                (crowd.shared.sent, crowd.shared.echoes)
+            }
+            Self::Sturnus(mut crowd) => {
+                crowd.run(duration, tick)?;
+                let close_at = now();
+                for peer in &mut crowd.peers {
+                    peer.close(close_at, &mut crowd.shared);
+                }
+                (crowd.shared.sent, crowd.shared.echoes)
+            }
+        })
+    }
+}
+
+/// Clients one process can hold: a socket each, within its open-file limit.
+fn clients_per_process(wanted: u64) -> u64 {
+    let limit = probe::raise_fd_limit(wanted + 1024);
+    limit.saturating_sub(1024).clamp(1, 15_000)
+}
+
+/// The clients workload: `spec.clients` clients, in this process or, past its open-file
+/// limit, spread over worker processes (`sturnus-bench crowd-worker`).
+pub(crate) fn clients(
+    spec: &Spec,
+    server: SocketAddr,
+    control: &mut dyn Link,
+    run: u32,
+) -> BenchResult<Record> {
+    let baseline = start(control, run)?;
+    let measured = run + 1;
+    let duration = Duration::from_secs_f64(spec.duration_s);
+    let per_process = clients_per_process(spec.clients);
+    let (sent, echoes) = if spec.clients <= per_process {
+        let crowd = AnyCrowd::connect(spec, server, 0, spec.clients)?;
+        let _ = start(control, measured)?;
+        crowd.run(duration, &mut || control.drive(&mut |_| {}))?
+    } else {
+        let mut workers = Vec::new();
+        let mut left = spec.clients;
+        while left > 0 {
+            let count = left.min(per_process);
+            workers.push(Worker::spawn(spec, server, spec.clients - left, count)?);
+            left -= count;
+        }
+        for worker in &mut workers {
+            worker.expect("ready")?;
+        }
+        let _ = start(control, measured)?;
+        for worker in &mut workers {
+            worker.say("go")?;
+        }
+        // Keep the control connection alive while the workers run.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for worker in &mut workers {
+            let tx = tx.clone();
+            let lines = worker.lines.take().ok_or("worker output already taken")?;
+            let _ = std::thread::spawn(move || {
+                for line in lines {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let mut totals = (0, 0);
+        let mut finished = 0;
+        while finished < workers.len() {
+            control.drive(&mut |_| {})?;
+            match rx.recv_timeout(Duration::from_millis(5)) {
+                Ok(line) => {
+                    let line = line?;
+                    let mut numbers = line
+                        .strip_prefix("done ")
+                        .unwrap_or("")
+                        .split_whitespace()
+                        .map(str::parse::<u64>);
+                    match (numbers.next(), numbers.next()) {
+                        (Some(Ok(s)), Some(Ok(e))) => totals = (totals.0 + s, totals.1 + e),
+                        _ => return Err(format!("unexpected worker output `{line}`").into()),
+                    }
+                    finished += 1;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("a worker ended early".into());
+                }
+            }
+        }
+        totals
+    };
+    let report = finish(control, measured, sent)?;
+    let mut record = Record::new(spec);
+    record.fill_from_report(&report);
+    record.clients = Some(spec.clients);
+    record.messages_sent = sent;
+    record.messages_received = echoes;
+    record.echo_loss = Some(sent.saturating_sub(echoes));
+    record.msgs_per_s = None;
+    record.mb_per_s = None;
+    record.rss_per_conn_bytes = Some(
+        report.rss_kib.saturating_sub(baseline.rss_kib) as f64 * 1024.0
+            / spec.clients.max(1) as f64,
+    );
+    Ok(record)
+}
+
+/// A worker process holding some of the clients.
+struct Worker {
+    child: Child,
+    lines: Option<io::Lines<BufReader<ChildStdout>>>,
+}
+
+impl Worker {
+    fn spawn(spec: &Spec, server: SocketAddr, first: u64, count: u64) -> BenchResult<Self> {
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(["crowd-worker", "--connect", &server.to_string(), "--workload", "clients"])
+            .args(["--first", &first.to_string()])
+            .args(["--clients", &count.to_string(), "--rate", &spec.rate.to_string()])
+            .args(["--size", &spec.size.to_string(), "--qos", spec.qos.name()])
+            .args(["--duration-s", &spec.duration_s.to_string()]);
+        if spec.raw {
+            cmd.args(["--baseline", "raw-udp"]);
+        }
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        let stdout = child.stdout.take().ok_or("no worker stdout")?;
+        Ok(Self { child, lines: Some(BufReader::new(stdout).lines()) })
+    }
+
+    fn expect(&mut self, word: &str) -> BenchResult<String> {
+        let lines = self.lines.as_mut().ok_or("worker output already taken")?;
+        let line = lines.next().ok_or("a worker ended early")??;
+        if line.starts_with(word) { Ok(line) } else { Err(format!("worker said `{line}`").into()) }
+    }
+
+    fn say(&mut self, word: &str) -> BenchResult<()> {
+        let stdin = self.child.stdin.as_mut().ok_or("no worker stdin")?;
+        writeln!(stdin, "{word}")?;
+        stdin.flush()?;
+        Ok(())
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.wait();
+    }
+}
+
+/// The worker side: connect `spec.clients` clients, say `ready`, wait for `go`, run, and say
+/// `done SENT ECHOES`.
+pub(crate) fn worker(spec: &Spec, server: SocketAddr, first: u64) -> BenchResult<()> {
+    let _ = probe::raise_fd_limit(spec.clients + 1024);
+    let crowd = AnyCrowd::connect(spec, server, first, spec.clients)?;
+    println!("ready");
+    let mut line = String::new();
+    io::stdin().read_line(&mut line)?;
+    if line.trim() != "go" {
+        return Err(format!("expected `go`, got `{}`", line.trim()).into());
+    }
+    let (sent, echoes) = crowd.run(Duration::from_secs_f64(spec.duration_s), &mut || Ok(()))?;
+    println!("done {sent} {echoes}");
+    Ok(())
 }

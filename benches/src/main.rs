@@ -235,8 +235,7 @@ fn run_once(spec: &Spec, server: SocketAddr, run: u32) -> BenchResult<Record> {
     match spec.workload {
         Workload::Throughput | Workload::Large => client::throughput(link.as_mut(), spec, run),
         Workload::Latency => client::latency(link.as_mut(), spec, run),
-        Workload::Clients if spec.raw => crowd::raw(spec, server, link.as_mut(), run),
-        Workload::Clients => crowd::sturnus(spec, server, link.as_mut(), run),
+        Workload::Clients => crowd::clients(spec, server, link.as_mut(), run),
     }
 }
 
@@ -317,6 +316,7 @@ fn main() -> ExitCode {
         "server" => server_command(&options),
         "client" => client_command(&options),
         "local" => local_command(&options),
+        "crowd-worker" => worker_command(&options),
         _ => return usage(),
     };
     match result {
@@ -345,6 +345,14 @@ fn client_command(options: &Options) -> BenchResult<()> {
     let spec = options.spec()?;
     let spec = if options.baseline()? { raw_spec(&spec) } else { spec };
     run_all(&[(spec, server)], options.get("repeat")?.unwrap_or(1))
+}
+
+/// The hidden worker of a `clients` run too large for one process's open-file limit.
+fn worker_command(options: &Options) -> BenchResult<()> {
+    let server: SocketAddr = options.get("connect")?.ok_or("--connect is required")?;
+    let spec = options.spec()?;
+    let spec = Spec { raw: options.baseline()?, ..spec };
+    crowd::worker(&spec, server, options.get("first")?.unwrap_or(0))
 }
 
 fn local_command(options: &Options) -> BenchResult<()> {

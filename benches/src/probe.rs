@@ -60,21 +60,26 @@ pub(crate) fn rss_kib() -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// Raises the soft limit on open files to `wanted` (or to the hard limit, if lower) and returns
-/// the limit now in force.
+/// Raises the limit on open files to `wanted` and returns the limit now in force. The hard
+/// limit is raised too where the process may (as root); otherwise the soft limit stops at it.
 pub(crate) fn raise_fd_limit(wanted: u64) -> u64 {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: `limit` is a valid, writable rlimit.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return 0;
     }
-    let target = wanted.min(limit.rlim_max);
-    if limit.rlim_cur < target {
-        let raised = libc::rlimit { rlim_cur: target, rlim_max: limit.rlim_max };
-        // SAFETY: `raised` is a valid rlimit no larger than the hard limit.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
-            return target;
-        }
+    if limit.rlim_cur >= wanted {
+        return limit.rlim_cur;
+    }
+    let both = libc::rlimit { rlim_cur: wanted, rlim_max: wanted.max(limit.rlim_max) };
+    // SAFETY: `both` is a valid rlimit; the kernel refuses it if we may not raise the hard limit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &both) } == 0 {
+        return wanted;
+    }
+    let soft = libc::rlimit { rlim_cur: wanted.min(limit.rlim_max), rlim_max: limit.rlim_max };
+    // SAFETY: `soft` is a valid rlimit no larger than the hard limit.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) } == 0 {
+        return soft.rlim_cur;
     }
     limit.rlim_cur
 }

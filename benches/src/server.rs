@@ -79,6 +79,9 @@ pub(crate) struct Tally<K> {
     echo_failures: u64,
     /// The next sequence number each (peer, channel) stream must exceed.
     streams: HashMap<(K, u8), u64, BuildHasherDefault<FastHasher>>,
+    /// Each peer's channels with a stream (bit per channel id), so forgetting a peer costs
+    /// O(its channels), not a scan of every stream.
+    channels: HashMap<K, [u64; 4], BuildHasherDefault<FastHasher>>,
     pending_done: Option<(K, Control, Instant)>,
     last_report: Option<(K, [u8; Report::LEN])>,
 }
@@ -100,6 +103,7 @@ impl<K: Copy + Eq + Hash> Tally<K> {
             echoes: 0,
             echo_failures: 0,
             streams: HashMap::default(),
+            channels: HashMap::default(),
             pending_done: None,
             last_report: None,
         }
@@ -118,7 +122,11 @@ impl<K: Copy + Eq + Hash> Tally<K> {
                 self.received += 1;
                 self.bytes_received += msg.len() as u64;
                 self.unstamped = true;
-                let next = self.streams.entry((peer, channel)).or_insert(0);
+                let next = self.streams.entry((peer, channel)).or_insert_with(|| {
+                    let bits = self.channels.entry(peer).or_default();
+                    bits[usize::from(channel / 64)] |= 1 << (channel % 64);
+                    0
+                });
                 if seq < *next {
                     self.in_order = false;
                 }
@@ -144,8 +152,13 @@ impl<K: Copy + Eq + Hash> Tally<K> {
     pub(crate) fn start(&mut self, control: Control, bytes_sent: u64) -> [u8; Report::LEN] {
         if control.run != self.run || self.started_at.is_none() {
             let run = control.run;
-            *self = Self { streams: std::mem::take(&mut self.streams), ..Self::new() };
+            *self = Self {
+                streams: std::mem::take(&mut self.streams),
+                channels: std::mem::take(&mut self.channels),
+                ..Self::new()
+            };
             self.streams.clear();
+            self.channels.clear();
             self.run = run;
             self.busy_poll = control.busy_poll;
             self.started_at = Some(now());
@@ -222,7 +235,12 @@ impl<K: Copy + Eq + Hash> Tally<K> {
 
     /// Forgets a peer's streams (it disconnected).
     pub(crate) fn forget(&mut self, peer: K) {
-        self.streams.retain(|(p, _), _| *p != peer);
+        let Some(bits) = self.channels.remove(&peer) else { return };
+        for channel in 0..=u8::MAX {
+            if bits[usize::from(channel / 64)] & (1 << (channel % 64)) != 0 {
+                let _ = self.streams.remove(&(peer, channel));
+            }
+        }
     }
 }
 
@@ -360,6 +378,20 @@ mod tests {
         let _ = t.on_message(1, 0, &data(wire::DATA, 1));
         assert!(!t.in_order, "a repeated sequence number is out of order");
         assert_eq!(t.received, 4);
+    }
+
+    #[test]
+    fn forgetting_a_peer_drops_only_its_streams() {
+        let mut t = Tally::<u32>::new();
+        for (peer, channel) in [(1, 0), (1, 200), (2, 0)] {
+            let _ = t.on_message(peer, channel, &data(wire::DATA, 5));
+        }
+        t.forget(1);
+        assert_eq!(t.streams.len(), 1);
+        assert!(t.streams.contains_key(&(2, 0)));
+        // Peer 1 starts afresh: sequence 0 is not "out of order" any more.
+        let _ = t.on_message(1, 200, &data(wire::DATA, 0));
+        assert!(t.in_order);
     }
 
     #[test]
