@@ -1,8 +1,12 @@
 //! Project automation. CI and humans run the same commands:
 //!
 //! - `cargo xtask ci`: formatting check, clippy with warnings denied, the tests (cargo-nextest
-//!   when installed, else `cargo test`), the doc tests, and rustdoc with warnings denied.
+//!   when installed, else `cargo test`), the doc tests, the loom models, and rustdoc with
+//!   warnings denied.
 //! - `cargo xtask deny`: licence, advisory and source checks with cargo-deny, when installed.
+//! - `cargo xtask loom`: the loom models of the background I/O thread (also part of `ci`).
+//! - `cargo xtask bench`: every `sturnus-bench` workload, three runs each, with the raw-UDP
+//!   baseline (see `benches/README.md`).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -56,6 +60,24 @@ const DOC: Step = Step {
     env: &[("RUSTDOCFLAGS", "-D warnings")],
 };
 
+/// The loom models of the background I/O thread's handoff, in a target directory of their own
+/// (`--cfg loom` changes every crate's build).
+const LOOM: Step = Step {
+    what: "loom models",
+    program: "cargo",
+    args: &["test", "-p", "sturnus-transport", "--lib", "--release", "--locked", "handoff"],
+    env: &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
+};
+
+/// A short benchmark sweep: every workload once against its raw-UDP baseline.
+const BENCH_WORKLOADS: &[&[&str]] = &[
+    &["--workload", "throughput", "--qos", "reliable-sequenced"],
+    &["--workload", "throughput", "--qos", "unreliable"],
+    &["--workload", "latency"],
+    &["--workload", "large"],
+    &["--workload", "clients", "--clients", "1000", "--rate", "10", "--duration-s", "5"],
+];
+
 fn main() -> ExitCode {
     let task = std::env::args().nth(1);
     let result = match task.as_deref() {
@@ -63,13 +85,19 @@ fn main() -> ExitCode {
         Some("deny") => deny(std::env::args().skip(2).collect()),
         Some("test") => test(),
         Some("fuzz") => fuzz(),
+        Some("loom") => run(&LOOM),
+        Some("bench") => bench(),
         _ => {
             eprintln!("usage: cargo xtask <task>\n");
             eprintln!("tasks:");
             eprintln!(
-                "  ci     fmt check, clippy -D warnings, tests, doc tests, rustdoc -D warnings"
+                "  ci     fmt check, clippy -D warnings, tests, doc tests, loom, rustdoc -D warnings"
             );
             eprintln!("  test   the tests and doc tests only");
+            eprintln!("  loom   the loom models of the background I/O thread's handoff");
+            eprintln!(
+                "  bench  every sturnus-bench workload once, with its raw-UDP baseline (JSON lines)"
+            );
             eprintln!(
                 "  fuzz   the fuzz targets: cargo-fuzz on nightly when present, else the stable smoke driver"
             );
@@ -92,7 +120,24 @@ fn ci() -> Result<(), String> {
     run(&FMT)?;
     run(&CLIPPY)?;
     test()?;
+    run(&LOOM)?;
     run(&DOC)
+}
+
+fn bench() -> Result<(), String> {
+    exec(
+        "build the bench tool",
+        "cargo",
+        &["build", "--release", "--locked", "-p", "sturnus-benches"],
+        &[],
+    )?;
+    for workload in BENCH_WORKLOADS {
+        let mut args = vec!["local"];
+        args.extend_from_slice(workload);
+        args.extend_from_slice(&["--baseline", "raw-udp", "--repeat", "3"]);
+        exec("bench", "target/release/sturnus-bench", &args, &[])?;
+    }
+    Ok(())
 }
 
 fn test() -> Result<(), String> {

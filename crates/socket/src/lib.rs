@@ -67,6 +67,7 @@ pub use error::SocketError;
 pub use loopback::{LoopbackConfig, LoopbackNetwork, LoopbackSocket, LoopbackSocketFactory};
 pub use socket::{
     Outgoing, Readiness, RecvBatch, RecvMeta, SendStatus, Socket, SocketFactory, SocketStats,
+    SocketWaker,
 };
 pub use udp::{
     BufferSizes, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6, UdpConfig, UdpSocket, UdpSocketFactory,

@@ -9,7 +9,9 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex};
 
 use crate::socket::loopback_of;
-use crate::{Readiness, RecvMeta, SendStatus, Socket, SocketError, SocketFactory, SocketStats};
+use crate::{
+    Readiness, RecvMeta, SendStatus, Socket, SocketError, SocketFactory, SocketStats, SocketWaker,
+};
 
 /// First port handed out when a loopback socket binds port 0 (the IANA dynamic range).
 const FIRST_EPHEMERAL_PORT: u16 = 49_152;
@@ -113,6 +115,8 @@ struct InboxState {
     /// allocate.
     spare: Vec<Vec<u8>>,
     dropped_queue_full: u64,
+    /// Set by the socket's waker; ends the current or next wait.
+    woken: bool,
 }
 
 impl LoopbackNetwork {
@@ -267,19 +271,28 @@ impl Socket for LoopbackSocket {
         let mut state = self.inbox.state.lock();
         match timeout {
             None => {
-                while state.queue.is_empty() {
+                while state.queue.is_empty() && !state.woken {
                     self.inbox.ready.wait(&mut state);
                 }
             }
             Some(timeout) => {
-                if state.queue.is_empty() {
+                if state.queue.is_empty() && !state.woken {
                     // One wait: an early return is reported as a timeout, which the contract
                     // allows the caller to treat like any other wake-up.
                     let _ = self.inbox.ready.wait_for(&mut state, timeout);
                 }
             }
         }
-        Ok(if state.queue.is_empty() { Readiness::TimedOut } else { Readiness::Readable })
+        let woken = std::mem::take(&mut state.woken);
+        Ok(if state.queue.is_empty() && !woken { Readiness::TimedOut } else { Readiness::Readable })
+    }
+
+    fn waker(&self) -> Option<SocketWaker> {
+        let inbox = Arc::clone(&self.inbox);
+        Some(SocketWaker::new(move || {
+            inbox.state.lock().woken = true;
+            inbox.ready.notify_all();
+        }))
     }
 
     fn stats(&self) -> SocketStats {

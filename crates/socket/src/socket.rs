@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::SocketError;
@@ -48,6 +49,29 @@ pub struct Outgoing<'a> {
     pub to: SocketAddr,
     /// The bytes to send.
     pub payload: &'a [u8],
+}
+
+/// Wakes a thread blocked in [`Socket::wait_readable`] from another thread (for example when a
+/// background I/O thread has new work to send). Cheap to clone.
+#[derive(Clone)]
+pub struct SocketWaker(Arc<dyn Fn() + Send + Sync>);
+
+impl SocketWaker {
+    /// A waker that calls `wake`.
+    pub fn new(wake: impl Fn() + Send + Sync + 'static) -> Self {
+        Self(Arc::new(wake))
+    }
+
+    /// Makes the socket's current or next `wait_readable` return (as a spurious wake-up).
+    pub fn wake(&self) {
+        (self.0)();
+    }
+}
+
+impl fmt::Debug for SocketWaker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SocketWaker")
+    }
 }
 
 /// Counters kept by every socket. Each counts datagrams unless named `bytes_*`.
@@ -123,6 +147,13 @@ pub trait Socket: Send {
     fn recv_batch(&mut self, batch: &mut RecvBatch) -> Result<usize, SocketError> {
         batch.fill_with(|buf| self.recv_from(buf))
     }
+
+    /// A handle that wakes [`wait_readable`](Self::wait_readable) from another thread, if this
+    /// socket has one (the UDP and loopback sockets do). Without one, a driver that must react
+    /// to other threads bounds its waits instead.
+    fn waker(&self) -> Option<SocketWaker> {
+        None
+    }
 }
 
 impl<S: Socket + ?Sized> Socket for Box<S> {
@@ -146,6 +177,9 @@ impl<S: Socket + ?Sized> Socket for Box<S> {
     }
     fn recv_batch(&mut self, batch: &mut RecvBatch) -> Result<usize, SocketError> {
         (**self).recv_batch(batch)
+    }
+    fn waker(&self) -> Option<SocketWaker> {
+        (**self).waker()
     }
 }
 

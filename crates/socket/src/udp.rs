@@ -10,7 +10,7 @@ use socket2::{Domain, Protocol, Type};
 use crate::socket::{unmap, unspecified_of};
 use crate::{
     Outgoing, Readiness, RecvBatch, RecvMeta, SendStatus, Socket, SocketError, SocketFactory,
-    SocketStats,
+    SocketStats, SocketWaker,
 };
 
 /// The largest UDP payload over IPv4 (65,535 − 8-byte UDP header − 20-byte IP header).
@@ -118,9 +118,13 @@ pub struct UdpSocket {
     /// only safe once the queue has been drained.
     maybe_readable: bool,
     stats: SocketStats,
+    waker: std::sync::Arc<mio::Waker>,
     #[cfg(target_os = "linux")]
     scratch: crate::sys::MmsgScratch,
 }
+
+/// The poll token of the socket's [`SocketWaker`] (the socket itself is token 0).
+const WAKER: Token = Token(1);
 
 /// How many transient receive errors one `recv_from` call skips before giving up for now.
 const MAX_SKIPPED_ERRORS: usize = 64;
@@ -164,6 +168,8 @@ impl UdpSocket {
         poll.registry()
             .register(&mut io, Token(0), Interest::READABLE)
             .map_err(|e| SocketError::io("register", e))?;
+        let waker =
+            mio::Waker::new(poll.registry(), WAKER).map_err(|e| SocketError::io("waker", e))?;
         let local = io.local_addr().map_err(|e| SocketError::io("local_addr", e))?;
         tracing::debug!(%local, ?buffers, "UDP socket bound");
         Ok(Self {
@@ -174,6 +180,7 @@ impl UdpSocket {
             buffers,
             maybe_readable: true,
             stats: SocketStats::default(),
+            waker: std::sync::Arc::new(waker),
             #[cfg(target_os = "linux")]
             scratch: crate::sys::MmsgScratch::new(),
         })
@@ -308,13 +315,24 @@ impl Socket for UdpSocket {
         if self.events.is_empty() {
             Ok(Readiness::TimedOut)
         } else {
-            self.maybe_readable = true;
+            // A wake-up by the waker alone is reported as a (spurious) readable.
+            if self.events.iter().any(|e| e.token() != WAKER) {
+                self.maybe_readable = true;
+            }
             Ok(Readiness::Readable)
         }
     }
 
     fn stats(&self) -> SocketStats {
         self.stats
+    }
+
+    fn waker(&self) -> Option<SocketWaker> {
+        let waker = std::sync::Arc::clone(&self.waker);
+        Some(SocketWaker::new(move || {
+            // Failing to wake only delays the waiter until its timeout.
+            let _ = waker.wake();
+        }))
     }
 
     /// On Linux, one `sendmmsg` call per run of datagrams the kernel takes.

@@ -206,3 +206,18 @@ fn every_ephemeral_port_can_be_bound_then_the_range_is_exhausted_until_one_is_fr
     let freed = sockets.swap_remove(1234).local_addr().port();
     assert_eq!(net.bind(any).unwrap().local_addr().port(), freed);
 }
+
+#[test]
+fn a_waker_ends_a_wait_from_another_thread() {
+    let net = LoopbackNetwork::new();
+    let mut socket = net.bind(addr("127.0.0.1:5000")).unwrap();
+    let waker = socket.waker().expect("loopback sockets have a waker");
+    let waking = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        waker.wake();
+    });
+    assert_eq!(socket.wait_readable(None).unwrap(), Readiness::Readable);
+    // The wake-up is used up: the next wait times out.
+    assert_eq!(socket.wait_readable(Some(Duration::from_millis(10))).unwrap(), Readiness::TimedOut);
+    waking.join().unwrap();
+}

@@ -284,3 +284,19 @@ fn batches_work_dual_stack_and_truncate_long_datagrams_to_the_slot() {
     let back = recv_batches(&mut client, 1, 4, 32);
     assert_eq!(back[0].1, b"back");
 }
+
+#[test]
+fn a_waker_ends_a_wait_from_another_thread() {
+    let mut socket = UdpSocket::bind(addr("127.0.0.1:0"), &UdpConfig::default()).unwrap();
+    let mut buf = [0u8; 64];
+    assert_eq!(socket.recv_from(&mut buf).unwrap(), None);
+    let waker = socket.waker().expect("UDP sockets have a waker");
+    let waking = thread::spawn(move || {
+        thread::sleep(Duration::from_millis(20));
+        waker.wake();
+    });
+    // Without the waker this would block forever: nothing is ever sent to the socket.
+    assert_eq!(socket.wait_readable(None).unwrap(), Readiness::Readable);
+    assert_eq!(socket.recv_from(&mut buf).unwrap(), None, "a spurious wake-up, no datagram");
+    waking.join().unwrap();
+}

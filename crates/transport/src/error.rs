@@ -103,6 +103,9 @@ pub enum ConnectError {
     /// The endpoint holds its maximum number of connections.
     #[error("the endpoint already holds its maximum of {0} connections")]
     TooManyConnections(usize),
+    /// The I/O thread of a [`ThreadedHost`](crate::ThreadedHost) has stopped.
+    #[error("the host's I/O thread has stopped")]
+    HostStopped,
 }
 
 /// Errors of the [`Host`](crate::Host) driver.
@@ -121,4 +124,8 @@ pub enum HostError {
     /// A message could not be queued.
     #[error(transparent)]
     Send(#[from] SendError),
+    /// The I/O thread of a [`ThreadedHost`](crate::ThreadedHost) panicked (a bug; please
+    /// report it).
+    #[error("the host's I/O thread panicked")]
+    IoThreadPanicked,
 }

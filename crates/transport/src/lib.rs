@@ -15,7 +15,9 @@
 //!   fragmentation, and the eleven [`Qos`] kinds of channel. It never reads the clock or touches
 //!   a socket; see its documentation for the driving contract.
 //! - [`Host`] drives an endpoint over any [`sturnus_socket::Socket`] with UNET's poll model:
-//!   [`Host::receive`] returns Connect, Data, Disconnect or Nothing.
+//!   [`Host::receive`] returns Connect, Data, Disconnect or Nothing, all on the caller's thread.
+//! - [`ThreadedHost`] runs the same host on a background I/O thread (UNET's default), so acks,
+//!   resends and timers keep going while the application is busy.
 //! - [`EndpointConfig`] holds every tunable, with defaults and a `validate()` that names the bad
 //!   field. The wire format is specified in `PROTOCOL.md` beside this crate.
 //!
@@ -53,9 +55,11 @@
 
 mod config;
 mod error;
+mod handoff;
 mod host;
 pub mod proto;
 mod qos;
+mod threaded;
 
 pub use config::{
     EndpointConfig, MAX_CHANNELS, MAX_CONNECTIONS_LIMIT, MAX_FRAGMENT_RECORD_OVERHEAD,
@@ -68,3 +72,4 @@ pub use proto::endpoint::{
     AcceptFilter, ConnectionId, DisconnectReason, Endpoint, EndpointStats, Event, Transmit,
 };
 pub use qos::{ChannelId, Qos};
+pub use threaded::ThreadedHost;

@@ -1,0 +1,410 @@
+//! [`ThreadedHost`]: a [`Host`] whose socket I/O and protocol timers run on a thread of its own
+//! (UNET's default), talking to the application through two batch handoffs.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sturnus_socket::{Socket, SocketFactory, SocketWaker};
+
+use crate::handoff::{Batch, Handoff};
+use crate::{
+    ChannelId, ConnectError, ConnectionId, DisconnectReason, EndpointConfig, Host, HostError,
+    HostEvent, SendError,
+};
+
+/// How long the I/O thread sleeps at most when its socket has no waker, or while commands wait
+/// for room in a send queue.
+const POLL_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Bytes of messages the application may have queued for the I/O thread before `send` pushes
+/// back.
+const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Send { conn: ConnectionId, channel: ChannelId, start: usize, len: usize },
+    Disconnect(ConnectionId),
+    Connect(SocketAddr),
+}
+
+/// Application → I/O thread.
+#[derive(Debug, Default)]
+struct Commands {
+    ops: Vec<Op>,
+    data: Vec<u8>,
+}
+
+impl Batch for Commands {
+    fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+    fn clear(&mut self) {
+        self.ops.clear();
+        self.data.clear();
+    }
+    fn append(&mut self, other: &mut Self) {
+        let base = self.data.len();
+        self.ops.extend(other.ops.drain(..).map(|op| match op {
+            Op::Send { conn, channel, start, len } => {
+                Op::Send { conn, channel, start: start + base, len }
+            }
+            op => op,
+        }));
+        self.data.append(&mut other.data);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Ev {
+    Connect(ConnectionId),
+    Data { conn: ConnectionId, channel: ChannelId, start: usize, len: usize },
+    Disconnect(ConnectionId, DisconnectReason),
+}
+
+/// I/O thread → application.
+#[derive(Debug, Default)]
+struct Events {
+    list: Vec<Ev>,
+    data: Vec<u8>,
+}
+
+impl Batch for Events {
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+    fn clear(&mut self) {
+        self.list.clear();
+        self.data.clear();
+    }
+    fn append(&mut self, other: &mut Self) {
+        let base = self.data.len();
+        self.list.extend(other.list.drain(..).map(|ev| match ev {
+            Ev::Data { conn, channel, start, len } => {
+                Ev::Data { conn, channel, start: start + base, len }
+            }
+            ev => ev,
+        }));
+        self.data.append(&mut other.data);
+    }
+}
+
+/// State both threads share.
+#[derive(Debug, Default)]
+struct Shared {
+    commands: Handoff<Commands>,
+    events: Handoff<Events>,
+    connect_reply: Mutex<Option<Result<ConnectionId, ConnectError>>>,
+    connect_done: Condvar,
+    /// Bytes of messages the I/O thread holds but the endpoint has not taken yet.
+    backlog: AtomicUsize,
+    stop: AtomicBool,
+}
+
+/// A [`Host`] driven by a background I/O thread: the socket is read, acknowledgements and
+/// resends are sent and timers run whether or not the application is polling, so a slow frame
+/// never delays an ack. The application's calls only move batches through two handoffs (one
+/// lock per batch, buffers reused), and the I/O thread sleeps in the socket's wait until a
+/// datagram, a timer or the application's [`flush`](Self::flush) wakes it.
+///
+/// The API mirrors [`Host`]; use `Host` itself for UNET's "main thread only" mode.
+///
+/// ```
+/// use std::time::Duration;
+/// use sturnus_socket::LoopbackSocketFactory;
+/// use sturnus_transport::{ChannelId, EndpointConfig, HostEvent, ThreadedHost};
+///
+/// let factory = LoopbackSocketFactory::new();
+/// let mut server = ThreadedHost::bind(EndpointConfig::default(), &factory, "127.0.0.1:7000".parse().unwrap()).unwrap();
+/// let (mut client, conn) = ThreadedHost::connect_to(EndpointConfig::default(), &factory, server.local_addr()).unwrap();
+/// client.send(conn, ChannelId(0), b"hello").unwrap();
+/// client.flush();
+/// let got = loop {
+///     match server.receive().unwrap() {
+///         HostEvent::Data { payload, .. } => break payload.to_vec(),
+///         HostEvent::Nothing => server.wait(Some(Duration::from_millis(10))),
+///         _ => {}
+///     }
+/// };
+/// assert_eq!(got, b"hello");
+/// ```
+#[derive(Debug)]
+pub struct ThreadedHost {
+    shared: Arc<Shared>,
+    waker: Option<SocketWaker>,
+    config: EndpointConfig,
+    local_addr: SocketAddr,
+    outgoing: Commands,
+    incoming: Events,
+    next: usize,
+    thread: Option<JoinHandle<Result<(), HostError>>>,
+}
+
+impl ThreadedHost {
+    /// Starts an I/O thread driving a host over `socket`.
+    pub fn new<S: Socket + 'static>(config: EndpointConfig, socket: S) -> Result<Self, HostError> {
+        let waker = socket.waker();
+        let host = Host::new(config.clone(), socket)?;
+        let local_addr = host.local_addr();
+        let shared = Arc::new(Shared::default());
+        let thread = {
+            let shared = Arc::clone(&shared);
+            let bounded = waker.is_none();
+            std::thread::Builder::new()
+                .name("sturnus-io".into())
+                .spawn(move || io_thread(host, &shared, bounded))
+                .map_err(|e| HostError::Socket(sturnus_socket::SocketError::io("spawn", e)))?
+        };
+        Ok(Self {
+            shared,
+            waker,
+            config,
+            local_addr,
+            outgoing: Commands::default(),
+            incoming: Events::default(),
+            next: 0,
+            thread: Some(thread),
+        })
+    }
+
+    /// A threaded host on a server socket of `factory` bound to `addr`.
+    pub fn bind<F>(config: EndpointConfig, factory: &F, addr: SocketAddr) -> Result<Self, HostError>
+    where
+        F: SocketFactory,
+        F::Socket: 'static,
+    {
+        Self::new(config, factory.server_socket(addr)?)
+    }
+
+    /// A threaded client host on a socket of `factory`, already connecting to `remote`.
+    pub fn connect_to<F>(
+        config: EndpointConfig,
+        factory: &F,
+        remote: SocketAddr,
+    ) -> Result<(Self, ConnectionId), HostError>
+    where
+        F: SocketFactory,
+        F::Socket: 'static,
+    {
+        let config = EndpointConfig { accept_connections: false, ..config };
+        let mut host = Self::new(config, factory.client_socket(remote)?)?;
+        let conn = host.connect(remote)?;
+        Ok((host, conn))
+    }
+
+    /// The socket's local address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts connecting to `remote` (a round trip to the I/O thread, which assigns the id).
+    pub fn connect(&mut self, remote: SocketAddr) -> Result<ConnectionId, ConnectError> {
+        self.outgoing.ops.push(Op::Connect(remote));
+        self.flush();
+        let mut reply = lock(&self.shared.connect_reply);
+        loop {
+            if let Some(result) = reply.take() {
+                return result;
+            }
+            if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+                return Err(ConnectError::HostStopped);
+            }
+            reply = self
+                .shared
+                .connect_done
+                .wait_timeout(reply, Duration::from_millis(50))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Queues a message for the I/O thread; it is handed over on the next
+    /// [`flush`](Self::flush) or [`receive`](Self::receive). A message for a connection that
+    /// has meanwhile closed is dropped (its Disconnect event is on the way).
+    pub fn send(
+        &mut self,
+        conn: ConnectionId,
+        channel: ChannelId,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        let qos = self.config.qos(channel).ok_or(SendError::UnknownChannel(channel))?;
+        let max = self.config.max_message_size(qos);
+        if payload.len() > max {
+            return Err(SendError::MessageTooLarge { channel, len: payload.len(), max });
+        }
+        let pending = self.outgoing.data.len() + self.shared.backlog.load(Ordering::Relaxed);
+        if pending + payload.len() > MAX_PENDING_BYTES {
+            return Err(SendError::QueueFull {
+                channel,
+                capacity: self.config.send_queue_capacity,
+            });
+        }
+        let start = self.outgoing.data.len();
+        self.outgoing.data.extend_from_slice(payload);
+        self.outgoing.ops.push(Op::Send { conn, channel, start, len: payload.len() });
+        Ok(())
+    }
+
+    /// Closes a connection (the peer is told); no event follows.
+    pub fn disconnect(&mut self, conn: ConnectionId) {
+        self.outgoing.ops.push(Op::Disconnect(conn));
+        self.flush();
+    }
+
+    /// Hands what was queued to the I/O thread and wakes it.
+    pub fn flush(&mut self) {
+        if self.outgoing.is_empty() {
+            return;
+        }
+        self.shared.commands.publish(&mut self.outgoing);
+        if let Some(waker) = &self.waker {
+            waker.wake();
+        }
+    }
+
+    /// Flushes, then returns the next event the I/O thread reported (or
+    /// [`HostEvent::Nothing`]). An error means the I/O thread stopped on a socket error.
+    pub fn receive(&mut self) -> Result<HostEvent<'_>, HostError> {
+        self.flush();
+        if self.next >= self.incoming.list.len() {
+            self.next = 0;
+            if !self.shared.events.take(&mut self.incoming) {
+                self.incoming.clear();
+                if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+                    return self.join().map(|()| HostEvent::Nothing);
+                }
+                return Ok(HostEvent::Nothing);
+            }
+        }
+        let ev = self.incoming.list[self.next];
+        self.next += 1;
+        Ok(match ev {
+            Ev::Connect(conn) => HostEvent::Connect(conn),
+            Ev::Data { conn, channel, start, len } => {
+                HostEvent::Data { conn, channel, payload: &self.incoming.data[start..start + len] }
+            }
+            Ev::Disconnect(conn, reason) => HostEvent::Disconnect(conn, reason),
+        })
+    }
+
+    /// Sleeps until the I/O thread reports events or `timeout` passes (`None`: no limit).
+    pub fn wait(&self, timeout: Option<Duration>) {
+        if self.next < self.incoming.list.len() {
+            return;
+        }
+        self.shared.events.wait(timeout);
+    }
+
+    /// Stops the I/O thread (connections are dropped without notice; disconnect them first
+    /// to tell peers) and returns its error, if it stopped on one.
+    pub fn stop(mut self) -> Result<(), HostError> {
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), HostError> {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(waker) = &self.waker {
+            waker.wake();
+        }
+        match self.thread.take() {
+            Some(thread) => thread.join().unwrap_or(Err(HostError::IoThreadPanicked)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ThreadedHost {
+    fn drop(&mut self) {
+        let _ = self.join();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The I/O thread: applies commands, pumps the host, publishes events, sleeps.
+fn io_thread<S: Socket>(
+    mut host: Host<S>,
+    shared: &Shared,
+    bounded: bool,
+) -> Result<(), HostError> {
+    let mut taken = Commands::default();
+    let mut backlog = Commands::default();
+    let mut events = Events::default();
+    while !shared.stop.load(Ordering::Acquire) {
+        if shared.commands.take(&mut taken) {
+            backlog.append(&mut taken);
+        }
+        let applied = apply(&mut host, &mut backlog, shared);
+        loop {
+            match host.receive()? {
+                HostEvent::Nothing => break,
+                HostEvent::Connect(conn) => events.list.push(Ev::Connect(conn)),
+                HostEvent::Data { conn, channel, payload } => {
+                    let start = events.data.len();
+                    events.data.extend_from_slice(payload);
+                    events.list.push(Ev::Data { conn, channel, start, len: payload.len() });
+                }
+                HostEvent::Disconnect(conn, reason) => {
+                    events.list.push(Ev::Disconnect(conn, reason))
+                }
+            }
+        }
+        shared.events.publish(&mut events);
+        shared.backlog.store(backlog.data.len(), Ordering::Relaxed);
+        if applied && (bounded || !backlog.is_empty()) {
+            host.wait(Some(POLL_INTERVAL))?;
+        } else if applied {
+            host.wait(None)?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies queued commands in order, stopping at a send its channel has no room for (kept,
+/// with everything after it, for the next round). Returns whether the thread may sleep: false
+/// when commands were applied, so the pump runs once more to send them.
+fn apply<S: Socket>(host: &mut Host<S>, backlog: &mut Commands, shared: &Shared) -> bool {
+    let mut done = 0;
+    for op in &backlog.ops {
+        match *op {
+            Op::Send { conn, channel, start, len } => {
+                // A closed connection's message is dropped (the sender validated the rest);
+                // a full queue keeps this and everything after it for the next round.
+                let payload = &backlog.data[start..start + len];
+                if let Err(SendError::QueueFull { .. }) = host.send(conn, channel, payload) {
+                    break;
+                }
+            }
+            Op::Disconnect(conn) => host.disconnect(conn),
+            Op::Connect(remote) => {
+                *lock(&shared.connect_reply) = Some(host.connect(remote));
+                shared.connect_done.notify_all();
+            }
+        }
+        done += 1;
+    }
+    if done == 0 {
+        return true;
+    }
+    if done == backlog.ops.len() {
+        backlog.clear();
+    } else {
+        // The first op left is the send that found its queue full.
+        let first_data = match backlog.ops[done] {
+            Op::Send { start, .. } => start,
+            _ => 0,
+        };
+        let _ = backlog.ops.drain(..done);
+        let _ = backlog.data.drain(..first_data);
+        for op in &mut backlog.ops {
+            if let Op::Send { start, .. } = op {
+                *start -= first_data;
+            }
+        }
+    }
+    false
+}

@@ -1,0 +1,143 @@
+//! The background I/O thread: a `ThreadedHost` exchanges every QoS over real UDP, keeps the
+//! protocol running (acks, resends) while the application does not poll, pushes back without
+//! losing anything, and stops cleanly.
+
+use std::time::{Duration, Instant};
+
+use sturnus_netem::LinkConfig;
+use sturnus_socket::{ConditionedSocket, LoopbackSocketFactory, SocketFactory, UdpSocketFactory};
+use sturnus_transport::{
+    ChannelId, ConnectionId, EndpointConfig, Host, HostEvent, Qos, SendError, ThreadedHost,
+};
+
+const PATIENCE: Duration = Duration::from_secs(20);
+
+#[expect(clippy::disallowed_methods, reason = "a deadline for a real-time test")]
+fn deadline() -> Instant {
+    Instant::now() + PATIENCE
+}
+
+#[expect(clippy::disallowed_methods, reason = "a deadline for a real-time test")]
+fn past(at: Instant) -> bool {
+    Instant::now() > at
+}
+
+fn all_channels() -> EndpointConfig {
+    EndpointConfig { channels: Qos::ALL.to_vec(), ..EndpointConfig::default() }
+}
+
+/// Polls `host` until `n` data events arrived; returns their (channel, payload).
+fn collect(host: &mut ThreadedHost, n: usize) -> Vec<(ChannelId, Vec<u8>)> {
+    let mut got = Vec::new();
+    let end = deadline();
+    while got.len() < n {
+        match host.receive().unwrap() {
+            HostEvent::Data { channel, payload, .. } => got.push((channel, payload.to_vec())),
+            HostEvent::Nothing => {
+                assert!(!past(end), "only {} of {n} messages arrived", got.len());
+                host.wait(Some(Duration::from_millis(10)));
+            }
+            HostEvent::Disconnect(conn, reason) => panic!("{conn} lost: {reason:?}"),
+            _ => {}
+        }
+    }
+    got
+}
+
+fn accepted(server: &mut ThreadedHost) -> ConnectionId {
+    let end = deadline();
+    loop {
+        match server.receive().unwrap() {
+            HostEvent::Connect(conn) => return conn,
+            HostEvent::Nothing => {
+                assert!(!past(end), "no connection");
+                server.wait(Some(Duration::from_millis(10)));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn threaded_hosts_exchange_every_qos_over_udp_both_ways() {
+    let factory = UdpSocketFactory::default();
+    let mut server =
+        ThreadedHost::bind(all_channels(), &factory, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let (mut client, conn) =
+        ThreadedHost::connect_to(all_channels(), &factory, server.local_addr()).unwrap();
+    let server_conn = accepted(&mut server);
+    let message = |i: usize| vec![u8::try_from(i).unwrap(); 100 + i];
+    for i in 0..Qos::ALL.len() {
+        let channel = ChannelId(u8::try_from(i).unwrap());
+        client.send(conn, channel, &message(i)).unwrap();
+        server.send(server_conn, channel, &message(i)).unwrap();
+    }
+    client.flush();
+    server.flush();
+    for host in [&mut server, &mut client] {
+        let mut got = collect(host, Qos::ALL.len());
+        got.sort();
+        let want: Vec<_> = (0..Qos::ALL.len())
+            .map(|i| (ChannelId(u8::try_from(i).unwrap()), message(i)))
+            .collect();
+        assert_eq!(got, want);
+    }
+    client.stop().unwrap();
+    server.stop().unwrap();
+}
+
+#[test]
+fn the_io_thread_resends_under_loss_while_the_application_does_not_poll() {
+    let config =
+        EndpointConfig { channels: vec![Qos::ReliableSequenced], ..EndpointConfig::default() };
+    let factory = LoopbackSocketFactory::new();
+    let mut server = Host::bind(config.clone(), &factory, "10.0.0.1:1".parse().unwrap()).unwrap();
+    // The client's datagrams cross a link that loses a quarter of them.
+    let lossy = LinkConfig { loss: 0.25, ..LinkConfig::perfect() };
+    let socket =
+        ConditionedSocket::new(factory.client_socket(server.local_addr()).unwrap(), lossy, 7)
+            .unwrap();
+    let mut client =
+        ThreadedHost::new(EndpointConfig { accept_connections: false, ..config }, socket).unwrap();
+    let conn = client.connect(server.local_addr()).unwrap();
+    for i in 0..200u32 {
+        client.send(conn, ChannelId(0), &i.to_le_bytes()).unwrap();
+    }
+    client.flush();
+    // From here on the application never calls `receive`: only its I/O thread can resend.
+    let mut got = Vec::new();
+    let end = deadline();
+    while got.len() < 200 {
+        match server.receive().unwrap() {
+            HostEvent::Data { payload, .. } => {
+                got.push(u32::from_le_bytes(payload.try_into().unwrap()))
+            }
+            HostEvent::Nothing => {
+                assert!(!past(end), "{} of 200 arrived", got.len());
+                server.wait(Some(Duration::from_millis(5))).unwrap();
+            }
+            HostEvent::Disconnect(c, reason) => panic!("{c} lost: {reason:?}"),
+            _ => {}
+        }
+    }
+    assert_eq!(got, (0..200).collect::<Vec<_>>(), "all of them, in order");
+    // A quarter of the client's datagrams were lost, so only resends can have completed it.
+    client.stop().unwrap();
+}
+
+#[test]
+fn sends_push_back_when_the_io_thread_is_far_behind_and_stop_is_clean() {
+    let factory = LoopbackSocketFactory::new();
+    let mut host =
+        ThreadedHost::bind(EndpointConfig::default(), &factory, "10.0.0.2:1".parse().unwrap())
+            .unwrap();
+    let conn = host.connect("10.0.0.3:1".parse().unwrap()).unwrap();
+    // Nothing is flushed, so the pending bytes only grow: 8 MiB is the limit.
+    let chunk = [0u8; 1024];
+    let accepted =
+        (0..10_000).take_while(|_| host.send(conn, ChannelId(0), &chunk).is_ok()).count();
+    assert_eq!(accepted, 8 * 1024);
+    assert!(matches!(host.send(conn, ChannelId(0), &chunk), Err(SendError::QueueFull { .. })));
+    assert!(matches!(host.send(conn, ChannelId(9), b"x"), Err(SendError::UnknownChannel(_))));
+    host.stop().unwrap();
+}
