@@ -153,8 +153,12 @@ impl Peer for RawPeer {
     }
 
     fn service(&mut self, now: Instant, shared: &mut Shared) -> Option<Instant> {
-        while self.socket.recv_from(&mut shared.buf).is_ok() {
-            shared.echoes += 1;
+        while let Ok((len, from)) = self.socket.recv_from(&mut shared.buf) {
+            // Only echoes from our server count (a port reused from an earlier run may still
+            // get another server's traffic).
+            if from == shared.server && shared.buf[..len].first() == Some(&wire::ECHO) {
+                shared.echoes += 1;
+            }
         }
         let (socket, server) = (&self.socket, shared.server);
         send_due(&mut self.next_send, &mut self.seq, now, shared, |m| {
