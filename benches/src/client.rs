@@ -26,8 +26,11 @@ pub(crate) trait Link {
     fn drive(&mut self, on_data: &mut dyn FnMut(&[u8])) -> BenchResult<()>;
     /// Sleeps until something may have arrived, at most `max`.
     fn wait(&mut self, max: Duration) -> BenchResult<()>;
-    /// Sends a control request and waits for the answer tagged `reply`.
-    fn request(&mut self, control: Control, reply: u8) -> BenchResult<Report>;
+    /// Sends a control message: reliably where the stack can (then `true`); a plain datagram
+    /// otherwise (`false`: resend it until answered).
+    fn send_control(&mut self, msg: &[u8]) -> BenchResult<bool>;
+    /// The last control answer received, if not yet taken.
+    fn take_reply(&mut self) -> Option<Report>;
     /// Bytes this client's socket has sent.
     fn bytes_sent(&self) -> u64;
 }
@@ -94,22 +97,15 @@ impl Link for SturnusLink {
         Ok(self.host.wait(Some(max))?)
     }
 
-    fn request(&mut self, control: Control, reply: u8) -> BenchResult<Report> {
-        let msg = control.encode();
-        while !matches!(self.host.send(self.conn, CONTROL_CHANNEL, &msg), Ok(())) {
+    fn send_control(&mut self, msg: &[u8]) -> BenchResult<bool> {
+        while !matches!(self.host.send(self.conn, CONTROL_CHANNEL, msg), Ok(())) {
             self.drive(&mut |_| {})?;
         }
-        let deadline = now() + CONTROL_TIMEOUT;
-        loop {
-            self.drive(&mut |_| {})?;
-            if let Some(r) = self.reply.take().filter(|r| r.tag == reply && r.run == control.run) {
-                return Ok(r);
-            }
-            if now() > deadline {
-                return Err("the server did not answer".into());
-            }
-            self.wait(Duration::from_millis(1))?;
-        }
+        Ok(true)
+    }
+
+    fn take_reply(&mut self) -> Option<Report> {
+        self.reply.take()
     }
 
     fn bytes_sent(&self) -> u64 {
@@ -154,24 +150,13 @@ impl Link for RawLink {
         Ok(())
     }
 
-    fn request(&mut self, control: Control, reply: u8) -> BenchResult<Report> {
-        let msg = control.encode();
-        let deadline = now() + CONTROL_TIMEOUT;
-        let mut next_try = now();
-        loop {
-            if now() >= next_try {
-                let _ = self.socket.send_to(&msg, self.server)?;
-                next_try = now() + RAW_CONTROL_RETRY;
-            }
-            self.drive(&mut |_| {})?;
-            if let Some(r) = self.reply.take().filter(|r| r.tag == reply && r.run == control.run) {
-                return Ok(r);
-            }
-            if now() > deadline {
-                return Err("the server did not answer".into());
-            }
-            self.wait(Duration::from_millis(1))?;
-        }
+    fn send_control(&mut self, msg: &[u8]) -> BenchResult<bool> {
+        let _ = self.socket.send_to(msg, self.server)?;
+        Ok(false)
+    }
+
+    fn take_reply(&mut self) -> Option<Report> {
+        self.reply.take()
     }
 
     fn bytes_sent(&self) -> u64 {
@@ -179,9 +164,31 @@ impl Link for RawLink {
     }
 }
 
+/// Sends a control request and waits for the answer tagged `reply` of the same run (resending
+/// the request where the link cannot send it reliably).
+pub(crate) fn request(link: &mut dyn Link, control: Control, reply: u8) -> BenchResult<Report> {
+    let msg = control.encode();
+    let deadline = now() + CONTROL_TIMEOUT;
+    let mut resend_at = None;
+    loop {
+        if resend_at.is_none_or(|at| now() >= at) {
+            let reliable = link.send_control(&msg)?;
+            resend_at = if reliable { Some(deadline) } else { Some(now() + RAW_CONTROL_RETRY) };
+        }
+        link.drive(&mut |_| {})?;
+        if let Some(r) = link.take_reply().filter(|r| r.tag == reply && r.run == control.run) {
+            return Ok(r);
+        }
+        if now() > deadline {
+            return Err("the server did not answer".into());
+        }
+        link.wait(Duration::from_millis(1))?;
+    }
+}
+
 fn start(link: &mut dyn Link, run: u32, busy_poll: bool) -> BenchResult<Report> {
     let control = Control { tag: wire::START, run, busy_poll, expected: 0, reliable: false };
-    link.request(control, wire::STARTED)
+    request(link, control, wire::STARTED)
 }
 
 fn finish(
@@ -194,7 +201,7 @@ fn finish(
     // Only the newest state of a state-update channel is promised, so not every message.
     let reliable = !raw && qos.is_reliable() && !qos.is_state_update();
     let control = Control { tag: wire::DONE, run, busy_poll: false, expected, reliable };
-    link.request(control, wire::REPORT)
+    request(link, control, wire::REPORT)
 }
 
 /// Sends `messages` data messages of `size` bytes as fast as flow control allows.

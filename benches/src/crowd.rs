@@ -303,12 +303,12 @@ fn shared(spec: &Spec, server: SocketAddr) -> Shared {
 
 fn start(control: &mut dyn Link, run: u32) -> BenchResult<wire::Report> {
     let c = Control { tag: wire::START, run, busy_poll: false, expected: 0, reliable: false };
-    control.request(c, wire::STARTED)
+    crate::client::request(control, c, wire::STARTED)
 }
 
 fn finish(control: &mut dyn Link, run: u32, expected: u64) -> BenchResult<wire::Report> {
     let c = Control { tag: wire::DONE, run, busy_poll: false, expected, reliable: false };
-    control.request(c, wire::REPORT)
+    crate::client::request(control, c, wire::REPORT)
 }
 
 /// Clients of either stack, connected and ready to send.
