@@ -9,7 +9,9 @@ use sturnus_transport::{ChannelId, ConnectionId, Host, HostEvent, Qos, SendError
 
 use crate::report::{Record, percentile};
 use crate::wire::{self, Control, Report};
-use crate::{BenchResult, CONTROL_CHANNEL, Spec, bench_config, channel_of, now, probe};
+use crate::{
+    BenchResult, CONTROL_CHANNEL, Spec, bench_config, channel_of, now, probe, udp_factory,
+};
 
 /// How long a client waits for the server's answer to a control request.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -45,7 +47,7 @@ pub(crate) struct SturnusLink {
 
 impl SturnusLink {
     pub(crate) fn connect(server: SocketAddr, qos: Qos) -> BenchResult<Self> {
-        let (host, conn) = Host::connect_to(bench_config(), &UdpSocketFactory::default(), server)?;
+        let (host, conn) = Host::connect_to(bench_config(), &udp_factory(), server)?;
         let mut link = Self { host, conn, channel: channel_of(qos), reply: None };
         let deadline = now() + CONTROL_TIMEOUT;
         loop {

@@ -53,6 +53,17 @@ pub(crate) fn bench_config() -> EndpointConfig {
     }
 }
 
+/// The Sturnus sockets' options. `STURNUS_BENCH_GSO=1` in the environment turns on UDP
+/// segmentation offload (off by default, as in the library), for both processes of a `local`
+/// run, to compare the two.
+pub(crate) fn udp_factory() -> sturnus_socket::UdpSocketFactory {
+    let gso = std::env::var_os("STURNUS_BENCH_GSO").is_some_and(|v| v == "1");
+    sturnus_socket::UdpSocketFactory::new(sturnus_socket::UdpConfig {
+        segmentation_offload: gso,
+        ..sturnus_socket::UdpConfig::default()
+    })
+}
+
 /// The channel of kind `qos` in [`bench_config`].
 pub(crate) const fn channel_of(qos: Qos) -> ChannelId {
     let mut i = 0;

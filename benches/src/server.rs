@@ -11,7 +11,7 @@ use sturnus_socket::{Socket, SocketFactory, UdpSocketFactory};
 use sturnus_transport::{ChannelId, ConnectionId, Host, HostEvent};
 
 use crate::wire::{self, Control, Report};
-use crate::{BenchResult, CONTROL_CHANNEL, bench_config, now, probe};
+use crate::{BenchResult, CONTROL_CHANNEL, bench_config, now, probe, udp_factory};
 
 /// How long the server waits after `DONE` for stragglers of an unreliable run.
 const UNRELIABLE_GRACE: Duration = Duration::from_millis(100);
@@ -254,7 +254,7 @@ fn announce(addr: SocketAddr) -> BenchResult<()> {
 
 /// The Sturnus server: a [`Host`] with the bench's channel layout.
 pub(crate) fn serve_sturnus(bind: SocketAddr, duration: Option<Duration>) -> BenchResult<()> {
-    let mut host = Host::bind(bench_config(), &UdpSocketFactory::default(), bind)?;
+    let mut host = Host::bind(bench_config(), &udp_factory(), bind)?;
     announce(host.local_addr())?;
     let deadline = duration.map(|d| now() + d);
     let mut tally = Tally::<ConnectionId>::new();

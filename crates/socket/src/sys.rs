@@ -28,6 +28,9 @@ pub(crate) struct MmsgScratch {
     send_headers: Vec<libc::mmsghdr>,
     send_iovecs: Vec<libc::iovec>,
     destinations: Vec<SockAddr>,
+    /// Runs of the batch being sent: (first datagram, datagrams).
+    runs: Vec<(usize, usize)>,
+    cmsgs: Vec<SegmentCmsg>,
 }
 
 // SAFETY: the raw pointers inside the headers point only into the scratch itself or into
@@ -45,6 +48,8 @@ impl MmsgScratch {
             send_headers: Vec::new(),
             send_iovecs: Vec::new(),
             destinations: Vec::new(),
+            runs: Vec::new(),
+            cmsgs: Vec::new(),
         }
     }
 }
@@ -144,48 +149,123 @@ pub(crate) fn recv_batch(
     Ok(n)
 }
 
-/// Sends `batch` without blocking, each datagram to `destination(to)`. Returns how many left;
-/// fewer than `batch.len()` when the send buffer filled (or an error stopped a datagram after
-/// the first, which the next call reports). An error means the first datagram was not sent.
+/// `UDP_SEGMENT` (Linux 4.18+): the cmsg that asks the kernel to split one send into datagrams
+/// of the given size (generic segmentation offload). Not in the `libc` crate for glibc targets.
+const UDP_SEGMENT: libc::c_int = 103;
+/// The most datagrams one segmented send may carry (the kernel's `UDP_MAX_SEGMENTS`).
+const MAX_SEGMENTS: usize = 64;
+/// The most payload bytes one segmented send may carry.
+const MAX_SEGMENTED_BYTES: usize = 65_000;
+
+/// A cmsg buffer for one `UDP_SEGMENT` option, aligned for `cmsghdr`.
+#[derive(Clone, Copy, Default)]
+#[repr(C, align(8))]
+struct SegmentCmsg([u8; 32]);
+
+/// Splits `batch` into runs that one segmented send can carry: the same destination, equal
+/// sizes, the last possibly shorter. Without `gso` every datagram is a run of its own.
+fn plan_runs(batch: &[Outgoing<'_>], gso: bool, runs: &mut Vec<(usize, usize)>) {
+    runs.clear();
+    let mut start = 0;
+    while start < batch.len() {
+        let size = batch[start].payload.len();
+        let (mut count, mut total) = (1, size);
+        if gso && size > 0 {
+            while let Some(next) = batch.get(start + count) {
+                let len = next.payload.len();
+                if next.to != batch[start].to
+                    || len > size
+                    || len == 0
+                    || count == MAX_SEGMENTS
+                    || total + len > MAX_SEGMENTED_BYTES
+                {
+                    break;
+                }
+                count += 1;
+                total += len;
+                if len < size {
+                    break; // a shorter datagram ends its run
+                }
+            }
+        }
+        runs.push((start, count));
+        start += count;
+    }
+}
+
+/// Sends `batch` without blocking, each datagram to `destination(to)`. With `gso`, runs of
+/// equal-sized datagrams to one destination go out as one segmented send each (UDP GSO), so a
+/// bulk transfer costs one system call per 64 datagrams and the kernel walks its stack once per
+/// run. Returns how many datagrams left; fewer than `batch.len()` when the send buffer filled
+/// (or an error stopped a send after the first, which the next call reports). An error means
+/// the first datagram was not sent.
 pub(crate) fn send_batch(
     fd: RawFd,
     scratch: &mut MmsgScratch,
     batch: &[Outgoing<'_>],
     mut destination: impl FnMut(SocketAddr) -> SocketAddr,
+    gso: bool,
 ) -> io::Result<usize> {
     if batch.is_empty() {
         return Ok(0);
     }
-    grow_zeroed(&mut scratch.send_headers, batch.len());
+    plan_runs(batch, gso, &mut scratch.runs);
+    let runs = scratch.runs.len();
+    grow_zeroed(&mut scratch.send_headers, runs);
     grow_zeroed(&mut scratch.send_iovecs, batch.len());
-    scratch.destinations.clear();
-    scratch.destinations.extend(batch.iter().map(|d| SockAddr::from(destination(d.to))));
+    if scratch.cmsgs.len() < runs {
+        scratch.cmsgs.resize(runs, SegmentCmsg::default());
+    }
     for (i, datagram) in batch.iter().enumerate() {
         // The kernel only reads through `iov_base` for a send.
         scratch.send_iovecs[i] = libc::iovec {
             iov_base: datagram.payload.as_ptr().cast_mut().cast(),
             iov_len: datagram.payload.len(),
         };
-        let header = &mut scratch.send_headers[i];
-        header.msg_hdr.msg_name = scratch.destinations[i].as_ptr().cast_mut().cast();
-        header.msg_hdr.msg_namelen = scratch.destinations[i].len();
-        header.msg_hdr.msg_iov = &raw mut scratch.send_iovecs[i];
-        header.msg_hdr.msg_iovlen = 1;
+    }
+    scratch.destinations.clear();
+    scratch.destinations.extend(
+        scratch.runs.iter().map(|&(start, _)| SockAddr::from(destination(batch[start].to))),
+    );
+    for (r, &(start, count)) in scratch.runs.iter().enumerate() {
+        let header = &mut scratch.send_headers[r];
+        header.msg_hdr.msg_name = scratch.destinations[r].as_ptr().cast_mut().cast();
+        header.msg_hdr.msg_namelen = scratch.destinations[r].len();
+        header.msg_hdr.msg_iov = &raw mut scratch.send_iovecs[start];
+        header.msg_hdr.msg_iovlen = count;
         header.msg_hdr.msg_control = std::ptr::null_mut();
         header.msg_hdr.msg_controllen = 0;
         header.msg_hdr.msg_flags = 0;
         header.msg_len = 0;
+        if count > 1 {
+            let segment = u16::try_from(batch[start].payload.len()).expect("runs stay under 64 KB");
+            let cmsg_buf = &raw mut scratch.cmsgs[r];
+            header.msg_hdr.msg_control = cmsg_buf.cast();
+            // SAFETY: CMSG_SPACE only computes a size.
+            header.msg_hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as usize;
+            // SAFETY: the header's control buffer is a 32-byte, 8-aligned `SegmentCmsg`, larger
+            // than CMSG_SPACE(2), so CMSG_FIRSTHDR returns a pointer to its start, and the cmsg
+            // header and its 2 data bytes written through it stay inside the buffer.
+            unsafe {
+                let cmsg = libc::CMSG_FIRSTHDR(&raw const header.msg_hdr);
+                (*cmsg).cmsg_level = libc::SOL_UDP;
+                (*cmsg).cmsg_type = UDP_SEGMENT;
+                (*cmsg).cmsg_len = libc::CMSG_LEN(2) as usize;
+                std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+            }
+        }
     }
-    let vlen = u32::try_from(batch.len()).unwrap_or(u32::MAX);
-    // SAFETY: the first `batch.len()` headers each point to one iovec over a payload borrowed
-    // for this call and to a socket address with its length, all alive until the call returns;
-    // sendmmsg only reads them.
+    let vlen = u32::try_from(runs).unwrap_or(u32::MAX);
+    // SAFETY: the first `runs` headers each point to their run's iovecs (payloads borrowed for
+    // this call), a socket address with its length, and for runs of several datagrams a
+    // well-formed UDP_SEGMENT cmsg, all alive until the call returns; sendmmsg only reads them.
     let n =
         unsafe { libc::sendmmsg(fd, scratch.send_headers.as_mut_ptr(), vlen, libc::MSG_DONTWAIT) };
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(usize::try_from(n).expect("a non-negative count"))
+    let sent_runs = usize::try_from(n).expect("a non-negative count");
+    Ok(scratch.runs[..sent_runs].iter().map(|&(_, count)| count).sum())
 }
 
 fn socklen(n: usize) -> libc::socklen_t {

@@ -31,6 +31,11 @@ pub struct UdpConfig {
     pub ipv6_only: bool,
     /// Sets `SO_REUSEADDR` before binding.
     pub reuse_address: bool,
+    /// On Linux, send runs of equal-sized datagrams to one destination as one segmented send
+    /// (UDP GSO) in [`Socket::send_batch`]. If the kernel refuses it, the socket falls back to
+    /// one datagram per message by itself. Off by default: on loopback it made bulk transfers
+    /// burstier and slower (see `benches/README.md`) until the transport paces its sends.
+    pub segmentation_offload: bool,
 }
 
 impl Default for UdpConfig {
@@ -40,6 +45,7 @@ impl Default for UdpConfig {
             recv_buffer_size: Some(4 * 1024 * 1024),
             ipv6_only: false,
             reuse_address: false,
+            segmentation_offload: false,
         }
     }
 }
@@ -119,6 +125,9 @@ pub struct UdpSocket {
     maybe_readable: bool,
     stats: SocketStats,
     waker: std::sync::Arc<mio::Waker>,
+    /// Whether batches may use UDP GSO (configured, and not refused by the kernel so far).
+    #[cfg(target_os = "linux")]
+    gso: bool,
     #[cfg(target_os = "linux")]
     scratch: crate::sys::MmsgScratch,
 }
@@ -182,6 +191,8 @@ impl UdpSocket {
             stats: SocketStats::default(),
             waker: std::sync::Arc::new(waker),
             #[cfg(target_os = "linux")]
+            gso: config.segmentation_offload,
+            #[cfg(target_os = "linux")]
             scratch: crate::sys::MmsgScratch::new(),
         })
     }
@@ -213,6 +224,21 @@ fn destination_for(local: SocketAddr, to: SocketAddr) -> Result<SocketAddr, Sock
             SocketAddr::V6(_) => Err(SocketError::AddressFamily { local, to }),
         },
         _ => Ok(to),
+    }
+}
+
+/// Whether the first datagrams of `batch` form a run a segmented send would carry together
+/// (the rule of `sys::send_batch`).
+#[cfg(target_os = "linux")]
+fn starts_segmented_run(batch: &[Outgoing<'_>]) -> bool {
+    match batch {
+        [first, second, ..] => {
+            first.to == second.to
+                && !first.payload.is_empty()
+                && !second.payload.is_empty()
+                && second.payload.len() <= first.payload.len()
+        }
+        _ => false,
     }
 }
 
@@ -347,12 +373,22 @@ impl Socket for UdpSocket {
             .unwrap_or(batch.len());
         let local = self.local;
         let mut done = 0;
+        let mut gso = self.gso;
+        // Set when a segmented send failed and the same datagrams are being tried one by one:
+        // if that works, the kernel (or the device) refused segmentation itself.
+        let mut plain_retry = false;
         while done < valid {
             let fd = self.io.as_raw_fd();
             let rest = &batch[done..valid];
             let map = |to| destination_for(local, to).unwrap_or(to);
-            match crate::sys::send_batch(fd, &mut self.scratch, rest, map) {
+            match crate::sys::send_batch(fd, &mut self.scratch, rest, map, gso) {
                 Ok(n) => {
+                    if plain_retry && n > 0 {
+                        tracing::debug!(local = %self.local, "UDP GSO refused; sending datagrams singly");
+                        self.gso = false;
+                    }
+                    plain_retry = false;
+                    gso = self.gso;
                     self.stats.datagrams_sent += n as u64;
                     self.stats.bytes_sent +=
                         rest[..n].iter().map(|d| d.payload.len() as u64).sum::<u64>();
@@ -363,9 +399,16 @@ impl Socket for UdpSocket {
                     return Ok(done);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
+                Err(e) if gso && starts_segmented_run(rest) => {
+                    tracing::trace!(error = %e, "segmented UDP send failed; retrying singly");
+                    gso = false;
+                    plain_retry = true;
+                }
                 Err(e) if is_transient(e.kind()) || refuses_destination(e.kind()) => {
                     tracing::trace!(to = %rest[0].to, error = %e, "UDP send dropped");
                     self.stats.send_dropped += 1;
+                    plain_retry = false;
+                    gso = self.gso;
                     done += 1;
                 }
                 Err(e) => return Err(SocketError::io("sendmmsg", e)),

@@ -300,3 +300,45 @@ fn a_waker_ends_a_wait_from_another_thread() {
     assert_eq!(socket.recv_from(&mut buf).unwrap(), None, "a spurious wake-up, no datagram");
     waking.join().unwrap();
 }
+
+/// Equal-sized runs to one destination go out segmented (UDP GSO) where the kernel allows; the
+/// receiver must see the same datagrams, whole and in order, as without it.
+#[test]
+fn segmented_batches_arrive_as_the_same_datagrams_with_or_without_offload() {
+    for offload in [true, false] {
+        let config = UdpConfig { segmentation_offload: offload, ..UdpConfig::default() };
+        let factory = UdpSocketFactory::new(config);
+        let mut a = factory.server_socket(addr("127.0.0.1:0")).unwrap();
+        let mut b = factory.server_socket(addr("127.0.0.1:0")).unwrap();
+        let mut client = factory.client_socket(a.local_addr()).unwrap();
+        // 40 × 1200 B and a 700-B tail to `a`, then 3 to `b`, then 5 more to `a`.
+        let mut payloads: Vec<(SocketAddr, Vec<u8>)> = Vec::new();
+        for i in 0..40u8 {
+            payloads.push((a.local_addr(), vec![i; 1200]));
+        }
+        payloads.push((a.local_addr(), vec![40; 700]));
+        for i in 41..44u8 {
+            payloads.push((b.local_addr(), vec![i; 1200]));
+        }
+        for i in 44..49u8 {
+            payloads.push((a.local_addr(), vec![i; 300]));
+        }
+        let batch: Vec<Outgoing<'_>> =
+            payloads.iter().map(|(to, p)| Outgoing { to: *to, payload: p }).collect();
+        let mut sent = 0;
+        while sent < batch.len() {
+            sent += client.send_batch(&batch[sent..]).unwrap();
+        }
+        assert_eq!(client.stats().datagrams_sent, 49);
+        assert_eq!(client.stats().bytes_sent, 40 * 1200 + 700 + 3 * 1200 + 5 * 300);
+        let at_a: Vec<Vec<u8>> =
+            recv_batches(&mut a, 46, 16, 1500).into_iter().map(|(_, d)| d).collect();
+        let at_b: Vec<Vec<u8>> =
+            recv_batches(&mut b, 3, 16, 1500).into_iter().map(|(_, d)| d).collect();
+        let want = |to: SocketAddr| -> Vec<Vec<u8>> {
+            payloads.iter().filter(|(t, _)| *t == to).map(|(_, p)| p.clone()).collect()
+        };
+        assert_eq!(at_a, want(a.local_addr()), "offload {offload}");
+        assert_eq!(at_b, want(b.local_addr()), "offload {offload}");
+    }
+}
