@@ -30,33 +30,6 @@ enum Op {
     Connect(SocketAddr),
 }
 
-/// Application → I/O thread.
-#[derive(Debug, Default)]
-struct Commands {
-    ops: Vec<Op>,
-    data: Vec<u8>,
-}
-
-impl Batch for Commands {
-    fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-    fn clear(&mut self) {
-        self.ops.clear();
-        self.data.clear();
-    }
-    fn append(&mut self, other: &mut Self) {
-        let base = self.data.len();
-        self.ops.extend(other.ops.drain(..).map(|op| match op {
-            Op::Send { conn, channel, start, len } => {
-                Op::Send { conn, channel, start: start + base, len }
-            }
-            op => op,
-        }));
-        self.data.append(&mut other.data);
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 enum Ev {
     Connect(ConnectionId),
@@ -64,32 +37,87 @@ enum Ev {
     Disconnect(ConnectionId, DisconnectReason),
 }
 
-/// I/O thread → application.
-#[derive(Debug, Default)]
-struct Events {
-    list: Vec<Ev>,
+/// An item of a [`Frames`] batch that may own a payload in the batch's byte buffer.
+trait Framed: Copy {
+    /// Where the item's payload starts in the batch's bytes, if it has one.
+    fn start_mut(&mut self) -> Option<&mut usize>;
+}
+
+impl Framed for Op {
+    fn start_mut(&mut self) -> Option<&mut usize> {
+        match self {
+            Op::Send { start, .. } => Some(start),
+            _ => None,
+        }
+    }
+}
+
+impl Framed for Ev {
+    fn start_mut(&mut self) -> Option<&mut usize> {
+        match self {
+            Ev::Data { start, .. } => Some(start),
+            _ => None,
+        }
+    }
+}
+
+/// A batch of items whose payloads sit back to back in one byte buffer: commands
+/// (application → I/O thread) and events (I/O thread → application).
+#[derive(Debug)]
+struct Frames<T> {
+    items: Vec<T>,
     data: Vec<u8>,
 }
 
-impl Batch for Events {
+impl<T> Default for Frames<T> {
+    fn default() -> Self {
+        Self { items: Vec::new(), data: Vec::new() }
+    }
+}
+
+impl<T: Framed> Frames<T> {
+    /// Adds `payload` and the item `make` builds from where it starts.
+    fn push_with(&mut self, payload: &[u8], make: impl FnOnce(usize) -> T) {
+        let start = self.data.len();
+        self.data.extend_from_slice(payload);
+        self.items.push(make(start));
+    }
+
+    /// Drops the first `items` items and the first `bytes` bytes (the payloads of those
+    /// items), keeping the rest's payload positions right.
+    fn drop_front(&mut self, items: usize, bytes: usize) {
+        let _ = self.items.drain(..items);
+        let _ = self.data.drain(..bytes);
+        for item in &mut self.items {
+            if let Some(start) = item.start_mut() {
+                *start -= bytes;
+            }
+        }
+    }
+}
+
+impl<T: Framed> Batch for Frames<T> {
     fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.items.is_empty()
     }
     fn clear(&mut self) {
-        self.list.clear();
+        self.items.clear();
         self.data.clear();
     }
     fn append(&mut self, other: &mut Self) {
         let base = self.data.len();
-        self.list.extend(other.list.drain(..).map(|ev| match ev {
-            Ev::Data { conn, channel, start, len } => {
-                Ev::Data { conn, channel, start: start + base, len }
+        self.items.extend(other.items.drain(..).map(|mut item| {
+            if let Some(start) = item.start_mut() {
+                *start += base;
             }
-            ev => ev,
+            item
         }));
         self.data.append(&mut other.data);
     }
 }
+
+type Commands = Frames<Op>;
+type Events = Frames<Ev>;
 
 /// State both threads share.
 #[derive(Debug, Default)]
@@ -201,7 +229,7 @@ impl ThreadedHost {
 
     /// Starts connecting to `remote` (a round trip to the I/O thread, which assigns the id).
     pub fn connect(&mut self, remote: SocketAddr) -> Result<ConnectionId, ConnectError> {
-        self.outgoing.ops.push(Op::Connect(remote));
+        self.outgoing.items.push(Op::Connect(remote));
         self.flush();
         let mut reply = lock(&self.shared.connect_reply);
         loop {
@@ -241,15 +269,14 @@ impl ThreadedHost {
                 capacity: self.config.send_queue_capacity,
             });
         }
-        let start = self.outgoing.data.len();
-        self.outgoing.data.extend_from_slice(payload);
-        self.outgoing.ops.push(Op::Send { conn, channel, start, len: payload.len() });
+        let len = payload.len();
+        self.outgoing.push_with(payload, |start| Op::Send { conn, channel, start, len });
         Ok(())
     }
 
     /// Closes a connection (the peer is told); no event follows.
     pub fn disconnect(&mut self, conn: ConnectionId) {
-        self.outgoing.ops.push(Op::Disconnect(conn));
+        self.outgoing.items.push(Op::Disconnect(conn));
         self.flush();
     }
 
@@ -268,7 +295,7 @@ impl ThreadedHost {
     /// [`HostEvent::Nothing`]). An error means the I/O thread stopped on a socket error.
     pub fn receive(&mut self) -> Result<HostEvent<'_>, HostError> {
         self.flush();
-        if self.next >= self.incoming.list.len() {
+        if self.next >= self.incoming.items.len() {
             self.next = 0;
             if !self.shared.events.take(&mut self.incoming) {
                 self.incoming.clear();
@@ -278,7 +305,7 @@ impl ThreadedHost {
                 return Ok(HostEvent::Nothing);
             }
         }
-        let ev = self.incoming.list[self.next];
+        let ev = self.incoming.items[self.next];
         self.next += 1;
         Ok(match ev {
             Ev::Connect(conn) => HostEvent::Connect(conn),
@@ -291,7 +318,7 @@ impl ThreadedHost {
 
     /// Sleeps until the I/O thread reports events or `timeout` passes (`None`: no limit).
     pub fn wait(&self, timeout: Option<Duration>) {
-        if self.next < self.incoming.list.len() {
+        if self.next < self.incoming.items.len() {
             return;
         }
         self.shared.events.wait(timeout);
@@ -342,14 +369,13 @@ fn io_thread<S: Socket>(
         loop {
             match host.receive()? {
                 HostEvent::Nothing => break,
-                HostEvent::Connect(conn) => events.list.push(Ev::Connect(conn)),
+                HostEvent::Connect(conn) => events.items.push(Ev::Connect(conn)),
                 HostEvent::Data { conn, channel, payload } => {
-                    let start = events.data.len();
-                    events.data.extend_from_slice(payload);
-                    events.list.push(Ev::Data { conn, channel, start, len: payload.len() });
+                    let len = payload.len();
+                    events.push_with(payload, |start| Ev::Data { conn, channel, start, len });
                 }
                 HostEvent::Disconnect(conn, reason) => {
-                    events.list.push(Ev::Disconnect(conn, reason))
+                    events.items.push(Ev::Disconnect(conn, reason))
                 }
             }
         }
@@ -369,7 +395,7 @@ fn io_thread<S: Socket>(
 /// when commands were applied, so the pump runs once more to send them.
 fn apply<S: Socket>(host: &mut Host<S>, backlog: &mut Commands, shared: &Shared) -> bool {
     let mut done = 0;
-    for op in &backlog.ops {
+    for op in &backlog.items {
         match *op {
             Op::Send { conn, channel, start, len } => {
                 // A closed connection's message is dropped (the sender validated the rest);
@@ -390,21 +416,61 @@ fn apply<S: Socket>(host: &mut Host<S>, backlog: &mut Commands, shared: &Shared)
     if done == 0 {
         return true;
     }
-    if done == backlog.ops.len() {
+    if done == backlog.items.len() {
         backlog.clear();
     } else {
         // The first op left is the send that found its queue full.
-        let first_data = match backlog.ops[done] {
+        let first_data = match backlog.items[done] {
             Op::Send { start, .. } => start,
             _ => 0,
         };
-        let _ = backlog.ops.drain(..done);
-        let _ = backlog.data.drain(..first_data);
-        for op in &mut backlog.ops {
-            if let Op::Send { start, .. } = op {
-                *start -= first_data;
-            }
-        }
+        backlog.drop_front(done, first_data);
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Endpoint;
+
+    fn payloads(frames: &Commands) -> Vec<&[u8]> {
+        frames
+            .items
+            .iter()
+            .filter_map(|op| match *op {
+                Op::Send { start, len, .. } => Some(&frames.data[start..start + len]),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn appended_and_trimmed_frames_keep_their_payloads() {
+        let conn = Endpoint::new(EndpointConfig::default(), crate_now())
+            .unwrap()
+            .connect(crate_now(), "10.0.0.1:1".parse().unwrap())
+            .unwrap();
+        let send = |frames: &mut Commands, payload: &[u8]| {
+            let len = payload.len();
+            frames.push_with(payload, |start| Op::Send { conn, channel: ChannelId(0), start, len });
+        };
+        let (mut a, mut b) = (Commands::default(), Commands::default());
+        send(&mut a, b"one");
+        a.items.push(Op::Disconnect(conn));
+        send(&mut b, b"two");
+        send(&mut b, b"three");
+        a.append(&mut b);
+        assert!(b.is_empty());
+        assert_eq!(payloads(&a), [&b"one"[..], b"two", b"three"]);
+        // Drop "one" and the disconnect: the rest still point at their bytes.
+        a.drop_front(2, 3);
+        assert_eq!(payloads(&a), [&b"two"[..], b"three"]);
+        assert_eq!(a.data, b"twothree");
+    }
+
+    #[expect(clippy::disallowed_methods, reason = "a starting instant for an endpoint")]
+    fn crate_now() -> std::time::Instant {
+        std::time::Instant::now()
+    }
 }

@@ -392,12 +392,36 @@ impl Endpoint {
     /// which then fires early and registers the right one; that bounds the heap to about one
     /// live entry per connection.)
     fn touch(&mut self, slot: u16, now: Instant) {
-        let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { return };
-        if !conn.ready {
-            conn.ready = true;
-            self.ready.push_back(slot);
-        }
+        self.mark_ready(slot);
         self.schedule(slot, now);
+    }
+
+    /// Queues connection `slot` for `poll_transmit`, unless it is queued already.
+    fn mark_ready(&mut self, slot: u16) {
+        if let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() {
+            if !conn.ready {
+                conn.ready = true;
+                self.ready.push_back(slot);
+            }
+        }
+    }
+
+    /// Pops the next deadline due by `now` that is still live, clears its registration and
+    /// returns its connection's slot. Stale entries (closed connections, deadlines since
+    /// re-registered) are dropped on the way.
+    fn pop_due(&mut self, now: Instant) -> Option<u16> {
+        while let Some(&Reverse((at, slot))) = self.timers.peek() {
+            if at > now {
+                return None;
+            }
+            let _ = self.timers.pop();
+            let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { continue };
+            if conn.scheduled == Some(at) {
+                conn.scheduled = None;
+                return Some(slot);
+            }
+        }
+        None
     }
 
     fn remove(&mut self, id: ConnectionId) -> Option<Box<Connection>> {
@@ -459,10 +483,7 @@ impl Endpoint {
         let slot = slots.get_mut(id.slot()).filter(|s| s.generation == id.generation());
         let conn = slot.and_then(|s| s.conn.as_deref_mut()).ok_or(SendError::UnknownConnection)?;
         conn.enqueue(channel, payload, config, pool)?;
-        if !conn.ready {
-            conn.ready = true;
-            self.ready.push_back(u16::try_from(id.slot()).expect("slots are u16"));
-        }
+        self.mark_ready(u16::try_from(id.slot()).expect("slots are u16"));
         Ok(())
     }
 
@@ -784,20 +805,8 @@ impl Endpoint {
     /// deadline that also needs `handle_timeout` (a connection timeout, an expired partial
     /// message) is registered again when the connection is visited.
     fn wake_due(&mut self, now: Instant) {
-        while let Some(&Reverse((at, slot))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            let _ = self.timers.pop();
-            let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { continue };
-            if conn.scheduled != Some(at) {
-                continue; // stale
-            }
-            conn.scheduled = None;
-            if !conn.ready {
-                conn.ready = true;
-                self.ready.push_back(slot);
-            }
+        while let Some(slot) = self.pop_due(now) {
+            self.mark_ready(slot);
         }
     }
 
@@ -841,20 +850,10 @@ impl Endpoint {
     /// Handles timers: connection timeouts, failed connection attempts, stale partial messages,
     /// and due resends, acknowledgements and keepalives (which `poll_transmit` then sends).
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&Reverse((at, slot))) = self.timers.peek() {
-            if at > now {
-                break;
-            }
-            let _ = self.timers.pop();
+        while let Some(slot) = self.pop_due(now) {
             let id = self.id_of(slot);
             let Self { slots, config, pool, .. } = self;
-            let Some(conn) = slots[usize::from(slot)].conn.as_deref_mut() else {
-                continue;
-            };
-            if conn.scheduled != Some(at) {
-                continue; // stale
-            }
-            conn.scheduled = None;
+            let conn = slots[usize::from(slot)].conn.as_deref_mut().expect("pop_due: live");
             let reason = match conn.phase {
                 Phase::Connecting { attempts, next_attempt, .. } => {
                     (attempts >= config.connect_attempts && now >= next_attempt)
@@ -868,11 +867,7 @@ impl Endpoint {
                 Some(reason) => self.close_with_event(id, reason),
                 // Due: let `poll_transmit` visit it (which also registers its next deadline;
                 // doing that here could find the same deadline due again, forever).
-                None if !conn.ready => {
-                    conn.ready = true;
-                    self.ready.push_back(slot);
-                }
-                None => {}
+                None => self.mark_ready(slot),
             }
         }
     }
