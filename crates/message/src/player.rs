@@ -45,6 +45,9 @@ pub struct PlayerStats {
     pub dropped_rate_limited: u64,
     /// Dropped: sent before the player authenticated.
     pub dropped_unauthenticated: u64,
+    /// Dropped by a layer above after it reached a handler: the application or the object
+    /// layer found it invalid and called [`ServerContext::reject`].
+    pub dropped_rejected: u64,
 }
 
 impl PlayerStats {
@@ -55,6 +58,7 @@ impl PlayerStats {
             + self.dropped_oversized
             + self.dropped_rate_limited
             + self.dropped_unauthenticated
+            + self.dropped_rejected
     }
 }
 
@@ -66,6 +70,7 @@ pub(crate) enum BadInput {
     Oversized,
     RateLimited,
     Unauthenticated,
+    Rejected,
 }
 
 impl PlayerStats {
@@ -76,6 +81,7 @@ impl PlayerStats {
             BadInput::Oversized => &mut self.dropped_oversized,
             BadInput::RateLimited => &mut self.dropped_rate_limited,
             BadInput::Unauthenticated => &mut self.dropped_unauthenticated,
+            BadInput::Rejected => &mut self.dropped_rejected,
         };
         *counter += 1;
     }

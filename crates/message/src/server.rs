@@ -134,7 +134,18 @@ impl ServerContext {
         players: impl IntoIterator<Item = PlayerId>,
         msg: &T,
     ) -> Result<usize, MessageError> {
-        let channel = self.prepare(msg, T::QOS)?;
+        self.broadcast_to_on(players, msg, T::QOS)
+    }
+
+    /// Sends a message to each of `players` that is authenticated on the channel of kind
+    /// `qos`, encoding it once; returns how many it was queued for.
+    pub fn broadcast_to_on<T: Message>(
+        &mut self,
+        players: impl IntoIterator<Item = PlayerId>,
+        msg: &T,
+        qos: Qos,
+    ) -> Result<usize, MessageError> {
+        let channel = self.prepare(msg, qos)?;
         let mut reached = 0;
         for id in players {
             if self.players.get(&id).is_some_and(|p| p.auth.is_some()) {
@@ -142,6 +153,20 @@ impl ServerContext {
             }
         }
         Ok(reached)
+    }
+
+    /// Counts a message from `player` that a handler found invalid (an id that names nothing,
+    /// an action it may not take) against its error budget, in
+    /// [`dropped_rejected`](crate::PlayerStats::dropped_rejected); past the budget the player
+    /// is disconnected as for any other bad input. Layers above the message layer (the object
+    /// layer) call it for what they refuse.
+    pub fn reject(&mut self, player: PlayerId) {
+        self.bad_input(player, BadInput::Rejected);
+    }
+
+    /// Whether `player` is a local client (host mode) of this server.
+    pub fn is_local_player(&self, player: PlayerId) -> bool {
+        self.players.get(&player).is_some_and(|slot| matches!(slot.route, Route::Local(_)))
     }
 
     /// Disconnects a player at once; it sees the connection close without a reason.

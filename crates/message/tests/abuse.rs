@@ -75,8 +75,14 @@ impl Arena {
         let path = Path::Netem { seed, loss: 0.0 };
         let mut world = World::new(path, config, |server| {
             server
-                .register_handler(move |player: Player<'_>, msg: Checked| {
-                    log.lock().push((player.id(), msg));
+                .register_handler(move |mut player: Player<'_>, msg: Checked| {
+                    // A value the application refuses: counted against the budget.
+                    if msg.a == u32::MAX {
+                        let id = player.id();
+                        player.server().reject(id);
+                    } else {
+                        log.lock().push((player.id(), msg));
+                    }
                 })
                 .unwrap();
             server
@@ -248,13 +254,14 @@ fn each_kind_of_bad_input_is_counted_and_budgeted() {
     let budget = 5;
     let valid = frame(Checked::ID, &Checked { a: 1, b: "x".into() });
     type Case = (&'static str, bool, fn(&PlayerStats) -> u64);
-    let cases: [Case; 6] = [
+    let cases: [Case; 7] = [
         ("unknown id", true, |s| s.dropped_unknown),
         ("undecodable", true, |s| s.dropped_undecodable),
         ("too short", true, |s| s.dropped_undecodable),
         ("oversized", true, |s| s.dropped_oversized),
         ("over the rate", true, |s| s.dropped_rate_limited),
         ("unauthenticated", false, |s| s.dropped_unauthenticated),
+        ("rejected by the handler", true, |s| s.dropped_rejected),
     ];
     for (index, (name, authenticate, counter)) in cases.into_iter().enumerate() {
         let config = ServerConfig {
@@ -270,6 +277,9 @@ fn each_kind_of_bad_input_is_counted_and_budgeted() {
             "undecodable" => [&Checked::ID.0.to_le_bytes()[..], &[0xff, 0xff, 0xff]].concat(),
             "too short" => vec![7],
             "oversized" => frame(Checked::ID, &Checked { a: 1, b: "x".repeat(300) }),
+            "rejected by the handler" => {
+                frame(Checked::ID, &Checked { a: u32::MAX, b: "x".into() })
+            }
             _ => valid.clone(),
         };
         // Over the rate: the burst of 10 covers the credentials and 9 valid messages.
