@@ -4,8 +4,14 @@
 //! which re-exports them; the generated code names `::sturnus_message`.
 //!
 //! - [`macro@Message`] makes a `serde` type a network message with a stable id.
+//! - [`macro@NetworkBehaviour`] and [`macro@network_rpcs`] make a type a networked behaviour
+//!   with synchronised fields and RPCs (used through `sturnus-object`, naming
+//!   `::sturnus_object`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+mod behaviour;
+mod rpcs;
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -33,6 +39,55 @@ use syn::{DeriveInput, Ident, LitInt, Path, parse_macro_input};
 pub fn derive_message(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
     match expand(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+/// Makes a struct a networked behaviour: implements `sturnus_object::NetworkBehaviour`.
+///
+/// - `#[sync]` on a field whose type implements `sturnus_object::SyncField` (`SyncVar`,
+///   `SyncList`, `SyncMap`, `SyncSet`) keeps it in sync from server to clients; other fields
+///   stay local. There is no limit on the number of fields.
+/// - `#[sync(hook = path)]` runs `path` on the client (and the host player) for each change:
+///   `fn(&mut self, old: &T, new: &T)` for a `SyncVar<T>`, `fn(&mut self, change: &ListChange<T>)`
+///   (or `MapChange`, `SetChange`) for a collection. Hooks run after the whole update is applied.
+/// - `#[network(sync_interval_ms = N, qos = Kind, crate = path)]` on the struct: the least time
+///   between two updates, their channel kind, and the path of `sturnus_object`.
+///
+/// RPCs come from a `#[network_rpcs]` impl block of the same type, if there is one.
+#[proc_macro_derive(NetworkBehaviour, attributes(sync, network))]
+pub fn derive_network_behaviour(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match behaviour::expand(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
+
+/// Declares a behaviour's RPCs on an impl block:
+///
+/// - `#[command]` `fn name(&mut self, ctx: &mut ServerCtx, args…)`: sent by a client, run on
+///   the server, only if the sender owns the object (`#[command(requires_authority = false)]`
+///   lets any observer call it).
+/// - `#[client_rpc]` `fn name(&mut self, ctx: &mut ClientCtx, args…)`: sent by the server, run
+///   on every client observing the object.
+/// - `#[target_rpc]` `fn name(&mut self, ctx: &mut ClientCtx, args…)`: sent by the server, run
+///   on one player's client.
+///
+/// Each takes `qos = Kind` (its channel kind; default: the object manager's channel) and
+/// `id = N` (pins its 16-bit id; by default a hash of the method's name). Arguments are owned
+/// `serde` types. The methods stay as written (the server calls them); sending is done through
+/// a generated trait `<Type>Rpcs` implemented for `Obj<Type>` handles, with one method per RPC
+/// taking where to send through (and, for target RPCs, the player) before the arguments:
+/// `tank.fire(&mut client_objects, dir)`, `tank.explode(&mut server_objects, at)`,
+/// `tank.hit_marker(&mut server_objects, player, 10)`. The trait is `pub` unless
+/// `#[network_rpcs(vis = pub(crate))]` says otherwise; `crate = path` names `sturnus_object`.
+#[proc_macro_attribute]
+pub fn network_rpcs(attr: TokenStream, item: TokenStream) -> TokenStream {
+    let options = parse_macro_input!(attr as rpcs::Options);
+    let item = parse_macro_input!(item as syn::ItemImpl);
+    match rpcs::expand(options, item) {
         Ok(tokens) => tokens.into(),
         Err(err) => err.to_compile_error().into(),
     }

@@ -148,6 +148,15 @@ impl ClientContext {
         Ok(())
     }
 
+    /// Sends what is queued now instead of at the end of the next
+    /// [`update`](NetworkClient::update) (a local client's messages need no flushing).
+    pub fn flush(&mut self) -> Result<(), MessageError> {
+        if let Route::Remote { host, .. } = &mut self.route {
+            host.flush()?;
+        }
+        Ok(())
+    }
+
     /// Leaves the server; [`ClientEvent::Disconnected`] with [`DisconnectReason::Closed`]
     /// follows.
     pub fn disconnect(&mut self) {

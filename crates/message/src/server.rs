@@ -169,6 +169,15 @@ impl ServerContext {
         self.players.get(&player).is_some_and(|slot| matches!(slot.route, Route::Local(_)))
     }
 
+    /// Sends what is queued now instead of at the end of the next
+    /// [`update`](NetworkServer::update).
+    pub fn flush(&mut self) -> Result<(), MessageError> {
+        if let Some(host) = &mut self.host {
+            host.flush()?;
+        }
+        Ok(())
+    }
+
     /// Disconnects a player at once; it sees the connection close without a reason.
     pub fn disconnect(&mut self, id: PlayerId) {
         match self.remove_player(id, DisconnectReason::Closed) {

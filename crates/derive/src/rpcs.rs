@@ -1,0 +1,289 @@
+//! `#[network_rpcs]`: Commands, ClientRpcs and TargetRpcs declared on an impl block.
+
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use quote::{ToTokens, format_ident, quote};
+use syn::{
+    Attribute, FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, LitBool, LitInt, Pat, Path, Type,
+    Visibility,
+};
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Command,
+    ClientRpc,
+    TargetRpc,
+}
+
+impl Kind {
+    fn of(attr: &Attribute) -> Option<Kind> {
+        let path = attr.path();
+        if path.is_ident("command") {
+            Some(Kind::Command)
+        } else if path.is_ident("client_rpc") {
+            Some(Kind::ClientRpc)
+        } else if path.is_ident("target_rpc") {
+            Some(Kind::TargetRpc)
+        } else {
+            None
+        }
+    }
+}
+
+struct Rpc {
+    kind: Kind,
+    name: Ident,
+    id: u16,
+    qos: Option<Ident>,
+    requires_authority: bool,
+    args: Vec<(Ident, Type)>,
+}
+
+/// The same hash as `sturnus_object::RpcId::of_name`.
+fn rpc_id(name: &str) -> u16 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in name.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    let folded = (hash >> 16) ^ hash;
+    u16::try_from(folded & 0xffff).expect("masked to 16 bits")
+}
+
+/// Options of `#[network_rpcs(...)]`.
+#[derive(Default)]
+pub(crate) struct Options {
+    krate: Option<Path>,
+    vis: Option<Visibility>,
+}
+
+impl syn::parse::Parse for Options {
+    fn parse(input: syn::parse::ParseStream<'_>) -> syn::Result<Self> {
+        let mut options = Options::default();
+        let parser = syn::meta::parser(|meta| {
+            if meta.path.is_ident("crate") {
+                options.krate = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("vis") {
+                options.vis = Some(meta.value()?.parse()?);
+            } else {
+                return Err(meta.error("expected `crate = path` or `vis = pub(crate)`"));
+            }
+            Ok(())
+        });
+        syn::parse::Parser::parse2(parser, input.parse()?)?;
+        Ok(options)
+    }
+}
+
+/// Reads one method's RPC attribute (and removes it); `None` for a plain method.
+fn take_rpc(method: &mut ImplItemFn) -> syn::Result<Option<Rpc>> {
+    let Some(position) = method.attrs.iter().position(|a| Kind::of(a).is_some()) else {
+        return Ok(None);
+    };
+    let attr = method.attrs.remove(position);
+    if let Some(second) = method.attrs.iter().find(|a| Kind::of(a).is_some()) {
+        return Err(syn::Error::new_spanned(second, "a method can be only one kind of RPC"));
+    }
+    let kind = Kind::of(&attr).expect("found by kind");
+    let name = method.sig.ident.clone();
+    let mut rpc = Rpc {
+        kind,
+        id: rpc_id(&name.to_string()),
+        name,
+        qos: None,
+        requires_authority: true,
+        args: Vec::new(),
+    };
+    if !matches!(attr.meta, syn::Meta::Path(_)) {
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("qos") {
+                rpc.qos = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("id") {
+                let lit: LitInt = meta.value()?.parse()?;
+                rpc.id = lit.base10_parse()?;
+            } else if meta.path.is_ident("requires_authority") && kind == Kind::Command {
+                let lit: LitBool = meta.value()?.parse()?;
+                rpc.requires_authority = lit.value;
+            } else {
+                return Err(meta.error(
+                    "expected `qos = Kind`, `id = N`, or (on commands) `requires_authority = false`",
+                ));
+            }
+            Ok(())
+        })?;
+    }
+    let sig = &method.sig;
+    if !sig.generics.params.is_empty() || sig.asyncness.is_some() {
+        return Err(syn::Error::new_spanned(sig, "an RPC cannot be generic or async"));
+    }
+    let mut inputs = sig.inputs.iter();
+    match inputs.next() {
+        Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_some() => {}
+        _ => {
+            return Err(syn::Error::new_spanned(
+                sig,
+                "an RPC takes `&mut self`, then its context (`&mut ServerCtx` for a command, \
+                 `&mut ClientCtx` for a client or target RPC), then its arguments",
+            ));
+        }
+    }
+    if inputs.next().is_none() {
+        return Err(syn::Error::new_spanned(
+            sig,
+            "an RPC's second parameter is its context (`&mut ServerCtx` or `&mut ClientCtx`)",
+        ));
+    }
+    for (i, input) in inputs.enumerate() {
+        let FnArg::Typed(typed) = input else { unreachable!("only the first can be self") };
+        let ident = match &*typed.pat {
+            Pat::Ident(pat) => pat.ident.clone(),
+            _ => format_ident!("__arg{}", i),
+        };
+        rpc.args.push((ident, (*typed.ty).clone()));
+    }
+    Ok(Some(rpc))
+}
+
+pub(crate) fn expand(options: Options, mut item: ItemImpl) -> syn::Result<TokenStream2> {
+    if !item.generics.params.is_empty() || item.trait_.is_some() {
+        return Err(syn::Error::new_spanned(
+            &item.self_ty,
+            "#[network_rpcs] goes on an inherent impl block of a non-generic type",
+        ));
+    }
+    let krate = match &options.krate {
+        Some(path) => path.to_token_stream(),
+        None => quote!(::sturnus_object),
+    };
+    let mut rpcs = Vec::new();
+    for impl_item in &mut item.items {
+        if let ImplItem::Fn(method) = impl_item {
+            if let Some(rpc) = take_rpc(method)? {
+                rpcs.push(rpc);
+            }
+        }
+    }
+    for (i, a) in rpcs.iter().enumerate() {
+        if let Some(b) = rpcs[..i].iter().find(|b| b.id == a.id) {
+            let text = format!(
+                "RPCs `{}` and `{}` have the same id {:#06x}; pin one with `id = N`",
+                b.name, a.name, a.id
+            );
+            return Err(syn::Error::new_spanned(&a.name, text));
+        }
+    }
+    let self_ty = &item.self_ty;
+    let type_name = match &**self_ty {
+        Type::Path(path) => path.path.segments.last().map(|s| s.ident.clone()),
+        _ => None,
+    }
+    .ok_or_else(|| syn::Error::new_spanned(self_ty, "expected a type name"))?;
+    let trait_name = format_ident!("{}Rpcs", type_name);
+    let vis = options.vis.unwrap_or_else(|| syn::parse_quote!(pub));
+
+    let mut infos = Vec::new();
+    let mut arms = Vec::new();
+    let mut decls = Vec::new();
+    let mut defs = Vec::new();
+    for rpc in &rpcs {
+        let Rpc { name, id, requires_authority, .. } = rpc;
+        let id = LitInt::new(&id.to_string(), Span::call_site());
+        let name_str = name.to_string();
+        let (kind, side) = match rpc.kind {
+            Kind::Command => (quote!(Command), quote!(Server)),
+            Kind::ClientRpc => (quote!(ClientRpc), quote!(Client)),
+            Kind::TargetRpc => (quote!(TargetRpc), quote!(Client)),
+        };
+        let qos = match &rpc.qos {
+            Some(kind) => quote!(::core::option::Option::Some(#krate::Qos::#kind)),
+            None => quote!(::core::option::Option::None),
+        };
+        infos.push(quote! {
+            #id => ::core::option::Option::Some(#krate::RpcInfo::new(
+                #krate::RpcKind::#kind, #name_str, #qos, #requires_authority,
+            )),
+        });
+        let names: Vec<&Ident> = rpc.args.iter().map(|(n, _)| n).collect();
+        let types: Vec<&Type> = rpc.args.iter().map(|(_, t)| t).collect();
+        arms.push(quote! {
+            (#id, #krate::RpcContext::#side(__ctx)) => {
+                let ( #( #names, )* ): ( #( #types, )* ) = #krate::__private::decode_args(__args)?;
+                self.#name(__ctx, #( #names ),*);
+                ::core::result::Result::Ok(())
+            }
+        });
+        let (sink, to, to_arg, doc) = match rpc.kind {
+            Kind::Command => (
+                quote!(#krate::CommandSink),
+                quote!(),
+                quote!(),
+                format!("Sends the command [`{type_name}::{name}`] to the server."),
+            ),
+            Kind::ClientRpc => (
+                quote!(#krate::RpcSink),
+                quote!(),
+                quote!(::core::option::Option::None,),
+                format!("Runs [`{type_name}::{name}`] on every client observing the object."),
+            ),
+            Kind::TargetRpc => (
+                quote!(#krate::RpcSink),
+                quote!(__to: #krate::PlayerId,),
+                quote!(::core::option::Option::Some(__to),),
+                format!("Runs [`{type_name}::{name}`] on player `__to`'s client."),
+            ),
+        };
+        let sig = quote! {
+            fn #name(&self, __via: &mut impl #sink, #to #( #names: #types ),*)
+                -> ::core::result::Result<(), #krate::ObjectError>
+        };
+        decls.push(quote!(#[doc = #doc] #sig;));
+        let send = match rpc.kind {
+            Kind::Command => quote! {
+                __via.send_command(self.net_id(), self.behaviour_index(), #krate::RpcId(#id), #qos, &( #( &#names, )* ))
+            },
+            _ => quote! {
+                __via.send_rpc(self.net_id(), self.behaviour_index(), #krate::RpcId(#id), #qos, #to_arg &( #( &#names, )* ))
+            },
+        };
+        defs.push(quote!(#sig { #send }));
+    }
+    let trait_doc = format!(
+        "The RPCs of [`{type_name}`], called on a handle (`Obj<{type_name}>`): commands go \
+         through a `CommandSink` (a client's object manager), client and target RPCs through an \
+         `RpcSink` (the server's object manager, or a command's context)."
+    );
+    Ok(quote! {
+        #item
+
+        #[automatically_derived]
+        impl #krate::__private::Rpcs for #self_ty {
+            fn rpc_info(__id: #krate::RpcId) -> ::core::option::Option<#krate::RpcInfo> {
+                match __id.0 {
+                    #( #infos )*
+                    _ => ::core::option::Option::None,
+                }
+            }
+
+            fn invoke_rpc(
+                &mut self,
+                __id: #krate::RpcId,
+                __args: &[u8],
+                __ctx: #krate::RpcContext<'_, '_>,
+            ) -> ::core::result::Result<(), #krate::ReadError> {
+                match (__id.0, __ctx) {
+                    #( #arms )*
+                    _ => ::core::result::Result::Err(#krate::ReadError::UnknownOperation),
+                }
+            }
+        }
+
+        #[doc = #trait_doc]
+        #vis trait #trait_name {
+            #( #decls )*
+        }
+
+        #[automatically_derived]
+        impl #trait_name for #krate::Obj<#self_ty> {
+            #( #defs )*
+        }
+    })
+}

@@ -1,0 +1,518 @@
+//! The client's side: building objects from prefabs, applying state, running RPCs.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use sturnus_message::{ClientContext, ClientEvent, NetworkClient, Qos};
+use tracing::debug;
+
+use crate::behaviour::{find, find_mut};
+use crate::ctx::ClientCtx;
+use crate::wire;
+use crate::{
+    Behaviours, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj, ObjectConfig,
+    ObjectError, PrefabId, ReadError, RpcContext, RpcId, RpcKind, SceneId,
+};
+
+/// Something that happened to a client's objects (and, in host mode, to the host player's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientObjectEvent {
+    /// An object appeared, with its initial state applied.
+    Spawned {
+        /// Its id.
+        net_id: NetId,
+        /// Its prefab.
+        prefab: PrefabId,
+        /// Its scene id, when it is a scene object matched with this client's own.
+        scene: Option<SceneId>,
+        /// Whether this client owns it.
+        owned: bool,
+    },
+    /// An object went away.
+    Despawned(NetId),
+    /// This client became, or stopped being, an object's owner.
+    OwnershipChanged {
+        /// The object.
+        net_id: NetId,
+        /// Whether this client owns it now.
+        owned: bool,
+    },
+}
+
+/// What a [`ClientObjectManager`] counted. The server is trusted, but what it sends is still
+/// checked: anything that names an unknown object, prefab or RPC, or does not decode, is
+/// dropped and counted here.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientObjectStats {
+    /// Objects spawned (built or matched).
+    pub spawned: u64,
+    /// Objects despawned.
+    pub despawned: u64,
+    /// Behaviour updates applied.
+    pub updates_applied: u64,
+    /// Client and target RPCs run.
+    pub rpcs_run: u64,
+    /// Dropped: the object is unknown.
+    pub dropped_unknown_object: u64,
+    /// Dropped: no prefab, spawn handler or scene object for a spawn.
+    pub dropped_unknown_prefab: u64,
+    /// Dropped: no behaviour of that index, or no client RPC of that id.
+    pub dropped_unknown_rpc: u64,
+    /// Dropped: state or arguments did not decode.
+    pub dropped_undecodable: u64,
+}
+
+/// What a spawn handler is told about the object to build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SpawnInfo {
+    /// The object's id.
+    pub net_id: NetId,
+    /// Its prefab.
+    pub prefab: PrefabId,
+    /// Whether this client owns it.
+    pub owned: bool,
+}
+
+type Factory = Box<dyn FnMut(&SpawnInfo) -> Behaviours + Send>;
+type Recycler = Box<dyn FnMut(NetId, Behaviours) + Send>;
+
+struct Spawner {
+    spawn: Factory,
+    unspawn: Option<Recycler>,
+}
+
+#[derive(Debug)]
+struct ClientObject {
+    prefab: PrefabId,
+    scene: Option<SceneId>,
+    owned: bool,
+    behaviours: Behaviours,
+}
+
+#[derive(Debug)]
+enum Inbound {
+    Spawn(wire::Spawn),
+    Despawn(NetId),
+    Update(wire::Update),
+    Rpc(wire::Rpc),
+    Ownership(wire::Ownership),
+    Disconnected,
+}
+
+/// Everything of the client's side but the message-layer client.
+pub(crate) struct ClientWorld {
+    config: ObjectConfig,
+    objects: BTreeMap<NetId, ClientObject>,
+    spawners: HashMap<PrefabId, Spawner>,
+    scene_pool: HashMap<SceneId, Behaviours>,
+    events: VecDeque<ClientObjectEvent>,
+    stats: ClientObjectStats,
+}
+
+impl std::fmt::Debug for ClientWorld {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientWorld")
+            .field("objects", &self.objects)
+            .field("prefabs", &self.spawners.len())
+            .field("scene_pool", &self.scene_pool.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientWorld {
+    pub(crate) fn is_owned(&self, id: NetId) -> bool {
+        self.objects.get(&id).is_some_and(|o| o.owned)
+    }
+
+    pub(crate) fn get<B: NetworkBehaviour>(&self, id: NetId) -> Option<&B> {
+        Some(find::<B>(&self.objects.get(&id)?.behaviours)?.1)
+    }
+
+    pub(crate) fn handle<B: NetworkBehaviour>(&self, id: NetId) -> Option<Obj<B>> {
+        let (index, _) = find::<B>(&self.objects.get(&id)?.behaviours)?;
+        Some(Obj::new(id, index))
+    }
+
+    pub(crate) fn send_command(
+        &mut self,
+        client: &mut ClientContext,
+        cmd: wire::Command,
+        qos: Option<Qos>,
+    ) -> Result<(), ObjectError> {
+        if !self.objects.contains_key(&cmd.net_id) {
+            return Err(ObjectError::UnknownObject(cmd.net_id));
+        }
+        client.send_on(&cmd, qos.unwrap_or(self.config.channel))?;
+        Ok(())
+    }
+
+    /// Reads a whole state into `behaviours`, refusing leftovers.
+    fn read_state(behaviours: &mut Behaviours, state: &[u8]) -> Result<(), ReadError> {
+        let mut input = state;
+        for behaviour in behaviours.iter_mut() {
+            behaviour.read_full(&mut input)?;
+            behaviour.clear_dirty();
+        }
+        if input.is_empty() { Ok(()) } else { Err(ReadError::Trailing(input.len())) }
+    }
+
+    fn spawn(&mut self, msg: wire::Spawn) {
+        if let Some(object) = self.objects.get_mut(&msg.net_id) {
+            // Spawned again (the server may resend an object): take the state.
+            if Self::read_state(&mut object.behaviours, &msg.state).is_err() {
+                self.stats.dropped_undecodable += 1;
+            }
+            return;
+        }
+        let info = SpawnInfo { net_id: msg.net_id, prefab: msg.prefab, owned: msg.owned };
+        let built = match msg.scene {
+            Some(scene) => self.scene_pool.remove(&scene),
+            None => self.spawners.get_mut(&msg.prefab).map(|s| (s.spawn)(&info)),
+        };
+        let Some(mut behaviours) = built else {
+            debug!(net_id = %msg.net_id, prefab = %msg.prefab, "no prefab for a spawn");
+            self.stats.dropped_unknown_prefab += 1;
+            return;
+        };
+        if let Err(err) = Self::read_state(&mut behaviours, &msg.state) {
+            debug!(net_id = %msg.net_id, %err, "a spawn's state did not decode");
+            self.stats.dropped_undecodable += 1;
+            self.recycle(msg.net_id, msg.prefab, msg.scene, behaviours);
+            return;
+        }
+        self.objects.insert(
+            msg.net_id,
+            ClientObject { prefab: msg.prefab, scene: msg.scene, owned: msg.owned, behaviours },
+        );
+        self.stats.spawned += 1;
+        self.events.push_back(ClientObjectEvent::Spawned {
+            net_id: msg.net_id,
+            prefab: msg.prefab,
+            scene: msg.scene,
+            owned: msg.owned,
+        });
+    }
+
+    /// Gives an object's behaviours back: to the scene pool, or to the unspawn handler.
+    fn recycle(&mut self, id: NetId, prefab: PrefabId, scene: Option<SceneId>, b: Behaviours) {
+        if let Some(scene) = scene {
+            self.scene_pool.insert(scene, b);
+        } else if let Some(unspawn) =
+            self.spawners.get_mut(&prefab).and_then(|s| s.unspawn.as_mut())
+        {
+            unspawn(id, b);
+        }
+    }
+
+    fn despawn(&mut self, id: NetId) {
+        let Some(object) = self.objects.remove(&id) else {
+            self.stats.dropped_unknown_object += 1;
+            return;
+        };
+        self.recycle(id, object.prefab, object.scene, object.behaviours);
+        self.stats.despawned += 1;
+        self.events.push_back(ClientObjectEvent::Despawned(id));
+    }
+
+    fn update(&mut self, msg: &wire::Update) {
+        let Some(object) = self.objects.get_mut(&msg.net_id) else {
+            self.stats.dropped_unknown_object += 1;
+            return;
+        };
+        let Some(behaviour) = object.behaviours.get_mut(usize::from(msg.behaviour)) else {
+            self.stats.dropped_unknown_rpc += 1;
+            return;
+        };
+        let mut input = &msg.changes[..];
+        match behaviour.read_changes(&mut input) {
+            Ok(()) if input.is_empty() => self.stats.updates_applied += 1,
+            _ => self.stats.dropped_undecodable += 1,
+        }
+    }
+
+    fn ownership(&mut self, msg: &wire::Ownership) {
+        let Some(object) = self.objects.get_mut(&msg.net_id) else {
+            self.stats.dropped_unknown_object += 1;
+            return;
+        };
+        if object.owned != msg.owned {
+            object.owned = msg.owned;
+            self.events.push_back(ClientObjectEvent::OwnershipChanged {
+                net_id: msg.net_id,
+                owned: msg.owned,
+            });
+        }
+    }
+
+    fn run_rpc(&mut self, client: &mut ClientContext, rpc: &wire::Rpc) {
+        let Some(object) = self.objects.get_mut(&rpc.net_id) else {
+            self.stats.dropped_unknown_object += 1;
+            return;
+        };
+        let index = usize::from(rpc.behaviour);
+        let info = object.behaviours.get(index).and_then(|b| b.rpc_info(rpc.rpc));
+        if !info.is_some_and(|i| matches!(i.kind, RpcKind::ClientRpc | RpcKind::TargetRpc)) {
+            self.stats.dropped_unknown_rpc += 1;
+            return;
+        }
+        let mut behaviours = std::mem::take(&mut object.behaviours);
+        let result = {
+            let mut ctx = ClientCtx::remote(self, client, rpc.net_id, rpc.behaviour);
+            behaviours[index].invoke_rpc(rpc.rpc, &rpc.args, RpcContext::Client(&mut ctx))
+        };
+        if let Some(object) = self.objects.get_mut(&rpc.net_id) {
+            object.behaviours = behaviours;
+        }
+        match result {
+            Ok(()) => self.stats.rpcs_run += 1,
+            Err(_) => self.stats.dropped_undecodable += 1,
+        }
+    }
+}
+
+/// The client's object manager (Mirage's `ClientObjectManager`): it owns a [`NetworkClient`]
+/// and mirrors the objects the server spawns to it.
+///
+/// - Register a factory per prefab ([`register_prefab`](Self::register_prefab)), or spawn and
+///   unspawn handlers to pool objects ([`register_spawn_handler`](Self::register_spawn_handler)),
+///   and the scene objects the level already holds
+///   ([`add_scene_object`](Self::add_scene_object)), before connecting.
+/// - Once authenticated it tells the server it is ready, and the server spawns its objects.
+/// - Updates apply `#[sync]` fields and run their hooks; client and target RPCs run on the
+///   objects; [`poll_event`](Self::poll_event) reports spawns, despawns and ownership.
+/// - Commands are sent through it: `tank.fire(&mut objects, dir)`.
+///
+/// It dereferences to the [`NetworkClient`]: connect, send messages and poll its events as on
+/// the client. Call [`update`](Self::update) every frame instead of the client's.
+pub struct ClientObjectManager {
+    client: NetworkClient,
+    world: ClientWorld,
+    inbox: Arc<Mutex<VecDeque<Inbound>>>,
+    drained: VecDeque<Inbound>,
+}
+
+impl std::fmt::Debug for ClientObjectManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientObjectManager")
+            .field("client", &self.client)
+            .field("world", &self.world)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deref for ClientObjectManager {
+    type Target = NetworkClient;
+    fn deref(&self) -> &NetworkClient {
+        &self.client
+    }
+}
+
+impl DerefMut for ClientObjectManager {
+    fn deref_mut(&mut self) -> &mut NetworkClient {
+        &mut self.client
+    }
+}
+
+impl ClientObjectManager {
+    /// Takes charge of `client` with the default [`ObjectConfig`].
+    pub fn new(client: NetworkClient) -> Result<Self, ObjectError> {
+        Self::with_config(client, ObjectConfig::default())
+    }
+
+    /// Takes charge of `client` with `config` (its `channel` must match the server's).
+    pub fn with_config(
+        mut client: NetworkClient,
+        config: ObjectConfig,
+    ) -> Result<Self, ObjectError> {
+        let inbox: Arc<Mutex<VecDeque<Inbound>>> = Arc::default();
+        macro_rules! forward {
+            ($ty:ty, $wrap:expr) => {{
+                let queue = Arc::clone(&inbox);
+                client.register_handler(move |_, msg: $ty| queue.lock().push_back($wrap(msg)))?;
+            }};
+        }
+        forward!(wire::Spawn, Inbound::Spawn);
+        forward!(wire::Despawn, |m: wire::Despawn| Inbound::Despawn(m.net_id));
+        forward!(wire::Update, Inbound::Update);
+        forward!(wire::Rpc, Inbound::Rpc);
+        forward!(wire::Ownership, Inbound::Ownership);
+        let queue = Arc::clone(&inbox);
+        let channel = config.channel;
+        client.on_event(move |ctx, event| match event {
+            ClientEvent::Authenticated => {
+                if let Err(err) = ctx.send_on(&wire::Ready, channel) {
+                    debug!(%err, "could not say ready");
+                }
+            }
+            ClientEvent::Disconnected(_) => queue.lock().push_back(Inbound::Disconnected),
+            _ => {}
+        });
+        if client.is_authenticated() {
+            client.send_on(&wire::Ready, channel)?;
+        }
+        Ok(Self {
+            client,
+            world: ClientWorld {
+                config,
+                objects: BTreeMap::new(),
+                spawners: HashMap::new(),
+                scene_pool: HashMap::new(),
+                events: VecDeque::new(),
+                stats: ClientObjectStats::default(),
+            },
+            inbox,
+            drained: VecDeque::new(),
+        })
+    }
+
+    /// Builds objects of `prefab` with `factory` (one behaviour, a tuple, or a
+    /// [`Behaviours`] list, in the order the server's objects hold them).
+    pub fn register_prefab<I: IntoBehaviours>(
+        &mut self,
+        prefab: PrefabId,
+        mut factory: impl FnMut() -> I + Send + 'static,
+    ) {
+        let spawn: Factory = Box::new(move |_| factory().into_behaviours());
+        self.world.spawners.insert(prefab, Spawner { spawn, unspawn: None });
+    }
+
+    /// Builds objects of `prefab` with `spawn` and hands them to `unspawn` when they are
+    /// despawned, to pool them (Mirage's spawn handlers).
+    pub fn register_spawn_handler<I: IntoBehaviours>(
+        &mut self,
+        prefab: PrefabId,
+        mut spawn: impl FnMut(&SpawnInfo) -> I + Send + 'static,
+        unspawn: impl FnMut(NetId, Behaviours) + Send + 'static,
+    ) {
+        let spawn: Factory = Box::new(move |info| spawn(info).into_behaviours());
+        self.world.spawners.insert(prefab, Spawner { spawn, unspawn: Some(Box::new(unspawn)) });
+    }
+
+    /// Registers an object the level already holds: when the server spawns scene object
+    /// `scene`, this one takes its state instead of a new one being built, and it returns here
+    /// when despawned.
+    pub fn add_scene_object(
+        &mut self,
+        scene: SceneId,
+        behaviours: impl IntoBehaviours,
+    ) -> Result<(), ObjectError> {
+        let spawned = self.world.objects.values().any(|o| o.scene == Some(scene));
+        if spawned || self.world.scene_pool.contains_key(&scene) {
+            return Err(ObjectError::DuplicateScene(scene));
+        }
+        self.world.scene_pool.insert(scene, behaviours.into_behaviours());
+        Ok(())
+    }
+
+    /// Tells the server this client is ready for objects. It happens by itself when the client
+    /// authenticates; call it again only after the server was told otherwise (never needed
+    /// today).
+    pub fn ready(&mut self) -> Result<(), ObjectError> {
+        self.client.send_on(&wire::Ready, self.world.config.channel)?;
+        Ok(())
+    }
+
+    /// Runs the client's [`update`](NetworkClient::update), then applies what the server sent:
+    /// spawns, updates (running hooks), RPCs, ownership, despawns, in arrival order. Sends the
+    /// commands queued, and forgets local changes to `#[sync]` fields (the server's state is
+    /// the truth; a client's own changes are never sent).
+    pub fn update(&mut self) -> Result<(), ObjectError> {
+        self.client.update()?;
+        std::mem::swap(&mut *self.inbox.lock(), &mut self.drained);
+        while let Some(inbound) = self.drained.pop_front() {
+            match inbound {
+                Inbound::Spawn(msg) => self.world.spawn(msg),
+                Inbound::Despawn(id) => self.world.despawn(id),
+                Inbound::Update(msg) => self.world.update(&msg),
+                Inbound::Rpc(msg) => self.world.run_rpc(&mut self.client, &msg),
+                Inbound::Ownership(msg) => self.world.ownership(&msg),
+                Inbound::Disconnected => {
+                    let ids: Vec<NetId> = self.world.objects.keys().copied().collect();
+                    for id in ids {
+                        self.world.despawn(id);
+                    }
+                }
+            }
+        }
+        for object in self.world.objects.values_mut() {
+            for behaviour in &mut object.behaviours {
+                behaviour.clear_dirty();
+            }
+        }
+        self.client.flush()?;
+        Ok(())
+    }
+
+    /// The next object event.
+    pub fn poll_event(&mut self) -> Option<ClientObjectEvent> {
+        self.world.events.pop_front()
+    }
+
+    /// The ids of the objects this client sees, in spawn order.
+    pub fn objects(&self) -> impl Iterator<Item = NetId> + '_ {
+        self.world.objects.keys().copied()
+    }
+
+    /// How many objects this client sees.
+    pub fn object_count(&self) -> usize {
+        self.world.objects.len()
+    }
+
+    /// How many scene objects are registered and not spawned.
+    pub fn unspawned_scene_objects(&self) -> usize {
+        self.world.scene_pool.len()
+    }
+
+    /// An object's prefab.
+    pub fn prefab(&self, id: NetId) -> Option<PrefabId> {
+        self.world.objects.get(&id).map(|o| o.prefab)
+    }
+
+    /// Whether this client owns an object.
+    pub fn is_owned(&self, id: NetId) -> bool {
+        self.world.is_owned(id)
+    }
+
+    /// The first behaviour of type `B` of an object.
+    pub fn get<B: NetworkBehaviour>(&self, id: NetId) -> Option<&B> {
+        self.world.get(id)
+    }
+
+    /// The first behaviour of type `B` of an object, mutably (for its local, unsynchronised
+    /// fields: changes to `#[sync]` fields are overwritten by the server's).
+    pub fn get_mut<B: NetworkBehaviour>(&mut self, id: NetId) -> Option<&mut B> {
+        find_mut::<B>(&mut self.world.objects.get_mut(&id)?.behaviours)
+    }
+
+    /// A handle on the first behaviour of type `B` of an object, to send its commands.
+    pub fn handle<B: NetworkBehaviour>(&self, id: NetId) -> Option<Obj<B>> {
+        self.world.handle(id)
+    }
+
+    /// What the manager counted.
+    pub fn stats(&self) -> ClientObjectStats {
+        self.world.stats
+    }
+}
+
+impl CommandSink for ClientObjectManager {
+    fn send_command<A: Serialize>(
+        &mut self,
+        net_id: NetId,
+        behaviour: u8,
+        rpc: RpcId,
+        qos: Option<Qos>,
+        args: &A,
+    ) -> Result<(), ObjectError> {
+        let args = postcard::to_allocvec(args)?;
+        let cmd = wire::Command { net_id, behaviour, rpc, args };
+        self.world.send_command(&mut self.client, cmd, qos)
+    }
+}

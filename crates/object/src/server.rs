@@ -1,0 +1,813 @@
+//! The server's side: spawning objects to observers, syncing their state, running commands.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use sturnus_message::{
+    NetworkClient, NetworkServer, Player, PlayerId, Qos, ServerContext, ServerEvent,
+};
+use tracing::{debug, warn};
+
+use crate::behaviour::{find, find_mut};
+use crate::ctx::ClientCtx;
+use crate::wire;
+use crate::{
+    Behaviours, ClientObjectEvent, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj,
+    ObjectError, PrefabId, RpcContext, RpcId, RpcKind, RpcSink, SceneId, ServerCtx,
+};
+
+/// Settings of the object managers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ObjectConfig {
+    /// The least time between two updates of one behaviour, unless the behaviour sets its own
+    /// (`#[network(sync_interval_ms = N)]`); UNET's and Mirage's default is 100 ms. Zero sends
+    /// changes at every [`update`](ServerObjectManager::update).
+    pub sync_interval: Duration,
+    /// The kind of channel spawns, despawns, ownership, updates and RPCs go on unless a
+    /// behaviour or RPC names its own. It must be reliable and ordered (and fragmenting, for
+    /// large objects), so everything about an object arrives whole and in order; both sides
+    /// must agree. Default: `ReliableFragmentedSequenced`.
+    pub channel: Qos,
+    /// Whether the objects a player owns are despawned when it leaves (UNET's and Mirage's
+    /// behaviour), or kept without an owner.
+    pub despawn_owned_on_leave: bool,
+}
+
+impl Default for ObjectConfig {
+    fn default() -> Self {
+        Self {
+            sync_interval: Duration::from_millis(100),
+            channel: Qos::ReliableFragmentedSequenced,
+            despawn_owned_on_leave: true,
+        }
+    }
+}
+
+/// What a [`ServerObjectManager`] counted. Every command either ran or was rejected under
+/// exactly one `rejected_*` reason (and charged to the sender's error budget).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerObjectStats {
+    /// Objects spawned.
+    pub spawned: u64,
+    /// Objects despawned.
+    pub despawned: u64,
+    /// Behaviour updates sent (one per behaviour per sync, whatever the number of observers).
+    pub updates_sent: u64,
+    /// Client and target RPCs sent.
+    pub rpcs_sent: u64,
+    /// Commands run.
+    pub commands_run: u64,
+    /// Rejected: no object has the id.
+    pub rejected_unknown_object: u64,
+    /// Rejected: the sender does not observe the object.
+    pub rejected_not_observer: u64,
+    /// Rejected: the object has no behaviour of that index.
+    pub rejected_unknown_behaviour: u64,
+    /// Rejected: the behaviour has no command of that id.
+    pub rejected_unknown_rpc: u64,
+    /// Rejected: the command needs authority and the sender does not own the object.
+    pub rejected_no_authority: u64,
+    /// Rejected: the arguments did not decode.
+    pub rejected_undecodable: u64,
+}
+
+impl ServerObjectStats {
+    /// Every command rejected, whatever the reason.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_unknown_object
+            + self.rejected_not_observer
+            + self.rejected_unknown_behaviour
+            + self.rejected_unknown_rpc
+            + self.rejected_no_authority
+            + self.rejected_undecodable
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Rejection {
+    UnknownObject,
+    NotObserver,
+    UnknownBehaviour,
+    UnknownRpc,
+    NoAuthority,
+    Undecodable,
+}
+
+/// What the message layer's handlers and callbacks hand over, in arrival order.
+#[derive(Debug)]
+enum Inbound {
+    Authenticated(PlayerId),
+    Ready(PlayerId),
+    Command(PlayerId, wire::Command),
+    Left(PlayerId),
+}
+
+type Inbox<T> = Arc<Mutex<VecDeque<T>>>;
+
+#[derive(Debug)]
+pub(crate) struct ServerObject {
+    prefab: PrefabId,
+    scene: Option<SceneId>,
+    owner: Option<PlayerId>,
+    /// Taken out while one of them runs a command or RPC.
+    behaviours: Behaviours,
+    last_sync: Vec<Instant>,
+    observers: BTreeSet<PlayerId>,
+}
+
+/// Everything of the server's side but the message-layer server, so a command's context can
+/// borrow both.
+#[derive(Debug)]
+pub(crate) struct ServerWorld {
+    config: ObjectConfig,
+    /// In id order, which is spawn order: a late joiner gets objects in the order they came.
+    objects: BTreeMap<NetId, ServerObject>,
+    scenes: HashMap<SceneId, NetId>,
+    next_id: u32,
+    ready: BTreeSet<PlayerId>,
+    host_player: Option<PlayerId>,
+    host_events: VecDeque<ClientObjectEvent>,
+    /// Client and target RPCs for the host player, run on the server's objects.
+    host_rpcs: VecDeque<wire::Rpc>,
+    /// Commands the host player sent.
+    host_commands: VecDeque<wire::Command>,
+    stats: ServerObjectStats,
+    scratch: Vec<u8>,
+    now: Instant,
+}
+
+impl ServerWorld {
+    fn new(config: ObjectConfig) -> Self {
+        Self {
+            config,
+            objects: BTreeMap::new(),
+            scenes: HashMap::new(),
+            next_id: 0,
+            ready: BTreeSet::new(),
+            host_player: None,
+            host_events: VecDeque::new(),
+            host_rpcs: VecDeque::new(),
+            host_commands: VecDeque::new(),
+            stats: ServerObjectStats::default(),
+            scratch: Vec::new(),
+            now: crate::now(),
+        }
+    }
+
+    pub(crate) fn host_player(&self) -> Option<PlayerId> {
+        self.host_player
+    }
+
+    pub(crate) fn owner(&self, id: NetId) -> Option<PlayerId> {
+        self.objects.get(&id)?.owner
+    }
+
+    pub(crate) fn get<B: NetworkBehaviour>(&self, id: NetId) -> Option<&B> {
+        Some(find::<B>(&self.objects.get(&id)?.behaviours)?.1)
+    }
+
+    pub(crate) fn get_mut<B: NetworkBehaviour>(&mut self, id: NetId) -> Option<&mut B> {
+        find_mut::<B>(&mut self.objects.get_mut(&id)?.behaviours)
+    }
+
+    pub(crate) fn handle<B: NetworkBehaviour>(&self, id: NetId) -> Option<Obj<B>> {
+        let (index, _) = find::<B>(&self.objects.get(&id)?.behaviours)?;
+        Some(Obj::new(id, index))
+    }
+
+    pub(crate) fn queue_host_command(&mut self, command: wire::Command) {
+        self.host_commands.push_back(command);
+    }
+
+    fn allocate_id(&mut self) -> NetId {
+        loop {
+            // Never 0, and never one in use, even after 2^32 spawns.
+            self.next_id = self.next_id.wrapping_add(1);
+            let id = NetId(self.next_id);
+            if self.next_id != 0 && !self.objects.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    pub(crate) fn spawn(
+        &mut self,
+        server: &mut ServerContext,
+        prefab: PrefabId,
+        scene: Option<SceneId>,
+        behaviours: Behaviours,
+        owner: Option<PlayerId>,
+    ) -> Result<NetId, ObjectError> {
+        match behaviours.len() {
+            0 => return Err(ObjectError::NoBehaviours),
+            n if n > 255 => return Err(ObjectError::TooManyBehaviours(n)),
+            _ => {}
+        }
+        if let Some(scene) = scene {
+            if self.scenes.contains_key(&scene) {
+                return Err(ObjectError::DuplicateScene(scene));
+            }
+        }
+        let mut state = Vec::new();
+        for behaviour in &behaviours {
+            behaviour.write_full(&mut state)?;
+        }
+        let id = self.allocate_id();
+        let mut object = ServerObject {
+            prefab,
+            scene,
+            owner,
+            last_sync: vec![self.now; behaviours.len()],
+            behaviours,
+            observers: self.ready.clone(),
+        };
+        // The full state covers every change made before the spawn.
+        for behaviour in &mut object.behaviours {
+            behaviour.clear_dirty();
+        }
+        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false, state };
+        self.send_spawn(server, &object, msg, object.observers.iter().copied());
+        if let Some(scene) = scene {
+            self.scenes.insert(scene, id);
+        }
+        self.objects.insert(id, object);
+        self.stats.spawned += 1;
+        Ok(id)
+    }
+
+    /// Sends a spawn to `to` (with `owned` set for the owner), or reports it to the host.
+    fn send_spawn(
+        &mut self,
+        server: &mut ServerContext,
+        object: &ServerObject,
+        mut msg: wire::Spawn,
+        to: impl Iterator<Item = PlayerId> + Clone,
+    ) {
+        let host = self.host_player;
+        if let Some(host) = host.filter(|h| to.clone().any(|p| p == *h)) {
+            self.host_events.push_back(ClientObjectEvent::Spawned {
+                net_id: msg.net_id,
+                prefab: msg.prefab,
+                scene: msg.scene,
+                owned: object.owner == Some(host),
+            });
+        }
+        let remote = to.filter(|p| Some(*p) != host);
+        let others = remote.clone().filter(|p| Some(*p) != object.owner);
+        send_logged(server.broadcast_to_on(others, &msg, self.config.channel));
+        if let Some(owner) = object.owner.filter(|o| remote.clone().any(|p| p == *o)) {
+            msg.owned = true;
+            send_logged(server.send_on(owner, &msg, self.config.channel));
+        }
+    }
+
+    pub(crate) fn despawn(&mut self, server: &mut ServerContext, id: NetId) -> Option<Behaviours> {
+        let object = self.objects.remove(&id)?;
+        if let Some(scene) = object.scene {
+            self.scenes.remove(&scene);
+        }
+        let remote = object.observers.iter().copied().filter(|p| Some(*p) != self.host_player);
+        send_logged(server.broadcast_to_on(
+            remote,
+            &wire::Despawn { net_id: id },
+            self.config.channel,
+        ));
+        if self.host_player.is_some_and(|h| object.observers.contains(&h)) {
+            self.host_events.push_back(ClientObjectEvent::Despawned(id));
+        }
+        self.stats.despawned += 1;
+        Some(object.behaviours)
+    }
+
+    pub(crate) fn set_owner(
+        &mut self,
+        server: &mut ServerContext,
+        id: NetId,
+        owner: Option<PlayerId>,
+    ) -> Result<(), ObjectError> {
+        let object = self.objects.get_mut(&id).ok_or(ObjectError::UnknownObject(id))?;
+        let old = std::mem::replace(&mut object.owner, owner);
+        if old == owner {
+            return Ok(());
+        }
+        let observers = &object.observers;
+        for (player, owned) in [(old, false), (owner, true)] {
+            let Some(player) = player.filter(|p| observers.contains(p)) else { continue };
+            if Some(player) == self.host_player {
+                self.host_events
+                    .push_back(ClientObjectEvent::OwnershipChanged { net_id: id, owned });
+            } else {
+                let msg = wire::Ownership { net_id: id, owned };
+                send_logged(server.send_on(player, &msg, self.config.channel));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `msg` to every observer of its object (`to: None`) or to one.
+    pub(crate) fn send_rpc(
+        &mut self,
+        server: &mut ServerContext,
+        msg: wire::Rpc,
+        qos: Option<Qos>,
+        to: Option<PlayerId>,
+    ) -> Result<(), ObjectError> {
+        let net_id = msg.net_id;
+        let object = self.objects.get(&net_id).ok_or(ObjectError::UnknownObject(net_id))?;
+        if let Some(player) = to {
+            if !object.observers.contains(&player) {
+                return Err(ObjectError::NotObserving { player, net_id });
+            }
+        }
+        let to_host = self.host_player.filter(|h| match to {
+            Some(player) => player == *h,
+            None => object.observers.contains(h),
+        });
+        let host = self.host_player;
+        let remote = object
+            .observers
+            .iter()
+            .copied()
+            .filter(|p| to.is_none_or(|t| t == *p) && Some(*p) != host);
+        server.broadcast_to_on(remote, &msg, qos.unwrap_or(self.config.channel))?;
+        if to_host.is_some() {
+            self.host_rpcs.push_back(msg);
+        }
+        self.stats.rpcs_sent += 1;
+        Ok(())
+    }
+
+    /// A player is ready: it observes every object from now on and gets each one's state.
+    fn make_ready(&mut self, server: &mut ServerContext, player: PlayerId) {
+        if !self.ready.insert(player) {
+            return;
+        }
+        // Pending changes go to the current observers first, so the state the newcomer gets
+        // already holds them and no collection operation reaches it twice.
+        self.sync(server, true);
+        let ids: Vec<NetId> = self.objects.keys().copied().collect();
+        for id in ids {
+            let Some(mut object) = self.objects.remove(&id) else { continue };
+            object.observers.insert(player);
+            let mut state = Vec::new();
+            let written = object.behaviours.iter().try_for_each(|b| b.write_full(&mut state));
+            match written {
+                Ok(()) => {
+                    let msg = wire::Spawn {
+                        net_id: id,
+                        prefab: object.prefab,
+                        scene: object.scene,
+                        owned: false,
+                        state,
+                    };
+                    self.send_spawn(server, &object, msg, std::iter::once(player));
+                }
+                Err(err) => warn!(%id, %err, "could not encode an object's state"),
+            }
+            self.objects.insert(id, object);
+        }
+    }
+
+    fn player_left(&mut self, server: &mut ServerContext, player: PlayerId) {
+        self.ready.remove(&player);
+        if self.host_player == Some(player) {
+            self.host_player = None;
+            self.host_rpcs.clear();
+            self.host_commands.clear();
+        }
+        let mut owned = Vec::new();
+        for (id, object) in &mut self.objects {
+            object.observers.remove(&player);
+            if object.owner == Some(player) {
+                owned.push(*id);
+            }
+        }
+        for id in owned {
+            if self.config.despawn_owned_on_leave {
+                self.despawn(server, id);
+            } else if let Some(object) = self.objects.get_mut(&id) {
+                object.owner = None;
+            }
+        }
+    }
+
+    /// Sends the changes of every dirty behaviour that is due (all of them with `force`).
+    fn sync(&mut self, server: &mut ServerContext, force: bool) {
+        let ServerWorld { objects, config, host_player, scratch, stats, now, .. } = self;
+        for (id, object) in objects.iter_mut() {
+            let host_observes = host_player.is_some_and(|h| object.observers.contains(&h));
+            let has_remote = object.observers.iter().any(|p| Some(*p) != *host_player);
+            for (index, behaviour) in object.behaviours.iter_mut().enumerate() {
+                if !behaviour.is_dirty() {
+                    continue;
+                }
+                let settings = behaviour.sync_settings();
+                let interval = settings.interval.unwrap_or(config.sync_interval);
+                if !force && *now < object.last_sync[index] + interval {
+                    continue;
+                }
+                if has_remote {
+                    scratch.clear();
+                    match behaviour.write_changes(scratch) {
+                        Ok(()) => {
+                            let msg = wire::Update {
+                                net_id: *id,
+                                behaviour: u8::try_from(index).expect("at most 255 behaviours"),
+                                changes: std::mem::take(scratch),
+                            };
+                            let remote = object.observers.iter().copied();
+                            let remote = remote.filter(|p| Some(*p) != *host_player);
+                            let qos = settings.qos.unwrap_or(config.channel);
+                            send_logged(server.broadcast_to_on(remote, &msg, qos));
+                            *scratch = msg.changes;
+                            stats.updates_sent += 1;
+                        }
+                        Err(err) => warn!(%id, %err, "could not encode a behaviour's changes"),
+                    }
+                }
+                if host_observes {
+                    behaviour.run_local_hooks();
+                }
+                behaviour.clear_dirty();
+                object.last_sync[index] = *now;
+            }
+        }
+    }
+
+    fn reject(&mut self, server: &mut ServerContext, player: PlayerId, why: Rejection) {
+        let stats = &mut self.stats;
+        let counter = match why {
+            Rejection::UnknownObject => &mut stats.rejected_unknown_object,
+            Rejection::NotObserver => &mut stats.rejected_not_observer,
+            Rejection::UnknownBehaviour => &mut stats.rejected_unknown_behaviour,
+            Rejection::UnknownRpc => &mut stats.rejected_unknown_rpc,
+            Rejection::NoAuthority => &mut stats.rejected_no_authority,
+            Rejection::Undecodable => &mut stats.rejected_undecodable,
+        };
+        *counter += 1;
+        debug!(%player, ?why, "command rejected");
+        server.reject(player);
+    }
+
+    /// Validates and runs a command from `player`.
+    fn run_command(&mut self, server: &mut ServerContext, player: PlayerId, cmd: wire::Command) {
+        let Some(object) = self.objects.get_mut(&cmd.net_id) else {
+            return self.reject(server, player, Rejection::UnknownObject);
+        };
+        if !object.observers.contains(&player) {
+            return self.reject(server, player, Rejection::NotObserver);
+        }
+        let Some(behaviour) = object.behaviours.get(usize::from(cmd.behaviour)) else {
+            return self.reject(server, player, Rejection::UnknownBehaviour);
+        };
+        let Some(info) = behaviour.rpc_info(cmd.rpc).filter(|i| i.kind == RpcKind::Command) else {
+            return self.reject(server, player, Rejection::UnknownRpc);
+        };
+        if info.requires_authority && object.owner != Some(player) {
+            return self.reject(server, player, Rejection::NoAuthority);
+        }
+        let mut behaviours = std::mem::take(&mut object.behaviours);
+        let result = {
+            let mut ctx = ServerCtx::new(self, server, player, cmd.net_id, cmd.behaviour);
+            behaviours[usize::from(cmd.behaviour)].invoke_rpc(
+                cmd.rpc,
+                &cmd.args,
+                RpcContext::Server(&mut ctx),
+            )
+        };
+        // The command may have despawned its own object: then its behaviours are dropped.
+        if let Some(object) = self.objects.get_mut(&cmd.net_id) {
+            object.behaviours = behaviours;
+        }
+        match result {
+            Ok(()) => self.stats.commands_run += 1,
+            Err(_) => self.reject(server, player, Rejection::Undecodable),
+        }
+    }
+
+    /// Runs a client or target RPC for the host player on the server's object.
+    fn run_host_rpc(&mut self, rpc: wire::Rpc) {
+        let Some(object) = self.objects.get_mut(&rpc.net_id) else { return };
+        let index = usize::from(rpc.behaviour);
+        let known = object.behaviours.get(index).and_then(|b| b.rpc_info(rpc.rpc));
+        if !known.is_some_and(|info| info.kind != RpcKind::Command) {
+            return;
+        }
+        let mut behaviours = std::mem::take(&mut object.behaviours);
+        let result = {
+            let mut ctx = ClientCtx::host(self, rpc.net_id, rpc.behaviour);
+            behaviours[index].invoke_rpc(rpc.rpc, &rpc.args, RpcContext::Client(&mut ctx))
+        };
+        if let Some(object) = self.objects.get_mut(&rpc.net_id) {
+            object.behaviours = behaviours;
+        }
+        if let Err(err) = result {
+            warn!(net_id = %rpc.net_id, %err, "an RPC to the host player did not decode");
+        }
+    }
+}
+
+/// Logs a send the message layer refused (it also counts it in the player's stats).
+fn send_logged<T>(result: Result<T, sturnus_message::MessageError>) {
+    if let Err(err) = result {
+        debug!(%err, "object message not sent");
+    }
+}
+
+/// The server's object manager (Mirage's `ServerObjectManager`, UNET's `NetworkServer`
+/// spawning): it owns a [`NetworkServer`] and keeps its players' view of the networked
+/// objects in step with the server's.
+///
+/// - [`spawn`](Self::spawn) sends an object with its full state to every observer (every
+///   ready player); a player that becomes ready later gets every live object.
+/// - Changed `#[sync]` fields are sent at each behaviour's sync interval, only the dirty ones.
+/// - Commands from clients are validated (object, behaviour, RPC id, authority, arguments)
+///   before they run; anything invalid is dropped, counted in [`stats`](Self::stats) and
+///   charged to the sender's error budget.
+/// - Host mode ([`start_host`](Self::start_host)): the host's own player shares these
+///   objects; its hooks, RPCs and spawn events run here, with no copy synchronised.
+///
+/// It dereferences to the [`NetworkServer`], so message handlers, events and `start` are
+/// used as on the server. Call [`update`](Self::update) every frame instead of the server's.
+///
+/// See the [crate documentation](crate) for a whole example.
+pub struct ServerObjectManager {
+    server: NetworkServer,
+    world: ServerWorld,
+    inbox: Inbox<Inbound>,
+    drained: VecDeque<Inbound>,
+    host_client: Option<NetworkClient>,
+}
+
+impl std::fmt::Debug for ServerObjectManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerObjectManager")
+            .field("server", &self.server)
+            .field("objects", &self.world.objects.len())
+            .field("stats", &self.world.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Deref for ServerObjectManager {
+    type Target = NetworkServer;
+    fn deref(&self) -> &NetworkServer {
+        &self.server
+    }
+}
+
+impl DerefMut for ServerObjectManager {
+    fn deref_mut(&mut self) -> &mut NetworkServer {
+        &mut self.server
+    }
+}
+
+impl ServerObjectManager {
+    /// Takes charge of `server` with the default [`ObjectConfig`]: registers the object
+    /// layer's messages and watches players come and go.
+    pub fn new(server: NetworkServer) -> Result<Self, ObjectError> {
+        Self::with_config(server, ObjectConfig::default())
+    }
+
+    /// Takes charge of `server` with `config`.
+    pub fn with_config(
+        mut server: NetworkServer,
+        config: ObjectConfig,
+    ) -> Result<Self, ObjectError> {
+        let inbox: Inbox<Inbound> = Arc::default();
+        let queue = Arc::clone(&inbox);
+        server.register_handler(move |player: Player<'_>, _: wire::Ready| {
+            queue.lock().push_back(Inbound::Ready(player.id()));
+        })?;
+        let queue = Arc::clone(&inbox);
+        server.register_handler(move |player: Player<'_>, cmd: wire::Command| {
+            queue.lock().push_back(Inbound::Command(player.id(), cmd));
+        })?;
+        let queue = Arc::clone(&inbox);
+        server.on_event(move |_, event| {
+            let inbound = match event {
+                ServerEvent::Authenticated(id) => Inbound::Authenticated(*id),
+                ServerEvent::Disconnected(id, _) => Inbound::Left(*id),
+                _ => return,
+            };
+            queue.lock().push_back(inbound);
+        });
+        Ok(Self {
+            server,
+            world: ServerWorld::new(config),
+            inbox,
+            drained: VecDeque::new(),
+            host_client: None,
+        })
+    }
+
+    /// Host mode: starts the server on UDP at `addr` and [joins](Self::join_host) the host's
+    /// own player. Returns the address.
+    pub fn start_host(&mut self, addr: SocketAddr) -> Result<SocketAddr, ObjectError> {
+        let addr = self.server.start(addr)?;
+        self.join_host()?;
+        Ok(addr)
+    }
+
+    /// Joins the host's own player: a local client of this server whose player shares this
+    /// manager's objects. No copy is synchronised to it; its spawn events come from
+    /// [`poll_host_event`](Self::poll_host_event), its hooks and RPCs run on these objects, and
+    /// commands sent through this manager come from it. Call it after starting the server
+    /// on any socket, or instead of starting (a single-player game running the multiplayer
+    /// code, with no transport).
+    pub fn join_host(&mut self) -> Result<(), ObjectError> {
+        let client = self.server.connect_local()?;
+        self.host_client = Some(client);
+        Ok(())
+    }
+
+    /// The host's own local client (for its messages), in host mode.
+    pub fn host_client(&mut self) -> Option<&mut NetworkClient> {
+        self.host_client.as_mut()
+    }
+
+    /// The host's own player, once it has joined.
+    pub fn host_player(&self) -> Option<PlayerId> {
+        self.world.host_player
+    }
+
+    /// Runs the server's [`update`](NetworkServer::update) (and the host client's), then
+    /// handles readiness, commands and departures, runs the host player's RPCs, sends the
+    /// changes that are due, and flushes. Call it every frame.
+    pub fn update(&mut self) -> Result<(), ObjectError> {
+        self.server.update()?;
+        if let Some(client) = &mut self.host_client {
+            client.update()?;
+        }
+        self.world.now = crate::now();
+        std::mem::swap(&mut *self.inbox.lock(), &mut self.drained);
+        while let Some(inbound) = self.drained.pop_front() {
+            let server = &mut *self.server;
+            match inbound {
+                Inbound::Authenticated(id) => {
+                    let is_host = self.host_client.is_some()
+                        && self.world.host_player.is_none()
+                        && server.is_local_player(id);
+                    if is_host {
+                        self.world.host_player = Some(id);
+                        self.world.make_ready(server, id);
+                    }
+                }
+                Inbound::Ready(id) => self.world.make_ready(server, id),
+                Inbound::Command(id, cmd) => self.world.run_command(server, id, cmd),
+                Inbound::Left(id) => self.world.player_left(server, id),
+            }
+        }
+        self.run_host_queues();
+        self.world.sync(&mut self.server, false);
+        self.server.flush()?;
+        Ok(())
+    }
+
+    /// Runs the host player's commands and RPCs, including those they cause, up to a bound
+    /// per update (a command and an RPC calling each other forever cannot hang the frame).
+    fn run_host_queues(&mut self) {
+        let Some(host) = self.world.host_player else { return };
+        for _ in 0..4096 {
+            let server = &mut *self.server;
+            if let Some(cmd) = self.world.host_commands.pop_front() {
+                self.world.run_command(server, host, cmd);
+            } else if let Some(rpc) = self.world.host_rpcs.pop_front() {
+                self.world.run_host_rpc(rpc);
+            } else {
+                return;
+            }
+        }
+    }
+
+    /// Spawns an object built from `behaviours` (one behaviour, a tuple, or a
+    /// [`Behaviours`] list) as `prefab` on every ready player, owned by `owner`; returns its
+    /// id. Changes made to it before the spawn are part of its initial state.
+    pub fn spawn(
+        &mut self,
+        prefab: PrefabId,
+        behaviours: impl IntoBehaviours,
+        owner: Option<PlayerId>,
+    ) -> Result<NetId, ObjectError> {
+        self.world.spawn(&mut self.server, prefab, None, behaviours.into_behaviours(), owner)
+    }
+
+    /// Spawns a scene object: clients match it with the object they registered under `scene`
+    /// ([`ClientObjectManager::add_scene_object`](crate::ClientObjectManager::add_scene_object))
+    /// instead of building one from `prefab`.
+    pub fn spawn_scene(
+        &mut self,
+        scene: SceneId,
+        prefab: PrefabId,
+        behaviours: impl IntoBehaviours,
+        owner: Option<PlayerId>,
+    ) -> Result<NetId, ObjectError> {
+        let behaviours = behaviours.into_behaviours();
+        self.world.spawn(&mut self.server, prefab, Some(scene), behaviours, owner)
+    }
+
+    /// Despawns an object everywhere; returns its behaviours (to pool them), or `None` if no
+    /// object has the id.
+    pub fn despawn(&mut self, id: NetId) -> Option<Behaviours> {
+        self.world.despawn(&mut self.server, id)
+    }
+
+    /// Gives an object to a player (or to nobody); the old and new owners are told.
+    pub fn set_owner(&mut self, id: NetId, owner: Option<PlayerId>) -> Result<(), ObjectError> {
+        self.world.set_owner(&mut self.server, id, owner)
+    }
+
+    /// An object's owner.
+    pub fn owner(&self, id: NetId) -> Option<PlayerId> {
+        self.world.owner(id)
+    }
+
+    /// The ids of the live objects, in spawn order.
+    pub fn objects(&self) -> impl Iterator<Item = NetId> + '_ {
+        self.world.objects.keys().copied()
+    }
+
+    /// How many objects are live.
+    pub fn object_count(&self) -> usize {
+        self.world.objects.len()
+    }
+
+    /// The players that observe an object.
+    pub fn observers(&self, id: NetId) -> impl Iterator<Item = PlayerId> + '_ {
+        self.world.objects.get(&id).into_iter().flat_map(|o| o.observers.iter().copied())
+    }
+
+    /// Whether a player is ready (it observes objects).
+    pub fn is_ready(&self, player: PlayerId) -> bool {
+        self.world.ready.contains(&player)
+    }
+
+    /// The first behaviour of type `B` of an object.
+    pub fn get<B: NetworkBehaviour>(&self, id: NetId) -> Option<&B> {
+        self.world.get(id)
+    }
+
+    /// The first behaviour of type `B` of an object, to change it (changes to `#[sync]`
+    /// fields are sent at the next sync).
+    pub fn get_mut<B: NetworkBehaviour>(&mut self, id: NetId) -> Option<&mut B> {
+        self.world.get_mut(id)
+    }
+
+    /// A handle on the first behaviour of type `B` of an object, to call its RPCs.
+    pub fn handle<B: NetworkBehaviour>(&self, id: NetId) -> Option<Obj<B>> {
+        self.world.handle(id)
+    }
+
+    /// What the manager counted.
+    pub fn stats(&self) -> ServerObjectStats {
+        self.world.stats
+    }
+
+    /// The next object event of the host's own player (spawns, despawns and ownership changes
+    /// as its client would see them).
+    pub fn poll_host_event(&mut self) -> Option<ClientObjectEvent> {
+        self.world.host_events.pop_front()
+    }
+}
+
+impl RpcSink for ServerObjectManager {
+    fn send_rpc<A: Serialize>(
+        &mut self,
+        net_id: NetId,
+        behaviour: u8,
+        rpc: RpcId,
+        qos: Option<Qos>,
+        to: Option<PlayerId>,
+        args: &A,
+    ) -> Result<(), ObjectError> {
+        let msg = wire::Rpc { net_id, behaviour, rpc, args: postcard::to_allocvec(args)? };
+        self.world.send_rpc(&mut self.server, msg, qos, to)
+    }
+}
+
+/// In host mode, commands sent through the manager come from the host's own player and run
+/// at the next [`update`](ServerObjectManager::update), checked like anyone's.
+impl CommandSink for ServerObjectManager {
+    fn send_command<A: Serialize>(
+        &mut self,
+        net_id: NetId,
+        behaviour: u8,
+        rpc: RpcId,
+        _qos: Option<Qos>,
+        args: &A,
+    ) -> Result<(), ObjectError> {
+        if self.world.host_player.is_none() {
+            return Err(ObjectError::NoHostPlayer);
+        }
+        let args = postcard::to_allocvec(args)?;
+        self.world.queue_host_command(wire::Command { net_id, behaviour, rpc, args });
+        Ok(())
+    }
+}
