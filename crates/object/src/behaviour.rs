@@ -42,17 +42,17 @@ use crate::{ClientCtx, NetId, ObjectError, ReadError, RpcId, ServerCtx};
 /// }
 ///
 /// let mut tank = Tank::default();
-/// tank.health.set(90);
+/// tank.health.set(50);
 /// assert!(tank.is_dirty());
-/// // Only the dirty field travels: a one-byte mask and the value.
+/// // Only the dirty field travels: a one-byte mask and the value (a one-byte varint).
 /// let mut delta = Vec::new();
 /// tank.write_changes(&mut delta).unwrap();
 /// assert_eq!(delta.len(), 2);
 ///
 /// let mut copy = Tank::default();
 /// copy.read_changes(&mut &delta[..]).unwrap();
-/// assert_eq!(*copy.health, 90);
-/// assert_eq!(copy.hits_seen, 0); // 0 -> 90 is no hit
+/// assert_eq!(*copy.health, 50);
+/// assert_eq!(copy.hits_seen, 0); // 0 -> 50 is no hit
 /// ```
 ///
 /// Derive attributes: `#[sync]` or `#[sync(hook = path)]` on fields (any [`SyncField`] type;

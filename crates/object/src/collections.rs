@@ -99,8 +99,8 @@ enum ListOp<V> {
 /// ```
 /// use sturnus_object::{SyncField, SyncList};
 /// let mut items = SyncList::new();
-/// items.push("sword");
-/// items.push("shield");
+/// items.push("sword".to_string());
+/// items.push("shield".to_string());
 /// items.remove(0);
 /// assert_eq!(&items[..], ["shield"]);
 /// assert!(items.is_dirty());
