@@ -671,6 +671,14 @@ impl ServerObjectManager {
         Ok(())
     }
 
+    /// Sends every pending change now, whatever the sync intervals (before a scene change, or
+    /// to make one change go out at once); it goes out at the next
+    /// [`update`](Self::update)'s flush.
+    pub fn sync_now(&mut self) {
+        self.world.now = crate::now();
+        self.world.sync(&mut self.server, true);
+    }
+
     /// Runs the host player's commands and RPCs, including those they cause, up to a bound
     /// per update (a command and an RPC calling each other forever cannot hang the frame).
     fn run_host_queues(&mut self) {

@@ -271,3 +271,39 @@ fn spawn_handlers_pool_objects() {
     assert_eq!(pool.lock().len(), 0, "the pooled object was reused");
     assert_eq!(*game.clients[0].get::<Tank>(second).unwrap().health, 2);
 }
+
+/// A behaviour whose changes wait an hour unless something forces them out.
+#[derive(Debug, Default, sturnus_object::NetworkBehaviour)]
+#[network(sync_interval_ms = 3_600_000)]
+struct Slow {
+    #[sync]
+    list: sturnus_object::SyncList<u8>,
+}
+
+#[test]
+fn changes_pending_when_a_player_joins_reach_it_exactly_once() {
+    const SLOW: sturnus_object::PrefabId = sturnus_object::PrefabId::of_name("slow");
+    for path in paths(1) {
+        let mut game = Game::new(path);
+        game.add_client(|c| c.register_prefab(SLOW, Slow::default));
+        game.join_all();
+        let id = game.server.spawn(SLOW, Slow::default(), None).unwrap();
+        assert!(game.run_until(|g| g.clients[0].object_count() == 1));
+        game.server.get_mut::<Slow>(id).unwrap().list.push(1);
+        game.run_for(3);
+        assert!(game.clients[0].get::<Slow>(id).unwrap().list.is_empty(), "not due yet");
+        // The newcomer's state holds the pending push; the others get it as an update.
+        game.add_client(|c| c.register_prefab(SLOW, Slow::default));
+        game.join_all();
+        game.server.get_mut::<Slow>(id).unwrap().list.push(2);
+        game.server.sync_now();
+        let synced = game.run_until(|g| {
+            g.clients.iter().all(|c| c.get::<Slow>(id).is_some_and(|s| s.list.len() >= 2))
+        });
+        assert!(synced, "{path:?}");
+        game.run_for(3);
+        for client in &game.clients {
+            assert_eq!(client.get::<Slow>(id).unwrap().list.to_vec(), [1, 2], "{path:?}");
+        }
+    }
+}
