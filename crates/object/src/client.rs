@@ -286,7 +286,7 @@ impl ClientWorld {
 ///   ([`add_scene_object`](Self::add_scene_object)), before connecting.
 /// - Once authenticated it tells the server it is ready, and the server spawns its objects.
 /// - Updates apply `#[sync]` fields and run their hooks; client and target RPCs run on the
-///   objects; [`poll_event`](Self::poll_event) reports spawns, despawns and ownership.
+///   objects; [`poll_object_event`](Self::poll_object_event) reports spawns, despawns and ownership.
 /// - Commands are sent through it: `tank.fire(&mut objects, dir)`.
 ///
 /// It dereferences to the [`NetworkClient`]: connect, send messages and poll its events as on
@@ -451,7 +451,7 @@ impl ClientObjectManager {
     }
 
     /// The next object event.
-    pub fn poll_event(&mut self) -> Option<ClientObjectEvent> {
+    pub fn poll_object_event(&mut self) -> Option<ClientObjectEvent> {
         self.world.events.pop_front()
     }
 

@@ -22,7 +22,7 @@ fn spawn_sync_and_despawn_reach_every_observer() {
             let tank = client.get::<Tank>(id).unwrap();
             assert_eq!((*tank.health, tank.name.as_str()), (100, "ada"), "{path:?}");
             assert!(tank.health_changes.is_empty(), "{path:?}: no hook for the initial state");
-            let event = client.poll_event();
+            let event = client.poll_object_event();
             let expected =
                 ClientObjectEvent::Spawned { net_id: id, prefab: TANK, scene: None, owned: i == 0 };
             assert_eq!(event, Some(expected), "{path:?}");
@@ -48,7 +48,11 @@ fn spawn_sync_and_despawn_reach_every_observer() {
         let gone = game.run_until(|g| g.clients.iter().all(|c| c.object_count() == 0));
         assert!(gone, "{path:?}: despawn not seen");
         for client in &mut game.clients {
-            assert_eq!(client.poll_event(), Some(ClientObjectEvent::Despawned(id)), "{path:?}");
+            assert_eq!(
+                client.poll_object_event(),
+                Some(ClientObjectEvent::Despawned(id)),
+                "{path:?}"
+            );
         }
     }
 }
@@ -199,7 +203,7 @@ fn scene_objects_are_matched_not_duplicated() {
             scene: Some(DOOR),
             owned: false,
         };
-        assert_eq!(client.poll_event(), Some(expected));
+        assert_eq!(client.poll_object_event(), Some(expected));
         // Despawned, it goes back to the level, ready to be matched again.
         game.server.despawn(id);
         assert!(game.run_until(|g| g.clients[0].object_count() == 0));
@@ -219,13 +223,13 @@ fn ownership_changes_are_observed_and_move_authority() {
         let id = game.server.spawn(TANK, Tank::new(100, "ada"), Some(a)).unwrap();
         assert!(game.run_until(|g| g.clients.iter().all(|c| c.get::<Tank>(id).is_some())));
         for client in &mut game.clients {
-            while client.poll_event().is_some() {}
+            while client.poll_object_event().is_some() {}
         }
         game.server.set_owner(id, Some(b)).unwrap();
         assert!(game.run_until(|g| g.clients[1].is_owned(id) && !g.clients[0].is_owned(id)));
         let changed = |owned| Some(ClientObjectEvent::OwnershipChanged { net_id: id, owned });
-        assert_eq!(game.clients[0].poll_event(), changed(false), "{path:?}");
-        assert_eq!(game.clients[1].poll_event(), changed(true), "{path:?}");
+        assert_eq!(game.clients[0].poll_object_event(), changed(false), "{path:?}");
+        assert_eq!(game.clients[1].poll_object_event(), changed(true), "{path:?}");
         assert_eq!(game.server.owner(id), Some(b));
         // Authority moved with it.
         let tank = game.clients[1].handle::<Tank>(id).unwrap();
