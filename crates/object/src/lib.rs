@@ -3,7 +3,109 @@
 //! The object layer of Sturnus (Mirage's object layer; UNET's `NetworkIdentity`,
 //! `NetworkBehaviour`, SyncVars, Commands and ClientRpcs), engine-agnostic.
 //!
-//! DOCS_PLACEHOLDER
+//! ```text
+//!  sturnus-object     this crate: networked objects, SyncVars, sync collections, RPCs
+//!  sturnus-message    NetworkServer / NetworkClient / Player, typed messages
+//!  sturnus-transport  connections and quality-of-service channels
+//!  sturnus-socket     UDP, loopback, conditioned sockets
+//! ```
+//!
+//! - A **behaviour** is a struct with `#[derive(NetworkBehaviour)]`: its `#[sync]` fields
+//!   ([`SyncVar`], [`SyncList`], [`SyncMap`], [`SyncSet`]) are kept in sync from the server to
+//!   the clients; hooks (`#[sync(hook = …)]`) run on clients with each change. An object holds
+//!   one or more behaviours and has a [`NetId`] (given by the server), a [`PrefabId`] (which
+//!   factory builds it on clients), an optional owner and an optional [`SceneId`].
+//! - **RPCs** are methods in a `#[network_rpcs]` impl block: `#[command]` (client → server,
+//!   owner only unless `requires_authority = false`), `#[client_rpc]` (server → every
+//!   observer), `#[target_rpc]` (server → one player). Each has a stable id; arguments are
+//!   `serde` types. Calling one on an [`Obj`] handle sends it: `lamp.toggle(&mut client)`.
+//! - [`ServerObjectManager`] owns a `NetworkServer`: it spawns objects to every ready player
+//!   (and all live objects to late joiners), sends only the dirty fields of dirty behaviours at
+//!   each behaviour's interval, and validates every command (object, behaviour, RPC id,
+//!   authority, arguments), charging what it rejects to the sender's error budget.
+//! - [`ClientObjectManager`] owns a `NetworkClient`: it builds objects from prefab factories,
+//!   pooling spawn handlers or scene objects, applies updates and runs RPCs.
+//! - **Host mode** ([`ServerObjectManager::start_host`]): the host's player shares the server's
+//!   objects; its hooks, RPCs and spawn events run on them, with no copy synchronised.
+//!
+//! Like the layers below, everything runs on the thread that calls `update`.
+//!
+//! ```
+//! use sturnus_message::{ClientConfig, NetworkClient, NetworkServer, ServerConfig, ServerEvent};
+//! use sturnus_object::{
+//!     ClientCtx, ClientObjectManager, NetworkBehaviour, PrefabId, ServerCtx, ServerObjectManager,
+//!     SyncVar, network_rpcs,
+//! };
+//!
+//! pub const LAMP: PrefabId = PrefabId::of_name("lamp");
+//!
+//! #[derive(Default, NetworkBehaviour)]
+//! pub struct Lamp {
+//!     #[sync(hook = Lamp::on_switch)]
+//!     pub lit: SyncVar<bool>,
+//!     pub switches_seen: u32, // local, not networked
+//!     pub flashes: u32,
+//! }
+//!
+//! impl Lamp {
+//!     fn on_switch(&mut self, _old: &bool, _new: &bool) {
+//!         self.switches_seen += 1;
+//!     }
+//! }
+//!
+//! #[network_rpcs]
+//! impl Lamp {
+//!     /// Client → server: only the lamp's owner may switch it.
+//!     #[command]
+//!     fn toggle(&mut self, ctx: &mut ServerCtx<'_>) {
+//!         let lit = !*self.lit;
+//!         self.lit.set(lit);
+//!         let _ = ctx.this::<Lamp>().flash(ctx, 3);
+//!     }
+//!
+//!     /// Server → every client that sees the lamp.
+//!     #[client_rpc]
+//!     fn flash(&mut self, _ctx: &mut ClientCtx<'_>, times: u32) {
+//!         self.flashes += times;
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let mut server = ServerObjectManager::new(NetworkServer::new(ServerConfig::default())?)?;
+//! let addr = server.start("127.0.0.1:0".parse()?)?;
+//!
+//! let mut client = ClientObjectManager::new(NetworkClient::new(ClientConfig::default())?)?;
+//! client.register_prefab(LAMP, Lamp::default);
+//! client.connect(addr)?;
+//!
+//! let mut toggled = false;
+//! for _ in 0..5000 {
+//!     server.update()?;
+//!     while let Some(event) = server.poll_event() {
+//!         if let ServerEvent::Authenticated(player) = event {
+//!             // The first player gets a lamp of its own.
+//!             server.spawn(LAMP, Lamp::default(), Some(player))?;
+//!         }
+//!     }
+//!     client.update()?;
+//!     // Once the client sees its lamp, it switches it on: a command to the server.
+//!     let lamp = client.objects().next();
+//!     if let Some(id) = lamp {
+//!         if !toggled {
+//!             client.handle::<Lamp>(id).unwrap().toggle(&mut client)?;
+//!             toggled = true;
+//!         }
+//!         let lamp = client.get::<Lamp>(id).unwrap();
+//!         if *lamp.lit && lamp.flashes == 3 {
+//!             assert_eq!(lamp.switches_seen, 1);
+//!             return Ok(());
+//!         }
+//!     }
+//!     server.wait(std::time::Duration::from_millis(1))?;
+//! }
+//! panic!("the lamp never lit");
+//! # }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
