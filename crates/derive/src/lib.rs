@@ -83,6 +83,7 @@ pub fn derive_network_behaviour(input: TokenStream) -> TokenStream {
 /// `tank.fire(&mut client_objects, dir)`, `tank.explode(&mut server_objects, at)`,
 /// `tank.hit_marker(&mut server_objects, player, 10)`. The trait is `pub` unless
 /// `#[network_rpcs(vis = pub(crate))]` says otherwise; `crate = path` names `sturnus_object`.
+/// A type has at most one `#[network_rpcs]` block (it implements one trait for the type).
 #[proc_macro_attribute]
 pub fn network_rpcs(attr: TokenStream, item: TokenStream) -> TokenStream {
     let options = parse_macro_input!(attr as rpcs::Options);

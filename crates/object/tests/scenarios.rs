@@ -311,3 +311,52 @@ fn changes_pending_when_a_player_joins_reach_it_exactly_once() {
         }
     }
 }
+
+/// A second behaviour, on its own unreliable channel, with an unreliable RPC.
+#[derive(Debug, Default, sturnus_object::NetworkBehaviour)]
+#[network(qos = Unreliable)]
+struct Radar {
+    #[sync]
+    heading: sturnus_object::SyncVar<u16>,
+    pings: Vec<u16>,
+}
+
+#[sturnus_object::network_rpcs(vis = pub(crate))]
+impl Radar {
+    #[client_rpc(qos = Unreliable)]
+    fn ping(&mut self, _ctx: &mut sturnus_object::ClientCtx<'_>, at: u16) {
+        self.pings.push(at);
+    }
+
+    #[command(requires_authority = false, qos = UnreliableSequenced)]
+    fn turn(&mut self, _ctx: &mut sturnus_object::ServerCtx<'_>, to: u16) {
+        self.heading.set(to);
+    }
+}
+
+#[test]
+fn an_object_holds_several_behaviours_each_with_its_own_channels() {
+    for path in [Path::Memory, Path::Udp] {
+        let mut game = Game::new(path);
+        game.add_client(|c| c.register_prefab(TANK, || (Tank::default(), Radar::default())));
+        game.join_all();
+        let id = game.server.spawn(TANK, (Tank::new(5, "two"), Radar::default()), None).unwrap();
+        assert!(game.run_until(|g| g.clients[0].object_count() == 1), "{path:?}");
+        let radar = game.clients[0].handle::<Radar>(id).unwrap();
+        assert_eq!(radar.behaviour_index(), 1);
+        // A command to the second behaviour changes its SyncVar, which comes back on the
+        // unreliable channel; an unreliable RPC reaches it too (loopback UDP does not drop).
+        radar.turn(&mut game.clients[0], 270).unwrap();
+        assert!(
+            game.run_until(|g| *g.clients[0].get::<Radar>(id).unwrap().heading == 270),
+            "{path:?}"
+        );
+        let radar = game.server.handle::<Radar>(id).unwrap();
+        radar.ping(&mut game.server, 90).unwrap();
+        assert!(game.run_until(|g| g.clients[0].get::<Radar>(id).unwrap().pings == [90]));
+        // The first behaviour is untouched by both.
+        let tank = game.clients[0].get::<Tank>(id).unwrap();
+        assert_eq!((*tank.health, tank.name.as_str()), (5, "two"));
+        assert_eq!(game.clients[0].stats().dropped_unknown_rpc, 0);
+    }
+}
