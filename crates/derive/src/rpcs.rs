@@ -236,13 +236,10 @@ pub(crate) fn expand(options: Options, mut item: ItemImpl) -> syn::Result<TokenS
                 -> ::core::result::Result<(), #krate::ObjectError>
         };
         decls.push(quote!(#[doc = #doc] #sig;));
+        let call = quote!(#krate::RpcCall::new(*self, #krate::RpcId(#id), #qos));
         let send = match rpc.kind {
-            Kind::Command => quote! {
-                __via.send_command(self.net_id(), self.behaviour_index(), #krate::RpcId(#id), #qos, &( #( &#names, )* ))
-            },
-            _ => quote! {
-                __via.send_rpc(self.net_id(), self.behaviour_index(), #krate::RpcId(#id), #qos, #to_arg &( #( &#names, )* ))
-            },
+            Kind::Command => quote!(__via.send_command(#call, &( #( &#names, )* ))),
+            _ => quote!(__via.send_rpc(#call, #to_arg &( #( &#names, )* ))),
         };
         defs.push(quote!(#sig { #send }));
     }

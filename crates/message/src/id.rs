@@ -27,17 +27,25 @@ impl MessageId {
     /// assert_eq!(ID, MessageId(0x904d));
     /// ```
     pub const fn of_path(path: &str) -> MessageId {
-        let bytes = path.as_bytes();
-        let mut hash: u32 = 0x811c_9dc5;
-        let mut i = 0;
-        while i < bytes.len() {
-            hash ^= bytes[i] as u32;
-            hash = hash.wrapping_mul(0x0100_0193);
-            i += 1;
-        }
+        let hash = fnv1a(path);
         #[expect(clippy::cast_possible_truncation, reason = "folding to 16 bits is the point")]
         MessageId(((hash >> 16) ^ hash) as u16)
     }
+}
+
+/// 32-bit FNV-1a of a string's UTF-8 bytes, at compile time: the hash behind message ids (and
+/// the object layer's prefab and RPC ids).
+#[doc(hidden)]
+pub const fn fnv1a(text: &str) -> u32 {
+    let bytes = text.as_bytes();
+    let mut hash: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < bytes.len() {
+        hash ^= bytes[i] as u32;
+        hash = hash.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    hash
 }
 
 impl fmt::Debug for MessageId {

@@ -92,7 +92,7 @@ pub use client::{ClientContext, ClientState, ClientStats, NetworkClient};
 pub use config::{ClientConfig, RateLimit, ServerConfig, default_transport};
 pub use error::MessageError;
 pub use event::{ClientEvent, DisconnectReason, ServerEvent};
-pub use id::{Message, MessageId};
+pub use id::{Message, MessageId, fnv1a};
 pub use player::{Player, PlayerId, PlayerStats};
 pub use server::{NetworkServer, ServerContext};
 /// Derives [`Message`]; see the trait.

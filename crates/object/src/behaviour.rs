@@ -238,28 +238,40 @@ impl<B> fmt::Debug for Obj<B> {
 /// a [`ClientCtx`] (inside a client RPC or hook), or in host mode the
 /// [`ServerObjectManager`](crate::ServerObjectManager), which sends as its host player.
 pub trait CommandSink {
-    /// Sends command `rpc` with `args` to behaviour `behaviour` of object `net_id`.
-    fn send_command<A: Serialize>(
-        &mut self,
-        net_id: NetId,
-        behaviour: u8,
-        rpc: RpcId,
-        qos: Option<Qos>,
-        args: &A,
-    ) -> Result<(), ObjectError>;
+    /// Sends `call`, a command, with `args`.
+    fn send_command<A: Serialize>(&mut self, call: RpcCall, args: &A) -> Result<(), ObjectError>;
+}
+
+/// An RPC call on its way out: which RPC, of which behaviour of which object, on which kind of
+/// channel (`None`: the object manager's channel). The generated `<Type>Rpcs` methods build it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RpcCall {
+    /// The object.
+    pub net_id: NetId,
+    /// The behaviour's index in it.
+    pub behaviour: u8,
+    /// The RPC.
+    pub rpc: RpcId,
+    /// The kind of channel.
+    pub qos: Option<Qos>,
+}
+
+impl RpcCall {
+    /// A call of RPC `rpc` on `target`, on `qos`.
+    pub fn new<B>(target: Obj<B>, rpc: RpcId, qos: Option<Qos>) -> Self {
+        Self { net_id: target.net_id, behaviour: target.behaviour, rpc, qos }
+    }
 }
 
 /// Something client and target RPCs can be sent through: the
 /// [`ServerObjectManager`](crate::ServerObjectManager) or a [`ServerCtx`] (inside a command).
 pub trait RpcSink {
-    /// Sends RPC `rpc` with `args` to behaviour `behaviour` of object `net_id` on every
-    /// observer (`to: None`) or on one player.
+    /// Sends `call`, a client or target RPC, with `args` to every observer of its object
+    /// (`to: None`) or to one player.
     fn send_rpc<A: Serialize>(
         &mut self,
-        net_id: NetId,
-        behaviour: u8,
-        rpc: RpcId,
-        qos: Option<Qos>,
+        call: RpcCall,
         to: Option<PlayerId>,
         args: &A,
     ) -> Result<(), ObjectError>;

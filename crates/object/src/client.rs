@@ -14,7 +14,7 @@ use crate::ctx::ClientCtx;
 use crate::wire;
 use crate::{
     Behaviours, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj, ObjectConfig,
-    ObjectError, PrefabId, ReadError, RpcContext, RpcId, RpcKind, SceneId,
+    ObjectError, PrefabId, ReadError, RpcCall, RpcContext, RpcKind, SceneId,
 };
 
 /// Something that happened to a client's objects (and, in host mode, to the host player's).
@@ -503,16 +503,8 @@ impl ClientObjectManager {
 }
 
 impl CommandSink for ClientObjectManager {
-    fn send_command<A: Serialize>(
-        &mut self,
-        net_id: NetId,
-        behaviour: u8,
-        rpc: RpcId,
-        qos: Option<Qos>,
-        args: &A,
-    ) -> Result<(), ObjectError> {
-        let args = postcard::to_allocvec(args)?;
-        let cmd = wire::Command { net_id, behaviour, rpc, args };
-        self.world.send_command(&mut self.client, cmd, qos)
+    fn send_command<A: Serialize>(&mut self, call: RpcCall, args: &A) -> Result<(), ObjectError> {
+        let cmd = wire::Command::encode(call, args)?;
+        self.world.send_command(&mut self.client, cmd, call.qos)
     }
 }

@@ -1,14 +1,14 @@
 //! What commands and RPCs get besides their arguments: a context on the side they run on.
 
 use serde::Serialize;
-use sturnus_message::{ClientContext, PlayerId, Qos, ServerContext};
+use sturnus_message::{ClientContext, PlayerId, ServerContext};
 
 use crate::client::ClientWorld;
 use crate::server::ServerWorld;
 use crate::wire;
 use crate::{
     Behaviours, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj, ObjectError, PrefabId,
-    RpcId, RpcSink,
+    RpcCall, RpcSink,
 };
 
 /// A command's context on the server: who sent it, on which object, and the server's objects
@@ -109,15 +109,11 @@ impl<'a> ServerCtx<'a> {
 impl RpcSink for ServerCtx<'_> {
     fn send_rpc<A: Serialize>(
         &mut self,
-        net_id: NetId,
-        behaviour: u8,
-        rpc: RpcId,
-        qos: Option<Qos>,
+        call: RpcCall,
         to: Option<PlayerId>,
         args: &A,
     ) -> Result<(), ObjectError> {
-        let msg = wire::Rpc { net_id, behaviour, rpc, args: postcard::to_allocvec(args)? };
-        self.world.send_rpc(self.server, msg, qos, to)
+        self.world.send_rpc(self.server, wire::Rpc::encode(call, args)?, call.qos, to)
     }
 }
 
@@ -196,18 +192,10 @@ impl<'a> ClientCtx<'a> {
 }
 
 impl CommandSink for ClientCtx<'_> {
-    fn send_command<A: Serialize>(
-        &mut self,
-        net_id: NetId,
-        behaviour: u8,
-        rpc: RpcId,
-        qos: Option<Qos>,
-        args: &A,
-    ) -> Result<(), ObjectError> {
-        let args = postcard::to_allocvec(args)?;
-        let cmd = wire::Command { net_id, behaviour, rpc, args };
+    fn send_command<A: Serialize>(&mut self, call: RpcCall, args: &A) -> Result<(), ObjectError> {
+        let cmd = wire::Command::encode(call, args)?;
         match &mut self.side {
-            Side::Remote { world, client } => world.send_command(client, cmd, qos),
+            Side::Remote { world, client } => world.send_command(client, cmd, call.qos),
             Side::Host { world, .. } => {
                 world.queue_host_command(cmd);
                 Ok(())

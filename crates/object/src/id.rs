@@ -4,18 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// 32-bit FNV-1a of a string, at compile time.
-const fn fnv1a(text: &str) -> u32 {
-    let bytes = text.as_bytes();
-    let mut hash: u32 = 0x811c_9dc5;
-    let mut i = 0;
-    while i < bytes.len() {
-        hash ^= bytes[i] as u32;
-        hash = hash.wrapping_mul(0x0100_0193);
-        i += 1;
-    }
-    hash
-}
+use sturnus_message::{MessageId, fnv1a};
 
 /// A networked object's id, assigned by the server when it spawns the object; the same on every
 /// peer for the object's life. Never 0.
@@ -72,16 +61,15 @@ impl fmt::Display for SceneId {
 pub struct RpcId(pub u16);
 
 impl RpcId {
-    /// The id of a method name: 32-bit FNV-1a folded to 16 bits by XOR of the halves.
+    /// The id of a method name: 32-bit FNV-1a folded to 16 bits by XOR of the halves (the
+    /// hash of message ids).
     ///
     /// ```
     /// use sturnus_object::RpcId;
     /// assert_eq!(RpcId::of_name("fire"), RpcId::of_name("fire"));
     /// ```
     pub const fn of_name(name: &str) -> RpcId {
-        let hash = fnv1a(name);
-        #[expect(clippy::cast_possible_truncation, reason = "folding to 16 bits is the point")]
-        RpcId(((hash >> 16) ^ hash) as u16)
+        RpcId(MessageId::of_path(name).0)
     }
 }
 

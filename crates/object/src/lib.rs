@@ -121,8 +121,8 @@ mod server;
 pub mod wire;
 
 pub use behaviour::{
-    __private, Behaviours, CommandSink, IntoBehaviours, NetworkBehaviour, Obj, RpcContext, RpcInfo,
-    RpcKind, RpcSink, SyncSettings,
+    __private, Behaviours, CommandSink, IntoBehaviours, NetworkBehaviour, Obj, RpcCall, RpcContext,
+    RpcInfo, RpcKind, RpcSink, SyncSettings,
 };
 pub use client::{ClientObjectEvent, ClientObjectManager, ClientObjectStats, SpawnInfo};
 pub use collections::{ListChange, MapChange, SetChange, SyncList, SyncMap, SyncSet};

@@ -18,7 +18,7 @@ use crate::ctx::ClientCtx;
 use crate::wire;
 use crate::{
     Behaviours, ClientObjectEvent, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj,
-    ObjectError, PrefabId, RpcContext, RpcId, RpcKind, RpcSink, SceneId, ServerCtx,
+    ObjectError, PrefabId, RpcCall, RpcContext, RpcKind, RpcSink, SceneId, ServerCtx,
 };
 
 /// Settings of the object managers.
@@ -788,34 +788,22 @@ impl ServerObjectManager {
 impl RpcSink for ServerObjectManager {
     fn send_rpc<A: Serialize>(
         &mut self,
-        net_id: NetId,
-        behaviour: u8,
-        rpc: RpcId,
-        qos: Option<Qos>,
+        call: RpcCall,
         to: Option<PlayerId>,
         args: &A,
     ) -> Result<(), ObjectError> {
-        let msg = wire::Rpc { net_id, behaviour, rpc, args: postcard::to_allocvec(args)? };
-        self.world.send_rpc(&mut self.server, msg, qos, to)
+        self.world.send_rpc(&mut self.server, wire::Rpc::encode(call, args)?, call.qos, to)
     }
 }
 
 /// In host mode, commands sent through the manager come from the host's own player and run
 /// at the next [`update`](ServerObjectManager::update), checked like anyone's.
 impl CommandSink for ServerObjectManager {
-    fn send_command<A: Serialize>(
-        &mut self,
-        net_id: NetId,
-        behaviour: u8,
-        rpc: RpcId,
-        _qos: Option<Qos>,
-        args: &A,
-    ) -> Result<(), ObjectError> {
+    fn send_command<A: Serialize>(&mut self, call: RpcCall, args: &A) -> Result<(), ObjectError> {
         if self.world.host_player.is_none() {
             return Err(ObjectError::NoHostPlayer);
         }
-        let args = postcard::to_allocvec(args)?;
-        self.world.queue_host_command(wire::Command { net_id, behaviour, rpc, args });
+        self.world.queue_host_command(wire::Command::encode(call, args)?);
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use sturnus_message::Message;
 
-use crate::{NetId, PrefabId, RpcId, SceneId};
+use crate::{NetId, PrefabId, RpcCall, RpcId, SceneId};
 
 /// Server → client: build (or match) an object, with the full state of every behaviour in
 /// order.
@@ -66,4 +66,20 @@ pub struct Command {
     pub behaviour: u8,
     pub rpc: RpcId,
     pub args: Vec<u8>,
+}
+
+impl Rpc {
+    /// `call` with its arguments encoded.
+    pub fn encode<A: Serialize>(call: RpcCall, args: &A) -> Result<Self, postcard::Error> {
+        let RpcCall { net_id, behaviour, rpc, .. } = call;
+        Ok(Self { net_id, behaviour, rpc, args: postcard::to_allocvec(args)? })
+    }
+}
+
+impl Command {
+    /// `call` with its arguments encoded.
+    pub fn encode<A: Serialize>(call: RpcCall, args: &A) -> Result<Self, postcard::Error> {
+        let RpcCall { net_id, behaviour, rpc, .. } = call;
+        Ok(Self { net_id, behaviour, rpc, args: postcard::to_allocvec(args)? })
+    }
 }

@@ -9,11 +9,7 @@ use sturnus_object::ClientObjectEvent;
 #[test]
 fn spawn_sync_and_despawn_reach_every_observer() {
     for path in paths(3) {
-        let mut game = Game::new(path);
-        for _ in 0..2 {
-            game.add_client(|c| c.register_prefab(TANK, Tank::default));
-        }
-        game.join_all();
+        let mut game = Game::tanks(path, 2);
         let owner = game.player(0);
         let id = game.server.spawn(TANK, Tank::new(100, "ada"), Some(owner)).unwrap();
         let seen = game.run_until(|g| g.clients.iter().all(|c| c.get::<Tank>(id).is_some()));
@@ -60,14 +56,9 @@ fn spawn_sync_and_despawn_reach_every_observer() {
 #[test]
 fn the_owner_commands_and_every_observer_sees_the_client_rpc() {
     for path in paths(2) {
-        let mut game = Game::new(path);
-        for _ in 0..2 {
-            game.add_client(|c| c.register_prefab(TANK, Tank::default));
-        }
-        game.join_all();
+        let mut game = Game::tanks(path, 2);
         let owner = game.player(0);
-        let id = game.server.spawn(TANK, Tank::new(100, "ada"), Some(owner)).unwrap();
-        assert!(game.run_until(|g| g.clients.iter().all(|c| c.get::<Tank>(id).is_some())));
+        let id = game.spawn_tank(Tank::new(100, "ada"), Some(owner));
         let tank = game.clients[0].handle::<Tank>(id).unwrap();
         tank.fire(&mut game.clients[0], (1, 2)).unwrap();
         let exploded = game.run_until(|g| {
@@ -83,14 +74,9 @@ fn the_owner_commands_and_every_observer_sees_the_client_rpc() {
 #[test]
 fn commands_from_a_non_owner_are_rejected_and_counted() {
     for path in paths(1) {
-        let mut game = Game::new(path);
-        for _ in 0..2 {
-            game.add_client(|c| c.register_prefab(TANK, Tank::default));
-        }
-        game.join_all();
+        let mut game = Game::tanks(path, 2);
         let (owner, intruder) = (game.player(0), game.player(1));
-        let id = game.server.spawn(TANK, Tank::new(100, "ada"), Some(owner)).unwrap();
-        assert!(game.run_until(|g| g.clients.iter().all(|c| c.get::<Tank>(id).is_some())));
+        let id = game.spawn_tank(Tank::new(100, "ada"), Some(owner));
         let tank = game.clients[1].handle::<Tank>(id).unwrap();
         tank.fire(&mut game.clients[1], (6, 6)).unwrap();
         // A command that needs no authority, sent after it, shows the first has been handled.
@@ -113,13 +99,8 @@ fn commands_from_a_non_owner_are_rejected_and_counted() {
 #[test]
 fn target_rpcs_reach_exactly_their_player() {
     for path in paths(1) {
-        let mut game = Game::new(path);
-        for _ in 0..3 {
-            game.add_client(|c| c.register_prefab(TANK, Tank::default));
-        }
-        game.join_all();
-        let id = game.server.spawn(TANK, Tank::new(100, "ada"), None).unwrap();
-        assert!(game.run_until(|g| g.clients.iter().all(|c| c.get::<Tank>(id).is_some())));
+        let mut game = Game::tanks(path, 3);
+        let id = game.spawn_tank(Tank::new(100, "ada"), None);
         let tank = game.server.handle::<Tank>(id).unwrap();
         let target = game.player(1);
         tank.hit_marker(&mut game.server, target, 7).unwrap();
@@ -214,14 +195,9 @@ fn scene_objects_are_matched_not_duplicated() {
 #[test]
 fn ownership_changes_are_observed_and_move_authority() {
     for path in paths(1) {
-        let mut game = Game::new(path);
-        for _ in 0..2 {
-            game.add_client(|c| c.register_prefab(TANK, Tank::default));
-        }
-        game.join_all();
+        let mut game = Game::tanks(path, 2);
         let (a, b) = (game.player(0), game.player(1));
-        let id = game.server.spawn(TANK, Tank::new(100, "ada"), Some(a)).unwrap();
-        assert!(game.run_until(|g| g.clients.iter().all(|c| c.get::<Tank>(id).is_some())));
+        let id = game.spawn_tank(Tank::new(100, "ada"), Some(a));
         for client in &mut game.clients {
             while client.poll_object_event().is_some() {}
         }

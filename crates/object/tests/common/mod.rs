@@ -13,7 +13,7 @@ use sturnus_message::{
     ClientConfig, NetworkClient, NetworkServer, PlayerId, ServerConfig, default_transport,
 };
 use sturnus_netem::LinkConfig;
-use sturnus_object::{ClientObjectManager, ObjectConfig, ServerObjectManager};
+use sturnus_object::{ClientObjectManager, NetId, ObjectConfig, ServerObjectManager};
 use sturnus_socket::{
     ConditionedSocket, LoopbackNetwork, LoopbackSocket, LoopbackSocketFactory, SocketError,
     SocketFactory, UdpSocketFactory,
@@ -216,6 +216,24 @@ impl Game {
                 None => Some(ids[i]),
             };
         }
+    }
+
+    /// A started server on `path` with `clients` joined clients that build tanks.
+    pub(crate) fn tanks(path: Path, clients: usize) -> Game {
+        let mut game = Game::new(path);
+        for _ in 0..clients {
+            game.add_client(|c| c.register_prefab(tank::TANK, tank::Tank::default));
+        }
+        game.join_all();
+        game
+    }
+
+    /// Spawns a tank and steps until every client has it; returns its id.
+    pub(crate) fn spawn_tank(&mut self, tank: tank::Tank, owner: Option<PlayerId>) -> NetId {
+        let id = self.server.spawn(tank::TANK, tank, owner).unwrap();
+        let seen = self.run_until(|g| g.clients.iter().all(|c| c.get::<tank::Tank>(id).is_some()));
+        assert!(seen, "{:?}: {id} not seen by every client", self.path);
+        id
     }
 
     /// Client `i`'s player.
