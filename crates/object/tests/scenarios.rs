@@ -4,7 +4,7 @@ mod common;
 
 use common::tank::{TANK, Tank, TankRpcs};
 use common::{Game, Path, paths};
-use sturnus_object::ClientObjectEvent;
+use sturnus_object::{ClientObjectEvent, ListChange};
 
 #[test]
 fn spawn_sync_and_despawn_reach_every_observer() {
@@ -38,6 +38,8 @@ fn spawn_sync_and_despawn_reach_every_observer() {
             let tank = client.get::<Tank>(id).unwrap();
             assert_eq!(tank.health_changes, [(100, 90)], "{path:?}");
             assert_eq!(tank.inventory.to_vec(), ["shell"], "{path:?}");
+            let pushed = ListChange::Inserted { index: 0, value: "shell".to_string() };
+            assert_eq!(tank.inventory_changes, [pushed], "{path:?}: one callback per operation");
         }
 
         game.server.despawn(id).unwrap();
