@@ -402,8 +402,8 @@ impl ServerWorld {
     fn sync(&mut self, server: &mut ServerContext, force: bool) {
         let ServerWorld { objects, config, host_player, scratch, stats, now, .. } = self;
         for (id, object) in objects.iter_mut() {
-            let host_observes = host_player.is_some_and(|h| object.observers.contains(&h));
-            let has_remote = object.observers.iter().any(|p| Some(*p) != *host_player);
+            // Who observes is asked only of objects with something to send: most are clean.
+            let mut audience = None;
             for (index, behaviour) in object.behaviours.iter_mut().enumerate() {
                 if !behaviour.is_dirty() {
                     continue;
@@ -413,6 +413,11 @@ impl ServerWorld {
                 if !force && *now < object.last_sync[index] + interval {
                     continue;
                 }
+                let observers = &object.observers;
+                let (has_remote, host_observes) = *audience.get_or_insert_with(|| {
+                    let host = host_player.is_some_and(|h| observers.contains(&h));
+                    (observers.len() > usize::from(host), host)
+                });
                 if has_remote {
                     scratch.clear();
                     match behaviour.write_changes(scratch) {
