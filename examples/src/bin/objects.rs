@@ -140,6 +140,8 @@ fn run(shots: usize) -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let final_health = 100 - 10 * i32::try_from(shots)?;
+    let final_score = 10 * u32::try_from(shots)?;
+    let clients_count = clients.len();
     let start = Instant::now();
     let mut done_at = None;
     let mut frame = 0u64;
@@ -188,13 +190,17 @@ fn run(shots: usize) -> Result<(), Box<dyn std::error::Error>> {
                 }
             }
         }
-        // Once every shot has landed everywhere, let the last updates arrive and stop.
+        // Once every shot has landed everywhere (health and score: the tanks and the
+        // scoreboard are synced on their own timers), let the last updates arrive and stop.
         let landed = clients.iter().all(|(_, client, fired)| {
+            let tanks: Vec<_> = client.objects().filter_map(|id| client.get::<Tank>(id)).collect();
+            let scored = client.get::<Scoreboard>(board).is_some_and(|b| {
+                tanks.iter().all(|tank| b.scores.get(tank.name.get()) == Some(&final_score))
+            });
             *fired == shots
-                && client
-                    .objects()
-                    .filter_map(|id| client.get::<Tank>(id))
-                    .all(|tank| *tank.health == final_health)
+                && scored
+                && tanks.len() == clients_count
+                && tanks.iter().all(|tank| *tank.health == final_health)
         });
         match done_at {
             None if landed => done_at = Some(frame),
