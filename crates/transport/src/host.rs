@@ -244,6 +244,10 @@ impl<S: Socket> Host<S> {
             if n < self.recv.capacity() {
                 break;
             }
+            // More is waiting. Send the acks this batch made due before reading on: an ack
+            // covers only the newest 33 packets, so acking once after a long burst would leave
+            // the sender to time out (and resend) packets that arrived.
+            self.flush_at(now)?;
         }
         if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
             self.endpoint.handle_timeout(now);

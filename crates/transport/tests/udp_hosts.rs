@@ -150,3 +150,43 @@ fn a_host_accepts_and_connects_at_the_same_time() {
     assert_eq!(got[2][0].1, b"from b");
     assert_eq!(b.endpoint().connection_count(), 2);
 }
+
+#[test]
+fn a_burst_read_in_one_receive_is_acknowledged_whole() {
+    // An ack covers the newest 33 packets. A host that reads a long burst in one `receive`
+    // must ack as it goes, or the sender sees most of the burst unacknowledged and resends
+    // packets that arrived.
+    let factory = LoopbackSocketFactory::new();
+    let config = EndpointConfig { initial_congestion_window: 256, ..config() };
+    let mut server =
+        Host::bind(config.clone(), &factory, "127.0.0.1:7010".parse().unwrap()).unwrap();
+    let (mut client, conn) = Host::connect_to(config, &factory, server.local_addr()).unwrap();
+    let mut received = [HashMap::new(), HashMap::new()];
+    let mut connects = [Vec::new(), Vec::new()];
+    pump(&mut [&mut server, &mut client], &mut received, &mut connects, |_, c| {
+        !c[0].is_empty() && !c[1].is_empty()
+    });
+
+    const BURST: usize = 200;
+    let channel = ChannelId(
+        u8::try_from(Qos::ALL.iter().position(|q| *q == Qos::ReliableSequenced).unwrap()).unwrap(),
+    );
+    for i in 0..BURST {
+        // Each message fills most of a packet, so the burst is 200 datagrams.
+        client.send(conn, channel, &vec![u8::try_from(i % 256).unwrap(); 1000]).unwrap();
+    }
+    client.flush().unwrap();
+    assert_eq!(client.connection_stats(conn).unwrap().in_flight, BURST);
+    let mut delivered = 0;
+    loop {
+        match server.receive().unwrap() {
+            HostEvent::Data { .. } => delivered += 1,
+            HostEvent::Nothing => break,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(delivered, BURST, "the whole burst is read in one go");
+    assert!(matches!(client.receive().unwrap(), HostEvent::Nothing));
+    let stats = client.connection_stats(conn).unwrap();
+    assert_eq!((stats.in_flight, stats.packets_lost_out, stats.resends), (0, 0, 0));
+}

@@ -566,6 +566,10 @@ impl Endpoint {
     }
 
     /// Feeds one received datagram.
+    ///
+    /// An acknowledgement covers the newest 33 packets of a connection, so a driver reading a
+    /// long burst should send what [`poll_transmit`](Self::poll_transmit) has at least every 32
+    /// datagrams; otherwise the peer never sees the older ones acknowledged and resends them.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.stats.datagrams_received += 1;
         let Some(&first) = datagram.first() else {
