@@ -56,6 +56,8 @@
 
 mod conditioned;
 mod error;
+#[cfg(target_os = "linux")]
+mod gro;
 mod loopback;
 mod socket;
 #[cfg(target_os = "linux")]

@@ -96,6 +96,9 @@ pub struct SocketStats {
     /// Datagrams that reached this socket but were dropped because its receive queue was full
     /// (kept by sockets that can see this, such as the loopback socket).
     pub dropped_queue_full: u64,
+    /// Datagrams received coalesced with others of the same sender in one system call (UDP
+    /// GRO); also counted in `datagrams_received`.
+    pub datagrams_coalesced: u64,
 }
 
 /// A datagram socket: bytes in, bytes out, nothing about what they mean.

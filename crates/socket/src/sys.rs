@@ -22,9 +22,12 @@ pub(crate) struct MmsgScratch {
     recv_headers: Vec<libc::mmsghdr>,
     recv_iovecs: Vec<libc::iovec>,
     names: Vec<libc::sockaddr_storage>,
-    /// The receive buffer the receive headers point into (address, slot size, slots): a
-    /// repeated receive into the same batch only resets what the kernel wrote.
-    recv_layout: Option<(usize, usize, usize)>,
+    /// Control buffers for the receive headers (the `UDP_GRO` segment size), when asked for.
+    recv_cmsgs: Vec<SegmentCmsg>,
+    /// The receive buffer the receive headers point into (address, slot size, slots, whether
+    /// control buffers are attached): a repeated receive into the same batch only resets what
+    /// the kernel wrote.
+    recv_layout: Option<(usize, usize, usize, bool)>,
     send_headers: Vec<libc::mmsghdr>,
     send_iovecs: Vec<libc::iovec>,
     destinations: Vec<SockAddr>,
@@ -44,6 +47,7 @@ impl MmsgScratch {
             recv_headers: Vec::new(),
             recv_iovecs: Vec::new(),
             names: Vec::new(),
+            recv_cmsgs: Vec::new(),
             recv_layout: None,
             send_headers: Vec::new(),
             send_iovecs: Vec::new(),
@@ -75,6 +79,10 @@ impl std::fmt::Debug for MmsgScratch {
 /// Receives up to `slots` datagrams, each into its own `slot_size` part of `data`, without
 /// blocking. Returns how many arrived (their metadata appended to `meta`); `Ok(0)` when none
 /// were waiting.
+///
+/// With `segments`, the socket has `UDP_GRO` on: a slot may hold several datagrams of one
+/// sender coalesced by the kernel, all of the segment size pushed for it (the last may be
+/// shorter); a slot holding one datagram gets its own length.
 pub(crate) fn recv_batch(
     fd: RawFd,
     scratch: &mut MmsgScratch,
@@ -82,17 +90,22 @@ pub(crate) fn recv_batch(
     slot_size: usize,
     slots: usize,
     meta: &mut Vec<RecvMeta>,
+    mut segments: Option<&mut Vec<usize>>,
 ) -> io::Result<usize> {
     let slots = slots.min(data.len() / slot_size.max(1));
     if slots == 0 {
         return Ok(0);
     }
     let base = data.as_mut_ptr();
-    let layout = (base as usize, slot_size, slots);
+    let control = segments.is_some();
+    // SAFETY: CMSG_SPACE only computes a size.
+    let control_len = if control { (unsafe { libc::CMSG_SPACE(4) }) as usize } else { 0 };
+    let layout = (base as usize, slot_size, slots, control);
     if scratch.recv_layout == Some(layout) {
         // Same buffer, same arrays: the pointers still hold; reset what the kernel wrote.
         for header in &mut scratch.recv_headers[..slots] {
             header.msg_hdr.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
+            header.msg_hdr.msg_controllen = control_len;
             header.msg_hdr.msg_flags = 0;
             header.msg_len = 0;
         }
@@ -100,6 +113,9 @@ pub(crate) fn recv_batch(
         grow_zeroed(&mut scratch.recv_headers, slots);
         grow_zeroed(&mut scratch.recv_iovecs, slots);
         grow_zeroed(&mut scratch.names, slots);
+        if control && scratch.recv_cmsgs.len() < slots {
+            scratch.recv_cmsgs.resize(slots, SegmentCmsg::default());
+        }
         for i in 0..slots {
             // SAFETY: `i * slot_size + slot_size <= data.len()` (slots was capped above), so
             // the offset stays inside `data`.
@@ -110,8 +126,12 @@ pub(crate) fn recv_batch(
             header.msg_hdr.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
             header.msg_hdr.msg_iov = &raw mut scratch.recv_iovecs[i];
             header.msg_hdr.msg_iovlen = 1;
-            header.msg_hdr.msg_control = std::ptr::null_mut();
-            header.msg_hdr.msg_controllen = 0;
+            header.msg_hdr.msg_control = if control {
+                (&raw mut scratch.recv_cmsgs[i]).cast()
+            } else {
+                std::ptr::null_mut()
+            };
+            header.msg_hdr.msg_controllen = control_len;
             header.msg_hdr.msg_flags = 0;
             header.msg_len = 0;
         }
@@ -121,8 +141,9 @@ pub(crate) fn recv_batch(
     }
     let vlen = u32::try_from(slots).unwrap_or(u32::MAX);
     // SAFETY: the first `slots` headers each point to one iovec over a distinct, writable
-    // `slot_size` region of `data` and to a writable sockaddr_storage with its size; all of
-    // them outlive the call, and the kernel writes no further than those lengths.
+    // `slot_size` region of `data`, to a writable sockaddr_storage with its size and, with
+    // `control`, to a writable 32-byte control buffer with a smaller length; all of them
+    // outlive the call, and the kernel writes no further than those lengths.
     let n = unsafe {
         libc::recvmmsg(
             fd,
@@ -145,8 +166,49 @@ pub(crate) fn recv_batch(
         let from = to_socket_addr(&scratch.names[i], header.msg_hdr.msg_namelen)
             .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
         meta.push(RecvMeta { len, from });
+        if let Some(segments) = segments.as_deref_mut() {
+            segments.push(gro_segment(&header.msg_hdr).unwrap_or(len));
+        }
     }
     Ok(n)
+}
+
+/// The `UDP_GRO` segment size the kernel attached to a received message, if any.
+fn gro_segment(header: &libc::msghdr) -> Option<usize> {
+    // SAFETY: `header` was just filled in by recvmmsg, so its control pointer and length
+    // describe the cmsgs the kernel wrote into our buffer; CMSG_FIRSTHDR and CMSG_NXTHDR stay
+    // within that length, and a UDP_GRO cmsg carries a 4-byte int, read unaligned.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(header);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_UDP && (*cmsg).cmsg_type == UDP_GRO {
+                let size = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>());
+                return usize::try_from(size).ok().filter(|&s| s > 0);
+            }
+            cmsg = libc::CMSG_NXTHDR(header, cmsg);
+        }
+    }
+    None
+}
+
+/// `UDP_GRO` (Linux 5.0+): the socket option (and cmsg) of generic receive offload, with which
+/// the kernel hands over several datagrams of one sender in one receive.
+const UDP_GRO: libc::c_int = 104;
+
+/// Asks the kernel to coalesce datagrams on receive (UDP GRO); an error means it cannot.
+pub(crate) fn enable_gro(fd: RawFd) -> io::Result<()> {
+    let on: libc::c_int = 1;
+    // SAFETY: the option value is a live c_int and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_UDP,
+            UDP_GRO,
+            (&raw const on).cast(),
+            socklen(size_of::<libc::c_int>()),
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
 /// `UDP_SEGMENT` (Linux 4.18+): the cmsg that asks the kernel to split one send into datagrams

@@ -32,10 +32,17 @@ pub struct UdpConfig {
     /// Sets `SO_REUSEADDR` before binding.
     pub reuse_address: bool,
     /// On Linux, send runs of equal-sized datagrams to one destination as one segmented send
-    /// (UDP GSO) in [`Socket::send_batch`]. If the kernel refuses it, the socket falls back to
-    /// one datagram per message by itself. Off by default: on loopback it made bulk transfers
-    /// burstier and slower (see `benches/README.md`) until the transport paces its sends.
+    /// (UDP GSO) in [`Socket::send_batch`]: a bulk transfer then costs the kernel one trip
+    /// through its stack per 64 datagrams. If the kernel refuses it, the socket falls back to
+    /// one datagram per message by itself. On by default.
     pub segmentation_offload: bool,
+    /// On Linux, let the kernel coalesce datagrams of one sender on receive (UDP GRO, Linux
+    /// 5.0+). The socket splits them again, so callers still receive one datagram at a time;
+    /// it costs one copy per datagram and 64 KiB of (lazily touched) buffer per batch slot, and
+    /// saves the kernel's per-datagram work on bulk flows (from a GSO sender on loopback, or
+    /// from a NIC that aggregates). A kernel without it is detected at bind time and the
+    /// socket receives plainly. On by default.
+    pub receive_offload: bool,
 }
 
 impl Default for UdpConfig {
@@ -45,7 +52,8 @@ impl Default for UdpConfig {
             recv_buffer_size: Some(4 * 1024 * 1024),
             ipv6_only: false,
             reuse_address: false,
-            segmentation_offload: false,
+            segmentation_offload: true,
+            receive_offload: true,
         }
     }
 }
@@ -130,6 +138,9 @@ pub struct UdpSocket {
     gso: bool,
     #[cfg(target_os = "linux")]
     scratch: crate::sys::MmsgScratch,
+    /// With UDP GRO on: coalesced receives not yet handed out.
+    #[cfg(target_os = "linux")]
+    gro: Option<crate::gro::GroQueue>,
 }
 
 /// The poll token of the socket's [`SocketWaker`] (the socket itself is token 0).
@@ -180,6 +191,14 @@ impl UdpSocket {
         let waker =
             mio::Waker::new(poll.registry(), WAKER).map_err(|e| SocketError::io("waker", e))?;
         let local = io.local_addr().map_err(|e| SocketError::io("local_addr", e))?;
+        #[cfg(target_os = "linux")]
+        let gro = config.receive_offload.then(|| {
+            use std::os::fd::AsRawFd;
+            crate::sys::enable_gro(io.as_raw_fd())
+                .inspect_err(|e| tracing::debug!(%local, error = %e, "UDP GRO not available"))
+                .ok()
+                .map(|()| crate::gro::GroQueue::default())
+        });
         tracing::debug!(%local, ?buffers, "UDP socket bound");
         Ok(Self {
             io,
@@ -194,6 +213,8 @@ impl UdpSocket {
             gso: config.segmentation_offload,
             #[cfg(target_os = "linux")]
             scratch: crate::sys::MmsgScratch::new(),
+            #[cfg(target_os = "linux")]
+            gro: gro.flatten(),
         })
     }
 
@@ -210,6 +231,67 @@ impl UdpSocket {
     /// Puts `to` into the form this socket's family can send to.
     fn destination(&self, to: SocketAddr) -> Result<SocketAddr, SocketError> {
         destination_for(self.local, to)
+    }
+
+    /// Whether the socket receives with UDP GRO (configured, and accepted by the kernel).
+    pub fn receive_offload(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.gro.is_some();
+        #[cfg(not(target_os = "linux"))]
+        return false;
+    }
+
+    /// Receives up to `slots` (coalesced) messages into the GRO queue, which must be empty.
+    /// Returns how many arrived.
+    #[cfg(target_os = "linux")]
+    fn refill_gro(&mut self, slots: usize) -> Result<usize, SocketError> {
+        use std::os::fd::AsRawFd;
+        let fd = self.io.as_raw_fd();
+        let Some(queue) = self.gro.as_mut() else { return Ok(0) };
+        queue.prepare(slots);
+        for _ in 0..MAX_SKIPPED_ERRORS {
+            match crate::sys::recv_batch(
+                fd,
+                &mut self.scratch,
+                &mut queue.buf,
+                crate::gro::GRO_SLOT,
+                slots,
+                &mut queue.meta,
+                Some(&mut queue.segments),
+            ) {
+                Ok(n) => {
+                    // Fewer than asked for: the kernel's queue is empty.
+                    self.maybe_readable = n == slots;
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
+                Err(e) if is_transient(e.kind()) => {
+                    tracing::trace!(error = %e, "transient UDP receive error");
+                    self.stats.recv_errors += 1;
+                }
+                Err(e) => return Err(SocketError::io("recvmmsg", e)),
+            }
+        }
+        self.maybe_readable = true;
+        Ok(0)
+    }
+
+    /// The next datagram of the GRO queue, copied into `buf`.
+    #[cfg(target_os = "linux")]
+    fn pop_gro(&mut self, buf: &mut [u8]) -> Option<RecvMeta> {
+        let (len, from, coalesced) = self.gro.as_mut()?.pop(buf)?;
+        self.stats.datagrams_received += 1;
+        self.stats.datagrams_coalesced += u64::from(coalesced);
+        self.stats.bytes_received += len as u64;
+        Some(RecvMeta { len, from: unmap(from) })
+    }
+
+    /// Whether the GRO queue holds datagrams not yet handed out.
+    fn gro_pending(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return self.gro.as_ref().is_some_and(crate::gro::GroQueue::pending);
+        #[cfg(not(target_os = "linux"))]
+        return false;
     }
 }
 
@@ -296,6 +378,14 @@ impl Socket for UdpSocket {
     }
 
     fn recv_from(&mut self, buf: &mut [u8]) -> Result<Option<RecvMeta>, SocketError> {
+        #[cfg(target_os = "linux")]
+        if self.gro.is_some() {
+            // A coalesced receive would not fit `buf`: go through the queue.
+            if !self.gro_pending() {
+                self.refill_gro(1)?;
+            }
+            return Ok(self.pop_gro(buf));
+        }
         for _ in 0..MAX_SKIPPED_ERRORS {
             match self.io.recv_from(buf) {
                 Ok((len, from)) => {
@@ -325,7 +415,7 @@ impl Socket for UdpSocket {
     }
 
     fn wait_readable(&mut self, timeout: Option<Duration>) -> Result<Readiness, SocketError> {
-        if self.maybe_readable {
+        if self.maybe_readable || self.gro_pending() {
             return Ok(Readiness::Readable);
         }
         match self.poll.poll(&mut self.events, timeout) {
@@ -429,6 +519,9 @@ impl Socket for UdpSocket {
         use std::os::fd::AsRawFd;
         batch.meta.clear();
         let capacity = batch.meta.capacity();
+        if self.gro.is_some() {
+            return self.recv_batch_gro(batch);
+        }
         for _ in 0..MAX_SKIPPED_ERRORS {
             let fd = self.io.as_raw_fd();
             let (data, slot) = (&mut batch.data, batch.slot_size);
@@ -439,6 +532,7 @@ impl Socket for UdpSocket {
                 slot,
                 capacity,
                 &mut batch.meta,
+                None,
             ) {
                 Ok(n) => {
                     for meta in &mut batch.meta {
@@ -461,6 +555,34 @@ impl Socket for UdpSocket {
         }
         self.maybe_readable = true;
         Ok(0)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl UdpSocket {
+    /// [`Socket::recv_batch`] with UDP GRO: hands out what the queue holds, and refills it
+    /// once (with up to a batch's worth of coalesced messages, whose leftovers wait for the
+    /// next call) if it runs dry first.
+    fn recv_batch_gro(&mut self, batch: &mut RecvBatch) -> Result<usize, SocketError> {
+        let capacity = batch.meta.capacity();
+        let slot = batch.slot_size;
+        let mut refilled = false;
+        loop {
+            while batch.meta.len() < capacity {
+                let start = batch.meta.len() * slot;
+                let Some(meta) = self.pop_gro(&mut batch.data[start..start + slot]) else { break };
+                batch.meta.push(meta);
+            }
+            if batch.meta.len() == capacity {
+                // More may be queued here or in the kernel.
+                self.maybe_readable = true;
+                return Ok(capacity);
+            }
+            if refilled || self.refill_gro(capacity)? == 0 {
+                return Ok(batch.meta.len());
+            }
+            refilled = true;
+        }
     }
 }
 

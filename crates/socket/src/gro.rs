@@ -1,0 +1,90 @@
+//! Receive offload (UDP GRO) on Linux: the kernel hands over several datagrams of one sender
+//! in one receive, as one buffer of equal-sized segments. [`GroQueue`] receives into its own
+//! 64 KiB slots and splits what arrived back into datagrams, so callers still see one datagram
+//! per slot of their own (smaller) buffers.
+
+use std::net::SocketAddr;
+
+use crate::RecvMeta;
+
+/// The most a coalesced receive can hold (the kernel caps GRO at 64 KiB).
+pub(crate) const GRO_SLOT: usize = 65_536;
+
+/// What one GRO-enabled receive brought, and how far it has been handed out.
+#[derive(Debug, Default)]
+pub(crate) struct GroQueue {
+    /// `slots × GRO_SLOT` bytes, grown on first use.
+    pub(crate) buf: Vec<u8>,
+    /// One entry per receive slot filled: its bytes and sender.
+    pub(crate) meta: Vec<RecvMeta>,
+    /// The segment size of each entry (its whole length when it is one datagram).
+    pub(crate) segments: Vec<usize>,
+    /// The entry being handed out, and the offset of its next datagram.
+    next: usize,
+    offset: usize,
+}
+
+impl GroQueue {
+    /// Makes room for `slots` coalesced receives and forgets what was handed out. Call only
+    /// when [`pending`](Self::pending) is false.
+    pub(crate) fn prepare(&mut self, slots: usize) {
+        if self.buf.len() < slots * GRO_SLOT {
+            // A fresh zeroed allocation, not a resize: the OS maps its pages in only as
+            // receives touch them, so slots that only ever see small datagrams stay cheap.
+            self.buf = vec![0; slots * GRO_SLOT];
+        }
+        self.meta.clear();
+        self.segments.clear();
+        self.next = 0;
+        self.offset = 0;
+    }
+
+    /// Whether datagrams received earlier are still waiting to be handed out.
+    pub(crate) fn pending(&self) -> bool {
+        self.next < self.meta.len()
+    }
+
+    /// Copies the next datagram into `out` (truncating it to `out`'s length, as UDP does) and
+    /// returns its length, its sender, and whether it arrived coalesced with others.
+    pub(crate) fn pop(&mut self, out: &mut [u8]) -> Option<(usize, SocketAddr, bool)> {
+        let entry = *self.meta.get(self.next)?;
+        let segment = self.segments[self.next].max(1);
+        let start = self.next * GRO_SLOT + self.offset;
+        let len = segment.min(entry.len - self.offset);
+        let coalesced = segment < entry.len;
+        let copied = len.min(out.len());
+        out[..copied].copy_from_slice(&self.buf[start..start + copied]);
+        self.offset += len;
+        if self.offset >= entry.len {
+            self.next += 1;
+            self.offset = 0;
+        }
+        Some((copied, entry.from, coalesced))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_coalesced_receive_is_split_into_its_segments_and_truncated_like_udp() {
+        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut queue = GroQueue::default();
+        queue.prepare(2);
+        // Slot 0: three segments of 4 bytes then one of 2; slot 1: one empty datagram.
+        queue.buf[..14].copy_from_slice(b"aaaabbbbccccdd");
+        queue.meta.extend([RecvMeta { len: 14, from }, RecvMeta { len: 0, from }]);
+        queue.segments.extend([4, 0]);
+        let mut out = [0u8; 3];
+        let mut got = Vec::new();
+        while let Some((len, sender, coalesced)) = queue.pop(&mut out) {
+            assert_eq!(sender, from);
+            got.push((out[..len].to_vec(), coalesced));
+        }
+        let want: [(&[u8], bool); 5] =
+            [(b"aaa", true), (b"bbb", true), (b"ccc", true), (b"dd", true), (b"", false)];
+        assert_eq!(got, want.map(|(d, c)| (d.to_vec(), c)));
+        assert!(!queue.pending());
+    }
+}
