@@ -53,14 +53,22 @@ pub(crate) fn bench_config() -> EndpointConfig {
     }
 }
 
-/// The Sturnus sockets' options. `STURNUS_BENCH_GSO=1` in the environment turns on UDP
-/// segmentation offload (off by default, as in the library), for both processes of a `local`
-/// run, to compare the two.
+/// The Sturnus sockets' options: the library's defaults (UDP GSO and GRO on), unless
+/// `STURNUS_BENCH_OFFLOAD` says otherwise (`none`, `gso`, `gro` or `both`), for both processes
+/// of a `local` run, to compare them.
 pub(crate) fn udp_factory() -> sturnus_socket::UdpSocketFactory {
-    let gso = std::env::var_os("STURNUS_BENCH_GSO").is_some_and(|v| v == "1");
+    let defaults = sturnus_socket::UdpConfig::default();
+    let (gso, gro) = match std::env::var("STURNUS_BENCH_OFFLOAD").as_deref() {
+        Ok("none") => (false, false),
+        Ok("gso") => (true, false),
+        Ok("gro") => (false, true),
+        Ok("both") => (true, true),
+        _ => (defaults.segmentation_offload, defaults.receive_offload),
+    };
     sturnus_socket::UdpSocketFactory::new(sturnus_socket::UdpConfig {
         segmentation_offload: gso,
-        ..sturnus_socket::UdpConfig::default()
+        receive_offload: gro,
+        ..defaults
     })
 }
 
