@@ -236,7 +236,8 @@ pub struct Endpoint {
     closing: VecDeque<Closing>,
     events: VecDeque<Pending>,
     events_popped: u64,
-    /// Payloads of pending data events, back to back; cleared when the queue empties.
+    /// Payloads of pending data events, back to back; reused from the start once every event
+    /// has been handed out (when more data arrives, or when the empty queue is polled).
     data: Vec<u8>,
     /// State-update channels: the index of the newest pending data event of each.
     newest_state: HashMap<(ConnectionId, ChannelId), u64>,
@@ -572,6 +573,12 @@ impl Endpoint {
     /// datagrams; otherwise the peer never sees the older ones acknowledged and resends them.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
         self.stats.datagrams_received += 1;
+        if self.events.is_empty() {
+            // Every payload has been handed out (the last one was lent only until this call):
+            // start the buffer over, or a receiver that never polls an empty queue (as `Host`
+            // never does under steady load) would see it grow by every message.
+            self.data.clear();
+        }
         let Some(&first) = datagram.first() else {
             self.stats.malformed += 1;
             return;
