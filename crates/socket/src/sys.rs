@@ -218,39 +218,61 @@ const UDP_SEGMENT: libc::c_int = 103;
 const MAX_SEGMENTS: usize = 64;
 /// The most payload bytes one segmented send may carry.
 const MAX_SEGMENTED_BYTES: usize = 65_000;
+/// The fewest datagrams worth a segmented send. Segmentation pays off on bulk runs; a server
+/// answering many peers sends runs of one or two (a reply and an ack), and measured with
+/// 32,000 clients, segmenting those lost echoes to receive-buffer overflows that plain sends
+/// did not (`benches/README.md`).
+const MIN_SEGMENTED_RUN: usize = 4;
 
 /// A cmsg buffer for one `UDP_SEGMENT` option, aligned for `cmsghdr`.
 #[derive(Clone, Copy, Default)]
 #[repr(C, align(8))]
 struct SegmentCmsg([u8; 32]);
 
-/// Splits `batch` into runs that one segmented send can carry: the same destination, equal
-/// sizes, the last possibly shorter. Without `gso` every datagram is a run of its own.
+/// How many datagrams from `start` one segmented send could carry: the same destination, equal
+/// sizes, the last possibly shorter.
+fn run_len(batch: &[Outgoing<'_>], start: usize) -> usize {
+    let size = batch[start].payload.len();
+    let (mut count, mut total) = (1, size);
+    if size == 0 {
+        return 1;
+    }
+    while let Some(next) = batch.get(start + count) {
+        let len = next.payload.len();
+        if next.to != batch[start].to
+            || len > size
+            || len == 0
+            || count == MAX_SEGMENTS
+            || total + len > MAX_SEGMENTED_BYTES
+        {
+            break;
+        }
+        count += 1;
+        total += len;
+        if len < size {
+            break; // a shorter datagram ends its run
+        }
+    }
+    count
+}
+
+/// Whether `batch` starts with a run that goes out as one segmented send.
+pub(crate) fn starts_segmented_run(batch: &[Outgoing<'_>]) -> bool {
+    !batch.is_empty() && run_len(batch, 0) >= MIN_SEGMENTED_RUN
+}
+
+/// Splits `batch` into runs that one segmented send will carry, of at least
+/// [`MIN_SEGMENTED_RUN`] datagrams. Without `gso` every datagram is a run of its own.
 fn plan_runs(batch: &[Outgoing<'_>], gso: bool, runs: &mut Vec<(usize, usize)>) {
     runs.clear();
     let mut start = 0;
     while start < batch.len() {
-        let size = batch[start].payload.len();
-        let (mut count, mut total) = (1, size);
-        if gso && size > 0 {
-            while let Some(next) = batch.get(start + count) {
-                let len = next.payload.len();
-                if next.to != batch[start].to
-                    || len > size
-                    || len == 0
-                    || count == MAX_SEGMENTS
-                    || total + len > MAX_SEGMENTED_BYTES
-                {
-                    break;
-                }
-                count += 1;
-                total += len;
-                if len < size {
-                    break; // a shorter datagram ends its run
-                }
-            }
+        let count = if gso { run_len(batch, start) } else { 1 };
+        if count < MIN_SEGMENTED_RUN {
+            runs.extend((start..start + count).map(|i| (i, 1)));
+        } else {
+            runs.push((start, count));
         }
-        runs.push((start, count));
         start += count;
     }
 }

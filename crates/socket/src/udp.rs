@@ -309,21 +309,6 @@ fn destination_for(local: SocketAddr, to: SocketAddr) -> Result<SocketAddr, Sock
     }
 }
 
-/// Whether the first datagrams of `batch` form a run a segmented send would carry together
-/// (the rule of `sys::send_batch`).
-#[cfg(target_os = "linux")]
-fn starts_segmented_run(batch: &[Outgoing<'_>]) -> bool {
-    match batch {
-        [first, second, ..] => {
-            first.to == second.to
-                && !first.payload.is_empty()
-                && !second.payload.is_empty()
-                && second.payload.len() <= first.payload.len()
-        }
-        _ => false,
-    }
-}
-
 /// Errors that a datagram socket reports because of an earlier datagram or a passing network
 /// condition, not because this socket is broken.
 fn is_transient(kind: io::ErrorKind) -> bool {
@@ -489,7 +474,7 @@ impl Socket for UdpSocket {
                     return Ok(done);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
-                Err(e) if gso && starts_segmented_run(rest) => {
+                Err(e) if gso && crate::sys::starts_segmented_run(rest) => {
                     tracing::trace!(error = %e, "segmented UDP send failed; retrying singly");
                     gso = false;
                     plain_retry = true;
