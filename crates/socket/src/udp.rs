@@ -249,31 +249,17 @@ impl UdpSocket {
         let fd = self.io.as_raw_fd();
         let Some(queue) = self.gro.as_mut() else { return Ok(0) };
         queue.prepare(slots);
-        for _ in 0..MAX_SKIPPED_ERRORS {
-            match crate::sys::recv_batch(
-                fd,
-                &mut self.scratch,
-                &mut queue.buf,
-                crate::gro::GRO_SLOT,
-                slots,
-                &mut queue.meta,
-                Some(&mut queue.segments),
-            ) {
-                Ok(n) => {
-                    // Fewer than asked for: the kernel's queue is empty.
-                    self.maybe_readable = n == slots;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
-                Err(e) if is_transient(e.kind()) => {
-                    tracing::trace!(error = %e, "transient UDP receive error");
-                    self.stats.recv_errors += 1;
-                }
-                Err(e) => return Err(SocketError::io("recvmmsg", e)),
-            }
-        }
-        self.maybe_readable = true;
-        Ok(0)
+        let received = recv_retrying(
+            fd,
+            &mut self.scratch,
+            &mut self.stats,
+            (&mut queue.buf, crate::gro::GRO_SLOT, slots),
+            &mut queue.meta,
+            Some(&mut queue.segments),
+        )?;
+        // Fewer than asked for: the kernel's queue is empty.
+        self.maybe_readable = received.is_none_or(|n| n == slots);
+        Ok(received.unwrap_or(0))
     }
 
     /// The next datagram of the GRO queue, copied into `buf`.
@@ -507,40 +493,58 @@ impl Socket for UdpSocket {
         if self.gro.is_some() {
             return self.recv_batch_gro(batch);
         }
-        for _ in 0..MAX_SKIPPED_ERRORS {
-            let fd = self.io.as_raw_fd();
-            let (data, slot) = (&mut batch.data, batch.slot_size);
-            match crate::sys::recv_batch(
-                fd,
-                &mut self.scratch,
-                data,
-                slot,
-                capacity,
-                &mut batch.meta,
-                None,
-            ) {
-                Ok(n) => {
-                    for meta in &mut batch.meta {
-                        meta.from = unmap(meta.from);
-                        self.stats.bytes_received += meta.len as u64;
-                    }
-                    self.stats.datagrams_received += n as u64;
-                    // A batch that did not fill up emptied the queue; the next arrival wakes
-                    // the poll again, so waiting is safe.
-                    self.maybe_readable = n == capacity;
-                    return Ok(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
-                Err(e) if is_transient(e.kind()) => {
-                    tracing::trace!(error = %e, "transient UDP receive error");
-                    self.stats.recv_errors += 1;
-                }
-                Err(e) => return Err(SocketError::io("recvmmsg", e)),
-            }
+        let received = recv_retrying(
+            self.io.as_raw_fd(),
+            &mut self.scratch,
+            &mut self.stats,
+            (&mut batch.data, batch.slot_size, capacity),
+            &mut batch.meta,
+            None,
+        )?;
+        for meta in &mut batch.meta {
+            meta.from = unmap(meta.from);
+            self.stats.bytes_received += meta.len as u64;
         }
-        self.maybe_readable = true;
-        Ok(0)
+        self.stats.datagrams_received += batch.meta.len() as u64;
+        // A batch that did not fill up emptied the queue; the next arrival wakes the poll
+        // again, so waiting is safe.
+        self.maybe_readable = received.is_none_or(|n| n == capacity);
+        Ok(received.unwrap_or(0))
     }
+}
+
+/// One `recvmmsg` into `slots` slots of `slot_size` bytes of `data` (see `sys::recv_batch`),
+/// skipping transient errors and retrying interrupted calls. `None` when too many transient
+/// errors in a row left the queue unread.
+#[cfg(target_os = "linux")]
+fn recv_retrying(
+    fd: std::os::fd::RawFd,
+    scratch: &mut crate::sys::MmsgScratch,
+    stats: &mut SocketStats,
+    (data, slot_size, slots): (&mut [u8], usize, usize),
+    meta: &mut Vec<RecvMeta>,
+    mut segments: Option<&mut Vec<usize>>,
+) -> Result<Option<usize>, SocketError> {
+    for _ in 0..MAX_SKIPPED_ERRORS {
+        match crate::sys::recv_batch(
+            fd,
+            scratch,
+            data,
+            slot_size,
+            slots,
+            meta,
+            segments.as_deref_mut(),
+        ) {
+            Ok(n) => return Ok(Some(n)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => stats.interrupted += 1,
+            Err(e) if is_transient(e.kind()) => {
+                tracing::trace!(error = %e, "transient UDP receive error");
+                stats.recv_errors += 1;
+            }
+            Err(e) => return Err(SocketError::io("recvmmsg", e)),
+        }
+    }
+    Ok(None)
 }
 
 #[cfg(target_os = "linux")]
