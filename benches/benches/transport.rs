@@ -100,6 +100,8 @@ struct Pair {
     a: Endpoint,
     b: Endpoint,
     conn: ConnectionId,
+    /// The connection as `b` knows it (once `b` accepted it).
+    b_conn: Option<ConnectionId>,
     a_addr: SocketAddr,
     b_addr: SocketAddr,
     buf: Vec<u8>,
@@ -117,7 +119,7 @@ impl Pair {
         let b = Endpoint::new(EndpointConfig { seed: Some(2), ..config }, now).unwrap();
         let (a_addr, b_addr) = ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:1".parse().unwrap());
         let conn = a.connect(now, b_addr).unwrap();
-        let mut pair = Self { now, a, b, conn, a_addr, b_addr, buf: vec![0; 1500] };
+        let mut pair = Self { now, a, b, conn, b_conn: None, a_addr, b_addr, buf: vec![0; 1500] };
         for _ in 0..8 {
             pair.round();
         }
@@ -133,8 +135,10 @@ impl Pair {
         }
         let mut got = 0;
         while let Some(event) = self.b.poll_event() {
-            if let Event::Data { payload, .. } = event {
-                got += payload.len().min(1);
+            match event {
+                Event::Data { payload, .. } => got += payload.len().min(1),
+                Event::Connected(id) => self.b_conn = Some(id),
+                _ => {}
             }
         }
         while let Some(t) = self.b.poll_transmit(self.now, &mut self.buf) {
@@ -171,6 +175,67 @@ fn channels(c: &mut Criterion) {
     group.finish();
 }
 
+/// Sends whatever `from` has to send into `to`, the way `Host` flushes.
+fn deliver(
+    now: Instant,
+    from: &mut Endpoint,
+    from_addr: SocketAddr,
+    to: &mut Endpoint,
+    buf: &mut [u8],
+) {
+    while let Some(t) = from.poll_transmit(now, buf) {
+        to.handle_datagram(now, from_addr, &buf[..t.len]);
+    }
+}
+
+/// Runs due timers and sends what they made due, as `Host` does after reading.
+fn settle(now: Instant, e: &mut Endpoint, buf: &mut [u8]) {
+    if e.poll_timeout().is_some_and(|at| at <= now) {
+        e.handle_timeout(now);
+    }
+    while e.poll_transmit(now, buf).is_some() {}
+}
+
+/// W2's protocol work without the sockets: one 32-B message echoed at a time, with the
+/// endpoints polled the way `Host` polls them (a flush, the datagram, timers, a flush).
+fn ping_pong(c: &mut Criterion) {
+    let mut group = c.benchmark_group("ping-pong");
+    group.throughput(Throughput::Elements(1));
+    let payload = [5u8; 32];
+    let hop = Duration::from_micros(10);
+    for qos in [Qos::Unreliable, Qos::ReliableSequenced] {
+        let channel =
+            ChannelId(u8::try_from(Qos::ALL.iter().position(|&q| q == qos).unwrap()).unwrap());
+        let mut pair = Pair::new();
+        let server_conn = pair.b_conn.expect("b accepted the connection");
+        group.bench_function(BenchmarkId::new("round trip of 32 B", qos.name()), |b| {
+            b.iter(|| {
+                let Pair { now, a, b, conn, a_addr, b_addr, buf, .. } = &mut pair;
+                *now += hop;
+                a.send(*conn, channel, black_box(&payload)).unwrap();
+                deliver(*now, a, *a_addr, b, buf);
+                settle(*now, b, buf);
+                let mut echo = [0u8; 32];
+                while let Some(event) = b.poll_event() {
+                    if let Event::Data { payload, .. } = event {
+                        echo.copy_from_slice(payload);
+                    }
+                }
+                b.send(server_conn, channel, &echo).unwrap();
+                *now += hop;
+                deliver(*now, b, *b_addr, a, buf);
+                settle(*now, a, buf);
+                let mut got = 0;
+                while let Some(event) = a.poll_event() {
+                    got += usize::from(matches!(event, Event::Data { .. }));
+                }
+                assert_eq!(got, 1);
+            });
+        });
+    }
+    group.finish();
+}
+
 fn fragmentation(c: &mut Criterion) {
     let mut group = c.benchmark_group("fragmentation");
     for size in [16 * 1024, 256 * 1024] {
@@ -195,5 +260,5 @@ fn fragmentation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, coding, acks, channels, fragmentation);
+criterion_group!(benches, coding, acks, channels, ping_pong, fragmentation);
 criterion_main!(benches);

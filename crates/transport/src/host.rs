@@ -184,20 +184,27 @@ impl<S: Socket> Host<S> {
             if count == 0 {
                 return Ok(());
             }
-            let mut batch = [Outgoing { to: self.send_meta[0].1, payload: &[] }; BATCH];
-            for (i, (&(len, to), slot)) in
-                self.send_meta.iter().zip(self.send_buf.chunks_exact(packet)).enumerate()
-            {
-                batch[i] = Outgoing { to, payload: &slot[..len] };
-            }
-            let mut done = 0;
-            while done < count {
-                let n = self.socket.send_batch(&batch[done..count])?;
-                if n == 0 {
-                    break;
+            let done = if count == 1 {
+                // The usual case of an interactive flow: no batch to set up.
+                let (len, to) = self.send_meta[0];
+                self.socket.send_batch(&[Outgoing { to, payload: &self.send_buf[..len] }])?
+            } else {
+                let mut batch = [Outgoing { to: self.send_meta[0].1, payload: &[] }; BATCH];
+                for (i, (&(len, to), slot)) in
+                    self.send_meta.iter().zip(self.send_buf.chunks_exact(packet)).enumerate()
+                {
+                    batch[i] = Outgoing { to, payload: &slot[..len] };
                 }
-                done += n;
-            }
+                let mut done = 0;
+                while done < count {
+                    let n = self.socket.send_batch(&batch[done..count])?;
+                    if n == 0 {
+                        break;
+                    }
+                    done += n;
+                }
+                done
+            };
             // What the socket would not take is lost to the protocol, which resends what was
             // reliable.
             self.stats.datagrams_sent += done as u64;

@@ -94,6 +94,11 @@ pub fn acknowledged(ack: PacketSeq, bits: u32) -> impl Iterator<Item = PacketSeq
         .chain((0..ACK_BITS).filter(move |&i| bits & (1 << i) != 0).map(move |i| ack.sub(i + 1)))
 }
 
+/// Whether an `(ack, bits)` pair acknowledges the packet `age` numbers older than `ack`.
+pub fn acknowledged_by(age: u16, bits: u32) -> bool {
+    age == 0 || (age <= ACK_BITS && bits & (1 << (age - 1)) != 0)
+}
+
 /// The 2-bit code and the byte count of the ack field on the wire.
 ///
 /// High bytes that are all ones are left out (the receiver fills them back in), so a connection
@@ -241,6 +246,18 @@ mod tests {
             prop_assert_eq!(bits_len_of_code(code), len);
             let wire = state.bits().to_le_bytes();
             prop_assert_eq!(expand_bits(&wire[..len]), state.bits());
+        }
+
+        /// The per-packet test the sender uses agrees with the list of acknowledged packets.
+        #[test]
+        fn acknowledged_by_agrees_with_the_list(ack in 0u16..16_384, bits in any::<u32>()) {
+            let ack = PacketSeq::new(ack);
+            let listed: BTreeSet<u16> = acknowledged(ack, bits)
+                .map(|s| u16::try_from(ack.distance(s)).unwrap())
+                .collect();
+            for age in 0..=ACK_BITS + 8 {
+                prop_assert_eq!(acknowledged_by(age, bits), listed.contains(&age), "age {}", age);
+            }
         }
     }
 }

@@ -5,7 +5,8 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::ack::{ACK_BITS, AckState, Arrival, acknowledged};
+use super::ack::{ACK_BITS, AckState, Arrival, acknowledged_by};
+use super::channel::ChannelSet;
 use super::channel::recv::{Outcome, RecvChannel, RecvLimits};
 use super::channel::send::{FillContext, SendChannel, UnitRef};
 use super::codec::{Reader, Writer};
@@ -120,6 +121,9 @@ pub(crate) struct PacketScratch {
     parsed: Vec<Parsed>,
     /// New partial messages counted in the packet being processed.
     new_partials: Vec<(ChannelId, MessageSeq)>,
+    /// The number of the previous record of each channel in the packet being processed, for
+    /// implied numbers (indexed by channel; entries are reset after each packet).
+    previous: Vec<Option<MessageSeq>>,
 }
 
 /// What happened to an incoming data packet as a whole.
@@ -154,6 +158,11 @@ pub(crate) struct Connection {
     last_send: Instant,
     send: Vec<SendChannel>,
     recv: Vec<RecvChannel>,
+    /// The send channels with units queued or in flight (and perhaps some since emptied):
+    /// the only ones the packet builder and the timers need to visit.
+    busy: ChannelSet,
+    /// The receive channels that can hold partial unreliable messages (which expire).
+    expiring: ChannelSet,
     /// Bytes held for messages not yet deliverable (partials, and reliable messages waiting for
     /// an earlier one), against `max_reassembly_bytes`.
     held_bytes: usize,
@@ -201,6 +210,12 @@ impl Connection {
             (SendChannel::new(id, qos), RecvChannel::new(qos))
         });
         let (send, recv) = channels.unzip();
+        let mut expiring = ChannelSet::default();
+        for (i, qos) in config.channels.iter().enumerate() {
+            if qos.is_fragmented() && !qos.is_reliable() {
+                expiring.insert(u8::try_from(i).expect("validate() allows at most 255 channels"));
+            }
+        }
         Self {
             addr,
             phase,
@@ -223,6 +238,8 @@ impl Connection {
             last_send: now,
             send,
             recv,
+            busy: ChannelSet::default(),
+            expiring,
             held_bytes: 0,
             cwnd: config.initial_congestion_window,
             min_cwnd: config.min_congestion_window,
@@ -280,7 +297,9 @@ impl Connection {
     ) -> Result<(), SendError> {
         let send =
             self.send.get_mut(usize::from(channel.0)).ok_or(SendError::UnknownChannel(channel))?;
-        send.enqueue(payload, config, pool)
+        send.enqueue(payload, config, pool)?;
+        self.busy.insert(channel.0);
+        Ok(())
     }
 
     fn fill_context(&self, now: Instant, config: &EndpointConfig) -> FillContext {
@@ -306,13 +325,16 @@ impl Connection {
                 if let Some(due) = self.ack_due {
                     next = next.min(due);
                 }
-                for send in &self.send {
-                    if let Some(at) = send.next_resend(&ctx) {
+                for c in self.busy.iter() {
+                    if let Some(at) = self.send[usize::from(c)].next_resend(&ctx) {
                         next = next.min(at);
                     }
                 }
-                for recv in &self.recv {
-                    if let Some(started) = recv.oldest_partial() {
+                // A partial message is charged to `held_bytes`: none is held without it.
+                let partials =
+                    if self.held_bytes > 0 { self.expiring } else { ChannelSet::default() };
+                for c in partials.iter() {
+                    if let Some(started) = self.recv[usize::from(c)].oldest_partial() {
                         next = next.min(started + config.reassembly_timeout);
                     }
                 }
@@ -332,7 +354,7 @@ impl Connection {
             return true;
         }
         let ctx = self.fill_context(now, config);
-        self.send.iter().any(|s| s.wants_to_send(&ctx))
+        self.busy.iter().any(|c| self.send[usize::from(c)].wants_to_send(&ctx))
     }
 
     /// Writes the next data packet into `buf`; returns its length, or `None` when there is
@@ -359,9 +381,13 @@ impl Connection {
         let ctx = self.fill_context(now, config);
         let channels = self.send.len();
         let (mut records, mut resent) = (0, 0);
-        for k in 0..channels {
-            let channel = &mut self.send[(self.channel_cursor + k) % channels];
+        let start = u8::try_from(self.channel_cursor).expect("channel ids are bytes");
+        for c in self.busy.iter_from(start) {
+            let channel = &mut self.send[usize::from(c)];
             let filled = channel.fill(&mut w, &ctx, &mut refs, pool);
+            if channel.is_idle() {
+                self.busy.remove(c);
+            }
             records += filled.records;
             resent += filled.resent;
             if filled.more {
@@ -531,8 +557,10 @@ impl Connection {
         parsed.clear();
         new_partials.clear();
         let mut need = 0usize;
-        // The number of the previous record of each channel in this packet, for implied numbers.
-        let mut previous: [Option<MessageSeq>; 256] = [None; 256];
+        let mut previous = std::mem::take(&mut scratch.previous);
+        if previous.len() < config.channels.len() {
+            previous.resize(config.channels.len(), None);
+        }
         let mut well_formed = true;
         while !r.is_empty() {
             let Ok((record, payload)) = RecordHeader::decode(&mut r, &config.channels) else {
@@ -576,6 +604,11 @@ impl Connection {
                 len: payload.len(),
             });
         }
+        // Only the channels of parsed records were given a number.
+        for record in &parsed {
+            previous[usize::from(record.channel.0)] = None;
+        }
+        scratch.previous = previous;
         if !well_formed {
             self.stats.malformed += 1;
             scratch.parsed = parsed;
@@ -660,18 +693,21 @@ impl Connection {
             self.newest_ack = ack;
         }
         let Some(front) = self.sent.front().map(|p| p.seq) else { return };
-        for seq in acknowledged(ack, bits) {
-            // `sent` holds only packets with messages, in number order but with gaps (pure acks
-            // and keepalives are numbered too): search by distance from the front.
-            let target = seq.distance(front);
-            if target < 0 {
+        // The pair covers packets `ack - 32 ..= ack`. `sent` holds only packets with messages,
+        // in number order but with gaps (pure acks and keepalives are numbered too): find where
+        // that range starts, then walk it, so a packet costs nothing once acknowledged.
+        let from = ack.sub(ACK_BITS).distance(front).max(0);
+        let start = self.sent.partition_point(|p| p.seq.distance(front) < from);
+        for i in start..self.sent.len() {
+            let packet = &mut self.sent[i];
+            let Ok(age) = u16::try_from(ack.distance(packet.seq)) else {
+                // Sent after the acknowledged one: so is the rest.
+                break;
+            };
+            if !acknowledged_by(age, bits) || packet.acked {
                 continue;
             }
-            let i = self.sent.partition_point(|p| p.seq.distance(front) < target);
-            let Some(packet) = self.sent.get_mut(i) else { continue };
-            if packet.seq != seq || packet.acked {
-                continue;
-            }
+            let seq = packet.seq;
             packet.acked = true;
             // Packets are never resent (their messages go out in new ones), so every ack names
             // one transmission and is a valid RTT sample, even for a packet given up as lost.
@@ -683,6 +719,9 @@ impl Connection {
             for unit in &refs {
                 if let Some(send) = self.send.get_mut(usize::from(unit.channel.0)) {
                     send.on_ack(unit.seq, unit.fragment, pool);
+                    if send.is_idle() {
+                        self.busy.remove(unit.channel.0);
+                    }
                 }
             }
             self.spare_refs.push(refs);
@@ -704,8 +743,11 @@ impl Connection {
         config: &EndpointConfig,
         pool: &mut BufPool,
     ) -> bool {
-        if let Some(cutoff) = now.checked_sub(config.reassembly_timeout) {
-            for recv in &mut self.recv {
+        if let Some(cutoff) =
+            now.checked_sub(config.reassembly_timeout).filter(|_| self.held_bytes > 0)
+        {
+            for c in self.expiring.iter() {
+                let recv = &mut self.recv[usize::from(c)];
                 let expired = recv.expire_partials(cutoff, &mut self.held_bytes, pool);
                 self.stats.dropped_by_qos += expired as u64;
             }
@@ -718,6 +760,7 @@ impl Connection {
         for send in &mut self.send {
             send.clear(pool);
         }
+        self.busy = ChannelSet::default();
         for recv in &mut self.recv {
             recv.clear(pool);
         }

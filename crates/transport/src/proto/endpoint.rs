@@ -381,23 +381,16 @@ impl Endpoint {
             }
         };
         self.by_addr.insert(conn.addr, slot);
-        let now = conn.last_recv;
         self.slots[usize::from(slot)].conn = Some(Box::new(conn));
         self.live += 1;
-        self.touch(slot, now);
+        self.mark_ready(slot);
         Some(self.id_of(slot))
     }
 
-    /// Something about connection `slot` changed: queue it to send, and register its next
-    /// deadline if that moved earlier. (A deadline that moved later keeps its earlier entry,
-    /// which then fires early and registers the right one; that bounds the heap to about one
-    /// live entry per connection.)
-    fn touch(&mut self, slot: u16, now: Instant) {
-        self.mark_ready(slot);
-        self.schedule(slot, now);
-    }
-
-    /// Queues connection `slot` for `poll_transmit`, unless it is queued already.
+    /// Something about connection `slot` changed: queue it for `poll_transmit`, unless it is
+    /// queued already. That visit sends what is due and then registers the connection's next
+    /// deadline, so a burst of datagrams costs one deadline computation, not one each (until
+    /// then `poll_timeout` says "now").
     fn mark_ready(&mut self, slot: u16) {
         if let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() {
             if !conn.ready {
@@ -588,7 +581,7 @@ impl Endpoint {
                 Ok(packet) => {
                     self.handle_control(now, from, packet);
                     if let Some(&slot) = self.by_addr.get(&from) {
-                        self.touch(slot, now);
+                        self.mark_ready(slot);
                     }
                 }
                 Err(_) => self.stats.malformed += 1,
@@ -632,7 +625,7 @@ impl Endpoint {
         if verdict == PacketVerdict::Rejected {
             self.stats.rejected_packets += 1;
         }
-        self.touch(slot, now);
+        self.mark_ready(slot);
     }
 
     fn handle_control(&mut self, now: Instant, from: SocketAddr, packet: Control) {
@@ -802,7 +795,7 @@ impl Endpoint {
             let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { continue };
             conn.ready = false;
             if let Some(transmit) = self.transmit_for(usize::from(slot), now, buf) {
-                self.touch(slot, now);
+                self.mark_ready(slot);
                 return Some(transmit);
             }
             // Nothing to send now; a timer, a datagram or a send queues it again.
@@ -884,11 +877,12 @@ impl Endpoint {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) (and then `poll_transmit`) should next be
-    /// called; `None` when nothing is scheduled. An instant in the past means "now". It may come
-    /// early (a deadline that moved later, or a closed connection's); `handle_timeout` then
+    /// called; `None` when nothing is scheduled. An instant in the past means "now" (it also
+    /// means that `poll_transmit` has work, after a datagram or a send). It may come early (a deadline that moved later, or a closed connection's); `handle_timeout` then
     /// does nothing but reschedule.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.replies.is_empty() {
+        if !self.replies.is_empty() || !self.ready.is_empty() {
+            // Something to send, or a connection whose deadline is yet to be registered.
             return Some(self.epoch);
         }
         let closing = self.closing.front().map(|c| c.next_at);

@@ -19,13 +19,15 @@ pub struct RttEstimator {
     initial: Duration,
     min_rto: Duration,
     max_rto: Duration,
+    /// `rto()`, kept up to date by `sample` (the packet builder asks for it on every packet).
+    rto: Duration,
 }
 
 impl RttEstimator {
     /// An estimator that assumes `initial` until the first sample, with the RTO clamped to
     /// `[min_rto, max_rto]`.
     pub fn new(initial: Duration, min_rto: Duration, max_rto: Duration) -> Self {
-        Self {
+        let mut estimator = Self {
             smoothed: None,
             variation: initial / 2,
             latest: initial,
@@ -33,7 +35,14 @@ impl RttEstimator {
             initial,
             min_rto,
             max_rto: max_rto.max(min_rto),
-        }
+            rto: Duration::ZERO,
+        };
+        estimator.rto = estimator.compute_rto();
+        estimator
+    }
+
+    fn compute_rto(&self) -> Duration {
+        (self.smoothed() + self.variation * 4).clamp(self.min_rto, self.max_rto)
     }
 
     /// Feeds one measured round trip.
@@ -51,6 +60,7 @@ impl RttEstimator {
                 self.smoothed = Some((srtt * 7 + rtt) / 8);
             }
         }
+        self.rto = self.compute_rto();
     }
 
     /// Whether a sample has been taken.
@@ -80,7 +90,7 @@ impl RttEstimator {
 
     /// The resend timeout: `srtt + 4 × rttvar`, clamped.
     pub fn rto(&self) -> Duration {
-        (self.smoothed() + self.variation * 4).clamp(self.min_rto, self.max_rto)
+        self.rto
     }
 
     /// The resend timeout after `resends` unanswered resends: doubled each time, still clamped.

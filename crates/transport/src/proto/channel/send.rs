@@ -124,6 +124,11 @@ impl SendChannel {
         }
     }
 
+    /// Whether nothing is queued or in flight (so the packet builder can skip the channel).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.units.is_empty()
+    }
+
     /// Messages queued or unacknowledged.
     pub(crate) fn depth(&self) -> usize {
         self.messages
