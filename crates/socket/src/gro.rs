@@ -44,6 +44,15 @@ impl GroQueue {
         self.next < self.meta.len()
     }
 
+    /// How many datagrams the last receive brought (a coalesced message counts its segments).
+    pub(crate) fn queued(&self) -> usize {
+        self.meta
+            .iter()
+            .zip(&self.segments)
+            .map(|(entry, &segment)| entry.len.div_ceil(segment.max(1)).max(1))
+            .sum()
+    }
+
     /// Copies the next datagram into `out` (truncating it to `out`'s length, as UDP does) and
     /// returns its length, its sender, and whether it arrived coalesced with others.
     pub(crate) fn pop(&mut self, out: &mut [u8]) -> Option<(usize, SocketAddr, bool)> {
@@ -76,6 +85,7 @@ mod tests {
         queue.buf[..14].copy_from_slice(b"aaaabbbbccccdd");
         queue.meta.extend([RecvMeta { len: 14, from }, RecvMeta { len: 0, from }]);
         queue.segments.extend([4, 0]);
+        assert_eq!(queue.queued(), 5);
         let mut out = [0u8; 3];
         let mut got = Vec::new();
         while let Some((len, sender, coalesced)) = queue.pop(&mut out) {

@@ -141,6 +141,12 @@ pub struct UdpSocket {
     /// With UDP GRO on: coalesced receives not yet handed out.
     #[cfg(target_os = "linux")]
     gro: Option<crate::gro::GroQueue>,
+    /// The last batch receive found at most one datagram waiting: the flow is interactive, so
+    /// the next one asks the kernel for a single datagram, which costs it less work than a
+    /// batch (a ping-pong saves about half a microsecond per receive). A success switches
+    /// back to batches, as more may be waiting.
+    #[cfg(target_os = "linux")]
+    lone: bool,
 }
 
 /// The poll token of the socket's [`SocketWaker`] (the socket itself is token 0).
@@ -215,6 +221,8 @@ impl UdpSocket {
             scratch: crate::sys::MmsgScratch::new(),
             #[cfg(target_os = "linux")]
             gro: gro.flatten(),
+            #[cfg(target_os = "linux")]
+            lone: false,
         })
     }
 
@@ -422,10 +430,18 @@ impl Socket for UdpSocket {
         }))
     }
 
-    /// On Linux, one `sendmmsg` call per run of datagrams the kernel takes.
+    /// On Linux, one `sendmmsg` call per run of datagrams the kernel takes (a lone datagram
+    /// goes out with `sendto`, which the kernel handles with less work).
     #[cfg(target_os = "linux")]
     fn send_batch(&mut self, batch: &[Outgoing<'_>]) -> Result<usize, SocketError> {
         use std::os::fd::AsRawFd;
+        if let [only] = batch {
+            // A dropped datagram is done with, as in a batch; only a full buffer leaves it.
+            return Ok(match self.send_to(only.payload, only.to)? {
+                SendStatus::WouldBlock => 0,
+                SendStatus::Sent | SendStatus::Dropped => 1,
+            });
+        }
         // Datagrams this socket cannot send at all go through `send_to`, which reports them.
         let max = self.max_datagram_size();
         let valid = batch
@@ -493,6 +509,17 @@ impl Socket for UdpSocket {
         if self.gro.is_some() {
             return self.recv_batch_gro(batch);
         }
+        if self.lone && capacity > 0 {
+            let slot = batch.slot_size;
+            return Ok(match self.recv_from(&mut batch.data[..slot])? {
+                Some(meta) => {
+                    batch.meta.push(meta);
+                    self.lone = false;
+                    1
+                }
+                None => 0,
+            });
+        }
         let received = recv_retrying(
             self.io.as_raw_fd(),
             &mut self.scratch,
@@ -509,6 +536,7 @@ impl Socket for UdpSocket {
         // A batch that did not fill up emptied the queue; the next arrival wakes the poll
         // again, so waiting is safe.
         self.maybe_readable = received.is_none_or(|n| n == capacity);
+        self.lone = received.is_some_and(|n| n <= 1);
         Ok(received.unwrap_or(0))
     }
 }
@@ -567,7 +595,20 @@ impl UdpSocket {
                 self.maybe_readable = true;
                 return Ok(capacity);
             }
-            if refilled || self.refill_gro(capacity)? == 0 {
+            if refilled {
+                return Ok(batch.meta.len());
+            }
+            let slots = if self.lone { 1 } else { capacity };
+            let got = self.refill_gro(slots)?;
+            // As without GRO: a lone receive that found something switches to batches; a
+            // batch that found at most one datagram (a coalesced message counts its segments)
+            // switches to lone receives.
+            self.lone = if slots == 1 {
+                got == 0
+            } else {
+                self.gro.as_ref().map_or(0, crate::gro::GroQueue::queued) <= 1
+            };
+            if got == 0 {
                 return Ok(batch.meta.len());
             }
             refilled = true;

@@ -367,3 +367,53 @@ fn segmented_batches_arrive_as_the_same_datagrams_with_or_without_offload() {
         assert_eq!(a.recv_from(&mut [0; 1500]).unwrap(), None, "{case}: nothing left over");
     }
 }
+
+#[test]
+fn after_a_lone_datagram_one_is_taken_singly_then_batches_resume_and_nothing_is_lost() {
+    for gro in [false, true] {
+        let config = UdpConfig { receive_offload: gro, ..UdpConfig::default() };
+        let mut server = UdpSocket::bind(addr("127.0.0.1:0"), &config).unwrap();
+        let mut client = UdpSocket::bind(addr("127.0.0.1:0"), &config).unwrap();
+        let to = server.local_addr();
+        let mut slots = RecvBatch::new(16, 1500);
+        let mut received = Vec::new();
+        let mut take = |server: &mut UdpSocket, received: &mut Vec<Vec<u8>>| {
+            let n = server.recv_batch(&mut slots).unwrap();
+            received.extend(slots.iter().map(|(_, data)| data.to_vec()));
+            n
+        };
+        let mut marker = UdpSocket::bind(addr("127.0.0.1:0"), &config).unwrap();
+        // A lone datagram: the flow looks interactive.
+        let _ = client.send_to(&[0; 100], to).unwrap();
+        assert_eq!(server.wait_readable(Some(PATIENCE)).unwrap(), Readiness::Readable);
+        while take(&mut server, &mut received) == 0 {}
+        assert_eq!(received.len(), 1);
+        // Four more, queued before a marker to another socket arrives (loopback delivers one
+        // sender's datagrams in order through the same backlog).
+        for i in 1..5u8 {
+            let _ = client.send_to(&[i; 100], to).unwrap();
+        }
+        let _ = client.send_to(b"marker", marker.local_addr()).unwrap();
+        assert_eq!(recv_one(&mut marker).0, b"marker");
+        let first = take(&mut server, &mut received);
+        if gro {
+            // They may have been coalesced into one message, which comes out whole.
+            assert!((1..=4).contains(&first), "{first}");
+        } else {
+            assert_eq!(first, 1, "the first is taken singly");
+            assert_eq!(take(&mut server, &mut received), 3, "then the rest in one batch");
+        }
+        while received.len() < 5 {
+            let n = take(&mut server, &mut received);
+            if n == 0 {
+                assert_eq!(server.wait_readable(Some(PATIENCE)).unwrap(), Readiness::Readable);
+            }
+        }
+        if !gro {
+            assert_eq!(server.stats().datagrams_received, 5);
+        }
+        let expected: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 100]).collect();
+        assert_eq!(received, expected, "gro {gro}");
+        assert_eq!(take(&mut server, &mut received), 0, "nothing more");
+    }
+}

@@ -215,8 +215,10 @@ impl<S: Socket> Host<S> {
         }
     }
 
-    /// Reads what has arrived, runs due timers, sends what is due, and returns the next event
-    /// (or [`HostEvent::Nothing`]).
+    /// Sends what is due, reads what has arrived, runs due timers, and returns the next event
+    /// (or [`HostEvent::Nothing`]). What the read makes due (acknowledgements, answers the
+    /// application queues while handling the events) goes out on the next call, so call
+    /// again until `Nothing` (or [`flush`](Self::flush)) before sleeping.
     pub fn receive(&mut self) -> Result<HostEvent<'_>, HostError> {
         if !self.endpoint.has_events() {
             self.pump()?;
@@ -258,6 +260,12 @@ impl<S: Socket> Host<S> {
         }
         if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
             self.endpoint.handle_timeout(now);
+        }
+        if self.endpoint.has_events() {
+            // Hand the events out first: what they made due (an ack, most often) goes out at
+            // the start of the next call, with whatever the application sends in answer, in
+            // the same packet. The application calls again until `Nothing` anyway.
+            return Ok(());
         }
         self.flush_at(now)
     }

@@ -331,11 +331,11 @@ impl Connection {
                     }
                 }
                 // A partial message is charged to `held_bytes`: none is held without it.
-                let partials =
-                    if self.held_bytes > 0 { self.expiring } else { ChannelSet::default() };
-                for c in partials.iter() {
-                    if let Some(started) = self.recv[usize::from(c)].oldest_partial() {
-                        next = next.min(started + config.reassembly_timeout);
+                if self.held_bytes > 0 {
+                    for c in self.expiring.iter() {
+                        if let Some(started) = self.recv[usize::from(c)].oldest_partial() {
+                            next = next.min(started + config.reassembly_timeout);
+                        }
                     }
                 }
                 next
@@ -357,15 +357,15 @@ impl Connection {
         self.busy.iter().any(|c| self.send[usize::from(c)].wants_to_send(&ctx))
     }
 
-    /// Writes the next data packet into `buf`; returns its length, or `None` when there is
-    /// nothing to send.
+    /// Writes the next data packet into `buf`; returns its length and whether more is ready to
+    /// go (the packet was full), or `None` when there is nothing to send.
     pub(crate) fn build_packet(
         &mut self,
         now: Instant,
         buf: &mut [u8],
         config: &EndpointConfig,
         pool: &mut BufPool,
-    ) -> Option<usize> {
+    ) -> Option<(usize, bool)> {
         if !self.wants_to_send(now, config) {
             return None;
         }
@@ -380,7 +380,7 @@ impl Connection {
         refs.clear();
         let ctx = self.fill_context(now, config);
         let channels = self.send.len();
-        let (mut records, mut resent) = (0, 0);
+        let (mut records, mut resent, mut more) = (0, 0, false);
         let start = u8::try_from(self.channel_cursor).expect("channel ids are bytes");
         for c in self.busy.iter_from(start) {
             let channel = &mut self.send[usize::from(c)];
@@ -391,6 +391,7 @@ impl Connection {
             records += filled.records;
             resent += filled.resent;
             if filled.more {
+                more = true;
                 break;
             }
         }
@@ -427,7 +428,7 @@ impl Connection {
         self.last_send = now;
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
-        Some(len)
+        Some((len, more))
     }
 
     /// Gives up on packets with messages that were not acknowledged within the resend timeout:

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use sturnus_netem::Rng;
 
+use super::addr_hash::AddrHashBuilder;
 use super::codec::Writer;
 use super::connection::{Connection, ConnectionStats, PacketScratch, PacketVerdict, Phase, token};
 use super::control::{Control, Cookie, RejectReason};
@@ -230,7 +231,7 @@ pub struct Endpoint {
     cookie_key: (u64, u64),
     slots: Vec<Slot>,
     free: Vec<u16>,
-    by_addr: HashMap<SocketAddr, u16>,
+    by_addr: HashMap<SocketAddr, u16, AddrHashBuilder>,
     live: usize,
     replies: VecDeque<(SocketAddr, Control)>,
     closing: VecDeque<Closing>,
@@ -285,6 +286,8 @@ impl Endpoint {
         let seed = config.seed.unwrap_or_else(|| RandomState::new().hash_one(0x5eed_u64));
         let mut rng = Rng::new(seed);
         let cookie_key = (rng.next_u64(), rng.next_u64());
+        // Derived rather than drawn, so the generator's later draws (salts) stay as they were.
+        let addr_key = SipHasher::new(cookie_key.0, cookie_key.1).write_u64(0x6164_6472).finish();
         Ok(Self {
             fingerprint: fingerprint(&config),
             config,
@@ -293,7 +296,7 @@ impl Endpoint {
             cookie_key,
             slots: Vec::new(),
             free: Vec::new(),
-            by_addr: HashMap::new(),
+            by_addr: HashMap::with_hasher(AddrHashBuilder::new(addr_key)),
             live: 0,
             replies: VecDeque::new(),
             closing: VecDeque::new(),
@@ -794,8 +797,14 @@ impl Endpoint {
         while let Some(slot) = self.ready.pop_front() {
             let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { continue };
             conn.ready = false;
-            if let Some(transmit) = self.transmit_for(usize::from(slot), now, buf) {
-                self.mark_ready(slot);
+            if let Some((transmit, more)) = self.transmit_for(usize::from(slot), now, buf) {
+                // A full packet leaves more to send: back in the queue. Otherwise the
+                // connection's next deadline is all there is to know.
+                if more {
+                    self.mark_ready(slot);
+                } else {
+                    self.schedule(slot, now);
+                }
                 return Some(transmit);
             }
             // Nothing to send now; a timer, a datagram or a send queues it again.
@@ -824,7 +833,13 @@ impl Endpoint {
         }
     }
 
-    fn transmit_for(&mut self, slot: usize, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+    /// The next datagram of connection `slot`, and whether it has more ready to go.
+    fn transmit_for(
+        &mut self,
+        slot: usize,
+        now: Instant,
+        buf: &mut [u8],
+    ) -> Option<(Transmit, bool)> {
         let Self { slots, config, pool, fingerprint, .. } = self;
         let conn = slots[slot].conn.as_deref_mut()?;
         match &mut conn.phase {
@@ -842,11 +857,14 @@ impl Endpoint {
                         Control::ConnectResponse { protocol_id, fingerprint, client_salt, cookie }
                     }
                 };
-                Some(Transmit { destination: conn.addr, len: encode_control(&packet, buf) })
+                Some((
+                    Transmit { destination: conn.addr, len: encode_control(&packet, buf) },
+                    false,
+                ))
             }
             Phase::Connected => {
-                let len = conn.build_packet(now, buf, config, pool)?;
-                Some(Transmit { destination: conn.addr, len })
+                let (len, more) = conn.build_packet(now, buf, config, pool)?;
+                Some((Transmit { destination: conn.addr, len }, more))
             }
         }
     }

@@ -2,6 +2,7 @@
 //! by the workspace `clippy.toml`); time is always an argument.
 
 pub mod ack;
+pub(crate) mod addr_hash;
 pub(crate) mod channel;
 pub mod codec;
 pub(crate) mod connection;

@@ -19,7 +19,7 @@ impl ChannelSet {
 
     /// The members in ascending order.
     pub(crate) fn iter(&self) -> Members {
-        Members { words: self.0, word: 0 }
+        Members::new(self.0)
     }
 
     /// The members from `start` upwards, then those below it: a round-robin order.
@@ -31,7 +31,7 @@ impl ChannelSet {
         let mut low = self.0;
         low[word + 1..].fill(0);
         low[word] &= !(u64::MAX << bit);
-        Members { words: high, word: 0 }.chain(Members { words: low, word: 0 })
+        Members::new(high).chain(Members::new(low))
     }
 }
 
@@ -40,13 +40,23 @@ impl ChannelSet {
 pub(crate) struct Members {
     words: [u64; 4],
     word: usize,
+    /// One past the last non-empty word (most endpoints have under 64 channels).
+    end: usize,
+}
+
+impl Members {
+    fn new(words: [u64; 4]) -> Self {
+        let end = words.iter().rposition(|&w| w != 0).map_or(0, |i| i + 1);
+        Self { words, word: 0, end }
+    }
 }
 
 impl Iterator for Members {
     type Item = u8;
 
     fn next(&mut self) -> Option<u8> {
-        while let Some(bits) = self.words.get_mut(self.word) {
+        while self.word < self.end {
+            let bits = &mut self.words[self.word];
             if *bits != 0 {
                 let id = self.word * 64 + bits.trailing_zeros() as usize;
                 *bits &= *bits - 1;
