@@ -19,8 +19,12 @@ use sturnus_transport::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Event
 
 fn coding(c: &mut Criterion) {
     let mut group = c.benchmark_group("coding");
-    let header =
-        DataHeader { seq: PacketSeq::new(1234), ack: PacketSeq::new(987), ack_bits: 0xFFFF_7FFF };
+    let header = DataHeader {
+        seq: PacketSeq::new(1234),
+        ack: PacketSeq::new(987),
+        ack_bits: 0xFFFF_7FFF,
+        ack_soon: true,
+    };
     let record = RecordHeader {
         channel: ChannelId(6),
         len: 32,

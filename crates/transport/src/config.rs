@@ -65,6 +65,17 @@ pub struct EndpointConfig {
     /// is clocked by acknowledgements, so a stream should not wait on the delay; a ping-pong
     /// (one packet each way) still carries its acks on the replies.
     pub ack_every: u32,
+    /// Packets carrying only unreliable messages that may arrive unacknowledged before an
+    /// acknowledgement goes out at once. Until then such packets are acknowledged only by
+    /// packets that go out anyway: nothing is resent for them, so a prompt ack would buy
+    /// nothing but statistics, and a server echoing many quiet clients would receive one ack
+    /// packet per message. At most 33 (an ack covers 33 packets, and loss is counted from
+    /// acks).
+    pub unreliable_ack_every: u32,
+    /// How often a connection that sends only unreliable data asks for one packet to be
+    /// acknowledged at once, for a round-trip time sample (packets with reliable data always
+    /// are).
+    pub rtt_probe_interval: Duration,
     /// Messages each channel may queue for sending; past it `send` returns a backpressure error.
     pub send_queue_capacity: usize,
     /// Packets carrying reliable data that may be unacknowledged at once.
@@ -115,6 +126,8 @@ impl Default for EndpointConfig {
             keepalive_interval: Duration::from_secs(1),
             ack_delay: Duration::from_millis(5),
             ack_every: 2,
+            unreliable_ack_every: 8,
+            rtt_probe_interval: Duration::from_secs(1),
             send_queue_capacity: 4096,
             max_in_flight_packets: 1024,
             reliable_window: 4096,
@@ -199,6 +212,12 @@ impl EndpointConfig {
         if self.ack_every == 0 {
             return invalid("ack_every", "must be at least 1");
         }
+        if !(1..=33).contains(&self.unreliable_ack_every) {
+            return invalid("unreliable_ack_every", "must be between 1 and 33");
+        }
+        if self.rtt_probe_interval.is_zero() {
+            return invalid("rtt_probe_interval", "must be positive");
+        }
         // Queued message numbers must stay within half the 16-bit number space of the oldest.
         if !(1..=16_384).contains(&self.send_queue_capacity) {
             return invalid("send_queue_capacity", "must be between 1 and 16384");
@@ -267,6 +286,11 @@ mod tests {
             (EndpointConfig { channels: vec![Qos::Reliable; 256], ..base.clone() }, "channels"),
             (EndpointConfig { max_packet_size: 20, ..base.clone() }, "max_packet_size"),
             (EndpointConfig { ack_every: 0, ..base.clone() }, "ack_every"),
+            (EndpointConfig { unreliable_ack_every: 34, ..base.clone() }, "unreliable_ack_every"),
+            (
+                EndpointConfig { rtt_probe_interval: Duration::ZERO, ..base.clone() },
+                "rtt_probe_interval",
+            ),
             (EndpointConfig { fragment_size: 1190, ..base.clone() }, "fragment_size"),
             (EndpointConfig { max_fragments: 1, ..base.clone() }, "max_fragments"),
             (

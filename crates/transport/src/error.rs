@@ -22,9 +22,6 @@ pub enum DecodeError {
     /// A control packet was given to the data-packet decoder.
     #[error("not a data packet")]
     NotData,
-    /// Bits the protocol reserves were set.
-    #[error("reserved header bits are set")]
-    ReservedBits,
     /// A control packet of an unknown kind or with a field out of range.
     #[error("malformed control packet")]
     BadControl,

@@ -20,6 +20,9 @@ use crate::{ChannelId, EndpointConfig, SendError};
 /// The most a peer's packet number may jump ahead of the newest one received. Larger jumps are
 /// taken for stray packets (from an earlier connection on the same address, or spoofed).
 const MAX_SEQ_JUMP: i32 = 4096;
+/// A lazily acknowledged packet counts as lost once the peer acknowledged a packet this much
+/// newer without it (allowing for a little reordering, as TCP and QUIC do).
+const LAZY_LOSS_THRESHOLD: i32 = 3;
 /// How many sent packets are remembered for acknowledgement (half the packet number space).
 const MAX_TRACKED_PACKETS: usize = 8192;
 
@@ -96,6 +99,8 @@ struct SentPacket {
     sent_at: Instant,
     refs: Vec<UnitRef>,
     reliable: bool,
+    /// Sent with the ack-soon bit: its acknowledgement is prompt, so it times the round trip.
+    ack_soon: bool,
     acked: bool,
     /// Given up as lost (no ack within the resend timeout). A late ack still counts: it takes
     /// an RTT sample, releases the units and takes the loss back.
@@ -149,8 +154,12 @@ pub(crate) struct Connection {
     newest_ack: PacketSeq,
     /// When an acknowledgement must go out even with nothing to carry it.
     ack_due: Option<Instant>,
-    /// Packets with messages received since our last packet (which acknowledged them).
+    /// Ack-soon packets with messages received since our last packet (which acknowledged them).
     unacked: u32,
+    /// Other packets with messages received since our last packet.
+    unacked_lazy: u32,
+    /// When we last sent an ack-soon packet (for round-trip probes).
+    last_probe: Instant,
     sent: VecDeque<SentPacket>,
     spare_refs: Vec<Vec<UnitRef>>,
     rtt: RttEstimator,
@@ -227,6 +236,8 @@ impl Connection {
             newest_ack: first_seq(local_salt).sub(1),
             ack_due: None,
             unacked: 0,
+            unacked_lazy: 0,
+            last_probe: now,
             sent: VecDeque::new(),
             spare_refs: Vec::new(),
             rtt: RttEstimator::new(
@@ -369,11 +380,15 @@ impl Connection {
         if !self.wants_to_send(now, config) {
             return None;
         }
-        self.settle_lost(now);
+        self.settle_lost(now, config);
         let limit = buf.len().min(config.max_packet_size);
         let mut w = Writer::new(&mut buf[..limit]);
-        let header =
-            DataHeader { seq: self.next_seq, ack: self.acks.latest(), ack_bits: self.acks.bits() };
+        let header = DataHeader {
+            seq: self.next_seq,
+            ack: self.acks.latest(),
+            ack_bits: self.acks.bits(),
+            ack_soon: false,
+        };
         header.encode(&mut w).expect("max_packet_size leaves room for the header");
 
         let mut refs = self.spare_refs.pop().unwrap_or_default();
@@ -400,6 +415,14 @@ impl Connection {
 
         let len = w.len();
         let reliable = !refs.is_empty();
+        // Reliable data is acknowledged promptly (its resends and the congestion window hang on
+        // it); otherwise one packet per probe interval asks to be, to time the round trip.
+        let ack_soon =
+            records > 0 && (reliable || now >= self.last_probe + config.rtt_probe_interval);
+        if ack_soon {
+            DataHeader::set_ack_soon(buf);
+            self.last_probe = now;
+        }
         if records > 0 {
             if self.sent.len() >= MAX_TRACKED_PACKETS {
                 self.forget_oldest();
@@ -412,6 +435,7 @@ impl Connection {
                 sent_at: now,
                 refs,
                 reliable,
+                ack_soon,
                 acked: false,
                 lost: false,
             });
@@ -425,6 +449,7 @@ impl Connection {
         self.next_seq = self.next_seq.next();
         self.ack_due = None;
         self.unacked = 0;
+        self.unacked_lazy = 0;
         self.last_send = now;
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
@@ -433,11 +458,24 @@ impl Connection {
 
     /// Gives up on packets with messages that were not acknowledged within the resend timeout:
     /// they leave the congestion window and count as lost.
-    fn settle_lost(&mut self, now: Instant) {
+    ///
+    /// A packet acknowledged lazily (no ack-soon bit) may wait for the peer's next packet, so
+    /// the timeout does not apply to it alone: it is lost once an ack of a packet
+    /// `LAZY_LOSS_THRESHOLD` newer arrived without it, or once even the peer's keepalive should
+    /// have reported it.
+    fn settle_lost(&mut self, now: Instant, config: &EndpointConfig) {
         let rto = self.rtt.rto();
+        let newest_ack = self.newest_ack;
         for packet in self.sent.iter_mut().filter(|p| !p.acked && !p.lost) {
+            // Packets are in sending order: none after this one has timed out either.
             if now < packet.sent_at + rto {
                 break;
+            }
+            if !packet.ack_soon
+                && newest_ack.distance(packet.seq) < LAZY_LOSS_THRESHOLD
+                && now < packet.sent_at + rto + config.keepalive_interval
+            {
+                continue;
             }
             packet.lost = true;
             self.stats.packets_lost_out += 1;
@@ -668,12 +706,19 @@ impl Connection {
             self.stats.packets_lost_in = self.stats.packets_lost_in.saturating_sub(1);
         }
         self.acks.record(header.seq);
-        if records > 0 {
+        if records > 0 && header.ack_soon {
             self.unacked += 1;
             if self.unacked >= config.ack_every {
                 self.ack_due = Some(now);
             } else if self.ack_due.is_none() {
                 self.ack_due = Some(now + config.ack_delay);
+            }
+        } else if records > 0 {
+            // Acknowledged by whatever we send next, unless enough pile up to risk leaving the
+            // 33-packet ack window unreported.
+            self.unacked_lazy += 1;
+            if self.unacked_lazy >= config.unreliable_ack_every {
+                self.ack_due = Some(now);
             }
         }
         self.last_recv = now;
@@ -711,8 +756,9 @@ impl Connection {
             let seq = packet.seq;
             packet.acked = true;
             // Packets are never resent (their messages go out in new ones), so every ack names
-            // one transmission and is a valid RTT sample, even for a packet given up as lost.
-            if seq == ack {
+            // one transmission; one that was asked to come soon is a valid RTT sample, even for
+            // a packet given up as lost. (Others may have waited for a ride.)
+            if seq == ack && packet.ack_soon {
                 self.rtt.sample(now.saturating_duration_since(packet.sent_at));
             }
             let (lost, reliable) = (packet.lost, packet.reliable);

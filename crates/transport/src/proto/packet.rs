@@ -8,8 +8,8 @@ use crate::{ChannelId, DecodeError, Qos};
 
 /// Set in the first byte of control packets (handshake and disconnect); clear in data packets.
 pub const CONTROL_BIT: u8 = 0x80;
-/// Reserved bit of the first header word of a data packet; must be zero.
-const RESERVED_BIT: u16 = 0x4000;
+/// Bit of the first header word of a data packet: acknowledge this packet within `ack_delay`.
+const ACK_SOON_BIT: u16 = 0x4000;
 /// The largest data-packet header: two words and a full ack field.
 pub const MAX_HEADER_LEN: usize = 8;
 /// The smallest data-packet header: two words, ack field left out.
@@ -25,6 +25,9 @@ pub struct DataHeader {
     pub ack: PacketSeq,
     /// Bit `i`: packet `ack - 1 - i` was received.
     pub ack_bits: u32,
+    /// The sender wants this packet acknowledged within `ack_delay` (it carries reliable data,
+    /// or asks for a round-trip time sample); other packets are acknowledged lazily.
+    pub ack_soon: bool,
 }
 
 impl DataHeader {
@@ -39,7 +42,7 @@ impl DataHeader {
         if w.remaining() < MIN_HEADER_LEN + len {
             return Err(Full);
         }
-        w.u16_be(self.seq.get())?;
+        w.u16_be(self.seq.get() | if self.ack_soon { ACK_SOON_BIT } else { 0 })?;
         w.u16_be((u16::from(code) << 14) | self.ack.get())?;
         w.bytes(&self.ack_bits.to_le_bytes()[..len])
     }
@@ -50,14 +53,24 @@ impl DataHeader {
         if word0 & (u16::from(CONTROL_BIT) << 8) != 0 {
             return Err(DecodeError::NotData);
         }
-        if word0 & RESERVED_BIT != 0 {
-            return Err(DecodeError::ReservedBits);
-        }
         let word1 = r.u16_be()?;
         // The top two bits of a u16 shifted down always fit in a u8.
         let code = (word1 >> 14) as u8;
         let ack_bits = expand_bits(r.bytes(bits_len_of_code(code))?);
-        Ok(Self { seq: PacketSeq::new(word0), ack: PacketSeq::new(word1), ack_bits })
+        Ok(Self {
+            seq: PacketSeq::new(word0),
+            ack: PacketSeq::new(word1),
+            ack_bits,
+            ack_soon: word0 & ACK_SOON_BIT != 0,
+        })
+    }
+
+    /// Sets the ack-soon bit of an encoded header at the start of `packet` (the packet builder
+    /// knows whether it is wanted only once the records are written).
+    pub fn set_ack_soon(packet: &mut [u8]) {
+        if let Some(first) = packet.first_mut() {
+            *first |= (ACK_SOON_BIT >> 8) as u8;
+        }
     }
 }
 
@@ -208,10 +221,14 @@ mod tests {
 
     #[test]
     fn a_header_without_recent_loss_is_four_bytes_and_with_loss_at_most_eight() {
-        let clean =
-            DataHeader { seq: PacketSeq::new(5), ack: PacketSeq::new(9), ack_bits: u32::MAX };
+        let clean = DataHeader {
+            seq: PacketSeq::new(5),
+            ack: PacketSeq::new(9),
+            ack_bits: u32::MAX,
+            ack_soon: false,
+        };
         assert_eq!(clean.encoded_len(), 4);
-        let lossy = DataHeader { ack_bits: 0x1234_5678, ..clean };
+        let lossy = DataHeader { ack_bits: 0x1234_5678, ack_soon: true, ..clean };
         assert_eq!(lossy.encoded_len(), MAX_HEADER_LEN);
         for header in [clean, lossy] {
             let bytes = encode_packet(&header, &[]);
@@ -232,10 +249,14 @@ mod tests {
     }
 
     #[test]
-    fn control_packets_and_reserved_bits_are_not_data() {
+    fn control_packets_are_not_data_and_bit_1_asks_for_a_prompt_ack() {
         let decode = |bytes: &[u8]| DataHeader::decode(&mut Reader::new(bytes));
         assert_eq!(decode(&[0x81, 0, 0, 0]), Err(DecodeError::NotData));
-        assert_eq!(decode(&[0x40, 0, 0, 0]), Err(DecodeError::ReservedBits));
+        let soon = decode(&[0x40, 7, 0, 0]).unwrap();
+        assert_eq!((soon.ack_soon, soon.seq), (true, PacketSeq::new(7)));
+        let mut packet = [0x00, 7, 0, 0];
+        DataHeader::set_ack_soon(&mut packet);
+        assert_eq!(decode(&packet), Ok(soon));
         assert!(matches!(decode(&[0, 0, 0xC0, 0]), Err(DecodeError::Truncated { .. })));
     }
 
@@ -286,9 +307,11 @@ mod tests {
                 any::<u32>(),
                 (0u32..256).prop_map(|b| b | 0xFFFF_FF00),
             ],
+            ack_soon in any::<bool>(),
             records in proptest::collection::vec(record_strategy(), 0..8),
         ) {
-            let header = DataHeader { seq: PacketSeq::new(seq), ack: PacketSeq::new(ack), ack_bits };
+            let header =
+                DataHeader { seq: PacketSeq::new(seq), ack: PacketSeq::new(ack), ack_bits, ack_soon };
             let bytes = encode_packet(&header, &records);
             let expected_len = header.encoded_len()
                 + records

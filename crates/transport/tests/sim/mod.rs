@@ -130,13 +130,30 @@ impl Sim {
         }
     }
 
+    /// When the next delivery or timer is due, if any.
+    fn next_event(&self) -> Option<Instant> {
+        let next_link = self.links.values().filter_map(Link::poll_timeout).min();
+        let next_timer = self.nodes.iter().filter_map(|n| n.endpoint.poll_timeout()).min();
+        next_link.into_iter().chain(next_timer).min()
+    }
+
+    /// Handles every delivery and timer due up to `at`, then sets the clock to `at` (for
+    /// tests that act at exact times).
+    pub(crate) fn advance_to(&mut self, at: Instant) {
+        loop {
+            self.flush();
+            if self.next_event().is_none_or(|next| next > at) || !self.step() {
+                break;
+            }
+        }
+        self.now = self.now.max(at);
+    }
+
     /// Advances to the next delivery or timer and handles it. Returns `false` when nothing is
     /// scheduled at all.
     pub(crate) fn step(&mut self) -> bool {
         self.flush();
-        let next_link = self.links.values().filter_map(Link::poll_timeout).min();
-        let next_timer = self.nodes.iter().filter_map(|n| n.endpoint.poll_timeout()).min();
-        let Some(next) = next_link.into_iter().chain(next_timer).min() else {
+        let Some(next) = self.next_event() else {
             return false;
         };
         self.now = self.now.max(next);

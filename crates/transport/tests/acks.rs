@@ -1,0 +1,95 @@
+//! When acknowledgements go out: promptly for reliable data and round-trip probes, lazily (on
+//! the next packet going the other way, or after `unreliable_ack_every` packets) for packets
+//! that carry only unreliable messages. Deterministic simulation, virtual time.
+
+mod sim;
+
+use std::time::{Duration, Instant};
+
+use sim::{Owned, Sim};
+use sturnus_netem::LinkConfig;
+use sturnus_transport::{ChannelId, EndpointConfig, Qos};
+
+const MS: Duration = Duration::from_millis(1);
+
+fn config() -> EndpointConfig {
+    EndpointConfig { channels: vec![Qos::Unreliable], ..EndpointConfig::default() }
+}
+
+/// Runs until `deadline` in steps of 0.1 ms, letting `server` echo every message it receives.
+fn run_echoing(sim: &mut Sim, server: usize, deadline: Instant) {
+    while sim.now < deadline {
+        let next = (sim.now + Duration::from_micros(100)).min(deadline);
+        sim.advance_to(next);
+        let arrived: Vec<Owned> = sim.nodes[server].events.drain(..).collect();
+        for event in arrived {
+            if let Owned::Data { conn, channel, payload } = event {
+                sim.nodes[server].endpoint.send(conn, channel, &payload).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
+fn echoing_a_quiet_client_costs_no_ack_packet_per_message_and_keeps_the_rtt_true() {
+    let link = LinkConfig { latency: MS, ..LinkConfig::perfect() };
+    let mut sim = Sim::new(link, 7);
+    let server = sim.add(config());
+    let client = sim.add(config());
+    let (conn, server_conn) = sim.connect(client, server);
+    let start = sim.now;
+    let client_sent_before = sim.sent[client].0;
+    // One message every 100 ms for 10 s, each echoed on arrival (W4's pattern).
+    for i in 1..=100u32 {
+        sim.nodes[client].endpoint.send(conn, ChannelId(0), &i.to_le_bytes()).unwrap();
+        run_echoing(&mut sim, server, start + MS * 100 * i);
+    }
+    let end = sim.now + MS * 50;
+    run_echoing(&mut sim, server, end);
+    let echoes = sim.received(client, ChannelId(0)).len();
+    assert_eq!(echoes, 100, "every echo arrived");
+    // The client's messages carry the acks of the echoes. Only the round-trip probes (one
+    // packet a second each way) are acknowledged on their own: about 10 in 10 s, where every
+    // echo used to cost one.
+    let client_datagrams = sim.sent[client].0 - client_sent_before;
+    assert!(
+        (100..=115).contains(&client_datagrams),
+        "the client sent {client_datagrams} datagrams for 100 messages"
+    );
+    // Round trips are 2 ms; acks that waited up to 100 ms for a ride must not count as samples.
+    let server_stats = sim.nodes[server].endpoint.connection_stats(server_conn).unwrap();
+    let client_stats = sim.nodes[client].endpoint.connection_stats(conn).unwrap();
+    for (side, stats) in [("server", server_stats), ("client", client_stats)] {
+        assert!(stats.rtt >= MS * 2 && stats.rtt <= MS * 8, "{side} rtt {:?}", stats.rtt);
+        assert_eq!(stats.packets_lost_out, 0, "{side}: nothing was lost, late acks included");
+    }
+}
+
+#[test]
+fn a_one_way_unreliable_stream_is_acknowledged_in_batches_and_its_loss_counted_exactly() {
+    let link = LinkConfig { latency: MS * 10, loss: 0.1, ..LinkConfig::perfect() };
+    let mut sim = Sim::new(link, 11);
+    let server = sim.add(config());
+    let client = sim.add(config());
+    let (conn, _) = sim.connect(client, server);
+    let server_sent_before = sim.sent[server].0;
+    // 320 messages, one every 10 ms, from client to server.
+    let start = sim.now;
+    for i in 1..=320u32 {
+        sim.nodes[client].endpoint.send(conn, ChannelId(0), &i.to_le_bytes()).unwrap();
+        sim.advance_to(start + MS * 10 * i);
+    }
+    sim.run_for(Duration::from_secs(3));
+    let delivered = sim.received(server, ChannelId(0)).len() as u64;
+    assert!((250..310).contains(&delivered), "{delivered} of 320 arrived");
+    let stats = sim.nodes[client].endpoint.connection_stats(conn).unwrap();
+    assert_eq!(
+        stats.packets_lost_out,
+        320 - delivered,
+        "loss is counted from the batched acks, exactly"
+    );
+    // A pure ack per `unreliable_ack_every` (8) packets, a prompt one per probe, keepalives:
+    // about 40, where a prompt ack per packet (the rule for reliable data) would be 320.
+    let acks = sim.sent[server].0 - server_sent_before;
+    assert!(acks <= 60, "the server sent {acks} datagrams");
+}
