@@ -190,6 +190,14 @@ pub(crate) struct Connection {
     pub(crate) ready: bool,
 }
 
+/// `at` rounded up to the next instant `epoch + k × grid`.
+fn round_up(at: Instant, epoch: Instant, grid: Duration) -> Instant {
+    let since = at.saturating_duration_since(epoch).as_micros();
+    let grid = grid.as_micros().max(1);
+    let rounded = since.div_ceil(grid) * grid;
+    u64::try_from(rounded).map_or(at, |us| epoch + Duration::from_micros(us))
+}
+
 /// The first packet number of the side with `salt`.
 pub(crate) fn first_seq(salt: u64) -> PacketSeq {
     // The low 14 bits of a random salt: truncation is the point.
@@ -326,13 +334,20 @@ impl Connection {
     }
 
     /// When this connection next needs attention (a packet to send or a timeout to check).
-    pub(crate) fn next_timeout(&self, config: &EndpointConfig) -> Instant {
+    ///
+    /// The keepalive and the connection timeout are coarse (a second and ten by default) and
+    /// move later with every packet, so they are rounded up to a grid shared by every
+    /// connection of the endpoint (`epoch` plus multiples of an eighth of the keepalive
+    /// interval): a server with thousands of connections then wakes a few times a second for
+    /// them all, rather than once per connection and second.
+    pub(crate) fn next_timeout(&self, config: &EndpointConfig, epoch: Instant) -> Instant {
         match self.phase {
             Phase::Connecting { next_attempt, .. } => next_attempt,
             Phase::Connected => {
                 let ctx = self.fill_context(self.last_send, config);
-                let mut next = (self.last_recv + config.disconnect_timeout)
+                let coarse = (self.last_recv + config.disconnect_timeout)
                     .min(self.last_send + config.keepalive_interval);
+                let mut next = round_up(coarse, epoch, config.keepalive_interval / 8);
                 if let Some(due) = self.ack_due {
                     next = next.min(due);
                 }
@@ -811,5 +826,52 @@ impl Connection {
         for recv in &mut self.recv {
             recv.clear(pool);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{Connection, Phase, round_up};
+    use crate::EndpointConfig;
+
+    #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn rounding_up_lands_on_the_grid_and_never_earlier() {
+        let epoch = origin();
+        let ms = Duration::from_millis(1);
+        assert_eq!(round_up(epoch + ms * 250, epoch, ms * 125), epoch + ms * 250);
+        assert_eq!(round_up(epoch + ms * 251, epoch, ms * 125), epoch + ms * 375);
+        assert_eq!(round_up(epoch, epoch, ms * 125), epoch);
+    }
+
+    #[test]
+    fn idle_connections_share_their_keepalive_wake_up() {
+        let config = EndpointConfig::default();
+        let epoch = origin();
+        let ms = Duration::from_millis(1);
+        let deadline = |sent: Duration| {
+            let at = epoch + sent;
+            let mut conn = Connection::new(
+                &config,
+                "10.0.0.1:1".parse().unwrap(),
+                Phase::Connected,
+                1,
+                2,
+                true,
+                at,
+            );
+            conn.last_send = at;
+            conn.next_timeout(&config, epoch)
+        };
+        // Keepalive due at 1.003 s and 1.101 s: both checked at the 1.125 s grid point.
+        assert_eq!(deadline(ms * 3), deadline(ms * 101));
+        assert_eq!(deadline(ms * 3), epoch + ms * 1125);
+        assert!(deadline(ms * 130) > epoch + ms * 1125);
     }
 }

@@ -826,7 +826,7 @@ impl Endpoint {
     /// Registers connection `slot`'s next deadline if it moved earlier (see [`touch`](Self::touch)).
     fn schedule(&mut self, slot: u16, now: Instant) {
         let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { return };
-        let at = conn.next_timeout(&self.config).max(now);
+        let at = conn.next_timeout(&self.config, self.epoch).max(now);
         if conn.scheduled.is_none_or(|s| at < s) {
             conn.scheduled = Some(at);
             self.timers.push(Reverse((at, slot)));
