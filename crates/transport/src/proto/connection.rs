@@ -192,10 +192,11 @@ pub(crate) struct Connection {
 
 /// `at` rounded up to the next instant `epoch + k × grid`.
 fn round_up(at: Instant, epoch: Instant, grid: Duration) -> Instant {
-    let since = at.saturating_duration_since(epoch).as_micros();
-    let grid = grid.as_micros().max(1);
-    let rounded = since.div_ceil(grid) * grid;
-    u64::try_from(rounded).map_or(at, |us| epoch + Duration::from_micros(us))
+    // In microseconds, as u64: 128-bit division costs more than the rest of the deadline.
+    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+    let since = micros(at.saturating_duration_since(epoch));
+    let grid = micros(grid).max(1);
+    since.div_ceil(grid).checked_mul(grid).map_or(at, |us| epoch + Duration::from_micros(us))
 }
 
 /// The first packet number of the side with `salt`.
@@ -347,10 +348,7 @@ impl Connection {
                 let ctx = self.fill_context(self.last_send, config);
                 let coarse = (self.last_recv + config.disconnect_timeout)
                     .min(self.last_send + config.keepalive_interval);
-                let mut next = round_up(coarse, epoch, config.keepalive_interval / 8);
-                if let Some(due) = self.ack_due {
-                    next = next.min(due);
-                }
+                let mut next = self.ack_due.unwrap_or(coarse);
                 for c in self.busy.iter() {
                     if let Some(at) = self.send[usize::from(c)].next_resend(&ctx) {
                         next = next.min(at);
@@ -363,6 +361,9 @@ impl Connection {
                             next = next.min(started + config.reassembly_timeout);
                         }
                     }
+                }
+                if coarse <= next {
+                    next = round_up(coarse, epoch, config.keepalive_interval / 8);
                 }
                 next
             }
