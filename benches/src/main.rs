@@ -285,11 +285,14 @@ fn run_all(targets: &[(Spec, SocketAddr)], repeat: u32) -> BenchResult<()> {
 struct ServerProcess(Child, SocketAddr);
 
 impl ServerProcess {
-    fn spawn(raw: bool) -> BenchResult<Self> {
+    fn spawn(raw: bool, cpu: Option<usize>) -> BenchResult<Self> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["server", "--bind", "127.0.0.1:0"]);
         if raw {
             cmd.args(["--baseline", "raw-udp"]);
+        }
+        if let Some(cpu) = cpu {
+            cmd.args(["--cpu", &cpu.to_string()]);
         }
         let mut child = cmd.stdout(Stdio::piped()).spawn()?;
         let stdout = child.stdout.take().ok_or("no server stdout")?;
@@ -313,10 +316,10 @@ impl Drop for ServerProcess {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  sturnus-bench server --bind ADDR [--duration-s D] [--baseline raw-udp]\n  \
+        "usage:\n  sturnus-bench server --bind ADDR [--duration-s D] [--baseline raw-udp] [--cpu N]\n  \
          sturnus-bench client --connect ADDR --workload throughput|latency|large|clients [--qos QOS] \
          [--messages N] [--size S] [--clients C --rate R --duration-s D] [--baseline raw-udp] [--repeat K]\n  \
-         sturnus-bench local --workload ... (the client options but --connect; starts the servers itself)"
+         sturnus-bench local --workload ... [--pin on|off] (the client options but --connect; starts the servers itself)"
     );
     ExitCode::from(2)
 }
@@ -348,8 +351,13 @@ fn main() -> ExitCode {
 }
 
 fn server_command(options: &Options) -> BenchResult<()> {
-    options.check_known(&["bind", "duration-s", "baseline"])?;
+    options.check_known(&["bind", "duration-s", "baseline", "cpu"])?;
     let bind: SocketAddr = options.get("bind")?.ok_or("--bind is required")?;
+    if let Some(cpu) = options.get::<usize>("cpu")? {
+        if !probe::pin_to([cpu]) {
+            return Err(format!("could not pin the server to CPU {cpu}").into());
+        }
+    }
     let duration = options.get::<f64>("duration-s")?.map(Duration::from_secs_f64);
     if options.baseline()? {
         server::serve_raw(bind, duration)
@@ -374,12 +382,28 @@ fn worker_command(options: &Options) -> BenchResult<()> {
     crowd::worker(&spec, server, options.get("first")?.unwrap_or(0))
 }
 
+/// Runs both sides on this machine. With two CPUs or more (and unless `--pin off`), each server
+/// runs on the last CPU and the client side on the others: left to the scheduler, the two
+/// sometimes share a core and sometimes not, and the server's CPU time (W4) then varies by 2x
+/// between runs of the same build.
 fn local_command(options: &Options) -> BenchResult<()> {
-    options.check_known(&CLIENT_OPTIONS[1..])?;
+    let known: Vec<&str> = CLIENT_OPTIONS[1..].iter().copied().chain(["pin"]).collect();
+    options.check_known(&known)?;
     let spec = options.spec()?;
-    let sturnus = ServerProcess::spawn(false)?;
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let pin = match options.get::<String>("pin")?.as_deref() {
+        None | Some("on") => cpus >= 2,
+        Some("off") => false,
+        Some(other) => return Err(format!("--pin {other}: on or off").into()),
+    };
+    let server_cpu = pin.then_some(cpus - 1);
+    if pin && !probe::pin_to(0..cpus - 1) {
+        return Err("could not pin the client side to its CPUs".into());
+    }
+    let sturnus = ServerProcess::spawn(false, server_cpu)?;
     let mut targets = vec![(spec.clone(), sturnus.1)];
-    let raw = if options.baseline()? { Some(ServerProcess::spawn(true)?) } else { None };
+    let raw =
+        if options.baseline()? { Some(ServerProcess::spawn(true, server_cpu)?) } else { None };
     if let Some(raw) = &raw {
         targets.push((raw_spec(&spec), raw.1));
     }

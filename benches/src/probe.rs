@@ -83,3 +83,16 @@ pub(crate) fn raise_fd_limit(wanted: u64) -> u64 {
     }
     limit.rlim_cur
 }
+
+/// Restricts the calling thread (and the threads and processes it starts afterwards) to the
+/// CPUs in `cpus`. Returns whether the OS agreed.
+pub(crate) fn pin_to(cpus: impl IntoIterator<Item = usize>) -> bool {
+    // SAFETY: an all-zero cpu_set_t is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for cpu in cpus {
+        // SAFETY: CPU_SET only sets a bit of `set`, and ignores CPUs past its capacity.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: `set` is a valid cpu_set_t of the size passed; pid 0 is the calling thread.
+    unsafe { libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &raw const set) == 0 }
+}

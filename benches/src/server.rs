@@ -17,8 +17,11 @@ use crate::{BenchResult, CONTROL_CHANNEL, bench_config, now, probe, udp_factory}
 const UNRELIABLE_GRACE: Duration = Duration::from_millis(100);
 /// How long it waits for the rest of a reliable run once arrivals stop.
 const RELIABLE_GRACE: Duration = Duration::from_secs(3);
-/// How long an idle server sleeps between checks when not busy-polling.
+/// How long a server sleeps between checks during a run that is not busy-polled.
 const IDLE_WAIT: Duration = Duration::from_millis(1);
+/// How long it sleeps between runs (a datagram wakes it at once). `local` runs both servers
+/// on one CPU: the idle one must not keep interrupting the one being measured.
+const BETWEEN_RUNS_WAIT: Duration = Duration::from_millis(50);
 
 /// A multiply-rotate hasher for the small integer keys of the stream table (the default
 /// SipHash would cost more than the transport's own work per message).
@@ -112,6 +115,13 @@ impl<K: Copy + Eq + Hash> Tally<K> {
     /// Whether the loop should poll without sleeping.
     pub(crate) fn busy_poll(&self) -> bool {
         self.busy_poll
+    }
+
+    /// How long the loop may sleep when idle: briefly during a run (arrivals are stamped and
+    /// the report falls due on time), longer between runs.
+    pub(crate) fn idle_wait(&self) -> Duration {
+        let running = self.started_at.is_some() && self.last_report.is_none();
+        if running || self.pending_done.is_some() { IDLE_WAIT } else { BETWEEN_RUNS_WAIT }
     }
 
     /// Counts one message from `peer` on `channel` and says what to do with it.
@@ -287,7 +297,7 @@ pub(crate) fn serve_sturnus(bind: SocketAddr, duration: Option<Duration>) -> Ben
                     return Ok(());
                 }
                 if !tally.busy_poll() {
-                    host.wait(Some(IDLE_WAIT))?;
+                    host.wait(Some(tally.idle_wait()))?;
                 }
                 continue;
             }
@@ -330,7 +340,7 @@ pub(crate) fn serve_raw(bind: SocketAddr, duration: Option<Duration>) -> BenchRe
                 return Ok(());
             }
             if !tally.busy_poll() {
-                socket.wait_readable(Some(IDLE_WAIT))?;
+                socket.wait_readable(Some(tally.idle_wait()))?;
             }
             continue;
         };
