@@ -23,7 +23,11 @@ impl ChannelSet {
     }
 
     /// The members from `start` upwards, then those below it: a round-robin order.
-    pub(crate) fn iter_from(&self, start: u8) -> std::iter::Chain<Members, Members> {
+    pub(crate) fn iter_from(&self, start: u8) -> Rotation {
+        if self.0.iter().map(|w| w.count_ones()).sum::<u32>() <= 1 {
+            // The usual case (one busy channel): no order to work out.
+            return Rotation::One(self.iter().next());
+        }
         let (word, bit) = (usize::from(start / 64), start % 64);
         let mut high = self.0;
         high[..word].fill(0);
@@ -31,7 +35,27 @@ impl ChannelSet {
         let mut low = self.0;
         low[word + 1..].fill(0);
         low[word] &= !(u64::MAX << bit);
-        Members::new(high).chain(Members::new(low))
+        Rotation::Many(Members::new(high).chain(Members::new(low)))
+    }
+}
+
+/// The members of a [`ChannelSet`] in round-robin order (see [`ChannelSet::iter_from`]).
+#[derive(Debug, Clone)]
+pub(crate) enum Rotation {
+    /// At most one member.
+    One(Option<u8>),
+    /// Several.
+    Many(std::iter::Chain<Members, Members>),
+}
+
+impl Iterator for Rotation {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        match self {
+            Rotation::One(only) => only.take(),
+            Rotation::Many(members) => members.next(),
+        }
     }
 }
 
@@ -40,13 +64,14 @@ impl ChannelSet {
 pub(crate) struct Members {
     words: [u64; 4],
     word: usize,
-    /// One past the last non-empty word (most endpoints have under 64 channels).
+    /// One past the last word to look at: 1 when only the first has members (most endpoints
+    /// have under 64 channels).
     end: usize,
 }
 
 impl Members {
     fn new(words: [u64; 4]) -> Self {
-        let end = words.iter().rposition(|&w| w != 0).map_or(0, |i| i + 1);
+        let end = if words[1] | words[2] | words[3] == 0 { 1 } else { 4 };
         Self { words, word: 0, end }
     }
 }
@@ -85,5 +110,9 @@ mod tests {
         assert_eq!(set.iter_from(64).collect::<Vec<_>>(), [64, 200, 255, 0, 3]);
         assert_eq!(set.iter_from(201).collect::<Vec<_>>(), [255, 0, 3, 64, 200]);
         assert_eq!(set.iter_from(0).collect::<Vec<_>>(), [0, 3, 64, 200, 255]);
+        let mut one = ChannelSet::default();
+        one.insert(70);
+        assert_eq!(one.iter_from(100).collect::<Vec<_>>(), [70]);
+        assert_eq!(ChannelSet::default().iter_from(3).next(), None);
     }
 }
