@@ -515,6 +515,8 @@ impl Socket for UdpSocket {
                 Some(meta) => {
                     batch.meta.push(meta);
                     self.lone = false;
+                    // More may have arrived behind it: the next wait must not sleep.
+                    self.maybe_readable = true;
                     1
                 }
                 None => 0,

@@ -249,7 +249,8 @@ impl<S: Socket> Host<S> {
                 self.stats.datagrams_received += 1;
                 self.endpoint.handle_datagram(now, from, datagram);
             }
-            // A batch that did not fill up found the queue empty: no need to ask again.
+            // A batch that did not fill up found the queue empty (or was a single receive of
+            // an interactive flow): the next call reads on.
             if n < self.recv.capacity() {
                 break;
             }
