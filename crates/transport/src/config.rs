@@ -58,10 +58,12 @@ pub struct EndpointConfig {
     pub disconnect_timeout: Duration,
     /// Idle time after which a keepalive is sent so the peer does not time the connection out.
     pub keepalive_interval: Duration,
-    /// How long an acknowledgement may wait for outgoing data to ride on before it is sent alone.
+    /// How long the acknowledgement of an ack-soon packet may wait for outgoing data to ride on
+    /// before it is sent alone (other packets wait for `unreliable_ack_every` instead).
     pub ack_delay: Duration,
-    /// Packets with messages that may arrive unacknowledged before an acknowledgement goes out
-    /// at once instead of waiting `ack_delay` for data to ride on. A sender's congestion window
+    /// Ack-soon packets (those with reliable data, and round-trip probes) that may arrive
+    /// unacknowledged before an acknowledgement goes out at once instead of waiting
+    /// `ack_delay` for data to ride on. A sender's congestion window
     /// is clocked by acknowledgements, so a stream should not wait on the delay; a ping-pong
     /// (one packet each way) still carries its acks on the replies.
     pub ack_every: u32,
