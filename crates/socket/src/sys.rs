@@ -24,10 +24,14 @@ pub(crate) struct MmsgScratch {
     names: Vec<libc::sockaddr_storage>,
     /// Control buffers for the receive headers (the `UDP_GRO` segment size), when asked for.
     recv_cmsgs: Vec<SegmentCmsg>,
-    /// The receive buffer the receive headers point into (address, slot size, slots, whether
-    /// control buffers are attached): a repeated receive into the same batch only resets what
-    /// the kernel wrote.
-    recv_layout: Option<(usize, usize, usize, bool)>,
+    /// The receive buffer the receive headers point into (address, slot size, whether control
+    /// buffers are attached): a repeated receive into the same buffer reuses the headers.
+    recv_layout: Option<(usize, usize, bool)>,
+    /// How many receive headers point into `recv_layout`'s buffer.
+    recv_prepared: usize,
+    /// How many receive headers, from the first, the kernel may have written to since they
+    /// were last reset: the datagrams of the last call and the one after them.
+    recv_dirty: usize,
     send_headers: Vec<libc::mmsghdr>,
     send_iovecs: Vec<libc::iovec>,
     destinations: Vec<SockAddr>,
@@ -49,6 +53,8 @@ impl MmsgScratch {
             names: Vec::new(),
             recv_cmsgs: Vec::new(),
             recv_layout: None,
+            recv_prepared: 0,
+            recv_dirty: 0,
             send_headers: Vec::new(),
             send_iovecs: Vec::new(),
             destinations: Vec::new(),
@@ -100,22 +106,29 @@ pub(crate) fn recv_batch(
     let control = segments.is_some();
     // SAFETY: CMSG_SPACE only computes a size.
     let control_len = if control { (unsafe { libc::CMSG_SPACE(4) }) as usize } else { 0 };
-    let layout = (base as usize, slot_size, slots, control);
-    if scratch.recv_layout == Some(layout) {
-        // Same buffer, same arrays: the pointers still hold; reset what the kernel wrote.
-        for header in &mut scratch.recv_headers[..slots] {
-            header.msg_hdr.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
-            header.msg_hdr.msg_controllen = control_len;
-            header.msg_hdr.msg_flags = 0;
-            header.msg_len = 0;
-        }
-    } else {
+    let layout = (base as usize, slot_size, control);
+    if scratch.recv_layout != Some(layout) {
+        scratch.recv_layout = Some(layout);
+        scratch.recv_prepared = 0;
+        scratch.recv_dirty = 0;
+    }
+    // Only what the kernel wrote since the last call needs resetting: an empty poll resets
+    // nothing, and switching between a single slot and a whole batch re-derives no pointers.
+    for header in &mut scratch.recv_headers[..scratch.recv_dirty] {
+        header.msg_hdr.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
+        header.msg_hdr.msg_controllen = control_len;
+        header.msg_hdr.msg_flags = 0;
+        header.msg_len = 0;
+    }
+    scratch.recv_dirty = 0;
+    if scratch.recv_prepared < slots {
         grow_zeroed(&mut scratch.recv_headers, slots);
         grow_zeroed(&mut scratch.recv_iovecs, slots);
         grow_zeroed(&mut scratch.names, slots);
         if control && scratch.recv_cmsgs.len() < slots {
             scratch.recv_cmsgs.resize(slots, SegmentCmsg::default());
         }
+        // Growing may have moved the arrays: point every header again.
         for i in 0..slots {
             // SAFETY: `i * slot_size + slot_size <= data.len()` (slots was capped above), so
             // the offset stays inside `data`.
@@ -135,9 +148,9 @@ pub(crate) fn recv_batch(
             header.msg_hdr.msg_flags = 0;
             header.msg_len = 0;
         }
-        // The arrays only grow on a layout change, so the pointers set here stay valid until
-        // the next one.
-        scratch.recv_layout = Some(layout);
+        // The arrays only grow here, so the pointers set stay valid until the layout changes
+        // or a larger batch grows them again (which comes back here).
+        scratch.recv_prepared = slots;
     }
     let vlen = u32::try_from(slots).unwrap_or(u32::MAX);
     // SAFETY: the first `slots` headers each point to one iovec over a distinct, writable
@@ -155,9 +168,14 @@ pub(crate) fn recv_batch(
     };
     if n < 0 {
         let e = io::Error::last_os_error();
+        // A failed first receive may have written its header before failing.
+        scratch.recv_dirty = 1;
         return if e.kind() == io::ErrorKind::WouldBlock { Ok(0) } else { Err(e) };
     }
     let n = usize::try_from(n).expect("a non-negative count");
+    // The kernel wrote the headers of the datagrams it returned, and may have written the next
+    // one's before the receive that stopped the batch failed.
+    scratch.recv_dirty = (n + 1).min(slots);
     for i in 0..n {
         let header = &scratch.recv_headers[i];
         let len = usize::try_from(header.msg_len).expect("u32 fits in usize").min(slot_size);

@@ -368,6 +368,52 @@ fn segmented_batches_arrive_as_the_same_datagrams_with_or_without_offload() {
     }
 }
 
+/// The receive headers are reused from call to call and only what the kernel wrote is reset:
+/// a lone datagram (no GRO control message, so the kernel shrinks the control length to 0), then
+/// a coalesced run, then a lone one again, over and over on one socket, must each come out whole.
+#[test]
+fn lone_and_coalesced_receives_alternate_on_one_socket_without_losing_segments() {
+    for gso in [false, true] {
+        let config = UdpConfig { segmentation_offload: gso, ..UdpConfig::default() };
+        let mut server = UdpSocket::bind(addr("127.0.0.1:0"), &config).unwrap();
+        let mut client = UdpSocket::bind(addr("127.0.0.1:0"), &config).unwrap();
+        let to = server.local_addr();
+        let mut expected = Vec::new();
+        let mut received = Vec::new();
+        // One batch throughout, so the headers pointing into it are reused.
+        let mut slots = RecvBatch::new(16, 1500);
+        let mut take = |server: &mut UdpSocket, received: &mut Vec<Vec<u8>>, n: usize| {
+            let goal = received.len() + n;
+            while received.len() < goal {
+                if server.recv_batch(&mut slots).unwrap() == 0 {
+                    assert_eq!(server.wait_readable(Some(PATIENCE)).unwrap(), Readiness::Readable);
+                }
+                received.extend(slots.iter().map(|(_, data)| data.to_vec()));
+            }
+        };
+        for round in 0..6u8 {
+            let lone = vec![round; 64];
+            let _ = client.send_to(&lone, to).unwrap();
+            expected.push(lone);
+            take(&mut server, &mut received, 1);
+            let run: Vec<Vec<u8>> = (0..8u8).map(|i| vec![round * 10 + i; 1000]).collect();
+            let batch: Vec<Outgoing<'_>> =
+                run.iter().map(|p| Outgoing { to, payload: p }).collect();
+            let mut sent = 0;
+            while sent < batch.len() {
+                sent += client.send_batch(&batch[sent..]).unwrap();
+            }
+            expected.extend(run.iter().cloned());
+            take(&mut server, &mut received, 8);
+        }
+        assert_eq!(received, expected, "gso {gso}");
+        assert_eq!(server.stats().datagrams_received, 6 * 9, "gso {gso}");
+        if gso && server.receive_offload() {
+            assert!(server.stats().datagrams_coalesced >= 6 * 8, "gso {gso}: runs were coalesced");
+        }
+    }
+}
+
 #[test]
 fn after_a_lone_datagram_one_is_taken_singly_then_batches_resume_and_nothing_is_lost() {
     for gro in [false, true] {
