@@ -169,7 +169,18 @@ impl<S: Socket> Host<S> {
 
     /// Sends everything the protocol has to send now, in batches.
     pub fn flush(&mut self) -> Result<(), HostError> {
-        self.flush_at(now())
+        let now = now();
+        self.flush_at(now)?;
+        self.settle(now);
+        Ok(())
+    }
+
+    /// Runs the protocol's timers if any is due. After a flush, that registers the deadlines
+    /// the endpoint left for after the send, so a following [`wait`](Self::wait) can sleep.
+    fn settle(&mut self, now: Instant) {
+        if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
+            self.endpoint.handle_timeout(now);
+        }
     }
 
     fn flush_at(&mut self, now: Instant) -> Result<(), HostError> {
@@ -259,16 +270,16 @@ impl<S: Socket> Host<S> {
             // the sender to time out (and resend) packets that arrived.
             self.flush_at(now)?;
         }
-        if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
-            self.endpoint.handle_timeout(now);
-        }
+        self.settle(now);
         if self.endpoint.has_events() {
             // Hand the events out first: what they made due (an ack, most often) goes out at
             // the start of the next call, with whatever the application sends in answer, in
             // the same packet. The application calls again until `Nothing` anyway.
             return Ok(());
         }
-        self.flush_at(now)
+        self.flush_at(now)?;
+        self.settle(now);
+        Ok(())
     }
 
     /// Sleeps until a datagram may have arrived, the next protocol timer is due, or `timeout`

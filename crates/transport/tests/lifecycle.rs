@@ -261,3 +261,38 @@ fn two_peers_connecting_to_each_other_at_once_end_with_one_connection() {
         assert_eq!(sim.received(a, ChannelId(0)), [b"hi a".to_vec()]);
     }
 }
+
+/// `poll_transmit` hands a packet out before working out the connection's next deadline; until
+/// `handle_timeout` runs, `poll_timeout` says "now", and afterwards it names the resend
+/// deadline, at which a packet that got no acknowledgement goes out again.
+#[test]
+fn the_deadline_left_for_after_a_send_is_registered_by_handle_timeout_and_keeps_resends() {
+    let config = EndpointConfig { channels: vec![Qos::Reliable], ..EndpointConfig::default() };
+    let mut sim = Sim::new(LinkConfig::perfect(), 5);
+    let server = sim.add(config.clone());
+    let client = sim.add(config);
+    let (conn, _) = sim.connect(client, server);
+    sim.run_for(Duration::from_millis(50));
+    let now = sim.now;
+    let endpoint = &mut sim.nodes[client].endpoint;
+    endpoint.send(conn, ChannelId(0), b"lost on the way").unwrap();
+    let mut buf = [0u8; 1500];
+    let first = endpoint.poll_transmit(now, &mut buf).expect("the message goes out");
+    let packet = buf[..first.len].to_vec();
+    assert!(endpoint.poll_timeout().is_some_and(|at| at <= now), "call handle_timeout now");
+    endpoint.handle_timeout(now);
+    assert!(endpoint.poll_transmit(now, &mut buf).is_none(), "nothing else to send");
+    let resend_at = endpoint.poll_timeout().expect("a resend timer runs");
+    assert!(resend_at > now, "the resend deadline lies ahead");
+    // The packet is dropped; at the deadline (not before) it goes out again.
+    let before = resend_at - Duration::from_micros(1);
+    endpoint.handle_timeout(before);
+    assert!(endpoint.poll_transmit(before, &mut buf).is_none(), "not resent early");
+    endpoint.handle_timeout(resend_at);
+    let again = endpoint.poll_transmit(resend_at, &mut buf).expect("resent at the deadline");
+    assert_eq!(again.destination, first.destination);
+    assert!(buf[..again.len].windows(15).any(|w| w == b"lost on the way"), "same message");
+    assert_ne!(buf[..again.len], packet[..], "in a new packet");
+    let stats = endpoint.connection_stats(conn).unwrap();
+    assert_eq!(stats.resends, 1);
+}

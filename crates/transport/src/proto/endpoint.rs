@@ -251,6 +251,10 @@ pub struct Endpoint {
     /// connection's `scheduled` are stale and skipped. Timers cost O(log n) per change instead
     /// of a scan of every connection per poll.
     timers: BinaryHeap<Reverse<(Instant, u16)>>,
+    /// The connection whose last packet `poll_transmit` handed out without registering its next
+    /// deadline yet: working that out (resend timers of every busy channel) waits until the
+    /// driver has sent the packet and calls `handle_timeout` (which `poll_timeout` asks for).
+    unscheduled: Option<u16>,
     scratch: PacketScratch,
     stats: EndpointStats,
 }
@@ -308,6 +312,7 @@ impl Endpoint {
             accept_filter: None,
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
+            unscheduled: None,
             scratch: PacketScratch::default(),
             stats: EndpointStats::default(),
         })
@@ -776,7 +781,9 @@ impl Endpoint {
     }
 
     /// Writes the next datagram to send into `buf` (at least `max_packet_size` bytes), or
-    /// returns `None` when there is nothing to send now.
+    /// returns `None` when there is nothing to send now. Send what it returns, then check
+    /// [`poll_timeout`](Self::poll_timeout): the connection's next deadline is worked out after
+    /// the send, by [`handle_timeout`](Self::handle_timeout).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         if let Some((destination, packet)) = self.replies.pop_front() {
             return Some(Transmit { destination, len: encode_control(&packet, buf) });
@@ -799,11 +806,12 @@ impl Endpoint {
             conn.ready = false;
             if let Some((transmit, more)) = self.transmit_for(usize::from(slot), now, buf) {
                 // A full packet leaves more to send: back in the queue. Otherwise the
-                // connection's next deadline is all there is to know.
+                // connection's next deadline is all there is to know, and it can wait until
+                // the packet is on its way (an interactive flow's latency does not pay for it).
                 if more {
                     self.mark_ready(slot);
-                } else {
-                    self.schedule(slot, now);
+                } else if let Some(earlier) = self.unscheduled.replace(slot) {
+                    self.schedule(earlier, now);
                 }
                 return Some(transmit);
             }
@@ -872,6 +880,9 @@ impl Endpoint {
     /// Handles timers: connection timeouts, failed connection attempts, stale partial messages,
     /// and due resends, acknowledgements and keepalives (which `poll_transmit` then sends).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(slot) = self.unscheduled.take() {
+            self.schedule(slot, now);
+        }
         while let Some(slot) = self.pop_due(now) {
             let id = self.id_of(slot);
             let Self { slots, config, pool, .. } = self;
@@ -895,11 +906,13 @@ impl Endpoint {
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) (and then `poll_transmit`) should next be
-    /// called; `None` when nothing is scheduled. An instant in the past means "now" (it also
-    /// means that `poll_transmit` has work, after a datagram or a send). It may come early (a deadline that moved later, or a closed connection's); `handle_timeout` then
-    /// does nothing but reschedule.
+    /// called; `None` when nothing is scheduled. An instant in the past means "now": after a
+    /// datagram or a send, `poll_transmit` has work; after `poll_transmit` handed out a packet,
+    /// `handle_timeout` registers the deadline it left for after the send. It may come early
+    /// (a deadline that moved later, or a closed connection's); `handle_timeout` then does
+    /// nothing but reschedule.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if !self.replies.is_empty() || !self.ready.is_empty() {
+        if !self.replies.is_empty() || !self.ready.is_empty() || self.unscheduled.is_some() {
             // Something to send, or a connection whose deadline is yet to be registered.
             return Some(self.epoch);
         }
