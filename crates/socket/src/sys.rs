@@ -191,6 +191,47 @@ pub(crate) fn recv_batch(
     Ok(n)
 }
 
+/// One message from a socket with `UDP_GRO` on: `recvmsg` (one call, no batch set-up) into
+/// `first` and, for what does not fit there, `rest`. A lone datagram that fits lands in `first`
+/// and needs no copy; a coalesced message continues into `rest`. Returns the message's length
+/// (at most `first.len() + rest.len()`), its sender, and its segment size if the kernel
+/// coalesced several datagrams into it; `Ok(None)` when none was waiting.
+pub(crate) fn recv_gro_one(
+    fd: RawFd,
+    first: &mut [u8],
+    rest: &mut [u8],
+) -> io::Result<Option<(usize, SocketAddr, Option<usize>)>> {
+    let mut iovecs = [
+        libc::iovec { iov_base: first.as_mut_ptr().cast(), iov_len: first.len() },
+        libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() },
+    ];
+    // SAFETY: all zero bytes are a valid sockaddr_storage and msghdr.
+    let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut control = SegmentCmsg::default();
+    // SAFETY: as above.
+    let mut header: libc::msghdr = unsafe { mem::zeroed() };
+    header.msg_name = (&raw mut name).cast();
+    header.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
+    header.msg_iov = iovecs.as_mut_ptr();
+    header.msg_iovlen = 2;
+    header.msg_control = (&raw mut control).cast();
+    // SAFETY: CMSG_SPACE only computes a size.
+    header.msg_controllen = (unsafe { libc::CMSG_SPACE(4) }) as usize;
+    // SAFETY: the header points to two iovecs over the writable `first` and `rest`, to a
+    // writable sockaddr_storage with its size and to a 32-byte control buffer with a smaller
+    // length, all of which outlive the call; the kernel writes no further than those lengths.
+    let n = unsafe { libc::recvmsg(fd, &raw mut header, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+    }
+    let len = usize::try_from(n).expect("a non-negative length").min(first.len() + rest.len());
+    let from = to_socket_addr(&name, header.msg_namelen)
+        .unwrap_or(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)));
+    let segment = gro_segment(&header).filter(|&segment| segment < len);
+    Ok(Some((len, from, segment)))
+}
+
 /// The `UDP_GRO` segment size the kernel attached to a received message, if any.
 fn gro_segment(header: &libc::msghdr) -> Option<usize> {
     // SAFETY: `header` was just filled in by recvmmsg, so its control pointer and length

@@ -270,6 +270,51 @@ impl UdpSocket {
         Ok(received.unwrap_or(0))
     }
 
+    /// One message straight into `buf` (the GRO queue must be empty): a lone datagram needs
+    /// no copy; the other datagrams of a coalesced message wait in the queue.
+    #[cfg(target_os = "linux")]
+    fn recv_lone_gro(&mut self, buf: &mut [u8]) -> Result<Option<RecvMeta>, SocketError> {
+        use std::os::fd::AsRawFd;
+        let fd = self.io.as_raw_fd();
+        let Some(queue) = self.gro.as_mut() else { return Ok(None) };
+        queue.prepare(1);
+        let first = buf.len().min(crate::gro::GRO_SLOT);
+        let received = 'call: {
+            for _ in 0..MAX_SKIPPED_ERRORS {
+                match crate::sys::recv_gro_one(
+                    fd,
+                    &mut buf[..first],
+                    &mut queue.buf[..crate::gro::GRO_SLOT - first],
+                ) {
+                    Ok(got) => break 'call got,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
+                    Err(e) if is_transient(e.kind()) => {
+                        tracing::trace!(error = %e, "transient UDP receive error");
+                        self.stats.recv_errors += 1;
+                    }
+                    Err(e) => return Err(SocketError::io("recvmsg", e)),
+                }
+            }
+            None
+        };
+        self.maybe_readable = received.is_some();
+        let Some((len, from, segment)) = received else { return Ok(None) };
+        let Some(segment) = segment else {
+            // One datagram, already in place (cut to `buf`, as UDP does).
+            let len = len.min(first);
+            self.stats.datagrams_received += 1;
+            self.stats.bytes_received += len as u64;
+            return Ok(Some(RecvMeta { len, from: unmap(from) }));
+        };
+        // Coalesced: put the message back together in the queue and hand it out from there.
+        let head = len.min(first);
+        queue.buf.copy_within(..len - head, first);
+        queue.buf[..head].copy_from_slice(&buf[..head]);
+        queue.meta.push(RecvMeta { len, from });
+        queue.segments.push(segment);
+        Ok(self.pop_gro(buf))
+    }
+
     /// The next datagram of the GRO queue, copied into `buf`.
     #[cfg(target_os = "linux")]
     fn pop_gro(&mut self, buf: &mut [u8]) -> Option<RecvMeta> {
@@ -359,9 +404,8 @@ impl Socket for UdpSocket {
     fn recv_from(&mut self, buf: &mut [u8]) -> Result<Option<RecvMeta>, SocketError> {
         #[cfg(target_os = "linux")]
         if self.gro.is_some() {
-            // A coalesced receive would not fit `buf`: go through the queue.
             if !self.gro_pending() {
-                self.refill_gro(1)?;
+                return self.recv_lone_gro(buf);
             }
             return Ok(self.pop_gro(buf));
         }
@@ -585,7 +629,15 @@ impl UdpSocket {
     fn recv_batch_gro(&mut self, batch: &mut RecvBatch) -> Result<usize, SocketError> {
         let capacity = batch.meta.capacity();
         let slot = batch.slot_size;
-        let mut refilled = false;
+        let mut refilled = !self.gro_pending() && self.lone && capacity > 0;
+        if refilled {
+            // An interactive flow: one message straight into the first slot.
+            let Some(meta) = self.recv_lone_gro(&mut batch.data[..slot])? else { return Ok(0) };
+            batch.meta.push(meta);
+            // Something came: the next call reads a batch (more may be behind it).
+            self.lone = false;
+            self.maybe_readable = true;
+        }
         loop {
             while batch.meta.len() < capacity {
                 let start = batch.meta.len() * slot;
