@@ -72,9 +72,117 @@ impl GroQueue {
     }
 }
 
+/// Consecutive receives of exactly one datagram after which GRO is switched off.
+const SINGLES_BEFORE_OFF: u32 = 64;
+/// A receive of at least this many datagrams switches GRO back on.
+const BURST_FOR_ON: usize = 8;
+/// Receive calls after switching GRO off during which a message the kernel coalesced just
+/// before may still be waiting, so receives keep asking for the segment size.
+const GRACE_CALLS: u32 = 1024;
+
+/// When a socket that may use UDP GRO should have it on.
+///
+/// GRO pays for bursts: one receive hands over many datagrams of a sender. An interactive flow
+/// (one datagram at a time, a ping-pong) gains nothing from it and pays on every receive, as
+/// learning the segment size takes `recvmsg` where `recvfrom` would do (about 0.15 µs per
+/// receive on the project's machine). So GRO goes off after a run of receives that each found
+/// one datagram, and back on at the first receive that finds a burst; each switch is one
+/// `setsockopt`. This is the policy alone; the socket applies it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GroMode {
+    /// Whether the kernel coalesces for the socket now.
+    on: bool,
+    /// Receive calls left in which a message coalesced before the switch may still arrive.
+    grace: u32,
+    /// Consecutive receives that found exactly one datagram.
+    singles: u32,
+    /// The kernel refused a switch: stay as things are.
+    stuck: bool,
+}
+
+impl Default for GroMode {
+    fn default() -> Self {
+        Self { on: true, grace: 0, singles: 0, stuck: false }
+    }
+}
+
+impl GroMode {
+    /// Whether a receive must ask for the segment size (GRO is on, or was until recently).
+    pub(crate) fn needs_segment_size(&self) -> bool {
+        self.on || self.grace > 0
+    }
+
+    /// Records a receive call that found `n` datagrams; returns the state to switch GRO to,
+    /// if it should change.
+    pub(crate) fn after_receive(&mut self, n: usize) -> Option<bool> {
+        self.grace = self.grace.saturating_sub(1);
+        match n {
+            0 => {}
+            1 => self.singles = self.singles.saturating_add(1),
+            _ => self.singles = 0,
+        }
+        if self.stuck {
+            return None;
+        }
+        if self.on && self.singles >= SINGLES_BEFORE_OFF {
+            Some(false)
+        } else if !self.on && n >= BURST_FOR_ON {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
+    /// The switch to `on` took effect.
+    pub(crate) fn switched(&mut self, on: bool) {
+        self.on = on;
+        self.singles = 0;
+        self.grace = if on { 0 } else { GRACE_CALLS };
+    }
+
+    /// The kernel refused a switch: GRO stays as it is from now on.
+    pub(crate) fn refused(&mut self) {
+        self.stuck = true;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gro_goes_off_after_a_run_of_single_datagrams_and_on_at_a_burst() {
+        let mut mode = GroMode::default();
+        assert!(mode.needs_segment_size());
+        // Empty polls do not break a run; a receive of two does.
+        for _ in 0..SINGLES_BEFORE_OFF - 1 {
+            assert_eq!(mode.after_receive(1), None);
+            assert_eq!(mode.after_receive(0), None);
+        }
+        assert_eq!(mode.after_receive(2), None);
+        for _ in 0..SINGLES_BEFORE_OFF - 1 {
+            assert_eq!(mode.after_receive(1), None);
+        }
+        assert_eq!(mode.after_receive(1), Some(false));
+        mode.switched(false);
+        // Off, but coalesced messages may still be queued for a while.
+        for _ in 0..GRACE_CALLS {
+            assert!(mode.needs_segment_size());
+            assert_eq!(mode.after_receive(BURST_FOR_ON - 1), None);
+        }
+        assert!(!mode.needs_segment_size());
+        assert_eq!(mode.after_receive(BURST_FOR_ON), Some(true));
+        mode.switched(true);
+        assert!(mode.needs_segment_size());
+        // A refused switch is not asked for again.
+        for _ in 0..SINGLES_BEFORE_OFF - 1 {
+            let _ = mode.after_receive(1);
+        }
+        assert_eq!(mode.after_receive(1), Some(false));
+        mode.refused();
+        assert_eq!(mode.after_receive(1), None);
+        assert!(mode.needs_segment_size());
+    }
 
     #[test]
     fn a_coalesced_receive_is_split_into_its_segments_and_truncated_like_udp() {

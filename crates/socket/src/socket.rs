@@ -99,6 +99,9 @@ pub struct SocketStats {
     /// Datagrams received coalesced with others of the same sender in one system call (UDP
     /// GRO); also counted in `datagrams_received`.
     pub datagrams_coalesced: u64,
+    /// Times the socket switched a receive offload off for an interactive flow or back on for
+    /// a burst (UDP GRO on Linux).
+    pub offload_switches: u64,
 }
 
 /// A datagram socket: bytes in, bytes out, nothing about what they mean.

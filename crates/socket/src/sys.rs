@@ -256,7 +256,14 @@ const UDP_GRO: libc::c_int = 104;
 
 /// Asks the kernel to coalesce datagrams on receive (UDP GRO); an error means it cannot.
 pub(crate) fn enable_gro(fd: RawFd) -> io::Result<()> {
-    let on: libc::c_int = 1;
+    set_gro(fd, true)
+}
+
+/// Turns UDP GRO on or off. Off, the kernel splits what reaches the socket coalesced (a
+/// segmented send over loopback) into single datagrams again; messages it queued coalesced
+/// before stay coalesced.
+pub(crate) fn set_gro(fd: RawFd, on: bool) -> io::Result<()> {
+    let on = libc::c_int::from(on);
     // SAFETY: the option value is a live c_int and its size is passed with it.
     let rc = unsafe {
         libc::setsockopt(

@@ -141,6 +141,9 @@ pub struct UdpSocket {
     /// With UDP GRO on: coalesced receives not yet handed out.
     #[cfg(target_os = "linux")]
     gro: Option<crate::gro::GroQueue>,
+    /// With `gro`: whether GRO is on now (off while the flow is interactive).
+    #[cfg(target_os = "linux")]
+    gro_mode: crate::gro::GroMode,
     /// The last batch receive found at most one datagram waiting: the flow is interactive, so
     /// the next one asks the kernel for a single datagram, which costs it less work than a
     /// batch (a ping-pong saves about half a microsecond per receive). A success switches
@@ -222,6 +225,8 @@ impl UdpSocket {
             #[cfg(target_os = "linux")]
             gro: gro.flatten(),
             #[cfg(target_os = "linux")]
+            gro_mode: crate::gro::GroMode::default(),
+            #[cfg(target_os = "linux")]
             lone: false,
         })
     }
@@ -249,6 +254,24 @@ impl UdpSocket {
         return false;
     }
 
+    /// Tells the GRO policy what a receive found, and switches GRO when it says so.
+    #[cfg(target_os = "linux")]
+    fn adapt_gro(&mut self, found: usize) {
+        use std::os::fd::AsRawFd;
+        let Some(on) = self.gro_mode.after_receive(found) else { return };
+        match crate::sys::set_gro(self.io.as_raw_fd(), on) {
+            Ok(()) => {
+                self.gro_mode.switched(on);
+                self.stats.offload_switches += 1;
+                tracing::trace!(local = %self.local, on, "UDP GRO switched");
+            }
+            Err(e) => {
+                self.gro_mode.refused();
+                tracing::debug!(local = %self.local, on, error = %e, "UDP GRO switch refused");
+            }
+        }
+    }
+
     /// Receives up to `slots` (coalesced) messages into the GRO queue, which must be empty.
     /// Returns how many arrived.
     #[cfg(target_os = "linux")]
@@ -268,6 +291,32 @@ impl UdpSocket {
         // Fewer than asked for: the kernel's queue is empty.
         self.maybe_readable = received.is_none_or(|n| n == slots);
         Ok(received.unwrap_or(0))
+    }
+
+    /// One `recvfrom`, as a socket without GRO receives.
+    fn recv_plain(&mut self, buf: &mut [u8]) -> Result<Option<RecvMeta>, SocketError> {
+        for _ in 0..MAX_SKIPPED_ERRORS {
+            match self.io.recv_from(buf) {
+                Ok((len, from)) => {
+                    self.stats.datagrams_received += 1;
+                    self.stats.bytes_received += len as u64;
+                    return Ok(Some(RecvMeta { len, from: unmap(from) }));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.maybe_readable = false;
+                    return Ok(None);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
+                Err(e) if is_transient(e.kind()) => {
+                    tracing::trace!(error = %e, "transient UDP receive error");
+                    self.stats.recv_errors += 1;
+                }
+                Err(e) => return Err(SocketError::io("recv_from", e)),
+            }
+        }
+        // Still readable as far as we know: the next wait must not sleep.
+        self.maybe_readable = true;
+        Ok(None)
     }
 
     /// One message straight into `buf` (the GRO queue must be empty): a lone datagram needs
@@ -404,33 +453,18 @@ impl Socket for UdpSocket {
     fn recv_from(&mut self, buf: &mut [u8]) -> Result<Option<RecvMeta>, SocketError> {
         #[cfg(target_os = "linux")]
         if self.gro.is_some() {
-            if !self.gro_pending() {
-                return self.recv_lone_gro(buf);
+            if self.gro_pending() {
+                return Ok(self.pop_gro(buf));
             }
-            return Ok(self.pop_gro(buf));
+            let got = if self.gro_mode.needs_segment_size() {
+                self.recv_lone_gro(buf)?
+            } else {
+                self.recv_plain(buf)?
+            };
+            self.adapt_gro(usize::from(got.is_some()));
+            return Ok(got);
         }
-        for _ in 0..MAX_SKIPPED_ERRORS {
-            match self.io.recv_from(buf) {
-                Ok((len, from)) => {
-                    self.stats.datagrams_received += 1;
-                    self.stats.bytes_received += len as u64;
-                    return Ok(Some(RecvMeta { len, from: unmap(from) }));
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.maybe_readable = false;
-                    return Ok(None);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
-                Err(e) if is_transient(e.kind()) => {
-                    tracing::trace!(error = %e, "transient UDP receive error");
-                    self.stats.recv_errors += 1;
-                }
-                Err(e) => return Err(SocketError::io("recv_from", e)),
-            }
-        }
-        // Still readable as far as we know: the next wait must not sleep.
-        self.maybe_readable = true;
-        Ok(None)
+        self.recv_plain(buf)
     }
 
     fn local_addr(&self) -> SocketAddr {
@@ -547,15 +581,30 @@ impl Socket for UdpSocket {
     /// On Linux, one `recvmmsg` call fills as much of the batch as is waiting.
     #[cfg(target_os = "linux")]
     fn recv_batch(&mut self, batch: &mut RecvBatch) -> Result<usize, SocketError> {
-        use std::os::fd::AsRawFd;
         batch.meta.clear();
-        let capacity = batch.meta.capacity();
         if self.gro.is_some() {
-            return self.recv_batch_gro(batch);
+            let n = if self.gro_pending() || self.gro_mode.needs_segment_size() {
+                self.recv_batch_gro(batch)?
+            } else {
+                self.recv_batch_plain(batch)?
+            };
+            self.adapt_gro(n);
+            return Ok(n);
         }
+        self.recv_batch_plain(batch)
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl UdpSocket {
+    /// [`Socket::recv_batch`] without GRO: one `recvmmsg`, or one `recvfrom` for an
+    /// interactive flow.
+    fn recv_batch_plain(&mut self, batch: &mut RecvBatch) -> Result<usize, SocketError> {
+        use std::os::fd::AsRawFd;
+        let capacity = batch.meta.capacity();
         if self.lone && capacity > 0 {
             let slot = batch.slot_size;
-            return Ok(match self.recv_from(&mut batch.data[..slot])? {
+            return Ok(match self.recv_plain(&mut batch.data[..slot])? {
                 Some(meta) => {
                     batch.meta.push(meta);
                     self.lone = false;

@@ -414,6 +414,63 @@ fn lone_and_coalesced_receives_alternate_on_one_socket_without_losing_segments()
     }
 }
 
+/// A socket that may use UDP GRO turns it off for an interactive flow (it only costs there) and
+/// back on at the first burst; across both switches every datagram arrives whole and in order.
+#[test]
+fn gro_goes_off_for_an_interactive_flow_and_back_on_for_a_burst_without_losing_datagrams() {
+    let config = UdpConfig::default();
+    let mut server = UdpSocket::bind(addr("127.0.0.1:0"), &config).unwrap();
+    let mut client = UdpSocket::bind(addr("127.0.0.1:0"), &config).unwrap();
+    if !server.receive_offload() {
+        return; // This kernel has no UDP GRO: nothing to switch.
+    }
+    let to = server.local_addr();
+    let mut slots = RecvBatch::new(32, 1500);
+    let mut received: Vec<Vec<u8>> = Vec::new();
+    let mut expected: Vec<Vec<u8>> = Vec::new();
+    let take =
+        |server: &mut UdpSocket, slots: &mut RecvBatch, received: &mut Vec<Vec<u8>>, n: usize| {
+            let goal = received.len() + n;
+            while received.len() < goal {
+                if server.recv_batch(slots).unwrap() == 0 {
+                    assert_eq!(server.wait_readable(Some(PATIENCE)).unwrap(), Readiness::Readable);
+                }
+                received.extend(slots.iter().map(|(_, data)| data.to_vec()));
+            }
+        };
+    // A ping-pong's receive side: one datagram at a time.
+    for i in 0..100u32 {
+        let lone = i.to_le_bytes().repeat(10);
+        let _ = client.send_to(&lone, to).unwrap();
+        expected.push(lone);
+        take(&mut server, &mut slots, &mut received, 1);
+    }
+    assert_eq!(server.stats().offload_switches, 1, "off after a run of single datagrams");
+    // Long enough that a message coalesced before the switch can no longer be waiting.
+    for _ in 0..2000 {
+        assert_eq!(server.recv_batch(&mut slots).unwrap(), 0);
+    }
+    // Two segmented bursts: the first arrives as single datagrams and switches GRO back on,
+    // the second may arrive coalesced again.
+    for burst in 0..2u8 {
+        let run: Vec<Vec<u8>> = (0..40u8).map(|i| vec![burst * 64 + i; 1200]).collect();
+        let batch: Vec<Outgoing<'_>> = run.iter().map(|p| Outgoing { to, payload: p }).collect();
+        let mut sent = 0;
+        while sent < batch.len() {
+            sent += client.send_batch(&batch[sent..]).unwrap();
+        }
+        expected.extend(run.iter().cloned());
+        take(&mut server, &mut slots, &mut received, 40);
+        if burst == 0 {
+            assert_eq!(server.stats().offload_switches, 2, "on again for the burst");
+        }
+    }
+    assert_eq!(received.len(), expected.len());
+    assert!(received == expected, "every datagram whole and in order");
+    assert_eq!(server.stats().datagrams_received, 180);
+    assert_eq!(server.recv_batch(&mut slots).unwrap(), 0, "nothing left over");
+}
+
 #[test]
 fn after_a_lone_datagram_one_is_taken_singly_then_batches_resume_and_nothing_is_lost() {
     for gro in [false, true] {
