@@ -4,13 +4,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sturnus_socket::{SendStatus, Socket, SocketFactory, UdpSocket, UdpSocketFactory};
+use sturnus_socket::{SendStatus, Socket, SocketFactory, UdpSocket};
 use sturnus_transport::{ChannelId, ConnectionId, Host, HostEvent, Qos, SendError};
 
 use crate::report::{Record, percentile};
 use crate::wire::{self, Control, Report};
 use crate::{
-    BenchResult, CONTROL_CHANNEL, Spec, bench_config, channel_of, now, probe, udp_factory,
+    BenchResult, CONTROL_CHANNEL, Spec, bench_config, channel_of, now, probe, raw_factory,
+    udp_factory,
 };
 
 /// How long a client waits for the server's answer to a control request.
@@ -125,7 +126,7 @@ pub(crate) struct RawLink {
 
 impl RawLink {
     pub(crate) fn connect(server: SocketAddr) -> BenchResult<Self> {
-        let socket = UdpSocketFactory::default().client_socket(server)?;
+        let socket = raw_factory().client_socket(server)?;
         Ok(Self { socket, server, buf: vec![0; 65_536], reply: None })
     }
 }

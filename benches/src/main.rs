@@ -72,6 +72,16 @@ pub(crate) fn udp_factory() -> sturnus_socket::UdpSocketFactory {
     })
 }
 
+/// The raw-UDP baseline's sockets: no offloads, so a lone datagram is one `sendto` and one
+/// `recvfrom` (with GRO on, a receive needs `recvmsg` for the segment size, which costs more).
+pub(crate) fn raw_factory() -> sturnus_socket::UdpSocketFactory {
+    sturnus_socket::UdpSocketFactory::new(sturnus_socket::UdpConfig {
+        segmentation_offload: false,
+        receive_offload: false,
+        ..sturnus_socket::UdpConfig::default()
+    })
+}
+
 /// The channel of kind `qos` in [`bench_config`].
 pub(crate) const fn channel_of(qos: Qos) -> ChannelId {
     let mut i = 0;

@@ -7,11 +7,11 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sturnus_socket::{Socket, SocketFactory, UdpSocketFactory};
+use sturnus_socket::{Socket, SocketFactory};
 use sturnus_transport::{ChannelId, ConnectionId, Host, HostEvent};
 
 use crate::wire::{self, Control, Report};
-use crate::{BenchResult, CONTROL_CHANNEL, bench_config, now, probe, udp_factory};
+use crate::{BenchResult, CONTROL_CHANNEL, bench_config, now, probe, raw_factory, udp_factory};
 
 /// How long the server waits after `DONE` for stragglers of an unreliable run.
 const UNRELIABLE_GRACE: Duration = Duration::from_millis(100);
@@ -324,7 +324,7 @@ pub(crate) fn serve_sturnus(bind: SocketAddr, duration: Option<Duration>) -> Ben
 
 /// The baseline server: plain UDP datagrams, one message each, on the same socket type.
 pub(crate) fn serve_raw(bind: SocketAddr, duration: Option<Duration>) -> BenchResult<()> {
-    let mut socket = UdpSocketFactory::default().server_socket(bind)?;
+    let mut socket = raw_factory().server_socket(bind)?;
     announce(socket.local_addr())?;
     let deadline = duration.map(|d| now() + d);
     let mut tally = Tally::<SocketAddr>::new();
