@@ -74,7 +74,8 @@ impl GroQueue {
 
 /// Consecutive receives of exactly one datagram after which GRO is switched off.
 const SINGLES_BEFORE_OFF: u32 = 64;
-/// A receive of at least this many datagrams switches GRO back on.
+/// A receive with a run of at least this many datagrams in a row from one sender (what a
+/// segmented send becomes when GRO is off) switches GRO back on.
 const BURST_FOR_ON: usize = 8;
 /// Receive calls after switching GRO off during which a message the kernel coalesced just
 /// before may still be waiting, so receives keep asking for the segment size.
@@ -86,8 +87,9 @@ const GRACE_CALLS: u32 = 1024;
 /// (one datagram at a time, a ping-pong) gains nothing from it and pays on every receive, as
 /// learning the segment size takes `recvmsg` where `recvfrom` would do (about 0.15 µs per
 /// receive on the project's machine). So GRO goes off after a run of receives that each found
-/// one datagram, and back on at the first receive that finds a burst; each switch is one
-/// `setsockopt`. This is the policy alone; the socket applies it.
+/// one datagram, and back on at the first receive that finds a burst from one sender (many
+/// datagrams from many senders, a busy server's, would not be coalesced anyway); each switch
+/// is one `setsockopt`. This is the policy alone; the socket applies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct GroMode {
     /// Whether the kernel coalesces for the socket now.
@@ -112,9 +114,9 @@ impl GroMode {
         self.on || self.grace > 0
     }
 
-    /// Records a receive call that found `n` datagrams; returns the state to switch GRO to,
-    /// if it should change.
-    pub(crate) fn after_receive(&mut self, n: usize) -> Option<bool> {
+    /// Records a receive call that found `n` datagrams, of which at most `run` in a row came
+    /// from one sender; returns the state to switch GRO to, if it should change.
+    pub(crate) fn after_receive(&mut self, n: usize, run: usize) -> Option<bool> {
         self.grace = self.grace.saturating_sub(1);
         match n {
             0 => {}
@@ -126,7 +128,7 @@ impl GroMode {
         }
         if self.on && self.singles >= SINGLES_BEFORE_OFF {
             Some(false)
-        } else if !self.on && n >= BURST_FOR_ON {
+        } else if !self.on && run >= BURST_FOR_ON {
             Some(true)
         } else {
             None
@@ -156,31 +158,33 @@ mod tests {
         assert!(mode.needs_segment_size());
         // Empty polls do not break a run; a receive of two does.
         for _ in 0..SINGLES_BEFORE_OFF - 1 {
-            assert_eq!(mode.after_receive(1), None);
-            assert_eq!(mode.after_receive(0), None);
+            assert_eq!(mode.after_receive(1, 1), None);
+            assert_eq!(mode.after_receive(0, 0), None);
         }
-        assert_eq!(mode.after_receive(2), None);
+        assert_eq!(mode.after_receive(2, 2), None);
         for _ in 0..SINGLES_BEFORE_OFF - 1 {
-            assert_eq!(mode.after_receive(1), None);
+            assert_eq!(mode.after_receive(1, 1), None);
         }
-        assert_eq!(mode.after_receive(1), Some(false));
+        assert_eq!(mode.after_receive(1, 1), Some(false));
         mode.switched(false);
         // Off, but coalesced messages may still be queued for a while.
         for _ in 0..GRACE_CALLS {
             assert!(mode.needs_segment_size());
-            assert_eq!(mode.after_receive(BURST_FOR_ON - 1), None);
+            assert_eq!(mode.after_receive(BURST_FOR_ON - 1, BURST_FOR_ON - 1), None);
         }
         assert!(!mode.needs_segment_size());
-        assert_eq!(mode.after_receive(BURST_FOR_ON), Some(true));
+        // Many datagrams from many senders: nothing to coalesce.
+        assert_eq!(mode.after_receive(32, 2), None);
+        assert_eq!(mode.after_receive(BURST_FOR_ON, BURST_FOR_ON), Some(true));
         mode.switched(true);
         assert!(mode.needs_segment_size());
         // A refused switch is not asked for again.
         for _ in 0..SINGLES_BEFORE_OFF - 1 {
-            let _ = mode.after_receive(1);
+            let _ = mode.after_receive(1, 1);
         }
-        assert_eq!(mode.after_receive(1), Some(false));
+        assert_eq!(mode.after_receive(1, 1), Some(false));
         mode.refused();
-        assert_eq!(mode.after_receive(1), None);
+        assert_eq!(mode.after_receive(1, 1), None);
         assert!(mode.needs_segment_size());
     }
 

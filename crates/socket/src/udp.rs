@@ -256,9 +256,9 @@ impl UdpSocket {
 
     /// Tells the GRO policy what a receive found, and switches GRO when it says so.
     #[cfg(target_os = "linux")]
-    fn adapt_gro(&mut self, found: usize) {
+    fn adapt_gro(&mut self, found: usize, run: usize) {
         use std::os::fd::AsRawFd;
-        let Some(on) = self.gro_mode.after_receive(found) else { return };
+        let Some(on) = self.gro_mode.after_receive(found, run) else { return };
         match crate::sys::set_gro(self.io.as_raw_fd(), on) {
             Ok(()) => {
                 self.gro_mode.switched(on);
@@ -461,7 +461,8 @@ impl Socket for UdpSocket {
             } else {
                 self.recv_plain(buf)?
             };
-            self.adapt_gro(usize::from(got.is_some()));
+            let found = usize::from(got.is_some());
+            self.adapt_gro(found, found);
             return Ok(got);
         }
         self.recv_plain(buf)
@@ -583,12 +584,15 @@ impl Socket for UdpSocket {
     fn recv_batch(&mut self, batch: &mut RecvBatch) -> Result<usize, SocketError> {
         batch.meta.clear();
         if self.gro.is_some() {
-            let n = if self.gro_pending() || self.gro_mode.needs_segment_size() {
-                self.recv_batch_gro(batch)?
+            // Only a receive without GRO can see a burst that GRO would have coalesced.
+            let (n, run) = if self.gro_pending() || self.gro_mode.needs_segment_size() {
+                let n = self.recv_batch_gro(batch)?;
+                (n, n.min(1))
             } else {
-                self.recv_batch_plain(batch)?
+                let n = self.recv_batch_plain(batch)?;
+                (n, if n > 1 { longest_run(&batch.meta) } else { n })
             };
-            self.adapt_gro(n);
+            self.adapt_gro(n, run);
             return Ok(n);
         }
         self.recv_batch_plain(batch)
@@ -634,6 +638,19 @@ impl UdpSocket {
         self.lone = received.is_some_and(|n| n <= 1);
         Ok(received.unwrap_or(0))
     }
+}
+
+/// The most datagrams in a row in `received` from one sender.
+#[cfg(target_os = "linux")]
+fn longest_run(received: &[RecvMeta]) -> usize {
+    let (mut longest, mut run) = (0, 0);
+    let mut previous = None;
+    for meta in received {
+        run = if previous == Some(meta.from) { run + 1 } else { 1 };
+        previous = Some(meta.from);
+        longest = longest.max(run);
+    }
+    longest
 }
 
 /// One `recvmmsg` into `slots` slots of `slot_size` bytes of `data` (see `sys::recv_batch`),
