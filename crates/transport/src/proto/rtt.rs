@@ -12,29 +12,37 @@ use std::time::Duration;
 /// packet it answers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RttEstimator {
-    smoothed: Option<Duration>,
-    variation: Duration,
-    latest: Duration,
-    min_seen: Duration,
-    initial: Duration,
-    min_rto: Duration,
-    max_rto: Duration,
+    // Nanoseconds: the estimator runs on every prompt acknowledgement, and integer arithmetic
+    // costs a fraction of `Duration`'s (which gives the same results, rounded the same way).
+    smoothed: Option<u64>,
+    variation: u64,
+    latest: u64,
+    min_seen: u64,
+    initial: u64,
+    min_rto: u64,
+    max_rto: u64,
     /// `rto()`, kept up to date by `sample` (the packet builder asks for it on every packet).
     rto: Duration,
+}
+
+/// A duration in nanoseconds, saturating (at 584 years).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl RttEstimator {
     /// An estimator that assumes `initial` until the first sample, with the RTO clamped to
     /// `[min_rto, max_rto]`.
     pub fn new(initial: Duration, min_rto: Duration, max_rto: Duration) -> Self {
+        let initial = nanos(initial);
         let mut estimator = Self {
             smoothed: None,
             variation: initial / 2,
             latest: initial,
-            min_seen: Duration::MAX,
+            min_seen: u64::MAX,
             initial,
-            min_rto,
-            max_rto: max_rto.max(min_rto),
+            min_rto: nanos(min_rto),
+            max_rto: nanos(max_rto).max(nanos(min_rto)),
             rto: Duration::ZERO,
         };
         estimator.rto = estimator.compute_rto();
@@ -42,11 +50,14 @@ impl RttEstimator {
     }
 
     fn compute_rto(&self) -> Duration {
-        (self.smoothed() + self.variation * 4).clamp(self.min_rto, self.max_rto)
+        let srtt = self.smoothed.unwrap_or(self.initial);
+        let rto = srtt.saturating_add(self.variation.saturating_mul(4));
+        Duration::from_nanos(rto.clamp(self.min_rto, self.max_rto))
     }
 
     /// Feeds one measured round trip.
     pub fn sample(&mut self, rtt: Duration) {
+        let rtt = nanos(rtt);
         self.latest = rtt;
         self.min_seen = self.min_seen.min(rtt);
         match self.smoothed {
@@ -56,8 +67,9 @@ impl RttEstimator {
             }
             Some(srtt) => {
                 let deviation = srtt.abs_diff(rtt);
-                self.variation = (self.variation * 3 + deviation) / 4;
-                self.smoothed = Some((srtt * 7 + rtt) / 8);
+                // u128: exact even for absurd samples (a `Duration` would panic there).
+                self.variation = weigh(self.variation, 3, deviation, 4);
+                self.smoothed = Some(weigh(srtt, 7, rtt, 8));
             }
         }
         self.rto = self.compute_rto();
@@ -70,22 +82,22 @@ impl RttEstimator {
 
     /// The smoothed round-trip time (the initial guess before any sample).
     pub fn smoothed(&self) -> Duration {
-        self.smoothed.unwrap_or(self.initial)
+        Duration::from_nanos(self.smoothed.unwrap_or(self.initial))
     }
 
     /// The round-trip variation (`rttvar`).
     pub fn variation(&self) -> Duration {
-        self.variation
+        Duration::from_nanos(self.variation)
     }
 
     /// The most recent sample.
     pub fn latest(&self) -> Duration {
-        self.latest
+        Duration::from_nanos(self.latest)
     }
 
     /// The smallest sample seen, if any.
     pub fn min(&self) -> Option<Duration> {
-        self.has_samples().then_some(self.min_seen)
+        self.has_samples().then(|| Duration::from_nanos(self.min_seen))
     }
 
     /// The resend timeout: `srtt + 4 × rttvar`, clamped.
@@ -96,8 +108,14 @@ impl RttEstimator {
     /// The resend timeout after `resends` unanswered resends: doubled each time, still clamped.
     pub fn rto_backed_off(&self, resends: u32) -> Duration {
         let factor = 1u32 << resends.min(16);
-        self.rto().saturating_mul(factor).min(self.max_rto)
+        self.rto().saturating_mul(factor).min(Duration::from_nanos(self.max_rto))
     }
+}
+
+/// `(old × keep + new) / total`, the weighted average of RFC 6298, without overflow.
+fn weigh(old: u64, keep: u64, new: u64, total: u64) -> u64 {
+    let sum = u128::from(old) * u128::from(keep) + u128::from(new);
+    u64::try_from(sum / u128::from(total)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -148,5 +166,16 @@ mod tests {
         assert_eq!(e.rto_backed_off(2), MS * 1200);
         assert_eq!(e.rto_backed_off(3), MS * 2000);
         assert_eq!(e.rto_backed_off(40), MS * 2000);
+    }
+
+    #[test]
+    fn absurd_samples_saturate_instead_of_panicking() {
+        let mut e = estimator();
+        e.sample(Duration::MAX);
+        e.sample(Duration::MAX);
+        e.sample(MS);
+        assert_eq!(e.rto(), MS * 2000, "clamped to max_rto");
+        assert_eq!(e.latest(), MS);
+        assert_eq!(e.min(), Some(MS));
     }
 }
