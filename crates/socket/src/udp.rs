@@ -41,7 +41,10 @@ pub struct UdpConfig {
     /// it costs one copy per datagram and 64 KiB of (lazily touched) buffer per batch slot, and
     /// saves the kernel's per-datagram work on bulk flows (from a GSO sender on loopback, or
     /// from a NIC that aggregates). A kernel without it is detected at bind time and the
-    /// socket receives plainly. On by default.
+    /// socket receives plainly. While the flow is interactive (64 receives in a row of one
+    /// datagram each) the socket switches GRO off, as learning the segment size makes every
+    /// receive dearer; it switches it back on at the first burst from one sender (see
+    /// [`SocketStats::offload_switches`](crate::SocketStats::offload_switches)). On by default.
     pub receive_offload: bool,
 }
 
@@ -146,10 +149,13 @@ pub struct UdpSocket {
     gro_mode: crate::gro::GroMode,
     /// The last batch receive found at most one datagram waiting: the flow is interactive, so
     /// the next one asks the kernel for a single datagram, which costs it less work than a
-    /// batch (a ping-pong saves about half a microsecond per receive). A success switches
-    /// back to batches, as more may be waiting.
+    /// batch (a ping-pong saves about half a microsecond per receive). Two successes in a row
+    /// switch back to batches: more is arriving than one at a time.
     #[cfg(target_os = "linux")]
     lone: bool,
+    /// Single receives in a row that found a datagram (see `lone`).
+    #[cfg(target_os = "linux")]
+    lone_hits: u8,
 }
 
 /// The poll token of the socket's [`SocketWaker`] (the socket itself is token 0).
@@ -228,6 +234,8 @@ impl UdpSocket {
             gro_mode: crate::gro::GroMode::default(),
             #[cfg(target_os = "linux")]
             lone: false,
+            #[cfg(target_os = "linux")]
+            lone_hits: 0,
         })
     }
 
@@ -328,6 +336,7 @@ impl UdpSocket {
         let Some(queue) = self.gro.as_mut() else { return Ok(None) };
         queue.prepare(1);
         let first = buf.len().min(crate::gro::GRO_SLOT);
+        // `Err` when transient errors used up the retries: the queue may still hold data.
         let received = 'call: {
             for _ in 0..MAX_SKIPPED_ERRORS {
                 match crate::sys::recv_gro_one(
@@ -335,7 +344,7 @@ impl UdpSocket {
                     &mut buf[..first],
                     &mut queue.buf[..crate::gro::GRO_SLOT - first],
                 ) {
-                    Ok(got) => break 'call got,
+                    Ok(got) => break 'call Ok(got),
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
                     Err(e) if is_transient(e.kind()) => {
                         tracing::trace!(error = %e, "transient UDP receive error");
@@ -344,10 +353,11 @@ impl UdpSocket {
                     Err(e) => return Err(SocketError::io("recvmsg", e)),
                 }
             }
-            None
+            Err(())
         };
-        self.maybe_readable = received.is_some();
-        let Some((len, from, segment)) = received else { return Ok(None) };
+        // Only a receive that found the queue empty makes waiting safe.
+        self.maybe_readable = !matches!(received, Ok(None));
+        let Ok(Some((len, from, segment))) = received else { return Ok(None) };
         let Some(segment) = segment else {
             // One datagram, already in place (cut to `buf`, as UDP does).
             let len = len.min(first);
@@ -611,12 +621,22 @@ impl UdpSocket {
             return Ok(match self.recv_plain(&mut batch.data[..slot])? {
                 Some(meta) => {
                     batch.meta.push(meta);
-                    self.lone = false;
+                    // The second in a row: datagrams are coming faster than one at a time.
+                    // (After one, the next receive usually finds the queue empty, and an empty
+                    // `recvfrom` costs the kernel less than an empty `recvmmsg`.)
+                    self.lone_hits += 1;
+                    if self.lone_hits >= 2 {
+                        self.lone = false;
+                        self.lone_hits = 0;
+                    }
                     // More may have arrived behind it: the next wait must not sleep.
                     self.maybe_readable = true;
                     1
                 }
-                None => 0,
+                None => {
+                    self.lone_hits = 0;
+                    0
+                }
             });
         }
         let received = recv_retrying(
