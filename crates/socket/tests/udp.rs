@@ -368,6 +368,22 @@ fn segmented_batches_arrive_as_the_same_datagrams_with_or_without_offload() {
     }
 }
 
+/// Receives `n` more datagrams into `received` through one reused batch, waiting for them.
+fn receive_more(
+    server: &mut UdpSocket,
+    slots: &mut RecvBatch,
+    received: &mut Vec<Vec<u8>>,
+    n: usize,
+) {
+    let goal = received.len() + n;
+    while received.len() < goal {
+        if server.recv_batch(slots).unwrap() == 0 {
+            assert_eq!(server.wait_readable(Some(PATIENCE)).unwrap(), Readiness::Readable);
+        }
+        received.extend(slots.iter().map(|(_, data)| data.to_vec()));
+    }
+}
+
 /// The receive headers are reused from call to call and only what the kernel wrote is reset:
 /// a lone datagram (no GRO control message, so the kernel shrinks the control length to 0), then
 /// a coalesced run, then a lone one again, over and over on one socket, must each come out whole.
@@ -382,20 +398,11 @@ fn lone_and_coalesced_receives_alternate_on_one_socket_without_losing_segments()
         let mut received = Vec::new();
         // One batch throughout, so the headers pointing into it are reused.
         let mut slots = RecvBatch::new(16, 1500);
-        let mut take = |server: &mut UdpSocket, received: &mut Vec<Vec<u8>>, n: usize| {
-            let goal = received.len() + n;
-            while received.len() < goal {
-                if server.recv_batch(&mut slots).unwrap() == 0 {
-                    assert_eq!(server.wait_readable(Some(PATIENCE)).unwrap(), Readiness::Readable);
-                }
-                received.extend(slots.iter().map(|(_, data)| data.to_vec()));
-            }
-        };
         for round in 0..6u8 {
             let lone = vec![round; 64];
             let _ = client.send_to(&lone, to).unwrap();
             expected.push(lone);
-            take(&mut server, &mut received, 1);
+            receive_more(&mut server, &mut slots, &mut received, 1);
             let run: Vec<Vec<u8>> = (0..8u8).map(|i| vec![round * 10 + i; 1000]).collect();
             let batch: Vec<Outgoing<'_>> =
                 run.iter().map(|p| Outgoing { to, payload: p }).collect();
@@ -404,7 +411,7 @@ fn lone_and_coalesced_receives_alternate_on_one_socket_without_losing_segments()
                 sent += client.send_batch(&batch[sent..]).unwrap();
             }
             expected.extend(run.iter().cloned());
-            take(&mut server, &mut received, 8);
+            receive_more(&mut server, &mut slots, &mut received, 8);
         }
         assert_eq!(received, expected, "gso {gso}");
         assert_eq!(server.stats().datagrams_received, 6 * 9, "gso {gso}");
@@ -428,22 +435,12 @@ fn gro_goes_off_for_an_interactive_flow_and_back_on_for_a_burst_without_losing_d
     let mut slots = RecvBatch::new(32, 1500);
     let mut received: Vec<Vec<u8>> = Vec::new();
     let mut expected: Vec<Vec<u8>> = Vec::new();
-    let take =
-        |server: &mut UdpSocket, slots: &mut RecvBatch, received: &mut Vec<Vec<u8>>, n: usize| {
-            let goal = received.len() + n;
-            while received.len() < goal {
-                if server.recv_batch(slots).unwrap() == 0 {
-                    assert_eq!(server.wait_readable(Some(PATIENCE)).unwrap(), Readiness::Readable);
-                }
-                received.extend(slots.iter().map(|(_, data)| data.to_vec()));
-            }
-        };
     // A ping-pong's receive side: one datagram at a time.
     for i in 0..100u32 {
         let lone = i.to_le_bytes().repeat(10);
         let _ = client.send_to(&lone, to).unwrap();
         expected.push(lone);
-        take(&mut server, &mut slots, &mut received, 1);
+        receive_more(&mut server, &mut slots, &mut received, 1);
     }
     assert_eq!(server.stats().offload_switches, 1, "off after a run of single datagrams");
     // Long enough that a message coalesced before the switch can no longer be waiting.
@@ -460,7 +457,7 @@ fn gro_goes_off_for_an_interactive_flow_and_back_on_for_a_burst_without_losing_d
             sent += client.send_batch(&batch[sent..]).unwrap();
         }
         expected.extend(run.iter().cloned());
-        take(&mut server, &mut slots, &mut received, 40);
+        receive_more(&mut server, &mut slots, &mut received, 40);
         if burst == 0 {
             assert_eq!(server.stats().offload_switches, 2, "on again for the burst");
         }
