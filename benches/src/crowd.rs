@@ -119,6 +119,10 @@ impl Peer for SturnusPeer {
         while let Some(t) = self.endpoint.poll_transmit(now, &mut shared.buf) {
             let _ = self.socket.send_to(&shared.buf[..t.len], t.destination);
         }
+        // The endpoint works out a connection's next deadline after its packet is sent.
+        if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
+            self.endpoint.handle_timeout(now);
+        }
         let timer = self.endpoint.poll_timeout();
         let send = (shared.sending && self.connected).then_some(self.next_send);
         match (timer, send) {

@@ -589,7 +589,9 @@ impl Socket for UdpSocket {
         Ok(done)
     }
 
-    /// On Linux, one `recvmmsg` call fills as much of the batch as is waiting.
+    /// On Linux, one `recvmmsg` call fills as much of the batch as is waiting; an interactive
+    /// flow (one datagram at a time) gets one `recvfrom` per call instead, and GRO is used only
+    /// while datagrams come in bursts (see [`UdpConfig::receive_offload`]).
     #[cfg(target_os = "linux")]
     fn recv_batch(&mut self, batch: &mut RecvBatch) -> Result<usize, SocketError> {
         batch.meta.clear();
