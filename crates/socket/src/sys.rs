@@ -64,12 +64,33 @@ impl MmsgScratch {
     }
 }
 
-/// Grows `v` to `n` zeroed entries (never shrinks).
-fn grow_zeroed<T>(v: &mut Vec<T>, n: usize) {
+/// C structs for which all zero bytes are a valid (empty) value.
+///
+/// # Safety
+///
+/// An implementor must be plain data: no references, no non-nullable pointers, no enums or
+/// other types with invalid bit patterns, so that [`mem::zeroed`] makes a valid value.
+unsafe trait Zeroable: Sized {
+    fn zeroed() -> Self {
+        // SAFETY: the trait's contract: all zero bytes are a valid value of `Self`.
+        unsafe { mem::zeroed() }
+    }
+}
+
+// SAFETY: integers, raw pointers (null is valid for a raw pointer) and a nested `iovec`.
+unsafe impl Zeroable for libc::mmsghdr {}
+// SAFETY: a raw pointer (null) and a length.
+unsafe impl Zeroable for libc::iovec {}
+// SAFETY: integers and byte padding only.
+unsafe impl Zeroable for libc::sockaddr_storage {}
+// SAFETY: integers and raw pointers, like `mmsghdr`'s `msg_hdr`.
+unsafe impl Zeroable for libc::msghdr {}
+
+/// Grows `v` to `n` zeroed entries (never shrinks). Only for [`Zeroable`] types, so it is sound
+/// whatever `T` a caller picks.
+fn grow_zeroed<T: Zeroable>(v: &mut Vec<T>, n: usize) {
     while v.len() < n {
-        // SAFETY: only used with mmsghdr, iovec and sockaddr_storage, plain C structs for which
-        // all zero bytes are a valid (empty) value.
-        v.push(unsafe { mem::zeroed() });
+        v.push(T::zeroed());
     }
 }
 
@@ -205,11 +226,9 @@ pub(crate) fn recv_gro_one(
         libc::iovec { iov_base: first.as_mut_ptr().cast(), iov_len: first.len() },
         libc::iovec { iov_base: rest.as_mut_ptr().cast(), iov_len: rest.len() },
     ];
-    // SAFETY: all zero bytes are a valid sockaddr_storage and msghdr.
-    let mut name: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut name = libc::sockaddr_storage::zeroed();
     let mut control = SegmentCmsg::default();
-    // SAFETY: as above.
-    let mut header: libc::msghdr = unsafe { mem::zeroed() };
+    let mut header = libc::msghdr::zeroed();
     header.msg_name = (&raw mut name).cast();
     header.msg_namelen = socklen(size_of::<libc::sockaddr_storage>());
     header.msg_iov = iovecs.as_mut_ptr();
