@@ -331,6 +331,7 @@ impl ClientObjectManager {
         mut client: NetworkClient,
         config: ObjectConfig,
     ) -> Result<Self, ObjectError> {
+        config.validate()?;
         let inbox: Arc<Mutex<VecDeque<Inbound>>> = Arc::default();
         macro_rules! forward {
             ($ty:ty, $wrap:expr) => {{

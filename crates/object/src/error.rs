@@ -39,6 +39,14 @@ pub enum ObjectError {
         /// The object.
         net_id: NetId,
     },
+    /// An [`ObjectConfig`](crate::ObjectConfig) field is out of range.
+    #[error("invalid object configuration: {field} {reason}")]
+    InvalidConfig {
+        /// The field.
+        field: &'static str,
+        /// What it must satisfy.
+        reason: &'static str,
+    },
     /// A command was sent through the server's object manager, which acts for its host
     /// player, but no host player has joined (see
     /// [`ServerObjectManager::join_host`](crate::ServerObjectManager::join_host)).

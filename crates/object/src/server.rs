@@ -39,6 +39,40 @@ pub struct ObjectConfig {
     pub despawn_owned_on_leave: bool,
 }
 
+impl ObjectConfig {
+    /// The longest [`sync_interval`](Self::sync_interval) accepted (an hour).
+    pub const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(3600);
+
+    /// Checks every field, naming the first that is out of range. The object managers' `new`
+    /// and `with_config` call it.
+    ///
+    /// ```
+    /// use sturnus_object::ObjectConfig;
+    /// use sturnus_transport::Qos;
+    /// ObjectConfig::default().validate().unwrap();
+    /// let mut unordered = ObjectConfig::default();
+    /// unordered.channel = Qos::Unreliable;
+    /// assert!(unordered.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> Result<(), ObjectError> {
+        if self.sync_interval > Self::MAX_SYNC_INTERVAL {
+            return Err(ObjectError::InvalidConfig {
+                field: "sync_interval",
+                reason: "must be at most one hour",
+            });
+        }
+        let channel = self.channel;
+        if !channel.is_reliable() || !channel.is_sequenced() || channel.is_state_update() {
+            return Err(ObjectError::InvalidConfig {
+                field: "channel",
+                reason: "must be ReliableSequenced or ReliableFragmentedSequenced: spawns, \
+                         updates and RPCs of an object must arrive whole and in order",
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Default for ObjectConfig {
     fn default() -> Self {
         Self {
@@ -410,7 +444,11 @@ impl ServerWorld {
                 }
                 let settings = behaviour.sync_settings();
                 let interval = settings.interval.unwrap_or(config.sync_interval);
-                if !force && *now < object.last_sync[index] + interval {
+                // A behaviour's own interval is not bounded like the config's: an interval
+                // past the clock's range means "never by time".
+                let due =
+                    object.last_sync[index].checked_add(interval).is_some_and(|at| *now >= at);
+                if !force && !due {
                     continue;
                 }
                 let observers = &object.observers;
@@ -586,6 +624,7 @@ impl ServerObjectManager {
         mut server: NetworkServer,
         config: ObjectConfig,
     ) -> Result<Self, ObjectError> {
+        config.validate()?;
         let inbox: Inbox<Inbound> = Arc::default();
         let queue = Arc::clone(&inbox);
         server.register_handler(move |player: Player<'_>, _: wire::Ready| {

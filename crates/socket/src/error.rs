@@ -31,6 +31,14 @@ pub enum SocketError {
         /// The destination.
         to: SocketAddr,
     },
+    /// A socket configuration is out of range; `field` names the bad field.
+    #[error("invalid socket configuration: {field} {reason}")]
+    InvalidConfig {
+        /// The field that is out of range.
+        field: &'static str,
+        /// What the field must satisfy.
+        reason: &'static str,
+    },
     /// A link-emulator configuration was rejected.
     #[error(transparent)]
     Netem(#[from] sturnus_netem::NetemError),

@@ -66,11 +66,14 @@ mod udp;
 
 pub use conditioned::{Clock, ConditionedSocket, ManualClock, SystemClock};
 pub use error::SocketError;
-pub use loopback::{LoopbackConfig, LoopbackNetwork, LoopbackSocket, LoopbackSocketFactory};
+pub use loopback::{
+    LoopbackConfig, LoopbackNetwork, LoopbackSocket, LoopbackSocketFactory, MAX_LOOPBACK_QUEUE,
+};
 pub use socket::{
     Outgoing, Readiness, RecvBatch, RecvMeta, SendStatus, Socket, SocketFactory, SocketStats,
     SocketWaker,
 };
 pub use udp::{
-    BufferSizes, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6, UdpConfig, UdpSocket, UdpSocketFactory,
+    BufferSizes, MAX_SOCKET_BUFFER_SIZE, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6, UdpConfig,
+    UdpSocket, UdpSocketFactory,
 };

@@ -32,6 +32,24 @@ impl Default for LoopbackConfig {
     }
 }
 
+/// The most datagrams a loopback socket's queue may be configured to hold.
+pub const MAX_LOOPBACK_QUEUE: usize = 1 << 20;
+
+impl LoopbackConfig {
+    /// Checks every field, naming the first that is out of range.
+    /// [`LoopbackNetwork::with_config`] calls it.
+    pub fn validate(&self) -> Result<(), SocketError> {
+        let invalid = |field, reason| Err(SocketError::InvalidConfig { field, reason });
+        if !(1..=MAX_LOOPBACK_QUEUE).contains(&self.queue_capacity) {
+            return invalid("queue_capacity", "must be between 1 and 1048576 datagrams");
+        }
+        if !(1..=crate::MAX_UDP_PAYLOAD_V6).contains(&self.max_datagram_size) {
+            return invalid("max_datagram_size", "must be between 1 and 65527 bytes");
+        }
+        Ok(())
+    }
+}
+
 /// A network that lives in this process: sockets are addressed by [`SocketAddr`] and datagrams
 /// are copied from the sender to the receiver's bounded queue. Cloning gives another handle to
 /// the same network; sockets and handles may be used from any thread.
@@ -122,11 +140,16 @@ struct InboxState {
 impl LoopbackNetwork {
     /// A new, empty network with default options.
     pub fn new() -> Self {
-        Self::with_config(LoopbackConfig::default())
+        Self::from_valid(LoopbackConfig::default())
     }
 
-    /// A new, empty network.
-    pub fn with_config(config: LoopbackConfig) -> Self {
+    /// A new, empty network, or the field of `config` that is out of range.
+    pub fn with_config(config: LoopbackConfig) -> Result<Self, SocketError> {
+        config.validate()?;
+        Ok(Self::from_valid(config))
+    }
+
+    fn from_valid(config: LoopbackConfig) -> Self {
         Self {
             shared: Arc::new(Shared {
                 config,

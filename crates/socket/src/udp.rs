@@ -61,6 +61,36 @@ impl Default for UdpConfig {
     }
 }
 
+/// The largest kernel buffer a [`UdpConfig`] may ask for (1 GiB); the kernel caps requests far
+/// below it, and the system call takes a C `int`.
+pub const MAX_SOCKET_BUFFER_SIZE: usize = 1 << 30;
+
+impl UdpConfig {
+    /// Checks every field, naming the first that is out of range. [`UdpSocket::bind`] calls it.
+    ///
+    /// ```
+    /// use sturnus_socket::UdpConfig;
+    /// UdpConfig::default().validate().unwrap();
+    /// let huge = UdpConfig { recv_buffer_size: Some(usize::MAX), ..UdpConfig::default() };
+    /// assert!(huge.validate().unwrap_err().to_string().contains("recv_buffer_size"));
+    /// ```
+    pub fn validate(&self) -> Result<(), SocketError> {
+        let sizes = [
+            ("send_buffer_size", self.send_buffer_size),
+            ("recv_buffer_size", self.recv_buffer_size),
+        ];
+        for (field, size) in sizes {
+            if size.is_some_and(|size| size == 0 || size > MAX_SOCKET_BUFFER_SIZE) {
+                return Err(SocketError::InvalidConfig {
+                    field,
+                    reason: "must be between 1 byte and 1 GiB (or None for the OS default)",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Kernel buffer sizes as reported by the OS after the request (Linux reports twice the usable
 /// size and caps requests at `net.core.{w,r}mem_max`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +197,7 @@ const MAX_SKIPPED_ERRORS: usize = 64;
 impl UdpSocket {
     /// Binds a socket to `addr` with `config`.
     pub fn bind(addr: SocketAddr, config: &UdpConfig) -> Result<Self, SocketError> {
+        config.validate()?;
         let socket =
             socket2::Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
                 .map_err(|e| SocketError::io("socket", e))?;

@@ -20,7 +20,8 @@ fn several_threads_send_to_one_socket_and_nothing_is_lost_or_reordered() {
     let net = LoopbackNetwork::with_config(LoopbackConfig {
         queue_capacity: SENDERS as usize * PER_SENDER as usize,
         ..LoopbackConfig::default()
-    });
+    })
+    .unwrap();
     let factory = LoopbackSocketFactory::on(net.clone());
     let mut server = factory.server_socket(addr("127.0.0.1:9000")).unwrap();
     let target = server.local_addr();
@@ -77,7 +78,8 @@ fn a_full_receive_queue_drops_and_counts() {
     let net = LoopbackNetwork::with_config(LoopbackConfig {
         queue_capacity: 8,
         ..LoopbackConfig::default()
-    });
+    })
+    .unwrap();
     let mut rx = net.bind(addr("10.0.0.1:1")).unwrap();
     let mut tx = net.bind(addr("10.0.0.2:1")).unwrap();
     for i in 0u8..20 {
@@ -166,7 +168,8 @@ fn oversized_datagrams_and_family_mismatches_are_refused() {
     let net = LoopbackNetwork::with_config(LoopbackConfig {
         max_datagram_size: 100,
         ..LoopbackConfig::default()
-    });
+    })
+    .unwrap();
     let mut socket = net.bind(addr("127.0.0.1:0")).unwrap();
     let to = socket.local_addr();
     assert!(matches!(
@@ -220,4 +223,24 @@ fn a_waker_ends_a_wait_from_another_thread() {
     // The wake-up is used up: the next wait times out.
     assert_eq!(socket.wait_readable(Some(Duration::from_millis(10))).unwrap(), Readiness::TimedOut);
     waking.join().unwrap();
+}
+
+#[test]
+fn an_out_of_range_config_is_refused_by_name() {
+    for (config, field) in [
+        (LoopbackConfig { queue_capacity: 0, ..LoopbackConfig::default() }, "queue_capacity"),
+        (
+            LoopbackConfig { queue_capacity: usize::MAX, ..LoopbackConfig::default() },
+            "queue_capacity",
+        ),
+        (
+            LoopbackConfig { max_datagram_size: 70_000, ..LoopbackConfig::default() },
+            "max_datagram_size",
+        ),
+    ] {
+        match LoopbackNetwork::with_config(config) {
+            Err(SocketError::InvalidConfig { field: named, .. }) => assert_eq!(named, field),
+            other => panic!("expected {field} to be refused, got {other:?}"),
+        }
+    }
 }

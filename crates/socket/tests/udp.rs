@@ -518,3 +518,19 @@ fn after_a_lone_datagram_singles_are_taken_until_two_in_a_row_then_batches_and_n
         assert_eq!(take(&mut server, &mut received), 0, "nothing more");
     }
 }
+
+#[test]
+fn an_out_of_range_buffer_size_is_refused_by_name_before_binding() {
+    for (config, field) in [
+        (UdpConfig { send_buffer_size: Some(0), ..UdpConfig::default() }, "send_buffer_size"),
+        (
+            UdpConfig { recv_buffer_size: Some(usize::MAX), ..UdpConfig::default() },
+            "recv_buffer_size",
+        ),
+    ] {
+        match UdpSocket::bind(addr("127.0.0.1:0"), &config) {
+            Err(SocketError::InvalidConfig { field: named, .. }) => assert_eq!(named, field),
+            other => panic!("expected {field} to be refused, got {other:?}"),
+        }
+    }
+}

@@ -12,6 +12,14 @@ pub const MAX_FRAGMENT_RECORD_OVERHEAD: usize = 12;
 pub const MAX_CHANNELS: usize = 255;
 /// The most connections one endpoint can hold (connection ids are 16-bit slots).
 pub const MAX_CONNECTIONS_LIMIT: usize = 65_535;
+/// The longest duration any field of [`EndpointConfig`] may hold. Deadlines are instants plus
+/// these durations (sometimes multiplied by a small backoff), and an hour keeps every such sum
+/// far from overflowing while leaving room for any timeout a game can want.
+pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(3600);
+/// The most bytes [`EndpointConfig::max_reassembly_bytes`] may allow one connection (1 GiB).
+pub const MAX_REASSEMBLY_BYTES_LIMIT: usize = 1 << 30;
+/// The largest repetition count (`connect_attempts`, `disconnect_copies`, `ack_every`).
+pub const MAX_REPEAT_COUNT: u32 = 1000;
 
 /// Everything an endpoint can be tuned with. Fields marked *must match* are part of the
 /// handshake's configuration fingerprint: a peer with different values is rejected with a
@@ -165,8 +173,52 @@ impl EndpointConfig {
     }
 
     /// Checks every field, naming the first that is out of range.
+    ///
+    /// Every duration is at most [`MAX_CONFIG_DURATION`] and every size and count has an upper
+    /// bound, so a configuration that validates never overflows a deadline or an allocation.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |field, reason| Err(ConfigError::Invalid { field, reason });
+        let durations = [
+            ("reassembly_timeout", self.reassembly_timeout),
+            ("connect_retry_interval", self.connect_retry_interval),
+            ("disconnect_timeout", self.disconnect_timeout),
+            ("keepalive_interval", self.keepalive_interval),
+            ("ack_delay", self.ack_delay),
+            ("rtt_probe_interval", self.rtt_probe_interval),
+            ("disconnect_copy_interval", self.disconnect_copy_interval),
+            ("cookie_lifetime", self.cookie_lifetime),
+            ("initial_rtt", self.initial_rtt),
+            ("min_resend_timeout", self.min_resend_timeout),
+            ("max_resend_timeout", self.max_resend_timeout),
+            ("all_cost_resend_interval", self.all_cost_resend_interval),
+        ];
+        for (field, value) in durations {
+            if value > MAX_CONFIG_DURATION {
+                return invalid(field, "must be at most one hour (MAX_CONFIG_DURATION)");
+            }
+        }
+        let counts = [
+            ("connect_attempts", self.connect_attempts),
+            ("disconnect_copies", self.disconnect_copies),
+            ("ack_every", self.ack_every),
+        ];
+        for (field, value) in counts {
+            if value > MAX_REPEAT_COUNT {
+                return invalid(field, "must be at most 1000 (MAX_REPEAT_COUNT)");
+            }
+        }
+        if self.max_reassembly_bytes > MAX_REASSEMBLY_BYTES_LIMIT {
+            return invalid("max_reassembly_bytes", "must be at most 1 GiB");
+        }
+        if self.reassembly_timeout.is_zero() {
+            return invalid("reassembly_timeout", "must be positive");
+        }
+        if self.initial_rtt.is_zero() {
+            return invalid("initial_rtt", "must be positive");
+        }
+        if self.disconnect_copy_interval.is_zero() {
+            return invalid("disconnect_copy_interval", "must be positive");
+        }
         if self.channels.is_empty() || self.channels.len() > MAX_CHANNELS {
             return invalid("channels", "must have between 1 and 255 channels");
         }
@@ -174,7 +226,7 @@ impl EndpointConfig {
             return invalid("max_packet_size", "must be between 64 and 65507 bytes");
         }
         if self.fragment_size == 0
-            || self.fragment_size + MAX_HEADER_LEN + MAX_FRAGMENT_RECORD_OVERHEAD
+            || self.fragment_size.saturating_add(MAX_HEADER_LEN + MAX_FRAGMENT_RECORD_OVERHEAD)
                 > self.max_packet_size
         {
             return invalid(
@@ -185,7 +237,7 @@ impl EndpointConfig {
         if !(2..=usize::from(u16::MAX)).contains(&self.max_fragments) {
             return invalid("max_fragments", "must be between 2 and 65535");
         }
-        if self.max_reassembly_bytes < self.fragment_size * self.max_fragments
+        if self.max_reassembly_bytes < self.fragment_size.saturating_mul(self.max_fragments)
             && self.channels.iter().any(|q| q.is_fragmented())
         {
             return invalid(
@@ -320,6 +372,20 @@ mod tests {
             (
                 EndpointConfig { all_cost_resend_interval: Duration::ZERO, ..base.clone() },
                 "all_cost_resend_interval",
+            ),
+            (
+                EndpointConfig { disconnect_timeout: Duration::MAX, ..base.clone() },
+                "disconnect_timeout",
+            ),
+            (
+                EndpointConfig { cookie_lifetime: Duration::from_secs(3601), ..base.clone() },
+                "cookie_lifetime",
+            ),
+            (EndpointConfig { initial_rtt: Duration::ZERO, ..base.clone() }, "initial_rtt"),
+            (EndpointConfig { connect_attempts: u32::MAX, ..base.clone() }, "connect_attempts"),
+            (
+                EndpointConfig { max_reassembly_bytes: usize::MAX, ..base.clone() },
+                "max_reassembly_bytes",
             ),
         ];
         for (config, field) in &cases {

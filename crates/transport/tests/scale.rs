@@ -50,7 +50,8 @@ fn one_host_serves_5000_connections_without_losing_an_echo() {
     let network = LoopbackNetwork::with_config(LoopbackConfig {
         queue_capacity: 4 * CLIENTS,
         ..LoopbackConfig::default()
-    });
+    })
+    .unwrap();
     let factory = LoopbackSocketFactory::on(network);
     let mut server = Host::bind(config(), &factory, "10.0.0.1:9000".parse().unwrap()).unwrap();
     let server_addr = server.local_addr();

@@ -1,0 +1,39 @@
+//! Object-layer configuration is checked before anything runs.
+
+use std::time::Duration;
+
+use sturnus_message::{ClientConfig, NetworkClient, NetworkServer, ServerConfig};
+use sturnus_object::{ClientObjectManager, ObjectConfig, ObjectError, ServerObjectManager};
+use sturnus_transport::Qos;
+
+fn field_refused_by_both(config: ObjectConfig) -> &'static str {
+    let server = NetworkServer::new(ServerConfig::default()).unwrap();
+    let client = NetworkClient::new(ClientConfig::default()).unwrap();
+    let on_server = match ServerObjectManager::with_config(server, config.clone()) {
+        Err(ObjectError::InvalidConfig { field, .. }) => field,
+        other => panic!("the server accepted {config:?}: {:?}", other.map(|_| ())),
+    };
+    let on_client = match ClientObjectManager::with_config(client, config.clone()) {
+        Err(ObjectError::InvalidConfig { field, .. }) => field,
+        other => panic!("the client accepted {config:?}: {:?}", other.map(|_| ())),
+    };
+    assert_eq!(on_server, on_client);
+    on_server
+}
+
+#[test]
+fn an_out_of_range_object_config_is_refused_by_name() {
+    let mut long = ObjectConfig::default();
+    long.sync_interval = Duration::MAX;
+    assert_eq!(field_refused_by_both(long), "sync_interval");
+    for channel in [Qos::Unreliable, Qos::Reliable, Qos::StateUpdate, Qos::ReliableStateUpdate] {
+        let mut config = ObjectConfig::default();
+        config.channel = channel;
+        assert_eq!(field_refused_by_both(config), "channel", "{channel:?}");
+    }
+    for channel in [Qos::ReliableSequenced, Qos::ReliableFragmentedSequenced] {
+        let mut config = ObjectConfig::default();
+        config.channel = channel;
+        config.validate().unwrap();
+    }
+}
