@@ -13,7 +13,7 @@ use sturnus_socket::{Socket, SocketFactory, SocketWaker};
 use crate::handoff::{Batch, Handoff};
 use crate::{
     ChannelId, ConnectError, ConnectionId, DisconnectReason, EndpointConfig, Host, HostError,
-    HostEvent, SendError,
+    HostEvent, QueueLimit, SendError,
 };
 
 /// How long the I/O thread sleeps at most when its socket has no waker, or while commands wait
@@ -310,7 +310,10 @@ impl ThreadedHost {
     /// Queues a message for the I/O thread; it is handed over on the next
     /// [`flush`](Self::flush) or [`receive`](Self::receive). A message for a connection that
     /// has meanwhile closed is dropped (its Disconnect event is on the way).
-
+    ///
+    /// Pushes back with [`SendError::QueueFull`] and [`QueueLimit::PendingBytes`] when 8 MiB of
+    /// messages already wait for the I/O thread (which holds them back while a channel's own
+    /// queue is full).
     pub fn send(
         &mut self,
         conn: ConnectionId,
@@ -326,7 +329,7 @@ impl ThreadedHost {
         if pending + payload.len() > MAX_PENDING_BYTES {
             return Err(SendError::QueueFull {
                 channel,
-                capacity: self.config.send_queue_capacity,
+                limit: QueueLimit::PendingBytes(MAX_PENDING_BYTES),
             });
         }
         let len = payload.len();
