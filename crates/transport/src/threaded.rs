@@ -605,7 +605,6 @@ mod tests {
         HostEvent::Data { conn, channel: ChannelId(channel), payload }
     }
 
-    #[cfg(not(loom))]
     #[test]
     fn appended_and_trimmed_frames_keep_their_payloads() {
         let conn = setup().0[0];
