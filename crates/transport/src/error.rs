@@ -79,15 +79,30 @@ pub enum SendError {
         /// The largest message this channel accepts.
         max: usize,
     },
-    /// The channel's send queue is full: backpressure. Try again after the queue drains (poll
-    /// the endpoint); nothing was dropped.
-    #[error("the send queue of {channel} is full ({capacity} messages)")]
+    /// A send queue is full: backpressure. Try again after it drains (poll the endpoint or
+    /// host); nothing was dropped. `limit` says which limit was reached.
+    #[error("the send queue of {channel} is full ({limit})")]
     QueueFull {
-        /// The channel.
+        /// The channel the message was for.
         channel: crate::ChannelId,
-        /// The configured queue capacity.
-        capacity: usize,
+        /// The limit that was reached.
+        limit: QueueLimit,
     },
+}
+
+/// Which send-queue limit a [`SendError::QueueFull`] reached.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueLimit {
+    /// The channel holds its configured number of queued or unacknowledged messages
+    /// ([`EndpointConfig::send_queue_capacity`](crate::EndpointConfig::send_queue_capacity)).
+    #[error("{0} messages queued on the channel")]
+    Messages(usize),
+    /// A [`ThreadedHost`](crate::ThreadedHost) holds this many bytes of messages, on all
+    /// connections and channels together, that its I/O thread has not yet handed to the
+    /// protocol.
+    #[error("{0} bytes of messages waiting for the I/O thread")]
+    PendingBytes(usize),
 }
 
 /// Why a connection attempt could not start.

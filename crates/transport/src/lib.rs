@@ -65,7 +65,7 @@ pub use config::{
     EndpointConfig, MAX_CHANNELS, MAX_CONFIG_DURATION, MAX_CONNECTIONS_LIMIT,
     MAX_FRAGMENT_RECORD_OVERHEAD, MAX_REASSEMBLY_BYTES_LIMIT, MAX_REPEAT_COUNT,
 };
-pub use error::{ConfigError, ConnectError, DecodeError, HostError, SendError};
+pub use error::{ConfigError, ConnectError, DecodeError, HostError, QueueLimit, SendError};
 pub use host::{Host, HostEvent, HostStats};
 pub use proto::connection::ConnectionStats;
 pub use proto::control::RejectReason;

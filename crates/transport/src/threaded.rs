@@ -1,6 +1,7 @@
 //! [`ThreadedHost`]: a [`Host`] whose socket I/O and protocol timers run on a thread of its own
 //! (UNET's default), talking to the application through two batch handoffs.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -12,7 +13,7 @@ use sturnus_socket::{Socket, SocketFactory, SocketWaker};
 use crate::handoff::{Batch, Handoff};
 use crate::{
     ChannelId, ConnectError, ConnectionId, DisconnectReason, EndpointConfig, Host, HostError,
-    HostEvent, SendError,
+    HostEvent, QueueLimit, SendError,
 };
 
 /// How long the I/O thread sleeps at most when its socket has no waker, or while commands wait
@@ -33,7 +34,18 @@ enum Op {
 #[derive(Debug, Clone, Copy)]
 enum Ev {
     Connect(ConnectionId),
-    Data { conn: ConnectionId, channel: ChannelId, start: usize, len: usize },
+    Data {
+        conn: ConnectionId,
+        channel: ChannelId,
+        start: usize,
+        len: usize,
+        /// State-update channels: the serial of the previous state of this connection and
+        /// channel, if it was published in an earlier batch (it is superseded if it is still
+        /// in the handoff when this one joins it).
+        older: Option<u64>,
+        /// A newer state of the same connection and channel follows: not delivered.
+        superseded: bool,
+    },
     Disconnect(ConnectionId, DisconnectReason),
 }
 
@@ -41,6 +53,14 @@ enum Ev {
 trait Framed: Copy {
     /// Where the item's payload starts in the batch's bytes, if it has one.
     fn start_mut(&mut self) -> Option<&mut usize>;
+
+    /// The serial of an earlier item this one supersedes, if any.
+    fn supersedes(&self) -> Option<u64> {
+        None
+    }
+
+    /// Marks the item as superseded by a later one.
+    fn supersede(&mut self) {}
 }
 
 impl Framed for Op {
@@ -59,19 +79,38 @@ impl Framed for Ev {
             _ => None,
         }
     }
+
+    fn supersedes(&self) -> Option<u64> {
+        match *self {
+            Ev::Data { older, .. } => older,
+            _ => None,
+        }
+    }
+
+    fn supersede(&mut self) {
+        if let Ev::Data { superseded, .. } = self {
+            *superseded = true;
+        }
+    }
 }
 
 /// A batch of items whose payloads sit back to back in one byte buffer: commands
 /// (application → I/O thread) and events (I/O thread → application).
+///
+/// Events are numbered (serials) in the order the I/O thread reports them, so that a newer
+/// state update can find the older one of its connection and channel in the handoff and
+/// supersede it, in place, without a search or an allocation.
 #[derive(Debug)]
 struct Frames<T> {
     items: Vec<T>,
     data: Vec<u8>,
+    /// The serial of `items[0]` (meaningful while there are items); item `i` is `first + i`.
+    first: u64,
 }
 
 impl<T> Default for Frames<T> {
     fn default() -> Self {
-        Self { items: Vec::new(), data: Vec::new() }
+        Self { items: Vec::new(), data: Vec::new(), first: 0 }
     }
 }
 
@@ -81,6 +120,14 @@ impl<T: Framed> Frames<T> {
         let start = self.data.len();
         self.data.extend_from_slice(payload);
         self.items.push(make(start));
+    }
+
+    /// Marks the item with serial `serial` superseded, if it is in this batch.
+    fn supersede_serial(&mut self, serial: u64) {
+        let Some(i) = serial.checked_sub(self.first) else { return };
+        if let Some(item) = usize::try_from(i).ok().and_then(|i| self.items.get_mut(i)) {
+            item.supersede();
+        }
     }
 
     /// Drops the first `items` items and the first `bytes` bytes (the payloads of those
@@ -105,13 +152,22 @@ impl<T: Framed> Batch for Frames<T> {
         self.data.clear();
     }
     fn append(&mut self, other: &mut Self) {
+        if self.items.is_empty() {
+            self.first = other.first;
+        }
+        // Events: `other` continues this batch's serials (the I/O thread publishes in order,
+        // and a take empties the handoff), so a serial locates its item here.
         let base = self.data.len();
-        self.items.extend(other.items.drain(..).map(|mut item| {
+        for mut item in other.items.drain(..) {
             if let Some(start) = item.start_mut() {
                 *start += base;
             }
-            item
-        }));
+            if let Some(older) = item.supersedes() {
+                // The older state is superseded if it is still here (not yet taken).
+                self.supersede_serial(older);
+            }
+            self.items.push(item);
+        }
         self.data.append(&mut other.data);
     }
 }
@@ -137,7 +193,10 @@ struct Shared {
 /// lock per batch, buffers reused), and the I/O thread sleeps in the socket's wait until a
 /// datagram, a timer or the application's [`flush`](Self::flush) wakes it.
 ///
-/// The API mirrors [`Host`]; use `Host` itself for UNET's "main thread only" mode.
+/// The API mirrors [`Host`], and so do the QoS promises: of the states of a state-update
+/// channel that arrived since the application last took events, only the newest is delivered,
+/// however many rounds of the I/O thread they came in. Use `Host` itself for UNET's "main
+/// thread only" mode.
 ///
 /// ```
 /// use std::time::Duration;
@@ -251,6 +310,10 @@ impl ThreadedHost {
     /// Queues a message for the I/O thread; it is handed over on the next
     /// [`flush`](Self::flush) or [`receive`](Self::receive). A message for a connection that
     /// has meanwhile closed is dropped (its Disconnect event is on the way).
+    ///
+    /// Pushes back with [`SendError::QueueFull`] and [`QueueLimit::PendingBytes`] when 8 MiB of
+    /// messages already wait for the I/O thread (which holds them back while a channel's own
+    /// queue is full).
     pub fn send(
         &mut self,
         conn: ConnectionId,
@@ -266,7 +329,7 @@ impl ThreadedHost {
         if pending + payload.len() > MAX_PENDING_BYTES {
             return Err(SendError::QueueFull {
                 channel,
-                capacity: self.config.send_queue_capacity,
+                limit: QueueLimit::PendingBytes(MAX_PENDING_BYTES),
             });
         }
         let len = payload.len();
@@ -295,29 +358,37 @@ impl ThreadedHost {
     /// [`HostEvent::Nothing`]). An error means the I/O thread stopped on a socket error.
     pub fn receive(&mut self) -> Result<HostEvent<'_>, HostError> {
         self.flush();
-        if self.next >= self.incoming.items.len() {
-            self.next = 0;
-            if !self.shared.events.take(&mut self.incoming) {
-                self.incoming.clear();
-                if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
-                    return self.join().map(|()| HostEvent::Nothing);
+        loop {
+            if self.next >= self.incoming.items.len() {
+                self.next = 0;
+                if !self.shared.events.take(&mut self.incoming) {
+                    self.incoming.clear();
+                    if self.thread.as_ref().is_some_and(JoinHandle::is_finished) {
+                        return self.join().map(|()| HostEvent::Nothing);
+                    }
+                    return Ok(HostEvent::Nothing);
                 }
-                return Ok(HostEvent::Nothing);
             }
+            let ev = self.incoming.items[self.next];
+            self.next += 1;
+            return Ok(match ev {
+                Ev::Connect(conn) => HostEvent::Connect(conn),
+                // A newer state of this connection and channel follows in this batch.
+                Ev::Data { superseded: true, .. } => continue,
+                Ev::Data { conn, channel, start, len, .. } => HostEvent::Data {
+                    conn,
+                    channel,
+                    payload: &self.incoming.data[start..start + len],
+                },
+                Ev::Disconnect(conn, reason) => HostEvent::Disconnect(conn, reason),
+            });
         }
-        let ev = self.incoming.items[self.next];
-        self.next += 1;
-        Ok(match ev {
-            Ev::Connect(conn) => HostEvent::Connect(conn),
-            Ev::Data { conn, channel, start, len } => {
-                HostEvent::Data { conn, channel, payload: &self.incoming.data[start..start + len] }
-            }
-            Ev::Disconnect(conn, reason) => HostEvent::Disconnect(conn, reason),
-        })
     }
 
     /// Sleeps until the I/O thread reports events or `timeout` passes (`None`: no limit).
     pub fn wait(&self, timeout: Option<Duration>) {
+        // What is left of the batch in hand ends with a live event (a superseded state is
+        // always followed by its successor in the same batch).
         if self.next < self.incoming.items.len() {
             return;
         }
@@ -361,6 +432,7 @@ fn io_thread<S: Socket>(
     let mut taken = Commands::default();
     let mut backlog = Commands::default();
     let mut events = Events::default();
+    let mut reporter = Reporter::new(host.endpoint().config());
     while !shared.stop.load(Ordering::Acquire) {
         if shared.commands.take(&mut taken) {
             backlog.append(&mut taken);
@@ -369,14 +441,7 @@ fn io_thread<S: Socket>(
         loop {
             match host.receive()? {
                 HostEvent::Nothing => break,
-                HostEvent::Connect(conn) => events.items.push(Ev::Connect(conn)),
-                HostEvent::Data { conn, channel, payload } => {
-                    let len = payload.len();
-                    events.push_with(payload, |start| Ev::Data { conn, channel, start, len });
-                }
-                HostEvent::Disconnect(conn, reason) => {
-                    events.items.push(Ev::Disconnect(conn, reason))
-                }
+                event => reporter.report(event, &mut events),
             }
         }
         shared.events.publish(&mut events);
@@ -388,6 +453,71 @@ fn io_thread<S: Socket>(
         }
     }
     Ok(())
+}
+
+/// Numbers the events the I/O thread reports and keeps, per connection and state-update
+/// channel, the serial of the newest state, so that an older state still waiting in the
+/// handoff is superseded: a reader that polls late gets only the newest state, as from a
+/// [`Host`].
+#[derive(Debug)]
+struct Reporter {
+    /// Whether each channel (by id) is of a state-update kind.
+    state_channels: Vec<bool>,
+    /// The serial of the newest state reported per connection and channel.
+    newest: HashMap<(ConnectionId, ChannelId), u64>,
+    /// The serial of the next event (serials run on across batches).
+    next: u64,
+}
+
+impl Reporter {
+    fn new(config: &EndpointConfig) -> Self {
+        Self {
+            state_channels: config.channels.iter().map(|q| q.is_state_update()).collect(),
+            newest: HashMap::new(),
+            next: 0,
+        }
+    }
+
+    /// Adds `event` to `events`, the batch the I/O thread publishes next. A state update
+    /// supersedes the previous state of its connection and channel: at once if that is in
+    /// `events` too, or (if it is still there) when `events` joins the handoff.
+    fn report(&mut self, event: HostEvent<'_>, events: &mut Events) {
+        if event == HostEvent::Nothing {
+            return;
+        }
+        if events.items.is_empty() {
+            events.first = self.next;
+        }
+        let serial = self.next;
+        self.next += 1;
+        match event {
+            HostEvent::Connect(conn) => events.items.push(Ev::Connect(conn)),
+            HostEvent::Data { conn, channel, payload } => {
+                let mut older = None;
+                if self.state_channels.get(usize::from(channel.0)).copied().unwrap_or(false) {
+                    older = self.newest.insert((conn, channel), serial);
+                    if let Some(serial) = older.filter(|&s| s >= events.first) {
+                        events.supersede_serial(serial);
+                        older = None;
+                    }
+                }
+                let len = payload.len();
+                events.push_with(payload, |start| Ev::Data {
+                    conn,
+                    channel,
+                    start,
+                    len,
+                    older,
+                    superseded: false,
+                });
+            }
+            HostEvent::Disconnect(conn, reason) => {
+                self.newest.retain(|(c, _), _| *c != conn);
+                events.items.push(Ev::Disconnect(conn, reason));
+            }
+            HostEvent::Nothing => {}
+        }
+    }
 }
 
 /// Applies queued commands in order, stopping at a send its channel has no room for (kept,
@@ -432,7 +562,7 @@ fn apply<S: Socket>(host: &mut Host<S>, backlog: &mut Commands, shared: &Shared)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Endpoint;
+    use crate::{Endpoint, Qos};
 
     fn payloads(frames: &Commands) -> Vec<&[u8]> {
         frames
@@ -445,12 +575,39 @@ mod tests {
             .collect()
     }
 
+    /// The payloads of the live (not superseded) data events of a batch, in order.
+    fn delivered(events: &Events) -> Vec<&[u8]> {
+        events
+            .items
+            .iter()
+            .filter_map(|ev| match *ev {
+                Ev::Data { start, len, superseded: false, .. } => {
+                    Some(&events.data[start..start + len])
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Two connection ids, and a config with a state-update channel (0) and a reliable one
+    /// (1).
+    fn setup() -> ([ConnectionId; 2], EndpointConfig) {
+        let config = EndpointConfig {
+            channels: vec![Qos::StateUpdate, Qos::Reliable],
+            ..EndpointConfig::default()
+        };
+        let mut endpoint = Endpoint::new(config.clone(), crate_now()).unwrap();
+        let mut conn = |addr: &str| endpoint.connect(crate_now(), addr.parse().unwrap()).unwrap();
+        ([conn("10.0.0.1:1"), conn("10.0.0.2:1")], config)
+    }
+
+    fn data(conn: ConnectionId, channel: u8, payload: &[u8]) -> HostEvent<'_> {
+        HostEvent::Data { conn, channel: ChannelId(channel), payload }
+    }
+
     #[test]
     fn appended_and_trimmed_frames_keep_their_payloads() {
-        let conn = Endpoint::new(EndpointConfig::default(), crate_now())
-            .unwrap()
-            .connect(crate_now(), "10.0.0.1:1".parse().unwrap())
-            .unwrap();
+        let conn = setup().0[0];
         let send = |frames: &mut Commands, payload: &[u8]| {
             let len = payload.len();
             frames.push_with(payload, |start| Op::Send { conn, channel: ChannelId(0), start, len });
@@ -467,6 +624,82 @@ mod tests {
         a.drop_front(2, 3);
         assert_eq!(payloads(&a), [&b"two"[..], b"three"]);
         assert_eq!(a.data, b"twothree");
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn handoff_keeps_only_the_newest_state_that_was_not_taken() {
+        let ([conn, other], config) = setup();
+        let mut reporter = Reporter::new(&config);
+        let handoff = Handoff::<Events>::default();
+        let (mut local, mut out) = (Events::default(), Events::default());
+        // Published in separate batches, none taken: only the newest state is left, and the
+        // reliable message between them is untouched.
+        reporter.report(data(conn, 0, b"s0"), &mut local);
+        handoff.publish(&mut local);
+        reporter.report(data(conn, 0, b"s1"), &mut local);
+        reporter.report(data(conn, 1, b"r0"), &mut local);
+        handoff.publish(&mut local);
+        reporter.report(data(conn, 0, b"s2"), &mut local);
+        handoff.publish(&mut local);
+        assert!(handoff.take(&mut out));
+        assert_eq!(delivered(&out), [&b"r0"[..], b"s2"]);
+        // Several in one batch.
+        for s in [&b"s3"[..], b"s4", b"s5"] {
+            reporter.report(data(conn, 0, s), &mut local);
+        }
+        handoff.publish(&mut local);
+        assert!(handoff.take(&mut out));
+        assert_eq!(delivered(&out), [b"s5"]);
+        // A state taken already is not the handoff's any more; the next one is delivered.
+        reporter.report(data(conn, 0, b"s6"), &mut local);
+        handoff.publish(&mut local);
+        assert!(handoff.take(&mut out));
+        assert_eq!(delivered(&out), [b"s6"]);
+        // Another connection's state is its own.
+        reporter.report(data(conn, 0, b"a"), &mut local);
+        reporter.report(data(other, 0, b"b"), &mut local);
+        reporter.report(HostEvent::Disconnect(conn, DisconnectReason::Timeout), &mut local);
+        handoff.publish(&mut local);
+        assert!(handoff.take(&mut out));
+        assert_eq!(delivered(&out), [&b"a"[..], b"b"]);
+        assert_eq!(reporter.newest.len(), 1, "the closed connection's entry is gone");
+    }
+
+    /// Every interleaving of the I/O thread reporting three states of one channel, each in a
+    /// batch of its own, and the application taking and waiting: the application never gets
+    /// an older state after a newer one, always gets the newest, and gets only the newest when
+    /// it takes after the last publication.
+    #[cfg(loom)]
+    #[test]
+    fn handoff_never_delivers_an_older_state_and_never_loses_the_newest() {
+        let ([conn, _], config) = setup();
+        loom::model(move || {
+            let handoff = loom::sync::Arc::new(Handoff::<Events>::default());
+            let producer = {
+                let handoff = loom::sync::Arc::clone(&handoff);
+                let config = config.clone();
+                loom::thread::spawn(move || {
+                    let mut reporter = Reporter::new(&config);
+                    let mut local = Events::default();
+                    for n in 0..3u8 {
+                        reporter.report(data(conn, 0, &[n]), &mut local);
+                        handoff.publish(&mut local);
+                    }
+                })
+            };
+            let mut seen = Vec::new();
+            let mut out = Events::default();
+            while seen.last() != Some(&2) {
+                if handoff.take(&mut out) {
+                    seen.extend(delivered(&out).iter().map(|p| p[0]));
+                } else {
+                    handoff.wait(None);
+                }
+            }
+            producer.join().unwrap();
+            assert!(seen.windows(2).all(|w| w[0] < w[1]), "older after newer: {seen:?}");
+        });
     }
 
     #[expect(clippy::disallowed_methods, reason = "a starting instant for an endpoint")]

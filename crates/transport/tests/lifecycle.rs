@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use sim::{Owned, Sim};
 use sturnus_netem::LinkConfig;
-use sturnus_transport::{ChannelId, DisconnectReason, EndpointConfig, Qos};
+use sturnus_transport::{ChannelId, DisconnectReason, EndpointConfig, Qos, QueueLimit};
 
 fn lossy(loss: f64) -> LinkConfig {
     LinkConfig {
@@ -168,7 +168,7 @@ fn send_refuses_oversized_messages_and_full_queues_without_dropping_anything() {
     }
     assert_eq!(
         ep.send(conn, ChannelId(0), b"one too many"),
-        Err(SendError::QueueFull { channel: ChannelId(0), capacity: 8 })
+        Err(SendError::QueueFull { channel: ChannelId(0), limit: QueueLimit::Messages(8) })
     );
     // Backpressure, not loss: the eight queued messages all arrive, and the queue drains.
     sim.run_for(Duration::from_millis(500));

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use sturnus_netem::LinkConfig;
 use sturnus_socket::{ConditionedSocket, LoopbackSocketFactory, SocketFactory, UdpSocketFactory};
 use sturnus_transport::{
-    ChannelId, ConnectionId, EndpointConfig, Host, HostEvent, Qos, SendError, ThreadedHost,
+    ChannelId, ConnectionId, EndpointConfig, Host, HostEvent, Qos, QueueLimit, SendError,
+    ThreadedHost,
 };
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -137,7 +138,18 @@ fn sends_push_back_when_the_io_thread_is_far_behind_and_stop_is_clean() {
     let accepted =
         (0..10_000).take_while(|_| host.send(conn, ChannelId(0), &chunk).is_ok()).count();
     assert_eq!(accepted, 8 * 1024);
-    assert!(matches!(host.send(conn, ChannelId(0), &chunk), Err(SendError::QueueFull { .. })));
+    // The error names the limit that tripped: the host's pending bytes, not a channel's queue.
+    assert_eq!(
+        host.send(conn, ChannelId(0), &chunk),
+        Err(SendError::QueueFull {
+            channel: ChannelId(0),
+            limit: QueueLimit::PendingBytes(8 * 1024 * 1024)
+        })
+    );
+    assert_eq!(
+        host.send(conn, ChannelId(0), &chunk).unwrap_err().to_string(),
+        "the send queue of channel 0 is full (8388608 bytes of messages waiting for the I/O thread)"
+    );
     assert!(matches!(host.send(conn, ChannelId(9), b"x"), Err(SendError::UnknownChannel(_))));
     host.stop().unwrap();
 }

@@ -8,7 +8,7 @@ use crate::proto::codec::Writer;
 use crate::proto::packet::{Fragment, RecordHeader};
 use crate::proto::pool::BufPool;
 use crate::proto::seq::MessageSeq;
-use crate::{ChannelId, EndpointConfig, Qos, SendError};
+use crate::{ChannelId, EndpointConfig, Qos, QueueLimit, SendError};
 
 /// One unit of sending: a whole message, or one fragment of a split one.
 #[derive(Debug)]
@@ -155,7 +155,7 @@ impl SendChannel {
         if self.messages >= config.send_queue_capacity {
             return Err(SendError::QueueFull {
                 channel: self.id,
-                capacity: config.send_queue_capacity,
+                limit: QueueLimit::Messages(config.send_queue_capacity),
             });
         }
         let seq = self.next_seq;
