@@ -64,7 +64,7 @@ mod threaded;
 pub use config::{
     EndpointConfig, MAX_CHANNELS, MAX_CONNECTIONS_LIMIT, MAX_FRAGMENT_RECORD_OVERHEAD,
 };
-pub use error::{ConfigError, ConnectError, DecodeError, HostError, SendError};
+pub use error::{ConfigError, ConnectError, DecodeError, HostError, RandomnessError, SendError};
 pub use host::{Host, HostEvent, HostStats};
 pub use proto::connection::ConnectionStats;
 pub use proto::control::RejectReason;
