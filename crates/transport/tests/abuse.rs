@@ -40,7 +40,8 @@ fn encode(packet: &Control) -> Vec<u8> {
 fn a_flood_of_spoofed_connect_requests_leaves_no_state_and_is_never_amplified() {
     let now = start();
     let config = EndpointConfig::default();
-    let mut server = Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1).unwrap();
+    let mut server =
+        Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1).unwrap();
     let mut rng = Rng::new(2);
     let mut buf = [0u8; 1500];
     // A genuine request (right version and fingerprint) as a template; each spoof gets its own

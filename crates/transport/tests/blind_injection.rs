@@ -58,7 +58,8 @@ fn forged_disconnect(rng: &mut Rng) -> Vec<u8> {
 }
 
 fn marked(sim: &Sim, node: usize) -> usize {
-    let is_forged = |e: &&Owned| matches!(e, Owned::Data { payload, .. } if payload.starts_with(MARK));
+    let is_forged =
+        |e: &&Owned| matches!(e, Owned::Data { payload, .. } if payload.starts_with(MARK));
     sim.nodes[node].events.iter().filter(is_forged).count()
 }
 
@@ -67,7 +68,6 @@ fn honest(sim: &Sim, node: usize) -> Vec<Vec<u8>> {
 }
 
 #[test]
-#[expect(clippy::print_stderr, reason = "the test reports the acceptance rate it measured")]
 fn blind_packets_and_disconnects_from_an_off_path_attacker_are_never_accepted() {
     let config = EndpointConfig {
         channels: vec![Qos::ReliableSequenced, Qos::Unreliable],

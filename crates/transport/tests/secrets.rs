@@ -58,7 +58,8 @@ fn endpoints_made_the_ordinary_way_draw_different_cookie_keys_and_salts() {
 
     // The same request, from the same address at the same time: the cookies differ only by the
     // servers' keys.
-    let (mac_a, mac_b) = (cookie_mac(&mut new(), &request, now), cookie_mac(&mut new(), &request, now));
+    let (mac_a, mac_b) =
+        (cookie_mac(&mut new(), &request, now), cookie_mac(&mut new(), &request, now));
     assert_ne!(mac_a, mac_b, "two servers share a cookie key");
 
     // Only the constructor named for tests repeats itself.

@@ -1000,8 +1000,8 @@ mod tests {
 
         let mut server = Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1)
             .expect("valid config");
-        let mut client = Endpoint::with_deterministic_secrets_for_tests(config, now, 2)
-            .expect("valid config");
+        let mut client =
+            Endpoint::with_deterministic_secrets_for_tests(config, now, 2).expect("valid config");
         server.secrets = Secrets::Failing;
         let connect = server.connect(now, "10.0.0.9:1".parse().unwrap());
         assert!(matches!(connect, Err(ConnectError::Randomness(_))), "{connect:?}");

@@ -84,8 +84,8 @@ impl DataHeader {
             | u64::from(self.ack_soon) << 14
             | u64::from(self.ack.get()) << 16
             | u64::from(self.ack_bits) << 32;
-        // The low half of the hash: truncation is the point.
-        hash_two_u64(key.0, key.1, number, fields) as u32
+        let hash = hash_two_u64(key.0, key.1, number, fields);
+        u32::try_from(hash & 0xFFFF_FFFF).expect("masked to 32 bits")
     }
 
     /// Finishes an encoded header at the start of `packet` once the packet builder knows

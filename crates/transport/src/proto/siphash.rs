@@ -110,7 +110,8 @@ mod tests {
 
     #[test]
     fn the_two_word_shortcut_equals_the_general_hasher() {
-        for (k0, k1, a, b) in [(0, 0, 0, 0), (1, 2, 3, 4), (u64::MAX, 7, 0x0123_4567_89ab_cdef, 9)] {
+        for (k0, k1, a, b) in [(0, 0, 0, 0), (1, 2, 3, 4), (u64::MAX, 7, 0x0123_4567_89ab_cdef, 9)]
+        {
             assert_eq!(
                 hash_two_u64(k0, k1, a, b),
                 SipHasher::new(k0, k1).write_u64(a).write_u64(b).finish()

@@ -66,8 +66,12 @@ impl Sim {
         let addr: SocketAddr = format!("10.0.0.{}:7777", index + 1).parse().unwrap();
         self.nodes.push(Node {
             addr,
-            endpoint: Endpoint::with_deterministic_secrets_for_tests(config, self.now, secrets_seed)
-                .unwrap(),
+            endpoint: Endpoint::with_deterministic_secrets_for_tests(
+                config,
+                self.now,
+                secrets_seed,
+            )
+            .unwrap(),
             events: Vec::new(),
         });
         self.sent.push((0, 0));
