@@ -24,6 +24,7 @@ fn coding(c: &mut Criterion) {
         ack: PacketSeq::new(987),
         ack_bits: 0xFFFF_7FFF,
         ack_soon: true,
+        tag: 0x1234_5678,
     };
     let record = RecordHeader {
         channel: ChannelId(6),
@@ -119,8 +120,8 @@ impl Pair {
             send_queue_capacity: 16_384,
             ..EndpointConfig::default()
         };
-        let mut a = Endpoint::new(EndpointConfig { seed: Some(1), ..config.clone() }, now).unwrap();
-        let b = Endpoint::new(EndpointConfig { seed: Some(2), ..config }, now).unwrap();
+        let mut a = Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1).unwrap();
+        let b = Endpoint::with_deterministic_secrets_for_tests(config, now, 2).unwrap();
         let (a_addr, b_addr) = ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:1".parse().unwrap());
         let conn = a.connect(now, b_addr).unwrap();
         let mut pair = Self { now, a, b, conn, b_conn: None, a_addr, b_addr, buf: vec![0; 1500] };

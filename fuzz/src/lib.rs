@@ -32,16 +32,13 @@ pub struct EndpointHarness {
 impl EndpointHarness {
     /// Builds the pair and completes the handshake over a perfect in-memory link.
     pub fn new(start: Instant) -> Self {
-        let config = EndpointConfig {
-            channels: Qos::ALL.to_vec(),
-            seed: Some(1),
-            ..EndpointConfig::default()
-        };
+        let config = EndpointConfig { channels: Qos::ALL.to_vec(), ..EndpointConfig::default() };
         let server_addr: SocketAddr = "10.0.0.1:7777".parse().expect("literal");
         let client_addr: SocketAddr = "10.0.0.2:7777".parse().expect("literal");
-        let mut server = Endpoint::new(config.clone(), start).expect("valid config");
+        let mut server = Endpoint::with_deterministic_secrets_for_tests(config.clone(), start, 1)
+            .expect("valid config");
         let mut client =
-            Endpoint::new(EndpointConfig { seed: Some(2), ..config }, start).expect("valid config");
+            Endpoint::with_deterministic_secrets_for_tests(config, start, 2).expect("valid config");
         let conn = client.connect(start, server_addr).expect("room for one");
         let _ = client.send(conn, ChannelId(6), b"hello");
         let mut buf = vec![0u8; 1500];

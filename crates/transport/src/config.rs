@@ -114,9 +114,6 @@ pub struct EndpointConfig {
     pub max_resend_timeout: Duration,
     /// Fixed resend interval of `AllCostDelivery` channels.
     pub all_cost_resend_interval: Duration,
-    /// Seed of the endpoint's random numbers (connection salts, cookie key). `None` draws one
-    /// from the operating system when the endpoint is made; tests set it for repeatable runs.
-    pub seed: Option<u64>,
 }
 
 impl Default for EndpointConfig {
@@ -151,7 +148,6 @@ impl Default for EndpointConfig {
             min_resend_timeout: Duration::from_millis(20),
             max_resend_timeout: Duration::from_secs(2),
             all_cost_resend_interval: Duration::from_millis(20),
-            seed: None,
         }
     }
 }
@@ -231,7 +227,7 @@ impl EndpointConfig {
         {
             return invalid(
                 "fragment_size",
-                "must be positive and leave 20 bytes of header room in max_packet_size",
+                "must be positive and leave 24 bytes of header room in max_packet_size",
             );
         }
         if !(2..=usize::from(u16::MAX)).contains(&self.max_fragments) {

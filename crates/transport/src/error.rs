@@ -57,6 +57,22 @@ pub enum ConfigError {
     /// A QoS name that is not one of the eleven kinds.
     #[error("unknown QoS `{0}` (expected a kebab-case name such as `reliable-sequenced`)")]
     UnknownQos(String),
+    /// The operating system could not supply the endpoint's secret key (its random number
+    /// generator failed); no configuration would help.
+    #[error(transparent)]
+    Randomness(#[from] RandomnessError),
+}
+
+/// The operating system's random number generator failed. Every secret of the protocol comes
+/// from it; the transport never falls back to a weaker source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the operating system's random number generator failed: {0}")]
+pub struct RandomnessError(getrandom::Error);
+
+impl RandomnessError {
+    pub(crate) fn os(error: getrandom::Error) -> Self {
+        Self(error)
+    }
 }
 
 /// Why a message could not be queued. Nothing was queued; the connection is unaffected.
@@ -118,6 +134,9 @@ pub enum ConnectError {
     /// The I/O thread of a [`ThreadedHost`](crate::ThreadedHost) has stopped.
     #[error("the host's I/O thread has stopped")]
     HostStopped,
+    /// The operating system could not supply the connection's secret salt.
+    #[error(transparent)]
+    Randomness(#[from] RandomnessError),
 }
 
 /// Errors of the [`Host`](crate::Host) driver.

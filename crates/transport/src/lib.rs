@@ -11,9 +11,11 @@
 //! ```
 //!
 //! - [`Endpoint`] is the protocol: many connections, a handshake that keeps no state for
-//!   strangers and cannot amplify, acknowledgements, RTT-based resends, a congestion window,
-//!   fragmentation, and the eleven [`Qos`] kinds of channel. It never reads the clock or touches
-//!   a socket; see its documentation for the driving contract.
+//!   strangers and cannot amplify, secrets from the operating system, packets tagged so that an
+//!   off-path attacker cannot inject them (plaintext: see `PROTOCOL.md`, *Security*),
+//!   acknowledgements, RTT-based resends, a congestion window, fragmentation, and the eleven
+//!   [`Qos`] kinds of channel. It never reads the clock or touches a socket; see its
+//!   documentation for the driving contract.
 //! - [`Host`] drives an endpoint over any [`sturnus_socket::Socket`] with UNET's poll model:
 //!   [`Host::receive`] returns Connect, Data, Disconnect or Nothing, all on the caller's thread.
 //! - [`ThreadedHost`] runs the same host on a background I/O thread (UNET's default), so acks,
@@ -65,7 +67,9 @@ pub use config::{
     EndpointConfig, MAX_CHANNELS, MAX_CONFIG_DURATION, MAX_CONNECTIONS_LIMIT,
     MAX_FRAGMENT_RECORD_OVERHEAD, MAX_REASSEMBLY_BYTES_LIMIT, MAX_REPEAT_COUNT,
 };
-pub use error::{ConfigError, ConnectError, DecodeError, HostError, QueueLimit, SendError};
+pub use error::{
+    ConfigError, ConnectError, DecodeError, HostError, QueueLimit, RandomnessError, SendError,
+};
 pub use host::{Host, HostEvent, HostStats};
 pub use proto::connection::ConnectionStats;
 pub use proto::control::RejectReason;

@@ -39,14 +39,15 @@ fn encode(packet: &Control) -> Vec<u8> {
 #[test]
 fn a_flood_of_spoofed_connect_requests_leaves_no_state_and_is_never_amplified() {
     let now = start();
-    let config = EndpointConfig { seed: Some(1), ..EndpointConfig::default() };
-    let mut server = Endpoint::new(config.clone(), now).unwrap();
+    let config = EndpointConfig::default();
+    let mut server =
+        Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1).unwrap();
     let mut rng = Rng::new(2);
     let mut buf = [0u8; 1500];
     // A genuine request (right version and fingerprint) as a template; each spoof gets its own
     // source address and salt, so every one earns a challenge.
     let mut client =
-        Endpoint::new(EndpointConfig { seed: Some(3), ..config.clone() }, now).unwrap();
+        Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 3).unwrap();
     client.connect(now, "192.0.2.1:7777".parse().unwrap()).unwrap();
     let t = client.poll_transmit(now, &mut buf).unwrap();
     let template = buf[..t.len].to_vec();

@@ -29,8 +29,8 @@ impl Pair {
     fn new(config: EndpointConfig) -> Self {
         let now = start();
         let mut client =
-            Endpoint::new(EndpointConfig { seed: Some(1), ..config.clone() }, now).unwrap();
-        let server = Endpoint::new(EndpointConfig { seed: Some(2), ..config }, now).unwrap();
+            Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1).unwrap();
+        let server = Endpoint::with_deterministic_secrets_for_tests(config, now, 2).unwrap();
         let client_addr: SocketAddr = "10.0.0.2:1".parse().unwrap();
         let server_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let conn = client.connect(now, server_addr).unwrap();

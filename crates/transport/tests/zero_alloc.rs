@@ -93,8 +93,8 @@ impl Wire {
             send_queue_capacity: 16_384,
             ..EndpointConfig::default()
         };
-        let mut a = Endpoint::new(EndpointConfig { seed: Some(1), ..config.clone() }, now).unwrap();
-        let b = Endpoint::new(EndpointConfig { seed: Some(2), ..config }, now).unwrap();
+        let mut a = Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1).unwrap();
+        let b = Endpoint::with_deterministic_secrets_for_tests(config, now, 2).unwrap();
         let a_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let b_addr: SocketAddr = "10.0.0.2:1".parse().unwrap();
         let conn = a.connect(now, b_addr).unwrap();

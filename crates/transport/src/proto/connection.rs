@@ -15,6 +15,7 @@ use super::packet::{DataHeader, Fragment, RecordHeader};
 use super::pool::BufPool;
 use super::rtt::RttEstimator;
 use super::seq::{MessageSeq, PacketSeq};
+use super::siphash::SipHasher;
 use crate::{ChannelId, EndpointConfig, SendError};
 
 /// The most a peer's packet number may jump ahead of the newest one received. Larger jumps are
@@ -57,6 +58,10 @@ pub struct ConnectionStats {
     pub dropped_by_qos: u64,
     /// Records or packets that broke the protocol and were dropped.
     pub malformed: u64,
+    /// Packets dropped because their tag was wrong: forged by someone who does not know the
+    /// connection's salts (blind injection), strays of an earlier connection from the same
+    /// address, or corrupted on the way.
+    pub packets_bad_tag: u64,
     /// Packets carrying reliable data that are unacknowledged now.
     pub in_flight: usize,
     /// The congestion window, in packets carrying reliable data.
@@ -148,7 +153,15 @@ pub(crate) struct Connection {
     pub(crate) is_client: bool,
     pub(crate) client_salt: u64,
     pub(crate) server_salt: u64,
+    /// The key of the packet tags, both ways (derived from both salts).
+    tag_key: (u64, u64),
+    /// The disconnect token (derived from both salts).
+    token: u64,
     next_seq: PacketSeq,
+    /// `next_seq` extended to 64 bits (it never wraps): what the tag covers.
+    next_number: u64,
+    /// The peer's newest packet number received (`acks.latest()`) extended to 64 bits.
+    latest_number: u64,
     acks: AckState,
     /// The newest of our packets the peer has acknowledged.
     newest_ack: PacketSeq,
@@ -205,9 +218,25 @@ pub(crate) fn first_seq(salt: u64) -> PacketSeq {
     PacketSeq::new((salt & 0x3FFF) as u16)
 }
 
-/// The disconnect token of a connection: known only to its two peers.
-pub(crate) fn token(client_salt: u64, server_salt: u64) -> u64 {
-    client_salt ^ server_salt.rotate_left(29) ^ 0x6469_7363_6f6e_6e65
+/// The secrets of a connection, derived from its two salts (128 bits drawn from the operating
+/// system, seen only by the two peers): the 128-bit packet-tag key and the 64-bit disconnect
+/// token. SipHash-2-4 under a fixed public key serves as the derivation function: each output
+/// is a keyed hash of both salts, so an off-path attacker, who never sees the handshake, can
+/// guess a token with a chance of 2^-64 and a tag with 2^-32.
+pub(crate) fn derive_secrets(client_salt: u64, server_salt: u64) -> ((u64, u64), u64) {
+    let derive = |label: u64| {
+        SipHasher::new(0x7374_7572_6e75_7320, 0x6b65_7973_2076_3120)
+            .write_u64(client_salt)
+            .write_u64(server_salt)
+            .write_u64(label)
+            .finish()
+    };
+    ((derive(1), derive(2)), derive(3))
+}
+
+/// A packet number extended to 64 bits, from the first one.
+fn number_of_first(seq: PacketSeq) -> u64 {
+    u64::from(seq.get())
 }
 
 impl Connection {
@@ -228,6 +257,7 @@ impl Connection {
             (SendChannel::new(id, qos), RecvChannel::new(qos))
         });
         let (send, recv) = channels.unzip();
+        let (tag_key, token) = derive_secrets(client_salt, server_salt);
         let mut expiring = ChannelSet::default();
         for (i, qos) in config.channels.iter().enumerate() {
             if qos.is_fragmented() && !qos.is_reliable() {
@@ -240,7 +270,11 @@ impl Connection {
             is_client,
             client_salt,
             server_salt,
+            tag_key,
+            token,
             next_seq: first_seq(local_salt),
+            next_number: number_of_first(first_seq(local_salt)),
+            latest_number: number_of_first(first_seq(peer_salt)).wrapping_sub(1),
             acks: AckState::new(first_seq(peer_salt)),
             newest_ack: first_seq(local_salt).sub(1),
             ack_due: None,
@@ -277,7 +311,9 @@ impl Connection {
     /// The client learned the server's salt: start numbering both ways.
     pub(crate) fn establish_as_client(&mut self, server_salt: u64, now: Instant) {
         self.server_salt = server_salt;
+        (self.tag_key, self.token) = derive_secrets(self.client_salt, server_salt);
         self.acks = AckState::new(first_seq(server_salt));
+        self.latest_number = number_of_first(first_seq(server_salt)).wrapping_sub(1);
         self.phase = Phase::Connected;
         self.last_recv = now;
     }
@@ -286,8 +322,9 @@ impl Connection {
         matches!(self.phase, Phase::Connected)
     }
 
+    /// The disconnect token: known only to the two peers.
     pub(crate) fn token(&self) -> u64 {
-        token(self.client_salt, self.server_salt)
+        self.token
     }
 
     /// A snapshot of the counters.
@@ -404,6 +441,7 @@ impl Connection {
             ack: self.acks.latest(),
             ack_bits: self.acks.bits(),
             ack_soon: false,
+            tag: 0,
         };
         header.encode(&mut w).expect("max_packet_size leaves room for the header");
 
@@ -440,9 +478,9 @@ impl Connection {
         let ack_soon =
             records > 0 && (reliable || now >= self.last_probe + config.rtt_probe_interval);
         if ack_soon {
-            DataHeader::set_ack_soon(buf);
             self.last_probe = now;
         }
+        DataHeader { ack_soon, ..header }.seal(buf, self.tag_key, self.next_number);
         if records > 0 {
             if self.sent.len() >= MAX_TRACKED_PACKETS {
                 self.forget_oldest();
@@ -467,6 +505,7 @@ impl Connection {
             self.on_loss(now);
         }
         self.next_seq = self.next_seq.next();
+        self.next_number = self.next_number.wrapping_add(1);
         self.ack_due = None;
         self.unacked = 0;
         self.unacked_lazy = 0;
@@ -584,6 +623,13 @@ impl Connection {
             self.stats.malformed += 1;
             return PacketVerdict::Rejected;
         };
+        // The tag first: a packet from anyone who does not know the salts changes nothing.
+        let jump = header.seq.distance(self.acks.latest());
+        let number = self.latest_number.wrapping_add_signed(i64::from(jump));
+        if header.tag != header.tag(self.tag_key, number) {
+            self.stats.packets_bad_tag += 1;
+            return PacketVerdict::Rejected;
+        }
         match self.acks.check(header.seq) {
             Arrival::New => {}
             Arrival::Duplicate | Arrival::TooOld => {
@@ -718,7 +764,9 @@ impl Connection {
             // Not acknowledged: the sender will resend what it carried.
             return PacketVerdict::Rejected;
         }
-        let jump = header.seq.distance(self.acks.latest());
+        if jump > 0 {
+            self.latest_number = number;
+        }
         if jump > 1 {
             self.stats.packets_lost_in += u64::from(jump.unsigned_abs() - 1);
         } else if jump < 0 {

@@ -1,21 +1,18 @@
 //! The endpoint: many connections behind one socket, as a sans-IO state machine.
 
 use std::cmp::Reverse;
-use std::collections::hash_map::RandomState;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::fmt;
-use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use sturnus_netem::Rng;
-
 use super::addr_hash::AddrHashBuilder;
 use super::codec::Writer;
-use super::connection::{Connection, ConnectionStats, PacketScratch, PacketVerdict, Phase, token};
+use super::connection::{Connection, ConnectionStats, PacketScratch, PacketVerdict, Phase};
 use super::control::{Control, Cookie, RejectReason};
 use super::packet::CONTROL_BIT;
 use super::pool::BufPool;
+use super::secrets::Secrets;
 use super::siphash::SipHasher;
 use crate::{ChannelId, ConfigError, ConnectError, EndpointConfig, Qos, SendError};
 
@@ -197,9 +194,9 @@ pub type AcceptFilter = Box<dyn FnMut(SocketAddr) -> bool + Send>;
 /// use sturnus_transport::{ChannelId, Endpoint, EndpointConfig, Event};
 ///
 /// let now = Instant::now();
-/// let config = EndpointConfig { seed: Some(1), ..EndpointConfig::default() };
+/// let config = EndpointConfig::default();
 /// let mut server = Endpoint::new(config.clone(), now).unwrap();
-/// let mut client = Endpoint::new(EndpointConfig { seed: Some(2), ..config }, now).unwrap();
+/// let mut client = Endpoint::new(config, now).unwrap();
 /// let (server_addr, client_addr) = ("127.0.0.1:7000".parse().unwrap(), "127.0.0.1:7001".parse().unwrap());
 ///
 /// let conn = client.connect(now, server_addr).unwrap();
@@ -227,7 +224,9 @@ pub struct Endpoint {
     config: EndpointConfig,
     fingerprint: u64,
     epoch: Instant,
-    rng: Rng,
+    /// Where the cookie key and the connection salts come from: the operating system, unless a
+    /// test asked for repeatable ones.
+    secrets: Secrets,
     cookie_key: (u64, u64),
     slots: Vec<Slot>,
     free: Vec<u16>,
@@ -284,19 +283,38 @@ fn fingerprint(config: &EndpointConfig) -> u64 {
 }
 
 impl Endpoint {
-    /// Creates an endpoint; `now` is its starting time.
+    /// Creates an endpoint; `now` is its starting time. Its secrets (the key of its handshake
+    /// cookies and the salts of its connections, from which their packet tags and disconnect
+    /// tokens derive) come from the operating system's random number generator.
     pub fn new(config: EndpointConfig, now: Instant) -> Result<Self, ConfigError> {
+        Self::with_secrets(config, now, Secrets::Os)
+    }
+
+    /// Creates an endpoint whose "secrets" all follow from `seed`, so that a simulation
+    /// replays exactly. **Never use this outside tests**: anyone who knows or guesses the seed
+    /// can forge the endpoint's cookies and its connections' packets and disconnects.
+    #[doc(hidden)]
+    pub fn with_deterministic_secrets_for_tests(
+        config: EndpointConfig,
+        now: Instant,
+        seed: u64,
+    ) -> Result<Self, ConfigError> {
+        Self::with_secrets(config, now, Secrets::Deterministic { seed, counter: 0 })
+    }
+
+    fn with_secrets(
+        config: EndpointConfig,
+        now: Instant,
+        mut secrets: Secrets,
+    ) -> Result<Self, ConfigError> {
         config.validate()?;
-        let seed = config.seed.unwrap_or_else(|| RandomState::new().hash_one(0x5eed_u64));
-        let mut rng = Rng::new(seed);
-        let cookie_key = (rng.next_u64(), rng.next_u64());
-        // Derived rather than drawn, so the generator's later draws (salts) stay as they were.
+        let cookie_key = (secrets.u64()?, secrets.u64()?);
         let addr_key = SipHasher::new(cookie_key.0, cookie_key.1).write_u64(0x6164_6472).finish();
         Ok(Self {
             fingerprint: fingerprint(&config),
             config,
             epoch: now,
-            rng,
+            secrets,
             cookie_key,
             slots: Vec::new(),
             free: Vec::new(),
@@ -464,7 +482,7 @@ impl Endpoint {
         if self.live >= self.config.max_connections {
             return Err(ConnectError::TooManyConnections(self.config.max_connections));
         }
-        let client_salt = self.rng.next_u64();
+        let client_salt = self.secrets.u64()?;
         let phase = Phase::Connecting { cookie: None, attempts: 0, next_attempt: now };
         let conn = Connection::new(&self.config, remote, phase, client_salt, 0, true, now);
         let id = self
@@ -693,12 +711,19 @@ impl Endpoint {
                     );
                     return;
                 }
+                let server_salt = match self.secrets.u64() {
+                    Ok(salt) => salt,
+                    Err(error) => {
+                        // No connection without a secret salt; the client asks again.
+                        tracing::warn!(remote = %from, %error, "connection not accepted");
+                        return;
+                    }
+                };
                 if let Some(old) = existing {
                     // The same address connects anew: the old connection is stale (or our own
                     // attempt gives way to the peer's).
                     self.close_with_event(old, replaced);
                 }
-                let server_salt = self.rng.next_u64();
                 let conn = Connection::new(
                     &self.config,
                     from,
@@ -755,7 +780,7 @@ impl Endpoint {
             Control::Disconnect { token: received } => {
                 let Some(id) = existing else { return };
                 let conn = self.conn(id).expect("live");
-                if conn.is_connected() && token(conn.client_salt, conn.server_salt) == received {
+                if conn.is_connected() && conn.token() == received {
                     self.close_with_event(id, DisconnectReason::ClosedByPeer);
                 }
             }
@@ -931,4 +956,65 @@ fn encode_control(packet: &Control, buf: &mut [u8]) -> usize {
     let mut w = Writer::new(buf);
     packet.encode(&mut w).expect("the transmit buffer holds at least max_packet_size (64+) bytes");
     w.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::Instant;
+
+    use super::{Endpoint, Secrets};
+    use crate::{ConfigError, ConnectError, EndpointConfig};
+
+    #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
+    /// Shuttles datagrams between the two until both are quiet; returns the server's events.
+    fn exchange(client: &mut Endpoint, server: &mut Endpoint, now: Instant) -> Vec<String> {
+        let (client_addr, server_addr): (SocketAddr, SocketAddr) =
+            ("10.0.0.2:1".parse().unwrap(), "10.0.0.1:1".parse().unwrap());
+        let mut buf = [0u8; 1500];
+        let mut events = Vec::new();
+        for _ in 0..4 {
+            while let Some(t) = client.poll_transmit(now, &mut buf) {
+                server.handle_datagram(now, client_addr, &buf[..t.len]);
+            }
+            while let Some(t) = server.poll_transmit(now, &mut buf) {
+                client.handle_datagram(now, server_addr, &buf[..t.len]);
+            }
+            while let Some(event) = server.poll_event() {
+                events.push(format!("{event:?}"));
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn without_the_os_generator_there_is_no_endpoint_and_no_connection_but_no_panic() {
+        let now = origin();
+        let config = EndpointConfig::default();
+        let made = Endpoint::with_secrets(config.clone(), now, Secrets::Failing);
+        assert!(matches!(made, Err(ConfigError::Randomness(_))), "{made:?}");
+
+        let mut server = Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1)
+            .expect("valid config");
+        let mut client =
+            Endpoint::with_deterministic_secrets_for_tests(config, now, 2).expect("valid config");
+        server.secrets = Secrets::Failing;
+        let connect = server.connect(now, "10.0.0.9:1".parse().unwrap());
+        assert!(matches!(connect, Err(ConnectError::Randomness(_))), "{connect:?}");
+        assert_eq!(server.connection_count(), 0);
+
+        // A client's handshake reaches the accept, which needs a salt: none, no connection.
+        let _ = client.connect(now, "10.0.0.1:1".parse().unwrap()).unwrap();
+        assert_eq!(exchange(&mut client, &mut server, now), Vec::<String>::new());
+        assert_eq!(server.connection_count(), 0);
+        // The generator is back: the client's next attempt gets in.
+        server.secrets = Secrets::Deterministic { seed: 1, counter: 10 };
+        let later = now + server.config.connect_retry_interval;
+        let events = exchange(&mut client, &mut server, later);
+        assert!(matches!(events.as_slice(), [e] if e.starts_with("Connected")), "{events:?}");
+    }
 }

@@ -11,5 +11,6 @@ pub(crate) mod endpoint;
 pub mod packet;
 pub(crate) mod pool;
 pub mod rtt;
+pub(crate) mod secrets;
 pub mod seq;
 pub mod siphash;

@@ -4,19 +4,22 @@
 use super::ack::{bits_len_of_code, encoded_bits_len, expand_bits};
 use super::codec::{Full, Reader, Writer, varint_len};
 use super::seq::{MessageSeq, PacketSeq};
+use super::siphash::hash_two_u64;
 use crate::{ChannelId, DecodeError, Qos};
 
 /// Set in the first byte of control packets (handshake and disconnect); clear in data packets.
 pub const CONTROL_BIT: u8 = 0x80;
 /// Bit of the first header word of a data packet: acknowledge this packet within `ack_delay`.
 const ACK_SOON_BIT: u16 = 0x4000;
-/// The largest data-packet header: two words and a full ack field.
-pub const MAX_HEADER_LEN: usize = 8;
-/// The smallest data-packet header: two words, ack field left out.
-pub const MIN_HEADER_LEN: usize = 4;
+/// Bytes of the tag that ends every data-packet header.
+pub const TAG_LEN: usize = 4;
+/// The largest data-packet header: two words, a full ack field and the tag.
+pub const MAX_HEADER_LEN: usize = 12;
+/// The smallest data-packet header: two words and the tag, ack field left out.
+pub const MIN_HEADER_LEN: usize = 8;
 
-/// The header of a data packet: its sequence number and the acknowledgement of what this side
-/// has received.
+/// The header of a data packet: its sequence number, the acknowledgement of what this side
+/// has received, and a tag that only the connection's two peers can compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DataHeader {
     /// This packet's number.
@@ -28,10 +31,12 @@ pub struct DataHeader {
     /// The sender wants this packet acknowledged within `ack_delay` (it carries reliable data,
     /// or asks for a round-trip time sample); other packets are acknowledged lazily.
     pub ack_soon: bool,
+    /// The packet's tag: see [`tag`](Self::tag).
+    pub tag: u32,
 }
 
 impl DataHeader {
-    /// Bytes the header takes on the wire (4 to 8).
+    /// Bytes the header takes on the wire (8 to 12).
     pub fn encoded_len(&self) -> usize {
         MIN_HEADER_LEN + encoded_bits_len(self.ack_bits).1
     }
@@ -44,7 +49,8 @@ impl DataHeader {
         }
         w.u16_be(self.seq.get() | if self.ack_soon { ACK_SOON_BIT } else { 0 })?;
         w.u16_be((u16::from(code) << 14) | self.ack.get())?;
-        w.bytes(&self.ack_bits.to_le_bytes()[..len])
+        w.bytes(&self.ack_bits.to_le_bytes()[..len])?;
+        w.bytes(&self.tag.to_le_bytes())
     }
 
     /// Reads a header from the start of a data packet.
@@ -57,16 +63,46 @@ impl DataHeader {
         // The top two bits of a u16 shifted down always fit in a u8.
         let code = (word1 >> 14) as u8;
         let ack_bits = expand_bits(r.bytes(bits_len_of_code(code))?);
+        let tag = r.bytes(TAG_LEN)?;
         Ok(Self {
             seq: PacketSeq::new(word0),
             ack: PacketSeq::new(word1),
             ack_bits,
             ack_soon: word0 & ACK_SOON_BIT != 0,
+            tag: u32::from_le_bytes([tag[0], tag[1], tag[2], tag[3]]),
         })
     }
 
-    /// Sets the ack-soon bit of an encoded header at the start of `packet` (the packet builder
-    /// knows whether it is wanted only once the records are written).
+    /// The tag this header must carry: the low 32 bits of SipHash-2-4 under the connection's
+    /// 128-bit tag `key`, over `number` (the packet's number extended to 64 bits: its count
+    /// from the start of the connection plus the first number) and the header's fields
+    /// (`seq | ack_soon << 14 | ack << 16 | ack_bits << 32`), each as a little-endian u64.
+    /// The tag field itself is not covered, nor are the records: the tag stops blind
+    /// injection, not an on-path attacker (who saw the salts the key derives from).
+    pub fn tag(&self, key: (u64, u64), number: u64) -> u32 {
+        let fields = u64::from(self.seq.get())
+            | u64::from(self.ack_soon) << 14
+            | u64::from(self.ack.get()) << 16
+            | u64::from(self.ack_bits) << 32;
+        let hash = hash_two_u64(key.0, key.1, number, fields);
+        u32::try_from(hash & 0xFFFF_FFFF).expect("masked to 32 bits")
+    }
+
+    /// Finishes an encoded header at the start of `packet` once the packet builder knows
+    /// whether it wants a prompt ack: sets the ack-soon bit as `self` says and writes `self`'s
+    /// tag under `key` for packet `number`. `self` must be the header that was encoded (but for
+    /// `ack_soon` and `tag`).
+    pub fn seal(&self, packet: &mut [u8], key: (u64, u64), number: u64) {
+        if self.ack_soon {
+            Self::set_ack_soon(packet);
+        }
+        let end = self.encoded_len();
+        if let Some(field) = packet.get_mut(end - TAG_LEN..end) {
+            field.copy_from_slice(&self.tag(key, number).to_le_bytes());
+        }
+    }
+
+    /// Sets the ack-soon bit of an encoded header at the start of `packet`.
     pub fn set_ack_soon(packet: &mut [u8]) {
         if let Some(first) = packet.first_mut() {
             *first |= (ACK_SOON_BIT >> 8) as u8;
@@ -220,14 +256,15 @@ mod tests {
     }
 
     #[test]
-    fn a_header_without_recent_loss_is_four_bytes_and_with_loss_at_most_eight() {
+    fn a_header_without_recent_loss_is_eight_bytes_and_with_loss_at_most_twelve() {
         let clean = DataHeader {
             seq: PacketSeq::new(5),
             ack: PacketSeq::new(9),
             ack_bits: u32::MAX,
             ack_soon: false,
+            tag: 0xDEAD_BEEF,
         };
-        assert_eq!(clean.encoded_len(), 4);
+        assert_eq!(clean.encoded_len(), 8);
         let lossy = DataHeader { ack_bits: 0x1234_5678, ack_soon: true, ..clean };
         assert_eq!(lossy.encoded_len(), MAX_HEADER_LEN);
         for header in [clean, lossy] {
@@ -251,13 +288,45 @@ mod tests {
     #[test]
     fn control_packets_are_not_data_and_bit_1_asks_for_a_prompt_ack() {
         let decode = |bytes: &[u8]| DataHeader::decode(&mut Reader::new(bytes));
-        assert_eq!(decode(&[0x81, 0, 0, 0]), Err(DecodeError::NotData));
-        let soon = decode(&[0x40, 7, 0, 0]).unwrap();
-        assert_eq!((soon.ack_soon, soon.seq), (true, PacketSeq::new(7)));
-        let mut packet = [0x00, 7, 0, 0];
+        assert_eq!(decode(&[0x81, 0, 0, 0, 0, 0, 0, 0]), Err(DecodeError::NotData));
+        let soon = decode(&[0x40, 7, 0, 0, 1, 2, 3, 4]).unwrap();
+        assert_eq!((soon.ack_soon, soon.seq, soon.tag), (true, PacketSeq::new(7), 0x0403_0201));
+        let mut packet = [0x00, 7, 0, 0, 1, 2, 3, 4];
         DataHeader::set_ack_soon(&mut packet);
         assert_eq!(decode(&packet), Ok(soon));
-        assert!(matches!(decode(&[0, 0, 0xC0, 0]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(decode(&[0, 0, 0xC0, 0, 1, 2, 3, 4]), Err(DecodeError::Truncated { .. })));
+        assert!(matches!(decode(&[0, 7, 0, 0, 1, 2, 3]), Err(DecodeError::Truncated { .. })));
+    }
+
+    #[test]
+    fn the_tag_depends_on_the_key_the_number_and_every_header_field() {
+        let header = DataHeader {
+            seq: PacketSeq::new(100),
+            ack: PacketSeq::new(200),
+            ack_bits: 0xFFFF_FF7F,
+            ack_soon: false,
+            tag: 0,
+        };
+        let key = (0x0123_4567, 0x89AB_CDEF);
+        let tag = header.tag(key, 100);
+        let changed = [
+            header.tag((key.0 ^ 1, key.1), 100),
+            header.tag((key.0, key.1 ^ 1), 100),
+            header.tag(key, 100 + 16_384),
+            DataHeader { seq: PacketSeq::new(101), ..header }.tag(key, 100),
+            DataHeader { ack: PacketSeq::new(201), ..header }.tag(key, 100),
+            DataHeader { ack_bits: 0xFFFF_FFFF, ..header }.tag(key, 100),
+            DataHeader { ack_soon: true, ..header }.tag(key, 100),
+        ];
+        for (i, other) in changed.into_iter().enumerate() {
+            assert_ne!(other, tag, "change {i} left the tag as it was");
+        }
+        // Sealing an encoded header sets the bit and writes the tag that decoding checks.
+        let mut bytes = encode_packet(&header, &[]);
+        let sealed = DataHeader { ack_soon: true, ..header };
+        sealed.seal(&mut bytes, key, 100);
+        let decoded = DataHeader::decode(&mut Reader::new(&bytes)).unwrap();
+        assert_eq!(decoded, DataHeader { tag: sealed.tag(key, 100), ..sealed });
     }
 
     #[test]
@@ -308,10 +377,16 @@ mod tests {
                 (0u32..256).prop_map(|b| b | 0xFFFF_FF00),
             ],
             ack_soon in any::<bool>(),
+            tag in any::<u32>(),
             records in proptest::collection::vec(record_strategy(), 0..8),
         ) {
-            let header =
-                DataHeader { seq: PacketSeq::new(seq), ack: PacketSeq::new(ack), ack_bits, ack_soon };
+            let header = DataHeader {
+                seq: PacketSeq::new(seq),
+                ack: PacketSeq::new(ack),
+                ack_bits,
+                ack_soon,
+                tag,
+            };
             let bytes = encode_packet(&header, &records);
             let expected_len = header.encoded_len()
                 + records

@@ -62,14 +62,16 @@ impl Sim {
 
     pub(crate) fn add(&mut self, config: EndpointConfig) -> usize {
         let index = self.nodes.len();
-        let config = EndpointConfig {
-            seed: Some(self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(index as u64)),
-            ..config
-        };
+        let secrets_seed = self.seed.wrapping_mul(0x9E37_79B9).wrapping_add(index as u64);
         let addr: SocketAddr = format!("10.0.0.{}:7777", index + 1).parse().unwrap();
         self.nodes.push(Node {
             addr,
-            endpoint: Endpoint::new(config, self.now).unwrap(),
+            endpoint: Endpoint::with_deterministic_secrets_for_tests(
+                config,
+                self.now,
+                secrets_seed,
+            )
+            .unwrap(),
             events: Vec::new(),
         });
         self.sent.push((0, 0));
