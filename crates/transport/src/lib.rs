@@ -62,7 +62,8 @@ mod qos;
 mod threaded;
 
 pub use config::{
-    EndpointConfig, MAX_CHANNELS, MAX_CONNECTIONS_LIMIT, MAX_FRAGMENT_RECORD_OVERHEAD,
+    AddressLimits, EndpointConfig, MAX_CHANNELS, MAX_CONNECTIONS_LIMIT,
+    MAX_FRAGMENT_RECORD_OVERHEAD,
 };
 pub use error::{ConfigError, ConnectError, DecodeError, HostError, SendError};
 pub use host::{Host, HostEvent, HostStats};
