@@ -58,16 +58,19 @@ pub struct EndpointConfig {
     /// after the peer has authenticated). Until then the peer has proven only that it can
     /// receive at its address, so it may make us hold little: unreliable partial messages past
     /// this budget are dropped, and reliable data past it is refused and resent later, as for
-    /// `max_reassembly_bytes` (the next message in order is still always admitted, within
-    /// `untrusted_reassembly_bytes_total`). The smaller of this and `max_reassembly_bytes`
-    /// applies.
+    /// `max_reassembly_bytes` (the next message in order is still always admitted, so an
+    /// untrusted peer can send messages of any size in order). The smaller of this and
+    /// `max_reassembly_bytes` applies.
     pub max_reassembly_bytes_untrusted: usize,
     /// Bytes all untrusted connections together may hold for undeliverable messages (see
-    /// `max_reassembly_bytes_untrusted`): a hard cap, with no exception for the next message
-    /// in order, so any number of connections that never authenticate cannot make the endpoint
-    /// hold more than this. Past it, their partial messages wait (reliable) or are dropped
-    /// (unreliable) until memory is released or the connection is trusted. Must hold one
-    /// largest message (`fragment_size × max_fragments`) when a channel is fragmented.
+    /// `max_reassembly_bytes_untrusted`), so any number of connections that never
+    /// authenticate cannot make the endpoint hold more than this. Once it is reached, their
+    /// new unreliable partial messages are dropped and reliable data out of order is refused
+    /// (resent later); the next message in order is still admitted, and if it takes them past
+    /// this budget the untrusted connection that has held memory the longest is closed
+    /// (`DisconnectReason::ReassemblyBudget`, counted in `EndpointStats::untrusted_evictions`;
+    /// the peer is told). Must hold one largest message (`fragment_size × max_fragments`) when
+    /// a channel is fragmented.
     pub untrusted_reassembly_bytes_total: usize,
     /// Bytes of free buffers the endpoint keeps for reuse (message copies, reassembly
     /// buffers). Beyond it, returned buffers are freed, so memory taken in a burst or an

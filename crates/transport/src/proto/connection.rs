@@ -179,10 +179,14 @@ pub(crate) struct Connection {
     /// Whether the application vouched for the peer (or we opened the connection): its budget
     /// is `max_reassembly_bytes` rather than the untrusted one.
     pub(crate) trusted: bool,
-    /// The most `held_bytes` may reach, with no exemption: set by the endpoint before each
-    /// packet of an untrusted connection (its room in the endpoint-wide untrusted budget);
-    /// `usize::MAX` for a trusted one.
+    /// The most `held_bytes` may reach for memory that is not exempt (the next message in
+    /// order on a reliable channel is): set by the endpoint before each packet of an untrusted
+    /// connection (its room in the endpoint-wide untrusted budget); `usize::MAX` for a trusted
+    /// one.
     pub(crate) held_cap: usize,
+    /// Since when `held_bytes` has been above zero (kept by the endpoint for untrusted
+    /// connections: the longest holder is the first evicted when their budget overflows).
+    pub(crate) held_since: Option<Instant>,
     cwnd: usize,
     min_cwnd: usize,
     cwnd_growth: usize,
@@ -271,6 +275,7 @@ impl Connection {
             held_bytes: 0,
             trusted: is_client,
             held_cap: usize::MAX,
+            held_since: None,
             cwnd: config.initial_congestion_window,
             min_cwnd: config.min_congestion_window,
             cwnd_growth: 0,

@@ -82,6 +82,10 @@ pub enum DisconnectReason {
     /// Both peers connected to each other at once; this attempt gave way to the peer's, which
     /// arrives as a new [`Event::Connected`].
     CrossedConnect,
+    /// The connection was not trusted, and was closed to keep the memory all untrusted
+    /// connections hold for partial messages within `untrusted_reassembly_bytes_total`: it had
+    /// held such memory the longest (see [`Endpoint::set_trusted`]). The peer is told.
+    ReassemblyBudget,
 }
 
 impl fmt::Display for DisconnectReason {
@@ -94,6 +98,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Reconnected => f.write_str("the peer reconnected"),
             DisconnectReason::CrossedConnect => {
                 f.write_str("the peer connected to us at the same time; its connection is kept")
+            }
+            DisconnectReason::ReassemblyBudget => {
+                f.write_str("closed to keep untrusted peers' reassembly memory within its budget")
             }
         }
     }
@@ -159,6 +166,9 @@ pub struct EndpointStats {
     /// Connection attempts rejected because their address or prefix held as many connections
     /// as it may ([`RejectReason::TooManyFromAddress`]).
     pub address_limit_rejections: u64,
+    /// Untrusted connections closed because all untrusted connections together held more than
+    /// `untrusted_reassembly_bytes_total` ([`DisconnectReason::ReassemblyBudget`]).
+    pub untrusted_evictions: u64,
 }
 
 #[derive(Debug)]
@@ -498,6 +508,36 @@ impl Endpoint {
         Some(conn)
     }
 
+    /// Closes untrusted connections, longest holder first, until they hold no more than
+    /// `untrusted_reassembly_bytes_total`. Only the next message in order on a reliable channel
+    /// can take them past it (everything else is refused or dropped at the budget), and it
+    /// cannot be refused without stalling its channel: so one who has held memory longest
+    /// (an honest peer completes its messages) makes room, with a notice to the peer. Each
+    /// eviction costs the attacker a handshake, which the address limits ration.
+    fn evict_untrusted(&mut self, now: Instant) {
+        while self.untrusted_held > self.config.untrusted_reassembly_bytes_total {
+            let oldest = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let c = s.conn.as_deref()?;
+                    (!c.trusted).then_some(())?;
+                    Some((c.held_since?, i))
+                })
+                .min();
+            let Some((_, slot)) = oldest else { return };
+            let id = self.id_of(u16::try_from(slot).expect("slots are u16"));
+            tracing::debug!(conn = %id, "untrusted reassembly budget full: closing the longest holder");
+            self.stats.untrusted_evictions += 1;
+            self.disconnect(now, id);
+            self.events.push_back(Pending::Disconnected {
+                conn: id,
+                reason: DisconnectReason::ReassemblyBudget,
+            });
+        }
+    }
+
     fn close_with_event(&mut self, id: ConnectionId, reason: DisconnectReason) {
         if self.remove(id).is_some() {
             tracing::debug!(conn = %id, %reason, "connection closed");
@@ -704,11 +744,15 @@ impl Endpoint {
             });
         if !conn.trusted {
             *untrusted_held = *untrusted_held - held_before + conn.held_bytes();
+            track_holding(conn, now);
         }
         if verdict == PacketVerdict::Rejected {
             self.stats.rejected_packets += 1;
         }
         self.mark_ready(slot);
+        if self.untrusted_held > self.config.untrusted_reassembly_bytes_total {
+            self.evict_untrusted(now);
+        }
     }
 
     fn handle_control(&mut self, now: Instant, from: SocketAddr, packet: Control) {
@@ -993,6 +1037,7 @@ impl Endpoint {
             if !conn.trusted {
                 // Expired partial messages released memory.
                 *untrusted_held = *untrusted_held - held_before + conn.held_bytes();
+                track_holding(conn, now);
             }
             match reason {
                 Some(reason) => self.close_with_event(id, reason),
@@ -1022,6 +1067,15 @@ impl Endpoint {
     /// How long until [`poll_timeout`](Self::poll_timeout), from `now` (zero if due).
     pub fn time_until_timeout(&self, now: Instant) -> Option<Duration> {
         self.poll_timeout().map(|at| at.saturating_duration_since(now))
+    }
+}
+
+/// Keeps `held_since` of an untrusted connection after its held bytes changed.
+fn track_holding(conn: &mut Connection, now: Instant) {
+    if conn.held_bytes() == 0 {
+        conn.held_since = None;
+    } else if conn.held_since.is_none() {
+        conn.held_since = Some(now);
     }
 }
 

@@ -5,10 +5,8 @@
 //! for an earlier one — is charged to a per-connection budget (`max_reassembly_bytes`). Past
 //! it, unreliable partials are evicted oldest first and new reliable data is refused (its
 //! packet is not acknowledged, so the sender resends it later). The next message in order on a
-//! reliable channel is always admitted, so a full budget can never stall a channel — except
-//! past the hard cap of an untrusted connection (its room in the endpoint-wide budget of all
-//! untrusted connections), where it waits until memory is released or the connection is
-//! trusted.
+//! reliable channel is always admitted, so a full budget can never stall a channel (the
+//! endpoint enforces its budget of all untrusted connections by closing the longest holder).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -44,8 +42,8 @@ pub(crate) struct RecvLimits {
     /// The per-connection budget of held bytes (the next message in order on a reliable
     /// channel is exempt).
     pub(crate) max_held_bytes: usize,
-    /// What the connection may hold at most, with no exemption (the room an untrusted
-    /// connection has in the endpoint-wide budget; `usize::MAX` for a trusted one).
+    /// What the connection may hold at most for memory that is not exempt (the room an
+    /// untrusted connection has in the endpoint-wide budget; `usize::MAX` for a trusted one).
     pub(crate) hard_held_bytes: usize,
     pub(crate) reliable_window: u16,
 }
@@ -393,8 +391,7 @@ impl RecvChannel {
         pool: &mut BufPool,
     ) -> Result<usize, Outcome> {
         let need = usize::from(count) * limits.fragment_size;
-        let exempt = self.is_exempt(seq) && *held + need <= limits.hard_held_bytes;
-        if *held + need > limits.budget() && !exempt {
+        if *held + need > limits.budget() && !self.is_exempt(seq) {
             if self.qos.is_reliable() {
                 return Err(Outcome::Refused);
             }
