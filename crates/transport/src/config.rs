@@ -471,6 +471,53 @@ mod tests {
                 "max_reassembly_bytes",
             ),
             (EndpointConfig { max_connections: 70_000, ..base.clone() }, "max_connections"),
+            (
+                EndpointConfig { max_reassembly_bytes_untrusted: usize::MAX, ..base.clone() },
+                "max_reassembly_bytes_untrusted",
+            ),
+            (
+                EndpointConfig {
+                    channels: vec![Qos::ReliableFragmented],
+                    untrusted_reassembly_bytes_total: 1000,
+                    ..base.clone()
+                },
+                "untrusted_reassembly_bytes_total",
+            ),
+            (EndpointConfig { buffer_pool_bytes: usize::MAX, ..base.clone() }, "buffer_pool_bytes"),
+            (
+                EndpointConfig { buffer_pool_max_buffer: usize::MAX, ..base.clone() },
+                "buffer_pool_max_buffer",
+            ),
+            (
+                EndpointConfig {
+                    address_limits: AddressLimits {
+                        connections_per_ip: 70_000,
+                        ..AddressLimits::default()
+                    },
+                    ..base.clone()
+                },
+                "address_limits.connections_per_ip",
+            ),
+            (
+                EndpointConfig {
+                    address_limits: AddressLimits {
+                        handshake_burst_per_prefix: 0,
+                        ..AddressLimits::default()
+                    },
+                    ..base.clone()
+                },
+                "address_limits.handshake_burst_per_prefix",
+            ),
+            (
+                EndpointConfig {
+                    address_limits: AddressLimits {
+                        ipv4_prefix_len: 33,
+                        ..AddressLimits::default()
+                    },
+                    ..base.clone()
+                },
+                "address_limits.ipv4_prefix_len",
+            ),
             (EndpointConfig { connect_attempts: 0, ..base.clone() }, "connect_attempts"),
             (
                 EndpointConfig { keepalive_interval: Duration::from_secs(60), ..base.clone() },

@@ -258,6 +258,7 @@ mod tests {
             Control::ConnectResponse { protocol_id: 1, fingerprint: 2, client_salt: 3, cookie },
             Control::Accept { client_salt: 3, server_salt: 4 },
             Control::Reject { client_salt: 3, reason: RejectReason::ConfigMismatch },
+            Control::Reject { client_salt: 3, reason: RejectReason::TooManyFromAddress },
             Control::Disconnect { token: 5 },
         ]
     }

@@ -44,7 +44,7 @@ pub(crate) struct SourceLimits {
 impl SourceLimits {
     pub(crate) fn new(limits: AddressLimits, key: (u64, u64), epoch: Instant) -> Self {
         let rate = u64::from(limits.handshakes_per_second_per_prefix);
-        let interval = if rate == 0 { 0 } else { 1_000_000_000 / rate };
+        let interval = 1_000_000_000u64.checked_div(rate).unwrap_or(0);
         Self {
             limits,
             per_ip: HashMap::new(),
