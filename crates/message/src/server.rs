@@ -714,6 +714,10 @@ fn authenticate(
         Ok(data) => {
             let Some(slot) = ctx.players.get_mut(&id) else { return };
             slot.auth = Some(data);
+            if let (Route::Remote(conn), Some(host)) = (&slot.route, ctx.host.as_mut()) {
+                // The transport may now hold as much for this peer as for any trusted one.
+                host.endpoint_mut().set_trusted(*conn);
+            }
             ctx.pending.push_back(ServerEvent::Authenticated(id));
             if let Err(err) = ctx.send_on(id, &AuthResponse::Accepted, INTERNAL_QOS) {
                 // The client would wait for an answer forever: better to tell it plainly.

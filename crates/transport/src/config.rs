@@ -16,10 +16,16 @@ pub const MAX_CONNECTIONS_LIMIT: usize = 65_535;
 /// these durations (sometimes multiplied by a small backoff), and an hour keeps every such sum
 /// far from overflowing while leaving room for any timeout a game can want.
 pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(3600);
-/// The most bytes [`EndpointConfig::max_reassembly_bytes`] may allow one connection (1 GiB).
-pub const MAX_REASSEMBLY_BYTES_LIMIT: usize = 1 << 30;
+/// The most bytes any byte budget of [`EndpointConfig`] (reassembly, buffer pool) may hold:
+/// 1 GiB. Larger values are mistakes, and sums of them must not overflow.
+pub const MAX_MEMORY_SETTING: usize = 1 << 30;
 /// The largest repetition count (`connect_attempts`, `disconnect_copies`, `ack_every`).
 pub const MAX_REPEAT_COUNT: u32 = 1000;
+
+/// Whether a byte budget exceeds [`MAX_MEMORY_SETTING`].
+fn too_big(bytes: usize) -> bool {
+    bytes > MAX_MEMORY_SETTING
+}
 
 /// Everything an endpoint can be tuned with. Fields marked *must match* are part of the
 /// handshake's configuration fingerprint: a peer with different values is rejected with a
@@ -53,11 +59,41 @@ pub struct EndpointConfig {
     /// messages are given up oldest first and new reliable data is refused (not acknowledged,
     /// so the sender resends it later); the next message in order is always admitted.
     pub max_reassembly_bytes: usize,
+    /// The same budget for a connection that is not yet *trusted*. A connection we opened
+    /// ourselves is trusted from the start; one a peer opened to us is trusted once the
+    /// application calls [`Endpoint::set_trusted`](crate::Endpoint::set_trusted) (typically
+    /// after the peer has authenticated). Until then the peer has proven only that it can
+    /// receive at its address, so it may make us hold little: unreliable partial messages past
+    /// this budget are dropped, and reliable data past it is refused and resent later, as for
+    /// `max_reassembly_bytes` (the next message in order is still always admitted, so an
+    /// untrusted peer can send messages of any size in order). The smaller of this and
+    /// `max_reassembly_bytes` applies.
+    pub max_reassembly_bytes_untrusted: usize,
+    /// Bytes all untrusted connections together may hold for undeliverable messages (see
+    /// `max_reassembly_bytes_untrusted`), so any number of connections that never
+    /// authenticate cannot make the endpoint hold more than this. Once it is reached, their
+    /// new unreliable partial messages are dropped and reliable data out of order is refused
+    /// (resent later); the next message in order is still admitted, and if it takes them past
+    /// this budget the untrusted connection that has held memory the longest is closed
+    /// (`DisconnectReason::ReassemblyBudget`, counted in `EndpointStats::untrusted_evictions`;
+    /// the peer is told). Must hold one largest message (`fragment_size × max_fragments`) when
+    /// a channel is fragmented.
+    pub untrusted_reassembly_bytes_total: usize,
+    /// Bytes of free buffers the endpoint keeps for reuse (message copies, reassembly
+    /// buffers). Beyond it, returned buffers are freed, so memory taken in a burst or an
+    /// attack goes back to the system afterwards.
+    pub buffer_pool_bytes: usize,
+    /// Buffers with more capacity than this are freed when done rather than kept for reuse
+    /// (reassembly buffers of large messages).
+    pub buffer_pool_max_buffer: usize,
     /// How long a partly reassembled unreliable message waits for its missing pieces.
     pub reassembly_timeout: Duration,
     /// The most connections (incoming and outgoing) this endpoint holds; a connect request past
     /// it is rejected with "server full".
     pub max_connections: usize,
+    /// Limits on what one source address, or one network prefix, may take of the endpoint:
+    /// connections, and handshake replies per second. See [`AddressLimits`].
+    pub address_limits: AddressLimits,
     /// Interval between connect-request retries while connecting.
     pub connect_retry_interval: Duration,
     /// Connect attempts before giving up with a timeout.
@@ -125,8 +161,13 @@ impl Default for EndpointConfig {
             fragment_size: 1150,
             max_fragments: 1024,
             max_reassembly_bytes: 4 * 1024 * 1024,
+            max_reassembly_bytes_untrusted: 256 * 1024,
+            untrusted_reassembly_bytes_total: 32 * 1024 * 1024,
+            buffer_pool_bytes: 8 * 1024 * 1024,
+            buffer_pool_max_buffer: 64 * 1024,
             reassembly_timeout: Duration::from_secs(5),
             max_connections: 1024,
+            address_limits: AddressLimits::default(),
             connect_retry_interval: Duration::from_millis(250),
             connect_attempts: 20,
             disconnect_timeout: Duration::from_secs(10),
@@ -161,7 +202,7 @@ impl EndpointConfig {
     /// The largest message a channel of kind `qos` accepts.
     pub fn max_message_size(&self, qos: Qos) -> usize {
         if qos.is_fragmented() {
-            self.fragment_size * self.max_fragments
+            self.fragment_size.saturating_mul(self.max_fragments)
         } else {
             // One record in one packet: header, channel, a 3-byte tagged length and a number.
             self.max_packet_size - MAX_HEADER_LEN - 6
@@ -203,9 +244,6 @@ impl EndpointConfig {
                 return invalid(field, "must be at most 1000 (MAX_REPEAT_COUNT)");
             }
         }
-        if self.max_reassembly_bytes > MAX_REASSEMBLY_BYTES_LIMIT {
-            return invalid("max_reassembly_bytes", "must be at most 1 GiB");
-        }
         if self.reassembly_timeout.is_zero() {
             return invalid("reassembly_timeout", "must be positive");
         }
@@ -241,6 +279,32 @@ impl EndpointConfig {
                 "must hold at least one largest message (fragment_size × max_fragments)",
             );
         }
+        if too_big(self.max_reassembly_bytes) {
+            return invalid("max_reassembly_bytes", "must be at most 1 GiB (MAX_MEMORY_SETTING)");
+        }
+        if too_big(self.max_reassembly_bytes_untrusted) {
+            return invalid(
+                "max_reassembly_bytes_untrusted",
+                "must be at most 1 GiB (MAX_MEMORY_SETTING)",
+            );
+        }
+        if too_big(self.untrusted_reassembly_bytes_total)
+            || self.untrusted_reassembly_bytes_total
+                < self.fragment_size.saturating_mul(self.max_fragments)
+                && self.channels.iter().any(|q| q.is_fragmented())
+        {
+            return invalid(
+                "untrusted_reassembly_bytes_total",
+                "must be at most 1 GiB (MAX_MEMORY_SETTING) and hold one largest message (fragment_size × max_fragments)",
+            );
+        }
+        if too_big(self.buffer_pool_bytes) {
+            return invalid("buffer_pool_bytes", "must be at most 1 GiB (MAX_MEMORY_SETTING)");
+        }
+        if too_big(self.buffer_pool_max_buffer) {
+            return invalid("buffer_pool_max_buffer", "must be at most 1 GiB (MAX_MEMORY_SETTING)");
+        }
+        self.address_limits.validate()?;
         if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_LIMIT {
             return invalid("max_connections", "must be between 1 and 65535");
         }
@@ -307,6 +371,109 @@ impl EndpointConfig {
     }
 }
 
+/// Limits on what one source address, or one network prefix (a /24 of IPv4, a /64 of IPv6 by
+/// default), may take of an endpoint that accepts connections. A value of 0 turns a limit off.
+///
+/// The handshake is a stateless cookie exchange, so a handshake in progress costs the server
+/// only the reply it sends; those replies (challenges and rejections) are rate-limited per
+/// prefix with a token bucket of `handshake_burst_per_prefix` tokens refilled at
+/// `handshakes_per_second_per_prefix`. A request past it is dropped without an answer (the
+/// client retries) and counted in `EndpointStats::handshakes_throttled`. Established
+/// connections are capped per address (same IP, any port) and per prefix; an attempt past a
+/// cap is rejected with [`RejectReason::TooManyFromAddress`](crate::RejectReason) and counted
+/// in `EndpointStats::address_limit_rejections`. Only connections peers open to us count;
+/// ours to them do not.
+///
+/// Loopback sources (`127.0.0.0/8`, `::1`) are exempt by default, so a benchmark or a test
+/// that runs every client on one machine is not limited; set `exempt_loopback` to `false` to
+/// limit them too. IPv4-mapped IPv6 addresses count as their IPv4 address.
+///
+/// Limits by address do not stop an attacker who controls many addresses (many IPv6 /64s are
+/// easy to come by); they stop one host, or one small network, from taking every slot.
+///
+/// ```
+/// use sturnus_transport::{AddressLimits, EndpointConfig};
+/// // A server behind a proxy that presents every client from one address: no limits.
+/// let config = EndpointConfig { address_limits: AddressLimits::UNLIMITED, ..Default::default() };
+/// config.validate().unwrap();
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressLimits {
+    /// Connections one IP address (any port) may hold. Default 32; 0 = unlimited.
+    pub connections_per_ip: u32,
+    /// Connections one prefix may hold. Default 128; 0 = unlimited.
+    pub connections_per_prefix: u32,
+    /// Handshake replies (challenges, rejections) per second to one prefix, in the long run.
+    /// Default 20; 0 = unlimited.
+    pub handshakes_per_second_per_prefix: u32,
+    /// Handshake replies one prefix may receive in a burst before the rate applies. Default
+    /// 64; at least 1 when the rate is limited.
+    pub handshake_burst_per_prefix: u32,
+    /// Length of an IPv4 prefix, in bits (1 to 32). Default 24.
+    pub ipv4_prefix_len: u8,
+    /// Length of an IPv6 prefix, in bits (1 to 128). Default 64.
+    pub ipv6_prefix_len: u8,
+    /// Whether loopback sources are exempt from every limit. Default `true`.
+    pub exempt_loopback: bool,
+}
+
+impl AddressLimits {
+    /// No limit by address at all.
+    pub const UNLIMITED: AddressLimits = AddressLimits {
+        connections_per_ip: 0,
+        connections_per_prefix: 0,
+        handshakes_per_second_per_prefix: 0,
+        handshake_burst_per_prefix: 0,
+        ipv4_prefix_len: 24,
+        ipv6_prefix_len: 64,
+        exempt_loopback: true,
+    };
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, reason| Err(ConfigError::Invalid { field, reason });
+        let most = u32::try_from(MAX_CONNECTIONS_LIMIT).unwrap_or(u32::MAX);
+        if self.connections_per_ip > most {
+            return invalid("address_limits.connections_per_ip", "must be at most 65535");
+        }
+        if self.connections_per_prefix > most {
+            return invalid("address_limits.connections_per_prefix", "must be at most 65535");
+        }
+        if self.handshakes_per_second_per_prefix > 1_000_000 {
+            return invalid(
+                "address_limits.handshakes_per_second_per_prefix",
+                "must be at most 1000000",
+            );
+        }
+        if self.handshake_burst_per_prefix > 1_000_000
+            || self.handshakes_per_second_per_prefix > 0 && self.handshake_burst_per_prefix == 0
+        {
+            return invalid(
+                "address_limits.handshake_burst_per_prefix",
+                "must be at most 1000000, and at least 1 when the rate is limited",
+            );
+        }
+        if !(1..=32).contains(&self.ipv4_prefix_len) {
+            return invalid("address_limits.ipv4_prefix_len", "must be between 1 and 32");
+        }
+        if !(1..=128).contains(&self.ipv6_prefix_len) {
+            return invalid("address_limits.ipv6_prefix_len", "must be between 1 and 128");
+        }
+        Ok(())
+    }
+}
+
+impl Default for AddressLimits {
+    fn default() -> Self {
+        Self {
+            connections_per_ip: 32,
+            connections_per_prefix: 128,
+            handshakes_per_second_per_prefix: 20,
+            handshake_burst_per_prefix: 64,
+            ..Self::UNLIMITED
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +519,53 @@ mod tests {
                 "max_reassembly_bytes",
             ),
             (EndpointConfig { max_connections: 70_000, ..base.clone() }, "max_connections"),
+            (
+                EndpointConfig { max_reassembly_bytes_untrusted: usize::MAX, ..base.clone() },
+                "max_reassembly_bytes_untrusted",
+            ),
+            (
+                EndpointConfig {
+                    channels: vec![Qos::ReliableFragmented],
+                    untrusted_reassembly_bytes_total: 1000,
+                    ..base.clone()
+                },
+                "untrusted_reassembly_bytes_total",
+            ),
+            (EndpointConfig { buffer_pool_bytes: usize::MAX, ..base.clone() }, "buffer_pool_bytes"),
+            (
+                EndpointConfig { buffer_pool_max_buffer: usize::MAX, ..base.clone() },
+                "buffer_pool_max_buffer",
+            ),
+            (
+                EndpointConfig {
+                    address_limits: AddressLimits {
+                        connections_per_ip: 70_000,
+                        ..AddressLimits::default()
+                    },
+                    ..base.clone()
+                },
+                "address_limits.connections_per_ip",
+            ),
+            (
+                EndpointConfig {
+                    address_limits: AddressLimits {
+                        handshake_burst_per_prefix: 0,
+                        ..AddressLimits::default()
+                    },
+                    ..base.clone()
+                },
+                "address_limits.handshake_burst_per_prefix",
+            ),
+            (
+                EndpointConfig {
+                    address_limits: AddressLimits {
+                        ipv4_prefix_len: 33,
+                        ..AddressLimits::default()
+                    },
+                    ..base.clone()
+                },
+                "address_limits.ipv4_prefix_len",
+            ),
             (EndpointConfig { connect_attempts: 0, ..base.clone() }, "connect_attempts"),
             (
                 EndpointConfig { keepalive_interval: Duration::from_secs(60), ..base.clone() },

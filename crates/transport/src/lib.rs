@@ -64,8 +64,8 @@ mod qos;
 mod threaded;
 
 pub use config::{
-    EndpointConfig, MAX_CHANNELS, MAX_CONFIG_DURATION, MAX_CONNECTIONS_LIMIT,
-    MAX_FRAGMENT_RECORD_OVERHEAD, MAX_REASSEMBLY_BYTES_LIMIT, MAX_REPEAT_COUNT,
+    AddressLimits, EndpointConfig, MAX_CHANNELS, MAX_CONFIG_DURATION, MAX_CONNECTIONS_LIMIT,
+    MAX_FRAGMENT_RECORD_OVERHEAD, MAX_MEMORY_SETTING, MAX_REPEAT_COUNT,
 };
 pub use error::{
     ConfigError, ConnectError, DecodeError, HostError, QueueLimit, RandomnessError, SendError,

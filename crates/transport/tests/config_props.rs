@@ -152,9 +152,9 @@ fn config() -> impl Strategy<Value = EndpointConfig> {
         if c.max_packet_size > 20 {
             c.fragment_size = c.fragment_size.min(c.max_packet_size - 20);
         }
-        if c.max_reassembly_bytes < c.fragment_size.saturating_mul(c.max_fragments) {
-            c.max_reassembly_bytes = c.fragment_size.saturating_mul(c.max_fragments);
-        }
+        let largest = c.fragment_size.saturating_mul(c.max_fragments);
+        c.max_reassembly_bytes = c.max_reassembly_bytes.max(largest);
+        c.untrusted_reassembly_bytes_total = c.untrusted_reassembly_bytes_total.max(largest);
         let mut windows =
             [c.min_congestion_window, c.initial_congestion_window, c.max_in_flight_packets];
         windows.sort_unstable();

@@ -67,7 +67,8 @@ pub struct ConnectionStats {
     /// The congestion window, in packets carrying reliable data.
     pub congestion_window: usize,
     /// Bytes held for messages not yet deliverable: partial fragmented messages and reliable
-    /// messages waiting for an earlier one (bounded by `max_reassembly_bytes`, plus at most one
+    /// messages waiting for an earlier one (bounded by `max_reassembly_bytes`, or
+    /// `max_reassembly_bytes_untrusted` until the connection is trusted, plus at most one
     /// message that is next in order).
     pub held_bytes: usize,
 }
@@ -188,6 +189,17 @@ pub(crate) struct Connection {
     /// Bytes held for messages not yet deliverable (partials, and reliable messages waiting for
     /// an earlier one), against `max_reassembly_bytes`.
     held_bytes: usize,
+    /// Whether the application vouched for the peer (or we opened the connection): its budget
+    /// is `max_reassembly_bytes` rather than the untrusted one.
+    pub(crate) trusted: bool,
+    /// The most `held_bytes` may reach for memory that is not exempt (the next message in
+    /// order on a reliable channel is): set by the endpoint before each packet of an untrusted
+    /// connection (its room in the endpoint-wide untrusted budget); `usize::MAX` for a trusted
+    /// one.
+    pub(crate) held_cap: usize,
+    /// Since when `held_bytes` has been above zero (kept by the endpoint for untrusted
+    /// connections: the longest holder is the first evicted when their budget overflows).
+    pub(crate) held_since: Option<Instant>,
     cwnd: usize,
     min_cwnd: usize,
     cwnd_growth: usize,
@@ -295,6 +307,9 @@ impl Connection {
             busy: ChannelSet::default(),
             expiring,
             held_bytes: 0,
+            trusted: is_client,
+            held_cap: usize::MAX,
+            held_since: None,
             cwnd: config.initial_congestion_window,
             min_cwnd: config.min_congestion_window,
             cwnd_growth: 0,
@@ -338,6 +353,11 @@ impl Connection {
             held_bytes: self.held_bytes,
             ..self.stats
         }
+    }
+
+    /// Bytes held for messages not yet deliverable.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.held_bytes
     }
 
     /// Messages waiting on channel `channel` (queued or unacknowledged).
@@ -649,7 +669,12 @@ impl Connection {
         let limits = RecvLimits {
             fragment_size: config.fragment_size,
             max_fragments: config.max_fragments,
-            max_held_bytes: config.max_reassembly_bytes,
+            max_held_bytes: if self.trusted {
+                config.max_reassembly_bytes
+            } else {
+                config.max_reassembly_bytes_untrusted.min(config.max_reassembly_bytes)
+            },
+            hard_held_bytes: self.held_cap,
             reliable_window: config.reliable_window,
         };
 
@@ -725,7 +750,7 @@ impl Connection {
         // Pass 2: apply. When the new reliable data does not fit the budget, the packet is
         // refused: it is not acknowledged, so the sender resends its reliable content; its
         // unreliable records are dropped rather than delivered now and again from a duplicate.
-        let mut refused = self.held_bytes + need > limits.max_held_bytes;
+        let mut refused = self.held_bytes + need > limits.budget();
         let records = parsed.len();
         let payloads = &datagram[body..];
         for record in &parsed {

@@ -23,6 +23,9 @@ pub enum RejectReason {
     ConfigMismatch,
     /// The server application refused this client.
     Refused,
+    /// The client's address, or its network prefix, holds as many connections as the server
+    /// allows one source (see [`AddressLimits`](crate::AddressLimits)).
+    TooManyFromAddress,
 }
 
 impl RejectReason {
@@ -32,6 +35,7 @@ impl RejectReason {
             RejectReason::VersionMismatch => 2,
             RejectReason::ConfigMismatch => 3,
             RejectReason::Refused => 4,
+            RejectReason::TooManyFromAddress => 5,
         }
     }
 
@@ -41,6 +45,7 @@ impl RejectReason {
             2 => RejectReason::VersionMismatch,
             3 => RejectReason::ConfigMismatch,
             4 => RejectReason::Refused,
+            5 => RejectReason::TooManyFromAddress,
             _ => return Err(DecodeError::BadControl),
         })
     }
@@ -53,6 +58,7 @@ impl std::fmt::Display for RejectReason {
             RejectReason::VersionMismatch => "protocol version mismatch",
             RejectReason::ConfigMismatch => "configuration mismatch",
             RejectReason::Refused => "refused by the server application",
+            RejectReason::TooManyFromAddress => "too many connections from this address or network",
         })
     }
 }
@@ -252,6 +258,7 @@ mod tests {
             Control::ConnectResponse { protocol_id: 1, fingerprint: 2, client_salt: 3, cookie },
             Control::Accept { client_salt: 3, server_salt: 4 },
             Control::Reject { client_salt: 3, reason: RejectReason::ConfigMismatch },
+            Control::Reject { client_salt: 3, reason: RejectReason::TooManyFromAddress },
             Control::Disconnect { token: 5 },
         ]
     }

@@ -10,6 +10,7 @@ use super::addr_hash::AddrHashBuilder;
 use super::codec::Writer;
 use super::connection::{Connection, ConnectionStats, PacketScratch, PacketVerdict, Phase};
 use super::control::{Control, Cookie, RejectReason};
+use super::limits::{SourceLimits, Verdict};
 use super::packet::CONTROL_BIT;
 use super::pool::BufPool;
 use super::secrets::Secrets;
@@ -19,8 +20,11 @@ use crate::{ChannelId, ConfigError, ConnectError, EndpointConfig, Qos, SendError
 /// Stateless replies waiting to be sent; beyond this a flood of requests is answered only in
 /// part (the rest are dropped and counted).
 const MAX_PENDING_REPLIES: usize = 1024;
-/// Buffers the endpoint keeps for reuse.
+/// Buffers the endpoint keeps for reuse, at most (their bytes are bounded by the config).
 const POOL_LIMIT: usize = 65_536;
+/// Capacity of the buffer of pending data events kept after they have all been handed out;
+/// beyond it the buffer is shrunk, so one burst of large messages does not pin its size.
+const DATA_KEEP: usize = 1024 * 1024;
 
 /// Identifies a connection of an [`Endpoint`]. Ids of closed connections are never confused
 /// with new ones: the slot is reused with a new generation.
@@ -75,6 +79,10 @@ pub enum DisconnectReason {
     /// Both peers connected to each other at once; this attempt gave way to the peer's, which
     /// arrives as a new [`Event::Connected`].
     CrossedConnect,
+    /// The connection was not trusted, and was closed to keep the memory all untrusted
+    /// connections hold for partial messages within `untrusted_reassembly_bytes_total`: it had
+    /// held such memory the longest (see [`Endpoint::set_trusted`]). The peer is told.
+    ReassemblyBudget,
 }
 
 impl fmt::Display for DisconnectReason {
@@ -87,6 +95,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::Reconnected => f.write_str("the peer reconnected"),
             DisconnectReason::CrossedConnect => {
                 f.write_str("the peer connected to us at the same time; its connection is kept")
+            }
+            DisconnectReason::ReassemblyBudget => {
+                f.write_str("closed to keep untrusted peers' reassembly memory within its budget")
             }
         }
     }
@@ -146,6 +157,15 @@ pub struct EndpointStats {
     pub replies_dropped: u64,
     /// Connections accepted.
     pub accepted: u64,
+    /// Connect requests dropped unanswered because their network prefix had received too many
+    /// handshake replies lately (see [`AddressLimits`](crate::AddressLimits)).
+    pub handshakes_throttled: u64,
+    /// Connection attempts rejected because their address or prefix held as many connections
+    /// as it may ([`RejectReason::TooManyFromAddress`]).
+    pub address_limit_rejections: u64,
+    /// Untrusted connections closed because all untrusted connections together held more than
+    /// `untrusted_reassembly_bytes_total` ([`DisconnectReason::ReassemblyBudget`]).
+    pub untrusted_evictions: u64,
 }
 
 #[derive(Debug)]
@@ -256,6 +276,11 @@ pub struct Endpoint {
     unscheduled: Option<u16>,
     scratch: PacketScratch,
     stats: EndpointStats,
+    /// Per-source connection caps and handshake rate.
+    limits: SourceLimits,
+    /// Bytes held by untrusted connections together, against
+    /// `untrusted_reassembly_bytes_total`.
+    untrusted_held: usize,
 }
 
 impl fmt::Debug for Endpoint {
@@ -310,6 +335,11 @@ impl Endpoint {
         config.validate()?;
         let cookie_key = (secrets.u64()?, secrets.u64()?);
         let addr_key = SipHasher::new(cookie_key.0, cookie_key.1).write_u64(0x6164_6472).finish();
+        let pool =
+            BufPool::new(config.buffer_pool_bytes, config.buffer_pool_max_buffer, POOL_LIMIT);
+        // Derived, like `addr_key`, so that no draw of the generator moves.
+        let limits_key = (cookie_key.1, cookie_key.0 ^ 0x6c69_6d69_7473);
+        let limits = SourceLimits::new(config.address_limits, limits_key, now);
         Ok(Self {
             fingerprint: fingerprint(&config),
             config,
@@ -326,13 +356,15 @@ impl Endpoint {
             events_popped: 0,
             data: Vec::new(),
             newest_state: HashMap::new(),
-            pool: BufPool::new(POOL_LIMIT),
+            pool,
             accept_filter: None,
             ready: VecDeque::new(),
             timers: BinaryHeap::new(),
             unscheduled: None,
             scratch: PacketScratch::default(),
             stats: EndpointStats::default(),
+            limits,
+            untrusted_held: 0,
         })
     }
 
@@ -355,6 +387,33 @@ impl Endpoint {
     /// [`RejectReason::Refused`]). Without a filter every connection is accepted.
     pub fn set_accept_filter(&mut self, filter: impl FnMut(SocketAddr) -> bool + Send + 'static) {
         self.accept_filter = Some(Box::new(filter));
+    }
+
+    /// Trusts a connection a peer opened to us, typically once it has authenticated: its
+    /// reassembly budget becomes `max_reassembly_bytes` instead of
+    /// `max_reassembly_bytes_untrusted`, and it no longer draws on
+    /// `untrusted_reassembly_bytes_total` (see [`EndpointConfig`]). Connections we open are
+    /// trusted from the start. Returns `false` if the connection does not exist.
+    pub fn set_trusted(&mut self, id: ConnectionId) -> bool {
+        let Some(conn) = self.conn_mut(id) else { return false };
+        if !conn.trusted {
+            conn.trusted = true;
+            conn.held_cap = usize::MAX;
+            let held = conn.held_bytes();
+            self.untrusted_held -= held;
+        }
+        true
+    }
+
+    /// Whether a connection is trusted (see [`set_trusted`](Self::set_trusted)).
+    pub fn is_trusted(&self, id: ConnectionId) -> bool {
+        self.conn(id).is_some_and(|c| c.trusted)
+    }
+
+    /// Bytes all untrusted connections hold for messages they cannot deliver yet (bounded by
+    /// `untrusted_reassembly_bytes_total`).
+    pub fn untrusted_held_bytes(&self) -> usize {
+        self.untrusted_held
     }
 
     fn conn(&self, id: ConnectionId) -> Option<&Connection> {
@@ -456,9 +515,45 @@ impl Endpoint {
             self.by_addr.remove(&conn.addr);
         }
         self.live -= 1;
+        if !conn.trusted {
+            self.untrusted_held -= conn.held_bytes();
+        }
+        if !conn.is_client {
+            self.limits.closed(conn.addr.ip());
+        }
         conn.release(&mut self.pool);
         self.newest_state.retain(|(c, _), _| *c != id);
         Some(conn)
+    }
+
+    /// Closes untrusted connections, longest holder first, until they hold no more than
+    /// `untrusted_reassembly_bytes_total`. Only the next message in order on a reliable channel
+    /// can take them past it (everything else is refused or dropped at the budget), and it
+    /// cannot be refused without stalling its channel: so one who has held memory longest
+    /// (an honest peer completes its messages) makes room, with a notice to the peer. Each
+    /// eviction costs the attacker a handshake, which the address limits ration.
+    fn evict_untrusted(&mut self, now: Instant) {
+        while self.untrusted_held > self.config.untrusted_reassembly_bytes_total {
+            let oldest = self
+                .slots
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let c = s.conn.as_deref()?;
+                    (!c.trusted).then_some(())?;
+                    Some((c.held_since?, i))
+                })
+                .min();
+            let Some((_, slot)) = oldest else { return };
+            let id = self.id_of(u16::try_from(slot).expect("slots are u16"));
+            tracing::debug!(conn = %id, "untrusted reassembly budget full: closing the longest holder");
+            self.stats.untrusted_evictions += 1;
+            self.disconnect(now, id);
+            self.events.push_back(Pending::Disconnected {
+                conn: id,
+                reason: DisconnectReason::ReassemblyBudget,
+            });
+        }
     }
 
     fn close_with_event(&mut self, id: ConnectionId, reason: DisconnectReason) {
@@ -597,6 +692,9 @@ impl Endpoint {
             // start the buffer over, or a receiver that never polls an empty queue (as `Host`
             // never does under steady load) would see it grow by every message.
             self.data.clear();
+            if self.data.capacity() > DATA_KEEP {
+                self.data.shrink_to(DATA_KEEP);
+            }
         }
         let Some(&first) = datagram.first() else {
             self.stats.malformed += 1;
@@ -620,9 +718,23 @@ impl Endpoint {
         };
         let id = self.id_of(slot);
         let Self {
-            slots, config, pool, events, data, newest_state, events_popped, scratch, ..
+            slots,
+            config,
+            pool,
+            events,
+            data,
+            newest_state,
+            events_popped,
+            scratch,
+            untrusted_held,
+            ..
         } = self;
         let conn = slots[usize::from(slot)].conn.as_deref_mut().expect("by_addr names live slots");
+        let held_before = conn.held_bytes();
+        if !conn.trusted {
+            let room = config.untrusted_reassembly_bytes_total.saturating_sub(*untrusted_held);
+            conn.held_cap = held_before + room;
+        }
         let verdict =
             conn.on_packet(now, datagram, config, pool, scratch, &mut |channel, payload| {
                 let index = *events_popped + events.len() as u64;
@@ -648,10 +760,17 @@ impl Endpoint {
                     superseded: false,
                 });
             });
+        if !conn.trusted {
+            *untrusted_held = *untrusted_held - held_before + conn.held_bytes();
+            track_holding(conn, now);
+        }
         if verdict == PacketVerdict::Rejected {
             self.stats.rejected_packets += 1;
         }
         self.mark_ready(slot);
+        if self.untrusted_held > self.config.untrusted_reassembly_bytes_total {
+            self.evict_untrusted(now);
+        }
     }
 
     fn handle_control(&mut self, now: Instant, from: SocketAddr, packet: Control) {
@@ -662,7 +781,18 @@ impl Endpoint {
                 if !self.config.accept_connections {
                     return;
                 }
+                let verdict = self.limits.on_request(now, from.ip());
+                if verdict == Verdict::Throttle {
+                    self.stats.handshakes_throttled += 1;
+                    return;
+                }
                 if let Some(reason) = self.refusal(protocol_id, fingerprint, existing) {
+                    self.reply(from, Control::Reject { client_salt, reason });
+                    return;
+                }
+                if verdict == Verdict::Full && existing.is_none() {
+                    self.stats.address_limit_rejections += 1;
+                    let reason = RejectReason::TooManyFromAddress;
                     self.reply(from, Control::Reject { client_salt, reason });
                     return;
                 }
@@ -704,6 +834,12 @@ impl Endpoint {
                     self.reply(from, Control::Reject { client_salt, reason });
                     return;
                 }
+                if existing.is_none() && !self.limits.may_connect(from.ip()) {
+                    self.stats.address_limit_rejections += 1;
+                    let reason = RejectReason::TooManyFromAddress;
+                    self.reply(from, Control::Reject { client_salt, reason });
+                    return;
+                }
                 if self.accept_filter.as_mut().is_some_and(|accept| !accept(from)) {
                     self.reply(
                         from,
@@ -741,6 +877,7 @@ impl Endpoint {
                     return;
                 };
                 self.stats.accepted += 1;
+                self.limits.opened(from.ip());
                 tracing::debug!(conn = %id, remote = %from, "accepted");
                 self.events.push_back(Pending::Connected(id));
                 self.reply(from, Control::Accept { client_salt, server_salt });
@@ -910,8 +1047,9 @@ impl Endpoint {
         }
         while let Some(slot) = self.pop_due(now) {
             let id = self.id_of(slot);
-            let Self { slots, config, pool, .. } = self;
+            let Self { slots, config, pool, untrusted_held, .. } = self;
             let conn = slots[usize::from(slot)].conn.as_deref_mut().expect("pop_due: live");
+            let held_before = conn.held_bytes();
             let reason = match conn.phase {
                 Phase::Connecting { attempts, next_attempt, .. } => {
                     (attempts >= config.connect_attempts && now >= next_attempt)
@@ -921,6 +1059,11 @@ impl Endpoint {
                     conn.handle_timeout(now, config, pool).then_some(DisconnectReason::Timeout)
                 }
             };
+            if !conn.trusted {
+                // Expired partial messages released memory.
+                *untrusted_held = *untrusted_held - held_before + conn.held_bytes();
+                track_holding(conn, now);
+            }
             match reason {
                 Some(reason) => self.close_with_event(id, reason),
                 // Due: let `poll_transmit` visit it (which also registers its next deadline;
@@ -949,6 +1092,15 @@ impl Endpoint {
     /// How long until [`poll_timeout`](Self::poll_timeout), from `now` (zero if due).
     pub fn time_until_timeout(&self, now: Instant) -> Option<Duration> {
         self.poll_timeout().map(|at| at.saturating_duration_since(now))
+    }
+}
+
+/// Keeps `held_since` of an untrusted connection after its held bytes changed.
+fn track_holding(conn: &mut Connection, now: Instant) {
+    if conn.held_bytes() == 0 {
+        conn.held_since = None;
+    } else if conn.held_since.is_none() {
+        conn.held_since = Some(now);
     }
 }
 

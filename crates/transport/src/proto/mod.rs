@@ -8,6 +8,7 @@ pub mod codec;
 pub(crate) mod connection;
 pub mod control;
 pub(crate) mod endpoint;
+pub(crate) mod limits;
 pub mod packet;
 pub(crate) mod pool;
 pub mod rtt;

@@ -5,7 +5,8 @@
 //! for an earlier one — is charged to a per-connection budget (`max_reassembly_bytes`). Past
 //! it, unreliable partials are evicted oldest first and new reliable data is refused (its
 //! packet is not acknowledged, so the sender resends it later). The next message in order on a
-//! reliable channel is always admitted, so a full budget can never stall a channel.
+//! reliable channel is always admitted, so a full budget can never stall a channel (the
+//! endpoint enforces its budget of all untrusted connections by closing the longest holder).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -38,9 +39,20 @@ pub(crate) enum Outcome {
 pub(crate) struct RecvLimits {
     pub(crate) fragment_size: usize,
     pub(crate) max_fragments: usize,
-    /// The per-connection budget of held bytes.
+    /// The per-connection budget of held bytes (the next message in order on a reliable
+    /// channel is exempt).
     pub(crate) max_held_bytes: usize,
+    /// What the connection may hold at most for memory that is not exempt (the room an
+    /// untrusted connection has in the endpoint-wide budget; `usize::MAX` for a trusted one).
+    pub(crate) hard_held_bytes: usize,
     pub(crate) reliable_window: u16,
+}
+
+impl RecvLimits {
+    /// The budget for memory that is not exempt.
+    pub(crate) fn budget(&self) -> usize {
+        self.max_held_bytes.min(self.hard_held_bytes)
+    }
 }
 
 /// A message being put back together.
@@ -288,7 +300,7 @@ impl RecvChannel {
             let stored = match message {
                 Whole::Owned(buf, charge) => (buf, charge),
                 Whole::Borrowed(bytes) => {
-                    if *held + bytes.len() > limits.max_held_bytes {
+                    if *held + bytes.len() > limits.budget() {
                         return Outcome::Refused;
                     }
                     *held += bytes.len();
@@ -379,12 +391,12 @@ impl RecvChannel {
         pool: &mut BufPool,
     ) -> Result<usize, Outcome> {
         let need = usize::from(count) * limits.fragment_size;
-        if *held + need > limits.max_held_bytes && !self.is_exempt(seq) {
+        if *held + need > limits.budget() && !self.is_exempt(seq) {
             if self.qos.is_reliable() {
                 return Err(Outcome::Refused);
             }
             // Unreliable: make room by giving up the oldest partial messages.
-            while *held + need > limits.max_held_bytes && !self.partials.is_empty() {
+            while *held + need > limits.budget() && !self.partials.is_empty() {
                 let oldest = (0..self.partials.len())
                     .min_by_key(|&i| self.partials[i].started)
                     .expect("not empty");
@@ -394,7 +406,7 @@ impl RecvChannel {
                 pool.give(gone.received);
                 self.given_up += 1;
             }
-            if *held + need > limits.max_held_bytes {
+            if *held + need > limits.budget() {
                 return Err(Outcome::DroppedByQos);
             }
         }

@@ -481,7 +481,7 @@ mod tests {
     #[test]
     fn resends_only_the_lost_unit_and_backs_off_without_stale_timers() {
         let config = EndpointConfig::default();
-        let mut pool = BufPool::new(16);
+        let mut pool = BufPool::new(1 << 20, 1 << 16, 16);
         let mut channel = SendChannel::new(ChannelId(0), Qos::ReliableSequenced);
         for _ in 0..3 {
             channel.enqueue(b"hello", &config, &mut pool).unwrap();
@@ -509,7 +509,7 @@ mod tests {
     #[test]
     fn all_cost_delivery_resends_on_its_fixed_interval() {
         let config = EndpointConfig::default();
-        let mut pool = BufPool::new(16);
+        let mut pool = BufPool::new(1 << 20, 1 << 16, 16);
         let mut channel = SendChannel::new(ChannelId(0), Qos::AllCostDelivery);
         channel.enqueue(b"urgent", &config, &mut pool).unwrap();
         #[expect(clippy::disallowed_methods, reason = "a starting point for virtual time")]
