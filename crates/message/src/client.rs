@@ -461,6 +461,10 @@ impl NetworkClient {
                     }
                 }
                 AuthResponse::Rejected(why) => ctx.close(DisconnectReason::AuthRejected(why)),
+                AuthResponse::Throttled { retry_after_ms } => {
+                    let retry_after = Duration::from_millis(retry_after_ms);
+                    ctx.close(DisconnectReason::AuthThrottled { retry_after });
+                }
             })
         } else if id == Goodbye::ID {
             codec::decode::<Goodbye>(body).map(|Goodbye(reason)| ctx.close(reason.into()))
