@@ -674,6 +674,17 @@ impl NetworkServer {
         }
     }
 
+    /// Handles `bytes` as a message (a two-byte id, then the payload) from player `id`, as if
+    /// it had just arrived, then dispatches the events it caused. The fuzz targets' way into
+    /// the server's decode path without a transport; not a stable API.
+    #[doc(hidden)]
+    pub fn handle_raw(&mut self, id: PlayerId, bytes: &[u8]) {
+        self.recv.clear();
+        self.recv.extend_from_slice(bytes);
+        self.handle_message(id);
+        self.dispatch_events();
+    }
+
     /// Checks and dispatches the message in `self.recv` from player `id`.
     fn handle_message(&mut self, id: PlayerId) {
         let ctx = &mut self.ctx;
