@@ -1,4 +1,4 @@
-//! The fuzz targets' bodies, shared by the cargo-fuzz targets and the stable smoke driver.
+//! The transport targets: packet decoding and a live endpoint.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
