@@ -1,8 +1,8 @@
 //! Project automation. CI and humans run the same commands:
 //!
 //! - `cargo xtask ci`: formatting check, clippy with warnings denied, the tests (cargo-nextest
-//!   when installed, else `cargo test`), the doc tests, the loom models, and rustdoc with
-//!   warnings denied.
+//!   when installed, else `cargo test`), the doc tests, the loom models, a bounded run of the
+//!   stable fuzz smoke driver over every fuzz target, and rustdoc with warnings denied.
 //! - `cargo xtask deny`: licence, advisory and source checks with cargo-deny, when installed.
 //! - `cargo xtask loom`: the loom models of the background I/O thread (also part of `ci`).
 //! - `cargo xtask bench`: every `sturnus-bench` workload, three runs each, with the raw-UDP
@@ -69,6 +69,31 @@ const LOOM: Step = Step {
     env: &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
 };
 
+/// The stable fuzz smoke driver over every target, bounded for CI: a million seeded inputs per
+/// target or 60 s in all, whichever comes first (a few seconds of inputs on a 2-core machine;
+/// the build is most of the step). A panic in any target fails it.
+const FUZZ_SMOKE: Step = Step {
+    what: "fuzz smoke run",
+    program: "cargo",
+    args: &[
+        "run",
+        "--release",
+        "--locked",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+        "--bin",
+        "smoke",
+        "--",
+        "1000000",
+        "1",
+        "60",
+    ],
+    env: &[],
+};
+
+/// The cargo-fuzz targets (`fuzz/fuzz_targets`).
+const FUZZ_TARGETS: &[&str] = &["packet_decode", "endpoint_input", "message_decode", "object_wire"];
+
 /// A short benchmark sweep: every workload once against its raw-UDP baseline.
 const BENCH_WORKLOADS: &[&[&str]] = &[
     &["--workload", "throughput", "--qos", "reliable-sequenced"],
@@ -93,7 +118,7 @@ fn main() -> ExitCode {
             eprintln!("usage: cargo xtask <task>\n");
             eprintln!("tasks:");
             eprintln!(
-                "  ci     fmt check, clippy -D warnings, tests, doc tests, loom, rustdoc -D warnings"
+                "  ci     fmt check, clippy -D warnings, tests, doc tests, loom, fuzz smoke, rustdoc -D warnings"
             );
             eprintln!("  test   the tests and doc tests only");
             eprintln!("  loom   the loom models of the background I/O thread's handoff");
@@ -123,6 +148,7 @@ fn ci() -> Result<(), String> {
     run(&CLIPPY)?;
     test()?;
     run(&LOOM)?;
+    run(&FUZZ_SMOKE)?;
     run(&DOC)
 }
 
@@ -174,7 +200,7 @@ fn fuzz() -> Result<(), String> {
         .output()
         .is_ok_and(|out| out.status.success());
     if nightly_fuzz {
-        for target in ["packet_decode", "endpoint_input"] {
+        for target in FUZZ_TARGETS {
             exec(
                 "fuzzing (cargo-fuzz, 30 s)",
                 "cargo",
@@ -203,21 +229,33 @@ fn fuzz() -> Result<(), String> {
     exec(
         "fuzz targets build",
         "cargo",
-        &["check", "--manifest-path", "fuzz/Cargo.toml", "--features", "libfuzzer", "--bins"],
+        &[
+            "check",
+            "--locked",
+            "--manifest-path",
+            "fuzz/Cargo.toml",
+            "--features",
+            "libfuzzer",
+            "--bins",
+        ],
         &[],
     )?;
+    // Longer than CI's run, and on another seed.
     exec(
         "fuzz smoke run",
         "cargo",
         &[
             "run",
             "--release",
+            "--locked",
             "--manifest-path",
             "fuzz/Cargo.toml",
             "--bin",
             "smoke",
             "--",
-            "200000",
+            "5000000",
+            "2",
+            "300",
         ],
         &[],
     )

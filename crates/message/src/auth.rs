@@ -160,6 +160,10 @@ pub(crate) struct AuthRequest(pub(crate) Vec<u8>);
 pub(crate) enum AuthResponse {
     Accepted,
     Rejected(String),
+    /// Not evaluated: the client's address is over the server's authentication throttle.
+    Throttled {
+        retry_after_ms: u64,
+    },
 }
 
 /// Server → client: why the server is closing the connection.

@@ -440,6 +440,17 @@ impl NetworkClient {
         }
     }
 
+    /// Handles `bytes` as a message (a two-byte id, then the payload) from the server, as if
+    /// it had just arrived, then dispatches the events it caused. The fuzz targets' way into
+    /// the client's decode path without a transport; not a stable API.
+    #[doc(hidden)]
+    pub fn handle_raw(&mut self, bytes: &[u8]) {
+        self.recv.clear();
+        self.recv.extend_from_slice(bytes);
+        self.handle_message();
+        self.dispatch_events();
+    }
+
     /// Dispatches the message in `self.recv`.
     fn handle_message(&mut self) {
         let ctx = &mut self.ctx;
@@ -461,6 +472,10 @@ impl NetworkClient {
                     }
                 }
                 AuthResponse::Rejected(why) => ctx.close(DisconnectReason::AuthRejected(why)),
+                AuthResponse::Throttled { retry_after_ms } => {
+                    let retry_after = Duration::from_millis(retry_after_ms);
+                    ctx.close(DisconnectReason::AuthThrottled { retry_after });
+                }
             })
         } else if id == Goodbye::ID {
             codec::decode::<Goodbye>(body).map(|Goodbye(reason)| ctx.close(reason.into()))

@@ -20,6 +20,13 @@ pub enum DisconnectReason {
     Transport(sturnus_transport::DisconnectReason),
     /// The server's authenticator turned the credentials down.
     AuthRejected(String),
+    /// The server did not look at the credentials: too many authentication attempts came from
+    /// the client's address (see [`AuthThrottle`](crate::AuthThrottle)). Connecting again
+    /// after `retry_after` may succeed.
+    AuthThrottled {
+        /// How long the address stays over its budget, as the server saw it.
+        retry_after: std::time::Duration,
+    },
     /// The player did not authenticate within the server's `auth_timeout`.
     AuthTimeout,
     /// The player sent more bad messages than the server's `error_budget` allows.
@@ -37,6 +44,11 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::ClosedByPeer => f.write_str("closed by the peer"),
             DisconnectReason::Transport(reason) => write!(f, "{reason}"),
             DisconnectReason::AuthRejected(why) => write!(f, "authentication rejected: {why}"),
+            DisconnectReason::AuthThrottled { retry_after } => write!(
+                f,
+                "authentication throttled: too many attempts from this address, retry after {} ms",
+                retry_after.as_millis()
+            ),
             DisconnectReason::AuthTimeout => f.write_str("authentication timed out"),
             DisconnectReason::ErrorBudget => f.write_str("too many bad messages"),
             DisconnectReason::Kicked(why) => write!(f, "kicked: {why}"),

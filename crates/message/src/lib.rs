@@ -25,6 +25,9 @@
 //! - Bad input (unknown ids, undecodable or oversized payloads, floods, messages before
 //!   authentication) is dropped and counted per player ([`PlayerStats`]); past the error budget
 //!   the player is disconnected. Nothing a client sends panics the server.
+//! - Authentication attempts are throttled per source address across connections
+//!   ([`AuthThrottle`]): a password guesser that reconnects for every guess is slowed to the
+//!   configured rate, refused attempts are counted in [`ServerStats`].
 //!
 //! Everything runs on the thread that calls `update`; no thread is started.
 //!
@@ -86,15 +89,16 @@ mod id;
 mod local;
 mod player;
 mod server;
+mod throttle;
 
 pub use auth::{Applicant, Authenticator, Login, NoopAuthenticator, PasswordAuthenticator};
 pub use client::{ClientContext, ClientState, ClientStats, NetworkClient};
-pub use config::{ClientConfig, RateLimit, ServerConfig, default_transport};
+pub use config::{AuthThrottle, ClientConfig, RateLimit, ServerConfig, default_transport};
 pub use error::MessageError;
 pub use event::{ClientEvent, DisconnectReason, ServerEvent};
 pub use id::{Message, MessageId, fnv1a};
 pub use player::{Player, PlayerId, PlayerStats};
-pub use server::{NetworkServer, ServerContext};
+pub use server::{NetworkServer, ServerContext, ServerStats};
 /// Derives [`Message`]; see the trait.
 pub use sturnus_derive::Message;
 pub use sturnus_transport::Qos;

@@ -41,7 +41,8 @@ pub struct PlayerStats {
     pub dropped_undecodable: u64,
     /// Dropped: larger than `max_message_size`.
     pub dropped_oversized: u64,
-    /// Dropped: over the rate limit.
+    /// Dropped: over the rate limit, or an authentication request over the server's
+    /// [`auth_throttle`](crate::ServerConfig::auth_throttle) (the player is then sent away).
     pub dropped_rate_limited: u64,
     /// Dropped: sent before the player authenticated.
     pub dropped_unauthenticated: u64,

@@ -20,6 +20,7 @@ use crate::config::{Channels, INTERNAL_QOS};
 use crate::event::{Events, GoodbyeReason};
 use crate::local::{self, LocalPipe, SharedPipe};
 use crate::player::{BadInput, Bucket, PlayerSlot, Route};
+use crate::throttle::{Admission, Throttle};
 use crate::{
     ClientConfig, DisconnectReason, Message, MessageError, Player, PlayerId, ServerConfig,
     ServerEvent, codec, now,
@@ -32,6 +33,26 @@ type Handler = Box<dyn FnMut(Player<'_>, &[u8]) -> bool + Send>;
 struct Leaving {
     conn: ConnectionId,
     until: Instant,
+}
+
+/// What a server counted, over its lifetime and all its players (for what it counted per
+/// player, see [`PlayerStats`](crate::PlayerStats)).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Authentication requests received from players not yet authenticated; each was
+    /// accepted, rejected or throttled.
+    pub auth_requests: u64,
+    /// Requests the authenticator accepted.
+    pub auth_accepted: u64,
+    /// Requests turned down: by the authenticator, or because the credentials did not decode.
+    pub auth_rejected: u64,
+    /// Requests refused without being evaluated because their source address was over the
+    /// [`auth_throttle`](crate::ServerConfig::auth_throttle).
+    pub auth_throttled: u64,
+    /// Source addresses the authentication throttle remembers now (bounded by its
+    /// [`max_sources`](crate::AuthThrottle::max_sources)).
+    pub throttle_sources: u64,
 }
 
 /// Everything of a server but its handlers: what handlers and callbacks get to use.
@@ -56,6 +77,9 @@ pub struct ServerContext {
     local_ids: Vec<PlayerId>,
     pending: VecDeque<ServerEvent>,
     now: Instant,
+    /// Authentication attempts per source address, across connections.
+    throttle: Option<Throttle>,
+    stats: ServerStats,
 }
 
 impl ServerContext {
@@ -82,6 +106,12 @@ impl ServerContext {
     /// The ids of the connected players (authenticated or not), in no particular order.
     pub fn players(&self) -> impl Iterator<Item = PlayerId> + '_ {
         self.players.keys().copied()
+    }
+
+    /// What the server counted over its lifetime.
+    pub fn stats(&self) -> ServerStats {
+        let sources = self.throttle.as_ref().map_or(0, Throttle::len);
+        ServerStats { throttle_sources: sources as u64, ..self.stats }
     }
 
     /// What the server counted for a connected player.
@@ -400,6 +430,7 @@ impl NetworkServer {
         Ok(Self {
             ctx: ServerContext {
                 channels: Channels::new(&config.transport.channels),
+                throttle: config.auth_throttle.map(Throttle::new),
                 config,
                 host: None,
                 running: false,
@@ -414,6 +445,7 @@ impl NetworkServer {
                 local_ids: Vec::new(),
                 pending: VecDeque::new(),
                 now: now(),
+                stats: ServerStats::default(),
             },
             handlers: HashMap::new(),
             authenticator: Box::new(Erased(NoopAuthenticator)),
@@ -642,6 +674,17 @@ impl NetworkServer {
         }
     }
 
+    /// Handles `bytes` as a message (a two-byte id, then the payload) from player `id`, as if
+    /// it had just arrived, then dispatches the events it caused. The fuzz targets' way into
+    /// the server's decode path without a transport; not a stable API.
+    #[doc(hidden)]
+    pub fn handle_raw(&mut self, id: PlayerId, bytes: &[u8]) {
+        self.recv.clear();
+        self.recv.extend_from_slice(bytes);
+        self.handle_message(id);
+        self.dispatch_events();
+    }
+
     /// Checks and dispatches the message in `self.recv` from player `id`.
     fn handle_message(&mut self, id: PlayerId) {
         let ctx = &mut self.ctx;
@@ -671,6 +714,17 @@ impl NetworkServer {
             if authenticated {
                 return ctx.bad_input(id, BadInput::Unknown);
             }
+            ctx.stats.auth_requests += 1;
+            // Throttled by source address, not by connection: a guesser reconnects. Local
+            // players have no address and are not throttled.
+            let source = slot.address.map(|address| address.ip());
+            if let (Some(throttle), Some(ip)) = (&mut ctx.throttle, source) {
+                if let Admission::Throttled { retry_after } = throttle.check(now, ip) {
+                    slot.stats.count(BadInput::RateLimited);
+                    ctx.stats.auth_throttled += 1;
+                    return throttled(ctx, id, retry_after);
+                }
+            }
             slot.stats.messages_handled += 1;
             let request = codec::decode::<AuthRequest>(body);
             let applicant = Applicant { player: id, address: slot.address };
@@ -680,6 +734,9 @@ impl NetworkServer {
                 }
                 None => Err("malformed credentials".to_string()),
             };
+            if let (Some(throttle), Some(ip)) = (&mut ctx.throttle, source) {
+                throttle.record(now, ip, verdict.is_ok());
+            }
             return authenticate(ctx, id, verdict);
         }
         if !authenticated {
@@ -712,6 +769,7 @@ fn authenticate(
 ) {
     match verdict {
         Ok(data) => {
+            ctx.stats.auth_accepted += 1;
             let Some(slot) = ctx.players.get_mut(&id) else { return };
             slot.auth = Some(data);
             if let (Route::Remote(conn), Some(host)) = (&slot.route, ctx.host.as_mut()) {
@@ -726,9 +784,20 @@ fn authenticate(
             }
         }
         Err(why) => {
+            ctx.stats.auth_rejected += 1;
             debug!(player = %id, %why, "authentication rejected");
             let _ = ctx.send_on(id, &AuthResponse::Rejected(why.clone()), INTERNAL_QOS);
             ctx.forget(id, DisconnectReason::AuthRejected(why));
         }
     }
+}
+
+/// Sends player `id` away unevaluated: its source is over the authentication throttle.
+fn throttled(ctx: &mut ServerContext, id: PlayerId, retry_after: Duration) {
+    debug!(player = %id, ?retry_after, "authentication throttled");
+    // Whole milliseconds, rounded up, so a client that waits as told is not throttled again.
+    let retry_after_ms = u64::try_from(retry_after.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
+    let _ = ctx.send_on(id, &AuthResponse::Throttled { retry_after_ms }, INTERNAL_QOS);
+    let retry_after = Duration::from_millis(retry_after_ms);
+    ctx.forget(id, DisconnectReason::AuthThrottled { retry_after });
 }

@@ -1,0 +1,304 @@
+//! The object layer's wire input: what a client receives (spawns, updates, despawns,
+//! ownership, RPCs) and what a server receives (Commands).
+
+use sturnus_message::{NetworkServer, PlayerId, ServerConfig};
+use sturnus_object::wire::{Command, Despawn, Ownership, Rpc, Spawn, Update};
+use sturnus_object::{
+    ClientCtx, ClientObjectManager, ListChange, MapChange, NetId, NetworkBehaviour, ObjectConfig,
+    PrefabId, RpcId, SceneId, ServerCtx, ServerObjectManager, SetChange, SyncList, SyncMap,
+    SyncSet, SyncVar, network_rpcs,
+};
+
+/// An object made of [`Everything`] alone.
+pub const EVERYTHING: PrefabId = PrefabId::of_name("fuzz.everything");
+/// An object made of [`Small`], then [`Everything`].
+pub const PAIR: PrefabId = PrefabId::of_name("fuzz.pair");
+/// The scene object the client holds before it is spawned.
+pub const SCENE: SceneId = SceneId(7);
+
+/// A behaviour with every kind of synchronised field, hooks on most, and every kind of RPC.
+#[derive(Debug, Default, NetworkBehaviour)]
+pub struct Everything {
+    /// A number with a hook.
+    #[sync(hook = Everything::on_count)]
+    pub count: SyncVar<u32>,
+    /// A string without one.
+    #[sync]
+    pub name: SyncVar<String>,
+    /// A compound value.
+    #[sync]
+    pub pose: SyncVar<(f32, f64, Option<u8>)>,
+    /// A list with a hook.
+    #[sync(hook = Everything::on_list)]
+    pub list: SyncList<String>,
+    /// A map with a hook.
+    #[sync(hook = Everything::on_map)]
+    pub map: SyncMap<u16, Vec<u8>>,
+    /// A set with a hook.
+    #[sync(hook = Everything::on_set)]
+    pub set: SyncSet<i64>,
+    /// A set without one.
+    #[sync]
+    pub tags: SyncSet<String>,
+    /// How many hooks and RPCs ran here (not networked).
+    pub seen: u64,
+}
+
+impl Everything {
+    fn on_count(&mut self, _old: &u32, _new: &u32) {
+        self.seen += 1;
+    }
+
+    // Hooks run once the whole delta is applied, so a change they see may already be undone
+    // (an insert then a remove of one key): they only count.
+    fn on_list(&mut self, _change: &ListChange<String>) {
+        self.seen += 1;
+    }
+
+    fn on_map(&mut self, _change: &MapChange<u16, Vec<u8>>) {
+        self.seen += 1;
+    }
+
+    fn on_set(&mut self, _change: &SetChange<i64>) {
+        self.seen += 1;
+    }
+}
+
+#[network_rpcs]
+impl Everything {
+    /// Server → every observer, with arguments.
+    #[client_rpc]
+    pub fn hit(&mut self, _ctx: &mut ClientCtx<'_>, damage: u32, from: String) {
+        self.seen += u64::from(damage % 2) + from.len() as u64 % 2;
+    }
+
+    /// Server → one player, with compound arguments.
+    #[target_rpc]
+    pub fn teleport(&mut self, _ctx: &mut ClientCtx<'_>, to: (f32, f32), path: Vec<Option<u16>>) {
+        self.seen += u64::from(to.0.is_nan()) + path.len() as u64;
+    }
+
+    /// Server → every observer; answers with a command (what a client does from an RPC).
+    #[client_rpc]
+    pub fn ping(&mut self, ctx: &mut ClientCtx<'_>) {
+        let me = ctx.this::<Everything>();
+        let _ = me.shoot(ctx, 1, vec!["pong".into()]);
+    }
+
+    /// Client → server, owner only; answers every observer.
+    #[command]
+    pub fn shoot(&mut self, ctx: &mut ServerCtx<'_>, power: u8, words: Vec<String>) {
+        self.count.set(u32::from(power));
+        if let Some(word) = words.into_iter().next() {
+            self.list.push(word);
+        }
+        let me = ctx.this::<Everything>();
+        let _ = me.hit(ctx, 1, "server".into());
+    }
+
+    /// Client → server, from anyone.
+    #[command(requires_authority = false)]
+    pub fn poke(&mut self, _ctx: &mut ServerCtx<'_>, key: u16) {
+        self.map.insert(key, vec![1]);
+    }
+}
+
+/// A second, small behaviour, so objects have more than one.
+#[derive(Debug, Default, NetworkBehaviour)]
+pub struct Small {
+    /// One field.
+    #[sync]
+    pub hp: SyncVar<i8>,
+}
+
+/// The RPC ids a record can name: every RPC of [`Everything`], and one it lacks.
+const RPCS: [RpcId; 6] = [
+    RpcId::of_name("hit"),
+    RpcId::of_name("teleport"),
+    RpcId::of_name("ping"),
+    RpcId::of_name("shoot"),
+    RpcId::of_name("poke"),
+    RpcId(0x1234),
+];
+
+/// The prefabs a spawn record can name: the two registered, and one that is not.
+const PREFABS: [PrefabId; 3] = [EVERYTHING, PAIR, PrefabId(0xdead_beef)];
+
+/// A server object manager and a client object manager joined over the in-memory path, the
+/// server having spawned three objects to the client (one owned by it, a pair, a scene
+/// object). Input is a sequence of records: `[kind, a, b]`, a length byte, and a payload.
+///
+/// | kind % 8 | the record becomes                                                        |
+/// |----------|---------------------------------------------------------------------------|
+/// | 0        | to the client: `Spawn { net_id: a % 6, prefab: PREFABS[b % 3], scene: (b & 4) → SCENE, owned: b & 8, state: payload }` |
+/// | 1        | to the client: `Update { net_id: a % 6, behaviour: b % 3, changes: payload }` |
+/// | 2        | to the client: `Rpc { net_id: a % 6, behaviour: b % 3, rpc: RPCS[b / 3 % 6], args: payload }` |
+/// | 3        | to the client: `Despawn { net_id: a % 6 }`                                 |
+/// | 4        | to the client: `Ownership { net_id: a % 6, owned: b & 1 }`                 |
+/// | 5        | to the client: the payload as a framed message                            |
+/// | 6        | to the server, from the player: `Command { … as Rpc … }`                   |
+/// | 7        | to the server, from the player: the payload as a framed message           |
+///
+/// After each record both managers update, so what they decoded is applied.
+pub struct ObjectHarness {
+    server: ServerObjectManager,
+    client: ClientObjectManager,
+    player: PlayerId,
+}
+
+impl std::fmt::Debug for ObjectHarness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectHarness").field("player", &self.player).finish_non_exhaustive()
+    }
+}
+
+impl Default for ObjectHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObjectHarness {
+    /// The pair, with the three objects spawned and seen by the client.
+    pub fn new() -> Self {
+        // Nothing the fuzzer sends should cost it the connection: the budget is unlimited.
+        let config =
+            ServerConfig { rate_limit: None, error_budget: u32::MAX, ..Default::default() };
+        let mut objects = ObjectConfig::default();
+        objects.sync_interval = std::time::Duration::ZERO;
+        let server = NetworkServer::new(config).expect("valid config");
+        let mut server =
+            ServerObjectManager::with_config(server, objects.clone()).expect("fresh server");
+        server.start_offline().expect("not started");
+        let client = server.connect_local().expect("running");
+        let mut client = ClientObjectManager::with_config(client, objects).expect("fresh client");
+        client.register_prefab(EVERYTHING, Everything::default);
+        client.register_prefab(PAIR, || (Small::default(), Everything::default()));
+        client.add_scene_object(SCENE, Everything::default()).expect("one scene object");
+        let player = server.players().next().expect("just joined");
+        let mut harness = Self { server, client, player };
+        harness.pump();
+        assert!(harness.server.is_ready(player), "the client says it is ready");
+        let mut owned = Everything::default();
+        owned.list.push("a".into());
+        owned.map.insert(1, vec![2]);
+        owned.set.insert(-3);
+        let server = &mut harness.server;
+        server.spawn(EVERYTHING, owned, Some(player)).expect("spawns");
+        server.spawn(PAIR, (Small::default(), Everything::default()), None).expect("spawns");
+        server.spawn_scene(SCENE, EVERYTHING, Everything::default(), None).expect("spawns");
+        harness.pump();
+        assert_eq!(harness.client.object_count(), 3, "the client sees the objects");
+        harness
+    }
+
+    fn pump(&mut self) {
+        for _ in 0..4 {
+            let _ = self.server.update();
+            let _ = self.client.update();
+        }
+    }
+
+    /// Whether the pair still talks (a fuzzed goodbye or rejection ends it).
+    pub fn is_alive(&self) -> bool {
+        self.client.is_authenticated() && self.server.player_stats(self.player).is_some()
+    }
+
+    /// What the two managers counted: how deep the inputs reached.
+    pub fn report(&self) -> String {
+        format!("client {:?}; server {:?}", self.client.stats(), self.server.stats())
+    }
+
+    /// Feeds one fuzz input.
+    pub fn feed(&mut self, data: &[u8]) {
+        for ([kind, a, b], payload) in crate::records::<3>(data) {
+            if !self.is_alive() {
+                *self = Self::new();
+            }
+            let net_id = NetId(u32::from(a % 6));
+            let behaviour = b % 3;
+            let rpc = RPCS[usize::from(b / 3) % RPCS.len()];
+            let args = payload.to_vec();
+            match kind % 8 {
+                0 => {
+                    let prefab = PREFABS[usize::from(b % 3)];
+                    let scene = (b & 4 != 0).then_some(SCENE);
+                    let owned = b & 8 != 0;
+                    let spawn = Spawn { net_id, prefab, scene, owned, state: args };
+                    self.client.handle_raw(&crate::frame(&spawn));
+                }
+                1 => {
+                    let update = Update { net_id, behaviour, changes: args };
+                    self.client.handle_raw(&crate::frame(&update));
+                }
+                2 => {
+                    let rpc = Rpc { net_id, behaviour, rpc, args };
+                    self.client.handle_raw(&crate::frame(&rpc));
+                }
+                3 => self.client.handle_raw(&crate::frame(&Despawn { net_id })),
+                4 => {
+                    let ownership = Ownership { net_id, owned: b & 1 != 0 };
+                    self.client.handle_raw(&crate::frame(&ownership));
+                }
+                5 => self.client.handle_raw(payload),
+                6 => {
+                    let command = Command { net_id, behaviour, rpc, args };
+                    self.server.handle_raw(self.player, &crate::frame(&command));
+                }
+                _ => self.server.handle_raw(self.player, payload),
+            }
+            let _ = self.client.update();
+            let _ = self.server.update();
+            assert!(self.client.object_count() <= 6, "at most the ids a record can name");
+        }
+    }
+
+    /// Inputs that reach deep: valid states, deltas of every field and collection operation,
+    /// and RPCs and commands with valid arguments.
+    pub fn seeds() -> Vec<Vec<u8>> {
+        let mut server_side = Everything::default();
+        let mut full = Vec::new();
+        server_side.write_full(&mut full).expect("encodable");
+        server_side.count.set(9);
+        server_side.name.set("n".into());
+        server_side.pose.set((1.0, 2.0, Some(3)));
+        server_side.list.push("x".into());
+        server_side.list.insert(0, "y".into());
+        server_side.list.set(1, "z".into());
+        server_side.list.remove(0);
+        server_side.map.insert(5, vec![6]);
+        server_side.map.remove(&5);
+        server_side.map.insert(7, vec![]);
+        server_side.set.insert(11);
+        server_side.set.remove(&11);
+        server_side.set.insert(12);
+        server_side.tags.insert("t".into());
+        let mut delta = Vec::new();
+        server_side.write_changes(&mut delta).expect("encodable");
+        let mut cleared = Everything::default();
+        cleared.list.clear();
+        cleared.map.clear();
+        cleared.set.clear();
+        let mut clear = Vec::new();
+        cleared.write_changes(&mut clear).expect("encodable");
+        let hit = postcard::to_allocvec(&(7u32, "who".to_string())).expect("encodable");
+        let teleport =
+            postcard::to_allocvec(&((1.0f32, 2.0f32), vec![Some(1u16), None])).expect("encodable");
+        let shoot = postcard::to_allocvec(&(3u8, vec!["w".to_string()])).expect("encodable");
+        let poke = postcard::to_allocvec(&4u16).expect("encodable");
+        // Object 1 is the client's own Everything, 2 the pair (Everything is behaviour 1).
+        vec![
+            crate::record([1, 1, 0], &delta),
+            crate::record([1, 2, 1], &delta),
+            [crate::record([1, 1, 0], &delta), crate::record([1, 1, 0], &clear)].concat(),
+            [crate::record([0, 4, 0], &full), crate::record([1, 4, 0], &delta)].concat(),
+            [crate::record([0, 5, 4], &full), crate::record([3, 5, 0], &[])].concat(),
+            crate::record([2, 1, 0], &hit),
+            crate::record([2, 1, 3], &teleport),
+            crate::record([2, 2, 7], &[]),
+            crate::record([6, 1, 9], &shoot),
+            crate::record([6, 2, 13], &poke),
+            [crate::record([4, 1, 0], &[]), crate::record([6, 1, 9], &shoot)].concat(),
+        ]
+    }
+}
