@@ -85,9 +85,11 @@ pub struct EndpointConfig {
     /// Reliable messages a channel may have between the oldest unacknowledged one and the
     /// newest sent; the receiver buffers at most this many out of order. *Must match.*
     pub reliable_window: u16,
-    /// Congestion window at the start of a connection, in packets carrying reliable data.
+    /// Congestion window at the start of a connection, in packets carrying messages (of any
+    /// kind); this much may go out at once, before the first acknowledgement.
     pub initial_congestion_window: usize,
-    /// The window is never cut below this many packets.
+    /// The window never falls below this many packets (nor below twice
+    /// `unreliable_ack_every`, what a receiver may leave unacknowledged).
     pub min_congestion_window: usize,
     /// Copies of the disconnect notice sent when a connection is closed (it is not
     /// acknowledged, so it is repeated to survive loss).
@@ -98,12 +100,19 @@ pub struct EndpointConfig {
     pub cookie_lifetime: Duration,
     /// Whether this endpoint accepts incoming connections (a pure client sets `false`).
     pub accept_connections: bool,
-    /// Round-trip time assumed before the first measurement.
+    /// Round-trip time assumed before the first measurement. The resend timeout before then is
+    /// three times this: the default (333 ms, QUIC's) gives about a second, RFC 6298's initial
+    /// timeout, so the first packets on a slow path (a 300 ms round trip) are not all resent
+    /// before their first acknowledgement can arrive.
     pub initial_rtt: Duration,
     /// Floor of the resend timeout.
     pub min_resend_timeout: Duration,
     /// Ceiling of the resend timeout.
     pub max_resend_timeout: Duration,
+    /// The longest an unacknowledged unit waits between resends once its timeout has doubled
+    /// with each resend (the wait never falls below the resend timeout itself). It bounds how
+    /// long delivery takes to resume when a link comes back from a blackout.
+    pub max_resend_backoff: Duration,
     /// Fixed resend interval of `AllCostDelivery` channels.
     pub all_cost_resend_interval: Duration,
     /// Seed of the endpoint's random numbers (connection salts, cookie key). `None` draws one
@@ -139,9 +148,10 @@ impl Default for EndpointConfig {
             disconnect_copy_interval: Duration::from_millis(10),
             cookie_lifetime: Duration::from_secs(10),
             accept_connections: true,
-            initial_rtt: Duration::from_millis(100),
+            initial_rtt: Duration::from_millis(333),
             min_resend_timeout: Duration::from_millis(20),
             max_resend_timeout: Duration::from_secs(2),
+            max_resend_backoff: Duration::from_millis(250),
             all_cost_resend_interval: Duration::from_millis(20),
             seed: None,
         }
@@ -252,6 +262,9 @@ impl EndpointConfig {
                 "must be positive and at most max_resend_timeout",
             );
         }
+        if self.max_resend_backoff.is_zero() {
+            return invalid("max_resend_backoff", "must be positive");
+        }
         if self.all_cost_resend_interval.is_zero() {
             return invalid("all_cost_resend_interval", "must be positive");
         }
@@ -316,6 +329,10 @@ mod tests {
             (
                 EndpointConfig { min_resend_timeout: Duration::from_secs(5), ..base.clone() },
                 "min_resend_timeout",
+            ),
+            (
+                EndpointConfig { max_resend_backoff: Duration::ZERO, ..base.clone() },
+                "max_resend_backoff",
             ),
             (
                 EndpointConfig { all_cost_resend_interval: Duration::ZERO, ..base.clone() },
