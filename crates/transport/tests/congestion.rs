@@ -60,21 +60,6 @@ fn saturate(
         }
         let next = sim.now + Duration::from_millis(1);
         sim.advance_to(next);
-        if std::env::var("CC_DEBUG").is_ok() {
-            let st = sim.nodes[client].endpoint.connection_stats(conn).unwrap();
-            let ls = sim.link_stats(client, 1 - client).unwrap();
-            eprintln!(
-                "{:?} rate {} bw {} cwnd {} infl {} rtt {:?} drop {} lost {}",
-                sim.elapsed(),
-                st.pacing_rate,
-                st.bandwidth_estimate,
-                st.congestion_window,
-                st.bytes_in_flight,
-                st.rtt,
-                ls.dropped_queue_full,
-                st.packets_lost_out
-            );
-        }
     }
     accepted
 }
