@@ -128,41 +128,94 @@ fn unreliable_traffic_is_paced_to_the_bottleneck() {
     assert!(in_time * 500 > capacity / 2, "{in_time} × 500 B delivered of {capacity} B capacity");
 }
 
-#[test]
-fn ordered_delivery_resumes_within_a_second_of_a_blackout_ending() {
-    // Ordered fragmented messages every 10 ms; the path goes dark for 5 s, then comes back.
+/// Ordered fragmented messages over the path: `before` of them 10 ms apart, then the path
+/// goes dark for 5 s while `during` more are sent 10 ms apart. Returns how long after the path
+/// came back the first message arrived, and how many of those held up arrived in the second
+/// after that.
+fn blackout(before: usize, during: usize) -> (Duration, usize, usize) {
     let qos = Qos::ReliableFragmentedSequenced;
     let (mut sim, client, server, conn) = pair(qos, path(0.0), 9);
     let message = vec![3u8; 3000];
-    let send_for = |sim: &mut Sim, duration: Duration| {
+    let send_for = |sim: &mut Sim, count: usize, duration: Duration| {
         let end = sim.now + duration;
-        while sim.now < end {
+        for _ in 0..count {
             sim.nodes[client].endpoint.send(conn, ChannelId(0), &message).unwrap();
             let next = sim.now + Duration::from_millis(10);
             sim.advance_to(next);
         }
+        sim.advance_to(end);
     };
-    send_for(&mut sim, Duration::from_secs(1));
-    let before = sim.received(server, ChannelId(0)).len();
-    assert!(before > 90, "only {before} messages before the blackout");
+    send_for(&mut sim, before, Duration::from_secs(1));
+    let delivered = sim.received(server, ChannelId(0)).len();
+    assert_eq!(delivered, before, "before the blackout");
     sim.set_link(client, server, LinkConfig::dead());
     sim.set_link(server, client, LinkConfig::dead());
-    send_for(&mut sim, Duration::from_secs(5));
+    send_for(&mut sim, during, Duration::from_secs(5));
+    assert_eq!(sim.received(server, ChannelId(0)).len(), before, "nothing crosses a dead link");
     sim.nodes[server].events.clear();
     let back: Instant = sim.now;
     sim.set_link(client, server, path(0.0));
     sim.set_link(server, client, path(0.0));
-    let resumed = sim.run_until(Duration::from_secs(5), |sim| {
+    let resumed = sim.run_until(Duration::from_secs(10), |sim| {
         sim.nodes[server].events.iter().any(|e| matches!(e, Owned::Data { .. }))
     });
-    assert!(resumed, "nothing delivered in the 5 s after the blackout");
-    let after = sim.now - back;
-    assert!(after <= Duration::from_secs(1), "the first message came {after:?} after the link");
-    // And the whole backlog follows soon after.
-    sim.run_for(Duration::from_secs(1));
-    let backlog = sim.received(server, ChannelId(0)).len();
-    let expected = 600 - before;
-    assert_eq!(backlog, expected, "{backlog} of {expected} held-up messages delivered a second on");
+    assert!(resumed, "nothing delivered in the 10 s after the blackout");
+    let first = sim.now - back;
+    let end = back + Duration::from_secs(1);
+    sim.advance_to(end);
+    (first, sim.received(server, ChannelId(0)).len(), during)
+}
+
+#[test]
+fn ordered_delivery_resumes_within_a_second_of_a_blackout_ending() {
+    // A stream: 100 messages, then 500 more sent into the blackout.
+    let (first, delivered, held) = blackout(100, 500);
+    assert!(first <= Duration::from_secs(1), "the first message came {first:?} after the link");
+    assert_eq!(delivered, held, "{delivered} of {held} held-up messages delivered a second on");
+}
+
+#[test]
+fn a_lone_message_in_a_blackout_is_resent_at_least_every_backoff_cap() {
+    // A few messages (to measure the round trip), then one sent as the path goes dark: only
+    // its own resends can find the path again, and they back off. Capped at
+    // `max_resend_backoff` (250 ms), the client never waits longer than that between two of
+    // them, so the one after the link returns comes at most that long (plus a round trip)
+    // later. Capped at 2 s, as before, it could come 2 s later.
+    let cap = EndpointConfig::default().max_resend_backoff;
+    let qos = Qos::ReliableFragmentedSequenced;
+    let (mut sim, client, server, conn) = pair(qos, path(0.0), 9);
+    for _ in 0..10 {
+        sim.nodes[client].endpoint.send(conn, ChannelId(0), &[1; 3000]).unwrap();
+        let next = sim.now + Duration::from_millis(10);
+        sim.advance_to(next);
+    }
+    let next = sim.now + Duration::from_millis(100);
+    sim.advance_to(next);
+    assert_eq!(sim.received(server, ChannelId(0)).len(), 10);
+    sim.set_link(client, server, LinkConfig::dead());
+    sim.set_link(server, client, LinkConfig::dead());
+    sim.nodes[client].endpoint.send(conn, ChannelId(0), &[2; 3000]).unwrap();
+    let (start, mut last, mut sends, mut longest) = (sim.now, sim.now, sim.sent[client].0, None);
+    while sim.now < start + Duration::from_secs(5) {
+        let next = sim.now + Duration::from_millis(1);
+        sim.advance_to(next);
+        if sim.sent[client].0 != sends {
+            sends = sim.sent[client].0;
+            let gap = sim.now - last;
+            longest = longest.max(Some(gap));
+            last = sim.now;
+        }
+    }
+    let longest = longest.expect("the client sent during the blackout");
+    // 1 ms steps: the gap is measured to the millisecond.
+    assert!(longest <= cap + Duration::from_millis(2), "{longest:?} without a resend");
+    assert!(sim.received(server, ChannelId(0)).len() == 10, "nothing crosses a dead link");
+    sim.set_link(client, server, path(0.0));
+    sim.set_link(server, client, path(0.0));
+    let back = sim.now;
+    let arrived =
+        sim.run_until(Duration::from_secs(5), |sim| sim.received(server, ChannelId(0)).len() == 11);
+    assert!(arrived && sim.now - back <= cap + Duration::from_millis(20), "{:?}", sim.now - back);
 }
 
 #[test]
