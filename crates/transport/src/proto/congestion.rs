@@ -100,8 +100,9 @@ pub(crate) struct Congestion {
     bw: u64,
     min_rtt: Option<Duration>,
     min_rtt_at: Instant,
-    /// Delivery rounds: a round ends when a packet sent after its start is acknowledged.
-    round: u64,
+    /// Delivery rounds: a round ends when a packet sent after its start is acknowledged. The
+    /// current round's slot in `bw_rounds`.
+    round_slot: usize,
     round_end_delivered: u64,
     full_bw: u64,
     full_bw_rounds: u8,
@@ -154,7 +155,7 @@ impl Congestion {
             bw: 0,
             min_rtt: None,
             min_rtt_at: now,
-            round: 0,
+            round_slot: 0,
             round_end_delivered: 0,
             full_bw: 0,
             full_bw_rounds: 0,
@@ -359,9 +360,9 @@ impl Congestion {
         if new_round {
             self.round_acked = 0;
             self.round_lost = 0;
-            self.round += 1;
+            self.round_slot = (self.round_slot + 1) % BW_ROUNDS;
             self.round_end_delivered = self.delivered;
-            self.bw_rounds[(self.round % BW_ROUNDS as u64) as usize] = 0;
+            self.bw_rounds[self.round_slot] = 0;
         }
         let ack_elapsed = now.saturating_duration_since(sample.prior_at);
         let interval = nanos(sample.send_elapsed.max(ack_elapsed));
@@ -370,7 +371,7 @@ impl Congestion {
             let rate = u128::from(bytes) * u128::from(NANOS_PER_SEC) / u128::from(interval);
             let rate = u64::try_from(rate).unwrap_or(u64::MAX);
             if !sample.app_limited || rate > self.bw {
-                let slot = &mut self.bw_rounds[(self.round % BW_ROUNDS as u64) as usize];
+                let slot = &mut self.bw_rounds[self.round_slot];
                 *slot = (*slot).max(rate);
                 self.bw = self.bw_rounds.iter().copied().max().unwrap_or(0);
             }
