@@ -175,7 +175,20 @@ impl<S: Socket> Link for SturnusLink<S> {
 
     fn debug(&self) {
         if std::env::var_os("STURNUS_BENCH_DEBUG").is_some() {
-            eprintln!("{:?}", self.host.connection_stats(self.conn));
+            let s = self.host.connection_stats(self.conn).unwrap_or_default();
+            eprintln!(
+                "{:?} sent {} in_flight {} cwnd {} pace {} bw {} rtt {:?} rto {:?} resends {} lost {}",
+                now(),
+                s.packets_sent,
+                s.bytes_in_flight,
+                s.congestion_window,
+                s.pacing_rate,
+                s.bandwidth_estimate,
+                s.rtt,
+                s.resend_timeout,
+                s.resends,
+                s.packets_lost_out
+            );
         }
     }
 }
