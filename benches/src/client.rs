@@ -4,13 +4,14 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sturnus_socket::{SendStatus, Socket, SocketFactory, UdpSocket};
+use sturnus_netem::LinkConfig;
+use sturnus_socket::{ConditionedSocket, SendStatus, Socket, SocketFactory, UdpSocket};
 use sturnus_transport::{ChannelId, ConnectionId, Host, HostEvent, Qos, SendError};
 
 use crate::report::{Record, percentile};
 use crate::wire::{self, Control, Report};
 use crate::{
-    BenchResult, CONTROL_CHANNEL, Spec, bench_config, channel_of, now, probe, raw_factory,
+    BenchResult, CONTROL_CHANNEL, Netem, Spec, bench_config, channel_of, now, probe, raw_factory,
     udp_factory,
 };
 
@@ -36,20 +37,77 @@ pub(crate) trait Link {
     fn take_reply(&mut self) -> Option<Report>;
     /// Bytes this client's socket has sent.
     fn bytes_sent(&self) -> u64;
+    /// Prints the connection's statistics when `STURNUS_BENCH_DEBUG` is set.
+    fn debug(&self) {}
 }
 
 /// A Sturnus connection through a [`Host`].
-pub(crate) struct SturnusLink {
-    host: Host<UdpSocket>,
+pub(crate) struct SturnusLink<S: Socket = UdpSocket> {
+    host: Host<S>,
     conn: ConnectionId,
     channel: ChannelId,
     reply: Option<Report>,
 }
 
-impl SturnusLink {
+/// The client's socket behind an emulated link, both ways.
+pub(crate) type NetemSocket = ConditionedSocket<UdpSocket>;
+
+impl Netem {
+    /// One direction of the link: half the round trip, the loss, and (on the way out, where
+    /// the bulk goes) the rate with a 64 KiB tail-drop queue.
+    fn direction(&self, outgoing: bool) -> LinkConfig {
+        let rate = (self.rate_mbit * 1e6 / 8.0) as u64;
+        LinkConfig {
+            latency: Duration::from_secs_f64(self.rtt_ms / 2e3),
+            loss: self.loss,
+            bandwidth: outgoing.then_some(rate),
+            queue_limit: 64 * 1024,
+            ..LinkConfig::perfect()
+        }
+    }
+}
+
+impl SturnusLink<UdpSocket> {
     pub(crate) fn connect(server: SocketAddr, qos: Qos) -> BenchResult<Self> {
         let (host, conn) = Host::connect_to(bench_config(), &udp_factory(), server)?;
-        let mut link = Self { host, conn, channel: channel_of(qos), reply: None };
+        Self { host, conn, channel: channel_of(qos), reply: None }.established(server)
+    }
+}
+
+impl SturnusLink<NetemSocket> {
+    /// A connection whose traffic crosses the emulated link `netem` (seeded with `seed`).
+    pub(crate) fn connect_netem(
+        server: SocketAddr,
+        qos: Qos,
+        netem: &Netem,
+        seed: u64,
+    ) -> BenchResult<Self> {
+        let socket = udp_factory().client_socket(server)?;
+        let socket = ConditionedSocket::new(socket, netem.direction(true), seed)?
+            .with_incoming(netem.direction(false), seed ^ 0x5eed)?;
+        let mut host = Host::new(bench_config(), socket)?;
+        let conn = host.connect(server)?;
+        Self { host, conn, channel: channel_of(qos), reply: None }.established(server)
+    }
+
+    /// Cuts the link both ways (`on`), or restores it.
+    pub(crate) fn blackout(&mut self, on: bool, netem: &Netem) -> BenchResult<()> {
+        let (out, inc) = if on {
+            (LinkConfig::dead(), LinkConfig::dead())
+        } else {
+            (netem.direction(true), netem.direction(false))
+        };
+        let socket = self.host.socket_mut();
+        socket.set_outgoing(out)?;
+        socket.set_incoming(inc, 0)?;
+        Ok(())
+    }
+}
+
+impl<S: Socket> SturnusLink<S> {
+    /// Waits for the handshake to finish.
+    fn established(self, server: SocketAddr) -> BenchResult<Self> {
+        let mut link = self;
         let deadline = now() + CONTROL_TIMEOUT;
         loop {
             match link.host.receive()? {
@@ -71,7 +129,7 @@ fn is_reply(msg: &[u8]) -> bool {
     matches!(msg.first(), Some(&(wire::STARTED | wire::REPORT)))
 }
 
-impl Link for SturnusLink {
+impl<S: Socket> Link for SturnusLink<S> {
     fn try_send(&mut self, msg: &[u8]) -> BenchResult<bool> {
         match self.host.send(self.conn, self.channel, msg) {
             Ok(()) => Ok(true),
@@ -113,6 +171,25 @@ impl Link for SturnusLink {
 
     fn bytes_sent(&self) -> u64 {
         self.host.socket().stats().bytes_sent
+    }
+
+    fn debug(&self) {
+        if std::env::var_os("STURNUS_BENCH_DEBUG").is_some() {
+            let s = self.host.connection_stats(self.conn).unwrap_or_default();
+            eprintln!(
+                "{:?} sent {} in_flight {} cwnd {} pace {} bw {} rtt {:?} rto {:?} resends {} lost {}",
+                now(),
+                s.packets_sent,
+                s.bytes_in_flight,
+                s.congestion_window,
+                s.pacing_rate,
+                s.bandwidth_estimate,
+                s.rtt,
+                s.resend_timeout,
+                s.resends,
+                s.packets_lost_out
+            );
+        }
     }
 }
 
@@ -227,6 +304,7 @@ pub(crate) fn throughput(link: &mut dyn Link, spec: &Spec, run: u32) -> BenchRes
     link.drive(&mut |_| {})?;
     let client_allocations = probe::allocations() - allocations_before;
     let report = finish(link, run, spec.messages, spec.qos, raw)?;
+    link.debug();
     let mut record = Record::new(spec);
     record.messages_sent = spec.messages;
     record.fill_from_report(&report);
@@ -288,5 +366,73 @@ pub(crate) fn latency(link: &mut dyn Link, spec: &Spec, run: u32) -> BenchResult
     record.rtt_max_us = rtts.last().copied().map(us);
     record.msgs_per_s = None;
     record.mb_per_s = None;
+    Ok(record)
+}
+
+/// How often the blackout workload sends a message.
+const BLACKOUT_INTERVAL: Duration = Duration::from_millis(10);
+/// How long it runs before the link goes dark, and at most after it returns.
+const BLACKOUT_MARGIN: Duration = Duration::from_secs(1);
+
+/// Blackout: an ordered message every 10 ms, echoed by the server, over the emulated link;
+/// after a second the link goes dark both ways for `spec.blackout_s`, then comes back. Reports
+/// (as `resume_ms`) how long after the link came back the first echo arrived: an upper bound on
+/// when the first message reached the server, since its echo needs the way back too.
+pub(crate) fn blackout(
+    link: &mut SturnusLink<NetemSocket>,
+    spec: &Spec,
+    netem: &Netem,
+    run: u32,
+) -> BenchResult<Record> {
+    let _ = start(link, run, false)?;
+    let mut msg = vec![0u8; spec.size];
+    let begin = now();
+    let dark_at = begin + BLACKOUT_MARGIN;
+    let back_at = dark_at + Duration::from_secs_f64(spec.blackout_s);
+    let (mut dark, mut back) = (false, false);
+    let mut resumed: Option<Duration> = None;
+    let mut stop_at = back_at + BLACKOUT_MARGIN;
+    let mut seq = 0u64;
+    let mut next_send = begin;
+    loop {
+        let t = now();
+        if !dark && t >= dark_at {
+            link.blackout(true, netem)?;
+            dark = true;
+        }
+        if dark && !back && t >= back_at {
+            link.blackout(false, netem)?;
+            back = true;
+        }
+        if t >= stop_at {
+            break;
+        }
+        if t >= next_send {
+            wire::write_data(&mut msg, wire::ECHO, seq);
+            if link.try_send(&msg)? {
+                seq += 1;
+            }
+            next_send += BLACKOUT_INTERVAL;
+        }
+        let mut echoed = false;
+        link.drive(&mut |m| echoed |= wire::read_data(m).is_some())?;
+        if echoed && back && resumed.is_none() {
+            let after = now().saturating_duration_since(back_at);
+            resumed = Some(after);
+            // Watch the backlog drain for a while longer.
+            stop_at = stop_at.max(now() + BLACKOUT_MARGIN);
+        }
+        if back && resumed.is_none() && t >= back_at + Duration::from_secs(10) {
+            break;
+        }
+        link.wait(Duration::from_millis(1))?;
+    }
+    let report = finish(link, run, seq, spec.qos, false)?;
+    let mut record = Record::new(spec);
+    record.messages_sent = seq;
+    record.fill_from_report(&report);
+    record.msgs_per_s = None;
+    record.mb_per_s = None;
+    record.resume_ms = resumed.map(|d| d.as_secs_f64() * 1e3);
     Ok(record)
 }

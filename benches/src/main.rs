@@ -3,9 +3,11 @@
 //!
 //! ```text
 //! sturnus-bench server --bind ADDR [--duration-s D] [--baseline raw-udp]
-//! sturnus-bench client --connect ADDR --workload throughput|latency|large|clients
+//! sturnus-bench client --connect ADDR --workload throughput|latency|large|clients|blackout
 //!                      [--qos QOS] [--messages N] [--size S]
 //!                      [--clients C --rate R --duration-s D] [--baseline raw-udp] [--repeat K]
+//!                      [--link netem [--rate-mbit M] [--rtt-ms T] [--loss P]
+//!                       [--blackout-s B] [--baseline loss-free]]
 //! sturnus-bench local  --workload ... (as client; runs the server(s) as child processes)
 //! ```
 #![allow(
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use sturnus_transport::{ChannelId, EndpointConfig, Qos};
 
-use crate::client::{Link, RawLink, SturnusLink};
+use crate::client::{Link, NetemSocket, RawLink, SturnusLink};
 use crate::report::Record;
 
 #[global_allocator]
@@ -99,13 +101,15 @@ pub(crate) fn now() -> Instant {
     Instant::now()
 }
 
-/// The four workloads of DESIGN §7.
+/// The four workloads of DESIGN §7, and the blackout of issue 14.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Workload {
     Throughput,
     Latency,
     Large,
     Clients,
+    /// Ordered messages every 10 ms across an emulated link that goes dark for a while.
+    Blackout,
 }
 
 impl Workload {
@@ -115,6 +119,7 @@ impl Workload {
             Workload::Latency => "latency",
             Workload::Large => "large",
             Workload::Clients => "clients",
+            Workload::Blackout => "blackout",
         }
     }
 }
@@ -122,10 +127,18 @@ impl Workload {
 impl FromStr for Workload {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        [Workload::Throughput, Workload::Latency, Workload::Large, Workload::Clients]
-            .into_iter()
-            .find(|w| w.name() == s)
-            .ok_or_else(|| format!("unknown workload `{s}` (throughput, latency, large, clients)"))
+        [
+            Workload::Throughput,
+            Workload::Latency,
+            Workload::Large,
+            Workload::Clients,
+            Workload::Blackout,
+        ]
+        .into_iter()
+        .find(|w| w.name() == s)
+        .ok_or_else(|| {
+            format!("unknown workload `{s}` (throughput, latency, large, clients, blackout)")
+        })
     }
 }
 
@@ -141,6 +154,25 @@ pub(crate) struct Spec {
     pub(crate) duration_s: f64,
     /// Plain UDP datagrams instead of Sturnus.
     pub(crate) raw: bool,
+    /// The client's traffic crosses an emulated link (Sturnus only).
+    pub(crate) netem: Option<Netem>,
+    /// Blackout: how long the link stays dark.
+    pub(crate) blackout_s: f64,
+}
+
+/// An emulated link on the client's side, both ways: a rate limit (with a 64 KiB tail-drop
+/// queue) on the way out, half the round trip each way, and random loss each way.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Netem {
+    pub(crate) rate_mbit: f64,
+    pub(crate) rtt_ms: f64,
+    pub(crate) loss: f64,
+}
+
+impl Netem {
+    pub(crate) fn describe(&self) -> String {
+        format!("netem {} Mbit/s {} ms {} % loss", self.rate_mbit, self.rtt_ms, self.loss * 100.0)
+    }
 }
 
 /// `--name value` options.
@@ -178,10 +210,15 @@ impl Options {
 
     fn baseline(&self) -> Result<bool, String> {
         match self.get::<String>("baseline")?.as_deref() {
-            None => Ok(false),
+            None | Some("loss-free") => Ok(false),
             Some("raw-udp") => Ok(true),
-            Some(other) => Err(format!("unknown baseline `{other}` (raw-udp)")),
+            Some(other) => Err(format!("unknown baseline `{other}` (raw-udp, loss-free)")),
         }
+    }
+
+    /// `--baseline loss-free`: the same run over the same link without its loss.
+    fn loss_free_baseline(&self) -> Result<bool, String> {
+        Ok(self.get::<String>("baseline")?.as_deref() == Some("loss-free"))
     }
 
     fn spec(&self) -> Result<Spec, String> {
@@ -193,6 +230,7 @@ impl Options {
             Workload::Latency => (Qos::ReliableSequenced, 10_000, 32),
             Workload::Large => (Qos::ReliableFragmentedSequenced, 100, 256 * 1024),
             Workload::Clients => (Qos::Unreliable, 0, 64),
+            Workload::Blackout => (Qos::ReliableFragmentedSequenced, 0, 3000),
         };
         let qos = match self.get::<String>("qos")? {
             Some(name) => name.parse::<Qos>().map_err(|e| e.to_string())?,
@@ -207,7 +245,37 @@ impl Options {
             rate: self.get("rate")?.unwrap_or(10.0),
             duration_s: self.get("duration-s")?.unwrap_or(10.0),
             raw: false,
+            netem: match self.get::<String>("link")?.as_deref() {
+                None => None,
+                Some("netem") => Some(Netem {
+                    rate_mbit: self.get("rate-mbit")?.unwrap_or(100.0),
+                    rtt_ms: self.get("rtt-ms")?.unwrap_or(10.0),
+                    loss: self.get("loss")?.unwrap_or(0.0),
+                }),
+                Some(other) => return Err(format!("unknown link `{other}` (netem)")),
+            },
+            blackout_s: self.get("blackout-s")?.unwrap_or(5.0),
         };
+        if let Some(n) = &spec.netem {
+            if !(n.rate_mbit > 0.0 && n.rtt_ms >= 0.0 && (0.0..1.0).contains(&n.loss)) {
+                return Err("--rate-mbit > 0, --rtt-ms >= 0, 0 <= --loss < 1".into());
+            }
+            if !matches!(spec.workload, Workload::Throughput | Workload::Large | Workload::Blackout)
+            {
+                return Err(
+                    "--link netem is for the throughput, large and blackout workloads".into()
+                );
+            }
+        }
+        if spec.workload == Workload::Blackout && spec.netem.is_none() {
+            return Err("the blackout workload needs --link netem".into());
+        }
+        if spec.blackout_s.is_nan() || spec.blackout_s <= 0.0 {
+            return Err("--blackout-s must be positive".into());
+        }
+        if self.loss_free_baseline()? && spec.netem.is_none() {
+            return Err("--baseline loss-free needs --link netem".into());
+        }
         if spec.size < wire::DATA_HEADER {
             return Err(format!(
                 "--size must be at least {} (tag and sequence number)",
@@ -240,6 +308,11 @@ const CLIENT_OPTIONS: &[&str] = &[
     "duration-s",
     "baseline",
     "repeat",
+    "link",
+    "rate-mbit",
+    "rtt-ms",
+    "loss",
+    "blackout-s",
 ];
 
 /// The raw-UDP version of a workload: messages are single datagrams, so a large message is
@@ -254,8 +327,22 @@ fn raw_spec(spec: &Spec) -> Spec {
     raw
 }
 
+/// The loss-free version of a run over an emulated link.
+fn loss_free_spec(spec: &Spec) -> Spec {
+    let netem = spec.netem.clone().map(|n| Netem { loss: 0.0, ..n });
+    Spec { netem, ..spec.clone() }
+}
+
 /// Runs one workload once against `server`.
 fn run_once(spec: &Spec, server: SocketAddr, run: u32) -> BenchResult<Record> {
+    if let Some(netem) = spec.netem.as_ref().filter(|_| !spec.raw) {
+        let mut link: SturnusLink<NetemSocket> =
+            SturnusLink::connect_netem(server, spec.qos, netem, u64::from(run))?;
+        return match spec.workload {
+            Workload::Blackout => client::blackout(&mut link, spec, netem, run),
+            _ => client::throughput(&mut link, spec, run),
+        };
+    }
     let mut link: Box<dyn Link> = if spec.raw {
         Box::new(RawLink::connect(server)?)
     } else {
@@ -265,6 +352,7 @@ fn run_once(spec: &Spec, server: SocketAddr, run: u32) -> BenchResult<Record> {
         Workload::Throughput | Workload::Large => client::throughput(link.as_mut(), spec, run),
         Workload::Latency => client::latency(link.as_mut(), spec, run),
         Workload::Clients => crowd::clients(spec, server, link.as_mut(), run),
+        Workload::Blackout => Err("the blackout workload needs --link netem".into()),
     }
 }
 
@@ -327,8 +415,9 @@ impl Drop for ServerProcess {
 fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  sturnus-bench server --bind ADDR [--duration-s D] [--baseline raw-udp] [--cpu N]\n  \
-         sturnus-bench client --connect ADDR --workload throughput|latency|large|clients [--qos QOS] \
-         [--messages N] [--size S] [--clients C --rate R --duration-s D] [--baseline raw-udp] [--repeat K]\n  \
+         sturnus-bench client --connect ADDR --workload throughput|latency|large|clients|blackout [--qos QOS] \
+         [--messages N] [--size S] [--clients C --rate R --duration-s D] [--baseline raw-udp] [--repeat K] \
+         [--link netem [--rate-mbit M] [--rtt-ms T] [--loss P] [--blackout-s B] [--baseline loss-free]]\n  \
          sturnus-bench local --workload ... [--pin on|off] (the client options but --connect; starts the servers itself)"
     );
     ExitCode::from(2)
@@ -380,8 +469,13 @@ fn client_command(options: &Options) -> BenchResult<()> {
     options.check_known(CLIENT_OPTIONS)?;
     let server: SocketAddr = options.get("connect")?.ok_or("--connect is required")?;
     let spec = options.spec()?;
-    let spec = if options.baseline()? { raw_spec(&spec) } else { spec };
-    run_all(&[(spec, server)], options.get("repeat")?.unwrap_or(1))
+    let mut targets = vec![(spec.clone(), server)];
+    if options.loss_free_baseline()? {
+        targets.push((loss_free_spec(&spec), server));
+    } else if options.baseline()? {
+        targets[0].0 = raw_spec(&spec);
+    }
+    run_all(&targets, options.get("repeat")?.unwrap_or(1))
 }
 
 /// The hidden worker of a `clients` run too large for one process's open-file limit.
@@ -416,6 +510,9 @@ fn local_command(options: &Options) -> BenchResult<()> {
         if options.baseline()? { Some(ServerProcess::spawn(true, server_cpu)?) } else { None };
     if let Some(raw) = &raw {
         targets.push((raw_spec(&spec), raw.1));
+    }
+    if options.loss_free_baseline()? {
+        targets.push((loss_free_spec(&spec), sturnus.1));
     }
     run_all(&targets, options.get("repeat")?.unwrap_or(1))
 }

@@ -3,8 +3,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::Spec;
 use crate::wire::Report;
+use crate::{Netem, Spec};
 
 /// One result line.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -30,6 +30,10 @@ pub(crate) struct Record {
     pub(crate) clients: Option<u64>,
     pub(crate) echo_loss: Option<u64>,
     pub(crate) rss_per_conn_bytes: Option<f64>,
+    /// The emulated link crossed, if any (`netem RATE Mbit/s RTT ms LOSS`).
+    pub(crate) link: Option<String>,
+    /// Blackout: how long after the link returned the first echo arrived.
+    pub(crate) resume_ms: Option<f64>,
 }
 
 impl Record {
@@ -40,6 +44,7 @@ impl Record {
             qos: if spec.raw { "datagram".to_owned() } else { spec.qos.name().to_owned() },
             size: spec.size,
             runs: 1,
+            link: spec.netem.as_ref().map(Netem::describe),
             ..Self::default()
         }
     }
@@ -89,6 +94,8 @@ impl Record {
         field("clients", int(self.clients));
         field("echo_loss", int(self.echo_loss));
         field("rss_per_conn_bytes", num(self.rss_per_conn_bytes));
+        field("link", self.link.as_ref().map_or("null".to_owned(), |l| format!("\"{l}\"")));
+        field("resume_ms", num(self.resume_ms));
         s.push('}');
         s
     }
@@ -119,6 +126,7 @@ impl Record {
             alloc_per_msg: f(|r| r.alloc_per_msg),
             echo_loss: first.echo_loss.map(|_| u(|r| r.echo_loss.unwrap_or(0))),
             rss_per_conn_bytes: f(|r| r.rss_per_conn_bytes),
+            resume_ms: f(|r| r.resume_ms),
             ..first.clone()
         })
     }

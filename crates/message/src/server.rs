@@ -513,8 +513,13 @@ impl NetworkServer {
         }
         let socket: crate::BoxedSocket =
             Box::new(factory.server_socket(addr).map_err(HostError::from)?);
-        let config =
-            EndpointConfig { accept_connections: true, ..self.ctx.config.transport.clone() };
+        // Peers are untrusted (held to the transport's small reassembly budgets) until their
+        // player authenticates, whatever the transport configuration says.
+        let config = EndpointConfig {
+            accept_connections: true,
+            trust_incoming: false,
+            ..self.ctx.config.transport.clone()
+        };
         let host = Host::new(config, socket)?;
         let local = host.local_addr();
         self.ctx.host = Some(host);

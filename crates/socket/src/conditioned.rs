@@ -138,6 +138,18 @@ impl<S: Socket, C: Clock> ConditionedSocket<S, C> {
         Ok(self.outgoing.set_config(config)?)
     }
 
+    /// Changes the incoming link's parameters from now on; conditions incoming traffic from
+    /// now on if it was not.
+    pub fn set_incoming(&mut self, config: LinkConfig, seed: u64) -> Result<(), SocketError> {
+        match self.incoming.as_mut() {
+            Some(link) => Ok(link.set_config(config)?),
+            None => {
+                self.incoming = Some(Link::new(config, seed)?);
+                Ok(())
+            }
+        }
+    }
+
     /// The wrapped socket.
     pub fn inner(&self) -> &S {
         &self.inner

@@ -59,10 +59,20 @@ pub struct EndpointConfig {
     /// messages are given up oldest first and new reliable data is refused (not acknowledged,
     /// so the sender resends it later); the next message in order is always admitted.
     pub max_reassembly_bytes: usize,
+    /// Whether connections that peers open to us are trusted from the start. The transport
+    /// alone cannot tell who a peer is, so by default (`true`) every connection gets
+    /// `max_reassembly_bytes`, as a network engineer using the transport directly expects. A
+    /// layer that authenticates its peers sets it to `false` and calls
+    /// [`Endpoint::set_trusted`](crate::Endpoint::set_trusted) once a peer has proven itself;
+    /// until then the untrusted budgets below hold (the message layer's `NetworkServer` does
+    /// this, whatever its transport configuration says, and trusts a connection when its player
+    /// authenticates).
+    pub trust_incoming: bool,
     /// The same budget for a connection that is not yet *trusted*. A connection we opened
-    /// ourselves is trusted from the start; one a peer opened to us is trusted once the
-    /// application calls [`Endpoint::set_trusted`](crate::Endpoint::set_trusted) (typically
-    /// after the peer has authenticated). Until then the peer has proven only that it can
+    /// ourselves is trusted from the start; one a peer opened to us is trusted from the start
+    /// when `trust_incoming` is set, and otherwise once the application calls
+    /// [`Endpoint::set_trusted`](crate::Endpoint::set_trusted) (typically after the peer has
+    /// authenticated). Until then the peer has proven only that it can
     /// receive at its address, so it may make us hold little: unreliable partial messages past
     /// this budget are dropped, and reliable data past it is refused and resent later, as for
     /// `max_reassembly_bytes` (the next message in order is still always admitted, so an
@@ -129,9 +139,11 @@ pub struct EndpointConfig {
     /// Reliable messages a channel may have between the oldest unacknowledged one and the
     /// newest sent; the receiver buffers at most this many out of order. *Must match.*
     pub reliable_window: u16,
-    /// Congestion window at the start of a connection, in packets carrying reliable data.
+    /// Congestion window at the start of a connection, in packets carrying messages (of any
+    /// kind); this much may go out at once, before the first acknowledgement.
     pub initial_congestion_window: usize,
-    /// The window is never cut below this many packets.
+    /// The window never falls below this many packets (nor below twice
+    /// `unreliable_ack_every`, what a receiver may leave unacknowledged).
     pub min_congestion_window: usize,
     /// Copies of the disconnect notice sent when a connection is closed (it is not
     /// acknowledged, so it is repeated to survive loss).
@@ -142,12 +154,19 @@ pub struct EndpointConfig {
     pub cookie_lifetime: Duration,
     /// Whether this endpoint accepts incoming connections (a pure client sets `false`).
     pub accept_connections: bool,
-    /// Round-trip time assumed before the first measurement.
+    /// Round-trip time assumed before the first measurement. The resend timeout before then is
+    /// three times this: the default (333 ms, QUIC's) gives about a second, RFC 6298's initial
+    /// timeout, so the first packets on a slow path (a 300 ms round trip) are not all resent
+    /// before their first acknowledgement can arrive.
     pub initial_rtt: Duration,
     /// Floor of the resend timeout.
     pub min_resend_timeout: Duration,
     /// Ceiling of the resend timeout.
     pub max_resend_timeout: Duration,
+    /// The longest an unacknowledged unit waits between resends once its timeout has doubled
+    /// with each resend (the wait never falls below the resend timeout itself). It bounds how
+    /// long delivery takes to resume when a link comes back from a blackout.
+    pub max_resend_backoff: Duration,
     /// Fixed resend interval of `AllCostDelivery` channels.
     pub all_cost_resend_interval: Duration,
 }
@@ -161,6 +180,7 @@ impl Default for EndpointConfig {
             fragment_size: 1150,
             max_fragments: 1024,
             max_reassembly_bytes: 4 * 1024 * 1024,
+            trust_incoming: true,
             max_reassembly_bytes_untrusted: 256 * 1024,
             untrusted_reassembly_bytes_total: 32 * 1024 * 1024,
             buffer_pool_bytes: 8 * 1024 * 1024,
@@ -185,9 +205,10 @@ impl Default for EndpointConfig {
             disconnect_copy_interval: Duration::from_millis(10),
             cookie_lifetime: Duration::from_secs(10),
             accept_connections: true,
-            initial_rtt: Duration::from_millis(100),
+            initial_rtt: Duration::from_millis(333),
             min_resend_timeout: Duration::from_millis(20),
             max_resend_timeout: Duration::from_secs(2),
+            max_resend_backoff: Duration::from_millis(250),
             all_cost_resend_interval: Duration::from_millis(20),
         }
     }
@@ -228,6 +249,7 @@ impl EndpointConfig {
             ("min_resend_timeout", self.min_resend_timeout),
             ("max_resend_timeout", self.max_resend_timeout),
             ("all_cost_resend_interval", self.all_cost_resend_interval),
+            ("max_resend_backoff", self.max_resend_backoff),
         ];
         for (field, value) in durations {
             if value > MAX_CONFIG_DURATION {
@@ -363,6 +385,9 @@ impl EndpointConfig {
                 "min_resend_timeout",
                 "must be positive and at most max_resend_timeout",
             );
+        }
+        if self.max_resend_backoff.is_zero() {
+            return invalid("max_resend_backoff", "must be positive");
         }
         if self.all_cost_resend_interval.is_zero() {
             return invalid("all_cost_resend_interval", "must be positive");
@@ -578,6 +603,10 @@ mod tests {
             (
                 EndpointConfig { min_resend_timeout: Duration::from_secs(5), ..base.clone() },
                 "min_resend_timeout",
+            ),
+            (
+                EndpointConfig { max_resend_backoff: Duration::ZERO, ..base.clone() },
+                "max_resend_backoff",
             ),
             (
                 EndpointConfig { all_cost_resend_interval: Duration::ZERO, ..base.clone() },

@@ -318,4 +318,9 @@ impl<S: Socket> Host<S> {
     pub fn socket(&self) -> &S {
         &self.socket
     }
+
+    /// The socket, mutably (to retune a conditioned socket's link, for instance).
+    pub fn socket_mut(&mut self) -> &mut S {
+        &mut self.socket
+    }
 }

@@ -100,6 +100,7 @@ prop_compose! {
             in (duration(), duration(), duration(), duration()),
         (initial_rtt, min_resend_timeout, max_resend_timeout, all_cost_resend_interval)
             in (duration(), duration(), duration(), duration()),
+        max_resend_backoff in duration(),
     ) -> EndpointConfig {
         EndpointConfig {
             channels: s.channels,
@@ -129,6 +130,7 @@ prop_compose! {
             min_resend_timeout,
             max_resend_timeout,
             all_cost_resend_interval,
+            max_resend_backoff,
             ..EndpointConfig::default()
         }
     }

@@ -267,7 +267,12 @@ fn two_peers_connecting_to_each_other_at_once_end_with_one_connection() {
 /// deadline, at which a packet that got no acknowledgement goes out again.
 #[test]
 fn the_deadline_left_for_after_a_send_is_registered_by_handle_timeout_and_keeps_resends() {
-    let config = EndpointConfig { channels: vec![Qos::Reliable], ..EndpointConfig::default() };
+    // A resend timeout (300 ms before any sample) well before the keepalive falls due.
+    let config = EndpointConfig {
+        channels: vec![Qos::Reliable],
+        initial_rtt: Duration::from_millis(100),
+        ..EndpointConfig::default()
+    };
     let mut sim = Sim::new(LinkConfig::perfect(), 5);
     let server = sim.add(config.clone());
     let client = sim.add(config);

@@ -1,5 +1,5 @@
 //! Bounded resources: partial-message expiry and eviction, reassembly memory for reliable
-//! fragments, and the congestion window's back-off and recovery.
+//! fragments (congestion control has its own tests, in `congestion.rs`).
 
 mod sim;
 
@@ -166,41 +166,6 @@ fn reliable_fragments_that_do_not_fit_are_refused_and_resent_never_lost() {
     got.sort();
     assert_eq!(got, (0..5u8).map(|i| vec![i; 1000]).collect::<Vec<_>>());
     assert!(sim.nodes[server].endpoint.stats().rejected_packets > 0, "some packets were refused");
-}
-
-#[test]
-fn the_congestion_window_backs_off_under_loss_and_recovers_after() {
-    let config = EndpointConfig { channels: vec![Qos::Reliable], ..EndpointConfig::default() };
-    let clean = LinkConfig { latency: Duration::from_millis(10), ..LinkConfig::perfect() };
-    let mut sim = Sim::new(clean.clone(), 8);
-    let server = sim.add(config.clone());
-    let client = sim.add(config.clone());
-    let (conn, _) = sim.connect(client, server);
-    let window =
-        |sim: &Sim| sim.nodes[client].endpoint.connection_stats(conn).unwrap().congestion_window;
-    let initial = window(&sim);
-    assert_eq!(initial, config.initial_congestion_window);
-
-    // Keep the sender busy, first over a link losing 30 %, then over a clean one.
-    let busy = |sim: &mut Sim, millis: u64| {
-        let mut lowest = usize::MAX;
-        for _ in 0..millis {
-            for _ in 0..20 {
-                let _ = sim.nodes[client].endpoint.send(conn, ChannelId(0), &[0; 500]);
-            }
-            sim.run_for(Duration::from_millis(1));
-            lowest = lowest.min(window(sim));
-        }
-        lowest
-    };
-    sim.set_link(client, server, LinkConfig { loss: 0.3, ..clean.clone() });
-    let lowest = busy(&mut sim, 1_000);
-    assert!(lowest < initial / 2, "the window fell only to {lowest}");
-    assert!(lowest >= config.min_congestion_window);
-    sim.set_link(client, server, clean);
-    busy(&mut sim, 1_000);
-    let recovered = window(&sim);
-    assert!(recovered > 2 * lowest, "the window recovered only to {recovered} from {lowest}");
 }
 
 #[test]

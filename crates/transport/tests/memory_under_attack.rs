@@ -68,6 +68,8 @@ const UNRELIABLE: ChannelId = ChannelId(1);
 fn config() -> EndpointConfig {
     EndpointConfig {
         channels: vec![Qos::ReliableFragmented, Qos::UnreliableFragmented],
+        // As the message layer's server: peers are untrusted until they authenticate.
+        trust_incoming: false,
         ..EndpointConfig::default()
     }
 }

@@ -167,6 +167,7 @@ fn fragmented() -> EndpointConfig {
         fragment_size: 100,
         max_fragments: 10,
         max_reassembly_bytes: 10_000,
+        trust_incoming: false,
         max_reassembly_bytes_untrusted: 300,
         untrusted_reassembly_bytes_total: 1_500,
         ..EndpointConfig::default()

@@ -10,6 +10,7 @@ use super::channel::ChannelSet;
 use super::channel::recv::{Outcome, RecvChannel, RecvLimits};
 use super::channel::send::{FillContext, SendChannel, UnitRef};
 use super::codec::{Reader, Writer};
+use super::congestion::{Congestion, SendRecord};
 use super::control::Cookie;
 use super::packet::{DataHeader, Fragment, RecordHeader};
 use super::pool::BufPool;
@@ -21,9 +22,9 @@ use crate::{ChannelId, EndpointConfig, SendError};
 /// The most a peer's packet number may jump ahead of the newest one received. Larger jumps are
 /// taken for stray packets (from an earlier connection on the same address, or spoofed).
 const MAX_SEQ_JUMP: i32 = 4096;
-/// A lazily acknowledged packet counts as lost once the peer acknowledged a packet this much
-/// newer without it (allowing for a little reordering, as TCP and QUIC do).
-const LAZY_LOSS_THRESHOLD: i32 = 3;
+/// A packet counts as lost once the peer acknowledged a packet this much newer without it
+/// (allowing for a little reordering, as TCP and QUIC do).
+const LOSS_THRESHOLD: i32 = 3;
 /// How many sent packets are remembered for acknowledgement (half the packet number space).
 const MAX_TRACKED_PACKETS: usize = 8192;
 
@@ -62,10 +63,17 @@ pub struct ConnectionStats {
     /// connection's salts (blind injection), strays of an earlier connection from the same
     /// address, or corrupted on the way.
     pub packets_bad_tag: u64,
-    /// Packets carrying reliable data that are unacknowledged now.
+    /// Packets carrying messages (of any kind) that are unacknowledged now.
     pub in_flight: usize,
-    /// The congestion window, in packets carrying reliable data.
-    pub congestion_window: usize,
+    /// Bytes of those packets.
+    pub bytes_in_flight: u64,
+    /// The congestion window: the bytes that may be in flight.
+    pub congestion_window: u64,
+    /// The pacing rate, in bytes per second.
+    pub pacing_rate: u64,
+    /// The estimated bottleneck bandwidth (the highest recent delivery rate), in bytes per
+    /// second; 0 before the first estimate.
+    pub bandwidth_estimate: u64,
     /// Bytes held for messages not yet deliverable: partial fragmented messages and reliable
     /// messages waiting for an earlier one (bounded by `max_reassembly_bytes`, or
     /// `max_reassembly_bytes_untrusted` until the connection is trusted, plus at most one
@@ -104,7 +112,8 @@ struct SentPacket {
     seq: PacketSeq,
     sent_at: Instant,
     refs: Vec<UnitRef>,
-    reliable: bool,
+    /// What congestion control needs of it.
+    record: SendRecord,
     /// Sent with the ack-soon bit: its acknowledgement is prompt, so it times the round trip.
     ack_soon: bool,
     acked: bool,
@@ -200,12 +209,7 @@ pub(crate) struct Connection {
     /// Since when `held_bytes` has been above zero (kept by the endpoint for untrusted
     /// connections: the longest holder is the first evicted when their budget overflows).
     pub(crate) held_since: Option<Instant>,
-    cwnd: usize,
-    min_cwnd: usize,
-    cwnd_growth: usize,
-    ssthresh: usize,
-    last_cut: Option<Instant>,
-    in_flight: usize,
+    cc: Congestion,
     channel_cursor: usize,
     pub(crate) stats: ConnectionStats,
     /// The deadline this connection is registered at in the endpoint's timer heap (an entry at
@@ -307,15 +311,10 @@ impl Connection {
             busy: ChannelSet::default(),
             expiring,
             held_bytes: 0,
-            trusted: is_client,
+            trusted: is_client || config.trust_incoming,
             held_cap: usize::MAX,
             held_since: None,
-            cwnd: config.initial_congestion_window,
-            min_cwnd: config.min_congestion_window,
-            cwnd_growth: 0,
-            ssthresh: config.max_in_flight_packets,
-            last_cut: None,
-            in_flight: 0,
+            cc: Congestion::new(config, now),
             channel_cursor: 0,
             stats: ConnectionStats::default(),
             scheduled: None,
@@ -348,8 +347,11 @@ impl Connection {
             rtt: self.rtt.smoothed(),
             rtt_variation: self.rtt.variation(),
             resend_timeout: self.rtt.rto(),
-            in_flight: self.in_flight,
-            congestion_window: self.cwnd,
+            in_flight: self.cc.packets_in_flight(),
+            bytes_in_flight: self.cc.bytes_in_flight(),
+            congestion_window: self.cc.window(),
+            pacing_rate: self.cc.pacing_rate(),
+            bandwidth_estimate: self.cc.bandwidth(),
             held_bytes: self.held_bytes,
             ..self.stats
         }
@@ -380,15 +382,39 @@ impl Connection {
     }
 
     fn fill_context(&self, now: Instant, config: &EndpointConfig) -> FillContext {
+        let paced = self.cc.pace_at() <= now;
         FillContext {
             now,
             rto_base: self.rtt.rto(),
-            max_rto: config.max_resend_timeout,
+            max_backoff: config.max_resend_backoff,
+            backoff_reset: self.cc.silence_ended(),
             all_cost_interval: config.all_cost_resend_interval,
-            may_send_new_reliable: self.in_flight < self.cwnd.min(config.max_in_flight_packets),
-            may_resend: true,
+            may_send_new: paced && self.cc.may_send_new(),
+            may_resend: paced && self.cc.window_open(),
             reliable_window: config.reliable_window,
         }
+    }
+
+    /// When a packet in flight will be given up as lost (see `settle_lost`), if any is.
+    fn next_loss(&self, config: &EndpointConfig) -> Option<Instant> {
+        let rto = self.rtt.rto();
+        let mut next: Option<Instant> = None;
+        for packet in self.sent.iter().filter(|p| !p.acked && !p.lost) {
+            let earliest = packet.sent_at + rto;
+            if next.is_some_and(|n| earliest >= n) {
+                // In sending order: no later packet is due earlier.
+                break;
+            }
+            let at = if self.newest_ack.distance(packet.seq) >= LOSS_THRESHOLD {
+                packet.sent_at
+            } else if packet.ack_soon {
+                earliest
+            } else {
+                earliest + config.keepalive_interval
+            };
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        next
     }
 
     /// When this connection next needs attention (a packet to send or a timeout to check).
@@ -406,8 +432,28 @@ impl Connection {
                 let coarse = (self.last_recv + config.disconnect_timeout)
                     .min(self.last_send + config.keepalive_interval);
                 let mut next = self.ack_due.unwrap_or(coarse);
+                // Messages to send: when the pacer lets them go, if the window has room; if it
+                // has none, when a packet in flight is given up (an acknowledgement, the other
+                // way to open it, makes the connection ready anyway).
+                let window_open = self.cc.window_open();
+                let mut waiting = false;
                 for c in self.busy.iter() {
-                    if let Some(at) = self.send[usize::from(c)].next_resend(&ctx) {
+                    let send = &self.send[usize::from(c)];
+                    if send.has_new(config.reliable_window) && self.cc.may_send_new() {
+                        next = next.min(self.cc.pace_at());
+                    }
+                    if let Some(at) = send.next_resend(&ctx) {
+                        if window_open {
+                            next = next.min(at.max(self.cc.pace_at()));
+                        } else {
+                            waiting = true;
+                        }
+                    } else if send.has_new(config.reliable_window) && !self.cc.may_send_new() {
+                        waiting = true;
+                    }
+                }
+                if waiting {
+                    if let Some(at) = self.next_loss(config) {
                         next = next.min(at);
                     }
                 }
@@ -428,7 +474,7 @@ impl Connection {
     }
 
     /// Whether a data packet should go out now.
-    pub(crate) fn wants_to_send(&self, now: Instant, config: &EndpointConfig) -> bool {
+    fn wants_to_send(&self, now: Instant, config: &EndpointConfig) -> bool {
         if !self.is_connected() {
             return false;
         }
@@ -450,10 +496,14 @@ impl Connection {
         config: &EndpointConfig,
         pool: &mut BufPool,
     ) -> Option<(usize, bool)> {
+        if !self.is_connected() {
+            return None;
+        }
+        // Packets given up as lost leave the window first, which may open it.
+        self.settle_lost(now, config);
         if !self.wants_to_send(now, config) {
             return None;
         }
-        self.settle_lost(now, config);
         let limit = buf.len().min(config.max_packet_size);
         let mut w = Writer::new(&mut buf[..limit]);
         let header = DataHeader {
@@ -493,6 +543,9 @@ impl Connection {
 
         let len = w.len();
         let reliable = !refs.is_empty();
+        // Everything that could go went, and neither congestion control nor the pacer held
+        // anything back: the sender is application-limited.
+        let app_limited = !more && ctx.may_send_new && ctx.may_resend;
         // Reliable data is acknowledged promptly (its resends and the congestion window hang on
         // it); otherwise one packet per probe interval asks to be, to time the round trip.
         let ack_soon =
@@ -505,14 +558,12 @@ impl Connection {
             if self.sent.len() >= MAX_TRACKED_PACKETS {
                 self.forget_oldest();
             }
-            if reliable {
-                self.in_flight += 1;
-            }
+            let record = self.cc.on_send(now, len, app_limited);
             self.sent.push_back(SentPacket {
                 seq: self.next_seq,
                 sent_at: now,
                 refs,
-                reliable,
+                record,
                 ack_soon,
                 acked: false,
                 lost: false,
@@ -520,10 +571,7 @@ impl Connection {
         } else {
             self.spare_refs.push(refs);
         }
-        if resent > 0 {
-            self.stats.resends += resent as u64;
-            self.on_loss(now);
-        }
+        self.stats.resends += resent as u64;
         self.next_seq = self.next_seq.next();
         self.next_number = self.next_number.wrapping_add(1);
         self.ack_due = None;
@@ -535,32 +583,34 @@ impl Connection {
         Some((len, more))
     }
 
-    /// Gives up on packets with messages that were not acknowledged within the resend timeout:
-    /// they leave the congestion window and count as lost.
+    /// Gives up on packets with messages that were not acknowledged: they leave the congestion
+    /// window and count as lost (a late acknowledgement takes that back).
     ///
-    /// A packet acknowledged lazily (no ack-soon bit) may wait for the peer's next packet, so
-    /// the timeout does not apply to it alone: it is lost once an ack of a packet
-    /// `LAZY_LOSS_THRESHOLD` newer arrived without it, or once even the peer's keepalive should
-    /// have reported it.
+    /// A packet is lost once the peer acknowledged one `LOSS_THRESHOLD` newer without it, or
+    /// once the resend timeout passed without its acknowledgement. One acknowledged lazily (no
+    /// ack-soon bit) may wait for the peer's next packet, so for it the timeout is extended
+    /// until even the peer's keepalive should have reported it.
     fn settle_lost(&mut self, now: Instant, config: &EndpointConfig) {
         let rto = self.rtt.rto();
         let newest_ack = self.newest_ack;
         for packet in self.sent.iter_mut().filter(|p| !p.acked && !p.lost) {
-            // Packets are in sending order: none after this one has timed out either.
-            if now < packet.sent_at + rto {
+            let overtaken = newest_ack.distance(packet.seq) >= LOSS_THRESHOLD;
+            // Packets are in sending order: none after this one has been overtaken or timed
+            // out either.
+            if !overtaken && now < packet.sent_at + rto {
                 break;
             }
-            if !packet.ack_soon
-                && newest_ack.distance(packet.seq) < LAZY_LOSS_THRESHOLD
+            if !overtaken
+                && !packet.ack_soon
                 && now < packet.sent_at + rto + config.keepalive_interval
             {
                 continue;
             }
             packet.lost = true;
             self.stats.packets_lost_out += 1;
-            if packet.reliable {
-                self.in_flight -= 1;
-            }
+            // An unanswered request for a prompt acknowledgement (a lazy one may just be
+            // waiting for the peer to send something) says the path may be down.
+            self.cc.on_lost(&packet.record, packet.sent_at, packet.ack_soon);
         }
         self.prune_sent();
     }
@@ -582,9 +632,7 @@ impl Connection {
         if let Some(packet) = self.sent.pop_front() {
             if !packet.acked && !packet.lost {
                 self.stats.packets_lost_out += 1;
-                if packet.reliable {
-                    self.in_flight -= 1;
-                }
+                self.cc.on_forgotten(&packet.record);
             }
             self.recycle_refs(packet.refs);
         }
@@ -597,32 +645,6 @@ impl Connection {
         if refs.capacity() > 0 {
             self.spare_refs.push(refs);
         }
-    }
-
-    /// A loss was detected (a reliable resend): halve the window, at most once per round trip.
-    fn on_loss(&mut self, now: Instant) {
-        if self.last_cut.is_some_and(|at| now < at + self.rtt.smoothed()) {
-            return;
-        }
-        self.last_cut = Some(now);
-        self.ssthresh = (self.cwnd / 2).max(self.min_cwnd);
-        self.cwnd = self.ssthresh;
-        self.cwnd_growth = 0;
-    }
-
-    /// An acknowledged packet carrying reliable data: grow the window (doubling per round trip
-    /// below the threshold, one packet per round trip above it).
-    fn on_reliable_ack(&mut self, max: usize) {
-        if self.cwnd < self.ssthresh {
-            self.cwnd += 1;
-        } else {
-            self.cwnd_growth += 1;
-            if self.cwnd_growth >= self.cwnd {
-                self.cwnd_growth = 0;
-                self.cwnd += 1;
-            }
-        }
-        self.cwnd = self.cwnd.min(max);
     }
 
     /// Handles a data packet from the peer. Calls `deliver` for each message made deliverable.
@@ -745,7 +767,7 @@ impl Connection {
             scratch.new_partials = new_partials;
             return PacketVerdict::Rejected;
         }
-        self.process_acks(now, header.ack, header.ack_bits, config, pool);
+        self.process_acks(now, header.ack, header.ack_bits, pool);
 
         // Pass 2: apply. When the new reliable data does not fit the budget, the packet is
         // refused: it is not acknowledged, so the sender resends its reliable content; its
@@ -820,14 +842,7 @@ impl Connection {
         PacketVerdict::Accepted
     }
 
-    fn process_acks(
-        &mut self,
-        now: Instant,
-        ack: PacketSeq,
-        bits: u32,
-        config: &EndpointConfig,
-        pool: &mut BufPool,
-    ) {
+    fn process_acks(&mut self, now: Instant, ack: PacketSeq, bits: u32, pool: &mut BufPool) {
         if ack.is_newer_than(self.newest_ack) {
             self.newest_ack = ack;
         }
@@ -851,10 +866,16 @@ impl Connection {
             // Packets are never resent (their messages go out in new ones), so every ack names
             // one transmission; one that was asked to come soon is a valid RTT sample, even for
             // a packet given up as lost. (Others may have waited for a ride.)
-            if seq == ack && packet.ack_soon {
-                self.rtt.sample(now.saturating_duration_since(packet.sent_at));
+            let (lost, sent_at, record) = (packet.lost, packet.sent_at, packet.record);
+            if seq == ack {
+                let rtt = now.saturating_duration_since(sent_at);
+                if packet.ack_soon {
+                    self.rtt.sample(rtt);
+                }
+                // Congestion control wants the path's minimum: lazy samples count there.
+                self.cc.on_rtt(now, rtt);
             }
-            let (lost, reliable) = (packet.lost, packet.reliable);
+            self.cc.on_ack(now, &record, sent_at, !lost);
             let refs = std::mem::take(&mut packet.refs);
             for unit in &refs {
                 if let Some(send) = self.send.get_mut(usize::from(unit.channel.0)) {
@@ -868,11 +889,9 @@ impl Connection {
             if lost {
                 // It was only late.
                 self.stats.packets_lost_out -= 1;
-            } else if reliable {
-                self.in_flight -= 1;
-                self.on_reliable_ack(config.max_in_flight_packets);
             }
         }
+        self.cc.on_acks_done(now);
         self.prune_sent();
     }
 

@@ -5,6 +5,7 @@ pub mod ack;
 pub(crate) mod addr_hash;
 pub(crate) mod channel;
 pub mod codec;
+pub(crate) mod congestion;
 pub(crate) mod connection;
 pub mod control;
 pub(crate) mod endpoint;

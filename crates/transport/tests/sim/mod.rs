@@ -95,6 +95,11 @@ impl Sim {
         self.links.entry((from, to)).or_insert_with(|| Link::new(config, seed).unwrap())
     }
 
+    /// The counters of the link from `from` to `to`, if it has carried anything.
+    pub(crate) fn link_stats(&self, from: usize, to: usize) -> Option<sturnus_netem::LinkStats> {
+        self.links.get(&(from, to)).map(Link::stats)
+    }
+
     pub(crate) fn addr(&self, node: usize) -> SocketAddr {
         self.nodes[node].addr
     }

@@ -43,7 +43,7 @@ struct Timer {
 }
 
 /// Backoff levels with their own timer queue: the resend timeout doubles per send up to
-/// 2^(LEVELS - 1) times the base (then `max_resend_timeout` caps it anyway).
+/// 2^(LEVELS - 1) times the base (then `max_resend_backoff` caps it anyway).
 const LEVELS: usize = 17;
 
 /// A reference from a sent packet to a reliable unit it carried.
@@ -60,11 +60,16 @@ pub(crate) struct FillContext {
     pub(crate) now: Instant,
     /// The RTT-based resend timeout (before backoff).
     pub(crate) rto_base: Duration,
-    pub(crate) max_rto: Duration,
+    /// The longest a backed-off unit waits (never less than `rto_base`).
+    pub(crate) max_backoff: Duration,
+    /// Units last written before this instant wait only `rto_base`: the path was silent and
+    /// came back, so their backoff is undone.
+    pub(crate) backoff_reset: Option<Instant>,
     pub(crate) all_cost_interval: Duration,
-    /// Whether congestion control lets new (never sent) reliable units go out.
-    pub(crate) may_send_new_reliable: bool,
-    /// Whether resends may go out (false when the in-flight window is exhausted).
+    /// Whether congestion control and the pacer let new (never sent) units go out, reliable
+    /// or not.
+    pub(crate) may_send_new: bool,
+    /// Whether resends may go out (the window and the pacer allow).
     pub(crate) may_resend: bool,
     pub(crate) reliable_window: u16,
 }
@@ -206,8 +211,17 @@ impl SendChannel {
             ctx.all_cost_interval
         } else {
             let factor = 1u32 << level;
-            ctx.rto_base.saturating_mul(factor).min(ctx.max_rto)
+            ctx.rto_base.saturating_mul(factor).min(ctx.max_backoff.max(ctx.rto_base))
         }
+    }
+
+    /// When a timer of level `level` falls due. Within a level this grows with `sent_at`
+    /// (timers written before a backoff reset wait the shortest time), so each queue stays in
+    /// deadline order.
+    fn deadline(&self, timer: &Timer, level: usize, ctx: &FillContext) -> Instant {
+        let reset = self.qos != Qos::AllCostDelivery
+            && ctx.backoff_reset.is_some_and(|at| timer.sent_at < at);
+        timer.sent_at + if reset { ctx.rto_base } else { self.wait(level, ctx) }
     }
 
     /// The index of the unit a timer is for, if the timer is still live. (A unit dropped from
@@ -278,7 +292,7 @@ impl SendChannel {
         for level in self.armed_levels() {
             // Every change that can make a front stale prunes it, so this finds the front.
             if let Some(timer) = self.timers[level].iter().find(|t| self.live(t).is_some()) {
-                let at = timer.sent_at + self.wait(level, ctx);
+                let at = self.deadline(timer, level, ctx);
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
@@ -291,16 +305,23 @@ impl SendChannel {
         seq.distance(oldest) < i32::from(window)
     }
 
-    /// Whether `fill` would write something now (given room).
-    pub(crate) fn wants_to_send(&self, ctx: &FillContext) -> bool {
+    /// Whether units never sent wait that only congestion control or the pacer holds back.
+    pub(crate) fn has_new(&self, reliable_window: u16) -> bool {
         if self.qos.is_reliable() {
-            let new = self.units.get(self.first_unsent).is_some_and(|u| {
-                ctx.may_send_new_reliable && self.in_window(u.seq, ctx.reliable_window)
-            });
-            new || (ctx.may_resend && self.next_resend(ctx).is_some_and(|at| at <= ctx.now))
+            self.units
+                .get(self.first_unsent)
+                .is_some_and(|u| self.in_window(u.seq, reliable_window))
         } else {
             !self.units.is_empty()
         }
+    }
+
+    /// Whether `fill` would write something now (given room).
+    pub(crate) fn wants_to_send(&self, ctx: &FillContext) -> bool {
+        let new = ctx.may_send_new && self.has_new(ctx.reliable_window);
+        new || (self.qos.is_reliable()
+            && ctx.may_resend
+            && self.next_resend(ctx).is_some_and(|at| at <= ctx.now))
     }
 
     /// Writes as many due units as fit into `w`: resends first, then new units. Reliable units
@@ -320,9 +341,8 @@ impl SendChannel {
             // Resends of units in flight, level by level, each level in deadline order.
             if ctx.may_resend {
                 'levels: for level in self.armed_levels() {
-                    let wait = self.wait(level, ctx);
                     while let Some(&timer) = self.timers[level].front() {
-                        if timer.sent_at + wait > ctx.now {
+                        if self.deadline(&timer, level, ctx) > ctx.now {
                             break;
                         }
                         let Some(i) = self.live(&timer) else {
@@ -354,9 +374,7 @@ impl SendChannel {
             // New units, within the receiver's window and congestion control.
             while self.first_unsent < self.units.len() {
                 let i = self.first_unsent;
-                if !ctx.may_send_new_reliable
-                    || !self.in_window(self.units[i].seq, ctx.reliable_window)
-                {
+                if !ctx.may_send_new || !self.in_window(self.units[i].seq, ctx.reliable_window) {
                     break;
                 }
                 if !write_unit(&self.units[i], self.id, fragmented, numbered, &mut previous, w) {
@@ -369,8 +387,9 @@ impl SendChannel {
                 filled.records += 1;
                 filled.new_reliable += 1;
             }
-        } else {
-            // Unreliable kinds: each unit goes out once, then leaves the queue.
+        } else if ctx.may_send_new {
+            // Unreliable kinds: each unit goes out once, then leaves the queue. Held back by
+            // congestion control, they wait here (bounded by `send_queue_capacity`).
             while let Some(unit) = self.units.front() {
                 if !write_unit(unit, self.id, fragmented, numbered, &mut previous, w) {
                     filled.more = true;
@@ -464,9 +483,10 @@ mod tests {
         FillContext {
             now,
             rto_base: RTO,
-            max_rto: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(2),
+            backoff_reset: None,
             all_cost_interval: Duration::from_millis(20),
-            may_send_new_reliable: true,
+            may_send_new: true,
             may_resend: true,
             reliable_window: 4096,
         }

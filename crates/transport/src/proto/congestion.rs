@@ -1,0 +1,464 @@
+//! Congestion control and pacing of a connection: a model of the path (its bottleneck rate and
+//! its round-trip time) built from acknowledgements, in the manner of BBR, rather than a window
+//! that halves on every loss.
+//!
+//! Why a model: game traffic crosses Wi-Fi and mobile links that lose packets at random, with
+//! no queue anywhere near full. A loss-driven window (Reno, CUBIC) reads each such loss as
+//! congestion and halves, so 5 % random loss on a 10 ms path held a reliable stream under
+//! 1 MB/s. Here loss is not a signal at all. Congestion shows instead as a delivery rate that
+//! stops growing when the sender sends faster, and as a round trip that grows; the controller
+//! sends at the highest delivery rate measured lately (probing a quarter above it one round in
+//! eight, then draining a quarter below) and caps the bytes in flight near the measured
+//! bandwidth-delay product. A random loss leaves both estimates where they were.
+//!
+//! Every packet carrying messages counts, unreliable ones included: they are paced and held to
+//! the window like the rest, so a sender cannot bury a slower receiver or bottleneck. (They are
+//! acknowledged lazily, which is why the window never falls below what the receiver may hold
+//! back before acknowledging.)
+//!
+//! Delivery rate samples follow the IETF draft "Delivery Rate Estimation" (Cheng, Cardwell et
+//! al.): every packet remembers how much had been delivered when it was sent; when it is
+//! acknowledged, the data delivered since, over the longer of its send and ack intervals, is a
+//! sample of the path's rate. Samples taken while the sender had nothing to send are
+//! "application-limited" and may only raise the estimate.
+
+use std::time::{Duration, Instant};
+
+use crate::EndpointConfig;
+
+/// Pacing and window gain at startup: `2 / ln 2`, the smallest that doubles the delivery rate
+/// every round trip (as BBR).
+const STARTUP_GAIN_PERCENT: u64 = 289;
+/// Pacing gains of the bandwidth probing cycle, one phase per minimum round trip: probe a
+/// quarter above the estimate, drain the queue that made, then cruise.
+const CYCLE_PERCENT: [u64; 8] = [125, 75, 100, 100, 100, 100, 100, 100];
+/// The window is this many bandwidth-delay products (plus the ack allowance below).
+const CWND_GAIN_PERCENT: u64 = 200;
+/// Rounds over which the highest delivery rate is the bandwidth estimate.
+const BW_ROUNDS: usize = 10;
+/// How long a minimum round trip stays the estimate without being seen again.
+const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
+/// Startup ends after this many rounds without 25 % growth of the estimate.
+const FULL_BW_ROUNDS: u8 = 3;
+/// Startup also ends after a round that lost more than one packet in this many (and at least
+/// `STARTUP_LOSSES`): a shallow queue overflowed (as BBRv2). Random loss ends it too, early;
+/// the probing cycle then finds the rest of the bandwidth, at a quarter more per cycle.
+const STARTUP_LOSS_RATIO: u32 = 50;
+const STARTUP_LOSSES: u32 = 3;
+/// The pacer lets this much sending time accumulate while it waits (at least ten packets'
+/// worth): a driver that sleeps in milliseconds then catches up in a burst instead of falling
+/// behind the pacing rate.
+const PACING_BURST: Duration = Duration::from_millis(1);
+/// Packets' worth of burst the pacer always allows.
+const PACING_BURST_PACKETS: u64 = 10;
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// The state of the model's control loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Doubling the rate each round trip until the delivery rate stops growing.
+    Startup,
+    /// Sending below the estimate until the queue startup built has drained.
+    Drain,
+    /// Cruising at the estimate, probing above it one phase in eight.
+    ProbeBandwidth,
+}
+
+/// What the controller remembers of one sent packet (kept in the connection's record of it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendRecord {
+    /// Datagram bytes.
+    pub(crate) size: u32,
+    /// Bytes delivered (acknowledged) before this packet was sent.
+    delivered: u64,
+    /// When `delivered` was last increased, as of the send.
+    delivered_at: Instant,
+    /// The send time of the packet most recently acknowledged, as of the send (the start of
+    /// the send interval this packet closes).
+    first_sent_at: Instant,
+    /// Sent while the sender had nothing more to send.
+    app_limited: bool,
+}
+
+/// The newest acknowledgement's view, collected over one incoming packet's acknowledgements.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    prior_delivered: u64,
+    prior_at: Instant,
+    send_elapsed: Duration,
+    app_limited: bool,
+}
+
+/// One connection's congestion controller and pacer.
+#[derive(Debug)]
+pub(crate) struct Congestion {
+    mode: Mode,
+    /// The highest delivery rate (bytes/s) of each of the last `BW_ROUNDS` rounds.
+    bw_rounds: [u64; BW_ROUNDS],
+    /// Their maximum: the bottleneck bandwidth estimate (0 before the first sample).
+    bw: u64,
+    min_rtt: Option<Duration>,
+    min_rtt_at: Instant,
+    /// Delivery rounds: a round ends when a packet sent after its start is acknowledged. The
+    /// current round's slot in `bw_rounds`.
+    round_slot: usize,
+    round_end_delivered: u64,
+    full_bw: u64,
+    full_bw_rounds: u8,
+    /// Packets acknowledged and given up as lost in the current round.
+    round_acked: u32,
+    round_lost: u32,
+    cycle: usize,
+    cycle_start: Instant,
+
+    delivered: u64,
+    delivered_at: Instant,
+    first_sent_at: Instant,
+    /// Nonzero: sending is application-limited until `delivered` passes this.
+    app_limited_until: u64,
+    sample: Option<Sample>,
+
+    pacing_rate: u64,
+    /// The earliest time the next packet may go out.
+    pace_at: Instant,
+    cwnd: u64,
+    bytes_in_flight: u64,
+    packets_in_flight: usize,
+    /// No acknowledgement came for a resend timeout while packets were in flight: the path may
+    /// be down. Until one comes, only resends go out, a few packets at a time.
+    silent: bool,
+    /// When the last silence ended: units sent before it resend at once, their backoff undone.
+    silence_ended: Option<Instant>,
+    /// When a packet was last newly acknowledged.
+    last_ack_at: Instant,
+
+    mss: u64,
+    min_cwnd: u64,
+    max_packets: usize,
+    ack_allowance: Duration,
+    initial_rtt: Duration,
+    initial_cwnd: u64,
+}
+
+impl Congestion {
+    pub(crate) fn new(config: &EndpointConfig, now: Instant) -> Self {
+        let mss = config.max_packet_size as u64;
+        // Lazily acknowledged packets may wait for `unreliable_ack_every` to pile up at the
+        // receiver: the window always leaves room for twice that.
+        let min_packets =
+            (config.min_congestion_window as u64).max(2 * u64::from(config.unreliable_ack_every));
+        let initial_cwnd = (config.initial_congestion_window as u64).max(min_packets) * mss;
+        let mut cc = Self {
+            mode: Mode::Startup,
+            bw_rounds: [0; BW_ROUNDS],
+            bw: 0,
+            min_rtt: None,
+            min_rtt_at: now,
+            round_slot: 0,
+            round_end_delivered: 0,
+            full_bw: 0,
+            full_bw_rounds: 0,
+            round_acked: 0,
+            round_lost: 0,
+            cycle: 2,
+            cycle_start: now,
+            delivered: 0,
+            delivered_at: now,
+            first_sent_at: now,
+            app_limited_until: 0,
+            sample: None,
+            pacing_rate: 0,
+            // The initial window may go out at once, as TCP's does.
+            pace_at: now,
+            cwnd: initial_cwnd,
+            bytes_in_flight: 0,
+            packets_in_flight: 0,
+            silent: false,
+            silence_ended: None,
+            last_ack_at: now,
+            mss,
+            min_cwnd: min_packets * mss,
+            max_packets: config.max_in_flight_packets,
+            ack_allowance: config.ack_delay,
+            initial_rtt: config.initial_rtt,
+            initial_cwnd,
+        };
+        cc.pacing_rate = cc.startup_rate();
+        // A burst of the initial window is allowed from the start.
+        cc.pace_at = now.checked_sub(cc.pacing_time(initial_cwnd)).unwrap_or(now);
+        cc
+    }
+
+    /// The pacing rate before any delivery sample: the initial window per initial round trip,
+    /// with the startup gain.
+    fn startup_rate(&self) -> u64 {
+        let rtt = nanos(self.min_rtt.unwrap_or(self.initial_rtt)).max(1);
+        let rate = u128::from(self.initial_cwnd) * u128::from(NANOS_PER_SEC) / u128::from(rtt);
+        gain(u64::try_from(rate).unwrap_or(u64::MAX), STARTUP_GAIN_PERCENT).max(1)
+    }
+
+    /// How long sending `bytes` takes at the pacing rate.
+    fn pacing_time(&self, bytes: u64) -> Duration {
+        let ns = u128::from(bytes) * u128::from(NANOS_PER_SEC) / u128::from(self.pacing_rate);
+        Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
+    }
+
+    /// Whether the window has room for another packet (one may overshoot it).
+    pub(crate) fn window_open(&self) -> bool {
+        let cwnd = if self.silent { self.min_cwnd } else { self.cwnd };
+        self.bytes_in_flight < cwnd && self.packets_in_flight < self.max_packets
+    }
+
+    /// Whether new messages (as opposed to resends) may go out: not while the path is silent.
+    pub(crate) fn may_send_new(&self) -> bool {
+        !self.silent && self.window_open()
+    }
+
+    /// When the pacer next lets a packet carrying messages go out (may be in the past).
+    pub(crate) fn pace_at(&self) -> Instant {
+        self.pace_at
+    }
+
+    /// Units sent before this instant have their resend backoff undone (the path came back).
+    pub(crate) fn silence_ended(&self) -> Option<Instant> {
+        self.silence_ended
+    }
+
+    pub(crate) fn bytes_in_flight(&self) -> u64 {
+        self.bytes_in_flight
+    }
+
+    pub(crate) fn packets_in_flight(&self) -> usize {
+        self.packets_in_flight
+    }
+
+    pub(crate) fn window(&self) -> u64 {
+        if self.silent { self.min_cwnd } else { self.cwnd }
+    }
+
+    pub(crate) fn pacing_rate(&self) -> u64 {
+        self.pacing_rate
+    }
+
+    pub(crate) fn bandwidth(&self) -> u64 {
+        self.bw
+    }
+
+    /// A packet carrying messages of `size` bytes goes out now. `app_limited`: it takes all
+    /// there was to send (and the window and pacer did not hold anything back).
+    pub(crate) fn on_send(&mut self, now: Instant, size: usize, app_limited: bool) -> SendRecord {
+        let size = size as u64;
+        if self.packets_in_flight == 0 {
+            // Nothing in flight: intervals start now, not at the last acknowledgement.
+            self.first_sent_at = now;
+            self.delivered_at = now;
+        }
+        if app_limited {
+            self.app_limited_until = (self.delivered + self.bytes_in_flight + size).max(1);
+        }
+        let record = SendRecord {
+            size: u32::try_from(size).unwrap_or(u32::MAX),
+            delivered: self.delivered,
+            delivered_at: self.delivered_at,
+            first_sent_at: self.first_sent_at,
+            app_limited: self.app_limited_until != 0,
+        };
+        self.bytes_in_flight += size;
+        self.packets_in_flight += 1;
+        // The pacer: time accumulates while idle, up to a burst (the whole initial window
+        // before the first acknowledgement, as TCP sends its initial window at once).
+        let burst_bytes =
+            if self.delivered == 0 { self.initial_cwnd } else { PACING_BURST_PACKETS * self.mss };
+        let burst = PACING_BURST.max(self.pacing_time(burst_bytes));
+        let floor = now.checked_sub(burst).unwrap_or(now);
+        self.pace_at = self.pace_at.max(floor) + self.pacing_time(size);
+        record
+    }
+
+    /// A packet too old to track left the flight unacknowledged.
+    pub(crate) fn on_forgotten(&mut self, record: &SendRecord) {
+        self.leave_flight(record);
+    }
+
+    /// A packet was given up as lost.
+    /// `unanswered`: it asked for a prompt acknowledgement and got none within the resend
+    /// timeout; if no other acknowledgement came since it was sent either, the path is silent.
+    pub(crate) fn on_lost(&mut self, record: &SendRecord, sent_at: Instant, unanswered: bool) {
+        self.leave_flight(record);
+        self.round_lost = self.round_lost.saturating_add(1);
+        // A whole resend timeout without a single acknowledgement while data was in flight:
+        // the path (or the peer) is down, not merely lossy.
+        if unanswered && sent_at >= self.last_ack_at {
+            self.silent = true;
+        }
+    }
+
+    fn leave_flight(&mut self, record: &SendRecord) {
+        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(u64::from(record.size));
+        self.packets_in_flight = self.packets_in_flight.saturating_sub(1);
+    }
+
+    /// A packet was acknowledged; `in_flight`: it had not been given up as lost (a late ack of
+    /// one that was still counts as delivered).
+    pub(crate) fn on_ack(
+        &mut self,
+        now: Instant,
+        record: &SendRecord,
+        sent_at: Instant,
+        in_flight: bool,
+    ) {
+        if in_flight {
+            self.leave_flight(record);
+        }
+        self.delivered += u64::from(record.size);
+        self.delivered_at = now;
+        self.round_acked = self.round_acked.saturating_add(1);
+        self.last_ack_at = now;
+        if self.silent {
+            self.silent = false;
+            self.silence_ended = Some(now);
+        }
+        let newest = self.sample.is_none_or(|s| record.delivered >= s.prior_delivered);
+        if newest {
+            self.sample = Some(Sample {
+                prior_delivered: record.delivered,
+                prior_at: record.delivered_at,
+                send_elapsed: sent_at.saturating_duration_since(record.first_sent_at),
+                app_limited: record.app_limited,
+            });
+            self.first_sent_at = sent_at;
+        }
+    }
+
+    /// A round-trip sample: the newest packet an acknowledgement names, prompt or lazy (a lazy
+    /// one includes the receiver's wait, so it can only overstate; the minimum is what counts).
+    pub(crate) fn on_rtt(&mut self, now: Instant, rtt: Duration) {
+        let expired = now.saturating_duration_since(self.min_rtt_at) > MIN_RTT_LIFETIME;
+        if self.min_rtt.is_none_or(|min| rtt <= min) || expired {
+            self.min_rtt = Some(rtt);
+            self.min_rtt_at = now;
+        }
+    }
+
+    /// The acknowledgements of one incoming packet are processed: take the rate sample and
+    /// update the model, the pacing rate and the window.
+    pub(crate) fn on_acks_done(&mut self, now: Instant) {
+        let Some(sample) = self.sample.take() else { return };
+        if self.app_limited_until != 0 && self.delivered > self.app_limited_until {
+            self.app_limited_until = 0;
+        }
+        // A new round starts when a packet sent after the previous round's end is acknowledged.
+        let new_round = sample.prior_delivered >= self.round_end_delivered;
+        let lost = self.round_lost;
+        if self.mode == Mode::Startup
+            && lost >= STARTUP_LOSSES
+            && lost.saturating_mul(STARTUP_LOSS_RATIO) > self.round_acked.saturating_add(lost)
+        {
+            self.mode = Mode::Drain;
+        }
+        if new_round {
+            self.round_acked = 0;
+            self.round_lost = 0;
+            self.round_slot = (self.round_slot + 1) % BW_ROUNDS;
+            self.round_end_delivered = self.delivered;
+            self.bw_rounds[self.round_slot] = 0;
+        }
+        let ack_elapsed = now.saturating_duration_since(sample.prior_at);
+        let interval = nanos(sample.send_elapsed.max(ack_elapsed));
+        let bytes = self.delivered - sample.prior_delivered;
+        if interval > 0 && bytes > 0 {
+            let rate = u128::from(bytes) * u128::from(NANOS_PER_SEC) / u128::from(interval);
+            let rate = u64::try_from(rate).unwrap_or(u64::MAX);
+            if !sample.app_limited || rate > self.bw {
+                let slot = &mut self.bw_rounds[self.round_slot];
+                *slot = (*slot).max(rate);
+                self.bw = self.bw_rounds.iter().copied().max().unwrap_or(0);
+            }
+            if new_round && !sample.app_limited {
+                self.check_full_bandwidth();
+            }
+        }
+        self.advance_mode(now);
+        self.update_control();
+    }
+
+    fn check_full_bandwidth(&mut self) {
+        if self.mode != Mode::Startup {
+            return;
+        }
+        if self.bw >= gain(self.full_bw, 125) {
+            self.full_bw = self.bw;
+            self.full_bw_rounds = 0;
+            return;
+        }
+        self.full_bw_rounds += 1;
+        if self.full_bw_rounds >= FULL_BW_ROUNDS {
+            self.mode = Mode::Drain;
+        }
+    }
+
+    /// The bandwidth-delay product (with the initial round trip until one is measured).
+    fn bdp(&self) -> u64 {
+        let rtt = self.min_rtt.unwrap_or(self.initial_rtt);
+        let bdp = u128::from(self.bw) * u128::from(nanos(rtt)) / u128::from(NANOS_PER_SEC);
+        u64::try_from(bdp).unwrap_or(u64::MAX)
+    }
+
+    fn advance_mode(&mut self, now: Instant) {
+        match self.mode {
+            Mode::Startup => {}
+            Mode::Drain => {
+                if self.bytes_in_flight <= self.bdp() {
+                    self.mode = Mode::ProbeBandwidth;
+                    self.cycle = 2;
+                    self.cycle_start = now;
+                }
+            }
+            Mode::ProbeBandwidth => {
+                let phase = self.min_rtt.unwrap_or(self.initial_rtt);
+                if now.saturating_duration_since(self.cycle_start) >= phase {
+                    self.cycle = (self.cycle + 1) % CYCLE_PERCENT.len();
+                    self.cycle_start = now;
+                }
+            }
+        }
+    }
+
+    fn update_control(&mut self) {
+        if self.bw == 0 {
+            self.pacing_rate = self.startup_rate();
+            return;
+        }
+        let (pacing_gain, cwnd_gain) = match self.mode {
+            Mode::Startup => (STARTUP_GAIN_PERCENT, STARTUP_GAIN_PERCENT),
+            // 1 / 2.89, the inverse of startup's gain.
+            Mode::Drain => (35, STARTUP_GAIN_PERCENT),
+            Mode::ProbeBandwidth => (CYCLE_PERCENT[self.cycle], CWND_GAIN_PERCENT),
+        };
+        let rate = gain(self.bw, pacing_gain);
+        // Never below a packet per initial round trip, so a stale low estimate recovers.
+        self.pacing_rate = if self.mode == Mode::Startup {
+            rate.max(self.startup_rate())
+        } else {
+            rate.max(self.mss * NANOS_PER_SEC / nanos(self.initial_rtt).max(1))
+        };
+        // Acknowledgements may be held for up to `ack_delay` (or bunched by a receiver that
+        // runs in bursts): the window adds what the path delivers in that time.
+        let allowance =
+            u128::from(self.bw) * u128::from(nanos(self.ack_allowance)) / u128::from(NANOS_PER_SEC);
+        let cwnd = gain(self.bdp(), cwnd_gain)
+            .saturating_add(u64::try_from(allowance).unwrap_or(u64::MAX));
+        self.cwnd = cwnd.max(self.min_cwnd);
+    }
+}
+
+/// `value × percent / 100`, saturating.
+fn gain(value: u64, percent: u64) -> u64 {
+    u64::try_from(u128::from(value) * u128::from(percent) / 100).unwrap_or(u64::MAX)
+}
+
+/// A duration in nanoseconds, saturating.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
