@@ -63,6 +63,10 @@ pub struct ConnectionStats {
     /// connection's salts (blind injection), strays of an earlier connection from the same
     /// address, or corrupted on the way.
     pub packets_bad_tag: u64,
+    /// Whether the connection is trusted: opened by us, trusted on arrival
+    /// (`EndpointConfig::trust_incoming`), or vouched for with `Endpoint::set_trusted`.
+    /// Untrusted connections are held to the small untrusted reassembly budgets.
+    pub trusted: bool,
     /// Packets carrying messages (of any kind) that are unacknowledged now.
     pub in_flight: usize,
     /// Bytes of those packets.
@@ -353,6 +357,7 @@ impl Connection {
             pacing_rate: self.cc.pacing_rate(),
             bandwidth_estimate: self.cc.bandwidth(),
             held_bytes: self.held_bytes,
+            trusted: self.trusted,
             ..self.stats
         }
     }
