@@ -242,3 +242,42 @@ fn a_long_round_trip_causes_no_spurious_resends() {
     assert_eq!(stats.packets_lost_out, 0);
     assert_eq!(stats.resends, 0, "resends with nothing lost (rtt {:?})", stats.rtt);
 }
+
+#[test]
+fn an_unreliable_stream_resumes_after_a_blackout() {
+    // A stream of unreliable messages, one every 10 ms, to a server that sends nothing of its
+    // own. Its direction goes dark for 5 s: a round-trip probe goes unanswered and congestion
+    // control takes the path for silent, holding new messages back until an acknowledgement
+    // comes. Unreliable messages are never resent, so unless the silent sender still probes
+    // with new data, nothing it sends asks for an acknowledgement and the stream never
+    // resumes (only keepalives went out, for good).
+    //
+    // The probes are one packet at a time: one in flight until it is acknowledged or given up
+    // as lost.
+    let (mut sim, client, server, conn) = pair(Qos::Unreliable, path(0.0), 5);
+    let stream = |sim: &mut Sim, duration: Duration| {
+        let end = sim.now + duration;
+        while sim.now < end {
+            let _ = sim.nodes[client].endpoint.send(conn, ChannelId(0), &[5; 40]);
+            let next = sim.now + Duration::from_millis(10);
+            sim.advance_to(next);
+        }
+    };
+    stream(&mut sim, Duration::from_secs(1));
+    assert!(take_bytes(&mut sim, server) > 0, "before the blackout");
+    sim.set_link(client, server, LinkConfig::dead());
+    let sent = sim.sent[client].0;
+    stream(&mut sim, Duration::from_secs(5));
+    assert_eq!(take_bytes(&mut sim, server), 0, "nothing crosses a dead link");
+    let probes = sim.sent[client].0 - sent;
+    eprintln!("{probes} datagrams into the dead link");
+    sim.set_link(client, server, path(0.0));
+    // Within 200 ms of the link's return, the stream flows again: the next 100 ms of it
+    // arrive (4 KB/s, well under what the path carries).
+    stream(&mut sim, Duration::from_millis(200));
+    take_bytes(&mut sim, server);
+    stream(&mut sim, Duration::from_millis(100));
+    sim.run_for(Duration::from_millis(50));
+    let stats = sim.nodes[client].endpoint.connection_stats(conn).unwrap();
+    assert!(take_bytes(&mut sim, server) >= 10 * 40, "the stream did not resume: {stats:?}");
+}

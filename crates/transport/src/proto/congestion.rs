@@ -210,9 +210,12 @@ impl Congestion {
         self.bytes_in_flight < cwnd && self.packets_in_flight < self.max_packets
     }
 
-    /// Whether new messages (as opposed to resends) may go out: not while the path is silent.
+    /// Whether new messages (as opposed to resends) may go out. While the path is silent, only
+    /// one packet's worth at a time, as a probe, when nothing is in flight: a sender with
+    /// nothing to resend (only unreliable traffic) would otherwise send nothing that asks for an
+    /// acknowledgement, and without one the silence would never end.
     pub(crate) fn may_send_new(&self) -> bool {
-        !self.silent && self.window_open()
+        (!self.silent || self.packets_in_flight == 0) && self.window_open()
     }
 
     /// When the pacer next lets a packet carrying messages go out (may be in the past).
