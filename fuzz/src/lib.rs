@@ -1,7 +1,7 @@
 //! The fuzz targets' bodies, shared by the cargo-fuzz targets and the stable smoke driver.
 //!
 //! - [`packet_decode`] and [`EndpointHarness`]: the transport's packet decoding and a live
-//!   endpoint fed hostile datagrams.
+//!   endpoint fed hostile datagrams, raw and as records on real, tagged packet headers.
 //! - [`message::MessageHarness`]: the message layer's framing (a two-byte id, then postcard) as
 //!   a server receives it from a player and a client from its server, authentication and the
 //!   layer's own messages included.
@@ -15,7 +15,7 @@ pub mod message;
 pub mod object;
 mod transport;
 
-pub use transport::{EndpointHarness, packet_decode};
+pub use transport::{EndpointCounts, EndpointHarness, MIN_ACCEPTED_PERCENT, packet_decode};
 
 /// Splits fuzz input into records of `header` bytes, then a length byte, then up to that many
 /// bytes of payload (fewer at the end of the input).

@@ -71,7 +71,8 @@ const LOOM: Step = Step {
 
 /// The stable fuzz smoke driver over every target, bounded for CI: a million seeded inputs per
 /// target or 60 s in all, whichever comes first (a few seconds of inputs on a 2-core machine;
-/// the build is most of the step). A panic in any target fails it.
+/// the build is most of the step). A panic in any target fails it, and so do `endpoint_input`
+/// inputs that stop reaching the record layer (see `EndpointCounts::check_depth` in `fuzz/`).
 const FUZZ_SMOKE: Step = Step {
     what: "fuzz smoke run",
     program: "cargo",

@@ -2,12 +2,20 @@
 //! no coverage feedback (that needs cargo-fuzz on nightly) but runs everywhere,
 //! deterministically for a given seed, and `cargo xtask ci` runs it.
 //!
-//! `cargo run --release --manifest-path fuzz/Cargo.toml --bin smoke -- [ITERATIONS] [SEED] [SECONDS]`
+//! `cargo run --release --manifest-path fuzz/Cargo.toml --bin smoke -- [ITERATIONS] [SEED] [SECONDS] [TARGET]`
 //!
 //! Each target gets `ITERATIONS` inputs (default 200,000), or its share of `SECONDS` (default:
 //! no limit) if that runs out first. A panic in a target is reported with the input that
 //! caused it, which is written under `fuzz/artifacts/<target>/` (where `cargo fuzz run <target>
 //! <file>` replays it), and the driver exits with a failure.
+//!
+//! It also fails when the inputs stop reaching deep: for `endpoint_input`, unless at least
+//! [`MIN_ACCEPTED_PERCENT`](sturnus_fuzz::MIN_ACCEPTED_PERCENT) of the datagrams from the
+//! connected client's address were accepted by the server's connection over the whole run
+//! ([`EndpointCounts::check_depth`]), as happened when data packets gained a tag the fuzzer
+//! cannot forge.
+//!
+//! A fourth argument, `TARGET`, runs that target alone (with all of `SECONDS`).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -21,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use sturnus_fuzz::message::MessageHarness;
 use sturnus_fuzz::object::ObjectHarness;
-use sturnus_fuzz::{EndpointHarness, packet_decode};
+use sturnus_fuzz::{EndpointCounts, EndpointHarness, packet_decode};
 use sturnus_netem::Rng;
 
 /// One target: its name, its starting corpus, and a body that may keep state between inputs.
@@ -40,7 +48,14 @@ trait Harness {
     fn report(&self) -> String {
         String::new()
     }
+    /// The endpoint harness's counts, summed over a run for its depth check.
+    fn endpoint_counts(&self) -> Option<EndpointCounts> {
+        None
+    }
 }
+
+/// Datagrams from the client's address a run needs before its depth is checked.
+const MIN_DEPTH_SAMPLE: u64 = 1000;
 
 struct Endpoint(EndpointHarness);
 
@@ -48,6 +63,9 @@ impl Harness for Endpoint {
     fn feed(&mut self, data: &[u8]) {
         packet_decode(data);
         self.0.feed(data);
+    }
+    fn endpoint_counts(&self) -> Option<EndpointCounts> {
+        Some(self.0.counts())
     }
 }
 
@@ -73,7 +91,7 @@ fn targets() -> Vec<Target> {
     vec![
         Target {
             name: "endpoint_input",
-            seeds: vec![vec![0; 4], vec![0x81; 64], vec![0, 1, 0, 0, 6, 0x0B, 1, 0]],
+            seeds: EndpointHarness::seeds(),
             reset_every: 50_000,
             make: || Box::new(Endpoint(EndpointHarness::new(Instant::now()))),
         },
@@ -125,8 +143,8 @@ fn next_input(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
     d
 }
 
-/// Runs `target`; how many inputs it ran and the last harness's report, or `Err` with a
-/// description if it panicked.
+/// Runs `target`; how many inputs it ran and what was counted, or `Err` with a description if
+/// it panicked or its inputs did not reach deep enough.
 fn run(
     target: &Target,
     iterations: u64,
@@ -138,11 +156,20 @@ fn run(
     corpus.push(Vec::new());
     let start = Instant::now();
     let mut body = (target.make)();
+    let mut totals: Option<EndpointCounts> = None;
+    let mut tally = |body: &dyn Harness| {
+        if let Some(counts) = body.endpoint_counts() {
+            totals.get_or_insert_default().add(&counts);
+        }
+    };
+    let mut done = iterations;
     for i in 0..iterations {
         if i % 256 == 0 && start.elapsed() >= budget {
-            return Ok((i, body.report()));
+            done = i;
+            break;
         }
         if i > 0 && i % target.reset_every == 0 {
+            tally(&*body);
             body = (target.make)();
         }
         let input = next_input(&mut rng, &corpus);
@@ -166,7 +193,22 @@ fn run(
             corpus.push(input);
         }
     }
-    Ok((iterations, body.report()))
+    tally(&*body);
+    let mut report = body.report();
+    if !report.is_empty() {
+        report = format!("the last harness counted {report}");
+    }
+    if let Some(totals) = totals {
+        report = format!("the run counted {totals}");
+        if totals.from_client >= MIN_DEPTH_SAMPLE {
+            totals
+                .check_depth()
+                .map_err(|err| format!("{}: too shallow (seed {seed}): {err}", target.name))?;
+        } else {
+            report.push_str(" (too few to check the depth)");
+        }
+    }
+    Ok((done, report))
 }
 
 fn main() -> ExitCode {
@@ -174,7 +216,15 @@ fn main() -> ExitCode {
     let iterations: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
     let seed: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(1);
     let seconds: Option<u64> = args.next().and_then(|a| a.parse().ok());
-    let targets = targets();
+    let only = args.next();
+    let mut targets = targets();
+    if let Some(only) = &only {
+        targets.retain(|t| t.name == only);
+        if targets.is_empty() {
+            eprintln!("smoke: no target named {only}");
+            return ExitCode::FAILURE;
+        }
+    }
     let budget = seconds.map_or(Duration::MAX, |s| {
         Duration::from_secs(s) / u32::try_from(targets.len()).unwrap_or(1)
     });
@@ -189,7 +239,7 @@ fn main() -> ExitCode {
                     start.elapsed().as_secs_f64()
                 );
                 if !report.is_empty() {
-                    println!("smoke:   the last harness counted {report}");
+                    println!("smoke:   {report}");
                 }
             }
             Err(report) => {
