@@ -232,25 +232,41 @@ impl EndpointHarness {
         };
         // Encoded records (see `encode_records`): channel, flags (bit 0: number written, bit 1:
         // a fragment, bits 2-7: length), then the fragment's count and index, the number's
-        // offset, the payload.
-        let reliable = [4, 1 | 3 << 2, 0, b'a', b'b', b'c', 4, 2 << 2, b'd', b'e'];
+        // offset on numbered channels, the payload.
+        let reliable = [4, 1 | 3 << 2, 0, b'a', b'b', b'c', 4, 2 << 2, 0, b'd', b'e'];
         let ordered = [6, 1 | 2 << 2, 1, b'x', b'y', 6, 1 | 1 << 2, 0, b'z'];
-        let split = [5, 3, 1, 0, 0, 5, 3, 1, 1, 0, 5, 3, 1, 2, 0];
+        // A message in three pieces on channel 5: two full ones, then 5 bytes.
+        let piece = |first: bool, last: bool| {
+            let flags = if last { 3 | 4 << 2 } else { 3 };
+            let mut p = vec![5, flags, u8::from(first), 0, 0];
+            p.extend(std::iter::repeat_n(b's', if last { 5 } else { FRAGMENT_SIZE }));
+            p
+        };
         let unreliable = [0, 5 << 2, 1, 2, 3, 4, 5, 8, 1 | 1 << 2, 0, 7];
         let mut seeds = vec![
             vec![0; 4],
             vec![0x81; 64],
             vec![0, 1, 0, 0, 6, 0x0B, 1, 0],
             datagram(2, &[]),
+            // A forged header (its tag wrong) with a record.
+            datagram(0, &[0, 5, 0, 0, 1, 2, 3, 4, 0, 4, b'h', b'i']),
+            // Raw records: an unreliable "hi!", then message 9 on channel 4, then a whole
+            // message numbered 9 on channel 5.
             datagram(2, &[0, 6, b'h', b'i', b'!']),
-            datagram(2, &[5, 3, 0, 0, 1, 7]),
+            datagram(2, &[4, 3, 9, 0, 7, 5, 3, 9, 0, 0, 7]),
             datagram(4, &reliable),
             datagram(0x14, &ordered),
-            [datagram(4, &split[..10]), datagram(6, &split[10..])].concat(),
+            [datagram(4, &[piece(true, false), piece(false, false)].concat()), {
+                datagram(6, &piece(false, true))
+            }]
+            .concat(),
             [datagram(4, &unreliable), datagram(0x36, &ordered), datagram(0x3E, &reliable)]
                 .concat(),
         ];
-        seeds.push(seeds.concat());
+        // All of them in one input (but for the first three, whose lengths would swallow the
+        // rest).
+        let all = seeds[3..].concat();
+        seeds.push(all);
         seeds
     }
 
@@ -529,4 +545,22 @@ fn connect(
     assert_eq!(server.connection_count(), 1, "the harness connects");
     let server_conn = server_conn.expect("the server reports the connection");
     (server, client, server_conn, client_conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[expect(clippy::disallowed_methods, reason = "any instant will do as the origin")]
+    fn the_seeds_reach_the_record_layer() {
+        let mut harness = EndpointHarness::new(Instant::now());
+        for seed in EndpointHarness::seeds() {
+            harness.feed(&seed);
+        }
+        let counts = harness.counts();
+        assert!(counts.transplanted > 0 && counts.accepted >= counts.transplanted / 2, "{counts}");
+        assert!(counts.reassembled >= 2, "the split message, in two seeds: {counts}");
+        assert!(counts.bad_tag > 0, "{counts}");
+    }
 }
