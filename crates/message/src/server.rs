@@ -779,7 +779,7 @@ fn authenticate(
             slot.auth = Some(data);
             if let (Route::Remote(conn), Some(host)) = (&slot.route, ctx.host.as_mut()) {
                 // The transport may now hold as much for this peer as for any trusted one.
-                host.endpoint_mut().set_trusted(*conn);
+                host.set_trusted(*conn);
             }
             ctx.pending.push_back(ServerEvent::Authenticated(id));
             if let Err(err) = ctx.send_on(id, &AuthResponse::Accepted, INTERNAL_QOS) {

@@ -63,7 +63,8 @@ pub struct EndpointConfig {
     /// alone cannot tell who a peer is, so by default (`true`) every connection gets
     /// `max_reassembly_bytes`, as a network engineer using the transport directly expects. A
     /// layer that authenticates its peers sets it to `false` and calls
-    /// [`Endpoint::set_trusted`](crate::Endpoint::set_trusted) once a peer has proven itself;
+    /// [`Endpoint::set_trusted`](crate::Endpoint::set_trusted) (or [`Host::set_trusted`](crate::Host::set_trusted),
+    /// [`ThreadedHost::set_trusted`](crate::ThreadedHost::set_trusted)) once a peer has proven itself;
     /// until then the untrusted budgets below hold (the message layer's `NetworkServer` does
     /// this, whatever its transport configuration says, and trusts a connection when its player
     /// authenticates).

@@ -36,7 +36,9 @@ impl ConnectionId {
         Self(u32::from(generation) << 16 | u32::from(slot))
     }
 
-    fn slot(self) -> usize {
+    /// The connection's slot: ids of open connections have distinct slots, and a closed
+    /// connection's slot is reused (with a new generation).
+    pub(crate) fn slot(self) -> usize {
         usize::from((self.0 & 0xFFFF) as u16)
     }
 
