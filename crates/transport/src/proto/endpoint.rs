@@ -159,8 +159,9 @@ pub struct EndpointStats {
     pub replies_dropped: u64,
     /// Connections accepted.
     pub accepted: u64,
-    /// Connect requests dropped unanswered because their network prefix had received too many
-    /// handshake replies lately (see [`AddressLimits`](crate::AddressLimits)).
+    /// Connect responses (with a valid cookie, so from a proven source) dropped unanswered
+    /// because their network prefix had completed too many handshakes lately (see
+    /// [`AddressLimits`](crate::AddressLimits)).
     pub handshakes_throttled: u64,
     /// Connection attempts rejected because their address or prefix held as many connections
     /// as it may ([`RejectReason::TooManyFromAddress`]).
@@ -783,16 +784,14 @@ impl Endpoint {
                 if !self.config.accept_connections {
                     return;
                 }
-                let verdict = self.limits.on_request(now, from.ip());
-                if verdict == Verdict::Throttle {
-                    self.stats.handshakes_throttled += 1;
-                    return;
-                }
+                // The source is not proven yet (anyone can forge it), so nothing here may be
+                // charged to it: a spoofer could spend a victim's handshake rate. Every answer
+                // is smaller than the request, and MAX_PENDING_REPLIES bounds the work.
                 if let Some(reason) = self.refusal(protocol_id, fingerprint, existing) {
                     self.reply(from, Control::Reject { client_salt, reason });
                     return;
                 }
-                if verdict == Verdict::Full && existing.is_none() {
+                if existing.is_none() && !self.limits.may_connect(from.ip()) {
                     self.stats.address_limit_rejections += 1;
                     let reason = RejectReason::TooManyFromAddress;
                     self.reply(from, Control::Reject { client_salt, reason });
@@ -836,7 +835,15 @@ impl Endpoint {
                     self.reply(from, Control::Reject { client_salt, reason });
                     return;
                 }
-                if existing.is_none() && !self.limits.may_connect(from.ip()) {
+                // The cookie proves the source receives at its address: from here on its
+                // prefix pays. Handshakes completed per prefix are rate-limited (an attempt past
+                // the rate is dropped unanswered; the client repeats its response).
+                let verdict = self.limits.on_handshake(now, from.ip());
+                if verdict == Verdict::Throttle {
+                    self.stats.handshakes_throttled += 1;
+                    return;
+                }
+                if verdict == Verdict::Full && existing.is_none() {
                     self.stats.address_limit_rejections += 1;
                     let reason = RejectReason::TooManyFromAddress;
                     self.reply(from, Control::Reject { client_salt, reason });

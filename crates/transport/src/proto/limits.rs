@@ -1,5 +1,5 @@
 //! Per-source limits of an accepting endpoint (see [`AddressLimits`]): connections per IP
-//! address and per network prefix, and a token bucket per prefix for handshake replies.
+//! address and per network prefix, and a token bucket per prefix for completed handshakes.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::siphash::SipHasher;
 use crate::AddressLimits;
 
-/// Token buckets for handshake replies. The table has a fixed size and buckets are found by a
+/// Token buckets for completed handshakes. The table has a fixed size and buckets are found by a
 /// keyed hash of the prefix, so a flood of spoofed sources cannot grow memory; an honest
 /// prefix shares a bucket with a given other prefix with probability 1 in this many.
 const BUCKETS: usize = 4096;
@@ -17,7 +17,7 @@ const BUCKETS: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     Admit,
-    /// Too many handshake replies went to the prefix lately: drop the request unanswered.
+    /// The prefix completed too many handshakes lately: drop the response unanswered.
     Throttle,
     /// The address or its prefix holds as many connections as it may.
     Full,
@@ -78,7 +78,8 @@ impl SourceLimits {
         }
     }
 
-    /// Whether a handshake reply may go to `ip` now; takes a token if so.
+    /// Whether `ip`, proven by a valid cookie, may complete a handshake now; takes a token if
+    /// so. Never call it for an unproven source: a spoofer would spend its victim's tokens.
     pub(crate) fn allow_handshake(&mut self, now: Instant, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         if self.interval == 0 || self.exempt(ip) {
@@ -117,8 +118,9 @@ impl SourceLimits {
             && under(self.limits.connections_per_prefix, &self.per_prefix, self.prefix(ip))
     }
 
-    /// What to do with a connect request from `ip`: rate first, then the connection caps.
-    pub(crate) fn on_request(&mut self, now: Instant, ip: IpAddr) -> Verdict {
+    /// What to do with a connect response with a valid cookie from `ip`: rate first, then the
+    /// connection caps.
+    pub(crate) fn on_handshake(&mut self, now: Instant, ip: IpAddr) -> Verdict {
         if !self.allow_handshake(now, ip) {
             Verdict::Throttle
         } else if !self.may_connect(ip) {
