@@ -295,6 +295,32 @@ impl fmt::Debug for Endpoint {
     }
 }
 
+/// The keys an endpoint derives from its secret cookie key, each a keyed hash (SipHash-2-4
+/// under the cookie key) of a label of its own: as secret as the cookie key, and no key is
+/// related to another in a way an attacker could use (a cookie MAC hashes at least 18 bytes,
+/// a label 8, so no label collides with a MAC either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DerivedKeys {
+    /// The key of the hash of the table of connections by address.
+    addr_key: u64,
+    /// The key of the hash that finds a prefix's handshake bucket.
+    limits_key: (u64, u64),
+}
+
+impl DerivedKeys {
+    fn of(cookie_key: (u64, u64)) -> Self {
+        let derive = |label: &[u8; 8]| {
+            SipHasher::new(cookie_key.0, cookie_key.1)
+                .write_u64(u64::from_le_bytes(*label))
+                .finish()
+        };
+        Self {
+            addr_key: derive(b"addr-tbl"),
+            limits_key: (derive(b"limits-0"), derive(b"limits-1")),
+        }
+    }
+}
+
 /// A fingerprint of the settings both peers must share.
 fn fingerprint(config: &EndpointConfig) -> u64 {
     let mut h = SipHasher::new(0x7374_7572, 0x006e_7573);
@@ -337,11 +363,9 @@ impl Endpoint {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let cookie_key = (secrets.u64()?, secrets.u64()?);
-        let addr_key = SipHasher::new(cookie_key.0, cookie_key.1).write_u64(0x6164_6472).finish();
+        let DerivedKeys { addr_key, limits_key } = DerivedKeys::of(cookie_key);
         let pool =
             BufPool::new(config.buffer_pool_bytes, config.buffer_pool_max_buffer, POOL_LIMIT);
-        // Derived, like `addr_key`, so that no draw of the generator moves.
-        let limits_key = (cookie_key.1, cookie_key.0 ^ 0x6c69_6d69_7473);
         let limits = SourceLimits::new(config.address_limits, limits_key, now);
         Ok(Self {
             fingerprint: fingerprint(&config),
@@ -1150,6 +1174,33 @@ mod tests {
             }
         }
         events
+    }
+
+    #[test]
+    fn the_derived_keys_are_keyed_hashes_not_related_keys_of_the_cookie_key() {
+        use super::DerivedKeys;
+        let keys: Vec<((u64, u64), DerivedKeys)> =
+            [(1, 2), (3, 4), (1, 3)].into_iter().map(|k| (k, DerivedKeys::of(k))).collect();
+        for &(cookie, derived) in &keys {
+            let halves = [cookie.0, cookie.1];
+            let outputs = [derived.addr_key, derived.limits_key.0, derived.limits_key.1];
+            for (i, a) in outputs.iter().enumerate() {
+                assert!(!halves.contains(a), "{derived:?} reuses a half of {cookie:?}");
+                assert!(outputs[i + 1..].iter().all(|b| a != b), "{derived:?}");
+            }
+        }
+        // No fixed relation to the cookie key: the XOR of a derived key with any half of the
+        // cookie key differs from one cookie key to another.
+        for pick in [
+            |d: &DerivedKeys| d.addr_key,
+            |d: &DerivedKeys| d.limits_key.0,
+            |d: &DerivedKeys| d.limits_key.1,
+        ] {
+            for half in [|k: (u64, u64)| k.0, |k: (u64, u64)| k.1] {
+                let xors: Vec<u64> = keys.iter().map(|(k, d)| pick(d) ^ half(*k)).collect();
+                assert!(xors.windows(2).all(|w| w[0] != w[1]), "{xors:x?}");
+            }
+        }
     }
 
     #[test]
