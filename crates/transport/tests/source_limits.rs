@@ -1,11 +1,12 @@
 //! What one source may take of a server (issue 14, items 2 and 3): reassembly memory of
 //! untrusted connections, and connections and handshakes per address and per prefix.
 
+mod sim;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sturnus_transport::proto::codec::Reader;
-use sturnus_transport::proto::packet::{CONTROL_BIT, DataHeader, RecordHeader};
+use sim::carries_a_last_fragment;
 use sturnus_transport::{
     AddressLimits, ChannelId, ConnectionId, DisconnectReason, Endpoint, EndpointConfig, Event, Qos,
     RejectReason,
@@ -37,23 +38,6 @@ struct Client {
     disconnected: Option<DisconnectReason>,
     /// The server's id of this client's connection, once accepted.
     server_conn: Option<ConnectionId>,
-}
-
-fn carries_a_last_fragment(datagram: &[u8], channels: &[Qos]) -> bool {
-    if datagram.first().is_none_or(|b| b & CONTROL_BIT != 0) {
-        return false;
-    }
-    let mut r = Reader::new(datagram);
-    if DataHeader::decode(&mut r).is_err() {
-        return false;
-    }
-    while !r.is_empty() {
-        let Ok((record, _)) = RecordHeader::decode(&mut r, channels) else { return false };
-        if record.fragment.is_some_and(|f| f.index + 1 == f.count) {
-            return true;
-        }
-    }
-    false
 }
 
 impl Star {

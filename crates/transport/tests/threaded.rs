@@ -2,26 +2,17 @@
 //! protocol running (acks, resends) while the application does not poll, pushes back without
 //! losing anything, and stops cleanly.
 
-use std::time::{Duration, Instant};
+mod realtime;
 
+use std::time::Duration;
+
+use realtime::{deadline, past};
 use sturnus_netem::LinkConfig;
 use sturnus_socket::{ConditionedSocket, LoopbackSocketFactory, SocketFactory, UdpSocketFactory};
 use sturnus_transport::{
     ChannelId, ConnectionId, EndpointConfig, Host, HostEvent, Qos, QueueLimit, SendError,
     ThreadedHost,
 };
-
-const PATIENCE: Duration = Duration::from_secs(20);
-
-#[expect(clippy::disallowed_methods, reason = "a deadline for a real-time test")]
-fn deadline() -> Instant {
-    Instant::now() + PATIENCE
-}
-
-#[expect(clippy::disallowed_methods, reason = "a deadline for a real-time test")]
-fn past(at: Instant) -> bool {
-    Instant::now() > at
-}
 
 fn all_channels() -> EndpointConfig {
     EndpointConfig { channels: Qos::ALL.to_vec(), ..EndpointConfig::default() }

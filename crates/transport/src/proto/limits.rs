@@ -62,20 +62,7 @@ impl SourceLimits {
 
     /// The address with its host bits cleared.
     fn prefix(&self, ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V4(v4) => {
-                let bits = u32::from(v4);
-                let len = u32::from(self.limits.ipv4_prefix_len);
-                let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(bits & mask))
-            }
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6);
-                let len = u32::from(self.limits.ipv6_prefix_len);
-                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(bits & mask))
-            }
-        }
+        address_prefix(ip, self.limits.ipv4_prefix_len, self.limits.ipv6_prefix_len)
     }
 
     /// Whether `ip`, proven by a valid cookie, may complete a handshake now; takes a token if
@@ -174,6 +161,37 @@ impl SourceLimits {
     }
 }
 
+/// The network prefix of `ip`: the address with all but its first `ipv4_prefix_len` (IPv4) or
+/// `ipv6_prefix_len` (IPv6) bits cleared. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as an
+/// IPv4 client appears on a dual-stack socket) counts as its IPv4 address. A length of 0 gives
+/// the unspecified address (every source is one); a length past the address's size keeps the
+/// whole address. This is how [`AddressLimits`] groups sources, and the message layer's
+/// authentication throttle too.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use sturnus_transport::address_prefix;
+///
+/// let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+/// assert_eq!(address_prefix(ip("203.0.113.77"), 24, 64), ip("203.0.113.0"));
+/// assert_eq!(address_prefix(ip("::ffff:203.0.113.77"), 24, 64), ip("203.0.113.0"));
+/// assert_eq!(address_prefix(ip("2001:db8:1:2:3:4:5:6"), 24, 64), ip("2001:db8:1:2::"));
+/// ```
+pub fn address_prefix(ip: IpAddr, ipv4_prefix_len: u8, ipv6_prefix_len: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let len = u32::from(ipv4_prefix_len).min(32);
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let len = u32::from(ipv6_prefix_len).min(128);
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -189,6 +207,19 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_prefix_keeps_the_leading_bits_of_the_canonical_address() {
+        assert_eq!(address_prefix(ip("10.1.2.3"), 24, 64), ip("10.1.2.0"));
+        assert_eq!(address_prefix(ip("10.1.2.3"), 20, 64), ip("10.1.0.0"));
+        assert_eq!(address_prefix(ip("10.1.2.3"), 32, 64), ip("10.1.2.3"));
+        assert_eq!(address_prefix(ip("10.1.2.3"), 0, 64), ip("0.0.0.0"));
+        assert_eq!(address_prefix(ip("10.1.2.3"), 99, 64), ip("10.1.2.3"), "clamped");
+        assert_eq!(address_prefix(ip("::ffff:10.1.2.3"), 24, 64), ip("10.1.2.0"));
+        assert_eq!(address_prefix(ip("2001:db8:1:2:3::9"), 24, 64), ip("2001:db8:1:2::"));
+        assert_eq!(address_prefix(ip("2001:db8:1:2:3::9"), 24, 0), ip("::"));
+        assert_eq!(address_prefix(ip("2001:db8::9"), 24, 200), ip("2001:db8::9"), "clamped");
     }
 
     #[test]
