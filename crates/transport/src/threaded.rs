@@ -535,7 +535,7 @@ impl Reporter {
     }
 
     /// Newest states remembered, over all connections (for tests).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn remembered(&self) -> usize {
         self.newest
             .iter()
