@@ -182,6 +182,10 @@ enum Pending {
 struct Slot {
     generation: u16,
     conn: Option<Box<Connection>>,
+    /// Per channel (by id) of the connection in this slot, the index of its newest data event
+    /// on a state-update channel (the older one still queued is superseded): kept per slot, so
+    /// a state costs no hashing and closing a connection touches only its own entries.
+    newest_state: Vec<Option<u64>>,
 }
 
 #[derive(Debug)]
@@ -262,8 +266,6 @@ pub struct Endpoint {
     /// Payloads of pending data events, back to back; reused from the start once every event
     /// has been handed out (when more data arrives, or when the empty queue is polled).
     data: Vec<u8>,
-    /// State-update channels: the index of the newest pending data event of each.
-    newest_state: HashMap<(ConnectionId, ChannelId), u64>,
     pool: BufPool,
     accept_filter: Option<AcceptFilter>,
     /// Connections that may have something to send, in turn order. `poll_transmit` visits only
@@ -382,7 +384,6 @@ impl Endpoint {
             events: VecDeque::new(),
             events_popped: 0,
             data: Vec::new(),
-            newest_state: HashMap::new(),
             pool,
             accept_filter: None,
             ready: VecDeque::new(),
@@ -488,7 +489,7 @@ impl Endpoint {
             Some(slot) => slot,
             None => {
                 let slot = u16::try_from(self.slots.len()).ok()?;
-                self.slots.push(Slot { generation: 0, conn: None });
+                self.slots.push(Slot { generation: 0, conn: None, newest_state: Vec::new() });
                 slot
             }
         };
@@ -537,6 +538,7 @@ impl Endpoint {
         }
         let mut conn = slot.conn.take()?;
         slot.generation = slot.generation.wrapping_add(1);
+        slot.newest_state.clear();
         self.free.push(u16::try_from(id.slot()).expect("slots are u16"));
         if self.by_addr.get(&conn.addr) == Some(&u16::try_from(id.slot()).expect("u16")) {
             self.by_addr.remove(&conn.addr);
@@ -549,7 +551,6 @@ impl Endpoint {
             self.limits.closed(conn.addr.ip());
         }
         conn.release(&mut self.pool);
-        self.newest_state.retain(|(c, _), _| *c != id);
         Some(conn)
     }
 
@@ -745,18 +746,10 @@ impl Endpoint {
         };
         let id = self.id_of(slot);
         let Self {
-            slots,
-            config,
-            pool,
-            events,
-            data,
-            newest_state,
-            events_popped,
-            scratch,
-            untrusted_held,
-            ..
+            slots, config, pool, events, data, events_popped, scratch, untrusted_held, ..
         } = self;
-        let conn = slots[usize::from(slot)].conn.as_deref_mut().expect("by_addr names live slots");
+        let Slot { conn, newest_state, .. } = &mut slots[usize::from(slot)];
+        let conn = conn.as_deref_mut().expect("by_addr names live slots");
         let held_before = conn.held_bytes();
         if !conn.trusted {
             let room = config.untrusted_reassembly_bytes_total.saturating_sub(*untrusted_held);
@@ -767,7 +760,11 @@ impl Endpoint {
                 let index = *events_popped + events.len() as u64;
                 if config.qos(channel).is_some_and(Qos::is_state_update) {
                     // Only the newest state is delivered: an older one still queued is dropped.
-                    if let Some(older) = newest_state.insert((id, channel), index) {
+                    let ch = usize::from(channel.0);
+                    if newest_state.len() <= ch {
+                        newest_state.resize(config.channels.len().max(ch + 1), None);
+                    }
+                    if let Some(older) = newest_state[ch].replace(index) {
                         if let Some(i) = older.checked_sub(*events_popped) {
                             if let Some(Pending::Data { superseded, .. }) =
                                 events.get_mut(usize::try_from(i).unwrap_or(usize::MAX))
@@ -1174,6 +1171,64 @@ mod tests {
             }
         }
         events
+    }
+
+    /// Moves datagrams between a client at `client_addr` and the server at 10.0.0.1:1 until
+    /// both are quiet; the server's events are left queued.
+    fn shuttle(client: &mut Endpoint, client_addr: &str, server: &mut Endpoint, now: Instant) {
+        let client_addr: SocketAddr = client_addr.parse().unwrap();
+        let server_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let mut buf = [0u8; 1500];
+        for _ in 0..4 {
+            client.handle_timeout(now);
+            while let Some(t) = client.poll_transmit(now, &mut buf) {
+                server.handle_datagram(now, client_addr, &buf[..t.len]);
+            }
+            server.handle_timeout(now);
+            while let Some(t) = server.poll_transmit(now, &mut buf) {
+                client.handle_datagram(now, server_addr, &buf[..t.len]);
+            }
+            while client.poll_event().is_some() {}
+        }
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_inherit_the_newest_states_of_its_last_connection() {
+        let now = origin();
+        let config =
+            EndpointConfig { channels: vec![crate::Qos::StateUpdate], ..EndpointConfig::default() };
+        let endpoint = |seed| {
+            Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, seed).unwrap()
+        };
+        let (mut server, mut a, mut b) = (endpoint(1), endpoint(2), endpoint(3));
+        let server_addr = "10.0.0.1:1".parse().unwrap();
+        let conn_a = a.connect(now, server_addr).unwrap();
+        shuttle(&mut a, "10.0.0.2:1", &mut server, now);
+        // A sends a state and leaves; the server's application has not polled meanwhile.
+        a.send(conn_a, crate::ChannelId(0), b"state of a").unwrap();
+        shuttle(&mut a, "10.0.0.2:1", &mut server, now);
+        a.disconnect(now, conn_a);
+        shuttle(&mut a, "10.0.0.2:1", &mut server, now);
+        assert_eq!(server.connection_count(), 0);
+        // B gets A's slot, and sends a state on the same channel.
+        let conn_b = b.connect(now, server_addr).unwrap();
+        shuttle(&mut b, "10.0.0.3:1", &mut server, now);
+        b.send(conn_b, crate::ChannelId(0), b"state of b").unwrap();
+        shuttle(&mut b, "10.0.0.3:1", &mut server, now);
+        let mut states = Vec::new();
+        let mut ids = Vec::new();
+        while let Some(event) = server.poll_event() {
+            match event {
+                super::Event::Data { conn, payload, .. } => {
+                    states.push(payload.to_vec());
+                    ids.push(conn);
+                }
+                super::Event::Connected(conn) => ids.push(conn),
+                _ => {}
+            }
+        }
+        assert_eq!(states, [b"state of a".to_vec(), b"state of b".to_vec()]);
+        assert_eq!(ids[0].slot(), ids[2].slot(), "B reused A's slot: {ids:?}");
     }
 
     #[test]
