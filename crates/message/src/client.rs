@@ -442,7 +442,10 @@ impl NetworkClient {
 
     /// Handles `bytes` as a message (a two-byte id, then the payload) from the server, as if
     /// it had just arrived, then dispatches the events it caused. The fuzz targets' way into
-    /// the client's decode path without a transport; not a stable API.
+    /// the client's decode path without a transport; not a stable API. Only with the
+    /// `fuzzing` feature, which a game never enables: it bypasses the transport and
+    /// authentication.
+    #[cfg(feature = "fuzzing")]
     #[doc(hidden)]
     pub fn handle_raw(&mut self, bytes: &[u8]) {
         self.recv.clear();

@@ -681,7 +681,10 @@ impl NetworkServer {
 
     /// Handles `bytes` as a message (a two-byte id, then the payload) from player `id`, as if
     /// it had just arrived, then dispatches the events it caused. The fuzz targets' way into
-    /// the server's decode path without a transport; not a stable API.
+    /// the server's decode path without a transport; not a stable API. Only with the
+    /// `fuzzing` feature, which a game never enables: it bypasses the transport and
+    /// authentication.
+    #[cfg(feature = "fuzzing")]
     #[doc(hidden)]
     pub fn handle_raw(&mut self, id: PlayerId, bytes: &[u8]) {
         self.recv.clear();
@@ -779,7 +782,7 @@ fn authenticate(
             slot.auth = Some(data);
             if let (Route::Remote(conn), Some(host)) = (&slot.route, ctx.host.as_mut()) {
                 // The transport may now hold as much for this peer as for any trusted one.
-                host.endpoint_mut().set_trusted(*conn);
+                host.set_trusted(*conn);
             }
             ctx.pending.push_back(ServerEvent::Authenticated(id));
             if let Err(err) = ctx.send_on(id, &AuthResponse::Accepted, INTERNAL_QOS) {

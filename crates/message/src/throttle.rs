@@ -4,7 +4,7 @@
 //! Sans-IO: time is an argument, so the rules are tested on a virtual clock.
 
 use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use crate::config::AuthThrottle;
@@ -15,17 +15,9 @@ struct Source(IpAddr);
 
 impl Source {
     fn of(ip: IpAddr, config: &AuthThrottle) -> Self {
-        // An IPv4 client reaching a dual-stack socket appears as ::ffff:a.b.c.d.
-        match ip.to_canonical() {
-            IpAddr::V4(v4) => {
-                let keep = u32::MAX.checked_shl(32 - u32::from(config.ipv4_prefix)).unwrap_or(0);
-                Source(IpAddr::V4(Ipv4Addr::from(u32::from(v4) & keep)))
-            }
-            IpAddr::V6(v6) => {
-                let keep = u128::MAX.checked_shl(128 - u32::from(config.ipv6_prefix)).unwrap_or(0);
-                Source(IpAddr::V6(Ipv6Addr::from(u128::from(v6) & keep)))
-            }
-        }
+        // The transport's grouping (an IPv4 client on a dual-stack socket, ::ffff:a.b.c.d,
+        // counts as its IPv4 address).
+        Source(sturnus_transport::address_prefix(ip, config.ipv4_prefix, config.ipv6_prefix))
     }
 }
 
@@ -156,6 +148,7 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn config() -> AuthThrottle {
         AuthThrottle {

@@ -308,3 +308,30 @@ fn each_kind_of_bad_input_is_counted_and_budgeted() {
         arena.assert_good_client_served(u32::try_from(index).unwrap());
     }
 }
+
+/// `handle_raw` lets its caller inject a message as any player, past the transport and
+/// authentication: it exists only behind the `fuzzing` feature, which is off by default (the
+/// fuzz crate turns it on).
+#[test]
+fn the_raw_injection_entry_points_exist_only_with_the_fuzzing_feature() {
+    for (file, source) in [
+        ("server.rs", include_str!("../src/server.rs")),
+        ("client.rs", include_str!("../src/client.rs")),
+    ] {
+        let at = source.find("pub fn handle_raw(").unwrap_or_else(|| panic!("{file}"));
+        // The attributes right above it.
+        let before = &source[..at];
+        let item_start = before.rfind("///").map_or(0, |i| i);
+        let attributes = &before[item_start..];
+        assert!(
+            attributes.contains("#[cfg(feature = \"fuzzing\")]"),
+            "{file}: handle_raw is not behind the fuzzing feature:\n{attributes}"
+        );
+        assert_eq!(source.matches("pub fn handle_raw(").count(), 1, "{file}");
+    }
+    let manifest = include_str!("../Cargo.toml");
+    assert!(manifest.contains("\nfuzzing = []"), "the feature adds nothing else");
+    let default = manifest.lines().find(|l| l.trim_start().starts_with("default"));
+    assert!(default.is_none_or(|l| !l.contains("fuzzing")), "{default:?}");
+    assert!(include_str!("../../../fuzz/Cargo.toml").contains("features = [\"fuzzing\"]"));
+}

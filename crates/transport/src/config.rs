@@ -63,7 +63,8 @@ pub struct EndpointConfig {
     /// alone cannot tell who a peer is, so by default (`true`) every connection gets
     /// `max_reassembly_bytes`, as a network engineer using the transport directly expects. A
     /// layer that authenticates its peers sets it to `false` and calls
-    /// [`Endpoint::set_trusted`](crate::Endpoint::set_trusted) once a peer has proven itself;
+    /// [`Endpoint::set_trusted`](crate::Endpoint::set_trusted) (or [`Host::set_trusted`](crate::Host::set_trusted),
+    /// [`ThreadedHost::set_trusted`](crate::ThreadedHost::set_trusted)) once a peer has proven itself;
     /// until then the untrusted budgets below hold (the message layer's `NetworkServer` does
     /// this, whatever its transport configuration says, and trusts a connection when its player
     /// authenticates).
@@ -102,7 +103,7 @@ pub struct EndpointConfig {
     /// it is rejected with "server full".
     pub max_connections: usize,
     /// Limits on what one source address, or one network prefix, may take of the endpoint:
-    /// connections, and handshake replies per second. See [`AddressLimits`].
+    /// connections, and handshakes completed per second. See [`AddressLimits`].
     pub address_limits: AddressLimits,
     /// Interval between connect-request retries while connecting.
     pub connect_retry_interval: Duration,
@@ -400,10 +401,14 @@ impl EndpointConfig {
 /// default), may take of an endpoint that accepts connections. A value of 0 turns a limit off.
 ///
 /// The handshake is a stateless cookie exchange, so a handshake in progress costs the server
-/// only the reply it sends; those replies (challenges and rejections) are rate-limited per
-/// prefix with a token bucket of `handshake_burst_per_prefix` tokens refilled at
-/// `handshakes_per_second_per_prefix`. A request past it is dropped without an answer (the
-/// client retries) and counted in `EndpointStats::handshakes_throttled`. Established
+/// only the challenge it sends, which is smaller than the request (no amplification). The
+/// source of a request is not proven, so nothing is charged to it: the rate limit applies
+/// where the cookie proves that the client receives at its address, to the handshakes a prefix
+/// completes (connect responses with a valid cookie), with a token bucket of
+/// `handshake_burst_per_prefix` tokens refilled at `handshakes_per_second_per_prefix`. A
+/// response past it is dropped without an answer (the client repeats it while its cookie is
+/// valid) and counted in `EndpointStats::handshakes_throttled`. So a spoofer who forges
+/// requests from a victim's prefix cannot spend the victim's handshakes. Established
 /// connections are capped per address (same IP, any port) and per prefix; an attempt past a
 /// cap is rejected with [`RejectReason::TooManyFromAddress`](crate::RejectReason) and counted
 /// in `EndpointStats::address_limit_rejections`. Only connections peers open to us count;
@@ -428,11 +433,11 @@ pub struct AddressLimits {
     pub connections_per_ip: u32,
     /// Connections one prefix may hold. Default 128; 0 = unlimited.
     pub connections_per_prefix: u32,
-    /// Handshake replies (challenges, rejections) per second to one prefix, in the long run.
-    /// Default 20; 0 = unlimited.
+    /// Handshakes (connect responses with a valid cookie) one prefix may complete per second,
+    /// in the long run. Default 20; 0 = unlimited.
     pub handshakes_per_second_per_prefix: u32,
-    /// Handshake replies one prefix may receive in a burst before the rate applies. Default
-    /// 64; at least 1 when the rate is limited.
+    /// Handshakes one prefix may complete in a burst before the rate applies. Default 64; at
+    /// least 1 when the rate is limited.
     pub handshake_burst_per_prefix: u32,
     /// Length of an IPv4 prefix, in bits (1 to 32). Default 24.
     pub ipv4_prefix_len: u8,

@@ -108,17 +108,26 @@ pub enum SendError {
 
 /// Which send-queue limit a [`SendError::QueueFull`] reached.
 #[non_exhaustive]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum QueueLimit {
     /// The channel holds its configured number of queued or unacknowledged messages
     /// ([`EndpointConfig::send_queue_capacity`](crate::EndpointConfig::send_queue_capacity)).
-    #[error("{0} messages queued on the channel")]
     Messages(usize),
     /// A [`ThreadedHost`](crate::ThreadedHost) holds this many bytes of messages, on all
     /// connections and channels together, that its I/O thread has not yet handed to the
     /// protocol.
-    #[error("{0} bytes of messages waiting for the I/O thread")]
     PendingBytes(usize),
+}
+
+impl std::fmt::Display for QueueLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueueLimit::Messages(n) => write!(f, "{n} messages queued on the channel"),
+            QueueLimit::PendingBytes(n) => {
+                write!(f, "{n} bytes of messages waiting for the I/O thread")
+            }
+        }
+    }
 }
 
 /// Why a connection attempt could not start.
@@ -159,4 +168,22 @@ pub enum HostError {
     /// report it).
     #[error("the host's I/O thread panicked")]
     IoThreadPanicked,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{QueueLimit, SendError};
+    use crate::ChannelId;
+
+    #[test]
+    fn a_queue_limit_is_described_inside_its_send_error() {
+        let full = |limit| SendError::QueueFull { channel: ChannelId(3), limit }.to_string();
+        assert_eq!(QueueLimit::Messages(7).to_string(), "7 messages queued on the channel");
+        assert!(full(QueueLimit::Messages(7)).ends_with("(7 messages queued on the channel)"));
+        assert!(
+            full(QueueLimit::PendingBytes(9)).contains("9 bytes of messages waiting"),
+            "{}",
+            full(QueueLimit::PendingBytes(9))
+        );
+    }
 }

@@ -167,6 +167,12 @@ impl<S: Socket> Host<S> {
         self.endpoint.disconnect(now(), conn);
     }
 
+    /// Trusts a connection a peer opened to us, typically once it has authenticated; see
+    /// [`Endpoint::set_trusted`]. Returns `false` if the connection does not exist.
+    pub fn set_trusted(&mut self, conn: ConnectionId) -> bool {
+        self.endpoint.set_trusted(conn)
+    }
+
     /// Sends everything the protocol has to send now, in batches.
     pub fn flush(&mut self) -> Result<(), HostError> {
         let now = now();

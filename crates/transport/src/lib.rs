@@ -76,5 +76,6 @@ pub use proto::control::RejectReason;
 pub use proto::endpoint::{
     AcceptFilter, ConnectionId, DisconnectReason, Endpoint, EndpointStats, Event, Transmit,
 };
+pub use proto::limits::address_prefix;
 pub use qos::{ChannelId, Qos};
 pub use threaded::ThreadedHost;

@@ -1,7 +1,6 @@
 //! [`ThreadedHost`]: a [`Host`] whose socket I/O and protocol timers run on a thread of its own
 //! (UNET's default), talking to the application through two batch handoffs.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -29,6 +28,7 @@ enum Op {
     Send { conn: ConnectionId, channel: ChannelId, start: usize, len: usize },
     Disconnect(ConnectionId),
     Connect(SocketAddr),
+    SetTrusted(ConnectionId),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -343,6 +343,17 @@ impl ThreadedHost {
         self.flush();
     }
 
+    /// Trusts a connection a peer opened to us, typically once it has authenticated (see
+    /// [`Endpoint::set_trusted`](crate::Endpoint::set_trusted)): its reassembly budget becomes
+    /// `max_reassembly_bytes`. Needed when `trust_incoming` is `false`, or the connection stays
+    /// held to the untrusted budgets. Applied by the I/O thread in order with the commands
+    /// before it and after it (a message sent after this call is handled under trust); a
+    /// connection that has meanwhile closed is ignored.
+    pub fn set_trusted(&mut self, conn: ConnectionId) {
+        self.outgoing.items.push(Op::SetTrusted(conn));
+        self.flush();
+    }
+
     /// Hands what was queued to the I/O thread and wakes it.
     pub fn flush(&mut self) {
         if self.outgoing.is_empty() {
@@ -437,7 +448,7 @@ fn io_thread<S: Socket>(
         if shared.commands.take(&mut taken) {
             backlog.append(&mut taken);
         }
-        let applied = apply(&mut host, &mut backlog, shared);
+        let applied = apply(&mut host, &mut backlog, shared, &mut reporter);
         loop {
             match host.receive()? {
                 HostEvent::Nothing => break,
@@ -459,23 +470,78 @@ fn io_thread<S: Socket>(
 /// channel, the serial of the newest state, so that an older state still waiting in the
 /// handoff is superseded: a reader that polls late gets only the newest state, as from a
 /// [`Host`].
+///
+/// The serials are kept per connection slot (open connections have distinct slots), so what
+/// is kept is bounded by the endpoint's connections whether or not a connection is forgotten,
+/// a state costs no hashing, and forgetting a connection touches only its own entry.
 #[derive(Debug)]
 struct Reporter {
     /// Whether each channel (by id) is of a state-update kind.
     state_channels: Vec<bool>,
-    /// The serial of the newest state reported per connection and channel.
-    newest: HashMap<(ConnectionId, ChannelId), u64>,
+    /// Per connection slot, the serials of the newest states of the connection that used it
+    /// last.
+    newest: Vec<SlotStates>,
     /// The serial of the next event (serials run on across batches).
     next: u64,
+}
+
+/// The newest states of the connection in one slot.
+#[derive(Debug, Default)]
+struct SlotStates {
+    /// The connection they belong to; `None` once it is forgotten (the serials are then
+    /// meaningless and are reset by the next connection in the slot).
+    conn: Option<ConnectionId>,
+    /// Per channel (by id), the serial of its newest state, if any.
+    serials: Vec<Option<u64>>,
 }
 
 impl Reporter {
     fn new(config: &EndpointConfig) -> Self {
         Self {
             state_channels: config.channels.iter().map(|q| q.is_state_update()).collect(),
-            newest: HashMap::new(),
+            newest: Vec::new(),
             next: 0,
         }
+    }
+
+    /// Records `serial` as the newest state of `conn` on `channel`; returns the previous one.
+    fn replace_newest(
+        &mut self,
+        conn: ConnectionId,
+        channel: ChannelId,
+        serial: u64,
+    ) -> Option<u64> {
+        let slot = conn.slot();
+        if self.newest.len() <= slot {
+            self.newest.resize_with(slot + 1, SlotStates::default);
+        }
+        let states = &mut self.newest[slot];
+        if states.conn != Some(conn) {
+            // A new connection in this slot: nothing of the old one's applies.
+            states.conn = Some(conn);
+            states.serials.clear();
+            states.serials.resize(self.state_channels.len(), None);
+        }
+        states.serials.get_mut(usize::from(channel.0))?.replace(serial)
+    }
+
+    /// Forgets a connection that is gone (closed by either side): O(1).
+    fn forget(&mut self, conn: ConnectionId) {
+        if let Some(states) = self.newest.get_mut(conn.slot()) {
+            if states.conn == Some(conn) {
+                states.conn = None;
+            }
+        }
+    }
+
+    /// Newest states remembered, over all connections (for tests).
+    #[cfg(all(test, not(loom)))]
+    fn remembered(&self) -> usize {
+        self.newest
+            .iter()
+            .filter(|s| s.conn.is_some())
+            .map(|s| s.serials.iter().flatten().count())
+            .sum()
     }
 
     /// Adds `event` to `events`, the batch the I/O thread publishes next. A state update
@@ -495,7 +561,7 @@ impl Reporter {
             HostEvent::Data { conn, channel, payload } => {
                 let mut older = None;
                 if self.state_channels.get(usize::from(channel.0)).copied().unwrap_or(false) {
-                    older = self.newest.insert((conn, channel), serial);
+                    older = self.replace_newest(conn, channel, serial);
                     if let Some(serial) = older.filter(|&s| s >= events.first) {
                         events.supersede_serial(serial);
                         older = None;
@@ -512,7 +578,7 @@ impl Reporter {
                 });
             }
             HostEvent::Disconnect(conn, reason) => {
-                self.newest.retain(|(c, _), _| *c != conn);
+                self.forget(conn);
                 events.items.push(Ev::Disconnect(conn, reason));
             }
             HostEvent::Nothing => {}
@@ -523,7 +589,12 @@ impl Reporter {
 /// Applies queued commands in order, stopping at a send its channel has no room for (kept,
 /// with everything after it, for the next round). Returns whether the thread may sleep: false
 /// when commands were applied, so the pump runs once more to send them.
-fn apply<S: Socket>(host: &mut Host<S>, backlog: &mut Commands, shared: &Shared) -> bool {
+fn apply<S: Socket>(
+    host: &mut Host<S>,
+    backlog: &mut Commands,
+    shared: &Shared,
+    reporter: &mut Reporter,
+) -> bool {
     let mut done = 0;
     for op in &backlog.items {
         match *op {
@@ -535,10 +606,18 @@ fn apply<S: Socket>(host: &mut Host<S>, backlog: &mut Commands, shared: &Shared)
                     break;
                 }
             }
-            Op::Disconnect(conn) => host.disconnect(conn),
+            Op::Disconnect(conn) => {
+                // No event follows a local disconnect: forget the connection's states here.
+                host.disconnect(conn);
+                reporter.forget(conn);
+            }
             Op::Connect(remote) => {
                 *lock(&shared.connect_reply) = Some(host.connect(remote));
                 shared.connect_done.notify_all();
+            }
+            Op::SetTrusted(conn) => {
+                // False for a connection closed meanwhile: its Disconnect event is on the way.
+                let _ = host.set_trusted(conn);
             }
         }
         done += 1;
@@ -663,7 +742,37 @@ mod tests {
         handoff.publish(&mut local);
         assert!(handoff.take(&mut out));
         assert_eq!(delivered(&out), [&b"a"[..], b"b"]);
-        assert_eq!(reporter.newest.len(), 1, "the closed connection's entry is gone");
+        assert_eq!(reporter.remembered(), 1, "the closed connection's entry is gone");
+    }
+
+    /// A connection the application closes gets no Disconnect event, so `apply` forgets its
+    /// newest states: a peer that connects, sends a state and is kicked, over and over, leaves
+    /// nothing behind.
+    #[cfg(not(loom))]
+    #[test]
+    fn a_local_disconnect_forgets_the_connections_newest_states() {
+        let config = setup().1;
+        let factory = sturnus_socket::LoopbackSocketFactory::new();
+        let socket = factory.server_socket("10.0.0.1:1".parse().unwrap()).unwrap();
+        let mut host = Host::new(config.clone(), socket).unwrap();
+        let shared = Shared::default();
+        let mut reporter = Reporter::new(&config);
+        let mut events = Events::default();
+        let mut backlog = Commands::default();
+        for round in 0..50u8 {
+            for i in 0..4u8 {
+                let conn = host.connect(format!("10.1.{round}.{i}:1").parse().unwrap()).unwrap();
+                reporter.report(data(conn, 0, b"state"), &mut events);
+                reporter.report(data(conn, 1, b"reliable"), &mut events);
+                backlog.items.push(Op::Disconnect(conn));
+            }
+            assert_eq!(reporter.remembered(), 4);
+            assert!(!apply(&mut host, &mut backlog, &shared, &mut reporter));
+            assert_eq!(reporter.remembered(), 0, "round {round}");
+            events.clear();
+        }
+        // The slots were reused: what the reporter keeps is bounded by the connections.
+        assert!(reporter.newest.len() <= 4, "{}", reporter.newest.len());
     }
 
     /// Every interleaving of the I/O thread reporting three states of one channel, each in a

@@ -5,14 +5,15 @@
 //! The live heap is counted by a global allocator (one per test binary, hence this file) for
 //! the test's own thread, which runs every endpoint; time is virtual.
 
+mod sim;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sturnus_transport::proto::codec::Reader;
-use sturnus_transport::proto::packet::{CONTROL_BIT, DataHeader, RecordHeader};
+use sim::carries_a_last_fragment;
 use sturnus_transport::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Event, Qos};
 
 struct Counting;
@@ -76,25 +77,6 @@ fn config() -> EndpointConfig {
 
 fn endpoint(seed: u64, now: Instant) -> Endpoint {
     Endpoint::with_deterministic_secrets_for_tests(config(), now, seed).unwrap()
-}
-
-/// Whether a data packet carries the last fragment of a message: the attackers' wire drops
-/// those, so no message ever completes.
-fn carries_a_last_fragment(datagram: &[u8], channels: &[Qos]) -> bool {
-    if datagram.first().is_none_or(|b| b & CONTROL_BIT != 0) {
-        return false;
-    }
-    let mut r = Reader::new(datagram);
-    if DataHeader::decode(&mut r).is_err() {
-        return false;
-    }
-    while !r.is_empty() {
-        let Ok((record, _)) = RecordHeader::decode(&mut r, channels) else { return false };
-        if record.fragment.is_some_and(|f| f.index + 1 == f.count) {
-            return true;
-        }
-    }
-    false
 }
 
 /// The server and the attackers on one lossless wire that loses every last fragment.

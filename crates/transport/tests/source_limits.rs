@@ -1,11 +1,12 @@
 //! What one source may take of a server (issue 14, items 2 and 3): reassembly memory of
 //! untrusted connections, and connections and handshakes per address and per prefix.
 
+mod sim;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sturnus_transport::proto::codec::Reader;
-use sturnus_transport::proto::packet::{CONTROL_BIT, DataHeader, RecordHeader};
+use sim::carries_a_last_fragment;
 use sturnus_transport::{
     AddressLimits, ChannelId, ConnectionId, DisconnectReason, Endpoint, EndpointConfig, Event, Qos,
     RejectReason,
@@ -37,23 +38,6 @@ struct Client {
     disconnected: Option<DisconnectReason>,
     /// The server's id of this client's connection, once accepted.
     server_conn: Option<ConnectionId>,
-}
-
-fn carries_a_last_fragment(datagram: &[u8], channels: &[Qos]) -> bool {
-    if datagram.first().is_none_or(|b| b & CONTROL_BIT != 0) {
-        return false;
-    }
-    let mut r = Reader::new(datagram);
-    if DataHeader::decode(&mut r).is_err() {
-        return false;
-    }
-    while !r.is_empty() {
-        let Ok((record, _)) = RecordHeader::decode(&mut r, channels) else { return false };
-        if record.fragment.is_some_and(|f| f.index + 1 == f.count) {
-            return true;
-        }
-    }
-    false
 }
 
 impl Star {
@@ -285,7 +269,48 @@ fn a_flood_of_handshakes_from_one_address_takes_few_slots_and_an_honest_client_s
 }
 
 #[test]
-fn a_prefix_is_capped_as_a_whole_and_handshake_replies_to_it_are_rate_limited() {
+fn a_spoofed_flood_of_requests_from_a_victims_prefix_does_not_stop_its_handshake() {
+    let config = limited(AddressLimits::default());
+    let mut star = Star::new(config.clone());
+    // A connect request as a real client sends it, replayed from forged sources: an off-path
+    // attacker sends 2,000 a second (far past the burst of 64 and the rate of 20 a second)
+    // claiming addresses of the victim's /24. It never sees the challenges.
+    let request = {
+        let seed = 999;
+        let mut e =
+            Endpoint::with_deterministic_secrets_for_tests(config.clone(), star.now, seed).unwrap();
+        e.connect(star.now, star.server_addr).unwrap();
+        let t = e.poll_transmit(star.now, &mut star.buf).unwrap();
+        star.buf[..t.len].to_vec()
+    };
+    let mut forged = 0u32;
+    let mut flood = |star: &mut Star, rounds: u32| {
+        for _ in 0..rounds {
+            for _ in 0..20 {
+                let from: SocketAddr =
+                    format!("203.0.113.{}:{}", 1 + forged % 254, 1024 + forged % 60_000)
+                        .parse()
+                        .unwrap();
+                let now = star.now;
+                star.server.handle_datagram(now, from, &request);
+                forged += 1;
+            }
+            star.round(Duration::from_millis(10));
+        }
+    };
+    flood(&mut star, 100);
+    // The victim, in the same /24, connects while the flood goes on.
+    let victim = star.add(&config, "203.0.113.77:5000");
+    flood(&mut star, 50);
+    assert!(star.connected(victim), "{:?}", star.server.stats());
+    let stats = star.server.stats();
+    assert!(stats.connect_requests > 3_000);
+    assert_eq!(stats.handshakes_throttled, 0, "no forged request completed a handshake");
+    assert_eq!(star.server.connection_count(), 1);
+}
+
+#[test]
+fn a_prefix_is_capped_as_a_whole_and_its_handshakes_are_rate_limited() {
     let limits = AddressLimits {
         connections_per_ip: 0,
         connections_per_prefix: 10,
@@ -299,13 +324,15 @@ fn a_prefix_is_capped_as_a_whole_and_handshake_replies_to_it_are_rate_limited() 
     for host in 1..=40 {
         star.add(&config, &format!("203.0.113.{host}:7000"));
     }
-    // The first second: the burst of five replies, then one per 200 ms.
+    // The first second: the burst of five handshakes, then one per 200 ms (the responses
+    // past it are dropped and repeated), so fewer than the cap of ten.
     star.run(Duration::from_millis(990));
     assert!(
-        (5..=10).contains(&star.server.connection_count()),
+        (5..=9).contains(&star.server.connection_count()),
         "{}",
         star.server.connection_count()
     );
+    assert!(star.server.stats().handshakes_throttled > 0);
     star.run(Duration::from_secs(4));
     assert_eq!(star.server.connection_count(), 10, "connections_per_prefix");
     // Another /24 is not affected.

@@ -11,13 +11,15 @@
 //! datagram of its own; the observing receiver polls after every single datagram, so what it
 //! reports is what the wire carried.
 
+mod realtime;
 mod sim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use realtime::{deadline, past};
 use sim::{Owned, Sim};
 use sturnus_netem::LinkConfig;
 use sturnus_socket::{
@@ -165,18 +167,6 @@ fn endpoint_reliable_state_update_resends_the_newest_state_not_the_lost_one() {
 
 // ---------------------------------------------------------------------------------------------
 // The drivers, over the loopback network, in real time (only ever waiting for a condition).
-
-const PATIENCE: Duration = Duration::from_secs(20);
-
-#[expect(clippy::disallowed_methods, reason = "a deadline for a real-time test")]
-fn deadline() -> Instant {
-    Instant::now() + PATIENCE
-}
-
-#[expect(clippy::disallowed_methods, reason = "a deadline for a real-time test")]
-fn past(at: Instant) -> bool {
-    Instant::now() > at
-}
 
 /// A loopback socket that can read one datagram per call (so its host hands out what each
 /// datagram carried before reading the next) and can black out its sending side.

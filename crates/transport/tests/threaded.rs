@@ -2,26 +2,17 @@
 //! protocol running (acks, resends) while the application does not poll, pushes back without
 //! losing anything, and stops cleanly.
 
-use std::time::{Duration, Instant};
+mod realtime;
 
+use std::time::Duration;
+
+use realtime::{deadline, past};
 use sturnus_netem::LinkConfig;
 use sturnus_socket::{ConditionedSocket, LoopbackSocketFactory, SocketFactory, UdpSocketFactory};
 use sturnus_transport::{
     ChannelId, ConnectionId, EndpointConfig, Host, HostEvent, Qos, QueueLimit, SendError,
     ThreadedHost,
 };
-
-const PATIENCE: Duration = Duration::from_secs(20);
-
-#[expect(clippy::disallowed_methods, reason = "a deadline for a real-time test")]
-fn deadline() -> Instant {
-    Instant::now() + PATIENCE
-}
-
-#[expect(clippy::disallowed_methods, reason = "a deadline for a real-time test")]
-fn past(at: Instant) -> bool {
-    Instant::now() > at
-}
 
 fn all_channels() -> EndpointConfig {
     EndpointConfig { channels: Qos::ALL.to_vec(), ..EndpointConfig::default() }
@@ -152,4 +143,34 @@ fn sends_push_back_when_the_io_thread_is_far_behind_and_stop_is_clean() {
     );
     assert!(matches!(host.send(conn, ChannelId(9), b"x"), Err(SendError::UnknownChannel(_))));
     host.stop().unwrap();
+}
+
+#[test]
+fn a_connection_the_application_trusts_may_send_past_the_untrusted_budget() {
+    // Untrusted peers may hold 1,000 bytes of partial messages: a 5,000-byte unreliable
+    // message in five fragments is dropped unless the server trusts its sender.
+    let config = EndpointConfig {
+        channels: vec![Qos::Reliable, Qos::UnreliableFragmented],
+        fragment_size: 1000,
+        trust_incoming: false,
+        max_reassembly_bytes_untrusted: 1000,
+        ..EndpointConfig::default()
+    };
+    let factory = LoopbackSocketFactory::new();
+    let mut server =
+        ThreadedHost::bind(config.clone(), &factory, "10.0.0.4:1".parse().unwrap()).unwrap();
+    let (mut client, conn) =
+        ThreadedHost::connect_to(config, &factory, server.local_addr()).unwrap();
+    let server_conn = accepted(&mut server);
+    server.set_trusted(server_conn);
+    // The I/O thread applies commands in order: once "go" is out, the trust is in force.
+    server.send(server_conn, ChannelId(0), b"go").unwrap();
+    server.flush();
+    assert_eq!(collect(&mut client, 1), [(ChannelId(0), b"go".to_vec())]);
+    let big = vec![7u8; 5000];
+    client.send(conn, ChannelId(1), &big).unwrap();
+    client.flush();
+    assert_eq!(collect(&mut server, 1), [(ChannelId(1), big)]);
+    client.stop().unwrap();
+    server.stop().unwrap();
 }

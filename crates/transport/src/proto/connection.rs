@@ -167,8 +167,11 @@ pub(crate) struct Connection {
     pub(crate) is_client: bool,
     pub(crate) client_salt: u64,
     pub(crate) server_salt: u64,
-    /// The key of the packet tags, both ways (derived from both salts).
-    tag_key: (u64, u64),
+    /// The key of the tags of the packets we send (derived from both salts; the peer's
+    /// packets have a key of their own, so a packet of ours reflected back is not accepted).
+    send_key: (u64, u64),
+    /// The key of the tags of the packets the peer sends.
+    recv_key: (u64, u64),
     /// The disconnect token (derived from both salts).
     token: u64,
     next_seq: PacketSeq,
@@ -238,12 +241,36 @@ pub(crate) fn first_seq(salt: u64) -> PacketSeq {
     PacketSeq::new((salt & 0x3FFF) as u16)
 }
 
+/// The secrets of a connection (see [`derive_secrets`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectionSecrets {
+    /// The 128-bit tag key of the packets the client sends.
+    pub(crate) client_to_server: (u64, u64),
+    /// The 128-bit tag key of the packets the server sends.
+    pub(crate) server_to_client: (u64, u64),
+    /// The 64-bit disconnect token.
+    pub(crate) token: u64,
+}
+
+impl ConnectionSecrets {
+    /// The keys of the tags of the packets we send and of those we receive.
+    fn keys(&self, is_client: bool) -> ((u64, u64), (u64, u64)) {
+        if is_client {
+            (self.client_to_server, self.server_to_client)
+        } else {
+            (self.server_to_client, self.client_to_server)
+        }
+    }
+}
+
 /// The secrets of a connection, derived from its two salts (128 bits drawn from the operating
-/// system, seen only by the two peers): the 128-bit packet-tag key and the 64-bit disconnect
-/// token. SipHash-2-4 under a fixed public key serves as the derivation function: each output
-/// is a keyed hash of both salts, so an off-path attacker, who never sees the handshake, can
-/// guess a token with a chance of 2^-64 and a tag with 2^-32.
-pub(crate) fn derive_secrets(client_salt: u64, server_salt: u64) -> ((u64, u64), u64) {
+/// system, seen only by the two peers): a 128-bit packet-tag key per direction and the 64-bit
+/// disconnect token. SipHash-2-4 under a fixed public key serves as the derivation function:
+/// each output is a keyed hash of both salts and a label of its own, so an off-path attacker,
+/// who never sees the handshake, can guess a token with a chance of 2^-64 and a tag with
+/// 2^-32; and since each direction has its own key, a packet reflected back to its sender
+/// (as if the peer had sent it) fails its tag like any forgery.
+pub(crate) fn derive_secrets(client_salt: u64, server_salt: u64) -> ConnectionSecrets {
     let derive = |label: u64| {
         SipHasher::new(0x7374_7572_6e75_7320, 0x6b65_7973_2076_3120)
             .write_u64(client_salt)
@@ -251,7 +278,11 @@ pub(crate) fn derive_secrets(client_salt: u64, server_salt: u64) -> ((u64, u64),
             .write_u64(label)
             .finish()
     };
-    ((derive(1), derive(2)), derive(3))
+    ConnectionSecrets {
+        client_to_server: (derive(1), derive(2)),
+        server_to_client: (derive(4), derive(5)),
+        token: derive(3),
+    }
 }
 
 /// A packet number extended to 64 bits, from the first one.
@@ -277,7 +308,8 @@ impl Connection {
             (SendChannel::new(id, qos), RecvChannel::new(qos))
         });
         let (send, recv) = channels.unzip();
-        let (tag_key, token) = derive_secrets(client_salt, server_salt);
+        let secrets = derive_secrets(client_salt, server_salt);
+        let (send_key, recv_key) = secrets.keys(is_client);
         let mut expiring = ChannelSet::default();
         for (i, qos) in config.channels.iter().enumerate() {
             if qos.is_fragmented() && !qos.is_reliable() {
@@ -290,8 +322,9 @@ impl Connection {
             is_client,
             client_salt,
             server_salt,
-            tag_key,
-            token,
+            send_key,
+            recv_key,
+            token: secrets.token,
             next_seq: first_seq(local_salt),
             next_number: number_of_first(first_seq(local_salt)),
             latest_number: number_of_first(first_seq(peer_salt)).wrapping_sub(1),
@@ -329,7 +362,9 @@ impl Connection {
     /// The client learned the server's salt: start numbering both ways.
     pub(crate) fn establish_as_client(&mut self, server_salt: u64, now: Instant) {
         self.server_salt = server_salt;
-        (self.tag_key, self.token) = derive_secrets(self.client_salt, server_salt);
+        let secrets = derive_secrets(self.client_salt, server_salt);
+        (self.send_key, self.recv_key) = secrets.keys(self.is_client);
+        self.token = secrets.token;
         self.acks = AckState::new(first_seq(server_salt));
         self.latest_number = number_of_first(first_seq(server_salt)).wrapping_sub(1);
         self.phase = Phase::Connected;
@@ -558,7 +593,7 @@ impl Connection {
         if ack_soon {
             self.last_probe = now;
         }
-        DataHeader { ack_soon, ..header }.seal(buf, self.tag_key, self.next_number);
+        DataHeader { ack_soon, ..header }.seal(buf, self.send_key, self.next_number);
         if records > 0 {
             if self.sent.len() >= MAX_TRACKED_PACKETS {
                 self.forget_oldest();
@@ -673,7 +708,7 @@ impl Connection {
         // The tag first: a packet from anyone who does not know the salts changes nothing.
         let jump = header.seq.distance(self.acks.latest());
         let number = self.latest_number.wrapping_add_signed(i64::from(jump));
-        if header.tag != header.tag(self.tag_key, number) {
+        if header.tag != header.tag(self.recv_key, number) {
             self.stats.packets_bad_tag += 1;
             return PacketVerdict::Rejected;
         }

@@ -36,7 +36,9 @@ impl ConnectionId {
         Self(u32::from(generation) << 16 | u32::from(slot))
     }
 
-    fn slot(self) -> usize {
+    /// The connection's slot: ids of open connections have distinct slots, and a closed
+    /// connection's slot is reused (with a new generation).
+    pub(crate) fn slot(self) -> usize {
         usize::from((self.0 & 0xFFFF) as u16)
     }
 
@@ -157,8 +159,9 @@ pub struct EndpointStats {
     pub replies_dropped: u64,
     /// Connections accepted.
     pub accepted: u64,
-    /// Connect requests dropped unanswered because their network prefix had received too many
-    /// handshake replies lately (see [`AddressLimits`](crate::AddressLimits)).
+    /// Connect responses (with a valid cookie, so from a proven source) dropped unanswered
+    /// because their network prefix had completed too many handshakes lately (see
+    /// [`AddressLimits`](crate::AddressLimits)).
     pub handshakes_throttled: u64,
     /// Connection attempts rejected because their address or prefix held as many connections
     /// as it may ([`RejectReason::TooManyFromAddress`]).
@@ -179,6 +182,10 @@ enum Pending {
 struct Slot {
     generation: u16,
     conn: Option<Box<Connection>>,
+    /// Per channel (by id) of the connection in this slot, the index of its newest data event
+    /// on a state-update channel (the older one still queued is superseded): kept per slot, so
+    /// a state costs no hashing and closing a connection touches only its own entries.
+    newest_state: Vec<Option<u64>>,
 }
 
 #[derive(Debug)]
@@ -259,8 +266,6 @@ pub struct Endpoint {
     /// Payloads of pending data events, back to back; reused from the start once every event
     /// has been handed out (when more data arrives, or when the empty queue is polled).
     data: Vec<u8>,
-    /// State-update channels: the index of the newest pending data event of each.
-    newest_state: HashMap<(ConnectionId, ChannelId), u64>,
     pool: BufPool,
     accept_filter: Option<AcceptFilter>,
     /// Connections that may have something to send, in turn order. `poll_transmit` visits only
@@ -289,6 +294,32 @@ impl fmt::Debug for Endpoint {
             .field("connections", &self.live)
             .field("stats", &self.stats)
             .finish_non_exhaustive()
+    }
+}
+
+/// The keys an endpoint derives from its secret cookie key, each a keyed hash (SipHash-2-4
+/// under the cookie key) of a label of its own: as secret as the cookie key, and no key is
+/// related to another in a way an attacker could use (a cookie MAC hashes at least 18 bytes,
+/// a label 8, so no label collides with a MAC either).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DerivedKeys {
+    /// The key of the hash of the table of connections by address.
+    addr_key: u64,
+    /// The key of the hash that finds a prefix's handshake bucket.
+    limits_key: (u64, u64),
+}
+
+impl DerivedKeys {
+    fn of(cookie_key: (u64, u64)) -> Self {
+        let derive = |label: &[u8; 8]| {
+            SipHasher::new(cookie_key.0, cookie_key.1)
+                .write_u64(u64::from_le_bytes(*label))
+                .finish()
+        };
+        Self {
+            addr_key: derive(b"addr-tbl"),
+            limits_key: (derive(b"limits-0"), derive(b"limits-1")),
+        }
     }
 }
 
@@ -334,11 +365,9 @@ impl Endpoint {
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let cookie_key = (secrets.u64()?, secrets.u64()?);
-        let addr_key = SipHasher::new(cookie_key.0, cookie_key.1).write_u64(0x6164_6472).finish();
+        let DerivedKeys { addr_key, limits_key } = DerivedKeys::of(cookie_key);
         let pool =
             BufPool::new(config.buffer_pool_bytes, config.buffer_pool_max_buffer, POOL_LIMIT);
-        // Derived, like `addr_key`, so that no draw of the generator moves.
-        let limits_key = (cookie_key.1, cookie_key.0 ^ 0x6c69_6d69_7473);
         let limits = SourceLimits::new(config.address_limits, limits_key, now);
         Ok(Self {
             fingerprint: fingerprint(&config),
@@ -355,7 +384,6 @@ impl Endpoint {
             events: VecDeque::new(),
             events_popped: 0,
             data: Vec::new(),
-            newest_state: HashMap::new(),
             pool,
             accept_filter: None,
             ready: VecDeque::new(),
@@ -461,7 +489,7 @@ impl Endpoint {
             Some(slot) => slot,
             None => {
                 let slot = u16::try_from(self.slots.len()).ok()?;
-                self.slots.push(Slot { generation: 0, conn: None });
+                self.slots.push(Slot { generation: 0, conn: None, newest_state: Vec::new() });
                 slot
             }
         };
@@ -510,6 +538,7 @@ impl Endpoint {
         }
         let mut conn = slot.conn.take()?;
         slot.generation = slot.generation.wrapping_add(1);
+        slot.newest_state.clear();
         self.free.push(u16::try_from(id.slot()).expect("slots are u16"));
         if self.by_addr.get(&conn.addr) == Some(&u16::try_from(id.slot()).expect("u16")) {
             self.by_addr.remove(&conn.addr);
@@ -522,7 +551,6 @@ impl Endpoint {
             self.limits.closed(conn.addr.ip());
         }
         conn.release(&mut self.pool);
-        self.newest_state.retain(|(c, _), _| *c != id);
         Some(conn)
     }
 
@@ -718,18 +746,10 @@ impl Endpoint {
         };
         let id = self.id_of(slot);
         let Self {
-            slots,
-            config,
-            pool,
-            events,
-            data,
-            newest_state,
-            events_popped,
-            scratch,
-            untrusted_held,
-            ..
+            slots, config, pool, events, data, events_popped, scratch, untrusted_held, ..
         } = self;
-        let conn = slots[usize::from(slot)].conn.as_deref_mut().expect("by_addr names live slots");
+        let Slot { conn, newest_state, .. } = &mut slots[usize::from(slot)];
+        let conn = conn.as_deref_mut().expect("by_addr names live slots");
         let held_before = conn.held_bytes();
         if !conn.trusted {
             let room = config.untrusted_reassembly_bytes_total.saturating_sub(*untrusted_held);
@@ -740,7 +760,11 @@ impl Endpoint {
                 let index = *events_popped + events.len() as u64;
                 if config.qos(channel).is_some_and(Qos::is_state_update) {
                     // Only the newest state is delivered: an older one still queued is dropped.
-                    if let Some(older) = newest_state.insert((id, channel), index) {
+                    let ch = usize::from(channel.0);
+                    if newest_state.len() <= ch {
+                        newest_state.resize(config.channels.len().max(ch + 1), None);
+                    }
+                    if let Some(older) = newest_state[ch].replace(index) {
                         if let Some(i) = older.checked_sub(*events_popped) {
                             if let Some(Pending::Data { superseded, .. }) =
                                 events.get_mut(usize::try_from(i).unwrap_or(usize::MAX))
@@ -781,16 +805,14 @@ impl Endpoint {
                 if !self.config.accept_connections {
                     return;
                 }
-                let verdict = self.limits.on_request(now, from.ip());
-                if verdict == Verdict::Throttle {
-                    self.stats.handshakes_throttled += 1;
-                    return;
-                }
+                // The source is not proven yet (anyone can forge it), so nothing here may be
+                // charged to it: a spoofer could spend a victim's handshake rate. Every answer
+                // is smaller than the request, and MAX_PENDING_REPLIES bounds the work.
                 if let Some(reason) = self.refusal(protocol_id, fingerprint, existing) {
                     self.reply(from, Control::Reject { client_salt, reason });
                     return;
                 }
-                if verdict == Verdict::Full && existing.is_none() {
+                if existing.is_none() && !self.limits.may_connect(from.ip()) {
                     self.stats.address_limit_rejections += 1;
                     let reason = RejectReason::TooManyFromAddress;
                     self.reply(from, Control::Reject { client_salt, reason });
@@ -834,7 +856,15 @@ impl Endpoint {
                     self.reply(from, Control::Reject { client_salt, reason });
                     return;
                 }
-                if existing.is_none() && !self.limits.may_connect(from.ip()) {
+                // The cookie proves the source receives at its address: from here on its
+                // prefix pays. Handshakes completed per prefix are rate-limited (an attempt past
+                // the rate is dropped unanswered; the client repeats its response).
+                let verdict = self.limits.on_handshake(now, from.ip());
+                if verdict == Verdict::Throttle {
+                    self.stats.handshakes_throttled += 1;
+                    return;
+                }
+                if verdict == Verdict::Full && existing.is_none() {
                     self.stats.address_limit_rejections += 1;
                     let reason = RejectReason::TooManyFromAddress;
                     self.reply(from, Control::Reject { client_salt, reason });
@@ -1141,6 +1171,91 @@ mod tests {
             }
         }
         events
+    }
+
+    /// Moves datagrams between a client at `client_addr` and the server at 10.0.0.1:1 until
+    /// both are quiet; the server's events are left queued.
+    fn shuttle(client: &mut Endpoint, client_addr: &str, server: &mut Endpoint, now: Instant) {
+        let client_addr: SocketAddr = client_addr.parse().unwrap();
+        let server_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let mut buf = [0u8; 1500];
+        for _ in 0..4 {
+            client.handle_timeout(now);
+            while let Some(t) = client.poll_transmit(now, &mut buf) {
+                server.handle_datagram(now, client_addr, &buf[..t.len]);
+            }
+            server.handle_timeout(now);
+            while let Some(t) = server.poll_transmit(now, &mut buf) {
+                client.handle_datagram(now, server_addr, &buf[..t.len]);
+            }
+            while client.poll_event().is_some() {}
+        }
+    }
+
+    #[test]
+    fn a_reused_slot_does_not_inherit_the_newest_states_of_its_last_connection() {
+        let now = origin();
+        let config =
+            EndpointConfig { channels: vec![crate::Qos::StateUpdate], ..EndpointConfig::default() };
+        let endpoint = |seed| {
+            Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, seed).unwrap()
+        };
+        let (mut server, mut a, mut b) = (endpoint(1), endpoint(2), endpoint(3));
+        let server_addr = "10.0.0.1:1".parse().unwrap();
+        let conn_a = a.connect(now, server_addr).unwrap();
+        shuttle(&mut a, "10.0.0.2:1", &mut server, now);
+        // A sends a state and leaves; the server's application has not polled meanwhile.
+        a.send(conn_a, crate::ChannelId(0), b"state of a").unwrap();
+        shuttle(&mut a, "10.0.0.2:1", &mut server, now);
+        a.disconnect(now, conn_a);
+        shuttle(&mut a, "10.0.0.2:1", &mut server, now);
+        assert_eq!(server.connection_count(), 0);
+        // B gets A's slot, and sends a state on the same channel.
+        let conn_b = b.connect(now, server_addr).unwrap();
+        shuttle(&mut b, "10.0.0.3:1", &mut server, now);
+        b.send(conn_b, crate::ChannelId(0), b"state of b").unwrap();
+        shuttle(&mut b, "10.0.0.3:1", &mut server, now);
+        let mut states = Vec::new();
+        let mut ids = Vec::new();
+        while let Some(event) = server.poll_event() {
+            match event {
+                super::Event::Data { conn, payload, .. } => {
+                    states.push(payload.to_vec());
+                    ids.push(conn);
+                }
+                super::Event::Connected(conn) => ids.push(conn),
+                _ => {}
+            }
+        }
+        assert_eq!(states, [b"state of a".to_vec(), b"state of b".to_vec()]);
+        assert_eq!(ids[0].slot(), ids[2].slot(), "B reused A's slot: {ids:?}");
+    }
+
+    #[test]
+    fn the_derived_keys_are_keyed_hashes_not_related_keys_of_the_cookie_key() {
+        use super::DerivedKeys;
+        let keys: Vec<((u64, u64), DerivedKeys)> =
+            [(1, 2), (3, 4), (1, 3)].into_iter().map(|k| (k, DerivedKeys::of(k))).collect();
+        for &(cookie, derived) in &keys {
+            let halves = [cookie.0, cookie.1];
+            let outputs = [derived.addr_key, derived.limits_key.0, derived.limits_key.1];
+            for (i, a) in outputs.iter().enumerate() {
+                assert!(!halves.contains(a), "{derived:?} reuses a half of {cookie:?}");
+                assert!(outputs[i + 1..].iter().all(|b| a != b), "{derived:?}");
+            }
+        }
+        // No fixed relation to the cookie key: the XOR of a derived key with any half of the
+        // cookie key differs from one cookie key to another.
+        for pick in [
+            |d: &DerivedKeys| d.addr_key,
+            |d: &DerivedKeys| d.limits_key.0,
+            |d: &DerivedKeys| d.limits_key.1,
+        ] {
+            for half in [|k: (u64, u64)| k.0, |k: (u64, u64)| k.1] {
+                let xors: Vec<u64> = keys.iter().map(|(k, d)| pick(d) ^ half(*k)).collect();
+                assert!(xors.windows(2).all(|w| w[0] != w[1]), "{xors:x?}");
+            }
+        }
     }
 
     #[test]

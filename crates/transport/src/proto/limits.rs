@@ -1,5 +1,5 @@
 //! Per-source limits of an accepting endpoint (see [`AddressLimits`]): connections per IP
-//! address and per network prefix, and a token bucket per prefix for handshake replies.
+//! address and per network prefix, and a token bucket per prefix for completed handshakes.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::siphash::SipHasher;
 use crate::AddressLimits;
 
-/// Token buckets for handshake replies. The table has a fixed size and buckets are found by a
+/// Token buckets for completed handshakes. The table has a fixed size and buckets are found by a
 /// keyed hash of the prefix, so a flood of spoofed sources cannot grow memory; an honest
 /// prefix shares a bucket with a given other prefix with probability 1 in this many.
 const BUCKETS: usize = 4096;
@@ -17,7 +17,7 @@ const BUCKETS: usize = 4096;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {
     Admit,
-    /// Too many handshake replies went to the prefix lately: drop the request unanswered.
+    /// The prefix completed too many handshakes lately: drop the response unanswered.
     Throttle,
     /// The address or its prefix holds as many connections as it may.
     Full,
@@ -62,23 +62,11 @@ impl SourceLimits {
 
     /// The address with its host bits cleared.
     fn prefix(&self, ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V4(v4) => {
-                let bits = u32::from(v4);
-                let len = u32::from(self.limits.ipv4_prefix_len);
-                let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
-                IpAddr::V4(Ipv4Addr::from(bits & mask))
-            }
-            IpAddr::V6(v6) => {
-                let bits = u128::from(v6);
-                let len = u32::from(self.limits.ipv6_prefix_len);
-                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
-                IpAddr::V6(Ipv6Addr::from(bits & mask))
-            }
-        }
+        address_prefix(ip, self.limits.ipv4_prefix_len, self.limits.ipv6_prefix_len)
     }
 
-    /// Whether a handshake reply may go to `ip` now; takes a token if so.
+    /// Whether `ip`, proven by a valid cookie, may complete a handshake now; takes a token if
+    /// so. Never call it for an unproven source: a spoofer would spend its victim's tokens.
     pub(crate) fn allow_handshake(&mut self, now: Instant, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         if self.interval == 0 || self.exempt(ip) {
@@ -117,8 +105,9 @@ impl SourceLimits {
             && under(self.limits.connections_per_prefix, &self.per_prefix, self.prefix(ip))
     }
 
-    /// What to do with a connect request from `ip`: rate first, then the connection caps.
-    pub(crate) fn on_request(&mut self, now: Instant, ip: IpAddr) -> Verdict {
+    /// What to do with a connect response with a valid cookie from `ip`: rate first, then the
+    /// connection caps.
+    pub(crate) fn on_handshake(&mut self, now: Instant, ip: IpAddr) -> Verdict {
         if !self.allow_handshake(now, ip) {
             Verdict::Throttle
         } else if !self.may_connect(ip) {
@@ -172,6 +161,37 @@ impl SourceLimits {
     }
 }
 
+/// The network prefix of `ip`: the address with all but its first `ipv4_prefix_len` (IPv4) or
+/// `ipv6_prefix_len` (IPv6) bits cleared. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`, as an
+/// IPv4 client appears on a dual-stack socket) counts as its IPv4 address. A length of 0 gives
+/// the unspecified address (every source is one); a length past the address's size keeps the
+/// whole address. This is how [`AddressLimits`] groups sources, and the message layer's
+/// authentication throttle too.
+///
+/// ```
+/// use std::net::IpAddr;
+/// use sturnus_transport::address_prefix;
+///
+/// let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+/// assert_eq!(address_prefix(ip("203.0.113.77"), 24, 64), ip("203.0.113.0"));
+/// assert_eq!(address_prefix(ip("::ffff:203.0.113.77"), 24, 64), ip("203.0.113.0"));
+/// assert_eq!(address_prefix(ip("2001:db8:1:2:3:4:5:6"), 24, 64), ip("2001:db8:1:2::"));
+/// ```
+pub fn address_prefix(ip: IpAddr, ipv4_prefix_len: u8, ipv6_prefix_len: u8) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let len = u32::from(ipv4_prefix_len).min(32);
+            let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let len = u32::from(ipv6_prefix_len).min(128);
+            let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
+        }
+    }
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -187,6 +207,19 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_prefix_keeps_the_leading_bits_of_the_canonical_address() {
+        assert_eq!(address_prefix(ip("10.1.2.3"), 24, 64), ip("10.1.2.0"));
+        assert_eq!(address_prefix(ip("10.1.2.3"), 20, 64), ip("10.1.0.0"));
+        assert_eq!(address_prefix(ip("10.1.2.3"), 32, 64), ip("10.1.2.3"));
+        assert_eq!(address_prefix(ip("10.1.2.3"), 0, 64), ip("0.0.0.0"));
+        assert_eq!(address_prefix(ip("10.1.2.3"), 99, 64), ip("10.1.2.3"), "clamped");
+        assert_eq!(address_prefix(ip("::ffff:10.1.2.3"), 24, 64), ip("10.1.2.0"));
+        assert_eq!(address_prefix(ip("2001:db8:1:2:3::9"), 24, 64), ip("2001:db8:1:2::"));
+        assert_eq!(address_prefix(ip("2001:db8:1:2:3::9"), 24, 0), ip("::"));
+        assert_eq!(address_prefix(ip("2001:db8::9"), 24, 200), ip("2001:db8::9"), "clamped");
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Where an endpoint's secrets come from: the cookie key, and the salts of its connections
-//! (from which each connection's packet-tag key and disconnect token derive).
+//! (from which each connection's packet-tag keys and disconnect token derive).
 //!
 //! In production every secret is read from the operating system's generator (`getrandom`), one
 //! call per draw: an endpoint draws twice when it is made and once per connection it opens or

@@ -8,8 +8,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sturnus_netem::{Link, LinkConfig};
+use sturnus_transport::proto::codec::Reader;
+use sturnus_transport::proto::packet::{CONTROL_BIT, DataHeader, RecordHeader};
 use sturnus_transport::{
-    ChannelId, ConnectionId, DisconnectReason, Endpoint, EndpointConfig, Event,
+    ChannelId, ConnectionId, DisconnectReason, Endpoint, EndpointConfig, Event, Qos,
 };
 
 /// An event with its payload copied out.
@@ -252,6 +254,25 @@ pub(crate) fn channel(i: usize) -> ChannelId {
 }
 
 /// The channel of kind `qos` in a layout of all kinds in `Qos::ALL` order.
-pub(crate) fn channel_of(qos: sturnus_transport::Qos) -> ChannelId {
-    channel(sturnus_transport::Qos::ALL.iter().position(|q| *q == qos).expect("every kind"))
+pub(crate) fn channel_of(qos: Qos) -> ChannelId {
+    channel(Qos::ALL.iter().position(|q| *q == qos).expect("every kind"))
+}
+
+/// Whether a datagram is a data packet carrying the last fragment of a message (for wires
+/// that drop those, so that messages stay partial).
+pub(crate) fn carries_a_last_fragment(datagram: &[u8], channels: &[Qos]) -> bool {
+    if datagram.first().is_none_or(|b| b & CONTROL_BIT != 0) {
+        return false;
+    }
+    let mut r = Reader::new(datagram);
+    if DataHeader::decode(&mut r).is_err() {
+        return false;
+    }
+    while !r.is_empty() {
+        let Ok((record, _)) = RecordHeader::decode(&mut r, channels) else { return false };
+        if record.fragment.is_some_and(|f| f.index + 1 == f.count) {
+            return true;
+        }
+    }
+    false
 }
