@@ -125,12 +125,20 @@ pub(crate) struct Congestion {
     cwnd: u64,
     bytes_in_flight: u64,
     packets_in_flight: usize,
-    /// No acknowledgement came for a resend timeout while packets were in flight: the path may
-    /// be down. Until one comes, only resends go out, a few packets at a time.
+    /// No acknowledgement came for a resend timeout while a packet that asked for a prompt
+    /// one was in flight: the path may be down. Until an acknowledgement comes, the window is
+    /// the minimum and new messages go out only as probes, one packet per `probe_at`.
     silent: bool,
+    /// While silent: the earliest time the next probe (a packet with new messages, asking for
+    /// a prompt acknowledgement) may go out.
+    probe_at: Instant,
+    /// While silent: probes sent so far (each waits twice as long as the one before, up to
+    /// the resend backoff cap).
+    probes: u32,
     /// When the last silence ended: units sent before it resend at once, their backoff undone.
     silence_ended: Option<Instant>,
-    /// When a packet was last newly acknowledged.
+    /// When the peer last acknowledged something new: a packet with messages, or any packet
+    /// newer than the newest it had acknowledged (a keepalive, a pure acknowledgement).
     last_ack_at: Instant,
 
     mss: u64,
@@ -175,6 +183,8 @@ impl Congestion {
             bytes_in_flight: 0,
             packets_in_flight: 0,
             silent: false,
+            probe_at: now,
+            probes: 0,
             silence_ended: None,
             last_ack_at: now,
             mss,
@@ -210,9 +220,45 @@ impl Congestion {
         self.bytes_in_flight < cwnd && self.packets_in_flight < self.max_packets
     }
 
-    /// Whether new messages (as opposed to resends) may go out: not while the path is silent.
-    pub(crate) fn may_send_new(&self) -> bool {
-        !self.silent && self.window_open()
+    /// When new messages (as opposed to resends) may next go out, if the window has room: when
+    /// the pacer allows, and while the path is silent, no sooner than the next probe.
+    pub(crate) fn new_allowed_at(&self) -> Option<Instant> {
+        if !self.window_open() {
+            None
+        } else if self.silent {
+            Some(self.pace_at.max(self.probe_at))
+        } else {
+            Some(self.pace_at)
+        }
+    }
+
+    /// Whether the path is taken as silent (see [`Congestion::on_probe`]).
+    pub(crate) fn is_silent(&self) -> bool {
+        self.silent
+    }
+
+    /// A packet with new messages went out while the path is silent: it is a probe, and asks
+    /// for a prompt acknowledgement (as QUIC's probe timeout sends new data). The next may go
+    /// after `rto`, doubled per probe, at most `max(cap, rto)`: the cap of resend backoff, so
+    /// a flow without reliable data finds a path that came back as soon as resends would.
+    pub(crate) fn on_probe(&mut self, now: Instant, rto: Duration, cap: Duration) {
+        let wait = rto.saturating_mul(1 << self.probes.min(16)).min(cap.max(rto));
+        self.probe_at = now + wait;
+        self.probes = self.probes.saturating_add(1);
+    }
+
+    /// The peer acknowledged a packet newer than any it had acknowledged before (with messages
+    /// or not): the path works both ways, whatever else was lost.
+    pub(crate) fn on_answer(&mut self, now: Instant) {
+        self.last_ack_at = now;
+        self.end_silence(now);
+    }
+
+    fn end_silence(&mut self, now: Instant) {
+        if self.silent {
+            self.silent = false;
+            self.silence_ended = Some(now);
+        }
     }
 
     /// When the pacer next lets a packet carrying messages go out (may be in the past).
@@ -289,8 +335,11 @@ impl Congestion {
         self.round_lost = self.round_lost.saturating_add(1);
         // A whole resend timeout without a single acknowledgement while data was in flight:
         // the path (or the peer) is down, not merely lossy.
-        if unanswered && sent_at >= self.last_ack_at {
+        if unanswered && sent_at >= self.last_ack_at && !self.silent {
             self.silent = true;
+            // The first probe may go at once: this packet's resend timeout has passed.
+            self.probe_at = sent_at;
+            self.probes = 0;
         }
     }
 
@@ -315,10 +364,7 @@ impl Congestion {
         self.delivered_at = now;
         self.round_acked = self.round_acked.saturating_add(1);
         self.last_ack_at = now;
-        if self.silent {
-            self.silent = false;
-            self.silence_ended = Some(now);
-        }
+        self.end_silence(now);
         let newest = self.sample.is_none_or(|s| record.delivered >= s.prior_delivered);
         if newest {
             self.sample = Some(Sample {

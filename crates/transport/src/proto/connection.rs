@@ -394,7 +394,7 @@ impl Connection {
             max_backoff: config.max_resend_backoff,
             backoff_reset: self.cc.silence_ended(),
             all_cost_interval: config.all_cost_resend_interval,
-            may_send_new: paced && self.cc.may_send_new(),
+            may_send_new: self.cc.new_allowed_at().is_some_and(|at| at <= now),
             may_resend: paced && self.cc.window_open(),
             reliable_window: config.reliable_window,
         }
@@ -441,11 +441,15 @@ impl Connection {
                 // has none, when a packet in flight is given up (an acknowledgement, the other
                 // way to open it, makes the connection ready anyway).
                 let window_open = self.cc.window_open();
+                let new_at = self.cc.new_allowed_at();
                 let mut waiting = false;
                 for c in self.busy.iter() {
                     let send = &self.send[usize::from(c)];
-                    if send.has_new(config.reliable_window) && self.cc.may_send_new() {
-                        next = next.min(self.cc.pace_at());
+                    if send.has_new(config.reliable_window) {
+                        match new_at {
+                            Some(at) => next = next.min(at),
+                            None => waiting = true,
+                        }
                     }
                     if let Some(at) = send.next_resend(&ctx) {
                         if window_open {
@@ -453,8 +457,6 @@ impl Connection {
                         } else {
                             waiting = true;
                         }
-                    } else if send.has_new(config.reliable_window) && !self.cc.may_send_new() {
-                        waiting = true;
                     }
                 }
                 if waiting {
@@ -552,9 +554,15 @@ impl Connection {
         // anything back: the sender is application-limited.
         let app_limited = !more && ctx.may_send_new && ctx.may_resend;
         // Reliable data is acknowledged promptly (its resends and the congestion window hang on
-        // it); otherwise one packet per probe interval asks to be, to time the round trip.
-        let ack_soon =
-            records > 0 && (reliable || now >= self.last_probe + config.rtt_probe_interval);
+        // it); otherwise one packet per probe interval asks to be, to time the round trip. While
+        // the path is silent, a packet with new messages is a probe of it: only a prompt
+        // acknowledgement ends the silence soon when nothing is reliable.
+        let probe = self.cc.is_silent() && records > resent;
+        if probe {
+            self.cc.on_probe(now, self.rtt.rto(), config.max_resend_backoff);
+        }
+        let ack_soon = records > 0
+            && (reliable || probe || now >= self.last_probe + config.rtt_probe_interval);
         if ack_soon {
             self.last_probe = now;
         }
@@ -850,6 +858,9 @@ impl Connection {
     fn process_acks(&mut self, now: Instant, ack: PacketSeq, bits: u32, pool: &mut BufPool) {
         if ack.is_newer_than(self.newest_ack) {
             self.newest_ack = ack;
+            // The peer got a packet of ours it had not acknowledged yet, perhaps only a
+            // keepalive, and its answer got back: the path works.
+            self.cc.on_answer(now);
         }
         let Some(front) = self.sent.front().map(|p| p.seq) else { return };
         // The pair covers packets `ack - 32 ..= ack`. `sent` holds only packets with messages,
