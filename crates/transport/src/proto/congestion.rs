@@ -210,7 +210,9 @@ impl Congestion {
 
     /// How long sending `bytes` takes at the pacing rate.
     fn pacing_time(&self, bytes: u64) -> Duration {
-        let ns = u128::from(bytes) * u128::from(NANOS_PER_SEC) / u128::from(self.pacing_rate);
+        // The rate is kept at 1 or more; `max` only makes this function safe on its own.
+        let rate = u128::from(self.pacing_rate.max(1));
+        let ns = u128::from(bytes) * u128::from(NANOS_PER_SEC) / rate;
         Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
     }
 
@@ -484,10 +486,12 @@ impl Congestion {
         };
         let rate = gain(self.bw, pacing_gain);
         // Never below a packet per initial round trip, so a stale low estimate recovers.
+        // (At least 1 byte/s: with an initial round trip of more seconds than a packet has
+        // bytes, which validates, the floor is 0, and so is a drain gain of a tiny estimate.)
         self.pacing_rate = if self.mode == Mode::Startup {
             rate.max(self.startup_rate())
         } else {
-            rate.max(self.mss * NANOS_PER_SEC / nanos(self.initial_rtt).max(1))
+            rate.max(self.mss * NANOS_PER_SEC / nanos(self.initial_rtt).max(1)).max(1)
         };
         // Acknowledgements may be held for up to `ack_delay` (or bunched by a receiver that
         // runs in bursts): the window adds what the path delivers in that time.
@@ -507,4 +511,49 @@ fn gain(value: u64, percent: u64) -> u64 {
 /// A duration in nanoseconds, saturating.
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{Congestion, Mode};
+    use crate::EndpointConfig;
+
+    #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn the_pacing_rate_never_reaches_zero_with_a_configuration_that_validates() {
+        // An initial round trip of more seconds than a packet has bytes (an hour, 1200-byte
+        // packets) puts the floor of the pacing rate, a packet per initial round trip, at 0
+        // bytes/s; a bandwidth estimate of 2 bytes/s gives 0 at the drain gain. The next
+        // packet's pacing time divided by zero.
+        let config = EndpointConfig {
+            initial_rtt: Duration::from_secs(3600),
+            disconnect_timeout: Duration::from_secs(3600),
+            ..EndpointConfig::default()
+        };
+        config.validate().unwrap();
+        let t0 = origin();
+        let mut cc = Congestion::new(&config, t0);
+        let records: Vec<_> = (0..4).map(|_| cc.on_send(t0, 100, false)).collect();
+        // More in flight than the estimate's bandwidth-delay product: draining takes a while.
+        for _ in 0..80 {
+            let _ = cc.on_send(t0, 100, false);
+        }
+        // Three of the first four lost in the first round: startup ends.
+        for record in &records[1..] {
+            cc.on_lost(record, t0, false);
+        }
+        // The fourth acknowledged 50 s on: 100 bytes in 50 s.
+        let later = t0 + Duration::from_secs(50);
+        cc.on_ack(later, &records[0], t0, true);
+        cc.on_acks_done(later);
+        assert_eq!((cc.mode, cc.bandwidth()), (Mode::Drain, 2));
+        assert!(cc.pacing_rate() >= 1, "pacing rate {}", cc.pacing_rate());
+        let _ = cc.on_send(later, 100, false);
+    }
 }
