@@ -163,6 +163,7 @@ fn config() -> impl Strategy<Value = EndpointConfig> {
             [c.min_congestion_window, c.initial_congestion_window, c.max_in_flight_packets];
         windows.sort_unstable();
         [c.min_congestion_window, c.initial_congestion_window, c.max_in_flight_packets] = windows;
+        c.max_in_flight_packets = c.max_in_flight_packets.max(2 * c.unreliable_ack_every as usize);
         c
     })
 }
