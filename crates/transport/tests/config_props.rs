@@ -212,12 +212,12 @@ fn scenario(config: EndpointConfig, link: Link) -> usize {
     }
     // Then a stream of small messages on every channel, with a blackout in the middle: the
     // congestion controller's model, its silence and probes, and loss detection all run.
-    let mut steps = 0;
+    let mut steps = 0usize;
     while steps < 3_000 && sim.step() {
         steps += 1;
         if steps % 8 == 0 {
             for i in 0..config.channels.len() {
-                let _ = sim.nodes[client].endpoint.send(conn, channel(i), &[steps as u8; 16]);
+                let _ = sim.nodes[client].endpoint.send(conn, channel(i), &steps.to_le_bytes());
             }
         }
         if steps == 1_000 || steps == 2_000 {
