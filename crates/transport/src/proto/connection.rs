@@ -188,6 +188,9 @@ pub(crate) struct Connection {
     /// When we last sent an ack-soon packet (for round-trip probes).
     last_probe: Instant,
     sent: VecDeque<SentPacket>,
+    /// Packets in `sent` with the ack-soon bit that are neither acknowledged nor given up
+    /// (`next_loss` stops looking for the first of them when there is none).
+    soon_in_flight: usize,
     spare_refs: Vec<Vec<UnitRef>>,
     rtt: RttEstimator,
     pub(crate) last_recv: Instant,
@@ -302,6 +305,7 @@ impl Connection {
             unacked_lazy: 0,
             last_probe: now,
             sent: VecDeque::new(),
+            soon_in_flight: 0,
             spare_refs: Vec::new(),
             rtt: RttEstimator::new(
                 config.initial_rtt,
@@ -401,9 +405,16 @@ impl Connection {
     }
 
     /// When a packet in flight will be given up as lost (see `settle_lost`), if any is.
+    ///
+    /// Runs whenever the window is full, so it looks at no more packets than it must. Only
+    /// three can be the first given up: the first in flight (the only one that can have been
+    /// overtaken, as packets are in number order, and the earliest sent of any that were),
+    /// the first ack-soon one and the first lazy one (within each kind, deadlines grow with
+    /// the send time).
     fn next_loss(&self, config: &EndpointConfig) -> Option<Instant> {
         let rto = self.rtt.rto();
         let mut next: Option<Instant> = None;
+        let (mut soon_seen, mut lazy_seen) = (self.soon_in_flight == 0, false);
         for packet in self.sent.iter().filter(|p| !p.acked && !p.lost) {
             let earliest = packet.sent_at + rto;
             if next.is_some_and(|n| earliest >= n) {
@@ -418,6 +429,14 @@ impl Connection {
                 earliest + config.keepalive_interval
             };
             next = Some(next.map_or(at, |n| n.min(at)));
+            if packet.ack_soon {
+                soon_seen = true;
+            } else {
+                lazy_seen = true;
+            }
+            if soon_seen && lazy_seen {
+                break;
+            }
         }
         next
     }
@@ -581,6 +600,7 @@ impl Connection {
                 acked: false,
                 lost: false,
             });
+            self.soon_in_flight += usize::from(ack_soon);
         } else {
             self.spare_refs.push(refs);
         }
@@ -620,6 +640,7 @@ impl Connection {
                 continue;
             }
             packet.lost = true;
+            self.soon_in_flight -= usize::from(packet.ack_soon);
             self.stats.packets_lost_out += 1;
             // An unanswered request for a prompt acknowledgement (a lazy one may just be
             // waiting for the peer to send something) says the path may be down.
@@ -644,6 +665,7 @@ impl Connection {
     fn forget_oldest(&mut self) {
         if let Some(packet) = self.sent.pop_front() {
             if !packet.acked && !packet.lost {
+                self.soon_in_flight -= usize::from(packet.ack_soon);
                 self.stats.packets_lost_out += 1;
                 self.cc.on_forgotten(&packet.record);
             }
@@ -879,6 +901,9 @@ impl Connection {
             }
             let seq = packet.seq;
             packet.acked = true;
+            if packet.ack_soon && !packet.lost {
+                self.soon_in_flight -= 1;
+            }
             // Packets are never resent (their messages go out in new ones), so every ack names
             // one transmission; one that was asked to come soon is a valid RTT sample, even for
             // a packet given up as lost. (Others may have waited for a ride.)
@@ -946,8 +971,9 @@ impl Connection {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{Connection, Phase, round_up};
-    use crate::EndpointConfig;
+    use super::{Connection, LOSS_THRESHOLD, PacketScratch, Phase, round_up};
+    use crate::proto::pool::BufPool;
+    use crate::{ChannelId, EndpointConfig};
 
     #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
     fn origin() -> Instant {
@@ -986,5 +1012,103 @@ mod tests {
         assert_eq!(deadline(ms * 3), deadline(ms * 101));
         assert_eq!(deadline(ms * 3), epoch + ms * 1125);
         assert!(deadline(ms * 130) > epoch + ms * 1125);
+    }
+
+    /// `next_loss` as it was: every packet in flight looked at (but for the early exit).
+    fn next_loss_by_scan(conn: &Connection, config: &EndpointConfig) -> Option<Instant> {
+        let rto = conn.rtt.rto();
+        let mut next: Option<Instant> = None;
+        for packet in conn.sent.iter().filter(|p| !p.acked && !p.lost) {
+            let earliest = packet.sent_at + rto;
+            if next.is_some_and(|n| earliest >= n) {
+                break;
+            }
+            let at = if conn.newest_ack.distance(packet.seq) >= LOSS_THRESHOLD {
+                packet.sent_at
+            } else if packet.ack_soon {
+                earliest
+            } else {
+                earliest + config.keepalive_interval
+            };
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        next
+    }
+
+    #[test]
+    fn next_loss_stops_early_and_finds_what_a_full_scan_finds() {
+        // Two connections exchanging reliable and unreliable messages over a path that drops
+        // a quarter of the packets either way, some late: every kind of packet in flight
+        // (ack-soon, lazy, overtaken, acknowledged, given up, acknowledged late).
+        let config = EndpointConfig {
+            rtt_probe_interval: Duration::from_millis(30),
+            keepalive_interval: Duration::from_millis(200),
+            ..EndpointConfig::default()
+        };
+        let mut now = origin();
+        let addr = "10.0.0.1:1".parse().unwrap();
+        let mut a = Connection::new(&config, addr, Phase::Connected, 1, 2, true, now);
+        let mut b = Connection::new(&config, addr, Phase::Connected, 1, 2, false, now);
+        let mut pool = BufPool::new(1 << 20, 1 << 16, 64);
+        let mut scratch = PacketScratch::default();
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut late: Vec<Vec<u8>> = Vec::new();
+        let mut buf = [0u8; 1500];
+        let (mut checks, mut crowded) = (0, 0);
+        for _ in 0..3_000 {
+            for _ in 0..random(4) {
+                let channel = ChannelId(u8::from(random(3) == 0));
+                let _ = a.enqueue(channel, b"message", &config, &mut pool);
+            }
+            while let Some((len, _)) = a.build_packet(now, &mut buf, &config, &mut pool) {
+                match random(8) {
+                    0 | 1 => {}
+                    2 => late.push(buf[..len].to_vec()),
+                    _ => {
+                        let _ = b.on_packet(
+                            now,
+                            &buf[..len],
+                            &config,
+                            &mut pool,
+                            &mut scratch,
+                            &mut |_, _| {},
+                        );
+                    }
+                }
+            }
+            if random(10) == 0 {
+                for packet in late.drain(..) {
+                    let _ =
+                        b.on_packet(now, &packet, &config, &mut pool, &mut scratch, &mut |_, _| {});
+                }
+            }
+            while let Some((len, _)) = b.build_packet(now, &mut buf, &config, &mut pool) {
+                if random(4) != 0 {
+                    let _ = a.on_packet(
+                        now,
+                        &buf[..len],
+                        &config,
+                        &mut pool,
+                        &mut scratch,
+                        &mut |_, _| {},
+                    );
+                }
+            }
+            let in_flight = a.sent.iter().filter(|p| !p.acked && !p.lost);
+            assert_eq!(a.soon_in_flight, in_flight.filter(|p| p.ack_soon).count());
+            assert_eq!(a.next_loss(&config), next_loss_by_scan(&a, &config));
+            checks += 1;
+            let candidates = a.sent.iter().filter(|p| !p.acked && !p.lost).count();
+            crowded += usize::from(candidates > 3);
+            now += Duration::from_millis(1 + random(30));
+        }
+        // Not vacuous: often more packets were in flight than the three that matter.
+        assert!(checks == 3_000 && crowded > 100, "{crowded} states with over 3 in flight");
     }
 }
