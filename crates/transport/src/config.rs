@@ -135,7 +135,10 @@ pub struct EndpointConfig {
     pub rtt_probe_interval: Duration,
     /// Messages each channel may queue for sending; past it `send` returns a backpressure error.
     pub send_queue_capacity: usize,
-    /// Packets carrying reliable data that may be unacknowledged at once.
+    /// Packets carrying messages (of any kind) that may be unacknowledged at once. At least
+    /// twice `unreliable_ack_every`: a receiver acknowledges packets with only unreliable
+    /// messages once that many have arrived (or on its next packet), so a smaller cap would
+    /// hold a one-way unreliable stream to a packet per resend timeout and keepalive.
     pub max_in_flight_packets: usize,
     /// Reliable messages a channel may have between the oldest unacknowledged one and the
     /// newest sent; the receiver buffers at most this many out of order. *Must match.*
@@ -362,6 +365,12 @@ impl EndpointConfig {
         // Half the 14-bit packet number space: beyond it, acks become ambiguous.
         if !(1..=8_192).contains(&self.max_in_flight_packets) {
             return invalid("max_in_flight_packets", "must be between 1 and 8192");
+        }
+        if self.max_in_flight_packets < 2 * self.unreliable_ack_every as usize {
+            return invalid(
+                "max_in_flight_packets",
+                "must be at least twice unreliable_ack_every (what a receiver may leave unacknowledged)",
+            );
         }
         if !(2..=16_384).contains(&self.reliable_window) {
             return invalid("reliable_window", "must be between 2 and 16384");
@@ -603,6 +612,15 @@ mod tests {
             ),
             (
                 EndpointConfig { max_in_flight_packets: 10_000, ..base.clone() },
+                "max_in_flight_packets",
+            ),
+            (
+                EndpointConfig {
+                    max_in_flight_packets: 20,
+                    initial_congestion_window: 20,
+                    unreliable_ack_every: 11,
+                    ..base.clone()
+                },
                 "max_in_flight_packets",
             ),
             (

@@ -243,41 +243,121 @@ fn a_long_round_trip_causes_no_spurious_resends() {
     assert_eq!(stats.resends, 0, "resends with nothing lost (rtt {:?})", stats.rtt);
 }
 
+/// Data events `node` received (cleared, so they do not pile up).
+fn take_count(sim: &mut Sim, node: usize) -> usize {
+    let count = sim.nodes[node].events.iter().filter(|e| matches!(e, Owned::Data { .. })).count();
+    sim.nodes[node].events.clear();
+    count
+}
+
+/// A game's input stream: one small message every 10 ms for `duration` on an unreliable
+/// channel (a full queue is the application's problem: the message is skipped). Returns the
+/// virtual times, from the start, at which messages reached the server, one entry per message.
+fn input_stream(
+    sim: &mut Sim,
+    client: usize,
+    server: usize,
+    conn: ConnectionId,
+    duration: Duration,
+) -> Vec<Duration> {
+    let start = sim.now;
+    let mut arrivals = Vec::new();
+    while sim.now < start + duration {
+        let _ = sim.nodes[client].endpoint.send(conn, ChannelId(0), b"input");
+        let next = sim.now + Duration::from_millis(10);
+        sim.advance_to(next);
+        let at = sim.now - start;
+        arrivals.extend(std::iter::repeat_n(at, take_count(sim, server)));
+    }
+    arrivals
+}
+
 #[test]
-fn an_unreliable_stream_resumes_after_a_blackout() {
-    // A stream of unreliable messages, one every 10 ms, to a server that sends nothing of its
-    // own. Its direction goes dark for 5 s: a round-trip probe goes unanswered and congestion
-    // control takes the path for silent, holding new messages back until an acknowledgement
-    // comes. Unreliable messages are never resent, so unless the silent sender still probes
-    // with new data, nothing it sends asks for an acknowledgement and the stream never
-    // resumes (only keepalives went out, for good).
-    //
-    // The probes are one packet at a time: one in flight until it is acknowledged or given up
-    // as lost.
-    let (mut sim, client, server, conn) = pair(Qos::Unreliable, path(0.0), 5);
-    let stream = |sim: &mut Sim, duration: Duration| {
-        let end = sim.now + duration;
-        while sim.now < end {
-            let _ = sim.nodes[client].endpoint.send(conn, ChannelId(0), &[5; 40]);
-            let next = sim.now + Duration::from_millis(10);
-            sim.advance_to(next);
-        }
+fn an_unreliable_only_sender_resumes_within_a_second_of_a_blackout_ending() {
+    // Nothing on the connection is reliable, so no resend can find the path again: the
+    // messages themselves must (and acknowledgements of keepalives prove the path too). A
+    // sender that waited for an acknowledgement of a packet with messages before sending new
+    // ones stayed silent for good, kept up by keepalives, its queue full.
+    for qos in [Qos::Unreliable, Qos::StateUpdate] {
+        let (mut sim, client, server, conn) = pair(qos, path(0.0), 9);
+        let before = input_stream(&mut sim, client, server, conn, Duration::from_secs(1));
+        assert!(before.len() > 90, "{qos:?}: {} before the blackout", before.len());
+        sim.set_link(client, server, LinkConfig::dead());
+        sim.set_link(server, client, LinkConfig::dead());
+        let during = input_stream(&mut sim, client, server, conn, Duration::from_secs(5));
+        assert!(during.is_empty(), "nothing crosses a dead link");
+        sim.set_link(client, server, path(0.0));
+        sim.set_link(server, client, path(0.0));
+        let after = input_stream(&mut sim, client, server, conn, Duration::from_secs(10));
+        let stats = sim.nodes[client].endpoint.connection_stats(conn).unwrap();
+        let first = after.first().copied();
+        assert!(
+            first.is_some_and(|at| at <= Duration::from_secs(1)),
+            "{qos:?}: the first message came {first:?} after the link; {stats:?}"
+        );
+        // 1000 messages sent in those 10 s; all but the first second's must arrive.
+        assert!(after.len() >= 900, "{qos:?}: {} delivered in 10 s; {stats:?}", after.len());
+    }
+}
+
+#[test]
+fn random_loss_never_stalls_an_unreliable_only_sender() {
+    // Unreliable packets are acknowledged lazily (every `unreliable_ack_every` packets, 80 ms
+    // here), and once a second one asks for a prompt acknowledgement to time the round trip.
+    // When that one was lost, a resend timeout (tens of milliseconds) passed without any
+    // acknowledgement, the path was taken as silent, and nothing new went out until an
+    // acknowledgement came: about a second later, on the receiver's keepalive.
+    for (loss, seed) in [(0.01, 3), (0.05, 3), (0.05, 4)] {
+        let (mut sim, client, server, conn) = pair(Qos::Unreliable, path(loss), seed);
+        let arrivals = input_stream(&mut sim, client, server, conn, Duration::from_secs(30));
+        let longest = arrivals.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        let stats = sim.nodes[client].endpoint.connection_stats(conn).unwrap();
+        // A few consecutive losses make gaps of tens of milliseconds; a silence, up to
+        // a resend timeout more.
+        assert!(
+            longest <= Duration::from_millis(100),
+            "loss {loss}: {longest:?} without a message; {stats:?}"
+        );
+        let expected = 3000.0 * (1.0 - loss);
+        assert!(
+            arrivals.len() as f64 >= expected * 0.97,
+            "loss {loss}: {} of 3000 delivered",
+            arrivals.len()
+        );
+    }
+}
+
+#[test]
+fn an_acknowledged_keepalive_ends_a_silence() {
+    // Probes back off up to `max_resend_backoff`; set long here, the next one can come seconds
+    // after the path returns. Keepalives cross it sooner, and the peer's packets acknowledge
+    // them: that proves the path as well as an acknowledged message does.
+    let config = EndpointConfig {
+        channels: vec![Qos::Unreliable],
+        keepalive_interval: Duration::from_millis(200),
+        max_resend_backoff: Duration::from_secs(4),
+        ..EndpointConfig::default()
     };
-    stream(&mut sim, Duration::from_secs(1));
-    assert!(take_bytes(&mut sim, server) > 0, "before the blackout");
+    let mut sim = Sim::new(path(0.0), 9);
+    let server = sim.add(config.clone());
+    let client = sim.add(config);
+    let (conn, _) = sim.connect(client, server);
+    let before = input_stream(&mut sim, client, server, conn, Duration::from_secs(1));
+    assert!(before.len() > 90, "{} before the blackout", before.len());
+    // The path to the server fails first: whatever the server got before, it acknowledges
+    // (so no late acknowledgement of a message is left to end the silence); then the other
+    // way fails too.
     sim.set_link(client, server, LinkConfig::dead());
-    let sent = sim.sent[client].0;
-    stream(&mut sim, Duration::from_secs(5));
-    assert_eq!(take_bytes(&mut sim, server), 0, "nothing crosses a dead link");
-    let probes = sim.sent[client].0 - sent;
-    eprintln!("{probes} datagrams into the dead link");
+    input_stream(&mut sim, client, server, conn, Duration::from_secs(1));
+    sim.set_link(server, client, LinkConfig::dead());
+    input_stream(&mut sim, client, server, conn, Duration::from_secs(7));
     sim.set_link(client, server, path(0.0));
-    // Within 200 ms of the link's return, the stream flows again: the next 100 ms of it
-    // arrive (4 KB/s, well under what the path carries).
-    stream(&mut sim, Duration::from_millis(200));
-    take_bytes(&mut sim, server);
-    stream(&mut sim, Duration::from_millis(100));
-    sim.run_for(Duration::from_millis(50));
-    let stats = sim.nodes[client].endpoint.connection_stats(conn).unwrap();
-    assert!(take_bytes(&mut sim, server) >= 10 * 40, "the stream did not resume: {stats:?}");
+    sim.set_link(server, client, path(0.0));
+    let after = input_stream(&mut sim, client, server, conn, Duration::from_secs(3));
+    let first = after.first().copied();
+    // Our next keepalive within 200 ms, the server's within 200 ms of it, and a round trip.
+    assert!(
+        first.is_some_and(|at| at <= Duration::from_millis(500)),
+        "the first message came {first:?} after the link"
+    );
 }

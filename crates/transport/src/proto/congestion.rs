@@ -125,12 +125,20 @@ pub(crate) struct Congestion {
     cwnd: u64,
     bytes_in_flight: u64,
     packets_in_flight: usize,
-    /// No acknowledgement came for a resend timeout while packets were in flight: the path may
-    /// be down. Until one comes, only resends go out, a few packets at a time.
+    /// No acknowledgement came for a resend timeout while a packet that asked for a prompt
+    /// one was in flight: the path may be down. Until an acknowledgement comes, the window is
+    /// the minimum and new messages go out only as probes, one packet per `probe_at`.
     silent: bool,
+    /// While silent: the earliest time the next probe (a packet with new messages, asking for
+    /// a prompt acknowledgement) may go out.
+    probe_at: Instant,
+    /// While silent: probes sent so far (each waits twice as long as the one before, up to
+    /// the resend backoff cap).
+    probes: u32,
     /// When the last silence ended: units sent before it resend at once, their backoff undone.
     silence_ended: Option<Instant>,
-    /// When a packet was last newly acknowledged.
+    /// When the peer last acknowledged something new: a packet with messages, or any packet
+    /// newer than the newest it had acknowledged (a keepalive, a pure acknowledgement).
     last_ack_at: Instant,
 
     mss: u64,
@@ -175,6 +183,8 @@ impl Congestion {
             bytes_in_flight: 0,
             packets_in_flight: 0,
             silent: false,
+            probe_at: now,
+            probes: 0,
             silence_ended: None,
             last_ack_at: now,
             mss,
@@ -200,7 +210,9 @@ impl Congestion {
 
     /// How long sending `bytes` takes at the pacing rate.
     fn pacing_time(&self, bytes: u64) -> Duration {
-        let ns = u128::from(bytes) * u128::from(NANOS_PER_SEC) / u128::from(self.pacing_rate);
+        // The rate is kept at 1 or more; `max` only makes this function safe on its own.
+        let rate = u128::from(self.pacing_rate.max(1));
+        let ns = u128::from(bytes) * u128::from(NANOS_PER_SEC) / rate;
         Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
     }
 
@@ -210,12 +222,45 @@ impl Congestion {
         self.bytes_in_flight < cwnd && self.packets_in_flight < self.max_packets
     }
 
-    /// Whether new messages (as opposed to resends) may go out. While the path is silent, only
-    /// one packet's worth at a time, as a probe, when nothing is in flight: a sender with
-    /// nothing to resend (only unreliable traffic) would otherwise send nothing that asks for an
-    /// acknowledgement, and without one the silence would never end.
-    pub(crate) fn may_send_new(&self) -> bool {
-        (!self.silent || self.packets_in_flight == 0) && self.window_open()
+    /// When new messages (as opposed to resends) may next go out, if the window has room: when
+    /// the pacer allows, and while the path is silent, no sooner than the next probe.
+    pub(crate) fn new_allowed_at(&self) -> Option<Instant> {
+        if !self.window_open() {
+            None
+        } else if self.silent {
+            Some(self.pace_at.max(self.probe_at))
+        } else {
+            Some(self.pace_at)
+        }
+    }
+
+    /// Whether the path is taken as silent (see [`Congestion::on_probe`]).
+    pub(crate) fn is_silent(&self) -> bool {
+        self.silent
+    }
+
+    /// A packet with new messages went out while the path is silent: it is a probe, and asks
+    /// for a prompt acknowledgement (as QUIC's probe timeout sends new data). The next may go
+    /// after `rto`, doubled per probe, at most `max(cap, rto)`: the cap of resend backoff, so
+    /// a flow without reliable data finds a path that came back as soon as resends would.
+    pub(crate) fn on_probe(&mut self, now: Instant, rto: Duration, cap: Duration) {
+        let wait = rto.saturating_mul(1 << self.probes.min(16)).min(cap.max(rto));
+        self.probe_at = now + wait;
+        self.probes = self.probes.saturating_add(1);
+    }
+
+    /// The peer acknowledged a packet newer than any it had acknowledged before (with messages
+    /// or not): the path works both ways, whatever else was lost.
+    pub(crate) fn on_answer(&mut self, now: Instant) {
+        self.last_ack_at = now;
+        self.end_silence(now);
+    }
+
+    fn end_silence(&mut self, now: Instant) {
+        if self.silent {
+            self.silent = false;
+            self.silence_ended = Some(now);
+        }
     }
 
     /// When the pacer next lets a packet carrying messages go out (may be in the past).
@@ -292,8 +337,11 @@ impl Congestion {
         self.round_lost = self.round_lost.saturating_add(1);
         // A whole resend timeout without a single acknowledgement while data was in flight:
         // the path (or the peer) is down, not merely lossy.
-        if unanswered && sent_at >= self.last_ack_at {
+        if unanswered && sent_at >= self.last_ack_at && !self.silent {
             self.silent = true;
+            // The first probe may go at once: this packet's resend timeout has passed.
+            self.probe_at = sent_at;
+            self.probes = 0;
         }
     }
 
@@ -318,10 +366,7 @@ impl Congestion {
         self.delivered_at = now;
         self.round_acked = self.round_acked.saturating_add(1);
         self.last_ack_at = now;
-        if self.silent {
-            self.silent = false;
-            self.silence_ended = Some(now);
-        }
+        self.end_silence(now);
         let newest = self.sample.is_none_or(|s| record.delivered >= s.prior_delivered);
         if newest {
             self.sample = Some(Sample {
@@ -441,10 +486,12 @@ impl Congestion {
         };
         let rate = gain(self.bw, pacing_gain);
         // Never below a packet per initial round trip, so a stale low estimate recovers.
+        // (At least 1 byte/s: with an initial round trip of more seconds than a packet has
+        // bytes, which validates, the floor is 0, and so is a drain gain of a tiny estimate.)
         self.pacing_rate = if self.mode == Mode::Startup {
             rate.max(self.startup_rate())
         } else {
-            rate.max(self.mss * NANOS_PER_SEC / nanos(self.initial_rtt).max(1))
+            rate.max(self.mss * NANOS_PER_SEC / nanos(self.initial_rtt).max(1)).max(1)
         };
         // Acknowledgements may be held for up to `ack_delay` (or bunched by a receiver that
         // runs in bursts): the window adds what the path delivers in that time.
@@ -464,4 +511,49 @@ fn gain(value: u64, percent: u64) -> u64 {
 /// A duration in nanoseconds, saturating.
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{Congestion, Mode};
+    use crate::EndpointConfig;
+
+    #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
+    fn origin() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn the_pacing_rate_never_reaches_zero_with_a_configuration_that_validates() {
+        // An initial round trip of more seconds than a packet has bytes (an hour, 1200-byte
+        // packets) puts the floor of the pacing rate, a packet per initial round trip, at 0
+        // bytes/s; a bandwidth estimate of 2 bytes/s gives 0 at the drain gain. The next
+        // packet's pacing time divided by zero.
+        let config = EndpointConfig {
+            initial_rtt: Duration::from_secs(3600),
+            disconnect_timeout: Duration::from_secs(3600),
+            ..EndpointConfig::default()
+        };
+        config.validate().unwrap();
+        let t0 = origin();
+        let mut cc = Congestion::new(&config, t0);
+        let records: Vec<_> = (0..4).map(|_| cc.on_send(t0, 100, false)).collect();
+        // More in flight than the estimate's bandwidth-delay product: draining takes a while.
+        for _ in 0..80 {
+            let _ = cc.on_send(t0, 100, false);
+        }
+        // Three of the first four lost in the first round: startup ends.
+        for record in &records[1..] {
+            cc.on_lost(record, t0, false);
+        }
+        // The fourth acknowledged 50 s on: 100 bytes in 50 s.
+        let later = t0 + Duration::from_secs(50);
+        cc.on_ack(later, &records[0], t0, true);
+        cc.on_acks_done(later);
+        assert_eq!((cc.mode, cc.bandwidth()), (Mode::Drain, 2));
+        assert!(cc.pacing_rate() >= 1, "pacing rate {}", cc.pacing_rate());
+        let _ = cc.on_send(later, 100, false);
+    }
 }

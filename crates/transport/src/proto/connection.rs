@@ -191,6 +191,9 @@ pub(crate) struct Connection {
     /// When we last sent an ack-soon packet (for round-trip probes).
     last_probe: Instant,
     sent: VecDeque<SentPacket>,
+    /// Packets in `sent` with the ack-soon bit that are neither acknowledged nor given up
+    /// (`next_loss` stops looking for the first of them when there is none).
+    soon_in_flight: usize,
     spare_refs: Vec<Vec<UnitRef>>,
     rtt: RttEstimator,
     pub(crate) last_recv: Instant,
@@ -335,6 +338,7 @@ impl Connection {
             unacked_lazy: 0,
             last_probe: now,
             sent: VecDeque::new(),
+            soon_in_flight: 0,
             spare_refs: Vec::new(),
             rtt: RttEstimator::new(
                 config.initial_rtt,
@@ -429,16 +433,23 @@ impl Connection {
             max_backoff: config.max_resend_backoff,
             backoff_reset: self.cc.silence_ended(),
             all_cost_interval: config.all_cost_resend_interval,
-            may_send_new: paced && self.cc.may_send_new(),
+            may_send_new: self.cc.new_allowed_at().is_some_and(|at| at <= now),
             may_resend: paced && self.cc.window_open(),
             reliable_window: config.reliable_window,
         }
     }
 
     /// When a packet in flight will be given up as lost (see `settle_lost`), if any is.
+    ///
+    /// Runs whenever the window is full, so it looks at no more packets than it must. Only
+    /// three can be the first given up: the first in flight (the only one that can have been
+    /// overtaken, as packets are in number order, and the earliest sent of any that were),
+    /// the first ack-soon one and the first lazy one (within each kind, deadlines grow with
+    /// the send time).
     fn next_loss(&self, config: &EndpointConfig) -> Option<Instant> {
         let rto = self.rtt.rto();
         let mut next: Option<Instant> = None;
+        let (mut soon_seen, mut lazy_seen) = (self.soon_in_flight == 0, false);
         for packet in self.sent.iter().filter(|p| !p.acked && !p.lost) {
             let earliest = packet.sent_at + rto;
             if next.is_some_and(|n| earliest >= n) {
@@ -453,6 +464,14 @@ impl Connection {
                 earliest + config.keepalive_interval
             };
             next = Some(next.map_or(at, |n| n.min(at)));
+            if packet.ack_soon {
+                soon_seen = true;
+            } else {
+                lazy_seen = true;
+            }
+            if soon_seen && lazy_seen {
+                break;
+            }
         }
         next
     }
@@ -476,11 +495,15 @@ impl Connection {
                 // has none, when a packet in flight is given up (an acknowledgement, the other
                 // way to open it, makes the connection ready anyway).
                 let window_open = self.cc.window_open();
+                let new_at = self.cc.new_allowed_at();
                 let mut waiting = false;
                 for c in self.busy.iter() {
                     let send = &self.send[usize::from(c)];
-                    if send.has_new(config.reliable_window) && self.cc.may_send_new() {
-                        next = next.min(self.cc.pace_at());
+                    if send.has_new(config.reliable_window) {
+                        match new_at {
+                            Some(at) => next = next.min(at),
+                            None => waiting = true,
+                        }
                     }
                     if let Some(at) = send.next_resend(&ctx) {
                         if window_open {
@@ -488,8 +511,6 @@ impl Connection {
                         } else {
                             waiting = true;
                         }
-                    } else if send.has_new(config.reliable_window) && !self.cc.may_send_new() {
-                        waiting = true;
                     }
                 }
                 if waiting {
@@ -587,9 +608,15 @@ impl Connection {
         // anything back: the sender is application-limited.
         let app_limited = !more && ctx.may_send_new && ctx.may_resend;
         // Reliable data is acknowledged promptly (its resends and the congestion window hang on
-        // it); otherwise one packet per probe interval asks to be, to time the round trip.
-        let ack_soon =
-            records > 0 && (reliable || now >= self.last_probe + config.rtt_probe_interval);
+        // it); otherwise one packet per probe interval asks to be, to time the round trip. While
+        // the path is silent, a packet with new messages is a probe of it: only a prompt
+        // acknowledgement ends the silence soon when nothing is reliable.
+        let probe = self.cc.is_silent() && records > resent;
+        if probe {
+            self.cc.on_probe(now, self.rtt.rto(), config.max_resend_backoff);
+        }
+        let ack_soon = records > 0
+            && (reliable || probe || now >= self.last_probe + config.rtt_probe_interval);
         if ack_soon {
             self.last_probe = now;
         }
@@ -608,6 +635,7 @@ impl Connection {
                 acked: false,
                 lost: false,
             });
+            self.soon_in_flight += usize::from(ack_soon);
         } else {
             self.spare_refs.push(refs);
         }
@@ -647,6 +675,7 @@ impl Connection {
                 continue;
             }
             packet.lost = true;
+            self.soon_in_flight -= usize::from(packet.ack_soon);
             self.stats.packets_lost_out += 1;
             // An unanswered request for a prompt acknowledgement (a lazy one may just be
             // waiting for the peer to send something) says the path may be down.
@@ -671,6 +700,7 @@ impl Connection {
     fn forget_oldest(&mut self) {
         if let Some(packet) = self.sent.pop_front() {
             if !packet.acked && !packet.lost {
+                self.soon_in_flight -= usize::from(packet.ack_soon);
                 self.stats.packets_lost_out += 1;
                 self.cc.on_forgotten(&packet.record);
             }
@@ -885,6 +915,9 @@ impl Connection {
     fn process_acks(&mut self, now: Instant, ack: PacketSeq, bits: u32, pool: &mut BufPool) {
         if ack.is_newer_than(self.newest_ack) {
             self.newest_ack = ack;
+            // The peer got a packet of ours it had not acknowledged yet, perhaps only a
+            // keepalive, and its answer got back: the path works.
+            self.cc.on_answer(now);
         }
         let Some(front) = self.sent.front().map(|p| p.seq) else { return };
         // The pair covers packets `ack - 32 ..= ack`. `sent` holds only packets with messages,
@@ -903,6 +936,9 @@ impl Connection {
             }
             let seq = packet.seq;
             packet.acked = true;
+            if packet.ack_soon && !packet.lost {
+                self.soon_in_flight -= 1;
+            }
             // Packets are never resent (their messages go out in new ones), so every ack names
             // one transmission; one that was asked to come soon is a valid RTT sample, even for
             // a packet given up as lost. (Others may have waited for a ride.)
@@ -970,8 +1006,9 @@ impl Connection {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{Connection, Phase, round_up};
-    use crate::EndpointConfig;
+    use super::{Connection, LOSS_THRESHOLD, PacketScratch, Phase, round_up};
+    use crate::proto::pool::BufPool;
+    use crate::{ChannelId, EndpointConfig};
 
     #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
     fn origin() -> Instant {
@@ -1010,5 +1047,103 @@ mod tests {
         assert_eq!(deadline(ms * 3), deadline(ms * 101));
         assert_eq!(deadline(ms * 3), epoch + ms * 1125);
         assert!(deadline(ms * 130) > epoch + ms * 1125);
+    }
+
+    /// `next_loss` as it was: every packet in flight looked at (but for the early exit).
+    fn next_loss_by_scan(conn: &Connection, config: &EndpointConfig) -> Option<Instant> {
+        let rto = conn.rtt.rto();
+        let mut next: Option<Instant> = None;
+        for packet in conn.sent.iter().filter(|p| !p.acked && !p.lost) {
+            let earliest = packet.sent_at + rto;
+            if next.is_some_and(|n| earliest >= n) {
+                break;
+            }
+            let at = if conn.newest_ack.distance(packet.seq) >= LOSS_THRESHOLD {
+                packet.sent_at
+            } else if packet.ack_soon {
+                earliest
+            } else {
+                earliest + config.keepalive_interval
+            };
+            next = Some(next.map_or(at, |n| n.min(at)));
+        }
+        next
+    }
+
+    #[test]
+    fn next_loss_stops_early_and_finds_what_a_full_scan_finds() {
+        // Two connections exchanging reliable and unreliable messages over a path that drops
+        // a quarter of the packets either way, some late: every kind of packet in flight
+        // (ack-soon, lazy, overtaken, acknowledged, given up, acknowledged late).
+        let config = EndpointConfig {
+            rtt_probe_interval: Duration::from_millis(30),
+            keepalive_interval: Duration::from_millis(200),
+            ..EndpointConfig::default()
+        };
+        let mut now = origin();
+        let addr = "10.0.0.1:1".parse().unwrap();
+        let mut a = Connection::new(&config, addr, Phase::Connected, 1, 2, true, now);
+        let mut b = Connection::new(&config, addr, Phase::Connected, 1, 2, false, now);
+        let mut pool = BufPool::new(1 << 20, 1 << 16, 64);
+        let mut scratch = PacketScratch::default();
+        let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut late: Vec<Vec<u8>> = Vec::new();
+        let mut buf = [0u8; 1500];
+        let (mut checks, mut crowded) = (0, 0);
+        for _ in 0..3_000 {
+            for _ in 0..random(4) {
+                let channel = ChannelId(u8::from(random(3) == 0));
+                let _ = a.enqueue(channel, b"message", &config, &mut pool);
+            }
+            while let Some((len, _)) = a.build_packet(now, &mut buf, &config, &mut pool) {
+                match random(8) {
+                    0 | 1 => {}
+                    2 => late.push(buf[..len].to_vec()),
+                    _ => {
+                        let _ = b.on_packet(
+                            now,
+                            &buf[..len],
+                            &config,
+                            &mut pool,
+                            &mut scratch,
+                            &mut |_, _| {},
+                        );
+                    }
+                }
+            }
+            if random(10) == 0 {
+                for packet in late.drain(..) {
+                    let _ =
+                        b.on_packet(now, &packet, &config, &mut pool, &mut scratch, &mut |_, _| {});
+                }
+            }
+            while let Some((len, _)) = b.build_packet(now, &mut buf, &config, &mut pool) {
+                if random(4) != 0 {
+                    let _ = a.on_packet(
+                        now,
+                        &buf[..len],
+                        &config,
+                        &mut pool,
+                        &mut scratch,
+                        &mut |_, _| {},
+                    );
+                }
+            }
+            let in_flight = a.sent.iter().filter(|p| !p.acked && !p.lost);
+            assert_eq!(a.soon_in_flight, in_flight.filter(|p| p.ack_soon).count());
+            assert_eq!(a.next_loss(&config), next_loss_by_scan(&a, &config));
+            checks += 1;
+            let candidates = a.sent.iter().filter(|p| !p.acked && !p.lost).count();
+            crowded += usize::from(candidates > 3);
+            now += Duration::from_millis(1 + random(30));
+        }
+        // Not vacuous: often more packets were in flight than the three that matter.
+        assert!(checks == 3_000 && crowded > 100, "{crowded} states with over 3 in flight");
     }
 }
