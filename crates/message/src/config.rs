@@ -66,6 +66,12 @@ pub struct AuthThrottle {
     /// when the table is full, the source heard from least recently is forgotten first.
     /// Each record takes on the order of a hundred bytes.
     pub max_sources: usize,
+    /// Whether loopback sources (`127.0.0.0/8`, `::1`) are exempt, as they are from the
+    /// transport's address limits: a test rig or a bot swarm on the developer's own machine
+    /// logs in unthrottled. Default `true`. Set it to `false` when something on the same
+    /// machine forwards remote players (a proxy or relay that presents them all from
+    /// loopback), or better, give the server their real addresses.
+    pub exempt_loopback: bool,
 }
 
 impl Default for AuthThrottle {
@@ -79,6 +85,7 @@ impl Default for AuthThrottle {
             ipv4_prefix: 32,
             ipv6_prefix: 64,
             max_sources: 65_536,
+            exempt_loopback: true,
         }
     }
 }
@@ -321,6 +328,7 @@ mod tests {
             ipv4_prefix: 0,
             ipv6_prefix: 128,
             max_sources: 1 << 24,
+            exempt_loopback: false,
         };
         assert_eq!(
             field_of(&ServerConfig { auth_throttle: Some(edge), ..Default::default() }),

@@ -73,6 +73,9 @@ impl Throttle {
     /// Decides whether an attempt from `ip` at `now` may be evaluated, and takes a token from
     /// its source's bucket if so.
     pub(crate) fn check(&mut self, now: Instant, ip: IpAddr) -> Admission {
+        if self.is_exempt(ip) {
+            return Admission::Allowed;
+        }
         let source = Source::of(ip, &self.config);
         self.expire(now);
         let burst = f64::from(self.config.burst);
@@ -109,8 +112,17 @@ impl Throttle {
         Admission::Throttled { retry_after: barred.max(refill) }
     }
 
+    /// Whether `ip` is a loopback source and those are exempt.
+    fn is_exempt(&self, ip: IpAddr) -> bool {
+        // Whole-address "prefixes" only canonicalise (::ffff:127.0.0.1 is 127.0.0.1).
+        self.config.exempt_loopback && sturnus_transport::address_prefix(ip, 32, 128).is_loopback()
+    }
+
     /// Records the outcome of an attempt [`check`](Self::check) allowed from `ip` at `now`.
     pub(crate) fn record(&mut self, now: Instant, ip: IpAddr, accepted: bool) {
+        if self.is_exempt(ip) {
+            return;
+        }
         let source = Source::of(ip, &self.config);
         let Some(record) = self.records.get_mut(&source) else { return };
         if accepted {
@@ -160,6 +172,29 @@ mod tests {
             ipv4_prefix: 32,
             ipv6_prefix: 64,
             max_sources: 4,
+            exempt_loopback: true,
+        }
+    }
+
+    /// Loopback (as the transport's address limits) is exempt unless the config says
+    /// otherwise; IPv4-mapped loopback counts as loopback.
+    #[test]
+    fn loopback_is_exempt_unless_configured_otherwise() {
+        let now = origin();
+        for exempt in [true, false] {
+            let mut throttle = Throttle::new(AuthThrottle { exempt_loopback: exempt, ..config() });
+            for local in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.2"] {
+                let allowed = (0..50)
+                    .filter(|_| {
+                        let admitted = throttle.check(now, ip(local)) == Admission::Allowed;
+                        throttle.record(now, ip(local), false);
+                        admitted
+                    })
+                    .count();
+                let expected = if exempt { 50 } else { 3 };
+                assert_eq!(allowed, expected, "{local}, exempt {exempt}");
+            }
+            assert_eq!(throttle.len(), if exempt { 0 } else { 4 }, "exempt {exempt}");
         }
     }
 
