@@ -476,7 +476,7 @@ impl Endpoint {
 
     /// A connection's counters and estimates.
     pub fn connection_stats(&self, id: ConnectionId) -> Option<ConnectionStats> {
-        self.conn(id).map(Connection::stats)
+        self.conn(id).map(|conn| conn.stats(&self.config))
     }
 
     /// Messages waiting on a channel of a connection (queued, or sent and unacknowledged).
