@@ -1089,6 +1089,19 @@ mod tests {
         Instant::now()
     }
 
+    /// A guard against memory regressions. A server's memory per connection is what limits its
+    /// connections (the goal: 100,000 at 4 KiB or less each): every connection has a boxed
+    /// `Connection` and one `SentPacket` per packet in flight (in a deque that holds at least
+    /// four). Issue 14's work grew them to 1,192 and 96 bytes, which took the 32,000-client
+    /// bench over 4 KiB per connection. Growing either past these sizes needs a reason, and a
+    /// new `rss_per_conn_bytes` measured with `sturnus-bench local --workload clients`.
+    #[test]
+    fn per_connection_state_stays_small() {
+        use std::mem::size_of;
+        assert!(size_of::<super::SentPacket>() <= 64, "{}", size_of::<super::SentPacket>());
+        assert!(size_of::<Connection>() <= 920, "{}", size_of::<Connection>());
+    }
+
     #[test]
     fn rounding_up_lands_on_the_grid_and_never_earlier() {
         let epoch = origin();
