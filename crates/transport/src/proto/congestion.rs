@@ -31,11 +31,12 @@ use crate::EndpointConfig;
 const STARTUP_GAIN_PERCENT: u64 = 289;
 /// Pacing gains of the bandwidth probing cycle, one phase per minimum round trip: probe a
 /// quarter above the estimate, drain the queue that made, then cruise.
-const CYCLE_PERCENT: [u64; 8] = [125, 75, 100, 100, 100, 100, 100, 100];
+const CYCLE_PERCENT: [u64; CYCLE_PHASES as usize] = [125, 75, 100, 100, 100, 100, 100, 100];
+const CYCLE_PHASES: u8 = 8;
 /// The window is this many bandwidth-delay products (plus the ack allowance below).
 const CWND_GAIN_PERCENT: u64 = 200;
 /// Rounds over which the highest delivery rate is the bandwidth estimate.
-const BW_ROUNDS: usize = 10;
+const BW_ROUNDS: u8 = 10;
 /// How long a minimum round trip stays the estimate without being seen again.
 const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
 /// Startup ends after this many rounds without 25 % growth of the estimate.
@@ -165,7 +166,7 @@ impl Params {
 pub(crate) struct Congestion {
     clock: Clock,
     /// The highest delivery rate (bytes/s) of each of the last `BW_ROUNDS` rounds.
-    bw_rounds: [u64; BW_ROUNDS],
+    bw_rounds: [u64; BW_ROUNDS as usize],
     /// Their maximum: the bottleneck bandwidth estimate (0 before the first sample).
     bw: u64,
     min_rtt: Option<Duration>,
@@ -222,7 +223,7 @@ impl Congestion {
         let mut cc = Self {
             clock,
             mode: Mode::Startup,
-            bw_rounds: [0; BW_ROUNDS],
+            bw_rounds: [0; BW_ROUNDS as usize],
             bw: 0,
             min_rtt: None,
             min_rtt_at: start,
@@ -492,7 +493,7 @@ impl Congestion {
         if new_round {
             self.round_acked = 0;
             self.round_lost = 0;
-            self.round_slot = (self.round_slot + 1) % BW_ROUNDS as u8;
+            self.round_slot = (self.round_slot + 1) % BW_ROUNDS;
             self.round_end_delivered = self.delivered;
             self.bw_rounds[usize::from(self.round_slot)] = 0;
         }
@@ -551,7 +552,7 @@ impl Congestion {
                 let phase = self.min_rtt.unwrap_or(config.initial_rtt);
                 let since = now.saturating_duration_since(self.clock.instant(self.cycle_start));
                 if since >= phase {
-                    self.cycle = (self.cycle + 1) % CYCLE_PERCENT.len() as u8;
+                    self.cycle = (self.cycle + 1) % CYCLE_PHASES;
                     self.cycle_start = self.clock.stamp(now);
                 }
             }

@@ -119,11 +119,20 @@ struct Counters {
     packets_bad_tag: u64,
 }
 
-/// Where the handshake stands.
+/// A client's handshake in progress.
 #[derive(Debug, Clone, Copy)]
+pub(crate) struct Connecting {
+    pub(crate) cookie: Option<Cookie>,
+    pub(crate) attempts: u32,
+    pub(crate) next_attempt: Instant,
+}
+
+/// Where the handshake stands.
+#[derive(Debug, Clone)]
 pub(crate) enum Phase {
-    /// Client side, before the server's accept.
-    Connecting { cookie: Option<Cookie>, attempts: u32, next_attempt: Instant },
+    /// Client side, before the server's accept. Boxed: a connection spends little of its
+    /// life here, and the box keeps every connection 40 bytes smaller.
+    Connecting(Box<Connecting>),
     /// Both sides know both salts.
     Connected,
 }
@@ -547,8 +556,8 @@ impl Connection {
     /// interval): a server with thousands of connections then wakes a few times a second for
     /// them all, rather than once per connection and second.
     pub(crate) fn next_timeout(&self, config: &EndpointConfig, epoch: Instant) -> Instant {
-        match self.phase {
-            Phase::Connecting { next_attempt, .. } => next_attempt,
+        match &self.phase {
+            Phase::Connecting(connecting) => connecting.next_attempt,
             Phase::Connected => {
                 let ctx = self.fill_context(self.last_send, config);
                 let coarse = (self.last_recv + config.disconnect_timeout)
@@ -1099,7 +1108,7 @@ mod tests {
     fn per_connection_state_stays_small() {
         use std::mem::size_of;
         assert!(size_of::<super::SentPacket>() <= 64, "{}", size_of::<super::SentPacket>());
-        assert!(size_of::<Connection>() <= 920, "{}", size_of::<Connection>());
+        assert!(size_of::<Connection>() <= 880, "{}", size_of::<Connection>());
     }
 
     #[test]
