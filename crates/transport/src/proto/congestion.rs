@@ -31,11 +31,12 @@ use crate::EndpointConfig;
 const STARTUP_GAIN_PERCENT: u64 = 289;
 /// Pacing gains of the bandwidth probing cycle, one phase per minimum round trip: probe a
 /// quarter above the estimate, drain the queue that made, then cruise.
-const CYCLE_PERCENT: [u64; 8] = [125, 75, 100, 100, 100, 100, 100, 100];
+const CYCLE_PERCENT: [u64; CYCLE_PHASES as usize] = [125, 75, 100, 100, 100, 100, 100, 100];
+const CYCLE_PHASES: u8 = 8;
 /// The window is this many bandwidth-delay products (plus the ack allowance below).
 const CWND_GAIN_PERCENT: u64 = 200;
 /// Rounds over which the highest delivery rate is the bandwidth estimate.
-const BW_ROUNDS: usize = 10;
+const BW_ROUNDS: u8 = 10;
 /// How long a minimum round trip stays the estimate without being seen again.
 const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
 /// Startup ends after this many rounds without 25 % growth of the estimate.
@@ -65,104 +66,167 @@ enum Mode {
     ProbeBandwidth,
 }
 
-/// What the controller remembers of one sent packet (kept in the connection's record of it).
+/// An instant as signed nanoseconds from a connection's base instant (see [`Clock`]): 8 bytes
+/// where an `Instant` takes 16. A connection keeps several, and one per packet in flight, and
+/// its memory is what limits a server's connections. Exact (`Instant`s count nanoseconds) for
+/// instants within 292 years of the base; farther ones saturate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Stamp(i64);
+
+/// Converts between [`Instant`]s and [`Stamp`]s of one connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    base: Instant,
+}
+
+impl Clock {
+    pub(crate) fn stamp(self, at: Instant) -> Stamp {
+        let (since, sign) = match at.checked_duration_since(self.base) {
+            Some(since) => (since, 1),
+            None => (self.base.duration_since(at), -1),
+        };
+        Stamp(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX) * sign)
+    }
+
+    pub(crate) fn instant(self, stamp: Stamp) -> Instant {
+        let offset = Duration::from_nanos(stamp.0.unsigned_abs());
+        let at = if stamp.0 >= 0 {
+            self.base.checked_add(offset)
+        } else {
+            self.base.checked_sub(offset)
+        };
+        // Only a saturated stamp (of an instant centuries from the base) can miss.
+        at.unwrap_or(self.base)
+    }
+}
+
+/// What the controller remembers of one sent packet, besides its size, its send time and
+/// whether it was application-limited (see [`Sent`]). Only 8-byte fields: the connection's
+/// record of the packet packs its own small fields beside it without padding.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SendRecord {
-    /// Datagram bytes.
-    pub(crate) size: u32,
     /// Bytes delivered (acknowledged) before this packet was sent.
     delivered: u64,
     /// When `delivered` was last increased, as of the send.
-    delivered_at: Instant,
+    delivered_at: Stamp,
     /// The send time of the packet most recently acknowledged, as of the send (the start of
     /// the send interval this packet closes).
-    first_sent_at: Instant,
-    /// Sent while the sender had nothing more to send.
-    app_limited: bool,
+    first_sent_at: Stamp,
 }
 
-/// The newest acknowledgement's view, collected over one incoming packet's acknowledgements.
+/// One sent packet as the controller sees it when it is acknowledged.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sent {
+    pub(crate) record: SendRecord,
+    pub(crate) sent_at: Stamp,
+    /// Datagram bytes.
+    pub(crate) size: u16,
+    /// Sent while the sender had nothing more to send (as [`Congestion::on_send`] said).
+    pub(crate) app_limited: bool,
+}
+
+/// The newest acknowledgement's view, collected over one incoming packet's acknowledgements
+/// (by the caller, on its stack: it lives no longer than one packet).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RateSample(Option<Sample>);
+
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     prior_delivered: u64,
-    prior_at: Instant,
+    prior_at: Stamp,
     send_elapsed: Duration,
     app_limited: bool,
 }
 
-/// One connection's congestion controller and pacer.
-#[derive(Debug)]
-pub(crate) struct Congestion {
-    mode: Mode,
-    /// The highest delivery rate (bytes/s) of each of the last `BW_ROUNDS` rounds.
-    bw_rounds: [u64; BW_ROUNDS],
-    /// Their maximum: the bottleneck bandwidth estimate (0 before the first sample).
-    bw: u64,
-    min_rtt: Option<Duration>,
-    min_rtt_at: Instant,
-    /// Delivery rounds: a round ends when a packet sent after its start is acknowledged. The
-    /// current round's slot in `bw_rounds`.
-    round_slot: usize,
-    round_end_delivered: u64,
-    full_bw: u64,
-    full_bw_rounds: u8,
-    /// Packets acknowledged and given up as lost in the current round.
-    round_acked: u32,
-    round_lost: u32,
-    cycle: usize,
-    cycle_start: Instant,
-
-    delivered: u64,
-    delivered_at: Instant,
-    first_sent_at: Instant,
-    /// Nonzero: sending is application-limited until `delivered` passes this.
-    app_limited_until: u64,
-    sample: Option<Sample>,
-
-    pacing_rate: u64,
-    /// The earliest time the next packet may go out.
-    pace_at: Instant,
-    cwnd: u64,
-    bytes_in_flight: u64,
-    packets_in_flight: usize,
-    /// No acknowledgement came for a resend timeout while a packet that asked for a prompt
-    /// one was in flight: the path may be down. Until an acknowledgement comes, the window is
-    /// the minimum and new messages go out only as probes, one packet per `probe_at`.
-    silent: bool,
-    /// While silent: the earliest time the next probe (a packet with new messages, asking for
-    /// a prompt acknowledgement) may go out.
-    probe_at: Instant,
-    /// While silent: probes sent so far (each waits twice as long as the one before, up to
-    /// the resend backoff cap).
-    probes: u32,
-    /// When the last silence ended: units sent before it resend at once, their backoff undone.
-    silence_ended: Option<Instant>,
-    /// When the peer last acknowledged something new: a packet with messages, or any packet
-    /// newer than the newest it had acknowledged (a keepalive, a pure acknowledgement).
-    last_ack_at: Instant,
-
+/// The settings the controller derives from the endpoint's configuration (not kept per
+/// connection: derived again where needed, which costs a few instructions).
+struct Params {
     mss: u64,
     min_cwnd: u64,
-    max_packets: usize,
-    ack_allowance: Duration,
-    initial_rtt: Duration,
     initial_cwnd: u64,
 }
 
-impl Congestion {
-    pub(crate) fn new(config: &EndpointConfig, now: Instant) -> Self {
+impl Params {
+    fn of(config: &EndpointConfig) -> Self {
         let mss = config.max_packet_size as u64;
         // Lazily acknowledged packets may wait for `unreliable_ack_every` to pile up at the
         // receiver: the window always leaves room for twice that.
         let min_packets =
             (config.min_congestion_window as u64).max(2 * u64::from(config.unreliable_ack_every));
         let initial_cwnd = (config.initial_congestion_window as u64).max(min_packets) * mss;
+        Self { mss, min_cwnd: min_packets * mss, initial_cwnd }
+    }
+}
+
+/// One connection's congestion controller and pacer.
+///
+/// Its fields are ordered by size, and instants are [`Stamp`]s: one of these lives in every
+/// connection (see the size guard in the connection's tests).
+#[derive(Debug)]
+pub(crate) struct Congestion {
+    clock: Clock,
+    /// The highest delivery rate (bytes/s) of each of the last `BW_ROUNDS` rounds.
+    bw_rounds: [u64; BW_ROUNDS as usize],
+    /// Their maximum: the bottleneck bandwidth estimate (0 before the first sample).
+    bw: u64,
+    min_rtt: Option<Duration>,
+    min_rtt_at: Stamp,
+    round_end_delivered: u64,
+    full_bw: u64,
+    cycle_start: Stamp,
+
+    delivered: u64,
+    delivered_at: Stamp,
+    first_sent_at: Stamp,
+    /// Nonzero: sending is application-limited until `delivered` passes this.
+    app_limited_until: u64,
+
+    pacing_rate: u64,
+    /// The earliest time the next packet may go out.
+    pace_at: Stamp,
+    cwnd: u64,
+    bytes_in_flight: u64,
+    /// While silent: the earliest time the next probe (a packet with new messages, asking for
+    /// a prompt acknowledgement) may go out.
+    probe_at: Stamp,
+    /// When the last silence ended: units sent before it resend at once, their backoff undone.
+    silence_ended: Option<Stamp>,
+    /// When the peer last acknowledged something new: a packet with messages, or any packet
+    /// newer than the newest it had acknowledged (a keepalive, a pure acknowledgement).
+    last_ack_at: Stamp,
+    /// At most `MAX_TRACKED_PACKETS` (the connection forgets older packets).
+    packets_in_flight: u32,
+    /// Packets acknowledged and given up as lost in the current round.
+    round_acked: u32,
+    round_lost: u32,
+    /// While silent: probes sent so far (each waits twice as long as the one before, up to
+    /// the resend backoff cap).
+    probes: u32,
+    mode: Mode,
+    /// Delivery rounds: a round ends when a packet sent after its start is acknowledged. The
+    /// current round's slot in `bw_rounds`.
+    round_slot: u8,
+    full_bw_rounds: u8,
+    /// The phase of the probing cycle (an index into `CYCLE_PERCENT`).
+    cycle: u8,
+    /// No acknowledgement came for a resend timeout while a packet that asked for a prompt
+    /// one was in flight: the path may be down. Until an acknowledgement comes, the window is
+    /// the minimum and new messages go out only as probes, one packet per `probe_at`.
+    silent: bool,
+}
+
+impl Congestion {
+    pub(crate) fn new(config: &EndpointConfig, now: Instant) -> Self {
+        let clock = Clock { base: now };
+        let start = clock.stamp(now);
+        let params = Params::of(config);
         let mut cc = Self {
+            clock,
             mode: Mode::Startup,
-            bw_rounds: [0; BW_ROUNDS],
+            bw_rounds: [0; BW_ROUNDS as usize],
             bw: 0,
             min_rtt: None,
-            min_rtt_at: now,
+            min_rtt_at: start,
             round_slot: 0,
             round_end_delivered: 0,
             full_bw: 0,
@@ -170,41 +234,40 @@ impl Congestion {
             round_acked: 0,
             round_lost: 0,
             cycle: 2,
-            cycle_start: now,
+            cycle_start: start,
             delivered: 0,
-            delivered_at: now,
-            first_sent_at: now,
+            delivered_at: start,
+            first_sent_at: start,
             app_limited_until: 0,
-            sample: None,
             pacing_rate: 0,
             // The initial window may go out at once, as TCP's does.
-            pace_at: now,
-            cwnd: initial_cwnd,
+            pace_at: start,
+            cwnd: params.initial_cwnd,
             bytes_in_flight: 0,
             packets_in_flight: 0,
             silent: false,
-            probe_at: now,
+            probe_at: start,
             probes: 0,
             silence_ended: None,
-            last_ack_at: now,
-            mss,
-            min_cwnd: min_packets * mss,
-            max_packets: config.max_in_flight_packets,
-            ack_allowance: config.ack_delay,
-            initial_rtt: config.initial_rtt,
-            initial_cwnd,
+            last_ack_at: start,
         };
-        cc.pacing_rate = cc.startup_rate();
+        cc.pacing_rate = cc.startup_rate(config, &params);
         // A burst of the initial window is allowed from the start.
-        cc.pace_at = now.checked_sub(cc.pacing_time(initial_cwnd)).unwrap_or(now);
+        let pace_at = now.checked_sub(cc.pacing_time(params.initial_cwnd)).unwrap_or(now);
+        cc.pace_at = clock.stamp(pace_at);
         cc
+    }
+
+    /// The connection's converter of instants to stamps (for its records of sent packets).
+    pub(crate) fn clock(&self) -> Clock {
+        self.clock
     }
 
     /// The pacing rate before any delivery sample: the initial window per initial round trip,
     /// with the startup gain.
-    fn startup_rate(&self) -> u64 {
-        let rtt = nanos(self.min_rtt.unwrap_or(self.initial_rtt)).max(1);
-        let rate = u128::from(self.initial_cwnd) * u128::from(NANOS_PER_SEC) / u128::from(rtt);
+    fn startup_rate(&self, config: &EndpointConfig, params: &Params) -> u64 {
+        let rtt = nanos(self.min_rtt.unwrap_or(config.initial_rtt)).max(1);
+        let rate = u128::from(params.initial_cwnd) * u128::from(NANOS_PER_SEC) / u128::from(rtt);
         gain(u64::try_from(rate).unwrap_or(u64::MAX), STARTUP_GAIN_PERCENT).max(1)
     }
 
@@ -217,20 +280,20 @@ impl Congestion {
     }
 
     /// Whether the window has room for another packet (one may overshoot it).
-    pub(crate) fn window_open(&self) -> bool {
-        let cwnd = if self.silent { self.min_cwnd } else { self.cwnd };
-        self.bytes_in_flight < cwnd && self.packets_in_flight < self.max_packets
+    pub(crate) fn window_open(&self, config: &EndpointConfig) -> bool {
+        self.bytes_in_flight < self.window(config)
+            && (self.packets_in_flight as usize) < config.max_in_flight_packets
     }
 
     /// When new messages (as opposed to resends) may next go out, if the window has room: when
     /// the pacer allows, and while the path is silent, no sooner than the next probe.
-    pub(crate) fn new_allowed_at(&self) -> Option<Instant> {
-        if !self.window_open() {
+    pub(crate) fn new_allowed_at(&self, config: &EndpointConfig) -> Option<Instant> {
+        if !self.window_open(config) {
             None
         } else if self.silent {
-            Some(self.pace_at.max(self.probe_at))
+            Some(self.clock.instant(self.pace_at.max(self.probe_at)))
         } else {
-            Some(self.pace_at)
+            Some(self.clock.instant(self.pace_at))
         }
     }
 
@@ -245,32 +308,32 @@ impl Congestion {
     /// a flow without reliable data finds a path that came back as soon as resends would.
     pub(crate) fn on_probe(&mut self, now: Instant, rto: Duration, cap: Duration) {
         let wait = rto.saturating_mul(1 << self.probes.min(16)).min(cap.max(rto));
-        self.probe_at = now + wait;
+        self.probe_at = self.clock.stamp(now + wait);
         self.probes = self.probes.saturating_add(1);
     }
 
     /// The peer acknowledged a packet newer than any it had acknowledged before (with messages
     /// or not): the path works both ways, whatever else was lost.
     pub(crate) fn on_answer(&mut self, now: Instant) {
-        self.last_ack_at = now;
+        self.last_ack_at = self.clock.stamp(now);
         self.end_silence(now);
     }
 
     fn end_silence(&mut self, now: Instant) {
         if self.silent {
             self.silent = false;
-            self.silence_ended = Some(now);
+            self.silence_ended = Some(self.clock.stamp(now));
         }
     }
 
     /// When the pacer next lets a packet carrying messages go out (may be in the past).
     pub(crate) fn pace_at(&self) -> Instant {
-        self.pace_at
+        self.clock.instant(self.pace_at)
     }
 
     /// Units sent before this instant have their resend backoff undone (the path came back).
     pub(crate) fn silence_ended(&self) -> Option<Instant> {
-        self.silence_ended
+        self.silence_ended.map(|at| self.clock.instant(at))
     }
 
     pub(crate) fn bytes_in_flight(&self) -> u64 {
@@ -278,11 +341,11 @@ impl Congestion {
     }
 
     pub(crate) fn packets_in_flight(&self) -> usize {
-        self.packets_in_flight
+        self.packets_in_flight as usize
     }
 
-    pub(crate) fn window(&self) -> u64 {
-        if self.silent { self.min_cwnd } else { self.cwnd }
+    pub(crate) fn window(&self, config: &EndpointConfig) -> u64 {
+        if self.silent { Params::of(config).min_cwnd } else { self.cwnd }
     }
 
     pub(crate) fn pacing_rate(&self) -> u64 {
@@ -294,46 +357,57 @@ impl Congestion {
     }
 
     /// A packet carrying messages of `size` bytes goes out now. `app_limited`: it takes all
-    /// there was to send (and the window and pacer did not hold anything back).
-    pub(crate) fn on_send(&mut self, now: Instant, size: usize, app_limited: bool) -> SendRecord {
-        let size = size as u64;
+    /// there was to send (and the window and pacer did not hold anything back). Returns the
+    /// packet's record and whether it counts as application-limited.
+    pub(crate) fn on_send(
+        &mut self,
+        config: &EndpointConfig,
+        now: Instant,
+        size: u16,
+        app_limited: bool,
+    ) -> (SendRecord, bool) {
+        let size = u64::from(size);
+        let stamp = self.clock.stamp(now);
         if self.packets_in_flight == 0 {
             // Nothing in flight: intervals start now, not at the last acknowledgement.
-            self.first_sent_at = now;
-            self.delivered_at = now;
+            self.first_sent_at = stamp;
+            self.delivered_at = stamp;
         }
         if app_limited {
             self.app_limited_until = (self.delivered + self.bytes_in_flight + size).max(1);
         }
         let record = SendRecord {
-            size: u32::try_from(size).unwrap_or(u32::MAX),
             delivered: self.delivered,
             delivered_at: self.delivered_at,
             first_sent_at: self.first_sent_at,
-            app_limited: self.app_limited_until != 0,
         };
         self.bytes_in_flight += size;
         self.packets_in_flight += 1;
         // The pacer: time accumulates while idle, up to a burst (the whole initial window
         // before the first acknowledgement, as TCP sends its initial window at once).
-        let burst_bytes =
-            if self.delivered == 0 { self.initial_cwnd } else { PACING_BURST_PACKETS * self.mss };
+        let params = Params::of(config);
+        let burst_bytes = if self.delivered == 0 {
+            params.initial_cwnd
+        } else {
+            PACING_BURST_PACKETS * params.mss
+        };
         let burst = PACING_BURST.max(self.pacing_time(burst_bytes));
         let floor = now.checked_sub(burst).unwrap_or(now);
-        self.pace_at = self.pace_at.max(floor) + self.pacing_time(size);
-        record
+        let pace_at = self.clock.instant(self.pace_at).max(floor) + self.pacing_time(size);
+        self.pace_at = self.clock.stamp(pace_at);
+        (record, self.app_limited_until != 0)
     }
 
-    /// A packet too old to track left the flight unacknowledged.
-    pub(crate) fn on_forgotten(&mut self, record: &SendRecord) {
-        self.leave_flight(record);
+    /// A packet of `size` bytes too old to track left the flight unacknowledged.
+    pub(crate) fn on_forgotten(&mut self, size: u16) {
+        self.leave_flight(size);
     }
 
-    /// A packet was given up as lost.
+    /// A packet of `size` bytes sent at `sent_at` was given up as lost.
     /// `unanswered`: it asked for a prompt acknowledgement and got none within the resend
     /// timeout; if no other acknowledgement came since it was sent either, the path is silent.
-    pub(crate) fn on_lost(&mut self, record: &SendRecord, sent_at: Instant, unanswered: bool) {
-        self.leave_flight(record);
+    pub(crate) fn on_lost(&mut self, size: u16, sent_at: Stamp, unanswered: bool) {
+        self.leave_flight(size);
         self.round_lost = self.round_lost.saturating_add(1);
         // A whole resend timeout without a single acknowledgement while data was in flight:
         // the path (or the peer) is down, not merely lossy.
@@ -345,54 +419,65 @@ impl Congestion {
         }
     }
 
-    fn leave_flight(&mut self, record: &SendRecord) {
-        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(u64::from(record.size));
+    fn leave_flight(&mut self, size: u16) {
+        self.bytes_in_flight = self.bytes_in_flight.saturating_sub(u64::from(size));
         self.packets_in_flight = self.packets_in_flight.saturating_sub(1);
     }
 
     /// A packet was acknowledged; `in_flight`: it had not been given up as lost (a late ack of
-    /// one that was still counts as delivered).
+    /// one that was still counts as delivered). `sample` collects the acknowledgements of one
+    /// incoming packet, for [`Congestion::on_acks_done`].
     pub(crate) fn on_ack(
         &mut self,
         now: Instant,
-        record: &SendRecord,
-        sent_at: Instant,
+        sent: &Sent,
         in_flight: bool,
+        sample: &mut RateSample,
     ) {
         if in_flight {
-            self.leave_flight(record);
+            self.leave_flight(sent.size);
         }
-        self.delivered += u64::from(record.size);
-        self.delivered_at = now;
+        let stamp = self.clock.stamp(now);
+        self.delivered += u64::from(sent.size);
+        self.delivered_at = stamp;
         self.round_acked = self.round_acked.saturating_add(1);
-        self.last_ack_at = now;
+        self.last_ack_at = stamp;
         self.end_silence(now);
-        let newest = self.sample.is_none_or(|s| record.delivered >= s.prior_delivered);
+        let record = &sent.record;
+        let newest = sample.0.is_none_or(|s| record.delivered >= s.prior_delivered);
         if newest {
-            self.sample = Some(Sample {
+            let sent_at = self.clock.instant(sent.sent_at);
+            sample.0 = Some(Sample {
                 prior_delivered: record.delivered,
                 prior_at: record.delivered_at,
-                send_elapsed: sent_at.saturating_duration_since(record.first_sent_at),
-                app_limited: record.app_limited,
+                send_elapsed: sent_at
+                    .saturating_duration_since(self.clock.instant(record.first_sent_at)),
+                app_limited: sent.app_limited,
             });
-            self.first_sent_at = sent_at;
+            self.first_sent_at = sent.sent_at;
         }
     }
 
     /// A round-trip sample: the newest packet an acknowledgement names, prompt or lazy (a lazy
     /// one includes the receiver's wait, so it can only overstate; the minimum is what counts).
     pub(crate) fn on_rtt(&mut self, now: Instant, rtt: Duration) {
-        let expired = now.saturating_duration_since(self.min_rtt_at) > MIN_RTT_LIFETIME;
+        let since = now.saturating_duration_since(self.clock.instant(self.min_rtt_at));
+        let expired = since > MIN_RTT_LIFETIME;
         if self.min_rtt.is_none_or(|min| rtt <= min) || expired {
             self.min_rtt = Some(rtt);
-            self.min_rtt_at = now;
+            self.min_rtt_at = self.clock.stamp(now);
         }
     }
 
     /// The acknowledgements of one incoming packet are processed: take the rate sample and
     /// update the model, the pacing rate and the window.
-    pub(crate) fn on_acks_done(&mut self, now: Instant) {
-        let Some(sample) = self.sample.take() else { return };
+    pub(crate) fn on_acks_done(
+        &mut self,
+        config: &EndpointConfig,
+        now: Instant,
+        sample: RateSample,
+    ) {
+        let Some(sample) = sample.0 else { return };
         if self.app_limited_until != 0 && self.delivered > self.app_limited_until {
             self.app_limited_until = 0;
         }
@@ -410,16 +495,16 @@ impl Congestion {
             self.round_lost = 0;
             self.round_slot = (self.round_slot + 1) % BW_ROUNDS;
             self.round_end_delivered = self.delivered;
-            self.bw_rounds[self.round_slot] = 0;
+            self.bw_rounds[usize::from(self.round_slot)] = 0;
         }
-        let ack_elapsed = now.saturating_duration_since(sample.prior_at);
+        let ack_elapsed = now.saturating_duration_since(self.clock.instant(sample.prior_at));
         let interval = nanos(sample.send_elapsed.max(ack_elapsed));
         let bytes = self.delivered - sample.prior_delivered;
         if interval > 0 && bytes > 0 {
             let rate = u128::from(bytes) * u128::from(NANOS_PER_SEC) / u128::from(interval);
             let rate = u64::try_from(rate).unwrap_or(u64::MAX);
             if !sample.app_limited || rate > self.bw {
-                let slot = &mut self.bw_rounds[self.round_slot];
+                let slot = &mut self.bw_rounds[usize::from(self.round_slot)];
                 *slot = (*slot).max(rate);
                 self.bw = self.bw_rounds.iter().copied().max().unwrap_or(0);
             }
@@ -427,8 +512,8 @@ impl Congestion {
                 self.check_full_bandwidth();
             }
         }
-        self.advance_mode(now);
-        self.update_control();
+        self.advance_mode(config, now);
+        self.update_control(config);
     }
 
     fn check_full_bandwidth(&mut self) {
@@ -447,59 +532,61 @@ impl Congestion {
     }
 
     /// The bandwidth-delay product (with the initial round trip until one is measured).
-    fn bdp(&self) -> u64 {
-        let rtt = self.min_rtt.unwrap_or(self.initial_rtt);
+    fn bdp(&self, config: &EndpointConfig) -> u64 {
+        let rtt = self.min_rtt.unwrap_or(config.initial_rtt);
         let bdp = u128::from(self.bw) * u128::from(nanos(rtt)) / u128::from(NANOS_PER_SEC);
         u64::try_from(bdp).unwrap_or(u64::MAX)
     }
 
-    fn advance_mode(&mut self, now: Instant) {
+    fn advance_mode(&mut self, config: &EndpointConfig, now: Instant) {
         match self.mode {
             Mode::Startup => {}
             Mode::Drain => {
-                if self.bytes_in_flight <= self.bdp() {
+                if self.bytes_in_flight <= self.bdp(config) {
                     self.mode = Mode::ProbeBandwidth;
                     self.cycle = 2;
-                    self.cycle_start = now;
+                    self.cycle_start = self.clock.stamp(now);
                 }
             }
             Mode::ProbeBandwidth => {
-                let phase = self.min_rtt.unwrap_or(self.initial_rtt);
-                if now.saturating_duration_since(self.cycle_start) >= phase {
-                    self.cycle = (self.cycle + 1) % CYCLE_PERCENT.len();
-                    self.cycle_start = now;
+                let phase = self.min_rtt.unwrap_or(config.initial_rtt);
+                let since = now.saturating_duration_since(self.clock.instant(self.cycle_start));
+                if since >= phase {
+                    self.cycle = (self.cycle + 1) % CYCLE_PHASES;
+                    self.cycle_start = self.clock.stamp(now);
                 }
             }
         }
     }
 
-    fn update_control(&mut self) {
+    fn update_control(&mut self, config: &EndpointConfig) {
+        let params = Params::of(config);
         if self.bw == 0 {
-            self.pacing_rate = self.startup_rate();
+            self.pacing_rate = self.startup_rate(config, &params);
             return;
         }
         let (pacing_gain, cwnd_gain) = match self.mode {
             Mode::Startup => (STARTUP_GAIN_PERCENT, STARTUP_GAIN_PERCENT),
             // 1 / 2.89, the inverse of startup's gain.
             Mode::Drain => (35, STARTUP_GAIN_PERCENT),
-            Mode::ProbeBandwidth => (CYCLE_PERCENT[self.cycle], CWND_GAIN_PERCENT),
+            Mode::ProbeBandwidth => (CYCLE_PERCENT[usize::from(self.cycle)], CWND_GAIN_PERCENT),
         };
         let rate = gain(self.bw, pacing_gain);
         // Never below a packet per initial round trip, so a stale low estimate recovers.
         // (At least 1 byte/s: with an initial round trip of more seconds than a packet has
         // bytes, which validates, the floor is 0, and so is a drain gain of a tiny estimate.)
         self.pacing_rate = if self.mode == Mode::Startup {
-            rate.max(self.startup_rate())
+            rate.max(self.startup_rate(config, &params))
         } else {
-            rate.max(self.mss * NANOS_PER_SEC / nanos(self.initial_rtt).max(1)).max(1)
+            rate.max(params.mss * NANOS_PER_SEC / nanos(config.initial_rtt).max(1)).max(1)
         };
         // Acknowledgements may be held for up to `ack_delay` (or bunched by a receiver that
         // runs in bursts): the window adds what the path delivers in that time.
         let allowance =
-            u128::from(self.bw) * u128::from(nanos(self.ack_allowance)) / u128::from(NANOS_PER_SEC);
-        let cwnd = gain(self.bdp(), cwnd_gain)
+            u128::from(self.bw) * u128::from(nanos(config.ack_delay)) / u128::from(NANOS_PER_SEC);
+        let cwnd = gain(self.bdp(config), cwnd_gain)
             .saturating_add(u64::try_from(allowance).unwrap_or(u64::MAX));
-        self.cwnd = cwnd.max(self.min_cwnd);
+        self.cwnd = cwnd.max(params.min_cwnd);
     }
 }
 
@@ -517,7 +604,7 @@ fn nanos(d: Duration) -> u64 {
 mod tests {
     use std::time::{Duration, Instant};
 
-    use super::{Congestion, Mode};
+    use super::{Congestion, Mode, RateSample, Sent};
     use crate::EndpointConfig;
 
     #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
@@ -539,21 +626,45 @@ mod tests {
         config.validate().unwrap();
         let t0 = origin();
         let mut cc = Congestion::new(&config, t0);
-        let records: Vec<_> = (0..4).map(|_| cc.on_send(t0, 100, false)).collect();
+        let sent_at = cc.clock().stamp(t0);
+        let records: Vec<_> = (0..4)
+            .map(|_| {
+                let (record, app_limited) = cc.on_send(&config, t0, 100, false);
+                Sent { record, sent_at, size: 100, app_limited }
+            })
+            .collect();
         // More in flight than the estimate's bandwidth-delay product: draining takes a while.
         for _ in 0..80 {
-            let _ = cc.on_send(t0, 100, false);
+            let _ = cc.on_send(&config, t0, 100, false);
         }
         // Three of the first four lost in the first round: startup ends.
-        for record in &records[1..] {
-            cc.on_lost(record, t0, false);
+        for sent in &records[1..] {
+            cc.on_lost(sent.size, sent.sent_at, false);
         }
         // The fourth acknowledged 50 s on: 100 bytes in 50 s.
         let later = t0 + Duration::from_secs(50);
-        cc.on_ack(later, &records[0], t0, true);
-        cc.on_acks_done(later);
+        let mut sample = RateSample::default();
+        cc.on_ack(later, &records[0], true, &mut sample);
+        cc.on_acks_done(&config, later, sample);
         assert_eq!((cc.mode, cc.bandwidth()), (Mode::Drain, 2));
         assert!(cc.pacing_rate() >= 1, "pacing rate {}", cc.pacing_rate());
-        let _ = cc.on_send(later, 100, false);
+        let _ = cc.on_send(&config, later, 100, false);
+    }
+
+    #[test]
+    fn stamps_convert_back_to_the_same_instants() {
+        let t0 = origin() + Duration::from_secs(3600);
+        let clock = super::Clock { base: t0 };
+        for at in [
+            t0,
+            t0 + Duration::from_nanos(1),
+            t0 - Duration::from_nanos(1),
+            t0 + Duration::from_secs(86_400 * 365) + Duration::from_nanos(7),
+            t0 - Duration::from_millis(1500),
+        ] {
+            assert_eq!(clock.instant(clock.stamp(at)), at);
+        }
+        assert!(clock.stamp(t0 - Duration::from_nanos(1)) < clock.stamp(t0));
+        assert!(clock.stamp(t0) < clock.stamp(t0 + Duration::from_nanos(1)));
     }
 }

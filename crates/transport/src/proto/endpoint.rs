@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use super::addr_hash::AddrHashBuilder;
 use super::codec::Writer;
-use super::connection::{Connection, ConnectionStats, PacketScratch, PacketVerdict, Phase};
+use super::connection::{
+    Connecting, Connection, ConnectionStats, PacketScratch, PacketVerdict, Phase,
+};
 use super::control::{Control, Cookie, RejectReason};
 use super::limits::{SourceLimits, Verdict};
 use super::packet::CONTROL_BIT;
@@ -476,7 +478,7 @@ impl Endpoint {
 
     /// A connection's counters and estimates.
     pub fn connection_stats(&self, id: ConnectionId) -> Option<ConnectionStats> {
-        self.conn(id).map(Connection::stats)
+        self.conn(id).map(|conn| conn.stats(&self.config))
     }
 
     /// Messages waiting on a channel of a connection (queued, or sent and unacknowledged).
@@ -606,7 +608,11 @@ impl Endpoint {
             return Err(ConnectError::TooManyConnections(self.config.max_connections));
         }
         let client_salt = self.secrets.u64()?;
-        let phase = Phase::Connecting { cookie: None, attempts: 0, next_attempt: now };
+        let phase = Phase::Connecting(Box::new(Connecting {
+            cookie: None,
+            attempts: 0,
+            next_attempt: now,
+        }));
         let conn = Connection::new(&self.config, remote, phase, client_salt, 0, true, now);
         let id = self
             .insert(conn)
@@ -918,18 +924,16 @@ impl Endpoint {
                 if conn.client_salt != client_salt {
                     return;
                 }
-                if let Phase::Connecting { cookie: stored, next_attempt, .. } = &mut conn.phase {
-                    *stored = Some(cookie);
+                if let Phase::Connecting(connecting) = &mut conn.phase {
+                    connecting.cookie = Some(cookie);
                     // Answer at once rather than at the next retry.
-                    *next_attempt = now;
+                    connecting.next_attempt = now;
                 }
             }
             Control::Accept { client_salt, server_salt } => {
                 let Some(id) = existing else { return };
                 let conn = self.conn_mut(id).expect("live");
-                if conn.client_salt != client_salt
-                    || !matches!(conn.phase, Phase::Connecting { .. })
-                {
+                if conn.client_salt != client_salt || !matches!(conn.phase, Phase::Connecting(_)) {
                     return;
                 }
                 conn.establish_as_client(server_salt, now);
@@ -939,8 +943,7 @@ impl Endpoint {
             Control::Reject { client_salt, reason } => {
                 let Some(id) = existing else { return };
                 let conn = self.conn(id).expect("live");
-                if conn.client_salt == client_salt && matches!(conn.phase, Phase::Connecting { .. })
-                {
+                if conn.client_salt == client_salt && matches!(conn.phase, Phase::Connecting(_)) {
                     self.close_with_event(id, DisconnectReason::Rejected(reason));
                 }
             }
@@ -1043,7 +1046,8 @@ impl Endpoint {
         let Self { slots, config, pool, fingerprint, .. } = self;
         let conn = slots[slot].conn.as_deref_mut()?;
         match &mut conn.phase {
-            Phase::Connecting { cookie, attempts, next_attempt } => {
+            Phase::Connecting(connecting) => {
+                let Connecting { cookie, attempts, next_attempt } = &mut **connecting;
                 if *next_attempt > now || *attempts >= config.connect_attempts {
                     return None;
                 }
@@ -1081,7 +1085,8 @@ impl Endpoint {
             let conn = slots[usize::from(slot)].conn.as_deref_mut().expect("pop_due: live");
             let held_before = conn.held_bytes();
             let reason = match conn.phase {
-                Phase::Connecting { attempts, next_attempt, .. } => {
+                Phase::Connecting(ref connecting) => {
+                    let Connecting { attempts, next_attempt, .. } = **connecting;
                     (attempts >= config.connect_attempts && now >= next_attempt)
                         .then_some(DisconnectReason::ConnectTimeout)
                 }
