@@ -42,9 +42,19 @@ const MIN_RTT_LIFETIME: Duration = Duration::from_secs(10);
 /// Startup ends after this many rounds without 25 % growth of the estimate.
 const FULL_BW_ROUNDS: u8 = 3;
 /// Startup also ends after a round that lost more than one packet in this many (and at least
-/// `STARTUP_LOSSES`): a shallow queue overflowed (as BBRv2). Random loss ends it too, early;
-/// the probing cycle then finds the rest of the bandwidth, at a quarter more per cycle.
+/// `STARTUP_LOSSES`) once the estimate has stopped growing for a round, or that lost more
+/// than one in `STARTUP_HEAVY_LOSS_RATIO` (and at least `STARTUP_HEAVY_LOSSES`) at any time: a
+/// shallow queue
+/// overflowed (as BBRv2). Random loss alone does not end it while the delivery rate still
+/// grows by a quarter per round; if it did, the probing cycle would have to find the rest of
+/// the bandwidth at a quarter more per cycle, which on a lossy link took seconds.
 const STARTUP_LOSS_RATIO: u32 = 50;
+/// A round that lost more than one packet in this many ends startup even while the estimate
+/// grows: random loss on a game link is rarely that heavy, an overflowing queue is.
+const STARTUP_HEAVY_LOSS_RATIO: u32 = 10;
+/// The fewest losses in a round for the heavy-loss rule: early rounds are a few dozen packets,
+/// where three random losses already make a tenth.
+const STARTUP_HEAVY_LOSSES: u32 = 8;
 const STARTUP_LOSSES: u32 = 3;
 /// The pacer lets this much sending time accumulate while it waits (at least ten packets'
 /// worth): a driver that sleeps in milliseconds then catches up in a burst instead of falling
@@ -484,9 +494,12 @@ impl Congestion {
         // A new round starts when a packet sent after the previous round's end is acknowledged.
         let new_round = sample.prior_delivered >= self.round_end_delivered;
         let lost = self.round_lost;
+        let sent = self.round_acked.saturating_add(lost);
         if self.mode == Mode::Startup
             && lost >= STARTUP_LOSSES
-            && lost.saturating_mul(STARTUP_LOSS_RATIO) > self.round_acked.saturating_add(lost)
+            && ((lost >= STARTUP_HEAVY_LOSSES
+                && lost.saturating_mul(STARTUP_HEAVY_LOSS_RATIO) > sent)
+                || (self.full_bw_rounds >= 1 && lost.saturating_mul(STARTUP_LOSS_RATIO) > sent))
         {
             self.mode = Mode::Drain;
         }
@@ -627,7 +640,7 @@ mod tests {
         let t0 = origin();
         let mut cc = Congestion::new(&config, t0);
         let sent_at = cc.clock().stamp(t0);
-        let records: Vec<_> = (0..4)
+        let records: Vec<_> = (0..10)
             .map(|_| {
                 let (record, app_limited) = cc.on_send(&config, t0, 100, false);
                 Sent { record, sent_at, size: 100, app_limited }
@@ -637,11 +650,11 @@ mod tests {
         for _ in 0..80 {
             let _ = cc.on_send(&config, t0, 100, false);
         }
-        // Three of the first four lost in the first round: startup ends.
+        // Nine of the first ten lost in the first round (heavy loss): startup ends.
         for sent in &records[1..] {
             cc.on_lost(sent.size, sent.sent_at, false);
         }
-        // The fourth acknowledged 50 s on: 100 bytes in 50 s.
+        // The first acknowledged 50 s on: 100 bytes in 50 s.
         let later = t0 + Duration::from_secs(50);
         let mut sample = RateSample::default();
         cc.on_ack(later, &records[0], true, &mut sample);
