@@ -44,8 +44,7 @@ const FULL_BW_ROUNDS: u8 = 3;
 /// Startup also ends after a round that lost more than one packet in this many (and at least
 /// `STARTUP_LOSSES`) once the estimate has stopped growing for a round, or that lost more
 /// than one in `STARTUP_HEAVY_LOSS_RATIO` (and at least `STARTUP_HEAVY_LOSSES`) at any time: a
-/// shallow queue
-/// overflowed (as BBRv2). Random loss alone does not end it while the delivery rate still
+/// shallow queue overflowed (as BBRv2). Random loss alone does not end it while the delivery rate still
 /// grows by a quarter per round; if it did, the probing cycle would have to find the rest of
 /// the bandwidth at a quarter more per cycle, which on a lossy link took seconds.
 const STARTUP_LOSS_RATIO: u32 = 50;
