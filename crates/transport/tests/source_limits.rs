@@ -341,6 +341,34 @@ fn a_prefix_is_capped_as_a_whole_and_its_handshakes_are_rate_limited() {
     assert!(star.connected(other));
 }
 
+/// A client whose responses the server drops under its handshake rate asks for a fresh cookie
+/// after a few repeats, rather than repeating one that has meanwhile gone stale until its
+/// attempts run out.
+#[test]
+fn a_client_throttled_past_its_cookies_life_asks_for_a_new_one() {
+    let limits = AddressLimits {
+        connections_per_ip: 0,
+        connections_per_prefix: 0,
+        handshakes_per_second_per_prefix: 1,
+        handshake_burst_per_prefix: 1,
+        ..AddressLimits::default()
+    };
+    let config = EndpointConfig {
+        cookie_lifetime: Duration::from_secs(1),
+        connect_attempts: 60,
+        ..limited(limits)
+    };
+    let mut star = Star::new(config.clone());
+    // Five clients of one /24 at once: one handshake a second, so the last waits about four
+    // seconds, far past the one-second life of its first cookie.
+    let clients: Vec<usize> =
+        (1..=5).map(|host| star.add(&config, &format!("198.51.100.{host}:7000"))).collect();
+    star.run(Duration::from_secs(8));
+    for &i in &clients {
+        assert!(star.connected(i), "client {i} did not connect: {:?}", star.server.stats());
+    }
+}
+
 #[test]
 fn loopback_is_exempt_by_default_and_limits_can_be_turned_off() {
     for (limits, addr) in [

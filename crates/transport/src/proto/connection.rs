@@ -123,9 +123,18 @@ struct Counters {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Connecting {
     pub(crate) cookie: Option<Cookie>,
+    /// ConnectResponses sent with `cookie` so far: past `RESPONSES_PER_COOKIE` unanswered, the
+    /// client asks for a fresh cookie (the server may have dropped the responses under its
+    /// handshake rate until this one went stale).
+    pub(crate) responses: u32,
     pub(crate) attempts: u32,
     pub(crate) next_attempt: Instant,
 }
+
+/// ConnectResponses a connecting client sends with one cookie before it asks for a new one. A
+/// cookie lives at least a second and the default retry interval is 250 ms, so four repeats
+/// stay within a cookie's life.
+pub(crate) const RESPONSES_PER_COOKIE: u32 = 4;
 
 /// Where the handshake stands.
 #[derive(Debug, Clone)]

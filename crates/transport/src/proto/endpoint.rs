@@ -10,6 +10,7 @@ use super::addr_hash::AddrHashBuilder;
 use super::codec::Writer;
 use super::connection::{
     Connecting, Connection, ConnectionStats, PacketScratch, PacketVerdict, Phase,
+    RESPONSES_PER_COOKIE,
 };
 use super::control::{Control, Cookie, RejectReason};
 use super::limits::{SourceLimits, Verdict};
@@ -610,6 +611,7 @@ impl Endpoint {
         let client_salt = self.secrets.u64()?;
         let phase = Phase::Connecting(Box::new(Connecting {
             cookie: None,
+            responses: 0,
             attempts: 0,
             next_attempt: now,
         }));
@@ -926,6 +928,7 @@ impl Endpoint {
                 }
                 if let Phase::Connecting(connecting) = &mut conn.phase {
                     connecting.cookie = Some(cookie);
+                    connecting.responses = 0;
                     // Answer at once rather than at the next retry.
                     connecting.next_attempt = now;
                 }
@@ -1047,11 +1050,20 @@ impl Endpoint {
         let conn = slots[slot].conn.as_deref_mut()?;
         match &mut conn.phase {
             Phase::Connecting(connecting) => {
-                let Connecting { cookie, attempts, next_attempt } = &mut **connecting;
+                let Connecting { cookie, responses, attempts, next_attempt } = &mut **connecting;
                 if *next_attempt > now || *attempts >= config.connect_attempts {
                     return None;
                 }
                 *attempts += 1;
+                if cookie.is_some() {
+                    if *responses >= RESPONSES_PER_COOKIE {
+                        // Unanswered with this cookie: it may be stale by now; start over.
+                        *cookie = None;
+                        *responses = 0;
+                    } else {
+                        *responses += 1;
+                    }
+                }
                 *next_attempt = now + config.connect_retry_interval;
                 let (protocol_id, fingerprint, client_salt) =
                     (config.protocol_id, *fingerprint, conn.client_salt);
