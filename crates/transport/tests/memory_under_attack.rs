@@ -5,57 +5,19 @@
 //! The live heap is counted by a global allocator (one per test binary, hence this file) for
 //! the test's own thread, which runs every endpoint; time is virtual.
 
+mod counting;
 mod sim;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use counting::live_bytes;
 use sim::carries_a_last_fragment;
 use sturnus_transport::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Event, Qos};
 
-struct Counting;
-
-thread_local! {
-    /// Bytes allocated minus bytes freed by this thread.
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
-// const-initialised thread local, so touching it never allocates or re-enters.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        live(layout.size(), 0);
-        // SAFETY: the caller's contract for `alloc` is passed through unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        live(0, layout.size());
-        // SAFETY: `ptr` came from `System.alloc` with this layout (every allocation does).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        live(new_size, layout.size());
-        // SAFETY: the caller's contract for `realloc` is passed through unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-fn live(added: usize, freed: usize) {
-    let delta = i64::try_from(added).unwrap_or(i64::MAX) - i64::try_from(freed).unwrap_or(i64::MAX);
-    let _ = LIVE.try_with(|live| live.set(live.get() + delta));
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-fn live_bytes() -> i64 {
-    LIVE.with(Cell::get)
-}
+static GLOBAL: counting::Counting = counting::Counting;
 
 #[expect(clippy::disallowed_methods, reason = "a starting instant for the virtual clock")]
 fn start() -> Instant {

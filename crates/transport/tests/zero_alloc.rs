@@ -2,70 +2,16 @@
 //! kind of channel through an in-memory wire, under a global allocator that counts what the
 //! test's own thread allocates.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+mod counting;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use counting::{allocations_in, live_bytes};
 use sturnus_transport::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Event, Qos};
 
-struct Counting;
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
-    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
-    /// Bytes allocated minus bytes freed by this thread (always kept).
-    static LIVE: Cell<i64> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is forwarded unchanged to the system allocator; the counters are
-// const-initialised thread locals, so touching them never allocates or re-enters.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        live(layout.size(), 0);
-        // SAFETY: the caller's contract for `alloc` is passed through unchanged.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        live(0, layout.size());
-        // SAFETY: `ptr` came from `System.alloc` with this layout (every allocation does).
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        live(new_size, layout.size());
-        // SAFETY: the caller's contract for `realloc` is passed through unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-fn count() {
-    let _ = COUNTING.try_with(|on| {
-        if on.get() {
-            ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        }
-    });
-}
-
-fn live(added: usize, freed: usize) {
-    let delta = i64::try_from(added).unwrap_or(i64::MAX) - i64::try_from(freed).unwrap_or(i64::MAX);
-    let _ = LIVE.try_with(|live| live.set(live.get() + delta));
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Allocations made by `f` on this thread.
-fn allocations_in(f: impl FnOnce()) -> u64 {
-    let before = ALLOCATIONS.with(Cell::get);
-    COUNTING.with(|on| on.set(true));
-    f();
-    COUNTING.with(|on| on.set(false));
-    ALLOCATIONS.with(Cell::get) - before
-}
+static GLOBAL: counting::Counting = counting::Counting;
 
 #[expect(clippy::disallowed_methods, reason = "a starting instant for the virtual clock")]
 fn start() -> Instant {
@@ -200,10 +146,10 @@ fn memory_stays_bounded_while_messages_keep_arriving() {
     let mut wire = Wire::new();
     let channel = ChannelId(0);
     wire.exchange::<32>(channel, 20_000);
-    let before = LIVE.with(Cell::get);
+    let before = live_bytes();
     // 6.4 MB of payload through a receiver whose event queue empties between rounds but is
     // never polled empty: the payload buffer must be reused, not kept growing.
     wire.exchange::<32>(channel, 200_000);
-    let grown = LIVE.with(Cell::get) - before;
+    let grown = live_bytes() - before;
     assert!(grown < 256 * 1024, "{grown} bytes more held after 200,000 messages");
 }

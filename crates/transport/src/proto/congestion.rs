@@ -24,6 +24,7 @@
 
 use std::time::{Duration, Instant};
 
+use super::rtt::nanos;
 use crate::EndpointConfig;
 
 /// Pacing and window gain at startup: `2 / ln 2`, the smallest that doubles the delivery rate
@@ -605,11 +606,6 @@ impl Congestion {
 /// `value × percent / 100`, saturating.
 fn gain(value: u64, percent: u64) -> u64 {
     u64::try_from(u128::from(value) * u128::from(percent) / 100).unwrap_or(u64::MAX)
-}
-
-/// A duration in nanoseconds, saturating.
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::rtt::nanos;
 use super::siphash::SipHasher;
 use crate::AddressLimits;
 
@@ -192,12 +193,10 @@ pub fn address_prefix(ip: IpAddr, ipv4_prefix_len: u8, ipv6_prefix_len: u8) -> I
     }
 }
 
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]

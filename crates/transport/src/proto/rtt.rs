@@ -26,7 +26,7 @@ pub struct RttEstimator {
 }
 
 /// A duration in nanoseconds, saturating (at 584 years).
-fn nanos(d: Duration) -> u64 {
+pub(crate) fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
