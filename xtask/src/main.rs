@@ -73,10 +73,13 @@ const LOOM: Step = Step {
 /// target or 60 s in all, whichever comes first (a few seconds of inputs on a 2-core machine;
 /// the build is most of the step). A panic in any target fails it, and so do `endpoint_input`
 /// inputs that stop reaching the record layer (see `EndpointCounts::check_depth` in `fuzz/`).
-const FUZZ_SMOKE: Step = Step {
-    what: "fuzz smoke run",
-    program: "cargo",
-    args: &[
+fn fuzz_smoke_ci() -> Result<(), String> {
+    fuzz_smoke("1000000", "1", "60")
+}
+
+/// Runs the stable fuzz smoke driver: `inputs` per target, on `seed`, `seconds` at most in all.
+fn fuzz_smoke(inputs: &str, seed: &str, seconds: &str) -> Result<(), String> {
+    let args = [
         "run",
         "--release",
         "--locked",
@@ -85,12 +88,12 @@ const FUZZ_SMOKE: Step = Step {
         "--bin",
         "smoke",
         "--",
-        "1000000",
-        "1",
-        "60",
-    ],
-    env: &[],
-};
+        inputs,
+        seed,
+        seconds,
+    ];
+    exec("fuzz smoke run", "cargo", &args, &[])
+}
 
 /// The cargo-fuzz targets (`fuzz/fuzz_targets`).
 const FUZZ_TARGETS: &[&str] = &["packet_decode", "endpoint_input", "message_decode", "object_wire"];
@@ -149,7 +152,7 @@ fn ci() -> Result<(), String> {
     run(&CLIPPY)?;
     test()?;
     run(&LOOM)?;
-    run(&FUZZ_SMOKE)?;
+    fuzz_smoke_ci()?;
     run(&DOC)
 }
 
@@ -242,24 +245,7 @@ fn fuzz() -> Result<(), String> {
         &[],
     )?;
     // Longer than CI's run, and on another seed.
-    exec(
-        "fuzz smoke run",
-        "cargo",
-        &[
-            "run",
-            "--release",
-            "--locked",
-            "--manifest-path",
-            "fuzz/Cargo.toml",
-            "--bin",
-            "smoke",
-            "--",
-            "5000000",
-            "2",
-            "300",
-        ],
-        &[],
-    )
+    fuzz_smoke("5000000", "2", "300")
 }
 
 /// Whether `cargo <name>` is available.
