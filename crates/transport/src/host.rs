@@ -237,10 +237,7 @@ impl<S: Socket> Host<S> {
     /// application queues while handling the events) goes out on the next call, so call
     /// again until `Nothing` (or [`flush`](Self::flush)) before sleeping.
     pub fn receive(&mut self) -> Result<HostEvent<'_>, HostError> {
-        if !self.endpoint.has_events() {
-            self.pump()?;
-        }
-        Ok(match self.endpoint.poll_event() {
+        Ok(match self.next_event()? {
             None => HostEvent::Nothing,
             Some(Event::Connected(conn)) => HostEvent::Connect(conn),
             Some(Event::Data { conn, channel, payload }) => {
@@ -248,6 +245,14 @@ impl<S: Socket> Host<S> {
             }
             Some(Event::Disconnected { conn, reason }) => HostEvent::Disconnect(conn, reason),
         })
+    }
+
+    /// [`receive`](Self::receive) in the endpoint's own terms.
+    pub(crate) fn next_event(&mut self) -> Result<Option<Event<'_>>, HostError> {
+        if !self.endpoint.has_events() {
+            self.pump()?;
+        }
+        Ok(self.endpoint.poll_event())
     }
 
     fn pump(&mut self) -> Result<(), HostError> {

@@ -59,6 +59,8 @@ mod config;
 mod error;
 mod handoff;
 mod host;
+mod link;
+mod memory;
 pub mod proto;
 mod qos;
 mod threaded;
@@ -71,6 +73,8 @@ pub use error::{
     ConfigError, ConnectError, DecodeError, HostError, QueueLimit, RandomnessError, SendError,
 };
 pub use host::{Host, HostEvent, HostStats};
+pub use link::Transport;
+pub use memory::{MEMORY_MAX_MESSAGE, MemoryNetwork, MemoryTransport};
 pub use proto::connection::ConnectionStats;
 pub use proto::control::RejectReason;
 pub use proto::endpoint::{

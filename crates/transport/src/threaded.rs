@@ -1,6 +1,7 @@
 //! [`ThreadedHost`]: a [`Host`] whose socket I/O and protocol timers run on a thread of its own
 //! (UNET's default), talking to the application through two batch handoffs.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -33,7 +34,8 @@ enum Op {
 
 #[derive(Debug, Clone, Copy)]
 enum Ev {
-    Connect(ConnectionId),
+    /// A connection is up, with its peer's address.
+    Connect(ConnectionId, Option<SocketAddr>),
     Data {
         conn: ConnectionId,
         channel: ChannelId,
@@ -226,6 +228,8 @@ pub struct ThreadedHost {
     outgoing: Commands,
     incoming: Events,
     next: usize,
+    /// The peer address of each connection reported up and not yet down.
+    addresses: HashMap<ConnectionId, SocketAddr>,
     thread: Option<JoinHandle<Result<(), HostError>>>,
 }
 
@@ -252,6 +256,7 @@ impl ThreadedHost {
             outgoing: Commands::default(),
             incoming: Events::default(),
             next: 0,
+            addresses: HashMap::new(),
             thread: Some(thread),
         })
     }
@@ -339,6 +344,7 @@ impl ThreadedHost {
 
     /// Closes a connection (the peer is told); no event follows.
     pub fn disconnect(&mut self, conn: ConnectionId) {
+        self.addresses.remove(&conn);
         self.outgoing.items.push(Op::Disconnect(conn));
         self.flush();
     }
@@ -383,7 +389,12 @@ impl ThreadedHost {
             let ev = self.incoming.items[self.next];
             self.next += 1;
             return Ok(match ev {
-                Ev::Connect(conn) => HostEvent::Connect(conn),
+                Ev::Connect(conn, address) => {
+                    if let Some(address) = address {
+                        self.addresses.insert(conn, address);
+                    }
+                    HostEvent::Connect(conn)
+                }
                 // A newer state of this connection and channel follows in this batch.
                 Ev::Data { superseded: true, .. } => continue,
                 Ev::Data { conn, channel, start, len, .. } => HostEvent::Data {
@@ -391,9 +402,23 @@ impl ThreadedHost {
                     channel,
                     payload: &self.incoming.data[start..start + len],
                 },
-                Ev::Disconnect(conn, reason) => HostEvent::Disconnect(conn, reason),
+                Ev::Disconnect(conn, reason) => {
+                    self.addresses.remove(&conn);
+                    HostEvent::Disconnect(conn, reason)
+                }
             });
         }
+    }
+
+    /// The peer address of a connection reported by [`receive`](Self::receive) and not yet
+    /// closed.
+    pub fn remote_address(&self, conn: ConnectionId) -> Option<SocketAddr> {
+        self.addresses.get(&conn).copied()
+    }
+
+    /// The channel layout and limits it was made with.
+    pub fn config(&self) -> &EndpointConfig {
+        &self.config
     }
 
     /// Sleeps until the I/O thread reports events or `timeout` passes (`None`: no limit).
@@ -452,7 +477,11 @@ fn io_thread<S: Socket>(
         loop {
             match host.receive()? {
                 HostEvent::Nothing => break,
-                event => reporter.report(event, &mut events),
+                HostEvent::Connect(conn) => {
+                    let address = host.endpoint().remote_address(conn);
+                    reporter.report(HostEvent::Connect(conn), address, &mut events);
+                }
+                event => reporter.report(event, None, &mut events),
             }
         }
         shared.events.publish(&mut events);
@@ -547,7 +576,8 @@ impl Reporter {
     /// Adds `event` to `events`, the batch the I/O thread publishes next. A state update
     /// supersedes the previous state of its connection and channel: at once if that is in
     /// `events` too, or (if it is still there) when `events` joins the handoff.
-    fn report(&mut self, event: HostEvent<'_>, events: &mut Events) {
+    /// `address` is the peer's, for a `Connect`.
+    fn report(&mut self, event: HostEvent<'_>, address: Option<SocketAddr>, events: &mut Events) {
         if event == HostEvent::Nothing {
             return;
         }
@@ -557,7 +587,7 @@ impl Reporter {
         let serial = self.next;
         self.next += 1;
         match event {
-            HostEvent::Connect(conn) => events.items.push(Ev::Connect(conn)),
+            HostEvent::Connect(conn) => events.items.push(Ev::Connect(conn, address)),
             HostEvent::Data { conn, channel, payload } => {
                 let mut older = None;
                 if self.state_channels.get(usize::from(channel.0)).copied().unwrap_or(false) {
@@ -714,31 +744,31 @@ mod tests {
         let (mut local, mut out) = (Events::default(), Events::default());
         // Published in separate batches, none taken: only the newest state is left, and the
         // reliable message between them is untouched.
-        reporter.report(data(conn, 0, b"s0"), &mut local);
+        reporter.report(data(conn, 0, b"s0"), None, &mut local);
         handoff.publish(&mut local);
-        reporter.report(data(conn, 0, b"s1"), &mut local);
-        reporter.report(data(conn, 1, b"r0"), &mut local);
+        reporter.report(data(conn, 0, b"s1"), None, &mut local);
+        reporter.report(data(conn, 1, b"r0"), None, &mut local);
         handoff.publish(&mut local);
-        reporter.report(data(conn, 0, b"s2"), &mut local);
+        reporter.report(data(conn, 0, b"s2"), None, &mut local);
         handoff.publish(&mut local);
         assert!(handoff.take(&mut out));
         assert_eq!(delivered(&out), [&b"r0"[..], b"s2"]);
         // Several in one batch.
         for s in [&b"s3"[..], b"s4", b"s5"] {
-            reporter.report(data(conn, 0, s), &mut local);
+            reporter.report(data(conn, 0, s), None, &mut local);
         }
         handoff.publish(&mut local);
         assert!(handoff.take(&mut out));
         assert_eq!(delivered(&out), [b"s5"]);
         // A state taken already is not the handoff's any more; the next one is delivered.
-        reporter.report(data(conn, 0, b"s6"), &mut local);
+        reporter.report(data(conn, 0, b"s6"), None, &mut local);
         handoff.publish(&mut local);
         assert!(handoff.take(&mut out));
         assert_eq!(delivered(&out), [b"s6"]);
         // Another connection's state is its own.
-        reporter.report(data(conn, 0, b"a"), &mut local);
-        reporter.report(data(other, 0, b"b"), &mut local);
-        reporter.report(HostEvent::Disconnect(conn, DisconnectReason::Timeout), &mut local);
+        reporter.report(data(conn, 0, b"a"), None, &mut local);
+        reporter.report(data(other, 0, b"b"), None, &mut local);
+        reporter.report(HostEvent::Disconnect(conn, DisconnectReason::Timeout), None, &mut local);
         handoff.publish(&mut local);
         assert!(handoff.take(&mut out));
         assert_eq!(delivered(&out), [&b"a"[..], b"b"]);
@@ -762,8 +792,8 @@ mod tests {
         for round in 0..50u8 {
             for i in 0..4u8 {
                 let conn = host.connect(format!("10.1.{round}.{i}:1").parse().unwrap()).unwrap();
-                reporter.report(data(conn, 0, b"state"), &mut events);
-                reporter.report(data(conn, 1, b"reliable"), &mut events);
+                reporter.report(data(conn, 0, b"state"), None, &mut events);
+                reporter.report(data(conn, 1, b"reliable"), None, &mut events);
                 backlog.items.push(Op::Disconnect(conn));
             }
             assert_eq!(reporter.remembered(), 4);
@@ -792,7 +822,7 @@ mod tests {
                     let mut reporter = Reporter::new(&config);
                     let mut local = Events::default();
                     for n in 0..3u8 {
-                        reporter.report(data(conn, 0, &[n]), &mut local);
+                        reporter.report(data(conn, 0, &[n]), None, &mut local);
                         handoff.publish(&mut local);
                     }
                 })

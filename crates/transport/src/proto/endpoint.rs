@@ -35,7 +35,7 @@ const DATA_KEEP: usize = 1024 * 1024;
 pub struct ConnectionId(u32);
 
 impl ConnectionId {
-    fn new(slot: u16, generation: u16) -> Self {
+    pub(crate) fn new(slot: u16, generation: u16) -> Self {
         Self(u32::from(generation) << 16 | u32::from(slot))
     }
 
