@@ -30,6 +30,9 @@ use syn::{DeriveInput, Ident, LitInt, Path, parse_macro_input};
 /// - `#[message(qos = Unreliable)]` names the default quality of service (any
 ///   `sturnus_transport::Qos` variant); the default is `ReliableFragmentedSequenced`. A send can
 ///   override it.
+/// - `#[message(channel = N)]` names the channel it is sent on by default (its number in the
+///   channel layout: a `u8` literal or constant); without it, the first channel of its `qos`
+///   kind.
 /// - `#[message(crate = some::path)]` names the `sturnus_message` crate when it is reached
 ///   through another path (a facade crate).
 ///
@@ -98,6 +101,7 @@ pub fn network_rpcs(attr: TokenStream, item: TokenStream) -> TokenStream {
 struct Options {
     id: Option<u16>,
     qos: Option<Ident>,
+    channel: Option<syn::Expr>,
     krate: Option<Path>,
 }
 
@@ -110,10 +114,14 @@ fn parse_options(input: &DeriveInput) -> syn::Result<Options> {
                 options.id = Some(lit.base10_parse()?);
             } else if meta.path.is_ident("qos") {
                 options.qos = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("channel") {
+                options.channel = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("crate") {
                 options.krate = Some(meta.value()?.parse()?);
             } else {
-                return Err(meta.error("expected `id = N`, `qos = Kind` or `crate = path`"));
+                return Err(meta.error(
+                    "expected `id = N`, `qos = Kind`, `channel = N` or `crate = path`",
+                ));
             }
             Ok(())
         })?;
@@ -145,11 +153,16 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         None => quote!(#krate::MessageId::of_path(#path)),
     };
     let qos = options.qos.map(|kind| quote!(const QOS: #krate::Qos = #krate::Qos::#kind;));
+    let channel = options.channel.map(|channel| {
+        quote!(const CHANNEL: ::core::option::Option<#krate::ChannelId> =
+            ::core::option::Option::Some(#krate::ChannelId(#channel));)
+    });
     Ok(quote! {
         impl #krate::Message for #name {
             const ID: #krate::MessageId = #id;
             const NAME: &'static str = #path;
             #qos
+            #channel
         }
     })
 }

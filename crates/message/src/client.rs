@@ -3,22 +3,74 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sturnus_socket::{SocketFactory, UdpSocketFactory};
-use sturnus_transport::{
-    ChannelId, ConnectionId, ConnectionStats, EndpointConfig, Host, HostError, HostEvent, Qos,
-};
-use tracing::debug;
+use sturnus_transport::{ChannelId, ConnectionId, ConnectionStats, Event, Transport};
+use tracing::{debug, info};
 
 use crate::auth::{AuthRequest, AuthResponse, Goodbye};
-use crate::config::{Channels, INTERNAL_QOS};
+use crate::dispatch::{ClientDispatch, Dispatched};
 use crate::event::Events;
 use crate::local::{self, SharedPipe};
-use crate::{ClientConfig, ClientEvent, DisconnectReason, Message, MessageError, MessageId, codec};
+use crate::{
+    ChannelLayout, ClientConfig, ClientEvent, DisconnectReason, Message, MessageError, MessageId,
+    codec,
+};
 
-type Handler = Box<dyn FnMut(&mut ClientContext, &[u8]) -> bool + Send>;
+/// A typed handler, erased: decodes while the transport lends the bytes, runs after.
+trait ErasedHandler: Send {
+    fn decode(&mut self, body: &[u8]) -> bool;
+    fn run(&mut self, ctx: &mut ClientContext);
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
+
+struct Typed<T, F> {
+    pending: Option<T>,
+    handler: F,
+}
+
+impl<T: Message, F: FnMut(&mut ClientContext, T) + Send + 'static> ErasedHandler for Typed<T, F> {
+    fn decode(&mut self, body: &[u8]) -> bool {
+        self.pending = codec::decode(body);
+        self.pending.is_some()
+    }
+
+    fn run(&mut self, ctx: &mut ClientContext) {
+        if let Some(msg) = self.pending.take() {
+            (self.handler)(ctx, msg);
+        }
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+/// The messages of one type kept for [`NetworkClient::poll_message`].
+struct Queued<T> {
+    pending: Option<T>,
+    queue: VecDeque<T>,
+}
+
+impl<T: Message> ErasedHandler for Queued<T> {
+    fn decode(&mut self, body: &[u8]) -> bool {
+        self.pending = codec::decode(body);
+        self.pending.is_some()
+    }
+
+    fn run(&mut self, _: &mut ClientContext) {
+        if let Some(msg) = self.pending.take() {
+            self.queue.push_back(msg);
+        }
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+type RawHandler = Box<dyn FnMut(&mut ClientContext, ChannelId, &[u8]) + Send>;
 
 /// Where a client is in its connection's life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,20 +104,32 @@ pub struct ClientStats {
     pub dropped_oversized: u64,
 }
 
-#[derive(Debug)]
 enum Route {
     None,
-    Remote { host: Box<Host<crate::BoxedSocket>>, conn: ConnectionId },
+    Remote { transport: Box<dyn Transport>, conn: ConnectionId },
     Local(SharedPipe),
 }
 
-/// Everything of a client but its handlers: what handlers and callbacks get to use.
+impl std::fmt::Debug for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::None => f.write_str("None"),
+            Route::Remote { transport, conn } => {
+                f.debug_struct("Remote").field("transport", transport).field("conn", conn).finish()
+            }
+            Route::Local(_) => f.write_str("Local"),
+        }
+    }
+}
+
+/// Everything of a client but its handlers: what handlers, callbacks and the layers above get
+/// to use.
 ///
 /// A [`NetworkClient`] dereferences to it, so its methods are the client's too.
 #[derive(Debug)]
 pub struct ClientContext {
     config: ClientConfig,
-    channels: Channels,
+    control: ChannelId,
     route: Route,
     state: ClientState,
     names: codec::Names,
@@ -73,6 +137,8 @@ pub struct ClientContext {
     credentials: Vec<u8>,
     pending: VecDeque<ClientEvent>,
     stats: ClientStats,
+    /// The time of the latest input (`None` before the first).
+    now: Option<Instant>,
 }
 
 impl ClientContext {
@@ -91,12 +157,22 @@ impl ClientContext {
         matches!(self.route, Route::Local(_))
     }
 
-    /// The local address of the client's socket (`None` for a local client).
+    /// The local address of the client's transport (`None` for a local client).
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match &self.route {
-            Route::Remote { host, .. } => Some(host.local_addr()),
+            Route::Remote { transport, .. } => transport.local_addr(),
             _ => None,
         }
+    }
+
+    /// The channel layout.
+    pub fn channels(&self) -> &ChannelLayout {
+        &self.config.channels
+    }
+
+    /// The time of the latest input (`None` before the first).
+    pub fn now(&self) -> Option<Instant> {
+        self.now
     }
 
     /// What the client counted.
@@ -105,43 +181,78 @@ impl ClientContext {
     }
 
     /// The transport's statistics of the connection (RTT, loss, resends; `None` for a local
-    /// client).
+    /// client, or a transport that keeps none).
     pub fn connection_stats(&self) -> Option<ConnectionStats> {
         match &self.route {
-            Route::Remote { host, conn } => host.connection_stats(*conn),
+            Route::Remote { transport, conn } => transport.connection_stats(*conn),
             _ => None,
         }
     }
 
-    /// Sends a message to the server on its default quality of service.
+    /// Sends a message to the server on its channel ([`Message::CHANNEL`], or the first typed
+    /// channel of kind [`Message::QOS`]).
     pub fn send<T: Message>(&mut self, msg: &T) -> Result<(), MessageError> {
-        self.send_on(msg, T::QOS)
+        let channel = self.config.channels.channel_of::<T>()?;
+        self.send_on(msg, channel)
     }
 
-    /// Sends a message to the server on the channel of kind `qos`. Fails with
+    /// Sends a message to the server on `channel` (a typed channel). Fails with
     /// [`MessageError::NotAuthenticated`] until [`ClientEvent::Authenticated`].
-    pub fn send_on<T: Message>(&mut self, msg: &T, qos: Qos) -> Result<(), MessageError> {
+    pub fn send_on<T: Message>(&mut self, msg: &T, channel: ChannelId) -> Result<(), MessageError> {
         if self.state != ClientState::Authenticated {
             return Err(MessageError::NotAuthenticated);
         }
-        self.send_unchecked(msg, qos)
+        self.send_unchecked(msg, channel)
     }
 
-    fn send_unchecked<T: Message>(&mut self, msg: &T, qos: Qos) -> Result<(), MessageError> {
-        let channel = self.channels.get(qos)?;
+    /// Sends raw bytes to the server on `channel` (a raw channel): they reach the server's raw
+    /// handler for it untouched. Fails with [`MessageError::NotAuthenticated`] until
+    /// [`ClientEvent::Authenticated`].
+    pub fn send_raw(&mut self, channel: ChannelId, bytes: &[u8]) -> Result<(), MessageError> {
+        if self.state != ClientState::Authenticated {
+            return Err(MessageError::NotAuthenticated);
+        }
+        self.config.channels.check_raw(channel)?;
+        self.deliver(channel, bytes)
+    }
+
+    /// Sends the server a message of type `T` whose payload `write` appends after the id (see
+    /// [`ServerContext::send_with`](crate::ServerContext::send_with)).
+    pub fn send_with<T: Message>(
+        &mut self,
+        channel: ChannelId,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), postcard::Error>,
+    ) -> Result<(), MessageError> {
+        if self.state != ClientState::Authenticated {
+            return Err(MessageError::NotAuthenticated);
+        }
+        self.config.channels.check_typed(channel)?;
+        self.names.claim::<T>()?;
+        codec::encode_with::<T>(&mut self.scratch, self.config.max_message_size, write)?;
+        let scratch = std::mem::take(&mut self.scratch);
+        let result = self.deliver(channel, &scratch);
+        self.scratch = scratch;
+        result
+    }
+
+    fn send_unchecked<T: Message>(
+        &mut self,
+        msg: &T,
+        channel: ChannelId,
+    ) -> Result<(), MessageError> {
+        self.config.channels.check_typed(channel)?;
         self.names.claim::<T>()?;
         codec::encode(msg, &mut self.scratch, self.config.max_message_size)?;
-        self.deliver(channel)
+        let scratch = std::mem::take(&mut self.scratch);
+        let result = self.deliver(channel, &scratch);
+        self.scratch = scratch;
+        result
     }
 
-    fn deliver(&mut self, channel: ChannelId) -> Result<(), MessageError> {
+    fn deliver(&mut self, channel: ChannelId, bytes: &[u8]) -> Result<(), MessageError> {
         match &mut self.route {
-            Route::Remote { host, conn } => host.send(*conn, channel, &self.scratch)?,
-            Route::Local(pipe) => {
-                let mut pipe = pipe.lock();
-                let buf = pipe.buffer(&self.scratch);
-                pipe.to_server.push_back(buf);
-            }
+            Route::Remote { transport, conn } => transport.send(*conn, channel, bytes)?,
+            Route::Local(pipe) => local::push(pipe, |p| &mut p.to_server, channel, bytes),
             Route::None => return Err(MessageError::NotAuthenticated),
         }
         self.stats.messages_sent += 1;
@@ -151,10 +262,19 @@ impl ClientContext {
     /// Sends what is queued now instead of at the end of the next
     /// [`update`](NetworkClient::update) (a local client's messages need no flushing).
     pub fn flush(&mut self) -> Result<(), MessageError> {
-        if let Route::Remote { host, .. } = &mut self.route {
-            host.flush()?;
+        if let (Route::Remote { transport, .. }, Some(now)) = (&mut self.route, self.now) {
+            transport.flush(now)?;
         }
         Ok(())
+    }
+
+    /// When the client next needs an [`update`](NetworkClient::update) even if nothing
+    /// arrives: its transport's next timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.route {
+            Route::Remote { transport, .. } => transport.poll_timeout(),
+            _ => None,
+        }
     }
 
     /// Leaves the server; [`ClientEvent::Disconnected`] with [`DisconnectReason::Closed`]
@@ -167,49 +287,84 @@ impl ClientContext {
         if self.state == ClientState::Disconnected {
             return;
         }
-        match &mut self.route {
-            Route::Remote { host, conn } => {
-                host.disconnect(*conn);
+        match (&mut self.route, self.now) {
+            (Route::Remote { transport, conn }, Some(now)) => {
+                transport.disconnect(now, *conn);
                 // Send the first close notice now; later updates send the copies.
-                let _ = host.flush();
+                let _ = transport.flush(now);
             }
-            Route::Local(pipe) => pipe.lock().client_closed = true,
-            Route::None => {}
+            (Route::Local(pipe), _) => pipe.lock().client_closed = true,
+            _ => {}
         }
+        info!(%reason, "client disconnected");
         self.state = ClientState::Disconnected;
         self.pending.push_back(ClientEvent::Disconnected(reason));
+    }
+
+    /// Whether the server of a local client has sent something not yet handled.
+    pub(crate) fn local_pending(&self) -> bool {
+        matches!(&self.route, Route::Local(pipe) if !pipe.lock().to_client.is_empty())
     }
 
     /// The connection is up: present the credentials.
     fn on_connected(&mut self) {
         self.state = ClientState::Authenticating;
         self.pending.push_back(ClientEvent::Connected);
-        let request = AuthRequest(self.credentials.clone());
-        if let Err(err) = self.send_unchecked(&request, INTERNAL_QOS) {
+        let request = AuthRequest(std::mem::take(&mut self.credentials));
+        if let Err(err) = self.send_unchecked(&request, self.control) {
             debug!(%err, "could not send the credentials");
         }
+        self.credentials = request.0;
     }
 }
 
-/// A client: connects to a [`NetworkServer`](crate::NetworkServer), authenticates, and calls
-/// the handler registered for each message type the server sends.
+/// What a message from the server turned out to be, decided while the transport lends it.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Nothing,
+    Connected,
+    Disconnected(sturnus_transport::DisconnectReason),
+    /// A typed handler decoded it.
+    Handler(MessageId),
+    /// The layer's own message, in `recv`.
+    Own(MessageId),
+    /// Raw bytes, in `recv`.
+    Raw(ChannelId),
+    /// For the layer above, in `recv`.
+    Above(MessageId),
+}
+
+/// A client: connects to a [`NetworkServer`](crate::NetworkServer) over a [`Transport`],
+/// authenticates, and calls the handler registered for each message type the server sends.
 ///
-/// Like the server, it does everything on the thread that calls [`update`](Self::update).
+/// It is sans-IO like the server: [`connect`](Self::connect) with a transport, then
+/// [`update`](Self::update) with the current time every frame (handlers and event callbacks run
+/// inside it; drain [`poll_event`](Self::poll_event) after it), and come back no later than
+/// [`poll_timeout`](ClientContext::poll_timeout). The [`driver`](crate::driver) module reads
+/// the real clock and sleeps for you.
 ///
 /// ```no_run
 /// use std::time::Duration;
 /// use serde::{Deserialize, Serialize};
-/// use sturnus_message::{ClientConfig, ClientEvent, Message, NetworkClient};
+/// use sturnus_message::{driver, ClientConfig, ClientEvent, Message, NetworkClient};
+/// use sturnus_socket::UdpSocketFactory;
+/// use sturnus_transport::Host;
 ///
 /// #[derive(Serialize, Deserialize, Message)]
 /// struct Say(String);
 ///
-/// # fn main() -> Result<(), sturnus_message::MessageError> {
-/// let mut client = NetworkClient::new(ClientConfig::default())?;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = ClientConfig::default();
+/// let server = "127.0.0.1:7777".parse()?;
+/// let transport = Host::new(
+///     config.channels.endpoint_config(),
+///     sturnus_socket::SocketFactory::client_socket(&UdpSocketFactory::default(), server)?,
+/// )?;
+/// let mut client = NetworkClient::new(config)?;
 /// client.register_handler(|_client, line: Say| println!("{}", line.0))?;
-/// client.connect("127.0.0.1:7777".parse().unwrap())?;
+/// client.connect(driver::now(), transport, server)?;
 /// loop {
-///     client.update()?;
+///     client.update(driver::now())?;
 ///     while let Some(event) = client.poll_event() {
 ///         match event {
 ///             ClientEvent::Authenticated => client.send(&Say("hello".into()))?,
@@ -223,7 +378,8 @@ impl ClientContext {
 /// ```
 pub struct NetworkClient {
     ctx: ClientContext,
-    handlers: HashMap<MessageId, Handler>,
+    handlers: HashMap<MessageId, Box<dyn ErasedHandler>>,
+    raw_handlers: Vec<Option<RawHandler>>,
     events: Events<ClientContext, ClientEvent>,
     recv: Vec<u8>,
 }
@@ -251,15 +407,25 @@ impl DerefMut for NetworkClient {
     }
 }
 
+/// No layer above.
+struct Nothing;
+
+impl ClientDispatch for Nothing {
+    fn message(&mut self, _: &mut ClientContext, _: MessageId, _: &[u8]) -> Dispatched {
+        Dispatched::Unknown
+    }
+}
+
 impl NetworkClient {
     /// A client with `config`, not connected, whose credentials are `()` (what
     /// [`NoopAuthenticator`](crate::NoopAuthenticator) expects).
     pub fn new(config: ClientConfig) -> Result<Self, MessageError> {
         config.validate()?;
+        let control = config.channels.control()?;
         Ok(Self {
             ctx: ClientContext {
-                channels: Channels::new(&config.transport.channels),
                 config,
+                control,
                 route: Route::None,
                 state: ClientState::Disconnected,
                 names: codec::Names::with_internal(),
@@ -267,17 +433,24 @@ impl NetworkClient {
                 credentials: Vec::new(),
                 pending: VecDeque::new(),
                 stats: ClientStats::default(),
+                now: None,
             },
             handlers: HashMap::new(),
+            raw_handlers: Vec::new(),
             events: Events::new(),
             recv: Vec::new(),
         })
     }
 
-    pub(crate) fn local(config: ClientConfig, pipe: SharedPipe) -> Result<Self, MessageError> {
+    pub(crate) fn local(
+        config: ClientConfig,
+        pipe: SharedPipe,
+        now: Instant,
+    ) -> Result<Self, MessageError> {
         let mut client = Self::new(config)?;
         client.ctx.route = Route::Local(pipe);
         client.ctx.state = ClientState::Connecting;
+        client.ctx.now = Some(now);
         Ok(client)
     }
 
@@ -289,49 +462,82 @@ impl NetworkClient {
         Ok(())
     }
 
-    /// Connects over UDP to a server at `server`.
-    pub fn connect(&mut self, server: SocketAddr) -> Result<(), MessageError> {
-        self.connect_on(&UdpSocketFactory::default(), server)
-    }
-
-    /// Connects to a server at `server` with a socket of `factory`.
-    pub fn connect_on<F>(&mut self, factory: &F, server: SocketAddr) -> Result<(), MessageError>
-    where
-        F: SocketFactory,
-        F::Socket: std::fmt::Debug + 'static,
-    {
+    /// Connects to the server at `server` over `transport` (which must have the layout's
+    /// channels).
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        mut transport: impl Transport + 'static,
+        server: SocketAddr,
+    ) -> Result<(), MessageError> {
         if self.ctx.state != ClientState::Disconnected || self.ctx.is_local() {
             return Err(MessageError::AlreadyStarted);
         }
-        let socket: crate::BoxedSocket =
-            Box::new(factory.client_socket(server).map_err(HostError::from)?);
-        let config =
-            EndpointConfig { accept_connections: false, ..self.ctx.config.transport.clone() };
-        let mut host = Host::new(config, socket)?;
-        let conn = host.connect(server).map_err(HostError::from)?;
-        self.ctx.route = Route::Remote { host: Box::new(host), conn };
+        self.ctx.config.channels.check_transport(transport.channels())?;
+        self.ctx.now = Some(self.ctx.now.map_or(now, |last| last.max(now)));
+        let conn = transport.connect(now, server)?;
+        info!(%server, "client connecting");
+        self.ctx.route = Route::Remote { transport: Box::new(transport), conn };
         self.ctx.state = ClientState::Connecting;
         Ok(())
     }
 
-    /// Calls `handler` with each `T` the server sends.
+    /// The transport, if the client is connected through one.
+    pub fn transport_mut(&mut self) -> Option<&mut (dyn Transport + 'static)> {
+        match &mut self.ctx.route {
+            Route::Remote { transport, .. } => Some(&mut **transport),
+            _ => None,
+        }
+    }
+
+    /// Calls `handler` with each `T` the server sends. The handler may send: the context is
+    /// the client's.
     ///
     /// Registering a type again replaces its handler; registering a type whose id another type
     /// already has is an [`MessageError::IdCollision`] naming both.
     pub fn register_handler<T: Message>(
         &mut self,
-        mut handler: impl FnMut(&mut ClientContext, T) + Send + 'static,
+        handler: impl FnMut(&mut ClientContext, T) + Send + 'static,
     ) -> Result<(), MessageError> {
         self.ctx.names.claim::<T>()?;
-        let erased: Handler =
-            Box::new(move |ctx, body| codec::call_decoded(body, |msg| handler(ctx, msg)));
-        self.handlers.insert(T::ID, erased);
+        self.handlers.insert(T::ID, Box::new(Typed { pending: None, handler }));
         Ok(())
+    }
+
+    /// Keeps each `T` the server sends for [`poll_message`](Self::poll_message) instead of
+    /// calling a handler (the poll style). Messages stay queued until polled.
+    pub fn register_queue<T: Message>(&mut self) -> Result<(), MessageError> {
+        self.ctx.names.claim::<T>()?;
+        self.handlers
+            .insert(T::ID, Box::new(Queued::<T> { pending: None, queue: VecDeque::new() }));
+        Ok(())
+    }
+
+    /// The oldest `T` not yet polled, if `T` was registered with
+    /// [`register_queue`](Self::register_queue).
+    pub fn poll_message<T: Message>(&mut self) -> Option<T> {
+        let handler = self.handlers.get_mut(&T::ID)?;
+        handler.as_any_mut().downcast_mut::<Queued<T>>()?.queue.pop_front()
     }
 
     /// Removes the handler of `T`; its messages are then dropped and counted as unknown.
     pub fn unregister_handler<T: Message>(&mut self) {
         self.handlers.remove(&T::ID);
+    }
+
+    /// Calls `handler` with the bytes the server sends on raw channel `channel`.
+    pub fn register_raw_handler(
+        &mut self,
+        channel: ChannelId,
+        handler: impl FnMut(&mut ClientContext, ChannelId, &[u8]) + Send + 'static,
+    ) -> Result<(), MessageError> {
+        self.ctx.config.channels.check_raw(channel)?;
+        let index = usize::from(channel.0);
+        if self.raw_handlers.len() <= index {
+            self.raw_handlers.resize_with(index + 1, || None);
+        }
+        self.raw_handlers[index] = Some(Box::new(handler));
+        Ok(())
     }
 
     /// Calls `callback` with every lifecycle event, as it happens during
@@ -350,152 +556,219 @@ impl NetworkClient {
     }
 
     /// Receives and handles everything that has arrived, sends what is queued, and reports
-    /// lifecycle events. Call it every frame or tick. It never blocks.
-    pub fn update(&mut self) -> Result<(), MessageError> {
+    /// lifecycle events, as of `now`. Call it every frame or tick. It never blocks.
+    pub fn update(&mut self, now: Instant) -> Result<(), MessageError> {
+        self.update_with(now, &mut Nothing)
+    }
+
+    /// [`update`](Self::update), handing typed messages without a handler here, and every
+    /// lifecycle event, to `above` (the object layer).
+    pub fn update_with(
+        &mut self,
+        now: Instant,
+        above: &mut dyn ClientDispatch,
+    ) -> Result<(), MessageError> {
         self.events.clear();
+        self.ctx.now = Some(self.ctx.now.map_or(now, |last| last.max(now)));
+        self.dispatch_events(above);
         match &self.ctx.route {
-            Route::Remote { .. } => self.receive_remote()?,
-            Route::Local(_) => self.receive_local(),
+            Route::Remote { .. } => self.receive_remote(above)?,
+            Route::Local(_) => self.receive_local(above),
             Route::None => {}
         }
-        self.dispatch_events();
-        if let Route::Remote { host, .. } = &mut self.ctx.route {
-            host.flush()?;
-        }
-        Ok(())
+        self.dispatch_events(above);
+        self.ctx.flush()
     }
 
-    /// Sleeps until something may have arrived, a transport timer is due, or `timeout`
-    /// passes.
-    pub fn wait(&mut self, timeout: Duration) -> Result<(), MessageError> {
-        match &mut self.ctx.route {
-            Route::Remote { host, .. } => host.wait(Some(timeout))?,
-            Route::Local(pipe) => {
-                if pipe.lock().to_client.is_empty() {
-                    std::thread::sleep(timeout);
-                }
-            }
-            Route::None => std::thread::sleep(timeout),
-        }
-        Ok(())
-    }
-
-    fn receive_remote(&mut self) -> Result<(), MessageError> {
+    fn receive_remote(&mut self, above: &mut dyn ClientDispatch) -> Result<(), MessageError> {
+        let Some(now) = self.ctx.now else { return Ok(()) };
         for _ in 0..self.ctx.config.max_events_per_update {
-            let Route::Remote { host, conn } = &mut self.ctx.route else { return Ok(()) };
+            let ClientContext { route, state, config, stats, .. } = &mut self.ctx;
+            let Route::Remote { transport, conn } = route else { return Ok(()) };
             let conn = *conn;
-            let data = match host.receive()? {
-                HostEvent::Nothing => return Ok(()),
-                HostEvent::Connect(c) => {
-                    if c == conn && self.ctx.state == ClientState::Connecting {
-                        self.ctx.on_connected();
-                    }
-                    false
+            let step = match transport.poll_event(now)? {
+                None => return Ok(()),
+                Some(Event::Connected(c)) if c == conn && *state == ClientState::Connecting => {
+                    Step::Connected
                 }
-                HostEvent::Data { conn: c, payload, .. } => {
-                    self.recv.clear();
-                    self.recv.extend_from_slice(payload);
-                    c == conn && self.ctx.state != ClientState::Disconnected
+                Some(Event::Data { conn: c, channel, payload })
+                    if c == conn && *state != ClientState::Disconnected =>
+                {
+                    classify(config, stats, &mut self.handlers, &mut self.recv, channel, payload)
                 }
-                HostEvent::Disconnect(c, reason) => {
-                    if c == conn && self.ctx.state != ClientState::Disconnected {
-                        self.ctx.state = ClientState::Disconnected;
-                        let reason = DisconnectReason::from_transport(reason);
-                        self.ctx.pending.push_back(ClientEvent::Disconnected(reason));
-                    }
-                    false
+                Some(Event::Disconnected { conn: c, reason })
+                    if c == conn && *state != ClientState::Disconnected =>
+                {
+                    Step::Disconnected(reason)
                 }
-                _ => false,
+                Some(_) => Step::Nothing,
             };
-            if data {
-                self.handle_message();
-            }
-            self.dispatch_events();
+            self.apply(step, above);
+            self.dispatch_events(above);
         }
         Ok(())
     }
 
-    fn receive_local(&mut self) {
+    fn receive_local(&mut self, above: &mut dyn ClientDispatch) {
         if self.ctx.state == ClientState::Connecting {
             self.ctx.on_connected();
-            self.dispatch_events();
+            self.dispatch_events(above);
         }
+        let mut local = Vec::new();
         for _ in 0..self.ctx.config.max_events_per_update {
-            let Route::Local(pipe) = &self.ctx.route else { return };
+            let Route::Local(pipe) = &self.ctx.route else { break };
             if self.ctx.state == ClientState::Disconnected {
-                return;
+                break;
             }
-            if !local::pop(pipe, |p| &mut p.to_client, &mut self.recv) {
+            let Some(channel) = local::pop(pipe, |p| &mut p.to_client, &mut local) else {
                 let gone = pipe.lock().server_closed || local::abandoned(pipe);
                 if gone {
-                    self.ctx.state = ClientState::Disconnected;
-                    let reason = DisconnectReason::ClosedByPeer;
-                    self.ctx.pending.push_back(ClientEvent::Disconnected(reason));
-                    self.dispatch_events();
+                    self.apply(
+                        Step::Disconnected(sturnus_transport::DisconnectReason::ClosedByPeer),
+                        above,
+                    );
+                    self.dispatch_events(above);
+                }
+                break;
+            };
+            let ClientContext { config, stats, .. } = &mut self.ctx;
+            let step = classify(config, stats, &mut self.handlers, &mut self.recv, channel, &local);
+            self.apply(step, above);
+            self.dispatch_events(above);
+        }
+        // The buffer goes back to the pipe's spares, so a steady exchange allocates nothing.
+        if let Route::Local(pipe) = &self.ctx.route {
+            pipe.lock().recycle(local);
+        }
+    }
+
+    /// Handles `bytes` as a message on `channel` from the server, as if it had just arrived,
+    /// then dispatches the events it caused. The fuzz targets' way into the client's decode
+    /// path without a transport; not a stable API. Only with the `fuzzing` feature, which a
+    /// game never enables.
+    #[cfg(feature = "fuzzing")]
+    #[doc(hidden)]
+    pub fn handle_raw(&mut self, channel: ChannelId, bytes: &[u8]) {
+        let ClientContext { config, stats, .. } = &mut self.ctx;
+        let step = classify(config, stats, &mut self.handlers, &mut self.recv, channel, bytes);
+        self.apply(step, &mut Nothing);
+        self.dispatch_events(&mut Nothing);
+    }
+
+    fn apply(&mut self, step: Step, above: &mut dyn ClientDispatch) {
+        let ctx = &mut self.ctx;
+        let handled = match step {
+            Step::Nothing => return,
+            Step::Connected => {
+                info!("client connected");
+                ctx.on_connected();
+                return;
+            }
+            Step::Disconnected(reason) => {
+                if ctx.state != ClientState::Disconnected {
+                    ctx.state = ClientState::Disconnected;
+                    let reason = DisconnectReason::from_transport(reason);
+                    info!(%reason, "client disconnected");
+                    ctx.pending.push_back(ClientEvent::Disconnected(reason));
                 }
                 return;
             }
-            self.handle_message();
-            self.dispatch_events();
-        }
-    }
-
-    /// Handles `bytes` as a message (a two-byte id, then the payload) from the server, as if
-    /// it had just arrived, then dispatches the events it caused. The fuzz targets' way into
-    /// the client's decode path without a transport; not a stable API. Only with the
-    /// `fuzzing` feature, which a game never enables: it bypasses the transport and
-    /// authentication.
-    #[cfg(feature = "fuzzing")]
-    #[doc(hidden)]
-    pub fn handle_raw(&mut self, bytes: &[u8]) {
-        self.recv.clear();
-        self.recv.extend_from_slice(bytes);
-        self.handle_message();
-        self.dispatch_events();
-    }
-
-    /// Dispatches the message in `self.recv`.
-    fn handle_message(&mut self) {
-        let ctx = &mut self.ctx;
-        ctx.stats.messages_received += 1;
-        if self.recv.len() > ctx.config.max_message_size {
-            ctx.stats.dropped_oversized += 1;
-            return;
-        }
-        let Some((id, body)) = codec::split(&self.recv) else {
-            ctx.stats.dropped_undecodable += 1;
-            return;
-        };
-        let handled = if id == AuthResponse::ID {
-            codec::decode::<AuthResponse>(body).map(|response| match response {
-                AuthResponse::Accepted => {
-                    if ctx.state == ClientState::Authenticating {
-                        ctx.state = ClientState::Authenticated;
-                        ctx.pending.push_back(ClientEvent::Authenticated);
+            Step::Handler(id) => {
+                if let Some(handler) = self.handlers.get_mut(&id) {
+                    ctx.stats.messages_handled += 1;
+                    handler.run(ctx);
+                }
+                return;
+            }
+            Step::Raw(channel) => {
+                match self.raw_handlers.get_mut(usize::from(channel.0)).and_then(Option::as_mut) {
+                    Some(handler) => {
+                        handler(ctx, channel, &self.recv);
+                        Dispatched::Handled
                     }
+                    None => Dispatched::Unknown,
                 }
-                AuthResponse::Rejected(why) => ctx.close(DisconnectReason::AuthRejected(why)),
-                AuthResponse::Throttled { retry_after_ms } => {
-                    let retry_after = Duration::from_millis(retry_after_ms);
-                    ctx.close(DisconnectReason::AuthThrottled { retry_after });
-                }
-            })
-        } else if id == Goodbye::ID {
-            codec::decode::<Goodbye>(body).map(|Goodbye(reason)| ctx.close(reason.into()))
-        } else if let Some(handler) = self.handlers.get_mut(&id) {
-            handler(ctx, body).then_some(())
-        } else {
-            debug!(id = %id, "no handler for message");
-            ctx.stats.dropped_unknown += 1;
-            return;
+            }
+            Step::Own(id) => own_message(ctx, id, &self.recv),
+            Step::Above(id) => above.message(ctx, id, &self.recv),
         };
         match handled {
-            Some(()) => self.ctx.stats.messages_handled += 1,
-            None => self.ctx.stats.dropped_undecodable += 1,
+            Dispatched::Handled => self.ctx.stats.messages_handled += 1,
+            Dispatched::Unknown => self.ctx.stats.dropped_unknown += 1,
+            Dispatched::Undecodable => self.ctx.stats.dropped_undecodable += 1,
         }
     }
 
-    fn dispatch_events(&mut self) {
-        self.events.dispatch(&mut self.ctx, |ctx| &mut ctx.pending);
+    fn dispatch_events(&mut self, above: &mut dyn ClientDispatch) {
+        self.events.dispatch(&mut self.ctx, |ctx| &mut ctx.pending, &mut |ctx, event| {
+            above.event(ctx, event);
+        });
     }
+}
+
+/// Checks a message from the server and decides what it is.
+fn classify(
+    config: &ClientConfig,
+    stats: &mut ClientStats,
+    handlers: &mut HashMap<MessageId, Box<dyn ErasedHandler>>,
+    recv: &mut Vec<u8>,
+    channel: ChannelId,
+    bytes: &[u8],
+) -> Step {
+    stats.messages_received += 1;
+    if bytes.len() > config.max_message_size {
+        stats.dropped_oversized += 1;
+        return Step::Nothing;
+    }
+    let keep = |recv: &mut Vec<u8>, bytes: &[u8]| {
+        recv.clear();
+        recv.extend_from_slice(bytes);
+    };
+    if config.channels.is_raw(channel) {
+        keep(recv, bytes);
+        return Step::Raw(channel);
+    }
+    let Some((id, body)) = codec::split(bytes).filter(|_| config.channels.qos(channel).is_some())
+    else {
+        stats.dropped_undecodable += 1;
+        return Step::Nothing;
+    };
+    if id == AuthResponse::ID || id == Goodbye::ID {
+        keep(recv, body);
+        return Step::Own(id);
+    }
+    match handlers.get_mut(&id).map(|handler| handler.decode(body)) {
+        Some(true) => Step::Handler(id),
+        Some(false) => {
+            stats.dropped_undecodable += 1;
+            Step::Nothing
+        }
+        None => {
+            keep(recv, body);
+            Step::Above(id)
+        }
+    }
+}
+
+/// Handles the layer's own messages: the answer to the credentials, and goodbyes.
+fn own_message(ctx: &mut ClientContext, id: MessageId, body: &[u8]) -> Dispatched {
+    let handled = if id == AuthResponse::ID {
+        codec::decode::<AuthResponse>(body).map(|response| match response {
+            AuthResponse::Accepted => {
+                if ctx.state == ClientState::Authenticating {
+                    info!("client authenticated");
+                    ctx.state = ClientState::Authenticated;
+                    ctx.pending.push_back(ClientEvent::Authenticated);
+                }
+            }
+            AuthResponse::Rejected(why) => ctx.close(DisconnectReason::AuthRejected(why)),
+            AuthResponse::Throttled { retry_after_ms } => {
+                let retry_after = Duration::from_millis(retry_after_ms);
+                ctx.close(DisconnectReason::AuthThrottled { retry_after });
+            }
+        })
+    } else {
+        codec::decode::<Goodbye>(body).map(|Goodbye(reason)| ctx.close(reason.into()))
+    };
+    if handled.is_some() { Dispatched::Handled } else { Dispatched::Undecodable }
 }

@@ -24,6 +24,22 @@ pub(crate) fn encode<T: Message>(
     Ok(())
 }
 
+/// Encodes a message of type `T` whose payload `write` appends after the id into `buf`
+/// (replacing its contents), checking the size limit.
+pub(crate) fn encode_with<T: Message>(
+    buf: &mut Vec<u8>,
+    max: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), postcard::Error>,
+) -> Result<(), MessageError> {
+    buf.clear();
+    buf.extend_from_slice(&T::ID.0.to_le_bytes());
+    write(buf).map_err(|source| MessageError::Encode { name: T::NAME, source })?;
+    if buf.len() > max {
+        return Err(MessageError::TooLarge { name: T::NAME, len: buf.len(), max });
+    }
+    Ok(())
+}
+
 /// The id and the payload of an encoded message, or `None` if it is too short to have an id.
 pub(crate) fn split(bytes: &[u8]) -> Option<(MessageId, &[u8])> {
     let (id, body) = bytes.split_first_chunk::<2>()?;
@@ -36,11 +52,6 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
         Ok((value, [])) => Some(value),
         _ => None,
     }
-}
-
-/// Decodes a payload and, if it is a whole `T`, gives it to `handler`; whether it was.
-pub(crate) fn call_decoded<T: DeserializeOwned>(body: &[u8], handler: impl FnOnce(T)) -> bool {
-    decode(body).map(handler).is_some()
 }
 
 /// Which type owns each id on this side, to catch collisions. Types are told apart by

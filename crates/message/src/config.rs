@@ -2,16 +2,7 @@
 
 use std::time::Duration;
 
-use sturnus_transport::{ChannelId, EndpointConfig, HostError, Qos};
-
-use crate::MessageError;
-
-/// The transport settings the message layer uses by default: the transport's defaults with one
-/// channel of each of the eleven [`Qos`] kinds (channel *i* is `Qos::ALL[i]`), so any message
-/// can name any kind.
-pub fn default_transport() -> EndpointConfig {
-    EndpointConfig { channels: Qos::ALL.to_vec(), ..EndpointConfig::default() }
-}
+use crate::{ChannelLayout, MessageError};
 
 /// A per-player limit on incoming messages: a token bucket.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -125,8 +116,8 @@ impl AuthThrottle {
 /// Settings of a [`NetworkServer`](crate::NetworkServer).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// The transport's settings; both sides must use the same channel layout.
-    pub transport: EndpointConfig,
+    /// The channels of every connection; clients and the transport must use the same.
+    pub channels: ChannelLayout,
     /// The largest encoded message (id included) accepted from a player or sent; larger
     /// incoming ones are dropped and counted.
     pub max_message_size: usize,
@@ -152,7 +143,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
-            transport: default_transport(),
+            channels: ChannelLayout::default(),
             max_message_size: 256 * 1024,
             auth_timeout: Duration::from_secs(10),
             rate_limit: Some(RateLimit { per_second: 1000.0, burst: 2000.0 }),
@@ -167,7 +158,7 @@ impl Default for ServerConfig {
 impl ServerConfig {
     /// Checks every field, naming the first that is out of range.
     pub fn validate(&self) -> Result<(), MessageError> {
-        validate_common(&self.transport, self.max_message_size, self.max_events_per_update)?;
+        validate_common(&self.channels, self.max_message_size, self.max_events_per_update)?;
         if let Some(limit) = self.rate_limit {
             if !(limit.per_second > 0.0 && limit.burst >= 1.0) {
                 return Err(MessageError::Config {
@@ -198,8 +189,8 @@ impl ServerConfig {
 /// Settings of a [`NetworkClient`](crate::NetworkClient).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// The transport's settings; both sides must use the same channel layout.
-    pub transport: EndpointConfig,
+    /// The channels of the connection; the server and the transport must use the same.
+    pub channels: ChannelLayout,
     /// The largest encoded message (id included) sent or accepted.
     pub max_message_size: usize,
     /// Transport events handled per [`update`](crate::NetworkClient::update).
@@ -209,7 +200,7 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            transport: default_transport(),
+            channels: ChannelLayout::default(),
             max_message_size: 256 * 1024,
             max_events_per_update: 65_536,
         }
@@ -219,22 +210,16 @@ impl Default for ClientConfig {
 impl ClientConfig {
     /// Checks every field, naming the first that is out of range.
     pub fn validate(&self) -> Result<(), MessageError> {
-        validate_common(&self.transport, self.max_message_size, self.max_events_per_update)
+        validate_common(&self.channels, self.max_message_size, self.max_events_per_update)
     }
 }
 
 fn validate_common(
-    transport: &EndpointConfig,
+    channels: &ChannelLayout,
     max_message_size: usize,
     max_events: usize,
 ) -> Result<(), MessageError> {
-    transport.validate().map_err(HostError::from)?;
-    if !transport.channels.contains(&INTERNAL_QOS) {
-        return Err(MessageError::Config {
-            field: "transport.channels",
-            reason: "must include a ReliableFragmentedSequenced channel (the message layer's own)",
-        });
-    }
+    channels.control()?;
     if max_message_size < 2 {
         return Err(MessageError::Config {
             field: "max_message_size",
@@ -248,35 +233,6 @@ fn validate_common(
         });
     }
     Ok(())
-}
-
-/// The kind of channel the layer's own messages (authentication, goodbyes) use.
-pub(crate) const INTERNAL_QOS: Qos = Qos::ReliableFragmentedSequenced;
-
-/// The first channel of each kind.
-#[derive(Debug, Clone)]
-pub(crate) struct Channels {
-    by_kind: [Option<ChannelId>; Qos::ALL.len()],
-}
-
-impl Channels {
-    pub(crate) fn new(channels: &[Qos]) -> Self {
-        let mut by_kind = [None; Qos::ALL.len()];
-        for (index, qos) in channels.iter().enumerate().rev() {
-            let kind = kind_index(*qos);
-            let id = u8::try_from(index).expect("validated: at most 255 channels");
-            by_kind[kind] = Some(ChannelId(id));
-        }
-        Self { by_kind }
-    }
-
-    pub(crate) fn get(&self, qos: Qos) -> Result<ChannelId, MessageError> {
-        self.by_kind[kind_index(qos)].ok_or(MessageError::NoChannel(qos))
-    }
-}
-
-fn kind_index(qos: Qos) -> usize {
-    Qos::ALL.iter().position(|q| *q == qos).expect("Qos::ALL lists every kind")
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! The crate's error type.
 
-use sturnus_transport::{HostError, Qos, SendError};
+use sturnus_transport::{ChannelId, ConnectError, HostError, Qos, SendError};
 
 use crate::{MessageId, PlayerId};
 
@@ -43,9 +43,26 @@ pub enum MessageError {
         /// The configured limit.
         max: usize,
     },
-    /// No channel of this quality of service is configured.
-    #[error("no channel of kind {0:?} is configured")]
+    /// No typed channel of this quality of service is in the layout.
+    #[error("no typed channel of kind {0:?} is in the channel layout")]
     NoChannel(Qos),
+    /// The channel layout has no channel of this id.
+    #[error("no channel {0:?} in the channel layout")]
+    UnknownChannel(ChannelId),
+    /// A typed message was sent on a raw channel.
+    #[error("channel {0:?} is raw: typed messages go on typed channels")]
+    RawChannel(ChannelId),
+    /// Raw bytes were sent on a typed channel.
+    #[error("channel {0:?} is typed: raw bytes go on raw channels")]
+    TypedChannel(ChannelId),
+    /// The transport's channels are not the layout's: both peers and the transport must agree.
+    #[error("the transport's channels {transport:?} are not the layout's {layout:?}")]
+    ChannelMismatch {
+        /// The layout's kinds.
+        layout: Vec<Qos>,
+        /// The transport's kinds.
+        transport: Vec<Qos>,
+    },
     /// The client is not connected, or not yet authenticated (messages may be sent once
     /// [`ClientEvent::Authenticated`](crate::ClientEvent::Authenticated) has been seen).
     #[error("not authenticated with a server")]
@@ -56,6 +73,9 @@ pub enum MessageError {
     /// The transport refused the message (a full send queue, for example).
     #[error(transparent)]
     Send(#[from] SendError),
+    /// The transport could not start a connection.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     /// The transport could not start, or its socket failed.
     #[error(transparent)]
     Transport(#[from] HostError),

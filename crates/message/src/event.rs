@@ -145,10 +145,16 @@ impl<C, E> Events<C, E> {
         self.polled.clear();
     }
 
-    /// Hands each event of `pending(ctx)` to the callbacks, in order (callbacks may queue more),
-    /// then to the poll queue.
-    pub(crate) fn dispatch(&mut self, ctx: &mut C, pending: fn(&mut C) -> &mut VecDeque<E>) {
+    /// Hands each event of `pending(ctx)` to the layer above (`above`), then to the callbacks,
+    /// in order (either may queue more), then to the poll queue.
+    pub(crate) fn dispatch(
+        &mut self,
+        ctx: &mut C,
+        pending: fn(&mut C) -> &mut VecDeque<E>,
+        above: &mut dyn FnMut(&mut C, &E),
+    ) {
         while let Some(event) = pending(ctx).pop_front() {
+            above(ctx, &event);
             for callback in &mut self.callbacks {
                 callback(ctx, &event);
             }

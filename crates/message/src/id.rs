@@ -4,7 +4,7 @@ use std::fmt;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use sturnus_transport::Qos;
+use sturnus_transport::{ChannelId, Qos};
 
 /// A message type's id on the wire: two bytes in front of every message.
 ///
@@ -86,6 +86,10 @@ pub trait Message: Serialize + DeserializeOwned + Send + 'static {
     const ID: MessageId;
     /// The type's path, for error messages (a collision names both types).
     const NAME: &'static str;
-    /// The quality of service it is sent with unless a send names another.
+    /// The kind of channel it is sent on unless [`CHANNEL`](Self::CHANNEL) or the send names
+    /// one: the first typed channel of this kind in the layout.
     const QOS: Qos = Qos::ReliableFragmentedSequenced;
+    /// The channel it is sent on unless the send names another (`None`: the first typed
+    /// channel of kind [`QOS`](Self::QOS)).
+    const CHANNEL: Option<ChannelId> = None;
 }

@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use sturnus_transport::ChannelId;
 
 /// Buffers kept for reuse, so a steady exchange stops allocating.
 const SPARE_BUFFERS: usize = 64;
@@ -12,8 +13,8 @@ const SPARE_BUFFERS: usize = 64;
 /// The two directions of one local connection.
 #[derive(Debug, Default)]
 pub(crate) struct LocalPipe {
-    pub(crate) to_server: VecDeque<Vec<u8>>,
-    pub(crate) to_client: VecDeque<Vec<u8>>,
+    pub(crate) to_server: VecDeque<(ChannelId, Vec<u8>)>,
+    pub(crate) to_client: VecDeque<(ChannelId, Vec<u8>)>,
     pub(crate) client_closed: bool,
     pub(crate) server_closed: bool,
     spare: Vec<Vec<u8>>,
@@ -39,17 +40,29 @@ impl LocalPipe {
 }
 
 /// Takes the next message of one direction into `into` (its old buffer goes back for reuse,
-/// so nothing is copied).
+/// so nothing is copied); returns its channel.
 pub(crate) fn pop(
     pipe: &SharedPipe,
-    queue: fn(&mut LocalPipe) -> &mut VecDeque<Vec<u8>>,
+    queue: fn(&mut LocalPipe) -> &mut VecDeque<(ChannelId, Vec<u8>)>,
     into: &mut Vec<u8>,
-) -> bool {
+) -> Option<ChannelId> {
     let mut pipe = pipe.lock();
-    let Some(mut buf) = queue(&mut pipe).pop_front() else { return false };
+    let (channel, mut buf) = queue(&mut pipe).pop_front()?;
     std::mem::swap(into, &mut buf);
     pipe.recycle(buf);
-    true
+    Some(channel)
+}
+
+/// Queues a copy of `bytes` on `channel` in one direction.
+pub(crate) fn push(
+    pipe: &SharedPipe,
+    queue: fn(&mut LocalPipe) -> &mut VecDeque<(ChannelId, Vec<u8>)>,
+    channel: ChannelId,
+    bytes: &[u8],
+) {
+    let mut pipe = pipe.lock();
+    let buf = pipe.buffer(bytes);
+    queue(&mut pipe).push_back((channel, buf));
 }
 
 /// Whether the other side has dropped its end without closing it.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use sturnus_transport::{ConnectionId, ConnectionStats, Qos};
+use sturnus_transport::{ChannelId, ConnectionId, ConnectionStats};
 
 use crate::config::RateLimit;
 use crate::local::SharedPipe;
@@ -208,20 +208,22 @@ impl Player<'_> {
     /// The transport's statistics of its connection (RTT, loss, resends; `None` for a local
     /// client).
     pub fn connection_stats(&self) -> Option<ConnectionStats> {
-        match &self.slot()?.route {
-            Route::Remote(conn) => self.server.host.as_ref()?.connection_stats(*conn),
-            Route::Local(_) => None,
-        }
+        self.server.connection_stats(self.id)
     }
 
-    /// Sends a message on its default quality of service.
+    /// Sends a message on its channel.
     pub fn send<T: Message>(&mut self, msg: &T) -> Result<(), MessageError> {
         self.server.send(self.id, msg)
     }
 
-    /// Sends a message on the channel of kind `qos`.
-    pub fn send_on<T: Message>(&mut self, msg: &T, qos: Qos) -> Result<(), MessageError> {
-        self.server.send_on(self.id, msg, qos)
+    /// Sends a message on `channel` (a typed channel).
+    pub fn send_on<T: Message>(&mut self, msg: &T, channel: ChannelId) -> Result<(), MessageError> {
+        self.server.send_on(self.id, msg, channel)
+    }
+
+    /// Sends raw bytes on `channel` (a raw channel).
+    pub fn send_raw(&mut self, channel: ChannelId, bytes: &[u8]) -> Result<(), MessageError> {
+        self.server.send_raw(self.id, channel, bytes)
     }
 
     /// Disconnects the player at once (queued messages to it are dropped).

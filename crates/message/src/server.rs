@@ -7,26 +7,81 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use sturnus_socket::{SocketFactory, UdpSocketFactory};
-use sturnus_transport::{ChannelId, ConnectionId, EndpointConfig, Host, HostError, HostEvent, Qos};
-use tracing::debug;
+use sturnus_transport::{ChannelId, ConnectionId, Event, Transport};
+use tracing::{debug, info};
 
 use crate::auth::{
     Applicant, AuthRequest, AuthResponse, Authenticator, Erased, ErasedAuthenticator, Goodbye,
     NoopAuthenticator,
 };
 use crate::client::NetworkClient;
-use crate::config::{Channels, INTERNAL_QOS};
+use crate::dispatch::{Dispatched, ServerDispatch};
 use crate::event::{Events, GoodbyeReason};
 use crate::local::{self, LocalPipe, SharedPipe};
 use crate::player::{BadInput, Bucket, PlayerSlot, Route};
 use crate::throttle::{Admission, Throttle};
 use crate::{
-    ClientConfig, DisconnectReason, Message, MessageError, Player, PlayerId, ServerConfig,
-    ServerEvent, codec, now,
+    ChannelLayout, ClientConfig, DisconnectReason, Message, MessageError, MessageId, Player,
+    PlayerId, ServerConfig, ServerEvent, codec,
 };
 
-type Handler = Box<dyn FnMut(Player<'_>, &[u8]) -> bool + Send>;
+/// A typed handler, erased: it decodes a message while the transport lends the bytes, and
+/// runs once the transport is free again (so the handler may send).
+trait ErasedHandler: Send {
+    /// Decodes `body`, keeping the message for [`run`](Self::run); whether it decoded.
+    fn decode(&mut self, body: &[u8]) -> bool;
+    /// Runs the handler on the message decoded last.
+    fn run(&mut self, ctx: &mut ServerContext, player: PlayerId);
+    /// The handler as `Any`, to find a message queue by type.
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any;
+}
+
+struct Typed<T, F> {
+    pending: Option<T>,
+    handler: F,
+}
+
+impl<T: Message, F: FnMut(Player<'_>, T) + Send + 'static> ErasedHandler for Typed<T, F> {
+    fn decode(&mut self, body: &[u8]) -> bool {
+        self.pending = codec::decode(body);
+        self.pending.is_some()
+    }
+
+    fn run(&mut self, ctx: &mut ServerContext, player: PlayerId) {
+        if let Some(msg) = self.pending.take() {
+            (self.handler)(Player { server: ctx, id: player }, msg);
+        }
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+/// The messages of one type kept for [`NetworkServer::poll_message`].
+struct Queued<T> {
+    pending: Option<T>,
+    queue: VecDeque<(PlayerId, T)>,
+}
+
+impl<T: Message> ErasedHandler for Queued<T> {
+    fn decode(&mut self, body: &[u8]) -> bool {
+        self.pending = codec::decode(body);
+        self.pending.is_some()
+    }
+
+    fn run(&mut self, _: &mut ServerContext, player: PlayerId) {
+        if let Some(msg) = self.pending.take() {
+            self.queue.push_back((player, msg));
+        }
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}
+
+type RawHandler = Box<dyn FnMut(Player<'_>, ChannelId, &[u8]) + Send>;
 
 /// A connection kept open only until its goodbye has had time to arrive.
 #[derive(Debug)]
@@ -55,14 +110,14 @@ pub struct ServerStats {
     pub throttle_sources: u64,
 }
 
-/// Everything of a server but its handlers: what handlers and callbacks get to use.
+/// Everything of a server but its handlers: what handlers, callbacks and the layers above get
+/// to use.
 ///
 /// A [`NetworkServer`] dereferences to it, so its methods are the server's too.
-#[derive(Debug)]
 pub struct ServerContext {
     config: ServerConfig,
-    channels: Channels,
-    pub(crate) host: Option<Host<crate::BoxedSocket>>,
+    control: ChannelId,
+    transport: Option<Box<dyn Transport>>,
     running: bool,
     pub(crate) players: HashMap<PlayerId, PlayerSlot>,
     by_conn: HashMap<ConnectionId, PlayerId>,
@@ -76,10 +131,22 @@ pub struct ServerContext {
     /// Local (host-mode) players, in joining order; pruned lazily as they leave.
     local_ids: Vec<PlayerId>,
     pending: VecDeque<ServerEvent>,
-    now: Instant,
+    /// The time of the latest input (`None` until the first: no player exists before it).
+    now: Option<Instant>,
     /// Authentication attempts per source address, across connections.
     throttle: Option<Throttle>,
     stats: ServerStats,
+}
+
+impl std::fmt::Debug for ServerContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerContext")
+            .field("running", &self.running)
+            .field("transport", &self.transport)
+            .field("players", &self.players.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServerContext {
@@ -88,14 +155,44 @@ impl ServerContext {
         self.running
     }
 
-    /// The address the transport listens on (`None` when not listening).
+    /// The address the transport listens on (`None` without a transport, or for a transport
+    /// with no address).
     pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.host.as_ref().map(Host::local_addr)
+        self.transport.as_ref().and_then(|t| t.local_addr())
     }
 
     /// The settings.
     pub fn config(&self) -> &ServerConfig {
         &self.config
+    }
+
+    /// The channel layout.
+    pub fn channels(&self) -> &ChannelLayout {
+        &self.config.channels
+    }
+
+    /// The time of the latest input (`update`, `start`, `connect_local`): what the server
+    /// believes it is (`None` before the first).
+    pub fn now(&self) -> Option<Instant> {
+        self.now
+    }
+
+    /// The time of the latest input, where one must have been given.
+    fn time(&self) -> Instant {
+        self.now.expect("players and transports exist only after an input gave the time")
+    }
+
+    /// Whether a local client has sent something not yet handled.
+    pub(crate) fn local_pending(&self) -> bool {
+        self.local_ids.iter().any(|id| match self.players.get(id) {
+            Some(PlayerSlot { route: Route::Local(pipe), .. }) => !pipe.lock().to_server.is_empty(),
+            _ => false,
+        })
+    }
+
+    /// Records the time of an input; it never goes backwards.
+    fn set_time(&mut self, now: Instant) {
+        self.now = Some(self.now.map_or(now, |last| last.max(now)));
     }
 
     /// How many players are connected (authenticated or not).
@@ -124,65 +221,118 @@ impl ServerContext {
         self.players.contains_key(&id).then_some(Player { server: self, id })
     }
 
-    /// Sends a message to a player on its default quality of service.
-    pub fn send<T: Message>(&mut self, to: PlayerId, msg: &T) -> Result<(), MessageError> {
-        self.send_on(to, msg, T::QOS)
+    /// The transport's statistics of a remote player's connection.
+    pub(crate) fn connection_stats(
+        &self,
+        id: PlayerId,
+    ) -> Option<sturnus_transport::ConnectionStats> {
+        match &self.players.get(&id)?.route {
+            Route::Remote(conn) => self.transport.as_ref()?.connection_stats(*conn),
+            Route::Local(_) => None,
+        }
     }
 
-    /// Sends a message to a player on the channel of kind `qos`.
+    /// Sends a message to a player on its channel ([`Message::CHANNEL`], or the first typed
+    /// channel of kind [`Message::QOS`]).
+    pub fn send<T: Message>(&mut self, to: PlayerId, msg: &T) -> Result<(), MessageError> {
+        let channel = self.config.channels.channel_of::<T>()?;
+        self.send_on(to, msg, channel)
+    }
+
+    /// Sends a message to a player on `channel` (a typed channel).
     pub fn send_on<T: Message>(
         &mut self,
         to: PlayerId,
         msg: &T,
-        qos: Qos,
+        channel: ChannelId,
     ) -> Result<(), MessageError> {
-        let channel = self.prepare(msg, qos)?;
-        self.deliver(to, channel)
+        self.prepare(msg, channel)?;
+        self.deliver_scratch(to, channel)
     }
 
-    /// Sends a message to every authenticated player; returns how many it was queued for.
-    /// Players whose queue refused it are counted in their
+    /// Sends raw bytes to a player on `channel` (a raw channel): they reach the player's raw
+    /// handler for that channel untouched, beside the typed messages of the same connection.
+    pub fn send_raw(
+        &mut self,
+        to: PlayerId,
+        channel: ChannelId,
+        bytes: &[u8],
+    ) -> Result<(), MessageError> {
+        self.config.channels.check_raw(channel)?;
+        self.deliver(to, channel, bytes)
+    }
+
+    /// Sends a message to every authenticated player on its channel, encoding it once; returns
+    /// how many it was queued for. Players whose queue refused it are counted in their
     /// [`send_failures`](crate::PlayerStats::send_failures).
     pub fn broadcast<T: Message>(&mut self, msg: &T) -> Result<usize, MessageError> {
-        let channel = self.prepare(msg, T::QOS)?;
-        let mut reached = 0;
+        let channel = self.config.channels.channel_of::<T>()?;
+        self.broadcast_on(msg, channel)
+    }
+
+    /// Sends a message to every authenticated player on `channel`, encoding it once.
+    pub fn broadcast_on<T: Message>(
+        &mut self,
+        msg: &T,
+        channel: ChannelId,
+    ) -> Result<usize, MessageError> {
+        self.prepare(msg, channel)?;
         // A reused list: broadcasting is a hot path and allocates nothing.
         let mut ids = std::mem::take(&mut self.broadcast_ids);
         ids.clear();
         ids.extend(self.players.iter().filter(|(_, p)| p.auth.is_some()).map(|(id, _)| *id));
-        for &id in &ids {
-            reached += usize::from(self.deliver(id, channel).is_ok());
-        }
+        let reached = self.deliver_scratch_to(ids.iter().copied(), channel);
         self.broadcast_ids = ids;
         Ok(reached)
     }
 
-    /// Sends a message to each of `players` that is authenticated; returns how many it was
-    /// queued for.
+    /// Sends a message to each of `players` that is authenticated, on its channel; returns how
+    /// many it was queued for.
     pub fn broadcast_to<T: Message>(
         &mut self,
         players: impl IntoIterator<Item = PlayerId>,
         msg: &T,
     ) -> Result<usize, MessageError> {
-        self.broadcast_to_on(players, msg, T::QOS)
+        let channel = self.config.channels.channel_of::<T>()?;
+        self.broadcast_to_on(players, msg, channel)
     }
 
-    /// Sends a message to each of `players` that is authenticated on the channel of kind
-    /// `qos`, encoding it once; returns how many it was queued for.
+    /// Sends a message to each of `players` that is authenticated on `channel`, encoding it
+    /// once; returns how many it was queued for.
     pub fn broadcast_to_on<T: Message>(
         &mut self,
         players: impl IntoIterator<Item = PlayerId>,
         msg: &T,
-        qos: Qos,
+        channel: ChannelId,
     ) -> Result<usize, MessageError> {
-        let channel = self.prepare(msg, qos)?;
-        let mut reached = 0;
-        for id in players {
-            if self.players.get(&id).is_some_and(|p| p.auth.is_some()) {
-                reached += usize::from(self.deliver(id, channel).is_ok());
-            }
-        }
-        Ok(reached)
+        self.prepare(msg, channel)?;
+        Ok(self.deliver_scratch_to(players, channel))
+    }
+
+    /// Sends `to` a message of type `T` whose payload `write` appends (after the id): for a
+    /// layer above whose messages end in bytes it writes itself (the object layer's state and
+    /// RPC arguments), so they are encoded once, straight into the send buffer. The receiver
+    /// sees a `T` message whose body is what `write` wrote.
+    pub fn send_with<T: Message>(
+        &mut self,
+        to: PlayerId,
+        channel: ChannelId,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), postcard::Error>,
+    ) -> Result<(), MessageError> {
+        self.prepare_with::<T>(channel, write)?;
+        self.deliver_scratch(to, channel)
+    }
+
+    /// [`send_with`](Self::send_with) to each of `players` that is authenticated, encoding
+    /// once; returns how many it was queued for.
+    pub fn broadcast_to_with<T: Message>(
+        &mut self,
+        players: impl IntoIterator<Item = PlayerId>,
+        channel: ChannelId,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), postcard::Error>,
+    ) -> Result<usize, MessageError> {
+        self.prepare_with::<T>(channel, write)?;
+        Ok(self.deliver_scratch_to(players, channel))
     }
 
     /// Counts a message from `player` that a handler found invalid (an id that names nothing,
@@ -202,18 +352,30 @@ impl ServerContext {
     /// Sends what is queued now instead of at the end of the next
     /// [`update`](NetworkServer::update).
     pub fn flush(&mut self) -> Result<(), MessageError> {
-        if let Some(host) = &mut self.host {
-            host.flush()?;
+        if let (Some(transport), Some(now)) = (&mut self.transport, self.now) {
+            transport.flush(now)?;
         }
         Ok(())
+    }
+
+    /// When the server next needs an [`update`](NetworkServer::update) even if nothing
+    /// arrives: the transport's next timer, an authentication deadline, or a lingering
+    /// connection's end. A local client's messages need an update too, which this does not
+    /// know of.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let transport = self.transport.as_ref().and_then(|t| t.poll_timeout());
+        let auth = self.awaiting_auth.front().map(|(at, _)| *at);
+        let linger = self.leaving.iter().map(|l| l.until).min();
+        [transport, auth, linger].into_iter().flatten().min()
     }
 
     /// Disconnects a player at once; it sees the connection close without a reason.
     pub fn disconnect(&mut self, id: PlayerId) {
         match self.remove_player(id, DisconnectReason::Closed) {
             Some(Route::Remote(conn)) => {
-                if let Some(host) = &mut self.host {
-                    host.disconnect(conn);
+                let now = self.time();
+                if let Some(transport) = &mut self.transport {
+                    transport.disconnect(now, conn);
                 }
             }
             Some(Route::Local(pipe)) => {
@@ -233,31 +395,69 @@ impl ServerContext {
         self.send_away(id, GoodbyeReason::Kicked(reason.clone()), DisconnectReason::Kicked(reason));
     }
 
-    /// Encodes `msg` into the scratch buffer and finds its channel.
-    fn prepare<T: Message>(&mut self, msg: &T, qos: Qos) -> Result<ChannelId, MessageError> {
-        let channel = self.channels.get(qos)?;
+    /// Encodes `msg` into the scratch buffer, checking its channel.
+    fn prepare<T: Message>(&mut self, msg: &T, channel: ChannelId) -> Result<(), MessageError> {
+        self.config.channels.check_typed(channel)?;
         self.names.claim::<T>()?;
-        codec::encode(msg, &mut self.scratch, self.config.max_message_size)?;
-        Ok(channel)
+        codec::encode(msg, &mut self.scratch, self.config.max_message_size)
+    }
+
+    /// Encodes a `T` written by `write` into the scratch buffer, checking its channel.
+    fn prepare_with<T: Message>(
+        &mut self,
+        channel: ChannelId,
+        write: impl FnOnce(&mut Vec<u8>) -> Result<(), postcard::Error>,
+    ) -> Result<(), MessageError> {
+        self.config.channels.check_typed(channel)?;
+        self.names.claim::<T>()?;
+        codec::encode_with::<T>(&mut self.scratch, self.config.max_message_size, write)
     }
 
     /// Sends the scratch buffer to a player.
-    fn deliver(&mut self, to: PlayerId, channel: ChannelId) -> Result<(), MessageError> {
+    fn deliver_scratch(&mut self, to: PlayerId, channel: ChannelId) -> Result<(), MessageError> {
+        let scratch = std::mem::take(&mut self.scratch);
+        let result = self.deliver(to, channel, &scratch);
+        self.scratch = scratch;
+        result
+    }
+
+    /// Sends the scratch buffer to each of `players` that is authenticated: one encoding,
+    /// lent to every recipient's send.
+    fn deliver_scratch_to(
+        &mut self,
+        players: impl IntoIterator<Item = PlayerId>,
+        channel: ChannelId,
+    ) -> usize {
+        let scratch = std::mem::take(&mut self.scratch);
+        let mut reached = 0;
+        for id in players {
+            if self.players.get(&id).is_some_and(|p| p.auth.is_some()) {
+                reached += usize::from(self.deliver(id, channel, &scratch).is_ok());
+            }
+        }
+        self.scratch = scratch;
+        reached
+    }
+
+    /// Sends `bytes` to a player.
+    fn deliver(
+        &mut self,
+        to: PlayerId,
+        channel: ChannelId,
+        bytes: &[u8],
+    ) -> Result<(), MessageError> {
         let slot = self.players.get_mut(&to).ok_or(MessageError::UnknownPlayer(to))?;
         match &slot.route {
             Route::Remote(conn) => {
-                let host = self.host.as_mut().expect("remote players exist only with a host");
-                if let Err(err) = host.send(*conn, channel, &self.scratch) {
+                let transport =
+                    self.transport.as_mut().expect("remote players exist only with a transport");
+                if let Err(err) = transport.send(*conn, channel, bytes) {
                     slot.stats.send_failures += 1;
                     debug!(player = %to, %err, "send refused");
                     return Err(err.into());
                 }
             }
-            Route::Local(pipe) => {
-                let mut pipe = pipe.lock();
-                let buf = pipe.buffer(&self.scratch);
-                pipe.to_client.push_back(buf);
-            }
+            Route::Local(pipe) => local::push(pipe, |p| &mut p.to_client, channel, bytes),
         }
         slot.stats.messages_sent += 1;
         Ok(())
@@ -270,7 +470,7 @@ impl ServerContext {
             return;
         }
         // The goodbye is best effort: the reason is still reported here if it cannot be sent.
-        let _ = self.send_on(id, &Goodbye(goodbye), INTERNAL_QOS);
+        let _ = self.send_on(id, &Goodbye(goodbye), self.control);
         self.forget(id, reason);
     }
 
@@ -278,8 +478,7 @@ impl ServerContext {
     fn forget(&mut self, id: PlayerId, reason: DisconnectReason) {
         match self.remove_player(id, reason) {
             Some(Route::Remote(conn)) => {
-                // Current time, not the last update's: this may run between updates.
-                self.leaving.push(Leaving { conn, until: now() + self.config.kick_linger });
+                self.leaving.push(Leaving { conn, until: self.time() + self.config.kick_linger });
             }
             Some(Route::Local(pipe)) => pipe.lock().server_closed = true,
             None => {}
@@ -293,14 +492,12 @@ impl ServerContext {
         if let Route::Remote(conn) = slot.route {
             self.by_conn.remove(&conn);
         }
+        info!(player = %id, %reason, "player left");
         self.pending.push_back(ServerEvent::Disconnected(id, reason));
         Some(slot.route)
     }
 
     fn add_player(&mut self, route: Route, address: Option<SocketAddr>) -> PlayerId {
-        // Called between updates too (a local client joining): the clock must be current, or
-        // the authentication deadline would start in the past.
-        self.now = now();
         let id = loop {
             // Ids are never reused while a player holds one, even after 2^32 connections.
             self.next_player = self.next_player.wrapping_add(1);
@@ -312,18 +509,20 @@ impl ServerContext {
         if let Route::Remote(conn) = route {
             self.by_conn.insert(conn, id);
         }
-        self.awaiting_auth.push_back((self.now + self.config.auth_timeout, id));
+        let now = self.time();
+        self.awaiting_auth.push_back((now + self.config.auth_timeout, id));
         if let Route::Local(_) = route {
             self.local_ids.push(id);
         }
         let bucket = match (&route, self.config.rate_limit) {
-            (Route::Remote(_), Some(limit)) => Some(Bucket::new(limit, self.now)),
+            (Route::Remote(_), Some(limit)) => Some(Bucket::new(limit, now)),
             _ => None,
         };
         self.players.insert(
             id,
             PlayerSlot { route, address, auth: None, bucket, stats: Default::default() },
         );
+        info!(player = %id, ?address, "player connected");
         self.pending.push_back(ServerEvent::Connected(id));
         id
     }
@@ -341,7 +540,7 @@ impl ServerContext {
     /// Disconnects players that took too long to authenticate, and closes lingering
     /// connections.
     fn run_timers(&mut self) {
-        let now = self.now;
+        let now = self.time();
         // Deadlines were queued in connection order with one timeout, so they are sorted;
         // players who authenticated or left in the meantime are skipped as they come due.
         while let Some(&(deadline, id)) = self.awaiting_auth.front() {
@@ -353,11 +552,11 @@ impl ServerContext {
                 self.send_away(id, GoodbyeReason::AuthTimeout, DisconnectReason::AuthTimeout);
             }
         }
-        if let Some(host) = &mut self.host {
+        if let Some(transport) = &mut self.transport {
             self.leaving.retain(|leaving| {
                 let keep = leaving.until > now;
                 if !keep {
-                    host.disconnect(leaving.conn);
+                    transport.disconnect(now, leaving.conn);
                 }
                 keep
             });
@@ -365,39 +564,143 @@ impl ServerContext {
     }
 }
 
-/// A server: accepts clients over the transport (and local clients in host mode), authenticates
-/// them, and calls the handler registered for each message type.
+/// What a message from a player turned out to be, decided while the transport lends its bytes;
+/// acted on once it is free.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Nothing,
+    Connect(ConnectionId, Option<SocketAddr>),
+    Disconnect(ConnectionId, sturnus_transport::DisconnectReason),
+    Bad(PlayerId, BadInput),
+    /// A typed handler decoded it.
+    Handler(PlayerId, MessageId),
+    /// The bytes are in `recv`.
+    Auth(PlayerId),
+    /// Raw bytes on a raw channel, in `recv`.
+    Raw(PlayerId, ChannelId),
+    /// A typed message with no handler here, in `recv`: for the layer above.
+    Above(PlayerId, MessageId),
+}
+
+/// What classifying a message needs of the server, borrowed apart from the transport.
+struct Inbound<'a> {
+    config: &'a ServerConfig,
+    players: &'a mut HashMap<PlayerId, PlayerSlot>,
+    handlers: &'a mut HashMap<MessageId, Box<dyn ErasedHandler>>,
+    recv: &'a mut Vec<u8>,
+    now: Instant,
+}
+
+impl Inbound<'_> {
+    /// Checks a message from player `id` and decides what it is.
+    fn classify(&mut self, id: PlayerId, channel: ChannelId, bytes: &[u8]) -> Step {
+        let config = self.config;
+        let Some(slot) = self.players.get_mut(&id) else { return Step::Nothing };
+        slot.stats.messages_received += 1;
+        let authenticated = slot.auth.is_some();
+        let within_rate = match (&mut slot.bucket, config.rate_limit) {
+            (Some(bucket), Some(limit)) => bucket.take(limit, self.now),
+            _ => true,
+        };
+        if !within_rate {
+            return Step::Bad(id, BadInput::RateLimited);
+        }
+        if bytes.len() > config.max_message_size {
+            return Step::Bad(id, BadInput::Oversized);
+        }
+        if config.channels.is_raw(channel) {
+            if !authenticated {
+                return Step::Bad(id, BadInput::Unauthenticated);
+            }
+            self.recv.clear();
+            self.recv.extend_from_slice(bytes);
+            return Step::Raw(id, channel);
+        }
+        if config.channels.qos(channel).is_none() {
+            return Step::Bad(id, BadInput::Undecodable);
+        }
+        let Some((msg_id, body)) = codec::split(bytes) else {
+            return Step::Bad(id, BadInput::Undecodable);
+        };
+        if msg_id == AuthRequest::ID {
+            if authenticated {
+                return Step::Bad(id, BadInput::Unknown);
+            }
+            self.recv.clear();
+            self.recv.extend_from_slice(body);
+            return Step::Auth(id);
+        }
+        if !authenticated {
+            return Step::Bad(id, BadInput::Unauthenticated);
+        }
+        match self.handlers.get_mut(&msg_id).map(|handler| handler.decode(body)) {
+            Some(true) => Step::Handler(id, msg_id),
+            Some(false) => Step::Bad(id, BadInput::Undecodable),
+            None => {
+                self.recv.clear();
+                self.recv.extend_from_slice(body);
+                Step::Above(id, msg_id)
+            }
+        }
+    }
+}
+
+/// A server: accepts clients over a [`Transport`] (and local clients in host mode),
+/// authenticates them, and calls the handler registered for each message type.
 ///
-/// Everything happens on the thread that calls [`update`](Self::update): handlers and event
-/// callbacks run there, and no thread is started, so game state needs no locks.
+/// # Driving it
+///
+/// The server is sans-IO: it never reads the clock, sleeps or touches a socket itself. Time is
+/// an input, and the transport it is given does the I/O.
+///
+/// 1. [`start`](Self::start) with a transport that accepts connections (a UDP
+///    [`Host`](sturnus_transport::Host) or [`ThreadedHost`](sturnus_transport::ThreadedHost),
+///    a [`MemoryTransport`](sturnus_transport::MemoryTransport), your own), or
+///    [`start_offline`](Self::start_offline) for local clients only.
+/// 2. Call [`update`](Self::update) with the current time every frame or tick: it receives and
+///    handles what arrived (handlers and event callbacks run inside it), runs timers and
+///    flushes. Drain [`poll_event`](Self::poll_event) after it.
+/// 3. Sends made between updates go out at the next update (or [`flush`](ServerContext::flush)).
+/// 4. Come back no later than [`poll_timeout`](ServerContext::poll_timeout). `now` must never
+///    go backwards.
+///
+/// The [`driver`](crate::driver) module has the helpers that read the real clock and sleep.
 ///
 /// ```
 /// use serde::{Deserialize, Serialize};
-/// use sturnus_message::{Message, NetworkServer, Player, ServerConfig, ServerEvent};
+/// use sturnus_message::{driver, Message, NetworkServer, Player, ServerConfig, ServerEvent};
+/// use sturnus_transport::MemoryNetwork;
 ///
 /// #[derive(Serialize, Deserialize, Message)]
 /// struct Say(String);
 ///
 /// # fn main() -> Result<(), sturnus_message::MessageError> {
-/// let mut server = NetworkServer::new(ServerConfig::default())?;
+/// let config = ServerConfig::default();
+/// let network = MemoryNetwork::new();
+/// let transport = network.bind("10.0.0.1:7777".parse().unwrap(), config.channels.kinds().to_vec())?;
+/// let mut server = NetworkServer::new(config)?;
 /// server.register_handler(|mut player: Player<'_>, say: Say| {
 ///     let line = Say(format!("{}: {}", player.id(), say.0));
 ///     let _ = player.server().broadcast(&line);
 /// })?;
-/// let addr = server.start("127.0.0.1:0".parse().unwrap())?;
-/// assert!(addr.port() != 0);
-/// server.update()?;
-/// assert_eq!(server.poll_event(), Some(ServerEvent::Started(Some(addr))));
+/// let now = driver::now();
+/// server.start(now, transport)?;
+/// server.update(now)?;
+/// assert_eq!(server.poll_event(), Some(ServerEvent::Started(Some("10.0.0.1:7777".parse().unwrap()))));
 /// server.stop();
 /// # Ok(())
 /// # }
 /// ```
 pub struct NetworkServer {
     ctx: ServerContext,
-    handlers: HashMap<crate::MessageId, Handler>,
+    handlers: HashMap<MessageId, Box<dyn ErasedHandler>>,
+    raw_handlers: Vec<Option<RawHandler>>,
     authenticator: Box<dyn ErasedAuthenticator>,
     events: Events<ServerContext, ServerEvent>,
+    /// Bytes lent to the layer above, raw handlers and the authenticator.
     recv: Vec<u8>,
+    /// A local client's message, taken out of its pipe.
+    local: Vec<u8>,
 }
 
 impl std::fmt::Debug for NetworkServer {
@@ -423,16 +726,32 @@ impl DerefMut for NetworkServer {
     }
 }
 
+/// No layer above: every message without a handler is unknown.
+struct Nothing;
+
+impl ServerDispatch for Nothing {
+    fn message(
+        &mut self,
+        _: &mut ServerContext,
+        _: PlayerId,
+        _: MessageId,
+        _: &[u8],
+    ) -> Dispatched {
+        Dispatched::Unknown
+    }
+}
+
 impl NetworkServer {
     /// A server with `config`, not yet started, letting everyone in ([`NoopAuthenticator`]).
     pub fn new(config: ServerConfig) -> Result<Self, MessageError> {
         config.validate()?;
+        let control = config.channels.control()?;
         Ok(Self {
             ctx: ServerContext {
-                channels: Channels::new(&config.transport.channels),
+                control,
                 throttle: config.auth_throttle.map(Throttle::new),
                 config,
-                host: None,
+                transport: None,
                 running: false,
                 players: HashMap::new(),
                 by_conn: HashMap::new(),
@@ -444,13 +763,15 @@ impl NetworkServer {
                 awaiting_auth: VecDeque::new(),
                 local_ids: Vec::new(),
                 pending: VecDeque::new(),
-                now: now(),
+                now: None,
                 stats: ServerStats::default(),
             },
             handlers: HashMap::new(),
+            raw_handlers: Vec::new(),
             authenticator: Box::new(Erased(NoopAuthenticator)),
             events: Events::new(),
             recv: Vec::new(),
+            local: Vec::new(),
         })
     }
 
@@ -460,24 +781,72 @@ impl NetworkServer {
         self.authenticator = Box::new(Erased(authenticator));
     }
 
-    /// Calls `handler` with each `T` an authenticated player sends, and the player.
+    /// Calls `handler` with each `T` an authenticated player sends, and the player. The
+    /// handler may reply, broadcast, kick: the [`Player`] handle reaches the whole server.
     ///
     /// Registering a type again replaces its handler; registering a type whose id another type
     /// already has is an [`MessageError::IdCollision`] naming both.
     pub fn register_handler<T: Message>(
         &mut self,
-        mut handler: impl FnMut(Player<'_>, T) + Send + 'static,
+        handler: impl FnMut(Player<'_>, T) + Send + 'static,
     ) -> Result<(), MessageError> {
         self.ctx.names.claim::<T>()?;
-        let erased: Handler =
-            Box::new(move |player, body| codec::call_decoded(body, |msg| handler(player, msg)));
-        self.handlers.insert(T::ID, erased);
+        self.handlers.insert(T::ID, Box::new(Typed { pending: None, handler }));
         Ok(())
+    }
+
+    /// Keeps each `T` an authenticated player sends for [`poll_message`](Self::poll_message)
+    /// instead of calling a handler: the poll style, for a game loop that reads its input
+    /// after [`update`](Self::update). It replaces a handler of `T`, and the other way round.
+    /// Messages stay queued until polled.
+    pub fn register_queue<T: Message>(&mut self) -> Result<(), MessageError> {
+        self.ctx.names.claim::<T>()?;
+        self.handlers
+            .insert(T::ID, Box::new(Queued::<T> { pending: None, queue: VecDeque::new() }));
+        Ok(())
+    }
+
+    /// The oldest `T` not yet polled, with its sender, if `T` was registered with
+    /// [`register_queue`](Self::register_queue).
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use sturnus_message::{Message, NetworkServer, ServerConfig};
+    /// #[derive(Serialize, Deserialize, Message)]
+    /// struct Say(String);
+    ///
+    /// let mut server = NetworkServer::new(ServerConfig::default()).unwrap();
+    /// server.register_queue::<Say>().unwrap();
+    /// // … after each update:
+    /// while let Some((player, Say(text))) = server.poll_message::<Say>() {
+    ///     println!("{player}: {text}");
+    /// }
+    /// ```
+    pub fn poll_message<T: Message>(&mut self) -> Option<(PlayerId, T)> {
+        let handler = self.handlers.get_mut(&T::ID)?;
+        handler.as_any_mut().downcast_mut::<Queued<T>>()?.queue.pop_front()
     }
 
     /// Removes the handler of `T`; its messages are then dropped and counted as unknown.
     pub fn unregister_handler<T: Message>(&mut self) {
         self.handlers.remove(&T::ID);
+    }
+
+    /// Calls `handler` with the bytes each authenticated player sends on raw channel
+    /// `channel` (see [`ChannelLayout::add_raw`]). Bytes on a raw channel without a handler
+    /// are dropped and counted as unknown.
+    pub fn register_raw_handler(
+        &mut self,
+        channel: ChannelId,
+        handler: impl FnMut(Player<'_>, ChannelId, &[u8]) + Send + 'static,
+    ) -> Result<(), MessageError> {
+        self.ctx.config.channels.check_raw(channel)?;
+        let index = usize::from(channel.0);
+        if self.raw_handlers.len() <= index {
+            self.raw_handlers.resize_with(index + 1, || None);
+        }
+        self.raw_handlers[index] = Some(Box::new(handler));
+        Ok(())
     }
 
     /// Calls `callback` with every lifecycle event, as it happens during
@@ -496,106 +865,85 @@ impl NetworkServer {
         self.events.poll()
     }
 
-    /// Starts listening on UDP at `addr` (port 0 picks one); returns the address.
-    pub fn start(&mut self, addr: SocketAddr) -> Result<SocketAddr, MessageError> {
-        self.start_on(&UdpSocketFactory::default(), addr)
-    }
-
-    /// Starts listening at `addr` on a socket of `factory` (loopback, conditioned, or your
-    /// own); returns the address.
-    pub fn start_on<F>(&mut self, factory: &F, addr: SocketAddr) -> Result<SocketAddr, MessageError>
-    where
-        F: SocketFactory,
-        F::Socket: std::fmt::Debug + 'static,
-    {
+    /// Starts serving over `transport` (one that accepts connections, with the layout's
+    /// channels); returns its address, if it has one.
+    pub fn start(
+        &mut self,
+        now: Instant,
+        transport: impl Transport + 'static,
+    ) -> Result<Option<SocketAddr>, MessageError> {
         if self.ctx.running {
             return Err(MessageError::AlreadyStarted);
         }
-        let socket: crate::BoxedSocket =
-            Box::new(factory.server_socket(addr).map_err(HostError::from)?);
-        // Peers are untrusted (held to the transport's small reassembly budgets) until their
-        // player authenticates, whatever the transport configuration says.
-        let config = EndpointConfig {
-            accept_connections: true,
-            trust_incoming: false,
-            ..self.ctx.config.transport.clone()
-        };
-        let host = Host::new(config, socket)?;
-        let local = host.local_addr();
-        self.ctx.host = Some(host);
+        self.ctx.config.channels.check_transport(transport.channels())?;
+        self.ctx.set_time(now);
+        let local = transport.local_addr();
+        self.ctx.transport = Some(Box::new(transport));
         self.ctx.running = true;
-        self.ctx.pending.push_back(ServerEvent::Started(Some(local)));
+        info!(address = ?local, "server started");
+        self.ctx.pending.push_back(ServerEvent::Started(local));
         Ok(local)
     }
 
     /// Starts without a transport: only local clients can join (a single-player game that
     /// runs the same code as a multiplayer one).
-    pub fn start_offline(&mut self) -> Result<(), MessageError> {
+    pub fn start_offline(&mut self, now: Instant) -> Result<(), MessageError> {
         if self.ctx.running {
             return Err(MessageError::AlreadyStarted);
         }
+        self.ctx.set_time(now);
         self.ctx.running = true;
         self.ctx.pending.push_back(ServerEvent::Started(None));
         Ok(())
     }
 
-    /// Host mode: starts listening on UDP at `addr` and returns a local client already joined
-    /// to this server, so one process is both server and player while remote clients connect.
-    pub fn start_host(&mut self, addr: SocketAddr) -> Result<NetworkClient, MessageError> {
-        self.start(addr)?;
-        self.connect_local()
+    /// The transport, if the server has one (to reach what the trait does not cover).
+    pub fn transport_mut(&mut self) -> Option<&mut (dyn Transport + 'static)> {
+        self.ctx.transport.as_deref_mut()
     }
 
-    /// A new local client of this running server, over an in-memory path that bypasses the
-    /// transport. It sees the same events and handler calls, in the same order, as a remote
-    /// client; set its credentials before its first [`update`](NetworkClient::update).
-    pub fn connect_local(&mut self) -> Result<NetworkClient, MessageError> {
+    /// A new local client of this server (host mode), over an in-memory path that bypasses the
+    /// transport; the server starts offline first if it is not running. The client sees the
+    /// same events and handler calls, in the same order, as a remote client; set its
+    /// credentials before its first [`update`](NetworkClient::update).
+    pub fn connect_local(&mut self, now: Instant) -> Result<NetworkClient, MessageError> {
         if !self.ctx.running {
-            self.start_offline()?;
+            self.start_offline(now)?;
         }
+        self.ctx.set_time(now);
         let pipe: SharedPipe = Arc::new(Mutex::new(LocalPipe::default()));
         self.ctx.add_player(Route::Local(Arc::clone(&pipe)), None);
         let config = ClientConfig {
-            transport: self.ctx.config.transport.clone(),
+            channels: self.ctx.config.channels.clone(),
             max_message_size: self.ctx.config.max_message_size,
             ..ClientConfig::default()
         };
-        NetworkClient::local(config, pipe)
+        NetworkClient::local(config, pipe, now)
     }
 
     /// Receives and handles everything that has arrived, runs timers (authentication
-    /// timeouts), sends what is queued, and reports lifecycle events. Call it every frame or
-    /// tick. It never blocks.
-    pub fn update(&mut self) -> Result<(), MessageError> {
-        self.events.clear();
-        self.ctx.now = now();
-        // Events queued between updates (started, a local client joining, a kick) come first.
-        self.dispatch_events();
-        self.receive_remote()?;
-        self.receive_local();
-        self.ctx.run_timers();
-        self.dispatch_events();
-        if let Some(host) = &mut self.ctx.host {
-            host.flush()?;
-        }
-        Ok(())
+    /// timeouts), sends what is queued, and reports lifecycle events, as of `now`. Call it
+    /// every frame or tick. It never blocks.
+    pub fn update(&mut self, now: Instant) -> Result<(), MessageError> {
+        self.update_with(now, &mut Nothing)
     }
 
-    /// Sleeps until a datagram may have arrived, a transport timer is due, or `timeout`
-    /// passes. Returns at once if a local client has sent something.
-    pub fn wait(&mut self, timeout: Duration) -> Result<(), MessageError> {
-        let local_ready = self.ctx.local_ids.iter().any(|id| match self.ctx.players.get(id) {
-            Some(PlayerSlot { route: Route::Local(pipe), .. }) => !pipe.lock().to_server.is_empty(),
-            _ => false,
-        });
-        if local_ready {
-            return Ok(());
-        }
-        match &mut self.ctx.host {
-            Some(host) => host.wait(Some(timeout))?,
-            None => std::thread::sleep(timeout),
-        }
-        Ok(())
+    /// [`update`](Self::update), handing typed messages that have no handler here, and every
+    /// lifecycle event, to `above`: how a layer above (the object layer) composes the server.
+    pub fn update_with(
+        &mut self,
+        now: Instant,
+        above: &mut dyn ServerDispatch,
+    ) -> Result<(), MessageError> {
+        self.events.clear();
+        self.ctx.set_time(now);
+        // Events queued between updates (started, a local client joining, a kick) come first.
+        self.dispatch_events(above);
+        self.receive_remote(above)?;
+        self.receive_local(above);
+        self.ctx.run_timers();
+        self.dispatch_events(above);
+        self.ctx.flush()
     }
 
     /// Tells every player the server is stopping, disconnects them, and closes the transport.
@@ -604,188 +952,217 @@ impl NetworkServer {
             return;
         }
         let ids: Vec<PlayerId> = self.ctx.players().collect();
+        let control = self.ctx.control;
         for id in ids {
-            let _ = self.ctx.send_on(id, &Goodbye(GoodbyeReason::ServerStopped), INTERNAL_QOS);
+            let _ = self.ctx.send_on(id, &Goodbye(GoodbyeReason::ServerStopped), control);
             self.ctx.forget(id, DisconnectReason::ServerStopped);
         }
-        if let Some(mut host) = self.ctx.host.take() {
+        if let Some(mut transport) = self.ctx.transport.take() {
+            let now = self.ctx.time();
             // The goodbyes go out first, then the transport's own close notices.
-            let _ = host.flush();
+            let _ = transport.flush(now);
             for leaving in self.ctx.leaving.drain(..) {
-                host.disconnect(leaving.conn);
+                transport.disconnect(now, leaving.conn);
             }
-            let _ = host.flush();
+            let _ = transport.flush(now);
         }
         self.ctx.by_conn.clear();
         self.ctx.running = false;
+        info!("server stopped");
         self.ctx.pending.push_back(ServerEvent::Stopped);
-        self.dispatch_events();
+        self.dispatch_events(&mut Nothing);
     }
 
-    fn receive_remote(&mut self) -> Result<(), MessageError> {
+    fn receive_remote(&mut self, above: &mut dyn ServerDispatch) -> Result<(), MessageError> {
+        let now = self.ctx.time();
         for _ in 0..self.ctx.config.max_events_per_update {
-            let Some(host) = &mut self.ctx.host else { return Ok(()) };
-            let from = match host.receive()? {
-                HostEvent::Nothing => return Ok(()),
-                HostEvent::Connect(conn) => {
-                    let address = host.endpoint().remote_address(conn);
-                    self.ctx.add_player(Route::Remote(conn), address);
-                    None
-                }
-                HostEvent::Data { conn, payload, .. } => match self.ctx.by_conn.get(&conn) {
-                    Some(&id) => {
-                        self.recv.clear();
-                        self.recv.extend_from_slice(payload);
-                        Some(id)
+            let ServerContext { transport, config, players, by_conn, .. } = &mut self.ctx;
+            let Some(transport) = transport else { return Ok(()) };
+            let step = match transport.poll_event(now)? {
+                None => return Ok(()),
+                Some(Event::Connected(conn)) => Step::Connect(conn, None),
+                Some(Event::Data { conn, channel, payload }) => match by_conn.get(&conn) {
+                    Some(&id) => Inbound {
+                        config,
+                        players,
+                        handlers: &mut self.handlers,
+                        recv: &mut self.recv,
+                        now,
                     }
-                    None => None, // a player sent away: its connection only lingers
+                    .classify(id, channel, payload),
+                    None => Step::Nothing, // a player sent away: its connection only lingers
                 },
-                HostEvent::Disconnect(conn, reason) => {
-                    self.ctx.leaving.retain(|l| l.conn != conn);
-                    if let Some(&id) = self.ctx.by_conn.get(&conn) {
-                        self.ctx.remove_player(id, DisconnectReason::from_transport(reason));
-                    }
-                    None
-                }
-                _ => None,
+                Some(Event::Disconnected { conn, reason }) => Step::Disconnect(conn, reason),
+                Some(_) => Step::Nothing,
             };
-            if let Some(id) = from {
-                self.handle_message(id);
-            }
-            self.dispatch_events();
+            let step = match step {
+                Step::Connect(conn, _) => Step::Connect(conn, transport.remote_address(conn)),
+                other => other,
+            };
+            self.apply(step, above);
+            self.dispatch_events(above);
         }
         Ok(())
     }
 
-    fn receive_local(&mut self) {
+    fn receive_local(&mut self, above: &mut dyn ServerDispatch) {
         let players = &self.ctx.players;
         self.ctx.local_ids.retain(|id| players.contains_key(id));
+        let now = self.ctx.time();
         for index in 0..self.ctx.local_ids.len() {
             let id = self.ctx.local_ids[index];
             for _ in 0..self.ctx.config.max_events_per_update {
                 let Some(Route::Local(pipe)) = self.ctx.players.get(&id).map(|p| &p.route) else {
                     break;
                 };
-                if !local::pop(pipe, |p| &mut p.to_server, &mut self.recv) {
+                let Some(channel) = local::pop(pipe, |p| &mut p.to_server, &mut self.local) else {
                     let gone = pipe.lock().client_closed || local::abandoned(pipe);
                     if gone {
                         self.ctx.remove_player(id, DisconnectReason::ClosedByPeer);
                     }
                     break;
+                };
+                let step = Inbound {
+                    config: &self.ctx.config,
+                    players: &mut self.ctx.players,
+                    handlers: &mut self.handlers,
+                    recv: &mut self.recv,
+                    now,
                 }
-                self.handle_message(id);
-                self.dispatch_events();
+                .classify(id, channel, &self.local);
+                self.apply(step, above);
+                self.dispatch_events(above);
             }
         }
     }
 
-    /// Handles `bytes` as a message (a two-byte id, then the payload) from player `id`, as if
-    /// it had just arrived, then dispatches the events it caused. The fuzz targets' way into
-    /// the server's decode path without a transport; not a stable API. Only with the
-    /// `fuzzing` feature, which a game never enables: it bypasses the transport and
-    /// authentication.
+    /// Handles `bytes` as a message on `channel` from player `id`, as if it had just arrived,
+    /// then dispatches the events it caused. The fuzz targets' way into the server's decode
+    /// path without a transport; not a stable API. Only with the `fuzzing` feature, which a
+    /// game never enables: it bypasses the transport and authentication.
     #[cfg(feature = "fuzzing")]
     #[doc(hidden)]
-    pub fn handle_raw(&mut self, id: PlayerId, bytes: &[u8]) {
-        self.recv.clear();
-        self.recv.extend_from_slice(bytes);
-        self.handle_message(id);
-        self.dispatch_events();
+    pub fn handle_raw(&mut self, id: PlayerId, channel: ChannelId, bytes: &[u8]) {
+        let now = self.ctx.now.unwrap_or_else(crate::driver::now);
+        self.ctx.set_time(now);
+        let step = Inbound {
+            config: &self.ctx.config,
+            players: &mut self.ctx.players,
+            handlers: &mut self.handlers,
+            recv: &mut self.recv,
+            now,
+        }
+        .classify(id, channel, bytes);
+        self.apply(step, &mut Nothing);
+        self.dispatch_events(&mut Nothing);
     }
 
-    /// Checks and dispatches the message in `self.recv` from player `id`.
-    fn handle_message(&mut self, id: PlayerId) {
+    /// Acts on what a message or transport event turned out to be.
+    fn apply(&mut self, step: Step, above: &mut dyn ServerDispatch) {
         let ctx = &mut self.ctx;
-        let max = ctx.config.max_message_size;
-        let (limit, now) = (ctx.config.rate_limit, ctx.now);
-        let Some(slot) = ctx.players.get_mut(&id) else { return };
-        slot.stats.messages_received += 1;
-        let authenticated = slot.auth.is_some();
-        let within_rate = match (&mut slot.bucket, limit) {
-            (Some(bucket), Some(limit)) => bucket.take(limit, now),
-            _ => true,
-        };
-        let drop = if !within_rate {
-            Some(BadInput::RateLimited)
-        } else if self.recv.len() > max {
-            Some(BadInput::Oversized)
-        } else {
-            None
-        };
-        if let Some(drop) = drop {
-            return ctx.bad_input(id, drop);
-        }
-        let Some((msg_id, body)) = codec::split(&self.recv) else {
-            return ctx.bad_input(id, BadInput::Undecodable);
-        };
-        if msg_id == AuthRequest::ID {
-            if authenticated {
-                return ctx.bad_input(id, BadInput::Unknown);
+        match step {
+            Step::Nothing => {}
+            Step::Connect(conn, address) => {
+                ctx.add_player(Route::Remote(conn), address);
             }
-            ctx.stats.auth_requests += 1;
-            // Throttled by source address, not by connection: a guesser reconnects. Local
-            // players have no address and are not throttled.
-            let source = slot.address.map(|address| address.ip());
-            if let (Some(throttle), Some(ip)) = (&mut ctx.throttle, source) {
-                if let Admission::Throttled { retry_after } = throttle.check(now, ip) {
-                    slot.stats.count(BadInput::RateLimited);
-                    ctx.stats.auth_throttled += 1;
-                    return throttled(ctx, id, retry_after);
+            Step::Disconnect(conn, reason) => {
+                ctx.leaving.retain(|l| l.conn != conn);
+                if let Some(&id) = ctx.by_conn.get(&conn) {
+                    ctx.remove_player(id, DisconnectReason::from_transport(reason));
                 }
             }
-            slot.stats.messages_handled += 1;
-            let request = codec::decode::<AuthRequest>(body);
-            let applicant = Applicant { player: id, address: slot.address };
-            let verdict = match request {
-                Some(AuthRequest(credentials)) => {
-                    self.authenticator.authenticate(&applicant, &credentials)
+            Step::Bad(id, drop) => ctx.bad_input(id, drop),
+            Step::Handler(id, msg_id) => {
+                if let Some(handler) = self.handlers.get_mut(&msg_id) {
+                    handled(ctx, id);
+                    handler.run(ctx, id);
                 }
-                None => Err("malformed credentials".to_string()),
-            };
-            if let (Some(throttle), Some(ip)) = (&mut ctx.throttle, source) {
-                throttle.record(now, ip, verdict.is_ok());
             }
-            return authenticate(ctx, id, verdict);
-        }
-        if !authenticated {
-            return ctx.bad_input(id, BadInput::Unauthenticated);
-        }
-        let Some(handler) = self.handlers.get_mut(&msg_id) else {
-            debug!(player = %id, id = %msg_id, "no handler for message");
-            return ctx.bad_input(id, BadInput::Unknown);
-        };
-        if handler(Player { server: ctx, id }, body) {
-            if let Some(slot) = ctx.players.get_mut(&id) {
-                slot.stats.messages_handled += 1;
+            Step::Raw(id, channel) => {
+                match self.raw_handlers.get_mut(usize::from(channel.0)).and_then(Option::as_mut) {
+                    Some(handler) => {
+                        handled(ctx, id);
+                        handler(Player { server: ctx, id }, channel, &self.recv);
+                    }
+                    None => ctx.bad_input(id, BadInput::Unknown),
+                }
             }
-        } else {
-            ctx.bad_input(id, BadInput::Undecodable);
+            Step::Above(id, msg_id) => match above.message(ctx, id, msg_id, &self.recv) {
+                Dispatched::Handled => handled(ctx, id),
+                Dispatched::Unknown => {
+                    debug!(player = %id, id = %msg_id, "no handler for message");
+                    ctx.bad_input(id, BadInput::Unknown);
+                }
+                Dispatched::Undecodable => ctx.bad_input(id, BadInput::Undecodable),
+            },
+            Step::Auth(id) => self.authenticate(id),
         }
     }
 
-    /// Hands pending lifecycle events to the callbacks and the poll queue.
-    fn dispatch_events(&mut self) {
-        self.events.dispatch(&mut self.ctx, |ctx| &mut ctx.pending);
+    /// Judges the authentication request in `recv` from player `id`.
+    fn authenticate(&mut self, id: PlayerId) {
+        let ctx = &mut self.ctx;
+        let now = ctx.time();
+        let Some(slot) = ctx.players.get_mut(&id) else { return };
+        ctx.stats.auth_requests += 1;
+        // Throttled by source address, not by connection: a guesser reconnects. Local players
+        // have no address and are not throttled.
+        let source = slot.address.map(|address| address.ip());
+        if let (Some(throttle), Some(ip)) = (&mut ctx.throttle, source) {
+            if let Admission::Throttled { retry_after } = throttle.check(now, ip) {
+                slot.stats.count(BadInput::RateLimited);
+                ctx.stats.auth_throttled += 1;
+                return throttled(ctx, id, retry_after);
+            }
+        }
+        slot.stats.messages_handled += 1;
+        let applicant = Applicant { player: id, address: slot.address };
+        let verdict = match codec::decode::<AuthRequest>(&self.recv) {
+            Some(AuthRequest(credentials)) => {
+                self.authenticator.authenticate(&applicant, &credentials)
+            }
+            None => Err("malformed credentials".to_string()),
+        };
+        if let (Some(throttle), Some(ip)) = (&mut ctx.throttle, source) {
+            throttle.record(now, ip, verdict.is_ok());
+        }
+        verdict_on(ctx, id, verdict);
+    }
+
+    /// Hands pending lifecycle events to the layer above, the callbacks and the poll queue.
+    fn dispatch_events(&mut self, above: &mut dyn ServerDispatch) {
+        self.events.dispatch(&mut self.ctx, |ctx| &mut ctx.pending, &mut |ctx, event| {
+            above.event(ctx, event);
+        });
+    }
+}
+
+/// Counts a message that reached its handler.
+fn handled(ctx: &mut ServerContext, id: PlayerId) {
+    if let Some(slot) = ctx.players.get_mut(&id) {
+        slot.stats.messages_handled += 1;
     }
 }
 
 /// Applies the authenticator's verdict on player `id`.
-fn authenticate(
+fn verdict_on(
     ctx: &mut ServerContext,
     id: PlayerId,
     verdict: Result<Box<dyn std::any::Any + Send>, String>,
 ) {
+    let control = ctx.control;
     match verdict {
         Ok(data) => {
             ctx.stats.auth_accepted += 1;
             let Some(slot) = ctx.players.get_mut(&id) else { return };
             slot.auth = Some(data);
-            if let (Route::Remote(conn), Some(host)) = (&slot.route, ctx.host.as_mut()) {
+            if let (Route::Remote(conn), Some(transport)) = (&slot.route, ctx.transport.as_mut()) {
                 // The transport may now hold as much for this peer as for any trusted one.
-                host.set_trusted(*conn);
+                transport.set_trusted(*conn);
             }
+            info!(player = %id, "player authenticated");
             ctx.pending.push_back(ServerEvent::Authenticated(id));
-            if let Err(err) = ctx.send_on(id, &AuthResponse::Accepted, INTERNAL_QOS) {
+            if let Err(err) = ctx.send_on(id, &AuthResponse::Accepted, control) {
                 // The client would wait for an answer forever: better to tell it plainly.
                 debug!(player = %id, %err, "could not confirm authentication");
                 ctx.disconnect(id);
@@ -794,7 +1171,7 @@ fn authenticate(
         Err(why) => {
             ctx.stats.auth_rejected += 1;
             debug!(player = %id, %why, "authentication rejected");
-            let _ = ctx.send_on(id, &AuthResponse::Rejected(why.clone()), INTERNAL_QOS);
+            let _ = ctx.send_on(id, &AuthResponse::Rejected(why.clone()), control);
             ctx.forget(id, DisconnectReason::AuthRejected(why));
         }
     }
@@ -805,7 +1182,8 @@ fn throttled(ctx: &mut ServerContext, id: PlayerId, retry_after: Duration) {
     debug!(player = %id, ?retry_after, "authentication throttled");
     // Whole milliseconds, rounded up, so a client that waits as told is not throttled again.
     let retry_after_ms = u64::try_from(retry_after.as_micros().div_ceil(1000)).unwrap_or(u64::MAX);
-    let _ = ctx.send_on(id, &AuthResponse::Throttled { retry_after_ms }, INTERNAL_QOS);
+    let control = ctx.control;
+    let _ = ctx.send_on(id, &AuthResponse::Throttled { retry_after_ms }, control);
     let retry_after = Duration::from_millis(retry_after_ms);
     ctx.forget(id, DisconnectReason::AuthThrottled { retry_after });
 }
