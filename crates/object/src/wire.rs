@@ -105,7 +105,7 @@ pub fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), po
 }
 
 /// Splits a message body into its header and the bytes after it.
-pub fn split<'a, H: serde::de::DeserializeOwned>(body: &'a [u8]) -> Option<(H, &'a [u8])> {
+pub fn split<H: serde::de::DeserializeOwned>(body: &[u8]) -> Option<(H, &[u8])> {
     postcard::take_from_bytes(body).ok()
 }
 
