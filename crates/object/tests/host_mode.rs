@@ -9,7 +9,8 @@ use sturnus_object::{ClientObjectEvent, ObjectError};
 
 fn host_game(path: Path, remote_clients: usize) -> Game {
     let mut game = Game::new(path);
-    game.server.join_host().unwrap();
+    let now = game.now;
+    game.server.join_host(now).unwrap();
     for _ in 0..remote_clients {
         game.add_client(|c| c.register_prefab(TANK, Tank::default));
     }
@@ -21,7 +22,7 @@ fn host_game(path: Path, remote_clients: usize) -> Game {
 
 #[test]
 fn the_host_player_shares_the_servers_objects() {
-    let mut game = host_game(Path::Memory, 0);
+    let mut game = host_game(Path::Local, 0);
     let host = game.server.host_player().expect("the host joined");
     let id = game.server.spawn(TANK, Tank::new(100, "host"), Some(host)).unwrap();
     let spawned = ClientObjectEvent::Spawned { net_id: id, prefab: TANK, scene: None, owned: true };
@@ -47,7 +48,7 @@ fn the_host_player_shares_the_servers_objects() {
 
 #[test]
 fn host_commands_and_rpcs_run_once_on_the_shared_object() {
-    for path in paths(1) {
+    for path in paths() {
         let mut game = host_game(path, 1);
         let host = game.server.host_player().unwrap();
         let remote = game.player(0);
@@ -89,7 +90,7 @@ fn host_commands_and_rpcs_run_once_on_the_shared_object() {
 
 #[test]
 fn commands_through_the_server_need_a_host_player() {
-    let mut game = Game::new(Path::Memory);
+    let mut game = Game::new(Path::Local);
     let id = game.server.spawn(TANK, Tank::default(), None).unwrap();
     let tank = game.server.handle::<Tank>(id).unwrap();
     assert!(matches!(tank.poke(&mut game.server), Err(ObjectError::NoHostPlayer)));

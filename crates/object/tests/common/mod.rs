@@ -1,50 +1,48 @@
-//! A server object manager and its clients over one of three paths, stepped together: the
-//! loopback socket through a lossy netem link, real UDP, or in memory only (host mode with
-//! local clients).
+//! A server object manager and its clients over one of the virtual-time paths, stepped together
+//! frame by frame: host mode's in-memory pipe (every client a local client of the server), or
+//! remote clients over a [`MemoryNetwork`]. Time is virtual: each frame moves `now` on by
+//! [`FRAME`]; nothing sleeps or reads the clock but the origin.
+//!
+//! A lossy path (the testkit's `SimNet`, a sans-IO endpoint per peer on netem links) slots in
+//! as another [`Path`] variant: the transport comes from [`Game::transport`], and the clock
+//! moves in [`Game::step`].
 #![allow(dead_code, reason = "each test file uses part of the harness")]
 
 pub(crate) mod tank;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use sturnus_message::{
-    ClientConfig, NetworkClient, NetworkServer, PlayerId, ServerConfig, default_transport,
+use sturnus_message::{ClientConfig, NetworkClient, NetworkServer, PlayerId, ServerConfig, driver};
+use sturnus_object::{
+    ChannelId, ClientObjectManager, NetId, ObjectConfig, ServerObjectManager, wire,
 };
-use sturnus_netem::LinkConfig;
-use sturnus_object::{ClientObjectManager, NetId, ObjectConfig, ServerObjectManager};
-use sturnus_socket::{
-    ConditionedSocket, LoopbackNetwork, LoopbackSocket, LoopbackSocketFactory, SocketError,
-    SocketFactory, UdpSocketFactory,
-};
-use sturnus_transport::EndpointConfig;
+use sturnus_transport::{MemoryNetwork, MemoryTransport};
 
-/// The path between the server and its remote clients.
+/// The path between the server and its clients.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Path {
-    /// The loopback socket, every datagram (both ways) through a lossy link.
-    Netem { seed: u64, loss: f64 },
-    /// UDP on 127.0.0.1.
-    Udp,
-    /// No transport: clients are local clients of the server (full copies, in memory).
+    /// No transport: clients are local clients of the server (full copies, over the message
+    /// layer's in-memory pipe).
+    Local,
+    /// Remote clients over a [`MemoryNetwork`]: the transport path, lossless.
     Memory,
 }
 
-/// The paths every scenario runs over: memory, UDP, and netem with `seeds` seeds.
-pub(crate) fn paths(seeds: u64) -> Vec<Path> {
-    let mut paths = vec![Path::Memory, Path::Udp];
-    paths.extend((0..seeds).map(|seed| Path::Netem { seed, loss: 0.1 }));
-    paths
+/// The paths every scenario runs over.
+pub(crate) fn paths() -> Vec<Path> {
+    vec![Path::Local, Path::Memory]
 }
 
-fn transport() -> EndpointConfig {
-    EndpointConfig {
-        connect_retry_interval: Duration::from_millis(40),
-        initial_rtt: Duration::from_millis(20),
-        ..default_transport()
-    }
-}
+/// Virtual time per frame.
+pub(crate) const FRAME: Duration = Duration::from_millis(10);
+
+/// Frames [`Game::run_until`] runs at most: a hang guard (a minute of virtual time) far above
+/// what any scenario needs.
+const MAX_FRAMES: usize = 6000;
+
+/// The server's address on a [`MemoryNetwork`].
+const SERVER_ADDR: &str = "10.0.0.1:7777";
 
 /// Object settings for tests: changes go out at every update.
 pub(crate) fn objects_config() -> ObjectConfig {
@@ -53,41 +51,29 @@ pub(crate) fn objects_config() -> ObjectConfig {
     config
 }
 
-#[derive(Debug)]
-struct NetemFactory {
-    inner: LoopbackSocketFactory,
-    link: LinkConfig,
-    seed: AtomicU64,
+/// The channel objects go on with the default layout (what a forged object message must use).
+pub(crate) fn object_channel() -> ChannelId {
+    objects_config().validate(&ServerConfig::default().channels).expect("the default is valid")
 }
 
-impl SocketFactory for NetemFactory {
-    type Socket = ConditionedSocket<LoopbackSocket>;
-
-    fn server_socket(&self, bind: SocketAddr) -> Result<Self::Socket, SocketError> {
-        self.wrap(self.inner.server_socket(bind)?)
-    }
-
-    fn client_socket(&self, remote: SocketAddr) -> Result<Self::Socket, SocketError> {
-        self.wrap(self.inner.client_socket(remote)?)
-    }
+/// Sends `header` then `tail` to the server as a message of type `H` on the objects' channel,
+/// as a hostile client would forge it.
+pub(crate) fn forge<H: sturnus_message::Message + serde::Serialize>(
+    client: &mut ClientObjectManager,
+    header: &H,
+    tail: &[u8],
+) -> Result<(), sturnus_message::MessageError> {
+    client.client_mut().send_with::<H>(object_channel(), |out| {
+        wire::put(out, header)?;
+        out.extend_from_slice(tail);
+        Ok(())
+    })
 }
 
-impl NetemFactory {
-    fn wrap(
-        &self,
-        socket: LoopbackSocket,
-    ) -> Result<ConditionedSocket<LoopbackSocket>, SocketError> {
-        let seed = self.seed.fetch_add(2, Ordering::Relaxed);
-        let link = LinkConfig {
-            latency: Duration::from_millis(2),
-            jitter: Duration::from_millis(1),
-            duplicate: 0.02,
-            reorder: 0.05,
-            reorder_delay: Duration::from_millis(3),
-            ..self.link.clone()
-        };
-        ConditionedSocket::new(socket, link.clone(), seed)?.with_incoming(link, seed + 1)
-    }
+/// The network under a path, if it has one.
+enum Net {
+    None,
+    Memory(MemoryNetwork),
 }
 
 /// A server object manager and its clients.
@@ -97,80 +83,86 @@ pub(crate) struct Game {
     pub(crate) clients: Vec<ClientObjectManager>,
     /// Each client's player on the server, once known.
     pub(crate) players: Vec<Option<PlayerId>>,
+    /// The virtual time of the next frame.
+    pub(crate) now: Instant,
     addr: Option<SocketAddr>,
-    netem: Option<NetemFactory>,
+    net: Net,
 }
 
 impl Game {
     /// A started server on `path`.
     pub(crate) fn new(path: Path) -> Game {
-        Self::with_server_config(
-            path,
-            ServerConfig { transport: transport(), ..Default::default() },
-        )
+        Self::with_server_config(path, ServerConfig::default())
     }
 
     /// A started server on `path` with `config`.
     pub(crate) fn with_server_config(path: Path, config: ServerConfig) -> Game {
         let server = NetworkServer::new(config).unwrap();
-        let mut server = ServerObjectManager::with_config(server, objects_config()).unwrap();
-        let network = LoopbackNetwork::new();
-        let (addr, netem) = match path {
-            Path::Memory => {
-                server.start_offline().unwrap();
-                (None, None)
-            }
-            Path::Udp => (Some(server.start("127.0.0.1:0".parse().unwrap()).unwrap()), None),
-            Path::Netem { seed, loss } => {
-                let factory = LoopbackSocketFactory::on(network.clone());
-                let addr = server.start_on(&factory, "10.0.0.1:7777".parse().unwrap()).unwrap();
-                let link = LinkConfig { loss, ..LinkConfig::perfect() };
-                let netem =
-                    NetemFactory { inner: factory, link, seed: AtomicU64::new(seed * 1000) };
-                (Some(addr), Some(netem))
-            }
+        let server = ServerObjectManager::with_config(server, objects_config()).unwrap();
+        // The origin of the virtual clock: only differences from it matter.
+        let now = driver::now();
+        let mut game = Game {
+            path,
+            server,
+            clients: Vec::new(),
+            players: Vec::new(),
+            now,
+            addr: None,
+            net: match path {
+                Path::Local => Net::None,
+                Path::Memory => Net::Memory(MemoryNetwork::new()),
+            },
         };
-        Game { path, server, clients: Vec::new(), players: Vec::new(), addr, netem }
+        match &game.net {
+            Net::None => game.server.server_mut().start_offline(now).unwrap(),
+            Net::Memory(network) => {
+                let kinds = game.server.server().channels().kinds().to_vec();
+                let transport = network.bind(SERVER_ADDR.parse().unwrap(), kinds).unwrap();
+                game.addr = game.server.start(now, transport).unwrap();
+                assert!(game.addr.is_some());
+            }
+        }
+        game
+    }
+
+    /// A client transport on this game's network.
+    fn transport(&self) -> Option<MemoryTransport> {
+        let kinds = ClientConfig::default().channels.kinds().to_vec();
+        match &self.net {
+            Net::None => None,
+            Net::Memory(network) => Some(network.endpoint(kinds)),
+        }
     }
 
     /// Adds a client (with `setup` applied: prefabs, scene objects) and connects it; returns its
     /// index.
     pub(crate) fn add_client(&mut self, setup: impl FnOnce(&mut ClientObjectManager)) -> usize {
         let client = match self.path {
-            Path::Memory => self.server.connect_local().unwrap(),
-            _ => NetworkClient::new(ClientConfig { transport: transport(), ..Default::default() })
-                .unwrap(),
+            Path::Local => self.server.server_mut().connect_local(self.now).unwrap(),
+            Path::Memory => NetworkClient::new(ClientConfig::default()).unwrap(),
         };
         let mut client = ClientObjectManager::with_config(client, objects_config()).unwrap();
         setup(&mut client);
-        match (&self.path, &self.netem, self.addr) {
-            (Path::Udp, _, Some(addr)) => {
-                client.connect_on(&UdpSocketFactory::default(), addr).unwrap()
-            }
-            (Path::Netem { .. }, Some(factory), Some(addr)) => {
-                client.connect_on(factory, addr).unwrap()
-            }
-            _ => {}
+        if let (Some(transport), Some(addr)) = (self.transport(), self.addr) {
+            client.connect(self.now, transport, addr).unwrap();
         }
         self.clients.push(client);
         self.players.push(None);
         self.clients.len() - 1
     }
 
-    /// One round: the server, then each client, updates.
+    /// One frame: the server, then each client, updates; then time moves on by a frame.
     pub(crate) fn step(&mut self) {
-        self.server.update().unwrap();
+        self.server.update(self.now).unwrap();
         for client in &mut self.clients {
-            client.update().unwrap();
+            client.update(self.now).unwrap();
         }
-        self.server.wait(Duration::from_micros(300)).unwrap();
+        self.now += FRAME;
     }
 
-    /// Steps until `done` holds; false if it still does not after 20 seconds (a hang guard far
-    /// above what any scenario needs).
+    /// Steps until `done` holds; false if it still does not after [`MAX_FRAMES`] frames.
     pub(crate) fn run_until(&mut self, mut done: impl FnMut(&mut Game) -> bool) -> bool {
-        let start = clock();
-        while clock().duration_since(start) < Duration::from_secs(20) {
+        for _ in 0..MAX_FRAMES {
             self.step();
             if done(self) {
                 return true;
@@ -187,32 +179,27 @@ impl Game {
     }
 
     /// Steps until every client is authenticated and ready on the server, and learns each
-    /// one's player id (joining order).
+    /// one's player id.
     pub(crate) fn join_all(&mut self) {
         let ok = self.run_until(|g| {
-            g.clients.iter().all(|c| c.is_authenticated())
-                && g.server.players().filter(|p| g.server.is_ready(*p)).count()
+            let server = g.server.server();
+            g.clients.iter().all(|c| c.client().is_authenticated())
+                && server.players().filter(|p| g.server.is_ready(*p)).count()
                     >= g.clients.len() + usize::from(g.server.host_player().is_some())
         });
         assert!(ok, "{:?}: clients did not join", self.path);
-        // Over a lossy link clients may finish connecting out of order: match by address.
-        // Local clients have no address, and joined in index order.
+        // Remote clients are matched by address; local clients have none, and joined in index
+        // order.
         let host = self.server.host_player();
-        let mut ids: Vec<PlayerId> = self.server.players().filter(|p| Some(*p) != host).collect();
+        let mut ids: Vec<PlayerId> =
+            self.server.server().players().filter(|p| Some(*p) != host).collect();
         ids.sort();
+        let server = self.server.server_mut();
         let addresses: Vec<_> =
-            ids.iter().map(|id| (*id, self.server.player(*id).and_then(|p| p.address()))).collect();
+            ids.iter().map(|id| (*id, server.player(*id).and_then(|p| p.address()))).collect();
         for (i, client) in self.clients.iter().enumerate() {
-            self.players[i] = match client.local_addr() {
-                // A client bound to the unspecified address is seen from 127.0.0.1.
-                Some(mine) => addresses
-                    .iter()
-                    .find(|(_, a)| {
-                        a.is_some_and(|a| {
-                            a.port() == mine.port() && (mine.ip().is_unspecified() || a == mine)
-                        })
-                    })
-                    .map(|(id, _)| *id),
+            self.players[i] = match client.client().local_addr() {
+                Some(mine) => addresses.iter().find(|(_, a)| *a == Some(mine)).map(|(id, _)| *id),
                 None => Some(ids[i]),
             };
         }
@@ -240,9 +227,4 @@ impl Game {
     pub(crate) fn player(&self, i: usize) -> PlayerId {
         self.players[i].expect("join_all first")
     }
-}
-
-#[expect(clippy::disallowed_methods, reason = "the hang guard needs real time")]
-fn clock() -> Instant {
-    Instant::now()
 }
