@@ -99,7 +99,7 @@ impl Match {
     /// guard, not a deadline: real packets on loopback arrive within a few rounds).
     fn run_until(&mut self, mut done: impl FnMut(&mut Match) -> bool) -> bool {
         let rounds = match self.kind {
-            Kind::Udp | Kind::Threaded => 1_000_000,
+            Kind::Udp | Kind::Threaded => 500_000,
             Kind::Memory => 1_000,
         };
         for _ in 0..rounds {
