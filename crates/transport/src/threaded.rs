@@ -492,7 +492,13 @@ fn io_thread<S: Socket>(
             host.wait(None)?;
         }
     }
-    Ok(())
+    // What was handed over before the stop (last messages, disconnects that tell the peers)
+    // still goes out.
+    if shared.commands.take(&mut taken) {
+        backlog.append(&mut taken);
+    }
+    apply(&mut host, &mut backlog, shared, &mut reporter);
+    host.flush()
 }
 
 /// Numbers the events the I/O thread reports and keeps, per connection and state-update
