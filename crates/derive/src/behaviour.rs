@@ -13,6 +13,7 @@ struct SyncField {
 struct Options {
     interval_ms: Option<u64>,
     qos: Option<Ident>,
+    channel: Option<syn::Expr>,
     krate: Option<Path>,
 }
 
@@ -25,11 +26,13 @@ fn parse_options(input: &DeriveInput) -> syn::Result<Options> {
                 options.interval_ms = Some(lit.base10_parse()?);
             } else if meta.path.is_ident("qos") {
                 options.qos = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("channel") {
+                options.channel = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("crate") {
                 options.krate = Some(meta.value()?.parse()?);
             } else {
                 return Err(
-                    meta.error("expected `sync_interval_ms = N`, `qos = Kind` or `crate = path`")
+                    meta.error("expected `sync_interval_ms = N`, `qos = Kind`, `channel = N` or `crate = path`")
                 );
             }
             Ok(())
@@ -130,10 +133,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
         None => quote!(::core::option::Option::None),
     };
-    let qos = match &options.qos {
-        Some(kind) => quote!(::core::option::Option::Some(#krate::Qos::#kind)),
-        None => quote!(::core::option::Option::None),
-    };
+    let qos = crate::rpcs::on_channel(&krate, options.qos.as_ref(), options.channel.as_ref());
     let result = quote!(::core::result::Result);
     Ok(quote! {
         #[automatically_derived]

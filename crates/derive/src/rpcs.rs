@@ -34,6 +34,7 @@ struct Rpc {
     name: Ident,
     id: u16,
     qos: Option<Ident>,
+    channel: Option<syn::Expr>,
     requires_authority: bool,
     args: Vec<(Ident, Type)>,
 }
@@ -90,6 +91,7 @@ fn take_rpc(method: &mut ImplItemFn) -> syn::Result<Option<Rpc>> {
         id: rpc_id(&name.to_string()),
         name,
         qos: None,
+        channel: None,
         requires_authority: true,
         args: Vec::new(),
     };
@@ -97,6 +99,8 @@ fn take_rpc(method: &mut ImplItemFn) -> syn::Result<Option<Rpc>> {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("qos") {
                 rpc.qos = Some(meta.value()?.parse()?);
+            } else if meta.path.is_ident("channel") {
+                rpc.channel = Some(meta.value()?.parse()?);
             } else if meta.path.is_ident("id") {
                 let lit: LitInt = meta.value()?.parse()?;
                 rpc.id = lit.base10_parse()?;
@@ -105,7 +109,8 @@ fn take_rpc(method: &mut ImplItemFn) -> syn::Result<Option<Rpc>> {
                 rpc.requires_authority = lit.value;
             } else {
                 return Err(meta.error(
-                    "expected `qos = Kind`, `id = N`, or (on commands) `requires_authority = false`",
+                    "expected `qos = Kind`, `channel = N`, `id = N`, or (on commands) \
+                     `requires_authority = false`",
                 ));
             }
             Ok(())
@@ -193,10 +198,7 @@ pub(crate) fn expand(options: Options, mut item: ItemImpl) -> syn::Result<TokenS
             Kind::ClientRpc => (quote!(ClientRpc), quote!(Client)),
             Kind::TargetRpc => (quote!(TargetRpc), quote!(Client)),
         };
-        let qos = match &rpc.qos {
-            Some(kind) => quote!(::core::option::Option::Some(#krate::Qos::#kind)),
-            None => quote!(::core::option::Option::None),
-        };
+        let qos = on_channel(&krate, rpc.qos.as_ref(), rpc.channel.as_ref());
         infos.push(quote! {
             #id => ::core::option::Option::Some(#krate::RpcInfo::new(
                 #krate::RpcKind::#kind, #name_str, #qos, #requires_authority,
@@ -283,4 +285,21 @@ pub(crate) fn expand(options: Options, mut item: ItemImpl) -> syn::Result<TokenS
             #( #defs )*
         }
     })
+}
+
+/// `Option<OnChannel>` for a `qos = Kind` or `channel = N` option (the channel wins).
+pub(crate) fn on_channel(
+    krate: &TokenStream2,
+    qos: Option<&Ident>,
+    channel: Option<&syn::Expr>,
+) -> TokenStream2 {
+    match (channel, qos) {
+        (Some(channel), _) => quote!(::core::option::Option::Some(
+            #krate::OnChannel::Id(#krate::ChannelId(#channel))
+        )),
+        (None, Some(kind)) => {
+            quote!(::core::option::Option::Some(#krate::OnChannel::Kind(#krate::Qos::#kind)))
+        }
+        (None, None) => quote!(::core::option::Option::None),
+    }
 }

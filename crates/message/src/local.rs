@@ -13,14 +13,17 @@ const SPARE_BUFFERS: usize = 64;
 /// The two directions of one local connection.
 #[derive(Debug, Default)]
 pub(crate) struct LocalPipe {
-    pub(crate) to_server: VecDeque<(ChannelId, Vec<u8>)>,
-    pub(crate) to_client: VecDeque<(ChannelId, Vec<u8>)>,
+    pub(crate) to_server: Queue,
+    pub(crate) to_client: Queue,
     pub(crate) client_closed: bool,
     pub(crate) server_closed: bool,
     spare: Vec<Vec<u8>>,
 }
 
 pub(crate) type SharedPipe = Arc<Mutex<LocalPipe>>;
+
+/// One direction: messages with their channels.
+pub(crate) type Queue = VecDeque<(ChannelId, Vec<u8>)>;
 
 impl LocalPipe {
     /// A copy of `bytes` in a recycled buffer.
@@ -43,7 +46,7 @@ impl LocalPipe {
 /// so nothing is copied); returns its channel.
 pub(crate) fn pop(
     pipe: &SharedPipe,
-    queue: fn(&mut LocalPipe) -> &mut VecDeque<(ChannelId, Vec<u8>)>,
+    queue: fn(&mut LocalPipe) -> &mut Queue,
     into: &mut Vec<u8>,
 ) -> Option<ChannelId> {
     let mut pipe = pipe.lock();
@@ -56,7 +59,7 @@ pub(crate) fn pop(
 /// Queues a copy of `bytes` on `channel` in one direction.
 pub(crate) fn push(
     pipe: &SharedPipe,
-    queue: fn(&mut LocalPipe) -> &mut VecDeque<(ChannelId, Vec<u8>)>,
+    queue: fn(&mut LocalPipe) -> &mut Queue,
     channel: ChannelId,
     bytes: &[u8],
 ) {

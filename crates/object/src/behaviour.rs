@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use serde::Serialize;
-use sturnus_message::PlayerId;
+use sturnus_message::{ChannelId, PlayerId};
 use sturnus_transport::Qos;
 
 use crate::{ClientCtx, NetId, ObjectError, ReadError, RpcId, ServerCtx};
@@ -109,6 +109,18 @@ impl fmt::Debug for dyn NetworkBehaviour {
 /// every peer.
 pub type Behaviours = Vec<Box<dyn NetworkBehaviour>>;
 
+/// Which channel something goes on: the first typed channel of a kind in the layout, or a
+/// channel by id. `#[network(qos = Kind)]`, `#[command(qos = Kind)]` and the like give the
+/// first; `channel = N` gives the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OnChannel {
+    /// The first typed channel of this kind.
+    Kind(Qos),
+    /// This channel.
+    Id(ChannelId),
+}
+
 /// How a behaviour's changes are sent (UNET's `sendInterval` and `channel`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -116,19 +128,19 @@ pub struct SyncSettings {
     /// The least time between two updates of one object's behaviour; `None`: the manager's
     /// [`sync_interval`](crate::ObjectConfig::sync_interval).
     pub interval: Option<Duration>,
-    /// The kind of channel updates go on; `None`: the manager's
+    /// The channel updates go on; `None`: the manager's
     /// [`channel`](crate::ObjectConfig::channel), which also carries spawns, despawns and RPCs,
     /// so everything about an object arrives in order. On another channel an update can
     /// overtake its object's spawn (it is then dropped and counted); on an unreliable one
     /// updates can be lost, which a `SyncVar` survives (its next change carries the whole
     /// value) but a collection does not.
-    pub qos: Option<Qos>,
+    pub channel: Option<OnChannel>,
 }
 
 impl SyncSettings {
-    /// Settings with `interval` and `qos`.
-    pub const fn new(interval: Option<Duration>, qos: Option<Qos>) -> Self {
-        Self { interval, qos }
+    /// Settings with `interval` and `channel`.
+    pub const fn new(interval: Option<Duration>, channel: Option<OnChannel>) -> Self {
+        Self { interval, channel }
     }
 }
 
@@ -152,23 +164,23 @@ pub struct RpcInfo {
     pub kind: RpcKind,
     /// For commands: whether only the object's owner may call it.
     pub requires_authority: bool,
-    /// The kind of channel it is sent on (`None`: the manager's
+    /// The channel it is sent on (`None`: the manager's
     /// [`channel`](crate::ObjectConfig::channel)).
-    pub qos: Option<Qos>,
+    pub channel: Option<OnChannel>,
     /// The method's name, for logs.
     pub name: &'static str,
 }
 
 impl RpcInfo {
-    /// An RPC of `kind`, named `name`, on `qos`; commands need authority unless
+    /// An RPC of `kind`, named `name`, on `channel`; commands need authority unless
     /// `requires_authority` is false.
     pub const fn new(
         kind: RpcKind,
         name: &'static str,
-        qos: Option<Qos>,
+        channel: Option<OnChannel>,
         requires_authority: bool,
     ) -> Self {
-        Self { kind, requires_authority, qos, name }
+        Self { kind, requires_authority, channel, name }
     }
 }
 
@@ -242,8 +254,8 @@ pub trait CommandSink {
     fn send_command<A: Serialize>(&mut self, call: RpcCall, args: &A) -> Result<(), ObjectError>;
 }
 
-/// An RPC call on its way out: which RPC, of which behaviour of which object, on which kind of
-/// channel (`None`: the object manager's channel). The generated `<Type>Rpcs` methods build it.
+/// An RPC call on its way out: which RPC, of which behaviour of which object, on which channel
+/// (`None`: the object manager's channel). The generated `<Type>Rpcs` methods build it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RpcCall {
@@ -253,14 +265,14 @@ pub struct RpcCall {
     pub behaviour: u8,
     /// The RPC.
     pub rpc: RpcId,
-    /// The kind of channel.
-    pub qos: Option<Qos>,
+    /// The channel.
+    pub channel: Option<OnChannel>,
 }
 
 impl RpcCall {
-    /// A call of RPC `rpc` on `target`, on `qos`.
-    pub fn new<B>(target: Obj<B>, rpc: RpcId, qos: Option<Qos>) -> Self {
-        Self { net_id: target.net_id, behaviour: target.behaviour, rpc, qos }
+    /// A call of RPC `rpc` on `target`, on `channel`.
+    pub fn new<B>(target: Obj<B>, rpc: RpcId, channel: Option<OnChannel>) -> Self {
+        Self { net_id: target.net_id, behaviour: target.behaviour, rpc, channel }
     }
 }
 

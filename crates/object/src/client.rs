@@ -1,16 +1,19 @@
 //! The client's side: building objects from prefabs, applying state, running RPCs.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::time::Instant;
 
-use parking_lot::Mutex;
 use serde::Serialize;
-use sturnus_message::{ClientContext, ClientEvent, NetworkClient, Qos};
+use sturnus_message::{
+    ChannelId, ClientContext, ClientDispatch, ClientEvent, Dispatched, Message, MessageId,
+    NetworkClient, Transport,
+};
 use tracing::debug;
 
 use crate::behaviour::{find, find_mut};
 use crate::ctx::ClientCtx;
+use crate::server::resolve;
 use crate::wire;
 use crate::{
     Behaviours, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj, ObjectConfig,
@@ -95,19 +98,10 @@ struct ClientObject {
     behaviours: Behaviours,
 }
 
-#[derive(Debug)]
-enum Inbound {
-    Spawn(wire::Spawn),
-    Despawn(NetId),
-    Update(wire::Update),
-    Rpc(wire::Rpc),
-    Ownership(wire::Ownership),
-    Disconnected,
-}
-
 /// Everything of the client's side but the message-layer client.
 pub(crate) struct ClientWorld {
-    config: ObjectConfig,
+    /// The channel objects go on (the config's, resolved in the layout).
+    channel: ChannelId,
     objects: BTreeMap<NetId, ClientObject>,
     spawners: HashMap<PrefabId, Spawner>,
     scene_pool: HashMap<SceneId, Behaviours>,
@@ -140,16 +134,21 @@ impl ClientWorld {
         Some(Obj::new(id, index))
     }
 
-    pub(crate) fn send_command(
+    /// Sends a command, its arguments encoded once, straight into the send buffer.
+    pub(crate) fn send_command<A: Serialize>(
         &mut self,
         client: &mut ClientContext,
-        cmd: wire::Command,
-        qos: Option<Qos>,
+        call: RpcCall,
+        args: &A,
     ) -> Result<(), ObjectError> {
-        if !self.objects.contains_key(&cmd.net_id) {
-            return Err(ObjectError::UnknownObject(cmd.net_id));
+        if !self.objects.contains_key(&call.net_id) {
+            return Err(ObjectError::UnknownObject(call.net_id));
         }
-        client.send_on(&cmd, qos.unwrap_or(self.config.channel))?;
+        let channel = resolve(client.channels(), call.channel, self.channel)?;
+        let header = wire::Command::of(call);
+        client.send_with::<wire::Command>(channel, |out| {
+            wire::write_with_tail(out, &header, args)
+        })?;
         Ok(())
     }
 
@@ -163,10 +162,10 @@ impl ClientWorld {
         if input.is_empty() { Ok(()) } else { Err(ReadError::Trailing(input.len())) }
     }
 
-    fn spawn(&mut self, msg: wire::Spawn) {
+    fn spawn(&mut self, msg: wire::Spawn, state: &[u8]) {
         if let Some(object) = self.objects.get_mut(&msg.net_id) {
             // Spawned again (the server may resend an object): take the state.
-            if Self::read_state(&mut object.behaviours, &msg.state).is_err() {
+            if Self::read_state(&mut object.behaviours, state).is_err() {
                 self.stats.dropped_undecodable += 1;
             }
             return;
@@ -181,7 +180,7 @@ impl ClientWorld {
             self.stats.dropped_unknown_prefab += 1;
             return;
         };
-        if let Err(err) = Self::read_state(&mut behaviours, &msg.state) {
+        if let Err(err) = Self::read_state(&mut behaviours, state) {
             debug!(net_id = %msg.net_id, %err, "a spawn's state did not decode");
             self.stats.dropped_undecodable += 1;
             self.recycle(msg.net_id, msg.prefab, msg.scene, behaviours);
@@ -221,7 +220,7 @@ impl ClientWorld {
         self.events.push_back(ClientObjectEvent::Despawned(id));
     }
 
-    fn update(&mut self, msg: &wire::Update) {
+    fn update(&mut self, msg: &wire::Update, changes: &[u8]) {
         let Some(object) = self.objects.get_mut(&msg.net_id) else {
             self.stats.dropped_unknown_object += 1;
             return;
@@ -230,7 +229,7 @@ impl ClientWorld {
             self.stats.dropped_unknown_rpc += 1;
             return;
         };
-        let mut input = &msg.changes[..];
+        let mut input = changes;
         match behaviour.read_changes(&mut input) {
             Ok(()) if input.is_empty() => self.stats.updates_applied += 1,
             _ => self.stats.dropped_undecodable += 1,
@@ -251,7 +250,7 @@ impl ClientWorld {
         }
     }
 
-    fn run_rpc(&mut self, client: &mut ClientContext, rpc: &wire::Rpc) {
+    fn run_rpc(&mut self, client: &mut ClientContext, rpc: &wire::Rpc, args: &[u8]) {
         let Some(object) = self.objects.get_mut(&rpc.net_id) else {
             self.stats.dropped_unknown_object += 1;
             return;
@@ -265,7 +264,7 @@ impl ClientWorld {
         let mut behaviours = std::mem::take(&mut object.behaviours);
         let result = {
             let mut ctx = ClientCtx::remote(self, client, rpc.net_id, rpc.behaviour);
-            behaviours[index].invoke_rpc(rpc.rpc, &rpc.args, RpcContext::Client(&mut ctx))
+            behaviours[index].invoke_rpc(rpc.rpc, args, RpcContext::Client(&mut ctx))
         };
         if let Some(object) = self.objects.get_mut(&rpc.net_id) {
             object.behaviours = behaviours;
@@ -275,10 +274,69 @@ impl ClientWorld {
             Err(_) => self.stats.dropped_undecodable += 1,
         }
     }
+
+    fn despawn_all(&mut self) {
+        let ids: Vec<NetId> = self.objects.keys().copied().collect();
+        for id in ids {
+            self.despawn(id);
+        }
+    }
 }
 
-/// The client's object manager (Mirage's `ClientObjectManager`): it owns a [`NetworkClient`]
-/// and mirrors the objects the server spawns to it.
+/// What the client's object world does with the message layer's messages and events: the
+/// server's messages are read straight from the bytes the transport lends.
+impl ClientDispatch for ClientWorld {
+    fn message(&mut self, client: &mut ClientContext, id: MessageId, body: &[u8]) -> Dispatched {
+        fn split<H: serde::de::DeserializeOwned>(body: &[u8]) -> Option<(H, &[u8])> {
+            wire::split(body)
+        }
+        let whole = |tail: &[u8]| tail.is_empty();
+        if id == wire::Update::ID {
+            let Some((header, changes)) = split::<wire::Update>(body) else {
+                return Dispatched::Undecodable;
+            };
+            self.update(&header, changes);
+        } else if id == wire::Rpc::ID {
+            let Some((header, args)) = split::<wire::Rpc>(body) else {
+                return Dispatched::Undecodable;
+            };
+            self.run_rpc(client, &header, args);
+        } else if id == wire::Spawn::ID {
+            let Some((header, state)) = split::<wire::Spawn>(body) else {
+                return Dispatched::Undecodable;
+            };
+            self.spawn(header, state);
+        } else if id == wire::Despawn::ID {
+            match split::<wire::Despawn>(body) {
+                Some((msg, rest)) if whole(rest) => self.despawn(msg.net_id),
+                _ => return Dispatched::Undecodable,
+            }
+        } else if id == wire::Ownership::ID {
+            match split::<wire::Ownership>(body) {
+                Some((msg, rest)) if whole(rest) => self.ownership(&msg),
+                _ => return Dispatched::Undecodable,
+            }
+        } else {
+            return Dispatched::Unknown;
+        }
+        Dispatched::Handled
+    }
+
+    fn event(&mut self, client: &mut ClientContext, event: &ClientEvent) {
+        match event {
+            ClientEvent::Authenticated => {
+                if let Err(err) = client.send_on(&wire::Ready, self.channel) {
+                    debug!(%err, "could not say ready");
+                }
+            }
+            ClientEvent::Disconnected(_) => self.despawn_all(),
+            _ => {}
+        }
+    }
+}
+
+/// The client's object manager (Mirage's `ClientObjectManager`): it composes a
+/// [`NetworkClient`] and mirrors the objects the server spawns to it.
 ///
 /// - Register a factory per prefab ([`register_prefab`](Self::register_prefab)), or spawn and
 ///   unspawn handlers to pool objects ([`register_spawn_handler`](Self::register_spawn_handler)),
@@ -289,13 +347,12 @@ impl ClientWorld {
 ///   objects; [`poll_object_event`](Self::poll_object_event) reports spawns, despawns and ownership.
 /// - Commands are sent through it: `tank.fire(&mut objects, dir)`.
 ///
-/// It dereferences to the [`NetworkClient`]: connect, send messages and poll its events as on
-/// the client. Call [`update`](Self::update) every frame instead of the client's.
+/// The message-layer client is reached explicitly with [`client`](Self::client) and
+/// [`client_mut`](Self::client_mut). Call [`update`](Self::update) with the current time every
+/// frame instead of the client's.
 pub struct ClientObjectManager {
     client: NetworkClient,
     world: ClientWorld,
-    inbox: Arc<Mutex<VecDeque<Inbound>>>,
-    drained: VecDeque<Inbound>,
 }
 
 impl std::fmt::Debug for ClientObjectManager {
@@ -307,19 +364,6 @@ impl std::fmt::Debug for ClientObjectManager {
     }
 }
 
-impl Deref for ClientObjectManager {
-    type Target = NetworkClient;
-    fn deref(&self) -> &NetworkClient {
-        &self.client
-    }
-}
-
-impl DerefMut for ClientObjectManager {
-    fn deref_mut(&mut self) -> &mut NetworkClient {
-        &mut self.client
-    }
-}
-
 impl ClientObjectManager {
     /// Takes charge of `client` with the default [`ObjectConfig`].
     pub fn new(client: NetworkClient) -> Result<Self, ObjectError> {
@@ -327,50 +371,53 @@ impl ClientObjectManager {
     }
 
     /// Takes charge of `client` with `config` (its `channel` must match the server's).
-    pub fn with_config(
-        mut client: NetworkClient,
-        config: ObjectConfig,
-    ) -> Result<Self, ObjectError> {
-        config.validate()?;
-        let inbox: Arc<Mutex<VecDeque<Inbound>>> = Arc::default();
-        macro_rules! forward {
-            ($ty:ty, $wrap:expr) => {{
-                let queue = Arc::clone(&inbox);
-                client.register_handler(move |_, msg: $ty| queue.lock().push_back($wrap(msg)))?;
-            }};
-        }
-        forward!(wire::Spawn, Inbound::Spawn);
-        forward!(wire::Despawn, |m: wire::Despawn| Inbound::Despawn(m.net_id));
-        forward!(wire::Update, Inbound::Update);
-        forward!(wire::Rpc, Inbound::Rpc);
-        forward!(wire::Ownership, Inbound::Ownership);
-        let queue = Arc::clone(&inbox);
-        let channel = config.channel;
-        client.on_event(move |ctx, event| match event {
-            ClientEvent::Authenticated => {
-                if let Err(err) = ctx.send_on(&wire::Ready, channel) {
-                    debug!(%err, "could not say ready");
-                }
-            }
-            ClientEvent::Disconnected(_) => queue.lock().push_back(Inbound::Disconnected),
-            _ => {}
-        });
+    pub fn with_config(mut client: NetworkClient, config: ObjectConfig) -> Result<Self, ObjectError> {
+        let channel = config.validate(client.channels())?;
         if client.is_authenticated() {
             client.send_on(&wire::Ready, channel)?;
         }
         Ok(Self {
             client,
             world: ClientWorld {
-                config,
+                channel,
                 objects: BTreeMap::new(),
                 spawners: HashMap::new(),
                 scene_pool: HashMap::new(),
                 events: VecDeque::new(),
                 stats: ClientObjectStats::default(),
             },
-            inbox,
-            drained: VecDeque::new(),
         })
+    }
+
+    /// The message-layer client.
+    pub fn client(&self) -> &NetworkClient {
+        &self.client
+    }
+
+    /// The message-layer client, mutably: register handlers, send messages, set credentials.
+    pub fn client_mut(&mut self) -> &mut NetworkClient {
+        &mut self.client
+    }
+
+    /// Connects to the server at `server` over `transport`; see [`NetworkClient::connect`].
+    pub fn connect(
+        &mut self,
+        now: Instant,
+        transport: impl Transport + 'static,
+        server: SocketAddr,
+    ) -> Result<(), ObjectError> {
+        Ok(self.client.connect(now, transport, server)?)
+    }
+
+    /// The next lifecycle event of the client's latest update (see
+    /// [`NetworkClient::poll_event`]).
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.client.poll_event()
+    }
+
+    /// When the manager next needs an [`update`](Self::update) even if nothing arrives.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.client.poll_timeout()
     }
 
     /// Builds objects of `prefab` with `factory` (one behaviour, a tuple, or a
@@ -416,32 +463,16 @@ impl ClientObjectManager {
     /// authenticates; call it again only after the server was told otherwise (never needed
     /// today).
     pub fn ready(&mut self) -> Result<(), ObjectError> {
-        self.client.send_on(&wire::Ready, self.world.config.channel)?;
+        self.client.send_on(&wire::Ready, self.world.channel)?;
         Ok(())
     }
 
-    /// Runs the client's [`update`](NetworkClient::update), then applies what the server sent:
-    /// spawns, updates (running hooks), RPCs, ownership, despawns, in arrival order. Sends the
+    /// Updates the client as of `now`, applying what the server sent as it arrives: spawns,
+    /// updates (running hooks), RPCs, ownership, despawns, in arrival order. Sends the
     /// commands queued, and forgets local changes to `#[sync]` fields (the server's state is
     /// the truth; a client's own changes are never sent).
-    pub fn update(&mut self) -> Result<(), ObjectError> {
-        self.client.update()?;
-        std::mem::swap(&mut *self.inbox.lock(), &mut self.drained);
-        while let Some(inbound) = self.drained.pop_front() {
-            match inbound {
-                Inbound::Spawn(msg) => self.world.spawn(msg),
-                Inbound::Despawn(id) => self.world.despawn(id),
-                Inbound::Update(msg) => self.world.update(&msg),
-                Inbound::Rpc(msg) => self.world.run_rpc(&mut self.client, &msg),
-                Inbound::Ownership(msg) => self.world.ownership(&msg),
-                Inbound::Disconnected => {
-                    let ids: Vec<NetId> = self.world.objects.keys().copied().collect();
-                    for id in ids {
-                        self.world.despawn(id);
-                    }
-                }
-            }
-        }
+    pub fn update(&mut self, now: Instant) -> Result<(), ObjectError> {
+        self.client.update_with(now, &mut self.world)?;
         for object in self.world.objects.values_mut() {
             for behaviour in &mut object.behaviours {
                 behaviour.clear_dirty();
@@ -505,7 +536,6 @@ impl ClientObjectManager {
 
 impl CommandSink for ClientObjectManager {
     fn send_command<A: Serialize>(&mut self, call: RpcCall, args: &A) -> Result<(), ObjectError> {
-        let cmd = wire::Command::encode(call, args)?;
-        self.world.send_command(&mut self.client, cmd, call.qos)
+        self.world.send_command(&mut self.client, call, args)
     }
 }

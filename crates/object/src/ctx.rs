@@ -113,7 +113,7 @@ impl RpcSink for ServerCtx<'_> {
         to: Option<PlayerId>,
         args: &A,
     ) -> Result<(), ObjectError> {
-        self.world.send_rpc(self.server, wire::Rpc::encode(call, args)?, call.qos, to)
+        self.world.send_rpc(self.server, call, to, args)
     }
 }
 
@@ -193,11 +193,10 @@ impl<'a> ClientCtx<'a> {
 
 impl CommandSink for ClientCtx<'_> {
     fn send_command<A: Serialize>(&mut self, call: RpcCall, args: &A) -> Result<(), ObjectError> {
-        let cmd = wire::Command::encode(call, args)?;
         match &mut self.side {
-            Side::Remote { world, client } => world.send_command(client, cmd, call.qos),
+            Side::Remote { world, client } => world.send_command(client, call, args),
             Side::Host { world, .. } => {
-                world.queue_host_command(cmd);
+                world.queue_host_command(wire::Command::of(call), postcard::to_allocvec(args)?);
                 Ok(())
             }
         }

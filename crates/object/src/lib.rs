@@ -19,23 +19,29 @@
 //!   owner only unless `requires_authority = false`), `#[client_rpc]` (server → every
 //!   observer), `#[target_rpc]` (server → one player). Each has a stable id; arguments are
 //!   `serde` types. Calling one on an [`Obj`] handle sends it: `lamp.toggle(&mut client)`.
-//! - [`ServerObjectManager`] owns a `NetworkServer`: it spawns objects to every ready player
-//!   (and all live objects to late joiners), sends only the dirty fields of dirty behaviours at
-//!   each behaviour's interval, and validates every command (object, behaviour, RPC id,
-//!   authority, arguments), charging what it rejects to the sender's error budget.
-//! - [`ClientObjectManager`] owns a `NetworkClient`: it builds objects from prefab factories,
-//!   pooling spawn handlers or scene objects, applies updates and runs RPCs.
-//! - **Host mode** ([`ServerObjectManager::start_host`]): the host's player shares the server's
+//! - [`ServerObjectManager`] composes a `NetworkServer`: it spawns objects to every ready
+//!   player (and all live objects to late joiners), sends only the dirty fields of dirty
+//!   behaviours at each behaviour's interval, and validates every command (object, behaviour,
+//!   RPC id, authority, arguments), charging what it rejects to the sender's error budget.
+//! - [`ClientObjectManager`] composes a `NetworkClient`: it builds objects from prefab
+//!   factories, pooling spawn handlers or scene objects, applies updates and runs RPCs.
+//! - **Host mode** ([`ServerObjectManager::join_host`]): the host's player shares the server's
 //!   objects; its hooks, RPCs and spawn events run on them, with no copy synchronised.
+//! - **Channels**: objects go on the [`ObjectConfig::channel`]; a behaviour or RPC may name
+//!   its own (`#[network(channel = N)]`, `#[client_rpc(qos = Unreliable)]`).
 //!
-//! Like the layers below, everything runs on the thread that calls `update`.
+//! Like the message layer, the managers are sans-IO: `update(now)` every frame, time as an
+//! input, the transport doing the I/O. Updates and RPC arguments are encoded once, straight
+//! into the send buffer, and read straight from the bytes the transport lends.
 //!
 //! ```
-//! use sturnus_message::{ClientConfig, NetworkClient, NetworkServer, ServerConfig, ServerEvent};
+//! use std::time::Duration;
+//! use sturnus_message::{driver, ClientConfig, NetworkClient, NetworkServer, ServerConfig, ServerEvent};
 //! use sturnus_object::{
 //!     ClientCtx, ClientObjectManager, NetworkBehaviour, PrefabId, ServerCtx, ServerObjectManager,
 //!     SyncVar, network_rpcs,
 //! };
+//! use sturnus_transport::MemoryNetwork;
 //!
 //! pub const LAMP: PrefabId = PrefabId::of_name("lamp");
 //!
@@ -71,23 +77,30 @@
 //! }
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let mut server = ServerObjectManager::new(NetworkServer::new(ServerConfig::default())?)?;
-//! let addr = server.start("127.0.0.1:0".parse()?)?;
+//! // Any transport: a UDP Host, a ThreadedHost, or (here) an in-process network.
+//! let network = MemoryNetwork::new();
+//! let (server_config, client_config) = (ServerConfig::default(), ClientConfig::default());
+//! let kinds = server_config.channels.kinds().to_vec();
+//! let addr = "10.0.0.1:7777".parse()?;
+//! let mut now = driver::now();
 //!
-//! let mut client = ClientObjectManager::new(NetworkClient::new(ClientConfig::default())?)?;
+//! let mut server = ServerObjectManager::new(NetworkServer::new(server_config)?)?;
+//! server.start(now, network.bind(addr, kinds.clone())?)?;
+//!
+//! let mut client = ClientObjectManager::new(NetworkClient::new(client_config)?)?;
 //! client.register_prefab(LAMP, Lamp::default);
-//! client.connect(addr)?;
+//! client.connect(now, network.endpoint(kinds), addr)?;
 //!
 //! let mut toggled = false;
-//! for _ in 0..5000 {
-//!     server.update()?;
+//! for _frame in 0..100 {
+//!     server.update(now)?;
 //!     while let Some(event) = server.poll_event() {
 //!         if let ServerEvent::Authenticated(player) = event {
 //!             // The first player gets a lamp of its own.
 //!             server.spawn(LAMP, Lamp::default(), Some(player))?;
 //!         }
 //!     }
-//!     client.update()?;
+//!     client.update(now)?;
 //!     // Once the client sees its lamp, it switches it on: a command to the server.
 //!     let lamp = client.objects().next();
 //!     if let Some(id) = lamp {
@@ -101,7 +114,7 @@
 //!             return Ok(());
 //!         }
 //!     }
-//!     server.wait(std::time::Duration::from_millis(1))?;
+//!     now += Duration::from_millis(16); // the next frame
 //! }
 //! panic!("the lamp never lit");
 //! # }
@@ -121,8 +134,8 @@ mod server;
 pub mod wire;
 
 pub use behaviour::{
-    __private, Behaviours, CommandSink, IntoBehaviours, NetworkBehaviour, Obj, RpcCall, RpcContext,
-    RpcInfo, RpcKind, RpcSink, SyncSettings,
+    __private, Behaviours, CommandSink, IntoBehaviours, NetworkBehaviour, Obj, OnChannel, RpcCall,
+    RpcContext, RpcInfo, RpcKind, RpcSink, SyncSettings,
 };
 pub use client::{ClientObjectEvent, ClientObjectManager, ClientObjectStats, SpawnInfo};
 pub use collections::{ListChange, MapChange, SetChange, SyncList, SyncMap, SyncSet};
@@ -135,10 +148,4 @@ pub use server::{ObjectConfig, ServerObjectManager, ServerObjectStats};
 pub use sturnus_derive::NetworkBehaviour;
 /// Declares a behaviour's Commands, ClientRpcs and TargetRpcs; see the crate documentation.
 pub use sturnus_derive::network_rpcs;
-pub use sturnus_message::{PlayerId, Qos};
-
-/// The clock.
-#[expect(clippy::disallowed_methods, reason = "the object layer syncs in real time")]
-pub(crate) fn now() -> std::time::Instant {
-    std::time::Instant::now()
-}
+pub use sturnus_message::{ChannelId, PlayerId, Qos};

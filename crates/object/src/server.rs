@@ -2,14 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use serde::Serialize;
 use sturnus_message::{
-    NetworkClient, NetworkServer, Player, PlayerId, Qos, ServerContext, ServerEvent,
+    ChannelId, ChannelLayout, Dispatched, Message, MessageId, NetworkClient, NetworkServer,
+    PlayerId, Qos, ServerContext, ServerDispatch, ServerEvent, Transport,
 };
 use tracing::{debug, warn};
 
@@ -18,7 +16,7 @@ use crate::ctx::ClientCtx;
 use crate::wire;
 use crate::{
     Behaviours, ClientObjectEvent, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj,
-    ObjectError, PrefabId, RpcCall, RpcContext, RpcKind, RpcSink, SceneId, ServerCtx,
+    ObjectError, OnChannel, PrefabId, RpcCall, RpcContext, RpcKind, RpcSink, SceneId, ServerCtx,
 };
 
 /// Settings of the object managers.
@@ -29,11 +27,12 @@ pub struct ObjectConfig {
     /// (`#[network(sync_interval_ms = N)]`); UNET's and Mirage's default is 100 ms. Zero sends
     /// changes at every [`update`](ServerObjectManager::update).
     pub sync_interval: Duration,
-    /// The kind of channel spawns, despawns, ownership, updates and RPCs go on unless a
-    /// behaviour or RPC names its own. It must be reliable and ordered (and fragmenting, for
-    /// large objects), so everything about an object arrives whole and in order; both sides
-    /// must agree. Default: `ReliableFragmentedSequenced`.
-    pub channel: Qos,
+    /// The channel spawns, despawns, ownership, updates and RPCs go on unless a behaviour or
+    /// RPC names its own (`None`: the first typed `ReliableFragmentedSequenced` channel of the
+    /// layout). It must be a typed, reliable and ordered channel (and fragmenting, for large
+    /// objects), so everything about an object arrives whole and in order; both sides must
+    /// agree.
+    pub channel: Option<ChannelId>,
     /// Whether the objects a player owns are despawned when it leaves (UNET's and Mirage's
     /// behaviour), or kept without an owner.
     pub despawn_owned_on_leave: bool,
@@ -43,33 +42,49 @@ impl ObjectConfig {
     /// The longest [`sync_interval`](Self::sync_interval) accepted (an hour).
     pub const MAX_SYNC_INTERVAL: Duration = Duration::from_secs(3600);
 
-    /// Checks every field, naming the first that is out of range. The object managers' `new`
-    /// and `with_config` call it.
+    /// Checks every field against the channel layout, naming the first that is out of range;
+    /// returns the channel objects go on. The object managers' `new` and `with_config` call
+    /// it.
     ///
     /// ```
+    /// use sturnus_message::{ChannelId, ChannelLayout, Qos};
     /// use sturnus_object::ObjectConfig;
-    /// use sturnus_transport::Qos;
-    /// ObjectConfig::default().validate().unwrap();
+    /// let layout = ChannelLayout::default();
+    /// ObjectConfig::default().validate(&layout).unwrap();
     /// let mut unordered = ObjectConfig::default();
-    /// unordered.channel = Qos::Unreliable;
-    /// assert!(unordered.validate().is_err());
+    /// unordered.channel = layout.first_of(Qos::Unreliable);
+    /// assert!(unordered.validate(&layout).is_err());
+    /// unordered.channel = Some(ChannelId(200));
+    /// assert!(unordered.validate(&layout).is_err());
     /// ```
-    pub fn validate(&self) -> Result<(), ObjectError> {
+    pub fn validate(&self, layout: &ChannelLayout) -> Result<ChannelId, ObjectError> {
         if self.sync_interval > Self::MAX_SYNC_INTERVAL {
             return Err(ObjectError::InvalidConfig {
                 field: "sync_interval",
                 reason: "must be at most one hour",
             });
         }
-        let channel = self.channel;
-        if !channel.is_reliable() || !channel.is_sequenced() || channel.is_state_update() {
-            return Err(ObjectError::InvalidConfig {
-                field: "channel",
-                reason: "must be ReliableSequenced or ReliableFragmentedSequenced: spawns, \
-                         updates and RPCs of an object must arrive whole and in order",
-            });
+        let bad = ObjectError::InvalidConfig {
+            field: "channel",
+            reason: "must be a typed ReliableSequenced or ReliableFragmentedSequenced channel \
+                     of the layout: spawns, updates and RPCs of an object must arrive whole and \
+                     in order",
+        };
+        let Some(channel) = self.channel.or(layout.first_of(Qos::ReliableFragmentedSequenced))
+        else {
+            return Err(bad);
+        };
+        match layout.qos(channel) {
+            Some(qos)
+                if !layout.is_raw(channel)
+                    && qos.is_reliable()
+                    && qos.is_sequenced()
+                    && !qos.is_state_update() =>
+            {
+                Ok(channel)
+            }
+            _ => Err(bad),
         }
-        Ok(())
     }
 }
 
@@ -77,7 +92,7 @@ impl Default for ObjectConfig {
     fn default() -> Self {
         Self {
             sync_interval: Duration::from_millis(100),
-            channel: Qos::ReliableFragmentedSequenced,
+            channel: None,
             despawn_owned_on_leave: true,
         }
     }
@@ -134,17 +149,6 @@ enum Rejection {
     Undecodable,
 }
 
-/// What the message layer's handlers and callbacks hand over, in arrival order.
-#[derive(Debug)]
-enum Inbound {
-    Authenticated(PlayerId),
-    Ready(PlayerId),
-    Command(PlayerId, wire::Command),
-    Left(PlayerId),
-}
-
-type Inbox<T> = Arc<Mutex<VecDeque<T>>>;
-
 #[derive(Debug)]
 pub(crate) struct ServerObject {
     prefab: PrefabId,
@@ -152,7 +156,8 @@ pub(crate) struct ServerObject {
     owner: Option<PlayerId>,
     /// Taken out while one of them runs a command or RPC.
     behaviours: Behaviours,
-    last_sync: Vec<Instant>,
+    /// When each behaviour was last synced (`None`: never since the spawn).
+    last_sync: Vec<Option<Instant>>,
     observers: BTreeSet<PlayerId>,
 }
 
@@ -161,6 +166,8 @@ pub(crate) struct ServerObject {
 #[derive(Debug)]
 pub(crate) struct ServerWorld {
     config: ObjectConfig,
+    /// The channel objects go on (the config's, resolved in the layout).
+    channel: ChannelId,
     /// In id order, which is spawn order: a late joiner gets objects in the order they came.
     objects: BTreeMap<NetId, ServerObject>,
     scenes: HashMap<SceneId, NetId>,
@@ -168,19 +175,22 @@ pub(crate) struct ServerWorld {
     ready: BTreeSet<PlayerId>,
     host_player: Option<PlayerId>,
     host_events: VecDeque<ClientObjectEvent>,
-    /// Client and target RPCs for the host player, run on the server's objects.
-    host_rpcs: VecDeque<wire::Rpc>,
-    /// Commands the host player sent.
-    host_commands: VecDeque<wire::Command>,
+    /// Client and target RPCs for the host player, run on the server's objects, with their
+    /// arguments.
+    host_rpcs: VecDeque<(wire::Rpc, Vec<u8>)>,
+    /// Commands the host player sent, with their arguments.
+    host_commands: VecDeque<(wire::Command, Vec<u8>)>,
     stats: ServerObjectStats,
-    scratch: Vec<u8>,
-    now: Instant,
+    /// Whether the host client (in host mode) is to be made the host player when it
+    /// authenticates.
+    expect_host: bool,
 }
 
 impl ServerWorld {
-    fn new(config: ObjectConfig) -> Self {
+    fn new(config: ObjectConfig, channel: ChannelId) -> Self {
         Self {
             config,
+            channel,
             objects: BTreeMap::new(),
             scenes: HashMap::new(),
             next_id: 0,
@@ -190,8 +200,7 @@ impl ServerWorld {
             host_rpcs: VecDeque::new(),
             host_commands: VecDeque::new(),
             stats: ServerObjectStats::default(),
-            scratch: Vec::new(),
-            now: crate::now(),
+            expect_host: false,
         }
     }
 
@@ -216,8 +225,17 @@ impl ServerWorld {
         Some(Obj::new(id, index))
     }
 
-    pub(crate) fn queue_host_command(&mut self, command: wire::Command) {
-        self.host_commands.push_back(command);
+    pub(crate) fn queue_host_command(&mut self, command: wire::Command, args: Vec<u8>) {
+        self.host_commands.push_back((command, args));
+    }
+
+    /// The channel of `choice` (`None`: the objects' channel).
+    pub(crate) fn channel_for(
+        &self,
+        layout: &ChannelLayout,
+        choice: Option<OnChannel>,
+    ) -> Result<ChannelId, ObjectError> {
+        resolve(layout, choice, self.channel)
     }
 
     fn allocate_id(&mut self) -> NetId {
@@ -258,7 +276,7 @@ impl ServerWorld {
             prefab,
             scene,
             owner,
-            last_sync: vec![self.now; behaviours.len()],
+            last_sync: vec![server.now(); behaviours.len()],
             behaviours,
             observers: self.ready.clone(),
         };
@@ -266,8 +284,8 @@ impl ServerWorld {
         for behaviour in &mut object.behaviours {
             behaviour.clear_dirty();
         }
-        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false, state };
-        self.send_spawn(server, &object, msg, object.observers.iter().copied());
+        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false };
+        self.send_spawn(server, &object, msg, &state, object.observers.iter().copied());
         if let Some(scene) = scene {
             self.scenes.insert(scene, id);
         }
@@ -276,12 +294,14 @@ impl ServerWorld {
         Ok(id)
     }
 
-    /// Sends a spawn to `to` (with `owned` set for the owner), or reports it to the host.
+    /// Sends a spawn with its `state` to `to` (with `owned` set for the owner), or reports it
+    /// to the host.
     fn send_spawn(
         &mut self,
         server: &mut ServerContext,
         object: &ServerObject,
         mut msg: wire::Spawn,
+        state: &[u8],
         to: impl Iterator<Item = PlayerId> + Clone,
     ) {
         let host = self.host_player;
@@ -295,10 +315,17 @@ impl ServerWorld {
         }
         let remote = to.filter(|p| Some(*p) != host);
         let others = remote.clone().filter(|p| Some(*p) != object.owner);
-        send_logged(server.broadcast_to_on(others, &msg, self.config.channel));
+        let write = |msg: wire::Spawn| {
+            move |out: &mut Vec<u8>| {
+                wire::put(out, &msg)?;
+                out.extend_from_slice(state);
+                Ok(())
+            }
+        };
+        send_logged(server.broadcast_to_with::<wire::Spawn>(others, self.channel, write(msg)));
         if let Some(owner) = object.owner.filter(|o| remote.clone().any(|p| p == *o)) {
             msg.owned = true;
-            send_logged(server.send_on(owner, &msg, self.config.channel));
+            send_logged(server.send_with::<wire::Spawn>(owner, self.channel, write(msg)));
         }
     }
 
@@ -308,11 +335,7 @@ impl ServerWorld {
             self.scenes.remove(&scene);
         }
         let remote = object.observers.iter().copied().filter(|p| Some(*p) != self.host_player);
-        send_logged(server.broadcast_to_on(
-            remote,
-            &wire::Despawn { net_id: id },
-            self.config.channel,
-        ));
+        send_logged(server.broadcast_to_on(remote, &wire::Despawn { net_id: id }, self.channel));
         if self.host_player.is_some_and(|h| object.observers.contains(&h)) {
             self.host_events.push_back(ClientObjectEvent::Despawned(id));
         }
@@ -339,21 +362,23 @@ impl ServerWorld {
                     .push_back(ClientObjectEvent::OwnershipChanged { net_id: id, owned });
             } else {
                 let msg = wire::Ownership { net_id: id, owned };
-                send_logged(server.send_on(player, &msg, self.config.channel));
+                send_logged(server.send_on(player, &msg, self.channel));
             }
         }
         Ok(())
     }
 
-    /// Sends `msg` to every observer of its object (`to: None`) or to one.
-    pub(crate) fn send_rpc(
+    /// Sends `call` with `args` to every observer of its object (`to: None`) or to one: the
+    /// arguments are encoded once, straight into the message layer's send buffer.
+    pub(crate) fn send_rpc<A: Serialize>(
         &mut self,
         server: &mut ServerContext,
-        msg: wire::Rpc,
-        qos: Option<Qos>,
+        call: RpcCall,
         to: Option<PlayerId>,
+        args: &A,
     ) -> Result<(), ObjectError> {
-        let net_id = msg.net_id;
+        let net_id = call.net_id;
+        let channel = self.channel_for(server.channels(), call.channel)?;
         let object = self.objects.get(&net_id).ok_or(ObjectError::UnknownObject(net_id))?;
         if let Some(player) = to {
             if !object.observers.contains(&player) {
@@ -370,9 +395,12 @@ impl ServerWorld {
             .iter()
             .copied()
             .filter(|p| to.is_none_or(|t| t == *p) && Some(*p) != host);
-        server.broadcast_to_on(remote, &msg, qos.unwrap_or(self.config.channel))?;
+        let header = wire::Rpc::of(call);
+        server.broadcast_to_with::<wire::Rpc>(remote, channel, |out| {
+            wire::write_with_tail(out, &header, args)
+        })?;
         if to_host.is_some() {
-            self.host_rpcs.push_back(msg);
+            self.host_rpcs.push_back((header, postcard::to_allocvec(args)?));
         }
         self.stats.rpcs_sent += 1;
         Ok(())
@@ -387,10 +415,11 @@ impl ServerWorld {
         // already holds them and no collection operation reaches it twice.
         self.sync(server, true);
         let ids: Vec<NetId> = self.objects.keys().copied().collect();
+        let mut state = Vec::new();
         for id in ids {
             let Some(mut object) = self.objects.remove(&id) else { continue };
             object.observers.insert(player);
-            let mut state = Vec::new();
+            state.clear();
             let written = object.behaviours.iter().try_for_each(|b| b.write_full(&mut state));
             match written {
                 Ok(()) => {
@@ -399,9 +428,8 @@ impl ServerWorld {
                         prefab: object.prefab,
                         scene: object.scene,
                         owned: false,
-                        state,
                     };
-                    self.send_spawn(server, &object, msg, std::iter::once(player));
+                    self.send_spawn(server, &object, msg, &state, std::iter::once(player));
                 }
                 Err(err) => warn!(%id, %err, "could not encode an object's state"),
             }
@@ -432,9 +460,11 @@ impl ServerWorld {
         }
     }
 
-    /// Sends the changes of every dirty behaviour that is due (all of them with `force`).
+    /// Sends the changes of every dirty behaviour that is due (all of them with `force`),
+    /// each encoded once, straight into the message layer's send buffer.
     fn sync(&mut self, server: &mut ServerContext, force: bool) {
-        let ServerWorld { objects, config, host_player, scratch, stats, now, .. } = self;
+        let Some(now) = server.now() else { return };
+        let ServerWorld { objects, config, host_player, stats, channel, .. } = self;
         for (id, object) in objects.iter_mut() {
             // Who observes is asked only of objects with something to send: most are clean.
             let mut audience = None;
@@ -446,8 +476,8 @@ impl ServerWorld {
                 let interval = settings.interval.unwrap_or(config.sync_interval);
                 // A behaviour's own interval is not bounded like the config's: an interval
                 // past the clock's range means "never by time".
-                let due =
-                    object.last_sync[index].checked_add(interval).is_some_and(|at| *now >= at);
+                let due = object.last_sync[index]
+                    .is_none_or(|last| last.checked_add(interval).is_some_and(|at| now >= at));
                 if !force && !due {
                     continue;
                 }
@@ -457,29 +487,32 @@ impl ServerWorld {
                     (observers.len() > usize::from(host), host)
                 });
                 if has_remote {
-                    scratch.clear();
-                    match behaviour.write_changes(scratch) {
-                        Ok(()) => {
-                            let msg = wire::Update {
-                                net_id: *id,
-                                behaviour: u8::try_from(index).expect("at most 255 behaviours"),
-                                changes: std::mem::take(scratch),
-                            };
-                            let remote = object.observers.iter().copied();
-                            let remote = remote.filter(|p| Some(*p) != *host_player);
-                            let qos = settings.qos.unwrap_or(config.channel);
-                            send_logged(server.broadcast_to_on(remote, &msg, qos));
-                            *scratch = msg.changes;
-                            stats.updates_sent += 1;
-                        }
-                        Err(err) => warn!(%id, %err, "could not encode a behaviour's changes"),
+                    let header = wire::Update {
+                        net_id: *id,
+                        behaviour: u8::try_from(index).expect("at most 255 behaviours"),
+                    };
+                    let remote = object.observers.iter().copied();
+                    let remote = remote.filter(|p| Some(*p) != *host_player);
+                    let sent = resolve(server.channels(), settings.channel, *channel)
+                        .map_err(|err| warn!(%id, %err, "a behaviour names no channel"))
+                        .ok()
+                        .map(|qos_channel| {
+                            server.broadcast_to_with::<wire::Update>(remote, qos_channel, |out| {
+                                wire::put(out, &header)?;
+                                behaviour.write_changes(out)
+                            })
+                        });
+                    match sent {
+                        Some(Ok(_)) => stats.updates_sent += 1,
+                        Some(Err(err)) => warn!(%id, %err, "could not send a behaviour's changes"),
+                        None => {}
                     }
                 }
                 if host_observes {
                     behaviour.run_local_hooks();
                 }
                 behaviour.clear_dirty();
-                object.last_sync[index] = *now;
+                object.last_sync[index] = Some(now);
             }
         }
     }
@@ -499,8 +532,14 @@ impl ServerWorld {
         server.reject(player);
     }
 
-    /// Validates and runs a command from `player`.
-    fn run_command(&mut self, server: &mut ServerContext, player: PlayerId, cmd: wire::Command) {
+    /// Validates and runs a command from `player`, its arguments lent.
+    fn run_command(
+        &mut self,
+        server: &mut ServerContext,
+        player: PlayerId,
+        cmd: wire::Command,
+        args: &[u8],
+    ) {
         let Some(object) = self.objects.get_mut(&cmd.net_id) else {
             return self.reject(server, player, Rejection::UnknownObject);
         };
@@ -521,7 +560,7 @@ impl ServerWorld {
             let mut ctx = ServerCtx::new(self, server, player, cmd.net_id, cmd.behaviour);
             behaviours[usize::from(cmd.behaviour)].invoke_rpc(
                 cmd.rpc,
-                &cmd.args,
+                args,
                 RpcContext::Server(&mut ctx),
             )
         };
@@ -536,7 +575,7 @@ impl ServerWorld {
     }
 
     /// Runs a client or target RPC for the host player on the server's object.
-    fn run_host_rpc(&mut self, rpc: wire::Rpc) {
+    fn run_host_rpc(&mut self, rpc: wire::Rpc, args: &[u8]) {
         let Some(object) = self.objects.get_mut(&rpc.net_id) else { return };
         let index = usize::from(rpc.behaviour);
         let known = object.behaviours.get(index).and_then(|b| b.rpc_info(rpc.rpc));
@@ -546,13 +585,81 @@ impl ServerWorld {
         let mut behaviours = std::mem::take(&mut object.behaviours);
         let result = {
             let mut ctx = ClientCtx::host(self, rpc.net_id, rpc.behaviour);
-            behaviours[index].invoke_rpc(rpc.rpc, &rpc.args, RpcContext::Client(&mut ctx))
+            behaviours[index].invoke_rpc(rpc.rpc, args, RpcContext::Client(&mut ctx))
         };
         if let Some(object) = self.objects.get_mut(&rpc.net_id) {
             object.behaviours = behaviours;
         }
         if let Err(err) = result {
             warn!(net_id = %rpc.net_id, %err, "an RPC to the host player did not decode");
+        }
+    }
+
+    /// Runs the host player's commands and RPCs, including those they cause, up to a bound
+    /// per update (a command and an RPC calling each other forever cannot hang the frame).
+    fn run_host_queues(&mut self, server: &mut ServerContext) {
+        let Some(host) = self.host_player else { return };
+        for _ in 0..4096 {
+            if let Some((cmd, args)) = self.host_commands.pop_front() {
+                self.run_command(server, host, cmd, &args);
+            } else if let Some((rpc, args)) = self.host_rpcs.pop_front() {
+                self.run_host_rpc(rpc, &args);
+            } else {
+                return;
+            }
+        }
+    }
+}
+
+/// What the server's object world does with the message layer's messages and events.
+impl ServerDispatch for ServerWorld {
+    fn message(
+        &mut self,
+        server: &mut ServerContext,
+        player: PlayerId,
+        id: MessageId,
+        body: &[u8],
+    ) -> Dispatched {
+        if id == wire::Ready::ID {
+            self.make_ready(server, player);
+        } else if id == wire::Command::ID {
+            let Some((cmd, args)) = wire::split::<wire::Command>(body) else {
+                return Dispatched::Undecodable;
+            };
+            self.run_command(server, player, cmd, args);
+        } else {
+            return Dispatched::Unknown;
+        }
+        Dispatched::Handled
+    }
+
+    fn event(&mut self, server: &mut ServerContext, event: &ServerEvent) {
+        match *event {
+            ServerEvent::Authenticated(id) => {
+                let is_host =
+                    self.expect_host && self.host_player.is_none() && server.is_local_player(id);
+                if is_host {
+                    self.host_player = Some(id);
+                    self.make_ready(server, id);
+                }
+            }
+            ServerEvent::Disconnected(id, _) => self.player_left(server, id),
+            _ => {}
+        }
+    }
+}
+
+/// The channel of `choice` in `layout` (`None`: `default`).
+pub(crate) fn resolve(
+    layout: &ChannelLayout,
+    choice: Option<OnChannel>,
+    default: ChannelId,
+) -> Result<ChannelId, ObjectError> {
+    match choice {
+        None => Ok(default),
+        Some(OnChannel::Id(channel)) => Ok(channel),
+        Some(OnChannel::Kind(qos)) => {
+            layout.first_of(qos).ok_or(sturnus_message::MessageError::NoChannel(qos).into())
         }
     }
 }
@@ -565,7 +672,7 @@ fn send_logged<T>(result: Result<T, sturnus_message::MessageError>) {
 }
 
 /// The server's object manager (Mirage's `ServerObjectManager`, UNET's `NetworkServer`
-/// spawning): it owns a [`NetworkServer`] and keeps its players' view of the networked
+/// spawning): it composes a [`NetworkServer`] and keeps its players' view of the networked
 /// objects in step with the server's.
 ///
 /// - [`spawn`](Self::spawn) sends an object with its full state to every observer (every
@@ -574,18 +681,18 @@ fn send_logged<T>(result: Result<T, sturnus_message::MessageError>) {
 /// - Commands from clients are validated (object, behaviour, RPC id, authority, arguments)
 ///   before they run; anything invalid is dropped, counted in [`stats`](Self::stats) and
 ///   charged to the sender's error budget.
-/// - Host mode ([`start_host`](Self::start_host)): the host's own player shares these
-///   objects; its hooks, RPCs and spawn events run here, with no copy synchronised.
+/// - Host mode ([`join_host`](Self::join_host)): the host's own player shares these objects;
+///   its hooks, RPCs and spawn events run here, with no copy synchronised.
 ///
-/// It dereferences to the [`NetworkServer`], so message handlers, events and `start` are
-/// used as on the server. Call [`update`](Self::update) every frame instead of the server's.
+/// The message-layer server is reached explicitly with [`server`](Self::server) and
+/// [`server_mut`](Self::server_mut) (handlers, players, kicks); the manager drives it: call
+/// [`update`](Self::update) with the current time every frame instead of the server's. Like the
+/// server, it is sans-IO: time is an input, and nothing here reads the clock.
 ///
 /// See the [crate documentation](crate) for a whole example.
 pub struct ServerObjectManager {
     server: NetworkServer,
     world: ServerWorld,
-    inbox: Inbox<Inbound>,
-    drained: VecDeque<Inbound>,
     host_client: Option<NetworkClient>,
 }
 
@@ -599,76 +706,59 @@ impl std::fmt::Debug for ServerObjectManager {
     }
 }
 
-impl Deref for ServerObjectManager {
-    type Target = NetworkServer;
-    fn deref(&self) -> &NetworkServer {
-        &self.server
-    }
-}
-
-impl DerefMut for ServerObjectManager {
-    fn deref_mut(&mut self) -> &mut NetworkServer {
-        &mut self.server
-    }
-}
-
 impl ServerObjectManager {
-    /// Takes charge of `server` with the default [`ObjectConfig`]: registers the object
-    /// layer's messages and watches players come and go.
+    /// Takes charge of `server` with the default [`ObjectConfig`].
     pub fn new(server: NetworkServer) -> Result<Self, ObjectError> {
         Self::with_config(server, ObjectConfig::default())
     }
 
     /// Takes charge of `server` with `config`.
-    pub fn with_config(
-        mut server: NetworkServer,
-        config: ObjectConfig,
-    ) -> Result<Self, ObjectError> {
-        config.validate()?;
-        let inbox: Inbox<Inbound> = Arc::default();
-        let queue = Arc::clone(&inbox);
-        server.register_handler(move |player: Player<'_>, _: wire::Ready| {
-            queue.lock().push_back(Inbound::Ready(player.id()));
-        })?;
-        let queue = Arc::clone(&inbox);
-        server.register_handler(move |player: Player<'_>, cmd: wire::Command| {
-            queue.lock().push_back(Inbound::Command(player.id(), cmd));
-        })?;
-        let queue = Arc::clone(&inbox);
-        server.on_event(move |_, event| {
-            let inbound = match event {
-                ServerEvent::Authenticated(id) => Inbound::Authenticated(*id),
-                ServerEvent::Disconnected(id, _) => Inbound::Left(*id),
-                _ => return,
-            };
-            queue.lock().push_back(inbound);
-        });
-        Ok(Self {
-            server,
-            world: ServerWorld::new(config),
-            inbox,
-            drained: VecDeque::new(),
-            host_client: None,
-        })
+    pub fn with_config(server: NetworkServer, config: ObjectConfig) -> Result<Self, ObjectError> {
+        let channel = config.validate(server.channels())?;
+        Ok(Self { server, world: ServerWorld::new(config, channel), host_client: None })
     }
 
-    /// Host mode: starts the server on UDP at `addr` and [joins](Self::join_host) the host's
-    /// own player. Returns the address.
-    pub fn start_host(&mut self, addr: SocketAddr) -> Result<SocketAddr, ObjectError> {
-        let addr = self.server.start(addr)?;
-        self.join_host()?;
+    /// The message-layer server (players, stats, handlers' registrations).
+    pub fn server(&self) -> &NetworkServer {
+        &self.server
+    }
+
+    /// The message-layer server, mutably: register handlers, send messages, kick players.
+    pub fn server_mut(&mut self) -> &mut NetworkServer {
+        &mut self.server
+    }
+
+    /// Starts the server over `transport`; see [`NetworkServer::start`].
+    pub fn start(
+        &mut self,
+        now: Instant,
+        transport: impl Transport + 'static,
+    ) -> Result<Option<SocketAddr>, ObjectError> {
+        Ok(self.server.start(now, transport)?)
+    }
+
+    /// Host mode: starts the server over `transport` and [joins](Self::join_host) the host's
+    /// own player. Returns the transport's address.
+    pub fn start_host(
+        &mut self,
+        now: Instant,
+        transport: impl Transport + 'static,
+    ) -> Result<Option<SocketAddr>, ObjectError> {
+        let addr = self.server.start(now, transport)?;
+        self.join_host(now)?;
         Ok(addr)
     }
 
     /// Joins the host's own player: a local client of this server whose player shares this
     /// manager's objects. No copy is synchronised to it; its spawn events come from
     /// [`poll_host_event`](Self::poll_host_event), its hooks and RPCs run on these objects, and
-    /// commands sent through this manager come from it. Call it after starting the server
-    /// on any socket, or instead of starting (a single-player game running the multiplayer
-    /// code, with no transport).
-    pub fn join_host(&mut self) -> Result<(), ObjectError> {
-        let client = self.server.connect_local()?;
+    /// commands sent through this manager come from it. Call it after starting the server, or
+    /// instead of starting (a single-player game running the multiplayer code, with no
+    /// transport).
+    pub fn join_host(&mut self, now: Instant) -> Result<(), ObjectError> {
+        let client = self.server.connect_local(now)?;
         self.host_client = Some(client);
+        self.world.expect_host = true;
         Ok(())
     }
 
@@ -682,61 +772,42 @@ impl ServerObjectManager {
         self.world.host_player
     }
 
-    /// Runs the server's [`update`](NetworkServer::update) (and the host client's), then
-    /// handles readiness, commands and departures, runs the host player's RPCs, sends the
-    /// changes that are due, and flushes. Call it every frame.
-    pub fn update(&mut self) -> Result<(), ObjectError> {
-        self.server.update()?;
+    /// The next lifecycle event of the server's latest update (see
+    /// [`NetworkServer::poll_event`]).
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.server.poll_event()
+    }
+
+    /// Updates the server (and the host client) as of `now`: readiness, commands and
+    /// departures are handled as they arrive, the host player's RPCs run, the changes that are
+    /// due are sent, and everything is flushed. Call it every frame.
+    pub fn update(&mut self, now: Instant) -> Result<(), ObjectError> {
+        self.server.update_with(now, &mut self.world)?;
         if let Some(client) = &mut self.host_client {
-            client.update()?;
+            client.update(now)?;
         }
-        self.world.now = crate::now();
-        std::mem::swap(&mut *self.inbox.lock(), &mut self.drained);
-        while let Some(inbound) = self.drained.pop_front() {
-            let server = &mut *self.server;
-            match inbound {
-                Inbound::Authenticated(id) => {
-                    let is_host = self.host_client.is_some()
-                        && self.world.host_player.is_none()
-                        && server.is_local_player(id);
-                    if is_host {
-                        self.world.host_player = Some(id);
-                        self.world.make_ready(server, id);
-                    }
-                }
-                Inbound::Ready(id) => self.world.make_ready(server, id),
-                Inbound::Command(id, cmd) => self.world.run_command(server, id, cmd),
-                Inbound::Left(id) => self.world.player_left(server, id),
-            }
-        }
-        self.run_host_queues();
+        self.world.run_host_queues(&mut self.server);
         self.world.sync(&mut self.server, false);
         self.server.flush()?;
         Ok(())
+    }
+
+    /// When the manager next needs an [`update`](Self::update) even if nothing arrives: the
+    /// server's next deadline, or the next sync interval while objects exist.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let server = self.server.poll_timeout();
+        let sync = match (self.world.objects.is_empty(), self.server.now()) {
+            (false, Some(now)) => now.checked_add(self.world.config.sync_interval),
+            _ => None,
+        };
+        server.into_iter().chain(sync).min()
     }
 
     /// Sends every pending change now, whatever the sync intervals (before a scene change, or
     /// to make one change go out at once); it goes out at the next
     /// [`update`](Self::update)'s flush.
     pub fn sync_now(&mut self) {
-        self.world.now = crate::now();
         self.world.sync(&mut self.server, true);
-    }
-
-    /// Runs the host player's commands and RPCs, including those they cause, up to a bound
-    /// per update (a command and an RPC calling each other forever cannot hang the frame).
-    fn run_host_queues(&mut self) {
-        let Some(host) = self.world.host_player else { return };
-        for _ in 0..4096 {
-            let server = &mut *self.server;
-            if let Some(cmd) = self.world.host_commands.pop_front() {
-                self.world.run_command(server, host, cmd);
-            } else if let Some(rpc) = self.world.host_rpcs.pop_front() {
-                self.world.run_host_rpc(rpc);
-            } else {
-                return;
-            }
-        }
     }
 
     /// Spawns an object built from `behaviours` (one behaviour, a tuple, or a
@@ -836,7 +907,7 @@ impl RpcSink for ServerObjectManager {
         to: Option<PlayerId>,
         args: &A,
     ) -> Result<(), ObjectError> {
-        self.world.send_rpc(&mut self.server, wire::Rpc::encode(call, args)?, call.qos, to)
+        self.world.send_rpc(&mut self.server, call, to, args)
     }
 }
 
@@ -847,7 +918,7 @@ impl CommandSink for ServerObjectManager {
         if self.world.host_player.is_none() {
             return Err(ObjectError::NoHostPlayer);
         }
-        self.world.queue_host_command(wire::Command::encode(call, args)?);
+        self.world.queue_host_command(wire::Command::of(call), postcard::to_allocvec(args)?);
         Ok(())
     }
 }

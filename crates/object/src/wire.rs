@@ -1,5 +1,11 @@
-//! The object layer's messages. Public only so hostile-input tests can forge them; not a
-//! stable API.
+//! The object layer's messages. Public only so hostile-input tests and fuzz targets can forge
+//! them; not a stable API.
+//!
+//! Messages that carry state or RPC arguments are a small header (a `serde` struct) followed by
+//! those bytes, written straight into the message layer's send buffer
+//! ([`ServerContext::send_with`](sturnus_message::ServerContext::send_with)) and read straight
+//! from the bytes the transport lends: nothing is encoded twice, and nothing is allocated per
+//! update or RPC.
 #![allow(missing_docs, reason = "internal wire formats, documented by their use")]
 
 use serde::{Deserialize, Serialize};
@@ -7,46 +13,44 @@ use sturnus_message::Message;
 
 use crate::{NetId, PrefabId, RpcCall, RpcId, SceneId};
 
-/// Server → client: build (or match) an object, with the full state of every behaviour in
-/// order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
+/// Server → client: build (or match) an object; followed by the full state of every behaviour
+/// in order.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
 #[message(crate = ::sturnus_message)]
 pub struct Spawn {
     pub net_id: NetId,
     pub prefab: PrefabId,
     pub scene: Option<SceneId>,
     pub owned: bool,
-    pub state: Vec<u8>,
 }
 
 /// Server → client: the object is gone.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
 #[message(crate = ::sturnus_message)]
 pub struct Despawn {
     pub net_id: NetId,
 }
 
-/// Server → client: one behaviour's changed fields (a dirty mask, then their deltas).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
+/// Server → client: one behaviour's changed fields; followed by the dirty mask and their
+/// deltas.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
 #[message(crate = ::sturnus_message)]
 pub struct Update {
     pub net_id: NetId,
     pub behaviour: u8,
-    pub changes: Vec<u8>,
 }
 
-/// Server → client: a client or target RPC.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
+/// Server → client: a client or target RPC; followed by its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
 #[message(crate = ::sturnus_message)]
 pub struct Rpc {
     pub net_id: NetId,
     pub behaviour: u8,
     pub rpc: RpcId,
-    pub args: Vec<u8>,
 }
 
 /// Server → client: the client now owns the object, or no longer does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
 #[message(crate = ::sturnus_message)]
 pub struct Ownership {
     pub net_id: NetId,
@@ -54,32 +58,62 @@ pub struct Ownership {
 }
 
 /// Client → server: the client has registered its prefabs; spawn the world to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
 #[message(crate = ::sturnus_message)]
 pub struct Ready;
 
-/// Client → server: a command.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
+/// Client → server: a command; followed by its arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
 #[message(crate = ::sturnus_message)]
 pub struct Command {
     pub net_id: NetId,
     pub behaviour: u8,
     pub rpc: RpcId,
-    pub args: Vec<u8>,
 }
 
 impl Rpc {
-    /// `call` with its arguments encoded.
-    pub fn encode<A: Serialize>(call: RpcCall, args: &A) -> Result<Self, postcard::Error> {
+    /// The header of `call`.
+    pub fn of(call: RpcCall) -> Self {
         let RpcCall { net_id, behaviour, rpc, .. } = call;
-        Ok(Self { net_id, behaviour, rpc, args: postcard::to_allocvec(args)? })
+        Self { net_id, behaviour, rpc }
     }
 }
 
 impl Command {
-    /// `call` with its arguments encoded.
-    pub fn encode<A: Serialize>(call: RpcCall, args: &A) -> Result<Self, postcard::Error> {
+    /// The header of `call`.
+    pub fn of(call: RpcCall) -> Self {
         let RpcCall { net_id, behaviour, rpc, .. } = call;
-        Ok(Self { net_id, behaviour, rpc, args: postcard::to_allocvec(args)? })
+        Self { net_id, behaviour, rpc }
     }
+}
+
+/// Appends `header`, then `value`, to `out`: a message with a tail.
+pub fn write_with_tail<H: Serialize, A: Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    header: &H,
+    value: &A,
+) -> Result<(), postcard::Error> {
+    put(out, header)?;
+    put(out, value)
+}
+
+/// Appends `value`'s postcard encoding to `out`.
+pub fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), postcard::Error> {
+    let buf = std::mem::take(out);
+    *out = postcard::to_extend(value, buf)?;
+    Ok(())
+}
+
+/// Splits a message body into its header and the bytes after it.
+pub fn split<H: serde::de::DeserializeOwned>(body: &[u8]) -> Option<(H, &[u8])> {
+    postcard::take_from_bytes(body).ok()
+}
+
+/// A whole message body: `header`, then `tail` (for tests and fuzz targets that forge them).
+pub fn body<H: Serialize>(header: &H, tail: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Encoding a derived header into a Vec cannot fail.
+    let _ = put(&mut out, header);
+    out.extend_from_slice(tail);
+    out
 }
