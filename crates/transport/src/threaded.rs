@@ -643,6 +643,10 @@ fn apply<S: Socket>(
                 }
             }
             Op::Disconnect(conn) => {
+                // What was sent before the disconnect goes out first, as from a `Host` flushed
+                // in between (closing a connection drops what it has not sent). A socket error
+                // here shows at the next receive.
+                let _ = host.flush();
                 // No event follows a local disconnect: forget the connection's states here.
                 host.disconnect(conn);
                 reporter.forget(conn);
