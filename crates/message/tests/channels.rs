@@ -397,3 +397,31 @@ fn typed_queues_deliver_in_order_with_the_senders_id() {
         assert_eq!(world.server.poll_message::<Said>(), None);
     }
 }
+
+/// A server refuses a transport that would trust unauthenticated peers from the start (their
+/// reassembly budget would be a trusted peer's), and takes the same transport built from the
+/// layout's settings.
+#[test]
+fn a_transport_that_trusts_strangers_is_refused() {
+    use sturnus_socket::{SocketFactory, UdpSocketFactory};
+    let config = server_config();
+    let factory = UdpSocketFactory::default();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let trusting = sturnus_transport::EndpointConfig {
+        trust_incoming: true,
+        ..config.channels.endpoint_config()
+    };
+    let host = sturnus_transport::Host::new(trusting, factory.server_socket(any).unwrap()).unwrap();
+    let mut server = NetworkServer::new(config.clone()).unwrap();
+    let now = driver::now();
+    let err = server.start(now, host).unwrap_err();
+    assert!(matches!(err, MessageError::TrustsIncoming), "{err}");
+    assert!(!server.is_running());
+    let host = sturnus_transport::Host::new(
+        config.channels.endpoint_config(),
+        factory.server_socket(any).unwrap(),
+    )
+    .unwrap();
+    server.start(now, host).unwrap();
+    assert!(server.is_running());
+}
