@@ -119,9 +119,9 @@ fn parse_options(input: &DeriveInput) -> syn::Result<Options> {
             } else if meta.path.is_ident("crate") {
                 options.krate = Some(meta.value()?.parse()?);
             } else {
-                return Err(meta.error(
-                    "expected `id = N`, `qos = Kind`, `channel = N` or `crate = path`",
-                ));
+                return Err(
+                    meta.error("expected `id = N`, `qos = Kind`, `channel = N` or `crate = path`")
+                );
             }
             Ok(())
         })?;

@@ -105,9 +105,15 @@ impl ChannelLayout {
         u8::try_from(index).ok().map(ChannelId)
     }
 
-    /// The transport's default settings with this layout's channels.
+    /// The transport's default settings with this layout's channels, and incoming connections
+    /// untrusted (held to the transport's small reassembly budgets) until the server trusts
+    /// them, when their player authenticates.
     pub fn endpoint_config(&self) -> EndpointConfig {
-        EndpointConfig { channels: self.kinds.clone(), ..EndpointConfig::default() }
+        EndpointConfig {
+            channels: self.kinds.clone(),
+            trust_incoming: false,
+            ..EndpointConfig::default()
+        }
     }
 
     /// Checks the layout holds the control channel; returns its id.

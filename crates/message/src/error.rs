@@ -79,6 +79,14 @@ pub enum MessageError {
     /// The transport could not start, or its socket failed.
     #[error(transparent)]
     Transport(#[from] HostError),
+    /// A server was given a transport that trusts incoming connections from the start
+    /// (`trust_incoming`): unauthenticated peers could make it hold as much memory as
+    /// authenticated ones. Build it from [`ChannelLayout::endpoint_config`](crate::ChannelLayout::endpoint_config)
+    /// or set `trust_incoming: false`.
+    #[error(
+        "the transport trusts incoming connections before they authenticate; set trust_incoming: false"
+    )]
+    TrustsIncoming,
     /// The server or client is already running.
     #[error("already started")]
     AlreadyStarted,

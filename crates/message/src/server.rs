@@ -866,7 +866,8 @@ impl NetworkServer {
     }
 
     /// Starts serving over `transport` (one that accepts connections, with the layout's
-    /// channels); returns its address, if it has one.
+    /// channels, and does not trust them before they authenticate: build it from
+    /// [`ChannelLayout::endpoint_config`]); returns its address, if it has one.
     pub fn start(
         &mut self,
         now: Instant,
@@ -876,6 +877,9 @@ impl NetworkServer {
             return Err(MessageError::AlreadyStarted);
         }
         self.ctx.config.channels.check_transport(transport.channels())?;
+        if transport.trusts_incoming() {
+            return Err(MessageError::TrustsIncoming);
+        }
         self.ctx.set_time(now);
         let local = transport.local_addr();
         self.ctx.transport = Some(Box::new(transport));

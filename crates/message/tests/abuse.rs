@@ -6,7 +6,7 @@ mod common;
 
 use std::sync::Arc;
 
-use common::{Path, Raw, World, auth_request, frame, server_config};
+use common::{Path, Raw, World, auth_request, default_channel, frame, server_config};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sturnus_message::{
@@ -30,6 +30,11 @@ const RELIABLE: [Qos; 4] = [
     Qos::ReliableFragmented,
     Qos::ReliableFragmentedSequenced,
 ];
+
+/// The layer's own channel in the default layout.
+fn control() -> sturnus_message::ChannelId {
+    default_channel(Qos::ReliableFragmentedSequenced)
+}
 
 fn random_bytes(rng: &mut Rng, max_len: u64) -> Vec<u8> {
     let len = rng.below(max_len + 1);
@@ -69,10 +74,10 @@ struct Arena {
 }
 
 impl Arena {
-    fn new(config: ServerConfig, seed: u64, authenticate: bool) -> Arena {
+    fn new(config: ServerConfig, authenticate: bool) -> Arena {
         let handled: Arc<Mutex<Vec<(PlayerId, Checked)>>> = Arc::default();
         let log = Arc::clone(&handled);
-        let path = Path::Netem { seed, loss: 0.0 };
+        let path = Path::Memory;
         let mut world = World::new(path, config, |server| {
             server
                 .register_handler(move |mut player: Player<'_>, msg: Checked| {
@@ -98,20 +103,15 @@ impl Arena {
         });
         world.authenticate_all();
         let mut raw = Raw::connect(&world);
-        assert!(world.run_until(|_| {
-            raw.pump();
+        assert!(world.run_until(|w| {
+            raw.pump(w.now());
             raw.connected
         }));
         if authenticate {
-            raw.send(Qos::ReliableFragmentedSequenced, &auth_request(&()));
+            raw.send(control(), &auth_request(&()));
             let ok = world.run_until(|w| {
-                raw.pump();
-                w.log
-                    .lock()
-                    .server
-                    .iter()
-                    .filter(|e| matches!(e, ServerEvent::Authenticated(_)))
-                    .count()
+                raw.pump(w.now());
+                w.log.server.iter().filter(|e| matches!(e, ServerEvent::Authenticated(_))).count()
                     == 2
             });
             assert!(ok);
@@ -121,8 +121,9 @@ impl Arena {
 
     fn attacker(&self) -> PlayerId {
         let good = self.good();
-        let log = self.world.log.lock();
-        log.server
+        self.world
+            .log
+            .server
             .iter()
             .find_map(|e| match e {
                 ServerEvent::Connected(p) if *p != good => Some(*p),
@@ -139,17 +140,14 @@ impl Arena {
     fn run_until(&mut self, mut done: impl FnMut(&mut World) -> bool) -> bool {
         let raw = &mut self.raw;
         self.world.run_until(|w| {
-            raw.pump();
+            raw.pump(w.now());
             done(w)
         })
     }
 
     /// Steps until `player` has left; false if it never does.
     fn run_until_gone(&mut self, player: PlayerId) -> bool {
-        self.run_until(|w| {
-            let log = w.log.lock();
-            log.server.iter().any(|e| matches!(e, ServerEvent::Disconnected(p, _) if *p == player))
-        })
+        self.run_until(|w| w.gone(player))
     }
 
     /// The good client still gets answers.
@@ -162,7 +160,7 @@ impl Arena {
     }
 
     fn disconnected_for(&self, id: PlayerId) -> Option<DisconnectReason> {
-        self.world.log.lock().server.iter().find_map(|e| match e {
+        self.world.log.server.iter().find_map(|e| match e {
             ServerEvent::Disconnected(p, reason) if *p == id => Some(reason.clone()),
             _ => None,
         })
@@ -175,7 +173,7 @@ impl Arena {
 fn random_input_never_reaches_handlers_undecoded() {
     for seed in 0..16 {
         let config = ServerConfig { error_budget: u32::MAX, rate_limit: None, ..server_config() };
-        let mut arena = Arena::new(config, seed, true);
+        let mut arena = Arena::new(config, true);
         let attacker = arena.attacker();
         let mut rng = Rng::new(seed);
         let mut expected = Vec::new();
@@ -183,16 +181,16 @@ fn random_input_never_reaches_handlers_undecoded() {
             let bytes = hostile(&mut rng, n);
             expected.extend(strictly_checked(&bytes));
             let qos = RELIABLE[usize::try_from(rng.below(4)).unwrap()];
-            arena.raw.send(qos, &bytes);
+            arena.raw.send(default_channel(qos), &bytes);
             if n % 50 == 0 {
                 arena.world.step();
-                arena.raw.pump();
+                arena.raw.pump(arena.world.now());
             }
         }
         let received = |w: &World| w.server.player_stats(attacker).map(|s| s.messages_received);
         let raw = &mut arena.raw;
         assert!(arena.world.run_until(|w| {
-            raw.pump();
+            raw.pump(w.now());
             received(w) == Some(301)
         }));
         let mut handled: Vec<Checked> = arena
@@ -222,16 +220,16 @@ fn random_input_costs_the_connection() {
             kick_linger: std::time::Duration::from_millis(100),
             ..server_config()
         };
-        let mut arena = Arena::new(config, 100 + seed, true);
+        let mut arena = Arena::new(config, true);
         let attacker = arena.attacker();
         let mut rng = Rng::new(seed);
         for n in 0..300 {
             let bytes = random_bytes(&mut rng, 40);
             let qos = RELIABLE[usize::try_from(rng.below(4)).unwrap()];
-            arena.raw.send(qos, &bytes);
+            arena.raw.send(default_channel(qos), &bytes);
             if n % 100 == 0 {
                 arena.world.step();
-                arena.raw.pump();
+                arena.raw.pump(arena.world.now());
             }
         }
         let ok = arena.run_until_gone(attacker);
@@ -240,8 +238,8 @@ fn random_input_costs_the_connection() {
         arena.assert_good_client_served(7);
         // The attacker is told, then its connection closes.
         let raw = &mut arena.raw;
-        assert!(arena.world.run_until(|_| {
-            raw.pump();
+        assert!(arena.world.run_until(|w| {
+            raw.pump(w.now());
             raw.closed.is_some()
         }));
     }
@@ -270,7 +268,7 @@ fn each_kind_of_bad_input_is_counted_and_budgeted() {
             rate_limit: Some(RateLimit { per_second: 0.001, burst: 10.0 }),
             ..server_config()
         };
-        let mut arena = Arena::new(config, 200 + index as u64, authenticate);
+        let mut arena = Arena::new(config, authenticate);
         let attacker = arena.attacker();
         let bad: Vec<u8> = match name {
             "unknown id" => frame(MessageId(0x0001), &0u8),
@@ -285,10 +283,10 @@ fn each_kind_of_bad_input_is_counted_and_budgeted() {
         // Over the rate: the burst of 10 covers the credentials and 9 valid messages.
         let prefix = if name == "over the rate" { 9 } else { 0 };
         for _ in 0..prefix {
-            arena.raw.send(Qos::ReliableFragmentedSequenced, &valid);
+            arena.raw.send(control(), &valid);
         }
         for _ in 0..budget {
-            arena.raw.send(Qos::ReliableFragmentedSequenced, &bad);
+            arena.raw.send(control(), &bad);
         }
         let handled = Arc::clone(&arena.handled);
         let handled_count = move || handled.lock().iter().filter(|(p, _)| *p == attacker).count();
@@ -300,7 +298,7 @@ fn each_kind_of_bad_input_is_counted_and_budgeted() {
         assert!(counted, "{name}: {stats:?}");
         assert_eq!(stats.unwrap().dropped(), u64::from(budget), "{name}: counted elsewhere too");
         // One more is one too many.
-        arena.raw.send(Qos::ReliableFragmentedSequenced, &bad);
+        arena.raw.send(control(), &bad);
         let ok = arena.run_until_gone(attacker);
         assert!(ok, "{name}: not disconnected");
         assert_eq!(arena.disconnected_for(attacker), Some(DisconnectReason::ErrorBudget), "{name}");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{Path, Raw, World, auth_request, frame, paths, server_config};
+use common::{Path, Raw, World, auth_request, default_channel, frame, paths, server_config};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sturnus_message::{
@@ -51,12 +51,12 @@ fn accept_with_data_and_reject_with_reason() {
         assert!(world.run_until(|_| answer.lock().is_some()), "{path:?}");
         assert_eq!(*answer.lock(), Some(YouAre("ada".into())));
 
-        let rejected = |w: &mut World, i: usize| w.log.lock().clients[i].last().cloned();
+        let rejected = |w: &mut World, i: usize| w.log.clients[i].last().cloned();
         assert!(world.run_until(|w| {
             rejected(w, 1).is_some_and(|e| matches!(e, ClientEvent::Disconnected(_)))
                 && rejected(w, 2).is_some_and(|e| matches!(e, ClientEvent::Disconnected(_)))
         }));
-        let log = world.log.lock();
+        let log = &world.log;
         assert_eq!(
             log.clients[1],
             [
@@ -93,28 +93,35 @@ fn quiet_server(auth_timeout: Duration) -> ServerConfig {
 /// A connection that never authenticates is closed after `auth_timeout`.
 #[test]
 fn authentication_times_out() {
-    let path = Path::Netem { seed: 1, loss: 0.0 };
-    let mut world = World::new(path, quiet_server(Duration::from_millis(200)), |_| {});
+    let timeout = Duration::from_millis(200);
+    let mut world = World::new(Path::Memory, quiet_server(timeout), |_| {});
     let mut raw = Raw::connect(&world);
     let timed_out = |w: &mut World| {
         w.log
-            .lock()
             .server
             .iter()
             .any(|e| matches!(e, ServerEvent::Disconnected(_, DisconnectReason::AuthTimeout)))
     };
+    let connected_at = world.now();
     assert!(world.run_until(|w| {
-        raw.pump();
+        raw.pump(w.now());
         timed_out(w)
     }));
     assert!(raw.connected);
+    // Not before the timeout, and not long after it (virtual time: one tick).
+    let waited = world.now() - connected_at;
+    assert!(waited >= timeout && waited <= timeout + world.tick, "{waited:?}");
     // The server says why before it closes the connection.
-    assert!(world.run_until(|_| {
-        raw.pump();
+    assert!(world.run_until(|w| {
+        raw.pump(w.now());
         raw.closed.is_some()
     }));
     let goodbye = sturnus_message::MessageId::of_path("sturnus_message::auth::Goodbye");
-    assert!(raw.received.iter().any(|m| m[..2] == goodbye.0.to_le_bytes()), "{:?}", raw.received);
+    assert!(
+        raw.received.iter().any(|(_, m)| m[..2] == goodbye.0.to_le_bytes()),
+        "{:?}",
+        raw.received
+    );
     assert_eq!(world.server.player_count(), 0);
 }
 
@@ -124,7 +131,7 @@ struct Note(u32);
 /// Messages before authentication are dropped and counted, never handled; after it, they are.
 #[test]
 fn nothing_before_authentication() {
-    let path = Path::Netem { seed: 2, loss: 0.0 };
+    let path = Path::Memory;
     let handled = Arc::new(AtomicUsize::new(0));
     let calls = Arc::clone(&handled);
     let mut world = World::new(path, server_config(), |server| {
@@ -135,28 +142,29 @@ fn nothing_before_authentication() {
             .unwrap();
     });
     let mut raw = Raw::connect(&world);
-    assert!(world.run_until(|_| {
-        raw.pump();
+    assert!(world.run_until(|w| {
+        raw.pump(w.now());
         raw.connected
     }));
     for n in 0..5 {
-        raw.send(Qos::ReliableSequenced, &frame(Note::ID, &Note(n)));
+        raw.send(default_channel(Qos::ReliableSequenced), &frame(Note::ID, &Note(n)));
     }
     let dropped = |w: &World| {
         let id = w.server.players().next()?;
         Some(w.server.player_stats(id)?.dropped_unauthenticated)
     };
     assert!(world.run_until(|w| {
-        raw.pump();
+        raw.pump(w.now());
         dropped(w) == Some(5)
     }));
     let id = world.server.players().next().unwrap();
     assert_eq!(handled.load(Ordering::Relaxed), 0);
     // Credentials and a note on the same ordered channel: the note is handled.
-    raw.send(Qos::ReliableFragmentedSequenced, &auth_request(&()));
-    raw.send(Qos::ReliableFragmentedSequenced, &frame(Note::ID, &Note(9)));
-    assert!(world.run_until(|_| {
-        raw.pump();
+    let control = default_channel(Qos::ReliableFragmentedSequenced);
+    raw.send(control, &auth_request(&()));
+    raw.send(control, &frame(Note::ID, &Note(9)));
+    assert!(world.run_until(|w| {
+        raw.pump(w.now());
         handled.load(Ordering::Relaxed) == 1
     }));
     let stats = world.server.player_stats(id).unwrap();

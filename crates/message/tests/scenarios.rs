@@ -1,5 +1,6 @@
-//! The message layer's scenario suite, run over host mode, real UDP, and the loopback socket
-//! through a lossy netem link (10 % loss each way, duplicates, reordering) with many seeds.
+//! The message layer's scenario suite, run over host mode, an in-memory network, real UDP (on
+//! the caller's thread and on an I/O thread), and the simulated lossy network (10 % loss each
+//! way, duplicates, reordering) with many seeds.
 
 mod common;
 
@@ -10,7 +11,8 @@ use common::{Path, World, paths, server_config};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sturnus_message::{
-    ClientEvent, DisconnectReason, Message, NetworkClient, Player, PlayerId, Qos, ServerEvent,
+    ChannelId, ClientEvent, DisconnectReason, Message, NetworkClient, Player, PlayerId, Qos,
+    ServerEvent,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Message)]
@@ -82,8 +84,8 @@ fn delivery_on_every_kind() {
         let mut world = World::new(path, server_config(), |server| {
             server
                 .register_handler(move |mut player: Player<'_>, msg: Numbered| {
-                    let qos = Qos::ALL[usize::from(msg.kind)];
-                    player.send_on(&msg, qos).unwrap();
+                    // The default layout: channel i is of kind Qos::ALL[i].
+                    player.send_on(&msg, ChannelId(msg.kind)).unwrap();
                     seen.lock()[usize::from(msg.kind)].push(msg);
                 })
                 .unwrap();
@@ -100,8 +102,9 @@ fn delivery_on_every_kind() {
         });
         world.authenticate_all();
         for n in 0..PER_KIND {
-            for (kind, qos) in Qos::ALL.iter().enumerate() {
-                world.clients[0].send_on(&numbered(kind, n), *qos).unwrap();
+            for kind in 0..Qos::ALL.len() {
+                let channel = ChannelId(u8::try_from(kind).unwrap());
+                world.clients[0].send_on(&numbered(kind, n), channel).unwrap();
             }
             world.step();
         }
@@ -118,13 +121,13 @@ fn delivery_on_every_kind() {
         });
         assert!(done, "{path:?}: reliable echoes incomplete: {:?}", echoes.lock());
         world.run_for(30); // let late unreliable messages land, to check them too
-        let lossless = path == Path::Local;
+        let lossless = path.is_lossless();
         check_kinds(path, "server", &at_server.lock(), lossless);
         check_kinds(path, "client", &echoes.lock(), lossless);
         let id = world.server.players().next().unwrap();
         let stats = world.server.player_stats(id).unwrap();
         assert_eq!(stats.dropped(), 0, "{path:?}: {stats:?}");
-        if let Path::Netem { .. } = path {
+        if let Path::Sim { .. } = path {
             // The link really was lossy: the transport had to resend.
             let server_side = world.server.player(id).unwrap().connection_stats().unwrap();
             let client_side = world.clients[0].connection_stats().unwrap();
@@ -209,19 +212,11 @@ fn events_handlers_and_broadcast() {
         // Client 0 leaves; the server kicks client 2.
         world.clients[0].disconnect();
         world.server.kick(ids[2], "afk");
-        let gone = |w: &mut World, id: PlayerId| {
-            w.log
-                .lock()
-                .server
-                .iter()
-                .any(|e| matches!(e, ServerEvent::Disconnected(p, _) if *p == id))
-        };
+        let gone = |w: &mut World, id: PlayerId| w.gone(id);
         assert!(world.run_until(|w| gone(w, ids[0])), "{path:?}: leave not seen");
         assert!(
             world.run_until(|w| !w.clients[2].is_authenticated()
-                && w.log.lock().clients[2]
-                    .iter()
-                    .any(|e| matches!(e, ClientEvent::Disconnected(_)))),
+                && w.log.clients[2].iter().any(|e| matches!(e, ClientEvent::Disconnected(_)))),
             "{path:?}: kick not seen by the client"
         );
 
@@ -245,7 +240,7 @@ fn events_handlers_and_broadcast() {
         assert_eq!(*seen[2].lock(), expect2, "{path:?}: client 2");
 
         // The server saw, per player: Connected, Authenticated, Disconnected with the reason.
-        let server_log = world.log.lock().server.clone();
+        let server_log = world.log.server.clone();
         assert_eq!(server_log, *callback_log.lock(), "{path:?}: callbacks and poll queue differ");
         assert!(matches!(server_log[0], ServerEvent::Started(_)), "{path:?}: {server_log:?}");
         for (index, id) in ids.iter().enumerate() {
@@ -280,7 +275,7 @@ fn events_handlers_and_broadcast() {
         let Some(Seen::Event(ClientEvent::Disconnected(reason))) = last else {
             panic!("{path:?}: client 1 ended with {last:?}")
         };
-        if matches!(path, Path::Netem { .. }) {
+        if matches!(path, Path::Sim { .. }) {
             // The goodbye may be lost with the server gone; the transport then says why.
             assert!(
                 matches!(
@@ -300,42 +295,34 @@ fn events_handlers_and_broadcast() {
 /// A host serves its local client and remote clients at once; all see the same things.
 #[test]
 fn host_mode_serves_remote_clients_too() {
-    let mut server = sturnus_message::NetworkServer::new(server_config()).unwrap();
-    server
-        .register_handler(|mut player: Player<'_>, Say(text)| {
-            let line = Line { from: player.id(), text };
-            player.server().broadcast(&line).unwrap();
-        })
-        .unwrap();
-    let mut local = server.start_host("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = server.local_addr().unwrap();
-    let mut remote = NetworkClient::new(common::client_config()).unwrap();
-    remote.connect(addr).unwrap();
-    let local_seen = recording_client(&mut local);
-    let remote_seen = recording_client(&mut remote);
-    let mut said = false;
-    for _ in 0..20_000 {
-        server.update().unwrap();
-        local.update().unwrap();
-        remote.update().unwrap();
-        if !said && local.is_authenticated() && remote.is_authenticated() {
-            local.send(&Say("from the host".into())).unwrap();
-            said = true;
-        }
-        if remote_seen.lock().len() == 3 && local_seen.lock().len() == 3 {
-            break;
-        }
-        server.wait(std::time::Duration::from_micros(500)).unwrap();
+    for path in [Path::Memory, Path::Udp, Path::Threaded] {
+        let mut world = World::new(path, server_config(), |server| {
+            server
+                .register_handler(|mut player: Player<'_>, Say(text)| {
+                    let line = Line { from: player.id(), text };
+                    player.server().broadcast(&line).unwrap();
+                })
+                .unwrap();
+        });
+        let local = world.add_local_client();
+        let remote = world.add_client(None::<&()>, |_| {});
+        let local_seen = recording_client(&mut world.clients[local]);
+        let remote_seen = recording_client(&mut world.clients[remote]);
+        world.authenticate_all();
+        world.clients[local].send(&Say("from the host".into())).unwrap();
+        let heard =
+            world.run_until(|_| remote_seen.lock().len() == 3 && local_seen.lock().len() == 3);
+        assert!(heard, "{path:?}: {:?} {:?}", local_seen.lock(), remote_seen.lock());
+        assert!(world.clients[local].is_local() && !world.clients[remote].is_local());
+        let local_log = local_seen.lock().clone();
+        assert_eq!(local_log, *remote_seen.lock(), "{path:?}");
+        assert_eq!(
+            local_log[..2],
+            [Seen::Event(ClientEvent::Connected), Seen::Event(ClientEvent::Authenticated)]
+        );
+        assert!(matches!(&local_log[2], Seen::Line(l) if l.text == "from the host"));
+        let ids: Vec<PlayerId> = world.server.players().collect();
+        let locals = ids.iter().filter(|id| world.server.player(**id).unwrap().is_local()).count();
+        assert_eq!((ids.len(), locals), (2, 1), "{path:?}");
     }
-    assert!(local.is_local() && !remote.is_local());
-    let local_log = local_seen.lock().clone();
-    assert_eq!(local_log, *remote_seen.lock());
-    assert_eq!(
-        local_log[..2],
-        [Seen::Event(ClientEvent::Connected), Seen::Event(ClientEvent::Authenticated)]
-    );
-    assert!(matches!(&local_log[2], Seen::Line(l) if l.text == "from the host"));
-    let ids: Vec<PlayerId> = server.players().collect();
-    let locals = ids.iter().filter(|id| server.player(**id).unwrap().is_local()).count();
-    assert_eq!((ids.len(), locals), (2, 1));
 }

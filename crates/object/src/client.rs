@@ -146,9 +146,8 @@ impl ClientWorld {
         }
         let channel = resolve(client.channels(), call.channel, self.channel)?;
         let header = wire::Command::of(call);
-        client.send_with::<wire::Command>(channel, |out| {
-            wire::write_with_tail(out, &header, args)
-        })?;
+        client
+            .send_with::<wire::Command>(channel, |out| wire::write_with_tail(out, &header, args))?;
         Ok(())
     }
 
@@ -371,7 +370,10 @@ impl ClientObjectManager {
     }
 
     /// Takes charge of `client` with `config` (its `channel` must match the server's).
-    pub fn with_config(mut client: NetworkClient, config: ObjectConfig) -> Result<Self, ObjectError> {
+    pub fn with_config(
+        mut client: NetworkClient,
+        config: ObjectConfig,
+    ) -> Result<Self, ObjectError> {
         let channel = config.validate(client.channels())?;
         if client.is_authenticated() {
             client.send_on(&wire::Ready, channel)?;

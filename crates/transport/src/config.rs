@@ -65,9 +65,9 @@ pub struct EndpointConfig {
     /// layer that authenticates its peers sets it to `false` and calls
     /// [`Endpoint::set_trusted`](crate::Endpoint::set_trusted) (or [`Host::set_trusted`](crate::Host::set_trusted),
     /// [`ThreadedHost::set_trusted`](crate::ThreadedHost::set_trusted)) once a peer has proven itself;
-    /// until then the untrusted budgets below hold (the message layer's `NetworkServer` does
-    /// this, whatever its transport configuration says, and trusts a connection when its player
-    /// authenticates).
+    /// until then the untrusted budgets below hold (the message layer's `NetworkServer` needs
+    /// this: it refuses a transport that trusts incoming connections, and trusts a connection
+    /// when its player authenticates; `ChannelLayout::endpoint_config` sets it).
     pub trust_incoming: bool,
     /// The same budget for a connection that is not yet *trusted*. A connection we opened
     /// ourselves is trusted from the start; one a peer opened to us is trusted from the start

@@ -81,6 +81,14 @@ pub trait Transport: fmt::Debug {
     /// memory as a trusted peer. A no-op for transports with no such distinction.
     fn set_trusted(&mut self, conn: ConnectionId);
 
+    /// Whether connections peers open are trusted from the start (`trust_incoming`), rather
+    /// than once [`set_trusted`](Self::set_trusted) is called. A server that authenticates its
+    /// players refuses such a transport: an unauthenticated peer could make it hold as much as
+    /// a trusted one. Transports with no such distinction return `false`.
+    fn trusts_incoming(&self) -> bool {
+        false
+    }
+
     /// Reads and handles what has arrived, runs due timers, and returns the next event, or
     /// `None` once there is nothing more. The payload of [`Event::Data`] is lent until the next
     /// call.
@@ -129,6 +137,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn set_trusted(&mut self, conn: ConnectionId) {
         (**self).set_trusted(conn);
+    }
+    fn trusts_incoming(&self) -> bool {
+        (**self).trusts_incoming()
     }
     fn poll_event(&mut self, now: Instant) -> Result<Option<Event<'_>>, HostError> {
         (**self).poll_event(now)
@@ -180,6 +191,10 @@ impl<S: sturnus_socket::Socket + fmt::Debug> Transport for crate::Host<S> {
     fn set_trusted(&mut self, conn: ConnectionId) {
         crate::Host::set_trusted(self, conn);
     }
+    fn trusts_incoming(&self) -> bool {
+        let config = self.endpoint().config();
+        config.accept_connections && config.trust_incoming
+    }
     fn poll_event(&mut self, _now: Instant) -> Result<Option<Event<'_>>, HostError> {
         self.next_event()
     }
@@ -229,6 +244,9 @@ impl Transport for crate::ThreadedHost {
     }
     fn set_trusted(&mut self, conn: ConnectionId) {
         crate::ThreadedHost::set_trusted(self, conn);
+    }
+    fn trusts_incoming(&self) -> bool {
+        self.config().accept_connections && self.config().trust_incoming
     }
     fn poll_event(&mut self, _now: Instant) -> Result<Option<Event<'_>>, HostError> {
         Ok(match self.receive()? {

@@ -349,3 +349,112 @@ impl Drop for MemoryTransport {
         hub.stations.remove(&self.addr);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[expect(clippy::disallowed_methods, reason = "any instant will do: the network has no timers")]
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn kinds() -> Vec<Qos> {
+        vec![Qos::ReliableSequenced, Qos::Unreliable]
+    }
+
+    /// Every event of `t`, with payloads copied out.
+    fn drain(t: &mut MemoryTransport) -> Vec<String> {
+        let mut out = Vec::new();
+        while let Some(event) = t.poll_event(now()).unwrap() {
+            out.push(match event {
+                Event::Connected(_) => "connected".to_string(),
+                Event::Data { channel, payload, .. } => {
+                    format!("{}:{}", channel.0, String::from_utf8_lossy(payload))
+                }
+                Event::Disconnected { reason, .. } => format!("gone:{reason:?}"),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn messages_arrive_in_order_on_their_channels_both_ways() {
+        let net = MemoryNetwork::new();
+        let addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let mut server = net.bind(addr, kinds()).unwrap();
+        let mut client = net.endpoint(kinds());
+        let conn = client.connect(now(), addr).unwrap();
+        assert_eq!(drain(&mut client), ["connected"]);
+        for text in ["a", "b", "c"] {
+            client.send(conn, ChannelId(u8::from(text == "b")), text.as_bytes()).unwrap();
+        }
+        assert_eq!(drain(&mut server), ["connected", "0:a", "1:b", "0:c"]);
+        let from = server.remote_address(first_conn(&server)).unwrap();
+        assert_eq!(Some(from), client.local_addr());
+        server.send(first_conn(&server), ChannelId(0), b"back").unwrap();
+        assert_eq!(drain(&mut client), ["0:back"]);
+        // A message larger than a packet is fine: nothing is packetised.
+        client.send(conn, ChannelId(0), &[7; 100_000]).unwrap();
+        let mut got = 0;
+        while let Some(event) = server.poll_event(now()).unwrap() {
+            if let Event::Data { payload, .. } = event {
+                got = payload.len();
+            }
+        }
+        assert_eq!(got, 100_000);
+    }
+
+    fn first_conn(t: &MemoryTransport) -> ConnectionId {
+        let hub = lock(&t.network.hub);
+        *hub.stations[&t.addr].peers.keys().next().unwrap()
+    }
+
+    #[test]
+    fn closing_and_dropping_tell_the_peer() {
+        let net = MemoryNetwork::new();
+        let addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let mut server = net.bind(addr, kinds()).unwrap();
+        let mut a = net.endpoint(kinds());
+        let mut b = net.endpoint(kinds());
+        let conn = a.connect(now(), addr).unwrap();
+        b.connect(now(), addr).unwrap();
+        assert_eq!(drain(&mut server), ["connected", "connected"]);
+        a.disconnect(now(), conn);
+        assert_eq!(a.send(conn, ChannelId(0), b"x").unwrap_err(), SendError::UnknownConnection);
+        assert_eq!(drain(&mut server), ["gone:ClosedByPeer"]);
+        drop(b);
+        assert_eq!(drain(&mut server), ["gone:ClosedByPeer"]);
+        assert_eq!(server.connection_count(), 0);
+        drop(server);
+        // The address is free again.
+        assert!(net.bind(addr, kinds()).is_ok());
+    }
+
+    #[test]
+    fn connecting_to_nobody_fails_as_an_event_and_misuse_is_an_error() {
+        let net = MemoryNetwork::new();
+        let mut client = net.endpoint(kinds());
+        let nobody: SocketAddr = "10.9.9.9:9".parse().unwrap();
+        client.connect(now(), nobody).unwrap();
+        assert_eq!(drain(&mut client), ["gone:ConnectTimeout"]);
+        // A client does not accept.
+        let mut other = net.endpoint(kinds());
+        other.connect(now(), client.local_addr().unwrap()).unwrap();
+        assert_eq!(drain(&mut other), ["gone:ConnectTimeout"]);
+        let addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let _server = net.bind(addr, kinds()).unwrap();
+        assert!(matches!(net.bind(addr, kinds()), Err(ConnectError::AlreadyConnected(_))));
+        let conn = client.connect(now(), addr).unwrap();
+        assert!(matches!(client.connect(now(), addr), Err(ConnectError::AlreadyConnected(_))));
+        assert_eq!(
+            client.send(conn, ChannelId(2), b"x").unwrap_err(),
+            SendError::UnknownChannel(ChannelId(2))
+        );
+        let big = vec![0; MEMORY_MAX_MESSAGE + 1];
+        assert!(matches!(
+            client.send(conn, ChannelId(0), &big),
+            Err(SendError::MessageTooLarge { .. })
+        ));
+    }
+}

@@ -492,7 +492,13 @@ fn io_thread<S: Socket>(
             host.wait(None)?;
         }
     }
-    Ok(())
+    // What was handed over before the stop (last messages, disconnects that tell the peers)
+    // still goes out.
+    if shared.commands.take(&mut taken) {
+        backlog.append(&mut taken);
+    }
+    apply(&mut host, &mut backlog, shared, &mut reporter);
+    host.flush()
 }
 
 /// Numbers the events the I/O thread reports and keeps, per connection and state-update
@@ -637,6 +643,10 @@ fn apply<S: Socket>(
                 }
             }
             Op::Disconnect(conn) => {
+                // What was sent before the disconnect goes out first, as from a `Host` flushed
+                // in between (closing a connection drops what it has not sent). A socket error
+                // here shows at the next receive.
+                let _ = host.flush();
                 // No event follows a local disconnect: forget the connection's states here.
                 host.disconnect(conn);
                 reporter.forget(conn);

@@ -58,6 +58,10 @@ fn threaded_hosts_exchange_every_qos_over_udp_both_ways() {
     let (mut client, conn) =
         ThreadedHost::connect_to(all_channels(), &factory, server.local_addr()).unwrap();
     let server_conn = accepted(&mut server);
+    // The peer's address is known from the connection on (the authentication throttle above
+    // needs it), and forgotten once the connection is closed.
+    let seen = server.remote_address(server_conn).map(|a| a.port());
+    assert_eq!(seen, Some(client.local_addr().port()));
     let message = |i: usize| vec![u8::try_from(i).unwrap(); 100 + i];
     for i in 0..Qos::ALL.len() {
         let channel = ChannelId(u8::try_from(i).unwrap());
@@ -74,6 +78,8 @@ fn threaded_hosts_exchange_every_qos_over_udp_both_ways() {
             .collect();
         assert_eq!(got, want);
     }
+    server.disconnect(server_conn);
+    assert_eq!(server.remote_address(server_conn), None);
     client.stop().unwrap();
     server.stop().unwrap();
 }

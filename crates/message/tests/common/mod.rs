@@ -1,102 +1,106 @@
-//! A server and its clients over one of three paths, stepped together: host mode (in memory),
-//! the loopback socket through a lossy netem link, or real UDP.
+//! A server and its clients over one of several paths, stepped together in lockstep.
+//!
+//! Time is an input of the server and the clients. On the in-process paths ([`Path::Local`],
+//! [`Path::Memory`]) the harness keeps a virtual clock and moves it on by [`World::tick`] per
+//! step: nothing waits, and a timeout of ten seconds takes as long to test as one of a
+//! millisecond. The UDP paths ([`Path::Udp`], [`Path::Threaded`]) use real sockets, so their
+//! input time is the real clock (`driver::now()`); a step there yields the thread instead of
+//! waiting, and only a hang guard is measured in wall time.
 #![allow(dead_code, reason = "each test file uses part of the harness")]
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use serde::Serialize;
 use sturnus_message::{
-    ClientConfig, ClientEvent, MessageId, NetworkClient, NetworkServer, Qos, ServerConfig,
-    ServerEvent, default_transport,
+    ChannelLayout, ClientConfig, ClientEvent, MessageId, NetworkClient, NetworkServer,
+    ServerConfig, ServerEvent, Transport, driver,
 };
-use sturnus_netem::LinkConfig;
-use sturnus_socket::{
-    ConditionedSocket, LoopbackNetwork, LoopbackSocket, LoopbackSocketFactory, SocketError,
-    SocketFactory, UdpSocketFactory,
+use sturnus_socket::{SocketFactory, UdpSocketFactory};
+use sturnus_transport::{
+    ChannelId, ConnectionId, EndpointConfig, Event, Host, MemoryNetwork, ThreadedHost,
 };
-use sturnus_transport::{ChannelId, ConnectionId, EndpointConfig, Host, HostEvent};
 
 /// The path between the server and its clients.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Path {
-    /// Host mode: every client is a local client of the server.
+    /// Host mode: every client is a local client of the server (no transport).
     Local,
-    /// The loopback socket, every client's datagrams (both ways) through a lossy link.
-    Netem { seed: u64, loss: f64 },
-    /// UDP on 127.0.0.1.
+    /// A [`MemoryNetwork`]: every message arrives, in order; virtual time.
+    Memory,
+    /// A UDP [`Host`] on 127.0.0.1 on the caller's thread; real time.
     Udp,
+    /// A [`ThreadedHost`] (UDP on a background I/O thread) on 127.0.0.1; real time.
+    Threaded,
+    /// The deterministic simulated network of `sturnus-testkit`: sans-IO endpoints on lossy
+    /// netem links (`loss` each way, duplicates, reordering, jitter), virtual time.
+    Sim { seed: u64, loss: f64 },
 }
 
-/// The paths every scenario runs over: host mode, UDP, and netem with `seeds` seeds.
+impl Path {
+    /// Whether the path delivers every message, in the order sent, whatever the channel.
+    pub(crate) fn is_lossless(self) -> bool {
+        matches!(self, Path::Local | Path::Memory)
+    }
+
+    /// Whether time on the path is virtual (the harness's clock) rather than the real clock.
+    pub(crate) fn is_virtual(self) -> bool {
+        !matches!(self, Path::Udp | Path::Threaded)
+    }
+}
+
+/// The paths every scenario runs over: host mode, memory, UDP, threaded UDP, and the
+/// simulated lossy network with `seeds` seeds (10 % loss).
 pub(crate) fn paths(seeds: u64) -> Vec<Path> {
-    let mut paths = vec![Path::Local, Path::Udp];
-    paths.extend((0..seeds).map(|seed| Path::Netem { seed, loss: 0.1 }));
+    let mut paths = vec![Path::Local, Path::Memory, Path::Udp, Path::Threaded];
+    if SIM_AVAILABLE {
+        paths.extend((0..seeds).map(|seed| Path::Sim { seed, loss: 0.1 }));
+    }
     paths
 }
 
-/// Transport settings that keep lossy tests short: quick connection retries.
-pub(crate) fn transport() -> EndpointConfig {
+/// Whether [`Path::Sim`] can run in this build (it needs the `sturnus-testkit` crate).
+pub(crate) const SIM_AVAILABLE: bool = false;
+
+/// The default virtual step: a millisecond.
+pub(crate) const TICK: Duration = Duration::from_millis(1);
+
+/// How much virtual time [`World::run_until`] gives a condition before it gives up.
+pub(crate) const VIRTUAL_LIMIT: Duration = Duration::from_secs(60);
+
+/// How much wall time [`World::run_until`] gives a condition on a real-time path: a hang
+/// guard, far above what any scenario needs.
+pub(crate) const HANG_GUARD: Duration = Duration::from_secs(20);
+
+/// Where a [`Path::Memory`] server listens.
+pub(crate) fn memory_server_addr() -> SocketAddr {
+    "10.0.0.1:7777".parse().unwrap()
+}
+
+/// Transport settings for `layout` that keep lossy tests short: quick connection retries.
+pub(crate) fn endpoint_config(layout: &ChannelLayout) -> EndpointConfig {
     EndpointConfig {
         connect_retry_interval: Duration::from_millis(40),
         initial_rtt: Duration::from_millis(20),
-        ..default_transport()
+        ..layout.endpoint_config()
     }
 }
 
 pub(crate) fn server_config() -> ServerConfig {
-    ServerConfig { transport: transport(), ..ServerConfig::default() }
+    ServerConfig::default()
+}
+
+/// A client configuration matching `server`'s layout and message size.
+pub(crate) fn client_config_for(server: &ServerConfig) -> ClientConfig {
+    ClientConfig {
+        channels: server.channels.clone(),
+        max_message_size: server.max_message_size,
+        ..ClientConfig::default()
+    }
 }
 
 pub(crate) fn client_config() -> ClientConfig {
-    ClientConfig { transport: transport(), ..ClientConfig::default() }
-}
-
-/// A lossy link: 10 % loss (or `loss`), duplicates, reordering and jitter.
-pub(crate) fn lossy(loss: f64) -> LinkConfig {
-    LinkConfig {
-        latency: Duration::from_millis(2),
-        jitter: Duration::from_millis(1),
-        loss,
-        duplicate: 0.02,
-        reorder: 0.05,
-        reorder_delay: Duration::from_millis(3),
-        ..LinkConfig::perfect()
-    }
-}
-
-/// Makes loopback sockets whose traffic crosses a netem link, each with its own seed.
-#[derive(Debug)]
-pub(crate) struct NetemFactory {
-    inner: LoopbackSocketFactory,
-    link: LinkConfig,
-    seed: AtomicU64,
-}
-
-impl SocketFactory for NetemFactory {
-    type Socket = ConditionedSocket<LoopbackSocket>;
-
-    fn server_socket(&self, bind: SocketAddr) -> Result<Self::Socket, SocketError> {
-        self.wrap(self.inner.server_socket(bind)?)
-    }
-
-    fn client_socket(&self, remote: SocketAddr) -> Result<Self::Socket, SocketError> {
-        self.wrap(self.inner.client_socket(remote)?)
-    }
-}
-
-impl NetemFactory {
-    fn wrap(
-        &self,
-        socket: LoopbackSocket,
-    ) -> Result<ConditionedSocket<LoopbackSocket>, SocketError> {
-        let seed = self.seed.fetch_add(2, Ordering::Relaxed);
-        ConditionedSocket::new(socket, self.link.clone(), seed)?
-            .with_incoming(self.link.clone(), seed + 1)
-    }
+    client_config_for(&server_config())
 }
 
 /// Everything the server and the clients reported, in order.
@@ -106,15 +110,28 @@ pub(crate) struct Log {
     pub(crate) clients: Vec<Vec<ClientEvent>>,
 }
 
+/// What carries a path's datagrams, and its clock.
+enum Net {
+    /// Host mode, on the harness's virtual clock.
+    Local,
+    /// An in-process network, on the harness's virtual clock.
+    Memory(MemoryNetwork),
+    /// Real sockets, on the real clock.
+    Udp { threaded: bool },
+}
+
 /// A server and its clients.
 pub(crate) struct World {
     pub(crate) path: Path,
     pub(crate) server: NetworkServer,
     pub(crate) clients: Vec<NetworkClient>,
-    pub(crate) log: Arc<Mutex<Log>>,
+    pub(crate) log: Log,
+    /// How far a step moves the virtual clock (virtual paths only).
+    pub(crate) tick: Duration,
     addr: Option<SocketAddr>,
-    network: LoopbackNetwork,
-    netem: Option<NetemFactory>,
+    net: Net,
+    now: Instant,
+    start: Instant,
 }
 
 impl World {
@@ -124,33 +141,88 @@ impl World {
         config: ServerConfig,
         setup: impl FnOnce(&mut NetworkServer),
     ) -> World {
+        let endpoint = endpoint_config(&config.channels);
+        let kinds = config.channels.kinds().to_vec();
         let mut server = NetworkServer::new(config).unwrap();
         setup(&mut server);
-        let network = LoopbackNetwork::new();
-        let netem = match path {
-            Path::Netem { seed, loss } => Some(NetemFactory {
-                inner: LoopbackSocketFactory::on(network.clone()),
-                link: lossy(loss),
-                seed: AtomicU64::new(seed * 1000),
-            }),
-            _ => None,
-        };
-        let addr = match path {
+        // Where the virtual clock starts: any instant would do.
+        let now = driver::now();
+        let (net, addr) = match path {
             Path::Local => {
-                server.start_offline().unwrap();
-                None
+                server.start_offline(now).unwrap();
+                (Net::Local, None)
             }
-            Path::Udp => Some(server.start("127.0.0.1:0".parse().unwrap()).unwrap()),
-            Path::Netem { .. } => Some(
-                server
-                    .start_on(
-                        &LoopbackSocketFactory::on(network.clone()),
-                        "10.0.0.1:7777".parse().unwrap(),
-                    )
-                    .unwrap(),
-            ),
+            Path::Memory => {
+                let network = MemoryNetwork::new();
+                let transport = network.bind(memory_server_addr(), kinds).unwrap();
+                let addr = server.start(now, transport).unwrap();
+                (Net::Memory(network), addr)
+            }
+            Path::Udp => {
+                let any = "127.0.0.1:0".parse().unwrap();
+                let host = Host::bind(endpoint, &UdpSocketFactory::default(), any).unwrap();
+                (Net::Udp { threaded: false }, server.start(now, host).unwrap())
+            }
+            Path::Threaded => {
+                let any = "127.0.0.1:0".parse().unwrap();
+                let host = ThreadedHost::bind(endpoint, &UdpSocketFactory::default(), any).unwrap();
+                (Net::Udp { threaded: true }, server.start(now, host).unwrap())
+            }
+            Path::Sim { .. } => panic!("{path:?} needs sturnus-testkit (SIM_AVAILABLE)"),
         };
-        World { path, server, clients: Vec::new(), log: Arc::default(), addr, network, netem }
+        World {
+            path,
+            server,
+            clients: Vec::new(),
+            log: Log::default(),
+            tick: TICK,
+            addr,
+            net,
+            now,
+            start: now,
+        }
+    }
+
+    /// The time of the current step: the input of every update.
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Time since the world began (virtual on virtual paths).
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    /// A transport for a new client of this world's server, with the server's channels (`None`
+    /// in host mode).
+    pub(crate) fn client_transport(&self) -> Option<Box<dyn Transport>> {
+        self.transport_with(endpoint_config(self.server.channels()))
+    }
+
+    /// A client transport with `config` (its channels need not be the server's).
+    pub(crate) fn transport_with(&self, config: EndpointConfig) -> Option<Box<dyn Transport>> {
+        let config = EndpointConfig { accept_connections: false, ..config };
+        let factory = UdpSocketFactory::default();
+        match &self.net {
+            Net::Local => None,
+            Net::Memory(network) => Some(Box::new(network.endpoint(config.channels))),
+            Net::Udp { threaded } => {
+                let socket = factory.client_socket(self.addr.unwrap()).unwrap();
+                Some(if *threaded {
+                    Box::new(ThreadedHost::new(config, socket).unwrap())
+                } else {
+                    Box::new(Host::new(config, socket).unwrap())
+                })
+            }
+        }
+    }
+
+    /// The in-process network ([`Path::Memory`] only).
+    pub(crate) fn memory(&self) -> &MemoryNetwork {
+        match &self.net {
+            Net::Memory(network) => network,
+            _ => panic!("{:?} has no memory network", self.path),
+        }
     }
 
     /// Adds a client (with credentials, if given, and `setup` applied: handlers) and starts
@@ -160,28 +232,30 @@ impl World {
         credentials: Option<&C>,
         setup: impl FnOnce(&mut NetworkClient),
     ) -> usize {
+        let now = self.now;
         let mut client = match self.path {
-            Path::Local => self.server.connect_local().unwrap(),
-            _ => NetworkClient::new(client_config()).unwrap(),
+            Path::Local => self.server.connect_local(now).unwrap(),
+            _ => NetworkClient::new(client_config_for(self.server.config())).unwrap(),
         };
         if let Some(credentials) = credentials {
             client.set_credentials(credentials).unwrap();
         }
         setup(&mut client);
-        let addr = self.addr.unwrap_or_else(|| "0.0.0.0:0".parse().unwrap());
-        match (&self.path, &self.netem) {
-            (Path::Udp, _) => client.connect_on(&UdpSocketFactory::default(), addr).unwrap(),
-            (Path::Netem { .. }, Some(factory)) => client.connect_on(factory, addr).unwrap(),
-            _ => {}
+        if let Some(transport) = self.client_transport() {
+            client.connect(now, transport, self.addr.unwrap()).unwrap();
         }
         self.clients.push(client);
-        self.log.lock().clients.push(Vec::new());
+        self.log.clients.push(Vec::new());
         self.clients.len() - 1
     }
 
-    /// The loopback network (for raw transport clients in netem and local worlds).
-    pub(crate) fn network(&self) -> &LoopbackNetwork {
-        &self.network
+    /// Adds a local client of the server (host mode, beside the remote ones); returns its
+    /// index.
+    pub(crate) fn add_local_client(&mut self) -> usize {
+        let client = self.server.connect_local(self.now).unwrap();
+        self.clients.push(client);
+        self.log.clients.push(Vec::new());
+        self.clients.len() - 1
     }
 
     /// The server's address, when it listens.
@@ -189,34 +263,60 @@ impl World {
         self.addr
     }
 
-    /// One round: the server, then each client, updates; events are logged.
-    pub(crate) fn step(&mut self) {
-        self.server.update().unwrap();
-        let mut log = self.log.lock();
+    /// One round at the current time: the server, then each client, updates; events are
+    /// logged.
+    pub(crate) fn update(&mut self) {
+        let now = self.now;
+        self.server.update(now).unwrap();
         while let Some(event) = self.server.poll_event() {
-            log.server.push(event);
+            self.log.server.push(event);
         }
         for (i, client) in self.clients.iter_mut().enumerate() {
-            client.update().unwrap();
+            client.update(now).unwrap();
             while let Some(event) = client.poll_event() {
-                log.clients[i].push(event);
+                self.log.clients[i].push(event);
             }
         }
-        drop(log);
-        self.server.wait(Duration::from_micros(500)).unwrap();
     }
 
-    /// Steps until `done` holds; false if it still does not after 20 seconds (a hang guard,
-    /// far above what any scenario needs).
+    /// Moves time on: by [`tick`](Self::tick) on a virtual path; on a real one, lets the
+    /// sockets (and the I/O thread) work and reads the clock.
+    pub(crate) fn advance(&mut self) {
+        match self.net {
+            Net::Local | Net::Memory(_) => self.now += self.tick,
+            Net::Udp { .. } => {
+                std::thread::yield_now();
+                self.now = driver::now();
+            }
+        }
+    }
+
+    /// One round, then time moves on.
+    pub(crate) fn step(&mut self) {
+        self.update();
+        self.advance();
+    }
+
+    /// Steps until `done` holds (checked after each round); false if it still does not after
+    /// [`VIRTUAL_LIMIT`] of virtual time (or, on a real-time path, the [`HANG_GUARD`]).
     pub(crate) fn run_until(&mut self, mut done: impl FnMut(&mut World) -> bool) -> bool {
-        let start = clock();
-        while clock().duration_since(start) < Duration::from_secs(20) {
-            self.step();
+        let start = self.now;
+        let wall = driver::now();
+        loop {
+            self.update();
             if done(self) {
                 return true;
             }
+            let out_of_time = if self.path.is_virtual() {
+                self.now.duration_since(start) >= VIRTUAL_LIMIT
+            } else {
+                driver::now().duration_since(wall) >= HANG_GUARD
+            };
+            if out_of_time {
+                return false;
+            }
+            self.advance();
         }
-        false
     }
 
     /// Steps for `rounds` rounds.
@@ -229,50 +329,57 @@ impl World {
     /// Steps until every client is authenticated.
     pub(crate) fn authenticate_all(&mut self) {
         let ok = self.run_until(|w| w.clients.iter().all(|c| c.is_authenticated()));
-        assert!(ok, "{:?}: clients did not authenticate; log {:?}", self.path, self.log.lock());
+        assert!(ok, "{:?}: clients did not authenticate; log {:?}", self.path, self.log);
+    }
+
+    /// Whether the server reported `player`'s departure.
+    pub(crate) fn gone(&self, player: sturnus_message::PlayerId) -> bool {
+        self.log.server.iter().any(|e| matches!(e, ServerEvent::Disconnected(p, _) if *p == player))
     }
 }
 
-#[expect(clippy::disallowed_methods, reason = "the hang guard needs real time")]
-fn clock() -> Instant {
-    Instant::now()
-}
-
 /// A transport-level client that speaks the message layer's framing by hand: the attacker in
-/// abuse tests. Needs a world on the loopback network ([`Path::Netem`]).
+/// abuse tests. It runs on any path with a transport.
 pub(crate) struct Raw {
-    pub(crate) host: Host<LoopbackSocket>,
+    pub(crate) transport: Box<dyn Transport>,
     pub(crate) conn: ConnectionId,
     pub(crate) connected: bool,
     pub(crate) closed: Option<sturnus_transport::DisconnectReason>,
-    pub(crate) received: Vec<Vec<u8>>,
+    /// What arrived, with its channel.
+    pub(crate) received: Vec<(ChannelId, Vec<u8>)>,
 }
 
 impl Raw {
     pub(crate) fn connect(world: &World) -> Raw {
-        let factory = LoopbackSocketFactory::on(world.network().clone());
-        let (host, conn) = Host::connect_to(transport(), &factory, world.addr().unwrap()).unwrap();
-        Raw { host, conn, connected: false, closed: None, received: Vec::new() }
+        let mut transport = world.client_transport().expect("a path with a transport");
+        let conn = transport.connect(world.now(), world.addr().unwrap()).unwrap();
+        Raw { transport, conn, connected: false, closed: None, received: Vec::new() }
     }
 
-    /// Handles everything that has arrived.
-    pub(crate) fn pump(&mut self) {
-        loop {
-            match self.host.receive().unwrap() {
-                HostEvent::Nothing => break,
-                HostEvent::Connect(_) => self.connected = true,
-                HostEvent::Data { payload, .. } => self.received.push(payload.to_vec()),
-                HostEvent::Disconnect(_, reason) => self.closed = Some(reason),
+    /// Handles everything that has arrived by `now`, and sends what is queued.
+    pub(crate) fn pump(&mut self, now: Instant) {
+        while let Some(event) = self.transport.poll_event(now).unwrap() {
+            match event {
+                Event::Connected(_) => self.connected = true,
+                Event::Data { channel, payload, .. } => {
+                    self.received.push((channel, payload.to_vec()));
+                }
+                Event::Disconnected { reason, .. } => self.closed = Some(reason),
                 _ => {}
             }
         }
+        self.transport.flush(now).unwrap();
     }
 
-    /// Sends raw bytes on the channel of kind `qos`.
-    pub(crate) fn send(&mut self, qos: Qos, bytes: &[u8]) {
-        let index = Qos::ALL.iter().position(|q| *q == qos).unwrap();
-        self.host.send(self.conn, ChannelId(u8::try_from(index).unwrap()), bytes).unwrap();
+    /// Queues raw bytes on `channel` (the next pump sends them).
+    pub(crate) fn send(&mut self, channel: ChannelId, bytes: &[u8]) {
+        self.transport.send(self.conn, channel, bytes).unwrap();
     }
+}
+
+/// The channel of kind `qos` in the default layout (channel *i* is `Qos::ALL[i]`).
+pub(crate) fn default_channel(qos: sturnus_message::Qos) -> ChannelId {
+    ChannelLayout::default().first_of(qos).unwrap()
 }
 
 /// A message as the layer frames it: the id, little-endian, then postcard.
