@@ -1,10 +1,12 @@
 //! The message layer's framing, as a server hears it from a player and a client from its
 //! server.
 
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
 use sturnus_message::{
-    ClientStats, Login, Message, MessageId, NetworkClient, NetworkServer, PasswordAuthenticator,
-    Player, PlayerId, ServerConfig,
+    ChannelId, ChannelLayout, ClientStats, Login, Message, MessageId, NetworkClient, NetworkServer,
+    PasswordAuthenticator, Player, PlayerId, Qos, ServerConfig, driver,
 };
 
 /// A message with a string.
@@ -54,12 +56,17 @@ fn known_ids() -> [MessageId; 6] {
 }
 
 /// A server running offline with two local players, both with handlers: one authenticated,
-/// with its client, and one that has not yet presented credentials. Input is a sequence of
-/// records (a selector byte, a length byte, the payload): the selector's bit 0 says which side
-/// receives it (0: the server; 1: the authenticated player's client, from the server), bit 1
-/// which player the server hears it from (0: the authenticated one; 1: the newcomer, so
-/// credentials reach the authenticator), and bits 2 to 4 pick a known message id to put in
-/// front of the payload (6 and 7: none).
+/// with its client, and one that has not yet presented credentials. The channel layout is the
+/// default (eleven typed channels, one of each kind) and one raw channel, with raw handlers on
+/// both sides. Input is a sequence of records (a selector byte, a channel byte, a length byte,
+/// the payload): the selector's bit 0 says which side receives it (0: the server; 1: the
+/// authenticated player's client, from the server), bit 1 which player the server hears it
+/// from (0: the authenticated one; 1: the newcomer, so credentials reach the authenticator),
+/// and bits 2 to 4 pick a known message id to put in front of the payload (6 and 7: none). The
+/// channel byte, modulo the number of channels plus one, names the channel it arrives on (the
+/// last: one the layout does not have).
+///
+/// Time is virtual: every record is a frame later than the one before.
 ///
 /// Checks, besides not panicking, each side's books: every message received is handled or
 /// counted in exactly one drop counter.
@@ -71,6 +78,7 @@ pub struct MessageHarness {
     newcomer: (NetworkClient, PlayerId),
     ids: [MessageId; 6],
     buf: Vec<u8>,
+    now: Instant,
 }
 
 impl std::fmt::Debug for MessageHarness {
@@ -88,7 +96,9 @@ impl Default for MessageHarness {
 impl MessageHarness {
     /// A server with a password, handlers that answer, and an authenticated local player.
     pub fn new() -> Self {
-        let mut server = NetworkServer::new(ServerConfig::default()).expect("the default is valid");
+        let now = driver::now();
+        let config = ServerConfig { channels: layout(), ..ServerConfig::default() };
+        let mut server = NetworkServer::new(config).expect("a valid config");
         server.set_authenticator(PasswordAuthenticator::new("sesame"));
         server
             .register_handler(|mut player: Player<'_>, chat: Chat| {
@@ -108,10 +118,15 @@ impl MessageHarness {
                 }
             })
             .expect("distinct ids");
-        server.start_offline().expect("not started");
-        let (client, player) = join(&mut server);
-        let newcomer = arrive(&mut server);
-        Self { server, client, player, newcomer, ids: known_ids(), buf: Vec::new() }
+        server
+            .register_raw_handler(RAW, |mut player: Player<'_>, channel, bytes: &[u8]| {
+                let _ = player.send_raw(channel, bytes);
+            })
+            .expect("a raw channel");
+        server.start_offline(now).expect("not started");
+        let (client, player) = join(&mut server, now);
+        let newcomer = arrive(&mut server, now);
+        Self { server, client, player, newcomer, ids: known_ids(), buf: Vec::new(), now }
     }
 
     /// What the two sides counted (the current player and client only): how deep the inputs
@@ -127,31 +142,34 @@ impl MessageHarness {
 
     /// Feeds one fuzz input.
     pub fn feed(&mut self, data: &[u8]) {
-        for ([selector], payload) in crate::records::<1>(data) {
+        for ([selector, channel], payload) in crate::records::<2>(data) {
+            self.now += Duration::from_millis(10);
+            let now = self.now;
+            let channel = ChannelId(channel % (CHANNELS + 1));
             self.buf.clear();
             if let Some(id) = self.ids.get(usize::from((selector >> 2) & 7)) {
                 self.buf.extend_from_slice(&id.0.to_le_bytes());
             }
             self.buf.extend_from_slice(payload);
             match selector & 3 {
-                0 => self.server.handle_raw(self.player, &self.buf),
-                2 => self.server.handle_raw(self.newcomer.1, &self.buf),
-                _ => self.client.handle_raw(&self.buf),
+                0 => self.server.handle_raw(self.player, channel, &self.buf),
+                2 => self.server.handle_raw(self.newcomer.1, channel, &self.buf),
+                _ => self.client.handle_raw(channel, &self.buf),
             }
             // Answers travel, and local departures are noticed.
-            let _ = self.server.update();
-            let _ = self.client.update();
+            let _ = self.server.update(now);
+            let _ = self.client.update(now);
             self.check();
             // Accepted or sent away: another newcomer takes its place.
             let newcomer = self.server.player(self.newcomer.1).map(|p| p.is_authenticated());
             if newcomer != Some(false) {
                 self.server.disconnect(self.newcomer.1);
-                self.newcomer = arrive(&mut self.server);
+                self.newcomer = arrive(&mut self.server, now);
             }
             let gone = self.server.player(self.player).is_none();
             if gone || !self.client.is_authenticated() {
                 self.server.disconnect(self.player);
-                (self.client, self.player) = join(&mut self.server);
+                (self.client, self.player) = join(&mut self.server, now);
             }
         }
     }
@@ -193,29 +211,52 @@ impl MessageHarness {
         let auth = postcard::to_allocvec(&credentials).expect("encodable");
         let wrong = Login { name: "eve".into(), password: "guess".into() };
         let wrong = postcard::to_allocvec(&body(&wrong)).expect("encodable");
-        // Selectors: id index << 2 | newcomer << 1 | to the client.
+        // Selectors: id index << 2 | newcomer << 1 | to the client; channel 7 is the control
+        // channel (the first ReliableFragmentedSequenced), 11 the raw one.
         vec![
-            [crate::record([2], &auth), crate::record([12], &chat)].concat(),
-            [crate::record([2], &wrong), crate::record([0], &auth)].concat(),
-            [crate::record([16], &mv), crate::record([20], &say), crate::record([21], &say)]
+            [crate::record([2, 7], &auth), crate::record([12, 7], &chat)].concat(),
+            [crate::record([2, 7], &wrong), crate::record([0, 7], &auth)].concat(),
+            [
+                crate::record([16, 7], &mv),
+                crate::record([20, 7], &say),
+                crate::record([21, 7], &say),
+            ]
+            .concat(),
+            [crate::record([4, 7], &[0]), crate::record([5, 7], &[1, 3, b'n', b'o', b'!'])]
                 .concat(),
-            [crate::record([4], &[0]), crate::record([5], &[1, 3, b'n', b'o', b'!'])].concat(),
-            [crate::record([9], &[2, 0]), crate::record([20], &quit)].concat(),
-            crate::record([8], &[3, 4, b'q', b'u', b'i', b't']),
-            crate::record([14], &chat),
+            [crate::record([9, 7], &[2, 0]), crate::record([20, 7], &quit)].concat(),
+            crate::record([8, 7], &[3, 4, b'q', b'u', b'i', b't']),
+            crate::record([14, 7], &chat),
+            // Raw bytes both ways, and a typed message on the raw channel and on none.
+            [crate::record([24, 11], b"raw"), crate::record([25, 11], b"raw")].concat(),
+            [crate::record([12, 11], &chat), crate::record([12, 12], &chat)].concat(),
         ]
     }
 }
 
-/// A new local player, authenticated.
-fn join(server: &mut NetworkServer) -> (NetworkClient, PlayerId) {
-    let mut client = server.connect_local().expect("the server runs");
+/// The raw channel.
+const RAW: ChannelId = ChannelId(11);
+/// How many channels the layout has.
+const CHANNELS: u8 = 12;
+
+/// The default layout and a raw channel.
+fn layout() -> ChannelLayout {
+    let mut layout = ChannelLayout::default();
+    let raw = layout.add_raw(Qos::ReliableSequenced).expect("room for a channel");
+    debug_assert_eq!((raw, layout.len()), (RAW, usize::from(CHANNELS)));
+    layout
+}
+
+/// A new local player, authenticated, with a raw handler.
+fn join(server: &mut NetworkServer, now: Instant) -> (NetworkClient, PlayerId) {
+    let mut client = server.connect_local(now).expect("the server runs");
+    client.register_raw_handler(RAW, |_client, _channel, _bytes: &[u8]| {}).expect("a raw channel");
     let login = Login { name: "ada".into(), password: "sesame".into() };
     client.set_credentials(&login).expect("encodable");
     let player = server.players().max().expect("just joined");
     for _ in 0..4 {
-        let _ = client.update();
-        let _ = server.update();
+        let _ = client.update(now);
+        let _ = server.update(now);
     }
     assert!(client.is_authenticated(), "the local player authenticates");
     (client, player)
@@ -223,8 +264,8 @@ fn join(server: &mut NetworkServer) -> (NetworkClient, PlayerId) {
 
 /// A new local player that never authenticates by itself: its client is kept but never
 /// updated, so it sends nothing.
-fn arrive(server: &mut NetworkServer) -> (NetworkClient, PlayerId) {
-    let client = server.connect_local().expect("the server runs");
+fn arrive(server: &mut NetworkServer, now: Instant) -> (NetworkClient, PlayerId) {
+    let client = server.connect_local(now).expect("the server runs");
     let player = server.players().max().expect("just joined");
     (client, player)
 }

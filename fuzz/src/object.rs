@@ -1,12 +1,14 @@
 //! The object layer's wire input: what a client receives (spawns, updates, despawns,
 //! ownership, RPCs) and what a server receives (Commands).
 
-use sturnus_message::{NetworkServer, PlayerId, ServerConfig};
-use sturnus_object::wire::{Command, Despawn, Ownership, Rpc, Spawn, Update};
+use std::time::{Duration, Instant};
+
+use sturnus_message::{Message, NetworkServer, PlayerId, ServerConfig, driver};
+use sturnus_object::wire::{self, Command, Despawn, Ownership, Ready, Rpc, Spawn, Update};
 use sturnus_object::{
-    ClientCtx, ClientObjectManager, ListChange, MapChange, NetId, NetworkBehaviour, ObjectConfig,
-    PrefabId, RpcId, SceneId, ServerCtx, ServerObjectManager, SetChange, SyncList, SyncMap,
-    SyncSet, SyncVar, network_rpcs,
+    ChannelId, ClientCtx, ClientObjectManager, ListChange, MapChange, NetId, NetworkBehaviour,
+    ObjectConfig, PrefabId, RpcId, SceneId, ServerCtx, ServerObjectManager, SetChange, SyncList,
+    SyncMap, SyncSet, SyncVar, network_rpcs,
 };
 
 /// An object made of [`Everything`] alone.
@@ -124,26 +126,33 @@ const RPCS: [RpcId; 6] = [
 /// The prefabs a spawn record can name: the two registered, and one that is not.
 const PREFABS: [PrefabId; 3] = [EVERYTHING, PAIR, PrefabId(0xdead_beef)];
 
-/// A server object manager and a client object manager joined over the in-memory path, the
-/// server having spawned three objects to the client (one owned by it, a pair, a scene
-/// object). Input is a sequence of records: `[kind, a, b]`, a length byte, and a payload.
+/// A server object manager and a client object manager joined over host mode's in-memory path
+/// (the client is a local client of the server, with a full copy of the objects), the server
+/// having spawned three objects to the client (one owned by it, a pair, a scene object). Input
+/// is a sequence of records: `[kind, a, b]`, a length byte, and a payload. Messages with a tail
+/// are their header, then the payload as the tail (state, changes, arguments).
 ///
 /// | kind % 8 | the record becomes                                                        |
 /// |----------|---------------------------------------------------------------------------|
-/// | 0        | to the client: `Spawn { net_id: a % 6, prefab: PREFABS[b % 3], scene: (b & 4) → SCENE, owned: b & 8, state: payload }` |
-/// | 1        | to the client: `Update { net_id: a % 6, behaviour: b % 3, changes: payload }` |
-/// | 2        | to the client: `Rpc { net_id: a % 6, behaviour: b % 3, rpc: RPCS[b / 3 % 6], args: payload }` |
+/// | 0        | to the client: `Spawn { net_id: a % 6, prefab: PREFABS[b % 3], scene: (b & 4) → SCENE, owned: b & 8 }` + state |
+/// | 1        | to the client: `Update { net_id: a % 6, behaviour: b % 3 }` + changes      |
+/// | 2        | to the client: `Rpc { net_id: a % 6, behaviour: b % 3, rpc: RPCS[b / 3 % 6] }` + arguments |
 /// | 3        | to the client: `Despawn { net_id: a % 6 }`                                 |
 /// | 4        | to the client: `Ownership { net_id: a % 6, owned: b & 1 }`                 |
-/// | 5        | to the client: the payload as a framed message                            |
-/// | 6        | to the server, from the player: `Command { … as Rpc … }`                   |
-/// | 7        | to the server, from the player: the payload as a framed message           |
+/// | 5        | to the client: a message of type `[Spawn, Despawn, Update, Rpc, Ownership, Ready, Command][b % 7]` whose whole body is the payload |
+/// | 6        | to the server, from the player: `Command { … as Rpc … }` + arguments       |
+/// | 7        | to the server, from the player: as 5                                      |
 ///
-/// After each record both managers update, so what they decoded is applied.
+/// Messages travel the way the server's and the client's own do (the message layer's
+/// `send_with`, over the local pipe), so they reach the object layer's decoding through the
+/// message layer's dispatch. After each record both managers update (a frame later in virtual
+/// time), so what they decoded is applied.
 pub struct ObjectHarness {
     server: ServerObjectManager,
     client: ClientObjectManager,
     player: PlayerId,
+    channel: ChannelId,
+    now: Instant,
 }
 
 impl std::fmt::Debug for ObjectHarness {
@@ -166,17 +175,19 @@ impl ObjectHarness {
             ServerConfig { rate_limit: None, error_budget: u32::MAX, ..Default::default() };
         let mut objects = ObjectConfig::default();
         objects.sync_interval = std::time::Duration::ZERO;
+        let channel = objects.validate(&config.channels).expect("the default layout has one");
+        let now = driver::now();
         let server = NetworkServer::new(config).expect("valid config");
         let mut server =
             ServerObjectManager::with_config(server, objects.clone()).expect("fresh server");
-        server.start_offline().expect("not started");
-        let client = server.connect_local().expect("running");
+        server.server_mut().start_offline(now).expect("not started");
+        let client = server.server_mut().connect_local(now).expect("running");
         let mut client = ClientObjectManager::with_config(client, objects).expect("fresh client");
         client.register_prefab(EVERYTHING, Everything::default);
         client.register_prefab(PAIR, || (Small::default(), Everything::default()));
         client.add_scene_object(SCENE, Everything::default()).expect("one scene object");
-        let player = server.players().next().expect("just joined");
-        let mut harness = Self { server, client, player };
+        let player = server.server().players().next().expect("just joined");
+        let mut harness = Self { server, client, player, channel, now };
         harness.pump();
         assert!(harness.server.is_ready(player), "the client says it is ready");
         let mut owned = Everything::default();
@@ -192,16 +203,59 @@ impl ObjectHarness {
         harness
     }
 
+    /// Both managers update, a frame later.
+    fn frame(&mut self) {
+        self.now += Duration::from_millis(10);
+        let _ = self.client.update(self.now);
+        let _ = self.server.update(self.now);
+    }
+
     fn pump(&mut self) {
         for _ in 0..4 {
-            let _ = self.server.update();
-            let _ = self.client.update();
+            self.frame();
         }
     }
 
     /// Whether the pair still talks (a fuzzed goodbye or rejection ends it).
     pub fn is_alive(&self) -> bool {
-        self.client.is_authenticated() && self.server.player_stats(self.player).is_some()
+        self.client.client().is_authenticated()
+            && self.server.server().player_stats(self.player).is_some()
+    }
+
+    /// Sends the client a message of type `T` whose body is `body`, as the server's object
+    /// layer sends its own.
+    fn to_client<T: Message>(&mut self, body: &[u8]) {
+        let server = self.server.server_mut();
+        let _ = server.send_with::<T>(self.player, self.channel, |out| {
+            out.extend_from_slice(body);
+            Ok(())
+        });
+    }
+
+    /// Sends the server a message of type `T` whose body is `body`, from the player.
+    fn to_server<T: Message>(&mut self, body: &[u8]) {
+        let _ = self.client.client_mut().send_with::<T>(self.channel, |out| {
+            out.extend_from_slice(body);
+            Ok(())
+        });
+    }
+
+    /// Sends a message of type `T` to the client or to the server.
+    fn send<T: Message>(&mut self, to_client: bool, body: &[u8]) {
+        if to_client { self.to_client::<T>(body) } else { self.to_server::<T>(body) }
+    }
+
+    /// Sends a message of the object layer, picked by `kind`, with `body` as its whole body.
+    fn any(&mut self, to_client: bool, kind: u8, body: &[u8]) {
+        match kind % 7 {
+            0 => self.send::<Spawn>(to_client, body),
+            1 => self.send::<Despawn>(to_client, body),
+            2 => self.send::<Update>(to_client, body),
+            3 => self.send::<Rpc>(to_client, body),
+            4 => self.send::<Ownership>(to_client, body),
+            5 => self.send::<Ready>(to_client, body),
+            _ => self.send::<Command>(to_client, body),
+        }
     }
 
     /// What the two managers counted: how deep the inputs reached.
@@ -218,37 +272,32 @@ impl ObjectHarness {
             let net_id = NetId(u32::from(a % 6));
             let behaviour = b % 3;
             let rpc = RPCS[usize::from(b / 3) % RPCS.len()];
-            let args = payload.to_vec();
             match kind % 8 {
                 0 => {
                     let prefab = PREFABS[usize::from(b % 3)];
                     let scene = (b & 4 != 0).then_some(SCENE);
                     let owned = b & 8 != 0;
-                    let spawn = Spawn { net_id, prefab, scene, owned, state: args };
-                    self.client.handle_raw(&crate::frame(&spawn));
+                    let spawn = Spawn { net_id, prefab, scene, owned };
+                    self.to_client::<Spawn>(&wire::body(&spawn, payload));
                 }
                 1 => {
-                    let update = Update { net_id, behaviour, changes: args };
-                    self.client.handle_raw(&crate::frame(&update));
+                    let update = Update { net_id, behaviour };
+                    self.to_client::<Update>(&wire::body(&update, payload));
                 }
-                2 => {
-                    let rpc = Rpc { net_id, behaviour, rpc, args };
-                    self.client.handle_raw(&crate::frame(&rpc));
-                }
-                3 => self.client.handle_raw(&crate::frame(&Despawn { net_id })),
+                2 => self.to_client::<Rpc>(&wire::body(&Rpc { net_id, behaviour, rpc }, payload)),
+                3 => self.to_client::<Despawn>(&wire::body(&Despawn { net_id }, &[])),
                 4 => {
                     let ownership = Ownership { net_id, owned: b & 1 != 0 };
-                    self.client.handle_raw(&crate::frame(&ownership));
+                    self.to_client::<Ownership>(&wire::body(&ownership, &[]));
                 }
-                5 => self.client.handle_raw(payload),
+                5 => self.any(true, b, payload),
                 6 => {
-                    let command = Command { net_id, behaviour, rpc, args };
-                    self.server.handle_raw(self.player, &crate::frame(&command));
+                    let command = Command { net_id, behaviour, rpc };
+                    self.to_server::<Command>(&wire::body(&command, payload));
                 }
-                _ => self.server.handle_raw(self.player, payload),
+                _ => self.any(false, b, payload),
             }
-            let _ = self.client.update();
-            let _ = self.server.update();
+            self.frame();
             assert!(self.client.object_count() <= 6, "at most the ids a record can name");
         }
     }
@@ -299,6 +348,18 @@ impl ObjectHarness {
             crate::record([6, 1, 9], &shoot),
             crate::record([6, 2, 13], &poke),
             [crate::record([4, 1, 0], &[]), crate::record([6, 1, 9], &shoot)].concat(),
+            // Whole bodies: an update of object 1 and a command, each header + tail.
+            crate::record(
+                [5, 0, 2],
+                &wire::body(&Update { net_id: NetId(1), behaviour: 0 }, &delta),
+            ),
+            crate::record(
+                [7, 0, 6],
+                &wire::body(
+                    &Command { net_id: NetId(2), behaviour: 1, rpc: RpcId::of_name("poke") },
+                    &poke,
+                ),
+            ),
         ]
     }
 }
