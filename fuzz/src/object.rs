@@ -224,7 +224,7 @@ impl ObjectHarness {
 
     /// Sends the client a message of type `T` whose body is `body`, as the server's object
     /// layer sends its own.
-    fn to_client<T: Message>(&mut self, body: &[u8]) {
+    fn forge_for_client<T: Message>(&mut self, body: &[u8]) {
         let server = self.server.server_mut();
         let _ = server.send_with::<T>(self.player, self.channel, |out| {
             out.extend_from_slice(body);
@@ -233,7 +233,7 @@ impl ObjectHarness {
     }
 
     /// Sends the server a message of type `T` whose body is `body`, from the player.
-    fn to_server<T: Message>(&mut self, body: &[u8]) {
+    fn forge_for_server<T: Message>(&mut self, body: &[u8]) {
         let _ = self.client.client_mut().send_with::<T>(self.channel, |out| {
             out.extend_from_slice(body);
             Ok(())
@@ -242,7 +242,7 @@ impl ObjectHarness {
 
     /// Sends a message of type `T` to the client or to the server.
     fn send<T: Message>(&mut self, to_client: bool, body: &[u8]) {
-        if to_client { self.to_client::<T>(body) } else { self.to_server::<T>(body) }
+        if to_client { self.forge_for_client::<T>(body) } else { self.forge_for_server::<T>(body) }
     }
 
     /// Sends a message of the object layer, picked by `kind`, with `body` as its whole body.
@@ -278,22 +278,23 @@ impl ObjectHarness {
                     let scene = (b & 4 != 0).then_some(SCENE);
                     let owned = b & 8 != 0;
                     let spawn = Spawn { net_id, prefab, scene, owned };
-                    self.to_client::<Spawn>(&wire::body(&spawn, payload));
+                    self.forge_for_client::<Spawn>(&wire::body(&spawn, payload));
                 }
                 1 => {
                     let update = Update { net_id, behaviour };
-                    self.to_client::<Update>(&wire::body(&update, payload));
+                    self.forge_for_client::<Update>(&wire::body(&update, payload));
                 }
-                2 => self.to_client::<Rpc>(&wire::body(&Rpc { net_id, behaviour, rpc }, payload)),
-                3 => self.to_client::<Despawn>(&wire::body(&Despawn { net_id }, &[])),
+                2 => self
+                    .forge_for_client::<Rpc>(&wire::body(&Rpc { net_id, behaviour, rpc }, payload)),
+                3 => self.forge_for_client::<Despawn>(&wire::body(&Despawn { net_id }, &[])),
                 4 => {
                     let ownership = Ownership { net_id, owned: b & 1 != 0 };
-                    self.to_client::<Ownership>(&wire::body(&ownership, &[]));
+                    self.forge_for_client::<Ownership>(&wire::body(&ownership, &[]));
                 }
                 5 => self.any(true, b, payload),
                 6 => {
                     let command = Command { net_id, behaviour, rpc };
-                    self.to_server::<Command>(&wire::body(&command, payload));
+                    self.forge_for_server::<Command>(&wire::body(&command, payload));
                 }
                 _ => self.any(false, b, payload),
             }
