@@ -4,8 +4,9 @@
 //! [`FRAME`]; nothing sleeps or reads the clock but the origin.
 //!
 //! A lossy path (the testkit's `SimNet`, a sans-IO endpoint per peer on netem links) slots in
-//! as another [`Path`] variant: the transport comes from [`Game::transport`], and the clock
-//! moves in [`Game::step`].
+//! as another [`Path`] and [`Net`] variant: its transports come from [`Game::server_transport`]
+//! and [`Game::client_transport`], its clock starts at the net's and moves in [`Game::advance`]
+//! (`net.advance_to(now)`), and the scenarios run over it unchanged.
 #![allow(dead_code, reason = "each test file uses part of the harness")]
 
 pub(crate) mod tank;
@@ -17,7 +18,7 @@ use sturnus_message::{ClientConfig, NetworkClient, NetworkServer, PlayerId, Serv
 use sturnus_object::{
     ChannelId, ClientObjectManager, NetId, ObjectConfig, ServerObjectManager, wire,
 };
-use sturnus_transport::{MemoryNetwork, MemoryTransport};
+use sturnus_transport::{MemoryNetwork, Transport};
 
 /// The path between the server and its clients.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,11 +114,9 @@ impl Game {
                 Path::Memory => Net::Memory(MemoryNetwork::new()),
             },
         };
-        match &game.net {
-            Net::None => game.server.server_mut().start_offline(now).unwrap(),
-            Net::Memory(network) => {
-                let kinds = game.server.server().channels().kinds().to_vec();
-                let transport = network.bind(SERVER_ADDR.parse().unwrap(), kinds).unwrap();
+        match game.server_transport() {
+            None => game.server.server_mut().start_offline(now).unwrap(),
+            Some(transport) => {
                 game.addr = game.server.start(now, transport).unwrap();
                 assert!(game.addr.is_some());
             }
@@ -125,13 +124,29 @@ impl Game {
         game
     }
 
+    /// The server's transport on this game's network (`None`: the path has none).
+    fn server_transport(&self) -> Option<Box<dyn Transport>> {
+        let kinds = self.server.server().channels().kinds().to_vec();
+        match &self.net {
+            Net::None => None,
+            Net::Memory(network) => {
+                Some(Box::new(network.bind(SERVER_ADDR.parse().unwrap(), kinds).unwrap()))
+            }
+        }
+    }
+
     /// A client transport on this game's network.
-    fn transport(&self) -> Option<MemoryTransport> {
+    fn client_transport(&self) -> Option<Box<dyn Transport>> {
         let kinds = ClientConfig::default().channels.kinds().to_vec();
         match &self.net {
             Net::None => None,
-            Net::Memory(network) => Some(network.endpoint(kinds)),
+            Net::Memory(network) => Some(Box::new(network.endpoint(kinds))),
         }
+    }
+
+    /// Moves the clock on by a frame.
+    fn advance(&mut self) {
+        self.now += FRAME;
     }
 
     /// Adds a client (with `setup` applied: prefabs, scene objects) and connects it; returns its
@@ -143,7 +158,7 @@ impl Game {
         };
         let mut client = ClientObjectManager::with_config(client, objects_config()).unwrap();
         setup(&mut client);
-        if let (Some(transport), Some(addr)) = (self.transport(), self.addr) {
+        if let (Some(transport), Some(addr)) = (self.client_transport(), self.addr) {
             client.connect(self.now, transport, addr).unwrap();
         }
         self.clients.push(client);
@@ -157,7 +172,7 @@ impl Game {
         for client in &mut self.clients {
             client.update(self.now).unwrap();
         }
-        self.now += FRAME;
+        self.advance();
     }
 
     /// Steps until `done` holds; false if it still does not after [`MAX_FRAMES`] frames.
