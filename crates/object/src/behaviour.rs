@@ -349,7 +349,7 @@ pub mod __private {
     use serde::de::DeserializeOwned;
 
     use super::{RpcContext, RpcInfo};
-    use crate::{ListChange, MapChange, ReadError, RpcId, SetChange, SyncField, VarChange};
+    use crate::{Changes, ListChange, MapChange, ReadError, RpcId, SetChange, SyncField, VarChange};
 
     pub use crate::field::{read_mask, write_mask};
     pub use postcard;
@@ -475,15 +475,15 @@ pub mod __private {
     }
 
     /// Runs `hook` on each change.
-    pub fn call_hooks<B, C, H: Hook<B, C>>(behaviour: &mut B, changes: &[C], hook: H) {
-        for change in changes {
+    pub fn call_hooks<B, C, H: Hook<B, C>>(behaviour: &mut B, changes: &Changes<C>, hook: H) {
+        for change in changes.iter() {
             hook.call(behaviour, change);
         }
     }
 
     /// An empty list of `field`'s changes.
-    pub fn changes_for<F: SyncField>(_field: &F) -> Vec<F::Change> {
-        Vec::new()
+    pub fn changes_for<F: SyncField>(_field: &F) -> Changes<F::Change> {
+        Changes::new()
     }
 
     /// Decodes RPC arguments, refusing trailing bytes.

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::field::{put, take};
-use crate::{ReadError, SyncField};
+use crate::{Changes, ReadError, SyncField};
 
 /// Applies one delta: a count, then that many operations, each handed to `apply`.
 fn read_ops<Op: DeserializeOwned>(
@@ -227,7 +227,7 @@ where
     fn read_delta(
         &mut self,
         input: &mut &[u8],
-        mut changes: Option<&mut Vec<ListChange<T>>>,
+        mut changes: Option<&mut Changes<ListChange<T>>>,
     ) -> Result<(), ReadError> {
         let items = &mut self.items;
         read_ops(input, |op: ListOp<T>| {
@@ -261,7 +261,7 @@ where
         })
     }
 
-    fn local_changes(&mut self, changes: &mut Vec<ListChange<T>>) {
+    fn local_changes(&mut self, changes: &mut Changes<ListChange<T>>) {
         changes.extend(self.log.iter().cloned());
     }
 }
@@ -413,7 +413,7 @@ where
     fn read_delta(
         &mut self,
         input: &mut &[u8],
-        mut changes: Option<&mut Vec<MapChange<K, V>>>,
+        mut changes: Option<&mut Changes<MapChange<K, V>>>,
     ) -> Result<(), ReadError> {
         let map = &mut self.map;
         read_ops(input, |op: MapOp<K, V>| {
@@ -442,7 +442,7 @@ where
         })
     }
 
-    fn local_changes(&mut self, changes: &mut Vec<MapChange<K, V>>) {
+    fn local_changes(&mut self, changes: &mut Changes<MapChange<K, V>>) {
         changes.extend(self.log.iter().cloned());
     }
 }
@@ -575,7 +575,7 @@ where
     fn read_delta(
         &mut self,
         input: &mut &[u8],
-        mut changes: Option<&mut Vec<SetChange<T>>>,
+        mut changes: Option<&mut Changes<SetChange<T>>>,
     ) -> Result<(), ReadError> {
         let set = &mut self.set;
         read_ops(input, |op: SetOp<T>| {
@@ -597,7 +597,7 @@ where
         })
     }
 
-    fn local_changes(&mut self, changes: &mut Vec<SetChange<T>>) {
+    fn local_changes(&mut self, changes: &mut Changes<SetChange<T>>) {
         changes.extend(self.log.iter().cloned());
     }
 }
@@ -611,11 +611,11 @@ mod tests {
         let mut wire = Vec::new();
         server.write_delta(&mut wire).unwrap();
         server.clear_dirty();
-        let mut changes = Vec::new();
+        let mut changes = Changes::new();
         let mut input = &wire[..];
         client.read_delta(&mut input, Some(&mut changes)).unwrap();
         assert!(input.is_empty());
-        changes
+        changes.into_iter().collect()
     }
 
     #[test]

@@ -52,11 +52,74 @@ pub trait SyncField {
     fn read_delta(
         &mut self,
         input: &mut &[u8],
-        changes: Option<&mut Vec<Self::Change>>,
+        changes: Option<&mut Changes<Self::Change>>,
     ) -> Result<(), ReadError>;
     /// Appends the changes made on this side since the last sync, as a client would see them:
     /// host mode runs the host player's hooks with them, since its objects are the server's.
-    fn local_changes(&mut self, changes: &mut Vec<Self::Change>);
+    fn local_changes(&mut self, changes: &mut Changes<Self::Change>);
+}
+
+/// The changes one field received in one update, for its hook. A `SyncVar` gets one per
+/// update and a collection usually one, so the first is kept inline: an update to a hooked
+/// field allocates nothing unless it carries several operations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Changes<C> {
+    first: Option<C>,
+    rest: Vec<C>,
+}
+
+impl<C> Default for Changes<C> {
+    fn default() -> Self {
+        Self { first: None, rest: Vec::new() }
+    }
+}
+
+impl<C> Changes<C> {
+    /// No changes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a change after the others.
+    pub fn push(&mut self, change: C) {
+        if self.first.is_none() && self.rest.is_empty() {
+            self.first = Some(change);
+        } else {
+            self.rest.push(change);
+        }
+    }
+
+    /// The changes, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &C> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+}
+
+impl<C> IntoIterator for Changes<C> {
+    type Item = C;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<C>, std::vec::IntoIter<C>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
+impl<C> Extend<C> for Changes<C> {
+    fn extend<I: IntoIterator<Item = C>>(&mut self, iter: I) {
+        for change in iter {
+            self.push(change);
+        }
+    }
 }
 
 /// Writes which of `dirty` are set: bit *i* of the mask is field *i*, seven bits per byte with
@@ -238,7 +301,7 @@ where
     fn read_delta(
         &mut self,
         input: &mut &[u8],
-        changes: Option<&mut Vec<VarChange<T>>>,
+        changes: Option<&mut Changes<VarChange<T>>>,
     ) -> Result<(), ReadError> {
         let new: T = take(input)?;
         let old = std::mem::replace(&mut self.value, new);
@@ -248,7 +311,7 @@ where
         Ok(())
     }
 
-    fn local_changes(&mut self, changes: &mut Vec<VarChange<T>>) {
+    fn local_changes(&mut self, changes: &mut Changes<VarChange<T>>) {
         if let Some(old) = self.previous.take() {
             changes.push(VarChange { old, new: self.value.clone() });
         }
@@ -299,18 +362,35 @@ mod tests {
         server.set("c".into());
         let mut wire = Vec::new();
         server.write_delta(&mut wire).unwrap();
-        let mut local = Vec::new();
+        let mut local = Changes::new();
         server.local_changes(&mut local);
         // The host sees one change from the last synced value to the current one.
-        assert_eq!(local, [VarChange { old: "a".into(), new: "c".into() }]);
+        let seen: Vec<_> = local.iter().cloned().collect();
+        assert_eq!(seen, [VarChange { old: "a".into(), new: "c".into() }]);
 
         let mut client = SyncVar::new(String::from("a"));
-        let mut changes = Vec::new();
+        let mut changes = Changes::new();
         client.read_delta(&mut &wire[..], Some(&mut changes)).unwrap();
         assert_eq!(*client, "c");
         assert!(!client.is_dirty());
         assert_eq!(changes, local);
         server.clear_dirty();
         assert!(!server.is_dirty());
+    }
+}
+
+#[cfg(test)]
+mod changes_tests {
+    use super::Changes;
+
+    #[test]
+    fn changes_keep_their_order_with_the_first_inline() {
+        let mut changes = Changes::new();
+        assert!(changes.is_empty());
+        changes.push(1);
+        assert_eq!((changes.len(), changes.rest.capacity()), (1, 0));
+        changes.extend([2, 3]);
+        assert_eq!(changes.iter().copied().collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(changes.len(), 3);
     }
 }

@@ -141,7 +141,7 @@ pub use client::{ClientObjectEvent, ClientObjectManager, ClientObjectStats, Spaw
 pub use collections::{ListChange, MapChange, SetChange, SyncList, SyncMap, SyncSet};
 pub use ctx::{ClientCtx, ServerCtx};
 pub use error::{ObjectError, ReadError};
-pub use field::{SyncField, SyncVar, VarChange};
+pub use field::{Changes, SyncField, SyncVar, VarChange};
 pub use id::{NetId, PrefabId, RpcId, SceneId};
 pub use server::{ObjectConfig, ServerObjectManager, ServerObjectStats};
 /// Derives [`NetworkBehaviour`]; see the trait.
