@@ -7,7 +7,7 @@
     reason = "test data is made from small numbers; truncation is intended"
 )]
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -13,7 +13,7 @@
     reason = "random test data is cut to the width of its field on purpose"
 )]
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::time::Duration;
 

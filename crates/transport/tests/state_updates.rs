@@ -12,7 +12,7 @@
 //! reports is what the wire carried.
 
 mod realtime;
-mod sim;
+use sturnus_testkit::sim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

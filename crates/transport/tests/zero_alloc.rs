@@ -2,7 +2,7 @@
 //! kind of channel through an in-memory wire, under a global allocator that counts what the
 //! test's own thread allocates.
 
-mod counting;
+use sturnus_testkit::counting;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
