@@ -17,8 +17,8 @@
 //! Nothing reads the wall clock but [`origin`], which picks where a virtual clock starts.
 
 pub mod counting;
-mod net;
-mod pair;
+pub mod net;
+pub mod pair;
 pub mod sim;
 
 pub use net::{Delivery, SIM_PORT, SentCount, SimEndpoint, SimNet, origin, sim_addr};
