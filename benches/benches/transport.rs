@@ -1,21 +1,21 @@
 //! Micro-benchmarks of the transport's hot paths: packet header and record coding, ack
-//! bookkeeping, each channel kind's send → receive path through two endpoints joined by an
-//! in-memory wire, and fragmentation with reassembly.
+//! bookkeeping, each channel kind's send → receive path through two endpoints joined by the
+//! testkit's lossless in-memory wire ([`Pair`]), and fragmentation with reassembly.
 //!
 //! `cargo bench -p sturnus-benches --bench transport` (criterion; reports land in
 //! `target/criterion`).
 #![allow(missing_docs, reason = "criterion's macros generate undocumented items")]
 
 use std::hint::black_box;
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use sturnus_testkit::{Pair, Side};
 use sturnus_transport::proto::ack::{AckState, acknowledged};
 use sturnus_transport::proto::codec::{Reader, Writer};
 use sturnus_transport::proto::packet::{DataHeader, RecordHeader};
 use sturnus_transport::proto::seq::{MessageSeq, PacketSeq};
-use sturnus_transport::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Event, Qos};
+use sturnus_transport::{ChannelId, EndpointConfig, Event, Qos};
 
 fn coding(c: &mut Criterion) {
     let mut group = c.benchmark_group("coding");
@@ -94,69 +94,25 @@ fn acks(c: &mut Criterion) {
     group.finish();
 }
 
-#[expect(clippy::disallowed_methods, reason = "a starting instant for the virtual clock")]
-fn start() -> Instant {
-    Instant::now()
+/// Two endpoints with a channel of every kind, connected over the testkit's lossless wire.
+fn pair() -> Pair {
+    Pair::new(EndpointConfig {
+        channels: Qos::ALL.to_vec(),
+        send_queue_capacity: 16_384,
+        ..EndpointConfig::default()
+    })
 }
 
-/// Two connected endpoints and an in-memory wire.
-struct Pair {
-    now: Instant,
-    a: Endpoint,
-    b: Endpoint,
-    conn: ConnectionId,
-    /// The connection as `b` knows it (once `b` accepted it).
-    b_conn: Option<ConnectionId>,
-    a_addr: SocketAddr,
-    b_addr: SocketAddr,
-    buf: Vec<u8>,
-}
-
-impl Pair {
-    fn new() -> Self {
-        let now = start();
-        let config = EndpointConfig {
-            channels: Qos::ALL.to_vec(),
-            send_queue_capacity: 16_384,
-            ..EndpointConfig::default()
-        };
-        let mut a = Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1).unwrap();
-        let b = Endpoint::with_deterministic_secrets_for_tests(config, now, 2).unwrap();
-        let (a_addr, b_addr) = ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:1".parse().unwrap());
-        let conn = a.connect(now, b_addr).unwrap();
-        let mut pair = Self { now, a, b, conn, b_conn: None, a_addr, b_addr, buf: vec![0; 1500] };
-        for _ in 0..8 {
-            pair.round();
+/// One millisecond of a game loop: every datagram both ways, events drained, due timers run.
+/// Returns the messages `b` received.
+fn round(pair: &mut Pair) -> usize {
+    let mut got = 0;
+    pair.round(Duration::from_millis(1), |side, event| {
+        if let (Side::B, Event::Data { payload, .. }) = (side, event) {
+            got += payload.len().min(1);
         }
-        assert!(pair.a.is_connected(conn));
-        pair
-    }
-
-    /// Moves every datagram both ways and runs due timers; returns the messages b received.
-    fn round(&mut self) -> usize {
-        self.now += Duration::from_millis(1);
-        while let Some(t) = self.a.poll_transmit(self.now, &mut self.buf) {
-            self.b.handle_datagram(self.now, self.a_addr, &self.buf[..t.len]);
-        }
-        let mut got = 0;
-        while let Some(event) = self.b.poll_event() {
-            match event {
-                Event::Data { payload, .. } => got += payload.len().min(1),
-                Event::Connected(id) => self.b_conn = Some(id),
-                _ => {}
-            }
-        }
-        while let Some(t) = self.b.poll_transmit(self.now, &mut self.buf) {
-            self.a.handle_datagram(self.now, self.b_addr, &self.buf[..t.len]);
-        }
-        while self.a.poll_event().is_some() {}
-        for e in [&mut self.a, &mut self.b] {
-            if e.poll_timeout().is_some_and(|at| at <= self.now) {
-                e.handle_timeout(self.now);
-            }
-        }
-        got
-    }
+    });
+    got
 }
 
 const BATCH: u64 = 256;
@@ -167,38 +123,24 @@ fn channels(c: &mut Criterion) {
     let payload = [5u8; 32];
     for (i, qos) in Qos::ALL.into_iter().enumerate() {
         let channel = ChannelId(u8::try_from(i).unwrap());
-        let mut pair = Pair::new();
+        let mut pair = pair();
         group.bench_function(BenchmarkId::new("256 x 32 B", qos.name()), |b| {
             b.iter(|| {
                 for _ in 0..BATCH {
-                    pair.a.send(pair.conn, channel, black_box(&payload)).unwrap();
+                    pair.a.send(pair.a_conn, channel, black_box(&payload)).unwrap();
                 }
-                black_box(pair.round())
+                black_box(round(&mut pair))
             });
         });
     }
     group.finish();
 }
 
-/// Sends whatever `from` has to send into `to`, the way `Host` flushes.
-fn deliver(
-    now: Instant,
-    from: &mut Endpoint,
-    from_addr: SocketAddr,
-    to: &mut Endpoint,
-    buf: &mut [u8],
-) {
-    while let Some(t) = from.poll_transmit(now, buf) {
-        to.handle_datagram(now, from_addr, &buf[..t.len]);
-    }
-}
-
-/// Runs due timers and sends what they made due, as `Host` does after reading.
-fn settle(now: Instant, e: &mut Endpoint, buf: &mut [u8]) {
-    if e.poll_timeout().is_some_and(|at| at <= now) {
-        e.handle_timeout(now);
-    }
-    while e.poll_transmit(now, buf).is_some() {}
+/// Runs `side`'s due timers and sends what they made due (not delivered: an ack the peer does
+/// not need for the echo), as `Host` does after reading.
+fn settle(pair: &mut Pair, side: Side) {
+    pair.run_timers(side);
+    pair.discard(side);
 }
 
 /// W2's protocol work without the sockets: one 32-B message echoed at a time, with the
@@ -211,27 +153,25 @@ fn ping_pong(c: &mut Criterion) {
     for qos in [Qos::Unreliable, Qos::ReliableSequenced] {
         let channel =
             ChannelId(u8::try_from(Qos::ALL.iter().position(|&q| q == qos).unwrap()).unwrap());
-        let mut pair = Pair::new();
-        let server_conn = pair.b_conn.expect("b accepted the connection");
+        let mut pair = pair();
         group.bench_function(BenchmarkId::new("round trip of 32 B", qos.name()), |b| {
             b.iter(|| {
-                let Pair { now, a, b, conn, a_addr, b_addr, buf, .. } = &mut pair;
-                *now += hop;
-                a.send(*conn, channel, black_box(&payload)).unwrap();
-                deliver(*now, a, *a_addr, b, buf);
-                settle(*now, b, buf);
+                pair.now += hop;
+                pair.a.send(pair.a_conn, channel, black_box(&payload)).unwrap();
+                pair.deliver(Side::A);
+                settle(&mut pair, Side::B);
                 let mut echo = [0u8; 32];
-                while let Some(event) = b.poll_event() {
+                while let Some(event) = pair.b.poll_event() {
                     if let Event::Data { payload, .. } = event {
                         echo.copy_from_slice(payload);
                     }
                 }
-                b.send(server_conn, channel, &echo).unwrap();
-                *now += hop;
-                deliver(*now, b, *b_addr, a, buf);
-                settle(*now, a, buf);
+                pair.b.send(pair.b_conn, channel, &echo).unwrap();
+                pair.now += hop;
+                pair.deliver(Side::B);
+                settle(&mut pair, Side::A);
                 let mut got = 0;
-                while let Some(event) = a.poll_event() {
+                while let Some(event) = pair.a.poll_event() {
                     got += usize::from(matches!(event, Event::Data { .. }));
                 }
                 assert_eq!(got, 1);
@@ -249,13 +189,13 @@ fn fragmentation(c: &mut Criterion) {
         for qos in [Qos::ReliableFragmentedSequenced, Qos::UnreliableFragmented] {
             let channel =
                 ChannelId(u8::try_from(Qos::ALL.iter().position(|&q| q == qos).unwrap()).unwrap());
-            let mut pair = Pair::new();
+            let mut pair = pair();
             group.bench_function(BenchmarkId::new(qos.name(), size), |b| {
                 b.iter(|| {
-                    pair.a.send(pair.conn, channel, black_box(&message)).unwrap();
+                    pair.a.send(pair.a_conn, channel, black_box(&message)).unwrap();
                     let mut got = 0;
                     while got == 0 {
-                        got = pair.round();
+                        got = round(&mut pair);
                     }
                     black_box(got)
                 });

@@ -39,7 +39,7 @@ use crate::client::{Link, NetemSocket, RawLink, SturnusLink};
 use crate::report::Record;
 
 #[global_allocator]
-static GLOBAL: probe::CountingAllocator = probe::CountingAllocator;
+static GLOBAL: sturnus_testkit::counting::Counting = sturnus_testkit::counting::Counting;
 
 pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 

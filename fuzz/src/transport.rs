@@ -5,13 +5,13 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use sturnus_testkit::{Pair, Side};
+
 use sturnus_transport::proto::codec::{Reader, Writer};
 use sturnus_transport::proto::control::Control;
 use sturnus_transport::proto::packet::{CONTROL_BIT, DataHeader, Fragment, RecordHeader};
 use sturnus_transport::proto::seq::MessageSeq;
-use sturnus_transport::{
-    ChannelId, ConnectionId, ConnectionStats, Endpoint, EndpointConfig, Event, Qos,
-};
+use sturnus_transport::{ChannelId, ConnectionStats, EndpointConfig, Event, Qos};
 
 /// Decodes `data` as a data packet (header, then records) and as a control packet. Must
 /// never panic.
@@ -56,16 +56,9 @@ pub const MIN_ACCEPTED_PERCENT: u64 = 30;
 /// what any on-path attacker (or a buggy peer) can do; it is the way into record handling for
 /// a fuzzer, which cannot forge tags.
 pub struct EndpointHarness {
-    server: Endpoint,
-    client: Endpoint,
-    server_addr: SocketAddr,
-    client_addr: SocketAddr,
-    /// The server's connection to the client.
-    server_conn: ConnectionId,
-    /// The client's connection to the server.
-    client_conn: ConnectionId,
-    now: Instant,
-    buf: Vec<u8>,
+    /// The honest client (`a`) connected to the server under attack (`b`), on the testkit's
+    /// lossless wire; its clock is the harness's.
+    pair: Pair,
     /// Data packets the client sent that were not fed yet, oldest first.
     held: VecDeque<Vec<u8>>,
     /// The last client packet fed with its own header.
@@ -202,19 +195,8 @@ fn client_config() -> EndpointConfig {
 impl EndpointHarness {
     /// Builds the pair and completes the handshake over a perfect in-memory link.
     pub fn new(start: Instant) -> Self {
-        let server_addr: SocketAddr = "10.0.0.1:7777".parse().expect("literal");
-        let client_addr: SocketAddr = "10.0.0.2:7777".parse().expect("literal");
-        let (server, client, server_conn, client_conn) =
-            connect(start, server_addr, client_addr, 0);
         Self {
-            server,
-            client,
-            server_addr,
-            client_addr,
-            server_conn,
-            client_conn,
-            now: start,
-            buf: vec![0u8; 1500],
+            pair: connect(start, 0),
             held: VecDeque::new(),
             last_fed: None,
             cursor: vec![0; Qos::ALL.len()],
@@ -273,7 +255,7 @@ impl EndpointHarness {
     /// What this harness counted so far.
     pub fn counts(&self) -> EndpointCounts {
         let mut counts = self.counts;
-        if let Some(stats) = self.server.connection_stats(self.server_conn) {
+        if let Some(stats) = self.pair.b.connection_stats(self.pair.b_conn) {
             counts.add_stats(&stats);
         }
         counts
@@ -286,11 +268,12 @@ impl EndpointHarness {
             let len = usize::from(*len).min(tail.len());
             let (bytes, next) = tail.split_at(len);
             rest = next;
-            self.now += Duration::from_millis(u64::from(*source >> 4));
+            self.pair.now += Duration::from_millis(u64::from(*source >> 4));
+            let (now, client_addr) = (self.pair.now, self.pair.a_addr);
             if source % 2 == 1 {
                 self.counts.from_strangers += 1;
                 let from = SocketAddr::from(([192, 0, 2, *source], 1000 + u16::from(*source)));
-                self.server.handle_datagram(self.now, from, bytes);
+                self.pair.b.handle_datagram(now, from, bytes);
             } else {
                 self.counts.from_client += 1;
                 let mode = (source >> 1) & 3;
@@ -308,31 +291,28 @@ impl EndpointHarness {
                         } else {
                             self.encode_records(&mut packet, bytes);
                         }
-                        self.server.handle_datagram(self.now, self.client_addr, &packet);
+                        self.pair.b.handle_datagram(now, client_addr, &packet);
                     }
                     None => {
                         if mode != 0 {
                             self.counts.no_header += 1;
                         }
-                        self.server.handle_datagram(self.now, self.client_addr, bytes);
+                        self.pair.b.handle_datagram(now, client_addr, bytes);
                     }
                 }
             }
             self.step();
         }
-        assert!(self.server.connection_count() <= 1);
+        assert!(self.pair.b.connection_count() <= 1);
     }
 
     /// Lets time act on both endpoints and carries the server's answers to the client; makes
     /// the connection again if it was lost.
     fn step(&mut self) {
-        self.server.handle_timeout(self.now);
-        while let Some(t) = self.server.poll_transmit(self.now, &mut self.buf) {
-            if t.destination == self.client_addr {
-                self.client.handle_datagram(self.now, self.server_addr, &self.buf[..t.len]);
-            }
-        }
-        while let Some(event) = self.server.poll_event() {
+        let now = self.pair.now;
+        self.pair.b.handle_timeout(now);
+        self.pair.deliver(Side::B);
+        while let Some(event) = self.pair.b.poll_event() {
             match event {
                 Event::Connected(_) => panic!("a stranger was accepted"),
                 Event::Data { channel, payload, .. }
@@ -346,10 +326,10 @@ impl EndpointHarness {
                 _ => {}
             }
         }
-        self.client.handle_timeout(self.now);
-        while self.client.poll_event().is_some() {}
-        if !self.server.is_connected(self.server_conn)
-            || !self.client.is_connected(self.client_conn)
+        self.pair.a.handle_timeout(now);
+        while self.pair.a.poll_event().is_some() {}
+        if !self.pair.b.is_connected(self.pair.b_conn)
+            || !self.pair.a.is_connected(self.pair.a_conn)
         {
             self.reconnect();
         }
@@ -357,16 +337,11 @@ impl EndpointHarness {
 
     /// Replaces both endpoints with a freshly connected pair, keeping the counts.
     fn reconnect(&mut self) {
-        if let Some(stats) = self.server.connection_stats(self.server_conn) {
+        if let Some(stats) = self.pair.b.connection_stats(self.pair.b_conn) {
             self.counts.add_stats(&stats);
         }
         self.counts.reconnects += 1;
-        let (server, client, server_conn, client_conn) =
-            connect(self.now, self.server_addr, self.client_addr, self.counts.reconnects);
-        self.server = server;
-        self.client = client;
-        self.server_conn = server_conn;
-        self.client_conn = client_conn;
+        self.pair = connect(self.pair.now, self.counts.reconnects);
         self.held.clear();
         self.last_fed = None;
         self.cursor.fill(0);
@@ -378,10 +353,10 @@ impl EndpointHarness {
     fn pull_client(&mut self) {
         let before = self.held.len();
         self.poll_client();
-        let idle = self.client.queue_depth(self.client_conn, ChannelId(0)) == Some(0);
+        let idle = self.pair.a.queue_depth(self.pair.a_conn, ChannelId(0)) == Some(0);
         if self.held.len() == before && idle {
             // An unreliable message, so its loss (its records are replaced) costs nothing.
-            let _ = self.client.send(self.client_conn, ChannelId(0), b"x");
+            let _ = self.pair.a.send(self.pair.a_conn, ChannelId(0), b"x");
             self.poll_client();
         }
         while self.held.len() > HELD_PACKETS {
@@ -389,19 +364,17 @@ impl EndpointHarness {
         }
     }
 
+    /// Takes the client's data packets into `held`; its control packets (not expected once
+    /// connected) go to the server as sent.
     fn poll_client(&mut self) {
-        while let Some(t) = self.client.poll_transmit(self.now, &mut self.buf) {
-            let packet = &self.buf[..t.len];
-            if t.destination != self.server_addr {
-                continue;
+        let (server_addr, held) = (self.pair.b_addr, &mut self.held);
+        self.pair.deliver_where(Side::A, |to, packet| {
+            let control = packet.first().is_some_and(|b| b & CONTROL_BIT != 0);
+            if to == server_addr && !control {
+                held.push_back(packet.to_vec());
             }
-            if packet.first().is_some_and(|b| b & CONTROL_BIT != 0) {
-                // Not expected once connected; the server hears it as sent.
-                self.server.handle_datagram(self.now, self.client_addr, packet);
-            } else {
-                self.held.push_back(packet.to_vec());
-            }
-        }
+            control
+        });
     }
 
     /// The header of the newest data packet the client sent, its records cut off.
@@ -511,40 +484,12 @@ fn header_len(packet: &[u8]) -> usize {
     }
 }
 
-/// A server and a client endpoint, connected over a perfect in-memory link at `now`; their
-/// connection ids (the server's, the client's). `seed` varies the deterministic secrets.
-fn connect(
-    now: Instant,
-    server_addr: SocketAddr,
-    client_addr: SocketAddr,
-    seed: u64,
-) -> (Endpoint, Endpoint, ConnectionId, ConnectionId) {
-    let mut server = Endpoint::with_deterministic_secrets_for_tests(config(), now, 2 * seed + 1)
-        .expect("valid config");
-    let mut client =
-        Endpoint::with_deterministic_secrets_for_tests(client_config(), now, 2 * seed + 2)
-            .expect("valid config");
-    let client_conn = client.connect(now, server_addr).expect("room for one");
-    let _ = client.send(client_conn, ChannelId(6), b"hello");
-    let mut buf = vec![0u8; 1500];
-    let mut server_conn = None;
-    for _ in 0..8 {
-        while let Some(t) = client.poll_transmit(now, &mut buf) {
-            server.handle_datagram(now, client_addr, &buf[..t.len]);
-        }
-        while let Some(t) = server.poll_transmit(now, &mut buf) {
-            client.handle_datagram(now, server_addr, &buf[..t.len]);
-        }
-        while let Some(event) = server.poll_event() {
-            if let Event::Connected(id) = event {
-                server_conn = Some(id);
-            }
-        }
-        while client.poll_event().is_some() {}
-    }
-    assert_eq!(server.connection_count(), 1, "the harness connects");
-    let server_conn = server_conn.expect("the server reports the connection");
-    (server, client, server_conn, client_conn)
+/// A client (`a`) connected to a server (`b`) over a perfect in-memory link at `now`. `seed`
+/// varies the deterministic secrets.
+fn connect(now: Instant, seed: u64) -> Pair {
+    let pair = Pair::connect(now, client_config(), config(), (2 * seed + 2, 2 * seed + 1));
+    assert_eq!(pair.b.connection_count(), 1, "the harness connects");
+    pair
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@
 //! - [`ThreadedHost`](crate::ThreadedHost): the same protocol on a background I/O thread;
 //! - [`MemoryTransport`](crate::MemoryTransport): an in-process network with perfect delivery
 //!   (tests, single-process games, engines that simulate);
-//! - the workspace's simulation harness wraps a sans-IO [`Endpoint`](crate::Endpoint) on a
-//!   virtual clock and lossy links.
+//! - the workspace's test harness (`sturnus-testkit`'s `SimEndpoint`) wraps a sans-IO
+//!   [`Endpoint`](crate::Endpoint) on a virtual clock and lossy links.
 //!
 //! # Plugging in another transport
 //!

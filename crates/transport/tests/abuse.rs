@@ -7,7 +7,7 @@
     reason = "test data is made from small numbers; truncation is intended"
 )]
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -186,9 +186,7 @@ fn random_and_mutated_datagrams_neither_panic_nor_connect_nor_disturb_a_connecti
         sim.nodes[client].endpoint.send(conn, sim::channel(i), &payload).unwrap();
     }
     let now = sim.now;
-    while let Some(t) = sim.nodes[client].endpoint.poll_transmit(now, &mut buf) {
-        samples.push(buf[..t.len].to_vec());
-    }
+    samples.extend(sim.capture(client).into_iter().map(|(_, datagram)| datagram));
     for packet in [
         Control::ConnectRequest { protocol_id: 1, fingerprint: 2, client_salt: 3 },
         Control::Challenge { client_salt: 3, cookie: Cookie { issued: 1, mac: 2 } },

@@ -2,7 +2,7 @@
 //! the next packet going the other way, or after `unreliable_ack_every` packets) for packets
 //! that carry only unreliable messages. Deterministic simulation, virtual time.
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The endpoint end to end on a perfect simulated network: handshake, data on every QoS,
 //! disconnect.
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::time::Duration;
 

@@ -13,7 +13,7 @@
     reason = "random test data is cut to the width of its field on purpose"
 )]
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::time::Duration;
 
@@ -167,14 +167,12 @@ fn a_packet_reflected_back_to_its_sender_fails_its_tag() {
         for &(node, conn, peer_addr) in &conns {
             // Packets this node sends, captured from its endpoint directly.
             let mut captured = Vec::new();
-            let mut buf = vec![0u8; 1500];
             for i in 0..4u8 {
                 let endpoint = &mut sim.nodes[node].endpoint;
                 endpoint.send(conn, ChannelId(1), &[MARK, &[i][..]].concat()).unwrap();
-                while let Some(t) = endpoint.poll_transmit(sim.now, &mut buf) {
-                    captured.push(buf[..t.len].to_vec());
-                }
-                endpoint.handle_timeout(sim.now);
+                captured.extend(sim.capture(node).into_iter().map(|(_, datagram)| datagram));
+                let now = sim.now;
+                sim.nodes[node].endpoint.handle_timeout(now);
             }
             assert!(!captured.is_empty());
             let before = sim.nodes[node].endpoint.connection_stats(conn).unwrap();

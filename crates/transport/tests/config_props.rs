@@ -6,7 +6,7 @@
 //! allocation sized from a field, a division by a field or by a rate derived from one) fails
 //! the property.
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::time::Duration;
 

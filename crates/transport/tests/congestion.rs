@@ -2,7 +2,7 @@
 //! rate, unreliable traffic is paced to what the path carries, delivery resumes promptly after
 //! a blackout, and a long round trip causes no spurious resends.
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::time::{Duration, Instant};
 

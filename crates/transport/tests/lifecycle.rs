@@ -1,7 +1,7 @@
 //! Connection lifecycle and channel timing on the simulated network: timeouts, graceful
 //! disconnect under loss, AllCostDelivery's fixed resend interval, channel independence.
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Bounded resources: partial-message expiry and eviction, reassembly memory for reliable
 //! fragments (congestion control has its own tests, in `congestion.rs`).
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

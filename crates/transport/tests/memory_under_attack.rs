@@ -5,8 +5,8 @@
 //! The live heap is counted by a global allocator (one per test binary, hence this file) for
 //! the test's own thread, which runs every endpoint; time is virtual.
 
-mod counting;
-mod sim;
+use sturnus_testkit::counting;
+use sturnus_testkit::sim;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -10,7 +10,7 @@
     reason = "test data is made from small numbers; truncation is intended"
 )]
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::collections::HashSet;
 use std::time::Duration;

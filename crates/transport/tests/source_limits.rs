@@ -1,7 +1,7 @@
 //! What one source may take of a server (issue 14, items 2 and 3): reassembly memory of
 //! untrusted connections, and connections and handshakes per address and per prefix.
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -12,7 +12,7 @@
 //! reports is what the wire carried.
 
 mod realtime;
-mod sim;
+use sturnus_testkit::sim;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,13 +69,7 @@ fn connected(kind: Qos) -> (Sim, usize, usize, ConnectionId) {
 
 /// Everything `node` has to send now, taken off the wire (not delivered).
 fn transmit(sim: &mut Sim, node: usize) -> Vec<Vec<u8>> {
-    let mut buf = vec![0; 2048];
-    let now = sim.now;
-    let mut out = Vec::new();
-    while let Some(t) = sim.nodes[node].endpoint.poll_transmit(now, &mut buf) {
-        out.push(buf[..t.len].to_vec());
-    }
-    out
+    sim.capture(node).into_iter().map(|(_, datagram)| datagram).collect()
 }
 
 /// Hands `datagrams` from `from` to `to`, then polls `to`'s events; returns the states it

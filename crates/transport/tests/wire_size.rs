@@ -1,7 +1,7 @@
 //! The encoded size of a packet carrying one 32-byte message, as `PROTOCOL.md` states it,
 //! measured on what a real endpoint sends.
 
-mod sim;
+use sturnus_testkit::sim;
 
 use std::time::Duration;
 

@@ -1,90 +1,49 @@
 //! Zero heap allocations per message in steady state: two endpoints exchange messages on every
-//! kind of channel through an in-memory wire, under a global allocator that counts what the
-//! test's own thread allocates.
+//! kind of channel through the testkit's lossless wire ([`Pair`]), under a global allocator that
+//! counts what the test's own thread allocates.
 
-mod counting;
+use std::time::Duration;
 
-use std::net::SocketAddr;
-use std::time::{Duration, Instant};
-
-use counting::{allocations_in, live_bytes};
-use sturnus_transport::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Event, Qos};
+use sturnus_testkit::counting::{Counting, allocations_in, live_bytes};
+use sturnus_testkit::{Pair, Side};
+use sturnus_transport::{ChannelId, EndpointConfig, Event, Qos};
 
 #[global_allocator]
-static GLOBAL: counting::Counting = counting::Counting;
+static GLOBAL: Counting = Counting;
 
-#[expect(clippy::disallowed_methods, reason = "a starting instant for the virtual clock")]
-fn start() -> Instant {
-    Instant::now()
-}
-
-/// Two connected endpoints and a lossless in-memory wire, with buffers made up front.
+/// A connected pair with one channel of every kind, and what `b` received.
 struct Wire {
-    now: Instant,
-    a: Endpoint,
-    b: Endpoint,
-    conn: ConnectionId,
-    a_addr: SocketAddr,
-    b_addr: SocketAddr,
-    buf: Vec<u8>,
+    pair: Pair,
     received: u64,
     expect_len: usize,
 }
 
 impl Wire {
     fn new() -> Wire {
-        let now = start();
         let config = EndpointConfig {
             channels: Qos::ALL.to_vec(),
             send_queue_capacity: 16_384,
             ..EndpointConfig::default()
         };
-        let mut a = Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1).unwrap();
-        let b = Endpoint::with_deterministic_secrets_for_tests(config, now, 2).unwrap();
-        let a_addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
-        let b_addr: SocketAddr = "10.0.0.2:1".parse().unwrap();
-        let conn = a.connect(now, b_addr).unwrap();
-        let mut wire = Wire {
-            now,
-            a,
-            b,
-            conn,
-            a_addr,
-            b_addr,
-            buf: vec![0; 1500],
-            received: 0,
-            expect_len: 0,
-        };
+        let mut wire = Wire { pair: Pair::new(config), received: 0, expect_len: 0 };
         for _ in 0..8 {
             wire.round();
         }
-        assert!(wire.a.is_connected(conn));
+        assert!(wire.pair.a.is_connected(wire.pair.a_conn));
         wire
     }
 
-    /// Moves every datagram both ways, drains events, and runs due timers, one millisecond on.
+    /// Moves every datagram both ways, drains events and runs due timers, one millisecond on.
+    /// Events are taken the way `Host` takes them (while there are some, never asking an empty
+    /// queue, so the endpoint is never told that every lent payload is done with).
     fn round(&mut self) {
-        self.now += Duration::from_millis(1);
-        while let Some(t) = self.a.poll_transmit(self.now, &mut self.buf) {
-            self.b.handle_datagram(self.now, self.a_addr, &self.buf[..t.len]);
-        }
-        while let Some(t) = self.b.poll_transmit(self.now, &mut self.buf) {
-            self.a.handle_datagram(self.now, self.b_addr, &self.buf[..t.len]);
-        }
-        // As `Host` does: take events while there are some, never asking an empty queue (so
-        // the endpoint is never told that every lent payload is done with).
-        while self.b.has_events() {
-            if let Some(Event::Data { payload, .. }) = self.b.poll_event() {
-                assert_eq!(payload.len(), self.expect_len);
-                self.received += 1;
+        let Self { pair, received, expect_len } = self;
+        pair.round(Duration::from_millis(1), |side, event| {
+            if let (Side::B, Event::Data { payload, .. }) = (side, event) {
+                assert_eq!(payload.len(), *expect_len);
+                *received += 1;
             }
-        }
-        while self.a.poll_event().is_some() {}
-        for endpoint in [&mut self.a, &mut self.b] {
-            if endpoint.poll_timeout().is_some_and(|at| at <= self.now) {
-                endpoint.handle_timeout(self.now);
-            }
-        }
+        });
     }
 
     /// Sends `n` messages of `LEN` bytes on `channel`, a batch per round, and delivers them.
@@ -95,7 +54,7 @@ impl Wire {
         let mut sent = 0;
         while sent < n {
             for _ in 0..(64 * 32 / LEN as u64).clamp(1, 64).min(n - sent) {
-                self.a.send(self.conn, channel, &payload).unwrap();
+                self.pair.a.send(self.pair.a_conn, channel, &payload).unwrap();
                 sent += 1;
             }
             self.round();
@@ -152,4 +111,16 @@ fn memory_stays_bounded_while_messages_keep_arriving() {
     wire.exchange::<32>(channel, 200_000);
     let grown = live_bytes() - before;
     assert!(grown < 256 * 1024, "{grown} bytes more held after 200,000 messages");
+}
+
+/// The counter is installed and counts this thread: without it the tests above would pass
+/// whatever the endpoints allocate.
+#[test]
+fn the_counter_sees_this_threads_allocations() {
+    let n = allocations_in(|| {
+        for _ in 0..100 {
+            std::hint::black_box(vec![0u8; 32]);
+        }
+    });
+    assert!(n >= 100, "{n}");
 }

@@ -1,0 +1,25 @@
+//! # sturnus-testkit
+//!
+//! The workspace's one deterministic test harness (not published; tests, benchmarks and fuzz
+//! targets depend on it, no library does):
+//!
+//! - [`SimNet`] and [`SimEndpoint`]: a virtual network of sans-IO transport endpoints joined by
+//!   [`sturnus_netem`] links, on a virtual clock. A [`SimEndpoint`] implements
+//!   [`sturnus_transport::Transport`], so any layer above the transport (messages, objects) runs
+//!   its tests on it: lossy, delayed, in virtual time, the same every run for the same seed.
+//!   [`SimNet::run_until`] is the loop of such a test.
+//! - [`sim::Sim`]: the transport's own simulation on top of it, stepping every endpoint and
+//!   copying their events out.
+//! - [`Pair`]: two connected endpoints and a lossless wire that allocates nothing, for the
+//!   zero-allocation test, the benchmarks and the fuzz harness.
+//! - [`counting::Counting`]: a global allocator that counts.
+//!
+//! Nothing reads the wall clock but [`origin`], which picks where a virtual clock starts.
+
+pub mod counting;
+pub mod net;
+pub mod pair;
+pub mod sim;
+
+pub use net::{Delivery, SIM_PORT, SentCount, SimEndpoint, SimNet, origin, sim_addr};
+pub use pair::{Pair, Side};
