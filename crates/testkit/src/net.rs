@@ -540,6 +540,11 @@ impl Transport for SimEndpoint {
         let _ = self.endpoint.set_trusted(conn);
     }
 
+    fn trusts_incoming(&self) -> bool {
+        let config = self.endpoint.config();
+        config.accept_connections && config.trust_incoming
+    }
+
     fn poll_event(&mut self, now: Instant) -> Result<Option<Event<'_>>, HostError> {
         if !self.endpoint.has_events() {
             self.transmit(now);
