@@ -349,7 +349,9 @@ pub mod __private {
     use serde::de::DeserializeOwned;
 
     use super::{RpcContext, RpcInfo};
-    use crate::{Changes, ListChange, MapChange, ReadError, RpcId, SetChange, SyncField, VarChange};
+    use crate::{
+        Changes, ListChange, MapChange, ReadError, RpcId, SetChange, SyncField, VarChange,
+    };
 
     pub use crate::field::{read_mask, write_mask};
     pub use postcard;

@@ -1,0 +1,169 @@
+//! Zero heap allocations per message in the upper layers, in steady state: typed messages of a
+//! fixed-size type both ways (a handler's reply and a broadcast included) through
+//! `NetworkServer`/`NetworkClient`, and one-field SyncVar updates through the object layer, on
+//! the in-process transport (the transport's own test is `crates/transport/tests/zero_alloc.rs`),
+//! under a global allocator that counts what this thread allocates.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sturnus_message::{
+    ClientConfig, Message, NetworkClient, NetworkServer, Player, ServerConfig, ServerEvent, driver,
+};
+use sturnus_object::{
+    ClientObjectManager, NetworkBehaviour, ObjectConfig, PrefabId, ServerObjectManager, SyncVar,
+};
+use sturnus_testkit::counting::{Counting, allocations_in};
+use sturnus_transport::MemoryNetwork;
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// A fixed-size message: nothing in it owns heap memory.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
+struct Move {
+    seq: u32,
+    x: f32,
+    y: f32,
+    z: f32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
+struct Echo(Move);
+
+const BALL: PrefabId = PrefabId::of_name("ball");
+
+#[derive(Default, NetworkBehaviour)]
+struct Ball {
+    #[sync(hook = Ball::on_height)]
+    height: SyncVar<u32>,
+    /// Hook calls seen (not networked).
+    bounces: u64,
+}
+
+impl Ball {
+    fn on_height(&mut self, old: &u32, new: &u32) {
+        self.bounces += u64::from(new > old);
+    }
+}
+
+struct Rig {
+    now: Instant,
+    server: ServerObjectManager,
+    clients: Vec<ClientObjectManager>,
+    echoes: Arc<AtomicU64>,
+    ball: sturnus_object::NetId,
+    _network: MemoryNetwork,
+}
+
+impl Rig {
+    fn new() -> Rig {
+        let network = MemoryNetwork::new();
+        let config = ServerConfig::default();
+        let kinds = config.channels.kinds().to_vec();
+        let addr = "10.0.0.1:7777".parse().unwrap();
+        let now = driver::now();
+        let mut server = NetworkServer::new(config).unwrap();
+        // The server answers each move (a reply) and tells everyone (a broadcast).
+        server
+            .register_handler(|mut player: Player<'_>, m: Move| {
+                player.send(&Echo(m)).unwrap();
+                player.server().broadcast(&m).unwrap();
+            })
+            .unwrap();
+        let mut objects = ObjectConfig::default();
+        objects.sync_interval = Duration::ZERO;
+        let mut server = ServerObjectManager::with_config(server, objects.clone()).unwrap();
+        server.start(now, network.bind(addr, kinds.clone()).unwrap()).unwrap();
+        let echoes = Arc::new(AtomicU64::new(0));
+        let mut clients = Vec::new();
+        for _ in 0..2 {
+            let mut client = NetworkClient::new(ClientConfig::default()).unwrap();
+            let seen = Arc::clone(&echoes);
+            client
+                .register_handler(move |_, Echo(m): Echo| {
+                    seen.fetch_add(u64::from(m.seq > 0), Ordering::Relaxed);
+                })
+                .unwrap();
+            client.register_handler(|_, _: Move| {}).unwrap();
+            let mut client = ClientObjectManager::with_config(client, objects.clone()).unwrap();
+            client.register_prefab(BALL, Ball::default);
+            client.connect(now, network.endpoint(kinds.clone()), addr).unwrap();
+            clients.push(client);
+        }
+        let mut rig =
+            Rig { now, server, clients, echoes, ball: sturnus_object::NetId(0), _network: network };
+        for _ in 0..5 {
+            rig.frame(None, false);
+        }
+        rig.ball = rig.server.spawn(BALL, Ball::default(), None).unwrap();
+        rig.frame(None, false);
+        assert!(rig.clients.iter().all(|c| c.object_count() == 1), "the ball spawned");
+        rig
+    }
+
+    /// One frame: each client sends `send` (if any), the ball moves if `bounce`, everyone
+    /// updates.
+    fn frame(&mut self, send: Option<Move>, bounce: bool) {
+        self.now += Duration::from_millis(16);
+        if let Some(m) = send {
+            for client in &mut self.clients {
+                client.client_mut().send(&m).unwrap();
+            }
+        }
+        if bounce {
+            let ball = self.server.get_mut::<Ball>(self.ball).unwrap();
+            let height = *ball.height + 1;
+            ball.height.set(height);
+        }
+        self.server.update(self.now).unwrap();
+        while self.server.poll_event().is_some_and(|e| !matches!(e, ServerEvent::Stopped)) {}
+        for client in &mut self.clients {
+            client.update(self.now).unwrap();
+            while client.poll_event().is_some() {}
+        }
+        // The replies sent during the server's update arrive at the next one: one more round
+        // delivers them within this frame.
+        self.server.update(self.now).unwrap();
+        for client in &mut self.clients {
+            client.update(self.now).unwrap();
+        }
+    }
+}
+
+#[test]
+fn typed_messages_and_syncvar_updates_allocate_nothing_per_message() {
+    // The counter is installed and counts this thread: otherwise zero would prove nothing.
+    assert_eq!(allocations_in(|| drop(std::hint::black_box(vec![1u8]))), 1);
+    let mut rig = Rig::new();
+    let m = |seq| Move { seq, x: 1.0, y: 2.0, z: 3.0 };
+    // Warm-up: buffers and queues reach their working sizes.
+    for seq in 1..=200 {
+        rig.frame(Some(m(seq)), true);
+    }
+    let echoes = rig.echoes.load(Ordering::Relaxed);
+    let applied: u64 = rig.clients.iter().map(|c| c.stats().updates_applied).sum();
+    let frames = 1000;
+    let allocations = allocations_in(|| {
+        for seq in 201..201 + frames {
+            rig.frame(Some(m(seq)), true);
+        }
+    });
+    // Everything arrived: each client's moves were echoed, and every bounce was applied.
+    let frames = u64::from(frames);
+    assert_eq!(rig.echoes.load(Ordering::Relaxed) - echoes, 2 * frames);
+    let applied_now: u64 = rig.clients.iter().map(|c| c.stats().updates_applied).sum();
+    assert_eq!(applied_now - applied, 2 * frames);
+    let ball = rig.clients[0].get::<Ball>(rig.ball).unwrap();
+    assert_eq!(*ball.height, 200 + u32::try_from(frames).unwrap());
+    // The hook ran for every update (the spawn's state runs no hook).
+    assert_eq!(ball.bounces, 200 + frames);
+    assert_eq!(
+        allocations,
+        0,
+        "{allocations} allocations over {frames} frames of {} messages each",
+        2 * 4 + 2
+    );
+}
