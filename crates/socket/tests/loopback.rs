@@ -153,6 +153,10 @@ fn waiting_returns_on_data_from_another_thread_and_times_out_without() {
         let net = net.clone();
         thread::spawn(move || {
             let mut tx = net.bind(addr("127.0.0.1:0")).unwrap();
+            #[expect(
+                clippy::disallowed_methods,
+                reason = "a real delay before the other thread acts: this tests blocking waits"
+            )]
             thread::sleep(Duration::from_millis(20));
             let _ = tx.send_to(b"ding", target).unwrap();
         })
@@ -216,6 +220,10 @@ fn a_waker_ends_a_wait_from_another_thread() {
     let mut socket = net.bind(addr("127.0.0.1:5000")).unwrap();
     let waker = socket.waker().expect("loopback sockets have a waker");
     let waking = thread::spawn(move || {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a real delay before the other thread acts: this tests blocking waits"
+        )]
         thread::sleep(Duration::from_millis(20));
         waker.wake();
     });

@@ -147,6 +147,10 @@ fn waiting_returns_when_a_datagram_arrives() {
     assert_eq!(server.recv_from(&mut buf).unwrap(), None);
     let sender = thread::spawn(move || {
         let mut client = UdpSocketFactory::default().client_socket(target).unwrap();
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a real delay before the other thread acts: this tests blocking waits"
+        )]
         thread::sleep(Duration::from_millis(50));
         let _ = client.send_to(b"wake up", target).unwrap();
     });
@@ -292,6 +296,10 @@ fn a_waker_ends_a_wait_from_another_thread() {
     assert_eq!(socket.recv_from(&mut buf).unwrap(), None);
     let waker = socket.waker().expect("UDP sockets have a waker");
     let waking = thread::spawn(move || {
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "a real delay before the other thread acts: this tests blocking waits"
+        )]
         thread::sleep(Duration::from_millis(20));
         waker.wake();
     });
