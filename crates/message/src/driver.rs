@@ -44,14 +44,8 @@ impl NetworkServer {
             Some(at) => timeout.min(at.saturating_duration_since(now)),
             None => timeout,
         };
-        if self.local_pending() {
-            return Ok(());
-        }
-        match self.transport_mut() {
-            Some(transport) => transport.wait(timeout)?,
-            None => sleep(timeout),
-        }
-        Ok(())
+        let ready = self.local_pending();
+        wait_on(ready, self.transport_mut(), timeout)
     }
 }
 
@@ -59,13 +53,22 @@ impl NetworkClient {
     /// Sleeps until something may have arrived, the transport's next timer, or `timeout`
     /// passes.
     pub fn wait(&mut self, timeout: Duration) -> Result<(), MessageError> {
-        if self.local_pending() {
-            return Ok(());
-        }
-        match self.transport_mut() {
-            Some(transport) => transport.wait(timeout)?,
-            None => sleep(timeout),
-        }
-        Ok(())
+        let ready = self.local_pending();
+        wait_on(ready, self.transport_mut(), timeout)
     }
+}
+
+/// Returns at once if a local peer's message is `ready`; otherwise waits on the transport, or
+/// sleeps without one.
+fn wait_on(
+    ready: bool,
+    transport: Option<&mut (dyn sturnus_transport::Transport + 'static)>,
+    timeout: Duration,
+) -> Result<(), MessageError> {
+    match (ready, transport) {
+        (true, _) => {}
+        (false, Some(transport)) => transport.wait(timeout)?,
+        (false, None) => sleep(timeout),
+    }
+    Ok(())
 }

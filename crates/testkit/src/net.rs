@@ -541,8 +541,7 @@ impl Transport for SimEndpoint {
     }
 
     fn trusts_incoming(&self) -> bool {
-        let config = self.endpoint.config();
-        config.accept_connections && config.trust_incoming
+        self.endpoint.config().trusts_incoming()
     }
 
     fn poll_event(&mut self, now: Instant) -> Result<Option<Event<'_>>, HostError> {

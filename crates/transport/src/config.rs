@@ -224,6 +224,17 @@ impl EndpointConfig {
         self.channels.get(usize::from(id.0)).copied()
     }
 
+    /// The largest message `channel` accepts (`None`: no such channel).
+    pub fn channel_max_message_size(&self, channel: ChannelId) -> Option<usize> {
+        self.qos(channel).map(|qos| self.max_message_size(qos))
+    }
+
+    /// Whether connections peers open are trusted before the application says so: an
+    /// endpoint that accepts connections with `trust_incoming` set.
+    pub fn trusts_incoming(&self) -> bool {
+        self.accept_connections && self.trust_incoming
+    }
+
     /// The largest message a channel of kind `qos` accepts.
     pub fn max_message_size(&self, qos: Qos) -> usize {
         if qos.is_fragmented() {

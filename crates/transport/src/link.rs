@@ -168,8 +168,7 @@ impl<S: sturnus_socket::Socket + fmt::Debug> Transport for crate::Host<S> {
         &self.endpoint().config().channels
     }
     fn max_message_size(&self, channel: ChannelId) -> Option<usize> {
-        let config = self.endpoint().config();
-        config.qos(channel).map(|qos| config.max_message_size(qos))
+        self.endpoint().config().channel_max_message_size(channel)
     }
     fn local_addr(&self) -> Option<SocketAddr> {
         Some(crate::Host::local_addr(self))
@@ -192,8 +191,7 @@ impl<S: sturnus_socket::Socket + fmt::Debug> Transport for crate::Host<S> {
         crate::Host::set_trusted(self, conn);
     }
     fn trusts_incoming(&self) -> bool {
-        let config = self.endpoint().config();
-        config.accept_connections && config.trust_incoming
+        self.endpoint().config().trusts_incoming()
     }
     fn poll_event(&mut self, _now: Instant) -> Result<Option<Event<'_>>, HostError> {
         self.next_event()
@@ -222,8 +220,7 @@ impl Transport for crate::ThreadedHost {
         &self.config().channels
     }
     fn max_message_size(&self, channel: ChannelId) -> Option<usize> {
-        let config = self.config();
-        config.qos(channel).map(|qos| config.max_message_size(qos))
+        self.config().channel_max_message_size(channel)
     }
     fn local_addr(&self) -> Option<SocketAddr> {
         Some(crate::ThreadedHost::local_addr(self))
@@ -246,7 +243,7 @@ impl Transport for crate::ThreadedHost {
         crate::ThreadedHost::set_trusted(self, conn);
     }
     fn trusts_incoming(&self) -> bool {
-        self.config().accept_connections && self.config().trust_incoming
+        self.config().trusts_incoming()
     }
     fn poll_event(&mut self, _now: Instant) -> Result<Option<Event<'_>>, HostError> {
         Ok(match self.receive()? {
