@@ -119,6 +119,11 @@ enum Net {
     Sim(SimNet),
 }
 
+/// Called at the end of every round, before the clock moves on: the virtual time of the round
+/// (since the game began), the server, the clients.
+pub(crate) type OnStep =
+    Box<dyn FnMut(Duration, &mut ServerObjectManager, &mut [ClientObjectManager])>;
+
 /// A server object manager and its clients.
 pub(crate) struct Game {
     pub(crate) path: Path,
@@ -128,6 +133,10 @@ pub(crate) struct Game {
     pub(crate) players: Vec<Option<PlayerId>>,
     /// The virtual time of the next frame.
     pub(crate) now: Instant,
+    /// Where the clock started.
+    start: Instant,
+    /// Runs after every round (a test that records everything the round produced).
+    pub(crate) on_step: Option<OnStep>,
     addr: Option<SocketAddr>,
     net: Net,
 }
@@ -153,8 +162,17 @@ impl Game {
             Net::Sim(sim) => sim.now(),
             _ => driver::now(),
         };
-        let mut game =
-            Game { path, server, clients: Vec::new(), players: Vec::new(), now, addr: None, net };
+        let mut game = Game {
+            path,
+            server,
+            clients: Vec::new(),
+            players: Vec::new(),
+            now,
+            start: now,
+            on_step: None,
+            addr: None,
+            net,
+        };
         match game.server_transport() {
             None => game.server.server_mut().start_offline(now).unwrap(),
             Some(transport) => {
@@ -240,11 +258,24 @@ impl Game {
         self.clients.len() - 1
     }
 
-    /// One frame: the server, then each client, updates; then time moves on by a frame.
+    /// Virtual time since the game began (on the simulated network, the net's own count).
+    pub(crate) fn elapsed(&self) -> Duration {
+        match &self.net {
+            Net::Sim(sim) => sim.elapsed(),
+            _ => self.now - self.start,
+        }
+    }
+
+    /// One round: the server, then each client, updates (then [`on_step`](Self::on_step) runs);
+    /// then time moves on.
     pub(crate) fn step(&mut self) {
         self.server.update(self.now).unwrap();
         for client in &mut self.clients {
             client.update(self.now).unwrap();
+        }
+        let elapsed = self.elapsed();
+        if let Some(on_step) = &mut self.on_step {
+            on_step(elapsed, &mut self.server, &mut self.clients);
         }
         self.advance();
     }
