@@ -172,25 +172,28 @@ fn nothing_before_authentication() {
 }
 
 /// A remote player's connection is untrusted by the transport (held to its small reassembly
-/// budgets) until the player authenticates, and trusted from then on.
+/// budgets) until the player authenticates, and trusted from then on: over UDP and over the
+/// lossy simulated network.
 #[test]
 fn the_transport_trusts_a_connection_once_its_player_authenticates() {
-    let trust: Arc<Mutex<Vec<(&'static str, bool)>>> = Arc::default();
-    let seen = Arc::clone(&trust);
-    let mut world = World::new(Path::Udp, server_config(), move |server| {
-        server.set_authenticator(PasswordAuthenticator::new("sesame"));
-        server.on_event(move |ctx, event| {
-            let (when, id) = match event {
-                ServerEvent::Connected(id) => ("connected", *id),
-                ServerEvent::Authenticated(id) => ("authenticated", *id),
-                _ => return,
-            };
-            let stats = ctx.player(id).and_then(|p| p.connection_stats());
-            seen.lock().push((when, stats.expect("a remote player has a connection").trusted));
+    for path in [Path::Udp, Path::Sim { seed: 1, loss: 0.1 }, Path::Sim { seed: 2, loss: 0.1 }] {
+        let trust: Arc<Mutex<Vec<(&'static str, bool)>>> = Arc::default();
+        let seen = Arc::clone(&trust);
+        let mut world = World::new(path, server_config(), move |server| {
+            server.set_authenticator(PasswordAuthenticator::new("sesame"));
+            server.on_event(move |ctx, event| {
+                let (when, id) = match event {
+                    ServerEvent::Connected(id) => ("connected", *id),
+                    ServerEvent::Authenticated(id) => ("authenticated", *id),
+                    _ => return,
+                };
+                let stats = ctx.player(id).and_then(|p| p.connection_stats());
+                seen.lock().push((when, stats.expect("a remote player has a connection").trusted));
+            });
         });
-    });
-    world.add_client(Some(&login("ada", "sesame")), |_| {});
-    assert!(world.run_until(|w| w.clients[0].is_authenticated()));
-    assert!(world.run_until(|_| trust.lock().len() == 2));
-    assert_eq!(*trust.lock(), [("connected", false), ("authenticated", true)]);
+        world.add_client(Some(&login("ada", "sesame")), |_| {});
+        assert!(world.run_until(|w| w.clients[0].is_authenticated()), "{path:?}");
+        assert!(world.run_until(|_| trust.lock().len() == 2), "{path:?}");
+        assert_eq!(*trust.lock(), [("connected", false), ("authenticated", true)], "{path:?}");
+    }
 }

@@ -295,7 +295,7 @@ fn events_handlers_and_broadcast() {
 /// A host serves its local client and remote clients at once; all see the same things.
 #[test]
 fn host_mode_serves_remote_clients_too() {
-    for path in [Path::Memory, Path::Udp, Path::Threaded] {
+    for path in [Path::Memory, Path::Udp, Path::Threaded, Path::Sim { seed: 3, loss: 0.1 }] {
         let mut world = World::new(path, server_config(), |server| {
             server
                 .register_handler(|mut player: Player<'_>, Say(text)| {

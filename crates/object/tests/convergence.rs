@@ -1,5 +1,6 @@
 //! Sync collections converge to the server's state, whatever the operations, for clients that
-//! watched them change and for one that joined halfway.
+//! watched them change and for one that joined halfway: losslessly, and over the lossy
+//! simulated network with many seeds.
 
 mod common;
 
@@ -94,34 +95,45 @@ fn state(bag: &Bag) -> State {
     (bag.list.to_vec(), (*bag.map).clone(), set, *bag.count)
 }
 
+/// Runs `ops` on a bag, a second client joining halfway, and checks every client ends with the
+/// server's state.
+fn converge(mut game: Game, ops: &[Op]) -> Result<(), TestCaseError> {
+    game.add_client(|c| c.register_prefab(BAG, Bag::default));
+    game.join_all();
+    let id = game.server.spawn(BAG, Bag::default(), None).unwrap();
+    for (n, op) in ops.iter().enumerate() {
+        if n == ops.len() / 2 {
+            game.add_client(|c| c.register_prefab(BAG, Bag::default));
+        }
+        match op {
+            Op::Step => game.run_for(3),
+            op => apply(game.server.get_mut::<Bag>(id).unwrap(), op),
+        }
+    }
+    game.join_all();
+    let expected = state(game.server.get::<Bag>(id).unwrap());
+    let converged = game.run_until(|g| {
+        g.clients.iter().all(|c| c.get::<Bag>(id).map(state).as_ref() == Some(&expected))
+    });
+    let seen: Vec<Option<State>> =
+        game.clients.iter().map(|c| c.get::<Bag>(id).map(state)).collect();
+    prop_assert!(converged, "{:?}: expected {:?}, clients have {:?}", game.path, expected, seen);
+    for client in &game.clients {
+        prop_assert_eq!(client.stats().dropped_undecodable, 0);
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn collections_converge(ops in prop::collection::vec(op(), 1..120), remote in any::<bool>()) {
-        let mut game = Game::new(if remote { Path::Memory } else { Path::Local });
-        game.add_client(|c| c.register_prefab(BAG, Bag::default));
-        game.join_all();
-        let id = game.server.spawn(BAG, Bag::default(), None).unwrap();
-        for (n, op) in ops.iter().enumerate() {
-            if n == ops.len() / 2 {
-                game.add_client(|c| c.register_prefab(BAG, Bag::default));
-            }
-            match op {
-                Op::Step => game.run_for(3),
-                op => apply(game.server.get_mut::<Bag>(id).unwrap(), op),
-            }
-        }
-        game.join_all();
-        let expected = state(game.server.get::<Bag>(id).unwrap());
-        let converged = game.run_until(|g| {
-            g.clients.iter().all(|c| c.get::<Bag>(id).map(state).as_ref() == Some(&expected))
-        });
-        let seen: Vec<Option<State>> =
-            game.clients.iter().map(|c| c.get::<Bag>(id).map(state)).collect();
-        prop_assert!(converged, "expected {:?}, clients have {:?}", expected, seen);
-        for client in &game.clients {
-            prop_assert_eq!(client.stats().dropped_undecodable, 0);
-        }
+        converge(Game::new(if remote { Path::Memory } else { Path::Local }), &ops)?;
+    }
+
+    #[test]
+    fn collections_converge_under_loss(ops in prop::collection::vec(op(), 1..120), seed in 0u64..1000) {
+        converge(Game::new(Path::Sim { seed, loss: 0.2 }), &ops)?;
     }
 }

@@ -123,8 +123,14 @@ struct Shared {
     hosts: Vec<Host>,
     /// By (sender index, receiver index): a deterministic order.
     links: BTreeMap<(usize, usize), Link<Vec<u8>>>,
+    /// By (sender index, receiver index): datagrams for which the filter says `true` never
+    /// reach the link.
+    filters: BTreeMap<(usize, usize), DropFilter>,
     deliveries: Option<Vec<Delivery>>,
 }
+
+/// A predicate on datagrams: `true` drops the datagram (see [`SimNet::set_filter`]).
+pub type DropFilter = Box<dyn FnMut(&[u8]) -> bool>;
 
 impl Shared {
     fn index_of(&self, addr: SocketAddr) -> Option<usize> {
@@ -183,6 +189,7 @@ impl SimNet {
                 default_link: link,
                 hosts: Vec::new(),
                 links: BTreeMap::new(),
+                filters: BTreeMap::new(),
                 deliveries: None,
             })),
         }
@@ -317,6 +324,25 @@ impl SimNet {
         shared.link(f, t).set_config(config).expect("a valid link configuration");
     }
 
+    /// Drops, from now on, every datagram from `from` to `to` for which `filter` returns `true`
+    /// before it reaches the link (it counts as sent, not as lost by the link); `None` lifts
+    /// the filter. One direction; the reverse keeps its own. The filter runs while the net is
+    /// borrowed: it must not call the net.
+    ///
+    /// # Panics
+    ///
+    /// If either address is not an endpoint of this net.
+    pub fn set_filter(&self, from: SocketAddr, to: SocketAddr, filter: Option<DropFilter>) {
+        let mut shared = self.shared.borrow_mut();
+        let (Some(f), Some(t)) = (shared.index_of(from), shared.index_of(to)) else {
+            panic!("set_filter({from}, {to}): not endpoints of this net");
+        };
+        match filter {
+            Some(filter) => shared.filters.insert((f, t), filter),
+            None => shared.filters.remove(&(f, t)),
+        };
+    }
+
     /// The counters of the link from `from` to `to`, once it has been used or set.
     #[must_use]
     pub fn link_stats(&self, from: SocketAddr, to: SocketAddr) -> Option<LinkStats> {
@@ -351,6 +377,9 @@ impl SimNet {
         sent.datagrams += 1;
         sent.bytes += datagram.len() as u64;
         if let Some(to) = shared.index_of(to).filter(|&i| shared.hosts[i].alive) {
+            if shared.filters.get_mut(&(from, to)).is_some_and(|drop| drop(datagram)) {
+                return;
+            }
             let _ = shared.link(from, to).send(now, datagram.to_vec());
         }
     }

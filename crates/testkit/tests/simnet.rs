@@ -168,3 +168,41 @@ fn sent_counts_and_link_stats_follow_the_traffic() {
     assert_eq!(stats.delivered, 0, "a dead link delivers nothing");
     assert_eq!(net.sent(server.addr()).datagrams, 0, "the server heard nothing to answer");
 }
+
+#[test]
+fn a_filter_drops_the_datagrams_it_picks_until_lifted() {
+    let net = SimNet::new(LinkConfig::perfect(), 4);
+    let mut server = net.endpoint(config());
+    let mut client = net.endpoint(config());
+    let conn = client.connect(net.now(), server.addr()).unwrap();
+    assert!(net.run_until(Duration::from_secs(5), None, |now| {
+        drive(now, &mut client, &mut server);
+        client.is_connected(conn)
+    }));
+    // Drop every datagram carrying the byte 0xAB (the messages below, not the acks).
+    let picked = std::rc::Rc::new(std::cell::Cell::new(0));
+    let count = std::rc::Rc::clone(&picked);
+    let filter = move |d: &[u8]| {
+        let hit = d.contains(&0xAB);
+        count.set(count.get() + usize::from(hit));
+        hit
+    };
+    net.set_filter(client.addr(), server.addr(), Some(Box::new(filter)));
+    client.send(conn, ChannelId(0), &[0xAB; 4]).unwrap();
+    let mut got = 0;
+    net.run_until(Duration::from_secs(1), None, |now| {
+        got += drive(now, &mut client, &mut server)[0];
+        false
+    });
+    assert_eq!(got, 0, "the filtered message arrived");
+    assert!(picked.get() >= 2, "the message was resent into the filter: {}", picked.get());
+    let before = net.link_stats(client.addr(), server.addr()).unwrap();
+    net.set_filter(client.addr(), server.addr(), None);
+    assert!(net.run_until(Duration::from_secs(5), None, |now| {
+        got += drive(now, &mut client, &mut server)[0];
+        got == 1
+    }));
+    let after = net.link_stats(client.addr(), server.addr()).unwrap();
+    assert!(after.delivered > before.delivered);
+    assert_eq!(net.sent(client.addr()).datagrams, after.sent + picked.get() as u64);
+}

@@ -3,7 +3,8 @@
 //! Time is an input of the server and the clients. On the in-process paths ([`Path::Local`],
 //! [`Path::Memory`]) the harness keeps a virtual clock and moves it on by [`World::tick`] per
 //! step: nothing waits, and a timeout of ten seconds takes as long to test as one of a
-//! millisecond. The UDP paths ([`Path::Udp`], [`Path::Threaded`]) use real sockets, so their
+//! millisecond. On [`Path::Sim`] the clock is the simulated network's, and a step moves it to
+//! the network's next delivery or timer, or by a tick, whichever comes first. The UDP paths ([`Path::Udp`], [`Path::Threaded`]) use real sockets, so their
 //! input time is the real clock (`driver::now()`); a step there yields the thread instead of
 //! waiting, and only a hang guard is measured in wall time.
 #![allow(dead_code, reason = "each test file uses part of the harness")]
@@ -16,7 +17,9 @@ use sturnus_message::{
     ChannelLayout, ClientConfig, ClientEvent, MessageId, NetworkClient, NetworkServer,
     ServerConfig, ServerEvent, Transport, driver,
 };
+use sturnus_netem::LinkConfig;
 use sturnus_socket::{SocketFactory, UdpSocketFactory};
+use sturnus_testkit::SimNet;
 use sturnus_transport::{
     ChannelId, ConnectionId, EndpointConfig, Event, Host, MemoryNetwork, ThreadedHost,
 };
@@ -53,14 +56,22 @@ impl Path {
 /// simulated lossy network with `seeds` seeds (10 % loss).
 pub(crate) fn paths(seeds: u64) -> Vec<Path> {
     let mut paths = vec![Path::Local, Path::Memory, Path::Udp, Path::Threaded];
-    if SIM_AVAILABLE {
-        paths.extend((0..seeds).map(|seed| Path::Sim { seed, loss: 0.1 }));
-    }
+    paths.extend((0..seeds).map(|seed| Path::Sim { seed, loss: 0.1 }));
     paths
 }
 
-/// Whether [`Path::Sim`] can run in this build (it needs the `sturnus-testkit` crate).
-pub(crate) const SIM_AVAILABLE: bool = false;
+/// A lossy link: `loss` (10 % in the scenarios), duplicates, reordering and jitter.
+pub(crate) fn lossy(loss: f64) -> LinkConfig {
+    LinkConfig {
+        latency: Duration::from_millis(2),
+        jitter: Duration::from_millis(1),
+        loss,
+        duplicate: 0.02,
+        reorder: 0.05,
+        reorder_delay: Duration::from_millis(3),
+        ..LinkConfig::perfect()
+    }
+}
 
 /// The default virtual step: a millisecond.
 pub(crate) const TICK: Duration = Duration::from_millis(1);
@@ -118,6 +129,8 @@ enum Net {
     Memory(MemoryNetwork),
     /// Real sockets, on the real clock.
     Udp { threaded: bool },
+    /// The simulated network, on its own virtual clock.
+    Sim(SimNet),
 }
 
 /// A server and its clients.
@@ -145,8 +158,12 @@ impl World {
         let kinds = config.channels.kinds().to_vec();
         let mut server = NetworkServer::new(config).unwrap();
         setup(&mut server);
-        // Where the virtual clock starts: any instant would do.
-        let now = driver::now();
+        let sim = match path {
+            Path::Sim { seed, loss } => Some(SimNet::new(lossy(loss), seed)),
+            _ => None,
+        };
+        // Where the virtual clock starts: any instant would do (the simulated network's own).
+        let now = sim.as_ref().map_or_else(driver::now, SimNet::now);
         let (net, addr) = match path {
             Path::Local => {
                 server.start_offline(now).unwrap();
@@ -168,7 +185,13 @@ impl World {
                 let host = ThreadedHost::bind(endpoint, &UdpSocketFactory::default(), any).unwrap();
                 (Net::Udp { threaded: true }, server.start(now, host).unwrap())
             }
-            Path::Sim { .. } => panic!("{path:?} needs sturnus-testkit (SIM_AVAILABLE)"),
+            Path::Sim { .. } => {
+                let sim = sim.expect("made above");
+                // The first endpoint of the net: 10.0.0.1.
+                let transport = sim.endpoint(endpoint);
+                let addr = server.start(now, transport).unwrap();
+                (Net::Sim(sim), addr)
+            }
         };
         World {
             path,
@@ -214,6 +237,15 @@ impl World {
                     Box::new(Host::new(config, socket).unwrap())
                 })
             }
+            Net::Sim(sim) => Some(Box::new(sim.endpoint(config))),
+        }
+    }
+
+    /// The simulated network ([`Path::Sim`] only).
+    pub(crate) fn sim(&self) -> &SimNet {
+        match &self.net {
+            Net::Sim(sim) => sim,
+            _ => panic!("{:?} has no simulated network", self.path),
         }
     }
 
@@ -279,11 +311,21 @@ impl World {
         }
     }
 
-    /// Moves time on: by [`tick`](Self::tick) on a virtual path; on a real one, lets the
-    /// sockets (and the I/O thread) work and reads the clock.
+    /// Moves time on: by [`tick`](Self::tick) on a virtual path (on the simulated network, to
+    /// its next delivery or timer if that comes sooner); on a real one, lets the sockets (and
+    /// the I/O thread) work and reads the clock.
     pub(crate) fn advance(&mut self) {
-        match self.net {
+        match &self.net {
             Net::Local | Net::Memory(_) => self.now += self.tick,
+            Net::Sim(sim) => {
+                let tick = self.now + self.tick;
+                // A deadline not after now is one this round has just serviced (or one nobody
+                // services, such as a raw attacker's that is not pumped): the tick bounds it.
+                let next =
+                    sim.next_deadline().filter(|&at| at > self.now).map_or(tick, |at| at.min(tick));
+                sim.advance_to(next);
+                self.now = sim.now();
+            }
             Net::Udp { .. } => {
                 std::thread::yield_now();
                 self.now = driver::now();

@@ -1,12 +1,12 @@
 //! A server object manager and its clients over one of the virtual-time paths, stepped together
-//! frame by frame: host mode's in-memory pipe (every client a local client of the server), or
-//! remote clients over a [`MemoryNetwork`]. Time is virtual: each frame moves `now` on by
-//! [`FRAME`]; nothing sleeps or reads the clock but the origin.
+//! frame by frame: host mode's in-memory pipe (every client a local client of the server),
+//! remote clients over a [`MemoryNetwork`], or remote clients over the testkit's lossy
+//! simulated network ([`Path::Sim`]: a sans-IO endpoint per peer on netem links). Time is
+//! virtual: each step moves `now` on by [`FRAME`] (on the simulated network, to its next
+//! delivery or timer if that comes sooner); nothing sleeps or reads the clock but the origin.
 //!
-//! A lossy path (the testkit's `SimNet`, a sans-IO endpoint per peer on netem links) slots in
-//! as another [`Path`] and [`Net`] variant: its transports come from [`Game::server_transport`]
-//! and [`Game::client_transport`], its clock starts at the net's and moves in [`Game::advance`]
-//! (`net.advance_to(now)`), and the scenarios run over it unchanged.
+//! Transports come from [`Game::server_transport`] and [`Game::client_transport`], and the clock
+//! moves in [`Game::advance`] only.
 #![allow(dead_code, reason = "each test file uses part of the harness")]
 
 pub(crate) mod tank;
@@ -15,10 +15,12 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sturnus_message::{ClientConfig, NetworkClient, NetworkServer, PlayerId, ServerConfig, driver};
+use sturnus_netem::LinkConfig;
 use sturnus_object::{
     ChannelId, ClientObjectManager, NetId, ObjectConfig, ServerObjectManager, wire,
 };
-use sturnus_transport::{MemoryNetwork, Transport};
+use sturnus_testkit::SimNet;
+use sturnus_transport::{EndpointConfig, MemoryNetwork, Transport};
 
 /// The path between the server and its clients.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,19 +30,58 @@ pub(crate) enum Path {
     Local,
     /// Remote clients over a [`MemoryNetwork`]: the transport path, lossless.
     Memory,
+    /// Remote clients over the testkit's simulated network: `loss` each way, duplicates,
+    /// reordering and jitter ([`lossy`]); `seed` seeds the links and the endpoints.
+    Sim { seed: u64, loss: f64 },
 }
 
-/// The paths every scenario runs over.
+impl Path {
+    /// Whether the path may lose, duplicate or reorder datagrams.
+    pub(crate) fn is_lossy(self) -> bool {
+        matches!(self, Path::Sim { .. })
+    }
+}
+
+/// The paths every scenario runs over: host mode, memory, and the lossy simulated network
+/// with two seeds (10 % loss).
 pub(crate) fn paths() -> Vec<Path> {
-    vec![Path::Local, Path::Memory]
+    vec![
+        Path::Local,
+        Path::Memory,
+        Path::Sim { seed: 1, loss: 0.1 },
+        Path::Sim { seed: 2, loss: 0.1 },
+    ]
+}
+
+/// A lossy link: `loss`, duplicates, reordering and jitter.
+pub(crate) fn lossy(loss: f64) -> LinkConfig {
+    LinkConfig {
+        latency: Duration::from_millis(2),
+        jitter: Duration::from_millis(1),
+        loss,
+        duplicate: 0.02,
+        reorder: 0.05,
+        reorder_delay: Duration::from_millis(3),
+        ..LinkConfig::perfect()
+    }
+}
+
+/// Transport settings for `channels` that keep lossy tests short: quick connection retries.
+/// The layout's settings (which a server needs: they do not trust strangers) underneath.
+fn endpoint_config(channels: &sturnus_message::ChannelLayout) -> EndpointConfig {
+    EndpointConfig {
+        connect_retry_interval: Duration::from_millis(40),
+        initial_rtt: Duration::from_millis(20),
+        ..channels.endpoint_config()
+    }
 }
 
 /// Virtual time per frame.
 pub(crate) const FRAME: Duration = Duration::from_millis(10);
 
-/// Frames [`Game::run_until`] runs at most: a hang guard (a minute of virtual time) far above
-/// what any scenario needs.
-const MAX_FRAMES: usize = 6000;
+/// Virtual time [`Game::run_until`] gives a condition: a hang guard far above what any
+/// scenario needs.
+const LIMIT: Duration = Duration::from_secs(60);
 
 /// The server's address on a [`MemoryNetwork`].
 const SERVER_ADDR: &str = "10.0.0.1:7777";
@@ -75,7 +116,13 @@ pub(crate) fn forge<H: sturnus_message::Message + serde::Serialize>(
 enum Net {
     None,
     Memory(MemoryNetwork),
+    Sim(SimNet),
 }
+
+/// Called at the end of every round, before the clock moves on: the virtual time of the round
+/// (since the game began), the server, the clients.
+pub(crate) type OnStep =
+    Box<dyn FnMut(Duration, &mut ServerObjectManager, &mut [ClientObjectManager])>;
 
 /// A server object manager and its clients.
 pub(crate) struct Game {
@@ -86,6 +133,10 @@ pub(crate) struct Game {
     pub(crate) players: Vec<Option<PlayerId>>,
     /// The virtual time of the next frame.
     pub(crate) now: Instant,
+    /// Where the clock started.
+    start: Instant,
+    /// Runs after every round (a test that records everything the round produced).
+    pub(crate) on_step: Option<OnStep>,
     addr: Option<SocketAddr>,
     net: Net,
 }
@@ -100,19 +151,27 @@ impl Game {
     pub(crate) fn with_server_config(path: Path, config: ServerConfig) -> Game {
         let server = NetworkServer::new(config).unwrap();
         let server = ServerObjectManager::with_config(server, objects_config()).unwrap();
-        // The origin of the virtual clock: only differences from it matter.
-        let now = driver::now();
+        let net = match path {
+            Path::Local => Net::None,
+            Path::Memory => Net::Memory(MemoryNetwork::new()),
+            Path::Sim { seed, loss } => Net::Sim(SimNet::new(lossy(loss), seed)),
+        };
+        // The origin of the virtual clock: only differences from it matter (the simulated
+        // network has its own).
+        let now = match &net {
+            Net::Sim(sim) => sim.now(),
+            _ => driver::now(),
+        };
         let mut game = Game {
             path,
             server,
             clients: Vec::new(),
             players: Vec::new(),
             now,
+            start: now,
+            on_step: None,
             addr: None,
-            net: match path {
-                Path::Local => Net::None,
-                Path::Memory => Net::Memory(MemoryNetwork::new()),
-            },
+            net,
         };
         match game.server_transport() {
             None => game.server.server_mut().start_offline(now).unwrap(),
@@ -132,6 +191,10 @@ impl Game {
             Net::Memory(network) => {
                 Some(Box::new(network.bind(SERVER_ADDR.parse().unwrap(), kinds).unwrap()))
             }
+            // The net's first endpoint: 10.0.0.1.
+            Net::Sim(sim) => {
+                Some(Box::new(sim.endpoint(endpoint_config(self.server.server().channels()))))
+            }
         }
     }
 
@@ -141,12 +204,41 @@ impl Game {
         match &self.net {
             Net::None => None,
             Net::Memory(network) => Some(Box::new(network.endpoint(kinds))),
+            Net::Sim(sim) => {
+                let config = EndpointConfig {
+                    accept_connections: false,
+                    ..endpoint_config(&ClientConfig::default().channels)
+                };
+                Some(Box::new(sim.endpoint(config)))
+            }
         }
     }
 
-    /// Moves the clock on by a frame.
+    /// The simulated network ([`Path::Sim`] only).
+    pub(crate) fn sim(&self) -> &SimNet {
+        match &self.net {
+            Net::Sim(sim) => sim,
+            _ => panic!("{:?} has no simulated network", self.path),
+        }
+    }
+
+    /// Moves the clock on by a frame; on the simulated network, to its next delivery or timer
+    /// if that comes sooner.
     fn advance(&mut self) {
-        self.now += FRAME;
+        let frame = self.now + FRAME;
+        match &self.net {
+            Net::Sim(sim) => {
+                // A deadline not after now was serviced by this round (or is one nobody
+                // services): the frame bounds it.
+                let next = sim
+                    .next_deadline()
+                    .filter(|&at| at > self.now)
+                    .map_or(frame, |at| at.min(frame));
+                sim.advance_to(next);
+                self.now = sim.now();
+            }
+            _ => self.now = frame,
+        }
     }
 
     /// Adds a client (with `setup` applied: prefabs, scene objects) and connects it; returns its
@@ -154,7 +246,7 @@ impl Game {
     pub(crate) fn add_client(&mut self, setup: impl FnOnce(&mut ClientObjectManager)) -> usize {
         let client = match self.path {
             Path::Local => self.server.server_mut().connect_local(self.now).unwrap(),
-            Path::Memory => NetworkClient::new(ClientConfig::default()).unwrap(),
+            Path::Memory | Path::Sim { .. } => NetworkClient::new(ClientConfig::default()).unwrap(),
         };
         let mut client = ClientObjectManager::with_config(client, objects_config()).unwrap();
         setup(&mut client);
@@ -166,18 +258,47 @@ impl Game {
         self.clients.len() - 1
     }
 
-    /// One frame: the server, then each client, updates; then time moves on by a frame.
+    /// Virtual time since the game began (on the simulated network, the net's own count).
+    pub(crate) fn elapsed(&self) -> Duration {
+        match &self.net {
+            Net::Sim(sim) => sim.elapsed(),
+            _ => self.now - self.start,
+        }
+    }
+
+    /// One round: the server, then each client, updates (then [`on_step`](Self::on_step) runs);
+    /// then time moves on.
     pub(crate) fn step(&mut self) {
         self.server.update(self.now).unwrap();
         for client in &mut self.clients {
             client.update(self.now).unwrap();
         }
+        let elapsed = self.elapsed();
+        if let Some(on_step) = &mut self.on_step {
+            on_step(elapsed, &mut self.server, &mut self.clients);
+        }
         self.advance();
     }
 
-    /// Steps until `done` holds; false if it still does not after [`MAX_FRAMES`] frames.
+    /// Steps until `done` holds; false if it still does not after [`LIMIT`] of virtual time.
     pub(crate) fn run_until(&mut self, mut done: impl FnMut(&mut Game) -> bool) -> bool {
-        for _ in 0..MAX_FRAMES {
+        let end = self.now + LIMIT;
+        while self.now < end {
+            self.step();
+            if done(self) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Steps until `done` holds, at most `rounds` times; returns whether it holds.
+    pub(crate) fn run_for_until(
+        &mut self,
+        rounds: usize,
+        mut done: impl FnMut(&mut Game) -> bool,
+    ) -> bool {
+        for _ in 0..rounds {
             self.step();
             if done(self) {
                 return true;
