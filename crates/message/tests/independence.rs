@@ -5,6 +5,7 @@
 mod common;
 
 use std::cell::Cell;
+use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,13 +68,13 @@ fn a_message_held_on_one_channel_does_not_delay_another_of_the_same_kind() {
         let kinds = layout().kinds().to_vec();
         let held = Rc::new(Cell::new(0u32));
         let count = Rc::clone(&held);
-        let filter = move |datagram: &[u8]| {
+        let filter = move |_to: SocketAddr, datagram: &[u8]| {
             let last = carries_a_last_fragment(datagram, &kinds);
             count.set(count.get() + u32::from(last));
-            last
+            !last
         };
-        let (client, server) = (world.clients[0].local_addr().unwrap(), world.addr().unwrap());
-        world.sim().set_filter(client, server, Some(Box::new(filter)));
+        let client = world.clients[0].local_addr().unwrap();
+        world.sim().set_send_filter(client, Some(Box::new(filter)));
 
         world.clients[0].send(&Big(big().0)).unwrap();
         assert!(world.run_until(|_| held.get() >= 1), "{path:?}: A's last fragment never sent");
@@ -103,7 +104,7 @@ fn a_message_held_on_one_channel_does_not_delay_another_of_the_same_kind() {
         assert!(held.get() >= 3, "{path:?}: A's last fragment not resent: {}", held.get());
 
         // Lifted, A's message arrives, whole, after all of B's.
-        world.sim().set_filter(client, server, None);
+        world.sim().set_send_filter(client, None);
         assert!(
             world.run_until(|_| got.lock().len() == SMALL as usize + 1),
             "{path:?}: A's message never arrived"

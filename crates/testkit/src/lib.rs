@@ -21,5 +21,5 @@ pub mod net;
 pub mod pair;
 pub mod sim;
 
-pub use net::{Delivery, DropFilter, SIM_PORT, SentCount, SimEndpoint, SimNet, origin, sim_addr};
+pub use net::{Delivery, SIM_PORT, SendFilter, SentCount, SimEndpoint, SimNet, origin, sim_addr};
 pub use pair::{Pair, Side};

@@ -2,9 +2,16 @@
 //!
 //! A [`SimNet`] owns a virtual clock and a [`sturnus_netem::Link`] for each direction between
 //! two of its endpoints. A [`SimEndpoint`] is a sans-IO [`Endpoint`] at an address of the net
-//! (`10.0.0.N:7777`, N = 1, 2, … in creation order) that implements
-//! [`Transport`]: any layer that runs over a transport runs over the simulated network, lossy,
-//! delayed and reordered as its links say, in virtual time.
+//! (`10.0.0.N:7777`, N = 1, 2, … in creation order, or one the test chooses with
+//! [`SimNet::endpoint_at`]) that implements [`Transport`]: any layer that runs over a transport
+//! runs over the simulated network, lossy, delayed and reordered as its links say, in virtual
+//! time.
+//!
+//! Attack tests forge traffic two ways: from endpoints at chosen addresses (many prefixes, one
+//! address on many ports), whose sent datagrams a [`SimNet::set_send_filter`] may thin out;
+//! and from addresses that are no endpoint at all, by handing the target a datagram directly
+//! (`handle_datagram(now, forged_source, bytes)` through [`SimEndpoint`]'s `DerefMut`), at
+//! the current virtual time.
 //!
 //! Nothing here reads the wall clock (but [`origin`], once per net), sleeps, or iterates a
 //! hash map: the same seed gives the same run, datagram for datagram.
@@ -115,27 +122,29 @@ struct Host {
     alive: bool,
 }
 
+/// Whether a datagram an endpoint sends (to the given address) goes on the link: see
+/// [`SimNet::set_send_filter`].
+pub type SendFilter = Box<dyn FnMut(SocketAddr, &[u8]) -> bool>;
+
 struct Shared {
     start: Instant,
     now: Instant,
     seed: u64,
     default_link: LinkConfig,
     hosts: Vec<Host>,
-    /// By (sender index, receiver index): a deterministic order.
+    /// Host index by address.
+    by_addr: BTreeMap<SocketAddr, usize>,
+    /// By (receiver index, sender index): a deterministic order, and a receiver's links side by
+    /// side. A dropped endpoint's links are removed (see [`SimEndpoint`]'s `Drop`).
     links: BTreeMap<(usize, usize), Link<Vec<u8>>>,
-    /// By (sender index, receiver index): datagrams for which the filter says `true` never
-    /// reach the link.
-    filters: BTreeMap<(usize, usize), DropFilter>,
+    /// By sender index.
+    filters: BTreeMap<usize, SendFilter>,
     deliveries: Option<Vec<Delivery>>,
 }
 
-/// A predicate on datagrams: `true` drops the datagram (see [`SimNet::set_filter`]).
-pub type DropFilter = Box<dyn FnMut(&[u8]) -> bool>;
-
 impl Shared {
     fn index_of(&self, addr: SocketAddr) -> Option<usize> {
-        // Addresses are handed out in order: the index is in the address.
-        self.hosts.iter().position(|h| h.addr == addr)
+        self.by_addr.get(&addr).copied()
     }
 
     fn link_seed(&self, from: usize, to: usize) -> u64 {
@@ -146,7 +155,7 @@ impl Shared {
         let seed = self.link_seed(from, to);
         let config = &self.default_link;
         self.links
-            .entry((from, to))
+            .entry((to, from))
             .or_insert_with(|| Link::new(config.clone(), seed).expect("validated at SimNet::new"))
     }
 }
@@ -188,6 +197,7 @@ impl SimNet {
                 seed,
                 default_link: link,
                 hosts: Vec::new(),
+                by_addr: BTreeMap::new(),
                 links: BTreeMap::new(),
                 filters: BTreeMap::new(),
                 deliveries: None,
@@ -195,17 +205,36 @@ impl SimNet {
         }
     }
 
-    /// A new endpoint on the network, at the next address (`10.0.0.1:7777` first), built with
-    /// [`Endpoint::with_deterministic_secrets_for_tests`] at the current virtual time.
+    /// A new endpoint on the network, at the next address (`10.0.0.N:7777` for the N-th
+    /// endpoint), built with [`Endpoint::with_deterministic_secrets_for_tests`] at the current
+    /// virtual time.
     ///
     /// # Panics
     ///
-    /// If `config` is not valid, or past 254 endpoints.
+    /// If `config` is not valid, past 254 endpoints, or if [`endpoint_at`](Self::endpoint_at)
+    /// already took that address.
     #[must_use]
     pub fn endpoint(&self, config: EndpointConfig) -> SimEndpoint {
+        let index = self.shared.borrow().hosts.len();
+        self.endpoint_at(sim_addr(index), config)
+    }
+
+    /// A new endpoint on the network at `addr`, for tests that need their peers at chosen
+    /// addresses (many sources in many prefixes, one address on many ports); otherwise as
+    /// [`endpoint`](Self::endpoint). Its links are made with the default configuration, like
+    /// any other's.
+    ///
+    /// # Panics
+    ///
+    /// If `config` is not valid, or an endpoint of this net (dropped or not) has had `addr`.
+    #[must_use]
+    pub fn endpoint_at(&self, addr: SocketAddr, config: EndpointConfig) -> SimEndpoint {
         let mut shared = self.shared.borrow_mut();
         let index = shared.hosts.len();
-        let addr = sim_addr(index);
+        assert!(
+            shared.by_addr.insert(addr, index).is_none(),
+            "{addr} is already an endpoint's address on this net"
+        );
         let secrets_seed = shared.seed.wrapping_mul(0x9E37_79B9).wrapping_add(index as u64);
         let endpoint =
             Endpoint::with_deterministic_secrets_for_tests(config, shared.now, secrets_seed)
@@ -305,7 +334,7 @@ impl SimNet {
         let links = shared
             .links
             .iter()
-            .filter(|((_, to), _)| shared.hosts[*to].alive)
+            .filter(|((to, _), _)| shared.hosts[*to].alive)
             .filter_map(|(_, link)| link.poll_timeout());
         let timers = shared.hosts.iter().filter_map(|h| h.timer);
         links.chain(timers).filter(|&at| filter(at)).min()
@@ -324,30 +353,11 @@ impl SimNet {
         shared.link(f, t).set_config(config).expect("a valid link configuration");
     }
 
-    /// Drops, from now on, every datagram from `from` to `to` for which `filter` returns `true`
-    /// before it reaches the link (it counts as sent, not as lost by the link); `None` lifts
-    /// the filter. One direction; the reverse keeps its own. The filter runs while the net is
-    /// borrowed: it must not call the net.
-    ///
-    /// # Panics
-    ///
-    /// If either address is not an endpoint of this net.
-    pub fn set_filter(&self, from: SocketAddr, to: SocketAddr, filter: Option<DropFilter>) {
-        let mut shared = self.shared.borrow_mut();
-        let (Some(f), Some(t)) = (shared.index_of(from), shared.index_of(to)) else {
-            panic!("set_filter({from}, {to}): not endpoints of this net");
-        };
-        match filter {
-            Some(filter) => shared.filters.insert((f, t), filter),
-            None => shared.filters.remove(&(f, t)),
-        };
-    }
-
     /// The counters of the link from `from` to `to`, once it has been used or set.
     #[must_use]
     pub fn link_stats(&self, from: SocketAddr, to: SocketAddr) -> Option<LinkStats> {
         let shared = self.shared.borrow();
-        let key = (shared.index_of(from)?, shared.index_of(to)?);
+        let key = (shared.index_of(to)?, shared.index_of(from)?);
         shared.links.get(&key).map(Link::stats)
     }
 
@@ -356,6 +366,27 @@ impl SimNet {
     pub fn sent(&self, addr: SocketAddr) -> SentCount {
         let shared = self.shared.borrow();
         shared.index_of(addr).map(|i| shared.hosts[i].sent).unwrap_or_default()
+    }
+
+    /// Sets (`Some`) or clears (`None`) a filter on what the endpoint at `from` sends: each
+    /// datagram, with its destination, goes on its link only if the filter returns `true`; a
+    /// dropped one counts as sent, like a datagram a link loses. For wires that lose chosen
+    /// datagrams (the last fragment of every message, say) rather than random ones. The filter
+    /// goes with the endpoint when it is dropped. It runs while the net is borrowed: it must
+    /// not call the net.
+    ///
+    /// # Panics
+    ///
+    /// If `from` is not an endpoint of this net.
+    pub fn set_send_filter(&self, from: SocketAddr, filter: Option<SendFilter>) {
+        let mut shared = self.shared.borrow_mut();
+        let Some(index) = shared.index_of(from) else {
+            panic!("set_send_filter({from}): not an endpoint of this net");
+        };
+        match filter {
+            Some(filter) => shared.filters.insert(index, filter),
+            None => shared.filters.remove(&index),
+        };
     }
 
     /// Starts (`true`, clearing what was recorded) or stops recording every delivery.
@@ -376,30 +407,39 @@ impl SimNet {
         let sent = &mut shared.hosts[from].sent;
         sent.datagrams += 1;
         sent.bytes += datagram.len() as u64;
+        if let Some(keep) = shared.filters.get_mut(&from)
+            && !keep(to, datagram)
+        {
+            return;
+        }
         if let Some(to) = shared.index_of(to).filter(|&i| shared.hosts[i].alive) {
-            if shared.filters.get_mut(&(from, to)).is_some_and(|drop| drop(datagram)) {
-                return;
-            }
             let _ = shared.link(from, to).send(now, datagram.to_vec());
         }
     }
 
     /// The next datagram due at `to` by `now`, with its sender's address: the links in order of
-    /// their sender.
+    /// their sender. A dropped sender's link goes once it is empty.
     fn take_due(&self, now: Instant, to: usize) -> Option<(SocketAddr, Vec<u8>)> {
         let mut shared = self.shared.borrow_mut();
         let shared = &mut *shared;
-        for (&(from, _), link) in shared.links.range_mut((0, to)..).filter(|(k, _)| k.1 == to) {
+        let mut taken = None;
+        for (&(_, from), link) in shared.links.range_mut((to, 0)..=(to, usize::MAX)) {
             if let Some(datagram) = link.poll_deliver(now) {
-                let from = shared.hosts[from].addr;
-                if let Some(log) = &mut shared.deliveries {
-                    let to = shared.hosts[to].addr;
-                    log.push(Delivery { at: now - shared.start, from, to, len: datagram.len() });
-                }
-                return Some((from, datagram));
+                let spent = !shared.hosts[from].alive && link.in_flight() == 0;
+                taken = Some((from, datagram, spent));
+                break;
             }
         }
-        None
+        let (from, datagram, spent) = taken?;
+        if spent {
+            shared.links.remove(&(to, from));
+        }
+        let from = shared.hosts[from].addr;
+        if let Some(log) = &mut shared.deliveries {
+            let to = shared.hosts[to].addr;
+            log.push(Delivery { at: now - shared.start, from, to, len: datagram.len() });
+        }
+        Some((from, datagram))
     }
 
     fn set_timer(&self, index: usize, timer: Option<Instant>) {
@@ -430,12 +470,21 @@ impl fmt::Debug for SimEndpoint {
     }
 }
 
+/// The endpoint leaves the net: its links and send filter are freed (a link from it once the
+/// datagrams in flight on it are delivered), so that a test that measures the heap sees the
+/// net keep only a few bytes of bookkeeping per endpoint it ever had.
 impl Drop for SimEndpoint {
     fn drop(&mut self) {
         if let Ok(mut shared) = self.net.shared.try_borrow_mut() {
-            let host = &mut shared.hosts[self.index];
+            let index = self.index;
+            let host = &mut shared.hosts[index];
             host.timer = None;
             host.alive = false;
+            shared.filters.remove(&index);
+            // Nothing will take what is in flight to it; what it sent may still arrive.
+            shared
+                .links
+                .retain(|&(to, from), link| to != index && (from != index || link.in_flight() > 0));
         }
     }
 }

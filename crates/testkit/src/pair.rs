@@ -164,6 +164,29 @@ impl Pair {
         n
     }
 
+    /// Takes everything `from` has to send now off the wire, undelivered, in order: for tests
+    /// that hold datagrams back, reorder or repeat them, and hand them over with
+    /// [`inject`](Self::inject). Allocates (one `Vec` a datagram).
+    pub fn capture(&mut self, from: Side) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        self.deliver_where(from, |_, datagram| {
+            out.push(datagram.to_vec());
+            false
+        });
+        out
+    }
+
+    /// Hands `datagram` to `from`'s peer now, as if `from` had sent it (a held-back, repeated
+    /// or forged datagram).
+    pub fn inject(&mut self, from: Side, datagram: &[u8]) {
+        let now = self.now;
+        let from_addr = match from {
+            Side::A => self.a_addr,
+            Side::B => self.b_addr,
+        };
+        self.endpoint(from.peer()).handle_datagram(now, from_addr, datagram);
+    }
+
     /// Runs `side`'s timers if they are due now; returns whether they were.
     pub fn run_timers(&mut self, side: Side) -> bool {
         let now = self.now;

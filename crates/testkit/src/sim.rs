@@ -76,7 +76,7 @@ impl Owned {
 /// One endpoint of a [`Sim`].
 #[derive(Debug)]
 pub struct Node {
-    /// Its address (`10.0.0.N:7777`).
+    /// Its address (`10.0.0.N:7777`, or the one given to [`Sim::add_at`]).
     pub addr: SocketAddr,
     /// The endpoint (it dereferences to the sans-IO [`Endpoint`](sturnus_transport::Endpoint)).
     pub endpoint: SimEndpoint,
@@ -123,9 +123,33 @@ impl Sim {
     /// If `config` is not valid.
     pub fn add(&mut self, config: EndpointConfig) -> usize {
         let endpoint = self.net.endpoint(config);
+        self.push(endpoint)
+    }
+
+    /// Adds an endpoint at `addr` (see [`SimNet::endpoint_at`]); returns its index.
+    ///
+    /// # Panics
+    ///
+    /// If `config` is not valid or `addr` is taken.
+    pub fn add_at(&mut self, addr: SocketAddr, config: EndpointConfig) -> usize {
+        let endpoint = self.net.endpoint_at(addr, config);
+        self.push(endpoint)
+    }
+
+    fn push(&mut self, endpoint: SimEndpoint) -> usize {
         self.nodes.push(Node { addr: endpoint.addr(), endpoint, events: Vec::new() });
         self.sent.push((0, 0));
         self.nodes.len() - 1
+    }
+
+    /// Drops the nodes from index `len` on (their endpoints leave the net, which frees their
+    /// links) and gives back the memory that held them, so that the nodes left are what a heap
+    /// measurement sees of the simulation (besides the net's few bytes per endpoint it had).
+    pub fn truncate(&mut self, len: usize) {
+        self.nodes.truncate(len);
+        self.nodes.shrink_to_fit();
+        self.sent.truncate(len);
+        self.sent.shrink_to_fit();
     }
 
     /// Sets the link from `from` to `to` (one direction).

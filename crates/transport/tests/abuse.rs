@@ -10,18 +10,13 @@
 use sturnus_testkit::sim;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sim::{Owned, Sim};
 use sturnus_netem::{LinkConfig, Rng};
 use sturnus_transport::proto::codec::Writer;
 use sturnus_transport::proto::control::{Control, Cookie, PADDED_REQUEST_LEN};
-use sturnus_transport::{ChannelId, DisconnectReason, Endpoint, EndpointConfig, Qos, RejectReason};
-
-#[expect(clippy::disallowed_methods, reason = "a starting instant for the virtual clock")]
-fn start() -> Instant {
-    Instant::now()
-}
+use sturnus_transport::{ChannelId, DisconnectReason, EndpointConfig, Qos, RejectReason};
 
 fn random_addr(rng: &mut Rng) -> SocketAddr {
     let ip = rng.next_u64().to_le_bytes();
@@ -38,19 +33,18 @@ fn encode(packet: &Control) -> Vec<u8> {
 
 #[test]
 fn a_flood_of_spoofed_connect_requests_leaves_no_state_and_is_never_amplified() {
-    let now = start();
+    // The clock never moves: the whole flood arrives at one instant.
     let config = EndpointConfig::default();
-    let mut server =
-        Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 1).unwrap();
+    let mut sim = Sim::new(LinkConfig::perfect(), 1);
+    let server = sim.add(config.clone());
+    let client = sim.add(config.clone());
+    let (now, server_addr) = (sim.now, sim.addr(server));
     let mut rng = Rng::new(2);
-    let mut buf = [0u8; 1500];
     // A genuine request (right version and fingerprint) as a template; each spoof gets its own
     // source address and salt, so every one earns a challenge.
-    let mut client =
-        Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, 3).unwrap();
-    client.connect(now, "192.0.2.1:7777".parse().unwrap()).unwrap();
-    let t = client.poll_transmit(now, &mut buf).unwrap();
-    let template = buf[..t.len].to_vec();
+    sim.nodes[client].endpoint.connect(now, server_addr).unwrap();
+    let template = sim.capture(client).swap_remove(0).1;
+    let server = &mut sim.nodes[server].endpoint;
     assert!(matches!(Control::decode(&template), Ok(Control::ConnectRequest { .. })));
     let (mut replies, mut reply_bytes) = (0u64, 0u64);
     for i in 0..100_000u64 {
@@ -69,15 +63,15 @@ fn a_flood_of_spoofed_connect_requests_leaves_no_state_and_is_never_amplified() 
             };
             server.handle_datagram(now, from, &encode(&forged));
         }
-        while let Some(t) = server.poll_transmit(now, &mut buf) {
+        for (_, reply) in server.capture(now) {
             assert!(
-                t.len < datagram.len(),
+                reply.len() < datagram.len(),
                 "a {}-byte reply to a {}-byte request",
-                t.len,
+                reply.len(),
                 datagram.len()
             );
             replies += 1;
-            reply_bytes += t.len as u64;
+            reply_bytes += reply.len() as u64;
         }
     }
     assert_eq!(server.connection_count(), 0);
@@ -180,7 +174,6 @@ fn random_and_mutated_datagrams_neither_panic_nor_connect_nor_disturb_a_connecti
 
     // Capture real traffic to mutate: control packets and data packets of every kind.
     let mut samples: Vec<Vec<u8>> = Vec::new();
-    let mut buf = [0u8; 1500];
     for (i, _) in Qos::ALL.iter().enumerate() {
         let payload = vec![i as u8; 1 + i * 100];
         sim.nodes[client].endpoint.send(conn, sim::channel(i), &payload).unwrap();
@@ -215,7 +208,8 @@ fn random_and_mutated_datagrams_neither_panic_nor_connect_nor_disturb_a_connecti
         };
         let from = random_addr(&mut rng);
         endpoint.handle_datagram(now, from, &datagram);
-        while endpoint.poll_transmit(now, &mut buf).is_some() {}
+        // Replies go to the forged sources: off the wire, into the void.
+        endpoint.capture(now);
         if i % 1000 == 0 {
             endpoint.handle_timeout(now);
         }

@@ -25,13 +25,10 @@ fn connected(qos: Qos, seed: u64) -> (Sim, usize, ConnectionId) {
 /// channel of kind `qos`.
 fn datagram_for_one_message(qos: Qos) -> usize {
     let (mut sim, client, conn) = connected(qos, 1);
-    let now = sim.now;
-    let endpoint = &mut sim.nodes[client].endpoint;
-    endpoint.send(conn, ChannelId(0), &[0xAB; 32]).unwrap();
-    let mut buf = [0u8; 1500];
-    let transmit = endpoint.poll_transmit(now, &mut buf).expect("the message goes out at once");
-    assert!(endpoint.poll_transmit(now, &mut buf).is_none(), "one datagram");
-    transmit.len
+    sim.nodes[client].endpoint.send(conn, ChannelId(0), &[0xAB; 32]).unwrap();
+    let datagrams = sim.capture(client);
+    assert_eq!(datagrams.len(), 1, "the message goes out at once, in one datagram");
+    datagrams[0].1.len()
 }
 
 #[test]
@@ -49,35 +46,27 @@ fn one_32_byte_reliable_sequenced_message_costs_12_bytes_of_overhead() {
 #[test]
 fn aggregated_small_reliable_messages_cost_2_bytes_each() {
     let (mut sim, client, conn) = connected(Qos::ReliableSequenced, 2);
-    let now = sim.now;
-    let endpoint = &mut sim.nodes[client].endpoint;
     for _ in 0..30 {
-        endpoint.send(conn, ChannelId(0), &[0xCD; 32]).unwrap();
+        sim.nodes[client].endpoint.send(conn, ChannelId(0), &[0xCD; 32]).unwrap();
     }
-    let mut buf = [0u8; 1500];
-    let transmit = endpoint.poll_transmit(now, &mut buf).unwrap();
+    let datagrams = sim.capture(client);
     // Header (8) + the first message with its number (4 + 32) + 29 × (2 + 32).
-    assert_eq!(transmit.len, 8 + 36 + 29 * 34);
+    assert_eq!(datagrams[0].1.len(), 8 + 36 + 29 * 34);
 }
 
 #[test]
 fn a_stream_is_acknowledged_every_second_packet_without_waiting_for_the_delay() {
     let (mut sim, client, conn) = connected(Qos::ReliableSequenced, 3);
     let (server, now, client_addr) = (0, sim.now, sim.addr(client));
-    let mut buf = [0u8; 1500];
-    let mut packets = Vec::new();
-    let sender = &mut sim.nodes[client].endpoint;
     for _ in 0..2 {
-        sender.send(conn, ChannelId(0), &[0x11; 1000]).unwrap();
+        sim.nodes[client].endpoint.send(conn, ChannelId(0), &[0x11; 1000]).unwrap();
     }
-    while let Some(t) = sender.poll_transmit(now, &mut buf) {
-        packets.push(buf[..t.len].to_vec());
-    }
+    let packets = sim.capture(client);
     assert_eq!(packets.len(), 2, "one 1000-byte message per packet");
-    let receiver = &mut sim.nodes[server].endpoint;
-    receiver.handle_datagram(now, client_addr, &packets[0]);
-    assert!(receiver.poll_transmit(now, &mut buf).is_none(), "a lone packet waits for ack_delay");
-    receiver.handle_datagram(now, client_addr, &packets[1]);
-    let ack = receiver.poll_transmit(now, &mut buf).expect("the second packet is acknowledged now");
-    assert!(ack.len <= 12, "a bare acknowledgement, {} bytes", ack.len);
+    sim.nodes[server].endpoint.handle_datagram(now, client_addr, &packets[0].1);
+    assert!(sim.capture(server).is_empty(), "a lone packet waits for ack_delay");
+    sim.nodes[server].endpoint.handle_datagram(now, client_addr, &packets[1].1);
+    let ack = sim.capture(server);
+    let ack = &ack.first().expect("the second packet is acknowledged now").1;
+    assert!(ack.len() <= 12, "a bare acknowledgement, {} bytes", ack.len());
 }
