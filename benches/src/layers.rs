@@ -184,31 +184,47 @@ struct Side {
     in_order: bool,
     /// Sender: messages and bytes handed to the transport during the run.
     sent: (u64, u64),
+    /// Datagrams this side's socket sent during the run.
+    datagrams: u64,
 }
 
-/// Counts what a transport is given to send: messages and bytes (on the sender's thread).
+/// A UDP `Host` that counts what it is given to send (messages and bytes) and the datagrams
+/// it sent, for the thread that drives it.
 #[derive(Debug)]
-struct Counted<T> {
-    inner: T,
-    sent: Rc<Cell<(u64, u64)>>,
+struct Counted {
+    inner: Host<UdpSocket>,
+    counts: Rc<Counts>,
 }
 
-impl<T: Transport> Transport for Counted<T> {
+#[derive(Debug, Default)]
+struct Counts {
+    sent: Cell<(u64, u64)>,
+    datagrams: Cell<u64>,
+}
+
+impl Counted {
+    fn new(inner: Host<UdpSocket>) -> (Self, Rc<Counts>) {
+        let counts = Rc::new(Counts::default());
+        (Self { inner, counts: Rc::clone(&counts) }, counts)
+    }
+}
+
+impl Transport for Counted {
     fn channels(&self) -> &[Qos] {
-        self.inner.channels()
+        Transport::channels(&self.inner)
     }
     fn max_message_size(&self, channel: ChannelId) -> Option<usize> {
-        self.inner.max_message_size(channel)
+        Transport::max_message_size(&self.inner, channel)
     }
     fn local_addr(&self) -> Option<SocketAddr> {
-        self.inner.local_addr()
+        Transport::local_addr(&self.inner)
     }
     fn connect(
         &mut self,
         now: Instant,
         remote: SocketAddr,
     ) -> Result<ConnectionId, sturnus_transport::ConnectError> {
-        self.inner.connect(now, remote)
+        Transport::connect(&mut self.inner, now, remote)
     }
     fn send(
         &mut self,
@@ -216,37 +232,40 @@ impl<T: Transport> Transport for Counted<T> {
         channel: ChannelId,
         payload: &[u8],
     ) -> Result<(), SendError> {
-        self.inner.send(conn, channel, payload)?;
-        let (messages, bytes) = self.sent.get();
-        self.sent.set((messages + 1, bytes + payload.len() as u64));
+        Transport::send(&mut self.inner, conn, channel, payload)?;
+        let (messages, bytes) = self.counts.sent.get();
+        self.counts.sent.set((messages + 1, bytes + payload.len() as u64));
         Ok(())
     }
     fn disconnect(&mut self, now: Instant, conn: ConnectionId) {
-        self.inner.disconnect(now, conn);
+        Transport::disconnect(&mut self.inner, now, conn);
     }
     fn set_trusted(&mut self, conn: ConnectionId) {
-        self.inner.set_trusted(conn);
+        Transport::set_trusted(&mut self.inner, conn);
     }
     fn poll_event(
         &mut self,
         now: Instant,
     ) -> Result<Option<Event<'_>>, sturnus_transport::HostError> {
-        self.inner.poll_event(now)
+        self.counts.datagrams.set(self.inner.stats().datagrams_sent);
+        Transport::poll_event(&mut self.inner, now)
     }
     fn flush(&mut self, now: Instant) -> Result<(), sturnus_transport::HostError> {
-        self.inner.flush(now)
+        let flushed = Transport::flush(&mut self.inner, now);
+        self.counts.datagrams.set(self.inner.stats().datagrams_sent);
+        flushed
     }
     fn poll_timeout(&self) -> Option<Instant> {
-        self.inner.poll_timeout()
+        Transport::poll_timeout(&self.inner)
     }
     fn wait(&mut self, timeout: Duration) -> Result<(), sturnus_transport::HostError> {
-        self.inner.wait(timeout)
+        Transport::wait(&mut self.inner, timeout)
     }
     fn connection_stats(&self, conn: ConnectionId) -> Option<sturnus_transport::ConnectionStats> {
-        self.inner.connection_stats(conn)
+        Transport::connection_stats(&self.inner, conn)
     }
     fn remote_address(&self, conn: ConnectionId) -> Option<SocketAddr> {
-        self.inner.remote_address(conn)
+        Transport::remote_address(&self.inner, conn)
     }
 }
 
@@ -435,7 +454,8 @@ fn message_layer_server(shared: &Shared, plan: &Plan) -> BenchResult<Side> {
         }
         counter.store(next + 1, Ordering::Relaxed);
     })?;
-    let addr = server.start(sturnus_message::driver::now(), server_host()?)?;
+    let (transport, counts) = Counted::new(server_host()?);
+    let addr = server.start(sturnus_message::driver::now(), transport)?;
     publish(shared, addr)?;
     let mut authenticated = false;
     set_up(shared, || {
@@ -448,16 +468,17 @@ fn message_layer_server(shared: &Shared, plan: &Plan) -> BenchResult<Side> {
         }
         Ok(authenticated)
     })?;
+    let datagrams = counts.datagrams.get();
     let mut receiver = MessageReceiver { server, count };
     let side = consume(&mut receiver, shared, plan)?;
-    Ok(Side { in_order: !disorder.load(Ordering::Relaxed), ..side })
+    let datagrams = counts.datagrams.get() - datagrams;
+    Ok(Side { in_order: !disorder.load(Ordering::Relaxed), datagrams, ..side })
 }
 
 fn message_layer_client(shared: &Shared, plan: &Plan) -> BenchResult<Side> {
     let addr = server_addr(shared)?;
     let mut client = NetworkClient::new(ClientConfig::default())?;
-    let sent = Rc::new(Cell::new((0, 0)));
-    let transport = Counted { inner: client_host(addr)?, sent: Rc::clone(&sent) };
+    let (transport, counts) = Counted::new(client_host(addr)?);
     client.connect(sturnus_message::driver::now(), transport, addr)?;
     set_up(shared, || {
         client.update(sturnus_message::driver::now())?;
@@ -466,11 +487,12 @@ fn message_layer_client(shared: &Shared, plan: &Plan) -> BenchResult<Side> {
         }
         Ok(client.is_authenticated())
     })?;
-    let before = sent.get();
+    let (before, datagrams) = (counts.sent.get(), counts.datagrams.get());
     let mut sender = MessageSender { client, seq: 0 };
     let side = produce(&mut sender, shared, plan)?;
-    let after = sent.get();
-    Ok(Side { sent: (after.0 - before.0, after.1 - before.1), ..side })
+    let after = counts.sent.get();
+    let datagrams = counts.datagrams.get() - datagrams;
+    Ok(Side { sent: (after.0 - before.0, after.1 - before.1), datagrams, ..side })
 }
 
 // ---- The messages workload, over the transport alone. ----
@@ -595,18 +617,20 @@ fn raw_server(shared: &Shared, plan: &Plan, size: usize) -> BenchResult<Side> {
         }
         Ok(raw.conn.is_some())
     })?;
-    match plan.kind {
+    let datagrams = raw.host.stats().datagrams_sent;
+    let side = match plan.kind {
         Kind::Messages => {
             raw.numbered = true;
             let side = consume(&mut raw, shared, plan)?;
-            Ok(Side { in_order: raw.in_order, ..side })
+            Side { in_order: raw.in_order, ..side }
         }
         Kind::Objects => {
             raw.per_tick = plan.objects;
             let side = produce(&mut raw, shared, plan)?;
-            Ok(Side { sent: (raw.seq, raw.seq * size as u64), ..side })
+            Side { sent: (raw.seq, raw.seq * size as u64), ..side }
         }
-    }
+    };
+    Ok(Side { datagrams: raw.host.stats().datagrams_sent - datagrams, ..side })
 }
 
 /// The transport's client: sends (messages) or receives (objects) `size`-byte messages.
@@ -621,13 +645,15 @@ fn raw_client(shared: &Shared, plan: &Plan, size: usize) -> BenchResult<Side> {
         }
         Ok(raw.conn.is_some())
     })?;
-    match plan.kind {
+    let datagrams = raw.host.stats().datagrams_sent;
+    let side = match plan.kind {
         Kind::Messages => {
             let side = produce(&mut raw, shared, plan)?;
-            Ok(Side { sent: (raw.seq, raw.seq * size as u64), ..side })
+            Side { sent: (raw.seq, raw.seq * size as u64), ..side }
         }
-        Kind::Objects => consume(&mut raw, shared, plan),
-    }
+        Kind::Objects => consume(&mut raw, shared, plan)?,
+    };
+    Ok(Side { datagrams: raw.host.stats().datagrams_sent - datagrams, ..side })
 }
 
 // ---- The objects workload, over the object layer. ----
@@ -678,8 +704,7 @@ fn object_layer_server(shared: &Shared, plan: &Plan) -> BenchResult<Side> {
     let mut objects = ObjectConfig::default();
     objects.sync_interval = Duration::ZERO;
     let mut server = ServerObjectManager::with_config(NetworkServer::new(config)?, objects)?;
-    let sent = Rc::new(Cell::new((0, 0)));
-    let transport = Counted { inner: server_host()?, sent: Rc::clone(&sent) };
+    let (transport, counts) = Counted::new(server_host()?);
     let addr = server.start(sturnus_message::driver::now(), transport)?;
     publish(shared, addr)?;
     let (mut player, mut ids) = (None, Vec::new());
@@ -698,18 +723,20 @@ fn object_layer_server(shared: &Shared, plan: &Plan) -> BenchResult<Side> {
         server.server_mut().wait(Duration::from_millis(1))?;
         Ok(!ids.is_empty())
     })?;
-    let before = sent.get();
+    let (before, datagrams) = (counts.sent.get(), counts.datagrams.get());
     let mut sender = ObjectSender { server, ids, tick: 0, fresh: false };
     let side = produce(&mut sender, shared, plan)?;
-    let after = sent.get();
-    Ok(Side { sent: (after.0 - before.0, after.1 - before.1), ..side })
+    let after = counts.sent.get();
+    let datagrams = counts.datagrams.get() - datagrams;
+    Ok(Side { sent: (after.0 - before.0, after.1 - before.1), datagrams, ..side })
 }
 
 fn object_layer_client(shared: &Shared, plan: &Plan) -> BenchResult<Side> {
     let addr = server_addr(shared)?;
     let mut client = ClientObjectManager::new(NetworkClient::new(ClientConfig::default())?)?;
     client.register_prefab(MOVER, Mover::default);
-    client.connect(sturnus_message::driver::now(), client_host(addr)?, addr)?;
+    let (transport, counts) = Counted::new(client_host(addr)?);
+    client.connect(sturnus_message::driver::now(), transport, addr)?;
     let wanted = usize::try_from(plan.objects)?;
     set_up(shared, || {
         client.update(sturnus_message::driver::now())?;
@@ -718,14 +745,15 @@ fn object_layer_client(shared: &Shared, plan: &Plan) -> BenchResult<Side> {
         }
         Ok(client.object_count() == wanted)
     })?;
-    let base = client.stats().updates_applied;
+    let (base, datagrams) = (client.stats().updates_applied, counts.datagrams.get());
     let mut receiver = ObjectReceiver { client, base };
     let side = consume(&mut receiver, shared, plan)?;
+    let datagrams = counts.datagrams.get() - datagrams;
     // Every object ends at the last tick's value.
     let last = plan.ticks as f32;
     let client = &receiver.client;
     let intact = client.objects().all(|id| client.get::<Mover>(id).is_some_and(|m| *m.x == last));
-    Ok(Side { in_order: side.in_order && intact, ..side })
+    Ok(Side { in_order: side.in_order && intact, datagrams, ..side })
 }
 
 // ---- Running and reporting. ----
@@ -808,6 +836,8 @@ fn run_once(plan: &Plan, stack: Stack) -> BenchResult<(Record, usize)> {
         msgs_per_s: Some(total as f64 / seconds.as_secs_f64()),
         alloc_per_msg: Some(receiver.allocations as f64 / total as f64),
         cpu_ns_per_msg: Some(cpu.as_nanos() as f64 / total as f64),
+        sender_datagrams: Some(sender.datagrams),
+        receiver_datagrams: Some(receiver.datagrams),
         ..Record::default()
     };
     Ok((record, size))

@@ -41,6 +41,10 @@ pub(crate) struct Record {
     pub(crate) vs_transport_cpu: Option<f64>,
     /// Layers: the time per message over the transport's (its `msgs_per_s` over this one's).
     pub(crate) vs_transport_time: Option<f64>,
+    /// Layers: datagrams the sending side's socket sent during the run (the data).
+    pub(crate) sender_datagrams: Option<u64>,
+    /// Layers: datagrams the receiving side's socket sent during the run (acks).
+    pub(crate) receiver_datagrams: Option<u64>,
 }
 
 impl Record {
@@ -106,6 +110,8 @@ impl Record {
         field("cpu_ns_per_msg", num(self.cpu_ns_per_msg));
         field("vs_transport_cpu", num(self.vs_transport_cpu));
         field("vs_transport_time", num(self.vs_transport_time));
+        field("sender_datagrams", int(self.sender_datagrams));
+        field("receiver_datagrams", int(self.receiver_datagrams));
         s.push('}');
         s
     }
@@ -140,6 +146,8 @@ impl Record {
             cpu_ns_per_msg: f(|r| r.cpu_ns_per_msg),
             vs_transport_cpu: f(|r| r.vs_transport_cpu),
             vs_transport_time: f(|r| r.vs_transport_time),
+            sender_datagrams: f(|r| r.sender_datagrams.map(|d| d as f64)).map(|d| d as u64),
+            receiver_datagrams: f(|r| r.receiver_datagrams.map(|d| d as f64)).map(|d| d as u64),
             ..first.clone()
         })
     }
