@@ -9,6 +9,8 @@
 //!                      [--link netem [--rate-mbit M] [--rtt-ms T] [--loss P]
 //!                       [--blackout-s B] [--baseline loss-free]]
 //! sturnus-bench local  --workload ... (as client; runs the server(s) as child processes)
+//! sturnus-bench layers [--workload messages|objects] [--messages N] [--objects K] [--ticks T]
+//!                      [--repeat R] [--pin on|off]
 //! ```
 #![allow(
     clippy::print_stdout,
@@ -22,6 +24,7 @@
 
 mod client;
 mod crowd;
+mod layers;
 mod probe;
 mod report;
 mod server;
@@ -418,7 +421,9 @@ fn usage() -> ExitCode {
          sturnus-bench client --connect ADDR --workload throughput|latency|large|clients|blackout [--qos QOS] \
          [--messages N] [--size S] [--clients C --rate R --duration-s D] [--baseline raw-udp] [--repeat K] \
          [--link netem [--rate-mbit M] [--rtt-ms T] [--loss P] [--blackout-s B] [--baseline loss-free]]\n  \
-         sturnus-bench local --workload ... [--pin on|off] (the client options but --connect; starts the servers itself)"
+         sturnus-bench local --workload ... [--pin on|off] (the client options but --connect; starts the servers itself)\n  \
+         sturnus-bench layers [--workload messages|objects] [--messages N] [--objects K] [--ticks T] [--repeat R] \
+         [--pin on|off] (the message and object layers beside the transport, in this process)"
     );
     ExitCode::from(2)
 }
@@ -438,6 +443,7 @@ fn main() -> ExitCode {
         "client" => client_command(&options),
         "local" => local_command(&options),
         "crowd-worker" => worker_command(&options),
+        "layers" => layers_command(&options),
         _ => return usage(),
     };
     match result {
@@ -515,4 +521,40 @@ fn local_command(options: &Options) -> BenchResult<()> {
         targets.push((loss_free_spec(&spec), sturnus.1));
     }
     run_all(&targets, options.get("repeat")?.unwrap_or(1))
+}
+
+/// The high-level workloads: the message and object layers, each beside the transport carrying
+/// the same traffic, both sides in this process (see `layers.rs`).
+fn layers_command(options: &Options) -> BenchResult<()> {
+    options.check_known(&["workload", "messages", "objects", "ticks", "repeat", "pin"])?;
+    let kinds = match options.get::<String>("workload")?.as_deref() {
+        None => vec![layers::Kind::Messages, layers::Kind::Objects],
+        Some("messages") => vec![layers::Kind::Messages],
+        Some("objects") => vec![layers::Kind::Objects],
+        Some(other) => {
+            return Err(format!("unknown layers workload `{other}` (messages, objects)").into());
+        }
+    };
+    let pin = match options.get::<String>("pin")?.as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => return Err(format!("--pin {other}: on or off").into()),
+    };
+    let messages = options.get("messages")?.unwrap_or(1_000_000);
+    let objects = options.get("objects")?.unwrap_or(1000);
+    let ticks = options.get("ticks")?.unwrap_or(1000);
+    if messages == 0 || objects == 0 || ticks == 0 {
+        return Err("--messages, --objects and --ticks must be positive".into());
+    }
+    if objects > layers::MAX_OBJECTS {
+        return Err(format!("--objects is at most {}", layers::MAX_OBJECTS).into());
+    }
+    if ticks > u64::from(u16::MAX) {
+        return Err("--ticks is at most 65535 (an f32 counts them exactly)".into());
+    }
+    let repeat = options.get("repeat")?.unwrap_or(1);
+    for kind in kinds {
+        layers::run(&layers::Plan { kind, messages, objects, ticks, pin }, repeat)?;
+    }
+    Ok(())
 }

@@ -34,6 +34,17 @@ pub(crate) struct Record {
     pub(crate) link: Option<String>,
     /// Blackout: how long after the link returned the first echo arrived.
     pub(crate) resume_ms: Option<f64>,
+    /// Layers: the CPU time of both sides (both threads) per message, in nanoseconds.
+    pub(crate) cpu_ns_per_msg: Option<f64>,
+    /// Layers: `cpu_ns_per_msg` over the transport's for the same traffic in the same repeat
+    /// (the upper layers' cost per message as a ratio; median of the pairs in a median line).
+    pub(crate) vs_transport_cpu: Option<f64>,
+    /// Layers: the time per message over the transport's (its `msgs_per_s` over this one's).
+    pub(crate) vs_transport_time: Option<f64>,
+    /// Layers: datagrams the sending side's socket sent during the run (the data).
+    pub(crate) sender_datagrams: Option<u64>,
+    /// Layers: datagrams the receiving side's socket sent during the run (acks).
+    pub(crate) receiver_datagrams: Option<u64>,
 }
 
 impl Record {
@@ -96,6 +107,11 @@ impl Record {
         field("rss_per_conn_bytes", num(self.rss_per_conn_bytes));
         field("link", self.link.as_ref().map_or("null".to_owned(), |l| format!("\"{l}\"")));
         field("resume_ms", num(self.resume_ms));
+        field("cpu_ns_per_msg", num(self.cpu_ns_per_msg));
+        field("vs_transport_cpu", num(self.vs_transport_cpu));
+        field("vs_transport_time", num(self.vs_transport_time));
+        field("sender_datagrams", int(self.sender_datagrams));
+        field("receiver_datagrams", int(self.receiver_datagrams));
         s.push('}');
         s
     }
@@ -127,6 +143,11 @@ impl Record {
             echo_loss: first.echo_loss.map(|_| u(|r| r.echo_loss.unwrap_or(0))),
             rss_per_conn_bytes: f(|r| r.rss_per_conn_bytes),
             resume_ms: f(|r| r.resume_ms),
+            cpu_ns_per_msg: f(|r| r.cpu_ns_per_msg),
+            vs_transport_cpu: f(|r| r.vs_transport_cpu),
+            vs_transport_time: f(|r| r.vs_transport_time),
+            sender_datagrams: f(|r| r.sender_datagrams.map(|d| d as f64)).map(|d| d as u64),
+            receiver_datagrams: f(|r| r.receiver_datagrams.map(|d| d as f64)).map(|d| d as u64),
             ..first.clone()
         })
     }

@@ -4,7 +4,27 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use sturnus_message::ChannelLayout;
 use sturnus_netem::Preset;
+use sturnus_socket::{SocketFactory, UdpSocket, UdpSocketFactory};
+use sturnus_transport::{Host, HostError};
+
+/// The UDP transport of a server: a [`Host`] bound to `bind` (port 0 picks a free one) with
+/// `layout`'s channels, ready for `NetworkServer::start`.
+pub fn udp_server(layout: &ChannelLayout, bind: SocketAddr) -> Result<Host<UdpSocket>, HostError> {
+    let socket = UdpSocketFactory::default().server_socket(bind)?;
+    Host::new(layout.endpoint_config(), socket)
+}
+
+/// The UDP transport of a client that will connect to `server`: a [`Host`] on a free port of
+/// the same address family, with `layout`'s channels, ready for `NetworkClient::connect`.
+pub fn udp_client(
+    layout: &ChannelLayout,
+    server: SocketAddr,
+) -> Result<Host<UdpSocket>, HostError> {
+    let socket = UdpSocketFactory::default().client_socket(server)?;
+    Host::new(layout.endpoint_config(), socket)
+}
 
 /// The command line of the echo examples:
 /// `[--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]`.

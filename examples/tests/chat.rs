@@ -1,5 +1,6 @@
 //! The chat example end to end: a server and a client as separate processes over UDP, and a
-//! host on its own. Each process leaves once its lines have come back, with a cap far above
+//! host on its own. Lines go through the room's polled `Say` queue, actions (`/me …`) through
+//! its raw channel. Each process leaves once its lines have come back, with a cap far above
 //! what that takes.
 
 use std::io::{BufRead, BufReader, Read};
@@ -22,11 +23,15 @@ fn a_host_chats_with_itself() {
         "127.0.0.1:0",
         "--say",
         "hi",
+        "--say",
+        "/me waves",
         "--quit-after-ms",
         "20000",
     ]);
     let lines: Vec<&str> = out.lines().collect();
-    for expected in ["[connected; logging in]", "[in the room]", "* bob joined", "bob: hi"] {
+    let expected =
+        ["[connected; logging in]", "[in the room]", "* bob joined", "bob: hi", "* bob waves"];
+    for expected in expected {
         assert!(lines.contains(&expected), "missing {expected:?} in {out}");
     }
 }
@@ -45,8 +50,25 @@ fn a_client_joins_a_server_and_a_wrong_password_is_turned_away() {
     let addr =
         first.trim().strip_prefix("[room open on ").and_then(|s| s.strip_suffix(']')).unwrap();
 
-    let ada = output_of(&["--client", "ada", "--connect", addr, "--say", "hello", "--say", "bye"]);
-    assert!(ada.contains("ada: hello\nada: bye\n"), "{ada}");
+    let ada = output_of(&[
+        "--client",
+        "ada",
+        "--connect",
+        addr,
+        "--say",
+        "hello",
+        "--say",
+        "/me waves",
+        "--say",
+        "bye",
+        "--quit-after-ms",
+        "20000",
+    ]);
+    let heard: Vec<&str> = ada.lines().collect();
+    let at = |line: &str| heard.iter().position(|l| *l == line);
+    // Lines keep their order; the action is on a channel of its own, which may overtake them.
+    assert!(at("ada: hello").is_some() && at("ada: hello") < at("ada: bye"), "{ada}");
+    assert!(at("* ada waves").is_some(), "{ada}");
     let eve = output_of(&["--client", "eve", "--connect", addr, "--password", "guess"]);
     assert!(eve.contains("[disconnected: authentication rejected: wrong password]"), "{eve}");
 

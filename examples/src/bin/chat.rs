@@ -8,25 +8,35 @@
 //! cargo run -p sturnus-examples --bin chat -- --host NAME [--bind ADDR] [--password P]
 //! ```
 //!
-//! Type lines to say them; end input (Ctrl-D) to leave. For scripts and tests, `--say TEXT`
-//! (repeatable) says lines without a terminal and leaves once the room has echoed them all, and
-//! `--quit-after-ms N` leaves after a while whatever happens.
+//! Type lines to say them, `/me ACTION` to act (`* ada waves`); end input (Ctrl-D) to leave.
+//! For scripts and tests, `--say TEXT` (repeatable) says lines without a terminal and leaves
+//! once the room has echoed them all, and `--quit-after-ms N` leaves after a while whatever
+//! happens.
+//!
+//! It shows both ways of receiving: the room *polls* a typed queue of `Say` messages after
+//! each update, and the players register a *handler* for `Line`. Actions travel on a **raw
+//! channel** beside the typed ones: plain UTF-8 bytes, no message type, relayed by a raw
+//! handler. Channels are independent, so an action may overtake a line said just before it.
+//! The server and clients are sans-IO; this program is their driver: it reads the
+//! clock with `driver::now()`, passes it to `update`, and sleeps with `wait`, over UDP.
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints what it does")]
-#![allow(clippy::disallowed_methods, reason = "an example measures real time")]
 
 use std::collections::HashMap;
+use std::error::Error;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sturnus_examples::{udp_client, udp_server};
 use sturnus_message::{
-    ClientConfig, ClientEvent, Login, Message, MessageError, NetworkClient, NetworkServer,
-    PasswordAuthenticator, Player, PlayerId, ServerConfig, ServerEvent,
+    ChannelId, ChannelLayout, ClientConfig, ClientContext, ClientEvent, ClientState, Login,
+    Message, MessageError, NetworkClient, NetworkServer, PasswordAuthenticator, Player, PlayerId,
+    Qos, ServerConfig, ServerEvent, driver,
 };
 
 /// Client → server: a line typed.
@@ -38,6 +48,19 @@ struct Say(String);
 struct Line {
     from: Option<String>,
     text: String,
+}
+
+/// The raw channel actions (`/me waves`) go on: after the default layout's eleven typed
+/// channels. Client → server it carries the action's UTF-8 text; server → clients the actor's
+/// name, a zero byte, and the text.
+const ACTIONS: ChannelId = ChannelId(11);
+
+/// Every connection's channels: one typed channel of each kind, and the raw action channel.
+fn layout() -> ChannelLayout {
+    let mut layout = ChannelLayout::default();
+    let actions = layout.add_raw(Qos::ReliableSequenced).expect("room for one more channel");
+    assert_eq!(actions, ACTIONS);
+    layout
 }
 
 const USAGE: &str = "usage: chat (--server | --client NAME | --host NAME) [--bind ADDR] \
@@ -83,13 +106,26 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     Ok(Options { role, addr, password, say, quit_after })
 }
 
-/// The room: says who joins and leaves, and relays every line with its speaker's name.
+/// The room: says who joins and leaves, and relays actions. Lines are relayed by [`relay`],
+/// which polls them after each update.
 fn room(password: &str) -> Result<NetworkServer, MessageError> {
-    let mut server = NetworkServer::new(ServerConfig::default())?;
+    let mut server = NetworkServer::new(ServerConfig { channels: layout(), ..Default::default() })?;
     server.set_authenticator(PasswordAuthenticator::new(password));
-    server.register_handler(|mut player: Player<'_>, Say(text)| {
-        let from = player.auth_data::<String>().cloned();
-        let _ = player.server().broadcast(&Line { from, text });
+    // The poll style: `Say`s wait in a typed queue until `relay` reads them.
+    server.register_queue::<Say>()?;
+    // Raw bytes: the actor's name is prepended and the result sent to everyone in the room.
+    server.register_raw_handler(ACTIONS, |mut player: Player<'_>, channel, action| {
+        let Some(name) = player.auth_data::<String>() else { return };
+        let mut relayed = name.clone().into_bytes();
+        relayed.push(0);
+        relayed.extend_from_slice(action);
+        let server = player.server();
+        let everyone: Vec<PlayerId> = server.players().collect();
+        for id in everyone {
+            if server.player(id).is_some_and(|p| p.is_authenticated()) {
+                let _ = server.send_raw(id, channel, &relayed);
+            }
+        }
     })?;
     let mut names: HashMap<PlayerId, String> = HashMap::new();
     server.on_event(move |server, event| {
@@ -118,23 +154,42 @@ fn room(password: &str) -> Result<NetworkServer, MessageError> {
     Ok(server)
 }
 
-/// A player: prints what the room says, counting the lines it hears from itself.
+/// Relays every line said since the last call, with its speaker's name.
+fn relay(server: &mut NetworkServer) -> Result<(), MessageError> {
+    while let Some((id, Say(text))) = server.poll_message::<Say>() {
+        let from = server.player(id).and_then(|p| p.auth_data::<String>().cloned());
+        server.broadcast(&Line { from, text })?;
+    }
+    Ok(())
+}
+
+/// A player: prints what the room says and does, counting what it hears from itself.
 fn player(
     mut client: NetworkClient,
     name: &str,
     password: &str,
-    heard_own: Arc<AtomicUsize>,
+    heard_own: &Arc<AtomicUsize>,
 ) -> Result<NetworkClient, MessageError> {
     client.set_credentials(&Login { name: name.into(), password: password.into() })?;
-    let me = name.to_string();
+    let (me, heard) = (name.to_string(), Arc::clone(heard_own));
+    // The handler style: `Line`s are shown as they arrive, inside `update`.
     client.register_handler(move |_, line: Line| match line.from {
         Some(from) => {
             if from == me {
-                heard_own.fetch_add(1, Ordering::Relaxed);
+                heard.fetch_add(1, Ordering::Relaxed);
             }
             println!("{from}: {}", line.text);
         }
         None => println!("* {}", line.text),
+    })?;
+    let (me, heard) = (name.to_string(), Arc::clone(heard_own));
+    client.register_raw_handler(ACTIONS, move |_: &mut ClientContext, _, bytes: &[u8]| {
+        let Some(split) = bytes.iter().position(|b| *b == 0) else { return };
+        let (actor, action) = (String::from_utf8_lossy(&bytes[..split]), &bytes[split + 1..]);
+        if actor == me {
+            heard.fetch_add(1, Ordering::Relaxed);
+        }
+        println!("* {actor} {}", String::from_utf8_lossy(action));
     })?;
     client.on_event(|_, event| match event {
         ClientEvent::Connected => println!("[connected; logging in]"),
@@ -143,6 +198,15 @@ fn player(
         _ => {}
     });
     Ok(client)
+}
+
+/// Says a typed line: `/me ACTION` as raw bytes on the action channel, anything else as a
+/// `Say`.
+fn say(client: &mut NetworkClient, text: &str) -> Result<(), MessageError> {
+    match text.strip_prefix("/me ") {
+        Some(action) => client.send_raw(ACTIONS, action.as_bytes()),
+        None => client.send(&Say(text.to_string())),
+    }
 }
 
 /// Lines typed on standard input, read on their own thread so the game loop never blocks.
@@ -158,48 +222,56 @@ fn typed_lines() -> mpsc::Receiver<String> {
     rx
 }
 
-fn run(options: Options) -> Result<(), MessageError> {
-    let start = Instant::now();
+fn run(options: Options) -> Result<(), Box<dyn Error>> {
+    // The one place time comes from: the server and clients take it as an input.
+    let start = driver::now();
     let heard_own = Arc::new(AtomicUsize::new(0));
     let mut server = None;
     let mut client = None;
     match &options.role {
         Role::Server => {
             let mut room = room(&options.password)?;
-            room.start(options.addr)?;
+            room.start(start, udp_server(&layout(), options.addr)?)?;
             server = Some(room);
         }
         Role::Host(name) => {
+            // A server that remote players join over UDP, and the host's own player, joined
+            // over an in-memory path.
             let mut room = room(&options.password)?;
-            let local = room.start_host(options.addr)?;
-            client = Some(player(local, name, &options.password, Arc::clone(&heard_own))?);
+            room.start(start, udp_server(&layout(), options.addr)?)?;
+            let local = room.connect_local(start)?;
+            client = Some(player(local, name, &options.password, &heard_own)?);
             server = Some(room);
         }
         Role::Client(name) => {
-            let fresh = NetworkClient::new(ClientConfig::default())?;
-            let mut remote = player(fresh, name, &options.password, Arc::clone(&heard_own))?;
-            remote.connect(options.addr)?;
+            let config = ClientConfig { channels: layout(), ..Default::default() };
+            let mut remote =
+                player(NetworkClient::new(config)?, name, &options.password, &heard_own)?;
+            remote.connect(start, udp_client(&layout(), options.addr)?, options.addr)?;
             client = Some(remote);
         }
     }
     let typed = typed_lines();
     let mut to_say: Vec<String> = options.say.iter().rev().cloned().collect();
     let mut stdin_open = true;
+    let mut now;
     loop {
+        now = driver::now();
         if let Some(server) = &mut server {
-            server.update()?;
+            server.update(now)?;
+            relay(server)?;
         }
         if let Some(client) = &mut client {
-            client.update()?;
-            if client.state() == sturnus_message::ClientState::Disconnected {
+            client.update(now)?;
+            if client.state() == ClientState::Disconnected {
                 break;
             }
             if client.is_authenticated() {
                 if let Some(text) = to_say.pop() {
-                    client.send(&Say(text))?;
+                    say(client, &text)?;
                 }
                 match typed.try_recv() {
-                    Ok(text) => client.send(&Say(text))?,
+                    Ok(text) => say(client, &text)?,
                     Err(mpsc::TryRecvError::Disconnected)
                         if stdin_open && options.say.is_empty() =>
                     {
@@ -212,9 +284,11 @@ fn run(options: Options) -> Result<(), MessageError> {
         }
         let said_all =
             !options.say.is_empty() && heard_own.load(Ordering::Relaxed) == options.say.len();
-        if said_all || options.quit_after.is_some_and(|limit| start.elapsed() >= limit) {
+        let timed_out = options.quit_after.is_some_and(|limit| now - start >= limit);
+        if said_all || timed_out {
             break;
         }
+        // Sleep until something arrives, a timer is due, or 5 ms pass.
         match (&mut server, &mut client) {
             (Some(server), _) => server.wait(Duration::from_millis(5))?,
             (None, Some(client)) => client.wait(Duration::from_millis(5))?,
@@ -223,9 +297,11 @@ fn run(options: Options) -> Result<(), MessageError> {
     }
     if let Some(client) = &mut client {
         client.disconnect();
-        client.update()?;
+        client.update(now)?;
     }
     if let Some(server) = &mut server {
+        // Let the room hear its own player leave before it closes.
+        server.update(now)?;
         server.stop();
     }
     Ok(())

@@ -2,20 +2,22 @@
 //! scoreboard, two clients (ada and bob) watch them and fire Commands at each other's tank.
 //! The server runs each command (only the tank's owner may fire it), changes SyncVars and a
 //! SyncMap, and answers with a ClientRpc (an explosion every player sees) and a TargetRpc (a
-//! hit marker only the shooter sees). Everything runs in one process over UDP on 127.0.0.1.
+//! hit marker only the shooter sees). Everything runs in one process over UDP on 127.0.0.1;
+//! the managers are sans-IO, and this program is their driver: it reads the clock with
+//! `driver::now()`, passes it to every `update`, and sleeps with `wait`.
 //!
 //! ```text
 //! cargo run -p sturnus-examples --bin objects [-- --shots N]
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints what it does")]
-#![allow(clippy::disallowed_methods, reason = "an example measures real time")]
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use sturnus_examples::{udp_client, udp_server};
 use sturnus_message::{
     ClientConfig, Login, NetworkClient, NetworkServer, PasswordAuthenticator, ServerConfig,
-    ServerEvent,
+    ServerEvent, driver,
 };
 use sturnus_object::{
     ClientCtx, ClientObjectEvent, ClientObjectManager, MapChange, NetId, NetworkBehaviour,
@@ -121,37 +123,47 @@ fn main() -> ExitCode {
 
 fn run(shots: usize) -> Result<(), Box<dyn std::error::Error>> {
     // The server: a message-layer server under an object manager.
-    let mut server = ServerObjectManager::new(NetworkServer::new(ServerConfig::default())?)?;
-    server.set_authenticator(PasswordAuthenticator::new(PASSWORD));
-    let addr = server.start("127.0.0.1:0".parse()?)?;
+    let start = driver::now();
+    let config = ServerConfig::default();
+    let transport = udp_server(&config.channels, "127.0.0.1:0".parse()?)?;
+    let mut server = ServerObjectManager::new(NetworkServer::new(config)?)?;
+    server.server_mut().set_authenticator(PasswordAuthenticator::new(PASSWORD));
+    let addr = server.start(start, transport)?.ok_or("a UDP transport has an address")?;
     let board = server.spawn(SCOREBOARD, Scoreboard::default(), None)?;
     println!("[server] listening on {addr}");
 
     // Two clients, each knowing how to build the prefabs the server spawns.
     let mut clients = Vec::new();
     for name in ["ada", "bob"] {
-        let mut client = ClientObjectManager::new(NetworkClient::new(ClientConfig::default())?)?;
+        let config = ClientConfig::default();
+        let transport = udp_client(&config.channels, addr)?;
+        let mut client = ClientObjectManager::new(NetworkClient::new(config)?)?;
         client.register_prefab(TANK, move || Tank { viewer: name, ..Tank::default() });
         client
             .register_prefab(SCOREBOARD, move || Scoreboard { viewer: name, ..Default::default() });
-        client.set_credentials(&Login { name: name.into(), password: PASSWORD.into() })?;
-        client.connect(addr)?;
+        let login = Login { name: name.into(), password: PASSWORD.into() };
+        client.client_mut().set_credentials(&login)?;
+        client.connect(start, transport, addr)?;
         clients.push((name, client, 0));
     }
 
     let final_health = 100 - 10 * i32::try_from(shots)?;
     let final_score = 10 * u32::try_from(shots)?;
     let clients_count = clients.len();
-    let start = Instant::now();
     let mut done_at = None;
     let mut frame = 0u64;
-    while start.elapsed() < Duration::from_secs(20) {
+    loop {
+        let now = driver::now();
+        if now - start > Duration::from_secs(20) {
+            break;
+        }
         frame += 1;
-        server.update()?;
+        server.update(now)?;
         while let Some(event) = server.poll_event() {
             if let ServerEvent::Authenticated(player) = event {
                 // Each player gets a tank it owns, with a few shells.
-                let name = server.player(player).and_then(|p| p.auth_data::<String>().cloned());
+                let name = server.server_mut().player(player);
+                let name = name.and_then(|p| p.auth_data::<String>().cloned());
                 let name = name.unwrap_or_default();
                 let mut tank = Tank { scoreboard: Some(board), ..Tank::default() };
                 tank.health.set(100);
@@ -164,7 +176,7 @@ fn run(shots: usize) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         for (name, client, fired) in &mut clients {
-            client.update()?;
+            client.update(now)?;
             while let Some(event) = client.poll_object_event() {
                 if let ClientObjectEvent::Spawned { net_id, prefab, owned, .. } = event {
                     if prefab == TANK {
@@ -207,7 +219,8 @@ fn run(shots: usize) -> Result<(), Box<dyn std::error::Error>> {
             Some(at) if frame > at + 20 => break,
             _ => {}
         }
-        server.wait(Duration::from_millis(2))?;
+        // Sleep until a datagram arrives, a timer is due, or 2 ms pass.
+        server.server_mut().wait(Duration::from_millis(2))?;
     }
     for (name, client, _) in &clients {
         let scores = client.get::<Scoreboard>(board).map(|b| {
