@@ -35,23 +35,34 @@ use crate::{Message, MessageError};
 pub struct ChannelLayout {
     kinds: Vec<Qos>,
     raw: Vec<bool>,
+    /// The first typed channel of each kind, by `Qos::ALL` index (looked up on every send).
+    first: [Option<ChannelId>; Qos::ALL.len()],
 }
 
 impl Default for ChannelLayout {
     fn default() -> Self {
-        Self { kinds: Qos::ALL.to_vec(), raw: vec![false; Qos::ALL.len()] }
+        Self::typed(&Qos::ALL)
     }
+}
+
+/// A kind's index in `Qos::ALL`.
+fn kind_index(qos: Qos) -> usize {
+    Qos::ALL.iter().position(|q| *q == qos).unwrap_or(0)
 }
 
 impl ChannelLayout {
     /// An empty layout (add at least a typed `ReliableFragmentedSequenced` channel).
     pub fn new() -> Self {
-        Self { kinds: Vec::new(), raw: Vec::new() }
+        Self { kinds: Vec::new(), raw: Vec::new(), first: [None; Qos::ALL.len()] }
     }
 
-    /// A layout of typed channels of these kinds, in order.
+    /// A layout of typed channels of these kinds, in order (at most 255; more are left out).
     pub fn typed(kinds: &[Qos]) -> Self {
-        Self { kinds: kinds.to_vec(), raw: vec![false; kinds.len()] }
+        let mut layout = Self::new();
+        for &qos in kinds.iter().take(MAX_CHANNELS) {
+            let _ = layout.add(qos);
+        }
+        layout
     }
 
     fn push(&mut self, qos: Qos, raw: bool) -> Result<ChannelId, MessageError> {
@@ -61,6 +72,10 @@ impl ChannelLayout {
             .ok_or(MessageError::Config { field: "channels", reason: "at most 255 channels" })?;
         self.kinds.push(qos);
         self.raw.push(raw);
+        let first = &mut self.first[kind_index(qos)];
+        if !raw && first.is_none() {
+            *first = Some(ChannelId(id));
+        }
         Ok(ChannelId(id))
     }
 
@@ -101,8 +116,7 @@ impl ChannelLayout {
 
     /// The first typed channel of kind `qos`.
     pub fn first_of(&self, qos: Qos) -> Option<ChannelId> {
-        let index = (0..self.kinds.len()).find(|&i| self.kinds[i] == qos && !self.raw[i])?;
-        u8::try_from(index).ok().map(ChannelId)
+        self.first[kind_index(qos)]
     }
 
     /// The transport's default settings with this layout's channels, and incoming connections

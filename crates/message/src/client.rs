@@ -1,6 +1,8 @@
 //! The `NetworkClient`: one connection to a server, remote or local.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
@@ -378,7 +380,7 @@ enum Step {
 /// ```
 pub struct NetworkClient {
     ctx: ClientContext,
-    handlers: HashMap<MessageId, Box<dyn ErasedHandler>>,
+    handlers: FxHashMap<MessageId, Box<dyn ErasedHandler>>,
     raw_handlers: Vec<Option<RawHandler>>,
     events: Events<ClientContext, ClientEvent>,
     recv: Vec<u8>,
@@ -435,7 +437,7 @@ impl NetworkClient {
                 stats: ClientStats::default(),
                 now: None,
             },
-            handlers: HashMap::new(),
+            handlers: FxHashMap::default(),
             raw_handlers: Vec::new(),
             events: Events::new(),
             recv: Vec::new(),
@@ -710,7 +712,7 @@ impl NetworkClient {
 fn classify(
     config: &ClientConfig,
     stats: &mut ClientStats,
-    handlers: &mut HashMap<MessageId, Box<dyn ErasedHandler>>,
+    handlers: &mut FxHashMap<MessageId, Box<dyn ErasedHandler>>,
     recv: &mut Vec<u8>,
     channel: ChannelId,
     bytes: &[u8],

@@ -1,7 +1,7 @@
 //! The message layer's framing: a two-byte little-endian id, then the postcard payload.
 
+use rustc_hash::FxHashMap;
 use std::any::TypeId;
-use std::collections::HashMap;
 
 use serde::de::DeserializeOwned;
 
@@ -13,15 +13,29 @@ pub(crate) fn encode<T: Message>(
     buf: &mut Vec<u8>,
     max: usize,
 ) -> Result<(), MessageError> {
-    let mut out = std::mem::take(buf);
-    out.clear();
-    out.extend_from_slice(&T::ID.0.to_le_bytes());
-    *buf = postcard::to_extend(msg, out)
-        .map_err(|source| MessageError::Encode { name: T::NAME, source })?;
-    if buf.len() > max {
-        return Err(MessageError::TooLarge { name: T::NAME, len: buf.len(), max });
+    encode_with::<T>(buf, max, |out| put(out, msg))
+}
+
+/// Appends `value`'s postcard encoding to `out`. A small value (most game messages) is written
+/// into a stack buffer and appended in one copy: postcard's growing-`Vec` writer checks the
+/// capacity for every byte.
+pub fn put<T: serde::Serialize + ?Sized>(
+    out: &mut Vec<u8>,
+    value: &T,
+) -> Result<(), postcard::Error> {
+    let mut small = [0u8; 128];
+    match postcard::to_slice(value, &mut small) {
+        Ok(used) => {
+            out.extend_from_slice(used);
+            Ok(())
+        }
+        Err(postcard::Error::SerializeBufferFull) => {
+            let buf = std::mem::take(out);
+            *out = postcard::to_extend(value, buf)?;
+            Ok(())
+        }
+        Err(err) => Err(err),
     }
-    Ok(())
 }
 
 /// Encodes a message of type `T` whose payload `write` appends after the id into `buf`
@@ -59,13 +73,21 @@ pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
 /// hash alike) collide too.
 #[derive(Debug, Default)]
 pub(crate) struct Names {
-    by_id: HashMap<MessageId, (TypeId, &'static str)>,
+    by_id: FxHashMap<MessageId, (TypeId, &'static str)>,
+    /// The type claimed last: a stream of one type (the usual hot path) skips the map.
+    last: Option<TypeId>,
 }
 
 impl Names {
     /// Records that `T` uses its id, or reports the type that already does.
     pub(crate) fn claim<T: Message>(&mut self) -> Result<(), MessageError> {
-        self.claim_as(T::ID, TypeId::of::<T>(), T::NAME)
+        let ty = TypeId::of::<T>();
+        if self.last == Some(ty) {
+            return Ok(());
+        }
+        self.claim_as(T::ID, ty, T::NAME)?;
+        self.last = Some(ty);
+        Ok(())
     }
 
     fn claim_as(

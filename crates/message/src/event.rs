@@ -35,6 +35,9 @@ pub enum DisconnectReason {
     Kicked(String),
     /// The server stopped.
     ServerStopped,
+    /// The player could not keep up: a reliable broadcast could not be queued for it (its
+    /// transport send queue was full), so it would have missed what every other player got.
+    Overloaded,
 }
 
 impl fmt::Display for DisconnectReason {
@@ -53,6 +56,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::ErrorBudget => f.write_str("too many bad messages"),
             DisconnectReason::Kicked(why) => write!(f, "kicked: {why}"),
             DisconnectReason::ServerStopped => f.write_str("the server stopped"),
+            DisconnectReason::Overloaded => {
+                f.write_str("could not keep up: a reliable message could not be queued")
+            }
         }
     }
 }
@@ -73,6 +79,7 @@ pub(crate) enum GoodbyeReason {
     ErrorBudget,
     Kicked(String),
     ServerStopped,
+    Overloaded,
 }
 
 impl From<GoodbyeReason> for DisconnectReason {
@@ -82,6 +89,7 @@ impl From<GoodbyeReason> for DisconnectReason {
             GoodbyeReason::ErrorBudget => DisconnectReason::ErrorBudget,
             GoodbyeReason::Kicked(why) => DisconnectReason::Kicked(why),
             GoodbyeReason::ServerStopped => DisconnectReason::ServerStopped,
+            GoodbyeReason::Overloaded => DisconnectReason::Overloaded,
         }
     }
 }

@@ -122,3 +122,9 @@ pub use server::{NetworkServer, ServerContext, ServerStats};
 /// Derives [`Message`]; see the trait.
 pub use sturnus_derive::Message;
 pub use sturnus_transport::{ChannelId, Qos, Transport};
+
+/// What the object layer shares with this crate. Not a stable API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::codec::put;
+}

@@ -1,6 +1,8 @@
 //! The `NetworkServer`: players, handlers, authentication and host mode.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -119,13 +121,15 @@ pub struct ServerContext {
     control: ChannelId,
     transport: Option<Box<dyn Transport>>,
     running: bool,
-    pub(crate) players: HashMap<PlayerId, PlayerSlot>,
-    by_conn: HashMap<ConnectionId, PlayerId>,
+    pub(crate) players: FxHashMap<PlayerId, PlayerSlot>,
+    by_conn: FxHashMap<ConnectionId, PlayerId>,
     leaving: Vec<Leaving>,
     next_player: u32,
     names: codec::Names,
     scratch: Vec<u8>,
     broadcast_ids: Vec<PlayerId>,
+    /// Players a reliable broadcast could not be queued for (reused).
+    overloaded: Vec<PlayerId>,
     /// When each player that has not yet authenticated must have, oldest first.
     awaiting_auth: VecDeque<(Instant, PlayerId)>,
     /// Local (host-mode) players, in joining order; pruned lazily as they leave.
@@ -429,13 +433,24 @@ impl ServerContext {
         channel: ChannelId,
     ) -> usize {
         let scratch = std::mem::take(&mut self.scratch);
+        let reliable = self.config.channels.qos(channel).is_some_and(|qos| qos.is_reliable());
         let mut reached = 0;
         for id in players {
-            if self.players.get(&id).is_some_and(|p| p.auth.is_some()) {
-                reached += usize::from(self.deliver(id, channel, &scratch).is_ok());
+            let Some(slot) = self.players.get_mut(&id).filter(|p| p.auth.is_some()) else {
+                continue;
+            };
+            match send_to(slot, self.transport.as_mut(), id, channel, &scratch) {
+                Ok(()) => reached += 1,
+                // A player that cannot take a reliable broadcast would silently miss what
+                // everyone else gets (an object's spawn, a state change): it is sent away.
+                Err(_) if reliable => self.overloaded.push(id),
+                Err(_) => {}
             }
         }
         self.scratch = scratch;
+        while let Some(id) = self.overloaded.pop() {
+            self.send_away(id, GoodbyeReason::Overloaded, DisconnectReason::Overloaded);
+        }
         reached
     }
 
@@ -447,20 +462,7 @@ impl ServerContext {
         bytes: &[u8],
     ) -> Result<(), MessageError> {
         let slot = self.players.get_mut(&to).ok_or(MessageError::UnknownPlayer(to))?;
-        match &slot.route {
-            Route::Remote(conn) => {
-                let transport =
-                    self.transport.as_mut().expect("remote players exist only with a transport");
-                if let Err(err) = transport.send(*conn, channel, bytes) {
-                    slot.stats.send_failures += 1;
-                    debug!(player = %to, %err, "send refused");
-                    return Err(err.into());
-                }
-            }
-            Route::Local(pipe) => local::push(pipe, |p| &mut p.to_client, channel, bytes),
-        }
-        slot.stats.messages_sent += 1;
-        Ok(())
+        send_to(slot, self.transport.as_mut(), to, channel, bytes)
     }
 
     /// Sends a goodbye, forgets the player, and keeps its connection open a little longer so
@@ -585,8 +587,8 @@ enum Step {
 /// What classifying a message needs of the server, borrowed apart from the transport.
 struct Inbound<'a> {
     config: &'a ServerConfig,
-    players: &'a mut HashMap<PlayerId, PlayerSlot>,
-    handlers: &'a mut HashMap<MessageId, Box<dyn ErasedHandler>>,
+    players: &'a mut FxHashMap<PlayerId, PlayerSlot>,
+    handlers: &'a mut FxHashMap<MessageId, Box<dyn ErasedHandler>>,
     recv: &'a mut Vec<u8>,
     now: Instant,
 }
@@ -634,7 +636,11 @@ impl Inbound<'_> {
             return Step::Bad(id, BadInput::Unauthenticated);
         }
         match self.handlers.get_mut(&msg_id).map(|handler| handler.decode(body)) {
-            Some(true) => Step::Handler(id, msg_id),
+            Some(true) => {
+                // Counted here, where the slot is at hand: the handler runs next.
+                slot.stats.messages_handled += 1;
+                Step::Handler(id, msg_id)
+            }
             Some(false) => Step::Bad(id, BadInput::Undecodable),
             None => {
                 self.recv.clear();
@@ -693,7 +699,7 @@ impl Inbound<'_> {
 /// ```
 pub struct NetworkServer {
     ctx: ServerContext,
-    handlers: HashMap<MessageId, Box<dyn ErasedHandler>>,
+    handlers: FxHashMap<MessageId, Box<dyn ErasedHandler>>,
     raw_handlers: Vec<Option<RawHandler>>,
     authenticator: Box<dyn ErasedAuthenticator>,
     events: Events<ServerContext, ServerEvent>,
@@ -753,20 +759,21 @@ impl NetworkServer {
                 config,
                 transport: None,
                 running: false,
-                players: HashMap::new(),
-                by_conn: HashMap::new(),
+                players: FxHashMap::default(),
+                by_conn: FxHashMap::default(),
                 leaving: Vec::new(),
                 next_player: 0,
                 names: codec::Names::with_internal(),
                 scratch: Vec::new(),
                 broadcast_ids: Vec::new(),
+                overloaded: Vec::new(),
                 awaiting_auth: VecDeque::new(),
                 local_ids: Vec::new(),
                 pending: VecDeque::new(),
                 now: None,
                 stats: ServerStats::default(),
             },
-            handlers: HashMap::new(),
+            handlers: FxHashMap::default(),
             raw_handlers: Vec::new(),
             authenticator: Box::new(Erased(NoopAuthenticator)),
             events: Events::new(),
@@ -1078,7 +1085,6 @@ impl NetworkServer {
             Step::Bad(id, drop) => ctx.bad_input(id, drop),
             Step::Handler(id, msg_id) => {
                 if let Some(handler) = self.handlers.get_mut(&msg_id) {
-                    handled(ctx, id);
                     handler.run(ctx, id);
                 }
             }
@@ -1139,6 +1145,29 @@ impl NetworkServer {
             above.event(ctx, event);
         });
     }
+}
+
+/// Sends `bytes` to the player in `slot`, counting it.
+fn send_to(
+    slot: &mut PlayerSlot,
+    transport: Option<&mut Box<dyn Transport>>,
+    id: PlayerId,
+    channel: ChannelId,
+    bytes: &[u8],
+) -> Result<(), MessageError> {
+    match &slot.route {
+        Route::Remote(conn) => {
+            let transport = transport.expect("remote players exist only with a transport");
+            if let Err(err) = transport.send(*conn, channel, bytes) {
+                slot.stats.send_failures += 1;
+                debug!(player = %id, %err, "send refused");
+                return Err(err.into());
+            }
+        }
+        Route::Local(pipe) => local::push(pipe, |p| &mut p.to_client, channel, bytes),
+    }
+    slot.stats.messages_sent += 1;
+    Ok(())
 }
 
 /// Counts a message that reached its handler.

@@ -1,6 +1,8 @@
 //! The client's side: building objects from prefabs, applying state, running RPCs.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -13,7 +15,7 @@ use tracing::debug;
 
 use crate::behaviour::{find, find_mut};
 use crate::ctx::ClientCtx;
-use crate::server::resolve;
+use crate::server::{resolve, sorted};
 use crate::wire;
 use crate::{
     Behaviours, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj, ObjectConfig,
@@ -102,7 +104,7 @@ struct ClientObject {
 pub(crate) struct ClientWorld {
     /// The channel objects go on (the config's, resolved in the layout).
     channel: ChannelId,
-    objects: BTreeMap<NetId, ClientObject>,
+    objects: FxHashMap<NetId, ClientObject>,
     spawners: HashMap<PrefabId, Spawner>,
     scene_pool: HashMap<SceneId, Behaviours>,
     events: VecDeque<ClientObjectEvent>,
@@ -275,7 +277,7 @@ impl ClientWorld {
     }
 
     fn despawn_all(&mut self) {
-        let ids: Vec<NetId> = self.objects.keys().copied().collect();
+        let ids = sorted(self.objects.keys());
         for id in ids {
             self.despawn(id);
         }
@@ -382,7 +384,7 @@ impl ClientObjectManager {
             client,
             world: ClientWorld {
                 channel,
-                objects: BTreeMap::new(),
+                objects: FxHashMap::default(),
                 spawners: HashMap::new(),
                 scene_pool: HashMap::new(),
                 events: VecDeque::new(),
@@ -491,7 +493,7 @@ impl ClientObjectManager {
 
     /// The ids of the objects this client sees, in spawn order.
     pub fn objects(&self) -> impl Iterator<Item = NetId> + '_ {
-        self.world.objects.keys().copied()
+        sorted(self.world.objects.keys()).into_iter()
     }
 
     /// How many objects this client sees.

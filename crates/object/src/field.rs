@@ -8,15 +8,8 @@ use serde::de::DeserializeOwned;
 
 use crate::ReadError;
 
-/// Appends `value`'s postcard encoding to `out`.
-pub(crate) fn put<T: Serialize + ?Sized>(
-    out: &mut Vec<u8>,
-    value: &T,
-) -> Result<(), postcard::Error> {
-    let buf = std::mem::take(out);
-    *out = postcard::to_extend(value, buf)?;
-    Ok(())
-}
+/// Appends `value`'s postcard encoding to `out` (the message layer's fast small-value path).
+pub(crate) use sturnus_message::__private::put;
 
 /// Reads one `T` from the front of `input`, advancing it.
 pub(crate) fn take<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T, ReadError> {

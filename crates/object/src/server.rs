@@ -1,6 +1,8 @@
 //! The server's side: spawning objects to observers, syncing their state, running commands.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+
+use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -168,8 +170,10 @@ pub(crate) struct ServerWorld {
     config: ObjectConfig,
     /// The channel objects go on (the config's, resolved in the layout).
     channel: ChannelId,
-    /// In id order, which is spawn order: a late joiner gets objects in the order they came.
-    objects: BTreeMap<NetId, ServerObject>,
+    /// By id, for the lookups every change and command makes; where order matters (a late
+    /// joiner gets objects in the order they came) the ids are sorted, id order being spawn
+    /// order.
+    objects: FxHashMap<NetId, ServerObject>,
     scenes: HashMap<SceneId, NetId>,
     next_id: u32,
     ready: BTreeSet<PlayerId>,
@@ -191,7 +195,7 @@ impl ServerWorld {
         Self {
             config,
             channel,
-            objects: BTreeMap::new(),
+            objects: FxHashMap::default(),
             scenes: HashMap::new(),
             next_id: 0,
             ready: BTreeSet::new(),
@@ -325,7 +329,10 @@ impl ServerWorld {
         send_logged(server.broadcast_to_with::<wire::Spawn>(others, self.channel, write(msg)));
         if let Some(owner) = object.owner.filter(|o| remote.clone().any(|p| p == *o)) {
             msg.owned = true;
-            send_logged(server.send_with::<wire::Spawn>(owner, self.channel, write(msg)));
+            // A broadcast to one: a player that cannot take it is sent away, not left without
+            // the object.
+            let owner = std::iter::once(owner);
+            send_logged(server.broadcast_to_with::<wire::Spawn>(owner, self.channel, write(msg)));
         }
     }
 
@@ -362,7 +369,8 @@ impl ServerWorld {
                     .push_back(ClientObjectEvent::OwnershipChanged { net_id: id, owned });
             } else {
                 let msg = wire::Ownership { net_id: id, owned };
-                send_logged(server.send_on(player, &msg, self.channel));
+                let player = std::iter::once(player);
+                send_logged(server.broadcast_to_on(player, &msg, self.channel));
             }
         }
         Ok(())
@@ -414,7 +422,7 @@ impl ServerWorld {
         // Pending changes go to the current observers first, so the state the newcomer gets
         // already holds them and no collection operation reaches it twice.
         self.sync(server, true);
-        let ids: Vec<NetId> = self.objects.keys().copied().collect();
+        let ids = sorted(self.objects.keys());
         let mut state = Vec::new();
         for id in ids {
             let Some(mut object) = self.objects.remove(&id) else { continue };
@@ -451,6 +459,7 @@ impl ServerWorld {
                 owned.push(*id);
             }
         }
+        owned.sort_unstable();
         for id in owned {
             if self.config.despawn_owned_on_leave {
                 self.despawn(server, id);
@@ -647,6 +656,13 @@ impl ServerDispatch for ServerWorld {
             _ => {}
         }
     }
+}
+
+/// Object ids in id order, which is spawn order.
+pub(crate) fn sorted<'a>(ids: impl Iterator<Item = &'a NetId>) -> Vec<NetId> {
+    let mut ids: Vec<NetId> = ids.copied().collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// The channel of `choice` in `layout` (`None`: `default`).
@@ -854,7 +870,7 @@ impl ServerObjectManager {
 
     /// The ids of the live objects, in spawn order.
     pub fn objects(&self) -> impl Iterator<Item = NetId> + '_ {
-        self.world.objects.keys().copied()
+        sorted(self.world.objects.keys()).into_iter()
     }
 
     /// How many objects are live.

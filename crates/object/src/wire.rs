@@ -99,9 +99,7 @@ pub fn write_with_tail<H: Serialize, A: Serialize + ?Sized>(
 
 /// Appends `value`'s postcard encoding to `out`.
 pub fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), postcard::Error> {
-    let buf = std::mem::take(out);
-    *out = postcard::to_extend(value, buf)?;
-    Ok(())
+    crate::field::put(out, value)
 }
 
 /// Splits a message body into its header and the bytes after it.
