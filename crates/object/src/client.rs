@@ -98,6 +98,18 @@ struct ClientObject {
     scene: Option<SceneId>,
     owned: bool,
     behaviours: Behaviours,
+    /// Whether it is in the world's `touched` list.
+    touched: bool,
+}
+
+impl ClientObject {
+    /// Puts the object (of id `id`) on the `touched` list, once.
+    fn touch(&mut self, id: NetId, touched: &mut Vec<NetId>) {
+        if !self.touched {
+            self.touched = true;
+            touched.push(id);
+        }
+    }
 }
 
 /// Everything of the client's side but the message-layer client.
@@ -105,6 +117,9 @@ pub(crate) struct ClientWorld {
     /// The channel objects go on (the config's, resolved in the layout).
     channel: ChannelId,
     objects: FxHashMap<NetId, ClientObject>,
+    /// Objects whose behaviours may hold local changes to forget at the end of the update:
+    /// changed through `get_mut`, by an RPC or by a hook.
+    touched: Vec<NetId>,
     spawners: HashMap<PrefabId, Spawner>,
     scene_pool: HashMap<SceneId, Behaviours>,
     events: VecDeque<ClientObjectEvent>,
@@ -189,7 +204,13 @@ impl ClientWorld {
         }
         self.objects.insert(
             msg.net_id,
-            ClientObject { prefab: msg.prefab, scene: msg.scene, owned: msg.owned, behaviours },
+            ClientObject {
+                prefab: msg.prefab,
+                scene: msg.scene,
+                owned: msg.owned,
+                behaviours,
+                touched: false,
+            },
         );
         self.stats.spawned += 1;
         self.events.push_back(ClientObjectEvent::Spawned {
@@ -231,9 +252,15 @@ impl ClientWorld {
             return;
         };
         let mut input = changes;
-        match behaviour.read_changes(&mut input) {
+        let applied = behaviour.read_changes(&mut input);
+        // A hook that changed a synchronised field leaves a local change to forget.
+        let dirty = behaviour.is_dirty();
+        match applied {
             Ok(()) if input.is_empty() => self.stats.updates_applied += 1,
             _ => self.stats.dropped_undecodable += 1,
+        }
+        if dirty {
+            object.touch(msg.net_id, &mut self.touched);
         }
     }
 
@@ -269,6 +296,7 @@ impl ClientWorld {
         };
         if let Some(object) = self.objects.get_mut(&rpc.net_id) {
             object.behaviours = behaviours;
+            object.touch(rpc.net_id, &mut self.touched);
         }
         match result {
             Ok(()) => self.stats.rpcs_run += 1,
@@ -385,6 +413,7 @@ impl ClientObjectManager {
             world: ClientWorld {
                 channel,
                 objects: FxHashMap::default(),
+                touched: Vec::new(),
                 spawners: HashMap::new(),
                 scene_pool: HashMap::new(),
                 events: VecDeque::new(),
@@ -477,9 +506,14 @@ impl ClientObjectManager {
     /// the truth; a client's own changes are never sent).
     pub fn update(&mut self, now: Instant) -> Result<(), ObjectError> {
         self.client.update_with(now, &mut self.world)?;
-        for object in self.world.objects.values_mut() {
-            for behaviour in &mut object.behaviours {
-                behaviour.clear_dirty();
+        // Only objects something could have changed: local changes, RPCs and hooks.
+        let world = &mut self.world;
+        for id in world.touched.drain(..) {
+            if let Some(object) = world.objects.get_mut(&id) {
+                object.touched = false;
+                for behaviour in &mut object.behaviours {
+                    behaviour.clear_dirty();
+                }
             }
         }
         self.client.flush()?;
@@ -524,7 +558,9 @@ impl ClientObjectManager {
     /// The first behaviour of type `B` of an object, mutably (for its local, unsynchronised
     /// fields: changes to `#[sync]` fields are overwritten by the server's).
     pub fn get_mut<B: NetworkBehaviour>(&mut self, id: NetId) -> Option<&mut B> {
-        find_mut::<B>(&mut self.world.objects.get_mut(&id)?.behaviours)
+        let object = self.world.objects.get_mut(&id)?;
+        object.touch(id, &mut self.world.touched);
+        find_mut::<B>(&mut object.behaviours)
     }
 
     /// A handle on the first behaviour of type `B` of an object, to send its commands.

@@ -161,6 +161,8 @@ pub(crate) struct ServerObject {
     /// When each behaviour was last synced (`None`: never since the spawn).
     last_sync: Vec<Option<Instant>>,
     observers: BTreeSet<PlayerId>,
+    /// Whether it is in the world's `touched` list.
+    touched: bool,
 }
 
 /// Everything of the server's side but the message-layer server, so a command's context can
@@ -174,6 +176,10 @@ pub(crate) struct ServerWorld {
     /// joiner gets objects in the order they came) the ids are sorted, id order being spawn
     /// order.
     objects: FxHashMap<NetId, ServerObject>,
+    /// The objects whose behaviours may have changed since they were last synced: the only
+    /// ones a sync visits (every way to change a behaviour — `get_mut`, a command, a host RPC —
+    /// puts its object here), so a sync costs what changed, not what exists.
+    touched: Vec<NetId>,
     scenes: HashMap<SceneId, NetId>,
     next_id: u32,
     ready: BTreeSet<PlayerId>,
@@ -196,6 +202,7 @@ impl ServerWorld {
             config,
             channel,
             objects: FxHashMap::default(),
+            touched: Vec::new(),
             scenes: HashMap::new(),
             next_id: 0,
             ready: BTreeSet::new(),
@@ -221,7 +228,9 @@ impl ServerWorld {
     }
 
     pub(crate) fn get_mut<B: NetworkBehaviour>(&mut self, id: NetId) -> Option<&mut B> {
-        find_mut::<B>(&mut self.objects.get_mut(&id)?.behaviours)
+        let object = self.objects.get_mut(&id)?;
+        touch(&mut self.touched, id, object);
+        find_mut::<B>(&mut object.behaviours)
     }
 
     pub(crate) fn handle<B: NetworkBehaviour>(&self, id: NetId) -> Option<Obj<B>> {
@@ -283,6 +292,7 @@ impl ServerWorld {
             last_sync: vec![server.now(); behaviours.len()],
             behaviours,
             observers: self.ready.clone(),
+            touched: false,
         };
         // The full state covers every change made before the spawn.
         for behaviour in &mut object.behaviours {
@@ -473,9 +483,14 @@ impl ServerWorld {
     /// each encoded once, straight into the message layer's send buffer.
     fn sync(&mut self, server: &mut ServerContext, force: bool) {
         let Some(now) = server.now() else { return };
+        let mut touched = std::mem::take(&mut self.touched);
+        let mut kept = 0;
         let ServerWorld { objects, config, host_player, stats, channel, .. } = self;
-        for (id, object) in objects.iter_mut() {
-            // Who observes is asked only of objects with something to send: most are clean.
+        for i in 0..touched.len() {
+            let id = touched[i];
+            let Some(object) = objects.get_mut(&id) else { continue }; // despawned since
+            let mut waiting = false;
+            // Who observes is asked only of objects with something to send.
             let mut audience = None;
             for (index, behaviour) in object.behaviours.iter_mut().enumerate() {
                 if !behaviour.is_dirty() {
@@ -488,6 +503,7 @@ impl ServerWorld {
                 let due = object.last_sync[index]
                     .is_none_or(|last| last.checked_add(interval).is_some_and(|at| now >= at));
                 if !force && !due {
+                    waiting = true;
                     continue;
                 }
                 let observers = &object.observers;
@@ -497,7 +513,7 @@ impl ServerWorld {
                 });
                 if has_remote {
                     let header = wire::Update {
-                        net_id: *id,
+                        net_id: id,
                         behaviour: u8::try_from(index).expect("at most 255 behaviours"),
                     };
                     let remote = object.observers.iter().copied();
@@ -523,7 +539,17 @@ impl ServerWorld {
                 behaviour.clear_dirty();
                 object.last_sync[index] = Some(now);
             }
+            // Changes not yet due keep the object on the list; a clean one leaves it.
+            if waiting {
+                touched[kept] = id;
+                kept += 1;
+            } else {
+                object.touched = false;
+            }
         }
+        touched.truncate(kept);
+        touched.append(&mut self.touched);
+        self.touched = touched;
     }
 
     fn reject(&mut self, server: &mut ServerContext, player: PlayerId, why: Rejection) {
@@ -576,6 +602,7 @@ impl ServerWorld {
         // The command may have despawned its own object: then its behaviours are dropped.
         if let Some(object) = self.objects.get_mut(&cmd.net_id) {
             object.behaviours = behaviours;
+            touch(&mut self.touched, cmd.net_id, object);
         }
         match result {
             Ok(()) => self.stats.commands_run += 1,
@@ -598,6 +625,7 @@ impl ServerWorld {
         };
         if let Some(object) = self.objects.get_mut(&rpc.net_id) {
             object.behaviours = behaviours;
+            touch(&mut self.touched, rpc.net_id, object);
         }
         if let Err(err) = result {
             warn!(net_id = %rpc.net_id, %err, "an RPC to the host player did not decode");
@@ -655,6 +683,14 @@ impl ServerDispatch for ServerWorld {
             ServerEvent::Disconnected(id, _) => self.player_left(server, id),
             _ => {}
         }
+    }
+}
+
+/// Puts `object` (of id `id`) on the `touched` list, once.
+fn touch(touched: &mut Vec<NetId>, id: NetId, object: &mut ServerObject) {
+    if !object.touched {
+        object.touched = true;
+        touched.push(id);
     }
 }
 
@@ -809,10 +845,10 @@ impl ServerObjectManager {
     }
 
     /// When the manager next needs an [`update`](Self::update) even if nothing arrives: the
-    /// server's next deadline, or the next sync interval while objects exist.
+    /// server's next deadline, or the next sync interval while objects have changed.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let server = self.server.poll_timeout();
-        let sync = match (self.world.objects.is_empty(), self.server.now()) {
+        let sync = match (self.world.touched.is_empty(), self.server.now()) {
             (false, Some(now)) => now.checked_add(self.world.config.sync_interval),
             _ => None,
         };
