@@ -61,7 +61,7 @@ pub(crate) fn split(bytes: &[u8]) -> Option<(MessageId, &[u8])> {
 }
 
 /// Decodes a payload, refusing trailing bytes (they mean the sender meant another type).
-pub(crate) fn decode<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Option<T> {
     match postcard::take_from_bytes::<T>(body) {
         Ok((value, [])) => Some(value),
         _ => None,

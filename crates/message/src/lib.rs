@@ -126,5 +126,5 @@ pub use sturnus_transport::{ChannelId, Qos, Transport};
 /// What the object layer shares with this crate. Not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::codec::put;
+    pub use crate::codec::{decode, put};
 }

@@ -339,6 +339,13 @@ impl ServerContext {
         Ok(self.deliver_scratch_to(players, channel))
     }
 
+    /// Claims `T`'s id for a layer above that handles `T` itself (through
+    /// [`ServerDispatch`]): a collision with another type is reported now, naming both, as
+    /// registering a handler would.
+    pub fn claim<T: Message>(&mut self) -> Result<(), MessageError> {
+        self.names.claim::<T>()
+    }
+
     /// Counts a message from `player` that a handler found invalid (an id that names nothing,
     /// an action it may not take) against its error budget, in
     /// [`dropped_rejected`](crate::PlayerStats::dropped_rejected); past the budget the player

@@ -202,3 +202,77 @@ impl CommandSink for ClientCtx<'_> {
         }
     }
 }
+
+/// The server's objects and players, lent to a message handler registered on the
+/// [`ServerObjectManager`](crate::ServerObjectManager): it may spawn, despawn and change
+/// objects, send RPCs (it is an [`RpcSink`]) and reach the message layer, with no shared state
+/// of its own.
+#[derive(Debug)]
+pub struct ServerObjects<'a> {
+    world: &'a mut ServerWorld,
+    server: &'a mut ServerContext,
+}
+
+impl<'a> ServerObjects<'a> {
+    pub(crate) fn new(world: &'a mut ServerWorld, server: &'a mut ServerContext) -> Self {
+        Self { world, server }
+    }
+
+    /// Spawns an object, as [`ServerObjectManager::spawn`](crate::ServerObjectManager::spawn).
+    pub fn spawn(
+        &mut self,
+        prefab: PrefabId,
+        behaviours: impl IntoBehaviours,
+        owner: Option<PlayerId>,
+    ) -> Result<NetId, ObjectError> {
+        self.world.spawn(self.server, prefab, None, behaviours.into_behaviours(), owner)
+    }
+
+    /// Despawns an object, as
+    /// [`ServerObjectManager::despawn`](crate::ServerObjectManager::despawn).
+    pub fn despawn(&mut self, id: NetId) -> Option<Behaviours> {
+        self.world.despawn(self.server, id)
+    }
+
+    /// Changes an object's owner, as
+    /// [`ServerObjectManager::set_owner`](crate::ServerObjectManager::set_owner).
+    pub fn set_owner(&mut self, id: NetId, owner: Option<PlayerId>) -> Result<(), ObjectError> {
+        self.world.set_owner(self.server, id, owner)
+    }
+
+    /// An object's owner.
+    pub fn owner(&self, id: NetId) -> Option<PlayerId> {
+        self.world.owner(id)
+    }
+
+    /// The first behaviour of type `B` of an object.
+    pub fn get<B: NetworkBehaviour>(&self, id: NetId) -> Option<&B> {
+        self.world.get(id)
+    }
+
+    /// The first behaviour of type `B` of an object, to change it.
+    pub fn get_mut<B: NetworkBehaviour>(&mut self, id: NetId) -> Option<&mut B> {
+        self.world.get_mut(id)
+    }
+
+    /// A handle on the first behaviour of type `B` of an object, to call its RPCs.
+    pub fn handle<B: NetworkBehaviour>(&self, id: NetId) -> Option<Obj<B>> {
+        self.world.handle(id)
+    }
+
+    /// The message-layer server: players, messages, kicks.
+    pub fn server(&mut self) -> &mut ServerContext {
+        self.server
+    }
+}
+
+impl RpcSink for ServerObjects<'_> {
+    fn send_rpc<A: Serialize>(
+        &mut self,
+        call: RpcCall,
+        to: Option<PlayerId>,
+        args: &A,
+    ) -> Result<(), ObjectError> {
+        self.world.send_rpc(self.server, call, to, args)
+    }
+}

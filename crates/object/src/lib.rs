@@ -139,7 +139,7 @@ pub use behaviour::{
 };
 pub use client::{ClientObjectEvent, ClientObjectManager, ClientObjectStats, SpawnInfo};
 pub use collections::{ListChange, MapChange, SetChange, SyncList, SyncMap, SyncSet};
-pub use ctx::{ClientCtx, ServerCtx};
+pub use ctx::{ClientCtx, ServerCtx, ServerObjects};
 pub use error::{ObjectError, ReadError};
 pub use field::{Changes, SyncField, SyncVar, VarChange};
 pub use id::{NetId, PrefabId, RpcId, SceneId};

@@ -19,6 +19,7 @@ use crate::wire;
 use crate::{
     Behaviours, ClientObjectEvent, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj,
     ObjectError, OnChannel, PrefabId, RpcCall, RpcContext, RpcKind, RpcSink, SceneId, ServerCtx,
+    ServerObjects,
 };
 
 /// Settings of the object managers.
@@ -648,8 +649,44 @@ impl ServerWorld {
     }
 }
 
+/// A message handler registered on the manager, erased.
+type ObjectHandler = Box<dyn FnMut(&mut ServerObjects<'_>, PlayerId, &[u8]) -> bool + Send>;
+
+/// The manager as the message layer's dispatcher: its world, and the game's message handlers
+/// that need the objects.
+struct Dispatch<'a> {
+    world: &'a mut ServerWorld,
+    handlers: &'a mut FxHashMap<MessageId, ObjectHandler>,
+}
+
+impl ServerDispatch for Dispatch<'_> {
+    fn message(
+        &mut self,
+        server: &mut ServerContext,
+        player: PlayerId,
+        id: MessageId,
+        body: &[u8],
+    ) -> Dispatched {
+        match self.handlers.get_mut(&id) {
+            Some(handler) => {
+                let mut objects = ServerObjects::new(self.world, server);
+                if handler(&mut objects, player, body) {
+                    Dispatched::Handled
+                } else {
+                    Dispatched::Undecodable
+                }
+            }
+            None => self.world.message(server, player, id, body),
+        }
+    }
+
+    fn event(&mut self, server: &mut ServerContext, event: &ServerEvent) {
+        self.world.event(server, event);
+    }
+}
+
 /// What the server's object world does with the message layer's messages and events.
-impl ServerDispatch for ServerWorld {
+impl ServerWorld {
     fn message(
         &mut self,
         server: &mut ServerContext,
@@ -745,6 +782,7 @@ fn send_logged<T>(result: Result<T, sturnus_message::MessageError>) {
 pub struct ServerObjectManager {
     server: NetworkServer,
     world: ServerWorld,
+    handlers: FxHashMap<MessageId, ObjectHandler>,
     host_client: Option<NetworkClient>,
 }
 
@@ -767,7 +805,12 @@ impl ServerObjectManager {
     /// Takes charge of `server` with `config`.
     pub fn with_config(server: NetworkServer, config: ObjectConfig) -> Result<Self, ObjectError> {
         let channel = config.validate(server.channels())?;
-        Ok(Self { server, world: ServerWorld::new(config, channel), host_client: None })
+        Ok(Self {
+            server,
+            world: ServerWorld::new(config, channel),
+            handlers: FxHashMap::default(),
+            host_client: None,
+        })
     }
 
     /// The message-layer server (players, stats, handlers' registrations).
@@ -814,6 +857,43 @@ impl ServerObjectManager {
         Ok(())
     }
 
+    /// Calls `handler` with each `T` an authenticated player sends, the player, and the
+    /// server's objects: a message handler that can spawn, despawn or change objects and send
+    /// RPCs, with no shared state. (A handler registered on the message layer itself, through
+    /// [`server_mut`](Self::server_mut), runs instead of this one if both exist.)
+    ///
+    /// ```
+    /// # use serde::{Deserialize, Serialize};
+    /// # use sturnus_message::{Message, NetworkServer, ServerConfig};
+    /// # use sturnus_object::{NetworkBehaviour, PrefabId, ServerObjectManager, ServerObjects, SyncVar};
+    /// # #[derive(Default, NetworkBehaviour)] struct Ball { #[sync] x: SyncVar<f32> }
+    /// #[derive(Serialize, Deserialize, Message)]
+    /// struct Throw;
+    ///
+    /// let mut server = ServerObjectManager::new(NetworkServer::new(ServerConfig::default())?)?;
+    /// server.register_handler(|objects: &mut ServerObjects<'_>, player, Throw| {
+    ///     let _ = objects.spawn(PrefabId::of_name("ball"), Ball::default(), Some(player));
+    /// })?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn register_handler<T: Message>(
+        &mut self,
+        mut handler: impl FnMut(&mut ServerObjects<'_>, PlayerId, T) + Send + 'static,
+    ) -> Result<(), ObjectError> {
+        self.server.claim::<T>()?;
+        let erased: ObjectHandler = Box::new(move |objects, player, body| {
+            match sturnus_message::__private::decode::<T>(body) {
+                Some(msg) => {
+                    handler(objects, player, msg);
+                    true
+                }
+                None => false,
+            }
+        });
+        self.handlers.insert(T::ID, erased);
+        Ok(())
+    }
+
     /// The host's own local client (for its messages), in host mode.
     pub fn host_client(&mut self) -> Option<&mut NetworkClient> {
         self.host_client.as_mut()
@@ -834,7 +914,8 @@ impl ServerObjectManager {
     /// departures are handled as they arrive, the host player's RPCs run, the changes that are
     /// due are sent, and everything is flushed. Call it every frame.
     pub fn update(&mut self, now: Instant) -> Result<(), ObjectError> {
-        self.server.update_with(now, &mut self.world)?;
+        let mut dispatch = Dispatch { world: &mut self.world, handlers: &mut self.handlers };
+        self.server.update_with(now, &mut dispatch)?;
         if let Some(client) = &mut self.host_client {
             client.update(now)?;
         }
