@@ -1,40 +1,4 @@
 //! The connection-level interface the layers above speak to: [`Transport`].
-//!
-//! The message layer (`sturnus-message`) never names a socket. It is given something that
-//! opens connections, carries messages on numbered channels and reports what happened to them,
-//! and it drives that through this trait. Implementations today:
-//!
-//! - [`Host`](crate::Host): the UDP transport on the caller's thread;
-//! - [`ThreadedHost`](crate::ThreadedHost): the same protocol on a background I/O thread;
-//! - [`MemoryTransport`](crate::MemoryTransport): an in-process network with perfect delivery
-//!   (tests, single-process games, engines that simulate);
-//! - the workspace's test harness (`sturnus-testkit`'s `SimEndpoint`) wraps a sans-IO
-//!   [`Endpoint`](crate::Endpoint) on a virtual clock and lossy links.
-//!
-//! # Plugging in another transport
-//!
-//! A secure (netcode-style), relayed or WebSocket transport implements this trait and is
-//! handed to `NetworkServer::listen` or `NetworkClient::connect`; nothing above changes. What
-//! it must provide:
-//!
-//! - **Connections** named by [`ConnectionId`], reported once as [`Event::Connected`] and
-//!   once as [`Event::Disconnected`] (also for an attempt that failed); ids are never reused
-//!   while the layer above may still hold one.
-//! - **Channels**: [`channels`](Transport::channels) lists the quality of service of each
-//!   [`ChannelId`]; both peers must agree on it. A transport that has only a reliable ordered
-//!   stream (WebSocket) may carry every channel on it, which keeps every promise except
-//!   "unreliable is never late": state updates and unreliable messages then arrive late rather
-//!   than not at all.
-//! - **Lent payloads**: [`Event::Data`] lends the message until the next call on the
-//!   transport, so a driver that has the bytes in a buffer does not copy them again.
-//! - **Time as an input**: every call that may act on time takes `now`. A sans-IO
-//!   implementation uses it; a driver that owns a clock and a socket (the `Host`s) may read its
-//!   own clock instead, as both are monotonic.
-//!
-//! Addresses are [`SocketAddr`]s because every transport planned addresses peers by IP and
-//! port (netcode connect tokens and relays included); a transport that has none reports
-//! `None` from [`remote_address`](Transport::remote_address), which the layer above treats as
-//! a peer it cannot rate-limit by source.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -45,7 +9,43 @@ use crate::{
 };
 
 /// A connection-oriented, message-based transport with quality-of-service channels: what the
-/// message layer runs over. See the [module documentation](self) for the contract.
+/// message layer runs over.
+///
+/// The message layer (`sturnus-message`) never names a socket. It is given something that
+/// opens connections, carries messages on numbered channels and reports what happened to them,
+/// and it drives that through this trait. Implementations today:
+///
+/// - [`Host`](crate::Host): the UDP transport on the caller's thread;
+/// - [`ThreadedHost`](crate::ThreadedHost): the same protocol on a background I/O thread;
+/// - [`MemoryTransport`](crate::MemoryTransport): an in-process network with perfect delivery
+///   (tests, single-process games, engines that simulate);
+/// - the workspace's test harness (`sturnus-testkit`'s `SimEndpoint`) wraps a sans-IO
+///   [`Endpoint`](crate::Endpoint) on a virtual clock and lossy links.
+///
+/// # Plugging in another transport
+///
+/// A secure (netcode-style), relayed or WebSocket transport implements this trait and is
+/// handed to `NetworkServer::listen` or `NetworkClient::connect`; nothing above changes. What
+/// it must provide:
+///
+/// - **Connections** named by [`ConnectionId`], reported once as [`Event::Connected`] and
+///   once as [`Event::Disconnected`] (also for an attempt that failed); ids are never reused
+///   while the layer above may still hold one.
+/// - **Channels**: [`channels`](Transport::channels) lists the quality of service of each
+///   [`ChannelId`]; both peers must agree on it. A transport that has only a reliable ordered
+///   stream (WebSocket) may carry every channel on it, which keeps every promise except
+///   "unreliable is never late": state updates and unreliable messages then arrive late rather
+///   than not at all.
+/// - **Lent payloads**: [`Event::Data`] lends the message until the next call on the
+///   transport, so a driver that has the bytes in a buffer does not copy them again.
+/// - **Time as an input**: every call that may act on time takes `now`. A sans-IO
+///   implementation uses it; a driver that owns a clock and a socket (the `Host`s) may read its
+///   own clock instead, as both are monotonic.
+///
+/// Addresses are [`SocketAddr`]s because every transport planned addresses peers by IP and
+/// port (netcode connect tokens and relays included); a transport that has none reports
+/// `None` from [`remote_address`](Transport::remote_address), which the layer above treats as
+/// a peer it cannot rate-limit by source.
 ///
 /// The driving contract is the transport's own: queue with [`send`](Self::send), call
 /// [`poll_event`](Self::poll_event) until it returns `None` (which also reads and handles what

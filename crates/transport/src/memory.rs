@@ -1,35 +1,4 @@
-//! An in-process network with perfect delivery: [`MemoryNetwork`] and its
-//! [`MemoryTransport`]s.
-//!
-//! Every message arrives, whole, in the order sent, at the receiver's next
-//! [`poll_event`](Transport::poll_event), whatever its channel's quality of service: the
-//! network of a single-process game, a test that is about the layers above rather than about
-//! loss, or an engine that simulates its own conditions. Nothing is packetised, so nothing is
-//! resent and there are no timers; a message is copied once, into the receiver's inbox, and lent
-//! from there.
-//!
-//! The endpoints of one network share it through a mutex, held only for the moment a message is
-//! appended or an inbox is swapped out, so they may live on different threads.
-//!
-//! ```
-//! use std::time::Instant;
-//! use sturnus_transport::{ChannelId, Event, MemoryNetwork, Qos, Transport};
-//!
-//! let network = MemoryNetwork::new();
-//! let channels = vec![Qos::ReliableSequenced, Qos::Unreliable];
-//! let mut server = network.bind("10.0.0.1:7777".parse().unwrap(), channels.clone()).unwrap();
-//! let mut client = network.endpoint(channels);
-//! # #[expect(clippy::disallowed_methods, reason = "an example's starting instant")]
-//! let now = Instant::now();
-//! let conn = client.connect(now, server.local_addr().unwrap()).unwrap();
-//! assert_eq!(client.poll_event(now).unwrap(), Some(Event::Connected(conn)));
-//! client.send(conn, ChannelId(1), b"hello").unwrap();
-//! let Some(Event::Connected(from)) = server.poll_event(now).unwrap() else { panic!() };
-//! assert_eq!(
-//!     server.poll_event(now).unwrap(),
-//!     Some(Event::Data { conn: from, channel: ChannelId(1), payload: b"hello" })
-//! );
-//! ```
+//! An in-process network with perfect delivery: [`MemoryNetwork`] and its [`MemoryTransport`]s.
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
@@ -109,7 +78,37 @@ struct Hub {
 
 /// An in-process network: make endpoints on it with [`bind`](Self::bind) (accepting
 /// connections, at a chosen address) and [`endpoint`](Self::endpoint) (a client at a fresh
-/// address). Clones share the network. See the [module documentation](self).
+/// address). Clones share the network.
+///
+/// Every message arrives, whole, in the order sent, at the receiver's next
+/// [`poll_event`](Transport::poll_event), whatever its channel's quality of service: the
+/// network of a single-process game, a test that is about the layers above rather than about
+/// loss, or an engine that simulates its own conditions. Nothing is packetised, so nothing is
+/// resent and there are no timers; a message is copied once, into the receiver's inbox, and lent
+/// from there.
+///
+/// The endpoints of one network share it through a mutex, held only for the moment a message is
+/// appended or an inbox is swapped out, so they may live on different threads.
+///
+/// ```
+/// use std::time::Instant;
+/// use sturnus_transport::{ChannelId, Event, MemoryNetwork, Qos, Transport};
+///
+/// let network = MemoryNetwork::new();
+/// let channels = vec![Qos::ReliableSequenced, Qos::Unreliable];
+/// let mut server = network.bind("10.0.0.1:7777".parse().unwrap(), channels.clone()).unwrap();
+/// let mut client = network.endpoint(channels);
+/// # #[expect(clippy::disallowed_methods, reason = "an example's starting instant")]
+/// let now = Instant::now();
+/// let conn = client.connect(now, server.local_addr().unwrap()).unwrap();
+/// assert_eq!(client.poll_event(now).unwrap(), Some(Event::Connected(conn)));
+/// client.send(conn, ChannelId(1), b"hello").unwrap();
+/// let Some(Event::Connected(from)) = server.poll_event(now).unwrap() else { panic!() };
+/// assert_eq!(
+///     server.poll_event(now).unwrap(),
+///     Some(Event::Data { conn: from, channel: ChannelId(1), payload: b"hello" })
+/// );
+/// ```
 #[derive(Clone, Default)]
 pub struct MemoryNetwork {
     hub: Arc<Mutex<Hub>>,
