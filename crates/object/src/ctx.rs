@@ -11,15 +11,16 @@ use crate::{
     RpcCall, RpcSink,
 };
 
-/// A command's context on the server: who sent it, on which object, and the server's objects
-/// and players, to spawn, despawn, and send RPCs (it is an [`RpcSink`]).
+/// A command's context on the server: who sent it and on which object; it dereferences to
+/// [`ServerObjects`], the server's objects and players, to spawn, despawn, change objects and
+/// reach the message layer, and it is an [`RpcSink`].
 ///
 /// While the command runs, its own object's behaviours are lent to it: reach them through
-/// `self`, not through [`get`](Self::get).
+/// `self`, not through [`get`](ServerObjects::get). Despawning the command's own object returns
+/// no behaviours (they are dropped when the command returns).
 #[derive(Debug)]
 pub struct ServerCtx<'a> {
-    world: &'a mut ServerWorld,
-    server: &'a mut ServerContext,
+    objects: ServerObjects<'a>,
     sender: PlayerId,
     net_id: NetId,
     behaviour: u8,
@@ -33,7 +34,7 @@ impl<'a> ServerCtx<'a> {
         net_id: NetId,
         behaviour: u8,
     ) -> Self {
-        Self { world, server, sender, net_id, behaviour }
+        Self { objects: ServerObjects::new(world, server), sender, net_id, behaviour }
     }
 
     /// The player that sent the command.
@@ -53,56 +54,25 @@ impl<'a> ServerCtx<'a> {
 
     /// The object's owner.
     pub fn owner(&self) -> Option<PlayerId> {
-        self.world.owner(self.net_id)
+        self.objects.owner_of(self.net_id)
     }
 
     /// Whether the command comes from the host's own player.
     pub fn is_host(&self) -> bool {
-        self.world.host_player() == Some(self.sender)
+        self.objects.world.host_player() == Some(self.sender)
     }
+}
 
-    /// The first behaviour of type `B` of another object.
-    pub fn get<B: NetworkBehaviour>(&self, id: NetId) -> Option<&B> {
-        self.world.get(id)
+impl<'a> std::ops::Deref for ServerCtx<'a> {
+    type Target = ServerObjects<'a>;
+    fn deref(&self) -> &ServerObjects<'a> {
+        &self.objects
     }
+}
 
-    /// The first behaviour of type `B` of another object, to change it.
-    pub fn get_mut<B: NetworkBehaviour>(&mut self, id: NetId) -> Option<&mut B> {
-        self.world.get_mut(id)
-    }
-
-    /// A handle on the first behaviour of type `B` of another object.
-    pub fn handle<B: NetworkBehaviour>(&self, id: NetId) -> Option<Obj<B>> {
-        self.world.handle(id)
-    }
-
-    /// Spawns an object, as [`ServerObjectManager::spawn`](crate::ServerObjectManager::spawn).
-    pub fn spawn(
-        &mut self,
-        prefab: PrefabId,
-        behaviours: impl IntoBehaviours,
-        owner: Option<PlayerId>,
-    ) -> Result<NetId, ObjectError> {
-        self.world.spawn(self.server, prefab, None, behaviours.into_behaviours(), owner)
-    }
-
-    /// Despawns an object, as
-    /// [`ServerObjectManager::despawn`](crate::ServerObjectManager::despawn). Despawning the
-    /// command's own object returns no behaviours (they are lent to the command and dropped
-    /// when it returns).
-    pub fn despawn(&mut self, id: NetId) -> Option<Behaviours> {
-        self.world.despawn(self.server, id)
-    }
-
-    /// Changes an object's owner, as
-    /// [`ServerObjectManager::set_owner`](crate::ServerObjectManager::set_owner).
-    pub fn set_owner(&mut self, id: NetId, owner: Option<PlayerId>) -> Result<(), ObjectError> {
-        self.world.set_owner(self.server, id, owner)
-    }
-
-    /// The message-layer server: players, messages, kicks.
-    pub fn server(&mut self) -> &mut ServerContext {
-        self.server
+impl<'a> std::ops::DerefMut for ServerCtx<'a> {
+    fn deref_mut(&mut self) -> &mut ServerObjects<'a> {
+        &mut self.objects
     }
 }
 
@@ -113,7 +83,7 @@ impl RpcSink for ServerCtx<'_> {
         to: Option<PlayerId>,
         args: &A,
     ) -> Result<(), ObjectError> {
-        self.world.send_rpc(self.server, call, to, args)
+        self.objects.send_rpc(call, to, args)
     }
 }
 
@@ -241,7 +211,7 @@ impl<'a> ServerObjects<'a> {
     }
 
     /// An object's owner.
-    pub fn owner(&self, id: NetId) -> Option<PlayerId> {
+    pub fn owner_of(&self, id: NetId) -> Option<PlayerId> {
         self.world.owner(id)
     }
 
