@@ -104,6 +104,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let mut read_changes = Vec::new();
     let mut after_read = Vec::new();
     let mut local_hooks = Vec::new();
+    let mut local_calls = Vec::new();
     for (i, f) in fields.iter().enumerate() {
         let ident = &f.ident;
         match &f.hook {
@@ -116,11 +117,12 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                     }
                 });
                 after_read.push(quote!(#private::call_hooks(self, &#changes, #hook);));
+                let local = format_ident!("__local_{}", i);
                 local_hooks.push(quote! {
-                    let mut __changes = #private::changes_for(&self.#ident);
-                    #field::local_changes(&mut self.#ident, &mut __changes);
-                    #private::call_hooks(self, &__changes, #hook);
+                    let mut #local = #private::changes_for(&self.#ident);
+                    #field::local_changes(&mut self.#ident, &mut #local);
                 });
+                local_calls.push(quote!(#private::call_hooks(self, &#local, #hook);));
             }
             None => read_changes.push(quote! {
                 if __dirty[#i] {
@@ -164,7 +166,11 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             }
 
             fn run_local_hooks(&mut self) {
+                // Every change is gathered, the fields marked clean, then the hooks run: what a
+                // hook changes is a new change, left dirty for the next sync.
                 #( #local_hooks )*
+                #( #field::clear_dirty(&mut self.#idents); )*
+                #( #local_calls )*
             }
 
             fn is_dirty(&self) -> bool {

@@ -218,6 +218,12 @@ impl ClientContext {
         self.deliver(channel, bytes)
     }
 
+    /// Claims `T`'s id for a layer above that handles `T` itself (through
+    /// [`ClientDispatch`]): a collision with another type is reported now, naming both.
+    pub fn claim<T: Message>(&mut self) -> Result<(), MessageError> {
+        self.names.claim::<T>()
+    }
+
     /// Sends the server a message of type `T` whose payload `write` appends after the id (see
     /// [`ServerContext::send_with`](crate::ServerContext::send_with)).
     pub fn send_with<T: Message>(
@@ -230,7 +236,8 @@ impl ClientContext {
         }
         self.config.channels.check_typed(channel)?;
         self.names.claim::<T>()?;
-        codec::encode_with::<T>(&mut self.scratch, self.config.max_message_size, write)?;
+        let max = self.max_on(channel);
+        codec::encode_with::<T>(&mut self.scratch, max, write)?;
         let scratch = std::mem::take(&mut self.scratch);
         let result = self.deliver(channel, &scratch);
         self.scratch = scratch;
@@ -244,11 +251,22 @@ impl ClientContext {
     ) -> Result<(), MessageError> {
         self.config.channels.check_typed(channel)?;
         self.names.claim::<T>()?;
-        codec::encode(msg, &mut self.scratch, self.config.max_message_size)?;
+        let max = self.max_on(channel);
+        codec::encode(msg, &mut self.scratch, max)?;
         let scratch = std::mem::take(&mut self.scratch);
         let result = self.deliver(channel, &scratch);
         self.scratch = scratch;
         result
+    }
+
+    /// The largest encoded message that may go on `channel`: the configured maximum, or less
+    /// if the transport's channel takes less.
+    fn max_on(&self, channel: ChannelId) -> usize {
+        let transport = match &self.route {
+            Route::Remote { transport, .. } => transport.max_message_size(channel),
+            _ => None,
+        };
+        transport.map_or(self.config.max_message_size, |max| max.min(self.config.max_message_size))
     }
 
     fn deliver(&mut self, channel: ChannelId, bytes: &[u8]) -> Result<(), MessageError> {

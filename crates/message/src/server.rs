@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use sturnus_transport::{ChannelId, ConnectionId, Event, Transport};
+use sturnus_transport::{ChannelId, ConnectionId, Event, QueueLimit, SendError, Transport};
 use tracing::{debug, info};
 
 use crate::auth::{
@@ -410,7 +410,16 @@ impl ServerContext {
     fn prepare<T: Message>(&mut self, msg: &T, channel: ChannelId) -> Result<(), MessageError> {
         self.config.channels.check_typed(channel)?;
         self.names.claim::<T>()?;
-        codec::encode(msg, &mut self.scratch, self.config.max_message_size)
+        let max = self.max_on(channel);
+        codec::encode(msg, &mut self.scratch, max)
+    }
+
+    /// The largest encoded `T` that may go on `channel`: the configured maximum, or less if the
+    /// transport's channel takes less (an unfragmented channel holds one packet), so an
+    /// oversized message is one error here rather than a refusal for every recipient.
+    fn max_on(&self, channel: ChannelId) -> usize {
+        let transport = self.transport.as_ref().and_then(|t| t.max_message_size(channel));
+        transport.map_or(self.config.max_message_size, |max| max.min(self.config.max_message_size))
     }
 
     /// Encodes a `T` written by `write` into the scratch buffer, checking its channel.
@@ -421,7 +430,8 @@ impl ServerContext {
     ) -> Result<(), MessageError> {
         self.config.channels.check_typed(channel)?;
         self.names.claim::<T>()?;
-        codec::encode_with::<T>(&mut self.scratch, self.config.max_message_size, write)
+        let max = self.max_on(channel);
+        codec::encode_with::<T>(&mut self.scratch, max, write)
     }
 
     /// Sends the scratch buffer to a player.
@@ -448,9 +458,14 @@ impl ServerContext {
             };
             match send_to(slot, self.transport.as_mut(), id, channel, &scratch) {
                 Ok(()) => reached += 1,
-                // A player that cannot take a reliable broadcast would silently miss what
-                // everyone else gets (an object's spawn, a state change): it is sent away.
-                Err(_) if reliable => self.overloaded.push(id),
+                // A player whose own queue cannot take a reliable broadcast would silently
+                // miss what everyone else gets (an object's spawn, a state change): it is sent
+                // away. (A transport-wide backlog, or a connection already gone, is not this
+                // player's overload: those are counted in its stats like any refused send.)
+                Err(MessageError::Send(SendError::QueueFull {
+                    limit: QueueLimit::Messages(_),
+                    ..
+                })) if reliable => self.overloaded.push(id),
                 Err(_) => {}
             }
         }
@@ -966,6 +981,12 @@ impl NetworkServer {
 
     /// Tells every player the server is stopping, disconnects them, and closes the transport.
     pub fn stop(&mut self) {
+        self.stop_with(&mut Nothing);
+    }
+
+    /// [`stop`](Self::stop), handing the departures and `Stopped` to `above` too, so a layer
+    /// above (the object layer) forgets its players.
+    pub fn stop_with(&mut self, above: &mut dyn ServerDispatch) {
         if !self.ctx.running {
             return;
         }
@@ -988,7 +1009,7 @@ impl NetworkServer {
         self.ctx.running = false;
         info!("server stopped");
         self.ctx.pending.push_back(ServerEvent::Stopped);
-        self.dispatch_events(&mut Nothing);
+        self.dispatch_events(above);
     }
 
     fn receive_remote(&mut self, above: &mut dyn ServerDispatch) -> Result<(), MessageError> {

@@ -72,8 +72,9 @@ pub trait NetworkBehaviour: Any + Send {
     /// Applies what [`write_changes`](Self::write_changes) wrote, then runs the hooks of the
     /// fields that changed.
     fn read_changes(&mut self, input: &mut &[u8]) -> Result<(), ReadError>;
-    /// Runs the hooks with the changes made here since the last sync (host mode, where the
-    /// host player's objects are the server's).
+    /// Marks every field clean and runs the hooks with the changes made here since the last
+    /// sync (host mode, where the host player's objects are the server's). What a hook changes
+    /// in a `#[sync]` field is left dirty, for the next sync.
     fn run_local_hooks(&mut self);
     /// Whether a `#[sync]` field changed since the last sync.
     fn is_dirty(&self) -> bool;

@@ -405,6 +405,7 @@ impl ClientObjectManager {
         config: ObjectConfig,
     ) -> Result<Self, ObjectError> {
         let channel = config.validate(client.channels())?;
+        wire::reserve(&mut *client)?;
         if client.is_authenticated() {
             client.send_on(&wire::Ready, channel)?;
         }

@@ -535,9 +535,13 @@ impl ServerWorld {
                     }
                 }
                 if host_observes {
+                    // Clears the fields, then runs the host player's hooks: a hook that
+                    // changes a synchronised field leaves a new change for the next sync.
                     behaviour.run_local_hooks();
+                    waiting |= behaviour.is_dirty();
+                } else {
+                    behaviour.clear_dirty();
                 }
-                behaviour.clear_dirty();
                 object.last_sync[index] = Some(now);
             }
             // Changes not yet due keep the object on the list; a clean one leaves it.
@@ -718,6 +722,12 @@ impl ServerWorld {
                 }
             }
             ServerEvent::Disconnected(id, _) => self.player_left(server, id),
+            ServerEvent::Stopped => {
+                // Every player left first; the host's own client goes with the server.
+                self.ready.clear();
+                self.host_player = None;
+                self.expect_host = false;
+            }
             _ => {}
         }
     }
@@ -803,8 +813,12 @@ impl ServerObjectManager {
     }
 
     /// Takes charge of `server` with `config`.
-    pub fn with_config(server: NetworkServer, config: ObjectConfig) -> Result<Self, ObjectError> {
+    pub fn with_config(
+        mut server: NetworkServer,
+        config: ObjectConfig,
+    ) -> Result<Self, ObjectError> {
         let channel = config.validate(server.channels())?;
+        wire::reserve(&mut *server)?;
         Ok(Self {
             server,
             world: ServerWorld::new(config, channel),
@@ -902,6 +916,14 @@ impl ServerObjectManager {
     /// The host's own player, once it has joined.
     pub fn host_player(&self) -> Option<PlayerId> {
         self.world.host_player
+    }
+
+    /// Stops the server (see [`NetworkServer::stop`]); the manager forgets its players and its
+    /// host player, and keeps its objects (a restarted server serves them again).
+    pub fn stop(&mut self) {
+        let mut dispatch = Dispatch { world: &mut self.world, handlers: &mut self.handlers };
+        self.server.stop_with(&mut dispatch);
+        self.host_client = None;
     }
 
     /// The next lifecycle event of the server's latest update (see

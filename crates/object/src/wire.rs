@@ -115,3 +115,33 @@ pub fn body<H: Serialize>(header: &H, tail: &[u8]) -> Vec<u8> {
     out.extend_from_slice(tail);
     out
 }
+
+/// A message layer side whose message ids can be reserved.
+pub(crate) trait Claims {
+    fn claim_id<T: Message>(&mut self) -> Result<(), sturnus_message::MessageError>;
+}
+
+impl Claims for sturnus_message::ServerContext {
+    fn claim_id<T: Message>(&mut self) -> Result<(), sturnus_message::MessageError> {
+        self.claim::<T>()
+    }
+}
+
+impl Claims for sturnus_message::ClientContext {
+    fn claim_id<T: Message>(&mut self) -> Result<(), sturnus_message::MessageError> {
+        self.claim::<T>()
+    }
+}
+
+/// Reserves every object-layer message id in the message layer, so a game type whose id
+/// collides with one is an error when it is registered, not a silent capture of the object
+/// layer's traffic.
+pub(crate) fn reserve(side: &mut impl Claims) -> Result<(), sturnus_message::MessageError> {
+    side.claim_id::<Spawn>()?;
+    side.claim_id::<Despawn>()?;
+    side.claim_id::<Update>()?;
+    side.claim_id::<Rpc>()?;
+    side.claim_id::<Ownership>()?;
+    side.claim_id::<Ready>()?;
+    side.claim_id::<Command>()
+}

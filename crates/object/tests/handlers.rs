@@ -59,3 +59,49 @@ fn a_handled_type_cannot_share_its_id_and_bad_payloads_are_counted() {
     let stats = game.server.server().player_stats(player).unwrap();
     assert_eq!(stats.dropped_undecodable, 1);
 }
+
+/// The object layer's own message ids are reserved: a game type that happens to share one is
+/// refused when it registers, rather than silently taking the object layer's traffic.
+#[test]
+fn the_object_layers_ids_are_reserved() {
+    #[derive(Debug, Serialize, Deserialize)]
+    struct Clash(u8);
+    impl Message for Clash {
+        const ID: sturnus_message::MessageId = <sturnus_object::wire::Command as Message>::ID;
+        const NAME: &'static str = "tests::Clash";
+    }
+    let mut game = Game::tanks(paths()[0], 1);
+    let err = game.server.server_mut().register_handler(|_, _: Clash| {});
+    assert!(matches!(err, Err(MessageError::IdCollision { .. })), "{err:?}");
+    let err = game.server.register_handler(|_: &mut ServerObjects<'_>, _, _: Clash| {});
+    assert!(matches!(err, Err(ObjectError::Message(MessageError::IdCollision { .. }))));
+    let err = game.clients[0].client_mut().register_handler(|_, _: Clash| {});
+    assert!(matches!(err, Err(MessageError::IdCollision { .. })), "{err:?}");
+}
+
+/// Stopping through the manager makes it forget its players and host player, so a server
+/// started again can take a new host player.
+#[test]
+fn a_stopped_manager_forgets_its_players_and_can_host_again() {
+    use sturnus_message::{NetworkServer, ServerConfig, driver};
+    use sturnus_object::ServerObjectManager;
+    use sturnus_transport::MemoryNetwork;
+    let network = MemoryNetwork::new();
+    let config = ServerConfig::default();
+    let kinds = config.channels.kinds().to_vec();
+    let mut server = ServerObjectManager::new(NetworkServer::new(config).unwrap()).unwrap();
+    let mut now = driver::now();
+    for round in 0..2 {
+        let addr = format!("10.0.0.{}:1", round + 1).parse().unwrap();
+        server.start_host(now, network.bind(addr, kinds.clone()).unwrap()).unwrap();
+        for _ in 0..5 {
+            server.update(now).unwrap();
+            now += std::time::Duration::from_millis(10);
+        }
+        let host = server.host_player();
+        assert!(host.is_some_and(|h| server.is_ready(h)), "round {round}: no host player");
+        server.stop();
+        assert_eq!(server.host_player(), None, "round {round}");
+        assert!(!server.is_ready(host.unwrap()), "round {round}");
+    }
+}

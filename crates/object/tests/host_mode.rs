@@ -95,3 +95,57 @@ fn commands_through_the_server_need_a_host_player() {
     let tank = game.server.handle::<Tank>(id).unwrap();
     assert!(matches!(tank.poke(&mut game.server), Err(ObjectError::NoHostPlayer)));
 }
+
+mod vital {
+    use sturnus_object::{NetworkBehaviour, PrefabId, SyncVar};
+
+    pub(crate) const VITAL: PrefabId = PrefabId::of_name("vital");
+
+    /// A hook that changes another synchronised field: health reaching zero marks it dead.
+    #[derive(Default, NetworkBehaviour)]
+    pub(crate) struct Vital {
+        #[sync(hook = Vital::on_health)]
+        pub(crate) health: SyncVar<i32>,
+        #[sync]
+        pub(crate) dead: SyncVar<bool>,
+    }
+
+    impl Vital {
+        fn on_health(&mut self, _old: &i32, new: &i32) {
+            if *new <= 0 {
+                self.dead.set(true);
+            }
+        }
+    }
+
+    /// The same fields without the hook: what a client that only mirrors the server builds, so
+    /// `dead` is true there only if the server sent it.
+    #[derive(Default, NetworkBehaviour)]
+    pub(crate) struct Mirror {
+        #[sync]
+        pub(crate) health: SyncVar<i32>,
+        #[sync]
+        pub(crate) dead: SyncVar<bool>,
+    }
+}
+
+/// In host mode the host player's hooks run on the server's own objects; what such a hook
+/// changes in a synchronised field reaches the remote clients too.
+#[test]
+fn what_a_host_hook_changes_reaches_remote_clients() {
+    use vital::{Mirror, VITAL, Vital};
+    for path in paths().into_iter().filter(|p| *p != Path::Local) {
+        let mut game = Game::new(path);
+        let now = game.now;
+        game.server.join_host(now).unwrap();
+        game.add_client(|c| c.register_prefab(VITAL, Mirror::default));
+        assert!(game.run_until(|g| g.server.host_player().is_some()));
+        game.join_all();
+        let id = game.server.spawn(VITAL, Vital::default(), None).unwrap();
+        assert!(game.run_until(|g| g.clients[0].get::<Mirror>(id).is_some()));
+        game.server.get_mut::<Vital>(id).unwrap().health.set(-5);
+        let seen = game.run_until(|g| g.clients[0].get::<Mirror>(id).is_some_and(|v| *v.dead));
+        assert!(seen, "{path:?}: the remote client never saw what the host's hook changed");
+        assert!(*game.server.get::<Vital>(id).unwrap().dead);
+    }
+}

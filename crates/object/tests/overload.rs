@@ -44,3 +44,21 @@ fn spawns_within_the_queue_all_arrive() {
     assert!(game.run_until(|g| g.clients[0].object_count() == 4_000));
     assert_eq!(game.server.server().player_count(), 1);
 }
+
+/// A broadcast too large for its channel (an unfragmented channel holds one packet) is one
+/// error for the caller, not a reason to send every player away.
+#[test]
+fn a_message_too_large_for_its_channel_is_an_error_not_an_overload() {
+    #[derive(serde::Serialize, serde::Deserialize, sturnus_message::Message)]
+    struct Big(Vec<u8>);
+    let mut game = Game::tanks(Path::Sim { seed: 3, loss: 0.0 }, 2);
+    let server = game.server.server_mut();
+    let reliable = server.channels().first_of(sturnus_message::Qos::Reliable).unwrap();
+    let err = server.broadcast_on(&Big(vec![7; 3000]), reliable).unwrap_err();
+    assert!(matches!(err, sturnus_message::MessageError::TooLarge { .. }), "{err}");
+    game.run_for(20);
+    assert_eq!(game.server.server().player_count(), 2);
+    while let Some(event) = game.server.poll_event() {
+        assert!(!matches!(event, ServerEvent::Disconnected(..)), "{event:?}");
+    }
+}
