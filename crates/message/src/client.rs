@@ -525,7 +525,8 @@ impl NetworkClient {
     }
 
     /// Keeps each `T` the server sends for [`poll_message`](Self::poll_message) instead of
-    /// calling a handler (the poll style). Messages stay queued until polled.
+    /// calling a handler (the poll style). Messages stay queued until polled: poll after every
+    /// update.
     pub fn register_queue<T: Message>(&mut self) -> Result<(), MessageError> {
         self.ctx.names.claim::<T>()?;
         self.handlers

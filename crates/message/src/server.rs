@@ -827,7 +827,8 @@ impl NetworkServer {
     /// Keeps each `T` an authenticated player sends for [`poll_message`](Self::poll_message)
     /// instead of calling a handler: the poll style, for a game loop that reads its input
     /// after [`update`](Self::update). It replaces a handler of `T`, and the other way round.
-    /// Messages stay queued until polled.
+    /// Messages stay queued until polled: poll after every update (what a player can make the
+    /// queue hold is bounded only by its rate limit).
     pub fn register_queue<T: Message>(&mut self) -> Result<(), MessageError> {
         self.ctx.names.claim::<T>()?;
         self.handlers

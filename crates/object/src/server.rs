@@ -775,7 +775,11 @@ fn send_logged<T>(result: Result<T, sturnus_message::MessageError>) {
 /// objects in step with the server's.
 ///
 /// - [`spawn`](Self::spawn) sends an object with its full state to every observer (every
-///   ready player); a player that becomes ready later gets every live object.
+///   ready player); a player that becomes ready later gets every live object, all at once: a
+///   world of more objects than the transport queues per channel (`send_queue_capacity`,
+///   4,096 by default) needs a larger queue, or the joiner is sent away as
+///   [`Overloaded`](sturnus_message::DisconnectReason::Overloaded) rather than left with part
+///   of the world.
 /// - Changed `#[sync]` fields are sent at each behaviour's sync interval, only the dirty ones.
 /// - Commands from clients are validated (object, behaviour, RPC id, authority, arguments)
 ///   before they run; anything invalid is dropped, counted in [`stats`](Self::stats) and
