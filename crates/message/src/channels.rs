@@ -178,5 +178,21 @@ impl ChannelLayout {
     }
 }
 
+/// The largest encoded message each channel takes: `max`, or less where the transport's
+/// channel takes less (an unfragmented channel holds one packet). Worked out once, when a
+/// transport is given, rather than asked of it on every send.
+pub(crate) fn limits(
+    max: usize,
+    transport: Option<&dyn sturnus_transport::Transport>,
+) -> Vec<usize> {
+    let Some(transport) = transport else { return Vec::new() };
+    (0..transport.channels().len())
+        .map(|i| {
+            let channel = ChannelId(u8::try_from(i).unwrap_or(u8::MAX));
+            transport.max_message_size(channel).map_or(max, |limit| limit.min(max))
+        })
+        .collect()
+}
+
 /// The kind of channel the layer's own messages (authentication, goodbyes) use.
 pub(crate) const INTERNAL_QOS: Qos = Qos::ReliableFragmentedSequenced;

@@ -12,6 +12,7 @@ use sturnus_transport::{ChannelId, ConnectionId, ConnectionStats, Event, Transpo
 use tracing::{debug, info};
 
 use crate::auth::{AuthRequest, AuthResponse, Goodbye};
+use crate::channels;
 use crate::dispatch::{ClientDispatch, Dispatched};
 use crate::event::Events;
 use crate::local::{self, SharedPipe};
@@ -133,6 +134,8 @@ pub struct ClientContext {
     config: ClientConfig,
     control: ChannelId,
     route: Route,
+    /// The largest encoded message of each channel (see [`channels::limits`]).
+    limits: Vec<usize>,
     state: ClientState,
     names: codec::Names,
     scratch: Vec<u8>,
@@ -262,11 +265,8 @@ impl ClientContext {
     /// The largest encoded message that may go on `channel`: the configured maximum, or less
     /// if the transport's channel takes less.
     fn max_on(&self, channel: ChannelId) -> usize {
-        let transport = match &self.route {
-            Route::Remote { transport, .. } => transport.max_message_size(channel),
-            _ => None,
-        };
-        transport.map_or(self.config.max_message_size, |max| max.min(self.config.max_message_size))
+        let limit = self.limits.get(usize::from(channel.0));
+        limit.copied().unwrap_or(self.config.max_message_size)
     }
 
     fn deliver(&mut self, channel: ChannelId, bytes: &[u8]) -> Result<(), MessageError> {
@@ -447,6 +447,7 @@ impl NetworkClient {
                 config,
                 control,
                 route: Route::None,
+                limits: Vec::new(),
                 state: ClientState::Disconnected,
                 names: codec::Names::with_internal(),
                 scratch: Vec::new(),
@@ -496,6 +497,7 @@ impl NetworkClient {
         self.ctx.config.channels.check_transport(transport.channels())?;
         self.ctx.now = Some(self.ctx.now.map_or(now, |last| last.max(now)));
         let conn = transport.connect(now, server)?;
+        self.ctx.limits = channels::limits(self.ctx.config.max_message_size, Some(&transport));
         info!(%server, "client connecting");
         self.ctx.route = Route::Remote { transport: Box::new(transport), conn };
         self.ctx.state = ClientState::Connecting;

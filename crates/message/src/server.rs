@@ -16,6 +16,7 @@ use crate::auth::{
     Applicant, AuthRequest, AuthResponse, Authenticator, Erased, ErasedAuthenticator, Goodbye,
     NoopAuthenticator,
 };
+use crate::channels;
 use crate::client::NetworkClient;
 use crate::dispatch::{Dispatched, ServerDispatch};
 use crate::event::{Events, GoodbyeReason};
@@ -120,6 +121,8 @@ pub struct ServerContext {
     config: ServerConfig,
     control: ChannelId,
     transport: Option<Box<dyn Transport>>,
+    /// The largest encoded message of each channel (see [`channels::limits`]).
+    limits: Vec<usize>,
     running: bool,
     pub(crate) players: FxHashMap<PlayerId, PlayerSlot>,
     by_conn: FxHashMap<ConnectionId, PlayerId>,
@@ -418,8 +421,8 @@ impl ServerContext {
     /// transport's channel takes less (an unfragmented channel holds one packet), so an
     /// oversized message is one error here rather than a refusal for every recipient.
     fn max_on(&self, channel: ChannelId) -> usize {
-        let transport = self.transport.as_ref().and_then(|t| t.max_message_size(channel));
-        transport.map_or(self.config.max_message_size, |max| max.min(self.config.max_message_size))
+        let limit = self.limits.get(usize::from(channel.0));
+        limit.copied().unwrap_or(self.config.max_message_size)
     }
 
     /// Encodes a `T` written by `write` into the scratch buffer, checking its channel.
@@ -780,6 +783,7 @@ impl NetworkServer {
                 throttle: config.auth_throttle.map(Throttle::new),
                 config,
                 transport: None,
+                limits: Vec::new(),
                 running: false,
                 players: FxHashMap::default(),
                 by_conn: FxHashMap::default(),
@@ -912,6 +916,7 @@ impl NetworkServer {
         }
         self.ctx.set_time(now);
         let local = transport.local_addr();
+        self.ctx.limits = channels::limits(self.ctx.config.max_message_size, Some(&transport));
         self.ctx.transport = Some(Box::new(transport));
         self.ctx.running = true;
         info!(address = ?local, "server started");
@@ -997,6 +1002,7 @@ impl NetworkServer {
             let _ = self.ctx.send_on(id, &Goodbye(GoodbyeReason::ServerStopped), control);
             self.ctx.forget(id, DisconnectReason::ServerStopped);
         }
+        self.ctx.limits.clear();
         if let Some(mut transport) = self.ctx.transport.take() {
             let now = self.ctx.time();
             // The goodbyes go out first, then the transport's own close notices.
