@@ -23,3 +23,18 @@ pub mod sim;
 
 pub use net::{Delivery, SIM_PORT, SendFilter, SentCount, SimEndpoint, SimNet, origin, sim_addr};
 pub use pair::{Pair, Side};
+
+/// The lossy link the upper layers' scenario tests run over: `loss` (10 % in most), plus 2 %
+/// duplicates, 5 % reordering and a millisecond of jitter on two of latency.
+pub fn lossy_link(loss: f64) -> sturnus_netem::LinkConfig {
+    use std::time::Duration;
+    sturnus_netem::LinkConfig {
+        latency: Duration::from_millis(2),
+        jitter: Duration::from_millis(1),
+        loss,
+        duplicate: 0.02,
+        reorder: 0.05,
+        reorder_delay: Duration::from_millis(3),
+        ..sturnus_netem::LinkConfig::perfect()
+    }
+}

@@ -17,7 +17,6 @@ use sturnus_message::{
     ChannelLayout, ClientConfig, ClientEvent, MessageId, NetworkClient, NetworkServer,
     ServerConfig, ServerEvent, Transport, driver,
 };
-use sturnus_netem::LinkConfig;
 use sturnus_socket::{SocketFactory, UdpSocketFactory};
 use sturnus_testkit::SimNet;
 use sturnus_transport::{
@@ -60,18 +59,8 @@ pub(crate) fn paths(seeds: u64) -> Vec<Path> {
     paths
 }
 
-/// A lossy link: `loss` (10 % in the scenarios), duplicates, reordering and jitter.
-pub(crate) fn lossy(loss: f64) -> LinkConfig {
-    LinkConfig {
-        latency: Duration::from_millis(2),
-        jitter: Duration::from_millis(1),
-        loss,
-        duplicate: 0.02,
-        reorder: 0.05,
-        reorder_delay: Duration::from_millis(3),
-        ..LinkConfig::perfect()
-    }
-}
+/// A lossy link: `loss`, duplicates, reordering and jitter (the testkit's).
+pub(crate) use sturnus_testkit::lossy_link as lossy;
 
 /// The default virtual step: a millisecond.
 pub(crate) const TICK: Duration = Duration::from_millis(1);

@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sturnus_message::{ClientConfig, NetworkClient, NetworkServer, PlayerId, ServerConfig, driver};
-use sturnus_netem::LinkConfig;
 use sturnus_object::{
     ChannelId, ClientObjectManager, NetId, ObjectConfig, ServerObjectManager, wire,
 };
@@ -53,18 +52,8 @@ pub(crate) fn paths() -> Vec<Path> {
     ]
 }
 
-/// A lossy link: `loss`, duplicates, reordering and jitter.
-pub(crate) fn lossy(loss: f64) -> LinkConfig {
-    LinkConfig {
-        latency: Duration::from_millis(2),
-        jitter: Duration::from_millis(1),
-        loss,
-        duplicate: 0.02,
-        reorder: 0.05,
-        reorder_delay: Duration::from_millis(3),
-        ..LinkConfig::perfect()
-    }
-}
+/// A lossy link: `loss`, duplicates, reordering and jitter (the testkit's).
+pub(crate) use sturnus_testkit::lossy_link as lossy;
 
 /// Transport settings for `channels` that keep lossy tests short: quick connection retries.
 /// The layout's settings (which a server needs: they do not trust strangers) underneath.
