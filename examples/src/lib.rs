@@ -9,6 +9,17 @@ use sturnus_netem::Preset;
 use sturnus_socket::{SocketFactory, UdpSocket, UdpSocketFactory};
 use sturnus_transport::{Host, HostError};
 
+/// Sends the library's logs to standard error, filtered by `RUST_LOG` (for example
+/// `RUST_LOG=info` for the lifecycle: started, joined, authenticated, left; `RUST_LOG=trace`
+/// for every packet). Without `RUST_LOG`, only errors. Every example calls it first.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    // A second call (a test running two examples' mains) keeps the first subscriber.
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
 /// The UDP transport of a server: a [`Host`] bound to `bind` (port 0 picks a free one) with
 /// `layout`'s channels, ready for `NetworkServer::start`.
 pub fn udp_server(layout: &ChannelLayout, bind: SocketAddr) -> Result<Host<UdpSocket>, HostError> {

@@ -326,6 +326,11 @@ impl ClientContext {
         matches!(&self.route, Route::Local(pipe) if !pipe.lock().to_client.is_empty())
     }
 
+    /// The span everything of this client happens in, naming it.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("endpoint", name = %self.config.name)
+    }
+
     /// The connection is up: present the credentials.
     fn on_connected(&mut self) {
         self.state = ClientState::Authenticating;
@@ -491,6 +496,7 @@ impl NetworkClient {
         mut transport: impl Transport + 'static,
         server: SocketAddr,
     ) -> Result<(), MessageError> {
+        let _span = self.ctx.span().entered();
         if self.ctx.state != ClientState::Disconnected || self.ctx.is_local() {
             return Err(MessageError::AlreadyStarted);
         }
@@ -591,6 +597,7 @@ impl NetworkClient {
         now: Instant,
         above: &mut dyn ClientDispatch,
     ) -> Result<(), MessageError> {
+        let _span = self.ctx.span().entered();
         self.events.clear();
         self.ctx.now = Some(self.ctx.now.map_or(now, |last| last.max(now)));
         self.dispatch_events(above);

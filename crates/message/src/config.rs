@@ -116,6 +116,9 @@ impl AuthThrottle {
 /// Settings of a [`NetworkServer`](crate::NetworkServer).
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
+    /// The server's name in its logs: everything it (and its transport) logs happens inside a
+    /// `tracing` span `endpoint{name=…}`, so two endpoints in one process are told apart.
+    pub name: String,
     /// The channels of every connection; clients and the transport must use the same.
     pub channels: ChannelLayout,
     /// The largest encoded message (id included) accepted from a player or sent; larger
@@ -143,6 +146,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
+            name: "server".to_string(),
             channels: ChannelLayout::default(),
             max_message_size: 256 * 1024,
             auth_timeout: Duration::from_secs(10),
@@ -189,6 +193,8 @@ impl ServerConfig {
 /// Settings of a [`NetworkClient`](crate::NetworkClient).
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
+    /// The client's name in its logs (see [`ServerConfig::name`]).
+    pub name: String,
     /// The channels of the connection; the server and the transport must use the same.
     pub channels: ChannelLayout,
     /// The largest encoded message (id included) sent or accepted.
@@ -200,6 +206,7 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
+            name: "client".to_string(),
             channels: ChannelLayout::default(),
             max_message_size: 256 * 1024,
             max_events_per_update: 65_536,

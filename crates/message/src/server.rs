@@ -197,6 +197,11 @@ impl ServerContext {
         })
     }
 
+    /// The span everything of this server happens in, naming it.
+    fn span(&self) -> tracing::Span {
+        tracing::info_span!("endpoint", name = %self.config.name)
+    }
+
     /// Records the time of an input; it never goes backwards.
     fn set_time(&mut self, now: Instant) {
         self.now = Some(self.now.map_or(now, |last| last.max(now)));
@@ -907,6 +912,7 @@ impl NetworkServer {
         now: Instant,
         transport: impl Transport + 'static,
     ) -> Result<Option<SocketAddr>, MessageError> {
+        let _span = self.ctx.span().entered();
         if self.ctx.running {
             return Err(MessageError::AlreadyStarted);
         }
@@ -953,6 +959,7 @@ impl NetworkServer {
         let pipe: SharedPipe = Arc::new(Mutex::new(LocalPipe::default()));
         self.ctx.add_player(Route::Local(Arc::clone(&pipe)), None);
         let config = ClientConfig {
+            name: format!("{} (local client)", self.ctx.config.name),
             channels: self.ctx.config.channels.clone(),
             max_message_size: self.ctx.config.max_message_size,
             ..ClientConfig::default()
@@ -974,6 +981,7 @@ impl NetworkServer {
         now: Instant,
         above: &mut dyn ServerDispatch,
     ) -> Result<(), MessageError> {
+        let _span = self.ctx.span().entered();
         self.events.clear();
         self.ctx.set_time(now);
         // Events queued between updates (started, a local client joining, a kick) come first.
@@ -993,6 +1001,7 @@ impl NetworkServer {
     /// [`stop`](Self::stop), handing the departures and `Stopped` to `above` too, so a layer
     /// above (the object layer) forgets its players.
     pub fn stop_with(&mut self, above: &mut dyn ServerDispatch) {
+        let _span = self.ctx.span().entered();
         if !self.ctx.running {
             return;
         }

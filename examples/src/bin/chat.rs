@@ -308,6 +308,7 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
 }
 
 fn main() -> ExitCode {
+    sturnus_examples::init_logging();
     let options = match parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(err) => {

@@ -101,6 +101,7 @@ impl Scoreboard {
 }
 
 fn main() -> ExitCode {
+    sturnus_examples::init_logging();
     let mut shots = 3;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {

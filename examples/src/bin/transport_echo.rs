@@ -180,5 +180,6 @@ fn run(options: &EchoOptions) -> Result<(), HostError> {
 }
 
 fn main() -> ExitCode {
+    sturnus_examples::init_logging();
     sturnus_examples::echo_main("transport_echo", run)
 }

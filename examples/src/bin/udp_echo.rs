@@ -105,5 +105,6 @@ fn run(options: &EchoOptions) -> Result<(), SocketError> {
 }
 
 fn main() -> ExitCode {
+    sturnus_examples::init_logging();
     sturnus_examples::echo_main("udp_echo", run)
 }
