@@ -107,6 +107,25 @@ pub struct ClientStats {
     pub dropped_oversized: u64,
 }
 
+/// One line: `received 300, handled 300, sent 120 · dropped 0: 0 unknown, 0 undecodable, 0
+/// oversized`.
+impl std::fmt::Display for ClientStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dropped = self.dropped_unknown + self.dropped_undecodable + self.dropped_oversized;
+        write!(
+            f,
+            "received {}, handled {}, sent {} · dropped {dropped}: {} unknown, {} undecodable, \
+             {} oversized",
+            self.messages_received,
+            self.messages_handled,
+            self.messages_sent,
+            self.dropped_unknown,
+            self.dropped_undecodable,
+            self.dropped_oversized
+        )
+    }
+}
+
 enum Route {
     None,
     Remote { transport: Box<dyn Transport>, conn: ConnectionId },

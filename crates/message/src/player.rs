@@ -63,6 +63,29 @@ impl PlayerStats {
     }
 }
 
+/// One line: `received 120, handled 118, sent 300 (0 refused) · dropped 2: 1 unknown, 1
+/// undecodable, 0 oversized, 0 over the rate, 0 before authentication, 0 rejected`.
+impl fmt::Display for PlayerStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "received {}, handled {}, sent {} ({} refused) · dropped {}: {} unknown, {} \
+             undecodable, {} oversized, {} over the rate, {} before authentication, {} rejected",
+            self.messages_received,
+            self.messages_handled,
+            self.messages_sent,
+            self.send_failures,
+            self.dropped(),
+            self.dropped_unknown,
+            self.dropped_undecodable,
+            self.dropped_oversized,
+            self.dropped_rate_limited,
+            self.dropped_unauthenticated,
+            self.dropped_rejected
+        )
+    }
+}
+
 /// Why a message from a player was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BadInput {

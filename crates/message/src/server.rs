@@ -113,6 +113,23 @@ pub struct ServerStats {
     pub throttle_sources: u64,
 }
 
+/// One line: `authentication: 12 requests, 11 accepted, 1 rejected, 0 throttled (0 sources
+/// remembered)`.
+impl std::fmt::Display for ServerStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "authentication: {} requests, {} accepted, {} rejected, {} throttled ({} sources \
+             remembered)",
+            self.auth_requests,
+            self.auth_accepted,
+            self.auth_rejected,
+            self.auth_throttled,
+            self.throttle_sources
+        )
+    }
+}
+
 /// Everything of a server but its handlers: what handlers, callbacks and the layers above get
 /// to use.
 ///

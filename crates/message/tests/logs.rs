@@ -46,6 +46,17 @@ fn lifecycle_logs_name_their_endpoint() {
             client.update(now).unwrap();
         }
         assert!(client.is_authenticated());
+        // The stats read as one line each, for a status view.
+        let player = server.players().next().unwrap();
+        let stats = server.player_stats(player).unwrap().to_string();
+        assert!(
+            stats.starts_with("received 1, handled 1, sent 1 (0 refused) · dropped 0"),
+            "{stats}"
+        );
+        let stats = server.stats().to_string();
+        assert!(stats.starts_with("authentication: 1 requests, 1 accepted, 0 rejected"), "{stats}");
+        let stats = client.stats().to_string();
+        assert!(stats.starts_with("received 1, handled 1, sent 1 · dropped 0"), "{stats}");
         client.disconnect();
         server.update(now).unwrap();
     });

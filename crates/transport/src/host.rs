@@ -51,6 +51,20 @@ pub struct HostStats {
     pub datagrams_oversized: u64,
 }
 
+/// One line: `sent 1200 datagrams (0 unsent) · received 1180 (0 oversized)`.
+impl std::fmt::Display for HostStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "sent {} datagrams ({} unsent) · received {} ({} oversized)",
+            self.datagrams_sent,
+            self.datagrams_unsent,
+            self.datagrams_received,
+            self.datagrams_oversized
+        )
+    }
+}
+
 /// An endpoint bound to one socket: the low-level API's workflow.
 ///
 /// 1. make one with [`Host::bind`] (a server, or a peer that accepts) or [`Host::new`] over

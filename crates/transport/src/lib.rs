@@ -75,7 +75,7 @@ pub use error::{
 pub use host::{Host, HostEvent, HostStats};
 pub use link::Transport;
 pub use memory::{MEMORY_MAX_MESSAGE, MemoryNetwork, MemoryTransport};
-pub use proto::connection::ConnectionStats;
+pub use proto::connection::{Bytes, ConnectionStats};
 pub use proto::control::RejectReason;
 pub use proto::endpoint::{
     AcceptFilter, ConnectionId, DisconnectReason, Endpoint, EndpointStats, Event, Transmit,

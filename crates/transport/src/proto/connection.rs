@@ -97,6 +97,45 @@ impl ConnectionStats {
     }
 }
 
+/// One line for a status view: `rtt 12.3ms ±1.1ms · out 1200 pkts 96.0 KiB, lost 0.5 % · in
+/// 1180 pkts 40.2 KiB, lost 0.0 % · resends 6 · in flight 3`.
+impl std::fmt::Display for ConnectionStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rtt {:.1?} ±{:.1?} · out {} pkts {}, lost {:.1} % · in {} pkts {}, lost {:.1} % · \
+             resends {} · in flight {}",
+            self.rtt,
+            self.rtt_variation,
+            self.packets_sent,
+            Bytes(self.bytes_sent),
+            self.loss_out_percent(),
+            self.packets_received,
+            Bytes(self.bytes_received),
+            self.loss_in_percent(),
+            self.resends,
+            self.in_flight,
+        )
+    }
+}
+
+/// A byte count for people: `512 B`, `96.0 KiB`, `3.2 MiB`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl std::fmt::Display for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        #[expect(clippy::cast_precision_loss, reason = "a rounded figure for display")]
+        let n = self.0 as f64;
+        match self.0 {
+            0..1024 => write!(f, "{} B", self.0),
+            1024..1_048_576 => write!(f, "{:.1} KiB", n / 1024.0),
+            1_048_576..1_073_741_824 => write!(f, "{:.1} MiB", n / 1_048_576.0),
+            _ => write!(f, "{:.1} GiB", n / 1_073_741_824.0),
+        }
+    }
+}
+
 fn percent(part: u64, whole: u64) -> f64 {
     if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
 }
@@ -1251,5 +1290,36 @@ mod tests {
         }
         // Not vacuous: often more packets were in flight than the three that matter.
         assert!(checks == 3_000 && crowded > 100, "{crowded} states with over 3 in flight");
+    }
+}
+
+#[cfg(test)]
+mod display_tests {
+    use std::time::Duration;
+
+    use super::{Bytes, ConnectionStats};
+
+    #[test]
+    fn stats_read_as_one_line() {
+        assert_eq!(Bytes(512).to_string(), "512 B");
+        assert_eq!(Bytes(98_304).to_string(), "96.0 KiB");
+        assert_eq!(Bytes(3_355_443).to_string(), "3.2 MiB");
+        let stats = ConnectionStats {
+            rtt: Duration::from_micros(12_300),
+            rtt_variation: Duration::from_micros(1_100),
+            packets_sent: 200,
+            bytes_sent: 98_304,
+            packets_lost_out: 1,
+            packets_received: 100,
+            bytes_received: 512,
+            resends: 6,
+            in_flight: 3,
+            ..ConnectionStats::default()
+        };
+        assert_eq!(
+            stats.to_string(),
+            "rtt 12.3ms ±1.1ms · out 200 pkts 96.0 KiB, lost 0.5 % · in 100 pkts 512 B, lost \
+             0.0 % · resends 6 · in flight 3"
+        );
     }
 }

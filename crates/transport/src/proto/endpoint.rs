@@ -174,6 +174,26 @@ pub struct EndpointStats {
     pub untrusted_evictions: u64,
 }
 
+/// One line: `received 1180 datagrams (0 malformed, 0 unknown) · handshakes 12 accepted of 12
+/// requests · refused: 0 throttled, 0 by address limits · 0 untrusted evicted`.
+impl fmt::Display for EndpointStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "received {} datagrams ({} malformed, {} unknown) · handshakes {} accepted of {} \
+             requests · refused: {} throttled, {} by address limits · {} untrusted evicted",
+            self.datagrams_received,
+            self.malformed,
+            self.unknown_source,
+            self.accepted,
+            self.connect_requests,
+            self.handshakes_throttled,
+            self.address_limit_rejections,
+            self.untrusted_evictions
+        )
+    }
+}
+
 #[derive(Debug)]
 enum Pending {
     Connected(ConnectionId),
