@@ -11,7 +11,7 @@ use sturnus_message::{
     ChannelId, ClientContext, ClientDispatch, ClientEvent, Dispatched, Message, MessageId,
     NetworkClient, Transport,
 };
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::behaviour::{find, find_mut};
 use crate::ctx::ClientCtx;
@@ -45,6 +45,19 @@ pub enum ClientObjectEvent {
         net_id: NetId,
         /// Whether this client owns it now.
         owned: bool,
+    },
+    /// The server spawned an object this client cannot build: no prefab or spawn handler is
+    /// registered for its prefab (or, for a scene object, no scene object under its id). The
+    /// object is missing here, and whatever the server sends about it is dropped and counted;
+    /// it is also logged at `warn` and counted in
+    /// [`dropped_unknown_prefab`](ClientObjectStats::dropped_unknown_prefab).
+    UnknownPrefab {
+        /// The object's id.
+        net_id: NetId,
+        /// Its prefab.
+        prefab: PrefabId,
+        /// Its scene id, for a scene object (then what is missing is the scene object).
+        scene: Option<SceneId>,
     },
 }
 
@@ -158,14 +171,17 @@ impl ClientWorld {
         call: RpcCall,
         args: &A,
     ) -> Result<(), ObjectError> {
-        if !self.objects.contains_key(&call.net_id) {
+        let Some(object) = self.objects.get(&call.net_id) else {
             return Err(ObjectError::UnknownObject(call.net_id));
+        };
+        if call.requires_authority && !object.owned {
+            return Err(ObjectError::NotOwner(call.net_id));
         }
         let channel = resolve(client.channels(), call.channel, self.channel)?;
         let header = wire::Command::of(call);
         client
-            .send_with::<wire::Command>(channel, |out| wire::write_with_tail(out, &header, args))?;
-        Ok(())
+            .send_with::<wire::Command>(channel, |out| wire::write_with_tail(out, &header, args))
+            .map_err(|err| ObjectError::of_rpc(&call, err))
     }
 
     /// Reads a whole state into `behaviours`, refusing leftovers.
@@ -192,8 +208,16 @@ impl ClientWorld {
             None => self.spawners.get_mut(&msg.prefab).map(|s| (s.spawn)(&info)),
         };
         let Some(mut behaviours) = built else {
-            debug!(net_id = %msg.net_id, prefab = %msg.prefab, "no prefab for a spawn");
+            warn!(
+                net_id = %msg.net_id, prefab = %msg.prefab, scene = ?msg.scene,
+                "no prefab, spawn handler or scene object for a spawn: the object is missing here"
+            );
             self.stats.dropped_unknown_prefab += 1;
+            self.events.push_back(ClientObjectEvent::UnknownPrefab {
+                net_id: msg.net_id,
+                prefab: msg.prefab,
+                scene: msg.scene,
+            });
             return;
         };
         if let Err(err) = Self::read_state(&mut behaviours, state) {
