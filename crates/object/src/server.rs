@@ -303,11 +303,15 @@ impl ServerWorld {
         for behaviour in &behaviours {
             behaviour.write_full(&mut state)?;
         }
-        // A spawn that cannot fit its channel would never be delivered: refused before an id
-        // is given (the id's size is bounded by the largest).
-        let widest = wire::Spawn { net_id: NetId(u32::MAX), prefab, scene, owned: false };
-        self.check_spawn_size(server, &widest, &state)?;
+        // A spawn that cannot fit its channel would never be delivered: refused, with the id
+        // it would have had given back.
+        let next_id = self.next_id;
         let id = self.allocate_id();
+        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false };
+        if let Err(err) = self.check_spawn_size(server, &msg, &state) {
+            self.next_id = next_id;
+            return Err(err);
+        }
         let mut object = ServerObject {
             prefab,
             scene,
@@ -321,7 +325,6 @@ impl ServerWorld {
         for behaviour in &mut object.behaviours {
             behaviour.clear_dirty();
         }
-        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false };
         self.send_spawn(server, &object, msg, &state, object.observers.iter().copied());
         if let Some(scene) = scene {
             self.scenes.insert(scene, id);
