@@ -77,7 +77,8 @@ pub struct ClientObjectStats {
     pub rpcs_run: u64,
     /// Dropped: the object is unknown.
     pub dropped_unknown_object: u64,
-    /// Dropped: no prefab, spawn handler or scene object for a spawn.
+    /// Dropped: no prefab, spawn handler or scene object for a spawn (each also a
+    /// [`ClientObjectEvent::UnknownPrefab`]).
     pub dropped_unknown_prefab: u64,
     /// Dropped: no behaviour of that index, or no client RPC of that id.
     pub dropped_unknown_rpc: u64,
@@ -397,8 +398,11 @@ impl ClientDispatch for ClientWorld {
 ///   ([`add_scene_object`](Self::add_scene_object)), before connecting.
 /// - Once authenticated it tells the server it is ready, and the server spawns its objects.
 /// - Updates apply `#[sync]` fields and run their hooks; client and target RPCs run on the
-///   objects; [`poll_object_event`](Self::poll_object_event) reports spawns, despawns and ownership.
-/// - Commands are sent through it: `tank.fire(&mut objects, dir)`.
+///   objects; [`poll_object_event`](Self::poll_object_event) reports spawns, despawns, ownership
+///   and spawns it cannot build ([`ClientObjectEvent::UnknownPrefab`]).
+/// - Commands are sent through it: `tank.fire(&mut objects, dir)`; one that requires
+///   authority over an object this client does not own is refused with
+///   [`ObjectError::NotOwner`], not sent.
 ///
 /// The message-layer client is reached explicitly with [`client`](Self::client) and
 /// [`client_mut`](Self::client_mut). Call [`update`](Self::update) with the current time every

@@ -1023,7 +1023,9 @@ impl ServerObjectManager {
 
     /// Spawns an object built from `behaviours` (one behaviour, a tuple, or a
     /// [`Behaviours`] list) as `prefab` on every ready player, owned by `owner`; returns its
-    /// id. Changes made to it before the spawn are part of its initial state.
+    /// id. Changes made to it before the spawn are part of its initial state. A state too large
+    /// for one message on the objects' channel is [`ObjectError::TooLarge`], and nothing is
+    /// spawned.
     pub fn spawn(
         &mut self,
         prefab: PrefabId,
