@@ -80,7 +80,9 @@ pub fn derive_network_behaviour(input: TokenStream) -> TokenStream {
 ///
 /// Each takes `qos = Kind` (its channel kind; default: the object manager's channel) and
 /// `id = N` (pins its 16-bit id; by default a hash of the method's name). Arguments are owned
-/// `serde` types. The methods stay as written (the server calls them); sending is done through
+/// `serde` types. RPCs are one-way: a method that returns a value is a compile error (send
+/// an answer back as an RPC of its own); the sending side refuses, with an error, a command
+/// that requires authority on an object it does not own. The methods stay as written (the server calls them); sending is done through
 /// a generated trait `<Type>Rpcs` implemented for `Obj<Type>` handles, with one method per RPC
 /// taking where to send through (and, for target RPCs, the player) before the arguments:
 /// `tank.fire(&mut client_objects, dir)`, `tank.explode(&mut server_objects, at)`,

@@ -3,8 +3,8 @@
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{ToTokens, format_ident, quote};
 use syn::{
-    Attribute, FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, LitBool, LitInt, Pat, Path, Type,
-    Visibility,
+    Attribute, FnArg, Ident, ImplItem, ImplItemFn, ItemImpl, LitBool, LitInt, Pat, Path,
+    ReturnType, Type, Visibility,
 };
 
 #[derive(Clone, Copy, PartialEq)]
@@ -120,6 +120,12 @@ fn take_rpc(method: &mut ImplItemFn) -> syn::Result<Option<Rpc>> {
     if !sig.generics.params.is_empty() || sig.asyncness.is_some() {
         return Err(syn::Error::new_spanned(sig, "an RPC cannot be generic or async"));
     }
+    if returns_a_value(&sig.output) {
+        return Err(syn::Error::new_spanned(
+            &sig.output,
+            "an RPC cannot return a value: it runs on the other side and nothing receives what              it returns; remove the return type, and send an answer back as an RPC of its own              (a `#[target_rpc]` to the command's sender, say)",
+        ));
+    }
     let mut inputs = sig.inputs.iter();
     match inputs.next() {
         Some(FnArg::Receiver(r)) if r.reference.is_some() && r.mutability.is_some() => {}
@@ -146,6 +152,14 @@ fn take_rpc(method: &mut ImplItemFn) -> syn::Result<Option<Rpc>> {
         rpc.args.push((ident, (*typed.ty).clone()));
     }
     Ok(Some(rpc))
+}
+
+/// Whether a method's return type is anything but `()`.
+fn returns_a_value(output: &ReturnType) -> bool {
+    match output {
+        ReturnType::Default => false,
+        ReturnType::Type(_, ty) => !matches!(&**ty, Type::Tuple(unit) if unit.elems.is_empty()),
+    }
 }
 
 pub(crate) fn expand(options: Options, mut item: ItemImpl) -> syn::Result<TokenStream2> {
@@ -199,11 +213,10 @@ pub(crate) fn expand(options: Options, mut item: ItemImpl) -> syn::Result<TokenS
             Kind::TargetRpc => (quote!(TargetRpc), quote!(Client)),
         };
         let qos = on_channel(&krate, rpc.qos.as_ref(), rpc.channel.as_ref());
-        infos.push(quote! {
-            #id => ::core::option::Option::Some(#krate::RpcInfo::new(
-                #krate::RpcKind::#kind, #name_str, #qos, #requires_authority,
-            )),
-        });
+        let info = quote! {
+            #krate::RpcInfo::new(#krate::RpcKind::#kind, #name_str, #qos, #requires_authority)
+        };
+        infos.push(quote!(#id => ::core::option::Option::Some(#info),));
         let names: Vec<&Ident> = rpc.args.iter().map(|(n, _)| n).collect();
         let types: Vec<&Type> = rpc.args.iter().map(|(_, t)| t).collect();
         arms.push(quote! {
@@ -238,7 +251,7 @@ pub(crate) fn expand(options: Options, mut item: ItemImpl) -> syn::Result<TokenS
                 -> ::core::result::Result<(), #krate::ObjectError>
         };
         decls.push(quote!(#[doc = #doc] #sig;));
-        let call = quote!(#krate::RpcCall::new(*self, #krate::RpcId(#id), #qos));
+        let call = quote!(#krate::RpcCall::new(*self, #krate::RpcId(#id), #info));
         let send = match rpc.kind {
             Kind::Command => quote!(__via.send_command(#call, &( #( &#names, )* ))),
             _ => quote!(__via.send_rpc(#call, #to_arg &( #( &#names, )* ))),
@@ -301,5 +314,46 @@ pub(crate) fn on_channel(
             quote!(::core::option::Option::Some(#krate::OnChannel::Kind(#krate::Qos::#kind)))
         }
         (None, None) => quote!(::core::option::Option::None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rpc_of(method: ImplItemFn) -> syn::Result<Option<Rpc>> {
+        let mut method = method;
+        take_rpc(&mut method)
+    }
+
+    #[test]
+    fn an_rpc_that_returns_a_value_is_refused_with_what_to_do() {
+        let command: ImplItemFn = syn::parse_quote! {
+            #[command]
+            fn fire(&mut self, ctx: &mut ServerCtx<'_>, dir: i32) -> bool { true }
+        };
+        let err = rpc_of(command).err().expect("a command returning a value is an error");
+        let text = err.to_string();
+        assert!(text.contains("cannot return a value"), "{text}");
+        assert!(text.contains("remove the return type"), "{text}");
+        let client_rpc: ImplItemFn = syn::parse_quote! {
+            #[client_rpc]
+            fn explode(&mut self, ctx: &mut ClientCtx<'_>) -> u32 { 0 }
+        };
+        assert!(rpc_of(client_rpc).is_err());
+    }
+
+    #[test]
+    fn an_rpc_returning_nothing_or_unit_is_accepted() {
+        let plain: ImplItemFn = syn::parse_quote! {
+            #[command]
+            fn fire(&mut self, ctx: &mut ServerCtx<'_>, dir: i32) {}
+        };
+        let unit: ImplItemFn = syn::parse_quote! {
+            #[command]
+            fn poke(&mut self, ctx: &mut ServerCtx<'_>) -> () {}
+        };
+        assert!(rpc_of(plain).is_ok_and(|rpc| rpc.is_some()));
+        assert!(rpc_of(unit).is_ok_and(|rpc| rpc.is_some()));
     }
 }

@@ -201,6 +201,15 @@ impl ServerContext {
         self.now
     }
 
+    /// The largest encoded message (its id included) that may go on `channel`: the configured
+    /// [`max_message_size`](crate::ServerConfig::max_message_size), or less if the transport's
+    /// channel takes less (an unfragmented channel holds one packet). A send of more fails with
+    /// [`MessageError::TooLarge`]; a layer above checks against it before committing to a
+    /// send.
+    pub fn max_message_size(&self, channel: ChannelId) -> usize {
+        self.max_on(channel)
+    }
+
     /// The time of the latest input, where one must have been given.
     fn time(&self) -> Instant {
         self.now.expect("players and transports exist only after an input gave the time")

@@ -268,12 +268,25 @@ pub struct RpcCall {
     pub rpc: RpcId,
     /// The channel.
     pub channel: Option<OnChannel>,
+    /// The RPC's method name, for errors.
+    pub name: &'static str,
+    /// For commands: whether only the object's owner may call it (a client that knows it does
+    /// not own the object refuses to send it).
+    pub requires_authority: bool,
 }
 
 impl RpcCall {
-    /// A call of RPC `rpc` on `target`, on `channel`.
-    pub fn new<B>(target: Obj<B>, rpc: RpcId, channel: Option<OnChannel>) -> Self {
-        Self { net_id: target.net_id, behaviour: target.behaviour, rpc, channel }
+    /// A call of RPC `rpc`, described by `info` (its channel, name and authority), on
+    /// `target`.
+    pub fn new<B>(target: Obj<B>, rpc: RpcId, info: RpcInfo) -> Self {
+        Self {
+            net_id: target.net_id,
+            behaviour: target.behaviour,
+            rpc,
+            channel: info.channel,
+            name: info.name,
+            requires_authority: info.requires_authority,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use sturnus_message::{
     ChannelId, ClientContext, ClientDispatch, ClientEvent, Dispatched, Message, MessageId,
     NetworkClient, Transport,
 };
-use tracing::debug;
+use tracing::{debug, warn};
 
 use crate::behaviour::{find, find_mut};
 use crate::ctx::ClientCtx;
@@ -46,6 +46,19 @@ pub enum ClientObjectEvent {
         /// Whether this client owns it now.
         owned: bool,
     },
+    /// The server spawned an object this client cannot build: no prefab or spawn handler is
+    /// registered for its prefab (or, for a scene object, no scene object under its id). The
+    /// object is missing here, and whatever the server sends about it is dropped and counted;
+    /// it is also logged at `warn` and counted in
+    /// [`dropped_unknown_prefab`](ClientObjectStats::dropped_unknown_prefab).
+    UnknownPrefab {
+        /// The object's id.
+        net_id: NetId,
+        /// Its prefab.
+        prefab: PrefabId,
+        /// Its scene id, for a scene object (then what is missing is the scene object).
+        scene: Option<SceneId>,
+    },
 }
 
 /// What a [`ClientObjectManager`] counted. The server is trusted, but what it sends is still
@@ -64,7 +77,8 @@ pub struct ClientObjectStats {
     pub rpcs_run: u64,
     /// Dropped: the object is unknown.
     pub dropped_unknown_object: u64,
-    /// Dropped: no prefab, spawn handler or scene object for a spawn.
+    /// Dropped: no prefab, spawn handler or scene object for a spawn (each also a
+    /// [`ClientObjectEvent::UnknownPrefab`]).
     pub dropped_unknown_prefab: u64,
     /// Dropped: no behaviour of that index, or no client RPC of that id.
     pub dropped_unknown_rpc: u64,
@@ -158,14 +172,17 @@ impl ClientWorld {
         call: RpcCall,
         args: &A,
     ) -> Result<(), ObjectError> {
-        if !self.objects.contains_key(&call.net_id) {
+        let Some(object) = self.objects.get(&call.net_id) else {
             return Err(ObjectError::UnknownObject(call.net_id));
+        };
+        if call.requires_authority && !object.owned {
+            return Err(ObjectError::NotOwner(call.net_id));
         }
         let channel = resolve(client.channels(), call.channel, self.channel)?;
         let header = wire::Command::of(call);
         client
-            .send_with::<wire::Command>(channel, |out| wire::write_with_tail(out, &header, args))?;
-        Ok(())
+            .send_with::<wire::Command>(channel, |out| wire::write_with_tail(out, &header, args))
+            .map_err(|err| ObjectError::of_rpc(&call, err))
     }
 
     /// Reads a whole state into `behaviours`, refusing leftovers.
@@ -192,8 +209,16 @@ impl ClientWorld {
             None => self.spawners.get_mut(&msg.prefab).map(|s| (s.spawn)(&info)),
         };
         let Some(mut behaviours) = built else {
-            debug!(net_id = %msg.net_id, prefab = %msg.prefab, "no prefab for a spawn");
+            warn!(
+                net_id = %msg.net_id, prefab = %msg.prefab, scene = ?msg.scene,
+                "no prefab, spawn handler or scene object for a spawn: the object is missing here"
+            );
             self.stats.dropped_unknown_prefab += 1;
+            self.events.push_back(ClientObjectEvent::UnknownPrefab {
+                net_id: msg.net_id,
+                prefab: msg.prefab,
+                scene: msg.scene,
+            });
             return;
         };
         if let Err(err) = Self::read_state(&mut behaviours, state) {
@@ -373,8 +398,11 @@ impl ClientDispatch for ClientWorld {
 ///   ([`add_scene_object`](Self::add_scene_object)), before connecting.
 /// - Once authenticated it tells the server it is ready, and the server spawns its objects.
 /// - Updates apply `#[sync]` fields and run their hooks; client and target RPCs run on the
-///   objects; [`poll_object_event`](Self::poll_object_event) reports spawns, despawns and ownership.
-/// - Commands are sent through it: `tank.fire(&mut objects, dir)`.
+///   objects; [`poll_object_event`](Self::poll_object_event) reports spawns, despawns, ownership
+///   and spawns it cannot build ([`ClientObjectEvent::UnknownPrefab`]).
+/// - Commands are sent through it: `tank.fire(&mut objects, dir)`; one that requires
+///   authority over an object this client does not own is refused with
+///   [`ObjectError::NotOwner`], not sent.
 ///
 /// The message-layer client is reached explicitly with [`client`](Self::client) and
 /// [`client_mut`](Self::client_mut). Call [`update`](Self::update) with the current time every

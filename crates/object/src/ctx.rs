@@ -5,7 +5,6 @@ use sturnus_message::{ClientContext, PlayerId, ServerContext};
 
 use crate::client::ClientWorld;
 use crate::server::ServerWorld;
-use crate::wire;
 use crate::{
     Behaviours, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj, ObjectError, PrefabId,
     RpcCall, RpcSink,
@@ -165,10 +164,7 @@ impl CommandSink for ClientCtx<'_> {
     fn send_command<A: Serialize>(&mut self, call: RpcCall, args: &A) -> Result<(), ObjectError> {
         match &mut self.side {
             Side::Remote { world, client } => world.send_command(client, call, args),
-            Side::Host { world, .. } => {
-                world.queue_host_command(wire::Command::of(call), postcard::to_allocvec(args)?);
-                Ok(())
-            }
+            Side::Host { world, .. } => world.queue_host_command(call, args),
         }
     }
 }

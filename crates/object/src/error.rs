@@ -2,7 +2,7 @@
 
 use sturnus_message::MessageError;
 
-use crate::{NetId, SceneId};
+use crate::{NetId, PrefabId, SceneId};
 
 /// What can go wrong when using the object layer.
 ///
@@ -52,6 +52,48 @@ pub enum ObjectError {
     /// [`ServerObjectManager::join_host`](crate::ServerObjectManager::join_host)).
     #[error("no host player: this server has no local client of its own")]
     NoHostPlayer,
+    /// An object's state does not fit one message on the objects' channel, so its spawn could
+    /// never be delivered: nothing was spawned. Send less state, or give the channel a larger
+    /// limit (a fragmenting channel, a larger
+    /// [`max_message_size`](sturnus_message::ServerConfig::max_message_size)).
+    #[error(
+        "{prefab}: the spawn with its state is {len} bytes, more than the {max} its channel takes"
+    )]
+    TooLarge {
+        /// The object's prefab.
+        prefab: PrefabId,
+        /// The spawn message's encoded size.
+        len: usize,
+        /// The channel's limit.
+        max: usize,
+    },
+    /// An RPC's or command's arguments do not fit one message on its channel: nothing was sent.
+    #[error("RPC `{rpc}`: {len} bytes with its arguments, more than the {max} its channel takes")]
+    RpcTooLarge {
+        /// The RPC's method name.
+        rpc: &'static str,
+        /// The message's encoded size.
+        len: usize,
+        /// The channel's limit.
+        max: usize,
+    },
+    /// A command that requires authority was called on an object this client (or host
+    /// player) does not own; the server would refuse it, so it is not sent.
+    #[error("{0} is not owned here; the command requires authority")]
+    NotOwner(NetId),
+}
+
+impl ObjectError {
+    /// The error of `call`'s send refused by the message layer: a size error names the RPC,
+    /// not the object layer's wire type.
+    pub(crate) fn of_rpc(call: &crate::RpcCall, err: MessageError) -> Self {
+        match err {
+            MessageError::TooLarge { len, max, .. } => {
+                ObjectError::RpcTooLarge { rpc: call.name, len, max }
+            }
+            err => ObjectError::Message(err),
+        }
+    }
 }
 
 /// Why state or RPC arguments from a peer could not be applied. The update is dropped and

@@ -128,6 +128,9 @@ pub struct ServerObjectStats {
     pub rejected_no_authority: u64,
     /// Rejected: the arguments did not decode.
     pub rejected_undecodable: u64,
+    /// Objects a late joiner was not sent because their state, grown since they were spawned,
+    /// no longer fits the objects' channel (or no longer encodes); each is logged at `warn`.
+    pub spawns_too_large: u64,
 }
 
 impl ServerObjectStats {
@@ -239,8 +242,23 @@ impl ServerWorld {
         Some(Obj::new(id, index))
     }
 
-    pub(crate) fn queue_host_command(&mut self, command: wire::Command, args: Vec<u8>) {
-        self.host_commands.push_back((command, args));
+    /// Queues `call` from the host player, to run at the next update; a command that requires
+    /// authority over an object the host player does not own is refused here, as a remote
+    /// client refuses it.
+    pub(crate) fn queue_host_command<A: Serialize>(
+        &mut self,
+        call: RpcCall,
+        args: &A,
+    ) -> Result<(), ObjectError> {
+        let object =
+            self.objects.get(&call.net_id).ok_or(ObjectError::UnknownObject(call.net_id))?;
+        if call.requires_authority
+            && (self.host_player.is_none() || object.owner != self.host_player)
+        {
+            return Err(ObjectError::NotOwner(call.net_id));
+        }
+        self.host_commands.push_back((wire::Command::of(call), postcard::to_allocvec(args)?));
+        Ok(())
     }
 
     /// The channel of `choice` (`None`: the objects' channel).
@@ -285,7 +303,15 @@ impl ServerWorld {
         for behaviour in &behaviours {
             behaviour.write_full(&mut state)?;
         }
+        // A spawn that cannot fit its channel would never be delivered: refused, with the id
+        // it would have had given back.
+        let next_id = self.next_id;
         let id = self.allocate_id();
+        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false };
+        if let Err(err) = self.check_spawn_size(server, &msg, &state) {
+            self.next_id = next_id;
+            return Err(err);
+        }
         let mut object = ServerObject {
             prefab,
             scene,
@@ -299,7 +325,6 @@ impl ServerWorld {
         for behaviour in &mut object.behaviours {
             behaviour.clear_dirty();
         }
-        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false };
         self.send_spawn(server, &object, msg, &state, object.observers.iter().copied());
         if let Some(scene) = scene {
             self.scenes.insert(scene, id);
@@ -307,6 +332,24 @@ impl ServerWorld {
         self.objects.insert(id, object);
         self.stats.spawned += 1;
         Ok(id)
+    }
+
+    /// Whether a spawn `msg` with its `state` fits one message on the objects' channel.
+    fn check_spawn_size(
+        &self,
+        server: &ServerContext,
+        msg: &wire::Spawn,
+        state: &[u8],
+    ) -> Result<(), ObjectError> {
+        // As the message layer encodes it: the id, the header, then the state.
+        let mut header = wire::Spawn::ID.0.to_le_bytes().to_vec();
+        wire::put(&mut header, msg)?;
+        let len = header.len() + state.len();
+        let max = server.max_message_size(self.channel);
+        if len > max {
+            return Err(ObjectError::TooLarge { prefab: msg.prefab, len, max });
+        }
+        Ok(())
     }
 
     /// Sends a spawn with its `state` to `to` (with `owned` set for the owner), or reports it
@@ -415,9 +458,11 @@ impl ServerWorld {
             .copied()
             .filter(|p| to.is_none_or(|t| t == *p) && Some(*p) != host);
         let header = wire::Rpc::of(call);
-        server.broadcast_to_with::<wire::Rpc>(remote, channel, |out| {
-            wire::write_with_tail(out, &header, args)
-        })?;
+        server
+            .broadcast_to_with::<wire::Rpc>(remote, channel, |out| {
+                wire::write_with_tail(out, &header, args)
+            })
+            .map_err(|err| ObjectError::of_rpc(&call, err))?;
         if to_host.is_some() {
             self.host_rpcs.push_back((header, postcard::to_allocvec(args)?));
         }
@@ -440,17 +485,24 @@ impl ServerWorld {
             object.observers.insert(player);
             state.clear();
             let written = object.behaviours.iter().try_for_each(|b| b.write_full(&mut state));
-            match written {
+            let msg = wire::Spawn {
+                net_id: id,
+                prefab: object.prefab,
+                scene: object.scene,
+                owned: false,
+            };
+            match written
+                .map_err(ObjectError::from)
+                .and_then(|()| self.check_spawn_size(server, &msg, &state))
+            {
                 Ok(()) => {
-                    let msg = wire::Spawn {
-                        net_id: id,
-                        prefab: object.prefab,
-                        scene: object.scene,
-                        owned: false,
-                    };
                     self.send_spawn(server, &object, msg, &state, std::iter::once(player));
                 }
-                Err(err) => warn!(%id, %err, "could not encode an object's state"),
+                Err(err) => {
+                    // Its state grew past the channel's limit since it was spawned.
+                    warn!(%id, %player, %err, "an object could not be spawned to a late joiner");
+                    self.stats.spawns_too_large += 1;
+                }
             }
             self.objects.insert(id, object);
         }
@@ -971,7 +1023,9 @@ impl ServerObjectManager {
 
     /// Spawns an object built from `behaviours` (one behaviour, a tuple, or a
     /// [`Behaviours`] list) as `prefab` on every ready player, owned by `owner`; returns its
-    /// id. Changes made to it before the spawn are part of its initial state.
+    /// id. Changes made to it before the spawn are part of its initial state. A state too large
+    /// for one message on the objects' channel is [`ObjectError::TooLarge`], and nothing is
+    /// spawned.
     pub fn spawn(
         &mut self,
         prefab: PrefabId,
@@ -1077,7 +1131,6 @@ impl CommandSink for ServerObjectManager {
         if self.world.host_player.is_none() {
             return Err(ObjectError::NoHostPlayer);
         }
-        self.world.queue_host_command(wire::Command::of(call), postcard::to_allocvec(args)?);
-        Ok(())
+        self.world.queue_host_command(call, args)
     }
 }

@@ -71,13 +71,18 @@ fn host_commands_and_rpcs_run_once_on_the_shared_object() {
         assert!(game.run_until(|g| g.clients[0].get::<Tank>(id).unwrap().hits == [5]));
         assert_eq!(game.server.get::<Tank>(id).unwrap().hits, [3], "{path:?}");
 
-        // The host has authority only over what it owns.
+        // The host has authority only over what it owns: it knows, so it refuses to send a
+        // command that needs authority over another's object; one that needs none runs.
         let theirs = game.server.spawn(TANK, Tank::new(1, "theirs"), Some(remote)).unwrap();
         let other = game.server.handle::<Tank>(theirs).unwrap();
-        other.fire(&mut game.server, (9, 9)).unwrap();
+        let refused = other.fire(&mut game.server, (9, 9));
+        assert!(matches!(refused, Err(ObjectError::NotOwner(id)) if id == theirs), "{refused:?}");
+        other.poke(&mut game.server).unwrap();
         game.step();
-        assert!(game.server.get::<Tank>(theirs).unwrap().fired.is_empty(), "{path:?}");
-        assert_eq!(game.server.stats().rejected_no_authority, 1);
+        let shared = game.server.get::<Tank>(theirs).unwrap();
+        assert!(shared.fired.is_empty(), "{path:?}");
+        assert_eq!(shared.pokes, [host], "{path:?}");
+        assert_eq!(game.server.stats().rejected(), 0);
 
         // Ownership changes reach the host as events.
         while game.server.poll_host_event().is_some() {}

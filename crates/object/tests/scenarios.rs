@@ -4,8 +4,8 @@
 mod common;
 
 use common::tank::{TANK, Tank, TankRpcs};
-use common::{Game, Path, paths};
-use sturnus_object::{ClientObjectEvent, ListChange};
+use common::{Game, Path, forge, paths};
+use sturnus_object::{ClientObjectEvent, ListChange, ObjectError, RpcId, wire};
 
 #[test]
 fn spawn_sync_and_despawn_reach_every_observer() {
@@ -80,7 +80,12 @@ fn commands_from_a_non_owner_are_rejected_and_counted() {
         let (owner, intruder) = (game.player(0), game.player(1));
         let id = game.spawn_tank(Tank::new(100, "ada"), Some(owner));
         let tank = game.clients[1].handle::<Tank>(id).unwrap();
-        tank.fire(&mut game.clients[1], (6, 6)).unwrap();
+        // The client knows it does not own the tank: the command is refused before it is sent.
+        let refused = tank.fire(&mut game.clients[1], (6, 6));
+        assert!(matches!(refused, Err(ObjectError::NotOwner(i)) if i == id), "{refused:?}");
+        // A client that sends it anyway (a hostile or stale one) is refused by the server.
+        let header = wire::Command { net_id: id, behaviour: 0, rpc: RpcId::of_name("fire") };
+        forge(&mut game.clients[1], &header, &postcard::to_allocvec(&((6, 6),)).unwrap()).unwrap();
         // A command that needs no authority, sent after it, shows the first has been handled.
         tank.poke(&mut game.clients[1]).unwrap();
         let poked = game.run_until(|g| g.server.get::<Tank>(id).unwrap().pokes == [intruder]);
