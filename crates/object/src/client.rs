@@ -86,6 +86,30 @@ pub struct ClientObjectStats {
     pub dropped_undecodable: u64,
 }
 
+/// One line: `spawned 12, despawned 2 · applied 340 updates, ran 12 RPCs · dropped 0: 0 unknown
+/// objects, 0 unknown prefabs, 0 unknown RPCs, 0 undecodable`.
+impl std::fmt::Display for ClientObjectStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let dropped = self.dropped_unknown_object
+            + self.dropped_unknown_prefab
+            + self.dropped_unknown_rpc
+            + self.dropped_undecodable;
+        write!(
+            f,
+            "spawned {}, despawned {} · applied {} updates, ran {} RPCs · dropped {dropped}: {} \
+             unknown objects, {} unknown prefabs, {} unknown RPCs, {} undecodable",
+            self.spawned,
+            self.despawned,
+            self.updates_applied,
+            self.rpcs_run,
+            self.dropped_unknown_object,
+            self.dropped_unknown_prefab,
+            self.dropped_unknown_rpc,
+            self.dropped_undecodable
+        )
+    }
+}
+
 /// What a spawn handler is told about the object to build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

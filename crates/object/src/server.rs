@@ -133,6 +133,25 @@ pub struct ServerObjectStats {
     pub spawns_too_large: u64,
 }
 
+/// One line: `spawned 12, despawned 2 · sent 340 updates, 12 RPCs · commands: 40 run, 1
+/// rejected · 0 spawns too large`.
+impl std::fmt::Display for ServerObjectStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "spawned {}, despawned {} · sent {} updates, {} RPCs · commands: {} run, {} rejected \
+             · {} spawns too large",
+            self.spawned,
+            self.despawned,
+            self.updates_sent,
+            self.rpcs_sent,
+            self.commands_run,
+            self.rejected(),
+            self.spawns_too_large
+        )
+    }
+}
+
 impl ServerObjectStats {
     /// Every command rejected, whatever the reason.
     pub fn rejected(&self) -> u64 {

@@ -37,6 +37,12 @@ fn a_message_handler_spawns_for_its_sender() {
             assert_eq!(owned, i == 1, "{path:?}: client {i}");
         }
         assert_eq!(game.server.stats().spawned, 1);
+        // The stats read as one line each, for a status view.
+        let line = game.server.stats().to_string();
+        assert!(line.starts_with("spawned 1, despawned 0 · sent "), "{line}");
+        let line = game.clients[0].stats().to_string();
+        assert!(line.starts_with("spawned 1, despawned 0 · applied "), "{line}");
+        assert!(line.contains("dropped 0: "), "{line}");
     }
 }
 
