@@ -143,8 +143,10 @@ impl Layer {
 /// The path the generated code names a layer by, as the crate being compiled reaches it (read
 /// from its `Cargo.toml` by `proc-macro-crate`), in this order:
 ///
-/// 1. the `sturnus` facade being compiled itself (its integration tests and doc tests; its
-///    library declares `extern crate self as sturnus`): `::sturnus::object`;
+/// 1. the `sturnus` package being compiled itself (its integration tests and doc tests, where
+///    `sturnus` is the library under test; the library itself would need
+///    `extern crate self as sturnus` to use a derive): `::sturnus::object`, so that its tests
+///    prove the facade's paths resolve;
 /// 2. the layer crate itself, or a direct dependency on it (under its name or a rename):
 ///    `::sturnus_object`; the layer always exists there, whatever the facade's features;
 /// 3. a dependency on the facade (under its name or a rename): `::sturnus::object`;
@@ -154,7 +156,10 @@ impl Layer {
 fn layer_path(layer: Layer) -> TokenStream2 {
     use proc_macro_crate::{FoundCrate, crate_name};
     let facade = crate_name("sturnus");
-    if let Ok(FoundCrate::Itself) = facade {
+    // `proc-macro-crate` answers `Itself` for the library and its doc tests, but the package's
+    // name for its integration tests (which also see the layer crates): the package name tells.
+    let compiling_facade = std::env::var("CARGO_PKG_NAME").is_ok_and(|name| name == "sturnus");
+    if compiling_facade || matches!(facade, Ok(FoundCrate::Itself)) {
         let module = layer.module();
         return quote!(::sturnus::#module);
     }

@@ -135,10 +135,6 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-// The derives name `::sturnus::…` when the crate being compiled is `sturnus` itself: this makes
-// that path resolve inside this library too.
-extern crate self as sturnus;
-
 /// The socket layer ([`sturnus-socket`](sturnus_socket)): UDP (IPv4, IPv6, dual-stack),
 /// in-process loopback and link-emulating sockets behind a `Socket` / `SocketFactory` pair.
 #[cfg(feature = "socket")]
