@@ -25,15 +25,15 @@
 //!
 //! | feature | adds | default |
 //! | --- | --- | --- |
-//! | `object` | [`object`], implies `message` | yes |
-//! | `message` | [`message`], implies `transport` | through `object` |
-//! | `transport` | [`transport`], implies `socket` | through `message` |
-//! | `socket` | [`socket`] | through `transport` |
-//! | `netem` | [`netem`] | no |
+//! | `object` | `sturnus::object`, implies `message` | yes |
+//! | `message` | `sturnus::message`, implies `transport` | through `object` |
+//! | `transport` | `sturnus::transport`, implies `socket` | through `message` |
+//! | `socket` | `sturnus::socket` | through `transport` |
+//! | `netem` | `sturnus::netem` | no |
 //!
 //! # Example
 //!
-//! A server and a client over an in-process [`MemoryNetwork`](transport::MemoryNetwork), in
+//! A server and a client over an in-process `MemoryNetwork`, in
 //! virtual frames (the layers are sans-IO: time is an input). The server greets the player
 //! with a message and spawns a lamp it owns; the client switches the lamp on with a Command;
 //! the server answers with a ClientRpc; the `lit` SyncVar reaches the client and runs its hook.
@@ -182,8 +182,7 @@ pub mod object {
 /// (`Message`, `NetworkBehaviour`), so one import brings both. The `#[network_rpcs]` macro
 /// generates a trait `<Type>Rpcs` in the game's module, implemented for `Obj<Type>` handles:
 /// bring it into scope where RPCs are sent from (it is where the type is declared). Its
-/// methods take the [`CommandSink`](crate::object::CommandSink) (a client) or the
-/// [`RpcSink`](crate::object::RpcSink) (a server) to send through.
+/// methods take the `CommandSink` (a client) or the `RpcSink` (a server) to send through.
 pub mod prelude {
     #[cfg(feature = "transport")]
     #[doc(no_inline)]
