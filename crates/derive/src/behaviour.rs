@@ -89,7 +89,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let fields = sync_fields(input)?;
     let krate = match &options.krate {
         Some(path) => path.to_token_stream(),
-        None => quote!(::sturnus_object),
+        None => crate::layer_path(crate::Layer::Object),
     };
     let name = &input.ident;
     let name_str = name.to_string();

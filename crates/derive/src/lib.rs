@@ -1,12 +1,18 @@
 //! # sturnus-derive
 //!
-//! Derive macros for Sturnus. Use them through `sturnus-message` (or the `sturnus` facade),
-//! which re-exports them; the generated code names `::sturnus_message`.
+//! Derive macros for Sturnus. Use them through the `sturnus` facade (`sturnus::prelude`) or
+//! through the layer crates, which re-export them:
 //!
-//! - [`macro@Message`] makes a `serde` type a network message with a stable id.
+//! - [`macro@Message`] makes a `serde` type a network message with a stable id (through
+//!   `sturnus-message`).
 //! - [`macro@NetworkBehaviour`] and [`macro@network_rpcs`] make a type a networked behaviour
-//!   with synchronised fields and RPCs (used through `sturnus-object`, naming
-//!   `::sturnus_object`).
+//!   with synchronised fields and RPCs (through `sturnus-object`).
+//!
+//! The generated code names the layer's items by the path the user's crate reaches them by,
+//! read from its `Cargo.toml`: `::sturnus::message` / `::sturnus::object` for a game that
+//! depends only on `sturnus`, `::sturnus_message` / `::sturnus_object` for one that depends on
+//! the layer crates (a direct dependency on the layer wins over the facade; a renamed dependency
+//! is followed). Each macro's `crate = path` option overrides that.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -33,8 +39,10 @@ use syn::{DeriveInput, Ident, LitInt, Path, parse_macro_input};
 /// - `#[message(channel = N)]` names the channel it is sent on by default (its number in the
 ///   channel layout: a `u8` literal or constant); without it, the first channel of its `qos`
 ///   kind.
-/// - `#[message(crate = some::path)]` names the `sturnus_message` crate when it is reached
-///   through another path (a facade crate).
+/// - `#[message(crate = some::path)]` names the `sturnus_message` crate (or the facade's
+///   `sturnus::message` module) when it cannot be found from the crate's `Cargo.toml`: by
+///   default, the path is worked out from the crate's dependencies (see the crate
+///   documentation).
 ///
 /// Generic types are refused: every instantiation would share one id. Implement the trait by
 /// hand for them, with a distinct id per instantiation.
@@ -99,6 +107,82 @@ pub fn network_rpcs(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// A layer crate whose items the generated code names.
+#[derive(Clone, Copy)]
+enum Layer {
+    Message,
+    Object,
+}
+
+impl Layer {
+    /// The package's name, as written in a `Cargo.toml`.
+    fn package(self) -> &'static str {
+        match self {
+            Layer::Message => "sturnus-message",
+            Layer::Object => "sturnus-object",
+        }
+    }
+
+    /// Its path when the package is compiled itself (`extern crate self as …` in the layer
+    /// crate; its own name in its integration tests and doc tests).
+    fn own_path(self) -> TokenStream2 {
+        match self {
+            Layer::Message => quote!(::sturnus_message),
+            Layer::Object => quote!(::sturnus_object),
+        }
+    }
+
+    /// Its module in the `sturnus` facade.
+    fn module(self) -> Ident {
+        let name = match self {
+            Layer::Message => "message",
+            Layer::Object => "object",
+        };
+        Ident::new(name, Span::call_site())
+    }
+}
+
+/// The path the generated code names a layer by, as the crate being compiled reaches it (read
+/// from its `Cargo.toml` by `proc-macro-crate`), in this order:
+///
+/// 1. the `sturnus` package being compiled itself (its integration tests and doc tests, where
+///    `sturnus` is the library under test; the library itself would need
+///    `extern crate self as sturnus` to use a derive): `::sturnus::object`, so that its tests
+///    prove the facade's paths resolve;
+/// 2. the layer crate itself, or a direct dependency on it (under its name or a rename):
+///    `::sturnus_object`; the layer always exists there, whatever the facade's features;
+/// 3. a dependency on the facade (under its name or a rename): `::sturnus::object`;
+/// 4. otherwise (no manifest to read, say): `::sturnus_object`, as before the facade.
+///
+/// A `crate = path` option overrides all of this.
+fn layer_path(layer: Layer) -> TokenStream2 {
+    use proc_macro_crate::{FoundCrate, crate_name};
+    let facade = crate_name("sturnus");
+    // `proc-macro-crate` answers `Itself` for the library and its doc tests, but the package's
+    // name for its integration tests (which also see the layer crates): the package name tells.
+    let compiling_facade = std::env::var("CARGO_PKG_NAME").is_ok_and(|name| name == "sturnus");
+    if compiling_facade || matches!(facade, Ok(FoundCrate::Itself)) {
+        let module = layer.module();
+        return quote!(::sturnus::#module);
+    }
+    match crate_name(layer.package()) {
+        Ok(FoundCrate::Itself) => return layer.own_path(),
+        Ok(FoundCrate::Name(name)) => {
+            let name = Ident::new(&name.replace('-', "_"), Span::call_site());
+            return quote!(::#name);
+        }
+        Err(_) => {}
+    }
+    match facade {
+        Ok(FoundCrate::Name(name)) => {
+            let name = Ident::new(&name.replace('-', "_"), Span::call_site());
+            let module = layer.module();
+            quote!(::#name::#module)
+        }
+        _ => layer.own_path(),
+    }
+}
+
 #[derive(Default)]
 struct Options {
     id: Option<u16>,
@@ -142,7 +226,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let options = parse_options(input)?;
     let krate = match &options.krate {
         Some(path) => path.to_token_stream(),
-        None => quote!(::sturnus_message),
+        None => layer_path(Layer::Message),
     };
     let name = &input.ident;
     let name_str = name.to_string();

@@ -171,7 +171,7 @@ pub(crate) fn expand(options: Options, mut item: ItemImpl) -> syn::Result<TokenS
     }
     let krate = match &options.krate {
         Some(path) => path.to_token_stream(),
-        None => quote!(::sturnus_object),
+        None => crate::layer_path(crate::Layer::Object),
     };
     let mut rpcs = Vec::new();
     for impl_item in &mut item.items {
