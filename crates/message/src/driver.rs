@@ -30,8 +30,8 @@ pub fn now() -> Instant {
     Instant::now()
 }
 
-/// Sleeps for `duration` (nothing to wait on).
-fn sleep(duration: Duration) {
+/// Sleeps for `duration`: for a loop with nothing to wait on.
+pub fn sleep(duration: Duration) {
     std::thread::sleep(duration);
 }
 

@@ -176,6 +176,9 @@ pub mod object {
     pub use sturnus_object::*;
 }
 
+#[cfg(feature = "object")]
+pub mod manager;
+
 /// What game code needs day to day: `use sturnus::prelude::*;`.
 ///
 /// Everything here is also in its layer's module. The derive macros share their trait's name
@@ -205,5 +208,12 @@ pub mod prelude {
         NetId, NetworkBehaviour, Obj, ObjectConfig, ObjectError, PrefabId, RpcSink, SceneId,
         ServerCtx, ServerObjectManager, ServerObjects, SetChange, SyncList, SyncMap, SyncSet,
         SyncVar, network_rpcs,
+    };
+
+    #[cfg(feature = "object")]
+    #[doc(no_inline)]
+    pub use crate::manager::{
+        ManagerConfig, ManagerEvent, NetworkManager, NetworkMode, PlayerSpawn, StartPosition,
+        StartStrategy, TransportChoice,
     };
 }

@@ -1,0 +1,113 @@
+//! The NetworkManager: one call starts a server, a client or a host; each authenticated player
+//! gets an object of the player prefab, owned by it, at a start position.
+
+use std::time::Duration;
+
+use sturnus::manager::ManagerError;
+use sturnus::prelude::*;
+
+const PLAYER: PrefabId = PrefabId::of_name("manager-test-player");
+
+#[derive(Default, NetworkBehaviour)]
+struct Avatar {
+    #[sync]
+    x: SyncVar<f32>,
+}
+
+fn manager(network: &MemoryNetwork) -> NetworkManager {
+    let config = ManagerConfig {
+        transport: TransportChoice::Memory(network.clone()),
+        ..ManagerConfig::default()
+    };
+    let mut manager = NetworkManager::new(config);
+    // The avatar starts where the manager puts it.
+    manager.register_player_prefab(PLAYER, |spawn: &PlayerSpawn| {
+        let mut avatar = Avatar::default();
+        avatar.x.set(spawn.start.map_or(-1.0, |s| s.position[0]));
+        avatar
+    });
+    for x in [10.0, 20.0, 30.0] {
+        manager.add_start_position(StartPosition { position: [x, 0.0, 0.0], yaw: 0.0 });
+    }
+    manager
+}
+
+#[test]
+fn players_get_their_objects_at_start_positions_in_turn() {
+    let network = MemoryNetwork::new();
+    let addr = "10.0.0.1:7777".parse().unwrap();
+    let mut host = manager(&network);
+    host.start_host(addr).unwrap();
+    assert_eq!(host.mode(), NetworkMode::Host);
+    let me = host.host_player().expect("the host player exists when start_host returns");
+    let mine = host.player_object(me).expect("and has its object");
+
+    let mut clients: Vec<NetworkManager> = (0..2).map(|_| manager(&network)).collect();
+    for client in &mut clients {
+        client.start_client(addr).unwrap();
+    }
+    let mut now = driver::now();
+    for _ in 0..20 {
+        host.tick(now).unwrap();
+        for client in &mut clients {
+            client.tick(now).unwrap();
+        }
+        now += Duration::from_millis(16);
+    }
+    // Round robin: the host's player took the first position, the clients the next two.
+    let server = host.server().unwrap();
+    let players: Vec<PlayerId> = server.server().players().filter(|p| *p != me).collect();
+    assert_eq!(players.len(), 2);
+    let x_of = |host: &mut NetworkManager, p| {
+        let id = host.player_object(p).unwrap();
+        *host.server().unwrap().get::<Avatar>(id).unwrap().x
+    };
+    assert_eq!(x_of(&mut host, me), 10.0);
+    let mut others: Vec<f32> = players.iter().map(|p| x_of(&mut host, *p)).collect();
+    others.sort_by(f32::total_cmp);
+    assert_eq!(others, [20.0, 30.0]);
+    // Each client sees every player's object, owns exactly its own, and the host's is there.
+    for client in &mut clients {
+        let objects = client.client().unwrap();
+        assert_eq!(objects.object_count(), 3);
+        let owned = objects.objects().filter(|id| objects.is_owned(*id)).count();
+        assert_eq!(owned, 1);
+        assert!(objects.get::<Avatar>(mine).is_some());
+        let mut saw_connect = false;
+        while let Some(event) = client.poll_event() {
+            saw_connect |= event == ManagerEvent::ClientConnect;
+        }
+        assert!(saw_connect);
+    }
+    let mut added = 0;
+    while let Some(event) = host.poll_event() {
+        added += usize::from(matches!(event, ManagerEvent::ServerAddPlayer { .. }));
+    }
+    assert_eq!(added, 3);
+
+    // A client leaving is an event on the server, and its object goes.
+    clients[0].stop();
+    for _ in 0..5 {
+        host.tick(now).unwrap();
+        clients[1].tick(now).unwrap();
+        now += Duration::from_millis(16);
+    }
+    let left = std::iter::from_fn(|| host.poll_event())
+        .any(|e| matches!(e, ManagerEvent::ServerDisconnect(..)));
+    assert!(left);
+    assert_eq!(clients[1].client().unwrap().object_count(), 2);
+    assert_eq!(clients[0].poll_event(), Some(ManagerEvent::Stopped(NetworkMode::Client)));
+}
+
+#[test]
+fn starting_twice_is_an_error_and_stop_goes_offline() {
+    let network = MemoryNetwork::new();
+    let mut server = manager(&network);
+    server.start_server("10.0.0.2:1".parse().unwrap()).unwrap();
+    let again = server.start_client("10.0.0.2:1".parse().unwrap());
+    assert!(matches!(again, Err(ManagerError::AlreadyStarted(NetworkMode::Server))));
+    server.stop();
+    assert_eq!(server.mode(), NetworkMode::Offline);
+    // The address is free again; the manager can serve again.
+    server.start_server("10.0.0.2:1".parse().unwrap()).unwrap();
+}
