@@ -101,9 +101,15 @@ pub fn derive_network_behaviour(input: TokenStream) -> TokenStream {
 pub fn network_rpcs(attr: TokenStream, item: TokenStream) -> TokenStream {
     let options = parse_macro_input!(attr as rpcs::Options);
     let item = parse_macro_input!(item as syn::ItemImpl);
-    match rpcs::expand(options, item) {
+    match rpcs::expand(options, item.clone()) {
         Ok(tokens) => tokens.into(),
-        Err(err) => err.to_compile_error().into(),
+        Err(err) => {
+            // The block stays (without its RPC attributes): its methods still exist, so the
+            // error is the only one, not the first of many about what the block defined.
+            let error = err.to_compile_error();
+            let item = rpcs::strip(item);
+            quote!(#error #item).into()
+        }
     }
 }
 
@@ -181,6 +187,45 @@ fn layer_path(layer: Layer) -> TokenStream2 {
         }
         _ => layer.own_path(),
     }
+}
+
+/// Marks a Command inside a [`macro@network_rpcs`] impl block, which reads and removes it.
+///
+/// Anywhere else it is a compile error that says so: the attribute means nothing outside such a
+/// block. (Inside one it needs no import.)
+#[proc_macro_attribute]
+pub fn command(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    outside_network_rpcs("command", item)
+}
+
+/// Marks a ClientRpc inside a [`macro@network_rpcs`] impl block, which reads and removes it.
+///
+/// Anywhere else it is a compile error that says so: the attribute means nothing outside such a
+/// block. (Inside one it needs no import.)
+#[proc_macro_attribute]
+pub fn client_rpc(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    outside_network_rpcs("client_rpc", item)
+}
+
+/// Marks a TargetRpc inside a [`macro@network_rpcs`] impl block, which reads and removes it.
+///
+/// Anywhere else it is a compile error that says so: the attribute means nothing outside such a
+/// block. (Inside one it needs no import.)
+#[proc_macro_attribute]
+pub fn target_rpc(_attr: TokenStream, item: TokenStream) -> TokenStream {
+    outside_network_rpcs("target_rpc", item)
+}
+
+/// An RPC attribute that `#[network_rpcs]` did not consume: the error (on the attribute), then
+/// the item unchanged, so no other error follows from its absence.
+fn outside_network_rpcs(attribute: &str, item: TokenStream) -> TokenStream {
+    let text = format!(
+        "`#[{attribute}]` belongs on a method inside a `#[network_rpcs]` impl block: \
+         write `#[network_rpcs] impl YourBehaviour {{ #[{attribute}] fn … }}`"
+    );
+    let error = syn::Error::new(Span::call_site(), text).to_compile_error();
+    let item = TokenStream2::from(item);
+    quote!(#error #item).into()
 }
 
 #[derive(Default)]

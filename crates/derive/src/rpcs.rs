@@ -137,14 +137,10 @@ fn take_rpc(method: &mut ImplItemFn) -> syn::Result<Option<Rpc>> {
             ));
         }
     }
-    if inputs.next().is_none() {
-        return Err(syn::Error::new_spanned(
-            sig,
-            "an RPC's second parameter is its context (`&mut ServerCtx` or `&mut ClientCtx`)",
-        ));
-    }
+    check_context(kind, sig, inputs.next())?;
     for (i, input) in inputs.enumerate() {
         let FnArg::Typed(typed) = input else { unreachable!("only the first can be self") };
+        check_owned(&typed.ty)?;
         let ident = match &*typed.pat {
             Pat::Ident(pat) => pat.ident.clone(),
             _ => format_ident!("__arg{}", i),
@@ -160,6 +156,151 @@ fn returns_a_value(output: &ReturnType) -> bool {
         ReturnType::Default => false,
         ReturnType::Type(_, ty) => !matches!(&**ty, Type::Tuple(unit) if unit.elems.is_empty()),
     }
+}
+
+/// The RPC's second parameter must be its context: `&mut ServerCtx<'_>` for a command,
+/// `&mut ClientCtx<'_>` for a client or target RPC (named by its last path segment, so
+/// `sturnus_object::ServerCtx` works too).
+fn check_context(kind: Kind, sig: &syn::Signature, second: Option<&FnArg>) -> syn::Result<()> {
+    let (attribute, context, runs) = match kind {
+        Kind::Command => ("command", "ServerCtx", "runs on the server"),
+        Kind::ClientRpc => ("client_rpc", "ClientCtx", "runs on the clients"),
+        Kind::TargetRpc => ("target_rpc", "ClientCtx", "runs on a client"),
+    };
+    let is_context = |ty: &Type| match ty {
+        Type::Reference(r) if r.mutability.is_some() => match &*r.elem {
+            Type::Path(p) => {
+                p.qself.is_none() && p.path.segments.last().is_some_and(|s| s.ident == context)
+            }
+            _ => false,
+        },
+        _ => false,
+    };
+    let name = &sig.ident;
+    // What to write instead: the signature with the context put back in second place.
+    let rest: Vec<String> = sig
+        .inputs
+        .iter()
+        .skip(1)
+        .filter(
+            |input| !matches!(input, FnArg::Typed(t) if is_context(&t.ty) || wrong_context(&t.ty)),
+        )
+        .map(pretty)
+        .collect();
+    let mut suggested = format!("fn {name}(&mut self, ctx: &mut {context}<'_>");
+    for arg in &rest {
+        suggested.push_str(", ");
+        suggested.push_str(arg);
+    }
+    suggested.push(')');
+    match second {
+        Some(FnArg::Typed(typed)) if is_context(&typed.ty) => Ok(()),
+        Some(found) => Err(syn::Error::new_spanned(
+            found,
+            format!(
+                "a `#[{attribute}]` {runs}: its second parameter is its context, \
+                 `&mut {context}<'_>`; write `{suggested}`"
+            ),
+        )),
+        None => Err(syn::Error::new_spanned(
+            &sig.inputs,
+            format!(
+                "a `#[{attribute}]` {runs}: it takes its context, `&mut {context}<'_>`, after \
+                 `&mut self`; write `{suggested}`"
+            ),
+        )),
+    }
+}
+
+/// Whether `ty` is a context of either side (`&mut ServerCtx` / `&mut ClientCtx`): one given
+/// where the other belongs is replaced, not kept, in the suggested signature.
+fn wrong_context(ty: &Type) -> bool {
+    match ty {
+        Type::Reference(r) => match &*r.elem {
+            Type::Path(p) => p
+                .path
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "ServerCtx" || s.ident == "ClientCtx"),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// RPC arguments are decoded from the network into owned values: a reference (anywhere in the
+/// type) is refused with the owned type to take instead.
+fn check_owned(ty: &Type) -> syn::Result<()> {
+    match ty {
+        Type::Reference(reference) => {
+            let owned = match &*reference.elem {
+                Type::Path(p) if p.path.is_ident("str") => "String".to_owned(),
+                Type::Slice(slice) => format!("Vec<{}>", pretty(&slice.elem)),
+                Type::Path(p) if p.path.is_ident("Path") => "PathBuf".to_owned(),
+                elem => pretty(elem),
+            };
+            Err(syn::Error::new_spanned(
+                reference,
+                format!(
+                    "an RPC's arguments are decoded from the network into owned values: take \
+                     `{owned}` instead of `{}`",
+                    pretty(reference),
+                ),
+            ))
+        }
+        Type::Path(path) => {
+            if let Some(qself) = &path.qself {
+                check_owned(&qself.ty)?;
+            }
+            for segment in &path.path.segments {
+                if let syn::PathArguments::AngleBracketed(args) = &segment.arguments {
+                    for arg in &args.args {
+                        if let syn::GenericArgument::Type(ty) = arg {
+                            check_owned(ty)?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        }
+        Type::Tuple(tuple) => tuple.elems.iter().try_for_each(check_owned),
+        Type::Array(array) => check_owned(&array.elem),
+        Type::Slice(slice) => check_owned(&slice.elem),
+        Type::Paren(paren) => check_owned(&paren.elem),
+        Type::Group(group) => check_owned(&group.elem),
+        _ => Ok(()),
+    }
+}
+
+/// The impl block without its RPC attributes (after an error: the methods stay plain methods).
+pub(crate) fn strip(mut item: ItemImpl) -> ItemImpl {
+    for impl_item in &mut item.items {
+        if let ImplItem::Fn(method) = impl_item {
+            method.attrs.retain(|a| Kind::of(a).is_none());
+        }
+    }
+    item
+}
+
+/// Tokens as a person writes them (`Vec<u8>`, not `Vec < u8 >`), for messages.
+fn pretty(tokens: &impl ToTokens) -> String {
+    let text = tokens.to_token_stream().to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let next = chars.peek().copied();
+        let prev = out.chars().last();
+        let glue_after = matches!(c, '&' | '<' | '\'') || (c == ':' && next == Some(':'));
+        out.push(c);
+        if glue_after && next == Some(' ') {
+            chars.next();
+        }
+        if c == ' ' && matches!(next, Some('<' | '>' | ',' | ')' | ':')) && prev != Some(',') {
+            // `a : b` keeps no space before the colon; `a :: b` none on either side.
+            out.pop();
+        }
+    }
+    out.replace(":: ", "::")
 }
 
 pub(crate) fn expand(options: Options, mut item: ItemImpl) -> syn::Result<TokenStream2> {

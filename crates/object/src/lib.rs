@@ -146,6 +146,12 @@ pub use id::{NetId, PrefabId, RpcId, SceneId};
 pub use server::{ObjectConfig, ServerObjectManager, ServerObjectStats};
 /// Derives [`NetworkBehaviour`]; see the trait.
 pub use sturnus_derive::NetworkBehaviour;
+/// Marks a ClientRpc in a [`network_rpcs`] block; an error anywhere else.
+pub use sturnus_derive::client_rpc;
+/// Marks a Command in a [`network_rpcs`] block; an error anywhere else.
+pub use sturnus_derive::command;
 /// Declares a behaviour's Commands, ClientRpcs and TargetRpcs; see the crate documentation.
 pub use sturnus_derive::network_rpcs;
+/// Marks a TargetRpc in a [`network_rpcs`] block; an error anywhere else.
+pub use sturnus_derive::target_rpc;
 pub use sturnus_message::{ChannelId, PlayerId, Qos};
