@@ -461,37 +461,64 @@ pub mod __private {
     }
 
     /// A hook function for changes of type `C` on a behaviour `B`.
-    pub trait Hook<B, C> {
+    ///
+    /// `M` tells the impls apart. Besides the one impl per change type there is one that never
+    /// applies ([`NotAHook`]): with two candidates the compiler weighs them both and, when the
+    /// user's function fits neither, reports this trait's message below instead of the bare
+    /// "expected a function that takes 3 arguments" of the `Fn` bound.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` cannot be the hook of this field: its signature does not fit",
+        label = "this hook has the wrong signature for the field's changes",
+        note = "a `SyncVar<T>` hook is `fn(&mut self, old: &T, new: &T)`",
+        note = "a `SyncList<T>` hook is `fn(&mut self, change: &ListChange<T>)`; a `SyncMap<K, V>` \
+                one takes `&MapChange<K, V>`, a `SyncSet<T>` one `&SetChange<T>`"
+    )]
+    pub trait Hook<B, C, M> {
         /// Calls it.
         fn call(&self, behaviour: &mut B, change: &C);
     }
 
-    impl<B, T, F: Fn(&mut B, &T, &T)> Hook<B, VarChange<T>> for F {
+    /// The marker of the real hook impls.
+    #[derive(Debug)]
+    pub enum Signature {}
+
+    /// The marker of the impl that never applies.
+    #[derive(Debug)]
+    pub enum Never {}
+
+    /// Implemented by no type: the bound of the impl that never applies.
+    pub trait NotAHook {}
+
+    impl<B, C, F: NotAHook> Hook<B, C, Never> for F {
+        fn call(&self, _: &mut B, _: &C) {}
+    }
+
+    impl<B, T, F: Fn(&mut B, &T, &T)> Hook<B, VarChange<T>, Signature> for F {
         fn call(&self, behaviour: &mut B, change: &VarChange<T>) {
             self(behaviour, &change.old, &change.new);
         }
     }
 
-    impl<B, T, F: Fn(&mut B, &ListChange<T>)> Hook<B, ListChange<T>> for F {
+    impl<B, T, F: Fn(&mut B, &ListChange<T>)> Hook<B, ListChange<T>, Signature> for F {
         fn call(&self, behaviour: &mut B, change: &ListChange<T>) {
             self(behaviour, change);
         }
     }
 
-    impl<B, K, V, F: Fn(&mut B, &MapChange<K, V>)> Hook<B, MapChange<K, V>> for F {
+    impl<B, K, V, F: Fn(&mut B, &MapChange<K, V>)> Hook<B, MapChange<K, V>, Signature> for F {
         fn call(&self, behaviour: &mut B, change: &MapChange<K, V>) {
             self(behaviour, change);
         }
     }
 
-    impl<B, T, F: Fn(&mut B, &SetChange<T>)> Hook<B, SetChange<T>> for F {
+    impl<B, T, F: Fn(&mut B, &SetChange<T>)> Hook<B, SetChange<T>, Signature> for F {
         fn call(&self, behaviour: &mut B, change: &SetChange<T>) {
             self(behaviour, change);
         }
     }
 
     /// Runs `hook` on each change.
-    pub fn call_hooks<B, C, H: Hook<B, C>>(behaviour: &mut B, changes: &Changes<C>, hook: H) {
+    pub fn call_hooks<B, C, M, H: Hook<B, C, M>>(behaviour: &mut B, changes: &Changes<C>, hook: H) {
         for change in changes.iter() {
             hook.call(behaviour, change);
         }
