@@ -63,6 +63,7 @@ pub fn derive_message(input: TokenStream) -> TokenStream {
 /// - `#[sync(hook = path)]` runs `path` on the client (and the host player) for each change:
 ///   `fn(&mut self, old: &T, new: &T)` for a `SyncVar<T>`, `fn(&mut self, change: &ListChange<T>)`
 ///   (or `MapChange`, `SetChange`) for a collection. Hooks run after the whole update is applied.
+///   A hook of another signature is a compile error at its path that lists these.
 /// - `#[network(sync_interval_ms = N, qos = Kind, crate = path)]` on the struct: the least time
 ///   between two updates, their channel kind, and the path of `sturnus_object`.
 ///
@@ -97,6 +98,10 @@ pub fn derive_network_behaviour(input: TokenStream) -> TokenStream {
 /// `tank.hit_marker(&mut server_objects, player, 10)`. The trait is `pub` unless
 /// `#[network_rpcs(vis = pub(crate))]` says otherwise; `crate = path` names `sturnus_object`.
 /// A type has at most one `#[network_rpcs]` block (it implements one trait for the type).
+///
+/// Mistakes are compile errors on the user's code that say what to write instead: an RPC
+/// without its context (the message gives the corrected signature), a borrowed argument
+/// (`&str`: take `String`), an RPC attribute outside such a block (see [`macro@command`]).
 #[proc_macro_attribute]
 pub fn network_rpcs(attr: TokenStream, item: TokenStream) -> TokenStream {
     let options = parse_macro_input!(attr as rpcs::Options);
