@@ -123,7 +123,9 @@ fn take_rpc(method: &mut ImplItemFn) -> syn::Result<Option<Rpc>> {
     if returns_a_value(&sig.output) {
         return Err(syn::Error::new_spanned(
             &sig.output,
-            "an RPC cannot return a value: it runs on the other side and nothing receives what              it returns; remove the return type, and send an answer back as an RPC of its own              (a `#[target_rpc]` to the command's sender, say)",
+            "an RPC cannot return a value: it runs on the other side and nothing receives what \
+             it returns; remove the return type, and send an answer back as an RPC of its own \
+             (a `#[target_rpc]` to the command's sender, say)",
         ));
     }
     let mut inputs = sig.inputs.iter();
