@@ -186,6 +186,8 @@ pub mod manager;
 /// generates a trait `<Type>Rpcs` in the game's module, implemented for `Obj<Type>` handles:
 /// bring it into scope where RPCs are sent from (it is where the type is declared). Its
 /// methods take the `CommandSink` (a client) or the `RpcSink` (a server) to send through.
+/// `#[command]`, `#[client_rpc]` and `#[target_rpc]` are here so that one written outside a
+/// `#[network_rpcs]` block is an error saying where it belongs (inside one, the block reads it).
 pub mod prelude {
     #[cfg(feature = "transport")]
     #[doc(no_inline)]
@@ -207,7 +209,7 @@ pub mod prelude {
         ClientCtx, ClientObjectEvent, ClientObjectManager, CommandSink, ListChange, MapChange,
         NetId, NetworkBehaviour, Obj, ObjectConfig, ObjectError, PrefabId, RpcSink, SceneId,
         ServerCtx, ServerObjectManager, ServerObjects, SetChange, SyncList, SyncMap, SyncSet,
-        SyncVar, network_rpcs,
+        SyncVar, client_rpc, command, network_rpcs, target_rpc,
     };
 
     #[cfg(feature = "object")]
