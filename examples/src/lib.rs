@@ -70,11 +70,7 @@ impl EchoOptions {
                     options.link = Some(value.parse().map_err(|e| format!("{e}"))?);
                 }
                 "--ipv6" => options.ipv6 = true,
-                "-h" | "--help" => {
-                    return Err(format!(
-                        "usage: {program} [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]"
-                    ));
-                }
+                "-h" | "--help" => return Err(echo_usage(program)),
                 other => return Err(format!("unknown argument {other} (try --help)")),
             }
         }
@@ -91,12 +87,30 @@ impl EchoOptions {
     }
 }
 
+/// Whether the command line asks for help (`-h` or `--help`): an example then prints its usage
+/// to standard output and exits with success.
+pub fn wants_help() -> bool {
+    std::env::args().skip(1).any(|arg| arg == "-h" || arg == "--help")
+}
+
+/// The usage line of the echo examples.
+pub fn echo_usage(program: &str) -> String {
+    format!("usage: {program} [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]")
+}
+
 /// The `main` of an echo example: parses the options, runs `run`, and turns the outcome into
 /// an exit code (2 for a bad command line, 1 for an error), printing what went wrong.
 pub fn echo_main<E: Display>(
     program: &str,
     run: impl FnOnce(&EchoOptions) -> Result<(), E>,
 ) -> ExitCode {
+    if wants_help() {
+        #[allow(clippy::print_stdout, reason = "a command-line program prints its usage")]
+        {
+            println!("{}", echo_usage(program));
+        }
+        return ExitCode::SUCCESS;
+    }
     let options = match EchoOptions::from_args(program) {
         Ok(options) => options,
         Err(message) => {

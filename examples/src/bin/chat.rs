@@ -309,6 +309,10 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
 
 fn main() -> ExitCode {
     sturnus_examples::init_logging();
+    if sturnus_examples::wants_help() {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
     let options = match parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(err) => {

@@ -102,6 +102,10 @@ impl Scoreboard {
 
 fn main() -> ExitCode {
     sturnus_examples::init_logging();
+    if sturnus_examples::wants_help() {
+        println!("usage: objects [--shots N]");
+        return ExitCode::SUCCESS;
+    }
     let mut shots = 3;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
