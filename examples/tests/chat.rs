@@ -69,8 +69,16 @@ fn a_client_joins_a_server_and_a_wrong_password_is_turned_away() {
     // Lines keep their order; the action is on a channel of its own, which may overtake them.
     assert!(at("ada: hello").is_some() && at("ada: hello") < at("ada: bye"), "{ada}");
     assert!(at("* ada waves").is_some(), "{ada}");
-    let eve = output_of(&["--client", "eve", "--connect", addr, "--password", "guess"]);
-    assert!(eve.contains("[disconnected: authentication rejected: wrong password]"), "{eve}");
+    // A rejected login is a failure of the program, with the reason.
+    let eve = Command::new(CHAT)
+        .args(["--client", "eve", "--connect", addr, "--password", "guess"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!eve.status.success(), "a rejected login exited with success");
+    let (out, err) = (String::from_utf8_lossy(&eve.stdout), String::from_utf8_lossy(&eve.stderr));
+    assert!(out.contains("[disconnected: authentication rejected: wrong password]"), "{out}");
+    assert!(err.contains("left the room: authentication rejected"), "{err}");
 
     server.kill().unwrap();
     let mut log = String::new();

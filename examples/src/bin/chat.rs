@@ -34,9 +34,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sturnus_examples::{udp_client, udp_server};
 use sturnus_message::{
-    ChannelId, ChannelLayout, ClientConfig, ClientContext, ClientEvent, ClientState, Login,
-    Message, MessageError, NetworkClient, NetworkServer, PasswordAuthenticator, Player, PlayerId,
-    Qos, ServerConfig, ServerEvent, driver,
+    ChannelId, ChannelLayout, ClientConfig, ClientContext, ClientEvent, ClientState,
+    DisconnectReason, Login, Message, MessageError, NetworkClient, NetworkServer,
+    PasswordAuthenticator, Player, PlayerId, Qos, ServerConfig, ServerEvent, driver,
 };
 
 /// Client → server: a line typed.
@@ -254,6 +254,8 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
     let typed = typed_lines();
     let mut to_say: Vec<String> = options.say.iter().rev().cloned().collect();
     let mut stdin_open = true;
+    // Why the server ended this player's connection, if it did.
+    let mut ended = None;
     let mut now;
     loop {
         now = driver::now();
@@ -263,6 +265,11 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
         }
         if let Some(client) = &mut client {
             client.update(now)?;
+            while let Some(event) = client.poll_event() {
+                if let ClientEvent::Disconnected(reason) = event {
+                    ended = Some(reason);
+                }
+            }
             if client.state() == ClientState::Disconnected {
                 break;
             }
@@ -304,7 +311,11 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
         server.update(now)?;
         server.stop();
     }
-    Ok(())
+    match ended {
+        // Leaving of our own accord is a normal end; being turned away or dropped is not.
+        None | Some(DisconnectReason::Closed) => Ok(()),
+        Some(reason) => Err(format!("left the room: {reason}").into()),
+    }
 }
 
 fn main() -> ExitCode {
