@@ -426,6 +426,8 @@ pub struct NetworkClient {
     raw_handlers: Vec<Option<RawHandler>>,
     events: Events<ClientContext, ClientEvent>,
     recv: Vec<u8>,
+    /// A local client's message, taken out of its pipe.
+    local: Vec<u8>,
 }
 
 impl std::fmt::Debug for NetworkClient {
@@ -484,6 +486,7 @@ impl NetworkClient {
             raw_handlers: Vec::new(),
             events: Events::new(),
             recv: Vec::new(),
+            local: Vec::new(),
         })
     }
 
@@ -663,7 +666,7 @@ impl NetworkClient {
             self.ctx.on_connected();
             self.dispatch_events(above);
         }
-        let mut local = Vec::new();
+        let mut local = std::mem::take(&mut self.local);
         for _ in 0..self.ctx.config.max_events_per_update {
             let Route::Local(pipe) = &self.ctx.route else { break };
             if self.ctx.state == ClientState::Disconnected {
@@ -685,10 +688,8 @@ impl NetworkClient {
             self.apply(step, above);
             self.dispatch_events(above);
         }
-        // The buffer goes back to the pipe's spares, so a steady exchange allocates nothing.
-        if let Route::Local(pipe) = &self.ctx.route {
-            pipe.lock().recycle(local);
-        }
+        // Kept for the next update: a steady exchange allocates nothing.
+        self.local = local;
     }
 
     /// Handles `bytes` as a message on `channel` from the server, as if it had just arrived,

@@ -167,3 +167,43 @@ fn typed_messages_and_syncvar_updates_allocate_nothing_per_message() {
         2 * 4 + 2
     );
 }
+
+/// Host mode's in-memory path between the server and its local client allocates nothing per
+/// message either, both ways.
+#[test]
+fn a_local_client_exchanges_messages_without_allocating() {
+    let mut server = NetworkServer::new(ServerConfig::default()).unwrap();
+    server
+        .register_handler(|mut player: Player<'_>, m: Move| player.send(&Echo(m)).unwrap())
+        .unwrap();
+    let mut now = driver::now();
+    let mut client = server.connect_local(now).unwrap();
+    let echoes = Arc::new(AtomicU64::new(0));
+    let seen = Arc::clone(&echoes);
+    client
+        .register_handler(move |_, Echo(_): Echo| {
+            seen.fetch_add(1, Ordering::Relaxed);
+        })
+        .unwrap();
+    let mut frame = |seq: u32| {
+        now += Duration::from_millis(16);
+        if client.is_authenticated() {
+            client.send(&Move { seq, x: 0.0, y: 0.0, z: 0.0 }).unwrap();
+        }
+        server.update(now).unwrap();
+        while server.poll_event().is_some() {}
+        client.update(now).unwrap();
+        while client.poll_event().is_some() {}
+    };
+    for seq in 0..200 {
+        frame(seq);
+    }
+    let before = echoes.load(Ordering::Relaxed);
+    let allocations = allocations_in(|| {
+        for seq in 200..1200 {
+            frame(seq);
+        }
+    });
+    assert_eq!(echoes.load(Ordering::Relaxed) - before, 1000);
+    assert_eq!(allocations, 0, "{allocations} allocations over 1,000 local round trips");
+}
