@@ -609,6 +609,25 @@ impl Producer for Raw {
     }
 }
 
+impl Raw {
+    /// Pumps until the connection is up (the set-up phase both sides share).
+    fn wait_connected(&mut self, shared: &Shared) -> BenchResult<()> {
+        set_up(shared, || {
+            self.pump()?;
+            if self.conn.is_none() {
+                Transport::wait(&mut self.host, Duration::from_millis(1))?;
+            }
+            Ok(self.conn.is_some())
+        })
+    }
+
+    /// Sends the whole run, and reports what was sent.
+    fn produce_all(&mut self, shared: &Shared, plan: &Plan) -> BenchResult<Side> {
+        let side = produce(self, shared, plan)?;
+        Ok(Side { sent: (self.seq, self.seq * self.size as u64), ..side })
+    }
+}
+
 impl Consumer for Raw {
     fn drive(&mut self) -> BenchResult<u64> {
         self.pump()?;
@@ -623,13 +642,7 @@ impl Consumer for Raw {
 fn raw_server(shared: &Shared, plan: &Plan, size: usize) -> BenchResult<Side> {
     let mut raw = Raw::new(server_host()?, size);
     publish(shared, Some(raw.host.local_addr()))?;
-    set_up(shared, || {
-        raw.pump()?;
-        if raw.conn.is_none() {
-            Transport::wait(&mut raw.host, Duration::from_millis(1))?;
-        }
-        Ok(raw.conn.is_some())
-    })?;
+    raw.wait_connected(shared)?;
     let datagrams = raw.host.stats().datagrams_sent;
     let side = match plan.kind {
         Kind::Messages => {
@@ -639,8 +652,7 @@ fn raw_server(shared: &Shared, plan: &Plan, size: usize) -> BenchResult<Side> {
         }
         Kind::Objects => {
             raw.per_tick = plan.objects;
-            let side = produce(&mut raw, shared, plan)?;
-            Side { sent: (raw.seq, raw.seq * size as u64), ..side }
+            raw.produce_all(shared, plan)?
         }
     };
     Ok(Side { datagrams: raw.host.stats().datagrams_sent - datagrams, ..side })
@@ -651,19 +663,10 @@ fn raw_client(shared: &Shared, plan: &Plan, size: usize) -> BenchResult<Side> {
     let addr = server_addr(shared)?;
     let mut raw = Raw::new(client_host(addr)?, size);
     Transport::connect(&mut raw.host, sturnus_message::driver::now(), addr)?;
-    set_up(shared, || {
-        raw.pump()?;
-        if raw.conn.is_none() {
-            Transport::wait(&mut raw.host, Duration::from_millis(1))?;
-        }
-        Ok(raw.conn.is_some())
-    })?;
+    raw.wait_connected(shared)?;
     let datagrams = raw.host.stats().datagrams_sent;
     let side = match plan.kind {
-        Kind::Messages => {
-            let side = produce(&mut raw, shared, plan)?;
-            Side { sent: (raw.seq, raw.seq * size as u64), ..side }
-        }
+        Kind::Messages => raw.produce_all(shared, plan)?,
         Kind::Objects => consume(&mut raw, shared, plan)?,
     };
     Ok(Side { datagrams: raw.host.stats().datagrams_sent - datagrams, ..side })

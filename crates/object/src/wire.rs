@@ -97,10 +97,8 @@ pub fn write_with_tail<H: Serialize, A: Serialize + ?Sized>(
     put(out, value)
 }
 
-/// Appends `value`'s postcard encoding to `out`.
-pub fn put<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Result<(), postcard::Error> {
-    crate::field::put(out, value)
-}
+/// Appends `value`'s postcard encoding to `out` (the message layer's small-value path).
+pub use sturnus_message::__private::put;
 
 /// Splits a message body into its header and the bytes after it.
 pub fn split<H: serde::de::DeserializeOwned>(body: &[u8]) -> Option<(H, &[u8])> {
