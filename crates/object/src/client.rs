@@ -152,6 +152,8 @@ impl ClientObject {
 
 /// Everything of the client's side but the message-layer client.
 pub(crate) struct ClientWorld {
+    /// Whether to say ready when authenticated ([`ObjectConfig::auto_ready`]).
+    auto_ready: bool,
     /// The channel objects go on (the config's, resolved in the layout).
     channel: ChannelId,
     objects: FxHashMap<NetId, ClientObject>,
@@ -389,6 +391,11 @@ impl ClientDispatch for ClientWorld {
                 Some((msg, rest)) if whole(rest) => self.despawn(msg.net_id),
                 _ => return Dispatched::Undecodable,
             }
+        } else if id == wire::NotReady::ID {
+            match split::<wire::NotReady>(body) {
+                Some((_, rest)) if whole(rest) => self.despawn_all(),
+                _ => return Dispatched::Undecodable,
+            }
         } else if id == wire::Ownership::ID {
             match split::<wire::Ownership>(body) {
                 Some((msg, rest)) if whole(rest) => self.ownership(&msg),
@@ -402,7 +409,7 @@ impl ClientDispatch for ClientWorld {
 
     fn event(&mut self, client: &mut ClientContext, event: &ClientEvent) {
         match event {
-            ClientEvent::Authenticated => {
+            ClientEvent::Authenticated if self.auto_ready => {
                 if let Err(err) = client.send_on(&wire::Ready, self.channel) {
                     debug!(%err, "could not say ready");
                 }
@@ -420,7 +427,10 @@ impl ClientDispatch for ClientWorld {
 ///   unspawn handlers to pool objects ([`register_spawn_handler`](Self::register_spawn_handler)),
 ///   and the scene objects the level already holds
 ///   ([`add_scene_object`](Self::add_scene_object)), before connecting.
-/// - Once authenticated it tells the server it is ready, and the server spawns its objects.
+/// - Once authenticated it tells the server it is ready, and the server spawns its objects
+///   (unless [`ObjectConfig::auto_ready`] is off: then the server decides, as the
+///   `NetworkManager` does around scene changes). A server that makes it not ready makes it
+///   despawn every object.
 /// - Updates apply `#[sync]` fields and run their hooks; client and target RPCs run on the
 ///   objects; [`poll_object_event`](Self::poll_object_event) reports spawns, despawns, ownership
 ///   and spawns it cannot build ([`ClientObjectEvent::UnknownPrefab`]).
@@ -458,12 +468,13 @@ impl ClientObjectManager {
     ) -> Result<Self, ObjectError> {
         let channel = config.validate(client.channels())?;
         wire::reserve(&mut *client)?;
-        if client.is_authenticated() {
+        if config.auto_ready && client.is_authenticated() {
             client.send_on(&wire::Ready, channel)?;
         }
         Ok(Self {
             client,
             world: ClientWorld {
+                auto_ready: config.auto_ready,
                 channel,
                 objects: FxHashMap::default(),
                 touched: Vec::new(),
@@ -546,8 +557,8 @@ impl ClientObjectManager {
     }
 
     /// Tells the server this client is ready for objects. It happens by itself when the client
-    /// authenticates; call it again only after the server was told otherwise (never needed
-    /// today).
+    /// authenticates (with [`ObjectConfig::auto_ready`], the default); a server without it
+    /// makes players ready itself and refuses this.
     pub fn ready(&mut self) -> Result<(), ObjectError> {
         self.client.send_on(&wire::Ready, self.world.channel)?;
         Ok(())

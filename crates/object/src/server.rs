@@ -39,6 +39,12 @@ pub struct ObjectConfig {
     /// Whether the objects a player owns are despawned when it leaves (UNET's and Mirage's
     /// behaviour), or kept without an owner.
     pub despawn_owned_on_leave: bool,
+    /// Whether a client becomes ready (receives the world) as soon as it is authenticated:
+    /// the client says so by itself, and the server believes it. With `false` (the
+    /// `NetworkManager`'s scene flow), a player is made ready only by
+    /// [`ServerObjectManager::set_ready`], and a client's own `Ready` is refused and counted
+    /// (`refused_ready`); both sides must agree.
+    pub auto_ready: bool,
 }
 
 impl ObjectConfig {
@@ -97,6 +103,7 @@ impl Default for ObjectConfig {
             sync_interval: Duration::from_millis(100),
             channel: None,
             despawn_owned_on_leave: true,
+            auto_ready: true,
         }
     }
 }
@@ -131,6 +138,9 @@ pub struct ServerObjectStats {
     /// Objects a late joiner was not sent because their state, grown since they were spawned,
     /// no longer fits the objects' channel (or no longer encodes); each is logged at `warn`.
     pub spawns_too_large: u64,
+    /// A client's own `Ready` refused because players are made ready by the server
+    /// ([`ObjectConfig::auto_ready`] is `false`).
+    pub refused_ready: u64,
 }
 
 /// One line: `spawned 12, despawned 2 · sent 340 updates, 12 RPCs · commands: 40 run, 1
@@ -527,6 +537,22 @@ impl ServerWorld {
         }
     }
 
+    /// A player is no longer ready: it stops observing every object, and its client is told
+    /// to forget them (the host player, which shares the server's objects, cannot be).
+    fn make_not_ready(&mut self, server: &mut ServerContext, player: PlayerId) -> bool {
+        if self.host_player == Some(player) || !self.ready.remove(&player) {
+            return false;
+        }
+        // Pending changes need not reach it: it gets whole states when it is ready again.
+        for object in self.objects.values_mut() {
+            object.observers.remove(&player);
+        }
+        if let Err(err) = server.send_on(player, &wire::NotReady, self.channel) {
+            debug!(%player, %err, "could not tell a player it is no longer ready");
+        }
+        true
+    }
+
     fn player_left(&mut self, server: &mut ServerContext, player: PlayerId) {
         self.ready.remove(&player);
         if self.host_player == Some(player) {
@@ -770,7 +796,11 @@ impl ServerWorld {
         body: &[u8],
     ) -> Dispatched {
         if id == wire::Ready::ID {
-            self.make_ready(server, player);
+            if self.config.auto_ready {
+                self.make_ready(server, player);
+            } else {
+                self.stats.refused_ready += 1;
+            }
         } else if id == wire::Command::ID {
             let Some((cmd, args)) = wire::split::<wire::Command>(body) else {
                 return Dispatched::Undecodable;
@@ -1097,6 +1127,24 @@ impl ServerObjectManager {
     /// The players that observe an object.
     pub fn observers(&self, id: NetId) -> impl Iterator<Item = PlayerId> + '_ {
         self.world.objects.get(&id).into_iter().flat_map(|o| o.observers.iter().copied())
+    }
+
+    /// Makes `player` ready: it observes every object from now on and is sent each one's
+    /// state (what a client's `Ready` does when [`ObjectConfig::auto_ready`] is on). Nothing
+    /// happens if it is ready already or not an authenticated player.
+    pub fn set_ready(&mut self, player: PlayerId) {
+        let authenticated = self.server.player(player).is_some_and(|p| p.is_authenticated());
+        if authenticated {
+            self.world.make_ready(&mut self.server, player);
+        }
+    }
+
+    /// Makes `player` not ready (UNET's `SetClientNotReady`, before a scene change): it stops
+    /// observing objects, and its client despawns every object it has (each a
+    /// [`ClientObjectEvent::Despawned`]) until it is made ready again. Returns whether it was
+    /// ready; the host player, which shares the server's objects, stays ready (`false`).
+    pub fn set_not_ready(&mut self, player: PlayerId) -> bool {
+        self.world.make_not_ready(&mut self.server, player)
     }
 
     /// Whether a player is ready (it observes objects).

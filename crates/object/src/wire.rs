@@ -62,6 +62,12 @@ pub struct Ownership {
 #[message(crate = ::sturnus_message)]
 pub struct Ready;
 
+/// Server → client: forget every object; the server sends none until the client is ready
+/// again.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
+#[message(crate = ::sturnus_message)]
+pub struct NotReady;
+
 /// Client → server: a command; followed by its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
 #[message(crate = ::sturnus_message)]
@@ -141,5 +147,6 @@ pub(crate) fn reserve(side: &mut impl Claims) -> Result<(), sturnus_message::Mes
     side.claim_id::<Rpc>()?;
     side.claim_id::<Ownership>()?;
     side.claim_id::<Ready>()?;
+    side.claim_id::<NotReady>()?;
     side.claim_id::<Command>()
 }
