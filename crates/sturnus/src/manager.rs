@@ -1,15 +1,17 @@
 //! The [`NetworkManager`]: UNET's NetworkManager (and Mirage's CharacterSpawner) over the
-//! object layer — start a server, a client or a host, spawn each player's object, tick.
+//! object layer — start a server, a client or a host, spawn each player's object, change
+//! scenes, tick.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use sturnus_message::{
-    ClientConfig, ClientEvent, DisconnectReason, MessageError, NetworkClient, NetworkServer,
-    PlayerId, ServerConfig, ServerEvent, driver,
+    ChannelId, ClientConfig, ClientEvent, DisconnectReason, Message, MessageError, NetworkClient,
+    NetworkServer, PlayerId, ServerConfig, ServerEvent, driver,
 };
 use sturnus_object::{
     Behaviours, ClientObjectManager, IntoBehaviours, NetId, ObjectConfig, ObjectError, PrefabId,
@@ -17,6 +19,7 @@ use sturnus_object::{
 };
 use sturnus_socket::{SocketFactory, UdpSocketFactory};
 use sturnus_transport::{EndpointConfig, Host, MemoryNetwork, ThreadedHost, Transport};
+use tracing::{debug, info};
 
 /// Which transport the manager opens.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +49,11 @@ pub struct ManagerConfig {
     /// The transport's settings beyond the channel layout (the layout's channels are always
     /// used).
     pub endpoint: EndpointConfig,
+    /// Whether a client reports itself ready for a new scene as soon as it is told of it
+    /// (`true`, for games that load scenes synchronously while handling
+    /// [`ManagerEvent::ClientChangeScene`]), or only when the game calls
+    /// [`NetworkManager::scene_ready`] (`false`, for loading over several frames).
+    pub auto_scene_ready: bool,
 }
 
 impl Default for ManagerConfig {
@@ -58,6 +66,7 @@ impl Default for ManagerConfig {
             objects: ObjectConfig::default(),
             transport: TransportChoice::default(),
             endpoint,
+            auto_scene_ready: true,
         }
     }
 }
@@ -127,8 +136,19 @@ pub enum ManagerEvent {
     },
     /// A player left the server.
     ServerDisconnect(PlayerId, DisconnectReason),
+    /// A player reported it has loaded the current scene: from now on it is sent the objects
+    /// (UNET's `OnServerReady`).
+    ServerReady(PlayerId),
+    /// The server changed the scene ([`NetworkManager::change_scene`]): the old scene's objects
+    /// are gone; spawn the new scene's now (UNET's `OnServerSceneChanged`).
+    ServerSceneChanged(String),
     /// This client was accepted by the server.
     ClientConnect,
+    /// The server's scene is this one (on joining, and at every change): load it. The client
+    /// has forgotten every object and is sent the scene's once it reports ready — by itself,
+    /// or at [`NetworkManager::scene_ready`] without [`ManagerConfig::auto_scene_ready`]
+    /// (UNET's `OnClientChangeScene`).
+    ClientChangeScene(String),
     /// This client's connection ended.
     ClientDisconnect(DisconnectReason),
     /// The manager stopped (a host's stop is UNET's `OnStopHost`).
@@ -151,14 +171,49 @@ pub enum ManagerError {
     /// The object layer refused.
     #[error(transparent)]
     Object(#[from] ObjectError),
+    /// A server's operation (a scene change) on a manager that is not serving.
+    #[error("only a server or a host can do this (the network manager is {0:?})")]
+    NotServing(NetworkMode),
+    /// A scene name longer than [`MAX_SCENE_NAME`] bytes.
+    #[error("a scene name is at most {MAX_SCENE_NAME} bytes")]
+    SceneName,
+    /// [`NetworkManager::scene_ready`] with no scene being loaded.
+    #[error("no scene is waiting to be reported ready")]
+    NoSceneLoading,
+}
+
+/// The longest scene name, in bytes (it fits every channel's smallest message).
+pub const MAX_SCENE_NAME: usize = 256;
+
+/// Server → client: the current scene, and the number of the change that set it.
+#[derive(Debug, Serialize, Deserialize, Message)]
+#[message(crate = ::sturnus_message)]
+struct SceneMsg {
+    change: u32,
+    name: Option<String>,
+}
+
+/// Client → server: the client has loaded the scene of this change.
+#[derive(Debug, Serialize, Deserialize, Message)]
+#[message(crate = ::sturnus_message)]
+struct SceneReadyMsg {
+    change: u32,
 }
 
 type Factory = Arc<dyn Fn() -> Behaviours + Send + Sync>;
 type PlayerFactory = Box<dyn FnMut(&PlayerSpawn) -> Behaviours + Send>;
+type AddPlayer = Box<
+    dyn FnMut(&mut ServerObjectManager, &PlayerSpawn) -> Result<Option<NetId>, ObjectError> + Send,
+>;
 
 /// The front door for game code (UNET's `NetworkManager`): start a dedicated server, a client
 /// or a host with one call, and each authenticated player gets an object of the player prefab,
 /// owned by it, at a start position.
+///
+/// The server changes the scene for everyone with [`change_scene`](Self::change_scene):
+/// clients load it, report ready and are sent its objects, and players who join later get the
+/// current scene the same way. [`set_add_player`](Self::set_add_player) replaces the player
+/// prefab's spawn.
 ///
 /// Drive it with [`tick`](Self::tick) from an engine's own loop, or let
 /// [`run`](Self::run) own the loop at a fixed rate. Everything the layers below offer stays
@@ -188,6 +243,19 @@ pub struct NetworkManager {
     client: Option<ClientObjectManager>,
     prefabs: Vec<(PrefabId, Factory)>,
     player_prefab: Option<(PrefabId, PlayerFactory)>,
+    add_player: Option<AddPlayer>,
+    /// The current scene (server: set by `change_scene`; client: the server's latest).
+    scene: Option<String>,
+    /// How many scene changes the server made: a client's ready report names the change it
+    /// loaded, so a late report for an older scene is ignored.
+    scene_change: u32,
+    /// Client: the change told of and not yet reported ready.
+    loading: Option<u32>,
+    /// Objects a scene change keeps (besides players' objects).
+    persistent: HashSet<NetId>,
+    /// The objects' channel, the scene messages' too (so they come after the object layer's
+    /// own messages, in order).
+    channel: Option<ChannelId>,
     starts: Vec<StartPosition>,
     strategy: StartStrategy,
     next_start: usize,
@@ -216,6 +284,12 @@ impl NetworkManager {
             client: None,
             prefabs: Vec::new(),
             player_prefab: None,
+            add_player: None,
+            scene: None,
+            scene_change: 0,
+            loading: None,
+            persistent: HashSet::new(),
+            channel: None,
             starts: Vec::new(),
             strategy: StartStrategy::default(),
             next_start: 0,
@@ -287,8 +361,10 @@ impl NetworkManager {
     pub fn start_client(&mut self, server: SocketAddr) -> Result<(), ManagerError> {
         self.check_offline()?;
         let now = self.clock();
-        let client = NetworkClient::new(self.config.client.clone())?;
-        let mut client = ClientObjectManager::with_config(client, self.config.objects.clone())?;
+        let mut client = NetworkClient::new(self.config.client.clone())?;
+        client.register_queue::<SceneMsg>()?;
+        let mut client = ClientObjectManager::with_config(client, self.objects_config())?;
+        self.channel = Some(self.config.objects.validate(client.client().channels())?);
         self.register_prefabs(&mut client);
         let transport = self.open(true, server)?;
         client.connect(now, transport, server)?;
@@ -310,6 +386,10 @@ impl NetworkManager {
         self.client = None;
         self.server = None;
         self.player_objects.clear();
+        self.persistent.clear();
+        self.scene = None;
+        self.scene_change = 0;
+        self.loading = None;
         if self.mode != NetworkMode::Offline {
             self.events.push_back(ManagerEvent::Stopped(self.mode));
         }
@@ -338,6 +418,18 @@ impl NetworkManager {
             }
             for player in joined {
                 self.add_player(player)?;
+                self.tell_scene(player)?;
+            }
+            let server = self.server.as_mut().expect("checked above");
+            while let Some((player, SceneReadyMsg { change })) =
+                server.server_mut().poll_message::<SceneReadyMsg>()
+            {
+                if change == self.scene_change && !server.is_ready(player) {
+                    server.set_ready(player);
+                    self.events.push_back(ManagerEvent::ServerReady(player));
+                } else {
+                    debug!(%player, change, "a ready report for an older scene is ignored");
+                }
             }
         }
         if let Some(client) = &mut self.client {
@@ -353,8 +445,105 @@ impl NetworkManager {
                     _ => {}
                 }
             }
+            while let Some(SceneMsg { change, name }) = client.client_mut().poll_message() {
+                // The object layer's NotReady, sent before this on the same channel, has made
+                // the client forget the old scene's objects already.
+                self.scene_change = change;
+                self.loading = Some(change);
+                if let Some(name) = name {
+                    info!(scene = %name, "scene changed");
+                    self.scene = Some(name.clone());
+                    self.events.push_back(ManagerEvent::ClientChangeScene(name));
+                }
+            }
+            if self.config.auto_scene_ready && self.loading.is_some() {
+                self.scene_ready()?;
+            }
         }
         Ok(())
+    }
+
+    /// Changes the scene (UNET's `ServerChangeScene`), on a server or host: every remote
+    /// player is made not ready (its client forgets every object) and told the new scene's
+    /// name; every object but players' objects and [`persist`](Self::persist)ed ones is
+    /// despawned; [`ManagerEvent::ServerSceneChanged`] follows, for the game to spawn the new
+    /// scene's objects. Each client loads the scene ([`ManagerEvent::ClientChangeScene`]),
+    /// reports ready ([`ManagerEvent::ServerReady`]) and is then sent the objects. Players who
+    /// join later are told the current scene the same way. The host's own player shares the
+    /// server's objects and stays ready: the host game loads the scene on
+    /// `ServerSceneChanged`.
+    pub fn change_scene(&mut self, name: impl Into<String>) -> Result<(), ManagerError> {
+        let mode = self.mode;
+        let Some(server) = self.server.as_mut() else {
+            return Err(ManagerError::NotServing(mode));
+        };
+        let name = name.into();
+        let message = SceneMsg { change: self.scene_change.wrapping_add(1), name: Some(name) };
+        let channel = self.channel.expect("set when serving");
+        if message.name.as_ref().is_some_and(|n| n.len() > MAX_SCENE_NAME) {
+            return Err(ManagerError::SceneName);
+        }
+        self.scene_change = message.change;
+        let players: Vec<PlayerId> = server.server().players().collect();
+        for player in players {
+            let authenticated =
+                server.server_mut().player(player).is_some_and(|p| p.is_authenticated());
+            if authenticated && server.host_player() != Some(player) {
+                server.set_not_ready(player);
+                server.server_mut().send_on(player, &message, channel)?;
+            }
+        }
+        let mut old: Vec<NetId> = server
+            .objects()
+            .filter(|id| !self.persistent.contains(id))
+            .filter(|id| !self.player_objects.values().any(|o| o == id))
+            .collect();
+        old.sort_unstable();
+        for id in old {
+            server.despawn(id);
+        }
+        let name = message.name.expect("set above");
+        info!(scene = %name, "scene changed");
+        self.scene = Some(name.clone());
+        self.events.push_back(ManagerEvent::ServerSceneChanged(name));
+        Ok(())
+    }
+
+    /// Keeps an object across scene changes (UNET's `DontDestroyOnLoad`); players' objects
+    /// are always kept.
+    pub fn persist(&mut self, object: NetId) {
+        self.persistent.insert(object);
+    }
+
+    /// The current scene: the server's, or the one the server last told this client.
+    pub fn scene(&self) -> Option<&str> {
+        self.scene.as_deref()
+    }
+
+    /// Reports the scene the server told of loaded (UNET's `ClientScene.Ready`): the server
+    /// then sends its objects. Only needed without [`ManagerConfig::auto_scene_ready`];
+    /// [`ManagerError::NoSceneLoading`] if no scene is waiting.
+    pub fn scene_ready(&mut self) -> Result<(), ManagerError> {
+        let (Some(client), Some(change)) = (self.client.as_mut(), self.loading) else {
+            return Err(ManagerError::NoSceneLoading);
+        };
+        let channel = self.channel.expect("set when a client");
+        client.client_mut().send_on(&SceneReadyMsg { change }, channel)?;
+        self.loading = None;
+        Ok(())
+    }
+
+    /// Replaces the player prefab's spawn (UNET's `OnServerAddPlayer` override): `hook` is
+    /// called for each authenticated player with the server's objects and the player's start
+    /// position, spawns what it wants, and returns the player's object (`None`: the player
+    /// has none, a spectator).
+    pub fn set_add_player(
+        &mut self,
+        hook: impl FnMut(&mut ServerObjectManager, &PlayerSpawn) -> Result<Option<NetId>, ObjectError>
+        + Send
+        + 'static,
+    ) {
+        self.add_player = Some(Box::new(hook));
     }
 
     /// Runs the game loop at `hz` ticks a second until `frame` returns `false`: each tick
@@ -428,8 +617,10 @@ impl NetworkManager {
     ) -> Result<Option<SocketAddr>, ManagerError> {
         self.check_offline()?;
         let now = self.clock();
-        let server = NetworkServer::new(self.config.server.clone())?;
-        let mut server = ServerObjectManager::with_config(server, self.config.objects.clone())?;
+        let mut server = NetworkServer::new(self.config.server.clone())?;
+        server.register_queue::<SceneReadyMsg>()?;
+        let mut server = ServerObjectManager::with_config(server, self.objects_config())?;
+        self.channel = Some(self.config.objects.validate(server.server().channels())?);
         let transport = self.open(false, addr)?;
         let local = server.start(now, transport)?;
         self.server = Some(server);
@@ -502,13 +693,38 @@ impl NetworkManager {
         self.starts.get(index).copied()
     }
 
+    fn objects_config(&self) -> ObjectConfig {
+        // Players are made ready by the scene flow, not by themselves.
+        let mut config = self.config.objects.clone();
+        config.auto_ready = false;
+        config
+    }
+
+    /// Tells a player who joined the current scene (or that there is none yet); it reports
+    /// ready once loaded, and is then sent the objects. The host player is ready already.
+    fn tell_scene(&mut self, player: PlayerId) -> Result<(), ManagerError> {
+        let server = self.server.as_mut().expect("players join only a running server");
+        if server.host_player() == Some(player) {
+            return Ok(());
+        }
+        let message = SceneMsg { change: self.scene_change, name: self.scene.clone() };
+        let channel = self.channel.expect("set when serving");
+        server.server_mut().send_on(player, &message, channel)?;
+        Ok(())
+    }
+
     fn add_player(&mut self, player: PlayerId) -> Result<(), ManagerError> {
         let start = self.choose_start();
-        let Some((prefab, factory)) = &mut self.player_prefab else { return Ok(()) };
-        let behaviours = factory(&PlayerSpawn { player, start });
-        let prefab = *prefab;
+        let spawn = PlayerSpawn { player, start };
         let server = self.server.as_mut().expect("players join only a running server");
-        let object = server.spawn(prefab, behaviours, Some(player))?;
+        let object = if let Some(hook) = &mut self.add_player {
+            hook(server, &spawn)?
+        } else if let Some((prefab, factory)) = &mut self.player_prefab {
+            Some(server.spawn(*prefab, factory(&spawn), Some(player))?)
+        } else {
+            None
+        };
+        let Some(object) = object else { return Ok(()) };
         self.player_objects.insert(player, object);
         self.events.push_back(ManagerEvent::ServerAddPlayer { player, object });
         Ok(())
