@@ -179,6 +179,18 @@ pub mod object {
 #[cfg(feature = "object")]
 pub mod manager;
 
+/// Prints the library's logs to standard error, filtered by `RUST_LOG` (`RUST_LOG=info` for
+/// the lifecycle — started, joined, authenticated, left, scene changed — each inside a span
+/// naming its endpoint; `RUST_LOG=trace` for every packet); only errors without it. For games
+/// without a `tracing` subscriber of their own; a second call changes nothing.
+#[cfg(feature = "logs")]
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
 /// What game code needs day to day: `use sturnus::prelude::*;`.
 ///
 /// Everything here is also in its layer's module. The derive macros share their trait's name
@@ -215,7 +227,7 @@ pub mod prelude {
     #[cfg(feature = "object")]
     #[doc(no_inline)]
     pub use crate::manager::{
-        ManagerConfig, ManagerEvent, NetworkManager, NetworkMode, PlayerSpawn, StartPosition,
-        StartStrategy, TransportChoice,
+        ManagerConfig, ManagerError, ManagerEvent, NetworkManager, NetworkMode, PlayerSpawn,
+        StartPosition, StartStrategy, TransportChoice,
     };
 }

@@ -14,8 +14,8 @@ use sturnus_message::{
     NetworkServer, PlayerId, ServerConfig, ServerEvent, driver,
 };
 use sturnus_object::{
-    Behaviours, ClientObjectManager, IntoBehaviours, NetId, ObjectConfig, ObjectError, PrefabId,
-    ServerObjectManager,
+    Behaviours, ClientObjectManager, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj,
+    ObjectConfig, ObjectError, PrefabId, RpcCall, ServerObjectManager,
 };
 use sturnus_socket::{SocketFactory, UdpSocketFactory};
 use sturnus_transport::{EndpointConfig, Host, MemoryNetwork, ThreadedHost, Transport};
@@ -201,6 +201,11 @@ struct SceneReadyMsg {
 }
 
 type Factory = Arc<dyn Fn() -> Behaviours + Send + Sync>;
+/// Registers a message type's queue on a server and on a client.
+type Queues = (
+    fn(&mut NetworkServer) -> Result<(), MessageError>,
+    fn(&mut NetworkClient) -> Result<(), MessageError>,
+);
 type PlayerFactory = Box<dyn FnMut(&PlayerSpawn) -> Behaviours + Send>;
 type AddPlayer = Box<
     dyn FnMut(&mut ServerObjectManager, &PlayerSpawn) -> Result<Option<NetId>, ObjectError> + Send,
@@ -244,6 +249,8 @@ pub struct NetworkManager {
     prefabs: Vec<(PrefabId, Factory)>,
     player_prefab: Option<(PrefabId, PlayerFactory)>,
     add_player: Option<AddPlayer>,
+    /// The message types game code polls ([`NetworkManager::register_message`]).
+    queues: Vec<Queues>,
     /// The current scene (server: set by `change_scene`; client: the server's latest).
     scene: Option<String>,
     /// How many scene changes the server made: a client's ready report names the change it
@@ -263,6 +270,8 @@ pub struct NetworkManager {
     player_objects: HashMap<PlayerId, NetId>,
     events: VecDeque<ManagerEvent>,
     now: Option<Instant>,
+    /// Ticks since the last start.
+    ticks: u64,
 }
 
 impl fmt::Debug for NetworkManager {
@@ -285,6 +294,7 @@ impl NetworkManager {
             prefabs: Vec::new(),
             player_prefab: None,
             add_player: None,
+            queues: Vec::new(),
             scene: None,
             scene_change: 0,
             loading: None,
@@ -297,12 +307,19 @@ impl NetworkManager {
             player_objects: HashMap::new(),
             events: VecDeque::new(),
             now: None,
+            ticks: 0,
         }
     }
 
     /// Where the manager is.
     pub fn mode(&self) -> NetworkMode {
         self.mode
+    }
+
+    /// How many times [`tick`](Self::tick) ran since the manager last started (a frame
+    /// counter for the game loop).
+    pub fn ticks(&self) -> u64 {
+        self.ticks
     }
 
     /// Registers a prefab clients build objects of (the player prefab is registered by
@@ -363,6 +380,9 @@ impl NetworkManager {
         let now = self.clock();
         let mut client = NetworkClient::new(self.config.client.clone())?;
         client.register_queue::<SceneMsg>()?;
+        for (_, on_client) in &self.queues {
+            on_client(&mut client)?;
+        }
         let mut client = ClientObjectManager::with_config(client, self.objects_config())?;
         self.channel = Some(self.config.objects.validate(client.client().channels())?);
         self.register_prefabs(&mut client);
@@ -390,6 +410,7 @@ impl NetworkManager {
         self.scene = None;
         self.scene_change = 0;
         self.loading = None;
+        self.ticks = 0;
         if self.mode != NetworkMode::Offline {
             self.events.push_back(ManagerEvent::Stopped(self.mode));
         }
@@ -400,6 +421,7 @@ impl NetworkManager {
     /// objects of players who joined, syncs, sends. Then drain [`poll_event`](Self::poll_event).
     pub fn tick(&mut self, now: Instant) -> Result<(), ManagerError> {
         self.now = Some(self.now.map_or(now, |last| last.max(now)));
+        self.ticks += 1;
         if let Some(server) = &mut self.server {
             server.update(now)?;
             let mut joined = Vec::new();
@@ -598,6 +620,90 @@ impl NetworkManager {
         self.player_objects.get(&player).copied()
     }
 
+    /// Keeps every `T` received for polling, on whichever side this manager starts as next:
+    /// [`poll_from_server`](Self::poll_from_server) on a client (and a host's own player),
+    /// [`poll_from_clients`](Self::poll_from_clients) on a server. Register before starting.
+    pub fn register_message<T: Message>(&mut self) {
+        self.queues
+            .push((|server| server.register_queue::<T>(), |client| client.register_queue::<T>()));
+    }
+
+    /// The next `T` the server sent this client (or the host's own player), if `T` was
+    /// [registered](Self::register_message).
+    pub fn poll_from_server<T: Message>(&mut self) -> Option<T> {
+        if let Some(client) = &mut self.client {
+            return client.client_mut().poll_message::<T>();
+        }
+        self.server.as_mut()?.host_client()?.poll_message::<T>()
+    }
+
+    /// The next `T` a player sent the server, with the player, if `T` was
+    /// [registered](Self::register_message).
+    pub fn poll_from_clients<T: Message>(&mut self) -> Option<(PlayerId, T)> {
+        self.server.as_mut()?.server_mut().poll_message::<T>()
+    }
+
+    /// Sends `msg` to every authenticated player (the host's own too); returns how many.
+    pub fn broadcast<T: Message>(&mut self, msg: &T) -> Result<usize, ManagerError> {
+        let mode = self.mode;
+        let server = self.server.as_mut().ok_or(ManagerError::NotServing(mode))?;
+        Ok(server.server_mut().broadcast(msg)?)
+    }
+
+    /// Sends `msg` to the server, from a client or from the host's own player.
+    pub fn send_to_server<T: Message>(&mut self, msg: &T) -> Result<(), ManagerError> {
+        if let Some(client) = &mut self.client {
+            return Ok(client.client_mut().send(msg)?);
+        }
+        let client = self.server.as_mut().and_then(ServerObjectManager::host_client);
+        Ok(client.ok_or(MessageError::NotAuthenticated)?.send(msg)?)
+    }
+
+    /// This game's own player object (Mirage's `localPlayer`): on a client, the object of the
+    /// player prefab it owns; on a host, its own player's.
+    pub fn local_player_id(&self) -> Option<NetId> {
+        if let Some(client) = &self.client {
+            let prefab = self.player_prefab.as_ref().map(|(prefab, _)| *prefab);
+            return client
+                .objects()
+                .filter(|id| client.is_owned(*id))
+                .find(|id| prefab.is_none() || client.prefab(*id) == prefab);
+        }
+        self.player_object(self.host_player()?)
+    }
+
+    /// A handle to the behaviour `B` of this game's own player object
+    /// ([`local_player_id`](Self::local_player_id)), to send its commands:
+    /// `game.local_player::<Avatar>()?.walk(&mut game, 1, 0)`.
+    pub fn local_player<B: NetworkBehaviour>(&self) -> Option<Obj<B>> {
+        self.handle(self.local_player_id()?)
+    }
+
+    /// The objects this game sees: the client's copies, or the server's objects.
+    pub fn objects(&self) -> impl Iterator<Item = NetId> + '_ {
+        let client = self.client.iter().flat_map(ClientObjectManager::objects);
+        client.chain(self.server.iter().flat_map(ServerObjectManager::objects))
+    }
+
+    /// An object's first behaviour of type `B`: the client's copy, or the server's.
+    pub fn get<B: NetworkBehaviour>(&self, id: NetId) -> Option<&B> {
+        match (&self.client, &self.server) {
+            (Some(client), _) => client.get(id),
+            (None, Some(server)) => server.get(id),
+            (None, None) => None,
+        }
+    }
+
+    /// A handle to an object's behaviour of type `B`, to send its commands through this
+    /// manager (`avatar.walk(&mut manager, …)`).
+    pub fn handle<B: NetworkBehaviour>(&self, id: NetId) -> Option<Obj<B>> {
+        match (&self.client, &self.server) {
+            (Some(client), _) => client.handle(id),
+            (None, Some(server)) => server.handle(id),
+            (None, None) => None,
+        }
+    }
+
     fn check_offline(&self) -> Result<(), ManagerError> {
         match self.mode {
             NetworkMode::Offline => Ok(()),
@@ -619,6 +725,9 @@ impl NetworkManager {
         let now = self.clock();
         let mut server = NetworkServer::new(self.config.server.clone())?;
         server.register_queue::<SceneReadyMsg>()?;
+        for (on_server, _) in &self.queues {
+            on_server(&mut server)?;
+        }
         let mut server = ServerObjectManager::with_config(server, self.objects_config())?;
         self.channel = Some(self.config.objects.validate(server.server().channels())?);
         let transport = self.open(false, addr)?;
@@ -629,6 +738,10 @@ impl NetworkManager {
         if mode == NetworkMode::Host {
             let server = self.server.as_mut().expect("set just above");
             server.join_host(now)?;
+            let host_client = server.host_client().expect("joined just above");
+            for (_, on_client) in &self.queues {
+                on_client(host_client)?;
+            }
             // The local client authenticates in memory: a few updates at this instant let it
             // join, and spawn its player, before this returns.
             for _ in 0..4 {
@@ -744,4 +857,24 @@ impl NetworkManager {
 
 fn from_socket(err: sturnus_socket::SocketError) -> ManagerError {
     ManagerError::Transport(err.into())
+}
+
+/// Dropping a running manager stops it: its peers are told at once, instead of timing out.
+impl Drop for NetworkManager {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Commands go through the client, or, on a host, come from its own player; a dedicated
+/// server has no player to send them ([`ObjectError::NoHostPlayer`]) and an offline manager
+/// none either.
+impl CommandSink for NetworkManager {
+    fn send_command<A: Serialize>(&mut self, call: RpcCall, args: &A) -> Result<(), ObjectError> {
+        match (&mut self.client, &mut self.server) {
+            (Some(client), _) => client.send_command(call, args),
+            (None, Some(server)) => server.send_command(call, args),
+            (None, None) => Err(MessageError::NotAuthenticated.into()),
+        }
+    }
 }
