@@ -149,7 +149,8 @@ pub enum ManagerEvent {
     /// or at [`NetworkManager::scene_ready`] without [`ManagerConfig::auto_scene_ready`]
     /// (UNET's `OnClientChangeScene`).
     ClientChangeScene(String),
-    /// This client's connection ended.
+    /// This client's connection ended; the manager stops (a [`Stopped`](Self::Stopped)
+    /// follows).
     ClientDisconnect(DisconnectReason),
     /// The manager stopped (a host's stop is UNET's `OnStopHost`).
     Stopped(NetworkMode),
@@ -454,6 +455,7 @@ impl NetworkManager {
                 }
             }
         }
+        let mut disconnected = false;
         if let Some(client) = &mut self.client {
             client.update(now)?;
             while let Some(event) = client.poll_event() {
@@ -463,6 +465,7 @@ impl NetworkManager {
                     }
                     ClientEvent::Disconnected(reason) => {
                         self.events.push_back(ManagerEvent::ClientDisconnect(reason));
+                        disconnected = true;
                     }
                     _ => {}
                 }
@@ -481,6 +484,10 @@ impl NetworkManager {
             if self.config.auto_scene_ready && self.loading.is_some() {
                 self.scene_ready()?;
             }
+        }
+        if disconnected {
+            // UNET's default OnClientDisconnect: the client stops.
+            self.stop();
         }
         Ok(())
     }
@@ -568,7 +575,8 @@ impl NetworkManager {
         self.add_player = Some(Box::new(hook));
     }
 
-    /// Runs the game loop at `hz` ticks a second until `frame` returns `false`: each tick
+    /// Runs the game loop at `hz` ticks a second until `frame` returns `false`, or until the
+    /// manager, running, goes offline (stopped, or a client whose connection ended): each tick
     /// updates the network, then calls `frame` with the manager, then sleeps until the next
     /// tick (for standalone servers and simple games).
     pub fn run(
@@ -578,15 +586,24 @@ impl NetworkManager {
     ) -> Result<(), ManagerError> {
         let period = Duration::from_secs(1) / hz.max(1);
         let mut next = driver::now();
+        let mut was_running = self.mode != NetworkMode::Offline;
         loop {
             self.tick(driver::now())?;
-            if !frame(self) {
+            let running = self.mode != NetworkMode::Offline;
+            if !frame(self) || (was_running && !running) {
                 return Ok(());
             }
+            was_running = running;
             next += period;
             let now = driver::now();
             if next > now {
+                // The transport may wake early (a datagram came) or not block at all (the
+                // in-memory one): the rest of the period is slept, so ticks keep their rate.
                 self.wait(next - now)?;
+                let now = driver::now();
+                if next > now {
+                    driver::sleep(next - now);
+                }
             } else {
                 // Late: do not try to catch up with a burst of ticks.
                 next = now;

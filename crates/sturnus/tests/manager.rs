@@ -111,3 +111,35 @@ fn starting_twice_is_an_error_and_stop_goes_offline() {
     // The address is free again; the manager can serve again.
     server.start_server("10.0.0.2:1".parse().unwrap()).unwrap();
 }
+
+#[test]
+fn a_client_whose_server_stops_goes_offline_and_run_returns() {
+    let network = MemoryNetwork::new();
+    let addr = "10.0.0.3:7777".parse().unwrap();
+    let mut server = manager(&network);
+    server.start_server(addr).unwrap();
+    let mut client = manager(&network);
+    client.start_client(addr).unwrap();
+    let mut now = driver::now();
+    for _ in 0..5 {
+        server.tick(now).unwrap();
+        client.tick(now).unwrap();
+        now += Duration::from_millis(16);
+    }
+    assert_eq!(client.mode(), NetworkMode::Client);
+    server.stop();
+    // The game loop ends by itself once the connection does (not after 1000 frames).
+    let mut frames = 0;
+    client
+        .run(200, |_| {
+            frames += 1;
+            frames < 1000
+        })
+        .unwrap();
+    assert!(frames < 1000, "run did not return when the client's connection ended");
+    assert_eq!(client.mode(), NetworkMode::Offline);
+    let events: Vec<ManagerEvent> = std::iter::from_fn(|| client.poll_event()).collect();
+    let ended = events.iter().position(|e| matches!(e, ManagerEvent::ClientDisconnect(_)));
+    let stopped = events.iter().position(|e| *e == ManagerEvent::Stopped(NetworkMode::Client));
+    assert!(ended.is_some() && ended < stopped, "{events:?}");
+}
