@@ -476,7 +476,8 @@ impl NetworkManager {
                 self.scene_change = change;
                 self.loading = Some(change);
                 if let Some(name) = name {
-                    info!(scene = %name, "scene changed");
+                    let span = tracing::info_span!("endpoint", name = %self.config.client.name);
+                    info!(parent: &span, scene = %name, "scene changed");
                     self.scene = Some(name.clone());
                     self.events.push_back(ManagerEvent::ClientChangeScene(name));
                 }
@@ -532,7 +533,9 @@ impl NetworkManager {
             server.despawn(id);
         }
         let name = message.name.expect("set above");
-        info!(scene = %name, "scene changed");
+        // In the span the server's own lifecycle logs are in, naming it.
+        let span = tracing::info_span!("endpoint", name = %self.config.server.name);
+        info!(parent: &span, scene = %name, "scene changed");
         self.scene = Some(name.clone());
         self.events.push_back(ManagerEvent::ServerSceneChanged(name));
         Ok(())
