@@ -228,6 +228,6 @@ pub mod prelude {
     #[doc(no_inline)]
     pub use crate::manager::{
         ManagerConfig, ManagerError, ManagerEvent, NetworkManager, NetworkMode, PlayerSpawn,
-        StartPosition, StartStrategy, TransportChoice,
+        StartPosition, StartStrategy, TransportChoice, TransportFactory,
     };
 }

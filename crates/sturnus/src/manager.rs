@@ -21,6 +21,44 @@ use sturnus_socket::{SocketFactory, UdpSocketFactory};
 use sturnus_transport::{EndpointConfig, Host, MemoryNetwork, ThreadedHost, Transport};
 use tracing::{debug, info};
 
+/// Which side a transport is opened for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Side {
+    /// A server (or host) that listens at the address.
+    Server,
+    /// A client that will connect to the address.
+    Client,
+}
+
+type Open = dyn Fn(Side, SocketAddr, &EndpointConfig) -> Result<Box<dyn Transport>, ManagerError>
+    + Send
+    + Sync;
+
+/// Opens the transport of a [`TransportChoice::Custom`]: told the side, the address (to listen
+/// at, or the server's) and the endpoint settings the channel layout needs, it returns any
+/// [`Transport`] — a secure, relayed or WebSocket one slides under the manager this way.
+#[derive(Clone)]
+pub struct TransportFactory(Arc<Open>);
+
+impl TransportFactory {
+    /// A factory calling `open`.
+    pub fn new(
+        open: impl Fn(Side, SocketAddr, &EndpointConfig) -> Result<Box<dyn Transport>, ManagerError>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        Self(Arc::new(open))
+    }
+}
+
+impl fmt::Debug for TransportFactory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TransportFactory(..)")
+    }
+}
+
 /// Which transport the manager opens.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -33,6 +71,8 @@ pub enum TransportChoice {
     /// An in-process network (tests, single-process games): servers bind the address they are
     /// given on it, clients connect over it.
     Memory(MemoryNetwork),
+    /// Whatever the factory opens.
+    Custom(TransportFactory),
 }
 
 /// Settings of a [`NetworkManager`].
@@ -785,6 +825,10 @@ impl NetworkManager {
             TransportChoice::Udp => Box::new(Host::new(endpoint, socket().map_err(from_socket)?)?),
             TransportChoice::ThreadedUdp => {
                 Box::new(ThreadedHost::new(endpoint, socket().map_err(from_socket)?)?)
+            }
+            TransportChoice::Custom(factory) => {
+                let side = if client { Side::Client } else { Side::Server };
+                (factory.0)(side, addr, &endpoint)?
             }
             TransportChoice::Memory(network) => {
                 let kinds = endpoint.channels.clone();

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use sturnus::manager::ManagerError;
 use sturnus::prelude::*;
+use sturnus::transport::HostError;
 
 const PLAYER: PrefabId = PrefabId::of_name("manager-test-player");
 
@@ -142,4 +143,45 @@ fn a_client_whose_server_stops_goes_offline_and_run_returns() {
     let ended = events.iter().position(|e| matches!(e, ManagerEvent::ClientDisconnect(_)));
     let stopped = events.iter().position(|e| *e == ManagerEvent::Stopped(NetworkMode::Client));
     assert!(ended.is_some() && ended < stopped, "{events:?}");
+}
+
+#[test]
+fn a_custom_transport_factory_opens_each_side() {
+    use std::sync::{Arc, Mutex};
+    use sturnus::manager::Side;
+    let network = MemoryNetwork::new();
+    let opened = Arc::new(Mutex::new(Vec::new()));
+    let factory = {
+        let (network, opened) = (network.clone(), Arc::clone(&opened));
+        TransportFactory::new(move |side, addr, config: &EndpointConfig| {
+            opened.lock().unwrap().push((side, addr, config.accept_connections));
+            let kinds = config.channels.clone();
+            Ok(match side {
+                Side::Server => Box::new(network.bind(addr, kinds).map_err(HostError::from)?),
+                _ => Box::new(network.endpoint(kinds)) as Box<dyn Transport>,
+            })
+        })
+    };
+    let custom = || {
+        let config = ManagerConfig {
+            transport: TransportChoice::Custom(factory.clone()),
+            ..ManagerConfig::default()
+        };
+        let mut manager = NetworkManager::new(config);
+        manager.register_player_prefab(PLAYER, |_: &PlayerSpawn| Avatar::default());
+        manager
+    };
+    let addr = "10.0.0.4:7777".parse().unwrap();
+    let (mut server, mut client) = (custom(), custom());
+    server.start_server(addr).unwrap();
+    client.start_client(addr).unwrap();
+    let mut now = driver::now();
+    for _ in 0..10 {
+        server.tick(now).unwrap();
+        client.tick(now).unwrap();
+        now += Duration::from_millis(16);
+    }
+    assert!(client.local_player_id().is_some(), "the client's player object arrived");
+    let opened = opened.lock().unwrap().clone();
+    assert_eq!(opened, [(Side::Server, addr, true), (Side::Client, addr, false)]);
 }
