@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,12 @@ pub struct ManagerConfig {
     /// [`ManagerEvent::ClientChangeScene`]), or only when the game calls
     /// [`NetworkManager::scene_ready`] (`false`, for loading over several frames).
     pub auto_scene_ready: bool,
+    /// Whether [`NetworkManager::run`] stops the manager gracefully (peers are told at once)
+    /// and returns on Ctrl-C or `SIGTERM`, instead of the process dying and its peers timing
+    /// out; a second signal while the first is being handled ends the process. The first
+    /// `run` installs the handlers (feature `signals`, on by default); an engine driving
+    /// [`NetworkManager::tick`] itself is not affected.
+    pub stop_on_interrupt: bool,
 }
 
 impl Default for ManagerConfig {
@@ -107,6 +114,7 @@ impl Default for ManagerConfig {
             transport: TransportChoice::default(),
             endpoint,
             auto_scene_ready: true,
+            stop_on_interrupt: true,
         }
     }
 }
@@ -630,7 +638,13 @@ impl NetworkManager {
         let period = Duration::from_secs(1) / hz.max(1);
         let mut next = driver::now();
         let mut was_running = self.mode != NetworkMode::Offline;
+        let interrupt = if self.config.stop_on_interrupt { interrupt_flag() } else { None };
         loop {
+            if interrupt.is_some_and(|flag| flag.swap(false, Ordering::Relaxed)) {
+                info!("interrupted: stopping");
+                self.stop();
+                return Ok(());
+            }
             self.tick(driver::now())?;
             let running = self.mode != NetworkMode::Offline;
             if !frame(self) || (was_running && !running) {
@@ -917,6 +931,36 @@ impl NetworkManager {
         }
         Ok(())
     }
+}
+
+/// The process's Ctrl-C / `SIGTERM` flag, its handlers installed by the first call (`None`
+/// without the `signals` feature, or if they could not be installed — then said once).
+#[cfg(feature = "signals")]
+fn interrupt_flag() -> Option<&'static AtomicBool> {
+    static FLAG: std::sync::OnceLock<Option<Arc<AtomicBool>>> = std::sync::OnceLock::new();
+    let flag = FLAG.get_or_init(|| {
+        let flag = Arc::new(AtomicBool::new(false));
+        let installed = [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM]
+            .into_iter()
+            .try_for_each(|signal| {
+                // The shutdown first: it acts only on a signal that finds the flag set already.
+                signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))?;
+                signal_hook::flag::register(signal, Arc::clone(&flag)).map(drop)
+            });
+        match installed {
+            Ok(()) => Some(flag),
+            Err(err) => {
+                tracing::warn!(%err, "Ctrl-C will not stop the network manager gracefully");
+                None
+            }
+        }
+    });
+    flag.as_deref()
+}
+
+#[cfg(not(feature = "signals"))]
+fn interrupt_flag() -> Option<&'static AtomicBool> {
+    None
 }
 
 fn from_socket(err: sturnus_socket::SocketError) -> ManagerError {
