@@ -54,6 +54,7 @@ fn lines(pipe: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver
 }
 
 /// Waits (at most a minute, against a hang) for a line containing `text`.
+#[expect(clippy::disallowed_methods, reason = "a guard against a hang, not a timing")]
 fn wait_for(
     lines: &std::sync::mpsc::Receiver<String>,
     text: &str,
