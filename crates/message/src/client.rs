@@ -189,6 +189,15 @@ impl ClientContext {
         }
     }
 
+    /// The server's address, as the transport knows it (`None` for a local client, before
+    /// [`connect`](NetworkClient::connect), or for a transport with no addresses).
+    pub fn server_addr(&self) -> Option<SocketAddr> {
+        match &self.route {
+            Route::Remote { transport, conn } => transport.remote_address(*conn),
+            _ => None,
+        }
+    }
+
     /// The channel layout.
     pub fn channels(&self) -> &ChannelLayout {
         &self.config.channels

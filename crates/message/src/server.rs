@@ -259,8 +259,10 @@ impl ServerContext {
         self.players.contains_key(&id).then_some(Player { server: self, id })
     }
 
-    /// The transport's statistics of a remote player's connection.
-    pub(crate) fn connection_stats(
+    /// The transport's statistics of a connected player's connection (RTT, loss, bytes; `None`
+    /// for a local client, or a transport that keeps none): [`Player::connection_stats`]
+    /// without borrowing the server mutably, for status views.
+    pub fn player_connection_stats(
         &self,
         id: PlayerId,
     ) -> Option<sturnus_transport::ConnectionStats> {
@@ -268,6 +270,12 @@ impl ServerContext {
             Route::Remote(conn) => self.transport.as_ref()?.connection_stats(*conn),
             Route::Local(_) => None,
         }
+    }
+
+    /// A connected player's remote address (`None` for a local client in host mode, or a
+    /// transport with no addresses): [`Player::address`] without borrowing the server mutably.
+    pub fn player_address(&self, id: PlayerId) -> Option<SocketAddr> {
+        self.players.get(&id)?.address
     }
 
     /// Sends a message to a player on its channel ([`Message::CHANNEL`], or the first typed
