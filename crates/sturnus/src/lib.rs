@@ -15,9 +15,11 @@
 //!
 //! Each layer is a module re-exporting a layer crate (`sturnus-object`, `sturnus-message`,
 //! …) whole; see there for each layer's guide. The [`prelude`] holds what game code needs
-//! day to day. The derive macros (`#[derive(Message)]`, `#[derive(NetworkBehaviour)]`,
-//! `#[network_rpcs]`) work through this crate: the code they generate names
-//! `::sturnus::message` / `::sturnus::object` when the game depends on `sturnus`.
+//! day to day; `sturnus::manager` starts a server, a client or a host in one call, and
+//! `sturnus::hud` shows how it is doing. The derive macros (`#[derive(Message)]`,
+//! `#[derive(NetworkBehaviour)]`, `#[network_rpcs]`) work through this crate: the code they
+//! generate names `::sturnus::message` / `::sturnus::object` when the game depends on
+//! `sturnus`.
 //!
 //! # Features
 //!
@@ -179,6 +181,9 @@ pub mod object {
 #[cfg(feature = "object")]
 pub mod manager;
 
+#[cfg(feature = "object")]
+pub mod hud;
+
 /// What game code needs day to day: `use sturnus::prelude::*;`.
 ///
 /// Everything here is also in its layer's module. The derive macros share their trait's name
@@ -218,4 +223,8 @@ pub mod prelude {
         ManagerConfig, ManagerEvent, NetworkManager, NetworkMode, PlayerSpawn, StartPosition,
         StartStrategy, TransportChoice,
     };
+
+    #[cfg(feature = "object")]
+    #[doc(no_inline)]
+    pub use crate::hud::Hud;
 }

@@ -529,3 +529,16 @@ impl NetworkManager {
 fn from_socket(err: sturnus_socket::SocketError) -> ManagerError {
     ManagerError::Transport(err.into())
 }
+
+// Read-only views, for status displays (the HUD) that hold the manager by shared reference.
+impl NetworkManager {
+    /// The server's object manager, when serving, read-only (see [`server`](Self::server)).
+    pub fn server_ref(&self) -> Option<&ServerObjectManager> {
+        self.server.as_ref()
+    }
+
+    /// The client's object manager, when a client, read-only (see [`client`](Self::client)).
+    pub fn client_ref(&self) -> Option<&ClientObjectManager> {
+        self.client.as_ref()
+    }
+}
