@@ -944,9 +944,10 @@ impl NetworkServer {
     pub fn start(
         &mut self,
         now: Instant,
-        transport: impl Transport + 'static,
+        mut transport: impl Transport + 'static,
     ) -> Result<Option<SocketAddr>, MessageError> {
-        let _span = self.ctx.span().entered();
+        let span = self.ctx.span();
+        let _span = span.clone().entered();
         if self.ctx.running {
             return Err(MessageError::AlreadyStarted);
         }
@@ -954,6 +955,8 @@ impl NetworkServer {
         if transport.trusts_incoming() {
             return Err(MessageError::TrustsIncoming);
         }
+        // A transport that logs on a thread of its own logs under this server's name too.
+        transport.set_log_span(span);
         self.ctx.set_time(now);
         let local = transport.local_addr();
         self.ctx.limits = channels::limits(self.ctx.config.max_message_size, Some(&transport));
