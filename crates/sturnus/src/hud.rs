@@ -70,7 +70,8 @@ pub struct ConnectionStatus {
     /// A host's own player (a local client: no transport, no statistics).
     pub local: bool,
     /// The transport's statistics of the connection (`None` for a local client, or a
-    /// transport that keeps none, such as `MemoryTransport`).
+    /// transport that keeps none: `MemoryTransport`, and `ThreadedHost`, whose statistics stay
+    /// on its I/O thread).
     pub stats: Option<ConnectionStats>,
 }
 
@@ -192,7 +193,9 @@ struct Sample {
 /// ```
 ///
 /// A column the HUD cannot fill shows `-`: the rates on a connection's first render, and
-/// everything the transport does not measure (a host's own player, a `MemoryTransport`).
+/// everything the transport does not measure (a host's own player; a `MemoryTransport` or a
+/// `ThreadedHost`, which keep no statistics the application can read: use `Host`, the
+/// manager's default `TransportChoice::Udp`, to see them).
 #[derive(Debug, Default)]
 pub struct Hud {
     samples: HashMap<Peer, Sample>,
