@@ -46,6 +46,40 @@ use syn::{DeriveInput, Ident, LitInt, Path, parse_macro_input};
 ///
 /// Generic types are refused: every instantiation would share one id. Implement the trait by
 /// hand for them, with a distinct id per instantiation.
+///
+/// # Example
+///
+/// ```
+/// use serde::{Deserialize, Serialize};
+/// use sturnus::message::MessageId;
+/// use sturnus::prelude::*;
+///
+/// /// A chat line: reliable and ordered (the default), its id a hash of its path.
+/// #[derive(Debug, Serialize, Deserialize, Message)]
+/// struct Chat {
+///     text: String,
+/// }
+///
+/// /// Where a player is: only the newest matters. The id is pinned, so that moving or renaming
+/// /// the type keeps it.
+/// #[derive(Debug, Serialize, Deserialize, Message)]
+/// #[message(id = 1200, qos = Unreliable)]
+/// struct Position {
+///     x: f32,
+///     y: f32,
+/// }
+///
+/// assert_eq!(Position::ID, MessageId(1200));
+/// assert_eq!(Position::QOS, Qos::Unreliable);
+/// assert_eq!(Chat::QOS, Qos::ReliableFragmentedSequenced);
+/// assert_ne!(Chat::ID, Position::ID);
+///
+/// // A client takes the server's chat lines from a queue (`client.poll_message::<Chat>()`)
+/// // and sends its position with `client.send(&Position { x: 1.0, y: 2.0 })`.
+/// let mut client = NetworkClient::new(ClientConfig::default())?;
+/// client.register_queue::<Chat>()?;
+/// # Ok::<(), MessageError>(())
+/// ```
 #[proc_macro_derive(Message, attributes(message))]
 pub fn derive_message(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -68,6 +102,51 @@ pub fn derive_message(input: TokenStream) -> TokenStream {
 ///   between two updates, their channel kind, and the path of `sturnus_object`.
 ///
 /// RPCs come from a `#[network_rpcs]` impl block of the same type, if there is one.
+///
+/// # Example
+///
+/// ```
+/// use sturnus::prelude::*;
+///
+/// #[derive(Default, NetworkBehaviour)]
+/// #[network(sync_interval_ms = 50)]
+/// struct Health {
+///     #[sync(hook = Health::on_hp)]
+///     hp: SyncVar<u32>,
+///     #[sync]
+///     effects: SyncList<String>,
+///     flashes: u32, // local: not networked
+/// }
+///
+/// impl Health {
+///     fn on_hp(&mut self, old: &u32, new: &u32) {
+///         if new < old {
+///             self.flashes += 1;
+///         }
+///     }
+/// }
+///
+/// // What the object managers do with it: the server's copy changes and is written out, the
+/// // client's reads the changes and runs its hooks.
+/// let mut server_side = Health::default();
+/// server_side.hp.set(100);
+/// server_side.clear_dirty();
+/// server_side.hp.set(90);
+/// server_side.effects.push("poisoned".to_string());
+/// assert!(server_side.is_dirty());
+/// let mut update = Vec::new();
+/// server_side.write_changes(&mut update).unwrap();
+///
+/// let mut client_side = Health::default();
+/// client_side.hp.set(100);
+/// client_side.read_changes(&mut update.as_slice()).unwrap();
+/// assert_eq!(*client_side.hp, 90);
+/// assert_eq!(client_side.effects.len(), 1);
+/// assert_eq!(client_side.flashes, 1);
+/// ```
+///
+/// The `sturnus` crate's front page has a whole game: a server and a client, a behaviour with
+/// a hooked SyncVar, a Command and a ClientRpc.
 #[proc_macro_derive(NetworkBehaviour, attributes(sync, network))]
 pub fn derive_network_behaviour(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -102,6 +181,60 @@ pub fn derive_network_behaviour(input: TokenStream) -> TokenStream {
 /// Mistakes are compile errors on the user's code that say what to write instead: an RPC
 /// without its context (the message gives the corrected signature), a borrowed argument
 /// (`&str`: take `String`), an RPC attribute outside such a block (see [`macro@command`]).
+///
+/// # Example
+///
+/// ```
+/// use sturnus::prelude::*;
+///
+/// #[derive(Default, NetworkBehaviour)]
+/// struct Tank {
+///     #[sync]
+///     ammo: SyncVar<u32>,
+///     explosions: u32,
+///     hits: u32,
+/// }
+///
+/// #[network_rpcs]
+/// impl Tank {
+///     /// Client → server, from the tank's owner only.
+///     #[command]
+///     fn fire(&mut self, ctx: &mut ServerCtx<'_>, power: f32) {
+///         if *self.ammo > 0 {
+///             let ammo = *self.ammo - 1;
+///             self.ammo.set(ammo);
+///             let _ = ctx.this::<Tank>().explode(ctx, power * 4.0);
+///         }
+///     }
+///
+///     /// Server → every client that sees the tank; unreliable, it is only an effect.
+///     #[client_rpc(qos = Unreliable)]
+///     fn explode(&mut self, _ctx: &mut ClientCtx<'_>, _radius: f32) {
+///         self.explosions += 1;
+///     }
+///
+///     /// Server → one player's client.
+///     #[target_rpc]
+///     fn hit_marker(&mut self, _ctx: &mut ClientCtx<'_>, damage: u32) {
+///         self.hits += damage;
+///     }
+/// }
+///
+/// // Sending goes through the generated `TankRpcs` trait, on `Obj<Tank>` handles: where to
+/// // send through first, then (for a target RPC) the player, then the arguments.
+/// fn fire(client: &mut ClientObjectManager, tank: NetId) -> Result<(), ObjectError> {
+///     let tank = client.handle::<Tank>(tank).expect("a tank");
+///     tank.fire(client, 0.5)
+/// }
+///
+/// fn mark_hit(server: &mut ServerObjectManager, tank: Obj<Tank>, player: PlayerId) {
+///     let _ = tank.hit_marker(server, player, 10);
+/// }
+/// # let _ = (fire, mark_hit);
+/// ```
+///
+/// The `sturnus` crate's front page plays a Command and a ClientRpc through between a server
+/// and a client.
 #[proc_macro_attribute]
 pub fn network_rpcs(attr: TokenStream, item: TokenStream) -> TokenStream {
     let options = parse_macro_input!(attr as rpcs::Options);
@@ -198,6 +331,46 @@ fn layer_path(layer: Layer) -> TokenStream2 {
 ///
 /// Anywhere else it is a compile error that says so: the attribute means nothing outside such a
 /// block. (Inside one it needs no import.)
+///
+/// ```
+/// use sturnus::prelude::*;
+///
+/// #[derive(Default, NetworkBehaviour)]
+/// struct Door {
+///     #[sync]
+///     open: SyncVar<bool>,
+/// }
+///
+/// #[network_rpcs]
+/// impl Door {
+///     /// Any player who sees the door may knock, not only its owner.
+///     #[command(requires_authority = false)]
+///     fn knock(&mut self, _ctx: &mut ServerCtx<'_>, times: u8) {
+///         if times >= 3 {
+///             self.open.set(true);
+///         }
+///     }
+/// }
+///
+/// fn knock_three_times(client: &mut ClientObjectManager, door: Obj<Door>) {
+///     let _ = door.knock(client, 3);
+/// }
+/// # let _ = knock_three_times;
+/// ```
+///
+/// Outside a `#[network_rpcs]` block:
+///
+/// ```compile_fail
+/// use sturnus::prelude::*;
+///
+/// #[derive(Default, NetworkBehaviour)]
+/// struct Door {}
+///
+/// impl Door {
+///     #[command] // error: `#[command]` belongs on a method inside a `#[network_rpcs]` impl block
+///     fn knock(&mut self, _ctx: &mut ServerCtx<'_>) {}
+/// }
+/// ```
 #[proc_macro_attribute]
 pub fn command(_attr: TokenStream, item: TokenStream) -> TokenStream {
     outside_network_rpcs("command", item)
@@ -207,6 +380,29 @@ pub fn command(_attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Anywhere else it is a compile error that says so: the attribute means nothing outside such a
 /// block. (Inside one it needs no import.)
+///
+/// ```
+/// use sturnus::prelude::*;
+///
+/// #[derive(Default, NetworkBehaviour)]
+/// struct Lamp {
+///     flashes: u32,
+/// }
+///
+/// #[network_rpcs]
+/// impl Lamp {
+///     /// Runs on every client that sees the lamp.
+///     #[client_rpc]
+///     fn flash(&mut self, _ctx: &mut ClientCtx<'_>, times: u32) {
+///         self.flashes += times;
+///     }
+/// }
+///
+/// fn flash_for_everyone(server: &mut ServerObjectManager, lamp: Obj<Lamp>) {
+///     let _ = lamp.flash(server, 3);
+/// }
+/// # let _ = flash_for_everyone;
+/// ```
 #[proc_macro_attribute]
 pub fn client_rpc(_attr: TokenStream, item: TokenStream) -> TokenStream {
     outside_network_rpcs("client_rpc", item)
@@ -216,6 +412,29 @@ pub fn client_rpc(_attr: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// Anywhere else it is a compile error that says so: the attribute means nothing outside such a
 /// block. (Inside one it needs no import.)
+///
+/// ```
+/// use sturnus::prelude::*;
+///
+/// #[derive(Default, NetworkBehaviour)]
+/// struct Chest {
+///     seen_loot: Vec<String>,
+/// }
+///
+/// #[network_rpcs]
+/// impl Chest {
+///     /// Runs on one player's client only: what the chest holds is for the one who opened it.
+///     #[target_rpc]
+///     fn show_loot(&mut self, _ctx: &mut ClientCtx<'_>, loot: Vec<String>) {
+///         self.seen_loot = loot;
+///     }
+/// }
+///
+/// fn open_for(server: &mut ServerObjectManager, chest: Obj<Chest>, player: PlayerId) {
+///     let _ = chest.show_loot(server, player, vec!["a rusty key".to_string()]);
+/// }
+/// # let _ = open_for;
+/// ```
 #[proc_macro_attribute]
 pub fn target_rpc(_attr: TokenStream, item: TokenStream) -> TokenStream {
     outside_network_rpcs("target_rpc", item)

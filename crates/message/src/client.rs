@@ -189,6 +189,15 @@ impl ClientContext {
         }
     }
 
+    /// The server's address, as the transport knows it (`None` for a local client, before
+    /// [`connect`](NetworkClient::connect), or for a transport with no addresses).
+    pub fn server_addr(&self) -> Option<SocketAddr> {
+        match &self.route {
+            Route::Remote { transport, conn } => transport.remote_address(*conn),
+            _ => None,
+        }
+    }
+
     /// The channel layout.
     pub fn channels(&self) -> &ChannelLayout {
         &self.config.channels
@@ -518,11 +527,14 @@ impl NetworkClient {
         mut transport: impl Transport + 'static,
         server: SocketAddr,
     ) -> Result<(), MessageError> {
-        let _span = self.ctx.span().entered();
+        let span = self.ctx.span();
+        let _span = span.clone().entered();
         if self.ctx.state != ClientState::Disconnected || self.ctx.is_local() {
             return Err(MessageError::AlreadyStarted);
         }
         self.ctx.config.channels.check_transport(transport.channels())?;
+        // A transport that logs on a thread of its own logs under this client's name too.
+        transport.set_log_span(span);
         self.ctx.now = Some(self.ctx.now.map_or(now, |last| last.max(now)));
         let conn = transport.connect(now, server)?;
         self.ctx.limits = channels::limits(self.ctx.config.max_message_size, Some(&transport));

@@ -231,7 +231,7 @@ impl Player<'_> {
     /// The transport's statistics of its connection (RTT, loss, resends; `None` for a local
     /// client).
     pub fn connection_stats(&self) -> Option<ConnectionStats> {
-        self.server.connection_stats(self.id)
+        self.server.player_connection_stats(self.id)
     }
 
     /// Sends a message on its channel.

@@ -259,8 +259,10 @@ impl ServerContext {
         self.players.contains_key(&id).then_some(Player { server: self, id })
     }
 
-    /// The transport's statistics of a remote player's connection.
-    pub(crate) fn connection_stats(
+    /// The transport's statistics of a connected player's connection (RTT, loss, bytes; `None`
+    /// for a local client, or a transport that keeps none): [`Player::connection_stats`]
+    /// without borrowing the server mutably, for status views.
+    pub fn player_connection_stats(
         &self,
         id: PlayerId,
     ) -> Option<sturnus_transport::ConnectionStats> {
@@ -268,6 +270,12 @@ impl ServerContext {
             Route::Remote(conn) => self.transport.as_ref()?.connection_stats(*conn),
             Route::Local(_) => None,
         }
+    }
+
+    /// A connected player's remote address (`None` for a local client in host mode, or a
+    /// transport with no addresses): [`Player::address`] without borrowing the server mutably.
+    pub fn player_address(&self, id: PlayerId) -> Option<SocketAddr> {
+        self.players.get(&id)?.address
     }
 
     /// Sends a message to a player on its channel ([`Message::CHANNEL`], or the first typed
@@ -936,9 +944,10 @@ impl NetworkServer {
     pub fn start(
         &mut self,
         now: Instant,
-        transport: impl Transport + 'static,
+        mut transport: impl Transport + 'static,
     ) -> Result<Option<SocketAddr>, MessageError> {
-        let _span = self.ctx.span().entered();
+        let span = self.ctx.span();
+        let _span = span.clone().entered();
         if self.ctx.running {
             return Err(MessageError::AlreadyStarted);
         }
@@ -946,6 +955,8 @@ impl NetworkServer {
         if transport.trusts_incoming() {
             return Err(MessageError::TrustsIncoming);
         }
+        // A transport that logs on a thread of its own logs under this server's name too.
+        transport.set_log_span(span);
         self.ctx.set_time(now);
         let local = transport.local_addr();
         self.ctx.limits = channels::limits(self.ctx.config.max_message_size, Some(&transport));

@@ -15,9 +15,11 @@
 //!
 //! Each layer is a module re-exporting a layer crate (`sturnus-object`, `sturnus-message`,
 //! …) whole; see there for each layer's guide. The [`prelude`] holds what game code needs
-//! day to day. The derive macros (`#[derive(Message)]`, `#[derive(NetworkBehaviour)]`,
-//! `#[network_rpcs]`) work through this crate: the code they generate names
-//! `::sturnus::message` / `::sturnus::object` when the game depends on `sturnus`.
+//! day to day; `sturnus::manager` starts a server, a client or a host in one call, and
+//! `sturnus::hud` shows how it is doing. The derive macros (`#[derive(Message)]`,
+//! `#[derive(NetworkBehaviour)]`, `#[network_rpcs]`) work through this crate: the code they
+//! generate names `::sturnus::message` / `::sturnus::object` when the game depends on
+//! `sturnus`.
 //!
 //! # Features
 //!
@@ -191,6 +193,9 @@ pub fn init_logging() {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
+#[cfg(feature = "object")]
+pub mod hud;
+
 /// What game code needs day to day: `use sturnus::prelude::*;`.
 ///
 /// Everything here is also in its layer's module. The derive macros share their trait's name
@@ -230,4 +235,8 @@ pub mod prelude {
         ManagerConfig, ManagerError, ManagerEvent, NetworkManager, NetworkMode, PlayerSpawn,
         StartPosition, StartStrategy, TransportChoice, TransportFactory,
     };
+
+    #[cfg(feature = "object")]
+    #[doc(no_inline)]
+    pub use crate::hud::Hud;
 }

@@ -683,6 +683,17 @@ impl NetworkManager {
         self.client.as_mut()
     }
 
+    /// The server's object manager, when serving, read-only (for status views such as the
+    /// [`Hud`](crate::hud::Hud)).
+    pub fn server_ref(&self) -> Option<&ServerObjectManager> {
+        self.server.as_ref()
+    }
+
+    /// The client's object manager, when a client, read-only.
+    pub fn client_ref(&self) -> Option<&ClientObjectManager> {
+        self.client.as_ref()
+    }
+
     /// The host's own player, in host mode (set when [`start_host`](Self::start_host)
     /// returns).
     pub fn host_player(&self) -> Option<PlayerId> {

@@ -109,6 +109,16 @@ pub trait Transport: fmt::Debug {
 
     /// The remote address of a connection, if the transport knows one.
     fn remote_address(&self, conn: ConnectionId) -> Option<SocketAddr>;
+
+    /// The `tracing` span the transport's own logs go in when it writes them on a thread of its
+    /// own: the message layer hands over the span naming its endpoint (`endpoint{name=…}`) when
+    /// it is given the transport, so that two endpoints in one process are told apart.
+    /// [`ThreadedHost`](crate::ThreadedHost) enters it on its I/O thread. Transports that log on
+    /// the caller's thread (their logs are already inside the caller's span) ignore it, as the
+    /// default does.
+    fn set_log_span(&mut self, span: tracing::Span) {
+        let _ = span;
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Box<T> {
@@ -158,6 +168,9 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn remote_address(&self, conn: ConnectionId) -> Option<SocketAddr> {
         (**self).remote_address(conn)
+    }
+    fn set_log_span(&mut self, span: tracing::Span) {
+        (**self).set_log_span(span);
     }
 }
 
@@ -274,5 +287,8 @@ impl Transport for crate::ThreadedHost {
     }
     fn remote_address(&self, conn: ConnectionId) -> Option<SocketAddr> {
         crate::ThreadedHost::remote_address(self, conn)
+    }
+    fn set_log_span(&mut self, span: tracing::Span) {
+        crate::ThreadedHost::set_log_span(self, span);
     }
 }

@@ -187,6 +187,10 @@ struct Shared {
     /// Bytes of messages the I/O thread holds but the endpoint has not taken yet.
     backlog: AtomicUsize,
     stop: AtomicBool,
+    /// A span the I/O thread is to log in from its next round on (see
+    /// [`ThreadedHost::set_log_span`]), and whether one is waiting.
+    log_span: Mutex<Option<tracing::Span>>,
+    log_span_set: AtomicBool,
 }
 
 /// A [`Host`] driven by a background I/O thread: the socket is read, acknowledgements and
@@ -240,12 +244,15 @@ impl ThreadedHost {
         let host = Host::new(config.clone(), socket)?;
         let local_addr = host.local_addr();
         let shared = Arc::new(Shared::default());
+        // Until told otherwise, the I/O thread logs in a span naming the endpoint by its
+        // address, inside whatever span the host was made in.
+        let span = tracing::info_span!("endpoint", name = %local_addr);
         let thread = {
             let shared = Arc::clone(&shared);
             let bounded = waker.is_none();
             std::thread::Builder::new()
                 .name("sturnus-io".into())
-                .spawn(move || io_thread(host, &shared, bounded))
+                .spawn(move || io_thread(host, &shared, bounded, span))
                 .map_err(|e| HostError::Socket(sturnus_socket::SocketError::io("spawn", e)))?
         };
         Ok(Self {
@@ -416,6 +423,15 @@ impl ThreadedHost {
         self.addresses.get(&conn).copied()
     }
 
+    /// The `tracing` span the I/O thread logs in from its next round on (connections opened,
+    /// accepted, closed; refused handshakes). By default it is `endpoint{name=<local address>}`;
+    /// the message layer hands over its own `endpoint{name=…}` span when it is given the host,
+    /// so the I/O thread's logs carry the server's or client's name.
+    pub fn set_log_span(&self, span: tracing::Span) {
+        *lock(&self.shared.log_span) = Some(span);
+        self.shared.log_span_set.store(true, Ordering::Release);
+    }
+
     /// The channel layout and limits it was made with.
     pub fn config(&self) -> &EndpointConfig {
         &self.config
@@ -464,12 +480,19 @@ fn io_thread<S: Socket>(
     mut host: Host<S>,
     shared: &Shared,
     bounded: bool,
+    mut span: tracing::Span,
 ) -> Result<(), HostError> {
     let mut taken = Commands::default();
     let mut backlog = Commands::default();
     let mut events = Events::default();
     let mut reporter = Reporter::new(host.endpoint().config());
     while !shared.stop.load(Ordering::Acquire) {
+        if shared.log_span_set.swap(false, Ordering::Acquire) {
+            if let Some(named) = lock(&shared.log_span).take() {
+                span = named;
+            }
+        }
+        let _entered = span.enter();
         if shared.commands.take(&mut taken) {
             backlog.append(&mut taken);
         }
@@ -494,6 +517,7 @@ fn io_thread<S: Socket>(
     }
     // What was handed over before the stop (last messages, disconnects that tell the peers)
     // still goes out.
+    let _entered = span.enter();
     if shared.commands.take(&mut taken) {
         backlog.append(&mut taken);
     }
