@@ -3,6 +3,8 @@
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use sturnus_message::ChannelLayout;
 use sturnus_netem::Preset;
@@ -18,6 +20,20 @@ pub fn init_logging() {
     // A second call (a test running two examples' mains) keeps the first subscriber.
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A flag that Ctrl-C (`SIGINT`) or `SIGTERM` sets, for a long-running example to leave
+/// gracefully: its loop checks the flag, disconnects its peers (so they see the disconnect at
+/// once rather than after a timeout), and exits with success. A second signal, once the flag is
+/// set, ends the process at once (status 130), in case leaving gracefully hangs.
+pub fn interrupt_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The shutdown goes first: it acts only when an earlier signal has set the flag.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+    }
+    Ok(flag)
 }
 
 /// The UDP transport of a server: a [`Host`] bound to `bind` (port 0 picks a free one) with
