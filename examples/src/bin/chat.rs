@@ -13,7 +13,7 @@
 //! it is going, a server or host tells every player it is stopping, so the others see the
 //! departure at once rather than after a timeout; the program then exits with success.
 //! For scripts and tests, `--say TEXT` (repeatable) says lines without a terminal and leaves
-//! once the room has echoed them all, and `--quit-after-ms N` leaves after a while whatever
+//! once the room has echoed (or refused) them all, and `--quit-after-ms N` leaves after a while whatever
 //! happens.
 //!
 //! Names are unique in a room: a second player logging in with a name already there is
