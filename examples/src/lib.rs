@@ -3,10 +3,14 @@
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use sturnus_message::ChannelLayout;
-use sturnus_netem::Preset;
-use sturnus_socket::{SocketFactory, UdpSocket, UdpSocketFactory};
+use sturnus_netem::{LinkStats, Preset};
+use sturnus_socket::{
+    ConditionedSocket, Socket, SocketError, SocketFactory, UdpSocket, UdpSocketFactory,
+};
 use sturnus_transport::{Host, HostError};
 
 /// Sends the library's logs to standard error, filtered by `RUST_LOG` (for example
@@ -18,6 +22,20 @@ pub fn init_logging() {
     // A second call (a test running two examples' mains) keeps the first subscriber.
     let _ =
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// A flag that Ctrl-C (`SIGINT`) or `SIGTERM` sets, for a long-running example to leave
+/// gracefully: its loop checks the flag, disconnects its peers (so they see the disconnect at
+/// once rather than after a timeout), and exits with success. A second signal, once the flag is
+/// set, ends the process at once (status 130), in case leaving gracefully hangs.
+pub fn interrupt_flag() -> std::io::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // The shutdown goes first: it acts only when an earlier signal has set the flag.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))?;
+        signal_hook::flag::register(signal, Arc::clone(&flag))?;
+    }
+    Ok(flag)
 }
 
 /// The UDP transport of a server: a [`Host`] bound to `bind` (port 0 picks a free one) with
@@ -38,13 +56,16 @@ pub fn udp_client(
 }
 
 /// The command line of the echo examples:
-/// `[--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]`.
+/// `[--count N] [--link perfect|lan|wifi|4g|bad] [--seed N] [--ipv6]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EchoOptions {
     /// How many messages to send.
     pub count: u32,
     /// A link-emulator preset for the client's traffic, if any.
     pub link: Option<Preset>,
+    /// The link emulator's seed: its outgoing link uses `seed`, its incoming one `seed + 1`.
+    /// The same seed draws the same losses and delays for the same sequence of datagrams.
+    pub seed: u64,
     /// Use `::1` instead of `127.0.0.1`.
     pub ipv6: bool,
 }
@@ -57,7 +78,7 @@ impl EchoOptions {
 
     /// Parses `args` (without the program name).
     pub fn parse(program: &str, args: impl IntoIterator<Item = String>) -> Result<Self, String> {
-        let mut options = Self { count: 5, link: None, ipv6: false };
+        let mut options = Self { count: 5, link: None, seed: 1, ipv6: false };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
             match arg.as_str() {
@@ -68,6 +89,10 @@ impl EchoOptions {
                 "--link" => {
                     let value = args.next().ok_or("--link needs a preset name")?;
                     options.link = Some(value.parse().map_err(|e| format!("{e}"))?);
+                }
+                "--seed" => {
+                    let value = args.next().ok_or("--seed needs a number")?;
+                    options.seed = value.parse().map_err(|_| format!("bad --seed {value}"))?;
                 }
                 "--ipv6" => options.ipv6 = true,
                 "-h" | "--help" => return Err(echo_usage(program)),
@@ -87,6 +112,28 @@ impl EchoOptions {
     }
 }
 
+/// The client socket of an echo example behind the link emulator, both ways, with `preset`:
+/// the outgoing link seeded with `seed`, the incoming one with `seed + 1`.
+pub fn conditioned<S: Socket>(
+    socket: S,
+    preset: Preset,
+    seed: u64,
+) -> Result<ConditionedSocket<S>, SocketError> {
+    ConditionedSocket::new(socket, preset.config(), seed)?
+        .with_incoming(preset.config(), seed.wrapping_add(1))
+}
+
+/// One direction of the emulated link, counted in packets (datagrams, whatever they carry):
+/// how many entered it, were lost or duplicated, and came out, and the sum of the delays drawn
+/// for them. The same seed and the same datagrams give the same draws.
+pub fn link_summary(direction: &str, stats: &LinkStats) -> String {
+    format!(
+        "link {direction}: packets: {} entered, {} lost, {} duplicated, {} came out; \
+         delays drawn: {:?} in all",
+        stats.sent, stats.lost, stats.duplicated, stats.delivered, stats.total_delay
+    )
+}
+
 /// Whether the command line asks for help (`-h` or `--help`): an example then prints its usage
 /// to standard output and exits with success.
 pub fn wants_help() -> bool {
@@ -95,7 +142,14 @@ pub fn wants_help() -> bool {
 
 /// The usage line of the echo examples.
 pub fn echo_usage(program: &str) -> String {
-    format!("usage: {program} [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]")
+    format!(
+        "usage: {program} [--count N] [--link perfect|lan|wifi|4g|bad] [--seed N] [--ipv6]\n\
+         \n  --count N   messages to send (default 5)\
+         \n  --link P    send the client's traffic through the link emulator with preset P\
+         \n  --seed N    the link emulator's seed (default 1): the same seed draws the same\
+         \n              losses and delays for the same sequence of packets\
+         \n  --ipv6      use ::1 instead of 127.0.0.1"
+    )
 }
 
 /// The `main` of an echo example: parses the options, runs `run`, and turns the outcome into
@@ -144,12 +198,15 @@ mod tests {
     #[test]
     fn parses_every_option_and_rejects_unknown_ones() {
         assert_eq!(
-            parse(&["--count", "9", "--link", "4g", "--ipv6"]),
-            Ok(EchoOptions { count: 9, link: Some(Preset::Mobile4g), ipv6: true })
+            parse(&["--count", "9", "--link", "4g", "--seed", "42", "--ipv6"]),
+            Ok(EchoOptions { count: 9, link: Some(Preset::Mobile4g), seed: 42, ipv6: true })
         );
+        assert_eq!(parse(&[]).unwrap().seed, 1);
         assert_eq!(parse(&[]).unwrap().bind_addr(), "127.0.0.1:0".parse().unwrap());
         assert!(parse(&["--count", "many"]).is_err());
         assert!(parse(&["--link", "mars"]).is_err());
+        assert!(parse(&["--seed", "-1"]).is_err());
+        assert!(parse(&["--seed"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
         assert!(parse(&["--help"]).unwrap_err().starts_with("usage: x"));
     }

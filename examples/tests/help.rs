@@ -26,3 +26,13 @@ fn help_exits_zero_with_the_usage() {
         assert!(stderr.contains("usage") || stderr.contains("--help"), "{example}: {stderr}");
     }
 }
+
+#[test]
+fn the_echo_examples_document_their_seed() {
+    for example in [env!("CARGO_BIN_EXE_transport_echo"), env!("CARGO_BIN_EXE_udp_echo")] {
+        let out = Command::new(example).arg("--help").output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.lines().next().unwrap_or_default().contains("[--seed N]"), "{stdout}");
+        assert!(stdout.contains("--seed N    the link emulator's seed"), "{stdout}");
+    }
+}

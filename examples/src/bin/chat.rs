@@ -8,10 +8,18 @@
 //! cargo run -p sturnus-examples --bin chat -- --host NAME [--bind ADDR] [--password P]
 //! ```
 //!
-//! Type lines to say them, `/me ACTION` to act (`* ada waves`); end input (Ctrl-D) to leave.
+//! Type lines to say them, `/me ACTION` to act (`* ada waves`); end input (Ctrl-D) or press
+//! Ctrl-C to leave. Ctrl-C (or `SIGTERM`) leaves gracefully everywhere: a player tells the room
+//! it is going, a server or host tells every player it is stopping, so the others see the
+//! departure at once rather than after a timeout; the program then exits with success.
 //! For scripts and tests, `--say TEXT` (repeatable) says lines without a terminal and leaves
-//! once the room has echoed them all, and `--quit-after-ms N` leaves after a while whatever
+//! once the room has echoed (or refused) them all, and `--quit-after-ms N` leaves after a while whatever
 //! happens.
+//!
+//! Names are unique in a room: a second player logging in with a name already there is
+//! turned away with the reason. A line too long for the room (over its 4 KiB message limit, or
+//! the action channel's one-packet limit for `/me`) is refused with an error, and the player
+//! stays in the room.
 //!
 //! It shows both ways of receiving: the room *polls* a typed queue of `Say` messages after
 //! each update, and the players register a *handler* for `Line`. Actions travel on a **raw
@@ -26,18 +34,19 @@ use std::error::Error;
 use std::io::BufRead;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sturnus_examples::{udp_client, udp_server};
 use sturnus_message::{
-    ChannelId, ChannelLayout, ClientConfig, ClientContext, ClientEvent, ClientState,
-    DisconnectReason, Login, Message, MessageError, NetworkClient, NetworkServer,
+    Applicant, Authenticator, ChannelId, ChannelLayout, ClientConfig, ClientContext, ClientEvent,
+    ClientState, DisconnectReason, Login, Message, MessageError, NetworkClient, NetworkServer,
     PasswordAuthenticator, Player, PlayerId, Qos, ServerConfig, ServerEvent, driver,
 };
+use sturnus_transport::SendError;
 
 /// Client → server: a line typed.
 #[derive(Serialize, Deserialize, Message)]
@@ -62,6 +71,14 @@ fn layout() -> ChannelLayout {
     assert_eq!(actions, ACTIONS);
     layout
 }
+
+/// The largest message the room takes, in either direction: a chat line is short. A longer line
+/// is refused by the message layer (`MessageError::TooLarge`) before it is sent.
+const MAX_MESSAGE_SIZE: usize = 4 * 1024;
+
+/// What the room tells a player whose line or action fitted the player's message but not, with
+/// the name in front, the room's own.
+const TOO_LONG_TO_RELAY: &str = "your last line was too long to relay";
 
 const USAGE: &str = "usage: chat (--server | --client NAME | --host NAME) [--bind ADDR] \
                      [--connect ADDR] [--password P] [--say TEXT]... [--quit-after-ms N]";
@@ -106,11 +123,45 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     Ok(Options { role, addr, password, say, quit_after })
 }
 
-/// The room: says who joins and leaves, and relays actions. Lines are relayed by [`relay`],
-/// which polls them after each update.
+/// The names of the players in the room, shared by its gate and its event handler.
+type Names = Arc<Mutex<HashMap<PlayerId, String>>>;
+
+/// The room's door: the password, and a name no one in the room has yet.
+struct Gate {
+    password: PasswordAuthenticator,
+    names: Names,
+}
+
+impl Authenticator for Gate {
+    type Credentials = Login;
+    type Data = String;
+
+    fn authenticate(&mut self, applicant: &Applicant, login: Login) -> Result<String, String> {
+        let name = self.password.authenticate(applicant, login)?;
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        if names.values().any(|taken| *taken == name) {
+            return Err(format!("the name {name} is taken in this room"));
+        }
+        // Held until the player leaves (the room's `Disconnected` event frees it).
+        names.insert(applicant.player, name.clone());
+        Ok(name)
+    }
+}
+
+/// The room: checks names at the door, says who joins and leaves, and relays actions. Lines
+/// are relayed by [`relay`], which polls them after each update.
 fn room(password: &str) -> Result<NetworkServer, MessageError> {
-    let mut server = NetworkServer::new(ServerConfig { channels: layout(), ..Default::default() })?;
-    server.set_authenticator(PasswordAuthenticator::new(password));
+    let config = ServerConfig {
+        channels: layout(),
+        max_message_size: MAX_MESSAGE_SIZE,
+        ..Default::default()
+    };
+    let mut server = NetworkServer::new(config)?;
+    let names = Names::default();
+    server.set_authenticator(Gate {
+        password: PasswordAuthenticator::new(password),
+        names: Arc::clone(&names),
+    });
     // The poll style: `Say`s wait in a typed queue until `relay` reads them.
     server.register_queue::<Say>()?;
     // Raw bytes: the actor's name is prepended and the result sent to everyone in the room.
@@ -119,7 +170,13 @@ fn room(password: &str) -> Result<NetworkServer, MessageError> {
         let mut relayed = name.clone().into_bytes();
         relayed.push(0);
         relayed.extend_from_slice(action);
+        let actor = player.id();
         let server = player.server();
+        if relayed.len() > server.max_message_size(channel) {
+            // It fitted the channel, but not with the actor's name in front.
+            let _ = server.send(actor, &Line { from: None, text: TOO_LONG_TO_RELAY.into() });
+            return;
+        }
         let everyone: Vec<PlayerId> = server.players().collect();
         for id in everyone {
             if server.player(id).is_some_and(|p| p.is_authenticated()) {
@@ -127,7 +184,6 @@ fn room(password: &str) -> Result<NetworkServer, MessageError> {
             }
         }
     })?;
-    let mut names: HashMap<PlayerId, String> = HashMap::new();
     server.on_event(move |server, event| {
         let notice = match event {
             ServerEvent::Started(Some(addr)) => {
@@ -139,10 +195,9 @@ fn room(password: &str) -> Result<NetworkServer, MessageError> {
                 else {
                     return;
                 };
-                names.insert(*id, name.clone());
                 format!("{name} joined")
             }
-            ServerEvent::Disconnected(id, reason) => match names.remove(id) {
+            ServerEvent::Disconnected(id, reason) => match lock(&names).remove(id) {
                 Some(name) => format!("{name} left ({reason})"),
                 None => return,
             },
@@ -154,16 +209,29 @@ fn room(password: &str) -> Result<NetworkServer, MessageError> {
     Ok(server)
 }
 
+fn lock(names: &Names) -> std::sync::MutexGuard<'_, HashMap<PlayerId, String>> {
+    names.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Relays every line said since the last call, with its speaker's name.
 fn relay(server: &mut NetworkServer) -> Result<(), MessageError> {
     while let Some((id, Say(text))) = server.poll_message::<Say>() {
         let from = server.player(id).and_then(|p| p.auth_data::<String>().cloned());
-        server.broadcast(&Line { from, text })?;
+        match server.broadcast(&Line { from, text }) {
+            Ok(_) => {}
+            // The line fitted the player's `Say`, but not with the speaker's name added: the
+            // speaker is told, and the room goes on.
+            Err(MessageError::TooLarge { .. }) => {
+                let _ = server.send(id, &Line { from: None, text: TOO_LONG_TO_RELAY.into() });
+            }
+            Err(err) => return Err(err),
+        }
     }
     Ok(())
 }
 
-/// A player: prints what the room says and does, counting what it hears from itself.
+/// A player: prints what the room says and does, counting what it hears from itself (and the
+/// room's word that one of its lines was too long to relay: that line is done with too).
 fn player(
     mut client: NetworkClient,
     name: &str,
@@ -180,7 +248,12 @@ fn player(
             }
             println!("{from}: {}", line.text);
         }
-        None => println!("* {}", line.text),
+        None => {
+            if line.text == TOO_LONG_TO_RELAY {
+                heard.fetch_add(1, Ordering::Relaxed);
+            }
+            println!("* {}", line.text);
+        }
     })?;
     let (me, heard) = (name.to_string(), Arc::clone(heard_own));
     client.register_raw_handler(ACTIONS, move |_: &mut ClientContext, _, bytes: &[u8]| {
@@ -201,11 +274,25 @@ fn player(
 }
 
 /// Says a typed line: `/me ACTION` as raw bytes on the action channel, anything else as a
-/// `Say`.
-fn say(client: &mut NetworkClient, text: &str) -> Result<(), MessageError> {
-    match text.strip_prefix("/me ") {
+/// `Say`. A line too long to send is refused with an error, and the player stays in the room:
+/// `Ok(false)`.
+fn say(client: &mut NetworkClient, text: &str) -> Result<bool, MessageError> {
+    let sent = match text.strip_prefix("/me ") {
         Some(action) => client.send_raw(ACTIONS, action.as_bytes()),
         None => client.send(&Say(text.to_string())),
+    };
+    match sent {
+        Ok(()) => Ok(true),
+        // The message layer checks a typed message against the room's limit; the transport
+        // checks raw bytes against the channel's.
+        Err(
+            MessageError::TooLarge { len, max, .. }
+            | MessageError::Send(SendError::MessageTooLarge { len, max, .. }),
+        ) => {
+            eprintln!("chat: line not sent: {len} bytes, over the {max}-byte limit");
+            Ok(false)
+        }
+        Err(err) => Err(err),
     }
 }
 
@@ -222,7 +309,7 @@ fn typed_lines() -> mpsc::Receiver<String> {
     rx
 }
 
-fn run(options: Options) -> Result<(), Box<dyn Error>> {
+fn run(options: Options, interrupted: &AtomicBool) -> Result<(), Box<dyn Error>> {
     // The one place time comes from: the server and clients take it as an input.
     let start = driver::now();
     let heard_own = Arc::new(AtomicUsize::new(0));
@@ -244,7 +331,11 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
             server = Some(room);
         }
         Role::Client(name) => {
-            let config = ClientConfig { channels: layout(), ..Default::default() };
+            let config = ClientConfig {
+                channels: layout(),
+                max_message_size: MAX_MESSAGE_SIZE,
+                ..Default::default()
+            };
             let mut remote =
                 player(NetworkClient::new(config)?, name, &options.password, &heard_own)?;
             remote.connect(start, udp_client(&layout(), options.addr)?, options.addr)?;
@@ -253,12 +344,18 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
     }
     let typed = typed_lines();
     let mut to_say: Vec<String> = options.say.iter().rev().cloned().collect();
+    // Scripted lines refused as too long: they will not come back.
+    let mut refused = 0;
     let mut stdin_open = true;
     // Why the server ended this player's connection, if it did.
     let mut ended = None;
     let mut now;
     loop {
         now = driver::now();
+        if interrupted.load(Ordering::Relaxed) {
+            println!("[interrupted; leaving]");
+            break;
+        }
         if let Some(server) = &mut server {
             server.update(now)?;
             relay(server)?;
@@ -275,10 +372,14 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
             }
             if client.is_authenticated() {
                 if let Some(text) = to_say.pop() {
-                    say(client, &text)?;
+                    if !say(client, &text)? {
+                        refused += 1;
+                    }
                 }
                 match typed.try_recv() {
-                    Ok(text) => say(client, &text)?,
+                    Ok(text) => {
+                        say(client, &text)?;
+                    }
                     Err(mpsc::TryRecvError::Disconnected)
                         if stdin_open && options.say.is_empty() =>
                     {
@@ -289,8 +390,8 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
                 }
             }
         }
-        let said_all =
-            !options.say.is_empty() && heard_own.load(Ordering::Relaxed) == options.say.len();
+        let said_all = !options.say.is_empty()
+            && heard_own.load(Ordering::Relaxed) + refused == options.say.len();
         let timed_out = options.quit_after.is_some_and(|limit| now - start >= limit);
         if said_all || timed_out {
             break;
@@ -303,11 +404,20 @@ fn run(options: Options) -> Result<(), Box<dyn Error>> {
         }
     }
     if let Some(client) = &mut client {
+        // Tells the server at once (the first close notice goes out now) ...
         client.disconnect();
         client.update(now)?;
+        // ... and repeats the notice a few times, against loss, before the socket goes away.
+        let until = now + Duration::from_millis(500);
+        while server.is_none() && client.poll_timeout().is_some() && now < until {
+            client.wait(Duration::from_millis(10))?;
+            now = driver::now();
+            client.update(now)?;
+        }
     }
     if let Some(server) = &mut server {
-        // Let the room hear its own player leave before it closes.
+        // Let the room hear its own player leave before it closes; closing tells every
+        // remote player the server is stopping.
         server.update(now)?;
         server.stop();
     }
@@ -331,7 +441,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(options) {
+    let interrupted = match sturnus_examples::interrupt_flag() {
+        Ok(flag) => flag,
+        Err(err) => {
+            eprintln!("chat: cannot handle Ctrl-C: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(options, &interrupted) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("chat: {err}");

@@ -4,10 +4,16 @@
 //! A server host echoes every message back on the channel it came on; a client host connects,
 //! sends numbered messages on both channels, prints every event and the connection's
 //! statistics. With `--link PRESET` the client's traffic crosses the link emulator (both
-//! directions), so the reliable channel's resends and the unreliable channel's losses show.
+//! directions), so the reliable channel's resends and the unreliable channel's losses show;
+//! `--seed N` picks the emulator's random draws.
+//!
+//! The closing statistics keep two units apart: **messages** are what the application sent
+//! and got back (each echo is one), **packets** are the UDP datagrams the transport sent and
+//! received to carry them (with acknowledgements, resends and keep-alives), which the link
+//! emulator drops, delays and duplicates.
 //!
 //! ```text
-//! cargo run -p sturnus-examples --bin transport_echo -- [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]
+//! cargo run -p sturnus-examples --bin transport_echo -- [--count N] [--link perfect|lan|wifi|4g|bad] [--seed N] [--ipv6]
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints what it does")]
 #![allow(clippy::disallowed_methods, reason = "an example measures real time")]
@@ -17,8 +23,8 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sturnus_examples::EchoOptions;
-use sturnus_socket::{ConditionedSocket, Socket, SocketFactory, UdpSocketFactory};
+use sturnus_examples::{EchoOptions, conditioned, link_summary};
+use sturnus_socket::{Socket, SocketFactory, UdpSocketFactory};
 use sturnus_transport::{ChannelId, EndpointConfig, Host, HostError, HostEvent, Qos};
 
 const RELIABLE: ChannelId = ChannelId(0);
@@ -63,12 +69,14 @@ fn serve<S: Socket>(mut host: Host<S>) -> Result<u32, HostError> {
     }
 }
 
+/// Connects, sends, collects the echoes, prints the statistics and disconnects; returns the
+/// host, for a look at its socket.
 fn client<S: Socket>(
     mut host: Host<S>,
     server: SocketAddr,
     count: u32,
     conditioned: bool,
-) -> Result<(), HostError> {
+) -> Result<Host<S>, HostError> {
     // Step 4: connect. The connect event (or a disconnect with the reason) follows.
     let conn = host.connect(server)?;
     println!("client: connecting to {server} as {conn}");
@@ -78,11 +86,11 @@ fn client<S: Socket>(
             HostEvent::Connect(c) if c == conn => break,
             HostEvent::Disconnect(_, reason) => {
                 println!("client: could not connect: {reason}");
-                return Ok(());
+                return Ok(host);
             }
             _ if Instant::now() > deadline => {
                 println!("client: no answer from {server}");
-                return Ok(());
+                return Ok(host);
             }
             _ => host.wait(Some(Duration::from_millis(50)))?,
         }
@@ -123,7 +131,7 @@ fn client<S: Socket>(
             }
             HostEvent::Disconnect(_, reason) => {
                 println!("client: disconnect event: {reason}");
-                return Ok(());
+                return Ok(host);
             }
             HostEvent::Nothing => host.wait(Some(Duration::from_millis(50)))?,
             _ => {}
@@ -131,13 +139,18 @@ fn client<S: Socket>(
     }
     let stats = host.connection_stats(conn).expect("still connected");
     println!(
-        "client: {reliable_back}/{count} reliable and {unreliable_back}/{count} unreliable echoes; \
-         rtt {:?}, {} packets sent, {} resends, loss out {:.1} %, loss in {:.1} %",
-        stats.rtt,
+        "client: messages: reliable {count} sent, {reliable_back} echoed back; \
+         unreliable {count} sent, {unreliable_back} echoed back"
+    );
+    println!(
+        "client: packets: {} sent, {} received; loss {:.1} % out, {:.1} % in; \
+         {} reliable messages resent; rtt {:?}",
         stats.packets_sent,
-        stats.resends,
+        stats.packets_received,
         stats.loss_out_percent(),
-        stats.loss_in_percent()
+        stats.loss_in_percent(),
+        stats.resends,
+        stats.rtt,
     );
 
     // Step 7: disconnect. The server sees a disconnect event.
@@ -151,7 +164,7 @@ fn client<S: Socket>(
         host.wait(Some(Duration::from_millis(10)))?;
     }
     println!("client: disconnected");
-    Ok(())
+    Ok(host)
 }
 
 fn run(options: &EchoOptions) -> Result<(), HostError> {
@@ -166,12 +179,19 @@ fn run(options: &EchoOptions) -> Result<(), HostError> {
     let socket = factory.client_socket(server_addr)?;
     let client_config = EndpointConfig { accept_connections: false, ..config() };
     match options.link {
-        None => client(Host::new(client_config, socket)?, server_addr, options.count, false)?,
+        None => {
+            client(Host::new(client_config, socket)?, server_addr, options.count, false)?;
+        }
         Some(preset) => {
-            println!("client: conditioning traffic with the `{preset}` link preset");
-            let socket = ConditionedSocket::new(socket, preset.config(), 1)?
-                .with_incoming(preset.config(), 2)?;
-            client(Host::new(client_config, socket)?, server_addr, options.count, true)?;
+            let seed = options.seed;
+            println!("client: conditioning traffic with the `{preset}` link preset, seed {seed}");
+            let host = Host::new(client_config, conditioned(socket, preset, seed)?)?;
+            let host = client(host, server_addr, options.count, true)?;
+            // Every datagram, the handshake and the close notices included.
+            println!("{}", link_summary("out", &host.socket().outgoing_stats()));
+            if let Some(incoming) = host.socket().incoming_stats() {
+                println!("{}", link_summary("in ", &incoming));
+            }
         }
     }
     let echoed = server_thread.join().expect("the server thread does not panic")?;

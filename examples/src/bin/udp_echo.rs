@@ -3,10 +3,10 @@
 //! A server thread echoes every datagram it receives; the client sends numbered pings, waits for
 //! each echo and prints what it sent, what came back and how long it took. With `--link PRESET`
 //! the client's traffic goes through the link emulator (both directions), so losses and delays
-//! become visible.
+//! become visible; `--seed N` picks the emulator's random draws.
 //!
 //! ```text
-//! cargo run -p sturnus-examples --bin udp_echo -- [--count N] [--link perfect|lan|wifi|4g|bad] [--ipv6]
+//! cargo run -p sturnus-examples --bin udp_echo -- [--count N] [--link perfect|lan|wifi|4g|bad] [--seed N] [--ipv6]
 //! ```
 #![allow(clippy::print_stdout, clippy::print_stderr, reason = "an example prints what it does")]
 #![allow(clippy::disallowed_methods, reason = "an example measures real round-trip times")]
@@ -16,10 +16,8 @@ use std::process::ExitCode;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sturnus_examples::EchoOptions;
-use sturnus_socket::{
-    ConditionedSocket, Readiness, Socket, SocketError, SocketFactory, UdpSocketFactory,
-};
+use sturnus_examples::{EchoOptions, conditioned, link_summary};
+use sturnus_socket::{Readiness, Socket, SocketError, SocketFactory, UdpSocketFactory};
 
 const QUIT: &[u8] = b"quit";
 
@@ -87,12 +85,16 @@ fn run(options: &EchoOptions) -> Result<(), SocketError> {
             (ping(&mut client, server_addr, options.count)?, client.stats())
         }
         Some(preset) => {
-            println!("conditioning the client's traffic with the `{preset}` link preset");
-            let mut client = ConditionedSocket::new(client, preset.config(), 1)?
-                .with_incoming(preset.config(), 2)?;
+            let seed = options.seed;
+            println!(
+                "conditioning the client's traffic with the `{preset}` link preset, seed {seed}"
+            );
+            let mut client = conditioned(client, preset, seed)?;
             let answered = ping(&mut client, server_addr, options.count)?;
-            println!("link out: {:?}", client.outgoing_stats());
-            println!("link in:  {:?}", client.incoming_stats());
+            println!("{}", link_summary("out", &client.outgoing_stats()));
+            if let Some(incoming) = client.incoming_stats() {
+                println!("{}", link_summary("in ", &incoming));
+            }
             (answered, client.stats())
         }
     };
