@@ -289,3 +289,46 @@ fn a_line_too_long_is_refused_and_the_player_stays() {
         "[ada left (closed by the peer)]"
     );
 }
+
+#[test]
+fn a_server_with_a_hud_shows_its_players() {
+    let mut server = Command::new(CHAT)
+        .args(["--server", "--bind", "127.0.0.1:0", "--quit-after-ms", "30000", "--hud", "50"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(server.stdout.take().unwrap());
+    let mut first = String::new();
+    stdout.read_line(&mut first).unwrap();
+    let addr = first.trim().strip_prefix("[room open on ").and_then(|s| s.strip_suffix(']'));
+    let addr = addr.unwrap().to_owned();
+    // Ada stays (her standard input stays open) until the server's HUD has shown her.
+    let mut ada = Command::new(CHAT)
+        .args(["--client", "ada", "--connect", &addr, "--quit-after-ms", "30000"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut hud = BufReader::new(server.stderr.take().unwrap()).lines().map_while(Result::ok);
+    let mut seen = Vec::new();
+    let mut player_lines = Vec::new();
+    for line in hud.by_ref() {
+        seen.push(line.clone());
+        // A player's line: its id and address, its round-trip time, loss and rates (from the
+        // second render on).
+        if line.trim_start().starts_with("player ") && line.contains("127.0.0.1:") {
+            player_lines.push(line);
+            if player_lines.len() == 2 {
+                break;
+            }
+        }
+    }
+    let _ = (ada.kill(), server.kill(), ada.wait(), server.wait());
+    let seen = seen.join("\n");
+    assert!(seen.contains(&format!("sturnus server · {addr} · 0 players")), "{seen}");
+    assert!(seen.contains(&format!("sturnus server · {addr} · 1 player")), "{seen}");
+    let second = player_lines.get(1).map_or("", String::as_str);
+    assert!(second.contains("ms") && second.contains("B/s"), "{seen}");
+}

@@ -16,6 +16,10 @@
 //! once the room has echoed (or refused) them all, and `--quit-after-ms N` leaves after a while whatever
 //! happens.
 //!
+//! `--hud MS` makes a server or host print its status view (`sturnus::hud`, UNET's
+//! NetworkManagerHUD) to standard error every `MS` milliseconds: each player's address,
+//! round-trip time, loss and bytes per second in and out.
+//!
 //! Names are unique in a room: a second player logging in with a name already there is
 //! turned away with the reason. A line too long for the room (over its 4 KiB message limit, or
 //! the action channel's one-packet limit for `/me`) is refused with an error, and the player
@@ -40,6 +44,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sturnus::hud::{Hud, Status};
 use sturnus_examples::{udp_client, udp_server};
 use sturnus_message::{
     Applicant, Authenticator, ChannelId, ChannelLayout, ClientConfig, ClientContext, ClientEvent,
@@ -81,7 +86,8 @@ const MAX_MESSAGE_SIZE: usize = 4 * 1024;
 const TOO_LONG_TO_RELAY: &str = "your last line was too long to relay";
 
 const USAGE: &str = "usage: chat (--server | --client NAME | --host NAME) [--bind ADDR] \
-                     [--connect ADDR] [--password P] [--say TEXT]... [--quit-after-ms N]";
+                     [--connect ADDR] [--password P] [--say TEXT]... [--quit-after-ms N] \
+                     [--hud MS]";
 
 enum Role {
     Server,
@@ -95,13 +101,15 @@ struct Options {
     password: String,
     say: Vec<String>,
     quit_after: Option<Duration>,
+    /// A server or host prints its status view (the HUD) to standard error this often.
+    hud: Option<Duration>,
 }
 
 fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
     let mut role = None;
     let mut addr: SocketAddr = "127.0.0.1:7777".parse().expect("a valid address");
     let mut password = "starling".to_string();
-    let (mut say, mut quit_after) = (Vec::new(), None);
+    let (mut say, mut quit_after, mut hud) = (Vec::new(), None, None);
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let mut value = || args.next().ok_or(format!("{arg} needs a value"));
@@ -116,11 +124,15 @@ fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
                 let ms = value()?.parse().map_err(|e| format!("--quit-after-ms: {e}"))?;
                 quit_after = Some(Duration::from_millis(ms));
             }
+            "--hud" => {
+                let ms = value()?.parse().map_err(|e| format!("--hud: {e}"))?;
+                hud = Some(Duration::from_millis(ms));
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
     let role = role.ok_or("choose --server, --client NAME or --host NAME")?;
-    Ok(Options { role, addr, password, say, quit_after })
+    Ok(Options { role, addr, password, say, quit_after, hud })
 }
 
 /// The names of the players in the room, shared by its gate and its event handler.
@@ -350,8 +362,15 @@ fn run(options: Options, interrupted: &AtomicBool) -> Result<(), Box<dyn Error>>
     // Why the server ended this player's connection, if it did.
     let mut ended = None;
     let mut now;
+    let (mut hud, mut next_hud) = (Hud::new(), start);
     loop {
         now = driver::now();
+        if let (Some(every), Some(server)) = (options.hud, &server) {
+            if now >= next_hud {
+                eprint!("{}", hud.render_status(&Status::of_server(server), now));
+                next_hud = now + every;
+            }
+        }
         if interrupted.load(Ordering::Relaxed) {
             println!("[interrupted; leaving]");
             break;
