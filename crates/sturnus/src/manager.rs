@@ -705,12 +705,24 @@ impl NetworkManager {
         self.player_objects.get(&player).copied()
     }
 
-    /// Keeps every `T` received for polling, on whichever side this manager starts as next:
-    /// [`poll_from_server`](Self::poll_from_server) on a client (and a host's own player),
-    /// [`poll_from_clients`](Self::poll_from_clients) on a server. Register before starting.
-    pub fn register_message<T: Message>(&mut self) {
-        self.queues
-            .push((|server| server.register_queue::<T>(), |client| client.register_queue::<T>()));
+    /// Keeps every `T` received for polling, on every side this manager runs, now and after
+    /// each start: [`poll_from_server`](Self::poll_from_server) on a client (and a host's own
+    /// player), [`poll_from_clients`](Self::poll_from_clients) on a server. An id that
+    /// collides with another registered type's is an error (here if running, else at start).
+    pub fn register_message<T: Message>(&mut self) -> Result<(), ManagerError> {
+        let queues: Queues =
+            (|server| server.register_queue::<T>(), |client| client.register_queue::<T>());
+        if let Some(server) = &mut self.server {
+            (queues.0)(server.server_mut())?;
+            if let Some(host_client) = server.host_client() {
+                (queues.1)(host_client)?;
+            }
+        }
+        if let Some(client) = &mut self.client {
+            (queues.1)(client.client_mut())?;
+        }
+        self.queues.push(queues);
+        Ok(())
     }
 
     /// The next `T` the server sent this client (or the host's own player), if `T` was

@@ -185,3 +185,54 @@ fn a_custom_transport_factory_opens_each_side() {
     let opened = opened.lock().unwrap().clone();
     assert_eq!(opened, [(Side::Server, addr, true), (Side::Client, addr, false)]);
 }
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize, Message)]
+struct Shout(String);
+
+#[test]
+fn messages_and_commands_go_through_the_manager_in_every_mode() {
+    let network = MemoryNetwork::new();
+    let addr = "10.0.0.5:7777".parse().unwrap();
+    let mut host = manager(&network);
+    let mut client = manager(&network);
+    // Registered before one start and after the other: both work.
+    client.register_message::<Shout>().unwrap();
+    host.start_host(addr).unwrap();
+    host.register_message::<Shout>().unwrap();
+    client.start_client(addr).unwrap();
+    let mut now = driver::now();
+    let mut pump = |host: &mut NetworkManager, client: &mut NetworkManager| {
+        for _ in 0..10 {
+            host.tick(now).unwrap();
+            client.tick(now).unwrap();
+            now += Duration::from_millis(16);
+        }
+    };
+    pump(&mut host, &mut client);
+    client.send_to_server(&Shout("from the client".into())).unwrap();
+    host.send_to_server(&Shout("from the host's player".into())).unwrap();
+    assert_eq!(host.broadcast(&Shout("to all".into())).unwrap(), 2);
+    assert!(matches!(client.broadcast(&Shout("x".into())), Err(ManagerError::NotServing(_))));
+    pump(&mut host, &mut client);
+    let mut heard: Vec<String> =
+        std::iter::from_fn(|| host.poll_from_clients::<Shout>()).map(|(_, Shout(s))| s).collect();
+    heard.sort();
+    assert_eq!(heard, ["from the client", "from the host's player"]);
+    assert_eq!(host.poll_from_server::<Shout>(), Some(Shout("to all".into())));
+    assert_eq!(client.poll_from_server::<Shout>(), Some(Shout("to all".into())));
+
+    // The local player, in both modes, and the objects each sees.
+    let mine = client.local_player_id().expect("the client's own object");
+    let hosts = host.local_player_id().expect("the host's own object");
+    assert_ne!(mine, hosts);
+    assert_eq!(host.local_player_id(), host.player_object(host.host_player().unwrap()));
+    assert_eq!(client.objects().count(), 2);
+    assert_eq!(host.objects().count(), 2);
+    assert!(client.get::<Avatar>(hosts).is_some() && host.get::<Avatar>(mine).is_some());
+    assert!(client.local_player::<Avatar>().is_some());
+    // An offline manager has no objects and sends nothing.
+    let mut offline = manager(&network);
+    assert!(offline.send_to_server(&Shout("x".into())).is_err());
+    assert_eq!(offline.objects().count(), 0);
+    assert!(offline.local_player_id().is_none());
+}

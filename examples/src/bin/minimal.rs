@@ -32,7 +32,7 @@ fn play(mode: NetworkMode, at: SocketAddr, name: &str, ticks: u64) -> Result<(),
     let step = if name == "bob" { (0, 1) } else { (1, 0) }; // bob walks north, the others east
     let mut game = NetworkManager::new(ManagerConfig::default());
     game.register_player_prefab(PrefabId::of_name("avatar"), |_| Avatar::default());
-    game.register_message::<Greeting>();
+    game.register_message::<Greeting>()?;
     match mode {
         Client => game.start_client(at)?,
         Host => game.start_host(at).map(drop)?,
