@@ -69,6 +69,15 @@ pub trait NetworkBehaviour: Any + Send {
     fn write_changes(&self, out: &mut Vec<u8>) -> Result<(), postcard::Error>;
     /// Replaces the state with what [`write_full`](Self::write_full) wrote (no hooks run).
     fn read_full(&mut self, input: &mut &[u8]) -> Result<(), ReadError>;
+    /// Replaces the state with what [`write_full`](Self::write_full) wrote, then runs the hooks
+    /// of the fields whose state changed (see [`SyncField::read_full_changes`]): how a client
+    /// applies the full states a behaviour synced on an unreliable channel receives. The
+    /// derive implements it; by default it is [`read_full`](Self::read_full), running no hooks.
+    ///
+    /// [`SyncField::read_full_changes`]: crate::SyncField::read_full_changes
+    fn read_full_changes(&mut self, input: &mut &[u8]) -> Result<(), ReadError> {
+        self.read_full(input)
+    }
     /// Applies what [`write_changes`](Self::write_changes) wrote, then runs the hooks of the
     /// fields that changed.
     fn read_changes(&mut self, input: &mut &[u8]) -> Result<(), ReadError>;
