@@ -19,7 +19,7 @@ pub(crate) fn take<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T, ReadErro
 }
 
 /// Whether `value` encodes as `bytes` (on the stack when it is small).
-fn encodes_as<T: Serialize>(value: &T, bytes: &[u8]) -> bool {
+pub(crate) fn encodes_as<T: Serialize>(value: &T, bytes: &[u8]) -> bool {
     let mut buf = [0u8; 64];
     match postcard::to_slice(value, &mut buf) {
         Ok(encoded) => encoded == bytes,
@@ -54,7 +54,8 @@ pub trait SyncField {
     /// has a hook) how the state changed, if it did. It applies the full states that a
     /// behaviour synced on an unreliable channel receives instead of deltas. By default it
     /// reports nothing; a [`SyncVar`] reports its old and new values when their encodings
-    /// differ.
+    /// differ, and the collections, when their contents differ, a clear followed by an
+    /// insertion of each item.
     fn read_full_changes(
         &mut self,
         input: &mut &[u8],

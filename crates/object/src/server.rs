@@ -942,7 +942,8 @@ fn sync_versioned(
         let due = last_sync[index]
             .is_none_or(|last| last.checked_add(interval).is_some_and(|at| now >= at));
         // A forced sync sends changes, not resends.
-        if !due && !(dirty && force) {
+        let send_now = due || (dirty && force);
+        if !send_now {
             waiting = true;
             continue;
         }
@@ -965,7 +966,12 @@ fn sync_versioned(
             match sent {
                 Ok(_) if resend => stats.states_resent += 1,
                 Ok(_) => stats.updates_sent += 1,
-                Err(err) => warn!(%id, %err, "could not send a behaviour's state"),
+                Err(err) => {
+                    // It cannot go on this channel (too large, say): logged once per change,
+                    // not at every interval.
+                    warn!(%id, %err, "could not send a behaviour's state");
+                    v.behind.clear();
+                }
             }
         }
         if dirty {

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use common::{Game, Path, forge};
 use sturnus_message::{ChannelLayout, Qos};
-use sturnus_object::{NetId, NetworkBehaviour, PrefabId, SyncVar, wire};
+use sturnus_object::{
+    ListChange, NetId, NetworkBehaviour, PrefabId, SetChange, SyncList, SyncSet, SyncVar, wire,
+};
 
 const GAUGE: PrefabId = PrefabId::of_name("gauge");
 
@@ -250,4 +252,88 @@ fn a_late_joiner_gets_the_newest_state() {
         g.clients.iter().all(|c| c.get::<Gauge>(id).is_some_and(|g| *g.value == 21))
     });
     assert!(converged);
+}
+
+const BAG: PrefabId = PrefabId::of_name("unreliable bag");
+
+/// Collections on an unreliable channel: their full state travels, so they converge too, and
+/// a hook sees a replacement as a clear and the new items.
+#[derive(Debug, Default, NetworkBehaviour)]
+#[network(qos = Unreliable, sync_interval_ms = 50)]
+struct Bag {
+    #[sync(hook = Bag::on_list)]
+    list: SyncList<u16>,
+    #[sync(hook = Bag::on_set)]
+    set: SyncSet<u8>,
+    /// The list as rebuilt from the hook's changes alone.
+    mirror: Vec<u16>,
+    /// The set as rebuilt from the hook's changes alone.
+    set_mirror: Vec<u8>,
+}
+
+impl Bag {
+    fn on_list(&mut self, change: &ListChange<u16>) {
+        match change {
+            ListChange::Inserted { index, value } => self.mirror.insert(*index, *value),
+            ListChange::Set { index, new, .. } => self.mirror[*index] = *new,
+            ListChange::Removed { index, .. } => {
+                self.mirror.remove(*index);
+            }
+            ListChange::Cleared => self.mirror.clear(),
+            _ => unreachable!("no other changes exist"),
+        }
+    }
+
+    fn on_set(&mut self, change: &SetChange<u8>) {
+        match change {
+            SetChange::Added(item) => self.set_mirror.push(*item),
+            SetChange::Removed(item) => self.set_mirror.retain(|i| i != item),
+            SetChange::Cleared => self.set_mirror.clear(),
+            _ => unreachable!("no other changes exist"),
+        }
+    }
+}
+
+#[test]
+fn unreliable_collections_converge_and_their_hooks_see_the_replacements() {
+    for seed in 0..5 {
+        let mut game = Game::new(Path::Sim { seed, loss: 0.0 });
+        for _ in 0..2 {
+            game.add_client(|c| c.register_prefab(BAG, Bag::default));
+        }
+        game.join_all();
+        set_loss(&game, 0.4);
+        let id = game.server.spawn(BAG, Bag::default(), None).unwrap();
+        assert!(game.run_until(|g| g.clients.iter().all(|c| c.get::<Bag>(id).is_some())));
+        for n in 0..40u16 {
+            let bag = game.server.get_mut::<Bag>(id).unwrap();
+            match n % 5 {
+                3 => {
+                    bag.list.remove(0);
+                }
+                4 => {
+                    bag.set.remove(&(n as u8 / 2));
+                }
+                _ => {
+                    bag.list.push(n);
+                    bag.set.insert(n as u8);
+                }
+            }
+            game.run_for(2);
+        }
+        let server = game.server.get::<Bag>(id).unwrap();
+        let (list, mut set) =
+            (server.list.to_vec(), server.set.iter().copied().collect::<Vec<_>>());
+        set.sort_unstable();
+        let converged = game.run_until(|g| {
+            g.clients.iter().all(|c| {
+                let bag = c.get::<Bag>(id).unwrap();
+                let mut mirror = bag.set_mirror.clone();
+                mirror.sort_unstable();
+                bag.list.to_vec() == list && bag.mirror == list && mirror == set
+            })
+        });
+        let seen: Vec<_> = game.clients.iter().map(|c| c.get::<Bag>(id).unwrap()).collect();
+        assert!(converged, "seed {seed}: {list:?} {set:?}, clients have {seen:?}");
+    }
 }
