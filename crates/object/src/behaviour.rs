@@ -141,9 +141,16 @@ pub struct SyncSettings {
     /// The channel updates go on; `None`: the manager's
     /// [`channel`](crate::ObjectConfig::channel), which also carries spawns, despawns and RPCs,
     /// so everything about an object arrives in order. On another channel an update can
-    /// overtake its object's spawn (it is then dropped and counted); on an unreliable one
-    /// updates can be lost, which a `SyncVar` survives (its next change carries the whole
-    /// value) but a collection does not.
+    /// overtake its object's spawn (it is then dropped and counted).
+    ///
+    /// On an unreliable channel (`!qos.is_reliable()`) an update is the behaviour's full
+    /// state with a version, sent again at each interval to the observers that have not
+    /// acknowledged the newest; a client applies only a version newer than the one it holds
+    /// (running the hooks of the fields it changes) and acknowledges it. So SyncVars and
+    /// collections converge whatever is lost, duplicated or reordered, at the cost of sending
+    /// the whole state: keep such behaviours small (the state must fit one message on the
+    /// channel). A `StateUpdate` channel keeps only the newest message queued, so it suits one
+    /// such behaviour, not several.
     pub channel: Option<OnChannel>,
 }
 

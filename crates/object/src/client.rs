@@ -91,7 +91,7 @@ pub struct ClientObjectStats {
 }
 
 /// One line: `spawned 12, despawned 2 · applied 340 updates, ran 12 RPCs · dropped 0: 0 unknown
-/// objects, 0 unknown prefabs, 0 unknown RPCs, 0 undecodable`.
+/// objects, 0 unknown prefabs, 0 unknown RPCs, 0 undecodable · 3 stale states`.
 impl std::fmt::Display for ClientObjectStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let dropped = self.dropped_unknown_object
@@ -101,7 +101,8 @@ impl std::fmt::Display for ClientObjectStats {
         write!(
             f,
             "spawned {}, despawned {} · applied {} updates, ran {} RPCs · dropped {dropped}: {} \
-             unknown objects, {} unknown prefabs, {} unknown RPCs, {} undecodable",
+             unknown objects, {} unknown prefabs, {} unknown RPCs, {} undecodable · {} stale \
+             states",
             self.spawned,
             self.despawned,
             self.updates_applied,
@@ -109,7 +110,8 @@ impl std::fmt::Display for ClientObjectStats {
             self.dropped_unknown_object,
             self.dropped_unknown_prefab,
             self.dropped_unknown_rpc,
-            self.dropped_undecodable
+            self.dropped_undecodable,
+            self.dropped_stale
         )
     }
 }

@@ -142,20 +142,22 @@ pub struct ServerObjectStats {
 }
 
 /// One line: `spawned 12, despawned 2 · sent 340 updates, 12 RPCs · commands: 40 run, 1
-/// rejected · 0 spawns too large`.
+/// rejected · 0 spawns too large · 5 states resent, 0 acks dropped`.
 impl std::fmt::Display for ServerObjectStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "spawned {}, despawned {} · sent {} updates, {} RPCs · commands: {} run, {} rejected \
-             · {} spawns too large",
+             · {} spawns too large · {} states resent, {} acks dropped",
             self.spawned,
             self.despawned,
             self.updates_sent,
             self.rpcs_sent,
             self.commands_run,
             self.rejected(),
-            self.spawns_too_large
+            self.spawns_too_large,
+            self.states_resent,
+            self.acks_dropped
         )
     }
 }
@@ -1035,7 +1037,9 @@ fn send_logged<T>(result: Result<T, sturnus_message::MessageError>) {
 ///   4,096 by default) needs a larger queue, or the joiner is sent away as
 ///   [`Overloaded`](sturnus_message::DisconnectReason::Overloaded) rather than left with part
 ///   of the world.
-/// - Changed `#[sync]` fields are sent at each behaviour's sync interval, only the dirty ones.
+/// - Changed `#[sync]` fields are sent at each behaviour's sync interval, only the dirty ones;
+///   a behaviour synced on an unreliable channel sends its whole state, versioned, and sends
+///   it again at each interval to the observers that have not acknowledged it.
 /// - Commands from clients are validated (object, behaviour, RPC id, authority, arguments)
 ///   before they run; anything invalid is dropped, counted in [`stats`](Self::stats) and
 ///   charged to the sender's error budget.

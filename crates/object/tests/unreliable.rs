@@ -305,18 +305,18 @@ fn unreliable_collections_converge_and_their_hooks_see_the_replacements() {
         set_loss(&game, 0.4);
         let id = game.server.spawn(BAG, Bag::default(), None).unwrap();
         assert!(game.run_until(|g| g.clients.iter().all(|c| c.get::<Bag>(id).is_some())));
-        for n in 0..40u16 {
+        for n in 0..40u8 {
             let bag = game.server.get_mut::<Bag>(id).unwrap();
             match n % 5 {
                 3 => {
                     bag.list.remove(0);
                 }
                 4 => {
-                    bag.set.remove(&(n as u8 / 2));
+                    bag.set.remove(&(n / 2));
                 }
                 _ => {
-                    bag.list.push(n);
-                    bag.set.insert(n as u8);
+                    bag.list.push(u16::from(n));
+                    bag.set.insert(n);
                 }
             }
             game.run_for(2);
