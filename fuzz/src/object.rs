@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use sturnus_message::{Message, NetworkServer, PlayerId, ServerConfig, driver};
-use sturnus_object::wire::{self, Command, Despawn, Ownership, Ready, Rpc, Spawn, Update};
+use sturnus_object::wire::{
+    self, Ack, AckEntry, Command, Despawn, Ownership, Ready, Rpc, Spawn, State, Update,
+};
 use sturnus_object::{
     ChannelId, ClientCtx, ClientObjectManager, ListChange, MapChange, NetId, NetworkBehaviour,
     ObjectConfig, PrefabId, RpcId, SceneId, ServerCtx, ServerObjectManager, SetChange, SyncList,
@@ -139,7 +141,7 @@ const PREFABS: [PrefabId; 3] = [EVERYTHING, PAIR, PrefabId(0xdead_beef)];
 /// | 2        | to the client: `Rpc { net_id: a % 6, behaviour: b % 3, rpc: RPCS[b / 3 % 6] }` + arguments |
 /// | 3        | to the client: `Despawn { net_id: a % 6 }`                                 |
 /// | 4        | to the client: `Ownership { net_id: a % 6, owned: b & 1 }`                 |
-/// | 5        | to the client: a message of type `[Spawn, Despawn, Update, Rpc, Ownership, Ready, Command][b % 7]` whose whole body is the payload |
+/// | 5        | to the client: a message of type `[Spawn, Despawn, Update, Rpc, Ownership, Ready, Command, State, Ack][b % 9]` whose whole body is the payload |
 /// | 6        | to the server, from the player: `Command { … as Rpc … }` + arguments       |
 /// | 7        | to the server, from the player: as 5                                      |
 ///
@@ -247,14 +249,17 @@ impl ObjectHarness {
 
     /// Sends a message of the object layer, picked by `kind`, with `body` as its whole body.
     fn any(&mut self, to_client: bool, kind: u8, body: &[u8]) {
-        match kind % 7 {
+        match kind % 9 {
             0 => self.send::<Spawn>(to_client, body),
             1 => self.send::<Despawn>(to_client, body),
             2 => self.send::<Update>(to_client, body),
             3 => self.send::<Rpc>(to_client, body),
             4 => self.send::<Ownership>(to_client, body),
             5 => self.send::<Ready>(to_client, body),
-            _ => self.send::<Command>(to_client, body),
+            6 => self.send::<Command>(to_client, body),
+            // A behaviour's versioned full state; acknowledgements of them.
+            7 => self.send::<State>(to_client, body),
+            _ => self.send::<Ack>(to_client, body),
         }
     }
 
@@ -325,6 +330,9 @@ impl ObjectHarness {
         server_side.tags.insert("t".into());
         let mut delta = Vec::new();
         server_side.write_changes(&mut delta).expect("encodable");
+        let mut changed = Vec::new();
+        server_side.write_full(&mut changed).expect("encodable");
+        let ack = AckEntry { net_id: NetId(1), behaviour: 0, version: 3 };
         let mut cleared = Everything::default();
         cleared.list.clear();
         cleared.map.clear();
@@ -361,6 +369,22 @@ impl ObjectHarness {
                     &poke,
                 ),
             ),
+            // A versioned full state, twice (the second is stale), and its acknowledgement.
+            [
+                crate::record(
+                    [5, 0, 7],
+                    &wire::body(&State { net_id: NetId(1), behaviour: 0, version: 3 }, &changed),
+                ),
+                crate::record(
+                    [5, 0, 7],
+                    &wire::body(&State { net_id: NetId(1), behaviour: 0, version: 2 }, &full),
+                ),
+                crate::record(
+                    [7, 0, 8],
+                    &wire::body(&Ack, &postcard::to_allocvec(&ack).expect("encodable")),
+                ),
+            ]
+            .concat(),
         ]
     }
 }

@@ -102,6 +102,7 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     // Reading changes: each field's changes are gathered (for hooked fields), and the hooks run
     // once every field is applied, so a hook sees the whole new state.
     let mut read_changes = Vec::new();
+    let mut read_full_changes = Vec::new();
     let mut after_read = Vec::new();
     let mut local_hooks = Vec::new();
     let mut local_calls = Vec::new();
@@ -116,6 +117,10 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                         #field::read_delta(&mut self.#ident, __input, ::core::option::Option::Some(&mut #changes))?;
                     }
                 });
+                read_full_changes.push(quote! {
+                    let mut #changes = #private::changes_for(&self.#ident);
+                    #field::read_full_changes(&mut self.#ident, __input, ::core::option::Option::Some(&mut #changes))?;
+                });
                 after_read.push(quote!(#private::call_hooks(self, &#changes, #hook);));
                 let local = format_ident!("__local_{}", i);
                 local_hooks.push(quote! {
@@ -124,11 +129,16 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 });
                 local_calls.push(quote!(#private::call_hooks(self, &#local, #hook);));
             }
-            None => read_changes.push(quote! {
-                if __dirty[#i] {
-                    #field::read_delta(&mut self.#ident, __input, ::core::option::Option::None)?;
-                }
-            }),
+            None => {
+                read_changes.push(quote! {
+                    if __dirty[#i] {
+                        #field::read_delta(&mut self.#ident, __input, ::core::option::Option::None)?;
+                    }
+                });
+                read_full_changes.push(quote! {
+                    #field::read_full_changes(&mut self.#ident, __input, ::core::option::Option::None)?;
+                });
+            }
         }
     }
     let interval = match options.interval_ms {
@@ -154,6 +164,12 @@ pub(crate) fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
 
             fn read_full(&mut self, __input: &mut &[u8]) -> #result<(), #krate::ReadError> {
                 #( #field::read_full(&mut self.#idents, __input)?; )*
+                #result::Ok(())
+            }
+
+            fn read_full_changes(&mut self, __input: &mut &[u8]) -> #result<(), #krate::ReadError> {
+                #( #read_full_changes )*
+                #( #after_read )*
                 #result::Ok(())
             }
 

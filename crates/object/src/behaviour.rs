@@ -69,6 +69,15 @@ pub trait NetworkBehaviour: Any + Send {
     fn write_changes(&self, out: &mut Vec<u8>) -> Result<(), postcard::Error>;
     /// Replaces the state with what [`write_full`](Self::write_full) wrote (no hooks run).
     fn read_full(&mut self, input: &mut &[u8]) -> Result<(), ReadError>;
+    /// Replaces the state with what [`write_full`](Self::write_full) wrote, then runs the hooks
+    /// of the fields whose state changed (see [`SyncField::read_full_changes`]): how a client
+    /// applies the full states a behaviour synced on an unreliable channel receives. The
+    /// derive implements it; by default it is [`read_full`](Self::read_full), running no hooks.
+    ///
+    /// [`SyncField::read_full_changes`]: crate::SyncField::read_full_changes
+    fn read_full_changes(&mut self, input: &mut &[u8]) -> Result<(), ReadError> {
+        self.read_full(input)
+    }
     /// Applies what [`write_changes`](Self::write_changes) wrote, then runs the hooks of the
     /// fields that changed.
     fn read_changes(&mut self, input: &mut &[u8]) -> Result<(), ReadError>;
@@ -132,9 +141,16 @@ pub struct SyncSettings {
     /// The channel updates go on; `None`: the manager's
     /// [`channel`](crate::ObjectConfig::channel), which also carries spawns, despawns and RPCs,
     /// so everything about an object arrives in order. On another channel an update can
-    /// overtake its object's spawn (it is then dropped and counted); on an unreliable one
-    /// updates can be lost, which a `SyncVar` survives (its next change carries the whole
-    /// value) but a collection does not.
+    /// overtake its object's spawn (it is then dropped and counted).
+    ///
+    /// On an unreliable channel (`!qos.is_reliable()`) an update is the behaviour's full
+    /// state with a version, sent again at each interval to the observers that have not
+    /// acknowledged the newest; a client applies only a version newer than the one it holds
+    /// (running the hooks of the fields it changes) and acknowledges it. So SyncVars and
+    /// collections converge whatever is lost, duplicated or reordered, at the cost of sending
+    /// the whole state: keep such behaviours small (the state must fit one message on the
+    /// channel). A `StateUpdate` channel keeps only the newest message queued, so it suits one
+    /// such behaviour, not several.
     pub channel: Option<OnChannel>,
 }
 

@@ -84,10 +84,14 @@ pub struct ClientObjectStats {
     pub dropped_unknown_rpc: u64,
     /// Dropped: state or arguments did not decode.
     pub dropped_undecodable: u64,
+    /// Dropped: a state of a behaviour synced on an unreliable channel no newer than the one
+    /// applied (reordered or duplicated on the way, or sent again before the acknowledgement
+    /// arrived).
+    pub dropped_stale: u64,
 }
 
 /// One line: `spawned 12, despawned 2 · applied 340 updates, ran 12 RPCs · dropped 0: 0 unknown
-/// objects, 0 unknown prefabs, 0 unknown RPCs, 0 undecodable`.
+/// objects, 0 unknown prefabs, 0 unknown RPCs, 0 undecodable · 3 stale states`.
 impl std::fmt::Display for ClientObjectStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let dropped = self.dropped_unknown_object
@@ -97,7 +101,8 @@ impl std::fmt::Display for ClientObjectStats {
         write!(
             f,
             "spawned {}, despawned {} · applied {} updates, ran {} RPCs · dropped {dropped}: {} \
-             unknown objects, {} unknown prefabs, {} unknown RPCs, {} undecodable",
+             unknown objects, {} unknown prefabs, {} unknown RPCs, {} undecodable · {} stale \
+             states",
             self.spawned,
             self.despawned,
             self.updates_applied,
@@ -105,7 +110,8 @@ impl std::fmt::Display for ClientObjectStats {
             self.dropped_unknown_object,
             self.dropped_unknown_prefab,
             self.dropped_unknown_rpc,
-            self.dropped_undecodable
+            self.dropped_undecodable,
+            self.dropped_stale
         )
     }
 }
@@ -136,6 +142,9 @@ struct ClientObject {
     scene: Option<SceneId>,
     owned: bool,
     behaviours: Behaviours,
+    /// Per behaviour, the version of the newest full state applied (behaviours synced on an
+    /// unreliable channel; empty until the first arrives).
+    versions: Vec<u64>,
     /// Whether it is in the world's `touched` list.
     touched: bool,
 }
@@ -164,7 +173,14 @@ pub(crate) struct ClientWorld {
     scene_pool: HashMap<SceneId, Behaviours>,
     events: VecDeque<ClientObjectEvent>,
     stats: ClientObjectStats,
+    /// Acknowledgements of unreliable states to send at the end of the update, with the
+    /// channel each goes on (the behaviour's).
+    acks: Vec<(ChannelId, wire::AckEntry)>,
 }
+
+/// The most acknowledgements in one message: even at their largest (16 bytes each) they fit
+/// the smallest unfragmented channel.
+const ACKS_PER_MESSAGE: usize = 24;
 
 impl std::fmt::Debug for ClientWorld {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -260,6 +276,7 @@ impl ClientWorld {
                 scene: msg.scene,
                 owned: msg.owned,
                 behaviours,
+                versions: Vec::new(),
                 touched: false,
             },
         );
@@ -313,6 +330,87 @@ impl ClientWorld {
         if dirty {
             object.touch(msg.net_id, &mut self.touched);
         }
+    }
+
+    /// Applies a behaviour's full state if it is newer than the one held (running the hooks of
+    /// the fields it changes), and acknowledges the newest held, so the server stops sending
+    /// it.
+    fn state(&mut self, client: &ClientContext, msg: &wire::State, state: &[u8]) {
+        let Some(object) = self.objects.get_mut(&msg.net_id) else {
+            self.stats.dropped_unknown_object += 1;
+            return;
+        };
+        let index = usize::from(msg.behaviour);
+        let count = object.behaviours.len();
+        let Some(behaviour) = object.behaviours.get_mut(index) else {
+            self.stats.dropped_unknown_rpc += 1;
+            return;
+        };
+        if object.versions.len() < count {
+            object.versions.resize(count, 0);
+        }
+        let held = &mut object.versions[index];
+        if msg.version > *held {
+            let mut input = state;
+            match behaviour.read_full_changes(&mut input) {
+                Ok(()) if input.is_empty() => {
+                    *held = msg.version;
+                    self.stats.updates_applied += 1;
+                }
+                _ => self.stats.dropped_undecodable += 1,
+            }
+        } else {
+            self.stats.dropped_stale += 1;
+        }
+        if *held > 0 {
+            let channel =
+                resolve(client.channels(), behaviour.sync_settings().channel, self.channel);
+            if let Ok(channel) = channel {
+                let entry =
+                    wire::AckEntry { net_id: msg.net_id, behaviour: msg.behaviour, version: *held };
+                self.acks.push((channel, entry));
+            }
+        }
+        // A hook that changed a synchronised field leaves a local change to forget.
+        if behaviour.is_dirty() {
+            object.touch(msg.net_id, &mut self.touched);
+        }
+    }
+
+    /// Sends the acknowledgements gathered this update: one message per channel (or per
+    /// [`ACKS_PER_MESSAGE`]), the newest version per behaviour.
+    fn send_acks(&mut self, client: &mut ClientContext) {
+        if self.acks.is_empty() {
+            return;
+        }
+        self.acks.sort_unstable();
+        // Sorted by behaviour then version: the last of each behaviour's run is its newest.
+        let acks = &mut self.acks;
+        let mut kept = 0;
+        for i in 0..acks.len() {
+            let same = |a: &(ChannelId, wire::AckEntry), b: &(ChannelId, wire::AckEntry)| {
+                a.0 == b.0 && (a.1.net_id, a.1.behaviour) == (b.1.net_id, b.1.behaviour)
+            };
+            if kept > 0 && same(&acks[kept - 1], &acks[i]) {
+                acks[kept - 1] = acks[i];
+            } else {
+                acks[kept] = acks[i];
+                kept += 1;
+            }
+        }
+        acks.truncate(kept);
+        for run in acks.chunk_by(|a, b| a.0 == b.0) {
+            for chunk in run.chunks(ACKS_PER_MESSAGE) {
+                let sent = client.send_with::<wire::Ack>(chunk[0].0, |out| {
+                    wire::put(out, &wire::Ack)?;
+                    chunk.iter().try_for_each(|(_, entry)| wire::put(out, entry))
+                });
+                if let Err(err) = sent {
+                    debug!(%err, "acknowledgements not sent");
+                }
+            }
+        }
+        acks.clear();
     }
 
     fn ownership(&mut self, msg: &wire::Ownership) {
@@ -376,6 +474,11 @@ impl ClientDispatch for ClientWorld {
                 return Dispatched::Undecodable;
             };
             self.update(&header, changes);
+        } else if id == wire::State::ID {
+            let Some((header, state)) = split::<wire::State>(body) else {
+                return Dispatched::Undecodable;
+            };
+            self.state(client, &header, state);
         } else if id == wire::Rpc::ID {
             let Some((header, args)) = split::<wire::Rpc>(body) else {
                 return Dispatched::Undecodable;
@@ -482,6 +585,7 @@ impl ClientObjectManager {
                 scene_pool: HashMap::new(),
                 events: VecDeque::new(),
                 stats: ClientObjectStats::default(),
+                acks: Vec::new(),
             },
         })
     }
@@ -570,6 +674,7 @@ impl ClientObjectManager {
     /// the truth; a client's own changes are never sent).
     pub fn update(&mut self, now: Instant) -> Result<(), ObjectError> {
         self.client.update_with(now, &mut self.world)?;
+        self.world.send_acks(&mut self.client);
         // Only objects something could have changed: local changes, RPCs and hooks.
         let world = &mut self.world;
         for id in world.touched.drain(..) {

@@ -8,7 +8,7 @@ use std::ops::Deref;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::field::{put, take};
+use crate::field::{encodes_as, put, take};
 use crate::{Changes, ReadError, SyncField};
 
 /// Applies one delta: a count, then that many operations, each handed to `apply`.
@@ -224,6 +224,26 @@ where
         Ok(())
     }
 
+    fn read_full_changes(
+        &mut self,
+        input: &mut &[u8],
+        changes: Option<&mut Changes<ListChange<T>>>,
+    ) -> Result<(), ReadError> {
+        let before = *input;
+        let items: Vec<T> = take(input)?;
+        let read = &before[..before.len() - input.len()];
+        if let Some(changes) = changes.filter(|_| !encodes_as(&self.items, read)) {
+            if !self.items.is_empty() {
+                changes.push(ListChange::Cleared);
+            }
+            for (index, value) in items.iter().enumerate() {
+                changes.push(ListChange::Inserted { index, value: value.clone() });
+            }
+        }
+        self.items = items;
+        Ok(())
+    }
+
     fn read_delta(
         &mut self,
         input: &mut &[u8],
@@ -410,6 +430,33 @@ where
         Ok(())
     }
 
+    fn read_full_changes(
+        &mut self,
+        input: &mut &[u8],
+        changes: Option<&mut Changes<MapChange<K, V>>>,
+    ) -> Result<(), ReadError> {
+        let map: HashMap<K, V> = take(input)?;
+        // Compared by content: two equal maps may iterate (and encode) in different orders.
+        let same = |old: &HashMap<K, V>| {
+            old.len() == map.len()
+                && map.iter().all(|(key, value)| {
+                    old.get(key).is_some_and(|o| {
+                        postcard::to_allocvec(value).is_ok_and(|bytes| encodes_as(o, &bytes))
+                    })
+                })
+        };
+        if let Some(changes) = changes.filter(|_| !same(&self.map)) {
+            if !self.map.is_empty() {
+                changes.push(MapChange::Cleared);
+            }
+            for (key, value) in &map {
+                changes.push(MapChange::Inserted { key: key.clone(), value: value.clone() });
+            }
+        }
+        self.map = map;
+        Ok(())
+    }
+
     fn read_delta(
         &mut self,
         input: &mut &[u8],
@@ -569,6 +616,25 @@ where
 
     fn read_full(&mut self, input: &mut &[u8]) -> Result<(), ReadError> {
         self.set = take(input)?;
+        Ok(())
+    }
+
+    fn read_full_changes(
+        &mut self,
+        input: &mut &[u8],
+        changes: Option<&mut Changes<SetChange<T>>>,
+    ) -> Result<(), ReadError> {
+        let set: HashSet<T> = take(input)?;
+        let same = |old: &HashSet<T>| old.len() == set.len() && set.iter().all(|i| old.contains(i));
+        if let Some(changes) = changes.filter(|_| !same(&self.set)) {
+            if !self.set.is_empty() {
+                changes.push(SetChange::Cleared);
+            }
+            for item in &set {
+                changes.push(SetChange::Added(item.clone()));
+            }
+        }
+        self.set = set;
         Ok(())
     }
 

@@ -18,6 +18,15 @@ pub(crate) fn take<T: DeserializeOwned>(input: &mut &[u8]) -> Result<T, ReadErro
     Ok(value)
 }
 
+/// Whether `value` encodes as `bytes` (on the stack when it is small).
+pub(crate) fn encodes_as<T: Serialize>(value: &T, bytes: &[u8]) -> bool {
+    let mut buf = [0u8; 64];
+    match postcard::to_slice(value, &mut buf) {
+        Ok(encoded) => encoded == bytes,
+        Err(_) => postcard::to_allocvec(value).is_ok_and(|encoded| encoded == bytes),
+    }
+}
+
 /// A field of a [`NetworkBehaviour`](crate::NetworkBehaviour) that the server keeps in sync on
 /// its clients: [`SyncVar`], [`SyncList`](crate::SyncList), [`SyncMap`](crate::SyncMap),
 /// [`SyncSet`](crate::SyncSet), or your own.
@@ -40,6 +49,21 @@ pub trait SyncField {
     /// Replaces the state with one written by [`write_full`](Self::write_full), advancing
     /// `input`.
     fn read_full(&mut self, input: &mut &[u8]) -> Result<(), ReadError>;
+    /// Replaces the state with one written by [`write_full`](Self::write_full), like
+    /// [`read_full`](Self::read_full), and appends to `changes` (when it is given: the field
+    /// has a hook) how the state changed, if it did. It applies the full states that a
+    /// behaviour synced on an unreliable channel receives instead of deltas. By default it
+    /// reports nothing; a [`SyncVar`] reports its old and new values when their encodings
+    /// differ, and the collections, when their contents differ, a clear followed by an
+    /// insertion of each item.
+    fn read_full_changes(
+        &mut self,
+        input: &mut &[u8],
+        changes: Option<&mut Changes<Self::Change>>,
+    ) -> Result<(), ReadError> {
+        let _ = changes;
+        self.read_full(input)
+    }
     /// Applies a delta written by [`write_delta`](Self::write_delta), advancing `input`, and
     /// appends each change to `changes` when it is given (the field has a hook).
     fn read_delta(
@@ -288,6 +312,28 @@ where
 
     fn read_full(&mut self, input: &mut &[u8]) -> Result<(), ReadError> {
         self.value = take(input)?;
+        Ok(())
+    }
+
+    fn read_full_changes(
+        &mut self,
+        input: &mut &[u8],
+        changes: Option<&mut Changes<VarChange<T>>>,
+    ) -> Result<(), ReadError> {
+        let before = *input;
+        let new: T = take(input)?;
+        let Some(changes) = changes else {
+            self.value = new;
+            return Ok(());
+        };
+        // The same value again (a newer state that left this field as it was) is no change.
+        let read = &before[..before.len() - input.len()];
+        if encodes_as(&self.value, read) {
+            self.value = new;
+        } else {
+            let old = std::mem::replace(&mut self.value, new);
+            changes.push(VarChange { old, new: self.value.clone() });
+        }
         Ok(())
     }
 

@@ -28,7 +28,11 @@
 //! - **Host mode** ([`ServerObjectManager::join_host`]): the host's player shares the server's
 //!   objects; its hooks, RPCs and spawn events run on them, with no copy synchronised.
 //! - **Channels**: objects go on the [`ObjectConfig::channel`]; a behaviour or RPC may name
-//!   its own (`#[network(channel = N)]`, `#[client_rpc(qos = Unreliable)]`).
+//!   its own (`#[network(channel = N)]`, `#[client_rpc(qos = Unreliable)]`). A behaviour
+//!   synced on an unreliable channel sends its full state with a version instead of deltas,
+//!   again at each sync interval to the observers that have not acknowledged the newest:
+//!   a lost update is made good, an older one arriving late is dropped, and every client
+//!   converges within a few intervals of the last change.
 //!
 //! Like the message layer, the managers are sans-IO: `update(now)` every frame, time as an
 //! input, the transport doing the I/O. Updates and RPC arguments are encoded once, straight

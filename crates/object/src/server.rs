@@ -119,6 +119,14 @@ pub struct ServerObjectStats {
     pub despawned: u64,
     /// Behaviour updates sent (one per behaviour per sync, whatever the number of observers).
     pub updates_sent: u64,
+    /// Full states of behaviours synced on an unreliable channel sent again to the observers
+    /// that had not acknowledged them (one per behaviour per sync interval while any is
+    /// behind).
+    pub states_resent: u64,
+    /// Acknowledgements of unreliable states dropped: for an object that is gone or that the
+    /// sender does not observe (a race, not charged), or naming a behaviour not synced
+    /// unreliably or a version never sent (forged: charged to the sender's error budget).
+    pub acks_dropped: u64,
     /// Client and target RPCs sent.
     pub rpcs_sent: u64,
     /// Commands run.
@@ -144,20 +152,22 @@ pub struct ServerObjectStats {
 }
 
 /// One line: `spawned 12, despawned 2 · sent 340 updates, 12 RPCs · commands: 40 run, 1
-/// rejected · 0 spawns too large`.
+/// rejected · 0 spawns too large · 5 states resent, 0 acks dropped`.
 impl std::fmt::Display for ServerObjectStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "spawned {}, despawned {} · sent {} updates, {} RPCs · commands: {} run, {} rejected \
-             · {} spawns too large",
+             · {} spawns too large · {} states resent, {} acks dropped",
             self.spawned,
             self.despawned,
             self.updates_sent,
             self.rpcs_sent,
             self.commands_run,
             self.rejected(),
-            self.spawns_too_large
+            self.spawns_too_large,
+            self.states_resent,
+            self.acks_dropped
         )
     }
 }
@@ -194,8 +204,61 @@ pub(crate) struct ServerObject {
     /// When each behaviour was last synced (`None`: never since the spawn).
     last_sync: Vec<Option<Instant>>,
     observers: BTreeSet<PlayerId>,
+    /// The behaviours synced on an unreliable channel, which send versioned full states until
+    /// every observer acknowledges them (empty for most objects).
+    versioned: Vec<Versioned>,
     /// Whether it is in the world's `touched` list.
     touched: bool,
+}
+
+/// A behaviour synced on an unreliable channel: its changes go as full states tagged with a
+/// version, sent again at each sync interval to the observers that have not acknowledged the
+/// newest (a lost update is never the last word; a full state is idempotent, where a delta
+/// after a lost delta would be wrong).
+#[derive(Debug)]
+struct Versioned {
+    /// The behaviour's index in its object.
+    index: u8,
+    /// The channel it syncs on.
+    channel: ChannelId,
+    /// How many changes were sent (0: none since the spawn, whose state went reliably).
+    version: u64,
+    /// The remote observers that have not acknowledged `version`, sorted.
+    behind: Vec<PlayerId>,
+}
+
+impl Versioned {
+    /// The entries of `behaviours` synced on an unreliable channel of `layout` (`default`:
+    /// the objects' channel, which is reliable).
+    fn of(behaviours: &Behaviours, layout: &ChannelLayout, default: ChannelId) -> Vec<Self> {
+        let mut versioned = Vec::new();
+        for (index, behaviour) in behaviours.iter().enumerate() {
+            let Some(choice) = behaviour.sync_settings().channel else { continue };
+            let Ok(channel) = resolve(layout, Some(choice), default) else { continue };
+            let unreliable = layout.qos(channel).is_some_and(|q| !q.is_reliable());
+            if let (true, Ok(index)) = (unreliable, u8::try_from(index)) {
+                versioned.push(Versioned { index, channel, version: 0, behind: Vec::new() });
+            }
+        }
+        versioned
+    }
+
+    /// `player` needs the newest state (it was just spawned the object): a state in flight
+    /// from before could otherwise roll back the one its spawn carried.
+    fn mark_behind(&mut self, player: PlayerId) {
+        if self.version > 0 {
+            if let Err(at) = self.behind.binary_search(&player) {
+                self.behind.insert(at, player);
+            }
+        }
+    }
+
+    /// `player` stopped observing.
+    fn forget(&mut self, player: PlayerId) {
+        if let Ok(at) = self.behind.binary_search(&player) {
+            self.behind.remove(at);
+        }
+    }
 }
 
 /// Everything of the server's side but the message-layer server, so a command's context can
@@ -341,11 +404,13 @@ impl ServerWorld {
             self.next_id = next_id;
             return Err(err);
         }
+        let versioned = Versioned::of(&behaviours, server.channels(), self.channel);
         let mut object = ServerObject {
             prefab,
             scene,
             owner,
             last_sync: vec![server.now(); behaviours.len()],
+            versioned,
             behaviours,
             observers: self.ready.clone(),
             touched: false,
@@ -526,6 +591,10 @@ impl ServerWorld {
             {
                 Ok(()) => {
                     self.send_spawn(server, &object, msg, &state, std::iter::once(player));
+                    if Some(player) != self.host_player && !object.versioned.is_empty() {
+                        object.versioned.iter_mut().for_each(|v| v.mark_behind(player));
+                        touch(&mut self.touched, id, &mut object);
+                    }
                 }
                 Err(err) => {
                     // Its state grew past the channel's limit since it was spawned.
@@ -563,6 +632,7 @@ impl ServerWorld {
         let mut owned = Vec::new();
         for (id, object) in &mut self.objects {
             object.observers.remove(&player);
+            object.versioned.iter_mut().for_each(|v| v.forget(player));
             if object.owner == Some(player) {
                 owned.push(*id);
             }
@@ -590,8 +660,14 @@ impl ServerWorld {
             let mut waiting = false;
             // Who observes is asked only of objects with something to send.
             let mut audience = None;
+            if !object.versioned.is_empty() {
+                waiting |=
+                    sync_versioned(server, object, id, now, force, config, *host_player, stats);
+            }
             for (index, behaviour) in object.behaviours.iter_mut().enumerate() {
-                if !behaviour.is_dirty() {
+                if !behaviour.is_dirty()
+                    || object.versioned.iter().any(|v| usize::from(v.index) == index)
+                {
                     continue;
                 }
                 let settings = behaviour.sync_settings();
@@ -806,10 +882,46 @@ impl ServerWorld {
                 return Dispatched::Undecodable;
             };
             self.run_command(server, player, cmd, args);
+        } else if id == wire::Ack::ID {
+            let Some((wire::Ack, mut entries)) = wire::split::<wire::Ack>(body) else {
+                return Dispatched::Undecodable;
+            };
+            while !entries.is_empty() {
+                let Some((entry, rest)) = wire::split::<wire::AckEntry>(entries) else {
+                    return Dispatched::Undecodable;
+                };
+                self.ack(server, player, entry);
+                entries = rest;
+            }
         } else {
             return Dispatched::Unknown;
         }
         Dispatched::Handled
+    }
+
+    /// `player` holds version `entry.version` of a behaviour's state: it is no longer behind.
+    /// An acknowledgement of a behaviour not synced unreliably or of a version never sent is
+    /// forged, and charged; one for an object gone or no longer observed is a race.
+    fn ack(&mut self, server: &mut ServerContext, player: PlayerId, entry: wire::AckEntry) {
+        let Some(object) = self.objects.get_mut(&entry.net_id) else {
+            self.stats.acks_dropped += 1;
+            return;
+        };
+        if !object.observers.contains(&player) {
+            self.stats.acks_dropped += 1;
+            return;
+        }
+        let versioned = object.versioned.iter_mut().find(|v| v.index == entry.behaviour);
+        match versioned {
+            Some(v) if entry.version == v.version => v.forget(player),
+            // An older version: the newest is still on its way.
+            Some(v) if entry.version < v.version => {}
+            _ => {
+                self.stats.acks_dropped += 1;
+                debug!(%player, ?entry, "forged acknowledgement dropped");
+                server.reject(player);
+            }
+        }
     }
 
     fn event(&mut self, server: &mut ServerContext, event: &ServerEvent) {
@@ -832,6 +944,80 @@ impl ServerWorld {
             _ => {}
         }
     }
+}
+
+/// Syncs the behaviours of `object` (of id `id`) that go on an unreliable channel: a changed one
+/// that is due sends its full state, with a new version, to every remote observer; an unchanged
+/// one sends it again to the observers that have not acknowledged it, once per interval.
+/// Returns whether some are still to be sent or acknowledged (the object stays touched).
+#[expect(clippy::too_many_arguments, reason = "the parts of the world a sync borrows")]
+fn sync_versioned(
+    server: &mut ServerContext,
+    object: &mut ServerObject,
+    id: NetId,
+    now: Instant,
+    force: bool,
+    config: &ObjectConfig,
+    host_player: Option<PlayerId>,
+    stats: &mut ServerObjectStats,
+) -> bool {
+    let mut waiting = false;
+    let ServerObject { behaviours, versioned, observers, last_sync, .. } = object;
+    for v in versioned.iter_mut() {
+        let index = usize::from(v.index);
+        let Some(behaviour) = behaviours.get_mut(index) else { continue };
+        let dirty = behaviour.is_dirty();
+        if !dirty && v.behind.is_empty() {
+            continue;
+        }
+        let interval = behaviour.sync_settings().interval.unwrap_or(config.sync_interval);
+        let due = last_sync[index]
+            .is_none_or(|last| last.checked_add(interval).is_some_and(|at| now >= at));
+        // A forced sync sends changes, not resends.
+        let send_now = due || (dirty && force);
+        if !send_now {
+            waiting = true;
+            continue;
+        }
+        let resend = !dirty;
+        if dirty {
+            v.version += 1;
+            v.behind.clear();
+            v.behind.extend(observers.iter().copied().filter(|p| Some(*p) != host_player));
+        } else {
+            // Who stopped observing since is no longer owed anything.
+            v.behind.retain(|p| observers.contains(p));
+        }
+        if !v.behind.is_empty() {
+            let header = wire::State { net_id: id, behaviour: v.index, version: v.version };
+            let to = v.behind.iter().copied();
+            let sent = server.broadcast_to_with::<wire::State>(to, v.channel, |out| {
+                wire::put(out, &header)?;
+                behaviour.write_full(out)
+            });
+            match sent {
+                Ok(_) if resend => stats.states_resent += 1,
+                Ok(_) => stats.updates_sent += 1,
+                Err(err) => {
+                    // It cannot go on this channel (too large, say): logged once per change,
+                    // not at every interval.
+                    warn!(%id, %err, "could not send a behaviour's state");
+                    v.behind.clear();
+                }
+            }
+        }
+        if dirty {
+            if host_player.is_some_and(|h| observers.contains(&h)) {
+                // As for other behaviours: the host player's hooks run on the server's object.
+                behaviour.run_local_hooks();
+            } else {
+                behaviour.clear_dirty();
+            }
+        }
+        last_sync[index] = Some(now);
+        waiting |= !v.behind.is_empty() || behaviour.is_dirty();
+    }
+    waiting
 }
 
 /// Puts `object` (of id `id`) on the `touched` list, once.
@@ -881,7 +1067,9 @@ fn send_logged<T>(result: Result<T, sturnus_message::MessageError>) {
 ///   4,096 by default) needs a larger queue, or the joiner is sent away as
 ///   [`Overloaded`](sturnus_message::DisconnectReason::Overloaded) rather than left with part
 ///   of the world.
-/// - Changed `#[sync]` fields are sent at each behaviour's sync interval, only the dirty ones.
+/// - Changed `#[sync]` fields are sent at each behaviour's sync interval, only the dirty ones;
+///   a behaviour synced on an unreliable channel sends its whole state, versioned, and sends
+///   it again at each interval to the observers that have not acknowledged it.
 /// - Commands from clients are validated (object, behaviour, RPC id, authority, arguments)
 ///   before they run; anything invalid is dropped, counted in [`stats`](Self::stats) and
 ///   charged to the sender's error budget.

@@ -40,6 +40,32 @@ pub struct Update {
     pub behaviour: u8,
 }
 
+/// Server → client: the full state of a behaviour synced on an unreliable channel, at
+/// `version` (the server's count of that behaviour's changes sent); followed by the state as
+/// [`write_full`](crate::NetworkBehaviour::write_full) writes it. Resent until acknowledged;
+/// a client applies only a version newer than the one it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
+#[message(crate = ::sturnus_message)]
+pub struct State {
+    pub net_id: NetId,
+    pub behaviour: u8,
+    pub version: u64,
+}
+
+/// Client → server: acknowledgements of [`State`]s; followed by one or more [`AckEntry`]s.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
+#[message(crate = ::sturnus_message)]
+pub struct Ack;
+
+/// One acknowledgement in an [`Ack`]: the client holds `version` (or newer) of a behaviour's
+/// state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AckEntry {
+    pub net_id: NetId,
+    pub behaviour: u8,
+    pub version: u64,
+}
+
 /// Server → client: a client or target RPC; followed by its arguments.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
 #[message(crate = ::sturnus_message)]
@@ -148,5 +174,7 @@ pub(crate) fn reserve(side: &mut impl Claims) -> Result<(), sturnus_message::Mes
     side.claim_id::<Ownership>()?;
     side.claim_id::<Ready>()?;
     side.claim_id::<NotReady>()?;
-    side.claim_id::<Command>()
+    side.claim_id::<Command>()?;
+    side.claim_id::<State>()?;
+    side.claim_id::<Ack>()
 }

@@ -328,9 +328,9 @@ fn an_object_holds_several_behaviours_each_with_its_own_channels() {
         let radar = game.clients[0].handle::<Radar>(id).unwrap();
         assert_eq!(radar.behaviour_index(), 1);
         // A command to the second behaviour changes its SyncVar, which comes back on the
-        // unreliable channel; an unreliable RPC reaches it too. On a lossy path either may be
-        // lost: like a game, the test sends again (a new heading each time, since a lost
-        // change is not resent) until one makes it.
+        // unreliable channel (resent until acknowledged); an unreliable RPC reaches it too. On
+        // a lossy path the command or the RPC may be lost: like a game, the test sends again
+        // (a new heading each time, since a lost command is not resent) until one makes it.
         let mut turned = false;
         for to in 270..300 {
             radar.turn(&mut game.clients[0], to).unwrap();
