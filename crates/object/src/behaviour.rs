@@ -143,8 +143,9 @@ pub struct SyncSettings {
     /// so everything about an object arrives in order. On another channel an update can
     /// overtake its object's spawn (it is then dropped and counted).
     ///
-    /// On an unreliable channel (`!qos.is_reliable()`) an update is the behaviour's full
-    /// state with a version, sent again at each interval to the observers that have not
+    /// On a channel that does not deliver every update once and in order — unreliable, or
+    /// reliable but unordered (`Reliable`, `ReliableFragmented`, `AllCostDelivery`), or
+    /// `ReliableStateUpdate` — an update is the behaviour's full state with a version, sent again at each interval to the observers that have not
     /// acknowledged the newest; a client applies only a version newer than the one it holds
     /// (running the hooks of the fields it changes) and acknowledges it. So SyncVars and
     /// collections converge whatever is lost, duplicated or reordered, at the cost of sending

@@ -228,15 +228,20 @@ struct Versioned {
 }
 
 impl Versioned {
-    /// The entries of `behaviours` synced on an unreliable channel of `layout` (`default`:
-    /// the objects' channel, which is reliable).
+    /// The entries of `behaviours` synced on a channel of `layout` that does not deliver every
+    /// update once and in order — an unreliable one, but also a reliable unordered one (a
+    /// late delta would undo a newer one) or a reliable state-update one (it keeps only the
+    /// newest, so a delta could be skipped): there, whole versioned states are sent instead
+    /// of deltas (`default`: the objects' channel, reliable and ordered).
     fn of(behaviours: &Behaviours, layout: &ChannelLayout, default: ChannelId) -> Vec<Self> {
         let mut versioned = Vec::new();
         for (index, behaviour) in behaviours.iter().enumerate() {
             let Some(choice) = behaviour.sync_settings().channel else { continue };
             let Ok(channel) = resolve(layout, Some(choice), default) else { continue };
-            let unreliable = layout.qos(channel).is_some_and(|q| !q.is_reliable());
-            if let (true, Ok(index)) = (unreliable, u8::try_from(index)) {
+            let in_order = layout
+                .qos(channel)
+                .is_some_and(|q| q.is_reliable() && q.is_sequenced() && !q.is_state_update());
+            if let (false, Ok(index)) = (in_order, u8::try_from(index)) {
                 versioned.push(Versioned { index, channel, version: 0, behind: Vec::new() });
             }
         }
