@@ -1,36 +1,12 @@
 //! Lifecycle logs at info level, inside a span that names the endpoint, so two endpoints in
 //! one process are told apart.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use sturnus_message::{ClientConfig, NetworkClient, NetworkServer, ServerConfig, driver};
 use sturnus_transport::MemoryNetwork;
 
-/// A log sink the test reads back.
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn lifecycle_logs_name_their_endpoint() {
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), text) = sturnus_testkit::logs::capture_logs("info", || {
         let network = MemoryNetwork::new();
         let server_config = ServerConfig { name: "arena".into(), ..ServerConfig::default() };
         let kinds = server_config.channels.kinds().to_vec();
@@ -60,7 +36,6 @@ fn lifecycle_logs_name_their_endpoint() {
         client.disconnect();
         server.update(now).unwrap();
     });
-    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     let line = |what: &str| {
         text.lines()
             .find(|l| l.contains(what))

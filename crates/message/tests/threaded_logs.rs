@@ -4,8 +4,6 @@
 //! A test binary of its own: the I/O threads log to the global subscriber, which this one
 //! test installs.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sturnus_message::{
@@ -14,30 +12,9 @@ use sturnus_message::{
 use sturnus_socket::{LoopbackSocketFactory, SocketFactory};
 use sturnus_transport::{EndpointConfig, ThreadedHost};
 
-/// A log sink the test reads back.
-#[derive(Clone, Default)]
-struct Sink(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn the_io_thread_logs_under_its_endpoints_name() {
-    let sink = Sink::default();
-    let writer = sink.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("debug"))
-        .with_writer(move || writer.clone())
-        .with_thread_names(true)
-        .with_ansi(false)
-        .init();
+    let sink = sturnus_testkit::logs::capture_global_logs("debug");
 
     let factory = LoopbackSocketFactory::new();
     let server_config = ServerConfig { name: "arena".into(), ..ServerConfig::default() };
@@ -66,7 +43,7 @@ fn the_io_thread_logs_under_its_endpoints_name() {
     drop(client);
     drop(server);
 
-    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let text = sink.contents();
     // The transport's own logs, written on the I/O threads.
     let io_line = |what: &str| {
         text.lines()

@@ -16,30 +16,9 @@ fn pump(now: &mut Instant, managers: &mut [&mut NetworkManager], rounds: usize) 
     }
 }
 
-/// A log sink the test reads back.
-#[derive(Clone, Default)]
-struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[test]
 fn scene_changes_are_logged_in_the_span_naming_each_endpoint() {
-    let sink = Sink::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    tracing::subscriber::with_default(subscriber, || {
+    let ((), logs) = sturnus_testkit::logs::capture_logs("info", || {
         let network = MemoryNetwork::new();
         let addr = "10.0.1.4:7777".parse().unwrap();
         let mut now = driver::now();
@@ -58,7 +37,6 @@ fn scene_changes_are_logged_in_the_span_naming_each_endpoint() {
         server.change_scene("forest").unwrap();
         pump(&mut now, &mut [&mut server, &mut client], 5);
     });
-    let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
     let lines: Vec<&str> = logs.lines().filter(|l| l.contains("scene changed")).collect();
     assert_eq!(lines.len(), 2, "{logs}");
     assert!(lines.iter().any(|l| l.contains("endpoint{name=arena}") && l.contains("forest")));

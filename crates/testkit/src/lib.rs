@@ -13,10 +13,12 @@
 //! - [`Pair`]: two connected endpoints and a lossless wire that allocates nothing, for the
 //!   zero-allocation test, the benchmarks and the fuzz harness.
 //! - [`counting::Counting`]: a global allocator that counts.
+//! - [`logs::capture_logs`]: logs written during a closure, for the lifecycle-log tests.
 //!
 //! Nothing reads the wall clock but [`origin`], which picks where a virtual clock starts.
 
 pub mod counting;
+pub mod logs;
 pub mod net;
 pub mod pair;
 pub mod sim;
