@@ -13,16 +13,9 @@ use sturnus_socket::{
 };
 use sturnus_transport::{Host, HostError};
 
-/// Sends the library's logs to standard error, filtered by `RUST_LOG` (for example
-/// `RUST_LOG=info` for the lifecycle: started, joined, authenticated, left; `RUST_LOG=trace`
-/// for every packet). Without `RUST_LOG`, only errors. Every example calls it first.
-pub fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
-    // A second call (a test running two examples' mains) keeps the first subscriber.
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
-}
+/// Sends the library's logs to standard error, filtered by `RUST_LOG` (the facade's; every
+/// example calls it first).
+pub use sturnus::init_logging;
 
 /// A flag that Ctrl-C (`SIGINT`) or `SIGTERM` sets, for a long-running example to leave
 /// gracefully: its loop checks the flag, disconnects its peers (so they see the disconnect at
