@@ -136,7 +136,7 @@ const PREFABS: [PrefabId; 3] = [EVERYTHING, PAIR, PrefabId(0xdead_beef)];
 ///
 /// | kind % 8 | the record becomes                                                        |
 /// |----------|---------------------------------------------------------------------------|
-/// | 0        | to the client: `Spawn { net_id: a % 6, prefab: PREFABS[b % 3], scene: (b & 4) → SCENE, owned: b & 8 }` + state |
+/// | 0        | to the client: `Spawn { net_id: a % 6, prefab: PREFABS[b % 3], scene: (b & 4) → SCENE, owned: b & 8, version: b >> 4 }` + state |
 /// | 1        | to the client: `Update { net_id: a % 6, behaviour: b % 3 }` + changes      |
 /// | 2        | to the client: `Rpc { net_id: a % 6, behaviour: b % 3, rpc: RPCS[b / 3 % 6] }` + arguments |
 /// | 3        | to the client: `Despawn { net_id: a % 6 }`                                 |
@@ -282,7 +282,7 @@ impl ObjectHarness {
                     let prefab = PREFABS[usize::from(b % 3)];
                     let scene = (b & 4 != 0).then_some(SCENE);
                     let owned = b & 8 != 0;
-                    let spawn = Spawn { net_id, prefab, scene, owned };
+                    let spawn = Spawn { net_id, prefab, scene, owned, version: u64::from(b >> 4) };
                     self.forge_for_client::<Spawn>(&wire::body(&spawn, payload));
                 }
                 1 => {

@@ -140,18 +140,22 @@ pub struct SyncSettings {
     pub interval: Option<Duration>,
     /// The channel updates go on; `None`: the manager's
     /// [`channel`](crate::ObjectConfig::channel), which also carries spawns, despawns and RPCs,
-    /// so everything about an object arrives in order. On another channel an update can
-    /// overtake its object's spawn (it is then dropped and counted).
+    /// so everything about an object arrives in order, and updates are deltas (the fields that
+    /// changed).
     ///
-    /// On a channel that does not deliver every update once and in order — unreliable, or
-    /// reliable but unordered (`Reliable`, `ReliableFragmented`, `AllCostDelivery`), or
-    /// `ReliableStateUpdate` — an update is the behaviour's full state with a version, sent again at each interval to the observers that have not
-    /// acknowledged the newest; a client applies only a version newer than the one it holds
-    /// (running the hooks of the fields it changes) and acknowledges it. So SyncVars and
-    /// collections converge whatever is lost, duplicated or reordered, at the cost of sending
-    /// the whole state: keep such behaviours small (the state must fit one message on the
-    /// channel). A `StateUpdate` channel keeps only the newest message queued, so it suits one
-    /// such behaviour, not several.
+    /// On any other channel an update is the behaviour's full state with a version. A delta is
+    /// only right arriving once, in order, after the spawn it builds on, which only the
+    /// objects' channel promises: an unreliable channel loses deltas, an unordered one lets a
+    /// late one undo a newer one, and even a reliable ordered one could deliver a delta resent
+    /// after the object was spawned again (to a player made ready again). The state is sent
+    /// again at each interval to the observers that have not acknowledged the newest; a client
+    /// applies only a version newer than the one it holds (running the hooks of the fields it
+    /// changes), drops older ones (an update that overtook its object's spawn is dropped too,
+    /// and made good by the next resend) and acknowledges. So SyncVars and collections
+    /// converge whatever is lost, duplicated or reordered, at the cost of sending the whole
+    /// state: keep such behaviours small (the state must fit one message on the channel). A
+    /// `StateUpdate` channel keeps only the newest message queued, so it suits one such
+    /// behaviour, not several.
     pub channel: Option<OnChannel>,
 }
 

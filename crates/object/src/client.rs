@@ -142,8 +142,8 @@ struct ClientObject {
     scene: Option<SceneId>,
     owned: bool,
     behaviours: Behaviours,
-    /// Per behaviour, the version of the newest full state applied (behaviours synced on an
-    /// unreliable channel; empty until the first arrives).
+    /// Per behaviour, the version of the newest full state held (behaviours synced off the
+    /// objects' channel): the spawn's floor, then each newer state applied.
     versions: Vec<u64>,
     /// Whether it is in the world's `touched` list.
     touched: bool,
@@ -275,8 +275,8 @@ impl ClientWorld {
                 prefab: msg.prefab,
                 scene: msg.scene,
                 owned: msg.owned,
+                versions: vec![msg.version; behaviours.len()],
                 behaviours,
-                versions: Vec::new(),
                 touched: false,
             },
         );
@@ -349,6 +349,8 @@ impl ClientWorld {
         if object.versions.len() < count {
             object.versions.resize(count, 0);
         }
+        // Held: the spawn's floor or a newer state; an older one is from before (lost and
+        // resent, reordered, or sent to a copy since forgotten).
         let held = &mut object.versions[index];
         if msg.version > *held {
             let mut input = state;

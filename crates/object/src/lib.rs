@@ -29,8 +29,8 @@
 //!   objects; its hooks, RPCs and spawn events run on them, with no copy synchronised.
 //! - **Channels**: objects go on the [`ObjectConfig::channel`]; a behaviour or RPC may name
 //!   its own (`#[network(channel = N)]`, `#[client_rpc(qos = Unreliable)]`). A behaviour
-//!   synced on a channel that does not deliver every update in order (unreliable, reliable
-//!   unordered, state-update) sends its full state with a version instead of deltas,
+//!   synced on a channel other than the objects' (an unreliable one, typically) sends its
+//!   full state with a version instead of deltas,
 //!   again at each sync interval to the observers that have not acknowledged the newest:
 //!   a lost update is made good, an older one arriving late is dropped, and every client
 //!   converges within a few intervals of the last change.

@@ -204,9 +204,13 @@ pub(crate) struct ServerObject {
     /// When each behaviour was last synced (`None`: never since the spawn).
     last_sync: Vec<Option<Instant>>,
     observers: BTreeSet<PlayerId>,
-    /// The behaviours synced on an unreliable channel, which send versioned full states until
+    /// The behaviours synced off the objects' channel, which send versioned full states until
     /// every observer acknowledges them (empty for most objects).
     versioned: Vec<Versioned>,
+    /// The newest version given to any of `versioned`'s states: one counter per object, so
+    /// a spawn carries it as the floor its state is at, and a client drops any older state
+    /// still in flight (from before it was last made not ready, say).
+    versions_issued: u64,
     /// Whether it is in the world's `touched` list.
     touched: bool,
 }
@@ -221,41 +225,32 @@ struct Versioned {
     index: u8,
     /// The channel it syncs on.
     channel: ChannelId,
-    /// How many changes were sent (0: none since the spawn, whose state went reliably).
+    /// The version of its newest state sent (0: none since the spawn, whose state went
+    /// reliably); drawn from the object's `versions_issued`.
     version: u64,
     /// The remote observers that have not acknowledged `version`, sorted.
     behind: Vec<PlayerId>,
 }
 
 impl Versioned {
-    /// The entries of `behaviours` synced on a channel of `layout` that does not deliver every
-    /// update once and in order — an unreliable one, but also a reliable unordered one (a
-    /// late delta would undo a newer one) or a reliable state-update one (it keeps only the
-    /// newest, so a delta could be skipped): there, whole versioned states are sent instead
-    /// of deltas (`default`: the objects' channel, reliable and ordered).
+    /// The entries of `behaviours` synced on a channel of `layout` other than the objects'
+    /// (`default`, reliable and ordered, which spawns go on too): there, whole versioned states
+    /// are sent instead of deltas. A delta is only right if it arrives once, in order, after
+    /// the spawn whose state it builds on — which only the objects' channel promises. An
+    /// unreliable channel loses deltas; a reliable unordered one lets a late delta undo a newer
+    /// one; a state-update one skips some; and on any other channel, even a reliable ordered
+    /// one, a delta resent after the object was spawned again (a player made not ready, then
+    /// ready) would be applied twice.
     fn of(behaviours: &Behaviours, layout: &ChannelLayout, default: ChannelId) -> Vec<Self> {
         let mut versioned = Vec::new();
         for (index, behaviour) in behaviours.iter().enumerate() {
             let Some(choice) = behaviour.sync_settings().channel else { continue };
             let Ok(channel) = resolve(layout, Some(choice), default) else { continue };
-            let in_order = layout
-                .qos(channel)
-                .is_some_and(|q| q.is_reliable() && q.is_sequenced() && !q.is_state_update());
-            if let (false, Ok(index)) = (in_order, u8::try_from(index)) {
+            if let (true, Ok(index)) = (channel != default, u8::try_from(index)) {
                 versioned.push(Versioned { index, channel, version: 0, behind: Vec::new() });
             }
         }
         versioned
-    }
-
-    /// `player` needs the newest state (it was just spawned the object): a state in flight
-    /// from before could otherwise roll back the one its spawn carried.
-    fn mark_behind(&mut self, player: PlayerId) {
-        if self.version > 0 {
-            if let Err(at) = self.behind.binary_search(&player) {
-                self.behind.insert(at, player);
-            }
-        }
     }
 
     /// `player` stopped observing.
@@ -404,7 +399,7 @@ impl ServerWorld {
         // it would have had given back.
         let next_id = self.next_id;
         let id = self.allocate_id();
-        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false };
+        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false, version: 0 };
         if let Err(err) = self.check_spawn_size(server, &msg, &state) {
             self.next_id = next_id;
             return Err(err);
@@ -416,6 +411,7 @@ impl ServerWorld {
             owner,
             last_sync: vec![server.now(); behaviours.len()],
             versioned,
+            versions_issued: 0,
             behaviours,
             observers: self.ready.clone(),
             touched: false,
@@ -589,17 +585,15 @@ impl ServerWorld {
                 prefab: object.prefab,
                 scene: object.scene,
                 owned: false,
+                version: object.versions_issued,
             };
             match written
                 .map_err(ObjectError::from)
                 .and_then(|()| self.check_spawn_size(server, &msg, &state))
             {
                 Ok(()) => {
+                    // Its version floor makes the client drop any older state still in flight.
                     self.send_spawn(server, &object, msg, &state, std::iter::once(player));
-                    if Some(player) != self.host_player && !object.versioned.is_empty() {
-                        object.versioned.iter_mut().for_each(|v| v.mark_behind(player));
-                        touch(&mut self.touched, id, &mut object);
-                    }
                 }
                 Err(err) => {
                     // Its state grew past the channel's limit since it was spawned.
@@ -904,9 +898,10 @@ impl ServerWorld {
         Dispatched::Handled
     }
 
-    /// `player` holds version `entry.version` of a behaviour's state: it is no longer behind.
-    /// An acknowledgement of a behaviour not synced unreliably or of a version never sent is
-    /// forged, and charged; one for an object gone or no longer observed is a race.
+    /// `player` holds version `entry.version` of a behaviour's state (from a state, or from a
+    /// spawn at that floor): if it is the newest or later, it is no longer behind. An
+    /// acknowledgement of a behaviour not versioned or of a version the object never issued
+    /// is forged, and charged; one for an object gone or no longer observed is a race.
     fn ack(&mut self, server: &mut ServerContext, player: PlayerId, entry: wire::AckEntry) {
         let Some(object) = self.objects.get_mut(&entry.net_id) else {
             self.stats.acks_dropped += 1;
@@ -916,9 +911,10 @@ impl ServerWorld {
             self.stats.acks_dropped += 1;
             return;
         }
+        let issued = object.versions_issued;
         let versioned = object.versioned.iter_mut().find(|v| v.index == entry.behaviour);
         match versioned {
-            Some(v) if entry.version == v.version => v.forget(player),
+            Some(v) if entry.version >= v.version && entry.version <= issued => v.forget(player),
             // An older version: the newest is still on its way.
             Some(v) if entry.version < v.version => {}
             _ => {
@@ -967,7 +963,7 @@ fn sync_versioned(
     stats: &mut ServerObjectStats,
 ) -> bool {
     let mut waiting = false;
-    let ServerObject { behaviours, versioned, observers, last_sync, .. } = object;
+    let ServerObject { behaviours, versioned, versions_issued, observers, last_sync, .. } = object;
     for v in versioned.iter_mut() {
         let index = usize::from(v.index);
         let Some(behaviour) = behaviours.get_mut(index) else { continue };
@@ -986,7 +982,8 @@ fn sync_versioned(
         }
         let resend = !dirty;
         if dirty {
-            v.version += 1;
+            *versions_issued += 1;
+            v.version = *versions_issued;
             v.behind.clear();
             v.behind.extend(observers.iter().copied().filter(|p| Some(*p) != host_player));
         } else {

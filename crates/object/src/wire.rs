@@ -22,6 +22,9 @@ pub struct Spawn {
     pub prefab: PrefabId,
     pub scene: Option<SceneId>,
     pub owned: bool,
+    /// The object's newest state version as of this spawn: versioned states no newer are
+    /// already in it.
+    pub version: u64,
 }
 
 /// Server → client: the object is gone.
