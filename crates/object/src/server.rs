@@ -152,13 +152,13 @@ pub struct ServerObjectStats {
 }
 
 /// One line: `spawned 12, despawned 2 · sent 340 updates, 12 RPCs · commands: 40 run, 1
-/// rejected · 0 spawns too large · 5 states resent, 0 acks dropped`.
+/// rejected · 0 spawns too large · 5 states resent, 0 acks dropped · 0 ready refused`.
 impl std::fmt::Display for ServerObjectStats {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
             "spawned {}, despawned {} · sent {} updates, {} RPCs · commands: {} run, {} rejected \
-             · {} spawns too large · {} states resent, {} acks dropped",
+             · {} spawns too large · {} states resent, {} acks dropped · {} ready refused",
             self.spawned,
             self.despawned,
             self.updates_sent,
@@ -167,7 +167,8 @@ impl std::fmt::Display for ServerObjectStats {
             self.rejected(),
             self.spawns_too_large,
             self.states_resent,
-            self.acks_dropped
+            self.acks_dropped,
+            self.refused_ready
         )
     }
 }
@@ -566,9 +567,9 @@ impl ServerWorld {
     }
 
     /// A player is ready: it observes every object from now on and gets each one's state.
-    fn make_ready(&mut self, server: &mut ServerContext, player: PlayerId) {
+    fn make_ready(&mut self, server: &mut ServerContext, player: PlayerId) -> bool {
         if !self.ready.insert(player) {
-            return;
+            return false;
         }
         // Pending changes go to the current observers first, so the state the newcomer gets
         // already holds them and no collection operation reaches it twice.
@@ -603,6 +604,7 @@ impl ServerWorld {
             }
             self.objects.insert(id, object);
         }
+        true
     }
 
     /// A player is no longer ready: it stops observing every object, and its client is told
@@ -1320,13 +1322,12 @@ impl ServerObjectManager {
     }
 
     /// Makes `player` ready: it observes every object from now on and is sent each one's
-    /// state (what a client's `Ready` does when [`ObjectConfig::auto_ready`] is on). Nothing
-    /// happens if it is ready already or not an authenticated player.
-    pub fn set_ready(&mut self, player: PlayerId) {
+    /// state (what a client's `Ready` does when [`ObjectConfig::auto_ready`] is on). Returns
+    /// whether it was made ready: not if it is ready already or not an authenticated player
+    /// (one that left, say).
+    pub fn set_ready(&mut self, player: PlayerId) -> bool {
         let authenticated = self.server.player(player).is_some_and(|p| p.is_authenticated());
-        if authenticated {
-            self.world.make_ready(&mut self.server, player);
-        }
+        authenticated && self.world.make_ready(&mut self.server, player)
     }
 
     /// Makes `player` not ready (UNET's `SetClientNotReady`, before a scene change): it stops

@@ -23,15 +23,17 @@
 //!
 //! # Features
 //!
-//! Each feature adds a layer and the layers below it; they are additive.
+//! The layer features each add a layer and the layers below it; all features are additive.
 //!
 //! | feature | adds | default |
 //! | --- | --- | --- |
-//! | `object` | `sturnus::object`, implies `message` | yes |
+//! | `object` | `sturnus::object`, `sturnus::manager` (`NetworkManager`), `sturnus::hud`; implies `message` | yes |
 //! | `message` | `sturnus::message`, implies `transport` | through `object` |
 //! | `transport` | `sturnus::transport`, implies `socket` | through `message` |
 //! | `socket` | `sturnus::socket` | through `transport` |
 //! | `netem` | `sturnus::netem` | no |
+//! | `logs` | `sturnus::init_logging`: a `tracing` subscriber honouring `RUST_LOG` | yes |
+//! | `signals` | `NetworkManager::run` stops gracefully on Ctrl-C / `SIGTERM`; implies `object` | yes |
 //!
 //! # Example
 //!

@@ -20,7 +20,7 @@ use sturnus_object::{
 };
 use sturnus_socket::{SocketFactory, UdpSocketFactory};
 use sturnus_transport::{EndpointConfig, Host, MemoryNetwork, ThreadedHost, Transport};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// Which side a transport is opened for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,9 +79,10 @@ pub enum TransportChoice {
 /// Settings of a [`NetworkManager`].
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
-    /// The server's settings (its channel layout is the client's too).
+    /// The server's settings; its channel layout is the client's too (the one in `client` is
+    /// not used).
     pub server: ServerConfig,
-    /// The client's settings.
+    /// The client's settings (its channel layout is `server`'s).
     pub client: ClientConfig,
     /// The object managers' settings.
     pub objects: ObjectConfig,
@@ -97,9 +98,11 @@ pub struct ManagerConfig {
     pub auto_scene_ready: bool,
     /// Whether [`NetworkManager::run`] stops the manager gracefully (peers are told at once)
     /// and returns on Ctrl-C or `SIGTERM`, instead of the process dying and its peers timing
-    /// out; a second signal while the first is being handled ends the process. The first
-    /// `run` installs the handlers (feature `signals`, on by default); an engine driving
-    /// [`NetworkManager::tick`] itself is not affected.
+    /// out. The signal is the process's end: every `run` in the process stops (a server and
+    /// its clients in one process, say), and any later one returns at once; a second signal
+    /// ends the process with status 130. The first `run` installs the handlers (feature
+    /// `signals`, on by default); an engine driving [`NetworkManager::tick`] itself is not
+    /// affected.
     pub stop_on_interrupt: bool,
 }
 
@@ -182,6 +185,15 @@ pub enum ManagerEvent {
         /// Its object.
         object: NetId,
     },
+    /// A player's object could not be spawned (the spawn hook's or the player prefab's
+    /// error, as text); the player plays on without one (give it one with
+    /// [`NetworkManager::set_player_object`], or kick it).
+    AddPlayerFailed {
+        /// The player.
+        player: PlayerId,
+        /// Why.
+        error: String,
+    },
     /// A player left the server.
     ServerDisconnect(PlayerId, DisconnectReason),
     /// A player reported it has loaded the current scene: from now on it is sent the objects
@@ -223,6 +235,10 @@ pub enum ManagerError {
     /// A server's operation (a scene change) on a manager that is not serving.
     #[error("only a server or a host can do this (the network manager is {0:?})")]
     NotServing(NetworkMode),
+    /// A player's operation (sending to the server) on a manager with no player of its own: a
+    /// dedicated server, or offline.
+    #[error("only a client or a host has a player to do this (the network manager is {0:?})")]
+    NoLocalPlayer(NetworkMode),
     /// A scene name longer than [`MAX_SCENE_NAME`] bytes.
     #[error("a scene name is at most {MAX_SCENE_NAME} bytes")]
     SceneName,
@@ -372,14 +388,19 @@ impl NetworkManager {
     }
 
     /// Registers a prefab clients build objects of (the player prefab is registered by
-    /// [`register_player_prefab`](Self::register_player_prefab)). Takes effect for clients
-    /// started afterwards.
+    /// [`register_player_prefab`](Self::register_player_prefab)), for the running client and
+    /// every one started afterwards.
     pub fn register_prefab<I: IntoBehaviours>(
         &mut self,
         prefab: PrefabId,
         factory: impl Fn() -> I + Send + Sync + 'static,
     ) {
-        self.prefabs.push((prefab, Arc::new(move || factory().into_behaviours())));
+        let factory: Factory = Arc::new(move || factory().into_behaviours());
+        if let Some(client) = &mut self.client {
+            let factory = Arc::clone(&factory);
+            client.register_prefab(prefab, move || factory());
+        }
+        self.prefabs.push((prefab, factory));
     }
 
     /// The player prefab: on the server, `spawn` builds each authenticated player's object
@@ -427,7 +448,10 @@ impl NetworkManager {
     pub fn start_client(&mut self, server: SocketAddr) -> Result<(), ManagerError> {
         self.check_offline()?;
         let now = self.clock();
-        let mut client = NetworkClient::new(self.config.client.clone())?;
+        // One layout for both sides: the server's.
+        let mut config = self.config.client.clone();
+        config.channels = self.config.server.channels.clone();
+        let mut client = NetworkClient::new(config)?;
         client.register_queue::<SceneMsg>()?;
         for (_, on_client) in &self.queues {
             on_client(&mut client)?;
@@ -473,13 +497,18 @@ impl NetworkManager {
         self.ticks += 1;
         if let Some(server) = &mut self.server {
             server.update(now)?;
-            let mut joined = Vec::new();
+            let mut events = Vec::new();
             while let Some(event) = server.poll_event() {
+                events.push(event);
+            }
+            // In order: a player that joined and left in the same update is gone by now, and
+            // gets no object.
+            for event in events {
                 match event {
                     ServerEvent::Connected(player) => {
                         self.events.push_back(ManagerEvent::ServerConnect(player));
                     }
-                    ServerEvent::Authenticated(player) => joined.push(player),
+                    ServerEvent::Authenticated(player) => self.player_joined(player),
                     ServerEvent::Disconnected(player, reason) => {
                         self.player_objects.remove(&player);
                         self.events.push_back(ManagerEvent::ServerDisconnect(player, reason));
@@ -487,19 +516,14 @@ impl NetworkManager {
                     _ => {}
                 }
             }
-            for player in joined {
-                self.add_player(player)?;
-                self.tell_scene(player)?;
-            }
             let server = self.server.as_mut().expect("checked above");
             while let Some((player, SceneReadyMsg { change })) =
                 server.server_mut().poll_message::<SceneReadyMsg>()
             {
-                if change == self.scene_change && !server.is_ready(player) {
-                    server.set_ready(player);
-                    self.events.push_back(ManagerEvent::ServerReady(player));
-                } else {
+                if change != self.scene_change {
                     debug!(%player, change, "a ready report for an older scene is ignored");
+                } else if server.set_ready(player) {
+                    self.events.push_back(ManagerEvent::ServerReady(player));
                 }
             }
         }
@@ -518,11 +542,14 @@ impl NetworkManager {
                     _ => {}
                 }
             }
+            let mut nothing_to_load = false;
             while let Some(SceneMsg { change, name }) = client.client_mut().poll_message() {
                 // The object layer's NotReady, sent before this on the same channel, has made
                 // the client forget the old scene's objects already.
                 self.scene_change = change;
                 self.loading = Some(change);
+                // No scene chosen yet: nothing to load, so nothing to wait for either.
+                nothing_to_load = name.is_none();
                 if let Some(name) = name {
                     let span = tracing::info_span!("endpoint", name = %self.config.client.name);
                     info!(parent: &span, scene = %name, "scene changed");
@@ -530,7 +557,7 @@ impl NetworkManager {
                     self.events.push_back(ManagerEvent::ClientChangeScene(name));
                 }
             }
-            if self.config.auto_scene_ready && self.loading.is_some() {
+            if (self.config.auto_scene_ready || nothing_to_load) && self.loading.is_some() {
                 self.scene_ready()?;
             }
         }
@@ -568,7 +595,11 @@ impl NetworkManager {
                 server.server_mut().player(player).is_some_and(|p| p.is_authenticated());
             if authenticated && server.host_player() != Some(player) {
                 server.set_not_ready(player);
-                server.server_mut().send_on(player, &message, channel)?;
+                if let Err(err) = server.server_mut().send_on(player, &message, channel) {
+                    // It would wait for a scene it was never told of: it goes instead.
+                    warn!(%player, %err, "a player could not be told the new scene");
+                    server.server_mut().kick(player, "could not be told the scene");
+                }
             }
         }
         let mut old: Vec<NetId> = server
@@ -640,7 +671,7 @@ impl NetworkManager {
         let mut was_running = self.mode != NetworkMode::Offline;
         let interrupt = if self.config.stop_on_interrupt { interrupt_flag() } else { None };
         loop {
-            if interrupt.is_some_and(|flag| flag.swap(false, Ordering::Relaxed)) {
+            if interrupt.is_some_and(|flag| flag.load(Ordering::Relaxed)) {
                 info!("interrupted: stopping");
                 self.stop();
                 return Ok(());
@@ -700,6 +731,18 @@ impl NetworkManager {
         self.server.as_ref().and_then(ServerObjectManager::host_player)
     }
 
+    /// Makes `object` the player's object (UNET's `ReplacePlayerForConnection`: after the game
+    /// spawns it a new one, say), or makes it have none: [`player_object`](Self::player_object)
+    /// follows, and a scene change keeps the new object. Its ownership is the game's
+    /// (`server().set_owner`); a client's [`local_player_id`](Self::local_player_id) is the
+    /// object of the player prefab it owns.
+    pub fn set_player_object(&mut self, player: PlayerId, object: Option<NetId>) {
+        match object {
+            Some(object) => self.player_objects.insert(player, object),
+            None => self.player_objects.remove(&player),
+        };
+    }
+
     /// The object spawned for a player (on the server).
     pub fn player_object(&self, player: PlayerId) -> Option<NetId> {
         self.player_objects.get(&player).copied()
@@ -752,8 +795,9 @@ impl NetworkManager {
         if let Some(client) = &mut self.client {
             return Ok(client.client_mut().send(msg)?);
         }
+        let mode = self.mode;
         let client = self.server.as_mut().and_then(ServerObjectManager::host_client);
-        Ok(client.ok_or(MessageError::NotAuthenticated)?.send(msg)?)
+        Ok(client.ok_or(ManagerError::NoLocalPlayer(mode))?.send(msg)?)
     }
 
     /// This game's own player object (Mirage's `localPlayer`): on a client, the object of the
@@ -820,6 +864,7 @@ impl NetworkManager {
     ) -> Result<Option<SocketAddr>, ManagerError> {
         self.check_offline()?;
         let now = self.clock();
+        let events_before = self.events.len();
         let mut server = NetworkServer::new(self.config.server.clone())?;
         server.register_queue::<SceneReadyMsg>()?;
         for (on_server, _) in &self.queues {
@@ -833,19 +878,29 @@ impl NetworkManager {
         self.mode = mode;
         self.events.push_back(ManagerEvent::Started(mode, local));
         if mode == NetworkMode::Host {
-            let server = self.server.as_mut().expect("set just above");
-            server.join_host(now)?;
-            let host_client = server.host_client().expect("joined just above");
-            for (_, on_client) in &self.queues {
-                on_client(host_client)?;
-            }
-            // The local client authenticates in memory: a few updates at this instant let it
-            // join, and spawn its player, before this returns.
-            for _ in 0..4 {
-                self.tick(now)?;
+            if let Err(err) = self.join_own_player(now) {
+                // Not half started: offline, as every failed start leaves it.
+                self.stop();
+                self.events.truncate(events_before);
+                return Err(err);
             }
         }
         Ok(local)
+    }
+
+    /// The host's own player joins in memory: a few updates at this instant let it
+    /// authenticate, and spawn its object, before `start_host` returns.
+    fn join_own_player(&mut self, now: Instant) -> Result<(), ManagerError> {
+        let server = self.server.as_mut().expect("started just before");
+        server.join_host(now)?;
+        let host_client = server.host_client().expect("joined just above");
+        for (_, on_client) in &self.queues {
+            on_client(host_client)?;
+        }
+        for _ in 0..4 {
+            self.tick(now)?;
+        }
+        Ok(())
     }
 
     fn open(&self, client: bool, addr: SocketAddr) -> Result<Box<dyn Transport>, ManagerError> {
@@ -914,20 +969,32 @@ impl NetworkManager {
         config
     }
 
-    /// Tells a player who joined the current scene (or that there is none yet); it reports
-    /// ready once loaded, and is then sent the objects. The host player is ready already.
-    fn tell_scene(&mut self, player: PlayerId) -> Result<(), ManagerError> {
+    /// A player authenticated: its object is spawned (a failure is an event, and the player
+    /// plays on without one), and it is told the current scene, so it reports ready and gets
+    /// the objects. Nothing here stops the server for one player's sake.
+    fn player_joined(&mut self, player: PlayerId) {
+        let server = self.server.as_mut().expect("players join only a running server");
+        if !server.server().players().any(|p| p == player) {
+            return; // it left in the same update
+        }
+        if let Err(err) = self.add_player(player) {
+            warn!(%player, %err, "the player's object could not be spawned");
+            let error = err.to_string();
+            self.events.push_back(ManagerEvent::AddPlayerFailed { player, error });
+        }
         let server = self.server.as_mut().expect("players join only a running server");
         if server.host_player() == Some(player) {
-            return Ok(());
+            return; // ready already, sharing the server's objects
         }
         let message = SceneMsg { change: self.scene_change, name: self.scene.clone() };
         let channel = self.channel.expect("set when serving");
-        server.server_mut().send_on(player, &message, channel)?;
-        Ok(())
+        if let Err(err) = server.server_mut().send_on(player, &message, channel) {
+            warn!(%player, %err, "a player could not be told the scene");
+            server.server_mut().kick(player, "could not be told the scene");
+        }
     }
 
-    fn add_player(&mut self, player: PlayerId) -> Result<(), ManagerError> {
+    fn add_player(&mut self, player: PlayerId) -> Result<(), ObjectError> {
         let start = self.choose_start();
         let spawn = PlayerSpawn { player, start };
         let server = self.server.as_mut().expect("players join only a running server");
