@@ -306,3 +306,40 @@ fn a_ready_report_for_an_older_scene_is_ignored() {
     }
     assert_eq!(client.client_ref().unwrap().object_count(), 1);
 }
+
+/// A client cannot skip the scene flow: its own `Ready` (the object layer's, which a client
+/// sends by itself outside the manager) is refused and counted while it is loading.
+#[test]
+fn a_client_saying_ready_by_itself_is_refused() {
+    let network = MemoryNetwork::new();
+    let addr = "10.0.9.9:7777".parse().unwrap();
+    let mut now = driver::now();
+    let mut server = manager(&network);
+    server.start_server(addr).unwrap();
+    server.change_scene("arena").unwrap();
+    let config = ManagerConfig {
+        transport: TransportChoice::Memory(network.clone()),
+        auto_scene_ready: false,
+        ..ManagerConfig::default()
+    };
+    let mut client = NetworkManager::new(config);
+    client.start_client(addr).unwrap();
+    for _ in 0..10 {
+        server.tick(now).unwrap();
+        client.tick(now).unwrap();
+        now += Duration::from_millis(16);
+    }
+    let channel = ChannelLayout::default().first_of(Qos::ReliableFragmentedSequenced).unwrap();
+    let objects = client.client().unwrap();
+    objects.client_mut().send_on(&sturnus::object::wire::Ready, channel).unwrap();
+    for _ in 0..5 {
+        server.tick(now).unwrap();
+        client.tick(now).unwrap();
+        now += Duration::from_millis(16);
+    }
+    let objects = server.server().unwrap();
+    let player = objects.server().players().next().unwrap();
+    assert!(!objects.is_ready(player), "the client made itself ready");
+    assert_eq!(objects.stats().refused_ready, 1);
+    assert_eq!(client.client().unwrap().object_count(), 0);
+}
