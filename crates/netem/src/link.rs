@@ -68,6 +68,33 @@ pub struct LinkStats {
     pub total_delay: Duration,
 }
 
+/// One line: `sent 100 (12000 B), delivered 92 (11040 B) · lost 10, queue full 0, duplicated
+/// 2, reordered 5, delayed 92, mean delay 41.3 ms`.
+impl std::fmt::Display for LinkStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The copies scheduled: every datagram not dropped, and every duplicate.
+        let scheduled = (self.sent + self.duplicated)
+            .saturating_sub(self.lost + self.dropped_queue_full)
+            .max(1);
+        let mean = self.total_delay.as_secs_f64() / scheduled as f64;
+        write!(
+            f,
+            "sent {} ({} B), delivered {} ({} B) · lost {}, queue full {}, duplicated {}, \
+             reordered {}, delayed {}, mean delay {:.1} ms",
+            self.sent,
+            self.bytes_sent,
+            self.delivered,
+            self.bytes_delivered,
+            self.lost,
+            self.dropped_queue_full,
+            self.duplicated,
+            self.reordered,
+            self.delayed,
+            mean * 1000.0
+        )
+    }
+}
+
 /// One direction of an emulated network path: a sans-IO state machine.
 ///
 /// It reads no clock and opens no socket: the caller passes `now` to every call, and time must
@@ -293,6 +320,26 @@ mod tests {
     #[expect(clippy::disallowed_methods, reason = "tests need some base instant")]
     fn t0() -> Instant {
         Instant::now()
+    }
+
+    #[test]
+    fn stats_read_as_one_line_with_the_mean_delay_of_the_copies_scheduled() {
+        let stats = LinkStats {
+            sent: 10,
+            bytes_sent: 1000,
+            delivered: 9,
+            bytes_delivered: 900,
+            lost: 2,
+            duplicated: 1,
+            delayed: 9,
+            total_delay: Duration::from_millis(90),
+            ..LinkStats::default()
+        };
+        assert_eq!(
+            stats.to_string(),
+            "sent 10 (1000 B), delivered 9 (900 B) · lost 2, queue full 0, duplicated 1, \
+             reordered 0, delayed 9, mean delay 10.0 ms"
+        );
     }
 
     #[test]

@@ -104,6 +104,30 @@ pub struct SocketStats {
     pub offload_switches: u64,
 }
 
+/// One line: `sent 120 datagrams (48000 B), received 118 (47200 B) · 0 would block, 0 dropped,
+/// 0 receive errors, 0 interrupted, 0 dropped (queue full) · 12 coalesced, 1 offload switches`.
+impl fmt::Display for SocketStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sent {} datagrams ({} B), received {} ({} B) · {} would block, {} dropped, {} \
+             receive errors, {} interrupted, {} dropped (queue full) · {} coalesced, {} offload \
+             switches",
+            self.datagrams_sent,
+            self.bytes_sent,
+            self.datagrams_received,
+            self.bytes_received,
+            self.send_would_block,
+            self.send_dropped,
+            self.recv_errors,
+            self.interrupted,
+            self.dropped_queue_full,
+            self.datagrams_coalesced,
+            self.offload_switches
+        )
+    }
+}
+
 /// A datagram socket: bytes in, bytes out, nothing about what they mean.
 ///
 /// Every call is non-blocking except [`wait_readable`](Self::wait_readable), which lets a driver
@@ -314,6 +338,23 @@ pub(crate) fn unspecified_of(addr: SocketAddr) -> SocketAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats_read_as_one_line() {
+        let stats = SocketStats {
+            datagrams_sent: 3,
+            bytes_sent: 300,
+            datagrams_received: 2,
+            bytes_received: 200,
+            send_would_block: 1,
+            ..SocketStats::default()
+        };
+        assert_eq!(
+            stats.to_string(),
+            "sent 3 datagrams (300 B), received 2 (200 B) · 1 would block, 0 dropped, 0 receive \
+             errors, 0 interrupted, 0 dropped (queue full) · 0 coalesced, 0 offload switches"
+        );
+    }
 
     #[test]
     fn unmap_turns_mapped_addresses_into_ipv4_only() {
