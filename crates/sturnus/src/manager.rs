@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sturnus_message::{
-    ChannelId, ClientConfig, ClientEvent, DisconnectReason, Message, MessageError, NetworkClient,
-    NetworkServer, PlayerId, ServerConfig, ServerEvent, driver,
+    Authenticator, ChannelId, ClientConfig, ClientEvent, DisconnectReason, Message, MessageError,
+    NetworkClient, NetworkServer, PlayerId, ServerConfig, ServerEvent, driver,
 };
 use sturnus_object::{
     Behaviours, ClientObjectManager, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj,
@@ -271,6 +271,10 @@ type Queues = (
     fn(&mut NetworkServer) -> Result<(), MessageError>,
     fn(&mut NetworkClient) -> Result<(), MessageError>,
 );
+/// Sets the credentials on a client (the manager's, or the host's own).
+type Credentials = Box<dyn Fn(&mut NetworkClient) -> Result<(), MessageError> + Send>;
+/// Gives a server a new authenticator.
+type Gate = Box<dyn Fn(&mut NetworkServer) + Send>;
 type PlayerFactory = Box<dyn FnMut(&PlayerSpawn) -> Behaviours + Send>;
 type AddPlayer = Box<
     dyn FnMut(&mut ServerObjectManager, &PlayerSpawn) -> Result<Option<NetId>, ObjectError> + Send,
@@ -316,6 +320,8 @@ pub struct NetworkManager {
     add_player: Option<AddPlayer>,
     /// The message types game code polls ([`NetworkManager::register_message`]).
     queues: Vec<Queues>,
+    credentials: Option<Credentials>,
+    authenticator: Option<Gate>,
     /// The current scene (server: set by `change_scene`; client: the server's latest).
     scene: Option<String>,
     /// How many scene changes the server made: a client's ready report names the change it
@@ -360,6 +366,8 @@ impl NetworkManager {
             player_prefab: None,
             add_player: None,
             queues: Vec::new(),
+            credentials: None,
+            authenticator: None,
             scene: None,
             scene_change: 0,
             loading: None,
@@ -423,6 +431,21 @@ impl NetworkManager {
             Some((prefab, Box::new(move |info: &PlayerSpawn| spawn(info).into_behaviours())));
     }
 
+    /// Who may join a server or host this manager starts (Mirage's `NetworkAuthenticator`):
+    /// `make` builds the authenticator at each start (by default every player is let in).
+    /// A player turned away is a [`ManagerEvent::ServerDisconnect`] with the reason; its
+    /// client sees [`ManagerEvent::ClientDisconnect`] with it.
+    pub fn set_authenticator<A: Authenticator>(&mut self, make: impl Fn() -> A + Send + 'static) {
+        self.authenticator = Some(Box::new(move |server| server.set_authenticator(make())));
+    }
+
+    /// What this manager's client (or a host's own player) presents to the server's
+    /// authenticator: its `Credentials` type (a `Login` for a `PasswordAuthenticator`). Used
+    /// from the next start.
+    pub fn set_credentials<C: Serialize + Send + 'static>(&mut self, credentials: C) {
+        self.credentials = Some(Box::new(move |client| client.set_credentials(&credentials)));
+    }
+
     /// Adds a start position (UNET's `NetworkStartPosition`).
     pub fn add_start_position(&mut self, start: StartPosition) {
         self.starts.push(start);
@@ -452,6 +475,9 @@ impl NetworkManager {
         let mut config = self.config.client.clone();
         config.channels = self.config.server.channels.clone();
         let mut client = NetworkClient::new(config)?;
+        if let Some(credentials) = &self.credentials {
+            credentials(&mut client)?;
+        }
         client.register_queue::<SceneMsg>()?;
         for (_, on_client) in &self.queues {
             on_client(&mut client)?;
@@ -866,6 +892,9 @@ impl NetworkManager {
         let now = self.clock();
         let events_before = self.events.len();
         let mut server = NetworkServer::new(self.config.server.clone())?;
+        if let Some(authenticator) = &self.authenticator {
+            authenticator(&mut server);
+        }
         server.register_queue::<SceneReadyMsg>()?;
         for (on_server, _) in &self.queues {
             on_server(&mut server)?;
@@ -894,6 +923,9 @@ impl NetworkManager {
         let server = self.server.as_mut().expect("started just before");
         server.join_host(now)?;
         let host_client = server.host_client().expect("joined just above");
+        if let Some(credentials) = &self.credentials {
+            credentials(host_client)?;
+        }
         for (_, on_client) in &self.queues {
             on_client(host_client)?;
         }

@@ -236,3 +236,43 @@ fn messages_and_commands_go_through_the_manager_in_every_mode() {
     assert_eq!(offline.objects().count(), 0);
     assert!(offline.local_player_id().is_none());
 }
+
+#[test]
+fn the_manager_lets_in_only_who_the_authenticator_accepts() {
+    use sturnus::message::{Login, PasswordAuthenticator};
+    let network = MemoryNetwork::new();
+    let addr = "10.0.0.6:7777".parse().unwrap();
+    let login = |password: &str| Login { name: "ada".into(), password: password.into() };
+    let mut host = manager(&network);
+    host.set_authenticator(|| PasswordAuthenticator::new("starling"));
+    // The host's own player presents the password too.
+    host.set_credentials(login("starling"));
+    host.start_host(addr).unwrap();
+    let me = host.host_player().expect("the host's player was let in");
+    assert!(host.player_object(me).is_some());
+    let (mut friend, mut stranger) = (manager(&network), manager(&network));
+    friend.set_credentials(login("starling"));
+    stranger.set_credentials(login("guess"));
+    friend.start_client(addr).unwrap();
+    stranger.start_client(addr).unwrap();
+    let mut now = driver::now();
+    let mut events = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..20 {
+        host.tick(now).unwrap();
+        friend.tick(now).unwrap();
+        stranger.tick(now).unwrap();
+        events.0.extend(std::iter::from_fn(|| host.poll_event()));
+        events.1.extend(std::iter::from_fn(|| friend.poll_event()));
+        events.2.extend(std::iter::from_fn(|| stranger.poll_event()));
+        now += Duration::from_millis(16);
+    }
+    assert!(friend.local_player_id().is_some(), "{:?}", events.1);
+    let rejected = events
+        .2
+        .iter()
+        .any(|e| matches!(e, ManagerEvent::ClientDisconnect(DisconnectReason::AuthRejected(_))));
+    assert!(rejected, "{:?}", events.2);
+    assert_eq!(stranger.mode(), NetworkMode::Offline);
+    let added = events.0.iter().filter(|e| matches!(e, ManagerEvent::ServerAddPlayer { .. }));
+    assert_eq!(added.count(), 2, "the host's player and the friend only: {:?}", events.0);
+}
