@@ -1,0 +1,62 @@
+//! # sturnus-netcode
+//!
+//! netcode 1.02 (Glenn Fiedler's standard for secure game connections), byte-exact, sans-IO:
+//!
+//! - [`token`]: connect tokens — the 2048-byte public token a game's web backend mints and
+//!   hands the client over HTTPS, its 1024-byte private part sealed with XChaCha20-Poly1305
+//!   under the key the backend shares with the servers, and the challenge token a server
+//!   seals under a key of its own during the handshake.
+//! - [`packet`]: the seven packet types (request, denied, challenge, response, keep-alive,
+//!   payload, disconnect), sealed with ChaCha20-Poly1305, read in the standard's normative
+//!   order.
+//! - [`replay`]: the replay window that drops packets already received or too old.
+//!
+//! Every integer on the wire is little-endian. Keys, nonces and tokens come from the
+//! operating system's generator ([`random_key`]); keys are zeroised when dropped. The formats
+//! are checked byte for byte against the reference C implementation's golden vectors, and
+//! tokens against the standard's Rust port (`netcode-official`) in both directions.
+//!
+//! What this crate does not do yet: the transport mode that carries Sturnus's own packets
+//! inside netcode payload packets (issue 17 of the project). It is the format layer that mode
+//! is built on.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod packet;
+pub mod replay;
+pub mod token;
+
+mod error;
+
+pub use error::NetcodeError;
+pub use token::{ChallengeToken, ConnectToken, PrivateConnectToken};
+
+/// The protocol's version string, with its terminating zero: 13 bytes in tokens, packets and
+/// associated data.
+pub const VERSION_INFO: &[u8; 13] = b"NETCODE 1.02\0";
+/// Bytes of a key (ChaCha20-Poly1305 and XChaCha20-Poly1305 both use 256-bit keys).
+pub const KEY_BYTES: usize = 32;
+/// Bytes of an authentication tag (Poly1305).
+pub const MAC_BYTES: usize = 16;
+/// Bytes of the user data a token carries to the server (the game's login: an account id,
+/// a team, …).
+pub const USER_DATA_BYTES: usize = 256;
+/// The most server addresses a connect token holds.
+pub const MAX_SERVERS_PER_CONNECT: usize = 32;
+/// The largest payload a payload packet carries.
+pub const MAX_PAYLOAD_BYTES: usize = 1200;
+/// The largest packet on the wire.
+pub const MAX_PACKET_BYTES: usize = 1300;
+
+/// A 256-bit key.
+pub type Key = [u8; KEY_BYTES];
+/// The user data of a token.
+pub type UserData = [u8; USER_DATA_BYTES];
+
+/// A new random key from the operating system's generator (for a server's private key, a
+/// token's per-connection keys, a server's challenge key).
+pub fn random_key() -> Result<Key, NetcodeError> {
+    let mut key = [0; KEY_BYTES];
+    getrandom::fill(&mut key).map_err(|_| NetcodeError::Random)?;
+    Ok(key)
+}

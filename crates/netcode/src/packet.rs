@@ -1,0 +1,1 @@
+//! The packets (to come).
