@@ -8,10 +8,13 @@
 //! - [`object::ObjectHarness`]: the object layer's wire input: spawns (full state), updates
 //!   (SyncVar deltas and collection operations), despawns, ownership and RPC arguments on a
 //!   client, Commands on the server.
+//! - [`netcode::NetcodeHarness`]: netcode 1.02 connect tokens, private parts and challenge
+//!   tokens as a server reads them.
 //!
 //! Every body must never panic, whatever the bytes.
 
 pub mod message;
+pub mod netcode;
 pub mod object;
 mod transport;
 

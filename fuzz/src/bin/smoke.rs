@@ -28,6 +28,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use sturnus_fuzz::message::MessageHarness;
+use sturnus_fuzz::netcode::NetcodeHarness;
 use sturnus_fuzz::object::ObjectHarness;
 use sturnus_fuzz::{EndpointCounts, EndpointHarness, packet_decode};
 use sturnus_netem::Rng;
@@ -78,6 +79,15 @@ impl Harness for MessageHarness {
     }
 }
 
+impl Harness for NetcodeHarness {
+    fn feed(&mut self, data: &[u8]) {
+        NetcodeHarness::feed(self, data);
+    }
+    fn report(&self) -> String {
+        NetcodeHarness::report(self)
+    }
+}
+
 impl Harness for ObjectHarness {
     fn feed(&mut self, data: &[u8]) {
         ObjectHarness::feed(self, data);
@@ -106,6 +116,12 @@ fn targets() -> Vec<Target> {
             seeds: ObjectHarness::seeds(),
             reset_every: 2_000,
             make: || Box::new(ObjectHarness::new()),
+        },
+        Target {
+            name: "netcode_tokens",
+            seeds: NetcodeHarness::seeds(),
+            reset_every: 100_000,
+            make: || Box::new(NetcodeHarness::new()),
         },
     ]
 }
