@@ -16,6 +16,44 @@
 //! are checked byte for byte against the reference C implementation's golden vectors, and
 //! tokens against the standard's Rust port (`netcode-official`) in both directions.
 //!
+//! # Issuing tokens from a game's backend
+//!
+//! The backend (a web service, a matchmaker) holds the private key it shares with the game's
+//! servers. When a player logs in, it mints a token for the servers the player may join and
+//! returns its 2048 bytes over HTTPS; the client connects with them. Time is an input: the
+//! backend passes its clock.
+//!
+//! ```
+//! use sturnus_netcode::token::TokenSpec;
+//! use sturnus_netcode::{ConnectToken, PrivateConnectToken, random_key};
+//!
+//! // Once, shared with every server (from the OS generator; keep it secret).
+//! let private_key = random_key()?;
+//! # let now_unix_seconds = 1_720_000_000;
+//! let spec = TokenSpec {
+//!     protocol_id: 0x5354_5552_4e55_5331, // the game's: servers accept only theirs
+//!     client_id: 42,                      // the account's id
+//!     server_addresses: vec!["203.0.113.7:7777".parse().unwrap()],
+//!     expire_seconds: 30,  // the token starts a connection within 30 s
+//!     timeout_seconds: 10, // a connection silent for 10 s is dropped
+//!     user_data: [0; 256], // what the server should know: a team, a rank…
+//! };
+//! let token = ConnectToken::generate(&spec, &private_key, now_unix_seconds)?;
+//! let bytes = token.write()?; // 2048 bytes for the client, over HTTPS
+//!
+//! // A server with the same key opens the private part the client sends it.
+//! let token = ConnectToken::read(&bytes[..])?;
+//! let private = PrivateConnectToken::open(
+//!     &token.private_data,
+//!     spec.protocol_id,
+//!     token.expire_timestamp,
+//!     &token.nonce,
+//!     &private_key,
+//! )?;
+//! assert_eq!(private.client_id, 42);
+//! # Ok::<(), sturnus_netcode::NetcodeError>(())
+//! ```
+//!
 //! What this crate does not do yet: the transport mode that carries Sturnus's own packets
 //! inside netcode payload packets (issue 17 of the project). It is the format layer that mode
 //! is built on.
