@@ -298,3 +298,98 @@ fn a_token_minted_here_connects_the_standards_rust_port() {
 fn wait_a_little() {
     std::thread::sleep(Duration::from_millis(1));
 }
+
+/// renetcode 2.0.0 writes its own client id, 8 bytes, in front of the standard's 2048.
+const RENETCODE_PREFIX: usize = 8;
+
+#[test]
+fn a_token_minted_by_renetcode_is_read_here() {
+    let address: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let user_data: [u8; 256] = ramp(|i| i + 1);
+    let token = renetcode::ConnectToken::generate(
+        Duration::from_secs(1_720_000_000),
+        PROTOCOL_ID,
+        300,
+        CLIENT_ID,
+        TIMEOUT_SECONDS,
+        vec![address],
+        Some(&user_data),
+        &PRIVATE_KEY,
+    )
+    .unwrap();
+    let mut bytes = Vec::new();
+    token.write(&mut bytes).unwrap();
+    bytes.resize(RENETCODE_PREFIX + CONNECT_TOKEN_BYTES, 0);
+    let ours = ConnectToken::read(&bytes[RENETCODE_PREFIX..]).unwrap();
+    assert_eq!(ours.server_addresses, [address]);
+    assert_eq!(ours.expire_timestamp, 1_720_000_300);
+    let private = PrivateConnectToken::open(
+        &ours.private_data,
+        PROTOCOL_ID,
+        ours.expire_timestamp,
+        &ours.nonce,
+        &PRIVATE_KEY,
+    )
+    .unwrap();
+    assert_eq!((private.client_id, private.user_data), (CLIENT_ID, user_data));
+}
+
+#[test]
+fn a_token_minted_here_connects_renetcodes_client_to_its_server() {
+    let server_addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+    let client_addr: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+    let now = Duration::from_secs(unix_now());
+    let spec = TokenSpec {
+        protocol_id: PROTOCOL_ID,
+        client_id: CLIENT_ID,
+        server_addresses: vec![server_addr],
+        expire_seconds: 30,
+        timeout_seconds: 5,
+        user_data: ramp(|i| i * 3),
+    };
+    let token = ConnectToken::generate(&spec, &PRIVATE_KEY, now.as_secs()).unwrap();
+    let mut bytes = CLIENT_ID.to_le_bytes().to_vec();
+    bytes.extend_from_slice(&token.write().unwrap()[..]);
+    let their_token = renetcode::ConnectToken::read(&mut &bytes[..]).unwrap();
+    let mut client = renetcode::NetcodeClient::new(
+        now,
+        renetcode::ClientAuthentication::Secure { connect_token: their_token },
+    )
+    .unwrap();
+    let mut server = renetcode::NetcodeServer::new(renetcode::ServerConfig {
+        current_time: now,
+        max_clients: 4,
+        protocol_id: PROTOCOL_ID,
+        public_addresses: vec![server_addr],
+        authentication: renetcode::ServerAuthentication::Secure { private_key: PRIVATE_KEY },
+    });
+    // In memory, stepping both: their endpoints are sans-IO.
+    let mut connected_user_data = None;
+    let step = Duration::from_millis(50);
+    for _ in 0..100 {
+        let mut to_server = Vec::new();
+        if let Some((packet, _)) = client.update(step) {
+            to_server.push(packet.to_vec());
+        }
+        server.update(step);
+        for mut packet in to_server {
+            match server.process_packet(client_addr, &mut packet) {
+                renetcode::ServerResult::PacketToSend { payload, .. } => {
+                    let mut reply = payload.to_vec();
+                    client.process_packet(&mut reply);
+                }
+                renetcode::ServerResult::ClientConnected { user_data, payload, .. } => {
+                    connected_user_data = Some(*user_data);
+                    let mut reply = payload.to_vec();
+                    client.process_packet(&mut reply);
+                }
+                _ => {}
+            }
+        }
+        if client.is_connected() && connected_user_data.is_some() {
+            break;
+        }
+    }
+    assert!(client.is_connected(), "renetcode's client did not connect with our token");
+    assert_eq!(connected_user_data, Some(spec.user_data));
+}
