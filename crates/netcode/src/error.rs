@@ -20,4 +20,48 @@ pub enum NetcodeError {
     /// Decryption failed: a wrong key, a wrong protocol id or expiry, or tampering.
     #[error("decryption failed")]
     Decrypt,
+    /// A packet under 18 bytes (the prefix byte, one sequence byte and the tag): dropped unread.
+    #[error("a packet of {0} bytes is under netcode's 18-byte minimum")]
+    PacketTooSmall(usize),
+    /// The prefix byte names a packet type that does not exist (7 to 15).
+    #[error("packet type {0} does not exist")]
+    PacketType(u8),
+    /// A packet type this role does not accept (a server does not take challenges, …).
+    #[error("packet type {0} is not accepted here")]
+    PacketNotAllowed(u8),
+    /// The prefix byte's count of sequence bytes is outside 1 to 8.
+    #[error("{0} sequence bytes; a packet has 1 to 8")]
+    SequenceBytes(u8),
+    /// Shorter than its prefix byte, sequence bytes and tag.
+    #[error("a packet of {0} bytes is too short for its sequence number and tag")]
+    PacketTruncated(usize),
+    /// The replay window says this sequence number was received already, or is too old.
+    #[error("sequence {0} already received or too old (replay)")]
+    Replayed(u64),
+    /// An encrypted packet, and no key to open it with.
+    #[error("no key to decrypt the packet with")]
+    NoKey,
+    /// The decrypted body's size is wrong for its packet type.
+    #[error("packet type {packet_type}: a body of {len} bytes is the wrong size")]
+    BodySize {
+        /// The packet type.
+        packet_type: u8,
+        /// The decrypted body's length.
+        len: usize,
+    },
+    /// A connection request that is not exactly 1078 bytes (or whose prefix byte is not 0).
+    #[error("a connection request of {0} bytes; it is exactly 1078")]
+    RequestSize(usize),
+    /// A connection request for another game's protocol id.
+    #[error("protocol id {0:#018x} is not this game's")]
+    ProtocolId(u64),
+    /// A connection request whose token expired (`expire_timestamp <= now`).
+    #[error("the connect token expired at {0}")]
+    Expired(u64),
+    /// A payload to send is empty or larger than 1200 bytes.
+    #[error("a payload of {0} bytes; netcode carries 1 to 1200")]
+    PayloadSize(usize),
+    /// The output buffer is too small for the packet.
+    #[error("the packet needs {0} bytes of buffer")]
+    BufferTooSmall(usize),
 }
