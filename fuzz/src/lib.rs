@@ -8,8 +8,8 @@
 //! - [`object::ObjectHarness`]: the object layer's wire input: spawns (full state), updates
 //!   (SyncVar deltas and collection operations), despawns, ownership and RPC arguments on a
 //!   client, Commands on the server.
-//! - [`netcode::NetcodeHarness`]: netcode 1.02 connect tokens, private parts and challenge
-//!   tokens as a server reads them.
+//! - [`netcode::NetcodeHarness`]: netcode 1.02 packets (through replay windows), connect
+//!   tokens, private parts and challenge tokens, as a server and a client read them.
 //!
 //! Every body must never panic, whatever the bytes.
 

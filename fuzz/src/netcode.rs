@@ -1,8 +1,12 @@
-//! netcode 1.02 input as a server receives it: connect tokens (the client's copy, whole), the
-//! sealed private part of a connection request, and sealed challenge tokens. Inputs are tried
-//! as each; a few are forged to open (sealed under the harness's own key), so the readers
-//! behind the decryption are reached too.
+//! netcode 1.02 input as a server and a client receive it: packets (read in the normative
+//! order, through one replay window per side that lives across inputs), connect tokens (the
+//! client's copy, whole), the sealed private part of a connection request, and sealed
+//! challenge tokens. Inputs are tried as each; some are forged to open (sealed under the
+//! harness's own key, as a peer holding the key would), so the readers behind the decryption
+//! are reached too.
 
+use sturnus_netcode::packet::{self, Allowed, Packet};
+use sturnus_netcode::replay::ReplayWindow;
 use sturnus_netcode::token::{
     CHALLENGE_TOKEN_BYTES, CONNECT_TOKEN_NONCE_BYTES, CONNECT_TOKEN_PRIVATE_BYTES, TokenSpec,
 };
@@ -15,6 +19,10 @@ const NONCE: [u8; CONNECT_TOKEN_NONCE_BYTES] = [9; CONNECT_TOKEN_NONCE_BYTES];
 /// What the readers made of the inputs.
 #[derive(Debug, Default)]
 pub struct NetcodeHarness {
+    server_window: ReplayWindow,
+    client_window: ReplayWindow,
+    packets_read: u64,
+    forged_read: u64,
     tokens_read: u64,
     private_opened: u64,
     private_read: u64,
@@ -28,17 +36,59 @@ impl NetcodeHarness {
         Self::default()
     }
 
-    /// Tries `data` as every kind of token; never panics.
+    /// Tries `data` as a packet to each side and as every kind of token; never panics.
     pub fn feed(&mut self, data: &[u8]) {
-        match ConnectToken::read(data) {
-            Ok(_) => self.tokens_read += 1,
-            Err(_) => self.rejected += 1,
+        // As the bytes came: a packet to a server, then to a client.
+        for (allowed, window) in
+            [(Allowed::SERVER, &mut self.server_window), (Allowed::CLIENT, &mut self.client_window)]
+        {
+            let mut bytes = data.to_vec();
+            match packet::read(&mut bytes, PROTOCOL_ID, Some(&KEY), allowed, Some(window), 0) {
+                Ok(_) => self.packets_read += 1,
+                Err(_) => self.rejected += 1,
+            }
         }
-        match PrivateConnectToken::read(data) {
-            Ok(_) => self.private_read += 1,
-            Err(_) => self.rejected += 1,
+        // Sealed under the key, as a peer holding it would: the first byte picks the type and
+        // the next eight the sequence, the rest is the payload; the reader must return it.
+        if let Some((&kind, rest)) = data.split_first() {
+            let (sequence, payload) = match rest.split_first_chunk::<8>() {
+                Some((sequence, payload)) => (u64::from_le_bytes(*sequence), payload),
+                None => (0, rest),
+            };
+            let packet = match kind % 3 {
+                0 => Packet::KeepAlive { client_index: u32::from(kind), max_clients: 4096 },
+                1 => Packet::Disconnect,
+                _ => Packet::Payload(payload),
+            };
+            let mut out = [0; sturnus_netcode::MAX_PACKET_BYTES];
+            if let Ok(len) = packet::write(&packet, sequence, PROTOCOL_ID, &KEY, &mut out) {
+                // Read twice through a fresh window: the first is the packet, the second a
+                // replay.
+                let mut window = ReplayWindow::new();
+                let mut again = out;
+                let read = packet::read(
+                    &mut out[..len],
+                    PROTOCOL_ID,
+                    Some(&KEY),
+                    Allowed::SERVER,
+                    Some(&mut window),
+                    0,
+                );
+                match read {
+                    Ok((seq, back)) if seq == sequence && back == packet => self.forged_read += 1,
+                    other => panic!("a sealed {packet:?} (seq {sequence}) read as {other:?}"),
+                }
+                let replayed = packet::read(
+                    &mut again[..len],
+                    PROTOCOL_ID,
+                    Some(&KEY),
+                    Allowed::SERVER,
+                    Some(&mut window),
+                    0,
+                );
+                assert!(replayed.is_err(), "a replay of seq {sequence} was accepted");
+            }
         }
-        // Sealed under the harness's key: a plaintext the fuzzer shaped reaches the reader.
         let mut plain = [0; CONNECT_TOKEN_PRIVATE_BYTES];
         let len = data.len().min(CONNECT_TOKEN_PRIVATE_BYTES - 16);
         plain[..len].copy_from_slice(&data[..len]);
@@ -63,7 +113,7 @@ impl NetcodeHarness {
         }
     }
 
-    /// A valid token and a valid private part, to mutate.
+    /// A valid token, a valid private part and sealed packets, to mutate.
     pub fn seeds() -> Vec<Vec<u8>> {
         let spec = TokenSpec {
             protocol_id: PROTOCOL_ID,
@@ -91,7 +141,18 @@ impl NetcodeHarness {
         .write()
         .expect("it fits")
         .to_vec();
-        vec![public, private]
+        let mut seeds = vec![public, private];
+        for (sequence, packet) in [
+            (1_u64 << 63, Packet::KeepAlive { client_index: 3, max_clients: 4096 }),
+            (5, Packet::Payload(&[1, 2, 3, 4, 5, 6, 7, 8])),
+            (u64::MAX, Packet::Disconnect),
+        ] {
+            let mut out = [0; sturnus_netcode::MAX_PACKET_BYTES];
+            let len =
+                packet::write(&packet, sequence, PROTOCOL_ID, &KEY, &mut out).expect("it fits");
+            seeds.push(out[..len].to_vec());
+        }
+        seeds
     }
 
     /// One line of counts.
