@@ -10,6 +10,8 @@
 //!   payload, disconnect), sealed with ChaCha20-Poly1305, read in the standard's normative
 //!   order.
 //! - [`replay`]: the replay window that drops packets already received or too old.
+//! - [`server`] and [`client`]: the endpoints, sans-IO (datagrams and time in, datagrams and
+//!   events out): the handshake, keep-alives, timeouts, payloads and disconnects.
 //!
 //! Every integer on the wire is little-endian. Keys, nonces and tokens come from the
 //! operating system's generator ([`random_key`]); keys are zeroised when dropped. The formats
@@ -60,8 +62,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod packet;
 pub mod replay;
+pub mod server;
 pub mod token;
 
 mod error;

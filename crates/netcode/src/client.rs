@@ -1,0 +1,354 @@
+//! A netcode 1.02 client, sans-IO: datagrams and time go in, datagrams and events come out.
+//!
+//! Made from a [`ConnectToken`], it tries the token's servers in turn: it sends connection
+//! requests at 10 Hz until a server challenges it, answers the challenge with responses at
+//! 10 Hz, and is connected when the first keep-alive arrives. A server that stays silent for
+//! the token's timeout, or denies it, makes it try the next address. Connected, it sends
+//! keep-alives at 10 Hz when it sends nothing else, and drops the connection when nothing
+//! came for the timeout.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::packet::{self, Allowed, Packet, PacketType};
+use crate::replay::ReplayWindow;
+use crate::server::{KEEP_ALIVE_INTERVAL, REDUNDANT_DISCONNECT_PACKETS};
+use crate::token::CHALLENGE_TOKEN_BYTES;
+use crate::{ConnectToken, MAX_PACKET_BYTES, NetcodeError};
+
+/// Where the client stands (the standard's client states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientState {
+    /// The token expired before a connection was made.
+    TokenExpired,
+    /// The connection was up, and the server went silent for the timeout.
+    ConnectionTimedOut,
+    /// The last server challenged, then went silent.
+    ResponseTimedOut,
+    /// The last server never answered the requests.
+    RequestTimedOut,
+    /// The last server was full.
+    Denied,
+    /// Disconnected (by [`Client::disconnect`] or by the server).
+    Disconnected,
+    /// Sending connection requests.
+    SendingRequest,
+    /// Sending connection responses.
+    SendingResponse,
+    /// Connected: payloads flow.
+    Connected,
+}
+
+impl ClientState {
+    /// Whether the client is still trying or connected.
+    pub fn is_active(self) -> bool {
+        matches!(self, Self::SendingRequest | Self::SendingResponse | Self::Connected)
+    }
+}
+
+/// What happened on the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ClientEvent {
+    /// Connected to a server.
+    Connected {
+        /// The server's address.
+        server: SocketAddr,
+        /// The client's slot on the server.
+        client_index: u32,
+        /// The server's capacity.
+        max_clients: u32,
+    },
+    /// The server sent a payload.
+    Payload(Vec<u8>),
+    /// The client stopped: the state it ended in says why.
+    Stopped(ClientState),
+}
+
+/// What the client dropped, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientStats {
+    /// Datagrams dropped: from another address, failing the read order, or wrong for the
+    /// state.
+    pub packets_dropped: u64,
+    /// Of those, replayed keep-alives, payloads and disconnects.
+    pub replays_dropped: u64,
+}
+
+/// A netcode 1.02 client (sans-IO). See the [module documentation](self).
+pub struct Client {
+    token: ConnectToken,
+    state: ClientState,
+    server_index: usize,
+    connect_start: Instant,
+    last_send: Option<Instant>,
+    last_receive: Instant,
+    sequence: u64,
+    replay: ReplayWindow,
+    challenge: Option<(u64, Box<[u8; CHALLENGE_TOKEN_BYTES]>)>,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<ClientEvent>,
+    stats: ClientStats,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("state", &self.state)
+            .field("server", &self.server_address())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client that starts connecting at `now` to the token's first server (the first
+    /// request goes out at the first [`update`](Self::update)).
+    pub fn new(token: ConnectToken, now: Instant) -> Self {
+        let state = if token.server_addresses.is_empty() {
+            ClientState::RequestTimedOut
+        } else {
+            ClientState::SendingRequest
+        };
+        Self {
+            token,
+            state,
+            server_index: 0,
+            connect_start: now,
+            last_send: None,
+            last_receive: now,
+            sequence: 0,
+            replay: ReplayWindow::new(),
+            challenge: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: ClientStats::default(),
+        }
+    }
+
+    /// Where it stands.
+    pub fn state(&self) -> ClientState {
+        self.state
+    }
+
+    /// The server it is trying or connected to.
+    pub fn server_address(&self) -> Option<SocketAddr> {
+        self.token.server_addresses.get(self.server_index).copied()
+    }
+
+    /// What was dropped so far.
+    pub fn stats(&self) -> ClientStats {
+        self.stats
+    }
+
+    /// The next datagram to send, and where.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ClientEvent> {
+        self.events.pop_front()
+    }
+
+    fn timeout(&self) -> Option<Duration> {
+        u64::try_from(self.token.timeout_seconds).ok().map(Duration::from_secs)
+    }
+
+    /// Sends what is due at `now` (requests, responses or keep-alives at 10 Hz) and applies
+    /// the timeouts: a silent server makes it try the next one.
+    pub fn update(&mut self, now: Instant) {
+        if !self.state.is_active() {
+            return;
+        }
+        if self.state != ClientState::Connected {
+            let expire = self.token.expire_timestamp.saturating_sub(self.token.create_timestamp);
+            if now.saturating_duration_since(self.connect_start) >= Duration::from_secs(expire) {
+                self.stop(ClientState::TokenExpired);
+                return;
+            }
+        }
+        if let Some(timeout) = self.timeout() {
+            if now.saturating_duration_since(self.last_receive) > timeout {
+                match self.state {
+                    ClientState::SendingRequest => {
+                        self.next_server(now, ClientState::RequestTimedOut)
+                    }
+                    ClientState::SendingResponse => {
+                        self.next_server(now, ClientState::ResponseTimedOut);
+                    }
+                    _ => self.stop(ClientState::ConnectionTimedOut),
+                }
+                if !self.state.is_active() {
+                    return;
+                }
+            }
+        }
+        let due = self
+            .last_send
+            .is_none_or(|last| now.saturating_duration_since(last) >= KEEP_ALIVE_INTERVAL);
+        if due {
+            self.send_due(now);
+        }
+    }
+
+    fn send_due(&mut self, now: Instant) {
+        match self.state {
+            ClientState::SendingRequest => {
+                let private_token = self.token.private_data.clone();
+                let packet = Packet::Request {
+                    protocol_id: self.token.protocol_id,
+                    expire_timestamp: self.token.expire_timestamp,
+                    token_nonce: self.token.nonce,
+                    private_token: &private_token,
+                };
+                self.push(now, &packet);
+            }
+            ClientState::SendingResponse => {
+                if let Some((sequence, token)) = self.challenge.take() {
+                    self.push(now, &Packet::Response { sequence, token: &token });
+                    self.challenge = Some((sequence, token));
+                }
+            }
+            ClientState::Connected => {
+                self.push(now, &Packet::KeepAlive { client_index: 0, max_clients: 0 });
+            }
+            _ => {}
+        }
+    }
+
+    /// Handles a datagram received from `from` at `now`; it is decrypted in place. Bad input
+    /// is dropped and counted; it never panics.
+    pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, bytes: &mut [u8]) {
+        if !self.state.is_active() || Some(from) != self.server_address() {
+            self.stats.packets_dropped += 1;
+            return;
+        }
+        let allowed = match self.state {
+            ClientState::SendingRequest => {
+                Allowed::NONE.with(PacketType::Denied).with(PacketType::Challenge)
+            }
+            ClientState::SendingResponse => {
+                Allowed::NONE.with(PacketType::Denied).with(PacketType::KeepAlive)
+            }
+            _ => Allowed::NONE
+                .with(PacketType::KeepAlive)
+                .with(PacketType::Payload)
+                .with(PacketType::Disconnect),
+        };
+        let key = self.token.server_to_client_key;
+        let result = packet::read(
+            bytes,
+            self.token.protocol_id,
+            Some(&key),
+            allowed,
+            Some(&mut self.replay),
+            0,
+        );
+        let packet = match result {
+            Ok((_, packet)) => packet,
+            Err(error) => {
+                self.stats.packets_dropped += 1;
+                if matches!(error, NetcodeError::Replayed(_)) {
+                    self.stats.replays_dropped += 1;
+                }
+                return;
+            }
+        };
+        match packet {
+            Packet::Denied => self.next_server(now, ClientState::Denied),
+            Packet::Challenge { sequence, token } => {
+                self.challenge = Some((sequence, Box::new(*token)));
+                self.state = ClientState::SendingResponse;
+                self.last_receive = now;
+                self.send_due(now);
+            }
+            Packet::KeepAlive { client_index, max_clients } => {
+                self.last_receive = now;
+                if self.state == ClientState::SendingResponse {
+                    self.state = ClientState::Connected;
+                    self.challenge = None;
+                    self.events.push_back(ClientEvent::Connected {
+                        server: from,
+                        client_index,
+                        max_clients,
+                    });
+                }
+            }
+            Packet::Payload(data) => {
+                self.last_receive = now;
+                self.events.push_back(ClientEvent::Payload(data.to_vec()));
+            }
+            Packet::Disconnect => self.stop(ClientState::Disconnected),
+            Packet::Request { .. } | Packet::Response { .. } => self.stats.packets_dropped += 1,
+        }
+    }
+
+    /// Sends `payload` (1 to 1200 bytes) to the server.
+    ///
+    /// Errors: [`NetcodeError::PayloadSize`]; [`NetcodeError::Malformed`] when not connected.
+    pub fn send(&mut self, now: Instant, payload: &[u8]) -> Result<(), NetcodeError> {
+        if payload.is_empty() || payload.len() > crate::MAX_PAYLOAD_BYTES {
+            return Err(NetcodeError::PayloadSize(payload.len()));
+        }
+        if self.state != ClientState::Connected {
+            return Err(NetcodeError::Malformed("not connected"));
+        }
+        self.push(now, &Packet::Payload(payload));
+        Ok(())
+    }
+
+    /// Disconnects: when connected, sends the redundant disconnect packets; the client ends
+    /// in [`ClientState::Disconnected`].
+    pub fn disconnect(&mut self, now: Instant) {
+        if self.state == ClientState::Connected {
+            for _ in 0..REDUNDANT_DISCONNECT_PACKETS {
+                self.push(now, &Packet::Disconnect);
+            }
+        }
+        if self.state.is_active() {
+            self.stop(ClientState::Disconnected);
+        }
+    }
+
+    fn stop(&mut self, state: ClientState) {
+        self.state = state;
+        self.challenge = None;
+        self.events.push_back(ClientEvent::Stopped(state));
+    }
+
+    /// Moves on to the token's next server, or stops in `failure` after the last.
+    fn next_server(&mut self, now: Instant, failure: ClientState) {
+        if self.server_index + 1 >= self.token.server_addresses.len() {
+            self.stop(failure);
+            return;
+        }
+        self.server_index += 1;
+        self.state = ClientState::SendingRequest;
+        self.challenge = None;
+        self.replay.reset();
+        self.last_receive = now;
+        self.last_send = None;
+        self.send_due(now);
+    }
+
+    fn push(&mut self, now: Instant, packet: &Packet<'_>) {
+        let Some(to) = self.server_address() else {
+            return;
+        };
+        let sequence = self.sequence;
+        if !matches!(packet, Packet::Request { .. }) {
+            self.sequence = self.sequence.wrapping_add(1);
+        }
+        let mut out = vec![0; MAX_PACKET_BYTES];
+        let key = self.token.client_to_server_key;
+        if let Ok(len) = packet::write(packet, sequence, self.token.protocol_id, &key, &mut out) {
+            out.truncate(len);
+            self.transmits.push_back((to, out));
+            self.last_send = Some(now);
+        }
+    }
+}

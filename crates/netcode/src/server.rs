@@ -1,0 +1,622 @@
+//! A netcode 1.02 server, sans-IO: datagrams and time go in, datagrams and events come out.
+//!
+//! Feed it every datagram received on the server's socket with
+//! [`handle_datagram`](Server::handle_datagram), call [`update`](Server::update) often (it
+//! sends keep-alives at 10 Hz and times clients out), then send what
+//! [`poll_transmit`](Server::poll_transmit) returns and handle what
+//! [`poll_event`](Server::poll_event) returns.
+//!
+//! It follows the standard's server rules: a request is ignored unless its token opens under
+//! the private key, is for this protocol, has not expired and lists this server's own public
+//! address; unless neither its address nor its client id is connected; and unless its token
+//! (known by its tag) was not used from another address. Only a full server answers with a
+//! denial. Nothing is kept for a request until its token has opened, and what is kept (the
+//! pending keys, the token-use history) is bounded; a full history refuses new tokens rather
+//! than forget an unexpired one.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use zeroize::Zeroize;
+
+use crate::packet::{self, Allowed, Packet};
+use crate::replay::ReplayWindow;
+use crate::token::{CONNECT_TOKEN_PRIVATE_BYTES, ChallengeToken, PrivateConnectToken};
+use crate::{Key, MAC_BYTES, MAX_PACKET_BYTES, NetcodeError, UserData};
+
+/// How often a keep-alive goes to a client the server has sent nothing else to (10 Hz).
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(100);
+/// How many disconnect packets a disconnect sends (the datagrams may be lost).
+pub const REDUNDANT_DISCONNECT_PACKETS: usize = 10;
+/// The default capacity of a server.
+pub const DEFAULT_MAX_CLIENTS: usize = 4096;
+/// How long the keys of a client that sent a request but no response yet are kept when its
+/// token has no timeout (a negative `timeout_seconds`).
+const PENDING_LIFETIME_WITHOUT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The first value of the server's global sequence and challenge sequence, on every start.
+const SEQUENCE_START: u64 = 1 << 63;
+
+/// What a server needs to know. Its private key is zeroised when it is dropped.
+#[derive(Clone)]
+pub struct ServerConfig {
+    /// The game's protocol id.
+    pub protocol_id: u64,
+    /// The key shared with the backend that mints the tokens.
+    pub private_key: Key,
+    /// This server's public address, as tokens list it: a token that does not list it is
+    /// refused.
+    pub public_address: SocketAddr,
+    /// How many clients may be connected at once (1 or more).
+    pub max_clients: usize,
+}
+
+impl ServerConfig {
+    /// A configuration with the default capacity ([`DEFAULT_MAX_CLIENTS`]).
+    pub fn new(protocol_id: u64, private_key: Key, public_address: SocketAddr) -> Self {
+        Self { protocol_id, private_key, public_address, max_clients: DEFAULT_MAX_CLIENTS }
+    }
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("protocol_id", &self.protocol_id)
+            .field("public_address", &self.public_address)
+            .field("max_clients", &self.max_clients)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for ServerConfig {
+    fn drop(&mut self) {
+        self.private_key.zeroize();
+    }
+}
+
+/// Why a client left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// Nothing came from it for its token's timeout.
+    TimedOut,
+    /// It sent a disconnect packet.
+    ClientDisconnected,
+    /// The server disconnected it ([`Server::disconnect`]).
+    ServerDisconnected,
+}
+
+/// What happened on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ServerEvent {
+    /// A client completed the handshake.
+    Connected {
+        /// Its slot.
+        client_index: usize,
+        /// Its id, from its token.
+        client_id: u64,
+        /// The user data from its token (the game's login).
+        user_data: Box<UserData>,
+    },
+    /// A client sent a payload.
+    Payload {
+        /// Its slot.
+        client_index: usize,
+        /// The payload, 1 to 1200 bytes.
+        data: Vec<u8>,
+    },
+    /// A client left; its slot is free.
+    Disconnected {
+        /// Its former slot.
+        client_index: usize,
+        /// Why.
+        reason: DisconnectReason,
+    },
+}
+
+/// What the server dropped or refused, counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Datagrams dropped unread or failing the read order (size, type, decryption, …).
+    pub packets_dropped: u64,
+    /// Of those, replayed keep-alives, payloads and disconnects.
+    pub replays_dropped: u64,
+    /// Requests whose token did not open or did not list this server.
+    pub requests_invalid: u64,
+    /// Requests ignored: address or client id connected, token used from another address.
+    pub requests_ignored: u64,
+    /// Requests refused because the token-use history or the pending table was full of
+    /// unexpired entries.
+    pub requests_refused_full_tables: u64,
+    /// Denials sent (the server was full).
+    pub denied_sent: u64,
+    /// Responses whose challenge token did not open.
+    pub responses_invalid: u64,
+    /// Datagrams from addresses with no pending or connected client.
+    pub unknown_address: u64,
+}
+
+/// The keys of a client between its request and its response.
+struct Pending {
+    client_to_server_key: Key,
+    server_to_client_key: Key,
+    timeout_seconds: i32,
+    expires: Instant,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.client_to_server_key.zeroize();
+        self.server_to_client_key.zeroize();
+    }
+}
+
+/// A connected client.
+struct Slot {
+    address: SocketAddr,
+    client_id: u64,
+    client_to_server_key: Key,
+    server_to_client_key: Key,
+    timeout: Option<Duration>,
+    replay: ReplayWindow,
+    sequence: u64,
+    last_send: Instant,
+    last_receive: Instant,
+    confirmed: bool,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.client_to_server_key.zeroize();
+        self.server_to_client_key.zeroize();
+    }
+}
+
+/// A token seen: the address that used it, and when it expires.
+struct TokenUse {
+    address: SocketAddr,
+    expire_timestamp: u64,
+}
+
+/// A netcode 1.02 server (sans-IO). See the [module documentation](self).
+pub struct Server {
+    protocol_id: u64,
+    private_key: Key,
+    challenge_key: Key,
+    public_address: SocketAddr,
+    max_clients: usize,
+    global_sequence: u64,
+    challenge_sequence: u64,
+    slots: Vec<Option<Slot>>,
+    free: Vec<usize>,
+    by_address: HashMap<SocketAddr, usize>,
+    by_client_id: HashMap<u64, usize>,
+    pending: HashMap<SocketAddr, Pending>,
+    pending_capacity: usize,
+    token_history: HashMap<[u8; MAC_BYTES], TokenUse>,
+    history_capacity: usize,
+    transmits: VecDeque<(SocketAddr, Vec<u8>)>,
+    events: VecDeque<ServerEvent>,
+    stats: ServerStats,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("protocol_id", &self.protocol_id)
+            .field("public_address", &self.public_address)
+            .field("max_clients", &self.max_clients)
+            .field("connected", &self.by_address.len())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.private_key.zeroize();
+        self.challenge_key.zeroize();
+    }
+}
+
+impl Server {
+    /// A started server: its challenge key comes from the operating system's generator, its
+    /// global and challenge sequences start at `1 << 63`.
+    ///
+    /// Errors: [`NetcodeError::Random`] if the generator fails,
+    /// [`NetcodeError::Malformed`] for a capacity of 0 or above `u32::MAX`.
+    pub fn new(config: &ServerConfig) -> Result<Self, NetcodeError> {
+        if config.max_clients == 0 || u32::try_from(config.max_clients).is_err() {
+            return Err(NetcodeError::Malformed("max_clients must be 1 to u32::MAX"));
+        }
+        let challenge_key = crate::random_key()?;
+        let max_clients = config.max_clients;
+        Ok(Self {
+            protocol_id: config.protocol_id,
+            private_key: config.private_key,
+            challenge_key,
+            public_address: config.public_address,
+            max_clients,
+            global_sequence: SEQUENCE_START,
+            challenge_sequence: SEQUENCE_START,
+            slots: (0..max_clients).map(|_| None).collect(),
+            free: (0..max_clients).rev().collect(),
+            by_address: HashMap::new(),
+            by_client_id: HashMap::new(),
+            pending: HashMap::new(),
+            pending_capacity: max_clients.saturating_mul(4),
+            token_history: HashMap::new(),
+            history_capacity: max_clients.saturating_mul(4),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: ServerStats::default(),
+        })
+    }
+
+    /// What was dropped or refused so far.
+    pub fn stats(&self) -> ServerStats {
+        self.stats
+    }
+
+    /// How many clients are connected.
+    pub fn connected_clients(&self) -> usize {
+        self.by_address.len()
+    }
+
+    /// How many clients sent a valid request and no response yet (their keys are kept).
+    pub fn pending_clients(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// How many tokens the token-use history holds.
+    pub fn token_history_len(&self) -> usize {
+        self.token_history.len()
+    }
+
+    /// The capacity.
+    pub fn max_clients(&self) -> usize {
+        self.max_clients
+    }
+
+    /// The address of the client in `client_index`, if one is connected there.
+    pub fn client_address(&self, client_index: usize) -> Option<SocketAddr> {
+        self.slot(client_index).map(|slot| slot.address)
+    }
+
+    /// The next datagram to send, and where.
+    pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ServerEvent> {
+        self.events.pop_front()
+    }
+
+    /// Handles a datagram received from `from` at `now` (`unix_seconds` is the wall clock,
+    /// for token expiry). The datagram is decrypted in place. Bad input is dropped and
+    /// counted in [`stats`](Self::stats); it never panics.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        unix_seconds: u64,
+        from: SocketAddr,
+        bytes: &mut [u8],
+    ) {
+        if let Some(&index) = self.by_address.get(&from) {
+            self.handle_connected(now, index, bytes);
+            return;
+        }
+        // A request (prefix byte 0) needs no key; anything else needs the pending keys.
+        let key = self.pending.get(&from).map(|pending| pending.client_to_server_key);
+        if key.is_none() && bytes.first() != Some(&0) {
+            self.stats.packets_dropped += 1;
+            self.stats.unknown_address += 1;
+            return;
+        }
+        let allowed =
+            Allowed::NONE.with(packet::PacketType::Request).with(packet::PacketType::Response);
+        let result =
+            packet::read(bytes, self.protocol_id, key.as_ref(), allowed, None, unix_seconds);
+        match result {
+            Ok((_, Packet::Request { expire_timestamp, token_nonce, private_token, .. })) => {
+                let private_token = *private_token;
+                self.handle_request(
+                    now,
+                    unix_seconds,
+                    from,
+                    expire_timestamp,
+                    &token_nonce,
+                    &private_token,
+                );
+            }
+            Ok((_, Packet::Response { sequence, token })) => {
+                let token = *token;
+                self.handle_response(now, from, sequence, &token);
+            }
+            Ok(_) | Err(_) => self.stats.packets_dropped += 1,
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        unix_seconds: u64,
+        from: SocketAddr,
+        expire_timestamp: u64,
+        token_nonce: &[u8; 24],
+        sealed: &[u8; CONNECT_TOKEN_PRIVATE_BYTES],
+    ) {
+        let Ok(private) = PrivateConnectToken::open(
+            sealed,
+            self.protocol_id,
+            expire_timestamp,
+            token_nonce,
+            &self.private_key,
+        ) else {
+            self.stats.requests_invalid += 1;
+            return;
+        };
+        if !private.server_addresses.contains(&self.public_address) {
+            self.stats.requests_invalid += 1;
+            return;
+        }
+        if self.by_client_id.contains_key(&private.client_id) {
+            self.stats.requests_ignored += 1;
+            return;
+        }
+        let mut mac = [0; MAC_BYTES];
+        mac.copy_from_slice(&sealed[CONNECT_TOKEN_PRIVATE_BYTES - MAC_BYTES..]);
+        match self.token_history.get(&mac) {
+            Some(used) if used.address != from => {
+                self.stats.requests_ignored += 1;
+                return;
+            }
+            Some(_) => {}
+            None => {
+                if self.token_history.len() >= self.history_capacity {
+                    self.token_history.retain(|_, used| used.expire_timestamp > unix_seconds);
+                }
+                if self.token_history.len() >= self.history_capacity {
+                    self.stats.requests_refused_full_tables += 1;
+                    return;
+                }
+                self.token_history.insert(mac, TokenUse { address: from, expire_timestamp });
+            }
+        }
+        if self.by_address.len() >= self.max_clients {
+            let sequence = self.next_global_sequence();
+            self.push_packet(from, &Packet::Denied, sequence, &private.server_to_client_key);
+            self.stats.denied_sent += 1;
+            return;
+        }
+        let lifetime =
+            timeout_of(private.timeout_seconds).unwrap_or(PENDING_LIFETIME_WITHOUT_TIMEOUT);
+        if !self.pending.contains_key(&from) {
+            if self.pending.len() >= self.pending_capacity {
+                self.pending.retain(|_, pending| pending.expires > now);
+            }
+            if self.pending.len() >= self.pending_capacity {
+                self.stats.requests_refused_full_tables += 1;
+                return;
+            }
+        }
+        self.pending.insert(
+            from,
+            Pending {
+                client_to_server_key: private.client_to_server_key,
+                server_to_client_key: private.server_to_client_key,
+                timeout_seconds: private.timeout_seconds,
+                expires: now + lifetime,
+            },
+        );
+        let challenge =
+            ChallengeToken { client_id: private.client_id, user_data: private.user_data };
+        let challenge_sequence = self.challenge_sequence;
+        self.challenge_sequence = self.challenge_sequence.wrapping_add(1);
+        let Ok(token) = challenge.seal(challenge_sequence, &self.challenge_key) else {
+            return;
+        };
+        let sequence = self.next_global_sequence();
+        self.push_packet(
+            from,
+            &Packet::Challenge { sequence: challenge_sequence, token: &token },
+            sequence,
+            &private.server_to_client_key,
+        );
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        challenge_sequence: u64,
+        token: &[u8; crate::token::CHALLENGE_TOKEN_BYTES],
+    ) {
+        let Ok(challenge) = ChallengeToken::open(token, challenge_sequence, &self.challenge_key)
+        else {
+            self.stats.responses_invalid += 1;
+            return;
+        };
+        if self.by_client_id.contains_key(&challenge.client_id) {
+            self.stats.requests_ignored += 1;
+            return;
+        }
+        let Some(pending) = self.pending.remove(&from) else {
+            return;
+        };
+        let Some(index) = self.free.pop() else {
+            let sequence = self.next_global_sequence();
+            self.push_packet(from, &Packet::Denied, sequence, &pending.server_to_client_key);
+            self.stats.denied_sent += 1;
+            return;
+        };
+        let slot = Slot {
+            address: from,
+            client_id: challenge.client_id,
+            client_to_server_key: pending.client_to_server_key,
+            server_to_client_key: pending.server_to_client_key,
+            timeout: timeout_of(pending.timeout_seconds),
+            replay: ReplayWindow::new(),
+            sequence: 0,
+            last_send: now,
+            last_receive: now,
+            confirmed: false,
+        };
+        self.slots[index] = Some(slot);
+        self.by_address.insert(from, index);
+        self.by_client_id.insert(challenge.client_id, index);
+        self.events.push_back(ServerEvent::Connected {
+            client_index: index,
+            client_id: challenge.client_id,
+            user_data: Box::new(challenge.user_data),
+        });
+        self.send_keep_alive(now, index);
+    }
+
+    fn handle_connected(&mut self, now: Instant, index: usize, bytes: &mut [u8]) {
+        let protocol_id = self.protocol_id;
+        let Some(slot) = self.slots.get_mut(index).and_then(Option::as_mut) else {
+            self.stats.packets_dropped += 1;
+            return;
+        };
+        let allowed = Allowed::NONE
+            .with(packet::PacketType::KeepAlive)
+            .with(packet::PacketType::Payload)
+            .with(packet::PacketType::Disconnect);
+        let key = slot.client_to_server_key;
+        let result =
+            packet::read(bytes, protocol_id, Some(&key), allowed, Some(&mut slot.replay), 0);
+        match result {
+            Ok((_, Packet::KeepAlive { .. })) => {
+                slot.last_receive = now;
+                slot.confirmed = true;
+            }
+            Ok((_, Packet::Payload(data))) => {
+                slot.last_receive = now;
+                slot.confirmed = true;
+                self.events
+                    .push_back(ServerEvent::Payload { client_index: index, data: data.to_vec() });
+            }
+            Ok((_, Packet::Disconnect)) => {
+                self.free_slot(index, DisconnectReason::ClientDisconnected);
+            }
+            Ok(_) => self.stats.packets_dropped += 1,
+            Err(error) => {
+                self.stats.packets_dropped += 1;
+                if matches!(error, NetcodeError::Replayed(_)) {
+                    self.stats.replays_dropped += 1;
+                }
+            }
+        }
+    }
+
+    /// Sends keep-alives to the clients nothing was sent to for 100 ms, drops the clients
+    /// nothing came from for their token's timeout, and forgets pending clients whose time
+    /// is up.
+    pub fn update(&mut self, now: Instant) {
+        self.pending.retain(|_, pending| pending.expires > now);
+        for index in 0..self.slots.len() {
+            let Some(slot) = &self.slots[index] else {
+                continue;
+            };
+            let timed_out = slot
+                .timeout
+                .is_some_and(|timeout| now.saturating_duration_since(slot.last_receive) > timeout);
+            if timed_out {
+                self.free_slot(index, DisconnectReason::TimedOut);
+            } else if now.saturating_duration_since(slot.last_send) >= KEEP_ALIVE_INTERVAL {
+                self.send_keep_alive(now, index);
+            }
+        }
+    }
+
+    /// Sends `payload` (1 to 1200 bytes) to the client in `client_index`.
+    ///
+    /// Errors: [`NetcodeError::PayloadSize`]; [`NetcodeError::Malformed`] if no client is
+    /// connected there.
+    pub fn send(
+        &mut self,
+        now: Instant,
+        client_index: usize,
+        payload: &[u8],
+    ) -> Result<(), NetcodeError> {
+        if payload.is_empty() || payload.len() > crate::MAX_PAYLOAD_BYTES {
+            return Err(NetcodeError::PayloadSize(payload.len()));
+        }
+        let confirmed = self
+            .slot(client_index)
+            .ok_or(NetcodeError::Malformed("no client in that slot"))?
+            .confirmed;
+        if !confirmed {
+            self.send_keep_alive(now, client_index);
+        }
+        self.send_to_slot(now, client_index, &Packet::Payload(payload));
+        Ok(())
+    }
+
+    /// Disconnects the client in `client_index`: sends it the redundant disconnect packets,
+    /// frees the slot and reports [`DisconnectReason::ServerDisconnected`]. Does nothing if
+    /// no client is there.
+    pub fn disconnect(&mut self, now: Instant, client_index: usize) {
+        if self.slot(client_index).is_none() {
+            return;
+        }
+        for _ in 0..REDUNDANT_DISCONNECT_PACKETS {
+            self.send_to_slot(now, client_index, &Packet::Disconnect);
+        }
+        self.free_slot(client_index, DisconnectReason::ServerDisconnected);
+    }
+
+    fn slot(&self, index: usize) -> Option<&Slot> {
+        self.slots.get(index).and_then(Option::as_ref)
+    }
+
+    fn free_slot(&mut self, index: usize, reason: DisconnectReason) {
+        let Some(slot) = self.slots.get_mut(index).and_then(Option::take) else {
+            return;
+        };
+        self.by_address.remove(&slot.address);
+        self.by_client_id.remove(&slot.client_id);
+        self.free.push(index);
+        self.events.push_back(ServerEvent::Disconnected { client_index: index, reason });
+    }
+
+    fn send_keep_alive(&mut self, now: Instant, index: usize) {
+        let client_index = u32::try_from(index).unwrap_or(u32::MAX);
+        let max_clients = u32::try_from(self.max_clients).unwrap_or(u32::MAX);
+        self.send_to_slot(now, index, &Packet::KeepAlive { client_index, max_clients });
+    }
+
+    fn send_to_slot(&mut self, now: Instant, index: usize, packet: &Packet<'_>) {
+        let Some(slot) = self.slots.get_mut(index).and_then(Option::as_mut) else {
+            return;
+        };
+        let sequence = slot.sequence;
+        slot.sequence = slot.sequence.wrapping_add(1);
+        slot.last_send = now;
+        let (address, key) = (slot.address, slot.server_to_client_key);
+        self.push_packet(address, packet, sequence, &key);
+    }
+
+    fn next_global_sequence(&mut self) -> u64 {
+        let sequence = self.global_sequence;
+        self.global_sequence = self.global_sequence.wrapping_add(1);
+        sequence
+    }
+
+    fn push_packet(&mut self, to: SocketAddr, packet: &Packet<'_>, sequence: u64, key: &Key) {
+        let mut out = vec![0; MAX_PACKET_BYTES];
+        if let Ok(len) = packet::write(packet, sequence, self.protocol_id, key, &mut out) {
+            out.truncate(len);
+            self.transmits.push_back((to, out));
+        }
+    }
+}
+
+/// A token's timeout: `None` when negative (no timeout).
+fn timeout_of(timeout_seconds: i32) -> Option<Duration> {
+    u64::try_from(timeout_seconds).ok().map(Duration::from_secs)
+}
