@@ -659,3 +659,78 @@ fn our_client_connects_to_their_server() {
     assert!(to_server > 50 && to_client > 50, "{to_server} up, {to_client} down");
     assert_eq!(client.stats().packets_dropped, 0);
 }
+
+#[test]
+fn the_servers_challenges_are_numbered_from_1_shl_63() {
+    let (mut server, address) = server(4);
+    let token = token(1, &[address], UNIX);
+    let key = token.server_to_client_key;
+    let mut request = captured_request(token);
+    server.handle_datagram(base_instant(), UNIX, addr("10.0.1.1:5000"), &mut request);
+    let (_, mut challenge) = server.poll_transmit().unwrap();
+    assert!(challenge.len() < REQUEST_PACKET_BYTES);
+    let (sequence, packet) = sturnus_netcode::packet::read(
+        &mut challenge,
+        PROTOCOL_ID,
+        Some(&key),
+        sturnus_netcode::packet::Allowed::CLIENT,
+        None,
+        0,
+    )
+    .unwrap();
+    assert_eq!(sequence, 1 << 63);
+    let sturnus_netcode::packet::Packet::Challenge { sequence: challenge_sequence, .. } = packet
+    else {
+        panic!("a challenge expected, got {packet:?}");
+    };
+    assert_eq!(challenge_sequence, 1 << 63);
+}
+
+#[test]
+fn each_connection_has_its_own_replay_window() {
+    let mut net = Net::new(4);
+    let server_address = net.server_address;
+    net.add_client(1, &[server_address]);
+    net.connect(0);
+    // The first client's sequence runs far ahead of the second's.
+    for _ in 0..400 {
+        net.clients[0].1.send(net.now, b"a").unwrap();
+    }
+    net.deliver();
+    net.add_client(2, &[server_address]);
+    let second = net.connect(1);
+    net.clients[1].1.send(net.now, b"b").unwrap();
+    net.deliver();
+    assert!(
+        net.take_server_events()
+            .contains(&ServerEvent::Payload { client_index: second, data: b"b".to_vec() })
+    );
+    assert_eq!(net.server.stats().replays_dropped, 0);
+}
+
+#[test]
+fn garbage_never_panics_either_endpoint() {
+    let mut net = Net::new(4);
+    let server_address = net.server_address;
+    net.add_client(1, &[server_address]);
+    net.connect(0);
+    let from = net.clients[0].0;
+    let mut state = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let len = (next() % 1400) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        net.server.handle_datagram(net.now, UNIX, from, &mut bytes.clone());
+        net.server.handle_datagram(net.now, UNIX, addr("10.9.9.9:1"), &mut bytes.clone());
+        net.clients[0].1.handle_datagram(net.now, server_address, &mut bytes);
+    }
+    assert!(net.server.poll_transmit().is_none());
+    assert_eq!(net.server.connected_clients(), 1);
+    assert_eq!(net.clients[0].1.state(), ClientState::Connected);
+    assert!(net.take_server_events().is_empty());
+}
