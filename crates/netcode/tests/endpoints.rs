@@ -496,6 +496,12 @@ fn pause() {
     std::thread::sleep(Duration::from_millis(1));
 }
 
+/// Whether the interop tests send payloads at `step` (of 10 ms): every 50 ms, except for a
+/// quiet 2.5 s (longer than the 2 s timeout) in which only keep-alives hold the connection.
+fn sends_at(step: u32) -> bool {
+    step % 5 == 0 && step < 500 && !(200..450).contains(&step)
+}
+
 /// Their client connects to our server (driven over a real socket), payloads flow both ways
 /// for longer than the timeout, and their client disconnects cleanly.
 #[test]
@@ -545,11 +551,9 @@ fn their_client_connects_to_our_server() {
                 _ => {}
             }
         }
-        if let (Some(index), true) = (index, step < 500) {
+        if let (Some(index), true) = (index, sends_at(step)) {
             let len = [1, MAX_PAYLOAD_BYTES][step as usize % 2];
-            if step % 5 == 0 {
-                server.send(now, index, &ramp(len, 4)).unwrap();
-            }
+            server.send(now, index, &ramp(len, 4)).unwrap();
         }
         while let Some((to, bytes)) = server.poll_transmit() {
             socket.send_to(&bytes, to).unwrap();
@@ -560,7 +564,7 @@ fn their_client_connects_to_our_server() {
             assert!(data == ramp(1, 4) || data == ramp(MAX_PAYLOAD_BYTES, 4));
             to_client += 1;
         }
-        if client.state() == netcode::ClientState::Connected && step < 500 && step % 5 == 0 {
+        if client.state() == netcode::ClientState::Connected && sends_at(step) {
             client.send_packet(&ramp(1 + to_server % MAX_PAYLOAD_BYTES, 3)).unwrap();
         }
         if step == 500 {
@@ -573,7 +577,7 @@ fn their_client_connects_to_our_server() {
         }
     }
     assert!(disconnected, "our server saw their client disconnect");
-    assert!(to_server > 50 && to_client > 50, "{to_server} up, {to_client} down");
+    assert!(to_server > 40 && to_client > 40, "{to_server} up, {to_client} down");
     assert_eq!(server.connected_clients(), 0);
 }
 
@@ -625,7 +629,7 @@ fn our_client_connects_to_their_server() {
                 assert!(data == ramp(1, 5) || data == ramp(MAX_PAYLOAD_BYTES, 5));
                 to_server += 1;
             }
-            if step < 500 && step % 5 == 0 && server.client_connected(index) {
+            if sends_at(step) && server.client_connected(index) {
                 let len = [1, MAX_PAYLOAD_BYTES][step as usize % 2];
                 server.send_packet(index, &ramp(len, 6)).unwrap();
             }
@@ -640,7 +644,7 @@ fn our_client_connects_to_their_server() {
                 to_client += 1;
             }
         }
-        if client.state() == ClientState::Connected && step < 500 && step % 5 == 0 {
+        if client.state() == ClientState::Connected && sends_at(step) {
             let len = [MAX_PAYLOAD_BYTES, 1][step as usize % 2];
             client.send(now, &ramp(len, 5)).unwrap();
         }
@@ -656,7 +660,7 @@ fn our_client_connects_to_their_server() {
         }
     }
     assert!(disconnected, "their server saw our client disconnect");
-    assert!(to_server > 50 && to_client > 50, "{to_server} up, {to_client} down");
+    assert!(to_server > 40 && to_client > 40, "{to_server} up, {to_client} down");
     assert_eq!(client.stats().packets_dropped, 0);
 }
 
