@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::packet::{self, Allowed, Packet, PacketType};
 use crate::replay::ReplayWindow;
-use crate::server::{KEEP_ALIVE_INTERVAL, REDUNDANT_DISCONNECT_PACKETS};
+use crate::server::{KEEP_ALIVE_INTERVAL, REDUNDANT_DISCONNECT_PACKETS, seal};
 use crate::token::CHALLENGE_TOKEN_BYTES;
-use crate::{ConnectToken, MAX_PACKET_BYTES, NetcodeError};
+use crate::{ConnectToken, NetcodeError};
 
 /// Where the client stands (the standard's client states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,11 +239,10 @@ impl Client {
                 .with(PacketType::Payload)
                 .with(PacketType::Disconnect),
         };
-        let key = self.token.server_to_client_key;
         let result = packet::read(
             bytes,
             self.token.protocol_id,
-            Some(&key),
+            Some(&self.token.server_to_client_key),
             allowed,
             Some(&mut self.replay),
             0,
@@ -289,13 +288,13 @@ impl Client {
 
     /// Sends `payload` (1 to 1200 bytes) to the server.
     ///
-    /// Errors: [`NetcodeError::PayloadSize`]; [`NetcodeError::Malformed`] when not connected.
+    /// Errors: [`NetcodeError::PayloadSize`]; [`NetcodeError::NotConnected`].
     pub fn send(&mut self, now: Instant, payload: &[u8]) -> Result<(), NetcodeError> {
         if payload.is_empty() || payload.len() > crate::MAX_PAYLOAD_BYTES {
             return Err(NetcodeError::PayloadSize(payload.len()));
         }
         if self.state != ClientState::Connected {
-            return Err(NetcodeError::Malformed("not connected"));
+            return Err(NetcodeError::NotConnected);
         }
         self.push(now, &Packet::Payload(payload));
         Ok(())
@@ -343,11 +342,10 @@ impl Client {
         if !matches!(packet, Packet::Request { .. }) {
             self.sequence = self.sequence.wrapping_add(1);
         }
-        let mut out = vec![0; MAX_PACKET_BYTES];
-        let key = self.token.client_to_server_key;
-        if let Ok(len) = packet::write(packet, sequence, self.token.protocol_id, &key, &mut out) {
-            out.truncate(len);
-            self.transmits.push_back((to, out));
+        let sealed =
+            seal(packet, sequence, self.token.protocol_id, &self.token.client_to_server_key);
+        if let Some(bytes) = sealed {
+            self.transmits.push_back((to, bytes));
             self.last_send = Some(now);
         }
     }

@@ -61,6 +61,15 @@ pub enum NetcodeError {
     /// A payload to send is empty or larger than 1200 bytes.
     #[error("a payload of {0} bytes; netcode carries 1 to 1200")]
     PayloadSize(usize),
+    /// No client is connected in this slot of a server.
+    #[error("no client is connected in slot {0}")]
+    NoClient(usize),
+    /// A client that is not connected cannot send payloads.
+    #[error("the client is not connected")]
+    NotConnected,
+    /// A server's capacity must be 1 to `u32::MAX` clients.
+    #[error("a server takes 1 to u32::MAX clients, not {0}")]
+    MaxClients(usize),
     /// The output buffer is too small for the packet.
     #[error("the packet needs {0} bytes of buffer")]
     BufferTooSmall(usize),

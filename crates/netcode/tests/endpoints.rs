@@ -738,3 +738,46 @@ fn garbage_never_panics_either_endpoint() {
     assert_eq!(net.clients[0].1.state(), ClientState::Connected);
     assert!(net.take_server_events().is_empty());
 }
+
+#[test]
+fn a_server_takes_4096_clients_and_denies_the_next() {
+    let (mut server, address) = server(sturnus_netcode::server::DEFAULT_MAX_CLIENTS);
+    assert_eq!(server.max_clients(), 4096);
+    let now = base_instant();
+    let handshake = |server: &mut Server, i: u32| -> ClientState {
+        let from = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 5000));
+        let mut client = Client::new(token(u64::from(i), &[address], UNIX), now);
+        client.update(now);
+        for _ in 0..3 {
+            while let Some((_, mut bytes)) = client.poll_transmit() {
+                server.handle_datagram(now, UNIX, from, &mut bytes);
+            }
+            while let Some((_, mut bytes)) = server.poll_transmit() {
+                client.handle_datagram(now, address, &mut bytes);
+            }
+        }
+        client.state()
+    };
+    for i in 0..4096 {
+        assert_eq!(handshake(&mut server, i), ClientState::Connected, "client {i}");
+    }
+    assert_eq!(server.connected_clients(), 4096);
+    assert_eq!(handshake(&mut server, 4096), ClientState::Denied);
+    assert_eq!(server.connected_clients(), 4096);
+    assert!(server.client_address(4095).is_some());
+}
+
+#[test]
+fn configuration_and_api_misuse_are_errors_not_panics() {
+    let mut config = ServerConfig::new(PROTOCOL_ID, private_key(), addr("10.0.0.1:1"));
+    config.max_clients = 0;
+    assert!(matches!(Server::new(&config), Err(sturnus_netcode::NetcodeError::MaxClients(0))));
+    let (mut server, _) = server(4);
+    let now = base_instant();
+    assert!(matches!(server.send(now, 3, b"x"), Err(sturnus_netcode::NetcodeError::NoClient(3))));
+    assert!(server.send(now, usize::MAX, b"x").is_err());
+    server.disconnect(now, usize::MAX);
+    assert!(server.poll_transmit().is_none());
+    let mut client = Client::new(token(1, &[addr("10.0.0.1:1")], UNIX), now);
+    assert!(matches!(client.send(now, b"x"), Err(sturnus_netcode::NetcodeError::NotConnected)));
+}
