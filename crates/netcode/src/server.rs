@@ -226,10 +226,10 @@ impl Server {
     /// global and challenge sequences start at `1 << 63`.
     ///
     /// Errors: [`NetcodeError::Random`] if the generator fails,
-    /// [`NetcodeError::Malformed`] for a capacity of 0 or above `u32::MAX`.
+    /// [`NetcodeError::MaxClients`] for a capacity of 0 or above `u32::MAX`.
     pub fn new(config: &ServerConfig) -> Result<Self, NetcodeError> {
         if config.max_clients == 0 || u32::try_from(config.max_clients).is_err() {
-            return Err(NetcodeError::Malformed("max_clients must be 1 to u32::MAX"));
+            return Err(NetcodeError::MaxClients(config.max_clients));
         }
         let challenge_key = crate::random_key()?;
         let max_clients = config.max_clients;
@@ -409,7 +409,7 @@ impl Server {
                 client_to_server_key: private.client_to_server_key,
                 server_to_client_key: private.server_to_client_key,
                 timeout_seconds: private.timeout_seconds,
-                expires: now + lifetime,
+                expires: now.checked_add(lifetime).unwrap_or(now),
             },
         );
         let challenge =
@@ -486,9 +486,14 @@ impl Server {
             .with(packet::PacketType::KeepAlive)
             .with(packet::PacketType::Payload)
             .with(packet::PacketType::Disconnect);
-        let key = slot.client_to_server_key;
-        let result =
-            packet::read(bytes, protocol_id, Some(&key), allowed, Some(&mut slot.replay), 0);
+        let result = packet::read(
+            bytes,
+            protocol_id,
+            Some(&slot.client_to_server_key),
+            allowed,
+            Some(&mut slot.replay),
+            0,
+        );
         match result {
             Ok((_, Packet::KeepAlive { .. })) => {
                 slot.last_receive = now;
@@ -535,7 +540,7 @@ impl Server {
 
     /// Sends `payload` (1 to 1200 bytes) to the client in `client_index`.
     ///
-    /// Errors: [`NetcodeError::PayloadSize`]; [`NetcodeError::Malformed`] if no client is
+    /// Errors: [`NetcodeError::PayloadSize`]; [`NetcodeError::NoClient`] if no client is
     /// connected there.
     pub fn send(
         &mut self,
@@ -546,10 +551,8 @@ impl Server {
         if payload.is_empty() || payload.len() > crate::MAX_PAYLOAD_BYTES {
             return Err(NetcodeError::PayloadSize(payload.len()));
         }
-        let confirmed = self
-            .slot(client_index)
-            .ok_or(NetcodeError::Malformed("no client in that slot"))?
-            .confirmed;
+        let confirmed =
+            self.slot(client_index).ok_or(NetcodeError::NoClient(client_index))?.confirmed;
         if !confirmed {
             self.send_keep_alive(now, client_index);
         }
@@ -597,8 +600,9 @@ impl Server {
         let sequence = slot.sequence;
         slot.sequence = slot.sequence.wrapping_add(1);
         slot.last_send = now;
-        let (address, key) = (slot.address, slot.server_to_client_key);
-        self.push_packet(address, packet, sequence, &key);
+        if let Some(bytes) = seal(packet, sequence, self.protocol_id, &slot.server_to_client_key) {
+            self.transmits.push_back((slot.address, bytes));
+        }
     }
 
     fn next_global_sequence(&mut self) -> u64 {
@@ -608,12 +612,23 @@ impl Server {
     }
 
     fn push_packet(&mut self, to: SocketAddr, packet: &Packet<'_>, sequence: u64, key: &Key) {
-        let mut out = vec![0; MAX_PACKET_BYTES];
-        if let Ok(len) = packet::write(packet, sequence, self.protocol_id, key, &mut out) {
-            out.truncate(len);
-            self.transmits.push_back((to, out));
+        if let Some(bytes) = seal(packet, sequence, self.protocol_id, key) {
+            self.transmits.push_back((to, bytes));
         }
     }
+}
+
+/// `packet` written and sealed into a datagram of its own length.
+pub(crate) fn seal(
+    packet: &Packet<'_>,
+    sequence: u64,
+    protocol_id: u64,
+    key: &Key,
+) -> Option<Vec<u8>> {
+    let mut out = vec![0; MAX_PACKET_BYTES];
+    let len = packet::write(packet, sequence, protocol_id, key, &mut out).ok()?;
+    out.truncate(len);
+    Some(out)
 }
 
 /// A token's timeout: `None` when negative (no timeout).
