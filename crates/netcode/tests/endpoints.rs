@@ -781,3 +781,20 @@ fn configuration_and_api_misuse_are_errors_not_panics() {
     let mut client = Client::new(token(1, &[addr("10.0.0.1:1")], UNIX), now);
     assert!(matches!(client.send(now, b"x"), Err(sturnus_netcode::NetcodeError::NotConnected)));
 }
+
+#[test]
+fn the_client_drops_a_replayed_payload() {
+    let mut net = Net::new(4);
+    let server_address = net.server_address;
+    net.add_client(1, &[server_address]);
+    let index = net.connect(0);
+    net.take_client_events(0);
+    net.server.send(net.now, index, b"once").unwrap();
+    let (_, sent) = net.server.poll_transmit().unwrap();
+    let client = &mut net.clients[0].1;
+    client.handle_datagram(net.now, server_address, &mut sent.clone());
+    client.handle_datagram(net.now, server_address, &mut sent.clone());
+    let payloads: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert_eq!(payloads, vec![ClientEvent::Payload(b"once".to_vec())]);
+    assert_eq!(client.stats().replays_dropped, 1);
+}
