@@ -792,7 +792,9 @@ fn the_client_drops_a_replayed_payload() {
     net.server.send(net.now, index, b"once").unwrap();
     // The payload is the last datagram (a keep-alive goes first while the server waits for
     // the client's first packet).
-    let (_, sent) = std::iter::from_fn(|| net.server.poll_transmit()).last().unwrap();
+    let mut sent: Vec<_> = std::iter::from_fn(|| net.server.poll_transmit()).collect();
+    assert_eq!(sent.len(), 2, "a keep-alive, then the payload");
+    let (_, sent) = sent.pop().unwrap();
     let client = &mut net.clients[0].1;
     client.handle_datagram(net.now, server_address, &mut sent.clone());
     client.handle_datagram(net.now, server_address, &mut sent.clone());
