@@ -57,8 +57,9 @@
 //! ```
 //!
 //! The [`server::Server`] and [`client::Client`] endpoints run the standard's handshake,
-//! keep-alives, timeouts and disconnects over these formats; they connect live to
-//! `netcode-official`'s client and server in both roles (the crate's `tests/endpoints.rs`).
+//! keep-alives, timeouts and disconnects over these formats; they connect to
+//! `netcode-official`'s client and server (live over UDP) and to `renetcode`'s (in memory) in
+//! both roles (the crate's `tests/endpoints.rs`).
 //!
 //! What this crate does not do yet: the transport mode that carries Sturnus's own packets
 //! inside netcode payload packets (issue 17 of the project). It is the layer that mode is
