@@ -385,22 +385,12 @@ impl ClientWorld {
         if self.acks.is_empty() {
             return;
         }
-        self.acks.sort_unstable();
-        // Sorted by behaviour then version: the last of each behaviour's run is its newest.
+        // Each behaviour's newest version first in its run, then the rest of the run dropped.
+        self.acks.sort_unstable_by_key(|(channel, e)| {
+            (*channel, e.net_id, e.behaviour, std::cmp::Reverse(e.version))
+        });
+        self.acks.dedup_by_key(|(channel, e)| (*channel, e.net_id, e.behaviour));
         let acks = &mut self.acks;
-        let mut kept = 0;
-        for i in 0..acks.len() {
-            let same = |a: &(ChannelId, wire::AckEntry), b: &(ChannelId, wire::AckEntry)| {
-                a.0 == b.0 && (a.1.net_id, a.1.behaviour) == (b.1.net_id, b.1.behaviour)
-            };
-            if kept > 0 && same(&acks[kept - 1], &acks[i]) {
-                acks[kept - 1] = acks[i];
-            } else {
-                acks[kept] = acks[i];
-                kept += 1;
-            }
-        }
-        acks.truncate(kept);
         for run in acks.chunk_by(|a, b| a.0 == b.0) {
             for chunk in run.chunks(ACKS_PER_MESSAGE) {
                 let sent = client.send_with::<wire::Ack>(chunk[0].0, |out| {

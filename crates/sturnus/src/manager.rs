@@ -1006,7 +1006,7 @@ impl NetworkManager {
     /// the objects. Nothing here stops the server for one player's sake.
     fn player_joined(&mut self, player: PlayerId) {
         let server = self.server.as_mut().expect("players join only a running server");
-        if !server.server().players().any(|p| p == player) {
+        if server.server().player_stats(player).is_none() {
             return; // it left in the same update
         }
         if let Err(err) = self.add_player(player) {
