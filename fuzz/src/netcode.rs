@@ -157,6 +157,16 @@ impl NetcodeHarness {
 
     /// One line of counts.
     pub fn report(&self) -> String {
-        format!("{self:?}")
+        format!(
+            "packets read {} (sealed round trips {}), tokens read {}, private parts read {} \
+             (sealed round trips {}), challenge tokens opened {}, rejected {}",
+            self.packets_read,
+            self.forged_read,
+            self.tokens_read,
+            self.private_read,
+            self.private_opened,
+            self.challenges_opened,
+            self.rejected
+        )
     }
 }

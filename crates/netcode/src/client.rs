@@ -11,9 +11,10 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::Buffers;
 use crate::packet::{self, Allowed, Packet, PacketType};
 use crate::replay::ReplayWindow;
-use crate::server::{KEEP_ALIVE_INTERVAL, REDUNDANT_DISCONNECT_PACKETS, seal};
+use crate::server::{KEEP_ALIVE_INTERVAL, REDUNDANT_DISCONNECT_PACKETS};
 use crate::token::CHALLENGE_TOKEN_BYTES;
 use crate::{ConnectToken, NetcodeError};
 
@@ -91,6 +92,7 @@ pub struct Client {
     challenge: Option<(u64, Box<[u8; CHALLENGE_TOKEN_BYTES]>)>,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<ClientEvent>,
+    buffers: Buffers,
     stats: ClientStats,
 }
 
@@ -125,6 +127,7 @@ impl Client {
             challenge: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            buffers: Buffers::default(),
             stats: ClientStats::default(),
         }
     }
@@ -144,9 +147,17 @@ impl Client {
         self.stats
     }
 
-    /// The next datagram to send, and where.
+    /// The next datagram to send, and where. Give it back with [`recycle`](Self::recycle)
+    /// once sent.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
         self.transmits.pop_front()
+    }
+
+    /// Takes back a datagram from [`poll_transmit`](Self::poll_transmit) or a payload from a
+    /// [`ClientEvent::Payload`], done with, to hold the next ones: a driver that recycles
+    /// allocates nothing per packet once warm.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        self.buffers.recycle(buffer);
     }
 
     /// The next event.
@@ -279,7 +290,8 @@ impl Client {
             }
             Packet::Payload(data) => {
                 self.last_receive = now;
-                self.events.push_back(ClientEvent::Payload(data.to_vec()));
+                let data = self.buffers.copy_of(data);
+                self.events.push_back(ClientEvent::Payload(data));
             }
             Packet::Disconnect => self.stop(ClientState::Disconnected),
             Packet::Request { .. } | Packet::Response { .. } => self.stats.packets_dropped += 1,
@@ -342,8 +354,12 @@ impl Client {
         if !matches!(packet, Packet::Request { .. }) {
             self.sequence = self.sequence.wrapping_add(1);
         }
-        let sealed =
-            seal(packet, sequence, self.token.protocol_id, &self.token.client_to_server_key);
+        let sealed = self.buffers.sealed(
+            packet,
+            sequence,
+            self.token.protocol_id,
+            &self.token.client_to_server_key,
+        );
         if let Some(bytes) = sealed {
             self.transmits.push_back((to, bytes));
             self.last_send = Some(now);

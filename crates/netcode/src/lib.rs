@@ -100,6 +100,61 @@ pub type Key = [u8; KEY_BYTES];
 /// The user data of a token.
 pub type UserData = [u8; USER_DATA_BYTES];
 
+/// The byte buffers an endpoint hands out — datagrams to send, payloads received — and takes
+/// back through its `recycle`, so a driver that gives them back allocates nothing once warm.
+#[derive(Debug, Default)]
+pub(crate) struct Buffers {
+    spare: Vec<Vec<u8>>,
+}
+
+impl Buffers {
+    /// At most this many spares are kept (what a burst needs; more is memory held for nothing).
+    const MAX_SPARE: usize = 256;
+
+    fn take(&mut self) -> Vec<u8> {
+        let mut buffer = self.spare.pop().unwrap_or_default();
+        buffer.clear();
+        buffer
+    }
+
+    /// `bytes`, in a spare buffer.
+    pub(crate) fn copy_of(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut buffer = self.take();
+        buffer.extend_from_slice(bytes);
+        buffer
+    }
+
+    /// `packet` written and sealed into a spare buffer of the datagram's length.
+    pub(crate) fn sealed(
+        &mut self,
+        packet: &packet::Packet<'_>,
+        sequence: u64,
+        protocol_id: u64,
+        key: &Key,
+    ) -> Option<Vec<u8>> {
+        let mut out = self.take();
+        out.resize(MAX_PACKET_BYTES, 0);
+        match packet::write(packet, sequence, protocol_id, key, &mut out) {
+            Ok(len) => {
+                out.truncate(len);
+                Some(out)
+            }
+            Err(_) => {
+                self.recycle(out);
+                None
+            }
+        }
+    }
+
+    /// Keeps `buffer` for reuse (unless enough are kept already, or it is not one of ours
+    /// by its size).
+    pub(crate) fn recycle(&mut self, buffer: Vec<u8>) {
+        if self.spare.len() < Self::MAX_SPARE && buffer.capacity() <= 2 * MAX_PACKET_BYTES {
+            self.spare.push(buffer);
+        }
+    }
+}
+
 /// A new random key from the operating system's generator (for a server's private key, a
 /// token's per-connection keys, a server's challenge key).
 pub fn random_key() -> Result<Key, NetcodeError> {

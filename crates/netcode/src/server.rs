@@ -23,7 +23,7 @@ use zeroize::Zeroize;
 use crate::packet::{self, Allowed, Packet};
 use crate::replay::ReplayWindow;
 use crate::token::{CONNECT_TOKEN_PRIVATE_BYTES, ChallengeToken, PrivateConnectToken};
-use crate::{Key, MAC_BYTES, MAX_PACKET_BYTES, NetcodeError, UserData};
+use crate::{Buffers, Key, MAC_BYTES, NetcodeError, UserData};
 
 /// How often a keep-alive goes to a client the server has sent nothing else to (10 Hz).
 pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_millis(100);
@@ -199,6 +199,7 @@ pub struct Server {
     history_capacity: usize,
     transmits: VecDeque<(SocketAddr, Vec<u8>)>,
     events: VecDeque<ServerEvent>,
+    buffers: Buffers,
     stats: ServerStats,
 }
 
@@ -251,6 +252,7 @@ impl Server {
             history_capacity: max_clients.saturating_mul(4),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            buffers: Buffers::default(),
             stats: ServerStats::default(),
         })
     }
@@ -285,9 +287,17 @@ impl Server {
         self.slot(client_index).map(|slot| slot.address)
     }
 
-    /// The next datagram to send, and where.
+    /// The next datagram to send, and where. Give it back with [`recycle`](Self::recycle)
+    /// once sent.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
         self.transmits.pop_front()
+    }
+
+    /// Takes back a datagram from [`poll_transmit`](Self::poll_transmit) or a payload from a
+    /// [`ServerEvent::Payload`], done with, to hold the next ones: a driver that recycles
+    /// allocates nothing per packet once warm.
+    pub fn recycle(&mut self, buffer: Vec<u8>) {
+        self.buffers.recycle(buffer);
     }
 
     /// The next event.
@@ -502,8 +512,8 @@ impl Server {
             Ok((_, Packet::Payload(data))) => {
                 slot.last_receive = now;
                 slot.confirmed = true;
-                self.events
-                    .push_back(ServerEvent::Payload { client_index: index, data: data.to_vec() });
+                let data = self.buffers.copy_of(data);
+                self.events.push_back(ServerEvent::Payload { client_index: index, data });
             }
             Ok((_, Packet::Disconnect)) => {
                 self.free_slot(index, DisconnectReason::ClientDisconnected);
@@ -600,7 +610,9 @@ impl Server {
         let sequence = slot.sequence;
         slot.sequence = slot.sequence.wrapping_add(1);
         slot.last_send = now;
-        if let Some(bytes) = seal(packet, sequence, self.protocol_id, &slot.server_to_client_key) {
+        let sealed =
+            self.buffers.sealed(packet, sequence, self.protocol_id, &slot.server_to_client_key);
+        if let Some(bytes) = sealed {
             self.transmits.push_back((slot.address, bytes));
         }
     }
@@ -612,23 +624,10 @@ impl Server {
     }
 
     fn push_packet(&mut self, to: SocketAddr, packet: &Packet<'_>, sequence: u64, key: &Key) {
-        if let Some(bytes) = seal(packet, sequence, self.protocol_id, key) {
+        if let Some(bytes) = self.buffers.sealed(packet, sequence, self.protocol_id, key) {
             self.transmits.push_back((to, bytes));
         }
     }
-}
-
-/// `packet` written and sealed into a datagram of its own length.
-pub(crate) fn seal(
-    packet: &Packet<'_>,
-    sequence: u64,
-    protocol_id: u64,
-    key: &Key,
-) -> Option<Vec<u8>> {
-    let mut out = vec![0; MAX_PACKET_BYTES];
-    let len = packet::write(packet, sequence, protocol_id, key, &mut out).ok()?;
-    out.truncate(len);
-    Some(out)
 }
 
 /// A token's timeout: `None` when negative (no timeout).
