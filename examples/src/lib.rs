@@ -3,8 +3,6 @@
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use sturnus_message::ChannelLayout;
 use sturnus_netem::{LinkStats, Preset};
@@ -17,19 +15,11 @@ use sturnus_transport::{Host, HostError};
 /// example calls it first).
 pub use sturnus::init_logging;
 
-/// A flag that Ctrl-C (`SIGINT`) or `SIGTERM` sets, for a long-running example to leave
-/// gracefully: its loop checks the flag, disconnects its peers (so they see the disconnect at
-/// once rather than after a timeout), and exits with success. A second signal, once the flag is
-/// set, ends the process at once (status 130), in case leaving gracefully hangs.
-pub fn interrupt_flag() -> std::io::Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // The shutdown goes first: it acts only when an earlier signal has set the flag.
-        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&flag))?;
-        signal_hook::flag::register(signal, Arc::clone(&flag))?;
-    }
-    Ok(flag)
-}
+/// The flag that Ctrl-C (`SIGINT`) or `SIGTERM` sets (the facade's), for a long-running
+/// example to leave gracefully: its loop checks the flag, disconnects its peers (so they see
+/// the disconnect at once rather than after a timeout), and exits with success. A second
+/// signal, once the flag is set, ends the process at once (status 130).
+pub use sturnus::manager::interrupt_flag;
 
 /// The UDP transport of a server: a [`Host`] bound to `bind` (port 0 picks a free one) with
 /// `layout`'s channels, ready for `NetworkServer::start`.

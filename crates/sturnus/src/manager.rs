@@ -1055,10 +1055,14 @@ impl NetworkManager {
     }
 }
 
-/// The process's Ctrl-C / `SIGTERM` flag, its handlers installed by the first call (`None`
-/// without the `signals` feature, or if they could not be installed — then said once).
+/// The process's Ctrl-C / `SIGTERM` flag, which [`NetworkManager::run`] watches: set by the
+/// first signal and left set (the process is ending); a second signal while it is set ends the
+/// process with status 130, in case leaving gracefully hangs. The first call installs the
+/// handlers. A loop of your own (a game on the message layer, say) checks it each frame and
+/// leaves gracefully. `None` without the `signals` feature, or if the handlers could not be
+/// installed (said once, at `warn`).
 #[cfg(feature = "signals")]
-fn interrupt_flag() -> Option<&'static AtomicBool> {
+pub fn interrupt_flag() -> Option<&'static AtomicBool> {
     static FLAG: std::sync::OnceLock<Option<Arc<AtomicBool>>> = std::sync::OnceLock::new();
     let flag = FLAG.get_or_init(|| {
         let flag = Arc::new(AtomicBool::new(false));
@@ -1072,7 +1076,7 @@ fn interrupt_flag() -> Option<&'static AtomicBool> {
         match installed {
             Ok(()) => Some(flag),
             Err(err) => {
-                tracing::warn!(%err, "Ctrl-C will not stop the network manager gracefully");
+                tracing::warn!(%err, "Ctrl-C will not be handled gracefully");
                 None
             }
         }
@@ -1080,8 +1084,9 @@ fn interrupt_flag() -> Option<&'static AtomicBool> {
     flag.as_deref()
 }
 
+/// Without the `signals` feature: no flag (see the feature's version).
 #[cfg(not(feature = "signals"))]
-fn interrupt_flag() -> Option<&'static AtomicBool> {
+pub fn interrupt_flag() -> Option<&'static AtomicBool> {
     None
 }
 

@@ -460,14 +460,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let interrupted = match sturnus_examples::interrupt_flag() {
-        Ok(flag) => flag,
-        Err(err) => {
-            eprintln!("chat: cannot handle Ctrl-C: {err}");
-            return ExitCode::FAILURE;
-        }
+    let Some(interrupted) = sturnus_examples::interrupt_flag() else {
+        eprintln!("chat: cannot handle Ctrl-C");
+        return ExitCode::FAILURE;
     };
-    match run(options, &interrupted) {
+    match run(options, interrupted) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("chat: {err}");
