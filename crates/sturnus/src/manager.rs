@@ -621,11 +621,7 @@ impl NetworkManager {
                 server.server_mut().player(player).is_some_and(|p| p.is_authenticated());
             if authenticated && server.host_player() != Some(player) {
                 server.set_not_ready(player);
-                if let Err(err) = server.server_mut().send_on(player, &message, channel) {
-                    // It would wait for a scene it was never told of: it goes instead.
-                    warn!(%player, %err, "a player could not be told the new scene");
-                    server.server_mut().kick(player, "could not be told the scene");
-                }
+                tell_scene(server, player, &message, channel);
             }
         }
         let mut old: Vec<NetId> = server
@@ -1019,11 +1015,7 @@ impl NetworkManager {
             return; // ready already, sharing the server's objects
         }
         let message = SceneMsg { change: self.scene_change, name: self.scene.clone() };
-        let channel = self.channel.expect("set when serving");
-        if let Err(err) = server.server_mut().send_on(player, &message, channel) {
-            warn!(%player, %err, "a player could not be told the scene");
-            server.server_mut().kick(player, "could not be told the scene");
-        }
+        tell_scene(server, player, &message, self.channel.expect("set when serving"));
     }
 
     fn add_player(&mut self, player: PlayerId) -> Result<(), ObjectError> {
@@ -1088,6 +1080,20 @@ pub fn interrupt_flag() -> Option<&'static AtomicBool> {
 #[cfg(not(feature = "signals"))]
 pub fn interrupt_flag() -> Option<&'static AtomicBool> {
     None
+}
+
+/// Tells `player` the scene; one that cannot be told would wait for a scene forever, so it is
+/// kicked instead.
+fn tell_scene(
+    server: &mut ServerObjectManager,
+    player: PlayerId,
+    message: &SceneMsg,
+    channel: ChannelId,
+) {
+    if let Err(err) = server.server_mut().send_on(player, message, channel) {
+        warn!(%player, %err, "a player could not be told the scene");
+        server.server_mut().kick(player, "could not be told the scene");
+    }
 }
 
 fn from_socket(err: sturnus_socket::SocketError) -> ManagerError {
