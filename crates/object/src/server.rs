@@ -1306,6 +1306,11 @@ impl ServerObjectManager {
         self.world.owner(id)
     }
 
+    /// Whether an object of this id is spawned.
+    pub fn contains(&self, id: NetId) -> bool {
+        self.world.objects.contains_key(&id)
+    }
+
     /// The ids of the live objects, in spawn order.
     pub fn objects(&self) -> impl Iterator<Item = NetId> + '_ {
         sorted(self.world.objects.keys()).into_iter()

@@ -642,10 +642,23 @@ impl NetworkManager {
         Ok(())
     }
 
-    /// Keeps an object across scene changes (UNET's `DontDestroyOnLoad`); players' objects
-    /// are always kept.
-    pub fn persist(&mut self, object: NetId) {
+    /// Keeps an object of the server across scene changes (UNET's `DontDestroyOnLoad`);
+    /// players' objects are always kept. An object the server does not have is
+    /// [`ObjectError::UnknownObject`].
+    pub fn persist(&mut self, object: NetId) -> Result<(), ManagerError> {
+        self.server_object(object)?;
         self.persistent.insert(object);
+        Ok(())
+    }
+
+    /// Checks that the server runs and has `object`.
+    fn server_object(&self, object: NetId) -> Result<(), ManagerError> {
+        let server = self.server.as_ref().ok_or(ManagerError::NotServing(self.mode))?;
+        if server.contains(object) {
+            Ok(())
+        } else {
+            Err(ObjectError::UnknownObject(object).into())
+        }
     }
 
     /// The current scene: the server's, or the one the server last told this client.
@@ -757,12 +770,27 @@ impl NetworkManager {
     /// spawns it a new one, say), or makes it have none: [`player_object`](Self::player_object)
     /// follows, and a scene change keeps the new object. Its ownership is the game's
     /// (`server().set_owner`); a client's [`local_player_id`](Self::local_player_id) is the
-    /// object of the player prefab it owns.
-    pub fn set_player_object(&mut self, player: PlayerId, object: Option<NetId>) {
+    /// object of the player prefab it owns. A player or object the server does not have is an
+    /// error.
+    pub fn set_player_object(
+        &mut self,
+        player: PlayerId,
+        object: Option<NetId>,
+    ) -> Result<(), ManagerError> {
+        let server = self.server.as_ref().ok_or(ManagerError::NotServing(self.mode))?;
+        if server.server().player_stats(player).is_none() {
+            return Err(MessageError::UnknownPlayer(player).into());
+        }
         match object {
-            Some(object) => self.player_objects.insert(player, object),
-            None => self.player_objects.remove(&player),
-        };
+            Some(object) => {
+                self.server_object(object)?;
+                self.player_objects.insert(player, object);
+            }
+            None => {
+                self.player_objects.remove(&player);
+            }
+        }
+        Ok(())
     }
 
     /// The object spawned for a player (on the server).

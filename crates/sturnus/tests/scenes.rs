@@ -206,3 +206,47 @@ fn the_spawn_hook_replaces_the_player_prefab() {
     };
     assert_eq!((owned(&mut a), owned(&mut b)), (1, 0));
 }
+
+#[test]
+fn persisted_and_replacement_player_objects_survive_a_scene_change_and_misuse_is_an_error() {
+    let network = MemoryNetwork::new();
+    let addr = "10.0.1.5:7777".parse().unwrap();
+    let mut now = driver::now();
+    let mut server = manager(&network, true);
+    // Not serving yet: both are errors, not silent.
+    assert!(matches!(server.persist(NetId(1)), Err(ManagerError::NotServing(_))));
+    assert!(matches!(
+        server.set_player_object(PlayerId(1), None),
+        Err(ManagerError::NotServing(_))
+    ));
+    server.start_server(addr).unwrap();
+    let mut client = manager(&network, true);
+    client.start_client(addr).unwrap();
+    pump(&mut now, &mut [&mut server, &mut client], 10);
+    let player = server.server().unwrap().server().players().next().unwrap();
+    let objects = server.server().unwrap();
+    let kept = objects.spawn(CRATE, Crate::default(), None).unwrap();
+    let mount = objects.spawn(CRATE, Crate::default(), Some(player)).unwrap();
+    let old = server.player_object(player).unwrap();
+    // Unknown objects and players are errors.
+    assert!(matches!(
+        server.persist(NetId(9999)),
+        Err(ManagerError::Object(ObjectError::UnknownObject(NetId(9999))))
+    ));
+    assert!(matches!(
+        server.set_player_object(player, Some(NetId(9999))),
+        Err(ManagerError::Object(ObjectError::UnknownObject(_)))
+    ));
+    assert!(matches!(
+        server.set_player_object(PlayerId(77), Some(mount)),
+        Err(ManagerError::Message(MessageError::UnknownPlayer(PlayerId(77))))
+    ));
+    server.persist(kept).unwrap();
+    server.set_player_object(player, Some(mount)).unwrap();
+    assert_eq!(server.player_object(player), Some(mount));
+    server.change_scene("arena").unwrap();
+    // The persisted object and the player's new object stay; its old one and the rest go.
+    let objects = server.server().unwrap();
+    assert!(objects.contains(kept) && objects.contains(mount));
+    assert!(!objects.contains(old));
+}
