@@ -61,6 +61,9 @@ pub enum ClientEvent {
         client_index: u32,
         /// The server's capacity.
         max_clients: u32,
+        /// The connection's binding: the same value the server's
+        /// [`ServerEvent::Connected`](crate::server::ServerEvent::Connected) reports.
+        binding: crate::SessionBinding,
     },
     /// The server sent a payload.
     Payload(Vec<u8>),
@@ -285,6 +288,10 @@ impl Client {
                         server: from,
                         client_index,
                         max_clients,
+                        binding: crate::session_binding(
+                            &self.token.client_to_server_key,
+                            &self.token.server_to_client_key,
+                        ),
                     });
                 }
             }

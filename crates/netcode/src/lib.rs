@@ -155,6 +155,34 @@ impl Buffers {
     }
 }
 
+/// Bytes of a [`SessionBinding`].
+pub const SESSION_BINDING_BYTES: usize = 16;
+
+/// A value only the two ends of one connection know, derived from its two keys (a "channel
+/// binding"): layers above that need a shared secret of their own for the connection (the
+/// transport mode numbers and tags its packets with it) take it from here, so they agree
+/// without a message of their own, and an eavesdropper learns nothing of it.
+pub type SessionBinding = [u8; SESSION_BINDING_BYTES];
+
+/// The [`SessionBinding`] of the connection with these keys: the first 8 bytes of ChaCha20's
+/// keystream under each key, with a nonce of its own (`"sturnus-bind"`) that no packet uses
+/// (packet nonces start with four zero bytes).
+pub(crate) fn session_binding(
+    client_to_server_key: &Key,
+    server_to_client_key: &Key,
+) -> SessionBinding {
+    use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+    use chacha20poly1305::{ChaCha20Poly1305, Nonce};
+    let nonce = Nonce::from_slice(b"sturnus-bind");
+    let mut binding = [0; SESSION_BINDING_BYTES];
+    for (half, key) in binding.chunks_exact_mut(8).zip([client_to_server_key, server_to_client_key])
+    {
+        // Encrypting zeros yields the keystream; the tag is not needed.
+        let _ = ChaCha20Poly1305::new(key.into()).encrypt_in_place_detached(nonce, b"", half);
+    }
+    binding
+}
+
 /// A new random key from the operating system's generator (for a server's private key, a
 /// token's per-connection keys, a server's challenge key).
 pub fn random_key() -> Result<Key, NetcodeError> {

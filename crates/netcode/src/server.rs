@@ -98,6 +98,9 @@ pub enum ServerEvent {
         client_id: u64,
         /// The user data from its token (the game's login).
         user_data: Box<UserData>,
+        /// The connection's binding: the same value the client's
+        /// [`ClientEvent::Connected`](crate::client::ClientEvent::Connected) reports.
+        binding: crate::SessionBinding,
     },
     /// A client sent a payload.
     Payload {
@@ -463,6 +466,8 @@ impl Server {
             self.stats.denied_sent += 1;
             return;
         };
+        let binding =
+            crate::session_binding(&pending.client_to_server_key, &pending.server_to_client_key);
         let slot = Slot {
             address: from,
             client_id: challenge.client_id,
@@ -482,6 +487,7 @@ impl Server {
             client_index: index,
             client_id: challenge.client_id,
             user_data: Box::new(challenge.user_data),
+            binding,
         });
         self.send_keep_alive(now, index);
     }

@@ -190,14 +190,15 @@ fn connects_exchanges_payloads_and_user_data_and_stays_up_past_the_timeout() {
     }
     assert_eq!(net.clients[0].1.state(), ClientState::Connected);
     let events = net.take_server_events();
-    let [ServerEvent::Connected { client_index, client_id, user_data: data }] = &events[..] else {
+    let [ServerEvent::Connected { client_index, client_id, user_data: data, .. }] = &events[..]
+    else {
         panic!("one connection expected, got {events:?}");
     };
     assert_eq!((*client_id, **data), (42, user_data(42)));
     let index = *client_index;
     assert!(matches!(
         net.take_client_events(0)[..],
-        [ClientEvent::Connected { server, client_index: 0, max_clients: 16 }] if server == server_address
+        [ClientEvent::Connected { server, client_index: 0, max_clients: 16, .. }] if server == server_address
     ));
 
     for len in [1, MAX_PAYLOAD_BYTES] {
@@ -536,7 +537,7 @@ fn their_client_connects_to_our_server() {
         server.update(now);
         while let Some(event) = server.poll_event() {
             match event {
-                ServerEvent::Connected { client_index, client_id, user_data: data } => {
+                ServerEvent::Connected { client_index, client_id, user_data: data, .. } => {
                     assert_eq!((client_id, *data), (77, user_data(77)));
                     index = Some(client_index);
                 }
@@ -849,7 +850,7 @@ fn renetcode_client_connects_to_our_server() {
         server.update(now);
         while let Some(event) = server.poll_event() {
             match event {
-                ServerEvent::Connected { client_index, client_id, user_data: data } => {
+                ServerEvent::Connected { client_index, client_id, user_data: data, .. } => {
                     assert_eq!((client_id, *data), (91, user_data(91)));
                     index = Some(client_index);
                 }
