@@ -290,6 +290,11 @@ impl Server {
         self.slot(client_index).map(|slot| slot.address)
     }
 
+    /// The slot of the client connected from `address`, if one is (O(1)).
+    pub fn client_index(&self, address: SocketAddr) -> Option<usize> {
+        self.by_address.get(&address).copied()
+    }
+
     /// The next datagram to send, and where. Give it back with [`recycle`](Self::recycle)
     /// once sent.
     pub fn poll_transmit(&mut self) -> Option<(SocketAddr, Vec<u8>)> {
@@ -574,6 +579,44 @@ impl Server {
         }
         self.send_to_slot(now, client_index, &Packet::Payload(payload));
         Ok(())
+    }
+
+    /// [`send`](Self::send), sealing the payload packet straight into `out` (at least
+    /// [`MAX_PACKET_BYTES`](crate::MAX_PACKET_BYTES) bytes) instead of queueing it: returns its
+    /// length and where it goes, for a driver that sends it at once without a copy of its own.
+    ///
+    /// Errors: as [`send`](Self::send), and [`NetcodeError::BufferTooSmall`].
+    pub fn send_into(
+        &mut self,
+        now: Instant,
+        client_index: usize,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<(usize, SocketAddr), NetcodeError> {
+        if payload.is_empty() || payload.len() > crate::MAX_PAYLOAD_BYTES {
+            return Err(NetcodeError::PayloadSize(payload.len()));
+        }
+        let confirmed =
+            self.slot(client_index).ok_or(NetcodeError::NoClient(client_index))?.confirmed;
+        if !confirmed {
+            self.send_keep_alive(now, client_index);
+        }
+        let protocol_id = self.protocol_id;
+        let slot = self
+            .slots
+            .get_mut(client_index)
+            .and_then(Option::as_mut)
+            .ok_or(NetcodeError::NoClient(client_index))?;
+        let len = packet::write(
+            &Packet::Payload(payload),
+            slot.sequence,
+            protocol_id,
+            &slot.server_to_client_key,
+            out,
+        )?;
+        slot.sequence = slot.sequence.wrapping_add(1);
+        slot.last_send = now;
+        Ok((len, slot.address))
     }
 
     /// Disconnects the client in `client_index`: sends it the redundant disconnect packets,

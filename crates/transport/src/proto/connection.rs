@@ -183,6 +183,10 @@ pub(crate) enum Phase {
     Connecting(Box<Connecting>),
     /// Both sides know both salts.
     Connected,
+    /// Client side, while a transport below (a secure one) makes the connection: nothing is
+    /// sent and no timer runs until it hands over the salts (see
+    /// [`Endpoint::connect_below`](super::endpoint::Endpoint::connect_below)).
+    Below,
 }
 
 /// A packet sent and not yet forgotten: one per packet in flight, so kept small (64 bytes:
@@ -468,6 +472,26 @@ impl Connection {
         self.last_recv = now;
     }
 
+    /// The transport below connected: the salts it agreed with the peer replace ours, and
+    /// numbering starts both ways. Nothing was sent before (the phase sends nothing).
+    pub(crate) fn establish_below(
+        &mut self,
+        addr: SocketAddr,
+        client_salt: u64,
+        server_salt: u64,
+        now: Instant,
+    ) {
+        debug_assert!(self.sent.is_empty(), "a connection below sends nothing before this");
+        self.addr = addr;
+        self.client_salt = client_salt;
+        self.next_seq = first_seq(client_salt);
+        self.next_number = number_of_first(self.next_seq);
+        self.newest_ack = self.next_seq.sub(1);
+        self.last_send = now;
+        self.last_probe = now;
+        self.establish_as_client(server_salt, now);
+    }
+
     pub(crate) fn is_connected(&self) -> bool {
         matches!(self.phase, Phase::Connected)
     }
@@ -606,6 +630,8 @@ impl Connection {
     pub(crate) fn next_timeout(&self, config: &EndpointConfig, epoch: Instant) -> Instant {
         match &self.phase {
             Phase::Connecting(connecting) => connecting.next_attempt,
+            // The transport below keeps the time; a distant deadline, never due in practice.
+            Phase::Below => epoch + crate::MAX_CONFIG_DURATION,
             Phase::Connected => {
                 let ctx = self.fill_context(self.last_send, config);
                 let coarse = (self.last_recv + config.disconnect_timeout)
