@@ -168,6 +168,11 @@ pub(crate) struct Connecting {
     pub(crate) responses: u32,
     pub(crate) attempts: u32,
     pub(crate) next_attempt: Instant,
+    /// A transport below (a secure one) makes this connection: nothing is sent and no timer
+    /// runs until it hands over the salts (see
+    /// [`Endpoint::connect_below`](super::endpoint::Endpoint::connect_below)). A flag here
+    /// rather than a phase of its own keeps `Phase` pointer-sized.
+    pub(crate) below: bool,
 }
 
 /// ConnectResponses a connecting client sends with one cookie before it asks for a new one. A
@@ -183,10 +188,18 @@ pub(crate) enum Phase {
     Connecting(Box<Connecting>),
     /// Both sides know both salts.
     Connected,
-    /// Client side, while a transport below (a secure one) makes the connection: nothing is
-    /// sent and no timer runs until it hands over the salts (see
-    /// [`Endpoint::connect_below`](super::endpoint::Endpoint::connect_below)).
-    Below,
+}
+
+impl Phase {
+    /// Connecting with this endpoint's own handshake (not through a transport below).
+    pub(crate) fn is_handshaking(&self) -> bool {
+        matches!(self, Phase::Connecting(connecting) if !connecting.below)
+    }
+
+    /// Waiting for a transport below to connect.
+    pub(crate) fn is_below(&self) -> bool {
+        matches!(self, Phase::Connecting(connecting) if connecting.below)
+    }
 }
 
 /// A packet sent and not yet forgotten: one per packet in flight, so kept small (64 bytes:
@@ -630,8 +643,6 @@ impl Connection {
     pub(crate) fn next_timeout(&self, config: &EndpointConfig, epoch: Instant) -> Instant {
         match &self.phase {
             Phase::Connecting(connecting) => connecting.next_attempt,
-            // The transport below keeps the time; a distant deadline, never due in practice.
-            Phase::Below => epoch + crate::MAX_CONFIG_DURATION,
             Phase::Connected => {
                 let ctx = self.fill_context(self.last_send, config);
                 let coarse = (self.last_recv + config.disconnect_timeout)

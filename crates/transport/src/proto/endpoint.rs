@@ -634,6 +634,7 @@ impl Endpoint {
             responses: 0,
             attempts: 0,
             next_attempt: now,
+            below: false,
         }));
         let conn = Connection::new(&self.config, remote, phase, client_salt, 0, true, now);
         let id = self
@@ -689,7 +690,10 @@ impl Endpoint {
         if self.live >= self.config.max_connections {
             return Err(ConnectError::TooManyConnections(self.config.max_connections));
         }
-        let conn = Connection::new(&self.config, remote, Phase::Below, 0, 0, true, now);
+        let below =
+            Connecting { cookie: None, responses: 0, attempts: 0, next_attempt: now, below: true };
+        let phase = Phase::Connecting(Box::new(below));
+        let conn = Connection::new(&self.config, remote, phase, 0, 0, true, now);
         let id = self
             .insert(conn)
             .ok_or(ConnectError::TooManyConnections(self.config.max_connections))?;
@@ -712,7 +716,7 @@ impl Endpoint {
         server_salt: u64,
     ) -> bool {
         let Some(conn) = self.conn(id) else { return false };
-        if !matches!(conn.phase, Phase::Below) {
+        if !conn.phase.is_below() {
             return false;
         }
         let old = conn.addr;
@@ -1061,6 +1065,9 @@ impl Endpoint {
                     return;
                 }
                 if let Phase::Connecting(connecting) = &mut conn.phase {
+                    if connecting.below {
+                        return;
+                    }
                     connecting.cookie = Some(cookie);
                     connecting.responses = 0;
                     // Answer at once rather than at the next retry.
@@ -1070,7 +1077,7 @@ impl Endpoint {
             Control::Accept { client_salt, server_salt } => {
                 let Some(id) = existing else { return };
                 let conn = self.conn_mut(id).expect("live");
-                if conn.client_salt != client_salt || !matches!(conn.phase, Phase::Connecting(_)) {
+                if conn.client_salt != client_salt || !conn.phase.is_handshaking() {
                     return;
                 }
                 conn.establish_as_client(server_salt, now);
@@ -1080,7 +1087,7 @@ impl Endpoint {
             Control::Reject { client_salt, reason } => {
                 let Some(id) = existing else { return };
                 let conn = self.conn(id).expect("live");
-                if conn.client_salt == client_salt && matches!(conn.phase, Phase::Connecting(_)) {
+                if conn.client_salt == client_salt && conn.phase.is_handshaking() {
                     self.close_with_event(id, DisconnectReason::Rejected(reason));
                 }
             }
@@ -1166,7 +1173,7 @@ impl Endpoint {
     /// Registers connection `slot`'s next deadline if it moved earlier (see [`touch`](Self::touch)).
     fn schedule(&mut self, slot: u16, now: Instant) {
         let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { return };
-        if matches!(conn.phase, Phase::Below) {
+        if conn.phase.is_below() {
             // No timer of its own: the transport below keeps the time until it connects.
             return;
         }
@@ -1188,8 +1195,9 @@ impl Endpoint {
         let conn = slots[slot].conn.as_deref_mut()?;
         match &mut conn.phase {
             Phase::Connecting(connecting) => {
-                let Connecting { cookie, responses, attempts, next_attempt } = &mut **connecting;
-                if *next_attempt > now || *attempts >= config.connect_attempts {
+                let Connecting { cookie, responses, attempts, next_attempt, below } =
+                    &mut **connecting;
+                if *below || *next_attempt > now || *attempts >= config.connect_attempts {
                     return None;
                 }
                 *attempts += 1;
@@ -1220,7 +1228,6 @@ impl Endpoint {
                 let (len, more) = conn.build_packet(now, buf, config, pool)?;
                 Some((Transmit { destination: conn.addr, len }, more))
             }
-            Phase::Below => None,
         }
     }
 
@@ -1237,14 +1244,13 @@ impl Endpoint {
             let held_before = conn.held_bytes();
             let reason = match conn.phase {
                 Phase::Connecting(ref connecting) => {
-                    let Connecting { attempts, next_attempt, .. } = **connecting;
-                    (attempts >= config.connect_attempts && now >= next_attempt)
+                    let Connecting { attempts, next_attempt, below, .. } = **connecting;
+                    (!below && attempts >= config.connect_attempts && now >= next_attempt)
                         .then_some(DisconnectReason::ConnectTimeout)
                 }
                 Phase::Connected => {
                     conn.handle_timeout(now, config, pool).then_some(DisconnectReason::Timeout)
                 }
-                Phase::Below => None,
             };
             if !conn.trusted {
                 // Expired partial messages released memory.
