@@ -245,8 +245,9 @@ impl Server {
             max_clients,
             global_sequence: SEQUENCE_START,
             challenge_sequence: SEQUENCE_START,
-            slots: (0..max_clients).map(|_| None).collect(),
-            free: (0..max_clients).rev().collect(),
+            // Grown as clients come (a server sized for 100,000 holds nothing for them idle).
+            slots: Vec::new(),
+            free: Vec::new(),
             by_address: HashMap::new(),
             by_client_id: HashMap::new(),
             pending: HashMap::new(),
@@ -465,7 +466,12 @@ impl Server {
         let Some(pending) = self.pending.remove(&from) else {
             return;
         };
-        let Some(index) = self.free.pop() else {
+        let grown = || self.slots.len();
+        let index = self.free.pop().or_else(|| (grown() < self.max_clients).then(grown));
+        if index == Some(self.slots.len()) {
+            self.slots.push(None);
+        }
+        let Some(index) = index else {
             let sequence = self.next_global_sequence();
             self.push_packet(from, &Packet::Denied, sequence, &pending.server_to_client_key);
             self.stats.denied_sent += 1;

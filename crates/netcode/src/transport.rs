@@ -157,10 +157,9 @@ impl SecureEndpoint {
         unix_seconds: u64,
     ) -> Result<Self, SecureError> {
         let inner_config = inner_config(config)?;
-        let capacity = netcode.max_clients;
         let role = Role::Server {
             netcode: Server::new(netcode)?,
-            peers: (0..capacity).map(|_| None).collect(),
+            peers: Vec::new(),
             by_conn: HashMap::new(),
         };
         Self::with_role(config, inner_config, role, now, unix_seconds)
@@ -448,6 +447,9 @@ impl SecureEndpoint {
                                         client_id,
                                         user_data: Box::<[u8]>::from(&user_data[..]),
                                     };
+                                    if peers.len() <= client_index {
+                                        peers.resize_with(client_index + 1, || None);
+                                    }
                                     peers[client_index] = Some((conn, identity));
                                     by_conn.insert(conn, client_index);
                                 }
@@ -562,8 +564,9 @@ fn now() -> Instant {
 }
 
 impl<S: Socket> SecureHost<S> {
-    /// A server on a socket of `factory` bound to `bind` (the token's listed public address
-    /// is `netcode.public_address`, which may differ behind a NAT).
+    /// A server on a socket of `factory` bound to `bind`. Tokens must list
+    /// `netcode.public_address` (which may differ from `bind` behind a NAT); one whose port is
+    /// 0 stands for the address the socket was bound to (a server on an ephemeral port).
     pub fn bind<F: SocketFactory<Socket = S>>(
         config: &EndpointConfig,
         netcode: &ServerConfig,
@@ -572,7 +575,13 @@ impl<S: Socket> SecureHost<S> {
     ) -> Result<Self, SecureError> {
         let socket = factory.server_socket(bind)?;
         let (now, unix) = clocks();
-        Ok(Self::over(SecureEndpoint::server(config, netcode, now, unix)?, socket))
+        let endpoint = if netcode.public_address.port() == 0 {
+            let bound = ServerConfig { public_address: socket.local_addr(), ..netcode.clone() };
+            SecureEndpoint::server(config, &bound, now, unix)?
+        } else {
+            SecureEndpoint::server(config, netcode, now, unix)?
+        };
+        Ok(Self::over(endpoint, socket))
     }
 
     /// A client that connects with `token` when [`Transport::connect`] is called, on a socket
