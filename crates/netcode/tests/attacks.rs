@@ -438,6 +438,10 @@ impl Link {
         let token =
             ConnectToken::generate(&spec(client_id, vec![server_address()]), &private_key(), UNIX)
                 .unwrap();
+        Self::connect_with(server, at, token, now)
+    }
+
+    fn connect_with(server: Server, at: SocketAddr, token: ConnectToken, now: Instant) -> Self {
         let client = Client::new(token, now);
         let mut link = Self {
             now,
@@ -879,4 +883,54 @@ fn a_disconnect_replayed_into_a_later_connection_from_the_same_address_does_not_
     second.deliver();
     second.assert_up();
     assert_eq!((second.server_got.len(), second.client_got.len()), (2, 2));
+}
+
+#[test]
+fn a_token_makes_one_connection_so_its_packets_cannot_be_replayed_into_a_second() {
+    // A connection, its packets recorded by someone on the path, ended by the client.
+    let token =
+        ConnectToken::generate(&spec(1, vec![server_address()]), &private_key(), UNIX).unwrap();
+    let mut link =
+        Link::connect_with(new_server(), client_address(), token.clone(), base_instant());
+    link.captured = Some(Vec::new());
+    let mut rng = Rng(4);
+    for n in 0..20 {
+        link.exchange(n, &mut rng);
+        link.step();
+    }
+    let recorded: Vec<Vec<u8>> = link
+        .captured
+        .take()
+        .unwrap()
+        .into_iter()
+        .filter_map(|(way, bytes)| (way == Way::ToServer).then_some(bytes))
+        .collect();
+    link.client.disconnect(link.now);
+    let disconnect = link.client.poll_transmit().unwrap().1;
+    link.server.handle_datagram(link.now, UNIX, link.at, &mut disconnect.clone());
+    let mut server = link.server;
+    assert!(matches!(server.poll_event(), Some(ServerEvent::Disconnected { .. })));
+
+    // The same token again from the same address and port, well before it expires: its keys
+    // would be the first connection's, its packets numbered from 0 again. It is refused.
+    let mut now = link.now;
+    let mut client = Client::new(token, now);
+    let ignored_before = server.stats().requests_ignored;
+    for _ in 0..100 {
+        now += STEP;
+        client.update(now);
+        server.update(now);
+        while let Some((_, mut bytes)) = client.poll_transmit() {
+            server.handle_datagram(now, UNIX, client_address(), &mut bytes);
+        }
+        assert!(server.poll_transmit().is_none(), "the server answered a used token");
+    }
+    assert_eq!(client.state(), ClientState::SendingRequest);
+    assert_eq!(server.stats().requests_ignored - ignored_before, 10, "a request each 100 ms");
+    assert_eq!((server.connected_clients(), server.pending_clients()), (0, 0));
+    // So the recording, and the disconnect, replay into nothing.
+    for bytes in recorded.iter().chain([&disconnect]) {
+        server.handle_datagram(now, UNIX, client_address(), &mut bytes.clone());
+    }
+    assert!(server.poll_event().is_none());
 }
