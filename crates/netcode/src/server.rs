@@ -9,7 +9,10 @@
 //! It follows the standard's server rules: a request is ignored unless its token opens under
 //! the private key, is for this protocol, has not expired and lists this server's own public
 //! address; unless neither its address nor its client id is connected; and unless its token
-//! (known by its tag) was not used from another address. Only a full server answers with a
+//! (known by its tag) was not used from another address. Stricter than the standard, a token
+//! makes one connection: once it has, it is refused even from its own address (the
+//! connection's keys are the token's, so a second connection would reuse the first one's
+//! nonces, and its packets could be replayed into it). Only a full server answers with a
 //! denial. Nothing is kept for a request until its token has opened, and what is kept (the
 //! pending keys, the token-use history) is bounded; a full history refuses new tokens rather
 //! than forget an unexpired one.
@@ -128,7 +131,8 @@ pub struct ServerStats {
     pub replays_dropped: u64,
     /// Requests whose token did not open or did not list this server.
     pub requests_invalid: u64,
-    /// Requests ignored: address or client id connected, token used from another address.
+    /// Requests ignored: address or client id connected, token used from another address or
+    /// already connected once.
     pub requests_ignored: u64,
     /// Requests refused because the token-use history or the pending table was full of
     /// unexpired entries.
@@ -143,6 +147,8 @@ pub struct ServerStats {
 
 /// The keys of a client between its request and its response.
 struct Pending {
+    /// Its token's tag (its key in the token-use history).
+    token_mac: [u8; MAC_BYTES],
     client_to_server_key: Key,
     server_to_client_key: Key,
     timeout_seconds: i32,
@@ -177,10 +183,15 @@ impl Drop for Slot {
     }
 }
 
-/// A token seen: the address that used it, and when it expires.
+/// A token seen: the address that used it, when it expires, and whether it made a
+/// connection.
 struct TokenUse {
     address: SocketAddr,
     expire_timestamp: u64,
+    /// A token makes one connection: its keys are the connection's, and a second connection
+    /// under them would number its packets from 0 again (nonces reused, and the first
+    /// connection's packets replayable into it).
+    connected: bool,
 }
 
 /// A netcode 1.02 server (sans-IO). See the [module documentation](self).
@@ -389,7 +400,7 @@ impl Server {
         let mut mac = [0; MAC_BYTES];
         mac.copy_from_slice(&sealed[CONNECT_TOKEN_PRIVATE_BYTES - MAC_BYTES..]);
         match self.token_history.get(&mac) {
-            Some(used) if used.address != from => {
+            Some(used) if used.address != from || used.connected => {
                 self.stats.requests_ignored += 1;
                 return;
             }
@@ -402,7 +413,8 @@ impl Server {
                     self.stats.requests_refused_full_tables += 1;
                     return;
                 }
-                self.token_history.insert(mac, TokenUse { address: from, expire_timestamp });
+                self.token_history
+                    .insert(mac, TokenUse { address: from, expire_timestamp, connected: false });
             }
         }
         if self.by_address.len() >= self.max_clients {
@@ -425,6 +437,7 @@ impl Server {
         self.pending.insert(
             from,
             Pending {
+                token_mac: mac,
                 client_to_server_key: private.client_to_server_key,
                 server_to_client_key: private.server_to_client_key,
                 timeout_seconds: private.timeout_seconds,
@@ -477,6 +490,9 @@ impl Server {
             self.stats.denied_sent += 1;
             return;
         };
+        if let Some(used) = self.token_history.get_mut(&pending.token_mac) {
+            used.connected = true;
+        }
         let binding =
             crate::session_binding(&pending.client_to_server_key, &pending.server_to_client_key);
         let slot = Slot {
