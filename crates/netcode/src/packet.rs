@@ -11,8 +11,7 @@
 //! [`write()`] builds a packet into a buffer; [`read`] checks and opens one in the order the
 //! standard prescribes, dropping bad input with a typed [`NetcodeError`], never a panic.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Tag};
+use ring::aead;
 
 use crate::replay::ReplayWindow;
 use crate::token::{
@@ -271,14 +270,14 @@ pub fn write(
         }
         Packet::Payload(payload) => body.copy_from_slice(payload),
     }
-    let tag = ChaCha20Poly1305::new(key.into())
-        .encrypt_in_place_detached(
-            &sequence_nonce(sequence).into(),
-            &associated_data(protocol_id, prefix),
+    let tag = packet_key(key)
+        .seal_in_place_separate_tag(
+            aead::Nonce::assume_unique_for_key(sequence_nonce(sequence)),
+            aead::Aad::from(associated_data(protocol_id, prefix)),
             body,
         )
         .map_err(|_| NetcodeError::Decrypt)?;
-    out[body_end..].copy_from_slice(&tag);
+    out[body_end..].copy_from_slice(tag.as_ref());
     Ok(total)
 }
 
@@ -351,15 +350,11 @@ pub fn read<'a>(
     }
     // 7.
     let key = key.ok_or(NetcodeError::NoKey)?;
-    let body_len = bytes.len() - 1 - sequence_len - MAC_BYTES;
-    let (body, tag) = bytes[1 + sequence_len..].split_at_mut(body_len);
-    let tag = Tag::clone_from_slice(tag);
-    ChaCha20Poly1305::new(key.into())
-        .decrypt_in_place_detached(
-            &sequence_nonce(sequence).into(),
-            &associated_data(protocol_id, prefix),
-            body,
-            &tag,
+    let body = packet_key(key)
+        .open_in_place(
+            aead::Nonce::assume_unique_for_key(sequence_nonce(sequence)),
+            aead::Aad::from(associated_data(protocol_id, prefix)),
+            &mut bytes[1 + sequence_len..],
         )
         .map_err(|_| NetcodeError::Decrypt)?;
     // 8.
@@ -435,6 +430,16 @@ fn read_request(
         .try_into()
         .map_err(|_| NetcodeError::RequestSize(bytes.len()))?;
     Ok(Packet::Request { protocol_id: own, expire_timestamp, token_nonce, private_token })
+}
+
+/// The ChaCha20-Poly1305 key of packets (IETF, 96-bit nonce: the standard's). Packets use
+/// ring's implementation, whose assembly is about twice as fast as the portable one the tokens
+/// use (`sturnus-bench local --workload throughput` over the netcode mode: 76 % of plaintext's
+/// rate with the portable one built for the native CPU, 65 % for a generic CPU).
+fn packet_key(key: &Key) -> aead::LessSafeKey {
+    let unbound = aead::UnboundKey::new(&aead::CHACHA20_POLY1305, key)
+        .expect("a 32-byte key is a valid ChaCha20-Poly1305 key");
+    aead::LessSafeKey::new(unbound)
 }
 
 /// The associated data of a sealed packet: version string, protocol id, prefix byte.

@@ -542,6 +542,9 @@ pub struct SecureHost<S> {
     recv: RecvBatch,
     /// A received datagram, copied out of the batch to be decrypted in place.
     open: Box<[u8]>,
+    /// The clock at the latest pump: events handed out until the next one are of that time
+    /// (a clock read per event would cost more than the event).
+    pumped_at: Instant,
 }
 
 impl<S> fmt::Debug for SecureHost<S> {
@@ -605,6 +608,7 @@ impl<S: Socket> SecureHost<S> {
             send_meta: Vec::with_capacity(BATCH),
             recv: RecvBatch::new(BATCH, MAX_PACKET_BYTES + 1),
             open: vec![0; MAX_PACKET_BYTES].into_boxed_slice(),
+            pumped_at: now(),
         }
     }
 
@@ -659,6 +663,7 @@ impl<S: Socket> SecureHost<S> {
 
     fn pump(&mut self) -> Result<(), HostError> {
         let now = now();
+        self.pumped_at = now;
         self.flush_at(now)?;
         let mut read = 0;
         while read < RECV_BUDGET {
@@ -725,7 +730,7 @@ impl<S: Socket> Transport for SecureHost<S> {
         if !self.endpoint.has_events() {
             self.pump()?;
         }
-        Ok(self.endpoint.poll_event(now()))
+        Ok(self.endpoint.poll_event(self.pumped_at))
     }
     fn flush(&mut self, _now: Instant) -> Result<(), HostError> {
         let now = now();
