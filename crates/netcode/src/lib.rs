@@ -68,6 +68,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod native;
 pub mod packet;
 pub mod replay;
 pub mod server;
