@@ -734,3 +734,113 @@ fn garbage_never_panics_either_end() {
     }
     net.connect(0);
 }
+
+/// A server written from the module documentation's formulas alone, with static secret
+/// `secret`, showing `shown` as its static key: it answers a client's request and response,
+/// and returns the accept and the keys it derived (client → server, server → client).
+fn by_hand_accept(
+    client: &mut Client,
+    now: Instant,
+    server: SocketAddr,
+    secret: [u8; 32],
+    shown: [u8; 32],
+) -> (Vec<u8>, [u8; 32], [u8; 32]) {
+    use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+    use sha2::Digest;
+    client.update(now);
+    let (_, request) = client.poll_transmit().expect("a request");
+    assert_eq!(request.len(), REQUEST_BYTES);
+    let e_c: [u8; 32] = request[22..54].try_into().unwrap();
+    // Any cookie will do: only the server reads it.
+    let mut challenge = vec![native::CHALLENGE_TYPE];
+    challenge.extend_from_slice(&e_c[..8]);
+    challenge.extend_from_slice(&[0xc0; 32]);
+    client.handle_datagram(now, server, &mut challenge);
+    let (_, response) = client.poll_transmit().expect("a response");
+    assert_eq!(response[54..86], [0xc0; 32], "the response carries the cookie back");
+
+    let e_s_secret = x25519_dalek::StaticSecret::from([0x42; 32]);
+    let e_s = x25519_dalek::PublicKey::from(&e_s_secret).to_bytes();
+    let s = x25519_dalek::StaticSecret::from(secret);
+    let h: [u8; 32] = sha2::Sha256::new()
+        .chain_update(b"sturnus native NK 1")
+        .chain_update(PROTOCOL_ID.to_le_bytes())
+        .chain_update(e_c)
+        .chain_update(e_s)
+        .chain_update(shown)
+        .finalize()
+        .into();
+    let mut ikm = [0; 64];
+    ikm[..32].copy_from_slice(e_s_secret.diffie_hellman(&e_c.into()).as_bytes());
+    ikm[32..].copy_from_slice(s.diffie_hellman(&e_c.into()).as_bytes());
+    let mut okm = [0; 96];
+    hkdf::Hkdf::<sha2::Sha256>::new(Some(&h), &ikm)
+        .expand(b"sturnus native keys", &mut okm)
+        .unwrap();
+    let mut accept = vec![native::ACCEPT_TYPE];
+    accept.extend_from_slice(&e_s);
+    accept.extend_from_slice(&shown);
+    let mut body = [0; 8];
+    body[..4].copy_from_slice(&7_u32.to_le_bytes());
+    body[4..].copy_from_slice(&64_u32.to_le_bytes());
+    let tag = chacha20poly1305::ChaCha20Poly1305::new(okm[64..].into())
+        .encrypt_in_place_detached(&[0; 12].into(), &h, &mut body)
+        .unwrap();
+    accept.extend_from_slice(&body);
+    accept.extend_from_slice(&tag);
+    assert_eq!(accept.len(), ACCEPT_BYTES);
+    (accept, okm[..32].try_into().unwrap(), okm[32..64].try_into().unwrap())
+}
+
+#[test]
+fn the_documented_formulas_make_an_accept_the_client_takes() {
+    use sturnus_netcode::packet::{self, Allowed, Packet};
+    let now = base_instant();
+    let server = addr("10.0.0.1:40000");
+    let pinned = NativeConfig::from_secret(static_secret(), TIMEOUT).public_key();
+    let mut client = Client::native(server, PROTOCOL_ID, Some(pinned), TIMEOUT, now).unwrap();
+    let (mut accept, c2s, s2c) = by_hand_accept(&mut client, now, server, static_secret(), pinned);
+    client.handle_datagram(now, server, &mut accept);
+    assert_eq!(client.state(), ClientState::Connected);
+    let events: Vec<_> = std::iter::from_fn(|| client.poll_event()).collect();
+    assert!(matches!(
+        events[..],
+        [ClientEvent::Connected { client_index: 7, max_clients: 64, .. }]
+    ));
+    // Its first packet is a keep-alive sealed under the documented client → server key.
+    let (_, mut keep_alive) = client.poll_transmit().expect("the confirmation");
+    let read = packet::read(&mut keep_alive, PROTOCOL_ID, Some(&c2s), Allowed::SERVER, None, 0);
+    assert!(matches!(read, Ok((0, Packet::KeepAlive { .. }))));
+    // And it reads a payload sealed under the server → client key.
+    let mut out = [0; 64];
+    let len = packet::write(&Packet::Payload(b"hi"), 0, PROTOCOL_ID, &s2c, &mut out).unwrap();
+    client.handle_datagram(now, server, &mut out[..len]);
+    assert_eq!(client.poll_event(), Some(ClientEvent::Payload(b"hi".to_vec())));
+}
+
+#[test]
+fn an_impostor_showing_the_pinned_key_without_its_secret_is_refused() {
+    let now = base_instant();
+    let server = addr("10.0.0.1:40000");
+    let pinned = NativeConfig::from_secret(static_secret(), TIMEOUT).public_key();
+    let mut client = Client::native(server, PROTOCOL_ID, Some(pinned), TIMEOUT, now).unwrap();
+    // A man in the middle shows the pinned public key, but holds another secret.
+    let (mut accept, _, _) = by_hand_accept(&mut client, now, server, [0x99; 32], pinned);
+    client.handle_datagram(now, server, &mut accept);
+    assert_eq!(client.state(), ClientState::SendingResponse);
+    assert_eq!(client.stats().accepts_forged, 1);
+    assert_eq!(client.stats().server_key_mismatches, 0);
+    // Showing its own key instead: the tag checks, the pin does not.
+    let impostor = NativeConfig::from_secret([0x99; 32], TIMEOUT).public_key();
+    let mut client = Client::native(server, PROTOCOL_ID, Some(pinned), TIMEOUT, now).unwrap();
+    let (mut accept, _, _) = by_hand_accept(&mut client, now, server, [0x99; 32], impostor);
+    client.handle_datagram(now, server, &mut accept);
+    assert_eq!(client.state(), ClientState::ServerKeyMismatch);
+    assert_eq!(client.server_static_key(), Some(impostor));
+    // Unpinned, the same impostor is trusted on first use: that is what pinning is for.
+    let mut client = Client::native(server, PROTOCOL_ID, None, TIMEOUT, now).unwrap();
+    let (mut accept, _, _) = by_hand_accept(&mut client, now, server, [0x99; 32], impostor);
+    client.handle_datagram(now, server, &mut accept);
+    assert_eq!(client.state(), ClientState::Connected);
+    assert_eq!(client.server_static_key(), Some(impostor));
+}
