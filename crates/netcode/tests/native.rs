@@ -370,25 +370,28 @@ fn after_the_confirmation_a_repeated_response_gets_no_accept() {
     let mut net = Net::new(16);
     net.add_client(None);
     let mut response = None;
+    let address = net.clients[0].0;
     for _ in 0..100 {
         net.now += STEP;
         net.server.update(net.now);
-        let (address, client) = &mut net.clients[0];
-        client.update(net.now);
-        let address = *address;
-        while let Some((_, bytes)) = client.poll_transmit() {
-            if bytes.len() == RESPONSE_BYTES && response.is_none() {
-                response = Some(bytes.clone());
+        net.clients[0].1.update(net.now);
+        // Both ways until nothing moves, keeping a copy of the first response.
+        loop {
+            let mut moved = false;
+            while let Some((_, mut bytes)) = net.clients[0].1.poll_transmit() {
+                moved = true;
+                if bytes[0] == native::RESPONSE_TYPE && response.is_none() {
+                    response = Some(bytes.clone());
+                }
+                net.server.handle_datagram(net.now, net.unix, address, &mut bytes);
             }
-            let mut bytes = bytes;
-            net.server.handle_datagram(net.now, net.unix, address, &mut bytes);
-        }
-        while let Some((_, mut bytes)) = net.server.poll_transmit() {
-            net.clients[0].1.handle_datagram(net.now, net.server_address, &mut bytes);
-        }
-        // The client's confirmation (its first keep-alive).
-        while let Some((_, mut bytes)) = net.clients[0].1.poll_transmit() {
-            net.server.handle_datagram(net.now, net.unix, address, &mut bytes);
+            while let Some((_, mut bytes)) = net.server.poll_transmit() {
+                moved = true;
+                net.clients[0].1.handle_datagram(net.now, net.server_address, &mut bytes);
+            }
+            if !moved {
+                break;
+            }
         }
         if net.clients[0].1.state() == ClientState::Connected {
             break;
@@ -398,7 +401,6 @@ fn after_the_confirmation_a_repeated_response_gets_no_accept() {
     while net.server.poll_transmit().is_some() {}
     let dropped = net.server.stats().packets_dropped;
     let mut replayed = response.unwrap();
-    let address = net.clients[0].0;
     net.server.handle_datagram(net.now, net.unix, address, &mut replayed);
     assert!(net.server.poll_transmit().is_none(), "an accept after the confirmation");
     assert_eq!(net.server.stats().accepts_resent, 0);
@@ -843,4 +845,48 @@ fn an_impostor_showing_the_pinned_key_without_its_secret_is_refused() {
     client.handle_datagram(now, server, &mut accept);
     assert_eq!(client.state(), ClientState::Connected);
     assert_eq!(client.server_static_key(), Some(impostor));
+}
+
+#[test]
+fn native_ids_never_keep_a_token_client_of_the_same_number_out() {
+    use sturnus_netcode::ConnectToken;
+    use sturnus_netcode::token::TokenSpec;
+    let mut net = Net::new(16);
+    net.add_client(None);
+    net.connect(0);
+    let native_id = match net.take_server_events()[..] {
+        [ServerEvent::Connected { client_id, .. }] => client_id,
+        _ => panic!("one connection"),
+    };
+    // A token client with the very same id, on the same server (its private key is [3; 32]).
+    let spec = TokenSpec {
+        protocol_id: PROTOCOL_ID,
+        client_id: native_id,
+        server_addresses: vec![net.server_address],
+        expire_seconds: 30,
+        timeout_seconds: 2,
+        user_data: [1; 256],
+    };
+    let token = ConnectToken::generate(&spec, &[3; 32], UNIX).unwrap();
+    net.clients.push((addr("10.0.2.1:5000"), Client::new(token, net.now)));
+    net.client_events.push(Vec::new());
+    net.connect(1);
+    let token_index = match net.take_server_events()[..] {
+        [ServerEvent::Connected { client_index, client_id, .. }] if client_id == native_id => {
+            client_index
+        }
+        ref events => panic!("the token client connects: {events:?}"),
+    };
+    assert!(!net.server.is_native(token_index));
+    // The native client leaving does not free the token client's id: a second token client
+    // with that id is still refused.
+    net.clients[0].1.disconnect(net.now);
+    net.deliver();
+    let spec = TokenSpec { server_addresses: vec![net.server_address], ..spec };
+    let token = ConnectToken::generate(&spec, &[3; 32], UNIX).unwrap();
+    net.clients.push((addr("10.0.2.2:5000"), Client::new(token, net.now)));
+    net.client_events.push(Vec::new());
+    net.run(Duration::from_millis(500));
+    assert_ne!(net.clients[2].1.state(), ClientState::Connected);
+    assert!(net.server.stats().requests_ignored > 0);
 }
