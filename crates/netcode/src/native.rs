@@ -171,8 +171,8 @@ const _: () = assert!(HEADER_BYTES + COOKIE_BYTES <= RESPONSE_BYTES);
 #[derive(Clone)]
 pub struct NativeConfig {
     secret: Key,
-    /// A native connection silent this long is dropped (on both ends the client gives its
-    /// own; this is the server's).
+    /// The server drops a native connection silent this long (a native client has a timeout
+    /// of its own, given to [`Client::native`](crate::client::Client::native)).
     pub timeout: Duration,
 }
 

@@ -50,7 +50,7 @@ pub struct ServerConfig {
     pub public_address: SocketAddr,
     /// How many clients may be connected at once (1 or more).
     pub max_clients: usize,
-    /// The native secure profile (a static X25519 key; see [`native`](crate::native)):
+    /// The native secure profile (a static X25519 key; see [`crate::native`]):
     /// `None`, the default, drops native handshake packets and counts them.
     pub native: Option<NativeConfig>,
 }
