@@ -4,15 +4,16 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use sturnus_netcode::transport::SecureHost;
 use sturnus_netem::LinkConfig;
 use sturnus_socket::{ConditionedSocket, SendStatus, Socket, SocketFactory, UdpSocket};
-use sturnus_transport::{ChannelId, ConnectionId, Host, HostEvent, Qos, SendError};
+use sturnus_transport::{ChannelId, ConnectionId, Event, Host, Qos, SendError};
 
 use crate::report::{Record, percentile};
 use crate::wire::{self, Control, Report};
 use crate::{
-    BenchResult, CONTROL_CHANNEL, Netem, Spec, bench_config, channel_of, now, probe, raw_factory,
-    udp_factory,
+    BenchHost, BenchResult, CONTROL_CHANNEL, Netem, Secure, Spec, bench_config, channel_of, now,
+    probe, raw_factory, udp_factory,
 };
 
 /// How long a client waits for the server's answer to a control request.
@@ -41,9 +42,9 @@ pub(crate) trait Link {
     fn debug(&self) {}
 }
 
-/// A Sturnus connection through a [`Host`].
-pub(crate) struct SturnusLink<S: Socket = UdpSocket> {
-    host: Host<S>,
+/// A Sturnus connection through a [`Host`], or a [`SecureHost`] (the netcode mode).
+pub(crate) struct SturnusLink<H: BenchHost = Host<UdpSocket>> {
+    host: H,
     conn: ConnectionId,
     channel: ChannelId,
     reply: Option<Report>,
@@ -67,14 +68,30 @@ impl Netem {
     }
 }
 
-impl SturnusLink<UdpSocket> {
+impl SturnusLink<Host<UdpSocket>> {
     pub(crate) fn connect(server: SocketAddr, qos: Qos) -> BenchResult<Self> {
         let (host, conn) = Host::connect_to(bench_config(), &udp_factory(), server)?;
         Self { host, conn, channel: channel_of(qos), reply: None }.established(server)
     }
 }
 
-impl SturnusLink<NetemSocket> {
+impl SturnusLink<SecureHost<UdpSocket>> {
+    /// A connection in the netcode mode, with a token minted for `server` (or read from the
+    /// token file).
+    pub(crate) fn connect_secure(
+        server: SocketAddr,
+        qos: Qos,
+        secure: &Secure,
+        client_id: u64,
+    ) -> BenchResult<Self> {
+        let token = secure.token(server, client_id)?;
+        let mut host = SecureHost::client(&bench_config(), token, &udp_factory())?;
+        let conn = sturnus_transport::Transport::connect(&mut host, now(), server)?;
+        Self { host, conn, channel: channel_of(qos), reply: None }.established(server)
+    }
+}
+
+impl SturnusLink<Host<NetemSocket>> {
     /// A connection whose traffic crosses the emulated link `netem` (seeded with `seed`).
     pub(crate) fn connect_netem(
         server: SocketAddr,
@@ -104,21 +121,24 @@ impl SturnusLink<NetemSocket> {
     }
 }
 
-impl<S: Socket> SturnusLink<S> {
+impl<H: BenchHost> SturnusLink<H> {
     /// Waits for the handshake to finish.
     fn established(self, server: SocketAddr) -> BenchResult<Self> {
         let mut link = self;
         let deadline = now() + CONTROL_TIMEOUT;
         loop {
-            match link.host.receive()? {
-                HostEvent::Connect(_) => return Ok(link),
-                HostEvent::Disconnect(_, reason) => {
+            match link.host.poll_event(now())? {
+                Some(Event::Connected(_)) => return Ok(link),
+                Some(Event::Disconnected { reason, .. }) => {
                     return Err(format!("could not connect to {server}: {reason:?}").into());
                 }
-                HostEvent::Nothing if now() > deadline => {
+                None if now() > deadline => {
                     return Err(format!("no answer from {server}").into());
                 }
-                HostEvent::Nothing => link.host.wait(Some(Duration::from_millis(5)))?,
+                None => {
+                    link.host.flush(now())?;
+                    link.host.wait(Duration::from_millis(5))?;
+                }
                 _ => {}
             }
         }
@@ -129,7 +149,7 @@ fn is_reply(msg: &[u8]) -> bool {
     matches!(msg.first(), Some(&(wire::STARTED | wire::REPORT)))
 }
 
-impl<S: Socket> Link for SturnusLink<S> {
+impl<H: BenchHost> Link for SturnusLink<H> {
     fn try_send(&mut self, msg: &[u8]) -> BenchResult<bool> {
         match self.host.send(self.conn, self.channel, msg) {
             Ok(()) => Ok(true),
@@ -140,22 +160,23 @@ impl<S: Socket> Link for SturnusLink<S> {
 
     fn drive(&mut self, on_data: &mut dyn FnMut(&[u8])) -> BenchResult<()> {
         loop {
-            match self.host.receive()? {
-                HostEvent::Data { payload, .. } if is_reply(payload) => {
+            match self.host.poll_event(now())? {
+                Some(Event::Data { payload, .. }) if is_reply(payload) => {
                     self.reply = Report::decode(payload);
                 }
-                HostEvent::Data { payload, .. } => on_data(payload),
-                HostEvent::Disconnect(_, reason) => {
+                Some(Event::Data { payload, .. }) => on_data(payload),
+                Some(Event::Disconnected { reason, .. }) => {
                     return Err(format!("connection lost: {reason:?}").into());
                 }
-                HostEvent::Nothing => return Ok(()),
+                None => return Ok(()),
                 _ => {}
             }
         }
     }
 
     fn wait(&mut self, max: Duration) -> BenchResult<()> {
-        Ok(self.host.wait(Some(max))?)
+        self.host.flush(now())?;
+        Ok(self.host.wait(max)?)
     }
 
     fn send_control(&mut self, msg: &[u8]) -> BenchResult<bool> {
@@ -170,7 +191,7 @@ impl<S: Socket> Link for SturnusLink<S> {
     }
 
     fn bytes_sent(&self) -> u64 {
-        self.host.socket().stats().bytes_sent
+        self.host.bytes_sent()
     }
 
     fn debug(&self) {
@@ -379,7 +400,7 @@ const BLACKOUT_MARGIN: Duration = Duration::from_secs(1);
 /// (as `resume_ms`) how long after the link came back the first echo arrived: an upper bound on
 /// when the first message reached the server, since its echo needs the way back too.
 pub(crate) fn blackout(
-    link: &mut SturnusLink<NetemSocket>,
+    link: &mut SturnusLink<Host<NetemSocket>>,
     spec: &Spec,
     netem: &Netem,
     run: u32,

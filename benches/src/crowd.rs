@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
-use sturnus_transport::{ChannelId, ConnectionId, Endpoint, EndpointConfig, Event};
+use sturnus_netcode::transport::SecureEndpoint;
+use sturnus_transport::{
+    ChannelId, ConnectError, ConnectionId, Endpoint, EndpointConfig, Event, SendError, Transmit,
+};
 
 use crate::client::Link;
 use crate::report::Record;
@@ -74,8 +77,75 @@ fn send_due(
     }
 }
 
-struct SturnusPeer {
-    endpoint: Endpoint,
+/// The sans-IO endpoint of a Sturnus client: plaintext ([`Endpoint`]) or the netcode mode
+/// ([`SecureEndpoint`]).
+trait ClientEndpoint {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_event(&mut self, now: Instant) -> Option<Event<'_>>;
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit>;
+    fn send(&mut self, conn: ConnectionId, channel: ChannelId, m: &[u8]) -> Result<(), SendError>;
+    fn connect(&mut self, now: Instant, to: SocketAddr) -> Result<ConnectionId, ConnectError>;
+    fn disconnect(&mut self, now: Instant, conn: ConnectionId);
+}
+
+impl ClientEndpoint for Endpoint {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        Endpoint::handle_datagram(self, now, from, datagram);
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        Endpoint::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        Endpoint::handle_timeout(self, now);
+    }
+    fn poll_event(&mut self, _: Instant) -> Option<Event<'_>> {
+        Endpoint::poll_event(self)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        Endpoint::poll_transmit(self, now, buf)
+    }
+    fn send(&mut self, conn: ConnectionId, channel: ChannelId, m: &[u8]) -> Result<(), SendError> {
+        Endpoint::send(self, conn, channel, m)
+    }
+    fn connect(&mut self, now: Instant, to: SocketAddr) -> Result<ConnectionId, ConnectError> {
+        Endpoint::connect(self, now, to)
+    }
+    fn disconnect(&mut self, now: Instant, conn: ConnectionId) {
+        Endpoint::disconnect(self, now, conn);
+    }
+}
+
+impl ClientEndpoint for SecureEndpoint {
+    fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &mut [u8]) {
+        SecureEndpoint::handle_datagram(self, now, from, datagram);
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        SecureEndpoint::poll_timeout(self)
+    }
+    fn handle_timeout(&mut self, now: Instant) {
+        SecureEndpoint::handle_timeout(self, now);
+    }
+    fn poll_event(&mut self, now: Instant) -> Option<Event<'_>> {
+        SecureEndpoint::poll_event(self, now)
+    }
+    fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        SecureEndpoint::poll_transmit(self, now, buf)
+    }
+    fn send(&mut self, conn: ConnectionId, channel: ChannelId, m: &[u8]) -> Result<(), SendError> {
+        SecureEndpoint::send(self, conn, channel, m)
+    }
+    fn connect(&mut self, now: Instant, to: SocketAddr) -> Result<ConnectionId, ConnectError> {
+        SecureEndpoint::connect(self, now, to)
+    }
+    fn disconnect(&mut self, now: Instant, conn: ConnectionId) {
+        SecureEndpoint::disconnect(self, now, conn);
+    }
+}
+
+struct SturnusPeer<E> {
+    endpoint: E,
     socket: UdpSocket,
     conn: Option<ConnectionId>,
     connected: bool,
@@ -83,19 +153,19 @@ struct SturnusPeer {
     seq: u64,
 }
 
-impl Peer for SturnusPeer {
+impl<E: ClientEndpoint> Peer for SturnusPeer<E> {
     fn socket(&mut self) -> &mut UdpSocket {
         &mut self.socket
     }
 
     fn service(&mut self, now: Instant, shared: &mut Shared) -> Option<Instant> {
         while let Ok((len, from)) = self.socket.recv_from(&mut shared.buf) {
-            self.endpoint.handle_datagram(now, from, &shared.buf[..len]);
+            self.endpoint.handle_datagram(now, from, &mut shared.buf[..len]);
         }
         if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
             self.endpoint.handle_timeout(now);
         }
-        while let Some(event) = self.endpoint.poll_event() {
+        while let Some(event) = self.endpoint.poll_event(now) {
             match event {
                 Event::Connected(_) => {
                     self.connected = true;
@@ -317,7 +387,8 @@ fn finish(control: &mut dyn Link, run: u32, expected: u64) -> BenchResult<wire::
 
 /// Clients of either stack, connected and ready to send.
 enum AnyCrowd {
-    Sturnus(Crowd<SturnusPeer>),
+    Sturnus(Crowd<SturnusPeer<Endpoint>>),
+    Secure(Crowd<SturnusPeer<SecureEndpoint>>),
     Raw(Crowd<RawPeer>),
 }
 
@@ -336,43 +407,16 @@ impl AnyCrowd {
         }
         let config =
             EndpointConfig { accept_connections: false, max_connections: 1, ..bench_config() };
-        let mut crowd = Crowd::<SturnusPeer>::new(shared(spec, server))?;
-        for i in 0..count {
-            let endpoint = Endpoint::new(config.clone(), begin)?;
-            let socket = bind_client(first + i)?;
-            let peer = SturnusPeer {
-                endpoint,
-                socket,
-                conn: None,
-                connected: false,
-                next_send: begin,
-                seq: 0,
-            };
-            let _ = crowd.add(peer)?;
+        if let Some(secure) = &spec.secure {
+            let unix = crate::unix_now();
+            let endpoints = (0..count).map(|i| {
+                let token = secure.token(server, first + i)?;
+                Ok(SecureEndpoint::client(&config, token, begin, unix)?)
+            });
+            return Ok(Self::Secure(connect_all(spec, server, count, first, begin, endpoints)?));
         }
-        let mut cursor = 0;
-        let deadline = now() + CONNECT_TIMEOUT;
-        while crowd.shared.connected < crowd.peers.len() {
-            let busy = cursor - crowd.shared.connected - crowd.shared.lost;
-            for _ in busy..CONNECTING_AT_ONCE {
-                if cursor == crowd.peers.len() {
-                    break;
-                }
-                let at = now();
-                crowd.peers[cursor].conn = Some(crowd.peers[cursor].endpoint.connect(at, server)?);
-                crowd.service(cursor, at);
-                cursor += 1;
-            }
-            crowd.turn(Duration::from_millis(5))?;
-            if now() > deadline || crowd.shared.lost > 0 {
-                return Err(format!(
-                    "{} of {count} clients connected ({} failed)",
-                    crowd.shared.connected, crowd.shared.lost
-                )
-                .into());
-            }
-        }
-        Ok(Self::Sturnus(crowd))
+        let endpoints = (0..count).map(|_| Ok(Endpoint::new(config.clone(), begin)?));
+        Ok(Self::Sturnus(connect_all(spec, server, count, first, begin, endpoints)?))
     }
 
     /// Sends for `duration`, waits for the last echoes, closes; returns (sent, echoes). Calls
@@ -387,16 +431,72 @@ impl AnyCrowd {
                 crowd.run(duration, tick)?;
                 (crowd.shared.sent, crowd.shared.echoes)
             }
-            Self::Sturnus(mut crowd) => {
-                crowd.run(duration, tick)?;
-                let close_at = now();
-                for peer in &mut crowd.peers {
-                    peer.close(close_at, &mut crowd.shared);
-                }
-                (crowd.shared.sent, crowd.shared.echoes)
-            }
+            Self::Sturnus(crowd) => close_all(crowd, duration, tick)?,
+            Self::Secure(crowd) => close_all(crowd, duration, tick)?,
         })
     }
+}
+
+/// Runs a Sturnus crowd for `duration`, then closes every connection.
+fn close_all<E: ClientEndpoint>(
+    mut crowd: Crowd<SturnusPeer<E>>,
+    duration: Duration,
+    tick: &mut dyn FnMut() -> BenchResult<()>,
+) -> BenchResult<(u64, u64)> {
+    crowd.run(duration, tick)?;
+    let close_at = now();
+    for peer in &mut crowd.peers {
+        peer.close(close_at, &mut crowd.shared);
+    }
+    Ok((crowd.shared.sent, crowd.shared.echoes))
+}
+
+/// Makes a Sturnus client of each endpoint and connects them, a bounded number at a time.
+fn connect_all<E: ClientEndpoint>(
+    spec: &Spec,
+    server: SocketAddr,
+    count: u64,
+    first: u64,
+    begin: Instant,
+    endpoints: impl Iterator<Item = BenchResult<E>>,
+) -> BenchResult<Crowd<SturnusPeer<E>>> {
+    let mut crowd = Crowd::<SturnusPeer<E>>::new(shared(spec, server))?;
+    for (i, endpoint) in (0..count).zip(endpoints) {
+        let endpoint = endpoint?;
+        let socket = bind_client(first + i)?;
+        let peer = SturnusPeer {
+            endpoint,
+            socket,
+            conn: None,
+            connected: false,
+            next_send: begin,
+            seq: 0,
+        };
+        let _ = crowd.add(peer)?;
+    }
+    let mut cursor = 0;
+    let deadline = now() + CONNECT_TIMEOUT;
+    while crowd.shared.connected < crowd.peers.len() {
+        let busy = cursor - crowd.shared.connected - crowd.shared.lost;
+        for _ in busy..CONNECTING_AT_ONCE {
+            if cursor == crowd.peers.len() {
+                break;
+            }
+            let at = now();
+            crowd.peers[cursor].conn = Some(crowd.peers[cursor].endpoint.connect(at, server)?);
+            crowd.service(cursor, at);
+            cursor += 1;
+        }
+        crowd.turn(Duration::from_millis(5))?;
+        if now() > deadline || crowd.shared.lost > 0 {
+            return Err(format!(
+                "{} of {count} clients connected ({} failed)",
+                crowd.shared.connected, crowd.shared.lost
+            )
+            .into());
+        }
+    }
+    Ok(crowd)
 }
 
 /// Clients one process can hold: a socket each, within its open-file limit.
@@ -508,6 +608,10 @@ impl Worker {
             .args(["--duration-s", &spec.duration_s.to_string()]);
         if spec.raw {
             cmd.args(["--baseline", "raw-udp"]);
+        }
+        if let Some(secure) = &spec.secure {
+            let hex: String = secure.key.iter().map(|b| format!("{b:02x}")).collect();
+            cmd.args(["--netcode-key", &hex, "--protocol-id", &secure.protocol_id.to_string()]);
         }
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
         let stdout = child.stdout.take().ok_or("no worker stdout")?;

@@ -3,11 +3,14 @@
 //!
 //! ```text
 //! sturnus-bench server --bind ADDR [--duration-s D] [--baseline raw-udp]
+//!                      [--netcode-key HEX64 --protocol-id ID]
 //! sturnus-bench client --connect ADDR --workload throughput|latency|large|clients|blackout
 //!                      [--qos QOS] [--messages N] [--size S]
 //!                      [--clients C --rate R --duration-s D] [--baseline raw-udp] [--repeat K]
 //!                      [--link netem [--rate-mbit M] [--rtt-ms T] [--loss P]
 //!                       [--blackout-s B] [--baseline loss-free]]
+//!                      [--netcode-key HEX64 --protocol-id ID [--netcode-token-file F]
+//!                       [--baseline plaintext]]
 //! sturnus-bench local  --workload ... (as client; runs the server(s) as child processes)
 //! sturnus-bench layers [--workload messages|objects] [--messages N] [--objects K] [--ticks T]
 //!                      [--repeat R] [--pin on|off]
@@ -161,6 +164,85 @@ pub(crate) struct Spec {
     pub(crate) netem: Option<Netem>,
     /// Blackout: how long the link stays dark.
     pub(crate) blackout_s: f64,
+    /// The netcode transport mode instead of plaintext Sturnus.
+    pub(crate) secure: Option<Secure>,
+}
+
+/// The netcode 1.02 settings of a secure run: the key and protocol id the server shares with
+/// whoever mints tokens (the client mints its own with them, unless given a token file).
+#[derive(Clone, PartialEq)]
+pub(crate) struct Secure {
+    pub(crate) key: sturnus_netcode::Key,
+    pub(crate) protocol_id: u64,
+    /// A token minted elsewhere (2048 bytes, the standard's format).
+    pub(crate) token_file: Option<String>,
+}
+
+impl std::fmt::Debug for Secure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secure").field("protocol_id", &self.protocol_id).finish_non_exhaustive()
+    }
+}
+
+impl Secure {
+    /// The client's token: read from the token file, or minted for `server` now.
+    pub(crate) fn token(
+        &self,
+        server: SocketAddr,
+        client_id: u64,
+    ) -> BenchResult<sturnus_netcode::ConnectToken> {
+        if let Some(path) = &self.token_file {
+            return Ok(sturnus_netcode::ConnectToken::read(&std::fs::read(path)?[..])?);
+        }
+        let spec = sturnus_netcode::token::TokenSpec {
+            protocol_id: self.protocol_id,
+            client_id,
+            server_addresses: vec![server],
+            expire_seconds: 600,
+            timeout_seconds: 10,
+            user_data: [0; sturnus_netcode::USER_DATA_BYTES],
+        };
+        Ok(sturnus_netcode::ConnectToken::generate(&spec, &self.key, unix_now())?)
+    }
+}
+
+#[expect(clippy::disallowed_methods, reason = "tokens expire by the wall clock")]
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Parses 64 hexadecimal digits into a key.
+fn parse_key(hex: &str) -> Result<sturnus_netcode::Key, String> {
+    let bytes = hex.as_bytes();
+    if bytes.len() != 64 {
+        return Err(format!("--netcode-key needs 64 hex digits, not {}", bytes.len()));
+    }
+    let digit = |c: u8| (c as char).to_digit(16).ok_or("--netcode-key: not a hex digit");
+    let mut key = [0; 32];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = (digit(bytes[2 * i])? * 16 + digit(bytes[2 * i + 1])?) as u8;
+    }
+    Ok(key)
+}
+
+/// A transport the bench server and the single-connection client run over: plaintext
+/// Sturnus ([`Host`](sturnus_transport::Host)) or its netcode mode
+/// ([`SecureHost`](sturnus_netcode::transport::SecureHost)).
+pub(crate) trait BenchHost: sturnus_transport::Transport {
+    /// Bytes the socket has sent.
+    fn bytes_sent(&self) -> u64;
+}
+
+impl<S: sturnus_socket::Socket + std::fmt::Debug> BenchHost for sturnus_transport::Host<S> {
+    fn bytes_sent(&self) -> u64 {
+        self.socket().stats().bytes_sent
+    }
+}
+
+impl<S: sturnus_socket::Socket> BenchHost for sturnus_netcode::transport::SecureHost<S> {
+    fn bytes_sent(&self) -> u64 {
+        self.socket().stats().bytes_sent
+    }
 }
 
 /// An emulated link on the client's side, both ways: a rate limit (with a 64 KiB tail-drop
@@ -213,10 +295,36 @@ impl Options {
 
     fn baseline(&self) -> Result<bool, String> {
         match self.get::<String>("baseline")?.as_deref() {
-            None | Some("loss-free") => Ok(false),
+            None | Some("loss-free" | "plaintext") => Ok(false),
             Some("raw-udp") => Ok(true),
-            Some(other) => Err(format!("unknown baseline `{other}` (raw-udp, loss-free)")),
+            Some(other) => {
+                Err(format!("unknown baseline `{other}` (raw-udp, loss-free, plaintext)"))
+            }
         }
+    }
+
+    /// `--baseline plaintext`: the same run over plaintext Sturnus (a secure run's baseline).
+    fn plaintext_baseline(&self) -> Result<bool, String> {
+        let plaintext = self.get::<String>("baseline")?.as_deref() == Some("plaintext");
+        if plaintext && self.get::<String>("netcode-key")?.is_none() {
+            return Err("--baseline plaintext compares a secure run: give --netcode-key".into());
+        }
+        Ok(plaintext)
+    }
+
+    /// `--netcode-key` and `--protocol-id` (and `--netcode-token-file`).
+    fn secure(&self) -> Result<Option<Secure>, String> {
+        let Some(key) = self.get::<String>("netcode-key")? else {
+            if self.get::<String>("netcode-token-file")?.is_some() {
+                return Err("--netcode-token-file needs --netcode-key and --protocol-id".into());
+            }
+            return Ok(None);
+        };
+        let key = parse_key(&key)?;
+        let protocol_id = self
+            .get::<u64>("protocol-id")?
+            .ok_or("--netcode-key needs --protocol-id (the game's, as a decimal u64)")?;
+        Ok(Some(Secure { key, protocol_id, token_file: self.get("netcode-token-file")? }))
     }
 
     /// `--baseline loss-free`: the same run over the same link without its loss.
@@ -248,6 +356,7 @@ impl Options {
             rate: self.get("rate")?.unwrap_or(10.0),
             duration_s: self.get("duration-s")?.unwrap_or(10.0),
             raw: false,
+            secure: self.secure()?,
             netem: match self.get::<String>("link")?.as_deref() {
                 None => None,
                 Some("netem") => Some(Netem {
@@ -316,18 +425,26 @@ const CLIENT_OPTIONS: &[&str] = &[
     "rtt-ms",
     "loss",
     "blackout-s",
+    "netcode-key",
+    "protocol-id",
+    "netcode-token-file",
 ];
 
 /// The raw-UDP version of a workload: messages are single datagrams, so a large message is
 /// sent as the 1200-byte datagrams it would take.
 fn raw_spec(spec: &Spec) -> Spec {
-    let mut raw = Spec { raw: true, ..spec.clone() };
+    let mut raw = Spec { raw: true, secure: None, ..spec.clone() };
     if spec.workload == Workload::Large {
         let datagram = bench_config().max_packet_size;
         raw.messages = spec.messages * spec.size.div_ceil(datagram) as u64;
         raw.size = datagram;
     }
     raw
+}
+
+/// The plaintext-Sturnus version of a secure run.
+fn plaintext_spec(spec: &Spec) -> Spec {
+    Spec { secure: None, ..spec.clone() }
 }
 
 /// The loss-free version of a run over an emulated link.
@@ -339,7 +456,10 @@ fn loss_free_spec(spec: &Spec) -> Spec {
 /// Runs one workload once against `server`.
 fn run_once(spec: &Spec, server: SocketAddr, run: u32) -> BenchResult<Record> {
     if let Some(netem) = spec.netem.as_ref().filter(|_| !spec.raw) {
-        let mut link: SturnusLink<NetemSocket> =
+        if spec.secure.is_some() {
+            return Err("--link netem runs plaintext Sturnus only (for now)".into());
+        }
+        let mut link: SturnusLink<sturnus_transport::Host<NetemSocket>> =
             SturnusLink::connect_netem(server, spec.qos, netem, u64::from(run))?;
         return match spec.workload {
             Workload::Blackout => client::blackout(&mut link, spec, netem, run),
@@ -348,6 +468,8 @@ fn run_once(spec: &Spec, server: SocketAddr, run: u32) -> BenchResult<Record> {
     }
     let mut link: Box<dyn Link> = if spec.raw {
         Box::new(RawLink::connect(server)?)
+    } else if let Some(secure) = &spec.secure {
+        Box::new(SturnusLink::connect_secure(server, spec.qos, secure, u64::from(run))?)
     } else {
         Box::new(SturnusLink::connect(server, spec.qos)?)
     };
@@ -386,11 +508,15 @@ fn run_all(targets: &[(Spec, SocketAddr)], repeat: u32) -> BenchResult<()> {
 struct ServerProcess(Child, SocketAddr);
 
 impl ServerProcess {
-    fn spawn(raw: bool, cpu: Option<usize>) -> BenchResult<Self> {
+    fn spawn(raw: bool, secure: Option<&Secure>, cpu: Option<usize>) -> BenchResult<Self> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["server", "--bind", "127.0.0.1:0"]);
         if raw {
             cmd.args(["--baseline", "raw-udp"]);
+        }
+        if let Some(secure) = secure {
+            let hex: String = secure.key.iter().map(|b| format!("{b:02x}")).collect();
+            cmd.args(["--netcode-key", &hex, "--protocol-id", &secure.protocol_id.to_string()]);
         }
         if let Some(cpu) = cpu {
             cmd.args(["--cpu", &cpu.to_string()]);
@@ -417,10 +543,11 @@ impl Drop for ServerProcess {
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage:\n  sturnus-bench server --bind ADDR [--duration-s D] [--baseline raw-udp] [--cpu N]\n  \
+        "usage:\n  sturnus-bench server --bind ADDR [--duration-s D] [--baseline raw-udp] [--cpu N] [--netcode-key HEX64 --protocol-id ID]\n  \
          sturnus-bench client --connect ADDR --workload throughput|latency|large|clients|blackout [--qos QOS] \
          [--messages N] [--size S] [--clients C --rate R --duration-s D] [--baseline raw-udp] [--repeat K] \
-         [--link netem [--rate-mbit M] [--rtt-ms T] [--loss P] [--blackout-s B] [--baseline loss-free]]\n  \
+         [--link netem [--rate-mbit M] [--rtt-ms T] [--loss P] [--blackout-s B] [--baseline loss-free]] \
+         [--netcode-key HEX64 --protocol-id ID [--netcode-token-file F] [--baseline plaintext]]\n  \
          sturnus-bench local --workload ... [--pin on|off] (the client options but --connect; starts the servers itself)\n  \
          sturnus-bench layers [--workload messages|objects] [--messages N] [--objects K] [--ticks T] [--repeat R] \
          [--pin on|off] (the message and object layers beside the transport, in this process)"
@@ -456,7 +583,14 @@ fn main() -> ExitCode {
 }
 
 fn server_command(options: &Options) -> BenchResult<()> {
-    options.check_known(&["bind", "duration-s", "baseline", "cpu"])?;
+    options.check_known(&[
+        "bind",
+        "duration-s",
+        "baseline",
+        "cpu",
+        "netcode-key",
+        "protocol-id",
+    ])?;
     let bind: SocketAddr = options.get("bind")?.ok_or("--bind is required")?;
     if let Some(cpu) = options.get::<usize>("cpu")? {
         if !probe::pin_to([cpu]) {
@@ -467,7 +601,7 @@ fn server_command(options: &Options) -> BenchResult<()> {
     if options.baseline()? {
         server::serve_raw(bind, duration)
     } else {
-        server::serve_sturnus(bind, duration)
+        server::serve_sturnus(bind, duration, options.secure()?.as_ref())
     }
 }
 
@@ -476,6 +610,11 @@ fn client_command(options: &Options) -> BenchResult<()> {
     let server: SocketAddr = options.get("connect")?.ok_or("--connect is required")?;
     let spec = options.spec()?;
     let mut targets = vec![(spec.clone(), server)];
+    if options.plaintext_baseline()? {
+        return Err("--baseline plaintext needs a plaintext server: use `local`, or run the \
+                    plaintext client against one yourself"
+            .into());
+    }
     if options.loss_free_baseline()? {
         targets.push((loss_free_spec(&spec), server));
     } else if options.baseline()? {
@@ -510,12 +649,23 @@ fn local_command(options: &Options) -> BenchResult<()> {
     if pin && !probe::pin_to(0..cpus - 1) {
         return Err("could not pin the client side to its CPUs".into());
     }
-    let sturnus = ServerProcess::spawn(false, server_cpu)?;
+    let sturnus = ServerProcess::spawn(false, spec.secure.as_ref(), server_cpu)?;
     let mut targets = vec![(spec.clone(), sturnus.1)];
-    let raw =
-        if options.baseline()? { Some(ServerProcess::spawn(true, server_cpu)?) } else { None };
+    let raw = if options.baseline()? {
+        Some(ServerProcess::spawn(true, None, server_cpu)?)
+    } else {
+        None
+    };
     if let Some(raw) = &raw {
         targets.push((raw_spec(&spec), raw.1));
+    }
+    let plaintext = if options.plaintext_baseline()? {
+        Some(ServerProcess::spawn(false, None, server_cpu)?)
+    } else {
+        None
+    };
+    if let Some(plaintext) = &plaintext {
+        targets.push((plaintext_spec(&spec), plaintext.1));
     }
     if options.loss_free_baseline()? {
         targets.push((loss_free_spec(&spec), sturnus.1));

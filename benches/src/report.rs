@@ -50,7 +50,13 @@ pub(crate) struct Record {
 impl Record {
     pub(crate) fn new(spec: &Spec) -> Self {
         Self {
-            stack: if spec.raw { "raw-udp" } else { "sturnus" },
+            stack: if spec.raw {
+                "raw-udp"
+            } else if spec.secure.is_some() {
+                "sturnus-netcode"
+            } else {
+                "sturnus"
+            },
             workload: spec.workload.name(),
             qos: if spec.raw { "datagram".to_owned() } else { spec.qos.name().to_owned() },
             size: spec.size,

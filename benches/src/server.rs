@@ -7,11 +7,16 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use sturnus_netcode::server::ServerConfig;
+use sturnus_netcode::transport::SecureHost;
 use sturnus_socket::{Socket, SocketFactory};
-use sturnus_transport::{ChannelId, ConnectionId, Host, HostEvent};
+use sturnus_transport::{ChannelId, ConnectionId, Event, Host};
 
 use crate::wire::{self, Control, Report};
-use crate::{BenchResult, CONTROL_CHANNEL, bench_config, now, probe, raw_factory, udp_factory};
+use crate::{
+    BenchHost, BenchResult, CONTROL_CHANNEL, Secure, bench_config, now, probe, raw_factory,
+    udp_factory,
+};
 
 /// How long the server waits after `DONE` for stragglers of an unreliable run.
 const UNRELIABLE_GRACE: Duration = Duration::from_millis(100);
@@ -262,10 +267,32 @@ fn announce(addr: SocketAddr) -> BenchResult<()> {
     Ok(())
 }
 
-/// The Sturnus server: a [`Host`] with the bench's channel layout.
-pub(crate) fn serve_sturnus(bind: SocketAddr, duration: Option<Duration>) -> BenchResult<()> {
-    let mut host = Host::bind(bench_config(), &udp_factory(), bind)?;
-    announce(host.local_addr())?;
+/// The Sturnus server: a [`Host`] with the bench's channel layout, or its netcode transport
+/// mode when `secure` is given.
+pub(crate) fn serve_sturnus(
+    bind: SocketAddr,
+    duration: Option<Duration>,
+    secure: Option<&Secure>,
+) -> BenchResult<()> {
+    match secure {
+        None => serve(Host::bind(bench_config(), &udp_factory(), bind)?, duration),
+        Some(secure) => {
+            // Port 0 in the public address: the host takes the bound one.
+            let netcode = ServerConfig {
+                max_clients: MAX_NETCODE_CLIENTS,
+                ..ServerConfig::new(secure.protocol_id, secure.key, bind)
+            };
+            let host = SecureHost::bind(&bench_config(), &netcode, &udp_factory(), bind)?;
+            serve(host, duration)
+        }
+    }
+}
+
+/// Clients a secure bench server takes (the `clients` workload's largest runs).
+const MAX_NETCODE_CLIENTS: usize = 100_000;
+
+fn serve<H: BenchHost>(mut host: H, duration: Option<Duration>) -> BenchResult<()> {
+    announce(host.local_addr().ok_or("the transport has no address")?)?;
     let deadline = duration.map(|d| now() + d);
     let mut tally = Tally::<ConnectionId>::new();
     let mut scratch =
@@ -274,30 +301,30 @@ pub(crate) fn serve_sturnus(bind: SocketAddr, duration: Option<Duration>) -> Ben
             bench_config().max_message_size(sturnus_transport::Qos::ReliableFragmentedSequenced)
         ];
     loop {
-        let (conn, channel, action, len) = match host.receive()? {
-            HostEvent::Data { conn, channel, payload } => {
+        let (conn, channel, action, len) = match host.poll_event(now())? {
+            Some(Event::Data { conn, channel, payload }) => {
                 let action = tally.on_message(conn, channel.0, payload);
                 if action == Action::Echo {
                     scratch[..payload.len()].copy_from_slice(payload);
                 }
                 (conn, channel, action, payload.len())
             }
-            HostEvent::Disconnect(conn, _) => {
+            Some(Event::Disconnected { conn, .. }) => {
                 tally.forget(conn);
                 continue;
             }
-            HostEvent::Nothing => {
+            None => {
                 let at = now();
                 tally.stamp(at);
-                if let Some((peer, report)) = tally.due_report(at, host.socket().stats().bytes_sent)
-                {
+                if let Some((peer, report)) = tally.due_report(at, host.bytes_sent()) {
                     let _ = host.send(peer, CONTROL_CHANNEL, &report);
                 }
                 if deadline.is_some_and(|d| at >= d) {
                     return Ok(());
                 }
+                host.flush(at)?;
                 if !tally.busy_poll() {
-                    host.wait(Some(tally.idle_wait()))?;
+                    host.wait(tally.idle_wait())?;
                 }
                 continue;
             }
@@ -310,7 +337,7 @@ pub(crate) fn serve_sturnus(bind: SocketAddr, duration: Option<Duration>) -> Ben
                 tally.echoed(queued);
             }
             Action::Start(control) => {
-                let started = tally.start(control, host.socket().stats().bytes_sent);
+                let started = tally.start(control, host.bytes_sent());
                 let _ = host.send(conn, ChannelId(CONTROL_CHANNEL.0), &started);
             }
             Action::Done(control) => {

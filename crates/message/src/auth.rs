@@ -5,17 +5,44 @@ use std::net::SocketAddr;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sturnus_transport::PeerIdentity;
 
 use crate::event::GoodbyeReason;
 use crate::{Message, PlayerId, codec};
 
 /// Who is asking to be let in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Applicant {
     /// The player the connection was given.
     pub player: PlayerId,
     /// Its remote address (`None` for a local client in host mode).
     pub address: Option<SocketAddr>,
+    /// Whether what it sends cannot be read or altered on the way: its connection is
+    /// encrypted and authenticated (a secure transport), or it is a local client.
+    pub secure: bool,
+    /// What its transport proved about it: the client id and user data of the connect token
+    /// it connected with (the netcode transport mode), or `None`.
+    pub identity: Option<PeerIdentity>,
+}
+
+impl Applicant {
+    /// An applicant (for testing an [`Authenticator`]): `secure` and `identity` as its
+    /// transport would report them.
+    pub fn new(
+        player: PlayerId,
+        address: Option<SocketAddr>,
+        secure: bool,
+        identity: Option<PeerIdentity>,
+    ) -> Self {
+        Self { player, address, secure, identity }
+    }
+
+    /// Whether a secret sent by this applicant stayed secret: its connection is secure, or
+    /// it is on this machine (a local client, or a loopback address).
+    pub fn is_private(&self) -> bool {
+        self.secure || self.address.is_none_or(|address| address.ip().is_loopback())
+    }
 }
 
 /// Decides whether a connected client may play.
@@ -81,12 +108,17 @@ pub struct Login {
 /// Lets in clients that know a shared password, and attaches their chosen name (a `String`) to
 /// the player.
 ///
-/// An example of the trait, fit for a private game among friends. Without an encrypted
-/// transport the password crosses the network in the clear; real accounts want a token checked
-/// against an account service.
+/// Fit for a private game among friends. A password must not cross a network in the clear:
+/// it refuses a player whose connection is plaintext and not local (see
+/// [`Applicant::is_private`]) — run the server on a secure transport (the netcode transport
+/// mode), or call [`allow_plaintext`](Self::allow_plaintext) for development on a trusted
+/// network. (The client, for its part, does not send a [`Login`] over such a connection.)
+/// Real accounts want connect tokens minted by an account service: see
+/// [`TokenAuthenticator`].
 #[derive(Clone)]
 pub struct PasswordAuthenticator {
     password: String,
+    allow_plaintext: bool,
 }
 
 impl std::fmt::Debug for PasswordAuthenticator {
@@ -98,7 +130,15 @@ impl std::fmt::Debug for PasswordAuthenticator {
 impl PasswordAuthenticator {
     /// An authenticator for `password`.
     pub fn new(password: impl Into<String>) -> Self {
-        Self { password: password.into() }
+        Self { password: password.into(), allow_plaintext: false }
+    }
+
+    /// Accepts passwords that crossed a plaintext connection from another host too: for
+    /// development on a trusted network only.
+    #[must_use]
+    pub fn allow_plaintext(mut self) -> Self {
+        self.allow_plaintext = true;
+        self
     }
 }
 
@@ -115,7 +155,12 @@ impl Authenticator for PasswordAuthenticator {
     type Credentials = Login;
     type Data = String;
 
-    fn authenticate(&mut self, _: &Applicant, login: Login) -> Result<String, String> {
+    fn authenticate(&mut self, applicant: &Applicant, login: Login) -> Result<String, String> {
+        if !applicant.is_private() && !self.allow_plaintext {
+            return Err("a password login needs an encrypted connection (this server does not \
+                        accept passwords sent in the clear)"
+                .into());
+        }
         if !same_bytes(login.password.as_bytes(), self.password.as_bytes()) {
             return Err("wrong password".into());
         }
@@ -124,6 +169,33 @@ impl Authenticator for PasswordAuthenticator {
             return Err("the name must be 1 to 32 printable characters".into());
         }
         Ok(login.name)
+    }
+}
+
+/// Lets in the players whose connection presented a connect token: with the netcode transport
+/// mode, the game's backend (an account service, a matchmaker) mints each player a token
+/// sealed under the key it shares with the servers, so the token is the login and no password
+/// crosses the network. The token's client id and user data are attached to the player (read
+/// them with [`Player::auth_data`](crate::Player::auth_data) as a
+/// [`PeerIdentity`]).
+///
+/// A player whose transport proved nothing (a plaintext transport) is refused. The host's own
+/// player (a local client in host mode) is let in with client id 0 and no user data.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenAuthenticator;
+
+impl Authenticator for TokenAuthenticator {
+    type Credentials = ();
+    type Data = PeerIdentity;
+
+    fn authenticate(&mut self, applicant: &Applicant, (): ()) -> Result<PeerIdentity, String> {
+        match (&applicant.identity, applicant.address) {
+            (Some(identity), _) => Ok(identity.clone()),
+            (None, None) => Ok(PeerIdentity { client_id: 0, user_data: Box::new([]) }),
+            (None, Some(_)) => {
+                Err("this server admits players with a connect token (netcode)".into())
+            }
+        }
     }
 }
 
@@ -177,7 +249,7 @@ mod tests {
     #[test]
     fn password_checks_password_and_name() {
         let mut auth = PasswordAuthenticator::new("hunter2");
-        let who = Applicant { player: PlayerId(1), address: None };
+        let who = Applicant::new(PlayerId(1), None, false, None);
         let login =
             |name: &str, password: &str| Login { name: name.into(), password: password.into() };
         assert_eq!(auth.authenticate(&who, login("ada", "hunter2")), Ok("ada".to_string()));
@@ -185,6 +257,35 @@ mod tests {
         assert!(auth.authenticate(&who, login("ada", "hunter22")).is_err());
         assert!(auth.authenticate(&who, login("", "hunter2")).is_err());
         assert!(auth.authenticate(&who, login("a\nb", "hunter2")).is_err());
+    }
+
+    #[test]
+    fn passwords_must_not_have_crossed_a_network_in_the_clear() {
+        let login = || Login { name: "ada".into(), password: "hunter2".into() };
+        let remote = Some("203.0.113.9:5000".parse().unwrap());
+        let loopback = Some("127.0.0.1:5000".parse().unwrap());
+        let mut auth = PasswordAuthenticator::new("hunter2");
+        let plaintext = Applicant::new(PlayerId(1), remote, false, None);
+        assert!(auth.authenticate(&plaintext, login()).unwrap_err().contains("encrypted"));
+        let secure = Applicant::new(PlayerId(1), remote, true, None);
+        assert_eq!(auth.authenticate(&secure, login()), Ok("ada".into()));
+        let local = Applicant::new(PlayerId(1), loopback, false, None);
+        assert_eq!(auth.authenticate(&local, login()), Ok("ada".into()));
+        let mut relaxed = PasswordAuthenticator::new("hunter2").allow_plaintext();
+        assert_eq!(relaxed.authenticate(&plaintext, login()), Ok("ada".into()));
+    }
+
+    #[test]
+    fn a_token_is_the_login() {
+        let remote = Some("203.0.113.9:5000".parse().unwrap());
+        let identity = PeerIdentity { client_id: 9, user_data: Box::new([1, 2, 3]) };
+        let mut auth = TokenAuthenticator;
+        let with_token = Applicant::new(PlayerId(1), remote, true, Some(identity.clone()));
+        assert_eq!(auth.authenticate(&with_token, ()), Ok(identity));
+        let without = Applicant::new(PlayerId(1), remote, true, None);
+        assert!(auth.authenticate(&without, ()).is_err());
+        let host = Applicant::new(PlayerId(1), None, true, None);
+        assert_eq!(auth.authenticate(&host, ()).map(|i| i.client_id), Ok(0));
     }
 
     #[test]
@@ -199,7 +300,7 @@ mod tests {
     #[test]
     fn erased_rejects_malformed_credentials() {
         let mut auth = Erased(PasswordAuthenticator::new("x"));
-        let who = Applicant { player: PlayerId(1), address: None };
+        let who = Applicant::new(PlayerId(1), None, false, None);
         assert_eq!(
             auth.authenticate(&who, &[0xff, 0xff]).err().as_deref(),
             Some("malformed credentials")

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sturnus_transport::{ChannelId, ConnectionId, ConnectionStats, Event, Transport};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::auth::{AuthRequest, AuthResponse, Goodbye};
 use crate::channels;
@@ -159,6 +159,11 @@ pub struct ClientContext {
     names: codec::Names,
     scratch: Vec<u8>,
     credentials: Vec<u8>,
+    /// The credentials are a secret (a [`Login`](crate::Login)'s password): they are sent
+    /// only over a connection that keeps them secret, unless allowed.
+    credentials_secret: bool,
+    /// Send secret credentials over plaintext to other hosts anyway.
+    plaintext_credentials_allowed: bool,
     pending: VecDeque<ClientEvent>,
     stats: ClientStats,
     /// The time of the latest input (`None` before the first).
@@ -359,8 +364,17 @@ impl ClientContext {
         tracing::info_span!("endpoint", name = %self.config.name)
     }
 
-    /// The connection is up: present the credentials.
-    fn on_connected(&mut self) {
+    /// The connection is up: present the credentials, unless they are secret and the
+    /// connection is neither encrypted nor to this machine (`private` says whether it is).
+    fn on_connected(&mut self, private: bool) {
+        if self.credentials_secret && !private && !self.plaintext_credentials_allowed {
+            warn!(
+                "not sending the password over a plaintext connection to another host: use a \
+                 secure transport (netcode), or allow it with allow_plaintext_credentials"
+            );
+            self.close(DisconnectReason::InsecureCredentials);
+            return;
+        }
         self.state = ClientState::Authenticating;
         self.pending.push_back(ClientEvent::Connected);
         let request = AuthRequest(std::mem::take(&mut self.credentials));
@@ -375,7 +389,11 @@ impl ClientContext {
 #[derive(Debug, Clone, Copy)]
 enum Step {
     Nothing,
-    Connected,
+    /// The connection is up; `private`: encrypted or to this machine (worked out once the
+    /// transport's event is no longer lent).
+    Connected {
+        private: Option<bool>,
+    },
     Disconnected(sturnus_transport::DisconnectReason),
     /// A typed handler decoded it.
     Handler(MessageId),
@@ -487,6 +505,8 @@ impl NetworkClient {
                 names: codec::Names::with_internal(),
                 scratch: Vec::new(),
                 credentials: Vec::new(),
+                credentials_secret: false,
+                plaintext_credentials_allowed: false,
                 pending: VecDeque::new(),
                 stats: ClientStats::default(),
                 now: None,
@@ -513,10 +533,28 @@ impl NetworkClient {
 
     /// Sets the credentials sent to the server when the connection is made: the server's
     /// [`Authenticator::Credentials`](crate::Authenticator::Credentials).
-    pub fn set_credentials<C: Serialize>(&mut self, credentials: &C) -> Result<(), MessageError> {
+    ///
+    /// A [`Login`](crate::Login) carries a password: it is sent only over a secure transport
+    /// (one whose [`is_secure`](sturnus_transport::Transport::is_secure) says so: the netcode
+    /// transport mode) or to a loopback address. Over plaintext to another host the client
+    /// does not send it and disconnects with [`DisconnectReason::InsecureCredentials`],
+    /// unless [`allow_plaintext_credentials`](Self::allow_plaintext_credentials) says
+    /// otherwise.
+    pub fn set_credentials<C: Serialize + 'static>(
+        &mut self,
+        credentials: &C,
+    ) -> Result<(), MessageError> {
         self.ctx.credentials = postcard::to_allocvec(credentials)
             .map_err(|source| MessageError::Encode { name: "credentials", source })?;
+        self.ctx.credentials_secret =
+            std::any::TypeId::of::<C>() == std::any::TypeId::of::<crate::Login>();
         Ok(())
+    }
+
+    /// Lets a password ([`Login`](crate::Login)) cross a plaintext connection to another host
+    /// (`true`): for development on a trusted network only — anyone on the path reads it.
+    pub fn allow_plaintext_credentials(&mut self, allowed: bool) {
+        self.ctx.plaintext_credentials_allowed = allowed;
     }
 
     /// Connects to the server at `server` over `transport` (which must have the layout's
@@ -653,7 +691,7 @@ impl NetworkClient {
             let step = match transport.poll_event(now)? {
                 None => return Ok(()),
                 Some(Event::Connected(c)) if c == conn && *state == ClientState::Connecting => {
-                    Step::Connected
+                    Step::Connected { private: None }
                 }
                 Some(Event::Data { conn: c, channel, payload })
                     if c == conn && *state != ClientState::Disconnected =>
@@ -667,6 +705,14 @@ impl NetworkClient {
                 }
                 Some(_) => Step::Nothing,
             };
+            let step = match (step, &self.ctx.route) {
+                (Step::Connected { .. }, Route::Remote { transport, conn }) => {
+                    let private = transport.is_secure()
+                        || transport.remote_address(*conn).is_some_and(|a| a.ip().is_loopback());
+                    Step::Connected { private: Some(private) }
+                }
+                (step, _) => step,
+            };
             self.apply(step, above);
             self.dispatch_events(above);
         }
@@ -675,7 +721,8 @@ impl NetworkClient {
 
     fn receive_local(&mut self, above: &mut dyn ClientDispatch) {
         if self.ctx.state == ClientState::Connecting {
-            self.ctx.on_connected();
+            // In-process: nothing crosses a network.
+            self.ctx.on_connected(true);
             self.dispatch_events(above);
         }
         let mut local = std::mem::take(&mut self.local);
@@ -721,9 +768,9 @@ impl NetworkClient {
         let ctx = &mut self.ctx;
         let handled = match step {
             Step::Nothing => return,
-            Step::Connected => {
+            Step::Connected { private } => {
                 info!("client connected");
-                ctx.on_connected();
+                ctx.on_connected(private.unwrap_or(false));
                 return;
             }
             Step::Disconnected(reason) => {

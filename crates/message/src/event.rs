@@ -38,6 +38,9 @@ pub enum DisconnectReason {
     /// The player could not keep up: a reliable broadcast could not be queued for it (its
     /// transport send queue was full), so it would have missed what every other player got.
     Overloaded,
+    /// The client did not send its password: the connection is plaintext and to another host
+    /// (see [`NetworkClient::set_credentials`](crate::NetworkClient::set_credentials)).
+    InsecureCredentials,
 }
 
 impl fmt::Display for DisconnectReason {
@@ -47,6 +50,9 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::ClosedByPeer => f.write_str("closed by the peer"),
             DisconnectReason::Transport(reason) => write!(f, "{reason}"),
             DisconnectReason::AuthRejected(why) => write!(f, "authentication rejected: {why}"),
+            DisconnectReason::InsecureCredentials => f.write_str(
+                "the password was not sent: the connection is neither encrypted nor local",
+            ),
             DisconnectReason::AuthThrottled { retry_after } => write!(
                 f,
                 "authentication throttled: too many attempts from this address, retry after {} ms",

@@ -109,7 +109,9 @@ mod player;
 mod server;
 mod throttle;
 
-pub use auth::{Applicant, Authenticator, Login, NoopAuthenticator, PasswordAuthenticator};
+pub use auth::{
+    Applicant, Authenticator, Login, NoopAuthenticator, PasswordAuthenticator, TokenAuthenticator,
+};
 pub use channels::ChannelLayout;
 pub use client::{ClientContext, ClientState, ClientStats, NetworkClient};
 pub use config::{AuthThrottle, ClientConfig, RateLimit, ServerConfig};
@@ -121,6 +123,7 @@ pub use player::{Player, PlayerId, PlayerStats};
 pub use server::{NetworkServer, ServerContext, ServerStats};
 /// Derives [`Message`]; see the trait.
 pub use sturnus_derive::Message;
+pub use sturnus_transport::PeerIdentity;
 pub use sturnus_transport::{ChannelId, Qos, Transport};
 
 /// What the object layer shares with this crate. Not a stable API.

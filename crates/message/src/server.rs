@@ -1207,7 +1207,14 @@ impl NetworkServer {
             }
         }
         slot.stats.messages_handled += 1;
-        let applicant = Applicant { player: id, address: slot.address };
+        let (secure, identity) = match (&slot.route, &ctx.transport) {
+            (Route::Remote(conn), Some(transport)) => {
+                (transport.is_secure(), transport.peer_identity(*conn))
+            }
+            // In-process: nothing crossed a network.
+            _ => (true, None),
+        };
+        let applicant = Applicant::new(id, slot.address, secure, identity);
         let verdict = match codec::decode::<AuthRequest>(&self.recv) {
             Some(AuthRequest(credentials)) => {
                 self.authenticator.authenticate(&applicant, &credentials)

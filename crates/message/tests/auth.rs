@@ -29,7 +29,7 @@ fn login(name: &str, password: &str) -> Login {
 fn accept_with_data_and_reject_with_reason() {
     for path in paths(4) {
         let mut world = World::new(path, server_config(), |server| {
-            server.set_authenticator(PasswordAuthenticator::new("sesame"));
+            server.set_authenticator(PasswordAuthenticator::new("sesame").allow_plaintext());
             server
                 .register_handler(|mut player: Player<'_>, Whoami| {
                     let name = player.auth_data::<String>().cloned().unwrap();
@@ -180,7 +180,7 @@ fn the_transport_trusts_a_connection_once_its_player_authenticates() {
         let trust: Arc<Mutex<Vec<(&'static str, bool)>>> = Arc::default();
         let seen = Arc::clone(&trust);
         let mut world = World::new(path, server_config(), move |server| {
-            server.set_authenticator(PasswordAuthenticator::new("sesame"));
+            server.set_authenticator(PasswordAuthenticator::new("sesame").allow_plaintext());
             server.on_event(move |ctx, event| {
                 let (when, id) = match event {
                     ServerEvent::Connected(id) => ("connected", *id),
@@ -195,5 +195,47 @@ fn the_transport_trusts_a_connection_once_its_player_authenticates() {
         assert!(world.run_until(|w| w.clients[0].is_authenticated()), "{path:?}");
         assert!(world.run_until(|_| trust.lock().len() == 2), "{path:?}");
         assert_eq!(*trust.lock(), [("connected", false), ("authenticated", true)], "{path:?}");
+    }
+}
+
+/// A password never crosses a plaintext connection to another host: the client keeps it and
+/// disconnects, and a server that receives one anyway (from a client told to send it) refuses
+/// it. Over UDP on 127.0.0.1 (this machine) and in host mode both are fine.
+#[test]
+fn a_password_does_not_cross_a_plaintext_network() {
+    let sim = Path::Sim { seed: 3, loss: 0.0 };
+    let mut world = World::new(sim, server_config(), |server| {
+        server.set_authenticator(PasswordAuthenticator::new("sesame"));
+    });
+    let guarded = world.add_client(Some(&login("ada", "sesame")), |client| {
+        client.allow_plaintext_credentials(false);
+    });
+    let careless = world.add_client(Some(&login("bob", "sesame")), |_| {});
+    assert!(world.run_until(|w| {
+        w.log.clients[guarded].iter().any(|e| matches!(e, ClientEvent::Disconnected(_)))
+            && w.log.clients[careless].iter().any(|e| matches!(e, ClientEvent::Disconnected(_)))
+    }));
+    assert_eq!(
+        world.log.clients[guarded].last(),
+        Some(&ClientEvent::Disconnected(DisconnectReason::InsecureCredentials))
+    );
+    assert!(
+        matches!(
+            world.log.clients[careless].last(),
+            Some(ClientEvent::Disconnected(DisconnectReason::AuthRejected(why))) if why.contains("encrypted")
+        ),
+        "{:?}",
+        world.log.clients[careless]
+    );
+    assert_eq!(world.server.stats().auth_accepted, 0);
+
+    for path in [Path::Udp, Path::Local] {
+        let mut world = World::new(path, server_config(), |server| {
+            server.set_authenticator(PasswordAuthenticator::new("sesame"));
+        });
+        world.add_client(Some(&login("ada", "sesame")), |client| {
+            client.allow_plaintext_credentials(false);
+        });
+        assert!(world.run_until(|w| w.clients[0].is_authenticated()), "{path:?}");
     }
 }

@@ -531,6 +531,35 @@ impl Client {
         Ok(())
     }
 
+    /// [`send`](Self::send), sealing the payload packet straight into `out` (at least
+    /// [`MAX_PACKET_BYTES`](crate::MAX_PACKET_BYTES) bytes) instead of queueing it: returns its
+    /// length and where it goes, for a driver that sends it at once without a copy of its own.
+    ///
+    /// Errors: as [`send`](Self::send), and [`NetcodeError::BufferTooSmall`].
+    pub fn send_into(
+        &mut self,
+        now: Instant,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<(usize, SocketAddr), NetcodeError> {
+        if payload.is_empty() || payload.len() > crate::MAX_PAYLOAD_BYTES {
+            return Err(NetcodeError::PayloadSize(payload.len()));
+        }
+        let (ClientState::Connected, Some(to)) = (self.state, self.server_address()) else {
+            return Err(NetcodeError::NotConnected);
+        };
+        let len = packet::write(
+            &Packet::Payload(payload),
+            self.sequence,
+            self.protocol_id(),
+            keys(&self.kind).0,
+            out,
+        )?;
+        self.sequence = self.sequence.wrapping_add(1);
+        self.last_send = Some(now);
+        Ok((len, to))
+    }
+
     /// Disconnects: when connected, sends the redundant disconnect packets; the client ends
     /// in [`ClientState::Disconnected`].
     pub fn disconnect(&mut self, now: Instant) {

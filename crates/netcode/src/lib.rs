@@ -64,9 +64,9 @@
 //! `netcode-official`'s client and server (live over UDP) and to `renetcode`'s (in memory) in
 //! both roles (the crate's `tests/endpoints.rs`).
 //!
-//! What this crate does not do yet: the transport mode that carries Sturnus's own packets
-//! inside netcode payload packets (issue 17 of the project). It is the layer that mode is
-//! built on.
+//! [`transport`] is the transport mode: Sturnus's own packets (header, acknowledgements, the
+//! eleven QoS kinds of channel) inside netcode payload packets, as a `Transport` the message
+//! layer and the `NetworkManager` run over.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -76,6 +76,7 @@ pub mod packet;
 pub mod replay;
 pub mod server;
 pub mod token;
+pub mod transport;
 
 mod error;
 

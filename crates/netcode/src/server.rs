@@ -9,7 +9,10 @@
 //! It follows the standard's server rules: a request is ignored unless its token opens under
 //! the private key, is for this protocol, has not expired and lists this server's own public
 //! address; unless neither its address nor its client id is connected; and unless its token
-//! (known by its tag) was not used from another address. Only a full server answers with a
+//! (known by its tag) was not used from another address. Stricter than the standard, a token
+//! makes one connection: once it has, it is refused even from its own address (the
+//! connection's keys are the token's, so a second connection would reuse the first one's
+//! nonces, and its packets could be replayed into it). Only a full server answers with a
 //! denial. Nothing is kept for a request until its token has opened, and what is kept (the
 //! pending keys, the token-use history) is bounded; a full history refuses new tokens rather
 //! than forget an unexpired one.
@@ -139,7 +142,8 @@ pub struct ServerStats {
     pub replays_dropped: u64,
     /// Requests whose token did not open or did not list this server.
     pub requests_invalid: u64,
-    /// Requests ignored: address or client id connected, token used from another address.
+    /// Requests ignored: address or client id connected, token used from another address or
+    /// already connected once.
     pub requests_ignored: u64,
     /// Requests refused because the token-use history or the pending table was full of
     /// unexpired entries.
@@ -166,6 +170,8 @@ pub struct ServerStats {
 
 /// The keys of a client between its request and its response.
 struct Pending {
+    /// Its token's tag (its key in the token-use history).
+    token_mac: [u8; MAC_BYTES],
     client_to_server_key: Key,
     server_to_client_key: Key,
     timeout_seconds: i32,
@@ -210,10 +216,15 @@ impl Drop for Slot {
     }
 }
 
-/// A token seen: the address that used it, and when it expires.
+/// A token seen: the address that used it, when it expires, and whether it made a
+/// connection.
 struct TokenUse {
     address: SocketAddr,
     expire_timestamp: u64,
+    /// A token makes one connection: its keys are the connection's, and a second connection
+    /// under them would number its packets from 0 again (nonces reused, and the first
+    /// connection's packets replayable into it).
+    connected: bool,
 }
 
 /// The server's side of the native profile.
@@ -290,8 +301,9 @@ impl Server {
             max_clients,
             global_sequence: SEQUENCE_START,
             challenge_sequence: SEQUENCE_START,
-            slots: (0..max_clients).map(|_| None).collect(),
-            free: (0..max_clients).rev().collect(),
+            // Grown as clients come (a server sized for 100,000 holds nothing for them idle).
+            slots: Vec::new(),
+            free: Vec::new(),
             by_address: HashMap::new(),
             by_client_id: HashMap::new(),
             pending: HashMap::new(),
@@ -353,6 +365,11 @@ impl Server {
     /// The address of the client in `client_index`, if one is connected there.
     pub fn client_address(&self, client_index: usize) -> Option<SocketAddr> {
         self.slot(client_index).map(|slot| slot.address)
+    }
+
+    /// The slot of the client connected from `address`, if one is (O(1)).
+    pub fn client_index(&self, address: SocketAddr) -> Option<usize> {
+        self.by_address.get(&address).copied()
     }
 
     /// The next datagram to send, and where. Give it back with [`recycle`](Self::recycle)
@@ -459,7 +476,7 @@ impl Server {
         let mut mac = [0; MAC_BYTES];
         mac.copy_from_slice(&sealed[CONNECT_TOKEN_PRIVATE_BYTES - MAC_BYTES..]);
         match self.token_history.get(&mac) {
-            Some(used) if used.address != from => {
+            Some(used) if used.address != from || used.connected => {
                 self.stats.requests_ignored += 1;
                 return;
             }
@@ -472,7 +489,8 @@ impl Server {
                     self.stats.requests_refused_full_tables += 1;
                     return;
                 }
-                self.token_history.insert(mac, TokenUse { address: from, expire_timestamp });
+                self.token_history
+                    .insert(mac, TokenUse { address: from, expire_timestamp, connected: false });
             }
         }
         if self.by_address.len() >= self.max_clients {
@@ -495,6 +513,7 @@ impl Server {
         self.pending.insert(
             from,
             Pending {
+                token_mac: mac,
                 client_to_server_key: private.client_to_server_key,
                 server_to_client_key: private.server_to_client_key,
                 timeout_seconds: private.timeout_seconds,
@@ -536,12 +555,20 @@ impl Server {
         let Some(pending) = self.pending.remove(&from) else {
             return;
         };
-        let Some(index) = self.free.pop() else {
+        let grown = || self.slots.len();
+        let index = self.free.pop().or_else(|| (grown() < self.max_clients).then(grown));
+        if index == Some(self.slots.len()) {
+            self.slots.push(None);
+        }
+        let Some(index) = index else {
             let sequence = self.next_global_sequence();
             self.push_packet(from, &Packet::Denied, sequence, &pending.server_to_client_key);
             self.stats.denied_sent += 1;
             return;
         };
+        if let Some(used) = self.token_history.get_mut(&pending.token_mac) {
+            used.connected = true;
+        }
         let binding =
             crate::session_binding(&pending.client_to_server_key, &pending.server_to_client_key);
         let slot = Slot {
@@ -572,7 +599,7 @@ impl Server {
     /// A native handshake packet from an address with no connection.
     fn handle_native(&mut self, now: Instant, unix_seconds: u64, from: SocketAddr, bytes: &[u8]) {
         let protocol_id = self.protocol_id;
-        let full = self.free.is_empty();
+        let full = self.next_index().is_none();
         let Some(native) = &mut self.native else {
             self.stats.packets_dropped += 1;
             self.stats.native_disabled += 1;
@@ -642,11 +669,11 @@ impl Server {
         client_ephemeral: &native::PublicKey,
     ) {
         let max_clients = u32::try_from(self.max_clients).unwrap_or(u32::MAX);
-        let Some(native) = &mut self.native else {
+        let Some(index) = self.next_index() else {
+            self.stats.native_refused_full += 1;
             return;
         };
-        let Some(&index) = self.free.last() else {
-            self.stats.native_refused_full += 1;
+        let Some(native) = &mut self.native else {
             return;
         };
         let Ok((ephemeral, server_ephemeral)) = native::ephemeral() else {
@@ -675,7 +702,11 @@ impl Server {
         let client_id = native.next_client_id;
         native.next_client_id = native.next_client_id.wrapping_add(1);
         let timeout = Some(native.timeout);
-        self.free.pop();
+        if self.free.last() == Some(&index) {
+            self.free.pop();
+        } else {
+            self.slots.push(None);
+        }
         let kept = self.buffers.copy_of(&accept);
         self.slots[index] = Some(Slot {
             address: from,
@@ -814,6 +845,44 @@ impl Server {
         Ok(())
     }
 
+    /// [`send`](Self::send), sealing the payload packet straight into `out` (at least
+    /// [`MAX_PACKET_BYTES`](crate::MAX_PACKET_BYTES) bytes) instead of queueing it: returns its
+    /// length and where it goes, for a driver that sends it at once without a copy of its own.
+    ///
+    /// Errors: as [`send`](Self::send), and [`NetcodeError::BufferTooSmall`].
+    pub fn send_into(
+        &mut self,
+        now: Instant,
+        client_index: usize,
+        payload: &[u8],
+        out: &mut [u8],
+    ) -> Result<(usize, SocketAddr), NetcodeError> {
+        if payload.is_empty() || payload.len() > crate::MAX_PAYLOAD_BYTES {
+            return Err(NetcodeError::PayloadSize(payload.len()));
+        }
+        let confirmed =
+            self.slot(client_index).ok_or(NetcodeError::NoClient(client_index))?.confirmed;
+        if !confirmed {
+            self.send_keep_alive(now, client_index);
+        }
+        let protocol_id = self.protocol_id;
+        let slot = self
+            .slots
+            .get_mut(client_index)
+            .and_then(Option::as_mut)
+            .ok_or(NetcodeError::NoClient(client_index))?;
+        let len = packet::write(
+            &Packet::Payload(payload),
+            slot.sequence,
+            protocol_id,
+            &slot.server_to_client_key,
+            out,
+        )?;
+        slot.sequence = slot.sequence.wrapping_add(1);
+        slot.last_send = now;
+        Ok((len, slot.address))
+    }
+
     /// Disconnects the client in `client_index`: sends it the redundant disconnect packets,
     /// frees the slot and reports [`DisconnectReason::ServerDisconnected`]. Does nothing if
     /// no client is there.
@@ -825,6 +894,13 @@ impl Server {
             self.send_to_slot(now, client_index, &Packet::Disconnect);
         }
         self.free_slot(client_index, DisconnectReason::ServerDisconnected);
+    }
+
+    /// The slot the next client would take (a freed one, or the next one grown), if the
+    /// server is not full.
+    fn next_index(&self) -> Option<usize> {
+        let grown = self.slots.len();
+        self.free.last().copied().or_else(|| (grown < self.max_clients).then_some(grown))
     }
 
     fn slot(&self, index: usize) -> Option<&Slot> {

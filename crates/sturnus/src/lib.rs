@@ -164,6 +164,15 @@ pub mod transport {
     pub use sturnus_transport::*;
 }
 
+/// Secure connections ([`sturnus-netcode`](sturnus_netcode)): netcode 1.02 connect tokens
+/// (minted by the game's backend), encrypted and authenticated packets, and the transport
+/// mode that carries Sturnus's channels inside them (`SecureHost`, a `Transport`).
+#[cfg(feature = "secure")]
+pub mod netcode {
+    #[doc(inline)]
+    pub use sturnus_netcode::*;
+}
+
 /// The message layer ([`sturnus-message`](sturnus_message)): `NetworkServer`,
 /// `NetworkClient`, players, typed messages, authenticators and host mode.
 #[cfg(feature = "message")]

@@ -60,6 +60,33 @@ impl fmt::Debug for TransportFactory {
     }
 }
 
+/// Opens the netcode transport mode for one side.
+#[cfg(feature = "secure")]
+fn open_netcode(
+    settings: &NetcodeSettings,
+    client: bool,
+    addr: SocketAddr,
+    endpoint: &EndpointConfig,
+) -> Result<Box<dyn Transport>, ManagerError> {
+    use sturnus_netcode::server::ServerConfig as NetcodeServer;
+    use sturnus_netcode::transport::SecureHost;
+    let factory = UdpSocketFactory::default();
+    let host = if client {
+        let token = settings.token.clone().ok_or(ManagerError::Secure(
+            "a netcode client needs a connect token (NetcodeSettings::client)",
+        ))?;
+        SecureHost::client(endpoint, token, &factory)
+    } else {
+        let key = settings.private_key.ok_or(ManagerError::Secure(
+            "a netcode server needs the private key it shares with the token minter",
+        ))?;
+        let public = settings.public_address.unwrap_or(addr);
+        let netcode = NetcodeServer::new(settings.protocol_id, key, public);
+        SecureHost::bind(endpoint, &netcode, &factory, addr)
+    };
+    Ok(Box::new(host?))
+}
+
 /// Which transport the manager opens.
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
@@ -74,6 +101,62 @@ pub enum TransportChoice {
     Memory(MemoryNetwork),
     /// Whatever the factory opens.
     Custom(TransportFactory),
+    /// UDP secured by netcode 1.02 (the transport mode of [`sturnus_netcode`]): every packet
+    /// encrypted and authenticated, clients admitted by connect tokens the game's backend
+    /// mints. What a game on the internet uses.
+    #[cfg(feature = "secure")]
+    Netcode(Box<NetcodeSettings>),
+}
+
+/// The settings of [`TransportChoice::Netcode`]: a server (or host) needs the private key and
+/// protocol id it shares with the backend that mints tokens; a client needs a token.
+#[cfg(feature = "secure")]
+#[derive(Clone)]
+pub struct NetcodeSettings {
+    /// The game's protocol id (servers accept only tokens for it).
+    pub protocol_id: u64,
+    /// The key shared with the token minter (server side). Keep it secret.
+    pub private_key: Option<sturnus_netcode::Key>,
+    /// The server's address as tokens list it, when it differs from the address the server
+    /// binds (behind a NAT, or bound to `0.0.0.0`).
+    pub public_address: Option<SocketAddr>,
+    /// The connect token the client connects with (client side), from the backend.
+    pub token: Option<sturnus_netcode::ConnectToken>,
+}
+
+#[cfg(feature = "secure")]
+impl fmt::Debug for NetcodeSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NetcodeSettings")
+            .field("protocol_id", &format_args!("{:#018x}", self.protocol_id))
+            .field("private_key", &self.private_key.map(|_| "<secret>"))
+            .field("public_address", &self.public_address)
+            .field("token", &self.token.as_ref().map(|_| "<token>"))
+            .finish()
+    }
+}
+
+#[cfg(feature = "secure")]
+impl NetcodeSettings {
+    /// A server's (or host's) transport.
+    pub fn server(protocol_id: u64, private_key: sturnus_netcode::Key) -> TransportChoice {
+        TransportChoice::Netcode(Box::new(Self {
+            protocol_id,
+            private_key: Some(private_key),
+            public_address: None,
+            token: None,
+        }))
+    }
+
+    /// A client's transport: the token it connects with.
+    pub fn client(token: sturnus_netcode::ConnectToken) -> TransportChoice {
+        TransportChoice::Netcode(Box::new(Self {
+            protocol_id: token.protocol_id,
+            private_key: None,
+            public_address: None,
+            token: Some(token),
+        }))
+    }
 }
 
 /// Settings of a [`NetworkManager`].
@@ -245,6 +328,13 @@ pub enum ManagerError {
     /// [`NetworkManager::scene_ready`] with no scene being loaded.
     #[error("no scene is waiting to be reported ready")]
     NoSceneLoading,
+    /// [`TransportChoice::Netcode`] without what the side needs (a key, a token).
+    #[error("{0}")]
+    Secure(&'static str),
+    /// The netcode transport could not be opened (the socket, the configuration).
+    #[cfg(feature = "secure")]
+    #[error("the secure transport could not be opened: {0}")]
+    SecureTransport(#[from] sturnus_netcode::transport::SecureError),
 }
 
 /// The longest scene name, in bytes (it fits every channel's smallest message).
@@ -978,6 +1068,8 @@ impl NetworkManager {
                 let side = if client { Side::Client } else { Side::Server };
                 (factory.0)(side, addr, &endpoint)?
             }
+            #[cfg(feature = "secure")]
+            TransportChoice::Netcode(settings) => open_netcode(settings, client, addr, &endpoint)?,
             TransportChoice::Memory(network) => {
                 let kinds = endpoint.channels.clone();
                 if client {

@@ -143,6 +143,13 @@ pub enum ConnectError {
     /// The I/O thread of a [`ThreadedHost`](crate::ThreadedHost) has stopped.
     #[error("the host's I/O thread has stopped")]
     HostStopped,
+    /// The transport may not connect there (a connect token that does not list the address,
+    /// a server-only transport).
+    #[error("this transport may not connect to {0}")]
+    NotPermitted(std::net::SocketAddr),
+    /// The accept filter refused the peer.
+    #[error("the accept filter refused {0}")]
+    Refused(std::net::SocketAddr),
     /// The operating system could not supply the connection's secret salt.
     #[error(transparent)]
     Randomness(#[from] RandomnessError),

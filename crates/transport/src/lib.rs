@@ -73,7 +73,7 @@ pub use error::{
     ConfigError, ConnectError, DecodeError, HostError, QueueLimit, RandomnessError, SendError,
 };
 pub use host::{Host, HostEvent, HostStats};
-pub use link::Transport;
+pub use link::{PeerIdentity, Transport};
 pub use memory::{MEMORY_MAX_MESSAGE, MemoryNetwork, MemoryTransport};
 pub use proto::connection::{Bytes, ConnectionStats};
 pub use proto::control::RejectReason;

@@ -110,6 +110,23 @@ pub trait Transport: fmt::Debug {
     /// The remote address of a connection, if the transport knows one.
     fn remote_address(&self, conn: ConnectionId) -> Option<SocketAddr>;
 
+    /// Whether every packet of this transport's connections is encrypted and authenticated
+    /// (a netcode or native secure transport): what the layer above checks before it lets a
+    /// secret, such as a password, cross a connection. Plaintext transports return `false`, as
+    /// the default does.
+    fn is_secure(&self) -> bool {
+        false
+    }
+
+    /// What the transport proved about the peer of `conn` when it connected, if it proves
+    /// anything: a secure transport that admits peers with connect tokens reports the token's
+    /// client id and user data, so that the token is the login. `None` for transports that
+    /// prove nothing (the default).
+    fn peer_identity(&self, conn: ConnectionId) -> Option<PeerIdentity> {
+        let _ = conn;
+        None
+    }
+
     /// The `tracing` span the transport's own logs go in when it writes them on a thread of its
     /// own: the message layer hands over the span naming its endpoint (`endpoint{name=…}`) when
     /// it is given the transport, so that two endpoints in one process are told apart.
@@ -118,6 +135,26 @@ pub trait Transport: fmt::Debug {
     /// default does.
     fn set_log_span(&mut self, span: tracing::Span) {
         let _ = span;
+    }
+}
+
+/// What a secure transport proved about a peer: the client id and user data of the connect
+/// token it connected with, sealed by the game's backend under a key the server shares with it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PeerIdentity {
+    /// The id the backend gave the client (an account id, typically).
+    pub client_id: u64,
+    /// The user data the backend put in the token (the game's login: an account, a team, a
+    /// rank, …; 256 bytes in netcode tokens).
+    pub user_data: Box<[u8]>,
+}
+
+impl fmt::Debug for PeerIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerIdentity")
+            .field("client_id", &self.client_id)
+            .field("user_data_len", &self.user_data.len())
+            .finish()
     }
 }
 
@@ -171,6 +208,12 @@ impl<T: Transport + ?Sized> Transport for Box<T> {
     }
     fn set_log_span(&mut self, span: tracing::Span) {
         (**self).set_log_span(span);
+    }
+    fn is_secure(&self) -> bool {
+        (**self).is_secure()
+    }
+    fn peer_identity(&self, conn: ConnectionId) -> Option<PeerIdentity> {
+        (**self).peer_identity(conn)
     }
 }
 

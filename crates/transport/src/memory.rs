@@ -319,6 +319,10 @@ impl Transport for MemoryTransport {
         let hub = lock(&self.network.hub);
         Some(hub.stations.get(&self.addr)?.peers.get(&conn)?.0)
     }
+    /// In-process: nothing crosses a network, so nothing can be read or altered on the way.
+    fn is_secure(&self) -> bool {
+        true
+    }
 }
 
 /// Closes `conn` of the station at `addr`; its peer sees `ClosedByPeer`.

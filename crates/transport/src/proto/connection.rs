@@ -168,6 +168,11 @@ pub(crate) struct Connecting {
     pub(crate) responses: u32,
     pub(crate) attempts: u32,
     pub(crate) next_attempt: Instant,
+    /// A transport below (a secure one) makes this connection: nothing is sent and no timer
+    /// runs until it hands over the salts (see
+    /// [`Endpoint::connect_below`](super::endpoint::Endpoint::connect_below)). A flag here
+    /// rather than a phase of its own keeps `Phase` pointer-sized.
+    pub(crate) below: bool,
 }
 
 /// ConnectResponses a connecting client sends with one cookie before it asks for a new one. A
@@ -183,6 +188,18 @@ pub(crate) enum Phase {
     Connecting(Box<Connecting>),
     /// Both sides know both salts.
     Connected,
+}
+
+impl Phase {
+    /// Connecting with this endpoint's own handshake (not through a transport below).
+    pub(crate) fn is_handshaking(&self) -> bool {
+        matches!(self, Phase::Connecting(connecting) if !connecting.below)
+    }
+
+    /// Waiting for a transport below to connect.
+    pub(crate) fn is_below(&self) -> bool {
+        matches!(self, Phase::Connecting(connecting) if connecting.below)
+    }
 }
 
 /// A packet sent and not yet forgotten: one per packet in flight, so kept small (64 bytes:
@@ -466,6 +483,26 @@ impl Connection {
         self.latest_number = number_of_first(first_seq(server_salt)).wrapping_sub(1);
         self.phase = Phase::Connected;
         self.last_recv = now;
+    }
+
+    /// The transport below connected: the salts it agreed with the peer replace ours, and
+    /// numbering starts both ways. Nothing was sent before (the phase sends nothing).
+    pub(crate) fn establish_below(
+        &mut self,
+        addr: SocketAddr,
+        client_salt: u64,
+        server_salt: u64,
+        now: Instant,
+    ) {
+        debug_assert!(self.sent.is_empty(), "a connection below sends nothing before this");
+        self.addr = addr;
+        self.client_salt = client_salt;
+        self.next_seq = first_seq(client_salt);
+        self.next_number = number_of_first(self.next_seq);
+        self.newest_ack = self.next_seq.sub(1);
+        self.last_send = now;
+        self.last_probe = now;
+        self.establish_as_client(server_salt, now);
     }
 
     pub(crate) fn is_connected(&self) -> bool {

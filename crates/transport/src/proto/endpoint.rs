@@ -634,6 +634,7 @@ impl Endpoint {
             responses: 0,
             attempts: 0,
             next_attempt: now,
+            below: false,
         }));
         let conn = Connection::new(&self.config, remote, phase, client_salt, 0, true, now);
         let id = self
@@ -670,6 +671,123 @@ impl Endpoint {
                     next_at: now,
                 });
             }
+        }
+    }
+
+    /// Starts a connection to `remote` that a transport below this endpoint makes (a secure
+    /// transport with a handshake of its own): nothing is sent and no timer runs until
+    /// [`establish_below`](Self::establish_below) hands over what that handshake agreed.
+    /// Messages may be queued at once, as with [`connect`](Self::connect). The transport below
+    /// reports a failure with [`close_below`](Self::close_below).
+    pub fn connect_below(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+    ) -> Result<ConnectionId, ConnectError> {
+        if self.by_addr.contains_key(&remote) {
+            return Err(ConnectError::AlreadyConnected(remote));
+        }
+        if self.live >= self.config.max_connections {
+            return Err(ConnectError::TooManyConnections(self.config.max_connections));
+        }
+        let below =
+            Connecting { cookie: None, responses: 0, attempts: 0, next_attempt: now, below: true };
+        let phase = Phase::Connecting(Box::new(below));
+        let conn = Connection::new(&self.config, remote, phase, 0, 0, true, now);
+        let id = self
+            .insert(conn)
+            .ok_or(ConnectError::TooManyConnections(self.config.max_connections))?;
+        tracing::debug!(conn = %id, %remote, "connecting through the transport below");
+        Ok(id)
+    }
+
+    /// The transport below connected `id` (from [`connect_below`](Self::connect_below)) to
+    /// `remote` (which may differ from the address first given: a token lists several servers)
+    /// and agreed the two salts with the peer; they must be secret to the two peers and fresh
+    /// for the connection, as the handshake's are. [`Event::Connected`] follows and queued
+    /// messages go out. Returns `false` (and changes nothing) if `id` is not a connection
+    /// waiting below, or `remote` is taken by another connection.
+    pub fn establish_below(
+        &mut self,
+        now: Instant,
+        id: ConnectionId,
+        remote: SocketAddr,
+        client_salt: u64,
+        server_salt: u64,
+    ) -> bool {
+        let Some(conn) = self.conn(id) else { return false };
+        if !conn.phase.is_below() {
+            return false;
+        }
+        let old = conn.addr;
+        let slot = u16::try_from(id.slot()).expect("slots are u16");
+        if old != remote {
+            if self.by_addr.contains_key(&remote) {
+                return false;
+            }
+            self.by_addr.remove(&old);
+            self.by_addr.insert(remote, slot);
+        }
+        let conn = self.conn_mut(id).expect("checked above");
+        conn.establish_below(remote, client_salt, server_salt, now);
+        tracing::debug!(conn = %id, %remote, "connected through the transport below");
+        self.events.push_back(Pending::Connected(id));
+        self.mark_ready(slot);
+        true
+    }
+
+    /// A peer connected to us through a transport below this endpoint (one that authenticated
+    /// it and agreed the two salts with it, which must be secret to the two peers and fresh
+    /// for the connection): the connection is established at once, with no handshake of this
+    /// endpoint's own, and [`Event::Connected`] follows. The limits of `max_connections` and
+    /// the accept filter apply; the per-address limits do not (the transport below admits
+    /// peers its own way).
+    pub fn accept_below(
+        &mut self,
+        now: Instant,
+        remote: SocketAddr,
+        client_salt: u64,
+        server_salt: u64,
+    ) -> Result<ConnectionId, ConnectError> {
+        if self.by_addr.contains_key(&remote) {
+            return Err(ConnectError::AlreadyConnected(remote));
+        }
+        if self.live >= self.config.max_connections {
+            return Err(ConnectError::TooManyConnections(self.config.max_connections));
+        }
+        if self.accept_filter.as_mut().is_some_and(|accept| !accept(remote)) {
+            return Err(ConnectError::Refused(remote));
+        }
+        let conn = Connection::new(
+            &self.config,
+            remote,
+            Phase::Connected,
+            client_salt,
+            server_salt,
+            false,
+            now,
+        );
+        let id = self
+            .insert(conn)
+            .ok_or(ConnectError::TooManyConnections(self.config.max_connections))?;
+        self.stats.accepted += 1;
+        tracing::debug!(conn = %id, %remote, "accepted through the transport below");
+        self.events.push_back(Pending::Connected(id));
+        Ok(id)
+    }
+
+    /// The transport below ended connection `id` (the peer left, timed out, or the attempt
+    /// failed): it is forgotten without a packet of this endpoint's own, and
+    /// [`Event::Disconnected`] with `reason` follows, unless `reason` is `None` (the
+    /// application asked, and expects no event). Returns whether `id` was a connection.
+    pub fn close_below(&mut self, id: ConnectionId, reason: Option<DisconnectReason>) -> bool {
+        match reason {
+            Some(reason) => {
+                let known = self.conn(id).is_some();
+                self.close_with_event(id, reason);
+                known
+            }
+            None => self.remove(id).is_some(),
         }
     }
 
@@ -947,6 +1065,9 @@ impl Endpoint {
                     return;
                 }
                 if let Phase::Connecting(connecting) = &mut conn.phase {
+                    if connecting.below {
+                        return;
+                    }
                     connecting.cookie = Some(cookie);
                     connecting.responses = 0;
                     // Answer at once rather than at the next retry.
@@ -956,7 +1077,7 @@ impl Endpoint {
             Control::Accept { client_salt, server_salt } => {
                 let Some(id) = existing else { return };
                 let conn = self.conn_mut(id).expect("live");
-                if conn.client_salt != client_salt || !matches!(conn.phase, Phase::Connecting(_)) {
+                if conn.client_salt != client_salt || !conn.phase.is_handshaking() {
                     return;
                 }
                 conn.establish_as_client(server_salt, now);
@@ -966,7 +1087,7 @@ impl Endpoint {
             Control::Reject { client_salt, reason } => {
                 let Some(id) = existing else { return };
                 let conn = self.conn(id).expect("live");
-                if conn.client_salt == client_salt && matches!(conn.phase, Phase::Connecting(_)) {
+                if conn.client_salt == client_salt && conn.phase.is_handshaking() {
                     self.close_with_event(id, DisconnectReason::Rejected(reason));
                 }
             }
@@ -1052,6 +1173,10 @@ impl Endpoint {
     /// Registers connection `slot`'s next deadline if it moved earlier (see [`touch`](Self::touch)).
     fn schedule(&mut self, slot: u16, now: Instant) {
         let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { return };
+        if conn.phase.is_below() {
+            // No timer of its own: the transport below keeps the time until it connects.
+            return;
+        }
         let at = conn.next_timeout(&self.config, self.epoch).max(now);
         if conn.scheduled.is_none_or(|s| at < s) {
             conn.scheduled = Some(at);
@@ -1070,8 +1195,9 @@ impl Endpoint {
         let conn = slots[slot].conn.as_deref_mut()?;
         match &mut conn.phase {
             Phase::Connecting(connecting) => {
-                let Connecting { cookie, responses, attempts, next_attempt } = &mut **connecting;
-                if *next_attempt > now || *attempts >= config.connect_attempts {
+                let Connecting { cookie, responses, attempts, next_attempt, below } =
+                    &mut **connecting;
+                if *below || *next_attempt > now || *attempts >= config.connect_attempts {
                     return None;
                 }
                 *attempts += 1;
@@ -1118,8 +1244,8 @@ impl Endpoint {
             let held_before = conn.held_bytes();
             let reason = match conn.phase {
                 Phase::Connecting(ref connecting) => {
-                    let Connecting { attempts, next_attempt, .. } = **connecting;
-                    (attempts >= config.connect_attempts && now >= next_attempt)
+                    let Connecting { attempts, next_attempt, below, .. } = **connecting;
+                    (!below && attempts >= config.connect_attempts && now >= next_attempt)
                         .then_some(DisconnectReason::ConnectTimeout)
                 }
                 Phase::Connected => {

@@ -1,0 +1,120 @@
+//! The NetworkManager over the netcode 1.02 transport mode, on real UDP: a client with a token
+//! minted by "the backend" joins, is admitted by its token (the token is the login), gets its
+//! player object and plays; a client without a valid token never gets in.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sturnus::manager::NetcodeSettings;
+use sturnus::message::{PeerIdentity, TokenAuthenticator};
+use sturnus::netcode::token::TokenSpec;
+use sturnus::netcode::{ConnectToken, random_key};
+use sturnus::prelude::*;
+
+const PLAYER: PrefabId = PrefabId::of_name("secure-test-player");
+const PROTOCOL_ID: u64 = 0x5354_5552_0000_0017;
+
+#[derive(Default, NetworkBehaviour)]
+struct Avatar {
+    #[sync]
+    x: SyncVar<f32>,
+}
+
+fn manager(transport: TransportChoice) -> NetworkManager {
+    let mut manager = NetworkManager::new(ManagerConfig { transport, ..ManagerConfig::default() });
+    manager.register_player_prefab(PLAYER, |_: &PlayerSpawn| {
+        let mut avatar = Avatar::default();
+        avatar.x.set(7.0);
+        avatar
+    });
+    manager.set_authenticator(|| TokenAuthenticator);
+    manager
+}
+
+#[expect(clippy::disallowed_methods, reason = "the backend mints tokens on the wall clock")]
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// What a game's backend does when a player logs in.
+fn mint(server: SocketAddr, key: &sturnus::netcode::Key, client_id: u64) -> ConnectToken {
+    let mut user_data = [0; 256];
+    user_data[..5].copy_from_slice(b"team7");
+    let spec = TokenSpec {
+        protocol_id: PROTOCOL_ID,
+        client_id,
+        server_addresses: vec![server],
+        expire_seconds: 30,
+        timeout_seconds: 5,
+        user_data,
+    };
+    ConnectToken::generate(&spec, key, unix_now()).unwrap()
+}
+
+fn free_port() -> SocketAddr {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.local_addr().unwrap()
+}
+
+#[test]
+fn a_client_with_a_token_joins_a_netcode_server_and_its_token_is_its_login() {
+    let key = random_key().unwrap();
+    let addr = free_port();
+    let mut server = manager(NetcodeSettings::server(PROTOCOL_ID, key));
+    server.start_server(addr).unwrap();
+
+    let mut client = manager(NetcodeSettings::client(mint(addr, &key, 4242)));
+    client.start_client(addr).unwrap();
+    // A token sealed under another key: the server ignores its requests.
+    let forged = mint(addr, &random_key().unwrap(), 666);
+    let mut intruder = manager(NetcodeSettings::client(forged));
+    intruder.start_client(addr).unwrap();
+
+    let start = driver::now();
+    while client
+        .local_player_id()
+        .and_then(|id| client.get::<Avatar>(id))
+        .is_none_or(|a| *a.x.get() != 7.0)
+    {
+        let now = driver::now();
+        assert!(now - start < Duration::from_secs(20), "the client never got its player");
+        server.tick(now).unwrap();
+        client.tick(now).unwrap();
+        intruder.tick(now).unwrap();
+        driver::sleep(Duration::from_millis(2));
+    }
+    let objects = server.server().unwrap();
+    let players: Vec<PlayerId> = objects.server().players().collect();
+    assert_eq!(players.len(), 1, "only the client with a valid token is in");
+    let player = objects.server_mut().player(players[0]).unwrap();
+    let identity = player.auth_data::<PeerIdentity>().expect("the token's identity").clone();
+    assert_eq!(identity.client_id, 4242);
+    assert_eq!(&identity.user_data[..5], b"team7");
+    assert!(intruder.local_player_id().is_none());
+
+    // The client leaves; the server sees its player go.
+    client.stop();
+    let start = driver::now();
+    while server.server().unwrap().server().players().next().is_some() {
+        let now = driver::now();
+        assert!(now - start < Duration::from_secs(10), "the server never saw the client leave");
+        server.tick(now).unwrap();
+        driver::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn netcode_settings_without_a_key_or_a_token_are_errors() {
+    let addr = free_port();
+    let settings = NetcodeSettings {
+        protocol_id: PROTOCOL_ID,
+        private_key: None,
+        public_address: None,
+        token: None,
+    };
+    let mut server = manager(TransportChoice::Netcode(Box::new(settings.clone())));
+    assert!(server.start_server(addr).is_err());
+    let mut client = manager(TransportChoice::Netcode(Box::new(settings)));
+    assert!(client.start_client(addr).is_err());
+    assert_eq!(client.mode(), NetworkMode::Offline);
+}
