@@ -122,6 +122,12 @@ struct NativeClient {
     secret: StaticSecret,
     public: PublicKey,
     cookie: Option<[u8; native::COOKIE_BYTES]>,
+    /// When the cookie came: one older than [`native::COOKIE_REFRESH`] is fetched anew (the
+    /// server refuses it once its lifetime is over).
+    cookie_at: Option<Instant>,
+    /// Whether a challenge came already: only the first counts as hearing from the server for
+    /// the timeout (so a server whose accepts are all lost still times the client out).
+    challenged: bool,
     server_static: Option<PublicKey>,
     client_to_server_key: Key,
     server_to_client_key: Key,
@@ -197,6 +203,8 @@ impl Client {
             secret,
             public,
             cookie: None,
+            cookie_at: None,
+            challenged: false,
             server_static: None,
             client_to_server_key: [0; crate::KEY_BYTES],
             server_to_client_key: [0; crate::KEY_BYTES],
@@ -323,6 +331,17 @@ impl Client {
                 if !self.state.is_active() {
                     return;
                 }
+            }
+        }
+        if let Kind::Native(native) = &mut self.kind {
+            let stale = native
+                .cookie_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= native::COOKIE_REFRESH);
+            if self.state == ClientState::SendingResponse && stale {
+                native.cookie = None;
+                native.cookie_at = None;
+                self.state = ClientState::SendingRequest;
+                self.last_send = None;
             }
         }
         let due = self
@@ -463,8 +482,12 @@ impl Client {
                     return;
                 };
                 native.cookie = Some(cookie);
+                native.cookie_at = Some(now);
+                if !native.challenged {
+                    native.challenged = true;
+                    self.last_receive = now;
+                }
                 self.state = ClientState::SendingResponse;
-                self.last_receive = now;
                 self.send_due(now);
             }
             (ClientState::SendingResponse, Some(&native::ACCEPT_TYPE)) => {

@@ -80,6 +80,10 @@
 //! ([`ClientState::ServerKeyMismatch`](crate::client::ClientState::ServerKeyMismatch)
 //! otherwise), and is connected. From there on the connection is netcode's.
 //!
+//! The client sends requests, then responses, at 10 Hz; after 15 s of responses without an
+//! accept it asks for a new cookie (one lives 30 s). Its timeout counts from the first
+//! challenge: a server whose accepts never arrive still times it out.
+//!
 //! Every reply is smaller than the packet that caused it (41 < 128, 89 < 128), so the
 //! handshake amplifies nothing for a sender that forges its address. A full server answers
 //! no request (the client times out).
@@ -152,6 +156,9 @@ pub const RESPONSE_BYTES: usize = 128;
 pub const ACCEPT_BYTES: usize = 1 + 2 * PUBLIC_KEY_BYTES + 8 + MAC_BYTES;
 /// How long a cookie is good for, in seconds of the server's Unix clock.
 pub const COOKIE_LIFETIME_SECONDS: u64 = 30;
+/// A client that has sent responses for this long without an accept asks for a new cookie
+/// (half the cookie's lifetime: its own clock and the server's need not agree on the start).
+pub const COOKIE_REFRESH: Duration = Duration::from_secs(COOKIE_LIFETIME_SECONDS / 2);
 
 /// Where the header of a request or response ends (prefix, version, protocol id, `e_c`).
 const HEADER_BYTES: usize = 1 + NATIVE_VERSION_INFO.len() + 8 + PUBLIC_KEY_BYTES;

@@ -890,3 +890,82 @@ fn native_ids_never_keep_a_token_client_of_the_same_number_out() {
     assert_ne!(net.clients[2].1.state(), ClientState::Connected);
     assert!(net.server.stats().requests_ignored > 0);
 }
+
+#[test]
+fn a_client_whose_responses_are_lost_fetches_a_new_cookie_before_the_old_one_expires() {
+    let mut net = Net::new(16);
+    // A long timeout, on both ends, so that the cookie's 30 s are what matters.
+    let long = Duration::from_secs(120);
+    let mut config = ServerConfig::new(PROTOCOL_ID, [3; 32], net.server_address);
+    config.native = Some(NativeConfig::from_secret(static_secret(), long));
+    net.server = Server::new(&config).unwrap();
+    let address = addr("10.0.1.1:5000");
+    let client = Client::native(net.server_address, PROTOCOL_ID, None, long, net.now).unwrap();
+    net.clients.push((address, client));
+    net.client_events.push(Vec::new());
+    let start = net.now;
+    // The server's Unix clock runs with virtual time. Every response is lost for 40 s: its
+    // first cookie has expired by then.
+    let mut responses_lost = 0;
+    while net.now - start < Duration::from_secs(40) {
+        net.now += STEP;
+        net.unix = UNIX + (net.now - start).as_secs();
+        net.server.update(net.now);
+        let (_, client) = &mut net.clients[0];
+        client.update(net.now);
+        while let Some((_, mut bytes)) = client.poll_transmit() {
+            if bytes[0] == native::RESPONSE_TYPE {
+                responses_lost += 1;
+                continue;
+            }
+            net.server.handle_datagram(net.now, net.unix, address, &mut bytes);
+        }
+        while let Some((_, mut bytes)) = net.server.poll_transmit() {
+            net.clients[0].1.handle_datagram(net.now, net.server_address, &mut bytes);
+        }
+    }
+    assert!(responses_lost > 300);
+    assert_eq!(net.clients[0].1.state(), ClientState::SendingResponse);
+    // Now they arrive: a cookie fetched after 15 s or 30 s is still good.
+    for _ in 0..100 {
+        net.now += STEP;
+        net.unix = UNIX + (net.now - start).as_secs();
+        net.server.update(net.now);
+        net.clients[0].1.update(net.now);
+        net.deliver();
+        if net.clients[0].1.state() == ClientState::Connected {
+            break;
+        }
+    }
+    assert_eq!(net.clients[0].1.state(), ClientState::Connected);
+    assert_eq!(net.server.stats().cookies_refused, 0);
+}
+
+#[test]
+fn a_server_whose_accepts_never_arrive_times_the_client_out_despite_fresh_cookies() {
+    let mut net = Net::new(16);
+    // The client waits 40 s; it fetches a new cookie every 15 s, and the server (whose
+    // native timeout is 2 s) answers each with a challenge. Those do not count as hearing
+    // from the server: only the first challenge did.
+    let long = Duration::from_secs(40);
+    let client = Client::native(net.server_address, PROTOCOL_ID, None, long, net.now).unwrap();
+    net.clients.push((addr("10.0.1.1:5000"), client));
+    net.client_events.push(Vec::new());
+    let start = net.now;
+    let mut challenges = 0;
+    while net.now - start < Duration::from_secs(60) && net.clients[0].1.state().is_active() {
+        net.unix = UNIX + (net.now - start).as_secs();
+        net.step_with(|bytes| match bytes.len() {
+            ACCEPT_BYTES => Fate::Drop,
+            CHALLENGE_BYTES => {
+                challenges += 1;
+                Fate::Deliver
+            }
+            _ => Fate::Deliver,
+        });
+    }
+    assert!(challenges >= 3, "{challenges} challenges: the cookie was not fetched again");
+    assert!(!net.clients[0].1.state().is_active());
+    let elapsed = net.now - start;
+    assert!(elapsed > long && elapsed < long + Duration::from_secs(1), "{elapsed:?}");
+}
