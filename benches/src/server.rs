@@ -278,10 +278,8 @@ pub(crate) fn serve_sturnus(
         None => serve(Host::bind(bench_config(), &udp_factory(), bind)?, duration),
         Some(secure) => {
             // Port 0 in the public address: the host takes the bound one.
-            let netcode = ServerConfig {
-                max_clients: MAX_NETCODE_CLIENTS,
-                ..ServerConfig::new(secure.protocol_id, secure.key, bind)
-            };
+            let mut netcode = ServerConfig::new(secure.protocol_id, secure.key, bind);
+            netcode.max_clients = MAX_NETCODE_CLIENTS;
             let host = SecureHost::bind(&bench_config(), &netcode, &udp_factory(), bind)?;
             serve(host, duration)
         }

@@ -6,17 +6,24 @@
 //! the token's timeout, or denies it, makes it try the next address. Connected, it sends
 //! keep-alives at 10 Hz when it sends nothing else, and drops the connection when nothing
 //! came for the timeout.
+//!
+//! [`Client::native`] makes a client of the [native secure profile](crate::native) instead:
+//! no token, one server, an X25519 key exchange (requests, then responses, at 10 Hz), and
+//! from the accept on the same connection as a token's.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::Buffers;
+use x25519_dalek::StaticSecret;
+use zeroize::Zeroize;
+
+use crate::native::{self, PublicKey};
 use crate::packet::{self, Allowed, Packet, PacketType};
 use crate::replay::ReplayWindow;
 use crate::server::{KEEP_ALIVE_INTERVAL, REDUNDANT_DISCONNECT_PACKETS};
 use crate::token::CHALLENGE_TOKEN_BYTES;
-use crate::{ConnectToken, NetcodeError};
+use crate::{Buffers, ConnectToken, Key, NetcodeError};
 
 /// Where the client stands (the standard's client states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +47,9 @@ pub enum ClientState {
     SendingResponse,
     /// Connected: payloads flow.
     Connected,
+    /// A native client's server showed a static key other than the one pinned (a man in the
+    /// middle, or a server whose key changed): nothing was sent under the keys.
+    ServerKeyMismatch,
 }
 
 impl ClientState {
@@ -80,11 +90,59 @@ pub struct ClientStats {
     pub packets_dropped: u64,
     /// Of those, replayed keep-alives, payloads and disconnects.
     pub replays_dropped: u64,
+    /// Of those, native accepts whose tag did not check (forged or garbled).
+    pub accepts_forged: u64,
+    /// Native accepts with a static key other than the pinned one (the client stopped in
+    /// [`ClientState::ServerKeyMismatch`]).
+    pub server_key_mismatches: u64,
+}
+
+/// The client → server and server → client keys (a native client's are zeros until
+/// accepted, and used only from then on).
+fn keys(kind: &Kind) -> (&Key, &Key) {
+    match kind {
+        Kind::Token(token) => (&token.client_to_server_key, &token.server_to_client_key),
+        Kind::Native(native) => (&native.client_to_server_key, &native.server_to_client_key),
+    }
+}
+
+/// What a client connects with: a token, or the native profile's handshake.
+enum Kind {
+    Token(ConnectToken),
+    Native(Box<NativeClient>),
+}
+
+/// A native client's handshake and, once accepted, its keys (zeroised when dropped; its
+/// ephemeral secret zeroises itself).
+struct NativeClient {
+    server: SocketAddr,
+    protocol_id: u64,
+    timeout: Duration,
+    pinned: Option<PublicKey>,
+    secret: StaticSecret,
+    public: PublicKey,
+    cookie: Option<[u8; native::COOKIE_BYTES]>,
+    /// When the cookie came: one older than [`native::COOKIE_REFRESH`] is fetched anew (the
+    /// server refuses it once its lifetime is over).
+    cookie_at: Option<Instant>,
+    /// Whether a challenge came already: only the first counts as hearing from the server for
+    /// the timeout (so a server whose accepts are all lost still times the client out).
+    challenged: bool,
+    server_static: Option<PublicKey>,
+    client_to_server_key: Key,
+    server_to_client_key: Key,
+}
+
+impl Drop for NativeClient {
+    fn drop(&mut self) {
+        self.client_to_server_key.zeroize();
+        self.server_to_client_key.zeroize();
+    }
 }
 
 /// A netcode 1.02 client (sans-IO). See the [module documentation](self).
 pub struct Client {
-    token: ConnectToken,
+    kind: Kind,
     state: ClientState,
     server_index: usize,
     connect_start: Instant,
@@ -118,8 +176,45 @@ impl Client {
         } else {
             ClientState::SendingRequest
         };
+        Self::with_kind(Kind::Token(token), state, now)
+    }
+
+    /// A client of the [native secure profile](crate::native) that starts connecting at `now`
+    /// to `server` (the first request goes out at the first [`update`](Self::update)). With
+    /// `pinned_server_key`, it connects only to the server holding that static key (it stops
+    /// in [`ClientState::ServerKeyMismatch`] otherwise); without, it trusts the key the
+    /// server shows ([`server_static_key`](Self::server_static_key) tells which). A server
+    /// silent for `timeout` stops it (while connecting, and once connected).
+    ///
+    /// Errors: [`NetcodeError::Random`] if the operating system's generator fails.
+    pub fn native(
+        server: SocketAddr,
+        protocol_id: u64,
+        pinned_server_key: Option<PublicKey>,
+        timeout: Duration,
+        now: Instant,
+    ) -> Result<Self, NetcodeError> {
+        let (secret, public) = native::ephemeral()?;
+        let native = NativeClient {
+            server,
+            protocol_id,
+            timeout,
+            pinned: pinned_server_key,
+            secret,
+            public,
+            cookie: None,
+            cookie_at: None,
+            challenged: false,
+            server_static: None,
+            client_to_server_key: [0; crate::KEY_BYTES],
+            server_to_client_key: [0; crate::KEY_BYTES],
+        };
+        Ok(Self::with_kind(Kind::Native(Box::new(native)), ClientState::SendingRequest, now))
+    }
+
+    fn with_kind(kind: Kind, state: ClientState, now: Instant) -> Self {
         Self {
-            token,
+            kind,
             state,
             server_index: 0,
             connect_start: now,
@@ -142,7 +237,39 @@ impl Client {
 
     /// The server it is trying or connected to.
     pub fn server_address(&self) -> Option<SocketAddr> {
-        self.token.server_addresses.get(self.server_index).copied()
+        match &self.kind {
+            Kind::Token(token) => token.server_addresses.get(self.server_index).copied(),
+            Kind::Native(native) => Some(native.server),
+        }
+    }
+
+    /// Whether it is a client of the native profile ([`Client::native`]).
+    pub fn is_native(&self) -> bool {
+        matches!(self.kind, Kind::Native(_))
+    }
+
+    /// The static public key the server showed in its accept (a native client's, once
+    /// accepted, even when it did not match the pinned one): the key to pin for the next
+    /// connections (trust on first use).
+    pub fn server_static_key(&self) -> Option<PublicKey> {
+        match &self.kind {
+            Kind::Native(native) => native.server_static,
+            Kind::Token(_) => None,
+        }
+    }
+
+    fn protocol_id(&self) -> u64 {
+        match &self.kind {
+            Kind::Token(token) => token.protocol_id,
+            Kind::Native(native) => native.protocol_id,
+        }
+    }
+
+    fn server_count(&self) -> usize {
+        match &self.kind {
+            Kind::Token(token) => token.server_addresses.len(),
+            Kind::Native(_) => 1,
+        }
     }
 
     /// What was dropped so far.
@@ -169,7 +296,12 @@ impl Client {
     }
 
     fn timeout(&self) -> Option<Duration> {
-        u64::try_from(self.token.timeout_seconds).ok().map(Duration::from_secs)
+        match &self.kind {
+            Kind::Token(token) => {
+                u64::try_from(token.timeout_seconds).ok().map(Duration::from_secs)
+            }
+            Kind::Native(native) => Some(native.timeout),
+        }
     }
 
     /// Sends what is due at `now` (requests, responses or keep-alives at 10 Hz) and applies
@@ -178,8 +310,8 @@ impl Client {
         if !self.state.is_active() {
             return;
         }
-        if self.state != ClientState::Connected {
-            let expire = self.token.expire_timestamp.saturating_sub(self.token.create_timestamp);
+        if let (Kind::Token(token), false) = (&self.kind, self.state == ClientState::Connected) {
+            let expire = token.expire_timestamp.saturating_sub(token.create_timestamp);
             if now.saturating_duration_since(self.connect_start) >= Duration::from_secs(expire) {
                 self.stop(ClientState::TokenExpired);
                 return;
@@ -201,6 +333,17 @@ impl Client {
                 }
             }
         }
+        if let Kind::Native(native) = &mut self.kind {
+            let stale = native
+                .cookie_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= native::COOKIE_REFRESH);
+            if self.state == ClientState::SendingResponse && stale {
+                native.cookie = None;
+                native.cookie_at = None;
+                self.state = ClientState::SendingRequest;
+                self.last_send = None;
+            }
+        }
         let due = self
             .last_send
             .is_none_or(|last| now.saturating_duration_since(last) >= KEEP_ALIVE_INTERVAL);
@@ -210,13 +353,33 @@ impl Client {
     }
 
     fn send_due(&mut self, now: Instant) {
+        if let Kind::Native(native) = &self.kind {
+            let handshake = match (self.state, native.cookie) {
+                (ClientState::SendingRequest, _) => {
+                    Some(native::write_request(native.protocol_id, &native.public))
+                }
+                (ClientState::SendingResponse, Some(cookie)) => {
+                    Some(native::write_response(native.protocol_id, &native.public, &cookie))
+                }
+                _ => None,
+            };
+            if let Some(bytes) = handshake {
+                let bytes = self.buffers.copy_of(&bytes);
+                self.transmits.push_back((native.server, bytes));
+                self.last_send = Some(now);
+                return;
+            }
+        }
         match self.state {
             ClientState::SendingRequest => {
-                let private_token = self.token.private_data.clone();
+                let Kind::Token(token) = &self.kind else {
+                    return;
+                };
+                let private_token = token.private_data.clone();
                 let packet = Packet::Request {
-                    protocol_id: self.token.protocol_id,
-                    expire_timestamp: self.token.expire_timestamp,
-                    token_nonce: self.token.nonce,
+                    protocol_id: token.protocol_id,
+                    expire_timestamp: token.expire_timestamp,
+                    token_nonce: token.nonce,
                     private_token: &private_token,
                 };
                 self.push(now, &packet);
@@ -241,6 +404,10 @@ impl Client {
             self.stats.packets_dropped += 1;
             return;
         }
+        if self.is_native() && self.state != ClientState::Connected {
+            self.handle_native(now, from, bytes);
+            return;
+        }
         let allowed = match self.state {
             ClientState::SendingRequest => {
                 Allowed::NONE.with(PacketType::Denied).with(PacketType::Challenge)
@@ -253,10 +420,11 @@ impl Client {
                 .with(PacketType::Payload)
                 .with(PacketType::Disconnect),
         };
+        let protocol_id = self.protocol_id();
         let result = packet::read(
             bytes,
-            self.token.protocol_id,
-            Some(&self.token.server_to_client_key),
+            protocol_id,
+            Some(keys(&self.kind).1),
             allowed,
             Some(&mut self.replay),
             0,
@@ -288,10 +456,7 @@ impl Client {
                         server: from,
                         client_index,
                         max_clients,
-                        binding: crate::session_binding(
-                            &self.token.client_to_server_key,
-                            &self.token.server_to_client_key,
-                        ),
+                        binding: crate::session_binding(keys(&self.kind).0, keys(&self.kind).1),
                     });
                 }
             }
@@ -302,6 +467,76 @@ impl Client {
             }
             Packet::Disconnect => self.stop(ClientState::Disconnected),
             Packet::Request { .. } | Packet::Response { .. } => self.stats.packets_dropped += 1,
+        }
+    }
+
+    /// A native client's handshake packet (challenge or accept), before it is connected.
+    fn handle_native(&mut self, now: Instant, from: SocketAddr, bytes: &[u8]) {
+        let Kind::Native(native) = &mut self.kind else {
+            return;
+        };
+        match (self.state, bytes.first()) {
+            (ClientState::SendingRequest, Some(&native::CHALLENGE_TYPE)) => {
+                let Ok(cookie) = native::read_challenge(bytes, &native.public) else {
+                    self.stats.packets_dropped += 1;
+                    return;
+                };
+                native.cookie = Some(cookie);
+                native.cookie_at = Some(now);
+                if !native.challenged {
+                    native.challenged = true;
+                    self.last_receive = now;
+                }
+                self.state = ClientState::SendingResponse;
+                self.send_due(now);
+            }
+            (ClientState::SendingResponse, Some(&native::ACCEPT_TYPE)) => {
+                let Ok((accept, server_ephemeral, server_static)) = native::read_accept(bytes)
+                else {
+                    self.stats.packets_dropped += 1;
+                    return;
+                };
+                let keys = native::Keys::derive(
+                    native.protocol_id,
+                    &native.public,
+                    &server_ephemeral,
+                    &server_static,
+                    &native.secret.diffie_hellman(&server_ephemeral.into()),
+                    &native.secret.diffie_hellman(&server_static.into()),
+                );
+                // Only the server (or, unpinned, whoever it is) can make the tag check: a
+                // forged accept is dropped and the handshake goes on.
+                let opened =
+                    keys.and_then(|keys| keys.open_accept(accept).map(|opened| (keys, opened)));
+                let Ok((keys, (client_index, max_clients))) = opened else {
+                    self.stats.packets_dropped += 1;
+                    self.stats.accepts_forged += 1;
+                    return;
+                };
+                native.server_static = Some(server_static);
+                if native.pinned.is_some_and(|pinned| pinned != server_static) {
+                    self.stats.server_key_mismatches += 1;
+                    self.stop(ClientState::ServerKeyMismatch);
+                    return;
+                }
+                native.client_to_server_key = keys.client_to_server;
+                native.server_to_client_key = keys.server_to_client;
+                native.cookie = None;
+                self.state = ClientState::Connected;
+                self.last_receive = now;
+                self.events.push_back(ClientEvent::Connected {
+                    server: from,
+                    client_index,
+                    max_clients,
+                    binding: crate::session_binding(
+                        &native.client_to_server_key,
+                        &native.server_to_client_key,
+                    ),
+                });
+                // The first sealed packet tells the server the accept arrived.
+                self.push(now, &Packet::KeepAlive { client_index: 0, max_clients: 0 });
+            }
+            _ => self.stats.packets_dropped += 1,
         }
     }
 
@@ -339,8 +574,8 @@ impl Client {
         let len = packet::write(
             &Packet::Payload(payload),
             self.sequence,
-            self.token.protocol_id,
-            &self.token.client_to_server_key,
+            self.protocol_id(),
+            keys(&self.kind).0,
             out,
         )?;
         self.sequence = self.sequence.wrapping_add(1);
@@ -364,12 +599,15 @@ impl Client {
     fn stop(&mut self, state: ClientState) {
         self.state = state;
         self.challenge = None;
+        if let Kind::Native(native) = &mut self.kind {
+            native.cookie = None;
+        }
         self.events.push_back(ClientEvent::Stopped(state));
     }
 
     /// Moves on to the token's next server, or stops in `failure` after the last.
     fn next_server(&mut self, now: Instant, failure: ClientState) {
-        if self.server_index + 1 >= self.token.server_addresses.len() {
+        if self.server_index + 1 >= self.server_count() {
             self.stop(failure);
             return;
         }
@@ -390,12 +628,8 @@ impl Client {
         if !matches!(packet, Packet::Request { .. }) {
             self.sequence = self.sequence.wrapping_add(1);
         }
-        let sealed = self.buffers.sealed(
-            packet,
-            sequence,
-            self.token.protocol_id,
-            &self.token.client_to_server_key,
-        );
+        let protocol_id = self.protocol_id();
+        let sealed = self.buffers.sealed(packet, sequence, protocol_id, keys(&self.kind).0);
         if let Some(bytes) = sealed {
             self.transmits.push_back((to, bytes));
             self.last_send = Some(now);

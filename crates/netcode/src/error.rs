@@ -73,4 +73,11 @@ pub enum NetcodeError {
     /// The output buffer is too small for the packet.
     #[error("the packet needs {0} bytes of buffer")]
     BufferTooSmall(usize),
+    /// A native handshake's Diffie-Hellman gave all zeros: the peer sent a public key of low
+    /// order, which contributes nothing to the keys.
+    #[error("a public key of low order: the key exchange contributes nothing")]
+    WeakKey,
+    /// A native handshake's cookie expired.
+    #[error("the native cookie expired at {0}")]
+    CookieExpired(u64),
 }

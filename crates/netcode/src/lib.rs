@@ -12,6 +12,9 @@
 //! - [`replay`]: the replay window that drops packets already received or too old.
 //! - [`server`] and [`client`]: the endpoints, sans-IO (datagrams and time in, datagrams and
 //!   events out): the handshake, keep-alives, timeouts, payloads and disconnects.
+//! - [`native`]: the native secure profile, for play without a web backend (LAN,
+//!   peer-to-peer, a player hosting): an X25519 key exchange after a stateless cookie, then
+//!   the same connection as a token's; the server's static key may be pinned.
 //!
 //! Every integer on the wire is little-endian. Keys, nonces and tokens come from the
 //! operating system's generator ([`random_key`]); keys are zeroised when dropped. The formats
@@ -68,6 +71,7 @@
 #![warn(missing_docs)]
 
 pub mod client;
+pub mod native;
 pub mod packet;
 pub mod replay;
 pub mod server;

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use zeroize::Zeroize;
 
+use crate::native::{self, NativeConfig};
 use crate::packet::{self, Allowed, Packet};
 use crate::replay::ReplayWindow;
 use crate::token::{CONNECT_TOKEN_PRIVATE_BYTES, ChallengeToken, PrivateConnectToken};
@@ -52,12 +53,21 @@ pub struct ServerConfig {
     pub public_address: SocketAddr,
     /// How many clients may be connected at once (1 or more).
     pub max_clients: usize,
+    /// The native secure profile (a static X25519 key; see [`crate::native`]):
+    /// `None`, the default, drops native handshake packets and counts them.
+    pub native: Option<NativeConfig>,
 }
 
 impl ServerConfig {
     /// A configuration with the default capacity ([`DEFAULT_MAX_CLIENTS`]).
     pub fn new(protocol_id: u64, private_key: Key, public_address: SocketAddr) -> Self {
-        Self { protocol_id, private_key, public_address, max_clients: DEFAULT_MAX_CLIENTS }
+        Self {
+            protocol_id,
+            private_key,
+            public_address,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            native: None,
+        }
     }
 }
 
@@ -67,6 +77,7 @@ impl std::fmt::Debug for ServerConfig {
             .field("protocol_id", &self.protocol_id)
             .field("public_address", &self.public_address)
             .field("max_clients", &self.max_clients)
+            .field("native", &self.native)
             .finish_non_exhaustive()
     }
 }
@@ -143,6 +154,18 @@ pub struct ServerStats {
     pub responses_invalid: u64,
     /// Datagrams from addresses with no pending or connected client.
     pub unknown_address: u64,
+    /// Native handshake packets at a server without [`ServerConfig::native`].
+    pub native_disabled: u64,
+    /// Native requests and responses that fail the read (size, version, protocol id,
+    /// padding) or carry a low-order key.
+    pub native_invalid: u64,
+    /// Native responses whose cookie does not check (forged, or from another address or
+    /// with another key than the request it answered) or has expired.
+    pub cookies_refused: u64,
+    /// Native requests and responses left unanswered because the server is full.
+    pub native_refused_full: u64,
+    /// Accepts sent again for a repeated response (the first was lost).
+    pub accepts_resent: u64,
 }
 
 /// The keys of a client between its request and its response.
@@ -174,6 +197,16 @@ struct Slot {
     last_send: Instant,
     last_receive: Instant,
     confirmed: bool,
+    /// A native connection's handshake: `None` for a token's.
+    native: Option<Box<NativeSlot>>,
+}
+
+/// What a native connection keeps of its handshake.
+struct NativeSlot {
+    /// The client's ephemeral key: a response carrying it again asks for the accept again.
+    client_ephemeral: native::PublicKey,
+    /// The accept, kept until the client's first sealed packet shows it arrived.
+    accept: Option<Vec<u8>>,
 }
 
 impl Drop for Slot {
@@ -192,6 +225,17 @@ struct TokenUse {
     /// under them would number its packets from 0 again (nonces reused, and the first
     /// connection's packets replayable into it).
     connected: bool,
+}
+
+/// The server's side of the native profile.
+struct NativeServer {
+    secret: x25519_dalek::StaticSecret,
+    public: native::PublicKey,
+    timeout: Duration,
+    /// The nonce counter of cookies (under the challenge key, with a nonce prefix of their own).
+    cookie_sequence: u64,
+    /// The next client id of a native connection.
+    next_client_id: u64,
 }
 
 /// A netcode 1.02 server (sans-IO). See the [module documentation](self).
@@ -215,6 +259,7 @@ pub struct Server {
     events: VecDeque<ServerEvent>,
     buffers: Buffers,
     stats: ServerStats,
+    native: Option<NativeServer>,
 }
 
 impl std::fmt::Debug for Server {
@@ -269,6 +314,13 @@ impl Server {
             events: VecDeque::new(),
             buffers: Buffers::default(),
             stats: ServerStats::default(),
+            native: config.native.as_ref().map(|native| NativeServer {
+                secret: native.static_secret(),
+                public: native.public_key(),
+                timeout: native.timeout,
+                cookie_sequence: 0,
+                next_client_id: SEQUENCE_START,
+            }),
         })
     }
 
@@ -295,6 +347,19 @@ impl Server {
     /// The capacity.
     pub fn max_clients(&self) -> usize {
         self.max_clients
+    }
+
+    /// The server's static public key in the native profile (what native clients pin), if it
+    /// has one.
+    pub fn native_public_key(&self) -> Option<native::PublicKey> {
+        self.native.as_ref().map(|native| native.public)
+    }
+
+    /// Whether the client in `client_index` connected through the native profile (its
+    /// client id is the server's own number, its user data zeros); `false` for a token's
+    /// and for an empty slot.
+    pub fn is_native(&self, client_index: usize) -> bool {
+        self.slot(client_index).is_some_and(|slot| slot.native.is_some())
     }
 
     /// The address of the client in `client_index`, if one is connected there.
@@ -336,7 +401,18 @@ impl Server {
         bytes: &mut [u8],
     ) {
         if let Some(&index) = self.by_address.get(&from) {
-            self.handle_connected(now, index, bytes);
+            if bytes.first() == Some(&native::RESPONSE_TYPE) {
+                self.resend_accept(index, bytes);
+            } else {
+                self.handle_connected(now, index, bytes);
+            }
+            return;
+        }
+        if bytes
+            .first()
+            .is_some_and(|&prefix| (native::REQUEST_TYPE..=native::ACCEPT_TYPE).contains(&prefix))
+        {
+            self.handle_native(now, unix_seconds, from, bytes);
             return;
         }
         // A request (prefix byte 0) needs no key; anything else needs the pending keys.
@@ -506,6 +582,7 @@ impl Server {
             last_send: now,
             last_receive: now,
             confirmed: false,
+            native: None,
         };
         self.slots[index] = Some(slot);
         self.by_address.insert(from, index);
@@ -517,6 +594,171 @@ impl Server {
             binding,
         });
         self.send_keep_alive(now, index);
+    }
+
+    /// A native handshake packet from an address with no connection.
+    fn handle_native(&mut self, now: Instant, unix_seconds: u64, from: SocketAddr, bytes: &[u8]) {
+        let protocol_id = self.protocol_id;
+        let full = self.next_index().is_none();
+        let Some(native) = &mut self.native else {
+            self.stats.packets_dropped += 1;
+            self.stats.native_disabled += 1;
+            return;
+        };
+        match bytes[0] {
+            native::REQUEST_TYPE => {
+                let Ok(client_ephemeral) = native::read_request(bytes, protocol_id) else {
+                    self.stats.packets_dropped += 1;
+                    self.stats.native_invalid += 1;
+                    return;
+                };
+                if full {
+                    self.stats.native_refused_full += 1;
+                    return;
+                }
+                // Nothing is kept: the cookie carries what the response must prove.
+                let sequence = native.cookie_sequence;
+                native.cookie_sequence = native.cookie_sequence.wrapping_add(1);
+                let expire = unix_seconds.saturating_add(native::COOKIE_LIFETIME_SECONDS);
+                let Ok(cookie) = native::make_cookie(
+                    &self.challenge_key,
+                    sequence,
+                    expire,
+                    protocol_id,
+                    &client_ephemeral,
+                    from,
+                ) else {
+                    return;
+                };
+                let challenge = native::write_challenge(&client_ephemeral, &cookie);
+                let bytes = self.buffers.copy_of(&challenge);
+                self.transmits.push_back((from, bytes));
+            }
+            native::RESPONSE_TYPE => {
+                let Ok((client_ephemeral, cookie)) = native::read_response(bytes, protocol_id)
+                else {
+                    self.stats.packets_dropped += 1;
+                    self.stats.native_invalid += 1;
+                    return;
+                };
+                if native::check_cookie(
+                    &self.challenge_key,
+                    &cookie,
+                    protocol_id,
+                    &client_ephemeral,
+                    from,
+                    unix_seconds,
+                )
+                .is_err()
+                {
+                    self.stats.packets_dropped += 1;
+                    self.stats.cookies_refused += 1;
+                    return;
+                }
+                self.accept_native(now, from, &client_ephemeral);
+            }
+            _ => self.stats.packets_dropped += 1,
+        }
+    }
+
+    /// A native response with a good cookie: the keys, a slot, the accept.
+    fn accept_native(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        client_ephemeral: &native::PublicKey,
+    ) {
+        let max_clients = u32::try_from(self.max_clients).unwrap_or(u32::MAX);
+        let Some(index) = self.next_index() else {
+            self.stats.native_refused_full += 1;
+            return;
+        };
+        let Some(native) = &mut self.native else {
+            return;
+        };
+        let Ok((ephemeral, server_ephemeral)) = native::ephemeral() else {
+            return;
+        };
+        let client_public = x25519_dalek::PublicKey::from(*client_ephemeral);
+        let keys = native::Keys::derive(
+            self.protocol_id,
+            client_ephemeral,
+            &server_ephemeral,
+            &native.public,
+            &ephemeral.diffie_hellman(&client_public),
+            &native.secret.diffie_hellman(&client_public),
+        );
+        let Ok(keys) = keys else {
+            self.stats.packets_dropped += 1;
+            self.stats.native_invalid += 1;
+            return;
+        };
+        let client_index = u32::try_from(index).unwrap_or(u32::MAX);
+        let Ok(accept) =
+            keys.write_accept(&server_ephemeral, &native.public, client_index, max_clients)
+        else {
+            return;
+        };
+        let client_id = native.next_client_id;
+        native.next_client_id = native.next_client_id.wrapping_add(1);
+        let timeout = Some(native.timeout);
+        if self.free.last() == Some(&index) {
+            self.free.pop();
+        } else {
+            self.slots.push(None);
+        }
+        let kept = self.buffers.copy_of(&accept);
+        self.slots[index] = Some(Slot {
+            address: from,
+            client_id,
+            client_to_server_key: keys.client_to_server,
+            server_to_client_key: keys.server_to_client,
+            timeout,
+            replay: ReplayWindow::new(),
+            sequence: 0,
+            last_send: now,
+            last_receive: now,
+            confirmed: false,
+            native: Some(Box::new(NativeSlot {
+                client_ephemeral: *client_ephemeral,
+                accept: Some(kept),
+            })),
+        });
+        self.by_address.insert(from, index);
+        self.events.push_back(ServerEvent::Connected {
+            client_index: index,
+            client_id,
+            user_data: Box::new([0; crate::USER_DATA_BYTES]),
+            binding: crate::session_binding(&keys.client_to_server, &keys.server_to_client),
+        });
+        let bytes = self.buffers.copy_of(&accept);
+        self.transmits.push_back((from, bytes));
+    }
+
+    /// A native response from a connected address: the accept again if it is that client's
+    /// and it has not confirmed yet (its accept was lost); dropped otherwise.
+    fn resend_accept(&mut self, index: usize, bytes: &[u8]) {
+        let protocol_id = self.protocol_id;
+        let Some(slot) = self.slots.get(index).and_then(Option::as_ref) else {
+            self.stats.packets_dropped += 1;
+            return;
+        };
+        let accept = match (&slot.native, native::read_response(bytes, protocol_id)) {
+            (Some(native), Ok((client_ephemeral, _)))
+                if native.client_ephemeral == client_ephemeral =>
+            {
+                native.accept.as_deref()
+            }
+            _ => None,
+        };
+        let Some(accept) = accept else {
+            self.stats.packets_dropped += 1;
+            return;
+        };
+        let to = slot.address;
+        let bytes = self.buffers.copy_of(accept);
+        self.transmits.push_back((to, bytes));
+        self.stats.accepts_resent += 1;
     }
 
     fn handle_connected(&mut self, now: Instant, index: usize, bytes: &mut [u8]) {
@@ -540,11 +782,11 @@ impl Server {
         match result {
             Ok((_, Packet::KeepAlive { .. })) => {
                 slot.last_receive = now;
-                slot.confirmed = true;
+                slot.confirm();
             }
             Ok((_, Packet::Payload(data))) => {
                 slot.last_receive = now;
-                slot.confirmed = true;
+                slot.confirm();
                 let data = self.buffers.copy_of(data);
                 self.events.push_back(ServerEvent::Payload { client_index: index, data });
             }
@@ -654,6 +896,13 @@ impl Server {
         self.free_slot(client_index, DisconnectReason::ServerDisconnected);
     }
 
+    /// The slot the next client would take (a freed one, or the next one grown), if the
+    /// server is not full.
+    fn next_index(&self) -> Option<usize> {
+        let grown = self.slots.len();
+        self.free.last().copied().or_else(|| (grown < self.max_clients).then_some(grown))
+    }
+
     fn slot(&self, index: usize) -> Option<&Slot> {
         self.slots.get(index).and_then(Option::as_ref)
     }
@@ -663,7 +912,9 @@ impl Server {
             return;
         };
         self.by_address.remove(&slot.address);
-        self.by_client_id.remove(&slot.client_id);
+        if slot.native.is_none() {
+            self.by_client_id.remove(&slot.client_id);
+        }
         self.free.push(index);
         self.events.push_back(ServerEvent::Disconnected { client_index: index, reason });
     }
@@ -697,6 +948,16 @@ impl Server {
     fn push_packet(&mut self, to: SocketAddr, packet: &Packet<'_>, sequence: u64, key: &Key) {
         if let Some(bytes) = self.buffers.sealed(packet, sequence, self.protocol_id, key) {
             self.transmits.push_back((to, bytes));
+        }
+    }
+}
+
+impl Slot {
+    /// The client showed it has the keys: a native accept need not be kept any more.
+    fn confirm(&mut self) {
+        self.confirmed = true;
+        if let Some(native) = &mut self.native {
+            native.accept = None;
         }
     }
 }

@@ -579,7 +579,8 @@ impl<S: Socket> SecureHost<S> {
         let socket = factory.server_socket(bind)?;
         let (now, unix) = clocks();
         let endpoint = if netcode.public_address.port() == 0 {
-            let bound = ServerConfig { public_address: socket.local_addr(), ..netcode.clone() };
+            let mut bound = netcode.clone();
+            bound.public_address = socket.local_addr();
             SecureEndpoint::server(config, &bound, now, unix)?
         } else {
             SecureEndpoint::server(config, netcode, now, unix)?
