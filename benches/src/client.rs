@@ -85,7 +85,7 @@ impl SturnusLink<SecureHost<UdpSocket>> {
         client_id: u64,
     ) -> BenchResult<Self> {
         let token = secure.token(server, client_id)?;
-        let mut host = SecureHost::client(&bench_config(), token, &udp_factory())?;
+        let mut host = SecureHost::client(&bench_config(), token, &udp_factory(), server)?;
         let conn = sturnus_transport::Transport::connect(&mut host, now(), server)?;
         Self { host, conn, channel: channel_of(qos), reply: None }.established(server)
     }

@@ -9,7 +9,7 @@
 //! plain UDP, and a netcode 1.02 peer sees a standard netcode connection.
 //!
 //! The Sturnus endpoint makes no handshake of its own here: when netcode connects, both
-//! sides take the connection's salts from its [`SessionBinding`](crate::SessionBinding) (a
+//! sides take the connection's salts from its [`SessionBinding`] (a
 //! value derived from the two netcode keys), so the first payload can carry game data.
 //!
 //! [`SecureEndpoint`] is sans-IO like the [`Endpoint`] it wraps: datagrams and time in,
@@ -52,6 +52,41 @@ fn salts(binding: &SessionBinding) -> (u64, u64) {
     (word(client), word(server))
 }
 
+/// How a client will connect.
+#[derive(Clone)]
+pub enum Ticket {
+    /// With a connect token minted by the game's backend (netcode 1.02).
+    Token(ConnectToken),
+    /// With the native secure profile ([`crate::native`]): an X25519 key exchange with the
+    /// server's static key, for play without a backend. Any address may be connected to.
+    Native {
+        /// The game's protocol id.
+        protocol_id: u64,
+        /// The server's static public key, if the game knows it (pinning: an active man in
+        /// the middle is refused); without it, the first key seen is trusted.
+        pinned_server_key: Option<crate::native::PublicKey>,
+        /// How long a silent connection lasts.
+        timeout: Duration,
+    },
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ticket::Token(token) => f
+                .debug_struct("Token")
+                .field("protocol_id", &token.protocol_id)
+                .finish_non_exhaustive(),
+            Ticket::Native { protocol_id, pinned_server_key, timeout } => f
+                .debug_struct("Native")
+                .field("protocol_id", protocol_id)
+                .field("pinned", &pinned_server_key.is_some())
+                .field("timeout", timeout)
+                .finish(),
+        }
+    }
+}
+
 /// Which netcode endpoint is underneath.
 enum Role {
     Server {
@@ -63,7 +98,7 @@ enum Role {
     },
     Client {
         /// The token, until `connect` uses it.
-        token: Option<ConnectToken>,
+        ticket: Option<Ticket>,
         netcode: Option<Client>,
         conn: Option<ConnectionId>,
     },
@@ -165,16 +200,17 @@ impl SecureEndpoint {
         Self::with_role(config, inner_config, role, now, unix_seconds)
     }
 
-    /// A client that will connect with `token` (minted by the game's backend) when
-    /// [`connect`](Self::connect) is called. Arguments as for [`server`](Self::server).
+    /// A client that will connect with `ticket` (a token minted by the game's backend, or the
+    /// native profile) when [`connect`](Self::connect) is called. Arguments as for
+    /// [`server`](Self::server).
     pub fn client(
         config: &EndpointConfig,
-        token: ConnectToken,
+        ticket: impl Into<Ticket>,
         now: Instant,
         unix_seconds: u64,
     ) -> Result<Self, SecureError> {
         let inner_config = inner_config(config)?;
-        let role = Role::Client { token: Some(token), netcode: None, conn: None };
+        let role = Role::Client { ticket: Some(ticket.into()), netcode: None, conn: None };
         Self::with_role(config, inner_config, role, now, unix_seconds)
     }
 
@@ -233,27 +269,39 @@ impl SecureEndpoint {
         self.unix_at_epoch.saturating_add(now.saturating_duration_since(self.epoch).as_secs())
     }
 
-    /// Starts connecting with the client's token, trying `remote` first (it must be one of
-    /// the token's server addresses) and the token's others after it. One connection per
-    /// token: a second call is an error, as is any call on a server.
+    /// Starts connecting with the client's ticket. With a token, `remote` is tried first (it
+    /// must be one of the token's server addresses) and the token's others after it; with the
+    /// native profile, `remote` is the server. One connection per ticket: a second call is an
+    /// error, as is any call on a server.
     pub fn connect(
         &mut self,
         now: Instant,
         remote: SocketAddr,
     ) -> Result<ConnectionId, ConnectError> {
-        let Role::Client { token, netcode, conn } = &mut self.role else {
+        let Role::Client { ticket: slot, netcode, conn } = &mut self.role else {
             return Err(ConnectError::NotPermitted(remote));
         };
-        let Some(mut ticket) = token.take() else {
+        let Some(ticket) = slot.take() else {
             return Err(ConnectError::TooManyConnections(1));
         };
-        let Some(at) = ticket.server_addresses.iter().position(|a| *a == remote) else {
-            *token = Some(ticket);
-            return Err(ConnectError::NotPermitted(remote));
+        let client = match ticket {
+            Ticket::Token(mut token) => {
+                let Some(at) = token.server_addresses.iter().position(|a| *a == remote) else {
+                    *slot = Some(Ticket::Token(token));
+                    return Err(ConnectError::NotPermitted(remote));
+                };
+                token.server_addresses[..=at].rotate_right(1);
+                Client::new(token, now)
+            }
+            Ticket::Native { protocol_id, pinned_server_key, timeout } => {
+                match Client::native(remote, protocol_id, pinned_server_key, timeout, now) {
+                    Ok(client) => client,
+                    Err(error) => return Err(ConnectError::Start(error.to_string())),
+                }
+            }
         };
-        ticket.server_addresses[..=at].rotate_right(1);
         let id = self.inner.connect_below(now, remote)?;
-        let mut client = Client::new(ticket, now);
+        let mut client = client;
         client.update(now);
         *netcode = Some(client);
         *conn = Some(id);
@@ -348,7 +396,7 @@ impl SecureEndpoint {
     }
 
     /// Writes the next datagram to send into `buf` (at least
-    /// [`MAX_PACKET_BYTES`](crate::MAX_PACKET_BYTES)), or returns `None`: netcode's own
+    /// [`MAX_PACKET_BYTES`]), or returns `None`: netcode's own
     /// packets (handshake, keep-alives, disconnects) first, then the Sturnus endpoint's, each
     /// sealed into a payload packet.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
@@ -566,6 +614,12 @@ fn now() -> Instant {
     Instant::now()
 }
 
+impl From<ConnectToken> for Ticket {
+    fn from(token: ConnectToken) -> Self {
+        Ticket::Token(token)
+    }
+}
+
 impl<S: Socket> SecureHost<S> {
     /// A server on a socket of `factory` bound to `bind`. Tokens must list
     /// `netcode.public_address` (which may differ from `bind` behind a NAT); one whose port is
@@ -588,17 +642,18 @@ impl<S: Socket> SecureHost<S> {
         Ok(Self::over(endpoint, socket))
     }
 
-    /// A client that connects with `token` when [`Transport::connect`] is called, on a socket
-    /// of `factory` suited to reach the token's first server.
+    /// A client that connects with `ticket` (a token, or the native profile) when
+    /// [`Transport::connect`] is called, on a socket of `factory` suited to reach `server`
+    /// (the address it will connect to: a token's first, or the native server's).
     pub fn client<F: SocketFactory<Socket = S>>(
         config: &EndpointConfig,
-        token: ConnectToken,
+        ticket: impl Into<Ticket>,
         factory: &F,
+        server: SocketAddr,
     ) -> Result<Self, SecureError> {
-        let first = *token.server_addresses.first().ok_or(SecureError::NoServer)?;
-        let socket = factory.client_socket(first)?;
+        let socket = factory.client_socket(server)?;
         let (now, unix) = clocks();
-        Ok(Self::over(SecureEndpoint::client(config, token, now, unix)?, socket))
+        Ok(Self::over(SecureEndpoint::client(config, ticket, now, unix)?, socket))
     }
 
     fn over(endpoint: SecureEndpoint, socket: S) -> Self {
@@ -638,6 +693,13 @@ impl<S: Socket> SecureHost<S> {
             }
             let count = self.send_meta.len();
             if count == 0 {
+                return Ok(());
+            }
+            if count == 1 {
+                // The usual case of an interactive flow: no batch to set up.
+                let (len, to) = self.send_meta[0];
+                let batch = [Outgoing { to, payload: &self.send_buf[..len] }];
+                self.socket.send_batch(&batch).map_err(HostError::from)?;
                 return Ok(());
             }
             let mut batch = [Outgoing { to: self.send_meta[0].1, payload: &[] }; BATCH];

@@ -356,7 +356,8 @@ fn over_real_udp_through_the_transport_trait() {
     let netcode = ServerConfig::new(PROTOCOL_ID, private_key(), public);
     let mut server = SecureHost::bind(&config(), &netcode, &factory, public).unwrap();
     let unix = wall_unix();
-    let mut client = SecureHost::client(&config(), token(&[public], unix, 5), &factory).unwrap();
+    let mut client =
+        SecureHost::client(&config(), token(&[public], unix, 5), &factory, public).unwrap();
     assert!(Transport::is_secure(&server) && Transport::is_secure(&client));
     let conn = Transport::connect(&mut client, base_instant(), public).unwrap();
     let reliable = ChannelId(

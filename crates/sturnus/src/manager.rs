@@ -72,16 +72,26 @@ fn open_netcode(
     use sturnus_netcode::transport::SecureHost;
     let factory = UdpSocketFactory::default();
     let host = if client {
-        let token = settings.token.clone().ok_or(ManagerError::Secure(
-            "a netcode client needs a connect token (NetcodeSettings::client)",
+        let ticket = settings.ticket.clone().ok_or(ManagerError::Secure(
+            "a netcode client needs a ticket (NetcodeSettings::client or native_client)",
         ))?;
-        SecureHost::client(endpoint, token, &factory)
+        SecureHost::client(endpoint, ticket, &factory, addr)
     } else {
-        let key = settings.private_key.ok_or(ManagerError::Secure(
-            "a netcode server needs the private key it shares with the token minter",
-        ))?;
+        if settings.private_key.is_none() && settings.native.is_none() {
+            return Err(ManagerError::Secure(
+                "a netcode server needs the private key it shares with the token minter, or \
+                 a native key (NetcodeSettings::server or native_server)",
+            ));
+        }
+        // Without a shared key, one nobody knows: no token can open.
+        let key = match settings.private_key {
+            Some(key) => key,
+            None => sturnus_netcode::random_key()
+                .map_err(|_| ManagerError::Secure("the operating system's generator failed"))?,
+        };
         let public = settings.public_address.unwrap_or(addr);
-        let netcode = NetcodeServer::new(settings.protocol_id, key, public);
+        let mut netcode = NetcodeServer::new(settings.protocol_id, key, public);
+        netcode.native.clone_from(&settings.native);
         SecureHost::bind(endpoint, &netcode, &factory, addr)
     };
     Ok(Box::new(host?))
@@ -108,20 +118,25 @@ pub enum TransportChoice {
     Netcode(Box<NetcodeSettings>),
 }
 
-/// The settings of [`TransportChoice::Netcode`]: a server (or host) needs the private key and
-/// protocol id it shares with the backend that mints tokens; a client needs a token.
+/// The settings of [`TransportChoice::Netcode`]. A server (or host) admits clients with connect
+/// tokens (it needs the private key it shares with the backend that mints them), with the
+/// native profile (it needs its static X25519 key: play without a backend), or both. A client
+/// needs a [`Ticket`](sturnus_netcode::transport::Ticket): a token, or the native profile.
 #[cfg(feature = "secure")]
 #[derive(Clone)]
 pub struct NetcodeSettings {
-    /// The game's protocol id (servers accept only tokens for it).
+    /// The game's protocol id (servers accept only their game's clients).
     pub protocol_id: u64,
-    /// The key shared with the token minter (server side). Keep it secret.
+    /// The key shared with the token minter (server side). Keep it secret. A server without
+    /// one draws a key nobody knows: it admits native clients only.
     pub private_key: Option<sturnus_netcode::Key>,
+    /// The server's static key for the native profile (server side).
+    pub native: Option<sturnus_netcode::native::NativeConfig>,
     /// The server's address as tokens list it, when it differs from the address the server
     /// binds (behind a NAT, or bound to `0.0.0.0`).
     pub public_address: Option<SocketAddr>,
-    /// The connect token the client connects with (client side), from the backend.
-    pub token: Option<sturnus_netcode::ConnectToken>,
+    /// How the client connects (client side).
+    pub ticket: Option<sturnus_netcode::transport::Ticket>,
 }
 
 #[cfg(feature = "secure")]
@@ -130,32 +145,55 @@ impl fmt::Debug for NetcodeSettings {
         f.debug_struct("NetcodeSettings")
             .field("protocol_id", &format_args!("{:#018x}", self.protocol_id))
             .field("private_key", &self.private_key.map(|_| "<secret>"))
+            .field("native", &self.native.as_ref().map(|_| "<secret>"))
             .field("public_address", &self.public_address)
-            .field("token", &self.token.as_ref().map(|_| "<token>"))
+            .field("ticket", &self.ticket)
             .finish()
     }
 }
 
 #[cfg(feature = "secure")]
 impl NetcodeSettings {
-    /// A server's (or host's) transport.
+    fn with(protocol_id: u64) -> Self {
+        Self { protocol_id, private_key: None, native: None, public_address: None, ticket: None }
+    }
+
+    /// A server's (or host's) transport, admitting clients with tokens minted under
+    /// `private_key`.
     pub fn server(protocol_id: u64, private_key: sturnus_netcode::Key) -> TransportChoice {
-        TransportChoice::Netcode(Box::new(Self {
-            protocol_id,
-            private_key: Some(private_key),
-            public_address: None,
-            token: None,
-        }))
+        let settings = Self { private_key: Some(private_key), ..Self::with(protocol_id) };
+        TransportChoice::Netcode(Box::new(settings))
+    }
+
+    /// A server's (or host's) transport for play without a backend: clients connect with the
+    /// native profile, and may pin `native`'s public key.
+    pub fn native_server(
+        protocol_id: u64,
+        native: sturnus_netcode::native::NativeConfig,
+    ) -> TransportChoice {
+        let settings = Self { native: Some(native), ..Self::with(protocol_id) };
+        TransportChoice::Netcode(Box::new(settings))
     }
 
     /// A client's transport: the token it connects with.
     pub fn client(token: sturnus_netcode::ConnectToken) -> TransportChoice {
-        TransportChoice::Netcode(Box::new(Self {
-            protocol_id: token.protocol_id,
-            private_key: None,
-            public_address: None,
-            token: Some(token),
-        }))
+        let protocol_id = token.protocol_id;
+        let ticket = Some(sturnus_netcode::transport::Ticket::Token(token));
+        TransportChoice::Netcode(Box::new(Self { ticket, ..Self::with(protocol_id) }))
+    }
+
+    /// A client's transport with the native profile, trusting only the server key `pinned`
+    /// if given (the first key seen otherwise); connections silent for 10 s end.
+    pub fn native_client(
+        protocol_id: u64,
+        pinned: Option<sturnus_netcode::native::PublicKey>,
+    ) -> TransportChoice {
+        let ticket = Some(sturnus_netcode::transport::Ticket::Native {
+            protocol_id,
+            pinned_server_key: pinned,
+            timeout: Duration::from_secs(10),
+        });
+        TransportChoice::Netcode(Box::new(Self { ticket, ..Self::with(protocol_id) }))
     }
 }
 

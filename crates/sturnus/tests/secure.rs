@@ -109,12 +109,63 @@ fn netcode_settings_without_a_key_or_a_token_are_errors() {
     let settings = NetcodeSettings {
         protocol_id: PROTOCOL_ID,
         private_key: None,
+        native: None,
         public_address: None,
-        token: None,
+        ticket: None,
     };
     let mut server = manager(TransportChoice::Netcode(Box::new(settings.clone())));
     assert!(server.start_server(addr).is_err());
     let mut client = manager(TransportChoice::Netcode(Box::new(settings)));
     assert!(client.start_client(addr).is_err());
     assert_eq!(client.mode(), NetworkMode::Offline);
+}
+
+/// Play without a backend: a host with a static key, a client that pinned it joins and plays,
+/// one that pinned another key never gets in.
+#[test]
+fn a_native_host_admits_the_client_that_pinned_its_key_and_not_an_impostors_victim() {
+    use sturnus::netcode::native::NativeConfig;
+    // A short timeout: the server cannot know that a client refused its key, so the slot that
+    // client's response took is freed when it goes silent.
+    let native = NativeConfig::generate(Duration::from_secs(1)).unwrap();
+    let key = native.public_key();
+    let addr = free_port();
+    let mut host = manager(NetcodeSettings::native_server(PROTOCOL_ID, native));
+    host.set_authenticator(|| sturnus::message::NoopAuthenticator);
+    host.start_host(addr).unwrap();
+    let mut friend = manager(NetcodeSettings::native_client(PROTOCOL_ID, Some(key)));
+    friend.set_authenticator(|| sturnus::message::NoopAuthenticator);
+    friend.start_client(addr).unwrap();
+    let other = NativeConfig::generate(Duration::from_secs(5)).unwrap().public_key();
+    let mut misled = manager(NetcodeSettings::native_client(PROTOCOL_ID, Some(other)));
+    misled.start_client(addr).unwrap();
+
+    let start = driver::now();
+    let mut misled_events = Vec::new();
+    while friend.local_player_id().and_then(|id| friend.get::<Avatar>(id)).is_none()
+        || misled.mode() != NetworkMode::Offline
+    {
+        let now = driver::now();
+        assert!(now - start < Duration::from_secs(20), "{misled_events:?}");
+        host.tick(now).unwrap();
+        friend.tick(now).unwrap();
+        let _ = misled.tick(now);
+        misled_events.extend(std::iter::from_fn(|| misled.poll_event()));
+        driver::sleep(Duration::from_millis(2));
+    }
+    // The misled client refused the host's key: it never sent a sealed packet, and the slot
+    // its response took times out. Then the host's own player and the friend remain.
+    while host.server().unwrap().server().players().count() != 2 {
+        let now = driver::now();
+        assert!(now - start < Duration::from_secs(20), "the orphan slot never timed out");
+        host.tick(now).unwrap();
+        friend.tick(now).unwrap();
+        driver::sleep(Duration::from_millis(2));
+    }
+    assert!(friend.local_player_id().is_some(), "the friend stayed");
+    assert!(misled.local_player_id().is_none());
+    assert!(
+        misled_events.iter().any(|e| matches!(e, ManagerEvent::ClientDisconnect(_))),
+        "{misled_events:?}"
+    );
 }

@@ -147,6 +147,10 @@ pub enum ConnectError {
     /// a server-only transport).
     #[error("this transport may not connect to {0}")]
     NotPermitted(std::net::SocketAddr),
+    /// The transport could not start the connection (a secure transport that could not draw
+    /// its keys, say), with its reason.
+    #[error("the transport could not start the connection: {0}")]
+    Start(String),
     /// The accept filter refused the peer.
     #[error("the accept filter refused {0}")]
     Refused(std::net::SocketAddr),
