@@ -101,10 +101,11 @@ fn open_netcode(
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub enum TransportChoice {
-    /// UDP on the caller's thread ([`Host`]).
+    /// Plaintext UDP on the caller's thread ([`Host`]): for development, LANs and
+    /// benchmarks; nothing is encrypted (see `Netcode` for play over the internet).
     #[default]
     Udp,
-    /// UDP on a background I/O thread ([`ThreadedHost`]).
+    /// Plaintext UDP on a background I/O thread ([`ThreadedHost`]).
     ThreadedUdp,
     /// An in-process network (tests, single-process games): servers bind the address they are
     /// given on it, clients connect over it.
