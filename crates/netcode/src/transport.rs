@@ -183,6 +183,8 @@ impl SecureEndpoint {
     /// token minter, public address, capacity), Sturnus's `config` (channel layout and
     /// everything else; its `max_packet_size` must be at most 1,200 bytes, a netcode payload).
     /// `now` and `unix_seconds` are the same moment on the monotonic and the wall clock.
+    /// The netcode side admits at most the smaller of `netcode.max_clients` and
+    /// `config.max_connections` clients: one more is denied as by a full server.
     ///
     /// Errors: an invalid configuration, or the operating system's generator failing.
     pub fn server(
@@ -192,8 +194,13 @@ impl SecureEndpoint {
         unix_seconds: u64,
     ) -> Result<Self, SecureError> {
         let inner_config = inner_config(config)?;
+        // A netcode client the Sturnus side has no room for would be told it connected (the
+        // handshake's keep-alive), then be disconnected: full at the smaller capacity,
+        // netcode denies it instead, and the client sees a full server.
+        let mut bounded = netcode.clone();
+        bounded.max_clients = netcode.max_clients.min(config.max_connections);
         let role = Role::Server {
-            netcode: Server::new(netcode)?,
+            netcode: Server::new(&bounded)?,
             peers: Vec::new(),
             by_conn: HashMap::new(),
         };
