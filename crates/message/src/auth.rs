@@ -195,7 +195,8 @@ impl Authenticator for PasswordAuthenticator {
 /// them with [`Player::auth_data`](crate::Player::auth_data) as a
 /// [`PeerIdentity`]).
 ///
-/// A player whose transport proved nothing (a plaintext transport) is refused. The host's own
+/// A player whose transport proved nothing (a plaintext transport, or a client of netcode's
+/// native profile, which presents no token) is refused. The host's own
 /// player (a local client in host mode) is let in with client id 0 and no user data.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokenAuthenticator;

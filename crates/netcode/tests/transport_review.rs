@@ -7,9 +7,10 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use sturnus_netcode::native::NativeConfig;
 use sturnus_netcode::server::ServerConfig;
 use sturnus_netcode::token::TokenSpec;
-use sturnus_netcode::transport::SecureEndpoint;
+use sturnus_netcode::transport::{SecureEndpoint, Ticket};
 use sturnus_netcode::{ConnectToken, Key, MAX_PACKET_BYTES};
 use sturnus_transport::{
     ChannelId, ConnectionId, DisconnectReason, EndpointConfig, Event, Qos, RejectReason,
@@ -18,6 +19,7 @@ use sturnus_transport::{
 const PROTOCOL_ID: u64 = 0x5354_5552_4e55_5333;
 const UNIX: u64 = 1_800_000_000;
 const STEP: Duration = Duration::from_millis(5);
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn private_key() -> Key {
     std::array::from_fn(|i| u8::try_from(i * 7 + 3).unwrap_or(0))
@@ -98,6 +100,17 @@ impl Net {
     /// A client at `addr` that connects at once with a token for `client_id`.
     fn add_client(&mut self, addr: &str, client_id: u64, timeout_seconds: i32) -> ConnectionId {
         let ticket = token(self.server.addr, client_id, timeout_seconds);
+        let mut endpoint = SecureEndpoint::client(&config(), ticket, self.now, UNIX).unwrap();
+        let conn = endpoint.connect(self.now, self.server.addr).unwrap();
+        let addr = addr.parse().unwrap();
+        self.clients.push(Peer { endpoint, addr, events: Vec::new(), up: true });
+        conn
+    }
+
+    /// A client at `addr` that connects at once with the native profile (no token).
+    fn add_native_client(&mut self, addr: &str) -> ConnectionId {
+        let ticket =
+            Ticket::Native { protocol_id: PROTOCOL_ID, pinned_server_key: None, timeout: TIMEOUT };
         let mut endpoint = SecureEndpoint::client(&config(), ticket, self.now, UNIX).unwrap();
         let conn = endpoint.connect(self.now, self.server.addr).unwrap();
         let addr = addr.parse().unwrap();
@@ -335,4 +348,37 @@ fn data_then_one_disconnect_on_every_path() {
     assert_eq!(net.server.endpoint.netcode_server().unwrap().connected_clients(), 0);
     assert_eq!(net.server.endpoint.sturnus().connection_count(), 0);
     assert_eq!(net.stale_timeouts, 0);
+}
+
+/// A native client presents no token: the transport proved nothing about who it is (its
+/// client id is the server's own counter, its user data zeros), so it has no identity, and an
+/// authenticator that admits by token (`TokenAuthenticator`) does not let it in on a server
+/// that takes both kinds of client.
+#[test]
+fn a_native_client_has_no_token_identity() {
+    let mut net = Net::new(&config(), |netcode| {
+        netcode.native = Some(NativeConfig::from_secret([9; 32], TIMEOUT));
+    });
+    net.add_client("10.2.0.2:50000", 1, 5);
+    net.add_native_client("10.2.0.3:50000");
+    net.run(Duration::from_millis(300));
+    let connected: Vec<ConnectionId> = net
+        .server
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Owned::Connected(c) => Some(*c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(connected.len(), 2, "{:?}", net.server.events);
+    for conn in connected {
+        let remote = net.server.endpoint.sturnus().remote_address(conn).unwrap();
+        let identity = net.server.endpoint.peer_identity(conn);
+        if remote == net.clients[0].addr {
+            assert_eq!(identity.map(|i| i.client_id), Some(1), "the token's identity");
+        } else {
+            assert_eq!(identity, None, "a native client has no token, so no identity");
+        }
+    }
 }
