@@ -25,11 +25,11 @@ fn private_key() -> Key {
     std::array::from_fn(|i| u8::try_from(i * 7 + 3).unwrap_or(0))
 }
 
-fn token(server: SocketAddr, client_id: u64, timeout_seconds: i32) -> ConnectToken {
+fn token(servers: &[SocketAddr], client_id: u64, timeout_seconds: i32) -> ConnectToken {
     let spec = TokenSpec {
         protocol_id: PROTOCOL_ID,
         client_id,
-        server_addresses: vec![server],
+        server_addresses: servers.to_vec(),
         expire_seconds: 30,
         timeout_seconds,
         user_data: [7; 256],
@@ -99,9 +99,19 @@ impl Net {
 
     /// A client at `addr` that connects at once with a token for `client_id`.
     fn add_client(&mut self, addr: &str, client_id: u64, timeout_seconds: i32) -> ConnectionId {
-        let ticket = token(self.server.addr, client_id, timeout_seconds);
+        let ticket = token(&[self.server.addr], client_id, timeout_seconds);
+        self.add_client_with(addr, ticket, self.server.addr)
+    }
+
+    /// A client at `addr` that connects at once to `remote` with `ticket`.
+    fn add_client_with(
+        &mut self,
+        addr: &str,
+        ticket: ConnectToken,
+        remote: SocketAddr,
+    ) -> ConnectionId {
         let mut endpoint = SecureEndpoint::client(&config(), ticket, self.now, UNIX).unwrap();
-        let conn = endpoint.connect(self.now, self.server.addr).unwrap();
+        let conn = endpoint.connect(self.now, remote).unwrap();
         let addr = addr.parse().unwrap();
         self.clients.push(Peer { endpoint, addr, events: Vec::new(), up: true });
         conn
@@ -131,8 +141,8 @@ impl Net {
                 client.endpoint.handle_timeout(now);
                 while let Some(t) = client.endpoint.poll_transmit(now, &mut buf) {
                     moved += 1;
-                    assert_eq!(t.destination, self.server.addr);
-                    if client.up && self.server.up {
+                    // Anything else is an address where no server listens.
+                    if t.destination == self.server.addr && client.up && self.server.up {
                         let datagram = &mut buf[..t.len];
                         self.server.endpoint.handle_datagram(now, client.addr, datagram);
                     }
@@ -381,4 +391,26 @@ fn a_native_client_has_no_token_identity() {
             assert_eq!(identity, None, "a native client has no token, so no identity");
         }
     }
+}
+
+/// A client asked to connect to its token's second server tries it first; when it is silent,
+/// the token's first one takes it, and the connection (its id, its remote address, its data)
+/// is that one's.
+#[test]
+fn a_silent_first_choice_falls_back_to_the_tokens_other_server() {
+    let mut net = Net::new(&config(), |_| {});
+    let silent: SocketAddr = "10.2.0.9:40000".parse().unwrap();
+    let ticket = token(&[net.server.addr, silent], 1, 1);
+    let conn = net.add_client_with("10.2.0.2:50000", ticket, silent);
+    net.run(Duration::from_secs(3));
+    assert_eq!(net.clients[0].events, [Owned::Connected(conn)]);
+    let client = &mut net.clients[0].endpoint;
+    assert_eq!(client.sturnus().remote_address(conn), Some(net.server.addr));
+    client.send(conn, ChannelId(0), b"hello").unwrap();
+    net.run(Duration::from_millis(100));
+    let Some(&Owned::Connected(server_conn)) = net.server.events.first() else {
+        panic!("no connection: {:?}", net.server.events);
+    };
+    assert_eq!(net.server.events.last(), Some(&Owned::Data(server_conn, b"hello".to_vec())));
+    assert_eq!(net.stale_timeouts, 0);
 }
