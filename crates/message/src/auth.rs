@@ -16,7 +16,8 @@ use crate::{Message, PlayerId, codec};
 pub struct Applicant {
     /// The player the connection was given.
     pub player: PlayerId,
-    /// Its remote address (`None` for a local client in host mode).
+    /// Its remote address (`None` for a local client in host mode, or a remote one whose
+    /// transport knows no addresses: [`is_local`](Self::is_local) tells them apart).
     pub address: Option<SocketAddr>,
     /// Whether what it sends cannot be read or altered on the way: its connection is
     /// encrypted and authenticated (a secure transport), or it is a local client.
@@ -24,24 +25,39 @@ pub struct Applicant {
     /// What its transport proved about it: the client id and user data of the connect token
     /// it connected with (the netcode transport mode), or `None`.
     pub identity: Option<PeerIdentity>,
+    /// The host's own player (a local client in host mode): no transport in between.
+    local: bool,
 }
 
 impl Applicant {
-    /// An applicant (for testing an [`Authenticator`]): `secure` and `identity` as its
-    /// transport would report them.
+    /// A remote applicant (for testing an [`Authenticator`]): `secure` and `identity` as its
+    /// transport would report them. Without an `address`, it is still remote (a transport
+    /// that knows no addresses): see [`local`](Self::local) for the host's own player.
     pub fn new(
         player: PlayerId,
         address: Option<SocketAddr>,
         secure: bool,
         identity: Option<PeerIdentity>,
     ) -> Self {
-        Self { player, address, secure, identity }
+        Self { player, address, secure, identity, local: false }
+    }
+
+    /// The host's own player, a local client in host mode (for testing an
+    /// [`Authenticator`]): no address, nothing crosses a network.
+    pub fn local(player: PlayerId) -> Self {
+        Self { player, address: None, secure: true, identity: None, local: true }
+    }
+
+    /// Whether it is the host's own player (a local client in host mode).
+    pub fn is_local(&self) -> bool {
+        self.local
     }
 
     /// Whether a secret sent by this applicant stayed secret: its connection is secure, or
-    /// it is on this machine (a local client, or a loopback address).
+    /// it is on this machine (a local client, or a loopback address). A remote applicant
+    /// whose transport knows no address is not private unless its transport is secure.
     pub fn is_private(&self) -> bool {
-        self.secure || self.address.is_none_or(|address| address.ip().is_loopback())
+        self.secure || self.local || self.address.is_some_and(|address| address.ip().is_loopback())
     }
 }
 
@@ -179,7 +195,8 @@ impl Authenticator for PasswordAuthenticator {
 /// them with [`Player::auth_data`](crate::Player::auth_data) as a
 /// [`PeerIdentity`]).
 ///
-/// A player whose transport proved nothing (a plaintext transport) is refused. The host's own
+/// A player whose transport proved nothing (a plaintext transport, or a client of netcode's
+/// native profile, which presents no token) is refused. The host's own
 /// player (a local client in host mode) is let in with client id 0 and no user data.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TokenAuthenticator;
@@ -189,12 +206,12 @@ impl Authenticator for TokenAuthenticator {
     type Data = PeerIdentity;
 
     fn authenticate(&mut self, applicant: &Applicant, (): ()) -> Result<PeerIdentity, String> {
-        match (&applicant.identity, applicant.address) {
-            (Some(identity), _) => Ok(identity.clone()),
-            (None, None) => Ok(PeerIdentity { client_id: 0, user_data: Box::new([]) }),
-            (None, Some(_)) => {
-                Err("this server admits players with a connect token (netcode)".into())
+        match &applicant.identity {
+            Some(identity) => Ok(identity.clone()),
+            None if applicant.is_local() => {
+                Ok(PeerIdentity { client_id: 0, user_data: Box::new([]) })
             }
+            None => Err("this server admits players with a connect token (netcode)".into()),
         }
     }
 }
@@ -249,7 +266,7 @@ mod tests {
     #[test]
     fn password_checks_password_and_name() {
         let mut auth = PasswordAuthenticator::new("hunter2");
-        let who = Applicant::new(PlayerId(1), None, false, None);
+        let who = Applicant::local(PlayerId(1));
         let login =
             |name: &str, password: &str| Login { name: name.into(), password: password.into() };
         assert_eq!(auth.authenticate(&who, login("ada", "hunter2")), Ok("ada".to_string()));
@@ -271,6 +288,8 @@ mod tests {
         assert_eq!(auth.authenticate(&secure, login()), Ok("ada".into()));
         let local = Applicant::new(PlayerId(1), loopback, false, None);
         assert_eq!(auth.authenticate(&local, login()), Ok("ada".into()));
+        let nowhere = Applicant::new(PlayerId(1), None, false, None);
+        assert!(auth.authenticate(&nowhere, login()).is_err(), "no address is not local");
         let mut relaxed = PasswordAuthenticator::new("hunter2").allow_plaintext();
         assert_eq!(relaxed.authenticate(&plaintext, login()), Ok("ada".into()));
     }
@@ -284,8 +303,11 @@ mod tests {
         assert_eq!(auth.authenticate(&with_token, ()), Ok(identity));
         let without = Applicant::new(PlayerId(1), remote, true, None);
         assert!(auth.authenticate(&without, ()).is_err());
-        let host = Applicant::new(PlayerId(1), None, true, None);
+        let host = Applicant::local(PlayerId(1));
         assert_eq!(auth.authenticate(&host, ()).map(|i| i.client_id), Ok(0));
+        // A remote player whose transport knows no address is not the host's.
+        let nowhere = Applicant::new(PlayerId(2), None, true, None);
+        assert!(auth.authenticate(&nowhere, ()).is_err());
     }
 
     #[test]
@@ -300,7 +322,7 @@ mod tests {
     #[test]
     fn erased_rejects_malformed_credentials() {
         let mut auth = Erased(PasswordAuthenticator::new("x"));
-        let who = Applicant::new(PlayerId(1), None, false, None);
+        let who = Applicant::local(PlayerId(1));
         assert_eq!(
             auth.authenticate(&who, &[0xff, 0xff]).err().as_deref(),
             Some("malformed credentials")

@@ -1207,14 +1207,17 @@ impl NetworkServer {
             }
         }
         slot.stats.messages_handled += 1;
-        let (secure, identity) = match (&slot.route, &ctx.transport) {
-            (Route::Remote(conn), Some(transport)) => {
-                (transport.is_secure(), transport.peer_identity(*conn))
+        let applicant = match &slot.route {
+            Route::Remote(conn) => {
+                let (secure, identity) = ctx
+                    .transport
+                    .as_ref()
+                    .map_or((false, None), |t| (t.is_secure(), t.peer_identity(*conn)));
+                Applicant::new(id, slot.address, secure, identity)
             }
             // In-process: nothing crossed a network.
-            _ => (true, None),
+            Route::Local(_) => Applicant::local(id),
         };
-        let applicant = Applicant::new(id, slot.address, secure, identity);
         let verdict = match codec::decode::<AuthRequest>(&self.recv) {
             Some(AuthRequest(credentials)) => {
                 self.authenticator.authenticate(&applicant, &credentials)

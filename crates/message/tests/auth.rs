@@ -2,16 +2,25 @@
 
 mod common;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::{Path, Raw, World, auth_request, default_channel, frame, paths, server_config};
+use common::{
+    Path, Raw, World, auth_request, client_config, default_channel, frame, memory_server_addr,
+    paths, server_config,
+};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sturnus_message::{
-    ClientEvent, DisconnectReason, Login, Message, PasswordAuthenticator, Player, Qos,
-    ServerConfig, ServerEvent,
+    Authenticator, ChannelId, ClientEvent, DisconnectReason, Login, Message, NetworkClient,
+    NetworkServer, PasswordAuthenticator, Player, Qos, ServerConfig, ServerEvent,
+    TokenAuthenticator, Transport, driver,
+};
+use sturnus_transport::{
+    ConnectError, ConnectionId, ConnectionStats, Event, HostError, MemoryNetwork, MemoryTransport,
+    SendError,
 };
 
 #[derive(Debug, Serialize, Deserialize, Message)]
@@ -238,4 +247,104 @@ fn a_password_does_not_cross_a_plaintext_network() {
         });
         assert!(world.run_until(|w| w.clients[0].is_authenticated()), "{path:?}");
     }
+}
+
+/// A plaintext transport that knows no remote addresses (a relay, say; `remote_address` may
+/// answer `None`), over the in-process network.
+#[derive(Debug)]
+struct NoAddresses(MemoryTransport);
+
+impl Transport for NoAddresses {
+    fn channels(&self) -> &[Qos] {
+        self.0.channels()
+    }
+    fn max_message_size(&self, channel: ChannelId) -> Option<usize> {
+        self.0.max_message_size(channel)
+    }
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.0.local_addr()
+    }
+    fn connect(&mut self, now: Instant, remote: SocketAddr) -> Result<ConnectionId, ConnectError> {
+        self.0.connect(now, remote)
+    }
+    fn send(&mut self, conn: ConnectionId, ch: ChannelId, bytes: &[u8]) -> Result<(), SendError> {
+        self.0.send(conn, ch, bytes)
+    }
+    fn disconnect(&mut self, now: Instant, conn: ConnectionId) {
+        self.0.disconnect(now, conn);
+    }
+    fn set_trusted(&mut self, conn: ConnectionId) {
+        self.0.set_trusted(conn);
+    }
+    fn trusts_incoming(&self) -> bool {
+        self.0.trusts_incoming()
+    }
+    fn poll_event(&mut self, now: Instant) -> Result<Option<Event<'_>>, HostError> {
+        self.0.poll_event(now)
+    }
+    fn flush(&mut self, now: Instant) -> Result<(), HostError> {
+        self.0.flush(now)
+    }
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.0.poll_timeout()
+    }
+    fn wait(&mut self, timeout: Duration) -> Result<(), HostError> {
+        self.0.wait(timeout)
+    }
+    fn connection_stats(&self, conn: ConnectionId) -> Option<ConnectionStats> {
+        self.0.connection_stats(conn)
+    }
+    fn remote_address(&self, _: ConnectionId) -> Option<SocketAddr> {
+        None
+    }
+    fn is_secure(&self) -> bool {
+        false
+    }
+}
+
+/// Runs a server on a plaintext transport without addresses with `authenticator`, and one
+/// remote client presenting `credentials`; returns whether the server let it in.
+fn admitted_without_an_address<C: Serialize + 'static>(
+    authenticator: impl Authenticator,
+    credentials: &C,
+) -> bool {
+    let network = MemoryNetwork::new();
+    let config = server_config();
+    let kinds = config.channels.kinds().to_vec();
+    let mut server = NetworkServer::new(config).unwrap();
+    server.set_authenticator(authenticator);
+    let mut now = driver::now();
+    let transport = NoAddresses(network.bind(memory_server_addr(), kinds.clone()).unwrap());
+    server.start(now, transport).unwrap();
+    let mut client = NetworkClient::new(client_config()).unwrap();
+    client.set_credentials(credentials).unwrap();
+    client.allow_plaintext_credentials(true);
+    client.connect(now, network.endpoint(kinds), memory_server_addr()).unwrap();
+    for _ in 0..100 {
+        now += Duration::from_millis(10);
+        server.update(now).unwrap();
+        client.update(now).unwrap();
+        while client.poll_event().is_some() {}
+        while server.poll_event().is_some() {}
+    }
+    let stats = server.stats();
+    assert_eq!(stats.auth_accepted + stats.auth_rejected, 1, "one verdict: {stats:?}");
+    stats.auth_accepted == 1
+}
+
+/// A remote player is not the host's own player because its transport knows no address: a
+/// token-only server does not let it in as client 0 without a token, and a password it sent
+/// in the clear is refused.
+#[test]
+fn a_remote_player_without_an_address_is_not_a_local_one() {
+    assert!(!admitted_without_an_address(TokenAuthenticator, &()));
+    assert!(!admitted_without_an_address(
+        PasswordAuthenticator::new("sesame"),
+        &login("ada", "sesame")
+    ));
+    // The guard is about the address, not the plumbing: allowed plaintext, it lets ada in.
+    assert!(admitted_without_an_address(
+        PasswordAuthenticator::new("sesame").allow_plaintext(),
+        &login("ada", "sesame")
+    ));
 }

@@ -91,8 +91,9 @@ impl fmt::Debug for Ticket {
 enum Role {
     Server {
         netcode: Server,
-        /// By netcode client index: the Sturnus connection and what the token said.
-        peers: Vec<Option<(ConnectionId, PeerIdentity)>>,
+        /// By netcode client index: the Sturnus connection and what its token said (`None`
+        /// for a native client, which presented no token).
+        peers: Vec<Option<(ConnectionId, Option<PeerIdentity>)>>,
         /// Sturnus connection → netcode client index.
         by_conn: HashMap<ConnectionId, usize>,
     },
@@ -183,6 +184,8 @@ impl SecureEndpoint {
     /// token minter, public address, capacity), Sturnus's `config` (channel layout and
     /// everything else; its `max_packet_size` must be at most 1,200 bytes, a netcode payload).
     /// `now` and `unix_seconds` are the same moment on the monotonic and the wall clock.
+    /// The netcode side admits at most the smaller of `netcode.max_clients` and
+    /// `config.max_connections` clients: one more is denied as by a full server.
     ///
     /// Errors: an invalid configuration, or the operating system's generator failing.
     pub fn server(
@@ -192,8 +195,13 @@ impl SecureEndpoint {
         unix_seconds: u64,
     ) -> Result<Self, SecureError> {
         let inner_config = inner_config(config)?;
+        // A netcode client the Sturnus side has no room for would be told it connected (the
+        // handshake's keep-alive), then be disconnected: full at the smaller capacity,
+        // netcode denies it instead, and the client sees a full server.
+        let mut bounded = netcode.clone();
+        bounded.max_clients = netcode.max_clients.min(config.max_connections);
         let role = Role::Server {
-            netcode: Server::new(netcode)?,
+            netcode: Server::new(&bounded)?,
             peers: Vec::new(),
             by_conn: HashMap::new(),
         };
@@ -349,10 +357,12 @@ impl SecureEndpoint {
         self.inner.set_trusted(conn)
     }
 
-    /// What the connect token of `conn`'s peer said (server side).
+    /// What the connect token of `conn`'s peer said (server side). `None` for a native
+    /// client: it presented no token, and its netcode client id is the server's own counter,
+    /// which proves nothing about who it is.
     pub fn peer_identity(&self, conn: ConnectionId) -> Option<&PeerIdentity> {
         let Role::Server { peers, by_conn, .. } = &self.role else { return None };
-        peers[*by_conn.get(&conn)?].as_ref().map(|(_, identity)| identity)
+        peers.get(*by_conn.get(&conn)?)?.as_ref()?.1.as_ref()
     }
 
     /// Handles a datagram received from `from` (decrypted in place).
@@ -491,10 +501,14 @@ impl SecureEndpoint {
                             match inner.accept_below(now, address, client_salt, server_salt) {
                                 Ok(conn) => {
                                     tracing::info!(%conn, %address, client_id, "client connected (netcode 1.02)");
-                                    let identity = PeerIdentity {
-                                        client_id,
-                                        user_data: Box::<[u8]>::from(&user_data[..]),
-                                    };
+                                    // A native client presented no token: nothing to
+                                    // report (an authenticator that admits by token must
+                                    // not take the server's counter for an account).
+                                    let identity =
+                                        (!netcode.is_native(client_index)).then(|| PeerIdentity {
+                                            client_id,
+                                            user_data: Box::<[u8]>::from(&user_data[..]),
+                                        });
                                     if peers.len() <= client_index {
                                         peers.resize_with(client_index + 1, || None);
                                     }

@@ -274,6 +274,9 @@ pub(crate) struct Connection {
     pub(crate) phase: Phase,
     /// Whether we opened this connection (we are its client).
     pub(crate) is_client: bool,
+    /// Whether it counts against the address limits (a peer's handshake opened it; one a
+    /// transport below accepted does not), so closing it uncounts it.
+    pub(crate) address_counted: bool,
     pub(crate) client_salt: u64,
     pub(crate) server_salt: u64,
     /// The key of the tags of the packets we send (derived from both salts; the peer's
@@ -463,6 +466,7 @@ impl Connection {
             expiring,
             held_bytes: 0,
             trusted: is_client || config.trust_incoming,
+            address_counted: false,
             held_cap: usize::MAX,
             held_since: None,
             cc: Congestion::new(config, now),

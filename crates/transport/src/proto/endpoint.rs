@@ -570,7 +570,7 @@ impl Endpoint {
         if !conn.trusted {
             self.untrusted_held -= conn.held_bytes();
         }
-        if !conn.is_client {
+        if conn.address_counted {
             self.limits.closed(conn.addr.ip());
         }
         conn.release(&mut self.pool);
@@ -1036,7 +1036,7 @@ impl Endpoint {
                     // attempt gives way to the peer's).
                     self.close_with_event(old, replaced);
                 }
-                let conn = Connection::new(
+                let mut conn = Connection::new(
                     &self.config,
                     from,
                     Phase::Connected,
@@ -1045,6 +1045,7 @@ impl Endpoint {
                     false,
                     now,
                 );
+                conn.address_counted = true;
                 let Some(id) = self.insert(conn) else {
                     self.reply(
                         from,
@@ -1392,6 +1393,31 @@ mod tests {
         }
         assert_eq!(states, [b"state of a".to_vec(), b"state of b".to_vec()]);
         assert_eq!(ids[0].slot(), ids[2].slot(), "B reused A's slot: {ids:?}");
+    }
+
+    /// A connection a transport below accepted was never counted against the address limits
+    /// (they do not apply to it): closing it must not uncount a handshake's connection from
+    /// the same address, or that address gets one connection more than its limit.
+    #[test]
+    fn a_connection_accepted_below_leaves_the_address_limits_as_they_were() {
+        let now = origin();
+        let limits = crate::AddressLimits { connections_per_ip: 1, ..Default::default() };
+        let config = EndpointConfig { address_limits: limits, ..EndpointConfig::default() };
+        let endpoint = |seed| {
+            Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, seed).unwrap()
+        };
+        let (mut server, mut a, mut b) = (endpoint(1), endpoint(2), endpoint(3));
+        let server_addr = "10.0.0.1:1".parse().unwrap();
+        a.connect(now, server_addr).unwrap();
+        shuttle(&mut a, "10.0.0.2:1", &mut server, now);
+        assert_eq!(server.connection_count(), 1);
+        let below = server.accept_below(now, "10.0.0.2:2".parse().unwrap(), 1, 2).unwrap();
+        assert!(server.close_below(below, None));
+        // The handshake's connection from 10.0.0.2 is still there: a second is over the limit.
+        b.connect(now, server_addr).unwrap();
+        shuttle(&mut b, "10.0.0.2:3", &mut server, now);
+        assert_eq!(server.connection_count(), 1, "10.0.0.2 went over its limit of 1");
+        assert_eq!(server.stats().address_limit_rejections, 1);
     }
 
     #[test]
