@@ -304,7 +304,11 @@ impl SecureEndpoint {
             Ticket::Native { protocol_id, pinned_server_key, timeout } => {
                 match Client::native(remote, protocol_id, pinned_server_key, timeout, now) {
                     Ok(client) => client,
-                    Err(error) => return Err(ConnectError::Start(error.to_string())),
+                    Err(error) => {
+                        // Kept for another try (the OS generator failing is transient).
+                        *slot = Some(Ticket::Native { protocol_id, pinned_server_key, timeout });
+                        return Err(ConnectError::Start(error.to_string()));
+                    }
                 }
             }
         };

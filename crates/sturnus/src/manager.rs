@@ -90,6 +90,14 @@ fn open_netcode(
                 .map_err(|_| ManagerError::Secure("the operating system's generator failed"))?,
         };
         let public = settings.public_address.unwrap_or(addr);
+        if settings.private_key.is_some() && public.ip().is_unspecified() {
+            // Tokens list the address clients reach: none lists 0.0.0.0, so every one would be
+            // refused.
+            return Err(ManagerError::Secure(
+                "a token server bound to an unspecified address (0.0.0.0, ::) needs its public \
+                 address: NetcodeSettings::public_server, or public_address",
+            ));
+        }
         let mut netcode = NetcodeServer::new(settings.protocol_id, key, public);
         netcode.native.clone_from(&settings.native);
         SecureHost::bind(endpoint, &netcode, &factory, addr)
@@ -163,6 +171,22 @@ impl NetcodeSettings {
     /// `private_key`.
     pub fn server(protocol_id: u64, private_key: sturnus_netcode::Key) -> TransportChoice {
         let settings = Self { private_key: Some(private_key), ..Self::with(protocol_id) };
+        TransportChoice::Netcode(Box::new(settings))
+    }
+
+    /// [`server`](Self::server) for a server bound to an address clients do not reach it at
+    /// (`0.0.0.0`, or behind a NAT): tokens list `public_address`, and the server accepts only
+    /// tokens that list it.
+    pub fn public_server(
+        protocol_id: u64,
+        private_key: sturnus_netcode::Key,
+        public_address: SocketAddr,
+    ) -> TransportChoice {
+        let settings = Self {
+            private_key: Some(private_key),
+            public_address: Some(public_address),
+            ..Self::with(protocol_id)
+        };
         TransportChoice::Netcode(Box::new(settings))
     }
 

@@ -169,3 +169,16 @@ fn a_native_host_admits_the_client_that_pinned_its_key_and_not_an_impostors_vict
         "{misled_events:?}"
     );
 }
+
+/// A token server bound to 0.0.0.0 without a public address would refuse every token (none
+/// lists 0.0.0.0): starting it is an error that says what to set.
+#[test]
+fn a_token_server_on_an_unspecified_address_needs_its_public_address() {
+    let key = random_key().unwrap();
+    let mut server = manager(NetcodeSettings::server(PROTOCOL_ID, key));
+    let error = server.start_server("0.0.0.0:0".parse().unwrap()).unwrap_err();
+    assert!(error.to_string().contains("public"), "{error}");
+    let public = free_port();
+    let mut server = manager(NetcodeSettings::public_server(PROTOCOL_ID, key, public));
+    server.start_server(public).unwrap();
+}
