@@ -105,6 +105,31 @@ enum Role {
     },
 }
 
+impl Role {
+    /// Ends the netcode side of Sturnus connection `conn` (its redundant disconnect packets
+    /// tell the peer) and forgets it.
+    fn end(&mut self, now: Instant, conn: ConnectionId) {
+        match self {
+            Role::Server { netcode, peers, by_conn } => {
+                if let Some(index) = by_conn.remove(&conn) {
+                    if let Some(peer) = peers.get_mut(index) {
+                        *peer = None;
+                    }
+                    netcode.disconnect(now, index);
+                }
+            }
+            Role::Client { netcode, conn: own, .. } => {
+                if *own == Some(conn) {
+                    *own = None;
+                    if let Some(client) = netcode {
+                        client.disconnect(now);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// A Sturnus endpoint whose every datagram travels as a netcode 1.02 payload packet (see the
 /// [module documentation](self)). Sans-IO: the same driving contract as [`Endpoint`].
 pub struct SecureEndpoint {
@@ -336,22 +361,7 @@ impl SecureEndpoint {
     /// Closes a connection: netcode's redundant disconnect packets tell the peer. No event
     /// follows.
     pub fn disconnect(&mut self, now: Instant, conn: ConnectionId) {
-        match &mut self.role {
-            Role::Server { netcode, peers, by_conn } => {
-                if let Some(index) = by_conn.remove(&conn) {
-                    peers[index] = None;
-                    netcode.disconnect(now, index);
-                }
-            }
-            Role::Client { netcode, conn: own, .. } => {
-                if *own == Some(conn) {
-                    *own = None;
-                    if let Some(client) = netcode {
-                        client.disconnect(now);
-                    }
-                }
-            }
-        }
+        self.role.end(now, conn);
         self.inner.close_below(conn, None);
         self.drain_netcode(now);
     }
@@ -466,22 +476,7 @@ impl SecureEndpoint {
         let Self { inner, role, closed, .. } = self;
         match inner.poll_event() {
             Some(Event::Disconnected { conn, reason }) => {
-                match role {
-                    Role::Server { netcode, peers, by_conn } => {
-                        if let Some(index) = by_conn.remove(&conn) {
-                            peers[index] = None;
-                            netcode.disconnect(now, index);
-                        }
-                    }
-                    Role::Client { netcode, conn: own, .. } => {
-                        if *own == Some(conn) {
-                            *own = None;
-                            if let Some(client) = netcode {
-                                client.disconnect(now);
-                            }
-                        }
-                    }
-                }
+                role.end(now, conn);
                 Some(Event::Disconnected { conn, reason })
             }
             Some(event) => Some(event),

@@ -614,6 +614,18 @@ impl Endpoint {
         }
     }
 
+    /// Whether a new connection with `remote` may be made: none exists with it, and the
+    /// endpoint is not full.
+    fn room_for(&self, remote: SocketAddr) -> Result<(), ConnectError> {
+        if self.by_addr.contains_key(&remote) {
+            return Err(ConnectError::AlreadyConnected(remote));
+        }
+        if self.live >= self.config.max_connections {
+            return Err(ConnectError::TooManyConnections(self.config.max_connections));
+        }
+        Ok(())
+    }
+
     /// Starts connecting to `remote`. The result arrives as [`Event::Connected`] or
     /// [`Event::Disconnected`]. Messages may be queued with [`send`](Self::send) at once; they go
     /// out when the connection is established.
@@ -622,12 +634,7 @@ impl Endpoint {
         now: Instant,
         remote: SocketAddr,
     ) -> Result<ConnectionId, ConnectError> {
-        if self.by_addr.contains_key(&remote) {
-            return Err(ConnectError::AlreadyConnected(remote));
-        }
-        if self.live >= self.config.max_connections {
-            return Err(ConnectError::TooManyConnections(self.config.max_connections));
-        }
+        self.room_for(remote)?;
         let client_salt = self.secrets.u64()?;
         let phase = Phase::Connecting(Box::new(Connecting {
             cookie: None,
@@ -684,12 +691,7 @@ impl Endpoint {
         now: Instant,
         remote: SocketAddr,
     ) -> Result<ConnectionId, ConnectError> {
-        if self.by_addr.contains_key(&remote) {
-            return Err(ConnectError::AlreadyConnected(remote));
-        }
-        if self.live >= self.config.max_connections {
-            return Err(ConnectError::TooManyConnections(self.config.max_connections));
-        }
+        self.room_for(remote)?;
         let below =
             Connecting { cookie: None, responses: 0, attempts: 0, next_attempt: now, below: true };
         let phase = Phase::Connecting(Box::new(below));
@@ -749,12 +751,7 @@ impl Endpoint {
         client_salt: u64,
         server_salt: u64,
     ) -> Result<ConnectionId, ConnectError> {
-        if self.by_addr.contains_key(&remote) {
-            return Err(ConnectError::AlreadyConnected(remote));
-        }
-        if self.live >= self.config.max_connections {
-            return Err(ConnectError::TooManyConnections(self.config.max_connections));
-        }
+        self.room_for(remote)?;
         if self.accept_filter.as_mut().is_some_and(|accept| !accept(remote)) {
             return Err(ConnectError::Refused(remote));
         }
