@@ -134,6 +134,7 @@ mod ctx;
 mod error;
 mod field;
 mod id;
+pub mod interpolation;
 mod server;
 #[doc(hidden)]
 pub mod wire;
