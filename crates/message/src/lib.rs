@@ -108,6 +108,7 @@ mod local;
 mod player;
 mod server;
 mod throttle;
+pub mod time;
 
 pub use auth::{
     Applicant, Authenticator, Login, NoopAuthenticator, PasswordAuthenticator, TokenAuthenticator,
