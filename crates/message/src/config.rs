@@ -143,10 +143,10 @@ pub struct ServerConfig {
     pub max_events_per_update: usize,
     /// The server's ticks per second (1 to 1000): its tick at a moment is its clock times
     /// this, rounded down ([`ServerContext::server_tick`](crate::ServerContext::server_tick)),
-    /// and clients learn it with the time ([`ClientContext::server_tick`]
-    /// (crate::ClientContext::server_tick)). Default 60: one tick per frame of a 60 Hz game,
-    /// and 16.7 ms, coarser than a synchronised client's error of a few milliseconds, so
-    /// server and clients agree on the tick but near its edges.
+    /// and clients learn it with the time
+    /// ([`ClientContext::server_tick`](crate::ClientContext::server_tick)). Default 60: one
+    /// tick per frame of a 60 Hz game, and 16.7 ms, coarser than a synchronised client's error
+    /// of a few milliseconds, so server and clients agree on the tick but near its edges.
     pub tick_rate: u32,
 }
 

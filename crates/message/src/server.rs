@@ -112,6 +112,10 @@ pub struct ServerStats {
     /// Source addresses the authentication throttle remembers now (bounded by its
     /// [`max_sources`](crate::AuthThrottle::max_sources)).
     pub throttle_sources: u64,
+    /// Time requests answered (each client asks a few times at first, then once a second;
+    /// see [`crate::time`]). They count as messages received and handled in the players'
+    /// [`PlayerStats`](crate::PlayerStats).
+    pub time_requests: u64,
 }
 
 /// One line: `authentication: 12 requests, 11 accepted, 1 rejected, 0 throttled (0 sources
@@ -1220,6 +1224,7 @@ impl NetworkServer {
             Step::Auth(id) => self.authenticate(id),
             Step::Time(id, client_us) => {
                 let now = ctx.time();
+                ctx.stats.time_requests += 1;
                 let server_time = ctx.server_time(now).unwrap_or_default();
                 let server_us = u64::try_from(server_time.as_micros()).unwrap_or(u64::MAX);
                 let response =

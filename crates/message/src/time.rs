@@ -28,7 +28,7 @@
 //!    one with the shortest way out, so the error is half the difference of the two directions'
 //!    best delays in the window, not half a whole round trip's excess: the minimum-RTT
 //!    filter (NTP's clock filter, Cristian's rule), taken per direction (Marzullo's
-//!    intersection of NTP's clock-select). An interval is widened by [`MAX_DRIFT`] of its
+//!    intersection of NTP's clock-select). An interval is widened by [`MAX_DRIFT_PPM`] of its
 //!    age, so clocks that drift are followed. A late or asymmetric sample (a reply held up
 //!    500 ms) has a wide interval that contains the intersection: it cannot move the target,
 //!    so outliers are rejected by construction. If the intervals do not intersect (a clock
@@ -38,7 +38,7 @@
 //! 3. Game code sees an *applied* offset, which follows the target. Until
 //!    [`SYNC_SAMPLES`] samples have arrived the applied offset *steps* to the target (the
 //!    first samples are all there is). After that the estimator is synchronised and the
-//!    applied offset *slews*: it moves towards the target by at most [`MAX_SLEW`] of the time
+//!    applied offset *slews*: it moves towards the target by at most [`MAX_SLEW_PERCENT`] of the time
 //!    elapsed (5 %: a second of client time shows between 0.95 and 1.05 s of server time),
 //!    so the server time that game code sees never goes backwards and never jumps, and a
 //!    change of the chosen sample moves it smoothly. A target more than [`STEP_FORWARD`]
@@ -68,8 +68,9 @@ pub const WINDOW: usize = 32;
 /// How many samples the estimator steps on before it slews.
 pub const SYNC_SAMPLES: u32 = 4;
 
-/// The largest share of elapsed time by which the applied offset moves once synchronised.
-pub const MAX_SLEW: f64 = 0.05;
+/// The largest share of elapsed time, in percent, by which the applied offset moves once
+/// synchronised (5 %).
+pub const MAX_SLEW_PERCENT: i64 = 5;
 
 /// How far ahead the target may be before the applied offset steps to it rather than slews.
 pub const STEP_FORWARD: Duration = Duration::from_millis(500);
@@ -77,9 +78,9 @@ pub const STEP_FORWARD: Duration = Duration::from_millis(500);
 /// A round trip longer than this is not a sample: no use for time, and likely stale.
 pub const MAX_RTT: Duration = Duration::from_secs(10);
 
-/// How fast the two clocks may drift apart, at most, as a fraction (100 parts per million:
-/// two quartz clocks of ±50 ppm each): a sample's bounds widen by this much of its age.
-pub const MAX_DRIFT: f64 = 1e-4;
+/// How fast the two clocks may drift apart, at most, in parts per million (100: two quartz
+/// clocks of ±50 ppm each): a sample's bounds widen by this much of its age.
+pub const MAX_DRIFT_PPM: i64 = 100;
 
 /// How many time requests a client sends at first, [`BURST_INTERVAL`] apart.
 pub const BURST_SAMPLES: u32 = 5;
@@ -165,7 +166,8 @@ impl ClockEstimator {
         let offset = ts - t0 - rtt / 2;
         let applied_now = self.applied_at(t1);
         let first = self.count == 0;
-        self.samples[(self.count % WINDOW as u64) as usize] = Sample { at: t1, rtt, offset };
+        let slot = usize::try_from(self.count % WINDOW as u64).unwrap_or(0);
+        self.samples[slot] = Sample { at: t1, rtt, offset };
         self.count += 1;
         self.srtt = if first { rtt } else { self.srtt + (rtt - self.srtt) / 8 };
         let target = self.best(t1);
@@ -186,7 +188,7 @@ impl ClockEstimator {
     fn best(&self, now: i64) -> i64 {
         let kept = usize::try_from(self.count).unwrap_or(WINDOW).min(WINDOW);
         let samples = &self.samples[..kept];
-        let drift = |s: &Sample| (MAX_DRIFT * (now - s.at).max(0) as f64) as i64;
+        let drift = |s: &Sample| (now - s.at).max(0).saturating_mul(MAX_DRIFT_PPM) / 1_000_000;
         let (mut low, mut high) = (i64::MIN, i64::MAX);
         for s in samples {
             // offset = ts − t0 − ⌊rtt / 2⌋: the bounds are ts − t1 and ts − t0.
@@ -201,10 +203,10 @@ impl ClockEstimator {
     }
 
     /// The offset game code sees at client time `now` (µs): the applied offset, moved
-    /// towards the target by at most [`MAX_SLEW`] of the time since it was set.
+    /// towards the target by at most [`MAX_SLEW_PERCENT`] of the time since it was set.
     fn applied_at(&self, now: i64) -> i64 {
         let elapsed = (now - self.anchor).max(0);
-        let room = (elapsed as f64 * MAX_SLEW) as i64;
+        let room = elapsed.saturating_mul(MAX_SLEW_PERCENT) / 100;
         self.applied + (self.target - self.applied).clamp(-room, room)
     }
 

@@ -68,8 +68,8 @@ impl Rig {
 
     /// The client's estimate minus the truth, in microseconds.
     fn error_us(&self) -> Option<i64> {
-        let estimate = self.client.server_time(self.now)?.as_micros() as i64;
-        let truth = self.server.server_time(self.now).unwrap().as_micros() as i64;
+        let estimate = i64::try_from(self.client.server_time(self.now)?.as_micros()).unwrap();
+        let truth = i64::try_from(self.server.server_time(self.now).unwrap().as_micros()).unwrap();
         Some(estimate - truth)
     }
 
@@ -123,6 +123,7 @@ fn the_estimate_tracks_the_server_within_a_few_milliseconds_under_jitter_and_los
         );
         assert!(worst <= 5_000, "seed {seed}: the estimate was {worst} µs off");
         assert!(samples >= 60, "seed {seed}: only {samples} samples in 70 s");
+        assert!(rig.server.stats().time_requests >= samples, "seed {seed}: answers counted");
     }
 }
 
