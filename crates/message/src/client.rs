@@ -16,6 +16,7 @@ use crate::channels;
 use crate::dispatch::{ClientDispatch, Dispatched};
 use crate::event::Events;
 use crate::local::{self, SharedPipe};
+use crate::time::{ClientClock, ClockEstimator, TimeResponse, tick_at};
 use crate::{
     ChannelLayout, ClientConfig, ClientEvent, DisconnectReason, Message, MessageError, MessageId,
     codec,
@@ -168,6 +169,8 @@ pub struct ClientContext {
     stats: ClientStats,
     /// The time of the latest input (`None` before the first).
     now: Option<Instant>,
+    /// The estimate of the server's clock (see [`crate::time`]).
+    clock: ClientClock,
 }
 
 impl ClientContext {
@@ -211,6 +214,39 @@ impl ClientContext {
     /// The time of the latest input (`None` before the first).
     pub fn now(&self) -> Option<Instant> {
         self.now
+    }
+
+    /// The server's clock at `now` (the time since the server started), as this client
+    /// estimates it: `None` until the first answer to its time requests. Once a few answers
+    /// are in it never goes backwards as `now` goes forwards, and follows the server within a
+    /// few milliseconds on a jittery network (see [`crate::time`] for how). A local client
+    /// (host mode) reads the server's clock exactly.
+    pub fn server_time(&self, now: Instant) -> Option<Duration> {
+        self.clock.server_time(now)
+    }
+
+    /// The server's tick at `now`: [`server_time`](Self::server_time) times the server's
+    /// [`tick_rate`](crate::ServerConfig::tick_rate), rounded down (`None` until the first
+    /// answer).
+    pub fn server_tick(&self, now: Instant) -> Option<u64> {
+        Some(tick_at(self.server_time(now)?, self.clock.tick_rate?))
+    }
+
+    /// The server's ticks per second (`None` until the first answer to a time request).
+    pub fn server_tick_rate(&self) -> Option<u32> {
+        self.clock.tick_rate
+    }
+
+    /// The smoothed round trip of the time requests (`None` before the first answer, and for
+    /// a local client).
+    pub fn rtt(&self) -> Option<Duration> {
+        self.clock.estimator.rtt()
+    }
+
+    /// The estimator behind [`server_time`](Self::server_time) (its samples, whether it is
+    /// synchronised); a local client's is never fed.
+    pub fn clock(&self) -> &ClockEstimator {
+        &self.clock.estimator
     }
 
     /// What the client counted.
@@ -325,8 +361,27 @@ impl ClientContext {
     /// arrives: its transport's next timer.
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.route {
-            Route::Remote { transport, .. } => transport.poll_timeout(),
+            Route::Remote { transport, .. } => {
+                let asking = self.clock.next_request().filter(|_| self.is_authenticated());
+                match (transport.poll_timeout(), asking) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
             _ => None,
+        }
+    }
+
+    /// Sends a time request if one is due (remote and authenticated only).
+    fn ask_time(&mut self) {
+        let Some(now) = self.now else { return };
+        if self.state != ClientState::Authenticated || !matches!(self.route, Route::Remote { .. }) {
+            return;
+        }
+        if let Some(request) = self.clock.due(now) {
+            if let Err(err) = self.send_unchecked(&request, self.control) {
+                debug!(%err, "could not send a time request");
+            }
         }
     }
 
@@ -510,6 +565,7 @@ impl NetworkClient {
                 pending: VecDeque::new(),
                 stats: ClientStats::default(),
                 now: None,
+                clock: ClientClock::default(),
             },
             handlers: FxHashMap::default(),
             raw_handlers: Vec::new(),
@@ -523,8 +579,11 @@ impl NetworkClient {
         config: ClientConfig,
         pipe: SharedPipe,
         now: Instant,
+        server_epoch: Instant,
+        tick_rate: u32,
     ) -> Result<Self, MessageError> {
         let mut client = Self::new(config)?;
+        client.ctx.clock = ClientClock::local(server_epoch, tick_rate);
         client.ctx.route = Route::Local(pipe);
         client.ctx.state = ClientState::Connecting;
         client.ctx.now = Some(now);
@@ -679,6 +738,7 @@ impl NetworkClient {
             Route::None => {}
         }
         self.dispatch_events(above);
+        self.ctx.ask_time();
         self.ctx.flush()
     }
 
@@ -707,6 +767,7 @@ impl NetworkClient {
             };
             let step = match (step, &self.ctx.route) {
                 (Step::Connected { .. }, Route::Remote { transport, conn }) => {
+                    self.ctx.clock = ClientClock::remote(now);
                     let private = transport.is_secure()
                         || transport.remote_address(*conn).is_some_and(|a| a.ip().is_loopback());
                     Step::Connected { private: Some(private) }
@@ -842,7 +903,7 @@ fn classify(
         stats.dropped_undecodable += 1;
         return Step::Nothing;
     };
-    if id == AuthResponse::ID || id == Goodbye::ID {
+    if id == AuthResponse::ID || id == Goodbye::ID || id == TimeResponse::ID {
         keep(recv, body);
         return Step::Own(id);
     }
@@ -859,7 +920,8 @@ fn classify(
     }
 }
 
-/// Handles the layer's own messages: the answer to the credentials, and goodbyes.
+/// Handles the layer's own messages: the answer to the credentials, the server's time, and
+/// goodbyes.
 fn own_message(ctx: &mut ClientContext, id: MessageId, body: &[u8]) -> Dispatched {
     let handled = if id == AuthResponse::ID {
         codec::decode::<AuthResponse>(body).map(|response| match response {
@@ -876,6 +938,11 @@ fn own_message(ctx: &mut ClientContext, id: MessageId, body: &[u8]) -> Dispatche
                 ctx.close(DisconnectReason::AuthThrottled { retry_after });
             }
         })
+    } else if id == TimeResponse::ID {
+        let now = ctx.now;
+        codec::decode::<TimeResponse>(body)
+            .filter(|response| now.is_some_and(|now| ctx.clock.on_response(now, response)))
+            .map(drop)
     } else {
         codec::decode::<Goodbye>(body).map(|Goodbye(reason)| ctx.close(reason.into()))
     };

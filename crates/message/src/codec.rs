@@ -115,6 +115,8 @@ impl Names {
             names.claim::<crate::auth::AuthRequest>(),
             names.claim::<crate::auth::AuthResponse>(),
             names.claim::<crate::auth::Goodbye>(),
+            names.claim::<crate::time::TimeRequest>(),
+            names.claim::<crate::time::TimeResponse>(),
         ];
         assert!(own.iter().all(Result::is_ok), "the layer's own message ids are distinct");
         names

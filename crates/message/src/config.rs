@@ -141,6 +141,13 @@ pub struct ServerConfig {
     /// Transport events handled per [`update`](crate::NetworkServer::update), so a flood cannot
     /// keep the call from returning.
     pub max_events_per_update: usize,
+    /// The server's ticks per second (1 to 1000): its tick at a moment is its clock times
+    /// this, rounded down ([`ServerContext::server_tick`](crate::ServerContext::server_tick)),
+    /// and clients learn it with the time
+    /// ([`ClientContext::server_tick`](crate::ClientContext::server_tick)). Default 60: one
+    /// tick per frame of a 60 Hz game, and 16.7 ms, coarser than a synchronised client's error
+    /// of a few milliseconds, so server and clients agree on the tick but near its edges.
+    pub tick_rate: u32,
 }
 
 impl Default for ServerConfig {
@@ -155,6 +162,7 @@ impl Default for ServerConfig {
             error_budget: 20,
             kick_linger: Duration::from_secs(1),
             max_events_per_update: 65_536,
+            tick_rate: 60,
         }
     }
 }
@@ -173,6 +181,12 @@ impl ServerConfig {
         }
         if let Some(throttle) = &self.auth_throttle {
             throttle.validate()?;
+        }
+        if !(1..=crate::time::MAX_TICK_RATE).contains(&self.tick_rate) {
+            return Err(MessageError::Config {
+                field: "tick_rate",
+                reason: "must be between 1 and 1000 ticks per second",
+            });
         }
         if self.kick_linger > Duration::from_secs(3600) {
             return Err(MessageError::Config {

@@ -24,6 +24,11 @@
 //!   message type with a [`Player`] handle. Lifecycle events ([`ServerEvent`]) can be polled
 //!   or observed with callbacks. [`NetworkClient`] connects, presents credentials, and calls
 //!   its handlers.
+//! - **Network time** ([`time`]): each remote client estimates the server's clock and tick
+//!   ([`ClientContext::server_time`], [`ClientContext::server_tick`]) from small time requests
+//!   on the control channel, to within a few milliseconds on a jittery network, never going
+//!   backwards; the server's own are [`ServerContext::server_time`] and
+//!   [`ServerContext::server_tick`] ([`ServerConfig::tick_rate`] ticks a second).
 //! - **Host mode**: [`NetworkServer::connect_local`] returns a local client joined over an
 //!   in-memory path that bypasses the transport, while remote clients keep connecting.
 //! - Bad input (unknown ids, undecodable or oversized payloads, floods, messages before
@@ -108,6 +113,7 @@ mod local;
 mod player;
 mod server;
 mod throttle;
+pub mod time;
 
 pub use auth::{
     Applicant, Authenticator, Login, NoopAuthenticator, PasswordAuthenticator, TokenAuthenticator,

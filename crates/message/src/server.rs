@@ -23,6 +23,7 @@ use crate::event::{Events, GoodbyeReason};
 use crate::local::{self, LocalPipe, SharedPipe};
 use crate::player::{BadInput, Bucket, PlayerSlot, Route};
 use crate::throttle::{Admission, Throttle};
+use crate::time::{TimeRequest, TimeResponse};
 use crate::{
     ChannelLayout, ClientConfig, DisconnectReason, Message, MessageError, MessageId, Player,
     PlayerId, ServerConfig, ServerEvent, codec,
@@ -111,6 +112,10 @@ pub struct ServerStats {
     /// Source addresses the authentication throttle remembers now (bounded by its
     /// [`max_sources`](crate::AuthThrottle::max_sources)).
     pub throttle_sources: u64,
+    /// Time requests answered (each client asks a few times at first, then once a second;
+    /// see [`crate::time`]). They count as messages received and handled in the players'
+    /// [`PlayerStats`](crate::PlayerStats).
+    pub time_requests: u64,
 }
 
 /// One line: `authentication: 12 requests, 11 accepted, 1 rejected, 0 throttled (0 sources
@@ -160,6 +165,8 @@ pub struct ServerContext {
     /// Authentication attempts per source address, across connections.
     throttle: Option<Throttle>,
     stats: ServerStats,
+    /// When the server first started: its clock counts from here.
+    epoch: Option<Instant>,
 }
 
 impl std::fmt::Debug for ServerContext {
@@ -208,6 +215,19 @@ impl ServerContext {
     /// send.
     pub fn max_message_size(&self, channel: ChannelId) -> usize {
         self.max_on(channel)
+    }
+
+    /// The server's clock at `now`: the time since it first started (`None` before). It is
+    /// what clients estimate with
+    /// [`ClientContext::server_time`](crate::ClientContext::server_time).
+    pub fn server_time(&self, now: Instant) -> Option<Duration> {
+        self.epoch.map(|epoch| now.saturating_duration_since(epoch))
+    }
+
+    /// The server's tick at `now`: [`server_time`](Self::server_time) times
+    /// [`tick_rate`](crate::ServerConfig::tick_rate), rounded down (`None` before the start).
+    pub fn server_tick(&self, now: Instant) -> Option<u64> {
+        Some(crate::time::tick_at(self.server_time(now)?, self.config.tick_rate))
     }
 
     /// The time of the latest input, where one must have been given.
@@ -642,6 +662,8 @@ enum Step {
     Handler(PlayerId, MessageId),
     /// The bytes are in `recv`.
     Auth(PlayerId),
+    /// A time request carrying the client's clock, in microseconds: answered at once.
+    Time(PlayerId, u64),
     /// Raw bytes on a raw channel, in `recv`.
     Raw(PlayerId, ChannelId),
     /// A typed message with no handler here, in `recv`: for the layer above.
@@ -698,6 +720,15 @@ impl Inbound<'_> {
         }
         if !authenticated {
             return Step::Bad(id, BadInput::Unauthenticated);
+        }
+        if msg_id == TimeRequest::ID {
+            return match codec::decode::<TimeRequest>(body) {
+                Some(TimeRequest { client_us }) => {
+                    slot.stats.messages_handled += 1;
+                    Step::Time(id, client_us)
+                }
+                None => Step::Bad(id, BadInput::Undecodable),
+            };
         }
         match self.handlers.get_mut(&msg_id).map(|handler| handler.decode(body)) {
             Some(true) => {
@@ -837,6 +868,7 @@ impl NetworkServer {
                 pending: VecDeque::new(),
                 now: None,
                 stats: ServerStats::default(),
+                epoch: None,
             },
             handlers: FxHashMap::default(),
             raw_handlers: Vec::new(),
@@ -958,6 +990,7 @@ impl NetworkServer {
         // A transport that logs on a thread of its own logs under this server's name too.
         transport.set_log_span(span);
         self.ctx.set_time(now);
+        self.ctx.epoch.get_or_insert(now);
         let local = transport.local_addr();
         self.ctx.limits = channels::limits(self.ctx.config.max_message_size, Some(&transport));
         self.ctx.transport = Some(Box::new(transport));
@@ -974,6 +1007,7 @@ impl NetworkServer {
             return Err(MessageError::AlreadyStarted);
         }
         self.ctx.set_time(now);
+        self.ctx.epoch.get_or_insert(now);
         self.ctx.running = true;
         self.ctx.pending.push_back(ServerEvent::Started(None));
         Ok(())
@@ -1001,7 +1035,8 @@ impl NetworkServer {
             max_message_size: self.ctx.config.max_message_size,
             ..ClientConfig::default()
         };
-        NetworkClient::local(config, pipe, now)
+        let epoch = self.ctx.epoch.unwrap_or(now);
+        NetworkClient::local(config, pipe, now, epoch, self.ctx.config.tick_rate)
     }
 
     /// Receives and handles everything that has arrived, runs timers (authentication
@@ -1187,6 +1222,17 @@ impl NetworkServer {
                 Dispatched::Undecodable => ctx.bad_input(id, BadInput::Undecodable),
             },
             Step::Auth(id) => self.authenticate(id),
+            Step::Time(id, client_us) => {
+                let now = ctx.time();
+                ctx.stats.time_requests += 1;
+                let server_time = ctx.server_time(now).unwrap_or_default();
+                let server_us = u64::try_from(server_time.as_micros()).unwrap_or(u64::MAX);
+                let response =
+                    TimeResponse { client_us, server_us, tick_rate: ctx.config.tick_rate };
+                if let Err(err) = ctx.send_on(id, &response, ctx.control) {
+                    debug!(player = %id, %err, "could not answer a time request");
+                }
+            }
         }
     }
 

@@ -22,17 +22,18 @@ fn lifecycle_logs_name_their_endpoint() {
             client.update(now).unwrap();
         }
         assert!(client.is_authenticated());
-        // The stats read as one line each, for a status view.
+        // The stats read as one line each, for a status view. The client sent its credentials
+        // and, once accepted, its first time request; the server answered both.
         let player = server.players().next().unwrap();
         let stats = server.player_stats(player).unwrap().to_string();
         assert!(
-            stats.starts_with("received 1, handled 1, sent 1 (0 refused) · dropped 0"),
+            stats.starts_with("received 2, handled 2, sent 2 (0 refused) · dropped 0"),
             "{stats}"
         );
         let stats = server.stats().to_string();
         assert!(stats.starts_with("authentication: 1 requests, 1 accepted, 0 rejected"), "{stats}");
         let stats = client.stats().to_string();
-        assert!(stats.starts_with("received 1, handled 1, sent 1 · dropped 0"), "{stats}");
+        assert!(stats.starts_with("received 2, handled 2, sent 2 · dropped 0"), "{stats}");
         client.disconnect();
         server.update(now).unwrap();
     });
