@@ -134,6 +134,7 @@ mod ctx;
 mod error;
 mod field;
 mod id;
+pub mod quantize;
 mod server;
 #[doc(hidden)]
 pub mod wire;
