@@ -362,8 +362,9 @@ pub enum BitError {
 
 /// Writes values of 0 to 64 bits into a caller's buffer, packed with no padding.
 ///
-/// Bit `i` of the stream is bit `i % 8` of byte `i / 8`, and a value goes lowest bit first. The
-/// writer only ORs bits in: give it a zeroed buffer. A write that does not fit is refused whole
+/// Bit `i` of the stream is bit `i % 8` of byte `i / 8`, and a value goes lowest bit first. A
+/// write overwrites the bits it covers and leaves the rest of the buffer alone, so a reused
+/// buffer needs no clearing. A write that does not fit is refused whole
 /// ([`BitError::BufferFull`]).
 #[derive(Debug)]
 pub struct BitWriter<'a> {
@@ -372,7 +373,7 @@ pub struct BitWriter<'a> {
 }
 
 impl<'a> BitWriter<'a> {
-    /// A writer at the start of `buf`, which should be zeroed.
+    /// A writer at the start of `buf`.
     pub fn new(buf: &'a mut [u8]) -> Self {
         Self { buf, bit: 0 }
     }
@@ -398,8 +399,10 @@ impl<'a> BitWriter<'a> {
         while left > 0 {
             let (byte, offset) = (self.bit / 8, self.bit % 8);
             let take = (8 - offset).min(left);
-            let chunk = u8::try_from(value & ((1 << take) - 1)).unwrap_or(0);
-            self.buf[byte] |= chunk << offset;
+            let mask = u8::try_from((1_u16 << take) - 1).unwrap_or(u8::MAX);
+            let chunk = u8::try_from(value & u64::from(mask)).unwrap_or(0);
+            let slot = &mut self.buf[byte];
+            *slot = (*slot & !(mask << offset)) | (chunk << offset);
             value = value.checked_shr(u32::try_from(take).unwrap_or(64)).unwrap_or(0);
             left -= take;
             self.bit += take;

@@ -300,8 +300,9 @@ fn bits_round_trip() {
     let mut rng = Rng(8);
     let mut buf = [0_u8; 512];
     let mut fields = Vec::new();
-    for _ in 0..500 {
-        buf.fill(0);
+    for round in 0..500 {
+        // Alternately a clean and a dirty buffer: the writer needs no clearing.
+        buf.fill(if round % 2 == 0 { 0 } else { 0xA5 });
         fields.clear();
         let mut w = BitWriter::new(&mut buf);
         loop {
@@ -354,6 +355,16 @@ fn bits_boundaries() {
     assert_eq!(r.read_bits(7), Ok(0b101_0101));
     assert_eq!(r.read_bits(1), Err(BitError::UnexpectedEnd));
     assert_eq!(r.read_bits(0), Ok(0));
+
+    // A dirty buffer: written bits are overwritten, the others left alone.
+    let mut dirty = [0xFF_u8; 3];
+    let mut w = BitWriter::new(&mut dirty);
+    w.write_bits(0, 3).unwrap();
+    w.write_bits(0b1_0010, 5).unwrap();
+    w.write_bits(0, 9).unwrap();
+    assert_eq!(dirty, [0b1001_0000, 0, 0b1111_1110]);
+    let mut r = BitReader::new(&dirty);
+    assert_eq!((r.read_bits(3), r.read_bits(5), r.read_bits(9)), (Ok(0), Ok(0b1_0010), Ok(0)));
 
     let mut empty: [u8; 0] = [];
     assert_eq!(BitWriter::new(&mut empty).write_bits(0, 1), Err(BitError::BufferFull));
