@@ -242,7 +242,7 @@ impl SmallestThree {
         2 + 3 * self.bits
     }
 
-    /// The codes for `0` is `half`, for `±1/√2` are `0` and `2 × half`.
+    /// The code of `0`; those of `-1/√2` and `+1/√2` are `0` and `2 × half`.
     fn half(&self) -> u32 {
         (1 << (self.bits - 1)) - 1
     }
