@@ -87,7 +87,8 @@ pub struct Dirty {
     /// The estimated size of its update, in bytes.
     pub bytes: usize,
     /// A factor on its base priority for this tick (1 by default): nearness to the viewer,
-    /// say. Negative or NaN counts as 0, infinity as `f32::MAX`.
+    /// say. Negative or NaN counts as 0; infinity puts it first in line (unless its base
+    /// priority is 0: nothing times infinity is still nothing).
     pub scale: f32,
     /// Taken first, every tick it is marked, whatever the budget (see the
     /// [module documentation](self)).
@@ -255,11 +256,8 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
             let Some(dirty) = entry.dirty.take() else {
                 continue;
             };
-            let scale = if dirty.scale.is_nan() || dirty.scale <= 0.0 {
-                0.0
-            } else {
-                dirty.scale.min(f32::MAX)
-            };
+            let scale = if dirty.scale.is_nan() || dirty.scale <= 0.0 { 0.0 } else { dirty.scale };
+            // NaN only from 0 × ∞ (a zero base priority or tick, an infinite scale).
             let gain = entry.base * scale * self.dt;
             let gain = if gain.is_nan() { 0.0 } else { gain };
             entry.accumulated = (entry.accumulated + gain).min(f32::MAX);

@@ -166,6 +166,7 @@ fn a_large_one_keeps_its_place_in_line() {
     scheduler.register("big", 2.0).unwrap();
     scheduler.register("small", 1.0).unwrap();
     scheduler.register("important", 1.0).unwrap();
+    scheduler.register("tiny", 0.5).unwrap();
     let mut out = Vec::new();
     scheduler.begin_tick(TICK);
     scheduler.mark("important", Dirty::new(60).important());
@@ -175,10 +176,13 @@ fn a_large_one_keeps_its_place_in_line() {
     // left but some budget is left, so it goes alone over budget (rule 4).
     assert_eq!(scheduler.select(100, &mut out), 140);
     assert_eq!(out, ["important", "big"]);
+    assert_eq!(scheduler.accumulated("big"), Some(0.0));
     scheduler.begin_tick(TICK);
     scheduler.mark("big", Dirty::new(80));
     scheduler.mark("small", Dirty::new(10));
-    // Now "small" is first (it waited); "big" does not fit the 5 left and ends the selection.
+    scheduler.mark("tiny", Dirty::new(3));
+    // Now "small" is first (it waited); "big" does not fit the 5 left and ends the selection:
+    // "tiny", last in line, would fit but does not overtake it.
     assert_eq!(scheduler.select(15, &mut out), 10);
     assert_eq!(out, ["small"]);
     assert!(scheduler.accumulated("big").unwrap() > 0.0);
@@ -216,6 +220,14 @@ fn unmarked_removed_and_bad_configuration() {
     assert_eq!(scheduler.accumulated(0), Some(0.0));
     assert_eq!(scheduler.accumulated(4), Some(0.0));
     assert_eq!(scheduler.waited(4), Some(1));
+    // A zero base priority stays at zero even at an infinite scale (0 × ∞ is not NaN here).
+    scheduler.register(0, 0.0).unwrap();
+    scheduler.begin_tick(TICK);
+    scheduler.mark(0, Dirty::new(1).scaled(f32::INFINITY));
+    scheduler.mark(2, Dirty::new(1));
+    assert_eq!(scheduler.select(1, &mut out), 1);
+    assert_eq!(out, [2]);
+    assert_eq!(scheduler.accumulated(0), Some(0.0));
     // The marks are consumed: a second select takes nothing.
     assert_eq!(scheduler.select(100, &mut out), 0);
     assert!(out.is_empty());
