@@ -135,6 +135,7 @@ mod error;
 mod field;
 mod id;
 pub mod interpolation;
+pub mod priority;
 pub mod quantize;
 mod server;
 #[doc(hidden)]
