@@ -78,7 +78,8 @@ pub trait InterestPolicy<P, O> {
     fn for_each_observer(&self, object: O, f: &mut dyn FnMut(P));
 
     /// Forgets a player (it disconnected). It stops observing everything, silently: no
-    /// `Leave` events, since there is nobody left to despawn objects for.
+    /// `Leave` events, since there is nobody left to despawn objects for, and the events
+    /// for it not yet handed out are dropped.
     fn remove_player(&mut self, player: P);
 
     /// Forgets an object (it was destroyed). Each player that observed it gets a `Leave`
@@ -502,6 +503,7 @@ where
     }
 
     fn remove_player(&mut self, player: P) {
+        self.pending.retain(|e| e.player != player);
         if let Some(entry) = remove_entity(&mut self.players, &mut self.player_cells, player) {
             for object in &entry.seen {
                 if let Some(o) = self.objects.get_mut(object) {
@@ -520,5 +522,261 @@ where
                 self.pending.push(InterestEvent { player, object, change: Change::Leave });
             }
         }
+    }
+}
+
+/// Who and what is in one room.
+#[derive(Debug)]
+struct Room<P, O> {
+    players: FxHashSet<P>,
+    objects: FxHashSet<O>,
+}
+
+impl<P, O> Default for Room<P, O> {
+    fn default() -> Self {
+        Self { players: FxHashSet::default(), objects: FxHashSet::default() }
+    }
+}
+
+/// Interest by room: an object is observed by the players in its room (a scene, a match, an
+/// instance). A player or an object in no room observes, or is observed by, nobody.
+///
+/// Changes are worked out as they are made (moving a player to another room leaves every
+/// object of the old room and enters every object of the new: the cost is the events) and
+/// handed out at the next [`update`](InterestPolicy::update).
+#[derive(Debug)]
+pub struct RoomInterest<P, O, R = u32> {
+    rooms: FxHashMap<R, Room<P, O>>,
+    player_room: FxHashMap<P, R>,
+    object_room: FxHashMap<O, R>,
+    pending: Vec<InterestEvent<P, O>>,
+}
+
+impl<P, O, R> Default for RoomInterest<P, O, R> {
+    fn default() -> Self {
+        Self {
+            rooms: FxHashMap::default(),
+            player_room: FxHashMap::default(),
+            object_room: FxHashMap::default(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl<P, O, R> RoomInterest<P, O, R>
+where
+    P: Copy + Eq + Hash,
+    O: Copy + Eq + Hash,
+    R: Copy + Eq + Hash,
+{
+    /// No rooms, players or objects yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Puts a player in `room` (or in none), leaving the room it was in.
+    pub fn set_player_room(&mut self, player: P, room: Option<R>) {
+        let old = self.player_room.get(&player).copied();
+        if old == room {
+            return;
+        }
+        if let Some(old) = old {
+            self.player_room.remove(&player);
+            if let Some(r) = self.rooms.get_mut(&old) {
+                r.players.remove(&player);
+                for &object in &r.objects {
+                    self.pending.push(InterestEvent { player, object, change: Change::Leave });
+                }
+            }
+        }
+        if let Some(new) = room {
+            self.player_room.insert(player, new);
+            let r = self.rooms.entry(new).or_default();
+            r.players.insert(player);
+            for &object in &r.objects {
+                self.pending.push(InterestEvent { player, object, change: Change::Enter });
+            }
+        }
+    }
+
+    /// Puts an object in `room` (or in none), leaving the room it was in.
+    pub fn set_object_room(&mut self, object: O, room: Option<R>) {
+        let old = self.object_room.get(&object).copied();
+        if old == room {
+            return;
+        }
+        if let Some(old) = old {
+            self.object_room.remove(&object);
+            if let Some(r) = self.rooms.get_mut(&old) {
+                r.objects.remove(&object);
+                for &player in &r.players {
+                    self.pending.push(InterestEvent { player, object, change: Change::Leave });
+                }
+            }
+        }
+        if let Some(new) = room {
+            self.object_room.insert(object, new);
+            let r = self.rooms.entry(new).or_default();
+            r.objects.insert(object);
+            for &player in &r.players {
+                self.pending.push(InterestEvent { player, object, change: Change::Enter });
+            }
+        }
+    }
+
+    /// The room a player is in.
+    pub fn player_room(&self, player: P) -> Option<R> {
+        self.player_room.get(&player).copied()
+    }
+
+    /// The room an object is in.
+    pub fn object_room(&self, object: O) -> Option<R> {
+        self.object_room.get(&object).copied()
+    }
+}
+
+impl<P, O, R> InterestPolicy<P, O> for RoomInterest<P, O, R>
+where
+    P: Copy + Eq + Hash,
+    O: Copy + Eq + Hash,
+    R: Copy + Eq + Hash,
+{
+    fn update(&mut self, events: &mut Vec<InterestEvent<P, O>>) {
+        events.append(&mut self.pending);
+    }
+
+    fn observes(&self, player: P, object: O) -> bool {
+        match (self.player_room.get(&player), self.object_room.get(&object)) {
+            (Some(a), Some(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    fn for_each_observer(&self, object: O, f: &mut dyn FnMut(P)) {
+        if let Some(r) = self.object_room.get(&object).and_then(|room| self.rooms.get(room)) {
+            r.players.iter().copied().for_each(f);
+        }
+    }
+
+    fn remove_player(&mut self, player: P) {
+        self.pending.retain(|e| e.player != player);
+        if let Some(old) = self.player_room.remove(&player) {
+            if let Some(r) = self.rooms.get_mut(&old) {
+                r.players.remove(&player);
+            }
+        }
+    }
+
+    fn remove_object(&mut self, object: O) {
+        self.set_object_room(object, None);
+    }
+}
+
+/// Interest by ownership: an object is observed only by its owner (a player's inventory, its
+/// own avatar's private state). An owner is observed for once it is added as a player.
+#[derive(Debug)]
+pub struct OwnerOnly<P, O> {
+    players: FxHashSet<P>,
+    owner: FxHashMap<O, P>,
+    owned: FxHashMap<P, FxHashSet<O>>,
+    pending: Vec<InterestEvent<P, O>>,
+}
+
+impl<P, O> Default for OwnerOnly<P, O> {
+    fn default() -> Self {
+        Self {
+            players: FxHashSet::default(),
+            owner: FxHashMap::default(),
+            owned: FxHashMap::default(),
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl<P, O> OwnerOnly<P, O>
+where
+    P: Copy + Eq + Hash,
+    O: Copy + Eq + Hash,
+{
+    /// No players or objects yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a player: it observes the objects it owns.
+    pub fn add_player(&mut self, player: P) {
+        if self.players.insert(player) {
+            if let Some(objects) = self.owned.get(&player) {
+                for &object in objects {
+                    self.pending.push(InterestEvent { player, object, change: Change::Enter });
+                }
+            }
+        }
+    }
+
+    /// Gives an object an owner (or none): the old owner stops observing it, the new one
+    /// starts (if it is a player here).
+    pub fn set_owner(&mut self, object: O, owner: Option<P>) {
+        let old = self.owner.get(&object).copied();
+        if old == owner {
+            return;
+        }
+        if let Some(old) = old {
+            self.owner.remove(&object);
+            if let Some(set) = self.owned.get_mut(&old) {
+                set.remove(&object);
+                if set.is_empty() {
+                    self.owned.remove(&old);
+                }
+            }
+            if self.players.contains(&old) {
+                self.pending.push(InterestEvent { player: old, object, change: Change::Leave });
+            }
+        }
+        if let Some(new) = owner {
+            self.owner.insert(object, new);
+            self.owned.entry(new).or_default().insert(object);
+            if self.players.contains(&new) {
+                self.pending.push(InterestEvent { player: new, object, change: Change::Enter });
+            }
+        }
+    }
+
+    /// The owner of an object.
+    pub fn owner(&self, object: O) -> Option<P> {
+        self.owner.get(&object).copied()
+    }
+}
+
+impl<P, O> InterestPolicy<P, O> for OwnerOnly<P, O>
+where
+    P: Copy + Eq + Hash,
+    O: Copy + Eq + Hash,
+{
+    fn update(&mut self, events: &mut Vec<InterestEvent<P, O>>) {
+        events.append(&mut self.pending);
+    }
+
+    fn observes(&self, player: P, object: O) -> bool {
+        self.players.contains(&player) && self.owner.get(&object) == Some(&player)
+    }
+
+    fn for_each_observer(&self, object: O, f: &mut dyn FnMut(P)) {
+        if let Some(&owner) = self.owner.get(&object) {
+            if self.players.contains(&owner) {
+                f(owner);
+            }
+        }
+    }
+
+    /// Forgets a player; the objects it owns keep their owner (they are observed again if
+    /// the player is added back).
+    fn remove_player(&mut self, player: P) {
+        self.pending.retain(|e| e.player != player);
+        self.players.remove(&player);
+    }
+
+    fn remove_object(&mut self, object: O) {
+        self.set_owner(object, None);
     }
 }
