@@ -402,7 +402,7 @@ fn grid_steady_state_does_not_allocate() {
     let objects: Vec<[[f32; 2]; 2]> =
         (0..2_000).map(|_| [here(&mut rng), here(&mut rng)]).collect();
     let mut events = Vec::new();
-    let mut tick = |grid: &mut GridInterest<u32, u32>, events: &mut Vec<_>, t: usize| {
+    let tick = |grid: &mut GridInterest<u32, u32>, events: &mut Vec<_>, t: usize| {
         for (i, p) in (0..).zip(&players) {
             grid.set_player(i, p[t % 2]);
         }
