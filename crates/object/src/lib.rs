@@ -134,6 +134,7 @@ mod ctx;
 mod error;
 mod field;
 mod id;
+pub mod interest;
 pub mod interpolation;
 pub mod priority;
 pub mod quantize;
