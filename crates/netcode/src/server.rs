@@ -172,25 +172,16 @@ pub struct ServerStats {
 struct Pending {
     /// Its token's tag (its key in the token-use history).
     token_mac: [u8; MAC_BYTES],
-    client_to_server_key: Key,
-    server_to_client_key: Key,
+    keys: SessionKeys,
     timeout_seconds: i32,
     expires: Instant,
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        self.client_to_server_key.zeroize();
-        self.server_to_client_key.zeroize();
-    }
 }
 
 /// A connected client.
 struct Slot {
     address: SocketAddr,
     client_id: u64,
-    client_to_server_key: Key,
-    server_to_client_key: Key,
+    keys: SessionKeys,
     timeout: Option<Duration>,
     replay: ReplayWindow,
     sequence: u64,
@@ -209,10 +200,16 @@ struct NativeSlot {
     accept: Option<Vec<u8>>,
 }
 
-impl Drop for Slot {
+/// A connection's two keys, zeroised when dropped.
+struct SessionKeys {
+    client_to_server: Key,
+    server_to_client: Key,
+}
+
+impl Drop for SessionKeys {
     fn drop(&mut self) {
-        self.client_to_server_key.zeroize();
-        self.server_to_client_key.zeroize();
+        self.client_to_server.zeroize();
+        self.server_to_client.zeroize();
     }
 }
 
@@ -416,7 +413,7 @@ impl Server {
             return;
         }
         // A request (prefix byte 0) needs no key; anything else needs the pending keys.
-        let key = self.pending.get(&from).map(|pending| pending.client_to_server_key);
+        let key = self.pending.get(&from).map(|pending| pending.keys.client_to_server);
         if key.is_none() && bytes.first() != Some(&0) {
             self.stats.packets_dropped += 1;
             self.stats.unknown_address += 1;
@@ -514,8 +511,10 @@ impl Server {
             from,
             Pending {
                 token_mac: mac,
-                client_to_server_key: private.client_to_server_key,
-                server_to_client_key: private.server_to_client_key,
+                keys: SessionKeys {
+                    client_to_server: private.client_to_server_key,
+                    server_to_client: private.server_to_client_key,
+                },
                 timeout_seconds: private.timeout_seconds,
                 expires: now.checked_add(lifetime).unwrap_or(now),
             },
@@ -562,7 +561,7 @@ impl Server {
         }
         let Some(index) = index else {
             let sequence = self.next_global_sequence();
-            self.push_packet(from, &Packet::Denied, sequence, &pending.server_to_client_key);
+            self.push_packet(from, &Packet::Denied, sequence, &pending.keys.server_to_client);
             self.stats.denied_sent += 1;
             return;
         };
@@ -570,12 +569,11 @@ impl Server {
             used.connected = true;
         }
         let binding =
-            crate::session_binding(&pending.client_to_server_key, &pending.server_to_client_key);
+            crate::session_binding(&pending.keys.client_to_server, &pending.keys.server_to_client);
         let slot = Slot {
             address: from,
             client_id: challenge.client_id,
-            client_to_server_key: pending.client_to_server_key,
-            server_to_client_key: pending.server_to_client_key,
+            keys: pending.keys,
             timeout: timeout_of(pending.timeout_seconds),
             replay: ReplayWindow::new(),
             sequence: 0,
@@ -711,8 +709,10 @@ impl Server {
         self.slots[index] = Some(Slot {
             address: from,
             client_id,
-            client_to_server_key: keys.client_to_server,
-            server_to_client_key: keys.server_to_client,
+            keys: SessionKeys {
+                client_to_server: keys.client_to_server,
+                server_to_client: keys.server_to_client,
+            },
             timeout,
             replay: ReplayWindow::new(),
             sequence: 0,
@@ -774,7 +774,7 @@ impl Server {
         let result = packet::read(
             bytes,
             protocol_id,
-            Some(&slot.client_to_server_key),
+            Some(&slot.keys.client_to_server),
             allowed,
             Some(&mut slot.replay),
             0,
@@ -875,7 +875,7 @@ impl Server {
             &Packet::Payload(payload),
             slot.sequence,
             protocol_id,
-            &slot.server_to_client_key,
+            &slot.keys.server_to_client,
             out,
         )?;
         slot.sequence = slot.sequence.wrapping_add(1);
@@ -933,7 +933,7 @@ impl Server {
         slot.sequence = slot.sequence.wrapping_add(1);
         slot.last_send = now;
         let sealed =
-            self.buffers.sealed(packet, sequence, self.protocol_id, &slot.server_to_client_key);
+            self.buffers.sealed(packet, sequence, self.protocol_id, &slot.keys.server_to_client);
         if let Some(bytes) = sealed {
             self.transmits.push_back((slot.address, bytes));
         }
