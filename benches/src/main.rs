@@ -405,6 +405,13 @@ impl Options {
         if !(spec.rate > 0.0 && spec.duration_s > 0.0) {
             return Err("--rate and --duration-s must be positive".into());
         }
+        let token_file = spec.secure.as_ref().is_some_and(|s| s.token_file.is_some());
+        if token_file && spec.workload == Workload::Clients {
+            // A token opens one connection; the clients workload makes many.
+            return Err("--netcode-token-file connects one client: not for --workload clients \
+                        (its clients mint their own tokens with --netcode-key)"
+                .into());
+        }
         Ok(spec)
     }
 }

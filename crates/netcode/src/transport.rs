@@ -425,6 +425,8 @@ impl SecureEndpoint {
     /// sealed into a payload packet.
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
         if buf.len() < MAX_PACKET_BYTES {
+            // A driver's mistake, not the network's: say so rather than send nothing quietly.
+            tracing::warn!(len = buf.len(), need = MAX_PACKET_BYTES, "transmit buffer too small");
             return None;
         }
         let own = match &mut self.role {
