@@ -4,7 +4,7 @@ use std::collections::{HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sturnus_message::{
@@ -15,7 +15,10 @@ use tracing::{debug, warn};
 
 use crate::behaviour::{find, find_mut};
 use crate::ctx::ClientCtx;
+use crate::quantize::{BitReader, BitWriter};
 use crate::server::{resolve, sorted};
+use crate::snapshot::{Receiver, read_count, read_entry_head, resolve_base};
+use crate::transform::NetworkTransform;
 use crate::wire;
 use crate::{
     Behaviours, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj, ObjectConfig,
@@ -88,6 +91,18 @@ pub struct ClientObjectStats {
     /// applied (reordered or duplicated on the way, or sent again before the acknowledgement
     /// arrived).
     pub dropped_stale: u64,
+    /// Transform snapshots read to the end (and acknowledged).
+    pub snapshots_received: u64,
+    /// Transform snapshots dropped: repeated, too old, or not readable to the end (an object
+    /// not spawned here yet, or despawned); not acknowledged, so the server makes them good.
+    pub snapshots_dropped: u64,
+    /// Transform states applied.
+    pub transform_states: u64,
+    /// Transform deltas against a state no longer held here: read past, and the transform
+    /// asked for whole.
+    pub transform_bases_missing: u64,
+    /// Corrections of this client's owner-authoritative transforms by the server.
+    pub transform_corrections: u64,
 }
 
 /// One line: `spawned 12, despawned 2 · applied 340 updates, ran 12 RPCs · dropped 0: 0 unknown
@@ -176,6 +191,12 @@ pub(crate) struct ClientWorld {
     /// Acknowledgements of unreliable states to send at the end of the update, with the
     /// channel each goes on (the behaviour's).
     acks: Vec<(ChannelId, wire::AckEntry)>,
+    /// The channel transform snapshots come on and acknowledgements go back on.
+    snapshot_channel: Option<ChannelId>,
+    /// Which snapshots arrived, and the acknowledgements sent.
+    receiver: Receiver,
+    /// Owned objects whose owner-authoritative transform changed and is not yet sent.
+    pending_inputs: Vec<NetId>,
 }
 
 /// The most acknowledgements in one message: even at their largest (16 bytes each) they fit
@@ -269,6 +290,7 @@ impl ClientWorld {
             self.recycle(msg.net_id, msg.prefab, msg.scene, behaviours);
             return;
         }
+        set_local(&mut behaviours, msg.owned);
         self.objects.insert(
             msg.net_id,
             ClientObject {
@@ -405,6 +427,192 @@ impl ClientWorld {
         acks.clear();
     }
 
+    /// Applies a snapshot of transforms: each entry to its transform (whole, or as a delta
+    /// against the state the server says), then remembers it was received, to acknowledge.
+    fn snapshot(&mut self, now: Option<Instant>, msg: wire::Snapshot, bits: &[u8]) {
+        let Some(now) = now else { return };
+        if !self.receiver.is_new(msg.seq) {
+            self.stats.snapshots_dropped += 1;
+            return;
+        }
+        let base = match msg.base {
+            0 => Ok(None),
+            id => self.receiver.base(id).map(Some).ok_or(()),
+        };
+        let server_time = Duration::from_millis(u64::from(msg.time_ms));
+        let mut r = BitReader::new(bits);
+        let mut complete = false;
+        if let Ok(count) = read_count(&mut r) {
+            let mut previous = (NetId(0), 0_u8);
+            complete = true;
+            for _ in 0..count {
+                let Ok((net_id, behaviour, delta)) = read_entry_head(&mut r, previous) else {
+                    complete = false;
+                    break;
+                };
+                previous = (net_id, behaviour);
+                let transform = self
+                    .objects
+                    .get_mut(&net_id)
+                    .and_then(|o| o.behaviours.get_mut(usize::from(behaviour)))
+                    .and_then(|b| b.as_any_mut().downcast_mut::<NetworkTransform>());
+                // Without the transform, the rest cannot be read (its widths are its own).
+                let Some(t) = transform else {
+                    complete = false;
+                    break;
+                };
+                let config = *t.config();
+                let stale = t.newest.is_some_and(|n| msg.seq <= n);
+                let state = if delta {
+                    let at = base.ok().and_then(|base| resolve_base(t, base));
+                    let from = at.map(|i| t.history[i].state);
+                    match config.read_delta(from.as_ref(), &mut r) {
+                        Ok(Some(state)) => {
+                            if !stale {
+                                t.prune_before(at.unwrap_or(0));
+                            }
+                            Some(state)
+                        }
+                        Ok(None) => {
+                            if !stale {
+                                self.stats.transform_bases_missing += 1;
+                                if self.receiver.missing.len() < MISSING_PER_ACK {
+                                    self.receiver.missing.push((net_id, behaviour));
+                                }
+                            }
+                            None
+                        }
+                        Err(_) => {
+                            complete = false;
+                            break;
+                        }
+                    }
+                } else {
+                    match config.read_absolute(&mut r) {
+                        Ok(state) => Some(state),
+                        Err(_) => {
+                            complete = false;
+                            break;
+                        }
+                    }
+                };
+                if let Some(state) = state.filter(|_| !stale) {
+                    t.newest = Some(msg.seq);
+                    t.hold_state(Some(msg.seq), state);
+                    t.receive(now, server_time, &state);
+                    self.stats.transform_states += 1;
+                }
+            }
+        }
+        // Padding only after the last entry.
+        if complete && r.remaining_bits() < 8 {
+            self.receiver.received(msg.seq);
+            self.stats.snapshots_received += 1;
+        } else {
+            self.stats.snapshots_dropped += 1;
+        }
+    }
+
+    /// The server refused this client's input for an owner-authoritative transform.
+    fn correction(&mut self, msg: wire::TransformCorrection, bits: &[u8]) {
+        let transform = self
+            .objects
+            .get_mut(&msg.net_id)
+            .and_then(|o| o.behaviours.get_mut(usize::from(msg.behaviour)))
+            .and_then(|b| b.as_any_mut().downcast_mut::<NetworkTransform>());
+        let Some(t) = transform else {
+            self.stats.dropped_unknown_object += 1;
+            return;
+        };
+        let config = *t.config();
+        match config.read_absolute(&mut BitReader::new(bits)) {
+            Ok(state) => {
+                t.correct(&state);
+                self.stats.transform_corrections += 1;
+            }
+            Err(_) => self.stats.dropped_undecodable += 1,
+        }
+    }
+
+    /// Acknowledges the snapshots received since the last update, naming the transforms to
+    /// send whole.
+    fn send_snapshot_ack(&mut self, client: &mut ClientContext) {
+        let Some(channel) = self.snapshot_channel else { return };
+        let Some((ack_id, newest, bits)) = self.receiver.next_ack() else { return };
+        let header = wire::SnapshotAck { ack_id, newest, bits };
+        let missing = &self.receiver.missing;
+        let sent = client.send_with::<wire::SnapshotAck>(channel, |out| {
+            wire::put(out, &header)?;
+            missing.iter().try_for_each(|&(net_id, behaviour)| {
+                wire::put(out, &wire::Missing { net_id, behaviour })
+            })
+        });
+        if let Err(err) = sent {
+            debug!(%err, "snapshot acknowledgement not sent");
+        }
+        self.receiver.missing.clear();
+    }
+
+    /// Sends the owner-authoritative transforms of owned objects that changed and are due.
+    fn send_inputs(&mut self, client: &mut ClientContext) {
+        let Some(now) = client.now() else { return };
+        let channel = self.snapshot_channel.unwrap_or(self.channel);
+        for &id in &self.touched {
+            if self.objects.get(&id).is_some_and(|o| o.owned) && !self.pending_inputs.contains(&id)
+            {
+                self.pending_inputs.push(id);
+            }
+        }
+        let mut kept = 0;
+        for i in 0..self.pending_inputs.len() {
+            let id = self.pending_inputs[i];
+            let Some(object) = self.objects.get_mut(&id).filter(|o| o.owned) else { continue };
+            let mut waiting = false;
+            for (index, behaviour) in object.behaviours.iter_mut().enumerate() {
+                let Some(t) = behaviour.as_any_mut().downcast_mut::<NetworkTransform>() else {
+                    continue;
+                };
+                if !t.local || !t.changed {
+                    continue;
+                }
+                let config = *t.config();
+                let due = t.sent_input.is_none_or(|(_, at)| {
+                    now.saturating_duration_since(at) + config.send_interval / 4
+                        >= config.send_interval
+                });
+                if !due {
+                    waiting = true;
+                    continue;
+                }
+                t.changed = false;
+                let state = config.quantize(&t.pose());
+                if t.sent_input.is_some_and(|(sent, _)| sent == state) {
+                    continue;
+                }
+                t.sent_input = Some((state, now));
+                let mut buf = [0_u8; 32];
+                let mut w = BitWriter::new(&mut buf);
+                let _ = config.write_absolute(&state, &mut w);
+                let len = w.bytes_written();
+                let Ok(behaviour) = u8::try_from(index) else { continue };
+                let header = wire::TransformInput { net_id: id, behaviour };
+                let sent = client.send_with::<wire::TransformInput>(channel, |out| {
+                    wire::put(out, &header)?;
+                    out.extend_from_slice(&buf[..len]);
+                    Ok(())
+                });
+                if let Err(err) = sent {
+                    debug!(%err, "transform input not sent");
+                }
+            }
+            if waiting {
+                self.pending_inputs[kept] = id;
+                kept += 1;
+            }
+        }
+        self.pending_inputs.truncate(kept);
+    }
+
     fn ownership(&mut self, msg: &wire::Ownership) {
         let Some(object) = self.objects.get_mut(&msg.net_id) else {
             self.stats.dropped_unknown_object += 1;
@@ -412,6 +620,7 @@ impl ClientWorld {
         };
         if object.owned != msg.owned {
             object.owned = msg.owned;
+            set_local(&mut object.behaviours, msg.owned);
             self.events.push_back(ClientObjectEvent::OwnershipChanged {
                 net_id: msg.net_id,
                 owned: msg.owned,
@@ -471,6 +680,17 @@ impl ClientDispatch for ClientWorld {
                 return Dispatched::Undecodable;
             };
             self.state(client, &header, state);
+        } else if id == wire::Snapshot::ID {
+            let Some((header, bits)) = split::<wire::Snapshot>(body) else {
+                self.stats.snapshots_dropped += 1;
+                return Dispatched::Undecodable;
+            };
+            self.snapshot(client.now(), header, bits);
+        } else if id == wire::TransformCorrection::ID {
+            let Some((header, bits)) = split::<wire::TransformCorrection>(body) else {
+                return Dispatched::Undecodable;
+            };
+            self.correction(header, bits);
         } else if id == wire::Rpc::ID {
             let Some((header, args)) = split::<wire::Rpc>(body) else {
                 return Dispatched::Undecodable;
@@ -566,6 +786,8 @@ impl ClientObjectManager {
         if config.auto_ready && client.is_authenticated() {
             client.send_on(&wire::Ready, channel)?;
         }
+        let unreliable = client.channels().first_of(sturnus_message::Qos::Unreliable);
+        let snapshot_channel = config.transforms.channel.or(unreliable);
         Ok(Self {
             client,
             world: ClientWorld {
@@ -578,6 +800,9 @@ impl ClientObjectManager {
                 events: VecDeque::new(),
                 stats: ClientObjectStats::default(),
                 acks: Vec::new(),
+                snapshot_channel,
+                receiver: Receiver::default(),
+                pending_inputs: Vec::new(),
             },
         })
     }
@@ -667,6 +892,8 @@ impl ClientObjectManager {
     pub fn update(&mut self, now: Instant) -> Result<(), ObjectError> {
         self.client.update_with(now, &mut self.world)?;
         self.world.send_acks(&mut self.client);
+        self.world.send_snapshot_ack(&mut self.client);
+        self.world.send_inputs(&mut self.client);
         // Only objects something could have changed: local changes, RPCs and hooks.
         let world = &mut self.world;
         for id in world.touched.drain(..) {
@@ -738,5 +965,17 @@ impl ClientObjectManager {
 impl CommandSink for ClientObjectManager {
     fn send_command<A: Serialize>(&mut self, call: RpcCall, args: &A) -> Result<(), ObjectError> {
         self.world.send_command(&mut self.client, call, args)
+    }
+}
+
+/// The most transforms one acknowledgement asks for whole.
+const MISSING_PER_ACK: usize = 32;
+
+/// Marks the owner-authoritative transforms of an object as set here (`owned`) or not.
+fn set_local(behaviours: &mut Behaviours, owned: bool) {
+    for behaviour in behaviours.iter_mut() {
+        if let Some(t) = behaviour.as_any_mut().downcast_mut::<NetworkTransform>() {
+            t.local = owned && crate::snapshot::owner_sets(t.config());
+        }
     }
 }

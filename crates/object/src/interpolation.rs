@@ -269,6 +269,24 @@ impl<T: Interpolate> SnapshotBuffer<T> {
         }
     }
 
+    /// Repeats the newest state at `server_time` (if later), leaving the delay's estimates
+    /// alone: the value stood still until then. A sender that sends nothing while a value
+    /// rests calls for it before the first state after the rest, or the blend would spread
+    /// the new motion over the whole rest.
+    pub fn hold(&mut self, server_time: Duration) {
+        let Some((newest, value)) = self.states.back() else { return };
+        if server_time <= *newest
+            || (self.render.is_some() && server_time.as_secs_f64() <= self.floor)
+        {
+            return;
+        }
+        let value = value.clone();
+        if self.states.len() >= self.config.capacity.max(2) {
+            self.states.pop_front();
+        }
+        self.states.push_back((server_time, value));
+    }
+
     /// Advances the render clock to `now` and returns the value to show, or `None` before
     /// the first state.
     pub fn sample(&mut self, now: Instant) -> Option<T> {

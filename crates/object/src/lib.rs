@@ -139,6 +139,8 @@ pub mod interpolation;
 pub mod priority;
 pub mod quantize;
 mod server;
+mod snapshot;
+pub mod transform;
 #[doc(hidden)]
 pub mod wire;
 
@@ -153,6 +155,7 @@ pub use error::{ObjectError, ReadError};
 pub use field::{Changes, SyncField, SyncVar, VarChange};
 pub use id::{NetId, PrefabId, RpcId, SceneId};
 pub use server::{ObjectConfig, ServerObjectManager, ServerObjectStats};
+pub use snapshot::TransformSyncConfig;
 /// Derives [`NetworkBehaviour`]; see the trait.
 pub use sturnus_derive::NetworkBehaviour;
 /// Marks a ClientRpc in a [`network_rpcs`] block; an error anywhere else.
@@ -164,3 +167,4 @@ pub use sturnus_derive::network_rpcs;
 /// Marks a TargetRpc in a [`network_rpcs`] block; an error anywhere else.
 pub use sturnus_derive::target_rpc;
 pub use sturnus_message::{ChannelId, PlayerId, Qos};
+pub use transform::NetworkTransform;

@@ -410,6 +410,12 @@ impl<'a> BitWriter<'a> {
         Ok(())
     }
 
+    /// Goes back to bit `bit` (if before the current position), so what was written after it
+    /// is written over: to drop a value that turned out not to fit.
+    pub fn rewind(&mut self, bit: usize) {
+        self.bit = self.bit.min(bit);
+    }
+
     /// Bits written so far.
     #[must_use]
     pub fn bits_written(&self) -> usize {

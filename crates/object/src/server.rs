@@ -15,6 +15,9 @@ use tracing::{debug, warn};
 
 use crate::behaviour::{find, find_mut};
 use crate::ctx::ClientCtx;
+use crate::quantize::{BitReader, BitWriter};
+use crate::snapshot::{TransformSync, TransformSyncConfig};
+use crate::transform::{Authority, NetworkTransform};
 use crate::wire;
 use crate::{
     Behaviours, ClientObjectEvent, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj,
@@ -45,6 +48,9 @@ pub struct ObjectConfig {
     /// [`ServerObjectManager::set_ready`], and a client's own `Ready` is refused and counted
     /// (`refused_ready`); both sides must agree.
     pub auto_ready: bool,
+    /// How [`NetworkTransform`](crate::transform::NetworkTransform)s are synchronised: the
+    /// snapshot rate, each connection's byte budget, the channel.
+    pub transforms: TransformSyncConfig,
 }
 
 impl ObjectConfig {
@@ -72,6 +78,27 @@ impl ObjectConfig {
                 field: "sync_interval",
                 reason: "must be at most one hour",
             });
+        }
+        let transforms = &self.transforms;
+        if transforms.interval.is_zero() || transforms.interval > Duration::from_secs(1) {
+            return Err(ObjectError::InvalidConfig {
+                field: "transforms.interval",
+                reason: "must be above zero and at most one second",
+            });
+        }
+        if !(transforms.priority_distance.is_finite() && transforms.priority_distance > 0.0) {
+            return Err(ObjectError::InvalidConfig {
+                field: "transforms.priority_distance",
+                reason: "must be finite and above zero",
+            });
+        }
+        if let Some(channel) = transforms.channel {
+            if layout.qos(channel).is_none() || layout.is_raw(channel) {
+                return Err(ObjectError::InvalidConfig {
+                    field: "transforms.channel",
+                    reason: "must be a typed channel of the layout",
+                });
+            }
         }
         let bad = ObjectError::InvalidConfig {
             field: "channel",
@@ -104,6 +131,7 @@ impl Default for ObjectConfig {
             channel: None,
             despawn_owned_on_leave: true,
             auto_ready: true,
+            transforms: TransformSyncConfig::default(),
         }
     }
 }
@@ -149,6 +177,23 @@ pub struct ServerObjectStats {
     /// A client's own `Ready` refused because players are made ready by the server
     /// ([`ObjectConfig::auto_ready`] is `false`).
     pub refused_ready: u64,
+    /// Transform snapshots sent (one per observer per tick with something to send).
+    pub snapshots_sent: u64,
+    /// Their bytes (message bodies: header and entries).
+    pub snapshot_bytes: u64,
+    /// Transform states sent in them (one per changed transform per snapshot).
+    pub transform_updates: u64,
+    /// The bits of those states' entries (id, behaviour, state or delta), without the
+    /// snapshots' headers: `transform_update_bits / transform_updates` is the cost of a
+    /// changed transform.
+    pub transform_update_bits: u64,
+    /// Owner-authoritative inputs applied.
+    pub transform_inputs: u64,
+    /// Owner-authoritative inputs refused (too fast, or not the owner's, or undecodable) and
+    /// answered with a correction.
+    pub transform_inputs_refused: u64,
+    /// Snapshot acknowledgements dropped: naming a snapshot never sent, or undecodable.
+    pub snapshot_acks_dropped: u64,
 }
 
 /// One line: `spawned 12, despawned 2 · sent 340 updates, 12 RPCs · commands: 40 run, 1
@@ -214,6 +259,8 @@ pub(crate) struct ServerObject {
     versions_issued: u64,
     /// Whether it is in the world's `touched` list.
     touched: bool,
+    /// Its `NetworkTransform`s: (behaviour index, slot in the transform sync).
+    transforms: Vec<(u8, u32)>,
 }
 
 /// A behaviour synced on an unreliable channel: its changes go as full states tagged with a
@@ -291,11 +338,15 @@ pub(crate) struct ServerWorld {
     /// Whether the host client (in host mode) is to be made the host player when it
     /// authenticates.
     expect_host: bool,
+    /// The transforms and each observer's snapshot stream.
+    transforms: TransformSync,
 }
 
 impl ServerWorld {
-    fn new(config: ObjectConfig, channel: ChannelId) -> Self {
+    fn new(config: ObjectConfig, channel: ChannelId, layout: &ChannelLayout) -> Self {
+        let snapshots = config.transforms.channel.or(layout.first_of(Qos::Unreliable));
         Self {
+            transforms: TransformSync::new(config.transforms, snapshots),
             config,
             channel,
             objects: FxHashMap::default(),
@@ -406,6 +457,16 @@ impl ServerWorld {
             return Err(err);
         }
         let versioned = Versioned::of(&behaviours, server.channels(), self.channel);
+        let has_transform =
+            behaviours.iter().any(|b| b.as_any().downcast_ref::<NetworkTransform>().is_some());
+        if has_transform && self.transforms.channel.is_none() {
+            self.next_id = next_id;
+            return Err(ObjectError::InvalidConfig {
+                field: "transforms.channel",
+                reason: "a NetworkTransform needs a channel for snapshots: the layout has no \
+                         Unreliable channel and none is configured",
+            });
+        }
         let mut object = ServerObject {
             prefab,
             scene,
@@ -416,12 +477,17 @@ impl ServerWorld {
             behaviours,
             observers: self.ready.clone(),
             touched: false,
+            transforms: Vec::new(),
         };
+        self.register_transforms(id, &mut object);
         // The full state covers every change made before the spawn.
         for behaviour in &mut object.behaviours {
             behaviour.clear_dirty();
         }
         self.send_spawn(server, &object, msg, &state, object.observers.iter().copied());
+        for player in object.observers.iter().copied() {
+            self.observe_transforms(&object, player);
+        }
         if let Some(scene) = scene {
             self.scenes.insert(scene, id);
         }
@@ -491,6 +557,9 @@ impl ServerWorld {
         if let Some(scene) = object.scene {
             self.scenes.remove(&scene);
         }
+        for &(_, slot) in &object.transforms {
+            self.transforms.unregister(slot, object.observers.iter().copied());
+        }
         let remote = object.observers.iter().copied().filter(|p| Some(*p) != self.host_player);
         send_logged(server.broadcast_to_on(remote, &wire::Despawn { net_id: id }, self.channel));
         if self.host_player.is_some_and(|h| object.observers.contains(&h)) {
@@ -510,6 +579,9 @@ impl ServerWorld {
         let old = std::mem::replace(&mut object.owner, owner);
         if old == owner {
             return Ok(());
+        }
+        for &(_, slot) in &object.transforms {
+            self.transforms.set_owner(slot, owner);
         }
         let observers = &object.observers;
         for (player, owned) in [(old, false), (owner, true)] {
@@ -595,6 +667,7 @@ impl ServerWorld {
                 Ok(()) => {
                     // Its version floor makes the client drop any older state still in flight.
                     self.send_spawn(server, &object, msg, &state, std::iter::once(player));
+                    self.observe_transforms(&object, player);
                 }
                 Err(err) => {
                     // Its state grew past the channel's limit since it was spawned.
@@ -617,6 +690,7 @@ impl ServerWorld {
         for object in self.objects.values_mut() {
             object.observers.remove(&player);
         }
+        self.transforms.remove_player(player);
         if let Err(err) = server.send_on(player, &wire::NotReady, self.channel) {
             debug!(%player, %err, "could not tell a player it is no longer ready");
         }
@@ -625,6 +699,7 @@ impl ServerWorld {
 
     fn player_left(&mut self, server: &mut ServerContext, player: PlayerId) {
         self.ready.remove(&player);
+        self.transforms.remove_player(player);
         if self.host_player == Some(player) {
             self.host_player = None;
             self.host_rpcs.clear();
@@ -654,10 +729,19 @@ impl ServerWorld {
         let Some(now) = server.now() else { return };
         let mut touched = std::mem::take(&mut self.touched);
         let mut kept = 0;
-        let ServerWorld { objects, config, host_player, stats, channel, .. } = self;
+        let ServerWorld { objects, config, host_player, stats, channel, transforms, .. } = self;
         for i in 0..touched.len() {
             let id = touched[i];
             let Some(object) = objects.get_mut(&id) else { continue }; // despawned since
+            for &(index, slot) in &object.transforms {
+                let behaviour = object.behaviours.get_mut(usize::from(index));
+                let transform =
+                    behaviour.and_then(|b| b.as_any_mut().downcast_mut::<NetworkTransform>());
+                if let Some(transform) = transform.filter(|t| t.changed) {
+                    transform.changed = false;
+                    transforms.note_moved(slot);
+                }
+            }
             let mut waiting = false;
             // Who observes is asked only of objects with something to send.
             let mut audience = None;
@@ -729,6 +813,179 @@ impl ServerWorld {
         touched.truncate(kept);
         touched.append(&mut self.touched);
         self.touched = touched;
+    }
+
+    /// Gives each `NetworkTransform` of `object` (of id `id`) a slot.
+    fn register_transforms(&mut self, id: NetId, object: &mut ServerObject) {
+        for (index, behaviour) in object.behaviours.iter_mut().enumerate() {
+            let Some(transform) = behaviour.as_any_mut().downcast_mut::<NetworkTransform>() else {
+                continue;
+            };
+            let Ok(index) = u8::try_from(index) else { continue };
+            let slot = self.transforms.register(id, index, transform, object.owner);
+            object.transforms.push((index, slot));
+        }
+    }
+
+    /// `player` was just sent `object`'s spawn: its transforms' streams start from that state.
+    /// (The host player shares the server's objects and has no stream.)
+    fn observe_transforms(&mut self, object: &ServerObject, player: PlayerId) {
+        if Some(player) == self.host_player {
+            return;
+        }
+        for &(index, slot) in &object.transforms {
+            let behaviour = object.behaviours.get(usize::from(index));
+            if let Some(t) = behaviour.and_then(|b| b.as_any().downcast_ref::<NetworkTransform>()) {
+                self.transforms.observe(player, slot, t);
+            }
+        }
+    }
+
+    /// At each transform tick: samples the transforms that moved and sends each observer its
+    /// snapshot.
+    fn sync_transforms(&mut self, server: &mut ServerContext) {
+        let Some(now) = server.now() else { return };
+        let Some(channel) = self.transforms.channel else { return };
+        let Some(dt) = self.transforms.due(now) else { return };
+        let objects = &self.objects;
+        self.transforms.sample(
+            now,
+            |slot| {
+                let object = objects.get(&slot.net_id)?;
+                let behaviour = object.behaviours.get(usize::from(slot.behaviour))?;
+                let t = behaviour.as_any().downcast_ref::<NetworkTransform>()?;
+                Some((t.pose(), t.is_important()))
+            },
+            |slot, index, streams| {
+                let Some(object) = objects.get(&slot.net_id) else { return };
+                for player in &object.observers {
+                    if slot.owner != Some(*player) {
+                        if let Some(stream) = streams.get_mut(player) {
+                            stream.changed(index);
+                        }
+                    }
+                }
+            },
+        );
+        // Milliseconds of server time, wrapping after 49 days (the client only compares
+        // nearby stamps).
+        let time = server.server_time(now).unwrap_or_default();
+        let time_ms = u32::try_from(time.as_millis() % (1 << 32)).unwrap_or(0);
+        // Room for the message's id and the snapshot header (at most 15 bytes).
+        let max_payload = server.max_message_size(channel).saturating_sub(24).min(64 * 1024);
+        let totals = self.transforms.tick(now, dt, time_ms, max_payload, |player, bytes| {
+            let sent = server.send_with::<wire::Snapshot>(player, channel, |out| {
+                out.extend_from_slice(bytes);
+                Ok(())
+            });
+            sent.is_ok()
+        });
+        self.stats.snapshots_sent += totals.snapshots;
+        self.stats.snapshot_bytes += totals.bytes;
+        self.stats.transform_updates += totals.entries;
+        self.stats.transform_update_bits += totals.bits;
+    }
+
+    /// A client's acknowledgement of snapshots, with the transforms it could not decode.
+    fn snapshot_ack(
+        &mut self,
+        server: &mut ServerContext,
+        player: PlayerId,
+        ack: wire::SnapshotAck,
+        mut missing: &[u8],
+    ) -> Dispatched {
+        let Some(stream) = self.transforms.streams.get_mut(&player) else {
+            // Not observing any transform (any more): a race, not charged.
+            self.stats.snapshot_acks_dropped += 1;
+            return Dispatched::Handled;
+        };
+        let Some(now) = server.now() else { return Dispatched::Handled };
+        if !stream.on_ack(now, ack.ack_id, ack.newest, ack.bits) {
+            self.stats.snapshot_acks_dropped += 1;
+            server.reject(player);
+            return Dispatched::Handled;
+        }
+        while !missing.is_empty() {
+            let Some((entry, rest)) = wire::split::<wire::Missing>(missing) else {
+                return Dispatched::Undecodable;
+            };
+            missing = rest;
+            let slot = self.objects.get(&entry.net_id).and_then(|o| {
+                o.transforms.iter().find(|(b, _)| *b == entry.behaviour).map(|(_, s)| *s)
+            });
+            if let (Some(slot), Some(stream)) = (slot, self.transforms.streams.get_mut(&player)) {
+                stream.on_missing(slot);
+            }
+        }
+        Dispatched::Handled
+    }
+
+    /// An owner-authoritative transform's state from `player`: applied if it is the owner's
+    /// and within the speed limit, else refused and the owner corrected.
+    fn transform_input(
+        &mut self,
+        server: &mut ServerContext,
+        player: PlayerId,
+        input: wire::TransformInput,
+        bits: &[u8],
+    ) {
+        let Some(now) = server.now() else { return };
+        let Some(object) = self.objects.get_mut(&input.net_id) else {
+            // Despawned while the input was on its way: a race, not charged.
+            self.stats.transform_inputs_refused += 1;
+            return;
+        };
+        let owner = object.owner;
+        let behaviour = object.behaviours.get_mut(usize::from(input.behaviour));
+        let Some(t) = behaviour.and_then(|b| b.as_any_mut().downcast_mut::<NetworkTransform>())
+        else {
+            self.stats.transform_inputs_refused += 1;
+            server.reject(player);
+            return;
+        };
+        if owner != Some(player) || t.config().authority != Authority::Owner {
+            self.stats.transform_inputs_refused += 1;
+            server.reject(player);
+            return;
+        }
+        let config = *t.config();
+        let Ok(state) = config.read_absolute(&mut BitReader::new(bits)) else {
+            self.stats.transform_inputs_refused += 1;
+            server.reject(player);
+            return;
+        };
+        let pose = config.dequantize(&state, &t.pose());
+        let too_fast = config.max_speed.is_some_and(|max| {
+            let from = t.pose().position;
+            let d = (0..3).map(|k| (pose.position[k] - from[k]).powi(2)).sum::<f32>().sqrt();
+            // Inputs come every send interval; a burst after a stall is allowed for the time
+            // that passed, and quantisation for one step per axis.
+            let elapsed = t.last_input.map_or(config.send_interval, |at| {
+                now.saturating_duration_since(at).max(config.send_interval)
+            });
+            d > max * elapsed.as_secs_f32() * 1.5 + 0.01
+        });
+        if too_fast {
+            self.stats.transform_inputs_refused += 1;
+            debug!(%player, net_id = %input.net_id, "owner's transform input refused: too fast");
+            let mut buf = [0_u8; 32];
+            let mut w = BitWriter::new(&mut buf);
+            let _ = config.write_absolute(&config.quantize(&t.pose()), &mut w);
+            let len = w.bytes_written();
+            let header =
+                wire::TransformCorrection { net_id: input.net_id, behaviour: input.behaviour };
+            let channel = self.channel;
+            send_logged(server.send_with::<wire::TransformCorrection>(player, channel, |out| {
+                wire::put(out, &header)?;
+                out.extend_from_slice(&buf[..len]);
+                Ok(())
+            }));
+            return;
+        }
+        t.last_input = Some(now);
+        t.set_pose(pose);
+        self.stats.transform_inputs += 1;
+        touch(&mut self.touched, input.net_id, object);
     }
 
     fn reject(&mut self, server: &mut ServerContext, player: PlayerId, why: Rejection) {
@@ -883,6 +1140,17 @@ impl ServerWorld {
                 return Dispatched::Undecodable;
             };
             self.run_command(server, player, cmd, args);
+        } else if id == wire::SnapshotAck::ID {
+            let Some((ack, missing)) = wire::split::<wire::SnapshotAck>(body) else {
+                self.stats.snapshot_acks_dropped += 1;
+                return Dispatched::Undecodable;
+            };
+            return self.snapshot_ack(server, player, ack, missing);
+        } else if id == wire::TransformInput::ID {
+            let Some((input, bits)) = wire::split::<wire::TransformInput>(body) else {
+                return Dispatched::Undecodable;
+            };
+            self.transform_input(server, player, input, bits);
         } else if id == wire::Ack::ID {
             let Some((wire::Ack, mut entries)) = wire::split::<wire::Ack>(body) else {
                 return Dispatched::Undecodable;
@@ -1116,12 +1384,8 @@ impl ServerObjectManager {
     ) -> Result<Self, ObjectError> {
         let channel = config.validate(server.channels())?;
         wire::reserve(&mut *server)?;
-        Ok(Self {
-            server,
-            world: ServerWorld::new(config, channel),
-            handlers: FxHashMap::default(),
-            host_client: None,
-        })
+        let world = ServerWorld::new(config, channel, server.channels());
+        Ok(Self { server, world, handlers: FxHashMap::default(), host_client: None })
     }
 
     /// The message-layer server (players, stats, handlers' registrations).
@@ -1240,6 +1504,7 @@ impl ServerObjectManager {
         }
         self.world.run_host_queues(&mut self.server);
         self.world.sync(&mut self.server, false);
+        self.world.sync_transforms(&mut self.server);
         self.server.flush()?;
         Ok(())
     }
@@ -1252,7 +1517,12 @@ impl ServerObjectManager {
             (false, Some(now)) => now.checked_add(self.world.config.sync_interval),
             _ => None,
         };
-        server.into_iter().chain(sync).min()
+        // While anyone observes a transform, snapshots go out at their rate.
+        let transforms = match (self.world.transforms.streams.is_empty(), self.server.now()) {
+            (false, Some(now)) => now.checked_add(self.world.config.transforms.interval),
+            _ => None,
+        };
+        server.into_iter().chain(sync).chain(transforms).min()
     }
 
     /// Sends every pending change now, whatever the sync intervals (before a scene change, or
@@ -1362,6 +1632,15 @@ impl ServerObjectManager {
     /// A handle on the first behaviour of type `B` of an object, to call its RPCs.
     pub fn handle<B: NetworkBehaviour>(&self, id: NetId) -> Option<Obj<B>> {
         self.world.handle(id)
+    }
+
+    /// Where `player` is (its avatar, its camera): transforms nearer it go first in its
+    /// snapshots when they do not all fit its budget (see
+    /// [`TransformSyncConfig::priority_distance`]).
+    pub fn set_player_position(&mut self, player: PlayerId, position: [f32; 3]) {
+        if let Some(stream) = self.world.transforms.streams.get_mut(&player) {
+            stream.position = Some(position);
+        }
     }
 
     /// What the manager counted.

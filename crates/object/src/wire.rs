@@ -106,6 +106,56 @@ pub struct Command {
     pub rpc: RpcId,
 }
 
+/// Server → client: transforms that changed; followed by the entries, bit-packed (see
+/// `snapshot.rs`). Sent on an unreliable channel, never resent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
+#[message(crate = ::sturnus_message)]
+pub struct Snapshot {
+    /// The snapshot's sequence in its stream (from 1).
+    pub seq: u32,
+    /// The client's acknowledgement its deltas are against (0: none).
+    pub base: u32,
+    /// The server time the states describe, in milliseconds.
+    pub time_ms: u32,
+}
+
+/// Client → server: the snapshots received; followed by the transforms whose delta could not
+/// be decoded, each a [`Missing`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
+#[message(crate = ::sturnus_message)]
+pub struct SnapshotAck {
+    /// This acknowledgement's own sequence (from 1).
+    pub ack_id: u32,
+    /// The newest snapshot received.
+    pub newest: u32,
+    /// Bit `i`: snapshot `newest - 1 - i` was received.
+    pub bits: u64,
+}
+
+/// A transform to send whole, in a [`SnapshotAck`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Missing {
+    pub net_id: NetId,
+    pub behaviour: u8,
+}
+
+/// Owner → server: an owner-authoritative transform's state; followed by it whole,
+/// bit-packed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
+#[message(crate = ::sturnus_message)]
+pub struct TransformInput {
+    pub net_id: NetId,
+    pub behaviour: u8,
+}
+
+/// Server → owner: its input was refused; the server's state follows, whole, bit-packed.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Message)]
+#[message(crate = ::sturnus_message)]
+pub struct TransformCorrection {
+    pub net_id: NetId,
+    pub behaviour: u8,
+}
+
 impl Rpc {
     /// The header of `call`.
     pub fn of(call: RpcCall) -> Self {
@@ -179,5 +229,9 @@ pub(crate) fn reserve(side: &mut impl Claims) -> Result<(), sturnus_message::Mes
     side.claim_id::<NotReady>()?;
     side.claim_id::<Command>()?;
     side.claim_id::<State>()?;
-    side.claim_id::<Ack>()
+    side.claim_id::<Ack>()?;
+    side.claim_id::<Snapshot>()?;
+    side.claim_id::<SnapshotAck>()?;
+    side.claim_id::<TransformInput>()?;
+    side.claim_id::<TransformCorrection>()
 }

@@ -1,0 +1,847 @@
+//! The snapshot streams that carry [`NetworkTransform`]s: one per observer on the server,
+//! one on each client. See the [`transform`](crate::transform) module for what they do; this
+//! is how.
+//!
+//! **Server.** Every transform has a *slot*: its quantised state and a version that grows with
+//! each change past the thresholds. Each observer has a *stream*: for each slot it observes,
+//! the newest state it has acknowledged (its *baseline*) and the last one sent; a list of the
+//! slots that have something for it (changed since its baseline, or sent in a snapshot since
+//! found lost); a [`PriorityScheduler`] and a [`ByteBudget`]; and the contents of the last 64
+//! snapshots sent. Each tick it selects by priority what fits the budget, writes one snapshot
+//! message (sequence, the acknowledgement it is encoded against, server time, then the
+//! entries bit-packed) and remembers it.
+//!
+//! **Acknowledgements.** A client answers the snapshots of an update with one
+//! acknowledgement message of its own sequence (`ack_id`): the newest snapshot received and
+//! a bitfield of the 64 before. A snapshot names the newest `ack_id` the server has; each delta
+//! in it is against the transform's newest state in a snapshot that acknowledgement lists
+//! (or, if none lists one, the state the spawn carried). The client keeps the
+//! acknowledgements it sent, so it resolves exactly the state the server used; a delta whose
+//! base it no longer holds is read past, and the transform is asked for whole (`missing`).
+//! A snapshot the client cannot read to the end (an object it does not know, before its spawn
+//! arrives or after its despawn) is not acknowledged, so the server never encodes against
+//! what the client did not apply.
+//!
+//! Nothing here allocates in steady state: lists, the snapshots' contents and the
+//! schedulers are reused.
+
+use std::time::{Duration, Instant};
+
+use rustc_hash::FxHashMap;
+use sturnus_message::{ChannelId, PlayerId};
+
+use crate::NetId;
+use crate::interpolation::Pose;
+use crate::priority::{ByteBudget, Dirty, PriorityScheduler};
+use crate::quantize::{BitError, BitReader, BitWriter};
+use crate::transform::{Authority, NetworkTransform, QState, TransformConfig};
+
+/// How transforms are synchronised: the snapshot rate, the per-connection budget, the
+/// channel. Part of [`ObjectConfig`](crate::ObjectConfig).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct TransformSyncConfig {
+    /// How often each observer is sent a snapshot of what changed (the finest any
+    /// transform's send interval can be). Default: 60 per second.
+    pub interval: Duration,
+    /// Each connection's budget for snapshots, in kbit/s (Gaffer's 256 by default): a
+    /// snapshot holds what fits, by priority; the rest waits, rising in priority.
+    pub budget_kbps: u32,
+    /// The channel snapshots go on (`None`: the first typed `Unreliable` channel). An
+    /// unreliable channel is the point: nothing is resent, the next snapshot makes good a lost
+    /// one.
+    pub channel: Option<ChannelId>,
+    /// The distance (metres) at which an object's priority is halved: `1 / (1 + d / this)`
+    /// of the player's position (see
+    /// [`set_player_position`](crate::ServerObjectManager::set_player_position)).
+    pub priority_distance: f32,
+}
+
+impl Default for TransformSyncConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_nanos(1_000_000_000 / 60),
+            budget_kbps: 256,
+            channel: None,
+            priority_distance: 10.0,
+        }
+    }
+}
+
+/// How many snapshots a stream remembers (and a client's acknowledgement covers).
+const WINDOW: u32 = 64;
+/// How many snapshots' contents a stream keeps: twice the window, so every snapshot an
+/// acknowledgement can list (at most 65 before the next to send) is still held.
+const RING: u32 = 2 * WINDOW;
+/// How many acknowledgements a client remembers.
+const ACKS_KEPT: u32 = 256;
+/// The most entries in a snapshot (12 bits).
+const MAX_ENTRIES: usize = 4095;
+/// The bits of a snapshot's entry count.
+const COUNT_BITS: u32 = 12;
+
+/// One transform, as the server's manager tracks it.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub(crate) net_id: NetId,
+    pub(crate) behaviour: u8,
+    pub(crate) generation: u32,
+    pub(crate) live: bool,
+    pub(crate) config: TransformConfig,
+    /// The state observers are brought to, and its version.
+    pub(crate) current: QState,
+    pub(crate) version: u32,
+    /// The pose `current` was taken from (thresholds compare against it).
+    pub(crate) published: Pose,
+    pub(crate) last_sample: Option<Instant>,
+    pub(crate) important: bool,
+    /// In the `moved` list.
+    pub(crate) moved: bool,
+    /// Owner-authoritative: the owner, who is not sent its own transform.
+    pub(crate) owner: Option<PlayerId>,
+}
+
+/// What an observer holds of a slot, as far as the server knows.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    generation: u32,
+    /// The newest state it acknowledged (`seq: None`: the spawn's), with its version.
+    baseline: Option<(Option<u32>, QState, u32)>,
+    /// The last snapshot it was sent in, and the version sent.
+    sent: Option<(u32, u32)>,
+    /// In the stream's `dirty` list.
+    listed: bool,
+}
+
+/// One snapshot sent: its sequence and what it carried.
+#[derive(Debug, Default)]
+struct Sent {
+    seq: u32,
+    used: bool,
+    acked: bool,
+    /// When it was sent.
+    at: Option<Instant>,
+    items: Vec<(u32, u32, u32, QState)>, // slot, generation, version, state
+}
+
+/// What a stream sends with: the manager's parts it needs.
+pub(crate) struct TickContext<'a> {
+    pub(crate) slots: &'a [Slot],
+    pub(crate) now: Instant,
+    pub(crate) dt: Duration,
+    pub(crate) time_ms: u32,
+    pub(crate) max_payload: usize,
+    pub(crate) priority_distance: f32,
+}
+
+/// One observer's snapshot stream.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    next_seq: u32,
+    /// The newest acknowledgement: its id, newest snapshot and bitfield.
+    base: Option<(u32, u32, u64)>,
+    entries: FxHashMap<u32, Entry>,
+    dirty: Vec<u32>,
+    scheduler: PriorityScheduler<u32>,
+    budget: ByteBudget,
+    sent: Vec<Sent>,
+    selected: Vec<u32>,
+    /// The player's position, for priority by distance.
+    pub(crate) position: Option<[f32; 3]>,
+    /// The smoothed round trip from a snapshot to its acknowledgement.
+    rtt: Option<Duration>,
+    /// The tick interval, for the loss timeout.
+    interval: Duration,
+}
+
+/// What a stream counted in one tick.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TickOutcome {
+    pub(crate) entries: u64,
+    pub(crate) bits: u64,
+    pub(crate) bytes: u64,
+}
+
+impl Stream {
+    pub(crate) fn new(budget_kbps: u32, interval: Duration) -> Self {
+        Self {
+            next_seq: 1,
+            base: None,
+            entries: FxHashMap::default(),
+            dirty: Vec::new(),
+            scheduler: PriorityScheduler::new(),
+            budget: ByteBudget::new(budget_kbps),
+            sent: (0..RING).map(|_| Sent::default()).collect(),
+            selected: Vec::new(),
+            position: None,
+            rtt: None,
+            interval,
+        }
+    }
+
+    /// The observer now holds `slot` at `state` (its spawn): dirty unless that is the
+    /// slot's current version.
+    pub(crate) fn observe(&mut self, index: u32, slot: &Slot, state: QState) {
+        let version = if state == slot.current { slot.version } else { 0 };
+        let entry = Entry {
+            generation: slot.generation,
+            baseline: Some((None, state, version)),
+            sent: None,
+            listed: false,
+        };
+        self.entries.insert(index, entry);
+        // Registering twice is refused and harmless: the accumulator carries on.
+        let _ = self.scheduler.register(index, 1.0);
+        if version != slot.version {
+            self.list(index);
+        }
+    }
+
+    /// The observer no longer holds `slot`.
+    pub(crate) fn forget(&mut self, index: u32) {
+        self.entries.remove(&index);
+        self.scheduler.remove(index);
+        // A listed slot leaves the list at the next tick (it has no entry).
+    }
+
+    /// `slot` changed: it has something for this observer.
+    pub(crate) fn changed(&mut self, index: u32) {
+        self.list(index);
+    }
+
+    fn list(&mut self, index: u32) {
+        if let Some(entry) = self.entries.get_mut(&index) {
+            if !entry.listed {
+                entry.listed = true;
+                self.dirty.push(index);
+            }
+        }
+    }
+
+    fn slot_of(&self, seq: u32) -> usize {
+        (seq % RING) as usize
+    }
+
+    /// Whether the snapshot `seq` is taken as lost at `now`: too old to tell; or not
+    /// acknowledged while a later one was; or not acknowledged for twice the round trip plus
+    /// two ticks (the last snapshot of a motion has no later one to reveal its loss).
+    fn lost(&self, seq: u32, now: Instant) -> bool {
+        let sent = &self.sent[self.slot_of(seq)];
+        if !sent.used || sent.seq != seq {
+            return true;
+        }
+        if sent.acked {
+            return false;
+        }
+        let overtaken = self.base.is_some_and(|(_, newest, _)| newest > seq);
+        let timeout = 2 * self.rtt.unwrap_or(Duration::from_millis(100)) + 2 * self.interval;
+        let overdue = sent.at.is_some_and(|at| now.saturating_duration_since(at) > timeout);
+        overtaken || overdue
+    }
+
+    /// Whether the acknowledgement `base` lists snapshot `seq`.
+    fn listed_in(base: (u32, u32, u64), seq: u32) -> bool {
+        let (_, newest, bits) = base;
+        seq == newest
+            || (seq < newest && newest - seq <= WINDOW && bits >> (newest - seq - 1) & 1 == 1)
+    }
+
+    /// An acknowledgement from the client. Returns `false` if it names a snapshot never sent
+    /// (forged).
+    pub(crate) fn on_ack(&mut self, now: Instant, ack_id: u32, newest: u32, bits: u64) -> bool {
+        if newest == 0 || newest >= self.next_seq {
+            return false;
+        }
+        let first = &self.sent[self.slot_of(newest)];
+        if let (true, false, Some(at)) = (first.seq == newest, first.acked, first.at) {
+            let sample = now.saturating_duration_since(at);
+            self.rtt = Some(match self.rtt {
+                None => sample,
+                Some(rtt) => (rtt * 7 + sample) / 8,
+            });
+        }
+        if self.base.is_none_or(|(id, _, _)| ack_id > id) {
+            self.base = Some((ack_id, newest, bits));
+        }
+        let oldest = newest.saturating_sub(WINDOW);
+        for seq in (oldest.max(1)..=newest).rev() {
+            if !Self::listed_in((ack_id, newest, bits), seq) {
+                continue;
+            }
+            let at = self.slot_of(seq);
+            let sent = &mut self.sent[at];
+            if !sent.used || sent.seq != seq || sent.acked {
+                continue;
+            }
+            sent.acked = true;
+            for &(index, generation, version, state) in &sent.items {
+                let Some(entry) = self.entries.get_mut(&index) else { continue };
+                if entry.generation != generation {
+                    continue;
+                }
+                let newer = match entry.baseline {
+                    Some((Some(have), _, _)) => seq > have,
+                    _ => true,
+                };
+                if newer {
+                    entry.baseline = Some((Some(seq), state, version));
+                }
+            }
+        }
+        true
+    }
+
+    /// The client could not decode `slot`'s delta: its next state goes whole.
+    pub(crate) fn on_missing(&mut self, index: u32) {
+        if let Some(entry) = self.entries.get_mut(&index) {
+            entry.baseline = None;
+            entry.sent = None;
+        }
+        self.list(index);
+    }
+
+    /// Builds this tick's snapshot into `out` (after what is there). Returns what it wrote,
+    /// or `None` if there is nothing to send.
+    pub(crate) fn tick(
+        &mut self,
+        cx: &TickContext<'_>,
+        out: &mut Vec<u8>,
+        header: impl FnOnce(&mut Vec<u8>, u32, u32),
+    ) -> Option<TickOutcome> {
+        self.scheduler.begin_tick(cx.dt);
+        let available = self.budget.refill(cx.dt);
+        // Which listed slots have something to send.
+        let mut kept = 0;
+        for i in 0..self.dirty.len() {
+            let index = self.dirty[i];
+            let Some(entry) = self.entries.get(&index).copied() else { continue };
+            let Some(slot) = cx.slots.get(index as usize).filter(|s| s.live) else { continue };
+            if entry.generation != slot.generation {
+                continue;
+            }
+            // The observer acknowledged the current version: nothing to send. (A version is
+            // one state, so a later snapshot carrying the same version changes nothing.)
+            let at_baseline = entry.baseline.is_some_and(|(_, _, version)| version == slot.version);
+            if at_baseline {
+                if let Some(entry) = self.entries.get_mut(&index) {
+                    entry.listed = false;
+                }
+                continue;
+            }
+            self.dirty[kept] = index;
+            kept += 1;
+            let in_flight = entry
+                .sent
+                .is_some_and(|(seq, version)| version == slot.version && !self.lost(seq, cx.now));
+            if in_flight {
+                continue;
+            }
+            let bytes = if entry.baseline.is_some() {
+                7
+            } else {
+                2 + slot.config.absolute_bits() as usize / 8
+            };
+            let mut dirty = Dirty::new(bytes);
+            if let Some(player) = self.position {
+                let p = slot.published.position;
+                let d = (0..3).map(|k| (p[k] - player[k]) * (p[k] - player[k])).sum::<f32>();
+                dirty = dirty.scaled(1.0 / (1.0 + d.sqrt() / cx.priority_distance.max(0.001)));
+            }
+            if slot.important {
+                dirty = dirty.important();
+            }
+            self.scheduler.mark(index, dirty);
+        }
+        self.dirty.truncate(kept);
+        let room = available.min(cx.max_payload);
+        if room == 0 {
+            return None;
+        }
+        self.scheduler.select(room, &mut self.selected);
+        if self.selected.is_empty() {
+            return None;
+        }
+        let slots = cx.slots;
+        self.selected
+            .sort_unstable_by_key(|&i| (slots[i as usize].net_id, slots[i as usize].behaviour));
+
+        let seq = self.next_seq;
+        let base_id = self.base.map_or(0, |(id, _, _)| id);
+        let start = out.len();
+        header(out, seq, base_id);
+        let payload = out.len();
+        out.resize(payload + cx.max_payload, 0);
+        let at = self.slot_of(seq);
+        let mut record = std::mem::take(&mut self.sent[at].items);
+        record.clear();
+        let (written, bits) = {
+            let mut w = BitWriter::new(&mut out[payload..]);
+            // The count is written last, over these bits.
+            let _ = w.write_bits(0, COUNT_BITS);
+            let mut previous = (NetId(0), 0_u8);
+            let mut count = 0;
+            for &index in &self.selected {
+                if count == MAX_ENTRIES {
+                    break;
+                }
+                let slot = &slots[index as usize];
+                let Some(entry) = self.entries.get(&index) else { continue };
+                let base = entry.baseline.and_then(|(seq, state, _)| match (seq, self.base) {
+                    (None, _) => Some(state),
+                    (Some(s), Some(b)) if Self::listed_in(b, s) => Some(state),
+                    _ => None,
+                });
+                let mark = w.bits_written();
+                if write_entry(&mut w, previous, slot, base.as_ref()).is_err() {
+                    // Full: this one waits for the next snapshot.
+                    w.rewind(mark);
+                    break;
+                }
+                previous = (slot.net_id, slot.behaviour);
+                record.push((index, slot.generation, slot.version, slot.current));
+                count += 1;
+            }
+            let total = w.bits_written();
+            // The count goes over the 12 bits left for it at the start.
+            let _ = BitWriter::new(&mut out[payload..]).write_bits(count as u64, COUNT_BITS);
+            (count, total)
+        };
+        if written == 0 {
+            out.truncate(start);
+            self.sent[at].items = record;
+            return None;
+        }
+        let bytes = bits.div_ceil(8);
+        out.truncate(payload + bytes);
+        for &(index, _, version, _) in &record {
+            if let Some(entry) = self.entries.get_mut(&index) {
+                entry.sent = Some((seq, version));
+            }
+        }
+        let sent = &mut self.sent[at];
+        sent.items = record;
+        sent.seq = seq;
+        sent.used = true;
+        sent.acked = false;
+        sent.at = Some(cx.now);
+        self.next_seq = seq.wrapping_add(1).max(1);
+        let total = out.len() - start;
+        self.budget.spend(total);
+        Some(TickOutcome {
+            entries: written as u64,
+            bits: (bits - COUNT_BITS as usize) as u64,
+            bytes: total as u64,
+        })
+    }
+}
+
+/// Writes one entry: the id's gap from `previous`, the behaviour, then the state whole or as
+/// a delta against `base`.
+fn write_entry(
+    w: &mut BitWriter<'_>,
+    previous: (NetId, u8),
+    slot: &Slot,
+    base: Option<&QState>,
+) -> Result<(), BitError> {
+    let gap = u64::from(slot.net_id.0.wrapping_sub(previous.0.0));
+    if slot.net_id.0 > previous.0.0 && gap == 1 {
+        w.write_bits(0, 1)?;
+    } else if slot.net_id.0 >= previous.0.0 && gap < 16 {
+        w.write_bits(0b01 | (gap << 2), 6)?;
+    } else if slot.net_id.0 >= previous.0.0 && gap < 16 + 256 {
+        w.write_bits(0b011 | ((gap - 16) << 3), 11)?;
+    } else {
+        w.write_bits(0b111, 3)?;
+        w.write_bits(u64::from(slot.net_id.0), 32)?;
+    }
+    if slot.behaviour == previous.1 {
+        w.write_bits(0, 1)?;
+    } else {
+        w.write_bits(1, 1)?;
+        w.write_bits(u64::from(slot.behaviour), 8)?;
+    }
+    match base {
+        Some(base) => {
+            w.write_bits(1, 1)?;
+            slot.config.write_delta(&slot.current, base, w)
+        }
+        None => {
+            w.write_bits(0, 1)?;
+            slot.config.write_absolute(&slot.current, w)
+        }
+    }
+}
+
+/// Reads an entry's id and behaviour (after `previous`) and whether it is a delta.
+pub(crate) fn read_entry_head(
+    r: &mut BitReader<'_>,
+    previous: (NetId, u8),
+) -> Result<(NetId, u8, bool), BitError> {
+    let net_id = if r.read_bits(1)? == 0 {
+        NetId(previous.0.0.wrapping_add(1))
+    } else if r.read_bits(1)? == 0 {
+        NetId(previous.0.0.wrapping_add(u32::try_from(r.read_bits(4)?).unwrap_or(0)))
+    } else if r.read_bits(1)? == 0 {
+        NetId(previous.0.0.wrapping_add(16 + u32::try_from(r.read_bits(8)?).unwrap_or(0)))
+    } else {
+        NetId(u32::try_from(r.read_bits(32)?).unwrap_or(0))
+    };
+    let behaviour =
+        if r.read_bits(1)? == 0 { previous.1 } else { u8::try_from(r.read_bits(8)?).unwrap_or(0) };
+    let delta = r.read_bits(1)? == 1;
+    Ok((net_id, behaviour, delta))
+}
+
+/// Reads a snapshot's entry count.
+pub(crate) fn read_count(r: &mut BitReader<'_>) -> Result<usize, BitError> {
+    Ok(usize::try_from(r.read_bits(COUNT_BITS)?).unwrap_or(0))
+}
+
+/// The client's side of the stream: which snapshots arrived, the acknowledgements sent.
+#[derive(Debug)]
+pub(crate) struct Receiver {
+    /// The newest snapshot received and the 64 before it.
+    newest: Option<u32>,
+    bits: u64,
+    next_ack: u32,
+    /// The acknowledgements sent: (id, newest, bits).
+    acks: Vec<(u32, u32, u64)>,
+    /// Whether a snapshot arrived since the last acknowledgement.
+    pub(crate) ack_due: bool,
+    /// Transforms to ask whole: (object, behaviour).
+    pub(crate) missing: Vec<(NetId, u8)>,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Self {
+            newest: None,
+            bits: 0,
+            next_ack: 1,
+            acks: vec![(0, 0, 0); ACKS_KEPT as usize],
+            ack_due: false,
+            missing: Vec::new(),
+        }
+    }
+}
+
+impl Receiver {
+    /// Whether snapshot `seq` is new (not received before and not too old to tell).
+    pub(crate) fn is_new(&self, seq: u32) -> bool {
+        match self.newest {
+            None => seq != 0,
+            Some(newest) if seq > newest => true,
+            Some(newest) if seq == newest => false,
+            Some(newest) => newest - seq <= WINDOW && self.bits >> (newest - seq - 1) & 1 == 0,
+        }
+    }
+
+    /// Records snapshot `seq` as received (read to the end).
+    pub(crate) fn received(&mut self, seq: u32) {
+        match self.newest {
+            None => self.newest = Some(seq),
+            Some(newest) if seq > newest => {
+                // The old newest is now `shift` behind: bit `shift - 1`.
+                let shift = seq - newest;
+                self.bits = match shift {
+                    1..64 => (self.bits << shift) | (1 << (shift - 1)),
+                    64 => 1 << 63,
+                    _ => 0,
+                };
+                self.newest = Some(seq);
+            }
+            Some(newest) if seq < newest && newest - seq <= WINDOW => {
+                self.bits |= 1 << (newest - seq - 1);
+            }
+            _ => {}
+        }
+        self.ack_due = true;
+    }
+
+    /// The acknowledgement a snapshot is encoded against, if this client sent it.
+    pub(crate) fn base(&self, ack_id: u32) -> Option<(u32, u32, u64)> {
+        if ack_id == 0 {
+            return None;
+        }
+        let kept = self.acks[(ack_id % ACKS_KEPT) as usize];
+        (kept.0 == ack_id).then_some(kept)
+    }
+
+    /// The next acknowledgement to send (and remembers it), if one is due.
+    pub(crate) fn next_ack(&mut self) -> Option<(u32, u32, u64)> {
+        let newest = self.newest?;
+        if !self.ack_due && self.missing.is_empty() {
+            return None;
+        }
+        self.ack_due = false;
+        let id = self.next_ack;
+        self.next_ack = self.next_ack.wrapping_add(1).max(1);
+        let ack = (id, newest, self.bits);
+        self.acks[(id % ACKS_KEPT) as usize] = ack;
+        Some(ack)
+    }
+}
+
+/// Resolves the state a delta for `transform` was encoded against under acknowledgement
+/// `base`: the newest held state of a snapshot the acknowledgement lists, else the spawn's.
+/// Returns its index in the history.
+pub(crate) fn resolve_base(
+    transform: &NetworkTransform,
+    base: Option<(u32, u32, u64)>,
+) -> Option<usize> {
+    let history = &transform.history;
+    if let Some(base) = base {
+        for (i, held) in history.iter().enumerate().rev() {
+            if let Some(seq) = held.seq {
+                if Stream::listed_in(base, seq) {
+                    return Some(i);
+                }
+            }
+        }
+    }
+    history.iter().position(|held| held.seq.is_none())
+}
+
+/// Whether a transform's owner sets it (and is not sent it).
+pub(crate) fn owner_sets(config: &TransformConfig) -> bool {
+    config.authority == Authority::Owner
+}
+
+/// The server's transforms and every observer's stream.
+#[derive(Debug)]
+pub(crate) struct TransformSync {
+    pub(crate) config: TransformSyncConfig,
+    /// The channel snapshots go on (`None`: the layout has no unreliable channel; transforms
+    /// then go nowhere and spawning one is refused).
+    pub(crate) channel: Option<ChannelId>,
+    pub(crate) slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Slots whose transform the game changed since they were last sampled.
+    moved: Vec<u32>,
+    pub(crate) streams: FxHashMap<PlayerId, Stream>,
+    last_tick: Option<Instant>,
+    scratch: Vec<u8>,
+}
+
+/// What a transform tick did, for the manager's stats.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct TickTotals {
+    pub(crate) snapshots: u64,
+    pub(crate) entries: u64,
+    pub(crate) bits: u64,
+    pub(crate) bytes: u64,
+}
+
+impl TransformSync {
+    pub(crate) fn new(config: TransformSyncConfig, channel: Option<ChannelId>) -> Self {
+        Self {
+            config,
+            channel,
+            slots: Vec::new(),
+            free: Vec::new(),
+            moved: Vec::new(),
+            streams: FxHashMap::default(),
+            last_tick: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Gives `transform` (behaviour `behaviour` of `net_id`) a slot.
+    pub(crate) fn register(
+        &mut self,
+        net_id: NetId,
+        behaviour: u8,
+        transform: &mut NetworkTransform,
+        owner: Option<PlayerId>,
+    ) -> u32 {
+        let config = *transform.config();
+        let pose = transform.pose();
+        let slot = Slot {
+            net_id,
+            behaviour,
+            generation: 0,
+            live: true,
+            config,
+            current: config.quantize(&pose),
+            version: 1,
+            published: pose,
+            last_sample: None,
+            important: transform.is_important(),
+            moved: false,
+            owner: if owner_sets(&config) { owner } else { None },
+        };
+        let index = match self.free.pop() {
+            Some(index) => {
+                let generation = self.slots[index as usize].generation.wrapping_add(1);
+                self.slots[index as usize] = Slot { generation, ..slot };
+                index
+            }
+            None => {
+                self.slots.push(slot);
+                u32::try_from(self.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        transform.slot = Some(index);
+        transform.changed = false;
+        index
+    }
+
+    /// The transform of `index` is gone; `observers` forget it.
+    pub(crate) fn unregister(&mut self, index: u32, observers: impl Iterator<Item = PlayerId>) {
+        for player in observers {
+            if let Some(stream) = self.streams.get_mut(&player) {
+                stream.forget(index);
+            }
+        }
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            if slot.live {
+                slot.live = false;
+                self.free.push(index);
+            }
+        }
+    }
+
+    /// `player` now holds the transform of `index` as `transform`'s pose (its spawn).
+    pub(crate) fn observe(&mut self, player: PlayerId, index: u32, transform: &NetworkTransform) {
+        let Some(slot) = self.slots.get(index as usize) else { return };
+        if slot.owner == Some(player) {
+            return; // The owner sets it; it is not sent its own.
+        }
+        let state = slot.config.quantize(&transform.pose());
+        let (budget, interval) = (self.config.budget_kbps, self.config.interval);
+        let stream = self.streams.entry(player).or_insert_with(|| Stream::new(budget, interval));
+        stream.observe(index, slot, state);
+    }
+
+    /// `player` no longer observes the transform of `index`.
+    #[allow(dead_code, reason = "interest management's Leave calls it (being merged)")]
+    pub(crate) fn forget(&mut self, player: PlayerId, index: u32) {
+        if let Some(stream) = self.streams.get_mut(&player) {
+            stream.forget(index);
+        }
+    }
+
+    /// `player` left, or observes nothing any more.
+    pub(crate) fn remove_player(&mut self, player: PlayerId) {
+        self.streams.remove(&player);
+    }
+
+    /// The game changed the transform of `index`: it is sampled at its next due tick.
+    pub(crate) fn note_moved(&mut self, index: u32) {
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            if slot.live && !slot.moved {
+                slot.moved = true;
+                self.moved.push(index);
+            }
+        }
+    }
+
+    /// The owner of the transform of `index` (for an owner-authoritative one) is now `owner`.
+    pub(crate) fn set_owner(&mut self, index: u32, owner: Option<PlayerId>) {
+        if let Some(slot) = self.slots.get_mut(index as usize) {
+            if owner_sets(&slot.config) {
+                slot.owner = owner;
+            }
+        }
+    }
+
+    /// Whether a tick is due at `now`; if so, advances the tick clock and returns its length.
+    pub(crate) fn due(&mut self, now: Instant) -> Option<Duration> {
+        let interval = self.config.interval;
+        match self.last_tick {
+            None => {
+                self.last_tick = Some(now);
+                Some(interval)
+            }
+            Some(last) => {
+                let elapsed = now.saturating_duration_since(last);
+                if elapsed + interval / 8 < interval {
+                    return None;
+                }
+                // Keep the cadence, but never owe more than a few ticks after a stall.
+                let next = if elapsed > 4 * interval { now } else { last + interval };
+                self.last_tick = Some(next);
+                Some(elapsed.min(4 * interval))
+            }
+        }
+    }
+
+    /// Samples the moved transforms that are due: `pose_of` gives a slot's pose (or `None` if
+    /// its object is gone); a change past the thresholds gets a new version, and `changed` is
+    /// called with the slot (to tell its observers and the interest policy).
+    pub(crate) fn sample(
+        &mut self,
+        now: Instant,
+        mut pose_of: impl FnMut(&Slot) -> Option<(Pose, bool)>,
+        mut changed: impl FnMut(&Slot, u32, &mut FxHashMap<PlayerId, Stream>),
+    ) {
+        let mut kept = 0;
+        let margin = self.config.interval / 2;
+        for i in 0..self.moved.len() {
+            let index = self.moved[i];
+            let Some(slot) = self.slots.get_mut(index as usize) else { continue };
+            if !slot.live {
+                slot.moved = false;
+                continue;
+            }
+            let due = slot.last_sample.is_none_or(|at| {
+                now.saturating_duration_since(at) + margin >= slot.config.send_interval
+            });
+            if !due {
+                self.moved[kept] = index;
+                kept += 1;
+                continue;
+            }
+            slot.moved = false;
+            let Some((pose, important)) = pose_of(slot) else { continue };
+            slot.important = important;
+            let state = slot.config.quantize(&pose);
+            if state == slot.current || !slot.config.changed_enough(&slot.published, &pose) {
+                continue;
+            }
+            slot.current = state;
+            slot.version = slot.version.wrapping_add(1);
+            slot.published = pose;
+            slot.last_sample = Some(now);
+            changed(slot, index, &mut self.streams);
+        }
+        self.moved.truncate(kept);
+    }
+
+    /// Sends each observer its snapshot for this tick through `send` (player, bytes after
+    /// the message id). Returns the totals.
+    pub(crate) fn tick(
+        &mut self,
+        now: Instant,
+        dt: Duration,
+        time_ms: u32,
+        max_payload: usize,
+        mut send: impl FnMut(PlayerId, &[u8]) -> bool,
+    ) -> TickTotals {
+        let mut totals = TickTotals::default();
+        let cx = TickContext {
+            slots: &self.slots,
+            now,
+            dt,
+            time_ms,
+            max_payload,
+            priority_distance: self.config.priority_distance,
+        };
+        for (&player, stream) in &mut self.streams {
+            self.scratch.clear();
+            let header = |out: &mut Vec<u8>, seq: u32, base: u32| {
+                let msg = crate::wire::Snapshot { seq, base, time_ms: cx.time_ms };
+                // A derived header encodes into a Vec without failing.
+                let _ = crate::wire::put(out, &msg);
+            };
+            let Some(outcome) = stream.tick(&cx, &mut self.scratch, header) else { continue };
+            if send(player, &self.scratch) {
+                totals.snapshots += 1;
+                totals.entries += outcome.entries;
+                totals.bits += outcome.bits;
+                totals.bytes += outcome.bytes;
+            }
+        }
+        totals
+    }
+}
