@@ -178,7 +178,8 @@ impl<T: Interpolate> SnapshotBuffer<T> {
     /// An empty buffer.
     pub fn new(config: InterpolationConfig) -> Self {
         Self {
-            states: VecDeque::with_capacity(config.capacity.max(2)),
+            // Allocated at the first state: a value that never moves costs no buffer.
+            states: VecDeque::new(),
             config,
             origin: None,
             offset: 0.0,
@@ -237,6 +238,9 @@ impl<T: Interpolate> SnapshotBuffer<T> {
     pub fn insert(&mut self, now: Instant, server_time: Duration, value: T) {
         if self.origin.is_none() {
             self.origin = Some(now);
+        }
+        if self.states.capacity() == 0 {
+            self.states.reserve_exact(self.config.capacity.max(2));
         }
         let server = server_time.as_secs_f64();
         let sample = self.local_seconds(now) - server;

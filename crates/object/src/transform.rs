@@ -672,6 +672,13 @@ impl NetworkTransform {
         self.buffer.sample(now).unwrap_or(self.pose)
     }
 
+    /// On a client: the server time of the newest state received (`None` before the first
+    /// one after the spawn). How old the newest news of the object is: the server's time now
+    /// minus this.
+    pub fn last_update(&self) -> Option<Duration> {
+        self.last_time
+    }
+
     /// The interpolation buffer (its delay, jitter and late states).
     pub fn buffer(&self) -> &SnapshotBuffer<Pose> {
         &self.buffer
