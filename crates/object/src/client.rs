@@ -553,10 +553,13 @@ impl ClientWorld {
         self.receiver.missing.clear();
     }
 
-    /// Sends the owner-authoritative transforms of owned objects that changed and are due.
+    /// Sends the owner-authoritative transforms of owned objects that changed and are due:
+    /// unreliably while they move (a lost one is overtaken by the next), and once more on the
+    /// objects' reliable channel when they come to rest, so the server always ends with the
+    /// final state. Each carries a sequence, so a late one never undoes a newer one.
     fn send_inputs(&mut self, client: &mut ClientContext) {
         let Some(now) = client.now() else { return };
-        let channel = self.snapshot_channel.unwrap_or(self.channel);
+        let unreliable = self.snapshot_channel.unwrap_or(self.channel);
         for &id in &self.touched {
             if self.objects.get(&id).is_some_and(|o| o.owned) && !self.pending_inputs.contains(&id)
             {
@@ -572,7 +575,7 @@ impl ClientWorld {
                 let Some(t) = behaviour.as_any_mut().downcast_mut::<NetworkTransform>() else {
                     continue;
                 };
-                if !t.local || !t.changed {
+                if !t.local || (!t.changed && t.settled) {
                     continue;
                 }
                 let config = *t.config();
@@ -584,18 +587,29 @@ impl ClientWorld {
                     waiting = true;
                     continue;
                 }
-                t.changed = false;
                 let state = config.quantize(&t.pose());
-                if t.sent_input.is_some_and(|(sent, _)| sent == state) {
+                let moved = t.sent_input.is_none_or(|(sent, _)| sent != state);
+                let channel = if moved {
+                    t.settled = false;
+                    waiting = true;
+                    unreliable
+                } else if !t.settled {
+                    // At rest for an interval: the final state, reliably.
+                    t.settled = true;
+                    self.channel
+                } else {
+                    t.changed = false;
                     continue;
-                }
+                };
+                t.changed = false;
                 t.sent_input = Some((state, now));
+                t.input_seq = t.input_seq.wrapping_add(1);
                 let mut buf = [0_u8; 32];
                 let mut w = BitWriter::new(&mut buf);
                 let _ = config.write_absolute(&state, &mut w);
                 let len = w.bytes_written();
                 let Ok(behaviour) = u8::try_from(index) else { continue };
-                let header = wire::TransformInput { net_id: id, behaviour };
+                let header = wire::TransformInput { net_id: id, behaviour, seq: t.input_seq };
                 let sent = client.send_with::<wire::TransformInput>(channel, |out| {
                     wire::put(out, &header)?;
                     out.extend_from_slice(&buf[..len]);
@@ -729,7 +743,11 @@ impl ClientDispatch for ClientWorld {
                     debug!(%err, "could not say ready");
                 }
             }
-            ClientEvent::Disconnected(_) => self.despawn_all(),
+            ClientEvent::Disconnected(_) => {
+                self.despawn_all();
+                // A new connection is a new stream, counting from 1.
+                self.receiver = Receiver::default();
+            }
             _ => {}
         }
     }
@@ -949,6 +967,24 @@ impl ClientObjectManager {
         let object = self.world.objects.get_mut(&id)?;
         object.touch(id, &mut self.world.touched);
         find_mut::<B>(&mut object.behaviours)
+    }
+
+    /// An object's [`NetworkTransform`] of part `part` (the child variant,
+    /// [`NetworkTransform::child`]).
+    pub fn transform_part(&self, id: NetId, part: u16) -> Option<&NetworkTransform> {
+        self.world.objects.get(&id)?.behaviours.iter().find_map(|b| {
+            b.as_any().downcast_ref::<NetworkTransform>().filter(|t| t.part() == Some(part))
+        })
+    }
+
+    /// An object's [`NetworkTransform`] of part `part`, to move it.
+    pub fn transform_part_mut(&mut self, id: NetId, part: u16) -> Option<&mut NetworkTransform> {
+        let world = &mut self.world;
+        let object = world.objects.get_mut(&id)?;
+        object.touch(id, &mut world.touched);
+        object.behaviours.iter_mut().find_map(|b| {
+            b.as_any_mut().downcast_mut::<NetworkTransform>().filter(|t| t.part() == Some(part))
+        })
     }
 
     /// A handle on the first behaviour of type `B` of an object, to send its commands.

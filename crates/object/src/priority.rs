@@ -127,6 +127,9 @@ struct Entry<K> {
     waited: u32,
     /// What it has to send this tick, if it was marked.
     dirty: Option<Dirty>,
+    /// Its accumulated priority and wait when it was last taken, for
+    /// [`put_back`](PriorityScheduler::put_back).
+    before_taken: (f32, u32),
 }
 
 /// A candidate being ranked: its accumulated priority, ticks waited and index.
@@ -184,7 +187,14 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
             self.entries[i].base = base;
         } else {
             self.index.insert(key, self.entries.len());
-            self.entries.push(Entry { key, base, accumulated: 0.0, waited: 0, dirty: None });
+            self.entries.push(Entry {
+                key,
+                base,
+                accumulated: 0.0,
+                waited: 0,
+                dirty: None,
+                before_taken: (0.0, 0),
+            });
         }
         Ok(())
     }
@@ -263,6 +273,7 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
             entry.accumulated = (entry.accumulated + gain).min(f32::MAX);
             if dirty.important {
                 used = used.saturating_add(dirty.bytes);
+                entry.before_taken = (entry.accumulated, entry.waited);
                 entry.accumulated = 0.0;
                 entry.waited = 0;
                 out.push(entry.key);
@@ -310,6 +321,7 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
             }
             remaining = remaining.saturating_sub(bytes);
             used = used.saturating_add(bytes);
+            entry.before_taken = (entry.accumulated, entry.waited);
             entry.accumulated = 0.0;
             entry.waited = 0;
             out.push(entry.key);
@@ -320,6 +332,18 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
             entry.dirty = None;
         }
         used
+    }
+
+    /// `key` was selected but could not be sent after all (its estimate was short and the
+    /// packet filled up): it gets back the priority and wait it had, so it goes first next
+    /// time instead of starting over. Whether it is registered.
+    pub fn put_back(&mut self, key: K) -> bool {
+        let Some(&i) = self.index.get(&key) else {
+            return false;
+        };
+        let entry = &mut self.entries[i];
+        (entry.accumulated, entry.waited) = entry.before_taken;
+        true
     }
 }
 

@@ -690,7 +690,7 @@ impl ServerWorld {
         for object in self.objects.values_mut() {
             object.observers.remove(&player);
         }
-        self.transforms.remove_player(player);
+        self.transforms.reset_player(player);
         if let Err(err) = server.send_on(player, &wire::NotReady, self.channel) {
             debug!(%player, %err, "could not tell a player it is no longer ready");
         }
@@ -948,6 +948,12 @@ impl ServerWorld {
             server.reject(player);
             return;
         }
+        // An older input than the last one applied (overtaken on the way): dropped.
+        #[expect(clippy::cast_possible_wrap, reason = "a wrapping sequence comparison")]
+        if (input.seq.wrapping_sub(t.input_seq) as i32) <= 0 {
+            return;
+        }
+        t.input_seq = input.seq;
         let config = *t.config();
         let Ok(state) = config.read_absolute(&mut BitReader::new(bits)) else {
             self.stats.transform_inputs_refused += 1;
@@ -1627,6 +1633,24 @@ impl ServerObjectManager {
     /// fields are sent at the next sync).
     pub fn get_mut<B: NetworkBehaviour>(&mut self, id: NetId) -> Option<&mut B> {
         self.world.get_mut(id)
+    }
+
+    /// An object's [`NetworkTransform`] of part `part` (the child variant,
+    /// [`NetworkTransform::child`]).
+    pub fn transform_part(&self, id: NetId, part: u16) -> Option<&NetworkTransform> {
+        self.world.objects.get(&id)?.behaviours.iter().find_map(|b| {
+            b.as_any().downcast_ref::<NetworkTransform>().filter(|t| t.part() == Some(part))
+        })
+    }
+
+    /// An object's [`NetworkTransform`] of part `part`, to move it.
+    pub fn transform_part_mut(&mut self, id: NetId, part: u16) -> Option<&mut NetworkTransform> {
+        let world = &mut self.world;
+        let object = world.objects.get_mut(&id)?;
+        touch(&mut world.touched, id, object);
+        object.behaviours.iter_mut().find_map(|b| {
+            b.as_any_mut().downcast_mut::<NetworkTransform>().filter(|t| t.part() == Some(part))
+        })
     }
 
     /// A handle on the first behaviour of type `B` of an object, to call its RPCs.

@@ -105,6 +105,9 @@ pub(crate) struct Slot {
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     generation: u32,
+    /// The first snapshot that can carry this observation of the slot: acknowledgements of
+    /// older ones (from before the observer last stopped observing it) are ignored.
+    since: u32,
     /// The newest state it acknowledged (`seq: None`: the spawn's), with its version.
     baseline: Option<(Option<u32>, QState, u32)>,
     /// The last snapshot it was sent in, and the version sent.
@@ -152,6 +155,8 @@ pub(crate) struct Stream {
     rtt: Option<Duration>,
     /// The tick interval, for the loss timeout.
     interval: Duration,
+    /// A smoothed size of an entry, in bits (the estimate the scheduler fills by).
+    entry_bits: usize,
 }
 
 /// What a stream counted in one tick.
@@ -176,6 +181,7 @@ impl Stream {
             position: None,
             rtt: None,
             interval,
+            entry_bits: 64,
         }
     }
 
@@ -185,6 +191,7 @@ impl Stream {
         let version = if state == slot.current { slot.version } else { 0 };
         let entry = Entry {
             generation: slot.generation,
+            since: self.next_seq,
             baseline: Some((None, state, version)),
             sent: None,
             listed: false,
@@ -195,6 +202,14 @@ impl Stream {
         if version != slot.version {
             self.list(index);
         }
+    }
+
+    /// The observer holds nothing any more.
+    fn reset(&mut self) {
+        for (index, _) in self.entries.drain() {
+            self.scheduler.remove(index);
+        }
+        self.dirty.clear();
     }
 
     /// The observer no longer holds `slot`.
@@ -276,7 +291,7 @@ impl Stream {
             sent.acked = true;
             for &(index, generation, version, state) in &sent.items {
                 let Some(entry) = self.entries.get_mut(&index) else { continue };
-                if entry.generation != generation {
+                if entry.generation != generation || seq < entry.since {
                     continue;
                 }
                 let newer = match entry.baseline {
@@ -336,10 +351,12 @@ impl Stream {
             if in_flight {
                 continue;
             }
-            let bytes = if entry.baseline.is_some() {
-                7
+            // A delta's size from what entries have cost on this stream; a whole state's from
+            // its widths.
+            let bytes = if entry.baseline.is_some_and(|(seq, _, _)| seq.is_some()) {
+                self.entry_bits.div_ceil(8)
             } else {
-                2 + slot.config.absolute_bits() as usize / 8
+                (16 + slot.config.absolute_bits() as usize).div_ceil(8)
             };
             let mut dirty = Dirty::new(bytes);
             if let Some(player) = self.position {
@@ -380,22 +397,27 @@ impl Stream {
             let _ = w.write_bits(0, COUNT_BITS);
             let mut previous = (NetId(0), 0_u8);
             let mut count = 0;
+            let mut full = false;
             for &index in &self.selected {
-                if count == MAX_ENTRIES {
-                    break;
+                if full || count == MAX_ENTRIES {
+                    // Selected, but the packet is full: first in line next time.
+                    self.scheduler.put_back(index);
+                    continue;
                 }
                 let slot = &slots[index as usize];
                 let Some(entry) = self.entries.get(&index) else { continue };
+                // Never against the spawn's state: the observer may still receive snapshots from
+                // before it last observed the object, and could not tell which state is meant.
                 let base = entry.baseline.and_then(|(seq, state, _)| match (seq, self.base) {
-                    (None, _) => Some(state),
                     (Some(s), Some(b)) if Self::listed_in(b, s) => Some(state),
                     _ => None,
                 });
                 let mark = w.bits_written();
                 if write_entry(&mut w, previous, slot, base.as_ref()).is_err() {
-                    // Full: this one waits for the next snapshot.
                     w.rewind(mark);
-                    break;
+                    self.scheduler.put_back(index);
+                    full = true;
+                    continue;
                 }
                 previous = (slot.net_id, slot.behaviour);
                 record.push((index, slot.generation, slot.version, slot.current));
@@ -413,6 +435,8 @@ impl Stream {
         }
         let bytes = bits.div_ceil(8);
         out.truncate(payload + bytes);
+        let per_entry = (bits - COUNT_BITS as usize) / written;
+        self.entry_bits = (self.entry_bits * 7 + per_entry).div_ceil(8).max(8);
         for &(index, _, version, _) in &record {
             if let Some(entry) = self.entries.get_mut(&index) {
                 entry.sent = Some((seq, version));
@@ -583,8 +607,8 @@ impl Receiver {
 }
 
 /// Resolves the state a delta for `transform` was encoded against under acknowledgement
-/// `base`: the newest held state of a snapshot the acknowledgement lists, else the spawn's.
-/// Returns its index in the history.
+/// `base`: the newest held state of a snapshot the acknowledgement lists (the server never
+/// encodes against a spawn's state). Returns its index in the history.
 pub(crate) fn resolve_base(
     transform: &NetworkTransform,
     base: Option<(u32, u32, u64)>,
@@ -599,7 +623,7 @@ pub(crate) fn resolve_base(
             }
         }
     }
-    history.iter().position(|held| held.seq.is_none())
+    None
 }
 
 /// Whether a transform's owner sets it (and is not sent it).
@@ -721,9 +745,18 @@ impl TransformSync {
         }
     }
 
-    /// `player` left, or observes nothing any more.
+    /// `player` left: its stream goes.
     pub(crate) fn remove_player(&mut self, player: PlayerId) {
         self.streams.remove(&player);
+    }
+
+    /// `player` observes nothing any more (it was made not ready): its stream forgets every
+    /// transform but keeps counting snapshots, so its client never mistakes a new snapshot for
+    /// an old one.
+    pub(crate) fn reset_player(&mut self, player: PlayerId) {
+        if let Some(stream) = self.streams.get_mut(&player) {
+            stream.reset();
+        }
     }
 
     /// The game changed the transform of `index`: it is sampled at its next due tick.
@@ -758,10 +791,16 @@ impl TransformSync {
                 if elapsed + interval / 8 < interval {
                     return None;
                 }
-                // Keep the cadence, but never owe more than a few ticks after a stall.
-                let next = if elapsed > 4 * interval { now } else { last + interval };
+                // Keep the cadence (a tick's length is the time it moves the cadence on, so the
+                // budget is granted once per unit of time), but never owe more than a few
+                // ticks after a stall.
+                let (next, dt) = if elapsed > 4 * interval {
+                    (now, 4 * interval)
+                } else {
+                    (last + interval, interval)
+                };
                 self.last_tick = Some(next);
-                Some(elapsed.min(4 * interval))
+                Some(dt)
             }
         }
     }

@@ -560,6 +560,10 @@ pub struct NetworkTransform {
     last_time: Option<Duration>,
     /// Owner: the state last sent to the server, and when.
     pub(crate) sent_input: Option<(QState, Instant)>,
+    /// Owner: the sequence of the last input sent; server: of the last applied.
+    pub(crate) input_seq: u32,
+    /// Owner: the state at rest was sent reliably (nothing more to send until it moves).
+    pub(crate) settled: bool,
     /// Server: the manager's slot of this transform.
     pub(crate) slot: Option<u32>,
     /// Server (owner-authoritative): when the last input was accepted.
@@ -586,6 +590,8 @@ impl NetworkTransform {
             needs_whole: false,
             last_time: None,
             sent_input: None,
+            input_seq: 0,
+            settled: true,
             slot: None,
             last_input: None,
             changed: false,
@@ -712,7 +718,11 @@ impl NetworkTransform {
     pub(crate) fn correct(&mut self, state: &QState) {
         self.pose = self.config.dequantize(state, &self.pose);
         self.corrections += 1;
-        self.sent_input = None;
+        // The server holds this state: nothing to send until the game moves it again.
+        if let Some((_, at)) = self.sent_input {
+            self.sent_input = Some((*state, at));
+        }
+        self.settled = true;
     }
 
     /// Client: forgets held states older than `seq` (a delta was decoded against `seq`: the
@@ -815,5 +825,129 @@ impl crate::NetworkBehaviour for NetworkTransform {
 
     fn type_name(&self) -> &'static str {
         "NetworkTransform"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (splitmix64) for the round trips.
+    fn next(state: &mut u64) -> u64 {
+        *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = *state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn configs() -> Vec<TransformConfig> {
+        let scale = Quantizer::with_precision(0.0, 4.0, 0.01).unwrap();
+        vec![
+            TransformConfig::three_d([-256.0, -16.0, -256.0], [256.0, 48.0, 256.0], 1.0 / 512.0)
+                .unwrap()
+                .with_scale(ScaleSync::Uniform(scale)),
+            TransformConfig::two_d([-50.0, -50.0], [50.0, 50.0], 0.01)
+                .unwrap()
+                .with_scale(ScaleSync::Xyz([scale; 3])),
+            TransformConfig::three_d([-1.0; 3], [1.0; 3], 0.001)
+                .unwrap()
+                .with_position(PositionSync::Off)
+                .with_rotation(RotationSync::Quaternion(SmallestThree::new(15).unwrap())),
+        ]
+    }
+
+    fn random_pose(rng: &mut u64) -> Pose {
+        let mut f = |lo: f32, hi: f32| lo + (next(rng) % 10_000) as f32 / 10_000.0 * (hi - lo);
+        let q = [f(-1.0, 1.0), f(-1.0, 1.0), f(-1.0, 1.0), f(-1.0, 1.0)];
+        Pose {
+            position: [f(-300.0, 300.0), f(-20.0, 50.0), f(-300.0, 300.0)],
+            rotation: q,
+            scale: [f(0.0, 4.0), f(0.0, 4.0), f(0.0, 4.0)],
+        }
+    }
+
+    /// Every state, whole or as a delta against any other (near or far), reads back exactly.
+    #[test]
+    fn whole_and_delta_states_round_trip() {
+        let mut rng = 7;
+        for config in configs() {
+            for _ in 0..2000 {
+                let base = config.quantize(&random_pose(&mut rng));
+                let mut near = random_pose(&mut rng);
+                let state = if next(&mut rng) % 2 == 0 {
+                    config.quantize(&near)
+                } else {
+                    // A small move from the base: the short classes.
+                    let from = config.dequantize(&base, &Pose::default());
+                    near.position = from.position.map(|c| c + 0.01);
+                    near.rotation = from.rotation;
+                    config.quantize(&near)
+                };
+                let mut buf = [0_u8; 64];
+                let mut w = BitWriter::new(&mut buf);
+                config.write_delta(&state, &base, &mut w).unwrap();
+                config.write_absolute(&state, &mut w).unwrap();
+                let bits = w.bits_written();
+                let mut r = BitReader::new(&buf);
+                assert_eq!(config.read_delta(Some(&base), &mut r).unwrap(), Some(state));
+                assert_eq!(config.read_absolute(&mut r).unwrap(), state);
+                assert_eq!(r.bits_read(), bits);
+                // Read without the base, the delta is skipped just the same.
+                let mut r = BitReader::new(&buf);
+                assert_eq!(config.read_delta(None, &mut r).unwrap(), None);
+                assert_eq!(config.read_absolute(&mut r).unwrap(), state);
+            }
+        }
+    }
+
+    /// A state at rest against itself is one bit per component; a small move is a few bits
+    /// per axis.
+    #[test]
+    fn deltas_are_small() {
+        let config = &configs()[0];
+        let pose = Pose { position: [1.0, 2.0, 3.0], ..Pose::default() };
+        let base = config.quantize(&pose);
+        let mut buf = [0_u8; 64];
+        let mut w = BitWriter::new(&mut buf);
+        config.write_delta(&base, &base, &mut w).unwrap();
+        assert_eq!(w.bits_written(), 3);
+        let moved = Pose { position: [1.002, 2.0, 3.0], ..pose }; // 2 codes of ~1/1024 m
+        let mut w = BitWriter::new(&mut buf);
+        config.write_delta(&config.quantize(&moved), &base, &mut w).unwrap();
+        // 3 changed bits (position, rotation, scale), then 3 axes at 4 bits each (a 2-code
+        // step in the 3-bit class, and two zeros).
+        assert_eq!(w.bits_written(), 3 + 3 * 4);
+    }
+
+    /// Random bits never panic the reader, and whatever it reads dequantises to finite values
+    /// inside the bounds.
+    #[test]
+    fn random_input_reads_safely() {
+        let mut rng = 11;
+        for config in configs() {
+            for _ in 0..5000 {
+                let mut buf = [0_u8; 24];
+                for b in &mut buf {
+                    *b = u8::try_from(next(&mut rng) & 0xff).unwrap();
+                }
+                let len = usize::try_from(next(&mut rng) % 25).unwrap();
+                let base = config.quantize(&random_pose(&mut rng));
+                for read in 0..2 {
+                    let mut r = BitReader::new(&buf[..len]);
+                    let state = if read == 0 {
+                        config.read_delta(Some(&base), &mut r).ok().flatten()
+                    } else {
+                        config.read_absolute(&mut r).ok()
+                    };
+                    if let Some(state) = state {
+                        let pose = config.dequantize(&state, &Pose::default());
+                        assert!(pose.position.iter().all(|c| c.is_finite() && c.abs() <= 300.0));
+                        let norm: f32 = pose.rotation.iter().map(|c| c * c).sum();
+                        assert!((norm - 1.0).abs() < 1e-3, "{pose:?}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -146,6 +146,9 @@ pub struct Missing {
 pub struct TransformInput {
     pub net_id: NetId,
     pub behaviour: u8,
+    /// The owner's count of its inputs for this transform: an older one than the last
+    /// applied is dropped.
+    pub seq: u32,
 }
 
 /// Server → owner: its input was refused; the server's state follows, whole, bit-packed.

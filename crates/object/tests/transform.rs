@@ -147,3 +147,259 @@ fn moving_cubes_converge_at_20_percent_loss_and_cost_nothing_at_rest() {
         assert_eq!(stats.snapshot_acks_dropped, 0, "seed {seed}: an honest ack was refused");
     }
 }
+
+/// Spawns `n` cubes on a clean network with `config`, then makes the links lossy.
+fn budget_game(kbps: u32) -> Game {
+    let mut objects = common::objects_config();
+    objects.transforms.budget_kbps = kbps;
+    let mut game = Game::with_configs(Path::Sim { seed: 7, loss: 0.0 }, objects);
+    game.add_client(|c| c.register_prefab(CUBE, cube));
+    game.join_all();
+    game
+}
+
+#[test]
+fn the_byte_budget_holds_and_no_moving_cube_starves() {
+    let kbps = 64;
+    let mut game = budget_game(kbps);
+    let ids: Vec<NetId> = (0..300)
+        .map(|i| {
+            let (t, label) = cube();
+            game.server.spawn(CUBE, (t.at(pose(i, 0)), label), None).unwrap()
+        })
+        .collect();
+    assert!(
+        game.run_until(|g| ids
+            .iter()
+            .all(|id| g.clients[0].get::<NetworkTransform>(*id).is_some()))
+    );
+    let start = game.server.stats();
+    let begin = game.elapsed();
+    // Every cube moves every frame for 3 s: far more than 64 kbit/s could carry whole.
+    let mut worst_age = Duration::ZERO;
+    for t in 1..=300 {
+        for (i, id) in ids.iter().enumerate() {
+            let i = u32::try_from(i).unwrap();
+            game.server.get_mut::<NetworkTransform>(*id).unwrap().set_pose(pose(i, t));
+        }
+        game.step();
+        if t > 100 {
+            // Past the first second, every cube's newest state on the client is recent.
+            let now = game.server.server().server_time(game.now).unwrap();
+            for id in &ids {
+                let last = game.clients[0].get::<NetworkTransform>(*id).unwrap().last_update();
+                let age = last.map_or(Duration::MAX, |last| now.saturating_sub(last));
+                worst_age = worst_age.max(age);
+            }
+        }
+    }
+    let elapsed = (game.elapsed() - begin).as_secs_f64();
+    let stats = game.server.stats();
+    let bytes = (stats.snapshot_bytes - start.snapshot_bytes) as f64;
+    let rate = bytes * 8.0 / 1000.0 / elapsed;
+    // The budget, plus one tick's carry-over and one snapshot's overshoot over the run.
+    let slack = f64::from(kbps) * 0.05 + 1200.0 * 8.0 / 1000.0 / elapsed;
+    assert!(rate <= f64::from(kbps) + slack, "{rate:.1} kbit/s over a {kbps} kbit/s budget");
+    assert!(rate >= f64::from(kbps) * 0.8, "{rate:.1} kbit/s: the budget was not used");
+    // 300 cubes at ~60 bits each take ~300 ms of a 64 kbit/s budget per round; priority by
+    // waiting time gives each a turn every round or so.
+    assert!(worst_age < Duration::from_millis(1500), "a cube starved: {worst_age:?} old");
+}
+
+const AVATAR: PrefabId = PrefabId::of_name("avatar");
+
+/// 2D, owner-authoritative, at most 5 m/s, with a child part (a turret).
+fn avatar_config() -> TransformConfig {
+    TransformConfig::two_d([-100.0, -100.0], [100.0, 100.0], 0.01)
+        .unwrap()
+        .with_send_interval(Duration::from_millis(20))
+        .owner_authoritative(Some(5.0))
+}
+
+fn avatar() -> (NetworkTransform, NetworkTransform) {
+    let turret = TransformConfig::two_d([-10.0, -10.0], [10.0, 10.0], 0.01)
+        .unwrap()
+        .with_send_interval(Duration::from_millis(20));
+    (NetworkTransform::new(avatar_config()), NetworkTransform::child(turret, 7))
+}
+
+#[test]
+fn an_owner_moves_its_avatar_within_the_speed_limit_and_is_corrected_beyond_it() {
+    for seed in 0..10 {
+        owner_moves(seed);
+    }
+}
+
+fn owner_moves(seed: u64) {
+    let mut game = Game::new(Path::Sim { seed, loss: 0.0 });
+    for _ in 0..2 {
+        game.add_client(|c| c.register_prefab(AVATAR, avatar));
+    }
+    game.join_all();
+    set_loss(&game, 0.3);
+    let owner = game.player(0);
+    let id = game.server.spawn(AVATAR, avatar(), Some(owner)).unwrap();
+    assert!(game.run_until(|g| g.clients.iter().all(|c| c.get::<NetworkTransform>(id).is_some())));
+    // The owner walks at 2 m/s along x for 2 s, turning; the server turns the turret.
+    for frame in 1..=200_u32 {
+        let x = frame as f32 * 0.02;
+        let owner_side = game.clients[0].get_mut::<NetworkTransform>(id).unwrap();
+        owner_side.set_position([x, 0.0, 0.0]);
+        owner_side.set_angle(x / 4.0);
+        game.server.transform_part_mut(id, 7).unwrap().set_angle(frame as f32 * 0.01);
+        game.step();
+    }
+    // The walk's last state reaches the server (reliably, once at rest) and the other client.
+    let followed = game.run_for_until(300, |g| {
+        let server = g.server.get::<NetworkTransform>(id).unwrap().pose();
+        let other = g.clients[1].get::<NetworkTransform>(id).unwrap().pose();
+        (server.position[0] - 4.0).abs() < 0.011 && (other.position[0] - 4.0).abs() < 0.011
+    });
+    assert!(followed, "seed {seed}: the server and the other client did not follow the owner");
+    let stats = game.server.stats();
+    assert!(stats.transform_inputs > 50, "seed {seed}: {stats:?}");
+    assert_eq!(stats.transform_inputs_refused, 0, "seed {seed}: an honest input was refused");
+    // The child part is the server's and reached both clients.
+    let turret_ok = game.run_for_until(300, |g| {
+        g.clients.iter().all(|c| {
+            let child = c.transform_part(id, 7).unwrap();
+            (yaw(child.pose().rotation) - 2.0).abs() < 0.01
+        })
+    });
+    assert!(turret_ok, "seed {seed}: the turret did not reach the clients");
+
+    // A teleport 50 m away in one step: refused, and the owner put back where the server
+    // has it.
+    game.clients[0].get_mut::<NetworkTransform>(id).unwrap().set_position([54.0, 0.0, 0.0]);
+    let corrected =
+        game.run_until(|g| g.clients[0].get::<NetworkTransform>(id).unwrap().corrections() > 0);
+    assert!(corrected, "seed {seed}: the owner was never corrected");
+    assert!(game.server.stats().transform_inputs_refused >= 1);
+    let back = game.clients[0].get::<NetworkTransform>(id).unwrap().pose();
+    assert!((back.position[0] - 4.0).abs() < 0.011, "seed {seed}: corrected to {back:?}");
+    let server = game.server.get::<NetworkTransform>(id).unwrap().pose();
+    assert!((server.position[0] - 4.0).abs() < 0.011, "seed {seed}: the server moved: {server:?}");
+}
+
+#[test]
+fn only_the_owner_may_send_inputs() {
+    let mut game = Game::new(Path::Memory);
+    for _ in 0..2 {
+        game.add_client(|c| c.register_prefab(AVATAR, avatar));
+    }
+    game.join_all();
+    let id = game.server.spawn(AVATAR, avatar(), Some(game.player(0))).unwrap();
+    assert!(game.run_until(|g| g.clients.iter().all(|c| c.get::<NetworkTransform>(id).is_some())));
+    // Client 1 forges an input for client 0's avatar: a small, plausible step.
+    let step = Pose { position: [0.05, 0.0, 0.0], ..Pose::default() };
+    let mut near = Vec::new();
+    NetworkTransform::new(avatar_config()).at(step).write_full(&mut near).unwrap();
+    let header = sturnus_object::wire::TransformInput { net_id: id, behaviour: 0, seq: 1 };
+    let channel = sturnus_message::ChannelLayout::default()
+        .first_of(sturnus_message::Qos::Unreliable)
+        .unwrap();
+    game.clients[1]
+        .client_mut()
+        .send_with::<sturnus_object::wire::TransformInput>(channel, |out| {
+            sturnus_object::wire::put(out, &header)?;
+            out.extend_from_slice(&near);
+            Ok(())
+        })
+        .unwrap();
+    game.run_for(5);
+    assert_eq!(game.server.stats().transform_inputs_refused, 1);
+    assert_eq!(game.server.get::<NetworkTransform>(id).unwrap().pose().position, [0.0; 3]);
+}
+
+/// The angle about z of a unit quaternion.
+fn yaw(q: [f32; 4]) -> f32 {
+    let [x, y, z, w] = q;
+    (2.0 * (w * z + x * y)).atan2(1.0 - 2.0 * (y * y + z * z))
+}
+
+fn unreliable() -> sturnus_message::ChannelId {
+    sturnus_message::ChannelLayout::default().first_of(sturnus_message::Qos::Unreliable).unwrap()
+}
+
+#[test]
+fn forged_snapshots_and_acknowledgements_are_dropped_and_counted() {
+    use sturnus_object::wire::{Snapshot, SnapshotAck, put};
+    let (mut game, ids) = game_with_cubes(1, 1, 10);
+    let player = game.player(0);
+    // The server sends garbage snapshots: random entries, truncated, an unknown base.
+    let mut rng = 5_u64;
+    for round in 0..300_u32 {
+        rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let len = usize::try_from(rng >> 58).unwrap();
+        let bytes: Vec<u8> = rng.to_le_bytes().into_iter().cycle().take(len).collect();
+        let header = Snapshot { seq: 1000 + round, base: round % 3, time_ms: round };
+        let server = game.server.server_mut();
+        server
+            .send_with::<Snapshot>(player, unreliable(), |out| {
+                put(out, &header)?;
+                out.extend_from_slice(&bytes);
+                Ok(())
+            })
+            .unwrap();
+        game.step();
+    }
+    let stats = game.clients[0].stats();
+    assert!(stats.snapshots_dropped > 0, "{stats:?}");
+    // The poses stay inside the bounds whatever was read.
+    for id in &ids {
+        let pose = game.clients[0].get::<NetworkTransform>(*id).unwrap().pose();
+        assert!(pose.position.iter().all(|c| c.is_finite() && c.abs() <= 256.0), "{pose:?}");
+    }
+    // A client acknowledges a snapshot never sent: dropped, counted, charged.
+    let forged = SnapshotAck { ack_id: 1, newest: 5000, bits: u64::MAX };
+    let server_stats = game.server.stats();
+    game.clients[0]
+        .client_mut()
+        .send_with::<SnapshotAck>(unreliable(), |out| put(out, &forged))
+        .unwrap();
+    // First make sure the server has a stream for the player: move a cube.
+    game.server.get_mut::<NetworkTransform>(ids[0]).unwrap().set_position([1.0, 1.0, 1.0]);
+    game.run_for(10);
+    let forged = SnapshotAck { ack_id: 2, newest: 5000, bits: u64::MAX };
+    game.clients[0]
+        .client_mut()
+        .send_with::<SnapshotAck>(unreliable(), |out| put(out, &forged))
+        .unwrap();
+    game.run_for(10);
+    assert!(game.server.stats().snapshot_acks_dropped > server_stats.snapshot_acks_dropped);
+    // The honest stream carries on: the moved cube arrives.
+    let moved = game.run_until(|g| {
+        g.clients[0].get::<NetworkTransform>(ids[0]).unwrap().pose().position[0] > 0.99
+    });
+    assert!(moved);
+}
+
+#[test]
+fn a_player_made_not_ready_then_ready_again_converges_on_moving_cubes() {
+    for seed in 0..5 {
+        let (mut game, ids) = game_with_cubes(seed, 2, 20);
+        set_loss(&game, 0.2);
+        let player = game.player(0);
+        for t in 1..=150 {
+            for (i, id) in ids.iter().enumerate() {
+                let i = u32::try_from(i).unwrap();
+                game.server.get_mut::<NetworkTransform>(*id).unwrap().set_pose(pose(i, t));
+            }
+            // Twice out of the world and back while everything moves (snapshots from before
+            // still in flight).
+            if t == 40 || t == 90 {
+                assert!(game.server.set_not_ready(player));
+            }
+            if t == 43 || t == 95 {
+                assert!(game.server.set_ready(player));
+            }
+            game.step();
+        }
+        let ok = game.run_until(|g| {
+            g.clients[0].object_count() == ids.len()
+                && g.clients[1].object_count() == ids.len()
+                && converged(g, &ids)
+        });
+        assert!(ok, "seed {seed}: the clients never converged");
+    }
+}

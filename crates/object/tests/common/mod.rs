@@ -138,8 +138,17 @@ impl Game {
 
     /// A started server on `path` with `config`.
     pub(crate) fn with_server_config(path: Path, config: ServerConfig) -> Game {
+        Self::with_all(path, config, objects_config())
+    }
+
+    /// A started server on `path` whose object manager has `objects`.
+    pub(crate) fn with_configs(path: Path, objects: ObjectConfig) -> Game {
+        Self::with_all(path, ServerConfig::default(), objects)
+    }
+
+    fn with_all(path: Path, config: ServerConfig, objects: ObjectConfig) -> Game {
         let server = NetworkServer::new(config).unwrap();
-        let server = ServerObjectManager::with_config(server, objects_config()).unwrap();
+        let server = ServerObjectManager::with_config(server, objects).unwrap();
         let net = match path {
             Path::Local => Net::None,
             Path::Memory => Net::Memory(MemoryNetwork::new()),
