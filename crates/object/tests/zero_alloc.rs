@@ -207,3 +207,97 @@ fn a_local_client_exchanges_messages_without_allocating() {
     assert_eq!(echoes.load(Ordering::Relaxed) - before, 1000);
     assert_eq!(allocations, 0, "{allocations} allocations over 1,000 local round trips");
 }
+
+const CUBE: PrefabId = PrefabId::of_name("cube");
+
+fn cube_config() -> sturnus_object::transform::TransformConfig {
+    sturnus_object::transform::TransformConfig::three_d(
+        [-256.0, -16.0, -256.0],
+        [256.0, 48.0, 256.0],
+        1.0 / 512.0,
+    )
+    .unwrap()
+    .with_send_interval(Duration::from_millis(16))
+}
+
+/// Moving transforms: snapshots built and sent by the server (priority, budget, deltas) and
+/// read, acknowledged and interpolated by the clients allocate nothing per update in steady
+/// state.
+#[test]
+fn transform_snapshots_allocate_nothing_per_update() {
+    use sturnus_object::transform::NetworkTransform;
+    let network = MemoryNetwork::new();
+    let config = ServerConfig::default();
+    let kinds = config.channels.kinds().to_vec();
+    let addr = "10.0.0.1:7777".parse().unwrap();
+    let mut now = driver::now();
+    let mut objects = ObjectConfig::default();
+    objects.transforms.interval = Duration::from_millis(16);
+    let mut server =
+        ServerObjectManager::with_config(NetworkServer::new(config).unwrap(), objects.clone())
+            .unwrap();
+    server.start(now, network.bind(addr, kinds.clone()).unwrap()).unwrap();
+    let mut clients: Vec<ClientObjectManager> = (0..2)
+        .map(|_| {
+            let client = NetworkClient::new(ClientConfig::default()).unwrap();
+            let mut client = ClientObjectManager::with_config(client, objects.clone()).unwrap();
+            client.register_prefab(CUBE, || NetworkTransform::new(cube_config()));
+            client.connect(now, network.endpoint(kinds.clone()), addr).unwrap();
+            client
+        })
+        .collect();
+    let mut frame = |server: &mut ServerObjectManager, clients: &mut [ClientObjectManager]| {
+        now += Duration::from_millis(16);
+        server.update(now).unwrap();
+        while server.poll_event().is_some() {}
+        for client in clients.iter_mut() {
+            client.update(now).unwrap();
+            while client.poll_event().is_some() {}
+            while client.poll_object_event().is_some() {}
+        }
+        now
+    };
+    for _ in 0..10 {
+        frame(&mut server, &mut clients);
+    }
+    let ids: Vec<_> = (0..100)
+        .map(|_| server.spawn(CUBE, NetworkTransform::new(cube_config()), None).unwrap())
+        .collect();
+    // Half the cubes move every frame: on a circle, turning.
+    let mut step = |t: u32, server: &mut ServerObjectManager| {
+        for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+            let a = t as f32 * 0.02 + i as f32;
+            let transform = server.get_mut::<NetworkTransform>(*id).unwrap();
+            transform.set_position([10.0 * a.cos(), 1.0, 10.0 * a.sin()]);
+            transform.set_rotation([0.0, (a / 2.0).sin(), 0.0, (a / 2.0).cos()]);
+        }
+    };
+    for t in 0..300 {
+        step(t, &mut server);
+        let at = frame(&mut server, &mut clients);
+        for client in clients.iter_mut() {
+            for id in &ids {
+                std::hint::black_box(client.get_mut::<NetworkTransform>(*id).unwrap().sample(at));
+            }
+        }
+    }
+    let before: u64 = clients.iter().map(|c| c.stats().transform_states).sum();
+    let sent = server.stats().transform_updates;
+    let allocations = allocations_in(|| {
+        for t in 300..1300 {
+            step(t, &mut server);
+            let at = frame(&mut server, &mut clients);
+            for client in clients.iter_mut() {
+                for id in &ids {
+                    let pose = client.get_mut::<NetworkTransform>(*id).unwrap().sample(at);
+                    std::hint::black_box(pose);
+                }
+            }
+        }
+    });
+    let applied = clients.iter().map(|c| c.stats().transform_states).sum::<u64>() - before;
+    let sent = server.stats().transform_updates - sent;
+    // At 256 kbit/s, 50 moving cubes fit every snapshot: each client applies most of them.
+    assert!(applied > 2 * 1000 * 40, "{applied} states applied");
+    assert_eq!(allocations, 0, "{allocations} allocations over {sent} transform updates");
+}
