@@ -264,7 +264,7 @@ fn transform_snapshots_allocate_nothing_per_update() {
         .map(|_| server.spawn(CUBE, NetworkTransform::new(cube_config()), None).unwrap())
         .collect();
     // Half the cubes move every frame: on a circle, turning.
-    let mut step = |t: u32, server: &mut ServerObjectManager| {
+    let step = |t: u32, server: &mut ServerObjectManager| {
         for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
             let a = t as f32 * 0.02 + i as f32;
             let transform = server.get_mut::<NetworkTransform>(*id).unwrap();
