@@ -35,6 +35,13 @@
 //!   a lost update is made good, an older one arriving late is dropped, and every client
 //!   converges within a few intervals of the last change.
 //!
+//! - **Transforms** ([`NetworkTransform`], a behaviour): position, rotation and scale,
+//!   quantised, sent in one snapshot per observer per tick holding only what changed, each
+//!   encoded against what that observer acknowledged, filled by priority up to a per-connection
+//!   byte budget ([`TransformSyncConfig`]); clients render them interpolated
+//!   ([`NetworkTransform::sample`]). Server-authoritative, or owner-authoritative with the
+//!   server validating. See the [`transform`] module.
+//!
 //! Like the message layer, the managers are sans-IO: `update(now)` every frame, time as an
 //! input, the transport doing the I/O. Updates and RPC arguments are encoded once, straight
 //! into the send buffer, and read straight from the bytes the transport lends.

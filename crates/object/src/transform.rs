@@ -23,12 +23,43 @@
 //!   describes; [`sample`](NetworkTransform::sample) gives the pose to render, a little in the
 //!   past, blended between states (see [`interpolation`](crate::interpolation)).
 //!
-//! The encoding, per changed transform: the object id as a gap from the previous one (1 bit
-//! for a neighbour), 1 bit for the behaviour index when it repeats, 1 bit "delta", then per
-//! component a "changed" bit and, for position and scale, each axis's code difference in a
-//! 4-, 8- or 13-bit class (or absolute); for a rotation whose largest component is the
-//! baseline's, each of the smallest three's code differences the same way (else 29 bits
-//! absolute at 9 bits per component).
+//! # On the wire
+//!
+//! A snapshot is one `Snapshot` message on [`TransformSyncConfig::channel`](crate::TransformSyncConfig)
+//! (an `Unreliable` one by default): a header — its sequence in the observer's stream, the id
+//! of the observer's acknowledgement its deltas are against (0: none), the server time in
+//! milliseconds — then the entries, bit-packed (lowest bit first) after a 12-bit count, sorted
+//! by object id. An entry is:
+//!
+//! | field | bits |
+//! |---|---|
+//! | object id, as the gap from the previous entry's | `0` (gap 1) · `10` + 4 (gap < 16) · `110` + 8 (gap < 272) · `111` + 32 (the id) |
+//! | behaviour index | `0` (the previous entry's) · `1` + 8 |
+//! | delta | 1: against the acknowledged state, or 0: whole |
+//! | whole state | each synchronised component's codes at their widths: position axes, then the rotation (smallest three: 2 + 3 × bits; 2D: the angle's code), then the scale |
+//! | delta state | per component a "changed" bit; a changed position or scale then gives each axis's code difference, and a changed rotation a "same largest component" bit followed by the three differences (or, if the largest changed, the whole 2 + 3 × bits) |
+//!
+//! A code difference is zigzag-coded in the smallest of four classes: `0` + 3 bits (±4),
+//! `10` + 6 bits (±36), `110` + 10 bits (±548), or `111` + the code whole. A cube at rest and
+//! acknowledged is in no snapshot; a moving one costs its id (1–11 bits), 2 bits, 3 flags and a
+//! few bits per changed axis — the `cubes` workload of `sturnus-bench` measures it.
+//!
+//! The client answers the snapshots of each of its updates with one `SnapshotAck` on the same
+//! channel: its own id, the newest snapshot received and a bitfield of the 64 before, followed by
+//! the transforms whose delta named a state it does not hold (sent whole next). The server
+//! encodes a delta against a transform's newest state in a snapshot that acknowledgement lists —
+//! and the client, which kept the acknowledgements it sent, resolves the same one. A snapshot
+//! neither acknowledged nor overtaken by an acknowledged one within two round trips is taken as
+//! lost, and what it carried is sent again (as a delta against what did arrive).
+//!
+//! An owner-authoritative transform's owner sends `TransformInput` messages (the object, the
+//! behaviour, a sequence, then the state whole): unreliably while it moves, then once on the
+//! objects' reliable channel when it comes to rest. The server applies an input newer than the
+//! last one applied if the sender owns the object and it moved no faster than
+//! [`TransformConfig::max_speed`]; otherwise it answers with a `TransformCorrection` holding its
+//! own state, and counts the refusal.
+//!
+//! See the `swarm` example for a runnable scene with interpolated rendering.
 //!
 //! ```
 //! use sturnus_object::transform::{NetworkTransform, TransformConfig};
