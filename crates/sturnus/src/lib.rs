@@ -242,6 +242,12 @@ pub mod prelude {
 
     #[cfg(feature = "object")]
     #[doc(no_inline)]
+    pub use crate::object::{
+        NetworkTransform, TransformSyncConfig, interpolation::Pose, transform::TransformConfig,
+    };
+
+    #[cfg(feature = "object")]
+    #[doc(no_inline)]
     pub use crate::manager::{
         ManagerConfig, ManagerError, ManagerEvent, NetworkManager, NetworkMode, PlayerSpawn,
         StartPosition, StartStrategy, TransportChoice, TransportFactory,
