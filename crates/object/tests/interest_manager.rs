@@ -77,8 +77,11 @@ fn tank_game(path: Path, clients: usize) -> Game {
 
 /// The client's copy holds the server's synchronised state.
 fn same_state(game: &Game, client: usize, id: NetId) -> bool {
-    let (server, copy) = (game.server.get::<Tank>(id).unwrap(), game.clients[client].get::<Tank>(id));
-    copy.is_some_and(|c| *c.health == *server.health && c.inventory.to_vec() == server.inventory.to_vec())
+    let (server, copy) =
+        (game.server.get::<Tank>(id).unwrap(), game.clients[client].get::<Tank>(id));
+    copy.is_some_and(|c| {
+        *c.health == *server.health && c.inventory.to_vec() == server.inventory.to_vec()
+    })
 }
 
 #[test]
@@ -137,7 +140,7 @@ fn grid_interest_spawns_exactly_what_is_within_the_radius() {
             }
         }
         game.step();
-        for (i, &player) in players.iter().enumerate() {
+        for i in 0..players.len() {
             let now = expected(&objects, player_pos[i]);
             assert_eq!(held(&game.clients[i]), now, "tick {tick}: client {i} holds");
             let (spawned, despawned) = events(&mut game.clients[i]);
@@ -172,8 +175,8 @@ fn grid_interest_spawns_exactly_what_is_within_the_radius() {
         }
     }
     // The walk did what it is for: objects came and went, and some came back changed.
-    assert!(enters > 200 && leaves > 100, "{enters} enters, {leaves} leaves");
-    assert!(back_changed > 10, "{back_changed} objects came back changed");
+    assert!(enters > 300 && leaves > 300, "{enters} enters, {leaves} leaves");
+    assert!(back_changed > 50, "{back_changed} objects came back changed");
     let stats = game.clients.iter().map(|c| c.stats()).collect::<Vec<_>>();
     for s in &stats {
         assert_eq!(s.dropped_undecodable, 0, "{s:?}");
@@ -212,6 +215,7 @@ fn rooms_are_disjoint_and_moving_a_player_swaps_its_objects() {
         assert_eq!(observers(&game, id), BTreeSet::from([b]));
     }
     assert_eq!(events(&mut game.clients[0]), (one.clone(), BTreeSet::new()));
+    assert_eq!(events(&mut game.clients[1]), (two.clone(), BTreeSet::new()));
 
     // A changes room: it leaves room 1's objects and gets room 2's, as they are now.
     game.server.get_mut::<Tank>(ids[4]).unwrap().health.set(444);
@@ -220,6 +224,7 @@ fn rooms_are_disjoint_and_moving_a_player_swaps_its_objects() {
     assert_eq!(held(&game.clients[0]), two);
     assert_eq!(events(&mut game.clients[0]), (two.clone(), one.clone()));
     assert_eq!(*game.clients[0].get::<Tank>(ids[4]).unwrap().health, 444);
+    assert_eq!(events(&mut game.clients[1]), (BTreeSet::new(), BTreeSet::new()));
     for &id in &one {
         assert_eq!(observers(&game, id), BTreeSet::new());
     }
