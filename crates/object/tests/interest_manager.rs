@@ -234,6 +234,7 @@ fn rooms_are_disjoint_and_moving_a_player_swaps_its_objects() {
     // An object moved between rooms follows; a despawned one goes once.
     game.server.interest_mut::<Rooms>().unwrap().set_object_room(ids[0], Some(2));
     game.server.despawn(ids[5]);
+    assert_eq!(game.server.interest::<Rooms>().unwrap().object_room(ids[5]), None);
     game.step();
     let now: BTreeSet<NetId> = [ids[0], ids[3], ids[4]].into();
     for client in &mut game.clients {
@@ -366,4 +367,70 @@ fn the_host_player_observes_everything_whatever_the_policy() {
     game.step();
     assert_eq!(observers(&game, here), [host, remote].into());
     assert_eq!(game.server.poll_host_event(), None);
+}
+
+#[test]
+fn a_policy_forgets_players_not_ready_or_gone_and_learns_them_again_when_ready() {
+    let mut game = tank_game(Path::Memory, 2);
+    game.server.set_interest(Grid::new(RADIUS, RADIUS).unwrap());
+    game.join_all();
+    let (a, b) = (game.player(0), game.player(1));
+    game.server.set_player_position(a, [0.0, 0.0, 0.0]);
+    game.server.set_player_position(b, [100.0, 0.0, 0.0]);
+    let near = game.server.spawn(TANK, Tank::new(1, "near a"), None).unwrap();
+    game.server.set_object_position(near, [3.0, 1.0, 4.0]);
+    let far = game.server.spawn(TANK, Tank::new(2, "near b"), None).unwrap();
+    game.server.set_object_position(far, [100.0, 0.0, 5.0]);
+    game.step();
+    assert_eq!(held(&game.clients[0]), [near].into());
+    assert_eq!(held(&game.clients[1]), [far].into());
+    let players = |g: &Game| g.server.interest::<Grid>().unwrap().player_count();
+    assert_eq!(players(&game), 2);
+
+    // Not ready: out of the policy, and sent nothing however it moves.
+    assert!(game.server.set_not_ready(a));
+    assert_eq!(players(&game), 1);
+    game.server.set_player_position(a, [100.0, 0.0, 0.0]);
+    game.step();
+    assert_eq!(held(&game.clients[0]), BTreeSet::new());
+    assert_eq!(players(&game), 1);
+    assert_eq!(observers(&game, far), [b].into());
+    // Ready again: back in the policy at the position last given, and sent what is near it.
+    assert!(game.server.set_ready(a));
+    assert_eq!(players(&game), 2);
+    game.step();
+    assert_eq!(held(&game.clients[0]), [far].into());
+    assert_eq!(observers(&game, far), [a, b].into());
+
+    // Gone: out of the policy too.
+    game.server.server_mut().disconnect(b);
+    game.step();
+    assert_eq!(players(&game), 1);
+    assert_eq!(observers(&game, far), [a].into());
+    // A despawned object is out of it.
+    game.server.despawn(near);
+    assert_eq!(game.server.interest::<Grid>().unwrap().object_count(), 1);
+}
+
+#[test]
+fn inputs_given_while_a_player_is_not_ready_take_effect_when_it_is() {
+    let mut game = tank_game(Path::Memory, 1);
+    game.server.set_interest(Rooms::new());
+    game.join_all();
+    let player = game.player(0);
+    let tank = game.server.spawn(TANK, Tank::new(1, "t"), None).unwrap();
+    game.server.interest_mut::<Rooms>().unwrap().set_object_room(tank, Some(1));
+    assert!(game.server.set_not_ready(player));
+    game.step();
+    // The game puts it in a room before it is ready (a scene change, say): it is sent nothing
+    // while not ready...
+    game.server.interest_mut::<Rooms>().unwrap().set_player_room(player, Some(1));
+    game.run_for(3);
+    assert_eq!(held(&game.clients[0]), BTreeSet::new());
+    assert_eq!(observers(&game, tank), BTreeSet::new());
+    // ...and what the policy says it observes once it is.
+    assert!(game.server.set_ready(player));
+    game.step();
+    assert_eq!(held(&game.clients[0]), [tank].into());
+    assert_eq!(observers(&game, tank), [player].into());
 }
