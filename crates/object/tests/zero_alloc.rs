@@ -225,7 +225,7 @@ fn moving_objects_under_grid_interest_allocate_nothing() {
         rig.server.set_player_position(player, [i as f32 * 5.0, 0.0, 0.0]);
     }
     let ball = rig.ball;
-    let mut frame = |rig: &mut Rig, n: u32| {
+    let frame = |rig: &mut Rig, n: u32| {
         // Back and forth across cells, always within reach of both players.
         let x = (n % 40) as f32 - 20.0;
         rig.server.set_object_position(ball, [x, 1.0, (n % 7) as f32]);
