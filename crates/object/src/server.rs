@@ -145,8 +145,9 @@ pub struct ServerObjectStats {
     pub rejected_no_authority: u64,
     /// Rejected: the arguments did not decode.
     pub rejected_undecodable: u64,
-    /// Objects a late joiner was not sent because their state, grown since they were spawned,
-    /// no longer fits the objects' channel (or no longer encodes); each is logged at `warn`.
+    /// Objects a late joiner (or a player they entered the interest of) was not sent because
+    /// their state, grown since they were spawned, no longer fits the objects' channel (or no
+    /// longer encodes); each is logged at `warn`.
     pub spawns_too_large: u64,
     /// A client's own `Ready` refused because players are made ready by the server
     /// ([`ObjectConfig::auto_ready`] is `false`).
@@ -743,7 +744,7 @@ impl ServerWorld {
             }
             Err(err) => {
                 // Its state grew past the channel's limit since it was spawned.
-                warn!(%id, %player, %err, "an object could not be spawned to a late joiner");
+                warn!(%id, %player, %err, "an object could not be spawned to a newcomer");
                 self.stats.spawns_too_large += 1;
             }
         }
@@ -1679,7 +1680,9 @@ impl ServerObjectManager {
         self.world.objects.len()
     }
 
-    /// The players that observe an object.
+    /// The players that observe an object: every ready player, or with an
+    /// [interest policy](Self::set_interest) those it let observe the object as of the last
+    /// [`update`](Self::update) (and the host player).
     pub fn observers(&self, id: NetId) -> impl Iterator<Item = PlayerId> + '_ {
         self.world.objects.get(&id).into_iter().flat_map(|o| o.observers.iter().copied())
     }
