@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::tank::{TANK, Tank, TankRpcs};
 use common::{Game, Path, forge};
-use sturnus_object::interest::{GridInterest, OwnerOnly, RoomInterest};
+use sturnus_object::interest::{GridInterest, InterestPolicy, OwnerOnly, RoomInterest};
 use sturnus_object::{ClientObjectEvent, ClientObjectManager, NetId, PlayerId, RpcId, wire};
 
 type Grid = GridInterest<PlayerId, NetId>;
@@ -433,4 +433,48 @@ fn inputs_given_while_a_player_is_not_ready_take_effect_when_it_is() {
     game.step();
     assert_eq!(held(&game.clients[0]), [tank].into());
     assert_eq!(observers(&game, tank), [player].into());
+}
+
+#[test]
+fn a_policy_set_later_learns_the_positions_given_before_and_replaces_the_last() {
+    let mut game = tank_game(Path::Memory, 1);
+    game.join_all();
+    let player = game.player(0);
+    let near = game.server.spawn(TANK, Tank::new(1, "near"), Some(player)).unwrap();
+    let far = game.server.spawn(TANK, Tank::new(2, "far"), None).unwrap();
+    // Given with no policy: nothing changes (everyone sees everything), but it is kept.
+    game.server.set_object_position(near, [1.0, 0.0, 1.0]);
+    game.server.set_object_position(far, [50.0, 0.0, 0.0]);
+    game.server.set_player_position(player, [0.0, 0.0, 0.0]);
+    game.step();
+    assert_eq!(held(&game.clients[0]), [near, far].into());
+
+    game.server.set_interest(Grid::new(RADIUS, RADIUS).unwrap());
+    game.step();
+    assert_eq!(held(&game.clients[0]), [near].into());
+    assert_eq!(game.server.interest::<Grid>().unwrap().object_count(), 2);
+    assert!(game.server.interest::<Rooms>().is_none());
+
+    // Another policy replaces it: observers follow the new one.
+    game.server.set_interest(Rooms::new());
+    assert!(game.server.interest::<Grid>().is_none());
+    let rooms = game.server.interest_mut::<Rooms>().unwrap();
+    rooms.set_object_room(far, Some(7));
+    rooms.set_player_room(player, Some(7));
+    game.step();
+    assert_eq!(held(&game.clients[0]), [far].into());
+    assert_eq!(observers(&game, near), BTreeSet::new());
+    assert_eq!(observers(&game, far), [player].into());
+
+    // A policy the game filled and updated itself (its events gone): what it says is what
+    // players get, events or not.
+    let mut filled = Rooms::new();
+    filled.set_object_room(near, Some(3));
+    filled.set_player_room(player, Some(3));
+    filled.update(&mut Vec::new());
+    game.server.set_interest(filled);
+    game.step();
+    assert_eq!(held(&game.clients[0]), [near].into());
+    assert_eq!(observers(&game, near), [player].into());
+    assert_eq!(observers(&game, far), BTreeSet::new());
 }
