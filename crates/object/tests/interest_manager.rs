@@ -478,3 +478,66 @@ fn a_policy_set_later_learns_the_positions_given_before_and_replaces_the_last() 
     assert_eq!(observers(&game, near), [player].into());
     assert_eq!(observers(&game, far), BTreeSet::new());
 }
+
+#[test]
+fn grid_interest_converges_over_a_lossy_network() {
+    for seed in [1, 2, 3] {
+        let path = Path::Sim { seed, loss: 0.1 };
+        let mut game = tank_game(path, 2);
+        game.server.set_interest(Grid::new(RADIUS, RADIUS).unwrap());
+        game.join_all();
+        let players = [game.player(0), game.player(1)];
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut player_pos = [[0.0, 0.0, 0.0], [8.0, 0.0, 0.0]];
+        let mut objects: BTreeMap<NetId, [f32; 3]> = BTreeMap::new();
+        for i in 0..30 {
+            let id = game.server.spawn(TANK, Tank::new(i, "t"), None).unwrap();
+            let pos = [rng.range(-20.0, 20.0), 0.0, rng.range(-20.0, 20.0)];
+            game.server.set_object_position(id, pos);
+            objects.insert(id, pos);
+        }
+        for tick in 0..150 {
+            for (id, pos) in objects.iter_mut() {
+                if rng.chance(3) {
+                    pos[0] += rng.range(-3.0, 3.0);
+                    pos[2] += rng.range(-3.0, 3.0);
+                    game.server.set_object_position(*id, *pos);
+                }
+                if rng.chance(6) {
+                    let tank = game.server.get_mut::<Tank>(*id).unwrap();
+                    tank.health.modify(|h| *h += 1);
+                    tank.inventory.push(format!("t{tick}"));
+                }
+            }
+            for (i, &player) in players.iter().enumerate() {
+                player_pos[i][0] += rng.range(-2.0, 2.0);
+                game.server.set_player_position(player, player_pos[i]);
+            }
+            game.step();
+        }
+        // Once things stop moving, every client holds exactly what is within reach, as it is.
+        let expected: Vec<BTreeSet<NetId>> = player_pos
+            .iter()
+            .map(|at| objects.iter().filter(|(_, p)| within(*at, **p)).map(|(id, _)| *id).collect())
+            .collect();
+        let converged = game.run_until(|g| {
+            (0..2).all(|i| {
+                held(&g.clients[i]) == expected[i]
+                    && expected[i].iter().all(|&id| same_state(g, i, id))
+            })
+        });
+        let held_now: Vec<_> = game.clients.iter().map(held).collect();
+        assert!(converged, "{path:?}: expected {expected:?}, clients hold {held_now:?}");
+        for (i, &player) in players.iter().enumerate() {
+            for (id, pos) in &objects {
+                assert_eq!(
+                    game.server.observers(*id).any(|p| p == player),
+                    within(player_pos[i], *pos)
+                );
+            }
+        }
+        for client in &game.clients {
+            assert_eq!(client.stats().dropped_undecodable, 0, "{path:?}");
+        }
+    }
+}
