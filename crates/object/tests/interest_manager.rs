@@ -10,7 +10,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::tank::{TANK, Tank, TankRpcs};
 use common::{Game, Path, forge};
 use sturnus_object::interest::{GridInterest, InterestPolicy, OwnerOnly, RoomInterest};
-use sturnus_object::{ClientObjectEvent, ClientObjectManager, NetId, PlayerId, RpcId, wire};
+use sturnus_object::{
+    ClientObjectEvent, ClientObjectManager, NetId, NetworkBehaviour, PlayerId, PrefabId, RpcId,
+    SyncVar, wire,
+};
 
 type Grid = GridInterest<PlayerId, NetId>;
 type Rooms = RoomInterest<PlayerId, NetId>;
@@ -539,5 +542,71 @@ fn grid_interest_converges_over_a_lossy_network() {
         for client in &game.clients {
             assert_eq!(client.stats().dropped_undecodable, 0, "{path:?}");
         }
+    }
+}
+
+const DIAL: PrefabId = PrefabId::of_name("dial");
+
+/// A value synced on the unreliable channel: versioned full states, resent until acknowledged.
+#[derive(Debug, Default, NetworkBehaviour)]
+#[network(qos = Unreliable, sync_interval_ms = 20)]
+struct Dial {
+    #[sync]
+    value: SyncVar<u32>,
+}
+
+#[test]
+fn versioned_state_converges_for_players_that_come_and_go() {
+    for seed in [4, 5] {
+        let path = Path::Sim { seed, loss: 0.2 };
+        let mut game = Game::new(path);
+        for _ in 0..2 {
+            game.add_client(|c| c.register_prefab(DIAL, Dial::default));
+        }
+        game.server.set_interest(Rooms::new());
+        game.join_all();
+        let (a, b) = (game.player(0), game.player(1));
+        let dials: Vec<NetId> =
+            (0..4).map(|_| game.server.spawn(DIAL, Dial::default(), None).unwrap()).collect();
+        let rooms = game.server.interest_mut::<Rooms>().unwrap();
+        for (i, &id) in dials.iter().enumerate() {
+            rooms.set_object_room(id, Some(u32::from(i % 2 == 0)));
+        }
+        rooms.set_player_room(b, Some(1));
+        for tick in 0..300u32 {
+            // A hops between the rooms while every dial turns.
+            if tick % 25 == 0 {
+                let room = (tick / 25) % 2;
+                game.server.interest_mut::<Rooms>().unwrap().set_player_room(a, Some(room));
+            }
+            for &id in &dials {
+                game.server.get_mut::<Dial>(id).unwrap().value.modify(|v| *v += 1);
+            }
+            game.step();
+        }
+        let rooms = game.server.interest::<Rooms>().unwrap();
+        let room_of = |player| rooms.player_room(player);
+        let expected: Vec<BTreeSet<NetId>> = [a, b]
+            .iter()
+            .map(|&p| {
+                dials.iter().copied().filter(|&id| rooms.object_room(id) == room_of(p)).collect()
+            })
+            .collect();
+        let converged = game.run_until(|g| {
+            (0..2).all(|i| {
+                held(&g.clients[i]) == expected[i]
+                    && expected[i].iter().all(|&id| {
+                        g.clients[i].get::<Dial>(id).map(|d| *d.value)
+                            == g.server.get::<Dial>(id).map(|d| *d.value)
+                    })
+            })
+        });
+        assert!(converged, "{path:?}: the dials did not converge");
+        // Once the last acknowledgements are in, nobody is owed anything: resends stop
+        // (those to a player that left a room stopped when it left).
+        game.run_for(100);
+        let resent = game.server.stats().states_resent;
+        game.run_for(50);
+        assert_eq!(game.server.stats().states_resent, resent, "{path:?}");
     }
 }
