@@ -206,7 +206,10 @@ struct Entry<K> {
 
 /// Interest by distance: a player observes the objects within `radius` of it.
 ///
-/// **2D**: positions are `[f32; 2]`; for a 3D world with y up pass `[x, z]`. Distances are
+/// **2D**: positions are `[f32; 2]`; for a 3D world with y up pass `[x, z]` (the
+/// [`set_object_position`](InterestPolicy::set_object_position) and
+/// [`set_player_position`](InterestPolicy::set_player_position) hooks, which the
+/// [`ServerObjectManager`](crate::ServerObjectManager) calls, do). Distances are
 /// exact Euclidean (`dx² + dz² ≤ radius²`, computed in `f64`; the boundary is inside).
 ///
 /// **How**: objects and players are hashed by cell (`cell_size` square). Setting a position
