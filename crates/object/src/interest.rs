@@ -17,6 +17,14 @@
 //!   observed by the players in its room.
 //! - [`OwnerOnly`]: an object is observed only by its owner.
 //!
+//! A server uses one through
+//! [`ServerObjectManager::set_interest`](crate::ServerObjectManager::set_interest): the manager
+//! calls the policy's [`update`](InterestPolicy::update) at each of its own updates, spawns an
+//! object to a player on `Enter` and despawns it on `Leave`, and tells the policy what it
+//! knows itself through the lifecycle hooks of [`InterestPolicy`] (a player became ready, an
+//! object's owner, positions given to the manager); the game gives the rest (rooms, say)
+//! through [`interest_mut`](crate::ServerObjectManager::interest_mut).
+//!
 //! ```
 //! use sturnus_object::interest::{Change, GridInterest, InterestEvent, InterestPolicy};
 //!
@@ -85,6 +93,28 @@ pub trait InterestPolicy<P, O> {
     /// Forgets an object (it was destroyed). Each player that observed it gets a `Leave`
     /// event at the next [`update`](Self::update).
     fn remove_object(&mut self, object: O);
+
+    /// Lifecycle hook: `player` became ready (it may observe objects from now on). The
+    /// [`ServerObjectManager`](crate::ServerObjectManager) calls it; a policy that needs to
+    /// know its players ([`OwnerOnly`]) adds it here. The default does nothing.
+    fn add_player(&mut self, _player: P) {}
+
+    /// Lifecycle hook: `object` was spawned with `owner`, or its owner changed. The
+    /// [`ServerObjectManager`](crate::ServerObjectManager) calls it on each spawn and
+    /// `set_owner`; [`OwnerOnly`] follows it. The default does nothing.
+    fn set_object_owner(&mut self, _object: O, _owner: Option<P>) {}
+
+    /// Lifecycle hook: `object` is at `pos` (`[x, y, z]`, y up). The
+    /// [`ServerObjectManager`](crate::ServerObjectManager) forwards its own
+    /// `set_object_position` here; [`GridInterest`] places the object at `[x, z]`. The
+    /// default does nothing.
+    fn set_object_position(&mut self, _object: O, _pos: [f32; 3]) {}
+
+    /// Lifecycle hook: `player`'s point of view is at `pos` (`[x, y, z]`, y up). The
+    /// [`ServerObjectManager`](crate::ServerObjectManager) forwards its own
+    /// `set_player_position` here (for ready players); [`GridInterest`] places the player at
+    /// `[x, z]`. The default does nothing.
+    fn set_player_position(&mut self, _player: P, _pos: [f32; 3]) {}
 }
 
 /// A configuration that [`GridInterest::new`] refuses.
@@ -176,7 +206,10 @@ struct Entry<K> {
 
 /// Interest by distance: a player observes the objects within `radius` of it.
 ///
-/// **2D**: positions are `[f32; 2]`; for a 3D world with y up pass `[x, z]`. Distances are
+/// **2D**: positions are `[f32; 2]`; for a 3D world with y up pass `[x, z]` (the
+/// [`set_object_position`](InterestPolicy::set_object_position) and
+/// [`set_player_position`](InterestPolicy::set_player_position) hooks, which the
+/// [`ServerObjectManager`](crate::ServerObjectManager) calls, do). Distances are
 /// exact Euclidean (`dx² + dz² ≤ radius²`, computed in `f64`; the boundary is inside).
 ///
 /// **How**: objects and players are hashed by cell (`cell_size` square). Setting a position
@@ -523,6 +556,16 @@ where
             }
         }
     }
+
+    /// Places the object at `[x, z]` of `pos` ([`set_object`](GridInterest::set_object)).
+    fn set_object_position(&mut self, object: O, pos: [f32; 3]) {
+        self.set_object(object, [pos[0], pos[2]]);
+    }
+
+    /// Places the player at `[x, z]` of `pos` ([`set_player`](GridInterest::set_player)).
+    fn set_player_position(&mut self, player: P, pos: [f32; 3]) {
+        self.set_player(player, [pos[0], pos[2]]);
+    }
 }
 
 /// Who and what is in one room.
@@ -778,5 +821,15 @@ where
 
     fn remove_object(&mut self, object: O) {
         self.set_owner(object, None);
+    }
+
+    /// Adds the player ([`OwnerOnly::add_player`]).
+    fn add_player(&mut self, player: P) {
+        OwnerOnly::add_player(self, player);
+    }
+
+    /// Follows the owner ([`set_owner`](OwnerOnly::set_owner)).
+    fn set_object_owner(&mut self, object: O, owner: Option<P>) {
+        self.set_owner(object, owner);
     }
 }

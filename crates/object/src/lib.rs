@@ -20,11 +20,18 @@
 //!   observer), `#[target_rpc]` (server → one player). Each has a stable id; arguments are
 //!   `serde` types. Calling one on an [`Obj`] handle sends it: `lamp.toggle(&mut client)`.
 //! - [`ServerObjectManager`] composes a `NetworkServer`: it spawns objects to every ready
-//!   player (and all live objects to late joiners), sends only the dirty fields of dirty
+//!   player, or to those an interest policy lets observe them (and all live objects they
+//!   observe to late joiners), sends only the dirty fields of dirty
 //!   behaviours at each behaviour's interval, and validates every command (object, behaviour,
 //!   RPC id, authority, arguments), charging what it rejects to the sender's error budget.
 //! - [`ClientObjectManager`] composes a `NetworkClient`: it builds objects from prefab
 //!   factories, pooling spawn handlers or scene objects, applies updates and runs RPCs.
+//! - **Interest management** ([`ServerObjectManager::set_interest`]): a pluggable
+//!   [`InterestPolicy`](interest::InterestPolicy) (a [grid](interest::GridInterest) with a
+//!   radius, [rooms](interest::RoomInterest), [owner only](interest::OwnerOnly), or the game's
+//!   own) decides who observes what; an object is spawned to a player when it enters the
+//!   player's interest and despawned when it leaves, and a player commands only what it
+//!   observes. Without one, every ready player observes every object.
 //! - **Host mode** ([`ServerObjectManager::join_host`]): the host's player shares the server's
 //!   objects; its hooks, RPCs and spawn events run on them, with no copy synchronised.
 //! - **Channels**: objects go on the [`ObjectConfig::channel`]; a behaviour or RPC may name

@@ -1,5 +1,6 @@
 //! The server's side: spawning objects to observers, syncing their state, running commands.
 
+use std::any::Any;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use rustc_hash::FxHashMap;
@@ -18,6 +19,7 @@ use crate::ctx::ClientCtx;
 use crate::quantize::{BitReader, BitWriter};
 use crate::snapshot::{TransformSync, TransformSyncConfig};
 use crate::transform::{Authority, NetworkTransform};
+use crate::interest::{Change, InterestEvent, InterestPolicy};
 use crate::wire;
 use crate::{
     Behaviours, ClientObjectEvent, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj,
@@ -171,8 +173,9 @@ pub struct ServerObjectStats {
     pub rejected_no_authority: u64,
     /// Rejected: the arguments did not decode.
     pub rejected_undecodable: u64,
-    /// Objects a late joiner was not sent because their state, grown since they were spawned,
-    /// no longer fits the objects' channel (or no longer encodes); each is logged at `warn`.
+    /// Objects a late joiner (or a player they entered the interest of) was not sent because
+    /// their state, grown since they were spawned, no longer fits the objects' channel (or no
+    /// longer encodes); each is logged at `warn`.
     pub spawns_too_large: u64,
     /// A client's own `Ready` refused because players are made ready by the server
     /// ([`ObjectConfig::auto_ready`] is `false`).
@@ -249,7 +252,11 @@ pub(crate) struct ServerObject {
     behaviours: Behaviours,
     /// When each behaviour was last synced (`None`: never since the spawn).
     last_sync: Vec<Option<Instant>>,
+    /// The players it is spawned to. Changed only through
+    /// [`observe_added`](Self::observe_added) and [`observe_removed`](Self::observe_removed).
     observers: BTreeSet<PlayerId>,
+    /// The last position the game gave (for an interest policy set later).
+    position: Option<[f32; 3]>,
     /// The behaviours synced off the objects' channel, which send versioned full states until
     /// every observer acknowledges them (empty for most objects).
     versioned: Vec<Versioned>,
@@ -261,6 +268,65 @@ pub(crate) struct ServerObject {
     touched: bool,
     /// Its `NetworkTransform`s: (behaviour index, slot in the transform sync).
     transforms: Vec<(u8, u32)>,
+}
+
+impl ServerObject {
+    /// `player` starts observing the object; false if it already did.
+    ///
+    /// Every observer added (a spawn, a player made ready, an interest `Enter`) comes through
+    /// here and only here: per-observer state (a transform's sync stream, say) starts here.
+    fn observe_added(&mut self, player: PlayerId) -> bool {
+        self.observers.insert(player)
+    }
+
+    /// `player` stops observing the object; false if it did not. It is owed no versioned
+    /// state any more.
+    ///
+    /// Every observer removed (a despawn, a player made not ready or gone, an interest
+    /// `Leave`) comes through here and only here: per-observer state ends here.
+    fn observe_removed(&mut self, player: PlayerId) -> bool {
+        let removed = self.observers.remove(&player);
+        if removed {
+            self.versioned.iter_mut().for_each(|v| v.forget(player));
+        }
+        removed
+    }
+
+    /// Every observer stops observing (the object is despawned).
+    fn clear_observers(&mut self) {
+        while let Some(player) = self.observers.first().copied() {
+            self.observe_removed(player);
+        }
+    }
+}
+
+/// An interest policy as the manager keeps it, erased: typed access goes through `Any`.
+trait ErasedInterest: InterestPolicy<PlayerId, NetId> + Any + Send {
+    fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+}
+
+impl<T: InterestPolicy<PlayerId, NetId> + Any + Send> ErasedInterest for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+}
+
+/// The interest policy in use.
+struct Interest {
+    policy: Box<dyn ErasedInterest>,
+    /// Its type's name, to show.
+    name: &'static str,
+}
+
+impl std::fmt::Debug for Interest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
 }
 
 /// A behaviour synced on an unreliable channel: its changes go as full states tagged with a
@@ -340,6 +406,28 @@ pub(crate) struct ServerWorld {
     expect_host: bool,
     /// The transforms and each observer's snapshot stream.
     transforms: TransformSync,
+    /// Each player's point of view, if it follows an object (see `set_player_focus`).
+    focus: FxHashMap<PlayerId, NetId>,
+    /// Root transforms moved at the last transform tick: their objects' positions, to give
+    /// the interest policy (reused).
+    moved_roots: Vec<(NetId, [f32; 3])>,
+    /// Who observes what, when a policy is set (`None`: every ready player observes every
+    /// object).
+    interest: Option<Interest>,
+    /// The policy's events of an update, reused (no allocation in steady state).
+    interest_events: Vec<InterestEvent<PlayerId, NetId>>,
+    /// Whether observers are to be brought in line with the whole of interest at the next
+    /// update (a policy was set or cleared).
+    interest_resync: bool,
+    /// Players made ready since the last update while a policy is set: at the next update
+    /// they are spawned what the policy already says they observe (inputs the game gave it
+    /// before they were ready, whose events were ignored).
+    newly_ready: Vec<PlayerId>,
+    /// The last position given for each player, given again to a policy when it is set or
+    /// when the player is made ready again.
+    player_positions: FxHashMap<PlayerId, [f32; 3]>,
+    /// A spawn's state, reused.
+    spawn_state: Vec<u8>,
 }
 
 impl ServerWorld {
@@ -347,6 +435,8 @@ impl ServerWorld {
         let snapshots = config.transforms.channel.or(layout.first_of(Qos::Unreliable));
         Self {
             transforms: TransformSync::new(config.transforms, snapshots),
+            focus: FxHashMap::default(),
+            moved_roots: Vec::new(),
             config,
             channel,
             objects: FxHashMap::default(),
@@ -360,6 +450,12 @@ impl ServerWorld {
             host_commands: VecDeque::new(),
             stats: ServerObjectStats::default(),
             expect_host: false,
+            interest: None,
+            interest_events: Vec::new(),
+            interest_resync: false,
+            newly_ready: Vec::new(),
+            player_positions: FxHashMap::default(),
+            spawn_state: Vec::new(),
         }
     }
 
@@ -475,11 +571,27 @@ impl ServerWorld {
             versioned,
             versions_issued: 0,
             behaviours,
-            observers: self.ready.clone(),
+            observers: BTreeSet::new(),
+            position: None,
             touched: false,
             transforms: Vec::new(),
         };
         self.register_transforms(id, &mut object);
+        match &mut self.interest {
+            None => {
+                for &player in &self.ready {
+                    object.observe_added(player);
+                }
+            }
+            Some(interest) => {
+                // The host player observes everything; the others once the policy says so,
+                // at its next update.
+                if let Some(host) = self.host_player.filter(|h| self.ready.contains(h)) {
+                    object.observe_added(host);
+                }
+                interest.policy.set_object_owner(id, owner);
+            }
+        }
         // The full state covers every change made before the spawn.
         for behaviour in &mut object.behaviours {
             behaviour.clear_dirty();
@@ -553,7 +665,7 @@ impl ServerWorld {
     }
 
     pub(crate) fn despawn(&mut self, server: &mut ServerContext, id: NetId) -> Option<Behaviours> {
-        let object = self.objects.remove(&id)?;
+        let mut object = self.objects.remove(&id)?;
         if let Some(scene) = object.scene {
             self.scenes.remove(&scene);
         }
@@ -564,6 +676,10 @@ impl ServerWorld {
         send_logged(server.broadcast_to_on(remote, &wire::Despawn { net_id: id }, self.channel));
         if self.host_player.is_some_and(|h| object.observers.contains(&h)) {
             self.host_events.push_back(ClientObjectEvent::Despawned(id));
+        }
+        object.clear_observers();
+        if let Some(interest) = &mut self.interest {
+            interest.policy.remove_object(id);
         }
         self.stats.despawned += 1;
         Some(object.behaviours)
@@ -594,6 +710,9 @@ impl ServerWorld {
                 let player = std::iter::once(player);
                 send_logged(server.broadcast_to_on(player, &msg, self.channel));
             }
+        }
+        if let Some(interest) = &mut self.interest {
+            interest.policy.set_object_owner(id, owner);
         }
         Ok(())
     }
@@ -638,46 +757,253 @@ impl ServerWorld {
         Ok(())
     }
 
-    /// A player is ready: it observes every object from now on and gets each one's state.
+    /// A player is ready: with no interest policy (and for the host player, always) it observes
+    /// every object from now on and gets each one's state; with a policy, the policy is told
+    /// and the player gets what it observes at the next update.
     fn make_ready(&mut self, server: &mut ServerContext, player: PlayerId) -> bool {
         if !self.ready.insert(player) {
             return false;
         }
+        if Some(player) != self.host_player {
+            if let Some(interest) = &mut self.interest {
+                interest.policy.add_player(player);
+                if let Some(&pos) = self.player_positions.get(&player) {
+                    interest.policy.set_player_position(player, pos);
+                }
+                self.newly_ready.push(player);
+                return true;
+            }
+        }
         // Pending changes go to the current observers first, so the state the newcomer gets
         // already holds them and no collection operation reaches it twice.
         self.sync(server, true);
-        let ids = sorted(self.objects.keys());
-        let mut state = Vec::new();
-        for id in ids {
-            let Some(mut object) = self.objects.remove(&id) else { continue };
-            object.observers.insert(player);
-            state.clear();
-            let written = object.behaviours.iter().try_for_each(|b| b.write_full(&mut state));
-            let msg = wire::Spawn {
-                net_id: id,
-                prefab: object.prefab,
-                scene: object.scene,
-                owned: false,
-                version: object.versions_issued,
-            };
-            match written
-                .map_err(ObjectError::from)
-                .and_then(|()| self.check_spawn_size(server, &msg, &state))
-            {
-                Ok(()) => {
-                    // Its version floor makes the client drop any older state still in flight.
-                    self.send_spawn(server, &object, msg, &state, std::iter::once(player));
-                    self.observe_transforms(&object, player);
-                }
-                Err(err) => {
-                    // Its state grew past the channel's limit since it was spawned.
-                    warn!(%id, %player, %err, "an object could not be spawned to a late joiner");
-                    self.stats.spawns_too_large += 1;
-                }
-            }
-            self.objects.insert(id, object);
+        for id in sorted(self.objects.keys()) {
+            self.enter(server, id, player, false);
         }
         true
+    }
+
+    /// `player` starts observing object `id` and is sent its spawn with its full state; false
+    /// if no object has the id or the player observes it already. With `flush`, the object's
+    /// pending changes go to its current observers first (without, the caller has synced
+    /// them), so the newcomer's state already holds them and no collection operation reaches
+    /// it twice: the cost is that object's changes, not a sync of the world.
+    fn enter(
+        &mut self,
+        server: &mut ServerContext,
+        id: NetId,
+        player: PlayerId,
+        flush: bool,
+    ) -> bool {
+        if self.objects.get(&id).is_none_or(|o| o.observers.contains(&player)) {
+            return false;
+        }
+        if flush {
+            self.flush(server, id);
+        }
+        let Some(mut object) = self.objects.remove(&id) else { return false };
+        object.observe_added(player);
+        let mut state = std::mem::take(&mut self.spawn_state);
+        state.clear();
+        let written = object.behaviours.iter().try_for_each(|b| b.write_full(&mut state));
+        let msg = wire::Spawn {
+            net_id: id,
+            prefab: object.prefab,
+            scene: object.scene,
+            owned: false,
+            version: object.versions_issued,
+        };
+        match written
+            .map_err(ObjectError::from)
+            .and_then(|()| self.check_spawn_size(server, &msg, &state))
+        {
+            Ok(()) => {
+                // Its version floor makes the client drop any older state still in flight.
+                self.send_spawn(server, &object, msg, &state, std::iter::once(player));
+                self.observe_transforms(&object, player);
+            }
+            Err(err) => {
+                // Its state grew past the channel's limit since it was spawned.
+                warn!(%id, %player, %err, "an object could not be spawned to a newcomer");
+                self.stats.spawns_too_large += 1;
+            }
+        }
+        self.spawn_state = state;
+        self.objects.insert(id, object);
+        true
+    }
+
+    /// `player` stops observing object `id` and is told to despawn it; false if no object
+    /// has the id or the player did not observe it.
+    fn leave(&mut self, server: &mut ServerContext, id: NetId, player: PlayerId) -> bool {
+        let Some(object) = self.objects.get_mut(&id) else { return false };
+        if !object.observe_removed(player) {
+            return false;
+        }
+        for &(_, slot) in &object.transforms {
+            self.transforms.forget(player, slot);
+        }
+        if Some(player) == self.host_player {
+            self.host_events.push_back(ClientObjectEvent::Despawned(id));
+        } else {
+            send_logged(server.send_on(player, &wire::Despawn { net_id: id }, self.channel));
+        }
+        true
+    }
+
+    /// Sends object `id`'s pending changes to its current observers now, whatever the
+    /// intervals.
+    fn flush(&mut self, server: &mut ServerContext, id: NetId) {
+        let Some(now) = server.now() else { return };
+        let ServerWorld { objects, config, host_player, stats, channel, .. } = self;
+        let Some(object) = objects.get_mut(&id) else { return };
+        if object.touched {
+            // It stays on the touched list: the next sync drops it if nothing is left.
+            sync_object(server, object, id, now, true, config, *host_player, stats, *channel);
+        }
+    }
+
+    /// Uses `policy` for interest from the next update on, telling it what the manager knows
+    /// (its ready players, its objects' owners, the positions given); at that update,
+    /// observers are brought in line with it.
+    fn set_interest(&mut self, mut policy: Box<dyn ErasedInterest>, name: &'static str) {
+        for &player in &self.ready {
+            if Some(player) == self.host_player {
+                continue;
+            }
+            policy.add_player(player);
+            if let Some(&pos) = self.player_positions.get(&player) {
+                policy.set_player_position(player, pos);
+            }
+        }
+        for id in sorted(self.objects.keys()) {
+            let Some(object) = self.objects.get(&id) else { continue };
+            policy.set_object_owner(id, object.owner);
+            if let Some(pos) = object.position {
+                policy.set_object_position(id, pos);
+            }
+        }
+        self.interest = Some(Interest { policy, name });
+        self.interest_resync = true;
+        self.newly_ready.clear();
+    }
+
+    /// Back to every ready player observing every object, from the next update on.
+    fn clear_interest(&mut self) {
+        if self.interest.take().is_some() {
+            self.interest_resync = true;
+            self.newly_ready.clear();
+        }
+    }
+
+    /// An object is at `pos`: the policy is told (and the position kept for a policy set
+    /// later). Nothing if no object has the id.
+    pub(crate) fn set_object_position(&mut self, id: NetId, pos: [f32; 3]) {
+        let Some(object) = self.objects.get_mut(&id) else { return };
+        object.position = Some(pos);
+        if let Some(interest) = &mut self.interest {
+            interest.policy.set_object_position(id, pos);
+        }
+    }
+
+    /// A player's point of view is at `pos`: kept, and told to the policy while the player is
+    /// ready (a player not ready is not in the policy: it is told when the player is made
+    /// ready). The host player's is kept only: it observes everything.
+    fn set_player_position(&mut self, player: PlayerId, pos: [f32; 3]) {
+        self.player_positions.insert(player, pos);
+        if Some(player) == self.host_player || !self.ready.contains(&player) {
+            return;
+        }
+        if let Some(interest) = &mut self.interest {
+            interest.policy.set_player_position(player, pos);
+        }
+    }
+
+    /// Brings observers in line with interest: the policy's events since the last update
+    /// (`Enter`: spawned to the player, `Leave`: despawned on its side), what it says players
+    /// made ready since observe, and after a policy was set or cleared, everything. The host
+    /// player observes every object whatever the policy (it shares the server's objects:
+    /// there is no copy to spawn or despawn), and a player not ready observes nothing, so
+    /// events for either are ignored, as are those for objects gone.
+    ///
+    /// The cost follows the events, plus a scan of the objects per player made ready and
+    /// once when the policy changes.
+    fn apply_interest(&mut self, server: &mut ServerContext) {
+        let Some(mut interest) = self.interest.take() else {
+            if std::mem::take(&mut self.interest_resync) {
+                self.observe_all(server);
+            }
+            return;
+        };
+        let mut events = std::mem::take(&mut self.interest_events);
+        events.clear();
+        interest.policy.update(&mut events);
+        for event in &events {
+            let InterestEvent { player, object, change } = *event;
+            if Some(player) == self.host_player || !self.ready.contains(&player) {
+                continue;
+            }
+            match change {
+                Change::Enter => self.enter(server, object, player, true),
+                Change::Leave => self.leave(server, object, player),
+            };
+        }
+        events.clear();
+        self.interest_events = events;
+        if std::mem::take(&mut self.interest_resync) {
+            self.newly_ready.clear();
+            self.resync(server, &*interest.policy);
+        } else if !self.newly_ready.is_empty() {
+            let mut newly = std::mem::take(&mut self.newly_ready);
+            let ids = sorted(self.objects.keys());
+            for &player in &newly {
+                if !self.ready.contains(&player) {
+                    continue;
+                }
+                for &id in &ids {
+                    if interest.policy.observes(player, id) {
+                        self.enter(server, id, player, true);
+                    }
+                }
+            }
+            newly.clear();
+            self.newly_ready = newly;
+        }
+        self.interest = Some(interest);
+    }
+
+    /// Makes every object's observers what `policy` says (the ready players among them, and
+    /// the host player): after a policy is set while running.
+    fn resync(&mut self, server: &mut ServerContext, policy: &dyn ErasedInterest) {
+        let host = self.host_player;
+        let mut players = Vec::new();
+        for id in sorted(self.objects.keys()) {
+            let Some(object) = self.objects.get(&id) else { continue };
+            players.clear();
+            let stale = object.observers.iter().filter(|p| Some(**p) != host);
+            players.extend(stale.filter(|p| !policy.observes(**p, id)).copied());
+            for &player in &players {
+                self.leave(server, id, player);
+            }
+            players.clear();
+            policy.for_each_observer(id, &mut |p| players.push(p));
+            players.sort_unstable();
+            for &player in &players {
+                if Some(player) != host && self.ready.contains(&player) {
+                    self.enter(server, id, player, true);
+                }
+            }
+        }
+    }
+
+    /// Every ready player observes every object (after a policy was cleared).
+    fn observe_all(&mut self, server: &mut ServerContext) {
+        let players: Vec<PlayerId> = self.ready.iter().copied().collect();
+        for id in sorted(self.objects.keys()) {
+            for &player in &players {
+                self.enter(server, id, player, true);
+            }
+        }
     }
 
     /// A player is no longer ready: it stops observing every object, and its client is told
@@ -688,9 +1014,13 @@ impl ServerWorld {
         }
         // Pending changes need not reach it: it gets whole states when it is ready again.
         for object in self.objects.values_mut() {
-            object.observers.remove(&player);
+            object.observe_removed(player);
         }
         self.transforms.reset_player(player);
+        if let Some(interest) = &mut self.interest {
+            interest.policy.remove_player(player);
+        }
+        self.newly_ready.retain(|p| *p != player);
         if let Err(err) = server.send_on(player, &wire::NotReady, self.channel) {
             debug!(%player, %err, "could not tell a player it is no longer ready");
         }
@@ -700,15 +1030,20 @@ impl ServerWorld {
     fn player_left(&mut self, server: &mut ServerContext, player: PlayerId) {
         self.ready.remove(&player);
         self.transforms.remove_player(player);
+        self.focus.remove(&player);
         if self.host_player == Some(player) {
             self.host_player = None;
             self.host_rpcs.clear();
             self.host_commands.clear();
         }
+        if let Some(interest) = &mut self.interest {
+            interest.policy.remove_player(player);
+        }
+        self.newly_ready.retain(|p| *p != player);
+        self.player_positions.remove(&player);
         let mut owned = Vec::new();
         for (id, object) in &mut self.objects {
-            object.observers.remove(&player);
-            object.versioned.iter_mut().for_each(|v| v.forget(player));
+            object.observe_removed(player);
             if object.owner == Some(player) {
                 owned.push(*id);
             }
@@ -719,6 +1054,9 @@ impl ServerWorld {
                 self.despawn(server, id);
             } else if let Some(object) = self.objects.get_mut(&id) {
                 object.owner = None;
+                if let Some(interest) = &mut self.interest {
+                    interest.policy.set_object_owner(id, None);
+                }
             }
         }
     }
@@ -742,66 +1080,8 @@ impl ServerWorld {
                     transforms.note_moved(slot);
                 }
             }
-            let mut waiting = false;
-            // Who observes is asked only of objects with something to send.
-            let mut audience = None;
-            if !object.versioned.is_empty() {
-                waiting |=
-                    sync_versioned(server, object, id, now, force, config, *host_player, stats);
-            }
-            for (index, behaviour) in object.behaviours.iter_mut().enumerate() {
-                if !behaviour.is_dirty()
-                    || object.versioned.iter().any(|v| usize::from(v.index) == index)
-                {
-                    continue;
-                }
-                let settings = behaviour.sync_settings();
-                let interval = settings.interval.unwrap_or(config.sync_interval);
-                // A behaviour's own interval is not bounded like the config's: an interval
-                // past the clock's range means "never by time".
-                let due = object.last_sync[index]
-                    .is_none_or(|last| last.checked_add(interval).is_some_and(|at| now >= at));
-                if !force && !due {
-                    waiting = true;
-                    continue;
-                }
-                let observers = &object.observers;
-                let (has_remote, host_observes) = *audience.get_or_insert_with(|| {
-                    let host = host_player.is_some_and(|h| observers.contains(&h));
-                    (observers.len() > usize::from(host), host)
-                });
-                if has_remote {
-                    let header = wire::Update {
-                        net_id: id,
-                        behaviour: u8::try_from(index).expect("at most 255 behaviours"),
-                    };
-                    let remote = object.observers.iter().copied();
-                    let remote = remote.filter(|p| Some(*p) != *host_player);
-                    let sent = resolve(server.channels(), settings.channel, *channel)
-                        .map_err(|err| warn!(%id, %err, "a behaviour names no channel"))
-                        .ok()
-                        .map(|qos_channel| {
-                            server.broadcast_to_with::<wire::Update>(remote, qos_channel, |out| {
-                                wire::put(out, &header)?;
-                                behaviour.write_changes(out)
-                            })
-                        });
-                    match sent {
-                        Some(Ok(_)) => stats.updates_sent += 1,
-                        Some(Err(err)) => warn!(%id, %err, "could not send a behaviour's changes"),
-                        None => {}
-                    }
-                }
-                if host_observes {
-                    // Clears the fields, then runs the host player's hooks: a hook that
-                    // changes a synchronised field leaves a new change for the next sync.
-                    behaviour.run_local_hooks();
-                    waiting |= behaviour.is_dirty();
-                } else {
-                    behaviour.clear_dirty();
-                }
-                object.last_sync[index] = Some(now);
-            }
+            let waiting =
+                sync_object(server, object, id, now, force, config, *host_player, stats, *channel);
             // Changes not yet due keep the object on the list; a clean one leaves it.
             if waiting {
                 touched[kept] = id;
@@ -848,6 +1128,8 @@ impl ServerWorld {
         let Some(channel) = self.transforms.channel else { return };
         let Some(dt) = self.transforms.due(now) else { return };
         let objects = &self.objects;
+        let mut moved_roots = std::mem::take(&mut self.moved_roots);
+        moved_roots.clear();
         self.transforms.sample(
             now,
             |slot| {
@@ -858,6 +1140,10 @@ impl ServerWorld {
             },
             |slot, index, streams| {
                 let Some(object) = objects.get(&slot.net_id) else { return };
+                // The object's first transform is where it is, for interest.
+                if object.transforms.first().is_some_and(|&(_, first)| first == index) {
+                    moved_roots.push((slot.net_id, slot.published.position));
+                }
                 for player in &object.observers {
                     if slot.owner != Some(*player) {
                         if let Some(stream) = streams.get_mut(player) {
@@ -867,13 +1153,33 @@ impl ServerWorld {
                 }
             },
         );
+        for &(id, pos) in &moved_roots {
+            self.set_object_position(id, pos);
+        }
+        self.moved_roots = moved_roots;
+        // Players following an object: their point of view moves with it.
+        let mut focus = std::mem::take(&mut self.focus);
+        for (&player, id) in &focus {
+            let root = self.objects.get(id).and_then(|o| {
+                let &(index, _) = o.transforms.first()?;
+                o.behaviours.get(usize::from(index))?.as_any().downcast_ref::<NetworkTransform>()
+            });
+            if let Some(pos) = root.map(|t| t.pose().position) {
+                if self.player_positions.get(&player) != Some(&pos) {
+                    self.set_player_position(player, pos);
+                }
+            }
+        }
+        focus.retain(|_, id| self.objects.contains_key(id));
+        self.focus = focus;
         // Milliseconds of server time, wrapping after 49 days (the client only compares
         // nearby stamps).
         let time = server.server_time(now).unwrap_or_default();
         let time_ms = u32::try_from(time.as_millis() % (1 << 32)).unwrap_or(0);
         // Room for the message's id and the snapshot header (at most 15 bytes).
         let max_payload = server.max_message_size(channel).saturating_sub(24).min(64 * 1024);
-        let totals = self.transforms.tick(now, dt, time_ms, max_payload, |player, bytes| {
+        let positions = &self.player_positions;
+        let totals = self.transforms.tick(now, dt, time_ms, max_payload, positions, |player, bytes| {
             let sent = server.send_with::<wire::Snapshot>(player, channel, |out| {
                 out.extend_from_slice(bytes);
                 Ok(())
@@ -1217,10 +1523,87 @@ impl ServerWorld {
                 self.ready.clear();
                 self.host_player = None;
                 self.expect_host = false;
+                self.newly_ready.clear();
+                self.player_positions.clear();
             }
             _ => {}
         }
     }
+}
+
+/// Sends the changes of `object`'s (of id `id`) dirty behaviours that are due (all of them
+/// with `force`) to its observers. Returns whether some are still to be sent or acknowledged
+/// (the object stays touched).
+#[expect(clippy::too_many_arguments, reason = "the parts of the world a sync borrows")]
+fn sync_object(
+    server: &mut ServerContext,
+    object: &mut ServerObject,
+    id: NetId,
+    now: Instant,
+    force: bool,
+    config: &ObjectConfig,
+    host_player: Option<PlayerId>,
+    stats: &mut ServerObjectStats,
+    channel: ChannelId,
+) -> bool {
+    let mut waiting = false;
+    // Who observes is asked only of objects with something to send.
+    let mut audience = None;
+    if !object.versioned.is_empty() {
+        waiting |= sync_versioned(server, object, id, now, force, config, host_player, stats);
+    }
+    for (index, behaviour) in object.behaviours.iter_mut().enumerate() {
+        if !behaviour.is_dirty() || object.versioned.iter().any(|v| usize::from(v.index) == index) {
+            continue;
+        }
+        let settings = behaviour.sync_settings();
+        let interval = settings.interval.unwrap_or(config.sync_interval);
+        // A behaviour's own interval is not bounded like the config's: an interval
+        // past the clock's range means "never by time".
+        let due = object.last_sync[index]
+            .is_none_or(|last| last.checked_add(interval).is_some_and(|at| now >= at));
+        if !force && !due {
+            waiting = true;
+            continue;
+        }
+        let observers = &object.observers;
+        let (has_remote, host_observes) = *audience.get_or_insert_with(|| {
+            let host = host_player.is_some_and(|h| observers.contains(&h));
+            (observers.len() > usize::from(host), host)
+        });
+        if has_remote {
+            let header = wire::Update {
+                net_id: id,
+                behaviour: u8::try_from(index).expect("at most 255 behaviours"),
+            };
+            let remote = object.observers.iter().copied();
+            let remote = remote.filter(|p| Some(*p) != host_player);
+            let sent = resolve(server.channels(), settings.channel, channel)
+                .map_err(|err| warn!(%id, %err, "a behaviour names no channel"))
+                .ok()
+                .map(|qos_channel| {
+                    server.broadcast_to_with::<wire::Update>(remote, qos_channel, |out| {
+                        wire::put(out, &header)?;
+                        behaviour.write_changes(out)
+                    })
+                });
+            match sent {
+                Some(Ok(_)) => stats.updates_sent += 1,
+                Some(Err(err)) => warn!(%id, %err, "could not send a behaviour's changes"),
+                None => {}
+            }
+        }
+        if host_observes {
+            // Clears the fields, then runs the host player's hooks: a hook that
+            // changes a synchronised field leaves a new change for the next sync.
+            behaviour.run_local_hooks();
+            waiting |= behaviour.is_dirty();
+        } else {
+            behaviour.clear_dirty();
+        }
+        object.last_sync[index] = Some(now);
+    }
+    waiting
 }
 
 /// Syncs the behaviours of `object` (of id `id`) that go on an unreliable channel: a changed one
@@ -1340,7 +1723,9 @@ fn send_logged<T>(result: Result<T, sturnus_message::MessageError>) {
 /// objects in step with the server's.
 ///
 /// - [`spawn`](Self::spawn) sends an object with its full state to every observer (every
-///   ready player); a player that becomes ready later gets every live object, all at once: a
+///   ready player, or with an [interest policy](Self::set_interest) those it lets observe the
+///   object: objects are then spawned to a player as they enter its interest and despawned as
+///   they leave); a player that becomes ready later gets every live object, all at once: a
 ///   world of more objects than the transport queues per channel (`send_queue_capacity`,
 ///   4,096 by default) needs a larger queue, or the joiner is sent away as
 ///   [`Overloaded`](sturnus_message::DisconnectReason::Overloaded) rather than left with part
@@ -1373,6 +1758,7 @@ impl std::fmt::Debug for ServerObjectManager {
             .field("server", &self.server)
             .field("objects", &self.world.objects.len())
             .field("stats", &self.world.stats)
+            .field("interest", &self.world.interest)
             .finish_non_exhaustive()
     }
 }
@@ -1500,8 +1886,10 @@ impl ServerObjectManager {
     }
 
     /// Updates the server (and the host client) as of `now`: readiness, commands and
-    /// departures are handled as they arrive, the host player's RPCs run, the changes that are
-    /// due are sent, and everything is flushed. Call it every frame.
+    /// departures are handled as they arrive, the host player's RPCs run, interest is brought
+    /// up to date (with a [policy](Self::set_interest): objects spawned to the players they
+    /// entered the interest of, despawned on the side of those they left), the changes that
+    /// are due are sent, and everything is flushed. Call it every frame.
     pub fn update(&mut self, now: Instant) -> Result<(), ObjectError> {
         let mut dispatch = Dispatch { world: &mut self.world, handlers: &mut self.handlers };
         self.server.update_with(now, &mut dispatch)?;
@@ -1509,6 +1897,7 @@ impl ServerObjectManager {
             client.update(now)?;
         }
         self.world.run_host_queues(&mut self.server);
+        self.world.apply_interest(&mut self.server);
         self.world.sync(&mut self.server, false);
         self.world.sync_transforms(&mut self.server);
         self.server.flush()?;
@@ -1516,7 +1905,10 @@ impl ServerObjectManager {
     }
 
     /// When the manager next needs an [`update`](Self::update) even if nothing arrives: the
-    /// server's next deadline, or the next sync interval while objects have changed.
+    /// server's next deadline, the next sync interval while objects have changed, or now when
+    /// observers are to be brought in line with a policy just set or cleared (or with what it
+    /// says a player just made ready observes). Inputs given to an interest policy take
+    /// effect at the next update, whenever that is.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let server = self.server.poll_timeout();
         let sync = match (self.world.touched.is_empty(), self.server.now()) {
@@ -1528,7 +1920,10 @@ impl ServerObjectManager {
             (false, Some(now)) => now.checked_add(self.world.config.transforms.interval),
             _ => None,
         };
-        server.into_iter().chain(sync).chain(transforms).min()
+        // A policy set or cleared, or players made ready under one: observers to bring in line.
+        let interest = self.world.interest_resync || !self.world.newly_ready.is_empty();
+        let interest = self.server.now().filter(|_| interest);
+        server.into_iter().chain(sync).chain(transforms).chain(interest).min()
     }
 
     /// Sends every pending change now, whatever the sync intervals (before a scene change, or
@@ -1540,7 +1935,8 @@ impl ServerObjectManager {
 
     /// Spawns an object built from `behaviours` (one behaviour, a tuple, or a
     /// [`Behaviours`] list) as `prefab` on every ready player, owned by `owner`; returns its
-    /// id. Changes made to it before the spawn are part of its initial state. A state too large
+    /// id. With an [interest policy](Self::set_interest), it is spawned only to the host
+    /// player now, and to the others as the policy's next update lets them observe it. Changes made to it before the spawn are part of its initial state. A state too large
     /// for one message on the objects' channel is [`ObjectError::TooLarge`], and nothing is
     /// spawned.
     pub fn spawn(
@@ -1597,13 +1993,19 @@ impl ServerObjectManager {
         self.world.objects.len()
     }
 
-    /// The players that observe an object.
+    /// The players that observe an object: every ready player, or with an
+    /// [interest policy](Self::set_interest) those it let observe the object as of the last
+    /// [`update`](Self::update) (and the host player).
     pub fn observers(&self, id: NetId) -> impl Iterator<Item = PlayerId> + '_ {
         self.world.objects.get(&id).into_iter().flat_map(|o| o.observers.iter().copied())
     }
 
     /// Makes `player` ready: it observes every object from now on and is sent each one's
-    /// state (what a client's `Ready` does when [`ObjectConfig::auto_ready`] is on). Returns
+    /// state (what a client's `Ready` does when [`ObjectConfig::auto_ready`] is on). With an
+    /// [interest policy](Self::set_interest), the policy is told
+    /// ([`add_player`](InterestPolicy::add_player), and its last
+    /// [position](Self::set_player_position)) and the player is sent, at the next update, the
+    /// objects the policy says it observes. Returns
     /// whether it was made ready: not if it is ready already or not an authenticated player
     /// (one that left, say).
     pub fn set_ready(&mut self, player: PlayerId) -> bool {
@@ -1614,7 +2016,12 @@ impl ServerObjectManager {
     /// Makes `player` not ready (UNET's `SetClientNotReady`, before a scene change): it stops
     /// observing objects, and its client despawns every object it has (each a
     /// [`ClientObjectEvent::Despawned`]) until it is made ready again. Returns whether it was
-    /// ready; the host player, which shares the server's objects, stays ready (`false`).
+    /// ready; the host player, which shares the server's objects, stays ready (`false`). An
+    /// [interest policy](Self::set_interest) forgets it
+    /// ([`remove_player`](InterestPolicy::remove_player)): inputs of the player given to the
+    /// policy directly (its room, say) are to be given again once it is ready again; a
+    /// position given through [`set_player_position`](Self::set_player_position) is given
+    /// again by the manager.
     pub fn set_not_ready(&mut self, player: PlayerId) -> bool {
         self.world.make_not_ready(&mut self.server, player)
     }
@@ -1622,6 +2029,103 @@ impl ServerObjectManager {
     /// Whether a player is ready (it observes objects).
     pub fn is_ready(&self, player: PlayerId) -> bool {
         self.world.ready.contains(&player)
+    }
+
+    /// Decides who observes what with `policy` from the next [`update`](Self::update) on,
+    /// instead of every ready player observing every object; it replaces any policy set
+    /// before.
+    ///
+    /// The policy is told what the manager knows: its ready players
+    /// ([`add_player`](InterestPolicy::add_player)), its objects' owners
+    /// ([`set_object_owner`](InterestPolicy::set_object_owner)) and the positions given
+    /// ([`set_object_position`](Self::set_object_position),
+    /// [`set_player_position`](Self::set_player_position)); the game gives it the rest
+    /// through [`interest_mut`](Self::interest_mut). At each update the manager applies its
+    /// events: an object that enters a ready player's interest is spawned to that player with
+    /// its full state (its pending changes sent to its other observers first); one that
+    /// leaves is despawned on that player's side
+    /// ([`ClientObjectEvent::Despawned`]). Set while running, the next update also brings
+    /// every object's observers in line with the policy, once.
+    ///
+    /// The **host player** observes every object whatever the policy: it shares the server's
+    /// objects, so there is nothing to spawn or despawn for it (the game hides what its own
+    /// player should not see). Events about it are ignored, as are those about players not
+    /// ready and objects gone.
+    ///
+    /// The per-update cost is the policy's own plus one spawn or despawn per event; nothing
+    /// scans every object but setting or clearing a policy and making a player ready.
+    ///
+    /// ```
+    /// use sturnus_message::{NetworkServer, PlayerId, ServerConfig};
+    /// use sturnus_object::interest::GridInterest;
+    /// use sturnus_object::{NetId, ServerObjectManager};
+    ///
+    /// let mut server = ServerObjectManager::new(NetworkServer::new(ServerConfig::default())?)?;
+    /// // Players observe the objects within 50 units of them ([x, z] of their positions).
+    /// server.set_interest(GridInterest::<PlayerId, NetId>::new(50.0, 50.0)?);
+    /// assert!(server.interest::<GridInterest<PlayerId, NetId>>().is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_interest(&mut self, policy: impl InterestPolicy<PlayerId, NetId> + Send + 'static) {
+        let name = std::any::type_name_of_val(&policy);
+        self.world.set_interest(Box::new(policy), name);
+    }
+
+    /// Back to every ready player observing every object: at the next
+    /// [`update`](Self::update), each ready player is spawned the objects it does not
+    /// observe yet. Nothing if no policy is set.
+    pub fn clear_interest(&mut self) {
+        self.world.clear_interest();
+    }
+
+    /// The interest policy, if one of type `T` is set.
+    pub fn interest<T: Any>(&self) -> Option<&T> {
+        self.world.interest.as_ref()?.policy.as_any().downcast_ref()
+    }
+
+    /// The interest policy, mutably, if one of type `T` is set: give it its inputs (rooms,
+    /// positions). They take effect at the next [`update`](Self::update).
+    pub fn interest_mut<T: Any>(&mut self) -> Option<&mut T> {
+        self.world.interest.as_mut()?.policy.as_any_mut().downcast_mut()
+    }
+
+    /// An object is at `pos` (`[x, y, z]`, y up): the interest policy is told
+    /// ([`set_object_position`](InterestPolicy::set_object_position); a
+    /// [`GridInterest`](crate::interest::GridInterest) places it at `[x, z]`), and the
+    /// position is kept for a policy set later. Nothing if no object has the id.
+    pub fn set_object_position(&mut self, id: NetId, pos: [f32; 3]) {
+        self.world.set_object_position(id, pos);
+    }
+
+    /// A player's point of view is at `pos` (`[x, y, z]`, y up). Transforms nearer it go
+    /// first in its snapshots when they do not all fit its budget (see
+    /// [`TransformSyncConfig::priority_distance`]), and the interest policy is told
+    /// while the player is ready
+    /// ([`set_player_position`](InterestPolicy::set_player_position); a
+    /// [`GridInterest`](crate::interest::GridInterest) places it at `[x, z]`), and the
+    /// position is kept, given to the policy when the player is made ready (again) or a
+    /// policy is set. Nothing if the server has no such player; the host player observes
+    /// everything, so its position is kept only.
+    pub fn set_player_position(&mut self, player: PlayerId, pos: [f32; 3]) {
+        if self.server.player(player).is_some() {
+            self.world.set_player_position(player, pos);
+        }
+    }
+
+    /// Makes object `focus` the player's point of view (its avatar, its camera), or none:
+    /// at each transform tick, the position of the object's first [`NetworkTransform`] is the
+    /// player's position ([`set_player_position`](Self::set_player_position)), for interest
+    /// and for priority by distance. The `NetworkManager` focuses each player on its player
+    /// object.
+    pub fn set_player_focus(&mut self, player: PlayerId, focus: Option<NetId>) {
+        match focus {
+            Some(id) if self.server.player(player).is_some() => {
+                self.world.focus.insert(player, id);
+            }
+            _ => {
+                self.world.focus.remove(&player);
+            }
+        }
     }
 
     /// The first behaviour of type `B` of an object.
@@ -1656,15 +2160,6 @@ impl ServerObjectManager {
     /// A handle on the first behaviour of type `B` of an object, to call its RPCs.
     pub fn handle<B: NetworkBehaviour>(&self, id: NetId) -> Option<Obj<B>> {
         self.world.handle(id)
-    }
-
-    /// Where `player` is (its avatar, its camera): transforms nearer it go first in its
-    /// snapshots when they do not all fit its budget (see
-    /// [`TransformSyncConfig::priority_distance`]).
-    pub fn set_player_position(&mut self, player: PlayerId, position: [f32; 3]) {
-        if let Some(stream) = self.world.transforms.streams.get_mut(&player) {
-            stream.position = Some(position);
-        }
     }
 
     /// What the manager counted.

@@ -738,7 +738,6 @@ impl TransformSync {
     }
 
     /// `player` no longer observes the transform of `index`.
-    #[allow(dead_code, reason = "interest management's Leave calls it (being merged)")]
     pub(crate) fn forget(&mut self, player: PlayerId, index: u32) {
         if let Some(stream) = self.streams.get_mut(&player) {
             stream.forget(index);
@@ -855,6 +854,7 @@ impl TransformSync {
         dt: Duration,
         time_ms: u32,
         max_payload: usize,
+        positions: &FxHashMap<PlayerId, [f32; 3]>,
         mut send: impl FnMut(PlayerId, &[u8]) -> bool,
     ) -> TickTotals {
         let mut totals = TickTotals::default();
@@ -868,6 +868,7 @@ impl TransformSync {
         };
         for (&player, stream) in &mut self.streams {
             self.scratch.clear();
+            stream.position = positions.get(&player).copied();
             let header = |out: &mut Vec<u8>, seq: u32, base: u32| {
                 let msg = crate::wire::Snapshot { seq, base, time_ms: cx.time_ms };
                 // A derived header encodes into a Vec without failing.

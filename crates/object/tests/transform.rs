@@ -461,3 +461,76 @@ fn rendered_motion_never_steps_back_or_lags_past_the_delay_over_a_jittery_lossy_
         assert!(checked >= 500);
     }
 }
+
+/// Interest from transforms: a grid fed by the cubes' own transforms and by each player's
+/// avatar (its focus), no game code in between. Cubes wander in and out of the players'
+/// radius at 10 % loss; once they stop, each client holds exactly the cubes within its radius,
+/// at the server's poses.
+#[test]
+fn transforms_feed_interest_and_converge_through_enter_and_leave() {
+    use sturnus_object::PlayerId;
+    use sturnus_object::interest::GridInterest;
+    const RADIUS: f32 = 12.0;
+    for seed in 0..3 {
+        let mut game = Game::new(Path::Sim { seed, loss: 0.0 });
+        for _ in 0..2 {
+            game.add_client(|c| c.register_prefab(CUBE, cube));
+        }
+        game.join_all();
+        game.server.set_interest(GridInterest::<PlayerId, NetId>::new(RADIUS, RADIUS).unwrap());
+        // Each player's avatar, 30 m apart, is its point of view.
+        let avatars: Vec<NetId> = (0..2)
+            .map(|k| {
+                let at = Pose { position: [k as f32 * 30.0, 0.0, 0.0], ..Pose::default() };
+                let (t, label) = cube();
+                let id = game.server.spawn(CUBE, (t.at(at), label), Some(game.player(k))).unwrap();
+                game.server.set_player_focus(game.player(k), Some(id));
+                id
+            })
+            .collect();
+        let cubes: Vec<NetId> = (0..30)
+            .map(|i| {
+                let (t, label) = cube();
+                game.server.spawn(CUBE, (t.at(pose(i, 0)), label), None).unwrap()
+            })
+            .collect();
+        set_loss(&game, 0.1);
+        // The cubes sweep along x across both players' radius and back.
+        for t in 1..=300_u32 {
+            for (i, id) in cubes.iter().enumerate() {
+                let phase = t as f32 * 0.02 + i as f32 * 0.4;
+                let x = 15.0 + 25.0 * phase.sin();
+                let z = (i as f32 % 5.0) * 2.0 - 4.0;
+                game.server
+                    .get_mut::<NetworkTransform>(*id)
+                    .unwrap()
+                    .set_position([x, 1.0, z]);
+            }
+            game.step();
+        }
+        let within = |g: &Game, k: usize, id: NetId| {
+            let me = g.server.get::<NetworkTransform>(avatars[k]).unwrap().pose().position;
+            let p = g.server.get::<NetworkTransform>(id).unwrap().pose().position;
+            ((p[0] - me[0]).powi(2) + (p[2] - me[2]).powi(2)).sqrt() <= RADIUS
+        };
+        let ok = game.run_until(|g| {
+            (0..2).all(|k| {
+                let client = &g.clients[k];
+                cubes.iter().all(|&id| {
+                    let held = client.get::<NetworkTransform>(id);
+                    if within(g, k, id) {
+                        let server = g.server.get::<NetworkTransform>(id).unwrap();
+                        let want = quantised(server.config(), server.pose());
+                        held.is_some_and(|t| close(&t.pose(), &want))
+                    } else {
+                        held.is_none()
+                    }
+                })
+            })
+        });
+        assert!(ok, "seed {seed}: the clients did not converge on their interest");
+        // Both saw some cubes come and go.
+        let stats = game.clients[0].stats();
+        assert!(stats.spawned > 30 && stats.despawned > 10, "seed {seed}: {stats:?}");
+    }
+}

@@ -301,3 +301,45 @@ fn transform_snapshots_allocate_nothing_per_update() {
     assert!(applied > 2 * 1000 * 40, "{applied} states applied");
     assert_eq!(allocations, 0, "{allocations} allocations over {sent} transform updates");
 }
+
+/// With an interest policy, objects moving inside the players' interest allocate nothing per
+/// frame either: the policy's events go through a reused list, and positions through the
+/// grid's pooled cells.
+#[test]
+fn moving_objects_under_grid_interest_allocate_nothing() {
+    use sturnus_object::interest::GridInterest;
+    use sturnus_object::{NetId, PlayerId};
+    type Grid = GridInterest<PlayerId, NetId>;
+
+    let mut rig = Rig::new();
+    rig.server.set_interest(Grid::new(4.0, 50.0).unwrap());
+    let players: Vec<PlayerId> = rig.server.server().players().collect();
+    assert_eq!(players.len(), 2);
+    for (i, &player) in players.iter().enumerate() {
+        rig.server.set_player_position(player, [i as f32 * 5.0, 0.0, 0.0]);
+    }
+    let ball = rig.ball;
+    let frame = |rig: &mut Rig, n: u32| {
+        // Back and forth across cells, always within reach of both players.
+        let x = (n % 40) as f32 - 20.0;
+        rig.server.set_object_position(ball, [x, 1.0, (n % 7) as f32]);
+        rig.frame(None, true);
+    };
+    for n in 0..200 {
+        frame(&mut rig, n);
+    }
+    let applied: u64 = rig.clients.iter().map(|c| c.stats().updates_applied).sum();
+    let before = rig.server.interest::<Grid>().unwrap().pair_checks();
+    let frames = 1000;
+    let allocations = allocations_in(|| {
+        for n in 200..200 + frames {
+            frame(&mut rig, n);
+        }
+    });
+    // The policy did its work every frame, and both clients kept the ball and its changes.
+    assert!(rig.server.interest::<Grid>().unwrap().pair_checks() - before >= u64::from(frames));
+    let applied_now: u64 = rig.clients.iter().map(|c| c.stats().updates_applied).sum();
+    assert_eq!(applied_now - applied, 2 * u64::from(frames));
+    assert_eq!(rig.server.observers(ball).count(), 2);
+    assert_eq!(allocations, 0, "{allocations} allocations over {frames} frames");
+}
