@@ -246,7 +246,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(&options) {
+    let outcome = run(&options);
+    if !options.headless && !matches!(options.mode, Mode::Server(_)) {
+        // Show the cursor again (the view hides it), whether the run ended well or not.
+        print!("\x1b[?25h");
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("swarm: {err}");
@@ -321,10 +326,6 @@ fn run(options: &Options) -> Result<(), Error> {
         }
     }
     if let Some(view) = &mut view {
-        if !options.headless {
-            // Show the cursor again, below the view.
-            print!("\x1b[?25h");
-        }
         println!("{}", view.summary(options));
         view.objects.client_mut().disconnect();
         view.objects.update(driver::now())?;
