@@ -4,8 +4,10 @@ use std::fmt::Display;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
+use std::time::Duration;
 use sturnus_message::ChannelLayout;
-use sturnus_netem::{LinkStats, Preset};
+
+use sturnus_netem::{LinkConfig, LinkStats, Preset};
 use sturnus_socket::{
     ConditionedSocket, Socket, SocketError, SocketFactory, UdpSocket, UdpSocketFactory,
 };
@@ -106,6 +108,87 @@ pub fn conditioned<S: Socket>(
         .with_incoming(preset.config(), seed.wrapping_add(1))
 }
 
+/// Parses a link description for the link emulator: a preset name (`perfect`, `lan`, `wifi`,
+/// `4g`, `bad`), `key=value` settings, or a preset followed by settings that change it, all
+/// separated by commas — `4g`, `delay=50ms,jitter=10ms,loss=5%`, `wifi,loss=10%`. The keys:
+/// `delay` (one-way latency), `jitter` (half-width of the uniform jitter added to it), `loss`,
+/// `dup` (duplication) and `reorder` (the chance a datagram is held back by an extra `delay`);
+/// durations take `ms`, `us` or `s` (a bare number is milliseconds), probabilities a `%` or a
+/// fraction. Settings alone start from a perfect link. `Err` says what is wrong.
+pub fn parse_link(spec: &str) -> Result<LinkConfig, String> {
+    let mut config = LinkConfig::perfect();
+    for (i, part) in spec.split(',').map(str::trim).enumerate() {
+        let Some((key, value)) = part.split_once('=') else {
+            if i > 0 {
+                return Err(format!("link: `{part}` is not key=value (a preset comes first)"));
+            }
+            config = part.parse::<Preset>().map_err(|e| format!("link: {e}"))?.config();
+            continue;
+        };
+        let (key, value) = (key.trim(), value.trim());
+        match key {
+            "delay" | "latency" => config.latency = parse_duration(value)?,
+            "jitter" => config.jitter = parse_duration(value)?,
+            "loss" => config.loss = parse_probability(value)?,
+            "dup" | "duplicate" => config.duplicate = parse_probability(value)?,
+            "reorder" => {
+                config.reorder = parse_probability(value)?;
+                if config.reorder_delay.is_zero() {
+                    config.reorder_delay = Duration::from_millis(20);
+                }
+            }
+            other => {
+                return Err(format!(
+                    "link: unknown key `{other}` (delay, jitter, loss, dup, reorder)"
+                ));
+            }
+        }
+    }
+    config.validate().map_err(|e| format!("link: {e}"))?;
+    Ok(config)
+}
+
+/// `50ms`, `250us`, `0.5s`, or a bare number of milliseconds.
+fn parse_duration(value: &str) -> Result<Duration, String> {
+    let (number, unit) = if let Some(n) = value.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = value.strip_suffix("us") {
+        (n, 1e-6)
+    } else if let Some(n) = value.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        (value, 1e-3)
+    };
+    let number: f64 = number.trim().parse().map_err(|_| format!("link: bad duration `{value}`"))?;
+    Duration::try_from_secs_f64(number * unit).map_err(|_| format!("link: bad duration `{value}`"))
+}
+
+/// `5%` or `0.05`, between 0 and 1.
+fn parse_probability(value: &str) -> Result<f64, String> {
+    let (number, scale) = match value.strip_suffix('%') {
+        Some(n) => (n, 0.01),
+        None => (value, 1.0),
+    };
+    let p = number.trim().parse::<f64>().map_err(|_| format!("link: bad probability `{value}`"))?;
+    let p = p * scale;
+    if (0.0..=1.0).contains(&p) {
+        Ok(p)
+    } else {
+        Err(format!("link: probability `{value}` is not between 0 and 100 %"))
+    }
+}
+
+/// A client socket behind the link emulator, both ways, with `config`: the outgoing link
+/// seeded with `seed`, the incoming one with `seed + 1`.
+pub fn conditioned_with<S: Socket>(
+    socket: S,
+    config: &LinkConfig,
+    seed: u64,
+) -> Result<ConditionedSocket<S>, SocketError> {
+    ConditionedSocket::new(socket, config.clone(), seed)?
+        .with_incoming(config.clone(), seed.wrapping_add(1))
+}
+
 /// One direction of the emulated link, counted in packets (datagrams, whatever they carry):
 /// how many entered it, were lost or duplicated, and came out, and the sum of the delays drawn
 /// for them. The same seed and the same datagrams give the same draws.
@@ -192,5 +275,24 @@ mod tests {
         assert!(parse(&["--seed"]).is_err());
         assert!(parse(&["--frobnicate"]).is_err());
         assert!(parse(&["--help"]).unwrap_err().starts_with("usage: x"));
+    }
+
+    #[test]
+    fn parses_presets_settings_and_both() {
+        let custom = parse_link("delay=50ms,jitter=10,loss=5%,dup=0.01").unwrap();
+        assert_eq!(custom.latency, Duration::from_millis(50));
+        assert_eq!(custom.jitter, Duration::from_millis(10));
+        assert!((custom.loss - 0.05).abs() < 1e-12);
+        assert!((custom.duplicate - 0.01).abs() < 1e-12);
+        assert_eq!(custom.burst_loss, None);
+        assert_eq!(parse_link("4g").unwrap(), Preset::Mobile4g.config());
+        let changed = parse_link("bad, loss=0").unwrap();
+        assert_eq!(changed.loss, 0.0);
+        assert_eq!(changed.latency, Preset::Bad.config().latency);
+        assert_eq!(parse_link("delay=0.25s").unwrap().latency, Duration::from_millis(250));
+        assert_eq!(parse_link("delay=500us").unwrap().latency, Duration::from_micros(500));
+        for bad in ["mars", "loss=150%", "loss=-1", "delay=soon", "loss=5%,4g", "speed=1"] {
+            assert!(parse_link(bad).is_err(), "{bad} was accepted");
+        }
     }
 }

@@ -3,10 +3,11 @@
 
 use std::process::Command;
 
-const EXAMPLES: [&str; 5] = [
+const EXAMPLES: [&str; 6] = [
     env!("CARGO_BIN_EXE_chat"),
     env!("CARGO_BIN_EXE_minimal"),
     env!("CARGO_BIN_EXE_objects"),
+    env!("CARGO_BIN_EXE_swarm"),
     env!("CARGO_BIN_EXE_transport_echo"),
     env!("CARGO_BIN_EXE_udp_echo"),
 ];

@@ -5,6 +5,9 @@
 //! (`server.spawn(CUBE, (NetworkTransform::new(config), Cube::default()), None)`), and
 //! register the same on clients (`client.register_prefab(CUBE, move || (NetworkTransform::new(config), Cube::default()))`).
 //! Both sides must build it with the same [`TransformConfig`]: the configuration is not sent.
+//! For a runnable example, see the `swarm` example (`examples/src/bin/swarm.rs`:
+//! `cargo run -p sturnus-examples --bin swarm -- --link loss=10%,jitter=20ms`): 40 drones with
+//! a 2D transform, some with a child turret, drawn interpolated in the terminal.
 //!
 //! - **The server** (or the owner, see [`Authority::Owner`]) sets the pose
 //!   ([`set_pose`](NetworkTransform::set_pose), [`set_position`](NetworkTransform::set_position),
