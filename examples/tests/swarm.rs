@@ -98,13 +98,9 @@ fn bad_options_are_refused() {
 
 /// A single lost state must not make a drone stand still: at 10 % loss the rendered drones
 /// stay within a metre of the truth (about 0.1 m when each lost state is bridged by its
-/// neighbours). Today `NetworkTransform::receive` takes any gap of more than two send
-/// intervals for a rest and holds the old pose until one interval before the new state, so one
-/// lost state (a gap of two intervals plus the tick's few milliseconds) freezes a drone for an
-/// interval and then rushes it: 2–6 m off at 16 m/s.
+/// neighbours). A client holds an old pose only when the server marks a state as following a
+/// rest; a gap alone (a lost state) is blended across.
 #[test]
-#[ignore = "fails until NetworkTransform's rest detection tells a lost state from a rest \
-            (crates/object/src/transform.rs, `receive`)"]
 fn a_lost_state_is_bridged_not_held() {
     let link = "loss=10%";
     for seed in ["1", "2", "3"] {

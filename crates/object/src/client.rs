@@ -17,7 +17,7 @@ use crate::behaviour::{find, find_mut};
 use crate::ctx::ClientCtx;
 use crate::quantize::{BitReader, BitWriter};
 use crate::server::{resolve, sorted};
-use crate::snapshot::{Receiver, read_count, read_entry_head, resolve_base};
+use crate::snapshot::{EntryHead, Receiver, read_count, read_entry_head, resolve_base};
 use crate::transform::NetworkTransform;
 use crate::wire;
 use crate::{
@@ -446,10 +446,11 @@ impl ClientWorld {
             let mut previous = (NetId(0), 0_u8);
             complete = true;
             for _ in 0..count {
-                let Ok((net_id, behaviour, delta)) = read_entry_head(&mut r, previous) else {
+                let Ok(head) = read_entry_head(&mut r, previous) else {
                     complete = false;
                     break;
                 };
+                let EntryHead { net_id, behaviour, delta, rested } = head;
                 previous = (net_id, behaviour);
                 let transform = self
                     .objects
@@ -499,7 +500,7 @@ impl ClientWorld {
                 if let Some(state) = state.filter(|_| !stale) {
                     t.newest = Some(msg.seq);
                     t.hold_state(Some(msg.seq), state);
-                    t.receive(now, server_time, &state);
+                    t.receive(now, server_time, &state, rested);
                     self.stats.transform_states += 1;
                 }
             }

@@ -16,10 +16,10 @@ use tracing::{debug, warn};
 
 use crate::behaviour::{find, find_mut};
 use crate::ctx::ClientCtx;
+use crate::interest::{Change, InterestEvent, InterestPolicy};
 use crate::quantize::{BitReader, BitWriter};
 use crate::snapshot::{TransformSync, TransformSyncConfig};
 use crate::transform::{Authority, NetworkTransform};
-use crate::interest::{Change, InterestEvent, InterestPolicy};
 use crate::wire;
 use crate::{
     Behaviours, ClientObjectEvent, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj,
@@ -1179,13 +1179,14 @@ impl ServerWorld {
         // Room for the message's id and the snapshot header (at most 15 bytes).
         let max_payload = server.max_message_size(channel).saturating_sub(24).min(64 * 1024);
         let positions = &self.player_positions;
-        let totals = self.transforms.tick(now, dt, time_ms, max_payload, positions, |player, bytes| {
-            let sent = server.send_with::<wire::Snapshot>(player, channel, |out| {
-                out.extend_from_slice(bytes);
-                Ok(())
+        let totals =
+            self.transforms.tick(now, dt, time_ms, max_payload, positions, |player, bytes| {
+                let sent = server.send_with::<wire::Snapshot>(player, channel, |out| {
+                    out.extend_from_slice(bytes);
+                    Ok(())
+                });
+                sent.is_ok()
             });
-            sent.is_ok()
-        });
         self.stats.snapshots_sent += totals.snapshots;
         self.stats.snapshot_bytes += totals.bytes;
         self.stats.transform_updates += totals.entries;

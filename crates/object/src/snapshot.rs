@@ -94,6 +94,10 @@ pub(crate) struct Slot {
     /// The pose `current` was taken from (thresholds compare against it).
     pub(crate) published: Pose,
     pub(crate) last_sample: Option<Instant>,
+    /// The current version follows a rest: the version before it was published more than
+    /// one and a half send intervals earlier (or there was none). A client then holds the
+    /// old pose until just before the new one instead of blending across the rest.
+    pub(crate) rested: bool,
     pub(crate) important: bool,
     /// In the `moved` list.
     pub(crate) moved: bool,
@@ -484,23 +488,31 @@ fn write_entry(
         w.write_bits(1, 1)?;
         w.write_bits(u64::from(slot.behaviour), 8)?;
     }
+    w.write_bits(u64::from(base.is_some()), 1)?;
+    w.write_bits(u64::from(slot.rested), 1)?;
     match base {
-        Some(base) => {
-            w.write_bits(1, 1)?;
-            slot.config.write_delta(&slot.current, base, w)
-        }
-        None => {
-            w.write_bits(0, 1)?;
-            slot.config.write_absolute(&slot.current, w)
-        }
+        Some(base) => slot.config.write_delta(&slot.current, base, w),
+        None => slot.config.write_absolute(&slot.current, w),
     }
 }
 
-/// Reads an entry's id and behaviour (after `previous`) and whether it is a delta.
+/// What precedes an entry's state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EntryHead {
+    pub(crate) net_id: NetId,
+    pub(crate) behaviour: u8,
+    /// The state is a delta against the acknowledged one (else whole).
+    pub(crate) delta: bool,
+    /// The object was at rest before this state.
+    pub(crate) rested: bool,
+}
+
+/// Reads an entry's id and behaviour (after `previous`), whether it is a delta and whether
+/// the object rested before it.
 pub(crate) fn read_entry_head(
     r: &mut BitReader<'_>,
     previous: (NetId, u8),
-) -> Result<(NetId, u8, bool), BitError> {
+) -> Result<EntryHead, BitError> {
     let net_id = if r.read_bits(1)? == 0 {
         NetId(previous.0.0.wrapping_add(1))
     } else if r.read_bits(1)? == 0 {
@@ -513,7 +525,8 @@ pub(crate) fn read_entry_head(
     let behaviour =
         if r.read_bits(1)? == 0 { previous.1 } else { u8::try_from(r.read_bits(8)?).unwrap_or(0) };
     let delta = r.read_bits(1)? == 1;
-    Ok((net_id, behaviour, delta))
+    let rested = r.read_bits(1)? == 1;
+    Ok(EntryHead { net_id, behaviour, delta, rested })
 }
 
 /// Reads a snapshot's entry count.
@@ -690,6 +703,7 @@ impl TransformSync {
             version: 1,
             published: pose,
             last_sample: None,
+            rested: true,
             important: transform.is_important(),
             moved: false,
             owner: if owner_sets(&config) { owner } else { None },
@@ -837,6 +851,9 @@ impl TransformSync {
             if state == slot.current || !slot.config.changed_enough(&slot.published, &pose) {
                 continue;
             }
+            slot.rested = slot.last_sample.is_none_or(|at| {
+                now.saturating_duration_since(at) > slot.config.send_interval * 3 / 2
+            });
             slot.current = state;
             slot.version = slot.version.wrapping_add(1);
             slot.published = pose;

@@ -39,12 +39,13 @@
 //! | object id, as the gap from the previous entry's | `0` (gap 1) · `10` + 4 (gap < 16) · `110` + 8 (gap < 272) · `111` + 32 (the id) |
 //! | behaviour index | `0` (the previous entry's) · `1` + 8 |
 //! | delta | 1: against the acknowledged state, or 0: whole |
+//! | rested | 1: the object stood still before this state (a client holds its old pose until just before it, rather than blend across the rest; a gap alone could be a loss) |
 //! | whole state | each synchronised component's codes at their widths: position axes, then the rotation (smallest three: 2 + 3 × bits; 2D: the angle's code), then the scale |
 //! | delta state | per component a "changed" bit; a changed position or scale then gives each axis's code difference, and a changed rotation a "same largest component" bit followed by the three differences (or, if the largest changed, the whole 2 + 3 × bits) |
 //!
 //! A code difference is zigzag-coded in the smallest of four classes: `0` + 3 bits (±4),
 //! `10` + 6 bits (±36), `110` + 10 bits (±548), or `111` + the code whole. A cube at rest and
-//! acknowledged is in no snapshot; a moving one costs its id (1–11 bits), 2 bits, 3 flags and a
+//! acknowledged is in no snapshot; a moving one costs its id (1–11 bits), 3 bits, 3 flags and a
 //! few bits per changed axis — the `cubes` workload of `sturnus-bench` measures it.
 //!
 //! The client answers the snapshots of each of its updates with one `SnapshotAck` on the same
@@ -729,17 +730,22 @@ impl NetworkTransform {
         self.corrections
     }
 
-    /// Client: a state of the server at `server_time`, which arrived at `now`.
-    pub(crate) fn receive(&mut self, now: Instant, server_time: Duration, state: &QState) {
+    /// Client: a state of the server at `server_time`, which arrived at `now`; `rested`: the
+    /// object stood still before it (the server says so: a gap in the states may as well be
+    /// a loss).
+    pub(crate) fn receive(
+        &mut self,
+        now: Instant,
+        server_time: Duration,
+        state: &QState,
+        rested: bool,
+    ) {
         let pose = self.config.dequantize(state, &self.pose);
-        // After a rest (no state for more than two intervals), the object stood where it was
-        // until just before this state: blending across the whole rest would start the move
-        // early and slowly.
+        // After a rest the object stood where it was until just before this state: blending
+        // across the whole rest would start the move early and slowly.
         let interval = self.config.send_interval;
-        if let Some(last) = self.last_time {
-            if server_time > last + 2 * interval {
-                self.buffer.hold(server_time - interval);
-            }
+        if rested && self.last_time.is_some_and(|last| server_time > last + interval) {
+            self.buffer.hold(server_time - interval);
         }
         if self.last_time.is_none_or(|last| server_time > last) {
             self.last_time = Some(server_time);

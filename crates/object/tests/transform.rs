@@ -501,10 +501,7 @@ fn transforms_feed_interest_and_converge_through_enter_and_leave() {
                 let phase = t as f32 * 0.02 + i as f32 * 0.4;
                 let x = 15.0 + 25.0 * phase.sin();
                 let z = (i as f32 % 5.0) * 2.0 - 4.0;
-                game.server
-                    .get_mut::<NetworkTransform>(*id)
-                    .unwrap()
-                    .set_position([x, 1.0, z]);
+                game.server.get_mut::<NetworkTransform>(*id).unwrap().set_position([x, 1.0, z]);
             }
             game.step();
         }
@@ -533,4 +530,45 @@ fn transforms_feed_interest_and_converge_through_enter_and_leave() {
         let stats = game.clients[0].stats();
         assert!(stats.spawned > 30 && stats.despawned > 10, "seed {seed}: {stats:?}");
     }
+}
+
+/// A cube that rests, then moves: the client shows it standing still until just before the
+/// first state of the move (the server marks that state as following a rest), not creeping
+/// across the whole rest.
+#[test]
+fn after_a_rest_the_move_starts_on_time() {
+    let send = Duration::from_millis(50);
+    let config = cube_config().with_send_interval(send);
+    let mut game = Game::new(Path::Sim { seed: 4, loss: 0.0 });
+    game.add_client(|c| c.register_prefab(CUBE, move || NetworkTransform::new(config)));
+    game.join_all();
+    let id = game.server.spawn(CUBE, NetworkTransform::new(config), None).unwrap();
+    assert!(game.run_until(|g| g.clients[0].get::<NetworkTransform>(id).is_some()));
+    // A first short move, so the client has states, then a rest of a second.
+    for t in 1..=20_u32 {
+        game.server.get_mut::<NetworkTransform>(id).unwrap().set_position([
+            t as f32 * 0.01,
+            0.0,
+            0.0,
+        ]);
+        game.step();
+    }
+    game.run_for(100);
+    let start = game.server.get::<NetworkTransform>(id).unwrap().pose().position[0];
+    let moved_at = game.server.server().server_time(game.now).unwrap();
+    let mut early = 0;
+    for t in 1..=100_u32 {
+        let x = start + t as f32 * 0.03;
+        game.server.get_mut::<NetworkTransform>(id).unwrap().set_position([x, 0.0, 0.0]);
+        game.step();
+        let at = game.now;
+        let transform = game.clients[0].get_mut::<NetworkTransform>(id).unwrap();
+        let shown = transform.sample(at).position[0];
+        let render = transform.buffer().render_time().unwrap();
+        // Before the move began (less one interval for the hold), the cube stands at `start`.
+        if render + send < moved_at && shown > start + 0.002 {
+            early += 1;
+        }
+    }
+    assert_eq!(early, 0, "the move was shown {early} frames early");
 }
