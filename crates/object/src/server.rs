@@ -603,7 +603,13 @@ impl ServerWorld {
         if let Some(scene) = scene {
             self.scenes.insert(scene, id);
         }
+        let position = root_transform(&object).map(|t| t.pose().position);
         self.objects.insert(id, object);
+        // An object with a transform is where its first transform is, for interest, from
+        // the start.
+        if let Some(position) = position {
+            self.set_object_position(id, position);
+        }
         self.stats.spawned += 1;
         Ok(id)
     }
@@ -1160,10 +1166,7 @@ impl ServerWorld {
         // Players following an object: their point of view moves with it.
         let mut focus = std::mem::take(&mut self.focus);
         for (&player, id) in &focus {
-            let root = self.objects.get(id).and_then(|o| {
-                let &(index, _) = o.transforms.first()?;
-                o.behaviours.get(usize::from(index))?.as_any().downcast_ref::<NetworkTransform>()
-            });
+            let root = self.objects.get(id).and_then(root_transform);
             if let Some(pos) = root.map(|t| t.pose().position) {
                 if self.player_positions.get(&player) != Some(&pos) {
                     self.set_player_position(player, pos);
@@ -1712,6 +1715,12 @@ pub(crate) fn resolve(
     }
 }
 
+/// An object's first `NetworkTransform`: where the object is.
+fn root_transform(object: &ServerObject) -> Option<&NetworkTransform> {
+    let &(index, _) = object.transforms.first()?;
+    object.behaviours.get(usize::from(index))?.as_any().downcast_ref::<NetworkTransform>()
+}
+
 /// Logs a send the message layer refused (it also counts it in the player's stats).
 fn send_logged<T>(result: Result<T, sturnus_message::MessageError>) {
     if let Err(err) = result {
@@ -2122,6 +2131,10 @@ impl ServerObjectManager {
         match focus {
             Some(id) if self.server.player(player).is_some() => {
                 self.world.focus.insert(player, id);
+                let root = self.world.objects.get(&id).and_then(root_transform);
+                if let Some(position) = root.map(|t| t.pose().position) {
+                    self.world.set_player_position(player, position);
+                }
             }
             _ => {
                 self.world.focus.remove(&player);

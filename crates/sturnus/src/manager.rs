@@ -921,7 +921,10 @@ impl NetworkManager {
 
     /// Makes `object` the player's object (UNET's `ReplacePlayerForConnection`: after the game
     /// spawns it a new one, say), or makes it have none: [`player_object`](Self::player_object)
-    /// follows, and a scene change keeps the new object. Its ownership is the game's
+    /// follows, and a scene change keeps the new object. A player's object is also its point
+    /// of view ([`ServerObjectManager::set_player_focus`]): with a
+    /// [`NetworkTransform`](sturnus_object::NetworkTransform), interest and transform priority
+    /// follow it. Its ownership is the game's
     /// (`server().set_owner`); a client's [`local_player_id`](Self::local_player_id) is the
     /// object of the player prefab it owns. A player or object the server does not have is an
     /// error.
@@ -942,6 +945,9 @@ impl NetworkManager {
             None => {
                 self.player_objects.remove(&player);
             }
+        }
+        if let Some(server) = self.server.as_mut() {
+            server.set_player_focus(player, object);
         }
         Ok(())
     }
@@ -1214,6 +1220,8 @@ impl NetworkManager {
         };
         let Some(object) = object else { return Ok(()) };
         self.player_objects.insert(player, object);
+        // Its point of view: interest and transform priority follow its object.
+        server.set_player_focus(player, Some(object));
         self.events.push_back(ManagerEvent::ServerAddPlayer { player, object });
         Ok(())
     }
