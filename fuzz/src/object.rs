@@ -4,8 +4,11 @@
 use std::time::{Duration, Instant};
 
 use sturnus_message::{Message, NetworkServer, PlayerId, ServerConfig, driver};
+use sturnus_object::quantize::{BitReader, BitWriter};
+use sturnus_object::transform::{NetworkTransform, TransformConfig};
 use sturnus_object::wire::{
-    self, Ack, AckEntry, Command, Despawn, Ownership, Ready, Rpc, Spawn, State, Update,
+    self, Ack, AckEntry, Command, Despawn, Ownership, Ready, Rpc, Snapshot, SnapshotAck, Spawn,
+    State, TransformCorrection, TransformInput, Update,
 };
 use sturnus_object::{
     ChannelId, ClientCtx, ClientObjectManager, ListChange, MapChange, NetId, NetworkBehaviour,
@@ -19,6 +22,22 @@ pub const EVERYTHING: PrefabId = PrefabId::of_name("fuzz.everything");
 pub const PAIR: PrefabId = PrefabId::of_name("fuzz.pair");
 /// The scene object the client holds before it is spawned.
 pub const SCENE: SceneId = SceneId(7);
+/// An object made of an owner-authoritative 3D [`NetworkTransform`] and a 2D child part.
+pub const MOVER: PrefabId = PrefabId::of_name("fuzz.mover");
+
+/// The mover's root transform: 3D, owner-authoritative, at most 10 m/s.
+fn mover_root() -> NetworkTransform {
+    let config = TransformConfig::three_d([-64.0; 3], [64.0; 3], 1.0 / 256.0)
+        .expect("valid bounds")
+        .owner_authoritative(Some(10.0));
+    NetworkTransform::new(config)
+}
+
+/// The mover's child part: a 2D angle and position.
+fn mover_part() -> NetworkTransform {
+    let config = TransformConfig::two_d([-8.0; 2], [8.0; 2], 0.01).expect("valid bounds");
+    NetworkTransform::child(config, 1)
+}
 
 /// A behaviour with every kind of synchronised field, hooks on most, and every kind of RPC.
 #[derive(Debug, Default, NetworkBehaviour)]
@@ -125,23 +144,24 @@ const RPCS: [RpcId; 6] = [
     RpcId(0x1234),
 ];
 
-/// The prefabs a spawn record can name: the two registered, and one that is not.
-const PREFABS: [PrefabId; 3] = [EVERYTHING, PAIR, PrefabId(0xdead_beef)];
+/// The prefabs a spawn record can name: three registered, and one that is not.
+const PREFABS: [PrefabId; 4] = [EVERYTHING, PAIR, MOVER, PrefabId(0xdead_beef)];
 
 /// A server object manager and a client object manager joined over host mode's in-memory path
 /// (the client is a local client of the server, with a full copy of the objects), the server
-/// having spawned three objects to the client (one owned by it, a pair, a scene object). Input
+/// having spawned four objects to the client (one owned by it, a pair, a scene object, and a
+/// mover with two transforms, owned by it, id 4). Input
 /// is a sequence of records: `[kind, a, b]`, a length byte, and a payload. Messages with a tail
 /// are their header, then the payload as the tail (state, changes, arguments).
 ///
 /// | kind % 8 | the record becomes                                                        |
 /// |----------|---------------------------------------------------------------------------|
-/// | 0        | to the client: `Spawn { net_id: a % 6, prefab: PREFABS[b % 3], scene: (b & 4) → SCENE, owned: b & 8, version: b >> 4 }` + state |
+/// | 0        | to the client: `Spawn { net_id: a % 6, prefab: PREFABS[b % 4], scene: (b & 4) → SCENE, owned: b & 8, version: b >> 4 }` + state |
 /// | 1        | to the client: `Update { net_id: a % 6, behaviour: b % 3 }` + changes      |
 /// | 2        | to the client: `Rpc { net_id: a % 6, behaviour: b % 3, rpc: RPCS[b / 3 % 6] }` + arguments |
 /// | 3        | to the client: `Despawn { net_id: a % 6 }`                                 |
 /// | 4        | to the client: `Ownership { net_id: a % 6, owned: b & 1 }`                 |
-/// | 5        | to the client: a message of type `[Spawn, Despawn, Update, Rpc, Ownership, Ready, Command, State, Ack][b % 9]` whose whole body is the payload |
+/// | 5        | to the client: a message of type `[Spawn, Despawn, Update, Rpc, Ownership, Ready, Command, State, Ack, Snapshot, SnapshotAck, TransformInput, TransformCorrection][b % 13]` whose whole body is the payload |
 /// | 6        | to the server, from the player: `Command { … as Rpc … }` + arguments       |
 /// | 7        | to the server, from the player: as 5                                      |
 ///
@@ -187,6 +207,7 @@ impl ObjectHarness {
         let mut client = ClientObjectManager::with_config(client, objects).expect("fresh client");
         client.register_prefab(EVERYTHING, Everything::default);
         client.register_prefab(PAIR, || (Small::default(), Everything::default()));
+        client.register_prefab(MOVER, || (mover_root(), mover_part()));
         client.add_scene_object(SCENE, Everything::default()).expect("one scene object");
         let player = server.server().players().next().expect("just joined");
         let mut harness = Self { server, client, player, channel, now };
@@ -200,8 +221,9 @@ impl ObjectHarness {
         server.spawn(EVERYTHING, owned, Some(player)).expect("spawns");
         server.spawn(PAIR, (Small::default(), Everything::default()), None).expect("spawns");
         server.spawn_scene(SCENE, EVERYTHING, Everything::default(), None).expect("spawns");
+        server.spawn(MOVER, (mover_root(), mover_part()), Some(player)).expect("spawns");
         harness.pump();
-        assert_eq!(harness.client.object_count(), 3, "the client sees the objects");
+        assert_eq!(harness.client.object_count(), 4, "the client sees the objects");
         harness
     }
 
@@ -249,7 +271,7 @@ impl ObjectHarness {
 
     /// Sends a message of the object layer, picked by `kind`, with `body` as its whole body.
     fn any(&mut self, to_client: bool, kind: u8, body: &[u8]) {
-        match kind % 9 {
+        match kind % 13 {
             0 => self.send::<Spawn>(to_client, body),
             1 => self.send::<Despawn>(to_client, body),
             2 => self.send::<Update>(to_client, body),
@@ -259,7 +281,12 @@ impl ObjectHarness {
             6 => self.send::<Command>(to_client, body),
             // A behaviour's versioned full state; acknowledgements of them.
             7 => self.send::<State>(to_client, body),
-            _ => self.send::<Ack>(to_client, body),
+            8 => self.send::<Ack>(to_client, body),
+            // Transforms: snapshots and their acknowledgements, owners' inputs, corrections.
+            9 => self.send::<Snapshot>(to_client, body),
+            10 => self.send::<SnapshotAck>(to_client, body),
+            11 => self.send::<TransformInput>(to_client, body),
+            _ => self.send::<TransformCorrection>(to_client, body),
         }
     }
 
@@ -279,7 +306,7 @@ impl ObjectHarness {
             let rpc = RPCS[usize::from(b / 3) % RPCS.len()];
             match kind % 8 {
                 0 => {
-                    let prefab = PREFABS[usize::from(b % 3)];
+                    let prefab = PREFABS[usize::from(b % 4)];
                     let scene = (b & 4 != 0).then_some(SCENE);
                     let owned = b & 8 != 0;
                     let spawn = Spawn { net_id, prefab, scene, owned, version: u64::from(b >> 4) };
@@ -344,8 +371,51 @@ impl ObjectHarness {
             postcard::to_allocvec(&((1.0f32, 2.0f32), vec![Some(1u16), None])).expect("encodable");
         let shoot = postcard::to_allocvec(&(3u8, vec!["w".to_string()])).expect("encodable");
         let poke = postcard::to_allocvec(&4u16).expect("encodable");
+        // The mover's state whole, as a spawn carries it, and a snapshot of it: one entry for
+        // object 4, behaviour 1 (the part), whole, after a rest.
+        let mut part = Vec::new();
+        mover_part().write_full(&mut part).expect("encodable");
+        let mut root_moved = mover_root();
+        root_moved.set_position([0.05, 0.0, 0.0]);
+        let mut input = Vec::new();
+        root_moved.write_full(&mut input).expect("encodable");
+        let mut bits = [0_u8; 32];
+        let mut w = BitWriter::new(&mut bits);
+        let head: [(u64, u32); 7] = [(1, 12), (0b01, 2), (4, 4), (1, 1), (1, 8), (0, 1), (1, 1)];
+        for (value, n) in head {
+            w.write_bits(value, n).expect("fits");
+        }
+        let mut r = BitReader::new(&part);
+        for _ in 0..mover_part().config().absolute_bits() {
+            w.write_bits(r.read_bits(1).expect("a bit"), 1).expect("fits");
+        }
+        let len = w.bytes_written();
+        let snapshot = bits[..len].to_vec();
         // Object 1 is the client's own Everything, 2 the pair (Everything is behaviour 1).
         vec![
+            crate::record(
+                [5, 0, 9],
+                &wire::body(&Snapshot { seq: 1, base: 0, time_ms: 5 }, &snapshot),
+            ),
+            [
+                crate::record(
+                    [5, 0, 9],
+                    &wire::body(&Snapshot { seq: 1, base: 0, time_ms: 5 }, &snapshot),
+                ),
+                crate::record(
+                    [7, 0, 10],
+                    &wire::body(&SnapshotAck { ack_id: 1, newest: 1, bits: 0 }, &[]),
+                ),
+            ]
+            .concat(),
+            crate::record(
+                [7, 0, 11],
+                &wire::body(&TransformInput { net_id: NetId(4), behaviour: 0, seq: 1 }, &input),
+            ),
+            crate::record(
+                [5, 0, 12],
+                &wire::body(&TransformCorrection { net_id: NetId(4), behaviour: 0 }, &input),
+            ),
             crate::record([1, 1, 0], &delta),
             crate::record([1, 2, 1], &delta),
             [crate::record([1, 1, 0], &delta), crate::record([1, 1, 0], &clear)].concat(),
