@@ -51,8 +51,9 @@ pub struct TransformSyncConfig {
     /// unreliable channel is the point: nothing is resent, the next snapshot makes good a lost
     /// one.
     pub channel: Option<ChannelId>,
-    /// The distance (metres) at which an object's priority is halved: `1 / (1 + d / this)`
-    /// of the player's position (see
+    /// The distance (metres) at which an object's priority is halved: it is scaled by
+    /// `1 / (1 + d / this)`, but never below a quarter (far objects still get their turn), for
+    /// its distance `d` from the player's position (see
     /// [`set_player_position`](crate::ServerObjectManager::set_player_position)).
     pub priority_distance: f32,
 }
@@ -67,6 +68,10 @@ impl Default for TransformSyncConfig {
         }
     }
 }
+
+/// The least a transform's priority is scaled down for distance: however far, it still gets a
+/// quarter of the turns of the nearest, so nothing starves.
+const MIN_NEARNESS: f32 = 0.25;
 
 /// How many snapshots a stream remembers (and a client's acknowledgement covers).
 const WINDOW: u32 = 64;
@@ -366,7 +371,8 @@ impl Stream {
             if let Some(player) = self.position {
                 let p = slot.published.position;
                 let d = (0..3).map(|k| (p[k] - player[k]) * (p[k] - player[k])).sum::<f32>();
-                dirty = dirty.scaled(1.0 / (1.0 + d.sqrt() / cx.priority_distance.max(0.001)));
+                let nearness = 1.0 / (1.0 + d.sqrt() / cx.priority_distance.max(0.001));
+                dirty = dirty.scaled(nearness.max(MIN_NEARNESS));
             }
             if slot.important {
                 dirty = dirty.important();

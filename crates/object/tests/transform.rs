@@ -572,3 +572,69 @@ fn after_a_rest_the_move_starts_on_time() {
     }
     assert_eq!(early, 0, "the move was shown {early} frames early");
 }
+
+/// Under a budget too small for everything, nearer cubes go first (the player's position is
+/// its focus object's), and an important one is in every snapshot.
+#[test]
+fn near_and_important_cubes_go_first_under_a_tight_budget() {
+    let mut game = budget_game(24);
+    let player = game.player(0);
+    let avatar = {
+        let (t, label) = cube();
+        game.server.spawn(CUBE, (t, label), Some(player)).unwrap()
+    };
+    game.server.set_player_focus(player, Some(avatar));
+    // 100 cubes around the player (within 10 m) and 100 far away (200 m).
+    let place = |i: u32| {
+        let far = i >= 100;
+        let x = if far { 200.0 } else { 0.0 } + (i % 10) as f32;
+        [x, 1.0, (i % 100 / 10) as f32]
+    };
+    let ids: Vec<NetId> = (0..200)
+        .map(|i| {
+            let (t, label) = cube();
+            let at = Pose { position: place(i), ..Pose::default() };
+            game.server.spawn(CUBE, (t.at(at), label), None).unwrap()
+        })
+        .collect();
+    let important = ids[150]; // a far one, flagged
+    game.server.get_mut::<NetworkTransform>(important).unwrap().set_important(true);
+    assert!(
+        game.run_until(|g| ids
+            .iter()
+            .all(|id| g.clients[0].get::<NetworkTransform>(*id).is_some()))
+    );
+    let mut updates = vec![0_u32; ids.len()];
+    let mut last = vec![None; ids.len()];
+    let mut important_worst = Duration::ZERO;
+    for t in 1..=400_u32 {
+        for (i, id) in ids.iter().enumerate() {
+            let i = u32::try_from(i).unwrap();
+            let mut p = place(i);
+            p[1] = 1.0 + (t as f32 * 0.1 + i as f32).sin(); // every cube bobs
+            game.server.get_mut::<NetworkTransform>(*id).unwrap().set_position(p);
+        }
+        game.step();
+        let now = game.server.server().server_time(game.now).unwrap();
+        for (k, id) in ids.iter().enumerate() {
+            let seen = game.clients[0].get::<NetworkTransform>(*id).unwrap().last_update();
+            if seen != last[k] {
+                updates[k] += 1;
+                last[k] = seen;
+            }
+        }
+        if t > 100 {
+            let seen = game.clients[0].get::<NetworkTransform>(important).unwrap().last_update();
+            important_worst = important_worst.max(now.saturating_sub(seen.unwrap_or_default()));
+        }
+    }
+    let near: u32 = updates[..100].iter().sum();
+    let far: u32 = updates[100..].iter().sum();
+    // Nearness scales priority down to a quarter, no further: the far cubes get their turns.
+    assert!(2 * near > 3 * far, "near cubes were updated {near} times, far ones {far}");
+    assert!(updates.iter().all(|&n| n >= 3), "a cube starved: {updates:?}");
+    assert!(
+        important_worst < Duration::from_millis(150),
+        "the important cube waited {important_worst:?}"
+    );
+}
