@@ -1,8 +1,9 @@
 //! The swarm example end to end, headless, over UDP on 127.0.0.1: the client sees every drone
-//! and turret, applies states, and the positions it renders move and stay close to where the
-//! server's drones were at the moment rendered — on a clean link, through 10 % loss with jitter
-//! (the link emulator), and with the server and the client in two processes. The bounds are
-//! loose on purpose (a loaded machine stalls the loop); nothing here depends on speed.
+//! and turret (a child transform of every fourth drone), applies states, and the positions it
+//! renders move and stay close to where the server's drones were at the moment rendered — on a
+//! clean link, through 10 % loss with jitter (the link emulator), and with the server and the
+//! client in two processes. The bounds are loose on purpose (a loaded machine stalls the loop);
+//! nothing here depends on speed.
 
 use std::process::{Command, Stdio};
 
@@ -31,7 +32,8 @@ fn field(summary: &str, key: &str) -> f64 {
 /// and under `mean_bound` metres on average.
 fn assert_followed(summary: &str, objects: f64, mean_bound: f64) {
     assert_eq!(field(summary, "drones_seen"), objects, "{summary}");
-    assert_eq!(field(summary, "turrets_seen"), (objects / 4.0).ceil(), "{summary}");
+    let turrets = (objects / 4.0).ceil();
+    assert_eq!(field(summary, "turrets_seen"), turrets, "{summary}");
     // At least ten states per drone, whatever the link did.
     assert!(field(summary, "states") >= 10.0 * objects, "{summary}");
     assert!(field(summary, "snapshots") > 0.0, "{summary}");
@@ -41,7 +43,9 @@ fn assert_followed(summary: &str, objects: f64, mean_bound: f64) {
     // the server had them at the moment drawn.
     assert!(field(summary, "error_samples") >= objects, "{summary}");
     assert!(field(summary, "mean_error_m") < mean_bound, "{summary}");
-    assert!(field(summary, "turret_error_samples") > 0.0, "{summary}");
+    // A turret that never turns sends no state after its spawn, so it has no render time and
+    // no error samples; one drawn at a wrong angle is caught by the mean.
+    assert!(field(summary, "turret_error_samples") >= turrets, "{summary}");
     assert!(field(summary, "mean_turret_error_rad") < 0.2, "{summary}");
 }
 

@@ -17,10 +17,11 @@
 //!
 //! Each drone is an object with a 2D `NetworkTransform` (`TransformConfig::two_d`: x and y at
 //! 1 cm over a 100 × 50 m field, the heading at 12 bits) and a `Drone` behaviour naming its
-//! path. Every fourth drone carries a turret that spins on its own: an object holding a child
-//! transform (`NetworkTransform::child`) that syncs only the angle (`PositionSync::Off`), drawn
-//! as `-`, `/`, `|` or `\` beside its drone. (The turret is an object of its own because a
-//! manager's `get::<NetworkTransform>` finds only the first transform of an object.)
+//! path. Every fourth drone carries a turret that spins on its own: the same object holds a
+//! second, child transform (`NetworkTransform::child`, part `TURRET_PART`) that syncs only the
+//! angle (`PositionSync::Off`), drawn as `-`, `/`, `|` or `\` beside its drone. The server turns
+//! it through `transform_part_mut(id, TURRET_PART)` and a client samples it there too, while
+//! `get::<NetworkTransform>` finds the drone's own (root) transform, the object's first.
 //!
 //! The status lines show what the client sees: snapshots per second, kbit/s received, the
 //! interpolation delay (`buffer().delay()`), the jitter measured, late states, how far behind
@@ -58,8 +59,9 @@ use sturnus_socket::{SocketFactory, UdpSocketFactory};
 use sturnus_transport::Host;
 
 const DRONE: PrefabId = PrefabId::of_name("swarm.drone");
-const TURRET: PrefabId = PrefabId::of_name("swarm.turret");
-/// The part a turret's child transform moves.
+/// A drone with a turret: its root transform, then the turret's child transform.
+const ARMED_DRONE: PrefabId = PrefabId::of_name("swarm.armed_drone");
+/// The part an armed drone's child transform moves: its turret.
 const TURRET_PART: u16 = 1;
 /// The field, in metres: x in `[0, WIDTH]`, y in `[0, HEIGHT]`.
 const WIDTH: f32 = 100.0;
@@ -94,15 +96,6 @@ const HELP: &str = "
 /// Which drone of the scene an object is: its path.
 #[derive(Debug, Default, NetworkBehaviour)]
 struct Drone {
-    #[sync]
-    path: SyncVar<u32>,
-}
-
-/// A turret: which drone it sits on (and that drone's path, for its spin).
-#[derive(Debug, Default, NetworkBehaviour)]
-struct Mount {
-    #[sync]
-    drone: SyncVar<u32>,
     #[sync]
     path: SyncVar<u32>,
 }
@@ -147,7 +140,7 @@ fn drone_config(rate: f64) -> Result<TransformConfig, QuantizeError> {
         .with_send_interval(Duration::from_secs_f64(1.0 / rate)))
 }
 
-/// A turret's transform: the angle only (it sits on its drone).
+/// A turret's transform: the angle only (it sits on its drone, whose root transform moves it).
 fn turret_config(rate: f64) -> Result<TransformConfig, QuantizeError> {
     Ok(drone_config(rate)?.with_position(PositionSync::Off))
 }
@@ -340,8 +333,8 @@ fn run(options: &Options) -> Result<(), Error> {
 struct Swarm {
     objects: ServerObjectManager,
     addr: SocketAddr,
-    drones: Vec<(NetId, u32)>,
-    turrets: Vec<(NetId, u32)>,
+    /// Each drone, its path, and whether it carries a turret.
+    drones: Vec<(NetId, u32, bool)>,
     last_report: (Instant, u64),
 }
 
@@ -358,7 +351,7 @@ impl Swarm {
         let addr = objects.start(now, transport)?.ok_or("a UDP transport has an address")?;
         let (drone_config, turret_config) =
             (drone_config(options.rate)?, turret_config(options.rate)?);
-        let (mut drones, mut turrets) = (Vec::new(), Vec::new());
+        let mut drones = Vec::new();
         for path in 0..options.objects {
             let (position, heading) = drone_at(path, 0.0);
             let mut transform = NetworkTransform::new(drone_config);
@@ -366,34 +359,35 @@ impl Swarm {
             transform.set_angle(heading);
             let mut drone = Drone::default();
             drone.path.set(path);
-            let id = objects.spawn(DRONE, (transform, drone), None)?;
-            drones.push((id, path));
-            if path % 4 == 0 {
+            let armed = path % 4 == 0;
+            let id = if armed {
+                // The root transform first: it is the one `get` finds and the one interest
+                // places the object by.
                 let mut turret = NetworkTransform::child(turret_config, TURRET_PART);
                 turret.set_angle(turret_at(path, 0.0));
-                let mut mount = Mount::default();
-                mount.drone.set(id.0);
-                mount.path.set(path);
-                turrets.push((objects.spawn(TURRET, (turret, mount), None)?, path));
-            }
+                objects.spawn(ARMED_DRONE, (transform, turret, drone), None)?
+            } else {
+                objects.spawn(DRONE, (transform, drone), None)?
+            };
+            drones.push((id, path, armed));
         }
-        Ok(Self { objects, addr, drones, turrets, last_report: (now, 0) })
+        Ok(Self { objects, addr, drones, last_report: (now, 0) })
     }
 
     /// Moves every drone and turret to where it is at `now`, and runs the manager (which sends
     /// each transform's state at its rate).
     fn update(&mut self, now: Instant) -> Result<(), Error> {
         let t = self.objects.server().server_time(now).unwrap_or_default().as_secs_f64();
-        for &(id, path) in &self.drones {
+        for &(id, path, armed) in &self.drones {
             if let Some(transform) = self.objects.get_mut::<NetworkTransform>(id) {
                 let (position, heading) = drone_at(path, t);
                 transform.set_position([position[0], position[1], 0.0]);
                 transform.set_angle(heading);
             }
-        }
-        for &(id, path) in &self.turrets {
-            if let Some(turret) = self.objects.get_mut::<NetworkTransform>(id) {
-                turret.set_angle(turret_at(path, t));
+            if armed {
+                if let Some(turret) = self.objects.transform_part_mut(id, TURRET_PART) {
+                    turret.set_angle(turret_at(path, t));
+                }
             }
         }
         self.objects.update(now)?;
@@ -426,14 +420,49 @@ struct Shown {
     position: [f32; 2],
 }
 
+/// One frame's interpolation buffer figures, over every transform sampled.
+#[derive(Debug, Default)]
+struct Figures {
+    delay_sum: Duration,
+    delay_n: u32,
+    jitter: Duration,
+    late: u64,
+    /// How far behind the server's clock the view is (the first transform's render time).
+    behind: Option<Duration>,
+    /// Whether any transform has had a state.
+    any_state: bool,
+}
+
+impl Figures {
+    /// Samples `transform` for the frame at `now` and counts its buffer: the pose sampled, the
+    /// pose drawn (the newest state received if `raw`), and the server time rendered.
+    fn sample(
+        &mut self,
+        transform: &mut NetworkTransform,
+        now: Instant,
+        raw: bool,
+    ) -> (Pose, Pose, Option<Duration>) {
+        // Always sample: it moves the render clock, whichever pose is drawn.
+        let sampled = transform.sample(now);
+        let shown = if raw { transform.pose() } else { sampled };
+        self.any_state |= transform.last_update().is_some();
+        let buffer = transform.buffer();
+        self.delay_sum += buffer.delay();
+        self.delay_n += 1;
+        self.jitter = self.jitter.max(buffer.jitter());
+        self.late += buffer.late();
+        (sampled, shown, buffer.render_time())
+    }
+}
+
 /// A client: the drones as it draws them, and what it measured.
 struct View {
     objects: ClientObjectManager,
     link: Option<String>,
     raw: bool,
     drones: HashMap<NetId, Shown>,
-    /// Turrets: the drone each sits on, and its angle drawn.
-    turrets: HashMap<NetId, (NetId, f32)>,
+    /// Turrets: the drone each sits on (the same object), and its angle drawn.
+    turrets: HashMap<NetId, f32>,
     /// Each drone's last drawn position and the path it has drawn since.
     paths: HashMap<NetId, ([f32; 2], f64)>,
     /// When the first state arrived.
@@ -462,8 +491,12 @@ impl View {
             ClientObjectManager::with_config(NetworkClient::new(config.clone())?, object_config)?;
         let (drone, turret) = (drone_config(options.rate)?, turret_config(options.rate)?);
         objects.register_prefab(DRONE, move || (NetworkTransform::new(drone), Drone::default()));
-        objects.register_prefab(TURRET, move || {
-            (NetworkTransform::child(turret, TURRET_PART), Mount::default())
+        objects.register_prefab(ARMED_DRONE, move || {
+            (
+                NetworkTransform::new(drone),
+                NetworkTransform::child(turret, TURRET_PART),
+                Drone::default(),
+            )
         });
         match &options.link {
             None => objects.connect(now, udp_client(&config.channels, server)?, server)?,
@@ -512,66 +545,51 @@ impl View {
         let ids: Vec<NetId> = self.objects.objects().collect();
         let server_now = self.objects.client().server_time(now);
         let measuring = self.first_state.is_some_and(|at| now - at >= WARM_UP);
-        let (mut delay_sum, mut delay_n, mut jitter, mut late) =
-            (Duration::ZERO, 0, Duration::ZERO, 0);
-        let mut behind = None;
+        let mut figures = Figures::default();
         self.drones.clear();
         self.turrets.clear();
         for id in ids {
-            let prefab = self.objects.prefab(id);
-            let (path, mount) = match prefab {
-                Some(DRONE) => (self.objects.get::<Drone>(id).map(|d| *d.path), None),
-                Some(TURRET) => {
-                    let mount = self.objects.get::<Mount>(id);
-                    (mount.map(|m| *m.path), mount.map(|m| NetId(*m.drone)))
-                }
+            let armed = match self.objects.prefab(id) {
+                Some(DRONE) => false,
+                Some(ARMED_DRONE) => true,
                 _ => continue,
             };
-            let Some(path) = path else { continue };
-            let raw = self.raw;
+            let Some(path) = self.objects.get::<Drone>(id).map(|d| *d.path) else { continue };
+            // The drone's own transform: the object's first, its root.
             let Some(transform) = self.objects.get_mut::<NetworkTransform>(id) else { continue };
-            // Always sample: it moves the render clock, whichever pose is drawn.
-            let sampled = transform.sample(now);
-            let shown = if raw { transform.pose() } else { sampled };
-            if transform.last_update().is_some() && self.first_state.is_none() {
-                self.first_state = Some(now);
-            }
-            let buffer = transform.buffer();
-            delay_sum += buffer.delay();
-            delay_n += 1;
-            jitter = jitter.max(buffer.jitter());
-            late += buffer.late();
-            let render = buffer.render_time();
+            let (sampled, shown, render) = figures.sample(transform, now, self.raw);
             if let (Some(server), Some(render)) = (server_now, render) {
-                behind.get_or_insert(server.saturating_sub(render));
+                figures.behind.get_or_insert(server.saturating_sub(render));
             }
-            let truth_at = render.filter(|_| measuring).map(|r| r.as_secs_f64());
-            match mount {
-                None => {
-                    let position = [shown.position[0], shown.position[1]];
-                    self.drones.insert(id, Shown { path, position });
-                    let moved = self.paths.entry(id).or_insert((position, 0.0));
-                    let step = f64::from(distance(moved.0, position));
-                    *moved = (position, moved.1 + step);
-                    if let Some(t) = truth_at {
-                        let (truth, _) = drone_at(path, t);
-                        let e = distance(truth, [sampled.position[0], sampled.position[1]]);
-                        add(&mut self.error, e);
-                    }
-                }
-                Some(drone) => {
-                    self.turrets.insert(id, (drone, angle_of(&shown)));
-                    if let Some(t) = truth_at {
-                        let e = angle_between(turret_at(path, t), angle_of(&sampled));
-                        add(&mut self.turret_error, e);
-                    }
-                }
+            let position = [shown.position[0], shown.position[1]];
+            self.drones.insert(id, Shown { path, position });
+            let moved = self.paths.entry(id).or_insert((position, 0.0));
+            let step = f64::from(distance(moved.0, position));
+            *moved = (position, moved.1 + step);
+            if let Some(t) = render.filter(|_| measuring) {
+                let (truth, _) = drone_at(path, t.as_secs_f64());
+                let e = distance(truth, [sampled.position[0], sampled.position[1]]);
+                add(&mut self.error, e);
+            }
+            if !armed {
+                continue;
+            }
+            // Its turret: the child transform of the same object.
+            let Some(turret) = self.objects.transform_part_mut(id, TURRET_PART) else { continue };
+            let (sampled, shown, render) = figures.sample(turret, now, self.raw);
+            self.turrets.insert(id, angle_of(&shown));
+            if let Some(t) = render.filter(|_| measuring) {
+                let e = angle_between(turret_at(path, t.as_secs_f64()), angle_of(&sampled));
+                add(&mut self.turret_error, e);
             }
         }
-        self.delay = delay_sum / delay_n.max(1);
-        self.jitter = jitter;
-        self.late = late;
-        self.behind = behind;
+        if figures.any_state && self.first_state.is_none() {
+            self.first_state = Some(now);
+        }
+        self.delay = figures.delay_sum / figures.delay_n.max(1);
+        self.jitter = figures.jitter;
+        self.late = figures.late;
+        self.behind = figures.behind;
         let (at, snapshots, bytes) = self.window;
         if now - at >= Duration::from_secs(1) {
             let received = self.objects.stats().snapshots_received;
@@ -599,7 +617,7 @@ impl View {
                 (((HEIGHT - p[1]) / HEIGHT * ROWS as f32).floor().max(0.0) as usize).min(ROWS - 1);
             (col, row)
         };
-        for (drone, angle) in self.turrets.values() {
+        for (drone, angle) in &self.turrets {
             let Some(shown) = self.drones.get(drone) else { continue };
             let (col, row) = cell(shown.position);
             // The barrel: the neighbouring cell the turret points at.
