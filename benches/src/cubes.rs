@@ -352,6 +352,8 @@ pub(crate) struct Outcome {
     pub(crate) server_cpu_us_per_client_tick: Option<f64>,
     pub(crate) server_tick_p50_us: Option<f64>,
     pub(crate) server_tick_p99_us: Option<f64>,
+    /// The server's update while the scene is at rest (the first rest phase), median.
+    pub(crate) server_tick_rest_p50_us: Option<f64>,
     pub(crate) allocs_per_update: Option<f64>,
     pub(crate) client_allocs_per_state: Option<f64>,
     pub(crate) transform_updates_moving: u64,
@@ -401,6 +403,7 @@ impl Outcome {
         field("server_cpu_us_per_client_tick", num(self.server_cpu_us_per_client_tick));
         field("server_tick_p50_us", num(self.server_tick_p50_us));
         field("server_tick_p99_us", num(self.server_tick_p99_us));
+        field("server_tick_rest_p50_us", num(self.server_tick_rest_p50_us));
         field("allocs_per_update", num(self.allocs_per_update));
         field("client_allocs_per_state", num(self.client_allocs_per_state));
         field("transform_updates_moving", self.transform_updates_moving.to_string());
@@ -422,7 +425,7 @@ impl Outcome {
              moving (peak 100 ms window {:.1}; snapshots alone {:.1}); upstream moving {:.2}\n  \
              {} cubes moved; {} bits per changed cube; update age p50 {} p99 {} max {}\n  \
              interpolation error p50 {} mm p99 {} mm (rotation p99 {}°); at the end: {} stale, rendered {:.1} mm off at most\n  \
-             server: {} µs per client per tick, tick p50 {} µs p99 {} µs; allocations per \
+             server: {} µs per client per tick, tick p50 {} µs p99 {} µs (at rest p50 {} µs); allocations per \
              update {} (clients: {} per state)",
             self.objects,
             self.clients,
@@ -448,6 +451,7 @@ impl Outcome {
             f(self.server_cpu_us_per_client_tick),
             f(self.server_tick_p50_us),
             f(self.server_tick_p99_us),
+            f(self.server_tick_rest_p50_us),
             f(self.allocs_per_update),
             f(self.client_allocs_per_state),
         )
@@ -738,6 +742,7 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<Outcome> {
     let mut window_errors: Vec<f64> = Vec::new();
     let mut windows: Vec<Window> = Vec::new();
     let mut tick_times: Vec<Duration> = Vec::new();
+    let mut rest_tick_times: Vec<Duration> = Vec::new();
     let mut moving_server_time = Duration::ZERO;
     let (mut server_allocs, mut client_allocs, mut sim_copies, mut client_copies) = (0, 0, 0, 0);
     let mut window = Window::default();
@@ -832,6 +837,8 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<Outcome> {
         if moving_phase {
             moving_server_time += took;
             tick_times.push(took);
+        } else if k < rest_frames {
+            rest_tick_times.push(took);
         }
         if (steady_from..steady_to).contains(&k) {
             server_allocs += s_allocs;
@@ -909,6 +916,7 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<Outcome> {
     let rot_errors = sorted(rot_errors);
     let mut tick_sorted = tick_times.clone();
     tick_sorted.sort();
+    rest_tick_times.sort();
     let steady_updates = updates_marks[1] - updates_marks[0];
     let steady_states = states_marks[1] - states_marks[0];
 
@@ -961,6 +969,7 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<Outcome> {
             .then(|| moving_server_time.as_secs_f64() * 1e6 / tick_times.len() as f64 / clients),
         server_tick_p50_us: quantile_us(&tick_sorted, 0.5),
         server_tick_p99_us: quantile_us(&tick_sorted, 0.99),
+        server_tick_rest_p50_us: quantile_us(&rest_tick_times, 0.5),
         allocs_per_update: (steady_updates > 0)
             .then(|| server_allocs.saturating_sub(sim_copies) as f64 / steady_updates as f64),
         client_allocs_per_state: (steady_states > 0)
@@ -1052,7 +1061,10 @@ fn plot(
     let path = dir.join("cubes-interpolation.svg");
     let root = SVGBackend::new(&path, (900, 420)).into_drawing_area();
     root.fill(&WHITE)?;
-    let top = outcome.windows.iter().filter_map(|w| w.error_p99_mm).fold(1.0, f64::max) * 1.15;
+    // A log scale: quantisation (a millimetre) and a stopped player cube's extrapolation
+    // (tens of centimetres) on one plot.
+    let floor = 0.01;
+    let top = outcome.windows.iter().filter_map(|w| w.error_p99_mm).fold(1.0, f64::max) * 2.0;
     let mut chart = ChartBuilder::on(&root)
         .caption(
             format!("Interpolation error of moving cubes, 100 ms windows — {title}"),
@@ -1061,13 +1073,14 @@ fn plot(
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.0..end, 0.0..top)?;
+        .build_cartesian_2d(0.0..end, (floor..top).log_scale())?;
     chart.configure_mesh().x_desc("time (s)").y_desc("position error (mm)").draw()?;
     for at in [move_start, move_end] {
-        chart.draw_series(LineSeries::new([(at, 0.0), (at, top)], BLACK.mix(0.3)))?;
+        chart.draw_series(LineSeries::new([(at, floor), (at, top)], BLACK.mix(0.3)))?;
     }
     let series = |pick: fn(&Window) -> Option<f64>| {
-        outcome.windows.iter().filter_map(move |w| pick(w).map(|e| (w.at, e))).collect::<Vec<_>>()
+        let points = outcome.windows.iter().filter_map(move |w| pick(w).map(|e| (w.at, e)));
+        points.map(move |(at, e)| (at, e.max(floor))).collect::<Vec<_>>()
     };
     chart
         .draw_series(LineSeries::new(series(|w| w.error_p99_mm), RED.stroke_width(2)))?
