@@ -14,7 +14,13 @@
 //! sturnus-bench local  --workload ... (as client; runs the server(s) as child processes)
 //! sturnus-bench layers [--workload messages|objects] [--messages N] [--objects K] [--ticks T]
 //!                      [--repeat R] [--pin on|off]
+//! sturnus-bench local  --workload cubes [--clients N] [--objects K] [--rate HZ]
+//!                      [--budget-kbps B] [--duration-s D] [--seed S] [--plot DIR]
+//!                      [--link netem|perfect [--rtt-ms T] [--jitter-ms J] [--loss P]
+//!                       [--rate-mbit M]]
 //! ```
+//!
+//! `cubes` runs in this process, in virtual time (see `cubes.rs`).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -27,6 +33,7 @@
 
 mod client;
 mod crowd;
+mod cubes;
 mod layers;
 mod probe;
 mod report;
@@ -557,7 +564,10 @@ fn usage() -> ExitCode {
          [--netcode-key HEX64 --protocol-id ID [--netcode-token-file F] [--baseline plaintext]]\n  \
          sturnus-bench local --workload ... [--pin on|off] (the client options but --connect; starts the servers itself)\n  \
          sturnus-bench layers [--workload messages|objects] [--messages N] [--objects K] [--ticks T] [--repeat R] \
-         [--pin on|off] (the message and object layers beside the transport, in this process)"
+         [--pin on|off] (the message and object layers beside the transport, in this process)\n  \
+         sturnus-bench local --workload cubes [--clients N] [--objects K] [--rate HZ] [--budget-kbps B] \
+         [--duration-s D] [--seed S] [--plot DIR] [--link netem|perfect [--rtt-ms T] [--jitter-ms J] [--loss P] \
+         [--rate-mbit M]] (NetworkTransform state sync, in this process, in virtual time)"
     );
     ExitCode::from(2)
 }
@@ -613,6 +623,9 @@ fn server_command(options: &Options) -> BenchResult<()> {
 }
 
 fn client_command(options: &Options) -> BenchResult<()> {
+    if options.get::<String>("workload")?.as_deref() == Some("cubes") {
+        return Err("the cubes workload runs in one process: use `sturnus-bench local`".into());
+    }
     options.check_known(CLIENT_OPTIONS)?;
     let server: SocketAddr = options.get("connect")?.ok_or("--connect is required")?;
     let spec = options.spec()?;
@@ -643,6 +656,9 @@ fn worker_command(options: &Options) -> BenchResult<()> {
 /// sometimes share a core and sometimes not, and the server's CPU time (W4) then varies by 2x
 /// between runs of the same build.
 fn local_command(options: &Options) -> BenchResult<()> {
+    if options.get::<String>("workload")?.as_deref() == Some("cubes") {
+        return cubes_command(options);
+    }
     let known: Vec<&str> = CLIENT_OPTIONS[1..].iter().copied().chain(["pin"]).collect();
     options.check_known(&known)?;
     let spec = options.spec()?;
@@ -678,6 +694,63 @@ fn local_command(options: &Options) -> BenchResult<()> {
         targets.push((loss_free_spec(&spec), sturnus.1));
     }
     run_all(&targets, options.get("repeat")?.unwrap_or(1))
+}
+
+/// The cubes workload (issue 18): NetworkTransform state sync of Gaffer's 901 cubes, the
+/// server and its clients in this process over a simulated netem link in virtual time.
+fn cubes_command(options: &Options) -> BenchResult<()> {
+    options.check_known(&[
+        "workload",
+        "clients",
+        "objects",
+        "rate",
+        "budget-kbps",
+        "duration-s",
+        "seed",
+        "plot",
+        "link",
+        "rtt-ms",
+        "jitter-ms",
+        "loss",
+        "rate-mbit",
+    ])?;
+    let defaults = cubes::Plan::defaults();
+    let link = match options.get::<String>("link")?.as_deref() {
+        None | Some("netem") => {
+            let rtt_ms: f64 = options.get("rtt-ms")?.unwrap_or(100.0);
+            let jitter_ms: f64 = options.get("jitter-ms")?.unwrap_or(5.0);
+            let loss: f64 = options.get("loss")?.unwrap_or(0.01);
+            let rate: Option<f64> = options.get("rate-mbit")?;
+            let valid = rtt_ms >= 0.0
+                && jitter_ms >= 0.0
+                && jitter_ms <= rtt_ms / 2.0
+                && (0.0..1.0).contains(&loss)
+                && rate.is_none_or(|r| r > 0.0);
+            if !valid {
+                return Err("--rtt-ms >= 0, 0 <= --jitter-ms <= half the RTT, 0 <= --loss < 1, \
+                            --rate-mbit > 0"
+                    .into());
+            }
+            cubes::netem_link(rtt_ms, jitter_ms, loss, rate)
+        }
+        Some("perfect") => sturnus_netem::LinkConfig::perfect(),
+        Some(other) => return Err(format!("unknown link `{other}` (netem, perfect)").into()),
+    };
+    let plan = cubes::Plan {
+        clients: options.get("clients")?.unwrap_or(defaults.clients),
+        objects: options.get("objects")?.unwrap_or(defaults.objects),
+        rate: options.get("rate")?.unwrap_or(defaults.rate),
+        budget_kbps: options.get("budget-kbps")?.unwrap_or(defaults.budget_kbps),
+        duration_s: options.get("duration-s")?.unwrap_or(defaults.duration_s),
+        seed: options.get("seed")?.unwrap_or(defaults.seed),
+        link_name: cubes::describe_link(&link),
+        link,
+        plot: options.get::<String>("plot")?.map(std::path::PathBuf::from),
+    };
+    let outcome = cubes::run(&plan)?;
+    println!("{}", outcome.to_json());
+    eprintln!("{}", outcome.summary());
+    Ok(())
 }
 
 /// The high-level workloads: the message and object layers, each beside the transport carrying
