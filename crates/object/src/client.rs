@@ -17,7 +17,9 @@ use crate::behaviour::{find, find_mut};
 use crate::ctx::ClientCtx;
 use crate::quantize::{BitReader, BitWriter};
 use crate::server::{resolve, sorted};
-use crate::snapshot::{EntryHead, Receiver, read_count, read_entry_head, resolve_base};
+use crate::snapshot::{
+    EntryHead, Receiver, held_at, read_count, read_entry_head, read_offset, resolve_base,
+};
 use crate::transform::NetworkTransform;
 use crate::wire;
 use crate::{
@@ -465,12 +467,36 @@ impl ClientWorld {
                 let config = *t.config();
                 let stale = t.newest.is_some_and(|n| msg.seq <= n);
                 let state = if delta {
+                    let Ok(offset) = read_offset(&mut r) else {
+                        complete = false;
+                        break;
+                    };
                     let at = base.ok().and_then(|base| resolve_base(t, base));
-                    let from = at.map(|i| t.history[i].state);
+                    // With an offset, the base carried forward by the motion since the state
+                    // that many snapshots before it (both held, or the delta cannot be read).
+                    let (keep, from) = match (at, offset) {
+                        (Some(b), None) => (Some(b), Some(t.history[b].state)),
+                        (Some(b), Some(offset)) => {
+                            let held = t.history[b];
+                            let prev = held.seq.and_then(|s| held_at(t, s.wrapping_sub(offset)));
+                            match prev {
+                                Some(p) => {
+                                    let prev = t.history[p];
+                                    let span = held.time_ms.wrapping_sub(prev.time_ms);
+                                    let ahead = msg.time_ms.wrapping_sub(held.time_ms);
+                                    let predicted =
+                                        config.predict(&held.state, &prev.state, span, ahead);
+                                    (Some(p), Some(predicted))
+                                }
+                                None => (None, None),
+                            }
+                        }
+                        (None, _) => (None, None),
+                    };
                     match config.read_delta(from.as_ref(), &mut r) {
                         Ok(Some(state)) => {
                             if !stale {
-                                t.prune_before(at.unwrap_or(0));
+                                t.prune_before(keep.unwrap_or(0));
                             }
                             Some(state)
                         }
@@ -499,7 +525,7 @@ impl ClientWorld {
                 };
                 if let Some(state) = state.filter(|_| !stale) {
                     t.newest = Some(msg.seq);
-                    t.hold_state(Some(msg.seq), state);
+                    t.hold_state(Some(msg.seq), state, msg.time_ms);
                     t.receive(now, server_time, &state, rested);
                     self.stats.transform_states += 1;
                 }

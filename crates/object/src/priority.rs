@@ -154,6 +154,9 @@ fn rank(a: &Ranked, b: &Ranked) -> Ordering {
 pub struct PriorityScheduler<K> {
     index: FxHashMap<K, usize>,
     entries: Vec<Entry<K>>,
+    /// The indices of the entries marked this tick: a tick costs what was marked, not what
+    /// is registered.
+    marked: Vec<usize>,
     /// Reused by `select`.
     ranked: Vec<Ranked>,
     /// The current tick's length, in seconds.
@@ -170,7 +173,13 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
     /// An empty scheduler.
     #[must_use]
     pub fn new() -> Self {
-        Self { index: FxHashMap::default(), entries: Vec::new(), ranked: Vec::new(), dt: 0.0 }
+        Self {
+            index: FxHashMap::default(),
+            entries: Vec::new(),
+            marked: Vec::new(),
+            ranked: Vec::new(),
+            dt: 0.0,
+        }
     }
 
     /// Registers `key` with a base priority (its priority per second at scale 1), or changes
@@ -204,6 +213,16 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
         let Some(i) = self.index.remove(&key) else {
             return false;
         };
+        let last = self.entries.len() - 1;
+        // Marks name entries by index: drop the removed one's, renumber the moved one's.
+        if self.entries[i].dirty.is_some() || self.entries[last].dirty.is_some() {
+            self.marked.retain(|&m| m != i);
+            for m in &mut self.marked {
+                if *m == last {
+                    *m = i;
+                }
+            }
+        }
         self.entries.swap_remove(i);
         if let Some(moved) = self.entries.get(i) {
             self.index.insert(moved.key, i);
@@ -239,9 +258,10 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
     /// Starts a tick of length `dt`: forgets the previous tick's marks.
     pub fn begin_tick(&mut self, dt: Duration) {
         self.dt = dt.as_secs_f32();
-        for entry in &mut self.entries {
-            entry.dirty = None;
+        for &i in &self.marked {
+            self.entries[i].dirty = None;
         }
+        self.marked.clear();
     }
 
     /// Marks `key` as having `dirty` to send this tick (marking it again replaces it); whether
@@ -250,7 +270,9 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
         let Some(&i) = self.index.get(&key) else {
             return false;
         };
-        self.entries[i].dirty = Some(dirty);
+        if self.entries[i].dirty.replace(dirty).is_none() {
+            self.marked.push(i);
+        }
         true
     }
 
@@ -262,7 +284,8 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
         out.clear();
         self.ranked.clear();
         let mut used = 0_usize;
-        for (index, entry) in self.entries.iter_mut().enumerate() {
+        for &index in &self.marked {
+            let entry = &mut self.entries[index];
             let Some(dirty) = entry.dirty.take() else {
                 continue;
             };
@@ -328,9 +351,10 @@ impl<K: Copy + Eq + Hash> PriorityScheduler<K> {
             first = false;
             at += 1;
         }
-        for entry in &mut self.entries {
-            entry.dirty = None;
+        for &i in &self.marked {
+            self.entries[i].dirty = None;
         }
+        self.marked.clear();
         used
     }
 

@@ -25,6 +25,7 @@
 //! Nothing here allocates in steady state: lists, the snapshots' contents and the
 //! schedulers are reused.
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use rustc_hash::FxHashMap;
@@ -110,6 +111,25 @@ pub(crate) struct Slot {
     pub(crate) owner: Option<PlayerId>,
 }
 
+/// A state an observer holds: from a snapshot (`seq`, sent at `time_ms`) or, with `seq:
+/// None`, from the spawn.
+#[derive(Debug, Clone, Copy)]
+struct Known {
+    seq: Option<u32>,
+    state: QState,
+    version: u32,
+    time_ms: u32,
+}
+
+/// What a snapshot carried of one slot.
+#[derive(Debug, Clone, Copy)]
+struct Item {
+    index: u32,
+    generation: u32,
+    version: u32,
+    state: QState,
+}
+
 /// What an observer holds of a slot, as far as the server knows.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
@@ -117,8 +137,11 @@ struct Entry {
     /// The first snapshot that can carry this observation of the slot: acknowledgements of
     /// older ones (from before the observer last stopped observing it) are ignored.
     since: u32,
-    /// The newest state it acknowledged (`seq: None`: the spawn's), with its version.
-    baseline: Option<(Option<u32>, QState, u32)>,
+    /// The newest state it acknowledged (or the spawn's).
+    baseline: Option<Known>,
+    /// The newest acknowledged before `baseline` (snapshots only): with it, a delta is
+    /// against the baseline carried forward by the motion between the two.
+    prev: Option<Known>,
     /// The last snapshot it was sent in, and the version sent.
     sent: Option<(u32, u32)>,
     /// In the stream's `dirty` list.
@@ -133,7 +156,12 @@ struct Sent {
     acked: bool,
     /// When it was sent.
     at: Option<Instant>,
-    items: Vec<(u32, u32, u32, QState)>, // slot, generation, version, state
+    /// Its server time stamp (ms).
+    time_ms: u32,
+    /// Where its items are in the stream's arena (counted from the first item ever), and how
+    /// many.
+    start: u64,
+    len: u32,
 }
 
 /// What a stream sends with: the manager's parts it needs.
@@ -157,6 +185,11 @@ pub(crate) struct Stream {
     scheduler: PriorityScheduler<u32>,
     budget: ByteBudget,
     sent: Vec<Sent>,
+    /// The items of the snapshots in `sent`, oldest first: one queue for all, so it reaches
+    /// its working size once and then allocates nothing.
+    items: VecDeque<Item>,
+    /// Items dropped from the front of `items` so far.
+    items_dropped: u64,
     selected: Vec<u32>,
     /// The player's position, for priority by distance.
     pub(crate) position: Option<[f32; 3]>,
@@ -186,6 +219,8 @@ impl Stream {
             scheduler: PriorityScheduler::new(),
             budget: ByteBudget::new(budget_kbps),
             sent: (0..RING).map(|_| Sent::default()).collect(),
+            items: VecDeque::new(),
+            items_dropped: 0,
             selected: Vec::new(),
             position: None,
             rtt: None,
@@ -201,7 +236,8 @@ impl Stream {
         let entry = Entry {
             generation: slot.generation,
             since: self.next_seq,
-            baseline: Some((None, state, version)),
+            baseline: Some(Known { seq: None, state, version, time_ms: 0 }),
+            prev: None,
             sent: None,
             listed: false,
         };
@@ -298,17 +334,29 @@ impl Stream {
                 continue;
             }
             sent.acked = true;
-            for &(index, generation, version, state) in &sent.items {
-                let Some(entry) = self.entries.get_mut(&index) else { continue };
-                if entry.generation != generation || seq < entry.since {
+            let (time_ms, first) = (sent.time_ms, sent.start.saturating_sub(self.items_dropped));
+            let first = usize::try_from(first).unwrap_or(usize::MAX);
+            let items = self.items.range(first..first.saturating_add(sent.len as usize));
+            for item in items {
+                let Some(entry) = self.entries.get_mut(&item.index) else { continue };
+                if entry.generation != item.generation || seq < entry.since {
                     continue;
                 }
-                let newer = match entry.baseline {
-                    Some((Some(have), _, _)) => seq > have,
-                    _ => true,
-                };
-                if newer {
-                    entry.baseline = Some((Some(seq), state, version));
+                let known =
+                    Known { seq: Some(seq), state: item.state, version: item.version, time_ms };
+                match entry.baseline {
+                    Some(Known { seq: Some(have), .. }) if seq < have => {
+                        // Older than the baseline: the newest such is the one before it.
+                        if entry.prev.is_none_or(|p| p.seq.is_some_and(|p| seq > p)) {
+                            entry.prev = Some(known);
+                        }
+                    }
+                    Some(Known { seq: Some(have), .. }) if seq == have => {}
+                    Some(old @ Known { seq: Some(_), .. }) => {
+                        entry.prev = Some(old);
+                        entry.baseline = Some(known);
+                    }
+                    _ => entry.baseline = Some(known),
                 }
             }
         }
@@ -319,6 +367,7 @@ impl Stream {
     pub(crate) fn on_missing(&mut self, index: u32) {
         if let Some(entry) = self.entries.get_mut(&index) {
             entry.baseline = None;
+            entry.prev = None;
             entry.sent = None;
         }
         self.list(index);
@@ -332,8 +381,12 @@ impl Stream {
         out: &mut Vec<u8>,
         header: impl FnOnce(&mut Vec<u8>, u32, u32),
     ) -> Option<TickOutcome> {
-        self.scheduler.begin_tick(cx.dt);
         let available = self.budget.refill(cx.dt);
+        if self.dirty.is_empty() {
+            // Nothing changed for this observer: the tick costs nothing more.
+            return None;
+        }
+        self.scheduler.begin_tick(cx.dt);
         // Which listed slots have something to send.
         let mut kept = 0;
         for i in 0..self.dirty.len() {
@@ -345,7 +398,7 @@ impl Stream {
             }
             // The observer acknowledged the current version: nothing to send. (A version is
             // one state, so a later snapshot carrying the same version changes nothing.)
-            let at_baseline = entry.baseline.is_some_and(|(_, _, version)| version == slot.version);
+            let at_baseline = entry.baseline.is_some_and(|b| b.version == slot.version);
             if at_baseline {
                 if let Some(entry) = self.entries.get_mut(&index) {
                     entry.listed = false;
@@ -362,7 +415,7 @@ impl Stream {
             }
             // A delta's size from what entries have cost on this stream; a whole state's from
             // its widths.
-            let bytes = if entry.baseline.is_some_and(|(seq, _, _)| seq.is_some()) {
+            let bytes = if entry.baseline.is_some_and(|b| b.seq.is_some()) {
                 self.entry_bits.div_ceil(8)
             } else {
                 (16 + slot.config.absolute_bits() as usize).div_ceil(8)
@@ -399,8 +452,15 @@ impl Stream {
         let payload = out.len();
         out.resize(payload + cx.max_payload, 0);
         let at = self.slot_of(seq);
-        let mut record = std::mem::take(&mut self.sent[at].items);
-        record.clear();
+        // The snapshot this one replaces in the ring is the oldest: its items leave the front.
+        if self.sent[at].used {
+            let len = self.sent[at].len as usize;
+            self.items.drain(..len.min(self.items.len()));
+            self.items_dropped += len as u64;
+            self.sent[at].used = false;
+            self.sent[at].len = 0;
+        }
+        let start_item = self.items_dropped + self.items.len() as u64;
         let (written, bits) = {
             let mut w = BitWriter::new(&mut out[payload..]);
             // The count is written last, over these bits.
@@ -418,19 +478,43 @@ impl Stream {
                 let Some(entry) = self.entries.get(&index) else { continue };
                 // Never against the spawn's state: the observer may still receive snapshots from
                 // before it last observed the object, and could not tell which state is meant.
-                let base = entry.baseline.and_then(|(seq, state, _)| match (seq, self.base) {
-                    (Some(s), Some(b)) if Self::listed_in(b, s) => Some(state),
-                    _ => None,
+                let base = entry.baseline.filter(|b| match (b.seq, self.base) {
+                    (Some(s), Some(ack)) => Self::listed_in(ack, s),
+                    _ => false,
+                });
+                // Carried forward by the motion since the acknowledged state before it.
+                let reference = base.map(|b| match entry.prev {
+                    Some(p) if b.time_ms.wrapping_sub(p.time_ms) > 0 => {
+                        let (bs, ps) = (b.seq.unwrap_or(0), p.seq.unwrap_or(0));
+                        let span = b.time_ms.wrapping_sub(p.time_ms);
+                        let ahead = cx.time_ms.wrapping_sub(b.time_ms);
+                        let predicted = slot.config.predict(&b.state, &p.state, span, ahead);
+                        (
+                            Some(bs.wrapping_sub(ps)).filter(|&o| o > 0 && o <= MAX_OFFSET),
+                            predicted,
+                            b.state,
+                        )
+                    }
+                    _ => (None, b.state, b.state),
+                });
+                let reference = reference.map(|(offset, predicted, plain)| match offset {
+                    Some(offset) => (Some(offset), predicted),
+                    None => (None, plain),
                 });
                 let mark = w.bits_written();
-                if write_entry(&mut w, previous, slot, base.as_ref()).is_err() {
+                if write_entry(&mut w, previous, slot, reference).is_err() {
                     w.rewind(mark);
                     self.scheduler.put_back(index);
                     full = true;
                     continue;
                 }
                 previous = (slot.net_id, slot.behaviour);
-                record.push((index, slot.generation, slot.version, slot.current));
+                self.items.push_back(Item {
+                    index,
+                    generation: slot.generation,
+                    version: slot.version,
+                    state: slot.current,
+                });
                 count += 1;
             }
             let total = w.bits_written();
@@ -440,20 +524,22 @@ impl Stream {
         };
         if written == 0 {
             out.truncate(start);
-            self.sent[at].items = record;
             return None;
         }
         let bytes = bits.div_ceil(8);
         out.truncate(payload + bytes);
         let per_entry = (bits - COUNT_BITS as usize) / written;
         self.entry_bits = (self.entry_bits * 7 + per_entry).div_ceil(8).max(8);
-        for &(index, _, version, _) in &record {
-            if let Some(entry) = self.entries.get_mut(&index) {
-                entry.sent = Some((seq, version));
+        let first = usize::try_from(start_item - self.items_dropped).unwrap_or(0);
+        for item in self.items.range(first..) {
+            if let Some(entry) = self.entries.get_mut(&item.index) {
+                entry.sent = Some((seq, item.version));
             }
         }
         let sent = &mut self.sent[at];
-        sent.items = record;
+        sent.start = start_item;
+        sent.len = u32::try_from(written).unwrap_or(u32::MAX);
+        sent.time_ms = cx.time_ms;
         sent.seq = seq;
         sent.used = true;
         sent.acked = false;
@@ -475,7 +561,7 @@ fn write_entry(
     w: &mut BitWriter<'_>,
     previous: (NetId, u8),
     slot: &Slot,
-    base: Option<&QState>,
+    reference: Option<(Option<u32>, QState)>,
 ) -> Result<(), BitError> {
     let gap = u64::from(slot.net_id.0.wrapping_sub(previous.0.0));
     if slot.net_id.0 > previous.0.0 && gap == 1 {
@@ -494,12 +580,46 @@ fn write_entry(
         w.write_bits(1, 1)?;
         w.write_bits(u64::from(slot.behaviour), 8)?;
     }
-    w.write_bits(u64::from(base.is_some()), 1)?;
+    w.write_bits(u64::from(reference.is_some()), 1)?;
     w.write_bits(u64::from(slot.rested), 1)?;
-    match base {
-        Some(base) => slot.config.write_delta(&slot.current, base, w),
+    match reference {
+        Some((offset, reference)) => {
+            write_offset(w, offset)?;
+            slot.config.write_delta(&slot.current, &reference, w)
+        }
         None => slot.config.write_absolute(&slot.current, w),
     }
+}
+
+/// The most snapshots between the two states a prediction uses.
+const MAX_OFFSET: u32 = 0xffff;
+
+/// Writes how many snapshots before the baseline the state a prediction uses is (`None`: no
+/// prediction): `0` (none), `10` (1), `110` + 3 bits (2..=9), `111` + 16 bits.
+fn write_offset(w: &mut BitWriter<'_>, offset: Option<u32>) -> Result<(), BitError> {
+    match offset {
+        None => w.write_bits(0, 1),
+        Some(1) => w.write_bits(0b01, 2),
+        Some(o @ 2..=9) => w.write_bits(0b011 | (u64::from(o - 2) << 3), 6),
+        Some(o) => {
+            w.write_bits(0b111, 3)?;
+            w.write_bits(u64::from(o.min(MAX_OFFSET)), 16)
+        }
+    }
+}
+
+/// Reads what [`write_offset`] wrote.
+pub(crate) fn read_offset(r: &mut BitReader<'_>) -> Result<Option<u32>, BitError> {
+    if r.read_bits(1)? == 0 {
+        return Ok(None);
+    }
+    if r.read_bits(1)? == 0 {
+        return Ok(Some(1));
+    }
+    if r.read_bits(1)? == 0 {
+        return Ok(Some(2 + u32::try_from(r.read_bits(3)?).unwrap_or(0)));
+    }
+    Ok(Some(u32::try_from(r.read_bits(16)?).unwrap_or(0)))
 }
 
 /// What precedes an entry's state.
@@ -643,6 +763,11 @@ pub(crate) fn resolve_base(
         }
     }
     None
+}
+
+/// The index in `transform`'s history of the state of snapshot `seq`, if held.
+pub(crate) fn held_at(transform: &NetworkTransform, seq: u32) -> Option<usize> {
+    transform.history.iter().position(|held| held.seq == Some(seq))
 }
 
 /// Whether a transform's owner sets it (and is not sent it).

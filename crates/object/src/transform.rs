@@ -473,6 +473,54 @@ impl TransformConfig {
         Ok(base.map(|_| q))
     }
 
+    /// `base` carried forward by the motion from `prev` to it: each code moved on by its
+    /// change from `prev` × `ahead` / `span` (milliseconds: from `prev` to `base`, and from
+    /// `base` to now), at most eight spans ahead, clamped to the codes. Integer arithmetic, so
+    /// the server and the client predict the same state. A rotation whose largest component
+    /// changed between the two is not predicted.
+    pub(crate) fn predict(&self, base: &QState, prev: &QState, span: u32, ahead: u32) -> QState {
+        if span == 0 {
+            return *base;
+        }
+        let ahead = i64::from(ahead.min(span.saturating_mul(8)));
+        let span = i64::from(span);
+        let carry = |b: u32, p: u32, max: u32| -> u32 {
+            let (b, p) = (i64::from(b), i64::from(p));
+            let v = (b + (b - p) * ahead / span).clamp(0, i64::from(max));
+            u32::try_from(v).unwrap_or(0)
+        };
+        let mut q = *base;
+        let _ = self.each_position(|i, quant| {
+            q.pos[i] = carry(base.pos[i], prev.pos[i], quant.max_code());
+            Ok(())
+        });
+        match &self.rotation {
+            RotationSync::Off => {}
+            RotationSync::Angle(angle) => {
+                q.rot = u64::from(carry(low_u32(base.rot), low_u32(prev.rot), angle.max_code()));
+            }
+            RotationSync::Quaternion(s) => {
+                if base.rot & 3 == prev.rot & 3 {
+                    let bits = s.bits();
+                    let mask = (1_u64 << bits) - 1;
+                    let mut rot = base.rot & 3;
+                    for k in 0..3 {
+                        let shift = 2 + k * bits;
+                        let (b, p) = ((base.rot >> shift) & mask, (prev.rot >> shift) & mask);
+                        let c = carry(low_u32(b), low_u32(p), low_u32(mask));
+                        rot |= u64::from(c) << shift;
+                    }
+                    q.rot = rot;
+                }
+            }
+        }
+        let _ = self.each_scale(|i, quant| {
+            q.scale[i] = carry(base.scale[i], prev.scale[i], quant.max_code());
+            Ok(())
+        });
+        q
+    }
+
     fn each_position(
         &self,
         mut f: impl FnMut(usize, &Quantizer) -> Result<(), BitError>,
@@ -507,34 +555,50 @@ fn read_code(r: &mut BitReader<'_>, quant: &Quantizer) -> Result<u32, BitError> 
     Ok(low_u32(r.read_bits(quant.bits())?).min(quant.max_code()))
 }
 
-/// Writes `code - from` (zigzag) in the smallest class: `0` + 3 bits, `10` + 6 bits,
-/// `110` + 10 bits, or `111` + the code whole (`bits` bits).
+/// The widths of the three size classes of a code difference (after their prefixes `0`,
+/// `10`, `110`; `111` is followed by the code whole).
+const CLASS_BITS: [u32; 3] = [4, 7, 10];
+
+/// Where each class's zigzag values start.
+const fn class_starts() -> [u64; 3] {
+    let mut starts = [0_u64; 3];
+    let mut k = 1;
+    while k < 3 {
+        starts[k] = starts[k - 1] + (1 << CLASS_BITS[k - 1]);
+        k += 1;
+    }
+    starts
+}
+
+const CLASS_STARTS: [u64; 3] = class_starts();
+
+/// Writes `code - from` (zigzag) in the smallest class of [`CLASS_BITS`] that holds it, or
+/// `111` and the code whole (`bits` bits).
 fn write_diff(w: &mut BitWriter<'_>, code: u32, from: u32, bits: u32) -> Result<(), BitError> {
     let diff = i64::from(code) - i64::from(from);
     let zigzag = ((diff << 1) ^ (diff >> 63)).unsigned_abs();
-    if zigzag < 8 {
-        w.write_bits(zigzag << 1, 4)
-    } else if zigzag < 8 + 64 {
-        w.write_bits(0b01 | ((zigzag - 8) << 2), 8)
-    } else if zigzag < 8 + 64 + 1024 {
-        w.write_bits(0b011 | ((zigzag - 72) << 3), 13)
-    } else {
-        w.write_bits(0b111, 3)?;
-        w.write_bits(u64::from(code), bits)
+    for (k, (&width, &start)) in CLASS_BITS.iter().zip(&CLASS_STARTS).enumerate() {
+        if zigzag < start + (1 << width) {
+            // k ones then a zero, lowest bit first, then the value.
+            let prefix = (1_u64 << k) - 1;
+            let k = u32::try_from(k).unwrap_or(0);
+            return w.write_bits(prefix | ((zigzag - start) << (k + 1)), k + 1 + width);
+        }
     }
+    w.write_bits(0b111, 3)?;
+    w.write_bits(u64::from(code), bits)
 }
 
 /// Reads what [`write_diff`] wrote against `from`; the result is clamped to `quant`'s codes.
 fn read_diff(r: &mut BitReader<'_>, from: u32, quant: &Quantizer) -> Result<u32, BitError> {
-    let zigzag = if r.read_bits(1)? == 0 {
-        r.read_bits(3)?
-    } else if r.read_bits(1)? == 0 {
-        8 + r.read_bits(6)?
-    } else if r.read_bits(1)? == 0 {
-        72 + r.read_bits(10)?
-    } else {
-        return read_code(r, quant);
-    };
+    let mut zigzag = None;
+    for (&width, &start) in CLASS_BITS.iter().zip(&CLASS_STARTS) {
+        if r.read_bits(1)? == 0 {
+            zigzag = Some(start + r.read_bits(width)?);
+            break;
+        }
+    }
+    let Some(zigzag) = zigzag else { return read_code(r, quant) };
     let magnitude = i64::try_from(zigzag >> 1).unwrap_or(0);
     let diff = if zigzag & 1 == 0 { magnitude } else { -magnitude - 1 };
     let code = (i64::from(from) + diff).clamp(0, i64::from(quant.max_code()));
@@ -568,6 +632,8 @@ pub(crate) struct Held {
     /// The snapshot it came in; `None`: the spawn.
     pub(crate) seq: Option<u32>,
     pub(crate) state: QState,
+    /// That snapshot's server time (ms, wrapping).
+    pub(crate) time_ms: u32,
 }
 
 /// The most states a client holds per transform to decode deltas against.
@@ -774,14 +840,14 @@ impl NetworkTransform {
     }
 
     /// Client: holds `state` of snapshot `seq` to decode later deltas against.
-    pub(crate) fn hold_state(&mut self, seq: Option<u32>, state: QState) {
+    pub(crate) fn hold_state(&mut self, seq: Option<u32>, state: QState, time_ms: u32) {
         if self.history.capacity() == 0 {
             self.history.reserve_exact(HISTORY);
         }
         if self.history.len() >= HISTORY {
             self.history.remove(0);
         }
-        self.history.push(Held { seq, state });
+        self.history.push(Held { seq, state, time_ms });
     }
 
     /// The encoded whole state: what a spawn carries.
@@ -820,7 +886,7 @@ impl crate::NetworkBehaviour for NetworkTransform {
         *input = rest;
         self.pose = self.config.dequantize(&q, &self.pose);
         self.history.clear();
-        self.hold_state(None, q);
+        self.hold_state(None, q, 0);
         self.newest = None;
         self.needs_whole = false;
         Ok(())
@@ -955,9 +1021,9 @@ mod tests {
         let moved = Pose { position: [1.002, 2.0, 3.0], ..pose }; // 2 codes of ~1/1024 m
         let mut w = BitWriter::new(&mut buf);
         config.write_delta(&config.quantize(&moved), &base, &mut w).unwrap();
-        // 3 changed bits (position, rotation, scale), then 3 axes at 4 bits each (a 2-code
-        // step in the 3-bit class, and two zeros).
-        assert_eq!(w.bits_written(), 3 + 3 * 4);
+        // 3 changed bits (position, rotation, scale), then 3 axes at 5 bits each (a 2-code
+        // step and two zeros, each in the first class: a 0 and 4 bits).
+        assert_eq!(w.bits_written(), 3 + 3 * (1 + CLASS_BITS[0]));
     }
 
     /// Random bits never panic the reader, and whatever it reads dequantises to finite values
