@@ -309,7 +309,8 @@ impl ObjectHarness {
                     let prefab = PREFABS[usize::from(b % 4)];
                     let scene = (b & 4 != 0).then_some(SCENE);
                     let owned = b & 8 != 0;
-                    let spawn = Spawn { net_id, prefab, scene, owned, version: u64::from(b >> 4) };
+                    let (version, epoch) = (u64::from(b >> 4), b >> 6);
+                    let spawn = Spawn { net_id, prefab, scene, owned, version, epoch };
                     self.forge_for_client::<Spawn>(&wire::body(&spawn, payload));
                 }
                 1 => {
@@ -381,7 +382,9 @@ impl ObjectHarness {
         root_moved.write_full(&mut input).expect("encodable");
         let mut bits = [0_u8; 32];
         let mut w = BitWriter::new(&mut bits);
-        let head: [(u64, u32); 7] = [(1, 12), (0b01, 2), (4, 4), (1, 1), (1, 8), (0, 1), (1, 1)];
+        // Count 1; id gap 4; behaviour 1; whole; after a rest; the spawn's epoch (0).
+        let head: [(u64, u32); 8] =
+            [(1, 12), (0b01, 2), (4, 4), (1, 1), (1, 8), (0, 1), (1, 1), (0, 8)];
         for (value, n) in head {
             w.write_bits(value, n).expect("fits");
         }

@@ -20,7 +20,7 @@ use crate::server::{resolve, sorted};
 use crate::snapshot::{
     EntryHead, Receiver, held_at, read_count, read_entry_head, read_offset, resolve_base,
 };
-use crate::transform::NetworkTransform;
+use crate::transform::{NetworkTransform, QState};
 use crate::wire;
 use crate::{
     Behaviours, CommandSink, IntoBehaviours, NetId, NetworkBehaviour, Obj, ObjectConfig,
@@ -199,6 +199,8 @@ pub(crate) struct ClientWorld {
     receiver: Receiver,
     /// Owned objects whose owner-authoritative transform changed and is not yet sent.
     pending_inputs: Vec<NetId>,
+    /// A snapshot's entries as read, before they are applied (reused).
+    parsed: Vec<Parsed>,
 }
 
 /// The most acknowledgements in one message: even at their largest (16 bytes each) they fit
@@ -266,6 +268,7 @@ impl ClientWorld {
             if Self::read_state(&mut object.behaviours, state).is_err() {
                 self.stats.dropped_undecodable += 1;
             }
+            set_epoch(&mut object.behaviours, msg.epoch);
             return;
         }
         let info = SpawnInfo { net_id: msg.net_id, prefab: msg.prefab, owned: msg.owned };
@@ -293,6 +296,7 @@ impl ClientWorld {
             return;
         }
         set_local(&mut behaviours, msg.owned);
+        set_epoch(&mut behaviours, msg.epoch);
         self.objects.insert(
             msg.net_id,
             ClientObject {
@@ -437,107 +441,127 @@ impl ClientWorld {
             self.stats.snapshots_dropped += 1;
             return;
         }
-        let base = match msg.base {
-            0 => Ok(None),
-            id => self.receiver.base(id).map(Some).ok_or(()),
-        };
-        let server_time = Duration::from_millis(u64::from(msg.time_ms));
-        let mut r = BitReader::new(bits);
-        let mut complete = false;
-        if let Ok(count) = read_count(&mut r) {
-            let mut previous = (NetId(0), 0_u8);
-            complete = true;
-            for _ in 0..count {
-                let Ok(head) = read_entry_head(&mut r, previous) else {
-                    complete = false;
-                    break;
-                };
-                let EntryHead { net_id, behaviour, delta, rested } = head;
-                previous = (net_id, behaviour);
-                let transform = self
-                    .objects
-                    .get_mut(&net_id)
-                    .and_then(|o| o.behaviours.get_mut(usize::from(behaviour)))
-                    .and_then(|b| b.as_any_mut().downcast_mut::<NetworkTransform>());
-                // Without the transform, the rest cannot be read (its widths are its own).
-                let Some(t) = transform else {
-                    complete = false;
-                    break;
-                };
-                let config = *t.config();
-                let stale = t.newest.is_some_and(|n| msg.seq <= n);
-                let state = if delta {
-                    let Ok(offset) = read_offset(&mut r) else {
-                        complete = false;
-                        break;
-                    };
-                    let at = base.ok().and_then(|base| resolve_base(t, base));
-                    // With an offset, the base carried forward by the motion since the state
-                    // that many snapshots before it (both held, or the delta cannot be read).
-                    let (keep, from) = match (at, offset) {
-                        (Some(b), None) => (Some(b), Some(t.history[b].state)),
-                        (Some(b), Some(offset)) => {
-                            let held = t.history[b];
-                            let prev = held.seq.and_then(|s| held_at(t, s.wrapping_sub(offset)));
-                            match prev {
-                                Some(p) => {
-                                    let prev = t.history[p];
-                                    let span = held.time_ms.wrapping_sub(prev.time_ms);
-                                    let ahead = msg.time_ms.wrapping_sub(held.time_ms);
-                                    let predicted =
-                                        config.predict(&held.state, &prev.state, span, ahead);
-                                    (Some(p), Some(predicted))
-                                }
-                                None => (None, None),
-                            }
-                        }
-                        (None, _) => (None, None),
-                    };
-                    match config.read_delta(from.as_ref(), &mut r) {
-                        Ok(Some(state)) => {
-                            if !stale {
-                                t.prune_before(keep.unwrap_or(0));
-                            }
-                            Some(state)
-                        }
-                        Ok(None) => {
-                            if !stale {
-                                self.stats.transform_bases_missing += 1;
-                                if self.receiver.missing.len() < MISSING_PER_ACK {
-                                    self.receiver.missing.push((net_id, behaviour));
-                                }
-                            }
-                            None
-                        }
-                        Err(_) => {
-                            complete = false;
-                            break;
-                        }
-                    }
-                } else {
-                    match config.read_absolute(&mut r) {
-                        Ok(state) => Some(state),
-                        Err(_) => {
-                            complete = false;
-                            break;
-                        }
-                    }
-                };
-                if let Some(state) = state.filter(|_| !stale) {
-                    t.newest = Some(msg.seq);
-                    t.hold_state(Some(msg.seq), state, msg.time_ms);
-                    t.receive(now, server_time, &state, rested);
-                    self.stats.transform_states += 1;
+        // Read to the end first: a snapshot that cannot be read whole (an object not spawned
+        // here yet, or spawned again since) is neither applied nor acknowledged, so the
+        // server never builds on a state this client does not hold.
+        let mut parsed = std::mem::take(&mut self.parsed);
+        parsed.clear();
+        let mut complete = self.parse_snapshot(&msg, bits, &mut parsed);
+        // A delta against a state not held here: the transform is asked for whole, and the
+        // snapshot is not applied nor acknowledged (the server would take its states as held).
+        for entry in &parsed {
+            let held_newer = self
+                .objects
+                .get(&entry.net_id)
+                .and_then(|o| o.behaviours.get(usize::from(entry.behaviour)))
+                .and_then(|b| b.as_any().downcast_ref::<NetworkTransform>())
+                .is_some_and(|t| t.newest.is_some_and(|n| msg.seq <= n));
+            if entry.state.is_none() && !held_newer {
+                complete = false;
+                self.stats.transform_bases_missing += 1;
+                let key = (entry.net_id, entry.behaviour);
+                let missing = &mut self.receiver.missing;
+                if !missing.contains(&key) && missing.len() < MISSING_PER_ACK {
+                    missing.push(key);
                 }
             }
         }
-        // Padding only after the last entry.
-        if complete && r.remaining_bits() < 8 {
+        if complete {
+            let server_time = Duration::from_millis(msg.time_ms);
+            for entry in &parsed {
+                let transform = self
+                    .objects
+                    .get_mut(&entry.net_id)
+                    .and_then(|o| o.behaviours.get_mut(usize::from(entry.behaviour)))
+                    .and_then(|b| b.as_any_mut().downcast_mut::<NetworkTransform>());
+                let Some(t) = transform else { continue };
+                if t.newest.is_some_and(|n| msg.seq <= n) || t.local {
+                    // A newer state is applied already, or this client sets it (a state sent
+                    // before it became the owner).
+                    continue;
+                }
+                let key = (entry.net_id, entry.behaviour);
+                let Some(state) = entry.state else { continue };
+                if let Some(keep) = entry.keep {
+                    t.prune_before(keep);
+                }
+                t.newest = Some(msg.seq);
+                t.hold_state(Some(msg.seq), state, msg.time_ms);
+                t.receive(now, server_time, &state, entry.rested);
+                self.stats.transform_states += 1;
+                if !self.receiver.missing.is_empty() {
+                    self.receiver.missing.retain(|m| *m != key);
+                }
+            }
             self.receiver.received(msg.seq);
             self.stats.snapshots_received += 1;
         } else {
             self.stats.snapshots_dropped += 1;
         }
+        self.parsed = parsed;
+    }
+
+    /// Reads every entry of a snapshot into `parsed` (nothing is applied); whether it read to
+    /// the end.
+    fn parse_snapshot(&self, msg: &wire::Snapshot, bits: &[u8], parsed: &mut Vec<Parsed>) -> bool {
+        let base = match msg.base {
+            0 => Ok(None),
+            id => self.receiver.base(id).map(Some).ok_or(()),
+        };
+        let mut r = BitReader::new(bits);
+        let Ok(count) = read_count(&mut r) else { return false };
+        let mut previous = (NetId(0), 0_u8);
+        for _ in 0..count {
+            let Ok(head) = read_entry_head(&mut r, previous) else { return false };
+            let EntryHead { net_id, behaviour, delta, rested } = head;
+            previous = (net_id, behaviour);
+            let transform = self
+                .objects
+                .get(&net_id)
+                .and_then(|o| o.behaviours.get(usize::from(behaviour)))
+                .and_then(|b| b.as_any().downcast_ref::<NetworkTransform>());
+            // Without the transform, the rest cannot be read (its widths are its own).
+            let Some(t) = transform else { return false };
+            let config = *t.config();
+            let (state, keep) = if delta {
+                let Ok(offset) = read_offset(&mut r) else { return false };
+                let at = base.ok().and_then(|base| resolve_base(t, base));
+                // With an offset, the base carried forward by the motion since the state that
+                // many snapshots before it (both held, or the delta cannot be read).
+                let (keep, from) = match (at, offset) {
+                    (Some(b), None) => (Some(b), Some(t.history[b].state)),
+                    (Some(b), Some(offset)) => {
+                        let held = t.history[b];
+                        match held.seq.and_then(|s| held_at(t, s.wrapping_sub(offset))) {
+                            Some(p) => {
+                                let prev = t.history[p];
+                                let span = held.time_ms.saturating_sub(prev.time_ms);
+                                let ahead = msg.time_ms.saturating_sub(held.time_ms);
+                                let predicted =
+                                    config.predict(&held.state, &prev.state, span, ahead);
+                                (Some(p), Some(predicted))
+                            }
+                            None => (None, None),
+                        }
+                    }
+                    (None, _) => (None, None),
+                };
+                let Ok(state) = config.read_delta(from.as_ref(), &mut r) else { return false };
+                (state, keep)
+            } else {
+                // A whole state names the observation it belongs to: one for an instance
+                // this client no longer (or not yet) has cannot be applied.
+                let Ok(epoch) = r.read_bits(8) else { return false };
+                if epoch != u64::from(t.epoch) {
+                    return false;
+                }
+                let Ok(state) = config.read_absolute(&mut r) else { return false };
+                (Some(state), None)
+            };
+            parsed.push(Parsed { net_id, behaviour, state, keep, rested });
+        }
+        // Padding only after the last entry.
+        r.remaining_bits() < 8
     }
 
     /// The server refused this client's input for an owner-authoritative transform.
@@ -577,7 +601,10 @@ impl ClientWorld {
         if let Err(err) = sent {
             debug!(%err, "snapshot acknowledgement not sent");
         }
-        self.receiver.missing.clear();
+        // Asked again in every acknowledgement until a state arrives (an acknowledgement may
+        // be lost), unless the object is gone.
+        let objects = &self.objects;
+        self.receiver.missing.retain(|(id, _)| objects.contains_key(id));
     }
 
     /// Sends the owner-authoritative transforms of owned objects that changed and are due:
@@ -848,6 +875,7 @@ impl ClientObjectManager {
                 snapshot_channel,
                 receiver: Receiver::default(),
                 pending_inputs: Vec::new(),
+                parsed: Vec::new(),
             },
         })
     }
@@ -1031,8 +1059,29 @@ impl CommandSink for ClientObjectManager {
     }
 }
 
+/// An entry of a snapshot, read but not yet applied.
+#[derive(Debug, Clone, Copy)]
+struct Parsed {
+    net_id: NetId,
+    behaviour: u8,
+    /// The state (`None`: a delta against a state not held here).
+    state: Option<QState>,
+    /// The oldest held state still needed (what the delta was read against).
+    keep: Option<usize>,
+    rested: bool,
+}
+
 /// The most transforms one acknowledgement asks for whole.
 const MISSING_PER_ACK: usize = 32;
+
+/// Gives an object's transforms the epoch of the spawn that made them.
+fn set_epoch(behaviours: &mut Behaviours, epoch: u8) {
+    for behaviour in behaviours.iter_mut() {
+        if let Some(t) = behaviour.as_any_mut().downcast_mut::<NetworkTransform>() {
+            t.epoch = epoch;
+        }
+    }
+}
 
 /// Marks the owner-authoritative transforms of an object as set here (`owned`) or not.
 fn set_local(behaviours: &mut Behaviours, owned: bool) {

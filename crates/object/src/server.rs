@@ -268,6 +268,8 @@ pub(crate) struct ServerObject {
     touched: bool,
     /// Its `NetworkTransform`s: (behaviour index, slot in the transform sync).
     transforms: Vec<(u8, u32)>,
+    /// The epoch of the object's latest spawn message (see `wire::Spawn`).
+    spawn_epoch: u8,
 }
 
 impl ServerObject {
@@ -547,7 +549,7 @@ impl ServerWorld {
         // it would have had given back.
         let next_id = self.next_id;
         let id = self.allocate_id();
-        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false, version: 0 };
+        let msg = wire::Spawn { net_id: id, prefab, scene, owned: false, version: 0, epoch: 0 };
         if let Err(err) = self.check_spawn_size(server, &msg, &state) {
             self.next_id = next_id;
             return Err(err);
@@ -575,6 +577,7 @@ impl ServerWorld {
             position: None,
             touched: false,
             transforms: Vec::new(),
+            spawn_epoch: 0,
         };
         self.register_transforms(id, &mut object);
         match &mut self.interest {
@@ -812,12 +815,15 @@ impl ServerWorld {
         let mut state = std::mem::take(&mut self.spawn_state);
         state.clear();
         let written = object.behaviours.iter().try_for_each(|b| b.write_full(&mut state));
+        // Each spawn message of the object names a new epoch.
+        object.spawn_epoch = object.spawn_epoch.wrapping_add(1);
         let msg = wire::Spawn {
             net_id: id,
             prefab: object.prefab,
             scene: object.scene,
             owned: false,
             version: object.versions_issued,
+            epoch: object.spawn_epoch,
         };
         match written
             .map_err(ObjectError::from)
@@ -1122,7 +1128,7 @@ impl ServerWorld {
         for &(index, slot) in &object.transforms {
             let behaviour = object.behaviours.get(usize::from(index));
             if let Some(t) = behaviour.and_then(|b| b.as_any().downcast_ref::<NetworkTransform>()) {
-                self.transforms.observe(player, slot, t);
+                self.transforms.observe(player, slot, t, object.spawn_epoch);
             }
         }
     }
@@ -1175,10 +1181,9 @@ impl ServerWorld {
         }
         focus.retain(|_, id| self.objects.contains_key(id));
         self.focus = focus;
-        // Milliseconds of server time, wrapping after 49 days (the client only compares
-        // nearby stamps).
+        // Milliseconds of server time.
         let time = server.server_time(now).unwrap_or_default();
-        let time_ms = u32::try_from(time.as_millis() % (1 << 32)).unwrap_or(0);
+        let time_ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX);
         // Room for the message's id and the snapshot header (at most 15 bytes).
         let max_payload = server.max_message_size(channel).saturating_sub(24).min(64 * 1024);
         let positions = &self.player_positions;
@@ -1271,15 +1276,22 @@ impl ServerWorld {
             return;
         };
         let pose = config.dequantize(&state, &t.pose());
-        let too_fast = config.max_speed.is_some_and(|max| {
+        // The distance the owner may move it is a bucket refilled at the speed limit, holding
+        // at most a quarter of a second's worth (or four send intervals'): inputs sent more
+        // often move it no faster, and a long stand-still buys no jump. A centimetre of slack
+        // covers quantisation.
+        let distance = {
             let from = t.pose().position;
-            let d = (0..3).map(|k| (pose.position[k] - from[k]).powi(2)).sum::<f32>().sqrt();
-            // Inputs come every send interval; a burst after a stall is allowed for the time
-            // that passed, and quantisation for one step per axis.
-            let elapsed = t.last_input.map_or(config.send_interval, |at| {
-                now.saturating_duration_since(at).max(config.send_interval)
-            });
-            d > max * elapsed.as_secs_f32() * 1.5 + 0.01
+            (0..3).map(|k| (pose.position[k] - from[k]).powi(2)).sum::<f32>().sqrt()
+        };
+        let too_fast = config.max_speed.is_some_and(|max| {
+            let cap = max * (4.0 * config.send_interval.as_secs_f32()).max(0.25);
+            let refill = t
+                .last_input
+                .map_or(cap, |at| max * now.saturating_duration_since(at).as_secs_f32());
+            t.allowance = (t.allowance + refill).min(cap);
+            t.last_input = Some(now);
+            distance > t.allowance + 0.01
         });
         if too_fast {
             self.stats.transform_inputs_refused += 1;
@@ -1299,6 +1311,7 @@ impl ServerWorld {
             return;
         }
         t.last_input = Some(now);
+        t.allowance = (t.allowance - distance).max(0.0);
         t.set_pose(pose);
         self.stats.transform_inputs += 1;
         touch(&mut self.touched, input.net_id, object);

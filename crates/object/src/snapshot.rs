@@ -118,7 +118,7 @@ struct Known {
     seq: Option<u32>,
     state: QState,
     version: u32,
-    time_ms: u32,
+    time_ms: u64,
 }
 
 /// What a snapshot carried of one slot.
@@ -135,8 +135,14 @@ struct Item {
 struct Entry {
     generation: u32,
     /// The first snapshot that can carry this observation of the slot: acknowledgements of
-    /// older ones (from before the observer last stopped observing it) are ignored.
+    /// older ones (from before the observer last stopped observing it, or from before it asked
+    /// for the state whole) are ignored.
     since: u32,
+    /// The spawn this observation began with (see the `Spawn` message's `epoch`): whole
+    /// states name it.
+    epoch: u8,
+    /// The observer owns it and sets it (owner-authoritative): it is not sent it.
+    owned: bool,
     /// The newest state it acknowledged (or the spawn's).
     baseline: Option<Known>,
     /// The newest acknowledged before `baseline` (snapshots only): with it, a delta is
@@ -157,7 +163,7 @@ struct Sent {
     /// When it was sent.
     at: Option<Instant>,
     /// Its server time stamp (ms).
-    time_ms: u32,
+    time_ms: u64,
     /// Where its items are in the stream's arena (counted from the first item ever), and how
     /// many.
     start: u64,
@@ -169,7 +175,7 @@ pub(crate) struct TickContext<'a> {
     pub(crate) slots: &'a [Slot],
     pub(crate) now: Instant,
     pub(crate) dt: Duration,
-    pub(crate) time_ms: u32,
+    pub(crate) time_ms: u64,
     pub(crate) max_payload: usize,
     pub(crate) priority_distance: f32,
 }
@@ -177,6 +183,8 @@ pub(crate) struct TickContext<'a> {
 /// One observer's snapshot stream.
 #[derive(Debug)]
 pub(crate) struct Stream {
+    /// The observer.
+    player: Option<PlayerId>,
     next_seq: u32,
     /// The newest acknowledgement: its id, newest snapshot and bitfield.
     base: Option<(u32, u32, u64)>,
@@ -210,8 +218,9 @@ pub(crate) struct TickOutcome {
 }
 
 impl Stream {
-    pub(crate) fn new(budget_kbps: u32, interval: Duration) -> Self {
+    pub(crate) fn new(player: PlayerId, budget_kbps: u32, interval: Duration) -> Self {
         Self {
+            player: Some(player),
             next_seq: 1,
             base: None,
             entries: FxHashMap::default(),
@@ -231,11 +240,13 @@ impl Stream {
 
     /// The observer now holds `slot` at `state` (its spawn): dirty unless that is the
     /// slot's current version.
-    pub(crate) fn observe(&mut self, index: u32, slot: &Slot, state: QState) {
+    pub(crate) fn observe(&mut self, index: u32, slot: &Slot, state: QState, epoch: u8) {
         let version = if state == slot.current { slot.version } else { 0 };
         let entry = Entry {
             generation: slot.generation,
             since: self.next_seq,
+            epoch,
+            owned: slot.owner.is_some_and(|o| Some(o) == self.player),
             baseline: Some(Known { seq: None, state, version, time_ms: 0 }),
             prev: None,
             sent: None,
@@ -271,7 +282,7 @@ impl Stream {
 
     fn list(&mut self, index: u32) {
         if let Some(entry) = self.entries.get_mut(&index) {
-            if !entry.listed {
+            if !entry.listed && !entry.owned {
                 entry.listed = true;
                 self.dirty.push(index);
             }
@@ -320,7 +331,11 @@ impl Stream {
                 Some(rtt) => (rtt * 7 + sample) / 8,
             });
         }
-        if self.base.is_none_or(|(id, _, _)| ack_id > id) {
+        // An acknowledgement becomes the base only if every snapshot it can list is still
+        // remembered: one that arrives after the ring moved on could list states whose
+        // acknowledgement was never recorded, and the client would pick one of them.
+        let remembered = self.next_seq.saturating_sub(newest) < RING - WINDOW;
+        if remembered && self.base.is_none_or(|(id, _, _)| ack_id > id) {
             self.base = Some((ack_id, newest, bits));
         }
         let oldest = newest.saturating_sub(WINDOW);
@@ -369,6 +384,8 @@ impl Stream {
             entry.baseline = None;
             entry.prev = None;
             entry.sent = None;
+            // Acknowledgements of snapshots sent before now may list states it does not hold.
+            entry.since = self.next_seq;
         }
         self.list(index);
     }
@@ -394,6 +411,12 @@ impl Stream {
             let Some(entry) = self.entries.get(&index).copied() else { continue };
             let Some(slot) = cx.slots.get(index as usize).filter(|s| s.live) else { continue };
             if entry.generation != slot.generation {
+                continue;
+            }
+            if entry.owned {
+                if let Some(entry) = self.entries.get_mut(&index) {
+                    entry.listed = false;
+                }
                 continue;
             }
             // The observer acknowledged the current version: nothing to send. (A version is
@@ -484,10 +507,10 @@ impl Stream {
                 });
                 // Carried forward by the motion since the acknowledged state before it.
                 let reference = base.map(|b| match entry.prev {
-                    Some(p) if b.time_ms.wrapping_sub(p.time_ms) > 0 => {
+                    Some(p) if b.time_ms > p.time_ms => {
                         let (bs, ps) = (b.seq.unwrap_or(0), p.seq.unwrap_or(0));
-                        let span = b.time_ms.wrapping_sub(p.time_ms);
-                        let ahead = cx.time_ms.wrapping_sub(b.time_ms);
+                        let span = b.time_ms - p.time_ms;
+                        let ahead = cx.time_ms.saturating_sub(b.time_ms);
                         let predicted = slot.config.predict(&b.state, &p.state, span, ahead);
                         (
                             Some(bs.wrapping_sub(ps)).filter(|&o| o > 0 && o <= MAX_OFFSET),
@@ -502,7 +525,7 @@ impl Stream {
                     None => (None, plain),
                 });
                 let mark = w.bits_written();
-                if write_entry(&mut w, previous, slot, reference).is_err() {
+                if write_entry(&mut w, previous, slot, reference, entry.epoch).is_err() {
                     w.rewind(mark);
                     self.scheduler.put_back(index);
                     full = true;
@@ -562,6 +585,7 @@ fn write_entry(
     previous: (NetId, u8),
     slot: &Slot,
     reference: Option<(Option<u32>, QState)>,
+    epoch: u8,
 ) -> Result<(), BitError> {
     let gap = u64::from(slot.net_id.0.wrapping_sub(previous.0.0));
     if slot.net_id.0 > previous.0.0 && gap == 1 {
@@ -587,7 +611,10 @@ fn write_entry(
             write_offset(w, offset)?;
             slot.config.write_delta(&slot.current, &reference, w)
         }
-        None => slot.config.write_absolute(&slot.current, w),
+        None => {
+            w.write_bits(u64::from(epoch), 8)?;
+            slot.config.write_absolute(&slot.current, w)
+        }
     }
 }
 
@@ -871,15 +898,19 @@ impl TransformSync {
     }
 
     /// `player` now holds the transform of `index` as `transform`'s pose (its spawn).
-    pub(crate) fn observe(&mut self, player: PlayerId, index: u32, transform: &NetworkTransform) {
+    pub(crate) fn observe(
+        &mut self,
+        player: PlayerId,
+        index: u32,
+        transform: &NetworkTransform,
+        epoch: u8,
+    ) {
         let Some(slot) = self.slots.get(index as usize) else { return };
-        if slot.owner == Some(player) {
-            return; // The owner sets it; it is not sent its own.
-        }
         let state = slot.config.quantize(&transform.pose());
         let (budget, interval) = (self.config.budget_kbps, self.config.interval);
-        let stream = self.streams.entry(player).or_insert_with(|| Stream::new(budget, interval));
-        stream.observe(index, slot, state);
+        let stream =
+            self.streams.entry(player).or_insert_with(|| Stream::new(player, budget, interval));
+        stream.observe(index, slot, state, epoch);
     }
 
     /// `player` no longer observes the transform of `index`.
@@ -913,11 +944,24 @@ impl TransformSync {
         }
     }
 
-    /// The owner of the transform of `index` (for an owner-authoritative one) is now `owner`.
+    /// The owner of the transform of `index` (for an owner-authoritative one) is now `owner`:
+    /// the old one is sent it from now on (whole, as the server has it), the new one no more.
     pub(crate) fn set_owner(&mut self, index: u32, owner: Option<PlayerId>) {
-        if let Some(slot) = self.slots.get_mut(index as usize) {
-            if owner_sets(&slot.config) {
-                slot.owner = owner;
+        let Some(slot) = self.slots.get_mut(index as usize) else { return };
+        if !owner_sets(&slot.config) {
+            return;
+        }
+        let old = std::mem::replace(&mut slot.owner, owner);
+        for (player, owned) in [(old, false), (owner, true)] {
+            let Some(stream) = player.and_then(|p| self.streams.get_mut(&p)) else { continue };
+            let Some(entry) = stream.entries.get_mut(&index) else { continue };
+            entry.owned = owned;
+            if !owned {
+                // Its client held its own pose, which the server may not share.
+                entry.baseline = None;
+                entry.prev = None;
+                entry.since = stream.next_seq;
+                stream.list(index);
             }
         }
     }
@@ -1000,7 +1044,7 @@ impl TransformSync {
         &mut self,
         now: Instant,
         dt: Duration,
-        time_ms: u32,
+        time_ms: u64,
         max_payload: usize,
         positions: &FxHashMap<PlayerId, [f32; 3]>,
         mut send: impl FnMut(PlayerId, &[u8]) -> bool,

@@ -478,12 +478,12 @@ impl TransformConfig {
     /// `base` to now), at most eight spans ahead, clamped to the codes. Integer arithmetic, so
     /// the server and the client predict the same state. A rotation whose largest component
     /// changed between the two is not predicted.
-    pub(crate) fn predict(&self, base: &QState, prev: &QState, span: u32, ahead: u32) -> QState {
-        if span == 0 {
+    pub(crate) fn predict(&self, base: &QState, prev: &QState, span: u64, ahead: u64) -> QState {
+        if span == 0 || span > 60_000 {
             return *base;
         }
-        let ahead = i64::from(ahead.min(span.saturating_mul(8)));
-        let span = i64::from(span);
+        let ahead = i64::try_from(ahead.min(span * 8)).unwrap_or(0);
+        let span = i64::try_from(span).unwrap_or(1);
         let carry = |b: u32, p: u32, max: u32| -> u32 {
             let (b, p) = (i64::from(b), i64::from(p));
             let v = (b + (b - p) * ahead / span).clamp(0, i64::from(max));
@@ -632,12 +632,12 @@ pub(crate) struct Held {
     /// The snapshot it came in; `None`: the spawn.
     pub(crate) seq: Option<u32>,
     pub(crate) state: QState,
-    /// That snapshot's server time (ms, wrapping).
-    pub(crate) time_ms: u32,
+    /// That snapshot's server time (ms).
+    pub(crate) time_ms: u64,
 }
 
 /// The most states a client holds per transform to decode deltas against.
-pub(crate) const HISTORY: usize = 32;
+pub(crate) const HISTORY: usize = 128;
 
 /// An object's position, rotation and scale, synchronised from the server (or its owner) to
 /// every observer; see the [module documentation](self).
@@ -673,6 +673,11 @@ pub struct NetworkTransform {
     pub(crate) changed: bool,
     /// Client: this client owns it and it is owner-authoritative: the game sets it here.
     pub(crate) local: bool,
+    /// Client: the epoch of the spawn that made it (see the `Spawn` message).
+    pub(crate) epoch: u8,
+    /// Server (owner-authoritative): metres the owner may still move it (a bucket refilled
+    /// at the speed limit).
+    pub(crate) allowance: f32,
     /// Owner, on a client: the server refused an input and sent its own state.
     corrections: u64,
 }
@@ -697,6 +702,8 @@ impl NetworkTransform {
             last_input: None,
             changed: false,
             local: false,
+            epoch: 0,
+            allowance: 0.0,
             corrections: 0,
         }
     }
@@ -840,9 +847,9 @@ impl NetworkTransform {
     }
 
     /// Client: holds `state` of snapshot `seq` to decode later deltas against.
-    pub(crate) fn hold_state(&mut self, seq: Option<u32>, state: QState, time_ms: u32) {
+    pub(crate) fn hold_state(&mut self, seq: Option<u32>, state: QState, time_ms: u64) {
         if self.history.capacity() == 0 {
-            self.history.reserve_exact(HISTORY);
+            self.history.reserve_exact(16);
         }
         if self.history.len() >= HISTORY {
             self.history.remove(0);
@@ -1023,7 +1030,7 @@ mod tests {
         config.write_delta(&config.quantize(&moved), &base, &mut w).unwrap();
         // 3 changed bits (position, rotation, scale), then 3 axes at 5 bits each (a 2-code
         // step and two zeros, each in the first class: a 0 and 4 bits).
-        assert_eq!(w.bits_written(), 3 + 3 * (1 + CLASS_BITS[0]));
+        assert_eq!(w.bits_written(), 3 + 3 * (1 + CLASS_BITS[0] as usize));
     }
 
     /// Random bits never panic the reader, and whatever it reads dequantises to finite values

@@ -25,6 +25,10 @@ pub struct Spawn {
     /// The object's newest state version as of this spawn: versioned states no newer are
     /// already in it.
     pub version: u64,
+    /// Which spawn of the object this is (counting every spawn message, wrapping): a whole
+    /// transform state in a snapshot names it, so one meant for another spawn of the object
+    /// is not applied to this one.
+    pub epoch: u8,
 }
 
 /// Server → client: the object is gone.
@@ -116,7 +120,7 @@ pub struct Snapshot {
     /// The client's acknowledgement its deltas are against (0: none).
     pub base: u32,
     /// The server time the states describe, in milliseconds.
-    pub time_ms: u32,
+    pub time_ms: u64,
 }
 
 /// Client → server: the snapshots received; followed by the transforms whose delta could not

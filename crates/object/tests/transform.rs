@@ -113,22 +113,6 @@ fn moving_cubes_converge_at_20_percent_loss_and_cost_nothing_at_rest() {
             game.run_for(2);
         }
         let ok = game.run_until(|g| converged(g, &ids));
-        if !ok {
-            for id in &ids {
-                let server = game.server.get::<NetworkTransform>(*id).unwrap();
-                let want = quantised(server.config(), server.pose());
-                for (k, c) in game.clients.iter().enumerate() {
-                    let have = c.get::<NetworkTransform>(*id).unwrap().pose();
-                    if !close(&have, &want) {
-                        eprintln!("{id} client {k}: have {have:?} want {want:?}");
-                    }
-                }
-            }
-            for c in &game.clients {
-                eprintln!("{:?}", c.stats());
-            }
-            eprintln!("{:?}", game.server.stats());
-        }
         assert!(ok, "seed {seed}: the clients never converged");
         // At rest and acknowledged: the server stops sending.
         let quiet = game.run_until(|g| {
@@ -332,7 +316,7 @@ fn forged_snapshots_and_acknowledgements_are_dropped_and_counted() {
         rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         let len = usize::try_from(rng >> 58).unwrap();
         let bytes: Vec<u8> = rng.to_le_bytes().into_iter().cycle().take(len).collect();
-        let header = Snapshot { seq: 1000 + round, base: round % 3, time_ms: round };
+        let header = Snapshot { seq: 1000 + round, base: round % 3, time_ms: u64::from(round) };
         let server = game.server.server_mut();
         server
             .send_with::<Snapshot>(player, unreliable(), |out| {
@@ -637,4 +621,36 @@ fn near_and_important_cubes_go_first_under_a_tight_budget() {
         important_worst < Duration::from_millis(150),
         "the important cube waited {important_worst:?}"
     );
+}
+
+/// The uplink stalls for 2.5 s while the cubes keep moving: acknowledgements arrive later than
+/// the server remembers its snapshots (128), then overtaken by fresh ones. The client still
+/// converges exactly. (The rule that such a late acknowledgement never becomes the base was
+/// found by a model of the protocol; this run does not hit the case it guards.)
+#[test]
+fn acknowledgements_later_than_the_ring_do_not_become_the_base() {
+    for seed in 0..4 {
+        let (mut game, ids) = game_with_cubes(seed, 1, 6);
+        let (server, client) = (
+            game.server.server().local_addr().unwrap(),
+            game.clients[0].client().local_addr().unwrap(),
+        );
+        for t in 1..=700_u32 {
+            if t == 100 {
+                let mut slow = common::lossy(0.0);
+                slow.latency = Duration::from_millis(2500);
+                game.sim().set_link(client, server, slow);
+            }
+            if t == 400 {
+                game.sim().set_link(client, server, common::lossy(0.0));
+            }
+            for (i, id) in ids.iter().enumerate() {
+                let i = u32::try_from(i).unwrap();
+                game.server.get_mut::<NetworkTransform>(*id).unwrap().set_pose(pose(i, t));
+            }
+            game.step();
+        }
+        let ok = game.run_until(|g| converged(g, &ids));
+        assert!(ok, "seed {seed}: the client never converged");
+    }
 }
