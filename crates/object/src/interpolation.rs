@@ -9,7 +9,9 @@
 //! value to render comes out of [`sample`](SnapshotBuffer::sample), and time is an input.
 //!
 //! How far behind is the **delay**, adaptive: `(1 + survive_losses) × send interval + 2σ`,
-//! where σ is the measured jitter of arrivals (how much later than usual each state arrives).
+//! where σ is the measured jitter of arrivals (how much later than usual each state arrives),
+//! and the send interval is widened to the measured spacing of states when they come further
+//! apart than it.
 //! With the default of surviving 2 lost states in a row this is Gaffer's rule of thumb (three
 //! intervals: 150 ms at 20 Hz, 100 ms at 30 Hz) widened by what the link actually does.
 //!
@@ -169,6 +171,11 @@ pub struct SnapshotBuffer<T> {
     floor: f64,
     /// States that arrived older than the render clock, or repeated: dropped.
     late: u64,
+    /// The spacing of consecutive states in server time, in seconds (the 75th percentile of
+    /// the gaps, at least the send interval; 0: not measured yet): a sender that sends less
+    /// often than its send interval (a byte budget that makes a value wait its turn) widens
+    /// the delay.
+    spacing: f64,
 }
 
 /// How fast the offset and jitter estimates follow new arrivals (an EMA weight).
@@ -187,6 +194,7 @@ impl<T: Interpolate> SnapshotBuffer<T> {
             render: None,
             floor: 0.0,
             late: 0,
+            spacing: 0.0,
         }
     }
 
@@ -195,11 +203,13 @@ impl<T: Interpolate> SnapshotBuffer<T> {
         &self.config
     }
 
-    /// The delay the buffer renders behind the newest arrivals: `(1 + survive_losses) × send
-    /// interval + 2 × jitter`.
+    /// The delay the buffer renders behind the newest arrivals: `(1 + survive_losses) ×
+    /// interval + 2 × jitter`, where the interval is the send interval or, if states come
+    /// further apart (a sender's byte budget making them wait), the measured spacing.
     pub fn delay(&self) -> Duration {
         let intervals = f64::from(1 + self.config.survive_losses);
-        let seconds = intervals * self.config.send_interval.as_secs_f64() + 2.0 * self.jitter;
+        let interval = self.config.send_interval.as_secs_f64().max(self.spacing);
+        let seconds = intervals * interval + 2.0 * self.jitter;
         Duration::from_secs_f64(seconds.max(0.0))
     }
 
@@ -254,6 +264,21 @@ impl<T: Interpolate> SnapshotBuffer<T> {
         if self.render.is_some() && server <= self.floor {
             self.late += 1;
             return;
+        }
+        // How far apart states come, in server time: a running estimate of the 75th
+        // percentile of the gaps, never below the send interval. Lost states (gaps of a whole
+        // number of intervals, now and then) leave it at the interval; a sender that makes
+        // states wait their turn raises it. A gap of more than eight intervals is a rest.
+        if let Some((newest, _)) = self.states.back() {
+            let gap = server - newest.as_secs_f64();
+            let interval = self.config.send_interval.as_secs_f64();
+            if gap > 0.0 && gap <= 8.0 * interval {
+                let step = interval / 8.0;
+                let spacing = self.spacing.max(interval);
+                let moved =
+                    if gap > spacing { spacing + 0.75 * step } else { spacing - 0.25 * step };
+                self.spacing = moved.clamp(interval, 8.0 * interval);
+            }
         }
         // Keep the states in server-time order (they may arrive out of order).
         let at = self.states.partition_point(|(t, _)| *t < server_time);

@@ -201,7 +201,10 @@ impl TransformConfig {
             scale_threshold: 0.0,
             authority: Authority::Server,
             max_speed: None,
-            interpolation: InterpolationConfig::for_send_interval(DEFAULT_SEND_INTERVAL),
+            interpolation: InterpolationConfig {
+                max_extrapolation: Duration::ZERO,
+                ..InterpolationConfig::for_send_interval(DEFAULT_SEND_INTERVAL)
+            },
         }
     }
 
@@ -231,7 +234,15 @@ impl TransformConfig {
     pub fn with_send_interval(mut self, interval: Duration) -> Self {
         self.send_interval = interval;
         self.interpolation.send_interval = interval;
-        self.interpolation.max_extrapolation = interval;
+        self
+    }
+
+    /// With extrapolation past the newest state for at most `limit` (none by default: a
+    /// stopped object is shown where it stopped, not carried past it; Gaffer found
+    /// extrapolation poor for rigid bodies).
+    #[must_use]
+    pub fn with_extrapolation(mut self, limit: Duration) -> Self {
+        self.interpolation.max_extrapolation = limit;
         self
     }
 

@@ -201,3 +201,29 @@ fn poses_blend_along_the_shorter_arc() {
     let norm: f32 = mid.rotation.iter().map(|c| c * c).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-5);
 }
+
+/// A sender whose byte budget makes a value wait its turn sends it every third interval: the
+/// delay widens to three of those gaps, so rendering does not run dry between them.
+#[test]
+fn states_spaced_wider_than_the_send_interval_widen_the_delay() {
+    let start = origin();
+    let mut buffer = SnapshotBuffer::<[f32; 1]>::new(InterpolationConfig::for_send_interval(SEND));
+    let gap = SEND * 3;
+    let mut dry = 0;
+    let mut last = f32::MIN;
+    for k in 0..200_u32 {
+        let server_time = gap * k;
+        buffer.insert(start + server_time + LATENCY, server_time, [server_time.as_secs_f32()]);
+        // Render nine frames between arrivals.
+        for f in 1..=9_u32 {
+            let now = start + server_time + LATENCY + gap * f / 9;
+            let [x] = buffer.sample(now).unwrap();
+            if k > 20 && x == last {
+                dry += 1; // the value stood still: nothing to blend towards
+            }
+            last = x;
+        }
+    }
+    assert!(buffer.delay() >= gap * 3 - Duration::from_millis(20), "{:?}", buffer.delay());
+    assert_eq!(dry, 0, "rendering ran dry {dry} times");
+}
