@@ -9,6 +9,7 @@
 //! moves in [`Game::advance`] only.
 #![allow(dead_code, reason = "each test file uses part of the harness")]
 
+pub(crate) mod cubes;
 pub(crate) mod tank;
 
 use std::net::SocketAddr;
