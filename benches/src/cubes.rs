@@ -69,6 +69,10 @@ pub(crate) struct Plan {
     pub(crate) link_name: String,
     /// Where to write the plots, if anywhere.
     pub(crate) plot: Option<PathBuf>,
+    /// With a radius (metres), grid interest: each client observes only the objects within it
+    /// of its player's position (its roller), and is spawned and despawned the rest as they
+    /// come and go. `None`: every client observes every object.
+    pub(crate) interest_radius: Option<f32>,
 }
 
 impl Plan {
@@ -86,6 +90,7 @@ impl Plan {
             link_name: describe_link(&link),
             link,
             plot: None,
+            interest_radius: None,
         }
     }
 }
@@ -335,6 +340,8 @@ pub(crate) struct Outcome {
     pub(crate) seconds: f64,
     pub(crate) seed: u64,
     pub(crate) link: String,
+    /// The interest radius, if any.
+    pub(crate) interest_radius: Option<f32>,
     pub(crate) kbps_at_rest: f64,
     pub(crate) kbps_rest_after: f64,
     pub(crate) kbps_moving: f64,
@@ -386,6 +393,10 @@ impl Outcome {
         field("seconds", num(Some(self.seconds)));
         field("seed", self.seed.to_string());
         field("link", format!("\"{}\"", self.link));
+        field(
+            "interest_radius",
+            self.interest_radius.map_or_else(|| "null".to_string(), |r| format!("{r:.1}")),
+        );
         field("kbps_at_rest", num(Some(self.kbps_at_rest)));
         field("kbps_rest_after", num(Some(self.kbps_rest_after)));
         field("kbps_moving", num(Some(self.kbps_moving)));
@@ -695,6 +706,16 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<Outcome> {
 
     // The scene, spawned: objects 0..rollers are the player cubes.
     let mut scene = Scene::new(plan.objects, plan.seed);
+    if let Some(radius) = plan.interest_radius {
+        let grid = sturnus_object::interest::GridInterest::<PlayerId, NetId>::new(radius, radius)
+            .map_err(|err| format!("--interest-radius: {err}"))?;
+        world.server.set_interest(grid);
+        // Each player rides a roller: its point of view from the start.
+        for (r, player) in world.players.iter().enumerate() {
+            let roller = &scene.rollers[r % scene.rollers.len()];
+            world.server.set_player_position(*player, roller.pose.position);
+        }
+    }
     let config = transform_config(frame);
     let mut ids: Vec<NetId> = Vec::with_capacity(plan.objects);
     for roller in &scene.rollers {
@@ -711,7 +732,15 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<Outcome> {
             ids.push(world.server.spawn(CUBE, t, None)?);
         }
         let spawned = world.run_until(frame, Duration::from_secs(60), |w| {
-            w.clients.iter().all(|c| c.object_count() >= ids.len())
+            w.clients.iter().zip(&w.players).all(|(c, player)| {
+                // Under interest, what the player observes; else everything.
+                let expected = if plan.interest_radius.is_some() {
+                    ids.iter().filter(|id| w.server.observers(**id).any(|p| p == *player)).count()
+                } else {
+                    ids.len()
+                };
+                c.object_count() >= expected
+            })
         })?;
         if !spawned {
             let have: Vec<usize> =
@@ -931,7 +960,10 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<Outcome> {
         }
         let pose = if i < rollers { scene.rollers[i].pose } else { scene.cubes[i - rollers].pose };
         let want = quantised(&NetworkTransform::new(config).at(pose));
-        for client in &mut world.clients {
+        for (client, player) in world.clients.iter_mut().zip(&world.players) {
+            if !world.server.observers(*id).any(|p| p == *player) {
+                continue; // under interest, not this client's to hold
+            }
             let have = client.get::<NetworkTransform>(*id).map(NetworkTransform::pose);
             if let Some(t) = client.get_mut::<NetworkTransform>(*id) {
                 rest_error_max_mm = rest_error_max_mm.max(position_error_mm(&t.sample(now), &want));
@@ -950,6 +982,7 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<Outcome> {
         seconds: frames as f64 / plan.rate,
         seed: plan.seed,
         link: plan.link_name.clone(),
+        interest_radius: plan.interest_radius,
         kbps_at_rest: kbps(moving.0 - at_rest.0, rest_frames),
         kbps_rest_after: kbps(end.0 - after.0, frames - rest_frames - moving_frames),
         kbps_moving: kbps(after.0 - moving.0, moving_frames),
@@ -1140,6 +1173,19 @@ mod tests {
         // Every moving cube is updated: no age beyond a second at a 256 kbit/s budget.
         assert!(outcome.max_update_age_ms.is_some_and(|a| a < 1000.0), "{json}");
         assert!(outcome.interp_error_p50_mm.is_some());
+    }
+
+    /// Under grid interest a client holds only what is near its roller, and each cube it
+    /// observes at the end is where the scene left it.
+    #[test]
+    fn a_short_run_under_interest_holds_the_near_cubes() {
+        let plan =
+            Plan { duration_s: 4.0, clients: 2, interest_radius: Some(6.0), ..Plan::defaults() };
+        let outcome = run(&plan).unwrap();
+        let json = outcome.to_json();
+        assert!(json.contains("\"interest_radius\":6.0"), "{json}");
+        assert_eq!(outcome.stale_at_end, 0, "an observed cube is not where it rests: {json}");
+        assert!(outcome.cubes_moved > 10, "only {} cubes moved", outcome.cubes_moved);
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! sturnus-bench local  --workload cubes [--clients N] [--objects K] [--rate HZ]
 //!                      [--budget-kbps B] [--duration-s D] [--seed S] [--plot DIR]
 //!                      [--link netem|perfect [--rtt-ms T] [--jitter-ms J] [--loss P]
-//!                       [--rate-mbit M]]
+//!                       [--rate-mbit M]] [--interest-radius R]
 //! ```
 //!
 //! `cubes` runs in this process, in virtual time (see `cubes.rs`).
@@ -567,7 +567,8 @@ fn usage() -> ExitCode {
          [--pin on|off] (the message and object layers beside the transport, in this process)\n  \
          sturnus-bench local --workload cubes [--clients N] [--objects K] [--rate HZ] [--budget-kbps B] \
          [--duration-s D] [--seed S] [--plot DIR] [--link netem|perfect [--rtt-ms T] [--jitter-ms J] [--loss P] \
-         [--rate-mbit M]] (NetworkTransform state sync, in this process, in virtual time)"
+         [--rate-mbit M]] [--interest-radius R] (NetworkTransform state sync, in this process, in \
+         virtual time)"
     );
     ExitCode::from(2)
 }
@@ -713,6 +714,7 @@ fn cubes_command(options: &Options) -> BenchResult<()> {
         "jitter-ms",
         "loss",
         "rate-mbit",
+        "interest-radius",
     ])?;
     let defaults = cubes::Plan::defaults();
     let link = match options.get::<String>("link")?.as_deref() {
@@ -746,6 +748,7 @@ fn cubes_command(options: &Options) -> BenchResult<()> {
         link_name: cubes::describe_link(&link),
         link,
         plot: options.get::<String>("plot")?.map(std::path::PathBuf::from),
+        interest_radius: options.get("interest-radius")?,
     };
     let outcome = cubes::run(&plan)?;
     println!("{}", outcome.to_json());
