@@ -475,9 +475,12 @@ impl ClientWorld {
                     .and_then(|o| o.behaviours.get_mut(usize::from(entry.behaviour)))
                     .and_then(|b| b.as_any_mut().downcast_mut::<NetworkTransform>());
                 let Some(t) = transform else { continue };
-                if t.newest.is_some_and(|n| msg.seq <= n) || t.local {
-                    // A newer state is applied already, or this client sets it (a state sent
-                    // before it became the owner).
+                if t.newest.is_some_and(|n| msg.seq <= n) {
+                    // A newer state is applied already; this one is kept to decode against
+                    // (the server may name it as the state before its base).
+                    if let Some(state) = entry.state {
+                        t.hold_older(msg.seq, state, msg.time_ms);
+                    }
                     continue;
                 }
                 let key = (entry.net_id, entry.behaviour);
@@ -487,7 +490,12 @@ impl ClientWorld {
                 }
                 t.newest = Some(msg.seq);
                 t.hold_state(Some(msg.seq), state, msg.time_ms);
-                t.receive(now, server_time, &state, entry.rested);
+                // Held either way (the snapshot is acknowledged, so the server may build on
+                // it), but not shown where this client sets the pose itself (a state sent
+                // before it became the owner).
+                if !t.local {
+                    t.receive(now, server_time, &state, entry.rested);
+                }
                 self.stats.transform_states += 1;
                 if !self.receiver.missing.is_empty() {
                     self.receiver.missing.retain(|m| *m != key);

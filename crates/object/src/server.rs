@@ -1229,7 +1229,7 @@ impl ServerWorld {
                 o.transforms.iter().find(|(b, _)| *b == entry.behaviour).map(|(_, s)| *s)
             });
             if let (Some(slot), Some(stream)) = (slot, self.transforms.streams.get_mut(&player)) {
-                stream.on_missing(slot);
+                stream.on_missing(slot, ack.newest);
             }
         }
         Dispatched::Handled

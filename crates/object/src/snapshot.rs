@@ -378,8 +378,13 @@ impl Stream {
         true
     }
 
-    /// The client could not decode `slot`'s delta: its next state goes whole.
-    pub(crate) fn on_missing(&mut self, index: u32) {
+    /// The client could not decode `slot`'s delta (it says so in an acknowledgement whose
+    /// newest snapshot is `newest`): its next state goes whole. A report from before the last
+    /// restart of the observation (it repeats until a state arrives) is already answered.
+    pub(crate) fn on_missing(&mut self, index: u32, newest: u32) {
+        if self.entries.get(&index).is_some_and(|entry| entry.since > newest) {
+            return;
+        }
         if let Some(entry) = self.entries.get_mut(&index) {
             entry.baseline = None;
             entry.prev = None;

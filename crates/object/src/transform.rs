@@ -868,6 +868,19 @@ impl NetworkTransform {
         self.history.push(Held { seq, state, time_ms });
     }
 
+    /// Client: holds `state` of snapshot `seq`, older than the newest held, in its place (a
+    /// snapshot that arrived late): the server may name it as the state before its base.
+    pub(crate) fn hold_older(&mut self, seq: u32, state: QState, time_ms: u64) {
+        let at = self.history.partition_point(|held| held.seq < Some(seq));
+        if self.history.get(at).is_some_and(|held| held.seq == Some(seq)) || at == 0 {
+            return; // held already, or older than anything kept
+        }
+        if self.history.len() >= HISTORY {
+            return;
+        }
+        self.history.insert(at, Held { seq: Some(seq), state, time_ms });
+    }
+
     /// The encoded whole state: what a spawn carries.
     fn encode_whole(&self, buf: &mut [u8; 32]) -> usize {
         let q = self.config.quantize(&self.pose);
