@@ -173,6 +173,15 @@ pub mod netcode {
     pub use sturnus_netcode::*;
 }
 
+/// LAN discovery ([`sturnus-discovery`](sturnus_discovery), UNET's `NetworkDiscovery`): a
+/// host advertises its game on the discovery port; players search the local network and find
+/// the hosts of their game and version, with the port to connect to.
+#[cfg(feature = "discovery")]
+pub mod discovery {
+    #[doc(inline)]
+    pub use sturnus_discovery::*;
+}
+
 /// The message layer ([`sturnus-message`](sturnus_message)): `NetworkServer`,
 /// `NetworkClient`, players, typed messages, authenticators and host mode.
 #[cfg(feature = "message")]
