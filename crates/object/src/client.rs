@@ -450,13 +450,7 @@ impl ClientWorld {
         // A delta against a state not held here: the transform is asked for whole, and the
         // snapshot is not applied nor acknowledged (the server would take its states as held).
         for entry in &parsed {
-            let held_newer = self
-                .objects
-                .get(&entry.net_id)
-                .and_then(|o| o.behaviours.get(usize::from(entry.behaviour)))
-                .and_then(|b| b.as_any().downcast_ref::<NetworkTransform>())
-                .is_some_and(|t| t.newest.is_some_and(|n| msg.seq <= n));
-            if entry.state.is_none() && !held_newer {
+            if entry.state.is_none() && !entry.stale {
                 complete = false;
                 self.stats.transform_bases_missing += 1;
                 let key = (entry.net_id, entry.behaviour);
@@ -475,7 +469,7 @@ impl ClientWorld {
                     .and_then(|o| o.behaviours.get_mut(usize::from(entry.behaviour)))
                     .and_then(|b| b.as_any_mut().downcast_mut::<NetworkTransform>());
                 let Some(t) = transform else { continue };
-                if t.newest.is_some_and(|n| msg.seq <= n) {
+                if entry.stale {
                     // A newer state is applied already; this one is kept to decode against
                     // (the server may name it as the state before its base).
                     if let Some(state) = entry.state {
@@ -566,7 +560,8 @@ impl ClientWorld {
                 let Ok(state) = config.read_absolute(&mut r) else { return false };
                 (Some(state), None)
             };
-            parsed.push(Parsed { net_id, behaviour, state, keep, rested });
+            let stale = t.newest.is_some_and(|n| msg.seq <= n);
+            parsed.push(Parsed { net_id, behaviour, state, keep, rested, stale });
         }
         // Padding only after the last entry.
         r.remaining_bits() < 8
@@ -1077,6 +1072,9 @@ struct Parsed {
     /// The oldest held state still needed (what the delta was read against).
     keep: Option<usize>,
     rested: bool,
+    /// A newer state of the transform is applied already (a snapshot names a transform
+    /// once, so this holds from reading to applying).
+    stale: bool,
 }
 
 /// The most transforms one acknowledgement asks for whole.

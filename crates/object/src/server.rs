@@ -88,6 +88,12 @@ impl ObjectConfig {
                 reason: "must be above zero and at most one second",
             });
         }
+        if transforms.budget_kbps == 0 {
+            return Err(ObjectError::InvalidConfig {
+                field: "transforms.budget_kbps",
+                reason: "must be above zero: with no budget no transform is ever sent",
+            });
+        }
         if !(transforms.priority_distance.is_finite() && transforms.priority_distance > 0.0) {
             return Err(ObjectError::InvalidConfig {
                 field: "transforms.priority_distance",
@@ -557,6 +563,14 @@ impl ServerWorld {
         let versioned = Versioned::of(&behaviours, server.channels(), self.channel);
         let has_transform =
             behaviours.iter().any(|b| b.as_any().downcast_ref::<NetworkTransform>().is_some());
+        for behaviour in &behaviours {
+            if let Some(t) = behaviour.as_any().downcast_ref::<NetworkTransform>() {
+                if let Err(err) = t.config().validate() {
+                    self.next_id = next_id;
+                    return Err(err);
+                }
+            }
+        }
         if has_transform && self.transforms.channel.is_none() {
             self.next_id = next_id;
             return Err(ObjectError::InvalidConfig {

@@ -271,6 +271,32 @@ impl TransformConfig {
         self
     }
 
+    /// Checks what the quantisers did not: thresholds finite and not negative, a speed limit
+    /// finite and not negative (a NaN one would let every input through). The server's
+    /// `spawn` calls it; a spawn with an invalid transform is refused.
+    ///
+    /// ```
+    /// use sturnus_object::transform::TransformConfig;
+    /// let config = TransformConfig::two_d([-1.0; 2], [1.0; 2], 0.01)?;
+    /// assert!(config.validate().is_ok());
+    /// assert!(config.owner_authoritative(Some(f32::NAN)).validate().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn validate(&self) -> Result<(), crate::ObjectError> {
+        let sane = |v: f32| v.is_finite() && v >= 0.0;
+        let bad = |field, reason| Err(crate::ObjectError::InvalidConfig { field, reason });
+        if ![self.position_threshold, self.rotation_threshold, self.scale_threshold]
+            .into_iter()
+            .all(sane)
+        {
+            return bad("TransformConfig thresholds", "must be finite and not negative");
+        }
+        if self.max_speed.is_some_and(|m| !sane(m)) {
+            return bad("TransformConfig::max_speed", "must be finite and not negative");
+        }
+        Ok(())
+    }
+
     /// The bits of an absolute state (without the entry header).
     pub fn absolute_bits(&self) -> u32 {
         let position = match self.position {

@@ -15,7 +15,7 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use common::cubes::{CUBE, cube, pose, quantised};
+use common::cubes::{AVATAR, CUBE, avatar_config, cube, pose, quantised};
 use common::{Game, Path};
 
 fn game_with_cubes(seed: u64, cubes: u32) -> (Game, Vec<NetId>) {
@@ -26,8 +26,8 @@ fn converged(game: &Game, id: NetId) -> bool {
     common::cubes::converged(game, &[id])
 }
 use sturnus_object::interpolation::Pose;
-use sturnus_object::transform::{NetworkTransform, TransformConfig};
-use sturnus_object::{NetId, NetworkBehaviour, PrefabId};
+use sturnus_object::transform::NetworkTransform;
+use sturnus_object::{NetId, NetworkBehaviour};
 
 fn report(game: &Game, ids: &[NetId]) -> String {
     let mut lines = Vec::new();
@@ -106,16 +106,6 @@ fn a_respawn_overtaken_by_its_own_snapshots_leaves_a_stale_pose_forever() {
         }
     }
     assert!(failures.is_empty(), "the client never converged: {failures:#?}");
-}
-
-const AVATAR: PrefabId = PrefabId::of_name("avatar");
-
-/// 2D, owner-authoritative, at most 5 m/s.
-fn avatar_config() -> TransformConfig {
-    TransformConfig::two_d([-100.0, -100.0], [100.0, 100.0], 0.01)
-        .unwrap()
-        .with_send_interval(Duration::from_millis(20))
-        .owner_authoritative(Some(5.0))
 }
 
 fn avatar() -> NetworkTransform {

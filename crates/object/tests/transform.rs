@@ -8,12 +8,13 @@ mod common;
 use std::time::Duration;
 
 use common::cubes::{
-    CUBE, close, converged, cube, cube_config, game_with_cubes, pose, quantised, set_loss,
+    AVATAR, CUBE, avatar_config, close, converged, cube, cube_config, game_with_cubes, pose,
+    quantised, set_loss,
 };
 use common::{Game, Path};
 use sturnus_object::interpolation::Pose;
 use sturnus_object::transform::{NetworkTransform, TransformConfig};
-use sturnus_object::{NetId, NetworkBehaviour, PrefabId};
+use sturnus_object::{NetId, NetworkBehaviour};
 
 #[test]
 fn moving_cubes_converge_at_20_percent_loss_and_cost_nothing_at_rest() {
@@ -109,16 +110,6 @@ fn the_byte_budget_holds_and_no_moving_cube_starves() {
     // 300 cubes at ~60 bits each take ~300 ms of a 64 kbit/s budget per round; priority by
     // waiting time gives each a turn every round or so.
     assert!(worst_age < Duration::from_millis(1500), "a cube starved: {worst_age:?} old");
-}
-
-const AVATAR: PrefabId = PrefabId::of_name("avatar");
-
-/// 2D, owner-authoritative, at most 5 m/s, with a child part (a turret).
-fn avatar_config() -> TransformConfig {
-    TransformConfig::two_d([-100.0, -100.0], [100.0, 100.0], 0.01)
-        .unwrap()
-        .with_send_interval(Duration::from_millis(20))
-        .owner_authoritative(Some(5.0))
 }
 
 fn avatar() -> (NetworkTransform, NetworkTransform) {
@@ -574,4 +565,25 @@ fn acknowledgements_later_than_the_ring_do_not_become_the_base() {
         let ok = game.run_until(|g| converged(g, &ids));
         assert!(ok, "seed {seed}: the client never converged");
     }
+}
+
+/// Misuse is an error, not silence: a transform whose speed limit is NaN (it would let every
+/// input through) or whose thresholds are negative is not spawned, and a budget of zero (no
+/// transform would ever be sent) is not a configuration.
+#[test]
+fn invalid_transform_settings_are_refused() {
+    let mut game = Game::new(Path::Memory);
+    let nan = avatar_config().owner_authoritative(Some(f32::NAN));
+    let err = game.server.spawn(AVATAR, NetworkTransform::new(nan), None).unwrap_err();
+    assert!(matches!(err, sturnus_object::ObjectError::InvalidConfig { .. }), "{err}");
+    let negative = cube_config().with_thresholds(-1.0, 0.0, 0.0);
+    assert!(game.server.spawn(CUBE, NetworkTransform::new(negative), None).is_err());
+    assert_eq!(game.server.object_count(), 0);
+    // A valid one still spawns, with the next id.
+    assert!(game.server.spawn(CUBE, NetworkTransform::new(cube_config()), None).is_ok());
+
+    let mut objects = sturnus_object::ObjectConfig::default();
+    objects.transforms.budget_kbps = 0;
+    let layout = sturnus_message::ChannelLayout::default();
+    assert!(objects.validate(&layout).is_err());
 }

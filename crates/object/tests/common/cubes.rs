@@ -25,6 +25,16 @@ pub(crate) fn cube_config() -> TransformConfig {
         .with_send_interval(Duration::from_millis(20))
 }
 
+pub(crate) const AVATAR: PrefabId = PrefabId::of_name("avatar");
+
+/// An avatar's transform: 2D, owner-authoritative, at most 5 m/s, a state every 20 ms.
+pub(crate) fn avatar_config() -> TransformConfig {
+    TransformConfig::two_d([-100.0, -100.0], [100.0, 100.0], 0.01)
+        .unwrap()
+        .with_send_interval(Duration::from_millis(20))
+        .owner_authoritative(Some(5.0))
+}
+
 pub(crate) fn cube() -> (NetworkTransform, Label) {
     (NetworkTransform::new(cube_config()), Label::default())
 }
