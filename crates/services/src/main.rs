@@ -1,0 +1,3 @@
+//! `sturnusd`: the matchmaker and relay service.
+
+fn main() {}

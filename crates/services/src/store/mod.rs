@@ -1,0 +1,221 @@
+//! Where matches live: the [`Store`] trait, an in-memory store (the default: one machine, no
+//! configuration) and a Redis store (`--store redis://…`: several `sturnusd` nodes share it).
+//!
+//! Both pass one conformance suite (`tests/store_conformance.rs`). The matchmaker (the HTTP
+//! layer) checks tokens, attribute types and limits before it calls a store, so a store trusts
+//! its input; what a store guarantees is atomicity: a [`join`](Store::join) checks the
+//! password, the free slots and adds the member in one step, so racing joiners never over-fill
+//! a match, on one node or many.
+//!
+//! Time is an input (`now_unix`): a match whose `expires_unix` has passed is gone for every
+//! call, reaped or not.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use serde::{Deserialize, Serialize};
+use sturnus_lobby::JoinCode;
+use sturnus_lobby::api::{HostMode, ListQuery, MatchId, MatchInfo, MatchPage, Value};
+
+/// The attributes a service declares, by type: those can be filtered on, and stores index them
+/// (Unity Lobby's S1–S5 and N1–N5, named).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schema {
+    /// String attributes.
+    pub strings: Vec<String>,
+    /// Numeric attributes.
+    pub numbers: Vec<String>,
+}
+
+impl Default for Schema {
+    /// `s1`…`s5` and `n1`…`n5`, as Unity Lobby.
+    fn default() -> Self {
+        Self {
+            strings: (1..=5).map(|i| format!("s{i}")).collect(),
+            numbers: (1..=5).map(|i| format!("n{i}")).collect(),
+        }
+    }
+}
+
+/// A SHA-256 digest (of a password, a host or leave token): stores keep digests, not secrets.
+pub type Digest = [u8; 32];
+
+/// A match as a store keeps it.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMatch {
+    /// What lists show. `info.players` is the number of `members`.
+    pub info: MatchInfo,
+    /// The join code that finds it now.
+    pub code: JoinCode,
+    /// The digest of the host's token.
+    pub host_token: Digest,
+    /// The digest of the password (salted with the match id), if it has one.
+    pub password: Option<Digest>,
+    /// The key connect tokens are minted under (secret: the store is trusted).
+    pub private_key: [u8; 32],
+    /// The game's netcode protocol id.
+    pub protocol_id: u64,
+    /// How players reach the host.
+    pub host: HostMode,
+    /// The relay session, for a relayed match.
+    pub relay_session: Option<u32>,
+    /// The slot the next joiner gets (slots are never reused within a match: 1, 2, …).
+    pub next_slot: u16,
+    /// The players in it: slot → digest of its leave token.
+    pub members: BTreeMap<u16, Digest>,
+}
+
+impl std::fmt::Debug for StoredMatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMatch")
+            .field("info", &self.info)
+            .field("code", &self.code)
+            .field("host", &self.host)
+            .field("relay_session", &self.relay_session)
+            .field("next_slot", &self.next_slot)
+            .field("members", &self.members.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A joiner's side of [`Store::join`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinTicket {
+    /// The digest of the password it gave (salted with the match id), if any.
+    pub password: Option<Digest>,
+    /// The digest of the leave token the joiner will get.
+    pub leave_token: Digest,
+    /// The time of the join.
+    pub now_unix: u64,
+}
+
+/// What a [`Store::join`] did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum JoinOutcome {
+    /// Joined: the slot the joiner got and the match after the join.
+    Joined {
+        /// The joiner's slot.
+        slot: u16,
+        /// The match, with the joiner in it.
+        joined: Box<StoredMatch>,
+    },
+    /// No free slot (nothing changed).
+    Full,
+    /// The match has a password and the ticket's differs (nothing changed).
+    WrongPassword,
+    /// No such match, or it expired.
+    NotFound,
+}
+
+/// What a store can fail with (its backend, not the caller's request).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Another match has this join code (the caller draws another).
+    #[error("the join code is taken")]
+    CodeTaken,
+    /// Another match has this id (the caller draws another).
+    #[error("the match id is taken")]
+    IdTaken,
+    /// The backend failed or answered nonsense.
+    #[error("the store failed: {0}")]
+    Backend(String),
+}
+
+/// Counts for the status page and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreCounts {
+    /// Unexpired matches.
+    pub matches: u64,
+    /// Players in them.
+    pub players: u64,
+}
+
+/// Where matches live. Every method is atomic with respect to the others, across every node
+/// sharing the store.
+pub trait Store: Send + Sync + 'static {
+    /// `memory` or `redis`.
+    fn kind(&self) -> &'static str;
+
+    /// Adds a new match (its `members` empty, `next_slot` 1).
+    fn create(&self, m: StoredMatch) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A match, unless it is gone or expired at `now_unix`.
+    fn get(
+        &self,
+        id: MatchId,
+        now_unix: u64,
+    ) -> impl Future<Output = Result<Option<StoredMatch>, StoreError>> + Send;
+
+    /// The match a join code finds now.
+    fn find_code(
+        &self,
+        code: JoinCode,
+        now_unix: u64,
+    ) -> impl Future<Output = Result<Option<MatchId>, StoreError>> + Send;
+
+    /// A page of the listed, unexpired matches that `query` accepts
+    /// ([`ListQuery::accepts`]), in an order that is stable while the matches do not change.
+    /// Across nodes a list may lag a write by the store's replication delay (milliseconds);
+    /// every other call is exact.
+    fn list(
+        &self,
+        query: &ListQuery,
+        now_unix: u64,
+    ) -> impl Future<Output = Result<MatchPage, StoreError>> + Send;
+
+    /// Joins atomically: checks the password, takes a free slot, adds the member.
+    fn join(
+        &self,
+        id: MatchId,
+        ticket: &JoinTicket,
+    ) -> impl Future<Output = Result<JoinOutcome, StoreError>> + Send;
+
+    /// Removes a member; with `leave_token`, only if the digest matches (a player leaving),
+    /// without (the host dropping it). Whether a member was removed.
+    fn leave(
+        &self,
+        id: MatchId,
+        slot: u16,
+        leave_token: Option<Digest>,
+        now_unix: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Moves a match's expiry (a heartbeat); the match after it, unless it is gone.
+    fn heartbeat(
+        &self,
+        id: MatchId,
+        expires_unix: u64,
+        now_unix: u64,
+    ) -> impl Future<Output = Result<Option<MatchInfo>, StoreError>> + Send;
+
+    /// Sets the listing and some attributes (the others are kept); the match after it.
+    fn update(
+        &self,
+        id: MatchId,
+        listed: Option<bool>,
+        attributes: &BTreeMap<String, Value>,
+        now_unix: u64,
+    ) -> impl Future<Output = Result<Option<MatchInfo>, StoreError>> + Send;
+
+    /// Gives a match a new join code; the old one finds nothing from then on. Whether the
+    /// match exists. [`StoreError::CodeTaken`] if another match has `code`.
+    fn replace_code(
+        &self,
+        id: MatchId,
+        code: JoinCode,
+        now_unix: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes a match and its code. Whether it existed.
+    fn destroy(&self, id: MatchId) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Removes every match expired at `now_unix` (any node may call it; it is idempotent).
+    /// How many it removed.
+    fn reap(&self, now_unix: u64) -> impl Future<Output = Result<usize, StoreError>> + Send;
+
+    /// How many matches and players there are.
+    fn counts(&self, now_unix: u64)
+    -> impl Future<Output = Result<StoreCounts, StoreError>> + Send;
+}
