@@ -5,10 +5,13 @@
 //! and a few bytes of the host's own (a name, a map, a player count).
 //!
 //! - [`Responder`] and [`Search`] are the protocol, sans-IO: bytes in, bytes out.
-//! - [`LanAdvertiser`] and [`lan_search`] drive them over UDP: the advertiser listens on the
-//!   discovery port (47777 by default) on IPv4 and IPv6; a search sends one request by IPv4
-//!   broadcast and IPv6 link-local multicast ([`MULTICAST_V6`]) and gathers the answers until
-//!   its deadline.
+//! - [`LanAdvertiser`], [`LanSearch`] and [`lan_search`] drive them over UDP: the advertiser
+//!   listens on the discovery port (47777 by default) on IPv4 and IPv6, in the
+//!   [`MULTICAST_V6`] group of every interface; a search sends its request on every interface
+//!   that is up — to each IPv4 subnet's broadcast address (and `255.255.255.255`) and to the
+//!   IPv6 link-local group [`MULTICAST_V6`] of each interface with IPv6 — sends it again a few
+//!   times in case one is lost, and gathers the answers until its deadline (one second by
+//!   default: hosts are found within it).
 //!
 //! **Filtering.** A request names a game id and a version: a host answers only requests for
 //! its own game and version, so two games (or two builds) on one network never see each other.
@@ -18,17 +21,21 @@
 //! or protocol version is dropped and counted.
 //!
 //! ```
+//! use std::time::Duration;
 //! use sturnus_discovery::{Advertisement, Responder, Search};
 //!
 //! let ad = Advertisement::new(0x5157_5251, 3, 7777, b"Alice's game".to_vec())?;
 //! let mut host = Responder::new(ad);
-//! let mut search = Search::new(0x5157_5251, 3);
+//! let start = std::time::Instant::now();
+//! let search = Search::new(0x5157_5251, 3, start);
 //! let request = search.request();
 //! let answer = host.handle(&request).expect("a request for this game");
 //! let from = "192.168.1.20:47777".parse()?;
-//! let found = search.handle_answer(from, answer).expect("its own answer");
+//! let now = start + Duration::from_millis(3);
+//! let found = search.handle_answer(now, from, answer).expect("its own answer");
 //! assert_eq!(found.addr.to_string(), "192.168.1.20:7777");
 //! assert_eq!(found.info, b"Alice's game");
+//! assert_eq!(found.found_after, Duration::from_millis(3));
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![forbid(unsafe_code)]
@@ -37,8 +44,9 @@
 mod driver;
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-pub use driver::{LanAdvertiser, LanSearchConfig, lan_search};
+pub use driver::{LanAdvertiser, LanSearch, LanSearchConfig, lan_search};
 
 /// The default discovery port.
 pub const DEFAULT_PORT: u16 = 47777;
@@ -96,6 +104,17 @@ impl Advertisement {
             return Err(DiscoveryError::InfoTooLong(info.len()));
         }
         Ok(Self { game_id, game_version, port, info })
+    }
+
+    /// The game port advertised (where players connect).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Replaces the game port (a port of 0 is never advertised: searches ignore it; the
+    /// `NetworkManager` fills it in with the port it listens on).
+    pub fn set_port(&mut self, port: u16) {
+        self.port = port;
     }
 
     /// The info advertised.
@@ -184,6 +203,8 @@ pub struct FoundHost {
     pub addr: SocketAddr,
     /// The host's info.
     pub info: Vec<u8>,
+    /// How long after the search started the answer came: the discovery latency.
+    pub found_after: Duration,
 }
 
 /// A player's side of one search, sans-IO.
@@ -192,17 +213,18 @@ pub struct Search {
     game_id: u64,
     game_version: u32,
     nonce: u64,
+    started: Instant,
 }
 
 impl Search {
-    /// A search for game `game_id` at `game_version`, with a nonce from the operating system
-    /// (answers to other searches are not taken for this one's).
-    pub fn new(game_id: u64, game_version: u32) -> Self {
+    /// A search for game `game_id` at `game_version` started at `now`, with a nonce from the
+    /// operating system (answers to other searches are not taken for this one's).
+    pub fn new(game_id: u64, game_version: u32, now: Instant) -> Self {
         let mut bytes = [0_u8; 8];
         // Without the OS generator, a fixed nonce: answers to others' searches could then be
         // taken for this one's, which only shows their hosts too.
         let _ = getrandom::fill(&mut bytes);
-        Self { game_id, game_version, nonce: u64::from_le_bytes(bytes) }
+        Self { game_id, game_version, nonce: u64::from_le_bytes(bytes), started: now }
     }
 
     /// The request to send ([`REQUEST_LEN`] bytes).
@@ -214,8 +236,19 @@ impl Search {
         request
     }
 
-    /// The host that sent `datagram` from `from`, if it answers this search.
-    pub fn handle_answer(&self, from: SocketAddr, datagram: &[u8]) -> Option<FoundHost> {
+    /// When it started.
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// The host that sent `datagram` from `from`, received at `now`, if it answers this
+    /// search.
+    pub fn handle_answer(
+        &self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &[u8],
+    ) -> Option<FoundHost> {
         let (game_id, game_version, nonce) = parse_header(datagram, ANSWER_MAGIC)?;
         if game_id != self.game_id || game_version != self.game_version || nonce != self.nonce {
             return None;
@@ -229,7 +262,11 @@ impl Search {
         }
         let mut addr = from;
         addr.set_port(port);
-        Some(FoundHost { addr, info: info.to_vec() })
+        Some(FoundHost {
+            addr,
+            info: info.to_vec(),
+            found_after: now.saturating_duration_since(self.started),
+        })
     }
 }
 

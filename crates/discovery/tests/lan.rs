@@ -61,16 +61,18 @@ fn a_search_finds_the_hosts_of_its_game_and_version_only() {
 }
 
 #[test]
+#[expect(clippy::disallowed_methods, reason = "the search's start; the protocol reads no clock")]
 fn answers_are_never_longer_than_requests_and_junk_is_counted() {
     let ad = Advertisement::new(GAME, 1, 9000, vec![7; MAX_INFO]).unwrap();
     let mut host = Responder::new(ad);
-    let search = Search::new(GAME, 1);
+    let start = std::time::Instant::now();
+    let search = Search::new(GAME, 1, start);
     let request = search.request();
     assert_eq!(request.len(), REQUEST_LEN);
     let answer = host.handle(&request).unwrap().to_vec();
     assert!(answer.len() <= REQUEST_LEN, "{} > {REQUEST_LEN}", answer.len());
     let from = "10.0.0.9:47777".parse().unwrap();
-    assert_eq!(search.handle_answer(from, &answer).unwrap().info, vec![7; MAX_INFO]);
+    assert_eq!(search.handle_answer(start, from, &answer).unwrap().info, vec![7; MAX_INFO]);
     // A truncated or padded request, or another magic, is not answered (no reflection of
     // short datagrams), and counted.
     assert!(host.handle(&request[..REQUEST_LEN - 1]).is_none());
@@ -83,10 +85,10 @@ fn answers_are_never_longer_than_requests_and_junk_is_counted() {
     assert_eq!(host.stats().malformed, 3);
     assert_eq!(host.stats().answered, 1);
     // Another search's answer, or a forged one, is not taken.
-    assert!(Search::new(GAME, 1).handle_answer(from, &answer).is_none());
+    assert!(Search::new(GAME, 1, start).handle_answer(start, from, &answer).is_none());
     let mut forged = answer.clone();
     forged.truncate(forged.len() - 1);
-    assert!(search.handle_answer(from, &forged).is_none());
+    assert!(search.handle_answer(start, from, &forged).is_none());
     // Info too long for an answer is refused.
     assert_eq!(
         Advertisement::new(GAME, 1, 9000, vec![0; MAX_INFO + 1]),

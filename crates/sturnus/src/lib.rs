@@ -11,6 +11,8 @@
 //!                      (UDP Host, ThreadedHost, in-process MemoryNetwork, your own)
 //!  sturnus::socket     UDP, loopback, conditioned sockets
 //!  sturnus::netem      the seeded link emulator, for tests and simulations (feature)
+//!  sturnus::netcode    netcode 1.02 connect tokens and the secure transport mode
+//!  sturnus::discovery  LAN discovery: advertise a game, search the local network for it
 //! ```
 //!
 //! Each layer is a module re-exporting a layer crate (`sturnus-object`, `sturnus-message`,
@@ -34,6 +36,8 @@
 //! | `netem` | `sturnus::netem` | no |
 //! | `logs` | `sturnus::init_logging`: a `tracing` subscriber honouring `RUST_LOG` | yes |
 //! | `signals` | `NetworkManager::run` stops gracefully on Ctrl-C / `SIGTERM`; implies `object` | yes |
+//! | `secure` | `sturnus::netcode`, `TransportChoice::Netcode`; implies `transport` | yes |
+//! | `discovery` | `sturnus::discovery`; with `object`, `NetworkManager::advertise_on_lan` | yes |
 //!
 //! # Example
 //!
@@ -176,6 +180,23 @@ pub mod netcode {
 /// LAN discovery ([`sturnus-discovery`](sturnus_discovery), UNET's `NetworkDiscovery`): a
 /// host advertises its game on the discovery port; players search the local network and find
 /// the hosts of their game and version, with the port to connect to.
+///
+/// A server or host started by the `NetworkManager` advertises with
+/// `NetworkManager::advertise_on_lan` (answered inside its `tick`); a player searches with
+/// [`lan_search`](sturnus_discovery::lan_search) (blocking for the window, one second by
+/// default) or [`LanSearch`](sturnus_discovery::LanSearch) (polled each frame), and joins the
+/// address found:
+///
+/// ```no_run
+/// use sturnus::discovery::{LanSearchConfig, lan_search};
+///
+/// const MY_GAME: u64 = 0x5354_5552_4e55_5301;
+/// let hosts = lan_search(&LanSearchConfig::new(MY_GAME, 1))?;
+/// for host in &hosts {
+///     println!("{} at {}", String::from_utf8_lossy(&host.info), host.addr);
+/// }
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[cfg(feature = "discovery")]
 pub mod discovery {
     #[doc(inline)]

@@ -398,6 +398,11 @@ pub enum ManagerError {
     #[cfg(feature = "secure")]
     #[error("the secure transport could not be opened: {0}")]
     SecureTransport(#[from] sturnus_netcode::transport::SecureError),
+    /// LAN discovery could not start: the discovery port could not be bound, or the
+    /// advertisement has no game port and the server listens on none.
+    #[cfg(feature = "discovery")]
+    #[error("LAN discovery could not start: {0}")]
+    Discovery(#[source] std::io::Error),
 }
 
 /// The longest scene name, in bytes (it fits every channel's smallest message).
@@ -496,6 +501,11 @@ pub struct NetworkManager {
     now: Option<Instant>,
     /// Ticks since the last start.
     ticks: u64,
+    /// Where the server listens, when serving.
+    local_addr: Option<SocketAddr>,
+    /// The LAN advertiser, answered inside `tick` while serving.
+    #[cfg(feature = "discovery")]
+    advertiser: Option<sturnus_discovery::LanAdvertiser>,
 }
 
 impl fmt::Debug for NetworkManager {
@@ -534,6 +544,9 @@ impl NetworkManager {
             events: VecDeque::new(),
             now: None,
             ticks: 0,
+            local_addr: None,
+            #[cfg(feature = "discovery")]
+            advertiser: None,
         }
     }
 
@@ -663,6 +676,11 @@ impl NetworkManager {
         self.scene_change = 0;
         self.loading = None;
         self.ticks = 0;
+        self.local_addr = None;
+        #[cfg(feature = "discovery")]
+        {
+            self.advertiser = None;
+        }
         if self.mode != NetworkMode::Offline {
             self.events.push_back(ManagerEvent::Stopped(self.mode));
         }
@@ -705,6 +723,8 @@ impl NetworkManager {
                     self.events.push_back(ManagerEvent::ServerReady(player));
                 }
             }
+            #[cfg(feature = "discovery")]
+            self.answer_lan_searches();
         }
         let mut disconnected = false;
         if let Some(client) = &mut self.client {
@@ -887,6 +907,100 @@ impl NetworkManager {
         }
     }
 
+    /// Where the server or host listens (`None` when not serving, or on a transport with no
+    /// address).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Advertises the running server or host on the LAN (UNET's
+    /// `NetworkDiscovery.StartAsServer`): a [`LanAdvertiser`](sturnus_discovery::LanAdvertiser)
+    /// on the default discovery port ([`DEFAULT_PORT`](sturnus_discovery::DEFAULT_PORT), every
+    /// interface, IPv4 and IPv6) answers players' searches for `ad`'s game and version inside
+    /// [`tick`](Self::tick), until [`stop`](Self::stop) (or
+    /// [`stop_advertising`](Self::stop_advertising)). An advertisement whose game port is 0
+    /// gets the port the server listens on. Advertising again replaces the advertiser.
+    ///
+    /// # Errors
+    /// [`ManagerError::NotServing`] unless the manager is a server or a host;
+    /// [`ManagerError::Discovery`] if the port cannot be bound, or the game port is 0 and the
+    /// server listens on no address.
+    #[cfg(feature = "discovery")]
+    pub fn advertise_on_lan(
+        &mut self,
+        ad: sturnus_discovery::Advertisement,
+    ) -> Result<(), ManagerError> {
+        self.check_serving()?;
+        let ad = self.with_game_port(ad)?;
+        let advertiser =
+            sturnus_discovery::LanAdvertiser::bind(sturnus_discovery::DEFAULT_PORT, ad)
+                .map_err(ManagerError::Discovery)?;
+        self.advertiser = Some(advertiser);
+        Ok(())
+    }
+
+    /// [`advertise_on_lan`](Self::advertise_on_lan) with an advertiser the game bound itself
+    /// (another discovery port, one interface); a game port of 0 in its advertisement is
+    /// filled in the same way.
+    ///
+    /// # Errors
+    /// As [`advertise_on_lan`](Self::advertise_on_lan), but for binding.
+    #[cfg(feature = "discovery")]
+    pub fn advertise_on_lan_with(
+        &mut self,
+        mut advertiser: sturnus_discovery::LanAdvertiser,
+    ) -> Result<(), ManagerError> {
+        self.check_serving()?;
+        let ad = advertiser.responder_mut().advertisement_mut();
+        *ad = self.with_game_port(ad.clone())?;
+        self.advertiser = Some(advertiser);
+        Ok(())
+    }
+
+    /// The LAN advertiser, while advertising (to change the info, say the player count, with
+    /// `responder_mut().advertisement_mut().set_info(..)`).
+    #[cfg(feature = "discovery")]
+    pub fn lan_advertiser(&mut self) -> Option<&mut sturnus_discovery::LanAdvertiser> {
+        self.advertiser.as_mut()
+    }
+
+    /// Stops answering LAN searches (the server goes on); [`stop`](Self::stop) does it too.
+    #[cfg(feature = "discovery")]
+    pub fn stop_advertising(&mut self) {
+        self.advertiser = None;
+    }
+
+    /// `ad` with the server's port if its game port is 0.
+    #[cfg(feature = "discovery")]
+    fn with_game_port(
+        &self,
+        mut ad: sturnus_discovery::Advertisement,
+    ) -> Result<sturnus_discovery::Advertisement, ManagerError> {
+        if ad.port() == 0 {
+            let port = self.local_addr.map_or(0, |addr| addr.port());
+            if port == 0 {
+                return Err(ManagerError::Discovery(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "the advertisement has no game port and the server listens on none",
+                )));
+            }
+            ad.set_port(port);
+        }
+        Ok(ad)
+    }
+
+    /// Answers the LAN searches waiting; an advertiser whose socket failed is dropped (said
+    /// at `warn`): the game goes on, undiscoverable.
+    #[cfg(feature = "discovery")]
+    fn answer_lan_searches(&mut self) {
+        if let Some(advertiser) = &mut self.advertiser {
+            if let Err(err) = advertiser.poll() {
+                warn!(%err, "LAN discovery failed: the game is no longer advertised");
+                self.advertiser = None;
+            }
+        }
+    }
+
     /// The next event.
     pub fn poll_event(&mut self) -> Option<ManagerEvent> {
         self.events.pop_front()
@@ -1054,6 +1168,14 @@ impl NetworkManager {
         }
     }
 
+    #[cfg(feature = "discovery")]
+    fn check_serving(&self) -> Result<(), ManagerError> {
+        match self.mode {
+            NetworkMode::Server | NetworkMode::Host => Ok(()),
+            mode => Err(ManagerError::NotServing(mode)),
+        }
+    }
+
     fn check_offline(&self) -> Result<(), ManagerError> {
         match self.mode {
             NetworkMode::Offline => Ok(()),
@@ -1088,6 +1210,7 @@ impl NetworkManager {
         let local = server.start(now, transport)?;
         self.server = Some(server);
         self.mode = mode;
+        self.local_addr = local;
         self.events.push_back(ManagerEvent::Started(mode, local));
         if mode == NetworkMode::Host {
             if let Err(err) = self.join_own_player(now) {
