@@ -10,7 +10,6 @@ use crate::RelayError;
 
 /// The relay's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct RelayConfig {
     /// The most allocations held at once (bound, or remembered until their token expires so a
     /// captured BIND cannot be replayed). Default 65,536.
@@ -54,8 +53,8 @@ impl RelayConfig {
     }
 }
 
-/// The relay's counters. Every datagram received ends up forwarded, answered, or in exactly one
-/// `dropped_*` counter.
+/// The relay's counters. Every datagram received is counted once as forwarded, as accepted
+/// (`binds`, `rebinds`, `bind_repeats`, `closed`, `pongs`) or in one `dropped_*` counter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RelayStats {
@@ -67,6 +66,8 @@ pub struct RelayStats {
     pub forwarded_bytes: u64,
     /// Control replies (BOUND, PONG, ERROR) written in place of a request.
     pub replies: u64,
+    /// PINGs answered.
+    pub pongs: u64,
     /// PEER_GONE notices queued.
     pub peer_gone_sent: u64,
     /// BINDs that bound an allocation for the first time.
@@ -308,6 +309,7 @@ impl Relay {
                 }
                 entry.last_seen = now;
                 let slot = entry.slot;
+                self.stats.pongs += 1;
                 self.reply(from, Header::new(Kind::Pong, slot, header.session), datagram)
             }
             Kind::Close => {
