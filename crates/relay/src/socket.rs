@@ -179,7 +179,9 @@ impl RelaySocket {
     }
 
     /// The virtual address under which a host sees the client in `slot` of `session`:
-    /// `[fd53:7475:726e::<session hi>:<session lo>:<slot>]:1`.
+    /// `[fd53:7475:726e:<slot>::<session hi>:<session lo>]:1`. The slot is the subnet field,
+    /// so each client is its own /64: limits a transport keeps per address or per prefix
+    /// apply per client, not to the relay as a whole.
     pub fn peer_address(session: u32, slot: u16) -> SocketAddr {
         let [p0, p1, p2] = VIRTUAL_PREFIX;
         let [s0, s1, s2, s3] = session.to_be_bytes();
@@ -187,11 +189,11 @@ impl RelaySocket {
             p0,
             p1,
             p2,
+            slot,
             0,
             0,
             u16::from_be_bytes([s0, s1]),
             u16::from_be_bytes([s2, s3]),
-            slot,
         );
         SocketAddr::new(IpAddr::V6(ip), 1)
     }
@@ -199,7 +201,7 @@ impl RelaySocket {
     /// The slot of a virtual address of `session` (see [`peer_address`](Self::peer_address)).
     pub fn slot_of(session: u32, addr: SocketAddr) -> Option<u16> {
         let slot = match addr.ip() {
-            IpAddr::V6(ip) => ip.segments()[7],
+            IpAddr::V6(ip) => ip.segments()[3],
             IpAddr::V4(_) => return None,
         };
         (Self::peer_address(session, slot) == addr).then_some(slot)
