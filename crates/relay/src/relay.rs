@@ -4,9 +4,9 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::RelayError;
 use crate::token::{self, HOST_SLOT, RelayKey};
 use crate::wire::{Bind, ErrorCode, HEADER_LEN, Header, Kind};
-use crate::RelayError;
 
 /// The relay's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,8 +163,8 @@ impl Bucket {
             self.at += Duration::from_micros(micros);
         }
         let micros = micros.min(MICROS);
-        self.packets = (self.packets + micros * self.packets_per_sec)
-            .min(self.packets_per_sec * MICROS);
+        self.packets =
+            (self.packets + micros * self.packets_per_sec).min(self.packets_per_sec * MICROS);
         self.bytes = (self.bytes + micros * self.bytes_per_sec).min(self.bytes_per_sec * MICROS);
         let byte_cost = u64::try_from(len).unwrap_or(u64::MAX).saturating_mul(MICROS);
         let packets_ok = self.packets_per_sec == 0 || self.packets >= MICROS;
@@ -525,11 +525,8 @@ impl Relay {
                     continue;
                 };
                 let Some(to) = peer.addr else { continue };
-                let concerned = if slot == HOST_SLOT {
-                    peer.slot != HOST_SLOT
-                } else {
-                    peer.slot == HOST_SLOT
-                };
+                let concerned =
+                    if slot == HOST_SLOT { peer.slot != HOST_SLOT } else { peer.slot == HOST_SLOT };
                 if concerned {
                     self.notices.push_back((to, gone));
                     self.stats.peer_gone_sent += 1;
@@ -577,8 +574,9 @@ impl Relay {
             let Ok(index) = u32::try_from(index) else { break };
             let Some(entry) = self.entry(index) else { continue };
             match entry.addr {
-                Some(_) if now.saturating_duration_since(entry.last_seen)
-                    >= self.config.idle_timeout =>
+                Some(_)
+                    if now.saturating_duration_since(entry.last_seen)
+                        >= self.config.idle_timeout =>
                 {
                     self.stats.timed_out += 1;
                     self.end_binding(index, unix);

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use sturnus_socket::{Outgoing, RecvBatch, Socket, SocketFactory, SocketStats};
 
+use crate::RelayError;
 use crate::relay::{Relay, RelayConfig, RelayStats};
 use crate::token::RelayKey;
 use crate::wire::HEADER_LEN;
-use crate::RelayError;
 
 /// Datagrams moved per socket call.
 const BATCH: usize = 64;

@@ -6,8 +6,8 @@ use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use sturnus_socket::{
-    Readiness, RecvMeta, SendStatus, Socket, SocketError, SocketFactory, SocketStats,
-    SocketWaker, UdpSocket, UdpSocketFactory,
+    Readiness, RecvMeta, SendStatus, Socket, SocketError, SocketFactory, SocketStats, SocketWaker,
+    UdpSocket, UdpSocketFactory,
 };
 
 use crate::token::{Allocation, HOST_SLOT};
@@ -22,7 +22,10 @@ const KEEPALIVE: Duration = Duration::from_secs(3);
 /// unique-local IPv6 prefix ("Stu" "rn").
 const VIRTUAL_PREFIX: [u16; 3] = [0xfd53, 0x7475, 0x726e];
 
-#[expect(clippy::disallowed_methods, reason = "the relay socket is a driver: it keeps the binding alive")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the relay socket is a driver: it keeps the binding alive"
+)]
 fn now() -> Instant {
     Instant::now()
 }

@@ -343,7 +343,8 @@ mod tests {
     fn allocations_round_trip_and_hide_their_secrets() {
         let key = RelayKey::generate().unwrap();
         for relay in ["192.0.2.1:9000", "[2001:db8::1]:9000"] {
-            let allocation = Allocation::mint(&spec(), &key, relay.parse().unwrap(), 1_000).unwrap();
+            let allocation =
+                Allocation::mint(&spec(), &key, relay.parse().unwrap(), 1_000).unwrap();
             let bytes = allocation.to_bytes();
             assert_eq!(Allocation::from_bytes(&bytes).unwrap(), allocation);
             for cut in 0..bytes.len() {

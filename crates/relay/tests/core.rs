@@ -1,5 +1,9 @@
 //! The sans-IO relay core: binding, forwarding and its rules, tokens that must be refused,
 //! rate limits, endings and PEER_GONE, 10,000 allocations on one port, random input.
+#![expect(
+    clippy::cast_possible_truncation,
+    reason = "random test input: keeping the low bits of a random word is the point"
+)]
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -268,7 +272,10 @@ fn a_leaving_host_is_announced_to_its_clients() {
     assert!(bed.control(addr(100), Kind::Close, 0).is_none());
     let (to, notice) = bed.relay.poll_transmit().unwrap();
     let header = Header::parse(&notice).unwrap();
-    assert_eq!((to, header.kind, header.slot, header.session), (addr(1), Kind::PeerGone, 0, SESSION));
+    assert_eq!(
+        (to, header.kind, header.slot, header.session),
+        (addr(1), Kind::PeerGone, 0, SESSION)
+    );
     assert!(bed.relay.poll_transmit().is_none());
     assert!(bed.data(addr(1), SESSION, 0, b"anyone?").is_none());
     assert_eq!(bed.relay.stats().closed, 2);
@@ -339,8 +346,14 @@ fn the_allocation_limit_is_kept() {
     let fourth = mint(&bed.key, spec(SESSION, 3));
     assert_eq!(error_code(bed.bind(addr(3), &fourth, 1)), Some(ErrorCode::Full));
     assert_eq!(bed.relay.stats().dropped_full, 1);
-    assert!(Relay::new(RelayConfig { max_allocations: 0, ..RelayConfig::default() }, bed.key.clone()).is_err());
-    assert!(Relay::new(RelayConfig { max_datagram: 100, ..RelayConfig::default() }, bed.key.clone()).is_err());
+    assert!(
+        Relay::new(RelayConfig { max_allocations: 0, ..RelayConfig::default() }, bed.key.clone())
+            .is_err()
+    );
+    assert!(
+        Relay::new(RelayConfig { max_datagram: 100, ..RelayConfig::default() }, bed.key.clone())
+            .is_err()
+    );
 }
 
 /// A small xorshift: the inputs are part of the test, not a secret.
@@ -370,7 +383,7 @@ fn random_input_never_panics_and_is_counted() {
     }
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut buf = vec![0u8; 2_000];
-    for round in 0..200_000u64 {
+    for round in 0..100_000u64 {
         let len = rng.below(if round % 4 == 0 { 200 } else { 1_600 }) as usize;
         for byte in &mut buf[..len] {
             *byte = rng.next() as u8;
@@ -422,7 +435,7 @@ fn random_input_never_panics_and_is_counted() {
         + stats.dropped_rate_limited
         + stats.dropped_unexpected;
     let accepted = stats.binds + stats.rebinds + stats.bind_repeats + stats.closed + stats.pongs;
-    assert_eq!(stats.received, 200_008);
+    assert_eq!(stats.received, 100_008);
     assert_eq!(stats.received, stats.forwarded + accepted + dropped, "{stats:?}");
-    assert!(dropped > 100_000 && stats.forwarded > 0 && stats.pongs > 0, "{stats:?}");
+    assert!(dropped > 50_000 && stats.forwarded > 0 && stats.pongs > 0, "{stats:?}");
 }

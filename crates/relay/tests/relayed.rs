@@ -3,8 +3,8 @@
 //! a host leaving, refused binds.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -154,7 +154,7 @@ impl Drop for RunningRelay {
 
 /// The game's key, shared by its backend and its host; never given to the relay.
 fn game_key() -> Key {
-    std::array::from_fn(|i| (i * 7 + 3) as u8)
+    std::array::from_fn(|i| u8::try_from(i * 7 + 3).unwrap())
 }
 
 fn config() -> EndpointConfig {
@@ -293,8 +293,8 @@ fn netcode_through_the_relay_which_holds_no_game_key() {
         assert!(now() - start < Duration::from_secs(10), "no PEER_GONE");
         for client in &mut clients {
             drain(client);
+            client.wait(Duration::from_millis(1)).unwrap();
         }
-        std::thread::sleep(Duration::from_millis(1));
     }
     drop(clients);
     let seen = relay.seen.clone();
@@ -355,16 +355,14 @@ fn refused_allocations_fail_to_bind() {
         bytes_per_sec: 0,
     };
     let forged = Allocation::mint(&spec, &stranger, relay.addr, unix()).unwrap();
-    let factory =
-        RelaySocketFactory::new(forged).with_bind_timeout(Duration::from_secs(2));
+    let factory = RelaySocketFactory::new(forged).with_bind_timeout(Duration::from_secs(2));
     let error = factory.client_socket(relay.addr).unwrap_err();
     assert!(error.to_string().contains("refused the token"), "{error}");
     // Nobody answers at all.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let mut lost = relay.allocation(2);
     lost.relay = silent.local_addr().unwrap();
-    let factory =
-        RelaySocketFactory::new(lost).with_bind_timeout(Duration::from_millis(600));
+    let factory = RelaySocketFactory::new(lost).with_bind_timeout(Duration::from_millis(600));
     let error = factory.client_socket(relay.addr).unwrap_err();
     assert!(error.to_string().contains("did not answer"), "{error}");
     // A genuine one binds.

@@ -44,7 +44,9 @@ fn forwarding_allocates_nothing() {
     let mut round = |now: Instant, relay: &mut Relay| {
         for slot in 1..32u16 {
             Header::new(Kind::Data, 0, 9).write(&mut datagram);
-            forwarded += usize::from(relay.handle(now, UNIX, addr(u32::from(slot)), &mut datagram).is_some());
+            forwarded += usize::from(
+                relay.handle(now, UNIX, addr(u32::from(slot)), &mut datagram).is_some(),
+            );
             Header::new(Kind::Data, slot, 9).write(&mut datagram);
             forwarded += usize::from(relay.handle(now, UNIX, addr(0), &mut datagram).is_some());
             let mut ping = Header::new(Kind::Ping, slot, 9).to_bytes();
