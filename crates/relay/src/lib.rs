@@ -50,7 +50,7 @@ pub mod wire;
 
 pub use relay::{Forward, Relay, RelayConfig, RelayStats};
 pub use server::RelayServer;
-pub use socket::{RelaySocket, RelaySocketFactory, RelaySocketStats};
+pub use socket::{DEFAULT_KEEPALIVE, RelaySocket, RelaySocketFactory, RelaySocketStats};
 pub use token::{Allocation, AllocationSpec, HOST_SLOT, RelayKey};
 
 /// Errors of the relay crate.

@@ -15,9 +15,9 @@ use crate::wire::{self, BIND_LEN, ErrorCode, HEADER_LEN, Header, Kind};
 
 /// How often an unanswered BIND is sent again.
 const BIND_RESEND: Duration = Duration::from_millis(250);
-/// How long a silent socket waits before it pings the relay (the relay forgets a binding after
-/// 10 s of silence by default).
-const KEEPALIVE: Duration = Duration::from_secs(3);
+/// How long a silent socket waits before it pings the relay by default (the relay forgets a
+/// binding after 10 s of silence by default).
+pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(3);
 /// The first 48 bits of the virtual addresses of a host's peers: `fd53:7475:726e::/48`, a
 /// unique-local IPv6 prefix ("Stu" "rn").
 const VIRTUAL_PREFIX: [u16; 3] = [0xfd53, 0x7475, 0x726e];
@@ -62,7 +62,8 @@ pub struct RelaySocketStats {
 /// A [`Socket`] that carries datagrams through a relay, on one [`Allocation`].
 ///
 /// It binds the allocation (BIND until BOUND), then keeps the binding alive (a PING after 3 s
-/// without sending), and adds and strips the 8-byte relay header. It reads the clock inside
+/// without sending, [`set_keepalive`](Self::set_keepalive)), binds again when the relay says
+/// it forgot the binding (NOT_BOUND), and adds and strips the 8-byte relay header. It reads the clock inside
 /// socket calls to do so: it is a driver.
 ///
 /// - **Host** (slot 0): each client slot appears as its own address,
@@ -83,6 +84,7 @@ pub struct RelaySocket {
     counter: u64,
     last_bind: Option<Instant>,
     last_sent: Instant,
+    keepalive: Duration,
     send_buf: Box<[u8]>,
     recv_buf: Box<[u8]>,
     gone: VecDeque<u16>,
@@ -115,6 +117,7 @@ impl RelaySocket {
             counter: unix_micros(),
             last_bind: None,
             last_sent: now(),
+            keepalive: DEFAULT_KEEPALIVE,
             send_buf: vec![0; 65_536].into_boxed_slice(),
             recv_buf: vec![0; 65_536].into_boxed_slice(),
             gone: VecDeque::new(),
@@ -164,6 +167,12 @@ impl RelaySocket {
     /// The allocation.
     pub fn allocation(&self) -> &Allocation {
         &self.allocation
+    }
+
+    /// Pings the relay after `keepalive` without sending (default [`DEFAULT_KEEPALIVE`]);
+    /// keep it well below the relay's idle timeout.
+    pub fn set_keepalive(&mut self, keepalive: Duration) {
+        self.keepalive = keepalive.max(Duration::from_millis(10));
     }
 
     /// Whether the relay has answered BOUND (and not said NOT_BOUND since).
@@ -241,7 +250,7 @@ impl RelaySocket {
     /// When [`maintain`](Self::maintain) next has work.
     fn next_due(&self) -> Instant {
         if self.bound {
-            self.last_sent + KEEPALIVE
+            self.last_sent + self.keepalive
         } else {
             self.last_bind.map_or(self.last_sent, |at| at + BIND_RESEND)
         }
@@ -403,12 +412,18 @@ pub struct RelaySocketFactory {
     allocation: Allocation,
     udp: UdpSocketFactory,
     bind_timeout: Duration,
+    keepalive: Duration,
 }
 
 impl RelaySocketFactory {
     /// A factory for `allocation` over default UDP sockets, waiting up to 5 s for BOUND.
     pub fn new(allocation: Allocation) -> Self {
-        Self { allocation, udp: UdpSocketFactory::default(), bind_timeout: Duration::from_secs(5) }
+        Self {
+            allocation,
+            udp: UdpSocketFactory::default(),
+            bind_timeout: Duration::from_secs(5),
+            keepalive: DEFAULT_KEEPALIVE,
+        }
     }
 
     /// The same, over sockets of `udp`.
@@ -423,6 +438,13 @@ impl RelaySocketFactory {
         self
     }
 
+    /// The same, with sockets pinging the relay after `keepalive` of silence
+    /// ([`RelaySocket::set_keepalive`]).
+    pub fn with_keepalive(mut self, keepalive: Duration) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
     /// The allocation.
     pub fn allocation(&self) -> &Allocation {
         &self.allocation
@@ -430,7 +452,9 @@ impl RelaySocketFactory {
 
     fn open(&self) -> Result<RelaySocket, SocketError> {
         let udp = self.udp.client_socket(self.allocation.relay)?;
-        RelaySocket::connect(self.allocation.clone(), udp, self.bind_timeout)
+        let mut socket = RelaySocket::connect(self.allocation.clone(), udp, self.bind_timeout)?;
+        socket.set_keepalive(self.keepalive);
+        Ok(socket)
     }
 }
 

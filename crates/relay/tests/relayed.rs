@@ -371,3 +371,57 @@ fn refused_allocations_fail_to_bind() {
     let stats = relay.finish();
     assert_eq!((stats.dropped_bad_token, stats.binds), (1, 1), "{stats:?}");
 }
+
+/// Waits `how_long` on `socket` (which keeps its binding up meanwhile), reading what comes.
+fn idle(socket: &mut RelaySocket, how_long: Duration) {
+    let until = now() + how_long;
+    let mut buf = [0; 2048];
+    while now() < until {
+        socket.wait_readable(Some(until.saturating_duration_since(now()))).unwrap();
+        while socket.recv_from(&mut buf).unwrap().is_some() {}
+    }
+}
+
+#[test]
+fn keepalives_hold_a_silent_binding_and_a_forgotten_one_is_bound_again() {
+    let relay = RunningRelay::start(RelayConfig {
+        idle_timeout: Duration::from_millis(400),
+        sweep_interval: Duration::from_millis(20),
+        ..RelayConfig::default()
+    });
+    let fast = Duration::from_millis(100);
+    let mut host = RelaySocketFactory::new(relay.allocation(0))
+        .with_keepalive(fast)
+        .server_socket(relay.addr)
+        .unwrap();
+    // Three idle timeouts of silence from the game: the keep-alives hold the binding.
+    idle(&mut host, Duration::from_millis(1_200));
+    assert!(host.relay_stats().pings_sent >= 5, "{:?}", host.relay_stats());
+    let mut client = RelaySocketFactory::new(relay.allocation(1))
+        .with_keepalive(Duration::from_secs(60))
+        .client_socket(relay.addr)
+        .unwrap();
+    // The client is silent past the idle timeout (its keep-alive is a minute): the relay
+    // forgets it and tells the host; the client's next send is answered NOT_BOUND, and it
+    // binds again.
+    idle(&mut host, Duration::from_millis(800));
+    assert_eq!(host.take_peer_gone(), Some(1));
+    let mut buf = [0; 2048];
+    let start = now();
+    let got = loop {
+        assert!(now() - start < Duration::from_secs(10), "{:?}", client.relay_stats());
+        let _ = client.send_to(b"again", relay.addr).unwrap();
+        client.wait_readable(Some(Duration::from_millis(20))).unwrap();
+        while client.recv_from(&mut buf).unwrap().is_some() {}
+        host.wait_readable(Some(Duration::from_millis(20))).unwrap();
+        if let Some(meta) = host.recv_from(&mut buf).unwrap() {
+            break meta;
+        }
+    };
+    assert_eq!((&buf[..got.len], got.from), (&b"again"[..], RelaySocket::peer_address(SESSION, 1)));
+    let stats = client.relay_stats();
+    assert!(stats.errors >= 1 && stats.binds_sent >= 2 && stats.bound >= 2, "{stats:?}");
+    drop((host, client));
+    let stats = relay.finish();
+    assert_eq!(stats.timed_out, 1, "{stats:?}");
+}
