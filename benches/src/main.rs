@@ -18,7 +18,7 @@
 //!                      [--budget-kbps B] [--duration-s D] [--seed S] [--plot DIR]
 //!                      [--link netem|perfect [--rtt-ms T] [--jitter-ms J] [--loss P]
 //!                       [--rate-mbit M]] [--interest-radius R]
-//! sturnus-bench relay  [--duration-s D] [--size S] [--pings N]
+//! sturnus-bench relay  [--duration-s D] [--size S] [--pings N] [--busy-poll-us U]
 //! ```
 //!
 //! `cubes` runs in this process, in virtual time (see `cubes.rs`). `relay` runs raw UDP, the
@@ -572,7 +572,7 @@ fn usage() -> ExitCode {
          [--duration-s D] [--seed S] [--plot DIR] [--link netem|perfect [--rtt-ms T] [--jitter-ms J] [--loss P] \
          [--rate-mbit M]] [--interest-radius R] (NetworkTransform state sync, in this process, in \
          virtual time)\n  \
-         sturnus-bench relay [--duration-s D] [--size S] [--pings N] (raw one-way UDP, the same \
+         sturnus-bench relay [--duration-s D] [--size S] [--pings N] [--busy-poll-us U] (raw one-way UDP, the same \
          through the relay, and ping-pong latency direct and relayed, in this process)"
     );
     ExitCode::from(2)
@@ -799,7 +799,7 @@ fn layers_command(options: &Options) -> BenchResult<()> {
 }
 
 fn relay_command(options: &Options) -> BenchResult<()> {
-    options.check_known(&["duration-s", "size", "pings"])?;
+    options.check_known(&["duration-s", "size", "pings", "busy-poll-us"])?;
     let duration = options.get::<f64>("duration-s")?.unwrap_or(3.0);
     if !(duration.is_finite() && duration > 0.0 && duration <= 3600.0) {
         return Err("--duration-s must be between 0 and 3600".into());
@@ -812,5 +812,9 @@ fn relay_command(options: &Options) -> BenchResult<()> {
     if pings == 0 {
         return Err("--pings must be positive".into());
     }
-    relay::run(relay::Plan { duration: Duration::from_secs_f64(duration), size, pings })
+    let busy_poll = Duration::from_micros(options.get("busy-poll-us")?.unwrap_or(0));
+    if busy_poll > Duration::from_millis(100) {
+        return Err("--busy-poll-us is at most 100000".into());
+    }
+    relay::run(relay::Plan { duration: Duration::from_secs_f64(duration), size, pings, busy_poll })
 }

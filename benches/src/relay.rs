@@ -31,6 +31,8 @@ pub(crate) struct Plan {
     pub(crate) duration: Duration,
     pub(crate) size: usize,
     pub(crate) pings: usize,
+    /// How long the relay polls after its last datagram before it sleeps.
+    pub(crate) busy_poll: Duration,
 }
 
 const SESSION: u32 = 19;
@@ -58,11 +60,12 @@ struct Running {
 }
 
 impl Running {
-    fn start(max_datagram: usize) -> BenchResult<Self> {
+    fn start(max_datagram: usize, busy_poll: Duration) -> BenchResult<Self> {
         let key = RelayKey::generate()?;
         let config =
             RelayConfig { max_datagram: max_datagram.max(BIND_LEN), ..RelayConfig::default() };
         let mut server = RelayServer::bind(&udp_factory(), loopback(), config, key.clone())?;
+        server.set_busy_poll(busy_poll);
         let addr = server.local_addr();
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -162,7 +165,7 @@ fn one_way_raw(plan: Plan) -> BenchResult<f64> {
 
 /// Delivered datagrams per second, and the relay's counters and thread CPU time.
 fn one_way_relayed(plan: Plan) -> BenchResult<(f64, RelayStats, Duration)> {
-    let relay = Running::start(plan.size + HEADER_LEN)?;
+    let relay = Running::start(plan.size + HEADER_LEN, plan.busy_poll)?;
     let mut host = relay.bind(&udp_factory(), 0)?;
     let client = relay.bind(&udp_factory(), 1)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -245,7 +248,7 @@ fn latency(plan: Plan) -> BenchResult<([f64; 2], [f64; 2])> {
     thread.join().map_err(|_| "the echo thread panicked")??;
     let direct = direct?;
     // Through the relay.
-    let relay = Running::start(size + HEADER_LEN)?;
+    let relay = Running::start(size + HEADER_LEN, plan.busy_poll)?;
     let host = relay.bind(&raw_factory(), 0)?;
     let mut client = relay.bind(&raw_factory(), 1)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -271,7 +274,7 @@ pub(crate) fn run(plan: Plan) -> BenchResult<()> {
     let ([direct_p50, direct_p99], [relayed_p50, relayed_p99]) = latency(plan)?;
     let per_core = stats.forwarded as f64 / relay_cpu.as_secs_f64().max(1e-9);
     println!(
-        "{{\"workload\":\"relay\",\"size\":{},\"seconds\":{},\"raw_udp_datagrams_per_s\":{:.0},\
+        "{{\"workload\":\"relay\",\"size\":{},\"seconds\":{},\"busy_poll_us\":{},\"raw_udp_datagrams_per_s\":{:.0},\
          \"relayed_datagrams_per_s\":{:.0},\"relayed_vs_raw\":{:.3},\
          \"relay_forwarded\":{},\"relay_cpu_s\":{:.3},\"relay_forwarded_per_cpu_s\":{:.0},\
          \"relay_not_forwarded\":{},\"pings\":{},\"direct_rtt_p50_us\":{:.1},\
@@ -279,6 +282,7 @@ pub(crate) fn run(plan: Plan) -> BenchResult<()> {
          \"added_p50_us\":{:.1},\"added_p99_us\":{:.1}}}",
         plan.size,
         plan.duration.as_secs_f64(),
+        plan.busy_poll.as_micros(),
         raw,
         relayed,
         relayed / raw.max(1.0),

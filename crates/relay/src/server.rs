@@ -37,6 +37,7 @@ pub struct RelayServer<S> {
     send_buf: Vec<u8>,
     send_meta: Vec<(usize, SocketAddr, usize)>,
     slot: usize,
+    busy_poll: Duration,
 }
 
 impl<S> fmt::Debug for RelayServer<S> {
@@ -58,6 +59,7 @@ impl<S: Socket> RelayServer<S> {
             send_buf: vec![0; slot * BATCH],
             send_meta: Vec::with_capacity(BATCH),
             slot,
+            busy_poll: Duration::ZERO,
         })
     }
 
@@ -156,17 +158,33 @@ impl<S: Socket> RelayServer<S> {
         Ok(())
     }
 
+    /// Keeps polling the socket for `busy_poll` after the last datagram before sleeping in
+    /// `wait_readable` (default zero: sleep at once). Polling spares the relay hop a thread
+    /// wake-up while traffic flows, at the cost of a core spinning for that long after it
+    /// stops.
+    pub fn set_busy_poll(&mut self, busy_poll: Duration) {
+        self.busy_poll = busy_poll.min(Duration::from_millis(100));
+    }
+
     /// Relays until `stop` is set: waits for datagrams (or the next timer, at most 50 ms),
-    /// pumps, repeats.
+    /// pumps, repeats (polling for [`set_busy_poll`](Self::set_busy_poll) before waiting).
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), RelayError> {
+        let (mut last_read, _) = clocks();
         while !stop.load(Ordering::Relaxed) {
+            if self.pump()? > 0 {
+                last_read = clocks().0;
+                continue;
+            }
             let (now, _) = clocks();
+            if now.saturating_duration_since(last_read) < self.busy_poll {
+                std::hint::spin_loop();
+                continue;
+            }
             let wait = self
                 .relay
                 .poll_timeout()
                 .map_or(MAX_WAIT, |at| at.saturating_duration_since(now).min(MAX_WAIT));
             self.socket.wait_readable(Some(wait))?;
-            while self.pump()? > 0 {}
         }
         Ok(())
     }
