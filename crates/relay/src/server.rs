@@ -161,7 +161,8 @@ impl<S: Socket> RelayServer<S> {
     /// Keeps polling the socket for `busy_poll` after the last datagram before sleeping in
     /// `wait_readable` (default zero: sleep at once). Polling spares the relay hop a thread
     /// wake-up while traffic flows, at the cost of a core spinning for that long after it
-    /// stops.
+    /// stops. Only for a machine with cores to spare: on two cores shared with the game
+    /// processes it made the tail latency worse (`benches/README.md`, issue 19).
     pub fn set_busy_poll(&mut self, busy_poll: Duration) {
         self.busy_poll = busy_poll.min(Duration::from_millis(100));
     }
@@ -169,13 +170,31 @@ impl<S: Socket> RelayServer<S> {
     /// Relays until `stop` is set: waits for datagrams (or the next timer, at most 50 ms),
     /// pumps, repeats (polling for [`set_busy_poll`](Self::set_busy_poll) before waiting).
     pub fn run(&mut self, stop: &AtomicBool) -> Result<(), RelayError> {
+        self.run_reporting(stop, Duration::MAX, |_, _| {})
+    }
+
+    /// [`run`](Self::run), calling `report` with the relay's and the socket's counters about
+    /// every `every` (and once at the end): how a service publishes its metrics while the
+    /// relay runs on its own thread.
+    pub fn run_reporting(
+        &mut self,
+        stop: &AtomicBool,
+        every: Duration,
+        mut report: impl FnMut(&RelayStats, &SocketStats),
+    ) -> Result<(), RelayError> {
         let (mut last_read, _) = clocks();
+        let mut last_report = last_read;
         while !stop.load(Ordering::Relaxed) {
-            if self.pump()? > 0 {
-                last_read = clocks().0;
+            let read = self.pump()?;
+            let (now, _) = clocks();
+            if now.saturating_duration_since(last_report) >= every {
+                report(&self.relay.stats(), &self.socket.stats());
+                last_report = now;
+            }
+            if read > 0 {
+                last_read = now;
                 continue;
             }
-            let (now, _) = clocks();
             if now.saturating_duration_since(last_read) < self.busy_poll {
                 std::hint::spin_loop();
                 continue;
@@ -186,6 +205,7 @@ impl<S: Socket> RelayServer<S> {
                 .map_or(MAX_WAIT, |at| at.saturating_duration_since(now).min(MAX_WAIT));
             self.socket.wait_readable(Some(wait))?;
         }
+        report(&self.relay.stats(), &self.socket.stats());
         Ok(())
     }
 }

@@ -119,7 +119,11 @@ impl RunningRelay {
         let stop = Arc::new(AtomicBool::new(false));
         let thread_stop = stop.clone();
         let thread = std::thread::spawn(move || {
-            server.run(&thread_stop).unwrap();
+            let mut reports = 0;
+            server
+                .run_reporting(&thread_stop, Duration::from_millis(100), |_, _| reports += 1)
+                .unwrap();
+            assert!(reports >= 1, "the last report is always made");
             server
         });
         Self { addr, key, seen, stop, thread: Some(thread) }
