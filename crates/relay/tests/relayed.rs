@@ -389,11 +389,12 @@ fn idle(socket: &mut RelaySocket, how_long: Duration) {
 #[test]
 fn keepalives_hold_a_silent_binding_and_a_forgotten_one_is_bound_again() {
     let relay = RunningRelay::start(RelayConfig {
-        idle_timeout: Duration::from_millis(400),
+        idle_timeout: Duration::from_millis(600),
         sweep_interval: Duration::from_millis(20),
         ..RelayConfig::default()
     });
-    let fast = Duration::from_millis(100);
+    // Twelve keep-alives per idle timeout: a margin for a loaded machine.
+    let fast = Duration::from_millis(50);
     let mut host = RelaySocketFactory::new(relay.allocation(0))
         .with_keepalive(fast)
         .server_socket(relay.addr)
@@ -408,7 +409,7 @@ fn keepalives_hold_a_silent_binding_and_a_forgotten_one_is_bound_again() {
     // The client is silent past the idle timeout (its keep-alive is a minute): the relay
     // forgets it and tells the host; the client's next send is answered NOT_BOUND, and it
     // binds again.
-    idle(&mut host, Duration::from_millis(800));
+    idle(&mut host, Duration::from_millis(1_200));
     assert_eq!(host.take_peer_gone(), Some(1));
     let mut buf = [0; 2048];
     let start = now();
