@@ -18,9 +18,11 @@
 //!                      [--budget-kbps B] [--duration-s D] [--seed S] [--plot DIR]
 //!                      [--link netem|perfect [--rtt-ms T] [--jitter-ms J] [--loss P]
 //!                       [--rate-mbit M]] [--interest-radius R]
+//! sturnus-bench relay  [--duration-s D] [--size S] [--pings N] [--busy-poll-us U]
 //! ```
 //!
-//! `cubes` runs in this process, in virtual time (see `cubes.rs`).
+//! `cubes` runs in this process, in virtual time (see `cubes.rs`). `relay` runs raw UDP, the
+//! relay and their latencies in this process, on threads (see `relay.rs`).
 #![allow(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -36,6 +38,7 @@ mod crowd;
 mod cubes;
 mod layers;
 mod probe;
+mod relay;
 mod report;
 mod server;
 mod wire;
@@ -568,7 +571,9 @@ fn usage() -> ExitCode {
          sturnus-bench local --workload cubes [--clients N] [--objects K] [--rate HZ] [--budget-kbps B] \
          [--duration-s D] [--seed S] [--plot DIR] [--link netem|perfect [--rtt-ms T] [--jitter-ms J] [--loss P] \
          [--rate-mbit M]] [--interest-radius R] (NetworkTransform state sync, in this process, in \
-         virtual time)"
+         virtual time)\n  \
+         sturnus-bench relay [--duration-s D] [--size S] [--pings N] [--busy-poll-us U] (raw one-way UDP, the same \
+         through the relay, and ping-pong latency direct and relayed, in this process)"
     );
     ExitCode::from(2)
 }
@@ -589,6 +594,7 @@ fn main() -> ExitCode {
         "local" => local_command(&options),
         "crowd-worker" => worker_command(&options),
         "layers" => layers_command(&options),
+        "relay" => relay_command(&options),
         _ => return usage(),
     };
     match result {
@@ -790,4 +796,25 @@ fn layers_command(options: &Options) -> BenchResult<()> {
         layers::run(&layers::Plan { kind, messages, objects, ticks, pin }, repeat)?;
     }
     Ok(())
+}
+
+fn relay_command(options: &Options) -> BenchResult<()> {
+    options.check_known(&["duration-s", "size", "pings", "busy-poll-us"])?;
+    let duration = options.get::<f64>("duration-s")?.unwrap_or(3.0);
+    if !(duration.is_finite() && duration > 0.0 && duration <= 3600.0) {
+        return Err("--duration-s must be between 0 and 3600".into());
+    }
+    let size = options.get("size")?.unwrap_or(64);
+    if !(8..=1400).contains(&size) {
+        return Err("--size must be between 8 and 1400".into());
+    }
+    let pings = options.get("pings")?.unwrap_or(20_000);
+    if pings == 0 {
+        return Err("--pings must be positive".into());
+    }
+    let busy_poll = Duration::from_micros(options.get("busy-poll-us")?.unwrap_or(0));
+    if busy_poll > Duration::from_millis(100) {
+        return Err("--busy-poll-us is at most 100000".into());
+    }
+    relay::run(relay::Plan { duration: Duration::from_secs_f64(duration), size, pings, busy_poll })
 }

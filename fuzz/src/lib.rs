@@ -10,12 +10,15 @@
 //!   client, Commands on the server.
 //! - [`netcode::NetcodeHarness`]: netcode 1.02 packets (through replay windows), connect
 //!   tokens, private parts and challenge tokens, as a server and a client read them.
+//! - [`relay::RelayHarness`]: the relay's datagrams (every header type, BINDs of real
+//!   allocations altered, anything else) from bound and unknown addresses, as time passes.
 //!
 //! Every body must never panic, whatever the bytes.
 
 pub mod message;
 pub mod netcode;
 pub mod object;
+pub mod relay;
 mod transport;
 
 pub use transport::{EndpointCounts, EndpointHarness, MIN_ACCEPTED_PERCENT, packet_decode};

@@ -96,8 +96,14 @@ fn fuzz_smoke(inputs: &str, seed: &str, seconds: &str) -> Result<(), String> {
 }
 
 /// The cargo-fuzz targets (`fuzz/fuzz_targets`).
-const FUZZ_TARGETS: &[&str] =
-    &["packet_decode", "endpoint_input", "message_decode", "object_wire", "netcode_tokens"];
+const FUZZ_TARGETS: &[&str] = &[
+    "packet_decode",
+    "endpoint_input",
+    "message_decode",
+    "object_wire",
+    "netcode_tokens",
+    "relay_input",
+];
 
 /// A short benchmark sweep: every workload once against its raw-UDP baseline.
 const BENCH_WORKLOADS: &[&[&str]] = &[

@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use sturnus_fuzz::message::MessageHarness;
 use sturnus_fuzz::netcode::NetcodeHarness;
 use sturnus_fuzz::object::ObjectHarness;
+use sturnus_fuzz::relay::RelayHarness;
 use sturnus_fuzz::{EndpointCounts, EndpointHarness, packet_decode};
 use sturnus_netem::Rng;
 
@@ -79,6 +80,15 @@ impl Harness for MessageHarness {
     }
 }
 
+impl Harness for RelayHarness {
+    fn feed(&mut self, data: &[u8]) {
+        RelayHarness::feed(self, data);
+    }
+    fn report(&self) -> String {
+        RelayHarness::report(self)
+    }
+}
+
 impl Harness for NetcodeHarness {
     fn feed(&mut self, data: &[u8]) {
         NetcodeHarness::feed(self, data);
@@ -122,6 +132,12 @@ fn targets() -> Vec<Target> {
             seeds: NetcodeHarness::seeds(),
             reset_every: 100_000,
             make: || Box::new(NetcodeHarness::new()),
+        },
+        Target {
+            name: "relay_input",
+            seeds: RelayHarness::seeds(),
+            reset_every: 2_000,
+            make: || Box::new(RelayHarness::new()),
         },
     ]
 }
