@@ -1,0 +1,516 @@
+//! [`Index`]: matches in memory with the secondary indexes lists are planned on. The memory
+//! store is an `Index` behind a lock; the Redis store keeps one as its local read cache.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
+
+use sturnus_lobby::JoinCode;
+use sturnus_lobby::api::{ListQuery, MatchId, MatchInfo, MatchPage, Op, Value};
+
+use super::{Schema, StoreCounts, StoredMatch, is_live};
+
+/// A range index counts its candidates up to this many before it estimates instead: a plan
+/// costs at most this much counting per indexed predicate.
+const COUNT_CAP: usize = 4096;
+
+/// An `f64` ordered totally, with `-0.0` read as `0.0` (they compare equal in filters).
+#[derive(Debug, Clone, Copy)]
+struct Num(f64);
+
+impl Num {
+    fn new(n: f64) -> Self {
+        // -0.0 + 0.0 is 0.0: one key for the two zeros, which `Op::holds` finds equal.
+        Self(n + 0.0)
+    }
+}
+
+impl PartialEq for Num {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Num {}
+
+impl PartialOrd for Num {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Num {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0)
+    }
+}
+
+/// The interval a query's predicates on one attribute leave: `lo .. hi`.
+#[derive(Debug, Clone)]
+struct Interval<K> {
+    lo: Bound<K>,
+    hi: Bound<K>,
+}
+
+impl<K: Ord + Clone> Interval<K> {
+    fn all() -> Self {
+        Self { lo: Bound::Unbounded, hi: Bound::Unbounded }
+    }
+
+    /// Narrows the interval by `op value`; false for an operator no interval expresses (`Ne`).
+    fn narrow(&mut self, op: Op, value: K) -> bool {
+        match op {
+            Op::Eq => {
+                self.raise(Bound::Included(value.clone()));
+                self.lower(Bound::Included(value));
+            }
+            Op::Lt => self.lower(Bound::Excluded(value)),
+            Op::Le => self.lower(Bound::Included(value)),
+            Op::Gt => self.raise(Bound::Excluded(value)),
+            Op::Ge => self.raise(Bound::Included(value)),
+            _ => return false,
+        }
+        true
+    }
+
+    fn raise(&mut self, b: Bound<K>) {
+        let tighter = match (&self.lo, &b) {
+            (Bound::Unbounded, _) => true,
+            (_, Bound::Unbounded) => false,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Included(v)) => v > a,
+            (Bound::Included(a), Bound::Excluded(v)) => v >= a,
+            (Bound::Excluded(a), Bound::Excluded(v)) => v > a,
+        };
+        if tighter {
+            self.lo = b;
+        }
+    }
+
+    fn lower(&mut self, b: Bound<K>) {
+        let tighter = match (&self.hi, &b) {
+            (Bound::Unbounded, _) => true,
+            (_, Bound::Unbounded) => false,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Included(v)) => v < a,
+            (Bound::Included(a), Bound::Excluded(v)) => v <= a,
+            (Bound::Excluded(a), Bound::Excluded(v)) => v < a,
+        };
+        if tighter {
+            self.hi = b;
+        }
+    }
+
+    /// Whether no key lies in it (a `BTreeMap::range` over it would panic).
+    fn is_empty(&self) -> bool {
+        match (&self.lo, &self.hi) {
+            (Bound::Unbounded, _) | (_, Bound::Unbounded) => false,
+            (Bound::Included(a), Bound::Included(b)) => a > b,
+            (Bound::Included(a) | Bound::Excluded(a), Bound::Excluded(b))
+            | (Bound::Excluded(a), Bound::Included(b)) => a >= b,
+        }
+    }
+}
+
+/// The numeric index's bounds over `(value, id)` pairs for a value interval.
+fn pair_bounds(iv: &Interval<Num>) -> (Bound<(Num, MatchId)>, Bound<(Num, MatchId)>) {
+    let lo = match iv.lo {
+        Bound::Unbounded => Bound::Unbounded,
+        Bound::Included(v) => Bound::Included((v, MatchId(0))),
+        Bound::Excluded(v) => Bound::Excluded((v, MatchId(u64::MAX))),
+    };
+    let hi = match iv.hi {
+        Bound::Unbounded => Bound::Unbounded,
+        Bound::Included(v) => Bound::Included((v, MatchId(u64::MAX))),
+        Bound::Excluded(v) => Bound::Excluded((v, MatchId(0))),
+    };
+    (lo, hi)
+}
+
+/// How a list query walks its candidates.
+#[derive(Debug, Clone, PartialEq)]
+enum Plan {
+    /// No candidate can pass (contradictory or NaN predicates).
+    Empty,
+    /// Every listed match, by id.
+    Scan,
+    /// The listed matches of a region, by id.
+    Region(String),
+    /// The listed matches whose string attribute lies in an interval, by (value, id).
+    Str(String, Interval<String>),
+    /// The listed matches whose numeric attribute lies in an interval, by (value, id).
+    Num(String, Interval<Num>),
+}
+
+impl PartialEq for Interval<String> {
+    fn eq(&self, other: &Self) -> bool {
+        self.lo == other.lo && self.hi == other.hi
+    }
+}
+
+impl PartialEq for Interval<Num> {
+    fn eq(&self, other: &Self) -> bool {
+        self.lo == other.lo && self.hi == other.hi
+    }
+}
+
+/// Matches in memory, indexed for lists: by id, by join code, by expiry (for reaping), and —
+/// for listed matches only, since lists show nothing else — by region, by each declared
+/// string attribute (value → ids) and by each declared numeric attribute (ordered values).
+///
+/// [`list`](Index::list) plans each query: it walks the smallest candidate set one of the
+/// query's indexed predicates gives (a region, a string attribute's value or range, a numeric
+/// attribute's range), checks the rest with [`ListQuery::accepts`] and the expiry, and stops
+/// one match after the page. Only a query with no indexed predicate scans every listed match.
+#[derive(Debug)]
+pub struct Index {
+    schema: Schema,
+    matches: HashMap<MatchId, StoredMatch>,
+    codes: HashMap<JoinCode, MatchId>,
+    expiry: BTreeSet<(u64, MatchId)>,
+    players: u64,
+    listed: BTreeSet<MatchId>,
+    regions: HashMap<String, BTreeSet<MatchId>>,
+    strings: HashMap<String, BTreeMap<String, BTreeSet<MatchId>>>,
+    numbers: HashMap<String, BTreeSet<(Num, MatchId)>>,
+}
+
+impl Index {
+    /// An empty index of the attributes `schema` declares.
+    pub fn new(schema: Schema) -> Self {
+        let strings = schema.strings.iter().map(|s| (s.clone(), BTreeMap::new())).collect();
+        let numbers = schema.numbers.iter().map(|n| (n.clone(), BTreeSet::new())).collect();
+        Self {
+            schema,
+            matches: HashMap::new(),
+            codes: HashMap::new(),
+            expiry: BTreeSet::new(),
+            players: 0,
+            listed: BTreeSet::new(),
+            regions: HashMap::new(),
+            strings,
+            numbers,
+        }
+    }
+
+    /// The declared attributes.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// Matches held, expired or not.
+    pub fn len(&self) -> usize {
+        self.matches.len()
+    }
+
+    /// Whether it holds no match.
+    pub fn is_empty(&self) -> bool {
+        self.matches.is_empty()
+    }
+
+    /// A match, expired or not.
+    pub fn get(&self, id: MatchId) -> Option<&StoredMatch> {
+        self.matches.get(&id)
+    }
+
+    /// The match holding a join code, expired or not.
+    pub fn code_holder(&self, code: JoinCode) -> Option<MatchId> {
+        self.codes.get(&code).copied()
+    }
+
+    /// Adds a match or replaces the one with its id, re-indexing what changed. The match it
+    /// replaced, if any.
+    pub fn upsert(&mut self, m: StoredMatch) -> Option<StoredMatch> {
+        let id = m.info.id;
+        let old = self.matches.remove(&id);
+        if let Some(old) = &old {
+            if !same_keys(old, &m) {
+                self.unindex(old);
+                self.index(&m);
+            }
+            self.players -= old.members.len() as u64;
+        } else {
+            self.index(&m);
+        }
+        self.players += m.members.len() as u64;
+        self.matches.insert(id, m);
+        old
+    }
+
+    /// Removes a match; the match removed.
+    pub fn remove(&mut self, id: MatchId) -> Option<StoredMatch> {
+        let old = self.matches.remove(&id)?;
+        self.unindex(&old);
+        self.players -= old.members.len() as u64;
+        Some(old)
+    }
+
+    /// Changes a match in place through `f` (re-indexing what it changed); what `f` returned,
+    /// unless there is no such match.
+    pub fn modify<R>(&mut self, id: MatchId, f: impl FnOnce(&mut StoredMatch) -> R) -> Option<R> {
+        let mut m = self.matches.get(&id)?.clone();
+        let r = f(&mut m);
+        m.info.id = id;
+        self.upsert(m);
+        Some(r)
+    }
+
+    /// The ids of the matches expired at `now_unix`, soonest first.
+    pub fn expired(&self, now_unix: u64) -> Vec<MatchId> {
+        self.expiry.range(..=(now_unix, MatchId(u64::MAX))).map(|&(_, id)| id).collect()
+    }
+
+    /// Removes every match expired at `now_unix`; how many.
+    pub fn reap(&mut self, now_unix: u64) -> usize {
+        let gone = self.expired(now_unix);
+        for &id in &gone {
+            self.remove(id);
+        }
+        gone.len()
+    }
+
+    /// Unexpired matches and the players in them.
+    pub fn counts(&self, now_unix: u64) -> StoreCounts {
+        let mut counts = StoreCounts { matches: self.matches.len() as u64, players: self.players };
+        for id in self.expired(now_unix) {
+            if let Some(m) = self.matches.get(&id) {
+                counts.matches -= 1;
+                counts.players -= m.members.len() as u64;
+            }
+        }
+        counts
+    }
+
+    /// A page of the listed, unexpired matches `query` accepts, in the order of the plan's
+    /// index (stable while the matches do not change).
+    pub fn list(&self, query: &ListQuery, now_unix: u64) -> MatchPage {
+        let skip = u64::from(query.page).saturating_mul(u64::from(query.page_size));
+        let size = usize::from(query.page_size);
+        let mut page = MatchPage { matches: Vec::with_capacity(size.min(128)), more: false };
+        let mut skipped = 0u64;
+        let plan = self.plan(query);
+        for id in self.candidates(&plan) {
+            let Some(m) = self.matches.get(&id) else { continue };
+            if !is_live(&m.info, now_unix) || !query.accepts(&m.info) {
+                continue;
+            }
+            if skipped < skip {
+                skipped += 1;
+            } else if page.matches.len() < size {
+                page.matches.push(m.info.clone());
+            } else {
+                page.more = true;
+                break;
+            }
+        }
+        page
+    }
+
+    /// Picks the index with the fewest candidates among the query's indexed predicates.
+    fn plan(&self, query: &ListQuery) -> Plan {
+        let mut best = (Plan::Scan, self.listed.len());
+        if let Some(region) = &query.region {
+            let n = self.regions.get(region).map_or(0, BTreeSet::len);
+            if n < best.1 {
+                best = (Plan::Region(region.clone()), n);
+            }
+        }
+        // One interval per indexed attribute, all of its predicates combined.
+        let mut strs: BTreeMap<&str, Interval<String>> = BTreeMap::new();
+        let mut nums: BTreeMap<&str, Interval<Num>> = BTreeMap::new();
+        for f in &query.filters {
+            match &f.value {
+                Value::Str(s) if self.strings.contains_key(&f.attribute) => {
+                    let mut iv =
+                        strs.get(f.attribute.as_str()).cloned().unwrap_or_else(Interval::all);
+                    if iv.narrow(f.op, s.clone()) {
+                        strs.insert(&f.attribute, iv);
+                    }
+                }
+                Value::Num(n) if self.numbers.contains_key(&f.attribute) => {
+                    if n.is_nan() && f.op != Op::Ne {
+                        // Nothing compares with NaN: no match passes.
+                        return Plan::Empty;
+                    }
+                    let mut iv =
+                        nums.get(f.attribute.as_str()).cloned().unwrap_or_else(Interval::all);
+                    if iv.narrow(f.op, Num::new(*n)) {
+                        nums.insert(&f.attribute, iv);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (attr, iv) in strs {
+            if iv.is_empty() {
+                return Plan::Empty;
+            }
+            let n = self.count_str(attr, &iv, best.1);
+            if n < best.1 {
+                best = (Plan::Str(attr.to_owned(), iv), n);
+            }
+        }
+        for (attr, iv) in nums {
+            if iv.is_empty() {
+                return Plan::Empty;
+            }
+            let n = self.count_num(attr, &iv, best.1);
+            if n < best.1 {
+                best = (Plan::Num(attr.to_owned(), iv), n);
+            }
+        }
+        best.0
+    }
+
+    /// How many listed matches a string interval holds, counted up to `limit` (or
+    /// [`COUNT_CAP`], then `limit - 1`: a saturated range still beats a scan).
+    fn count_str(&self, attr: &str, iv: &Interval<String>, limit: usize) -> usize {
+        let Some(index) = self.strings.get(attr) else { return usize::MAX };
+        if let (Bound::Included(a), Bound::Included(b)) = (&iv.lo, &iv.hi)
+            && a == b
+        {
+            return index.get(a).map_or(0, BTreeSet::len);
+        }
+        let cap = limit.min(COUNT_CAP);
+        let mut n = 0;
+        for set in index.range((iv.lo.clone(), iv.hi.clone())).map(|(_, s)| s) {
+            n += set.len();
+            if n >= cap {
+                return saturated(cap, limit);
+            }
+        }
+        n
+    }
+
+    /// As [`count_str`](Self::count_str), for a numeric interval.
+    fn count_num(&self, attr: &str, iv: &Interval<Num>, limit: usize) -> usize {
+        let Some(index) = self.numbers.get(attr) else { return usize::MAX };
+        let cap = limit.min(COUNT_CAP);
+        let n = index.range(pair_bounds(iv)).take(cap).count();
+        if n >= cap { saturated(cap, limit) } else { n }
+    }
+
+    /// The ids a plan walks, in its order.
+    fn candidates<'a>(&'a self, plan: &Plan) -> Box<dyn Iterator<Item = MatchId> + 'a> {
+        match plan {
+            Plan::Empty => Box::new(std::iter::empty()),
+            Plan::Scan => Box::new(self.listed.iter().copied()),
+            Plan::Region(r) => match self.regions.get(r) {
+                Some(set) => Box::new(set.iter().copied()),
+                None => Box::new(std::iter::empty()),
+            },
+            Plan::Str(attr, iv) => match self.strings.get(attr) {
+                Some(index) => Box::new(
+                    index
+                        .range((iv.lo.clone(), iv.hi.clone()))
+                        .flat_map(|(_, s)| s.iter().copied()),
+                ),
+                None => Box::new(std::iter::empty()),
+            },
+            Plan::Num(attr, iv) => match self.numbers.get(attr) {
+                Some(index) => Box::new(index.range(pair_bounds(iv)).map(|&(_, id)| id)),
+                None => Box::new(std::iter::empty()),
+            },
+        }
+    }
+
+    fn index(&mut self, m: &StoredMatch) {
+        let id = m.info.id;
+        self.codes.insert(m.code, id);
+        self.expiry.insert((m.info.expires_unix, id));
+        if !m.info.listed {
+            return;
+        }
+        self.listed.insert(id);
+        if let Some(r) = &m.info.region {
+            self.regions.entry(r.clone()).or_default().insert(id);
+        }
+        for (attr, value) in &m.info.attributes {
+            match value {
+                Value::Str(s) => {
+                    if let Some(index) = self.strings.get_mut(attr) {
+                        index.entry(s.clone()).or_default().insert(id);
+                    }
+                }
+                Value::Num(n) => {
+                    if let Some(index) = self.numbers.get_mut(attr) {
+                        index.insert((Num::new(*n), id));
+                    }
+                }
+            }
+        }
+    }
+
+    fn unindex(&mut self, m: &StoredMatch) {
+        let id = m.info.id;
+        if self.codes.get(&m.code) == Some(&id) {
+            self.codes.remove(&m.code);
+        }
+        self.expiry.remove(&(m.info.expires_unix, id));
+        if !m.info.listed {
+            return;
+        }
+        self.listed.remove(&id);
+        if let Some(r) = &m.info.region {
+            self.regions.remove_id(r, id);
+        }
+        for (attr, value) in &m.info.attributes {
+            match value {
+                Value::Str(s) => {
+                    if let Some(index) = self.strings.get_mut(attr) {
+                        index.remove_id(s, id);
+                    }
+                }
+                Value::Num(n) => {
+                    if let Some(index) = self.numbers.get_mut(attr) {
+                        index.remove(&(Num::new(*n), id));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A count that reached its cap: below `limit` (so a saturated index still beats whatever
+/// set `limit`) when the cap stopped it first, `limit` itself otherwise.
+fn saturated(cap: usize, limit: usize) -> usize {
+    if cap < limit { limit - 1 } else { limit }
+}
+
+/// A map of value → ids that drops a value when its last id leaves.
+trait MapOfSets {
+    fn remove_id(&mut self, key: &str, id: MatchId);
+}
+
+impl MapOfSets for HashMap<String, BTreeSet<MatchId>> {
+    fn remove_id(&mut self, key: &str, id: MatchId) {
+        if let Some(set) = self.get_mut(key) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.remove(key);
+            }
+        }
+    }
+}
+
+impl MapOfSets for BTreeMap<String, BTreeSet<MatchId>> {
+    fn remove_id(&mut self, key: &str, id: MatchId) {
+        if let Some(set) = self.get_mut(key) {
+            set.remove(&id);
+            if set.is_empty() {
+                self.remove(key);
+            }
+        }
+    }
+}
+
+/// Whether two versions of a match sit at the same places in every index.
+fn same_keys(a: &StoredMatch, b: &StoredMatch) -> bool {
+    a.code == b.code && keys_of(&a.info) == keys_of(&b.info)
+}
+
+type Keys<'a> = (u64, bool, Option<&'a String>, Option<&'a BTreeMap<String, Value>>);
+
+/// What places a match in the indexes (besides its code).
+fn keys_of(i: &MatchInfo) -> Keys<'_> {
+    let listed = i.listed;
+    (i.expires_unix, listed, i.region.as_ref().filter(|_| listed), listed.then_some(&i.attributes))
+}
