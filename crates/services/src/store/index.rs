@@ -306,7 +306,8 @@ impl Index {
 
     /// Picks the index with the fewest candidates among the query's indexed predicates.
     fn plan(&self, query: &ListQuery) -> Plan {
-        let mut best = (Plan::Scan, self.listed.len());
+        // An index with as many candidates as a scan still beats it (ties go to the index).
+        let mut best = (Plan::Scan, self.listed.len().saturating_add(1));
         if let Some(region) = &query.region {
             let n = self.regions.get(region).map_or(0, BTreeSet::len);
             if n < best.1 {
@@ -343,7 +344,7 @@ impl Index {
             if iv.is_empty() {
                 return Plan::Empty;
             }
-            let n = self.count_str(attr, &iv, best.1);
+            let n = self.count_str(attr, &iv);
             if n < best.1 {
                 best = (Plan::Str(attr.to_owned(), iv), n);
             }
@@ -360,32 +361,62 @@ impl Index {
         best.0
     }
 
-    /// How many listed matches a string interval holds, counted up to `limit` (or
-    /// [`COUNT_CAP`], then `limit - 1`: a saturated range still beats a scan).
-    fn count_str(&self, attr: &str, iv: &Interval<String>, limit: usize) -> usize {
+    /// How many listed matches a string interval holds: exact (the sets of the values in it),
+    /// unless it spans more than [`COUNT_CAP`] values (then every match with the attribute).
+    fn count_str(&self, attr: &str, iv: &Interval<String>) -> usize {
         let Some(index) = self.strings.get(attr) else { return usize::MAX };
         if let (Bound::Included(a), Bound::Included(b)) = (&iv.lo, &iv.hi)
             && a == b
         {
             return index.get(a).map_or(0, BTreeSet::len);
         }
-        let cap = limit.min(COUNT_CAP);
         let mut n = 0;
-        for set in index.range((iv.lo.clone(), iv.hi.clone())).map(|(_, s)| s) {
-            n += set.len();
-            if n >= cap {
-                return saturated(cap, limit);
+        for (values, (_, set)) in index.range((iv.lo.clone(), iv.hi.clone())).enumerate() {
+            if values == COUNT_CAP {
+                return index.values().map(BTreeSet::len).sum();
             }
+            n += set.len();
         }
         n
     }
 
-    /// As [`count_str`](Self::count_str), for a numeric interval.
-    fn count_num(&self, attr: &str, iv: &Interval<Num>, limit: usize) -> usize {
+    /// How many listed matches a numeric interval holds: counted while that is cheap (fewer
+    /// than `best`, the candidates of the best plan so far, and than [`COUNT_CAP`]), else
+    /// estimated from where the interval lies between the attribute's least and greatest
+    /// values.
+    fn count_num(&self, attr: &str, iv: &Interval<Num>, best: usize) -> usize {
         let Some(index) = self.numbers.get(attr) else { return usize::MAX };
-        let cap = limit.min(COUNT_CAP);
+        let cap = best.min(COUNT_CAP);
         let n = index.range(pair_bounds(iv)).take(cap).count();
-        if n >= cap { saturated(cap, limit) } else { n }
+        if n < cap {
+            return n;
+        }
+        if cap == best {
+            return best; // No better than the best plan: no need to know by how much.
+        }
+        let (Some(&(Num(min), _)), Some(&(Num(max), _))) = (index.first(), index.last()) else {
+            return n;
+        };
+        let value = |b: &Bound<Num>, default: f64| match b {
+            Bound::Included(Num(v)) | Bound::Excluded(Num(v)) => *v,
+            Bound::Unbounded => default,
+        };
+        let lo = value(&iv.lo, min).max(min);
+        let hi = value(&iv.hi, max).min(max);
+        let span = max - min;
+        let fraction = if span.is_finite() && span > 0.0 && lo.is_finite() && hi.is_finite() {
+            ((hi - lo) / span).clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            clippy::cast_precision_loss,
+            reason = "an estimate: a fraction of a count, clamped to the count"
+        )]
+        let estimate = (fraction * index.len() as f64) as usize;
+        estimate.clamp(cap, index.len())
     }
 
     /// The ids a plan walks, in its order.
@@ -467,12 +498,6 @@ impl Index {
             }
         }
     }
-}
-
-/// A count that reached its cap: below `limit` (so a saturated index still beats whatever
-/// set `limit`) when the cap stopped it first, `limit` itself otherwise.
-fn saturated(cap: usize, limit: usize) -> usize {
-    if cap < limit { limit - 1 } else { limit }
 }
 
 /// A map of value → ids that drops a value when its last id leaves.

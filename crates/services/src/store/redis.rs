@@ -35,7 +35,7 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, Script, Value as RValue};
+use redis::{AsyncConnectionConfig, Client, Script, Value as RValue};
 use sturnus_lobby::JoinCode;
 use sturnus_lobby::api::{ListQuery, MatchId, MatchInfo, MatchPage, Value};
 
@@ -373,6 +373,16 @@ impl RedisStore {
         prefix: &str,
     ) -> Result<Self, StoreError> {
         let client = Client::open(url).map_err(backend)?;
+        // One quick try first: a connection manager retries for seconds before it gives up.
+        let probe_config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(5)))
+            .set_response_timeout(Some(Duration::from_secs(5)));
+        let mut probe = client
+            .get_multiplexed_async_connection_with_config(&probe_config)
+            .await
+            .map_err(backend)?;
+        let _: String = redis::cmd("PING").query_async(&mut probe).await.map_err(backend)?;
+        drop(probe);
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(Duration::from_secs(5)))
             .set_connection_timeout(Some(Duration::from_secs(5)));
