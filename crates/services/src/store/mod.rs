@@ -242,8 +242,8 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum AnyStore {
-    /// `memory`: [`MemoryStore`].
-    Memory(MemoryStore),
+    /// `memory`: [`MemoryStore`] (boxed: it holds its index inline).
+    Memory(Box<MemoryStore>),
     /// `redis://…`: [`RedisStore`].
     Redis(RedisStore),
 }
@@ -254,7 +254,7 @@ pub enum AnyStore {
 pub async fn open(spec: &str, schema: Schema) -> Result<AnyStore, StoreError> {
     let spec = spec.trim();
     if spec.eq_ignore_ascii_case("memory") {
-        Ok(AnyStore::Memory(MemoryStore::new(schema)))
+        Ok(AnyStore::Memory(Box::new(MemoryStore::new(schema))))
     } else if ["redis://", "rediss://", "redis+unix://", "unix://"]
         .iter()
         .any(|scheme| spec.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)))

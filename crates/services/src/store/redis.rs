@@ -44,6 +44,11 @@ use super::{
     Digest, JoinOutcome, JoinTicket, Schema, Store, StoreCounts, StoreError, StoredMatch, is_live,
 };
 
+/// A hash field or stream entry field: name and value.
+type Field = (Vec<u8>, Vec<u8>);
+/// A hash's or an entry's fields.
+type Fields = Vec<Field>;
+
 /// The change stream keeps about this many events (`XADD MAXLEN ~`). A node that falls
 /// further behind reloads the whole state.
 pub const STREAM_MAXLEN: u64 = 100_000;
@@ -521,7 +526,7 @@ fn encode(m: &StoredMatch) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
 }
 
 /// A match from its hash's fields.
-fn decode(id: MatchId, fields: &[(Vec<u8>, Vec<u8>)]) -> Result<StoredMatch, StoreError> {
+fn decode(id: MatchId, fields: &[Field]) -> Result<StoredMatch, StoreError> {
     let bad = |what: &str| nonsense(&format!("match {id}'s {what}"));
     let mut doc: Option<StoredMatch> = None;
     let mut exp = None;
@@ -600,7 +605,7 @@ fn int(v: &RValue) -> Option<u64> {
 }
 
 /// A flat `[k1, v1, k2, v2, …]` array as pairs.
-fn pairs(v: &RValue) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+fn pairs(v: &RValue) -> Result<Fields, StoreError> {
     let RValue::Array(items) = v else { return Err(nonsense("fields")) };
     items
         .chunks_exact(2)
@@ -698,10 +703,7 @@ impl Follower {
     }
 
     /// An event's `seq`, match id and state after it (`None`: deleted).
-    fn event(
-        &self,
-        fields: &[(Vec<u8>, Vec<u8>)],
-    ) -> Result<(u64, MatchId, Option<StoredMatch>), StoreError> {
+    fn event(&self, fields: &[Field]) -> Result<(u64, MatchId, Option<StoredMatch>), StoreError> {
         let get = |name: &[u8]| {
             fields.iter().find(|(k, _)| k.as_slice() == name).map(|(_, v)| v.as_slice())
         };
@@ -713,7 +715,7 @@ impl Follower {
             .ok_or_else(|| nonsense("an event's id"))?;
         let state = match get(b"op") {
             Some(b"del") => None,
-            Some(b"put") => match decode(id, &fields[..]) {
+            Some(b"put") => match decode(id, fields) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     // A match this node cannot read is left out of its lists, not fatal.
@@ -986,7 +988,74 @@ impl Store for RedisStore {
 
 #[cfg(test)]
 mod tests {
+    use sturnus_lobby::api::HostMode;
+
     use super::*;
+
+    fn stored(id: u64, name: &str) -> StoredMatch {
+        StoredMatch {
+            info: MatchInfo {
+                id: MatchId(id),
+                name: name.to_owned(),
+                size: 4,
+                players: 0,
+                listed: true,
+                has_password: false,
+                attributes: BTreeMap::new(),
+                region: None,
+                relayed: true,
+                created_unix: 0,
+                expires_unix: 100,
+            },
+            code: JoinCode::from_bits(id),
+            host_token: [1; 32],
+            password: Some([2; 32]),
+            private_key: [3; 32],
+            protocol_id: u64::MAX,
+            host: HostMode::Relay,
+            relay_session: Some(9),
+            next_slot: 3,
+            members: [(2, [4; 32])].into(),
+        }
+    }
+
+    #[test]
+    fn the_cache_never_goes_back_to_an_older_state() {
+        let mut cache = Cache::new(Schema::default());
+        let id = MatchId(1);
+        let name = |c: &Cache| c.index.get(id).map(|m| m.info.name.clone());
+        // This node's own write (seq 5) lands before the follower reads seq 3 and 4.
+        cache.apply(5, id, Some(stored(1, "five")));
+        cache.apply(3, id, Some(stored(1, "three")));
+        cache.advance(3);
+        assert_eq!(name(&cache).as_deref(), Some("five"));
+        cache.apply(6, id, Some(stored(1, "six")));
+        assert_eq!(name(&cache).as_deref(), Some("six"));
+        // A delete (seq 8) is not undone by an older put (seq 7) read after it…
+        cache.apply(8, id, None);
+        cache.apply(7, id, Some(stored(1, "seven")));
+        assert_eq!(name(&cache), None);
+        assert_eq!(cache.tombstones.get(&id), Some(&8));
+        // … and is forgotten once the follower has passed it.
+        cache.advance(8);
+        assert!(cache.tombstones.is_empty());
+        cache.apply(9, id, Some(stored(1, "nine")));
+        assert_eq!(name(&cache).as_deref(), Some("nine"));
+    }
+
+    #[test]
+    fn a_match_reads_back_from_its_fields() {
+        let mut m = stored(0xFFFF_FFFF_FFFF_FFFE, "naïve");
+        m.info.attributes =
+            [("s1".to_owned(), Value::from("a b")), ("n1".to_owned(), Value::Num(0.1 + 0.2))]
+                .into();
+        m.info.players = 1;
+        let fields: Fields =
+            encode(&m).unwrap().into_iter().map(|(k, v)| (k.into_bytes(), v)).collect();
+        assert_eq!(decode(m.info.id, &fields).unwrap(), m);
+        assert!(decode(MatchId(1), &fields).is_err(), "the id must be the key's");
+        assert!(decode(m.info.id, &fields[1..]).is_err(), "no doc");
+    }
 
     #[test]
     fn values_and_digests_keep_every_bit() {
