@@ -49,11 +49,12 @@ pub(crate) fn join_in_place(m: &mut StoredMatch, ticket: &JoinTicket) -> JoinOut
     {
         return JoinOutcome::WrongPassword;
     }
-    if m.members.len() >= usize::from(m.info.size) {
+    // Slots are never reused: after 65,534 joins a match has none left.
+    if m.members.len() >= usize::from(m.info.size) || m.next_slot == u16::MAX {
         return JoinOutcome::Full;
     }
     let slot = m.next_slot;
-    m.next_slot = m.next_slot.saturating_add(1);
+    m.next_slot += 1;
     m.members.insert(slot, ticket.leave_token);
     m.info.players = u16::try_from(m.members.len()).unwrap_or(u16::MAX);
     JoinOutcome::Joined { slot, joined: Box::new(m.clone()) }

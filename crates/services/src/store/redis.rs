@@ -31,6 +31,7 @@
 //! it all.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -327,6 +328,8 @@ struct Shared {
     prefix: String,
     cache: RwLock<Cache>,
     scripts: Scripts,
+    /// Full loads of the state: one at start, one more each time the node missed events.
+    reloads: AtomicU64,
 }
 
 impl Shared {
@@ -402,6 +405,7 @@ impl RedisStore {
             prefix: prefix.to_owned(),
             cache: RwLock::new(Cache::new(schema.clone())),
             scripts: Scripts::new(),
+            reloads: AtomicU64::new(0),
         });
         let mut follower = Follower {
             shared: Arc::clone(&shared),
@@ -412,6 +416,13 @@ impl RedisStore {
         follower.reload().await?;
         let follower = tokio::spawn(follower.run());
         Ok(Self { shared, conn, follower })
+    }
+
+    /// How many times this node loaded the whole state from Redis: 1 (at start) while it
+    /// follows the change stream without missing an event, more each time it missed some
+    /// (it fell behind a trim, or Redis lost its data). For metrics.
+    pub fn reloads(&self) -> u64 {
+        self.shared.reloads.load(Ordering::Relaxed)
     }
 
     /// Runs a script with the prefix as its first argument and `args` after it.
@@ -796,6 +807,7 @@ impl Follower {
         }
         *self.shared.write() = cache;
         self.last_id = last_id;
+        self.shared.reloads.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 }
