@@ -14,6 +14,8 @@
 //!   zero-allocation test, the benchmarks and the fuzz harness.
 //! - [`counting::Counting`]: a global allocator that counts.
 //! - [`logs::capture_logs`]: logs written during a closure, for the lifecycle-log tests.
+//! - [`RedisServer`]: a private `redis-server` on 127.0.0.1 and a free port, stopped on drop,
+//!   for the Redis store's tests (which never mock Redis).
 //!
 //! Nothing reads the wall clock but [`origin`], which picks where a virtual clock starts.
 
@@ -21,10 +23,12 @@ pub mod counting;
 pub mod logs;
 pub mod net;
 pub mod pair;
+pub mod redis;
 pub mod sim;
 
 pub use net::{Delivery, SIM_PORT, SendFilter, SentCount, SimEndpoint, SimNet, origin, sim_addr};
 pub use pair::{Pair, Side};
+pub use redis::RedisServer;
 
 /// The lossy link the upper layers' scenario tests run over: `loss` (10 % in most), plus 2 %
 /// duplicates, 5 % reordering and a millisecond of jitter on two of latency.

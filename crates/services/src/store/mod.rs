@@ -8,10 +8,23 @@
 //! a match, on one node or many.
 //!
 //! Time is an input (`now_unix`): a match whose `expires_unix` has passed is gone for every
-//! call, reaped or not.
+//! call, reaped or not ([`is_live`]: a match is live while `now_unix < expires_unix`).
+//! Reaping only frees its memory, its id and its code: until then [`Store::create`] and
+//! [`Store::replace_code`] still count its id and code as taken, and [`Store::destroy`]
+//! still removes it.
+//!
+//! [`open`] makes the store `--store` names ([`AnyStore`]).
 
 use std::collections::BTreeMap;
 use std::future::Future;
+
+pub mod index;
+pub mod memory;
+pub mod redis;
+
+pub use index::Index;
+pub use memory::MemoryStore;
+pub use redis::RedisStore;
 
 use serde::{Deserialize, Serialize};
 use sturnus_lobby::JoinCode;
@@ -35,6 +48,11 @@ impl Default for Schema {
             numbers: (1..=5).map(|i| format!("n{i}")).collect(),
         }
     }
+}
+
+/// Whether a match is live at `now_unix` (not yet expired): `now_unix < expires_unix`.
+pub fn is_live(info: &MatchInfo, now_unix: u64) -> bool {
+    now_unix < info.expires_unix
 }
 
 /// A SHA-256 digest (of a password, a host or leave token): stores keep digests, not secrets.
@@ -218,4 +236,122 @@ pub trait Store: Send + Sync + 'static {
     /// How many matches and players there are.
     fn counts(&self, now_unix: u64)
     -> impl Future<Output = Result<StoreCounts, StoreError>> + Send;
+}
+
+/// The store `--store` names: [`open`] makes it. It dispatches every call to the store inside.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AnyStore {
+    /// `memory`: [`MemoryStore`] (boxed: it holds its index inline).
+    Memory(Box<MemoryStore>),
+    /// `redis://…`: [`RedisStore`].
+    Redis(RedisStore),
+}
+
+/// Opens the store a `--store` argument names: `memory`, or a Redis URL (`redis://host:port`,
+/// `redis://host:port/db`, `rediss://…`, `redis+unix:///path`), which it connects to, loading
+/// every match into the node's list cache. A Redis store needs a tokio runtime.
+pub async fn open(spec: &str, schema: Schema) -> Result<AnyStore, StoreError> {
+    let spec = spec.trim();
+    if spec.eq_ignore_ascii_case("memory") {
+        Ok(AnyStore::Memory(Box::new(MemoryStore::new(schema))))
+    } else if ["redis://", "rediss://", "redis+unix://", "unix://"]
+        .iter()
+        .any(|scheme| spec.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)))
+    {
+        Ok(AnyStore::Redis(RedisStore::connect(spec, schema).await?))
+    } else {
+        Err(StoreError::Backend(format!(
+            "unknown store {spec:?}: expected `memory` or a Redis URL (`redis://host:port`)"
+        )))
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $call:expr) => {
+        match $self {
+            AnyStore::Memory($s) => $call,
+            AnyStore::Redis($s) => $call,
+        }
+    };
+}
+
+impl Store for AnyStore {
+    fn kind(&self) -> &'static str {
+        dispatch!(self, s => s.kind())
+    }
+
+    async fn create(&self, m: StoredMatch) -> Result<(), StoreError> {
+        dispatch!(self, s => s.create(m).await)
+    }
+
+    async fn get(&self, id: MatchId, now_unix: u64) -> Result<Option<StoredMatch>, StoreError> {
+        dispatch!(self, s => s.get(id, now_unix).await)
+    }
+
+    async fn find_code(
+        &self,
+        code: JoinCode,
+        now_unix: u64,
+    ) -> Result<Option<MatchId>, StoreError> {
+        dispatch!(self, s => s.find_code(code, now_unix).await)
+    }
+
+    async fn list(&self, query: &ListQuery, now_unix: u64) -> Result<MatchPage, StoreError> {
+        dispatch!(self, s => s.list(query, now_unix).await)
+    }
+
+    async fn join(&self, id: MatchId, ticket: &JoinTicket) -> Result<JoinOutcome, StoreError> {
+        dispatch!(self, s => s.join(id, ticket).await)
+    }
+
+    async fn leave(
+        &self,
+        id: MatchId,
+        slot: u16,
+        leave_token: Option<Digest>,
+        now_unix: u64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.leave(id, slot, leave_token, now_unix).await)
+    }
+
+    async fn heartbeat(
+        &self,
+        id: MatchId,
+        expires_unix: u64,
+        now_unix: u64,
+    ) -> Result<Option<MatchInfo>, StoreError> {
+        dispatch!(self, s => s.heartbeat(id, expires_unix, now_unix).await)
+    }
+
+    async fn update(
+        &self,
+        id: MatchId,
+        listed: Option<bool>,
+        attributes: &BTreeMap<String, Value>,
+        now_unix: u64,
+    ) -> Result<Option<MatchInfo>, StoreError> {
+        dispatch!(self, s => s.update(id, listed, attributes, now_unix).await)
+    }
+
+    async fn replace_code(
+        &self,
+        id: MatchId,
+        code: JoinCode,
+        now_unix: u64,
+    ) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.replace_code(id, code, now_unix).await)
+    }
+
+    async fn destroy(&self, id: MatchId) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.destroy(id).await)
+    }
+
+    async fn reap(&self, now_unix: u64) -> Result<usize, StoreError> {
+        dispatch!(self, s => s.reap(now_unix).await)
+    }
+
+    async fn counts(&self, now_unix: u64) -> Result<StoreCounts, StoreError> {
+        dispatch!(self, s => s.counts(now_unix).await)
+    }
 }
