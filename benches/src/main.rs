@@ -41,6 +41,7 @@ mod probe;
 mod relay;
 mod report;
 mod server;
+mod services;
 mod wire;
 
 use std::io::{BufRead, BufReader};
@@ -573,7 +574,10 @@ fn usage() -> ExitCode {
          [--rate-mbit M]] [--interest-radius R] (NetworkTransform state sync, in this process, in \
          virtual time)\n  \
          sturnus-bench relay [--duration-s D] [--size S] [--pings N] [--busy-poll-us U] (raw one-way UDP, the same \
-         through the relay, and ping-pong latency direct and relayed, in this process)"
+         through the relay, and ping-pong latency direct and relayed, in this process)\n  \
+         sturnus-bench services --lobby URL [--store NAME] [--matches N] [--threads T] [--duration-s D] \
+         [--racers R] [--races K] [--only lobby|race] (the matchmaker's lobby mix and join race against a \
+         running sturnusd; `cargo xtask bench-services` starts one per store)"
     );
     ExitCode::from(2)
 }
@@ -595,6 +599,7 @@ fn main() -> ExitCode {
         "crowd-worker" => worker_command(&options),
         "layers" => layers_command(&options),
         "relay" => relay_command(&options),
+        "services" => services_command(&options),
         _ => return usage(),
     };
     match result {
@@ -764,6 +769,40 @@ fn cubes_command(options: &Options) -> BenchResult<()> {
 
 /// The high-level workloads: the message and object layers, each beside the transport carrying
 /// the same traffic, both sides in this process (see `layers.rs`).
+/// `sturnus-bench services --lobby URL`: the matchmaker's lobby mix and join race against a
+/// running `sturnusd` (`cargo xtask bench-services` starts one per store).
+fn services_command(options: &Options) -> BenchResult<()> {
+    options.check_known(&[
+        "lobby",
+        "store",
+        "matches",
+        "threads",
+        "duration-s",
+        "racers",
+        "races",
+        "seed",
+        "only",
+    ])?;
+    let settings = services::Settings {
+        lobby: options.get::<String>("lobby")?.ok_or("--lobby URL is required")?,
+        matches: options.get("matches")?.unwrap_or(100_000),
+        threads: options.get("threads")?.unwrap_or(32),
+        duration: Duration::from_secs_f64(options.get("duration-s")?.unwrap_or(20.0)),
+        racers: options.get("racers")?.unwrap_or(1000),
+        races: options.get("races")?.unwrap_or(5),
+        seed: options.get("seed")?.unwrap_or(19),
+    };
+    let store = options.get::<String>("store")?.unwrap_or_else(|| "unknown".into());
+    let only = options.get::<String>("only")?;
+    if only.as_deref() != Some("race") {
+        services::lobby_mix(&settings, &store)?;
+    }
+    if only.as_deref() != Some("lobby") {
+        services::join_race(&settings, &store)?;
+    }
+    Ok(())
+}
+
 fn layers_command(options: &Options) -> BenchResult<()> {
     options.check_known(&["workload", "messages", "objects", "ticks", "repeat", "pin"])?;
     let kinds = match options.get::<String>("workload")?.as_deref() {

@@ -125,6 +125,7 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(),
         Some("loom") => run(&LOOM),
         Some("bench") => bench(),
+        Some("bench-services") => bench_services(std::env::args().skip(2).collect()),
         _ => {
             eprintln!("usage: cargo xtask <task>\n");
             eprintln!("tasks:");
@@ -135,6 +136,9 @@ fn main() -> ExitCode {
             eprintln!("  loom   the loom models of the background I/O thread's handoff");
             eprintln!(
                 "  bench  every sturnus-bench workload once, with its raw-UDP baseline (JSON lines)"
+            );
+            eprintln!(
+                "  bench-services [ARGS..]  the matchmaker's lobby mix and join race on the memory store and on a private Redis (extra ARGS go to sturnus-bench services)"
             );
             eprintln!(
                 "  fuzz   the fuzz targets: cargo-fuzz on nightly when present, else the stable smoke driver"
@@ -177,6 +181,98 @@ fn bench() -> Result<(), String> {
         args.splice(1..1, ["--baseline", "raw-udp", "--repeat", "3"]);
         exec("bench", "target/release/sturnus-bench", &args, &[])?;
     }
+    Ok(())
+}
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `sturnusd` with `args` and reads its HTTP address off its first line of output.
+fn start_sturnusd(args: &[&str]) -> Result<(Child, String), String> {
+    use std::io::BufRead as _;
+    println!("xtask: start target/release/sturnusd {}", args.join(" "));
+    let mut child = Command::new("target/release/sturnusd")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .map_err(|e| format!("could not start sturnusd: {e}"))?;
+    let stdout = child.stdout.take().ok_or("sturnusd's output was not captured")?;
+    let child = Child(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| format!("sturnusd said nothing: {e}"))?;
+    let http = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http="))
+        .ok_or_else(|| format!("sturnusd did not say where it listens: {line:?}"))?;
+    Ok((child, format!("http://{http}")))
+}
+
+fn bench_services(extra: Vec<String>) -> Result<(), String> {
+    exec(
+        "build the bench tool and sturnusd",
+        "cargo",
+        &["build", "--release", "--locked", "-p", "sturnus-benches", "-p", "sturnus-services"],
+        &[],
+    )?;
+    let dir = std::env::temp_dir().join(format!("sturnus-bench-services-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // Matches must outlive the preload and the run without heartbeats from the preloader.
+    let config = dir.join("sturnusd.toml");
+    std::fs::write(&config, "[rules]\nheartbeat_seconds = 86400\n").map_err(|e| e.to_string())?;
+    let config = config.to_string_lossy().into_owned();
+    let common =
+        ["--config", config.as_str(), "--http", "127.0.0.1:0", "--relay", "off", "--no-limits"];
+    let bench = |lobby: &str, store: &str| {
+        let mut args = vec!["services", "--lobby", lobby, "--store", store];
+        args.extend(extra.iter().map(String::as_str));
+        exec("bench services", "target/release/sturnus-bench", &args, &[])
+    };
+    {
+        let (_sturnusd, lobby) = start_sturnusd(&common)?;
+        bench(&lobby, "memory")?;
+    }
+    if Command::new("redis-server").arg("--version").output().is_err() {
+        return Err("redis-server is not installed (apt-get install -y redis-server): the \
+                    memory store was measured, the Redis store was not"
+            .into());
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| e.to_string())?
+        .port();
+    let port_arg = port.to_string();
+    let dir_arg = dir.to_string_lossy().into_owned();
+    let _redis = Child(
+        Command::new("redis-server")
+            .args(["--port", &port_arg, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--dir", &dir_arg])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("could not start redis-server: {e}"))?,
+    );
+    let url = format!("redis://127.0.0.1:{port}/");
+    let mut args = common.to_vec();
+    args.extend(["--store", url.as_str()]);
+    // Redis answers once it listens; sturnusd retries nothing at start, so wait for it.
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (_sturnusd, lobby) = start_sturnusd(&args)?;
+    bench(&lobby, "redis")?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 

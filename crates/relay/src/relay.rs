@@ -84,6 +84,8 @@ pub struct RelayStats {
     pub allocations: u64,
     /// Bindings live now.
     pub bindings: u64,
+    /// Hosts bound now: the sessions being relayed.
+    pub hosts: u64,
     /// Dropped: longer than `max_datagram`.
     pub dropped_oversized: u64,
     /// Dropped: no relay header (too short, wrong magic, unknown type).
@@ -115,6 +117,27 @@ pub struct RelayStats {
     pub dropped_rate_limited: u64,
     /// Dropped: a type only the relay sends (BOUND, PONG, PEER_GONE, ERROR).
     pub dropped_unexpected: u64,
+}
+
+impl RelayStats {
+    /// Every datagram dropped, whatever the reason.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_oversized
+            + self.dropped_bad_header
+            + self.dropped_unknown_sender
+            + self.dropped_malformed_bind
+            + self.dropped_bad_token
+            + self.dropped_bad_bind_tag
+            + self.dropped_expired
+            + self.dropped_replayed
+            + self.dropped_full
+            + self.dropped_address_taken
+            + self.dropped_wrong_session
+            + self.dropped_forbidden_slot
+            + self.dropped_no_peer
+            + self.dropped_rate_limited
+            + self.dropped_unexpected
+    }
 }
 
 /// A datagram to send: the first `len` bytes of the buffer handed to [`Relay::handle`]
@@ -465,6 +488,7 @@ impl Relay {
                 }
                 None => {
                     self.stats.bindings += 1;
+                    self.stats.hosts += u64::from(spec.slot == HOST_SLOT);
                     self.stats.binds += 1;
                 }
             }
@@ -503,6 +527,7 @@ impl Relay {
         self.sessions.entry(spec.session).or_default().push(index);
         self.stats.binds += 1;
         self.stats.bindings += 1;
+        self.stats.hosts += u64::from(spec.slot == HOST_SLOT);
         self.stats.allocations = self.by_slot.len() as u64;
         self.reply(from, bound, datagram)
     }
@@ -518,6 +543,7 @@ impl Relay {
         let (session, slot, expires) = (entry.session, entry.slot, entry.expires_unix);
         self.by_addr.remove(&addr);
         self.stats.bindings -= 1;
+        self.stats.hosts -= u64::from(slot == HOST_SLOT);
         let gone = Header::new(Kind::PeerGone, slot, session).to_bytes();
         if let Some(members) = self.sessions.get(&session) {
             for &member in members {
@@ -546,6 +572,7 @@ impl Relay {
         if let Some(addr) = entry.addr {
             self.by_addr.remove(&addr);
             self.stats.bindings -= 1;
+            self.stats.hosts -= u64::from(entry.slot == HOST_SLOT);
         }
         self.by_slot.remove(&(entry.session, entry.slot));
         if let Some(members) = self.sessions.get_mut(&entry.session) {

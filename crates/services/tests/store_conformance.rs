@@ -173,6 +173,7 @@ fn new_match(id: u64) -> StoredMatch {
         private_key: std::array::from_fn(|i| u8::try_from(i).unwrap()),
         protocol_id: 0xFEDC_BA98_7654_3211,
         host: HostMode::Direct { address: "203.0.113.7:40000".parse().unwrap() },
+        server_address: std::net::SocketAddr::from(([192, 0, 2, 1], 7777)),
         relay_session: None,
         next_slot: 1,
         members: BTreeMap::new(),

@@ -203,6 +203,21 @@ pub mod discovery {
     pub use sturnus_discovery::*;
 }
 
+/// Sturnus's services from the game's side: the blocking client of `sturnusd`'s matchmaker
+/// ([`LobbyClient`](sturnus_lobby::LobbyClient): create, list, join by id or code, quick-join),
+/// join codes, and the relay's game-side socket. The [`NetworkManager`](crate::manager::NetworkManager)
+/// hosts a listed match with `host_match` and joins one with `join_match`, directly or through
+/// the relay.
+#[cfg(feature = "services")]
+pub mod services {
+    #[doc(inline)]
+    pub use crate::manager::HostedMatch;
+    #[doc(inline)]
+    pub use sturnus_lobby::*;
+    #[doc(inline)]
+    pub use sturnus_relay::{Allocation, RelaySocket, RelaySocketFactory};
+}
+
 /// The message layer ([`sturnus-message`](sturnus_message)): `NetworkServer`,
 /// `NetworkClient`, players, typed messages, authenticators and host mode.
 #[cfg(feature = "message")]

@@ -32,6 +32,11 @@ pub enum Side {
     Client,
 }
 
+#[cfg(feature = "services")]
+mod services;
+#[cfg(feature = "services")]
+pub use services::HostedMatch;
+
 type Open = dyn Fn(Side, SocketAddr, &EndpointConfig) -> Result<Box<dyn Transport>, ManagerError>
     + Send
     + Sync;
@@ -403,6 +408,11 @@ pub enum ManagerError {
     #[cfg(feature = "discovery")]
     #[error("LAN discovery could not start: {0}")]
     Discovery(#[source] std::io::Error),
+    /// The matchmaker refused or could not be reached ([`NetworkManager::host_match`],
+    /// [`NetworkManager::join_match`]).
+    #[cfg(feature = "services")]
+    #[error(transparent)]
+    Lobby(sturnus_lobby::LobbyError),
 }
 
 /// The longest scene name, in bytes (it fits every channel's smallest message).

@@ -631,6 +631,7 @@ mod tests {
             private_key: [0; 32],
             protocol_id: 1,
             host: HostMode::Relay,
+            server_address: std::net::SocketAddr::from(([192, 0, 2, 1], 7777)),
             relay_session: None,
             next_slot: players + 1,
             members: (1..=players).map(|s| (s, [0; 32])).collect(),

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::net::SocketAddr;
 
 pub mod index;
 pub mod memory;
@@ -75,6 +76,8 @@ pub struct StoredMatch {
     pub protocol_id: u64,
     /// How players reach the host.
     pub host: HostMode,
+    /// The address connect tokens list: the host's (direct) or its relay's (relayed).
+    pub server_address: SocketAddr,
     /// The relay session, for a relayed match.
     pub relay_session: Option<u32>,
     /// The slot the next joiner gets (slots are never reused within a match: 1, 2, …).

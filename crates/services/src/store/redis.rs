@@ -1025,6 +1025,7 @@ mod tests {
             private_key: [3; 32],
             protocol_id: u64::MAX,
             host: HostMode::Relay,
+            server_address: std::net::SocketAddr::from(([192, 0, 2, 1], 7777)),
             relay_session: Some(9),
             next_slot: 3,
             members: [(2, [4; 32])].into(),
