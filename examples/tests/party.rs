@@ -85,5 +85,17 @@ fn a_relayed_party_joined_by_code() {
         assert!(host_lines.iter().any(|l| l.ends_with(&format!("shouts: hello from {name}"))));
     }
     assert_eq!(host_lines.last().map(String::as_str), Some("[host leaving]"));
+    // Everything went through the relay (it publishes its counters every 100 ms).
+    let lobby = sturnus::services::LobbyClient::new(&lobby).unwrap();
+    let mut status = lobby.status().unwrap();
+    for _ in 0..100 {
+        if status.relay_forwarded > 0 && status.matches == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        status = lobby.status().unwrap();
+    }
+    assert!(status.relay_forwarded >= 8, "the relay forwarded the game: {status:?}");
+    assert_eq!(status.matches, 0, "the host destroyed its match on leaving");
     drop(service);
 }

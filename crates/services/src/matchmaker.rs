@@ -266,7 +266,10 @@ impl<S: Store> Matchmaker<S> {
                 (relay.public_address(), Some(relay.new_session().map_err(internal)?))
             }
             _ => {
-                return Err(refuse(ErrorKind::BadRequest, "a host mode this service does not know"));
+                return Err(refuse(
+                    ErrorKind::BadRequest,
+                    "a host mode this service does not know",
+                ));
             }
         };
         let private_key = sturnus_netcode::random_key().map_err(internal)?;
