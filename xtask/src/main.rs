@@ -160,6 +160,7 @@ fn main() -> ExitCode {
 
 fn ci() -> Result<(), String> {
     run(&FMT)?;
+    runtime_free()?;
     run(&CLIPPY)?;
     test()?;
     run(&LOOM)?;
@@ -180,6 +181,43 @@ fn bench() -> Result<(), String> {
         // Options given twice take the last value, so a workload may set its own repeat.
         args.splice(1..1, ["--baseline", "raw-udp", "--repeat", "3"]);
         exec("bench", "target/release/sturnus-bench", &args, &[])?;
+    }
+    Ok(())
+}
+
+/// The game-side crates: none may depend on an async runtime (only `sturnusd` may).
+const GAME_SIDE: &[&str] = &[
+    "sturnus",
+    "sturnus-socket",
+    "sturnus-netem",
+    "sturnus-transport",
+    "sturnus-message",
+    "sturnus-object",
+    "sturnus-netcode",
+    "sturnus-discovery",
+    "sturnus-lobby",
+    "sturnus-relay",
+];
+
+/// Checks that no game-side crate pulls tokio in (normal dependencies, every feature).
+fn runtime_free() -> Result<(), String> {
+    println!("xtask: the game-side crates are runtime-free — cargo tree -e normal");
+    for krate in GAME_SIDE {
+        let out = Command::new("cargo")
+            .args(["tree", "--locked", "-q", "-e", "normal", "--all-features", "--prefix", "none"])
+            .args(["-p", krate])
+            .output()
+            .map_err(|e| format!("could not run cargo tree: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "cargo tree -p {krate} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let tree = String::from_utf8_lossy(&out.stdout);
+        if let Some(line) = tree.lines().find(|l| l.starts_with("tokio ")) {
+            return Err(format!("{krate} depends on an async runtime ({line}); only sturnusd may"));
+        }
     }
     Ok(())
 }
@@ -217,6 +255,7 @@ fn start_sturnusd(args: &[&str]) -> Result<(Child, String), String> {
     Ok((child, format!("http://{http}")))
 }
 
+#[expect(clippy::disallowed_methods, reason = "xtask waits for the Redis it started")]
 fn bench_services(extra: Vec<String>) -> Result<(), String> {
     exec(
         "build the bench tool and sturnusd",

@@ -147,12 +147,13 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             other => return Err(format!("unknown option `{other}` (see --help)")),
         }
     }
-    if let (Some(relay), None) = (config.relay, config.relay_public) {
-        if relay.ip().is_unspecified() {
-            return Err("--relay binds an unspecified address: say where players reach it with \
-                 --relay-public"
-                .into());
-        }
+    if let (Some(relay), None) = (config.relay, config.relay_public)
+        && relay.ip().is_unspecified()
+    {
+        return Err(
+            "--relay binds an unspecified address: say where players reach it with --relay-public"
+                .into(),
+        );
     }
     Ok(if print {
         Command::PrintConfig(Box::new(config))

@@ -208,6 +208,27 @@ pub mod discovery {
 /// join codes, and the relay's game-side socket. The [`NetworkManager`](crate::manager::NetworkManager)
 /// hosts a listed match with `host_match` and joins one with `join_match`, directly or through
 /// the relay.
+///
+/// ```no_run
+/// use sturnus::prelude::*;
+/// use sturnus::services::api::{CreateMatch, HostMode, JoinRequest};
+/// use sturnus::services::LobbyClient;
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let lobby = LobbyClient::new("http://127.0.0.1:7780")?;
+/// let mut host = NetworkManager::new(ManagerConfig::default());
+/// let request = CreateMatch {
+///     name: "Friday night".into(), size: 8, listed: true, password: None,
+///     attributes: Default::default(), region: None,
+///     protocol_id: 0x5354_5552, host: HostMode::Relay,
+/// };
+/// let hosted = host.host_match(&lobby, &request, "0.0.0.0:0".parse()?)?;
+/// println!("join with {}", hosted.join_code());            // e.g. 7KQ2M-XC9TD
+///
+/// let mut player = NetworkManager::new(ManagerConfig::default());
+/// player.join_match(&lobby, hosted.join_code(), &JoinRequest::default())?;
+/// # Ok(()) }
+/// ```
 #[cfg(feature = "services")]
 pub mod services {
     #[doc(inline)]

@@ -2,6 +2,10 @@
 //! a match with `host_match`, players join it by code with `join_match`, and the game plays
 //! the same whether the match is relayed or direct — the same players, objects, SyncVars and
 //! messages. Only the relay's counters tell the two apart.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "real processes and sockets: the test waits on the wall clock (never asserts on it)"
+)]
 
 use std::net::SocketAddr;
 use std::time::Duration;

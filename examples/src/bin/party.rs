@@ -102,7 +102,7 @@ fn host(o: &Options, lobby: &LobbyClient) -> Result<(), Box<dyn Error>> {
     let bind = o.direct.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     let hosted = game.host_match(lobby, &request, bind)?;
     say(&format!("[code {}]", hosted.join_code()));
-    let started = std::time::Instant::now();
+    let started = driver::now();
     let mut heard = 0;
     let mut done_at = None;
     game.run(60, |game| {
@@ -140,7 +140,7 @@ fn join(o: &Options, lobby: &LobbyClient, code: JoinCode) -> Result<(), Box<dyn 
         joined.slot,
         if joined.relay.is_some() { " via the relay" } else { "" }
     ));
-    let started = std::time::Instant::now();
+    let started = driver::now();
     let (mut connected, mut shouted, mut left) = (false, false, false);
     game.run(60, |game| {
         while let Some(event) = game.poll_event() {
