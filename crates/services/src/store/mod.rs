@@ -21,6 +21,7 @@ use std::future::Future;
 pub mod index;
 pub mod memory;
 pub mod redis;
+mod sorted;
 
 pub use index::Index;
 pub use memory::MemoryStore;
