@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 pub mod index;
 pub mod memory;
 pub mod redis;
+mod sorted;
 
 pub use index::Index;
 pub use memory::MemoryStore;

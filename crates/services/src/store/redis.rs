@@ -29,6 +29,13 @@
 //!
 //! Everything lives in Redis: dropping a node loses nothing, and a node started later loads
 //! it all.
+//!
+//! # Limits
+//!
+//! - One Redis (or Valkey, or a Sentinel-managed primary), not Redis Cluster: the scripts
+//!   build the keys they touch from the prefix rather than declaring them.
+//! - A match's event carries its whole hash as `XADD` arguments (Lua's `unpack`, which takes
+//!   about 8,000 values): matches up to a few thousand players.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -699,7 +706,15 @@ impl Follower {
             }
             let fields = pairs(&entry[1])?;
             let stream_id = text(&entry.remove(0)).ok_or_else(|| nonsense("a stream id"))?;
-            events.push((stream_id, self.event(&fields)?));
+            match self.event(&fields) {
+                Ok(event) => events.push((stream_id, event)),
+                Err(e) => {
+                    // Not written by a store: reading it again would fail forever. A reload
+                    // starts after it.
+                    tracing::warn!(error = %e, "an unreadable event in the Redis change stream");
+                    return Ok(false);
+                }
+            }
         }
         let mut cache = self.shared.write();
         for (stream_id, (seq, id, state)) in events {
