@@ -212,4 +212,14 @@ mod tests {
         assert_eq!(c.limits, Limits::unlimited());
         assert!(matches!(parse(&args(&["--help"])).unwrap(), Command::Help));
     }
+
+    /// `--store` takes every Redis URL the store opens (`rediss://` for TLS, a Unix socket),
+    /// as the configuration file's `store` does.
+    #[test]
+    fn the_store_flag_takes_every_redis_url() {
+        for spec in ["rediss://redis.example:6380", "redis+unix:///run/redis.sock", "MEMORY"] {
+            let Command::Serve(c) = parse(&args(&["--store", spec])).unwrap() else { panic!() };
+            assert_eq!(c.store, spec);
+        }
+    }
 }

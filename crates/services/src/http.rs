@@ -597,3 +597,33 @@ async fn metrics<S: Store>(State(s): State<Shared<S>>) -> Response {
 async fn status_page() -> Html<&'static str> {
     Html(include_str!("status.html"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One IPv6 host owns a /64 (2⁶⁴ addresses): limits per /128 would let it guess join codes
+    /// and create matches without bound. Addresses of one /64 share their buckets; an IPv4
+    /// address reached through an IPv4-mapped IPv6 one shares the IPv4 address's.
+    #[test]
+    #[expect(clippy::disallowed_methods, reason = "a start instant; the test never waits")]
+    fn an_ipv6_host_cannot_dodge_its_limits_by_changing_its_address() {
+        let limits = Limits { code_lookups_per_minute: 1.0, ..Limits::default() };
+        let limiter = RateLimiter::new(&limits);
+        let now = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        // The burst: two lookups.
+        assert!(limiter.allow(a, Kind::Code, now));
+        assert!(limiter.allow(a, Kind::Code, now));
+        assert!(!limiter.allow(a, Kind::Code, now));
+        let same_64: IpAddr = "2001:db8:1:2:ffff:1234:5678:9abc".parse().unwrap();
+        assert!(!limiter.allow(same_64, Kind::Code, now), "another address of the same /64");
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiter.allow(other_64, Kind::Code, now), "another /64 is another host");
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(limiter.allow(v4, Kind::Code, now));
+        assert!(limiter.allow(v4, Kind::Code, now));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert!(!limiter.allow(mapped, Kind::Code, now), "an IPv4-mapped address is the IPv4 one");
+    }
+}
