@@ -25,7 +25,8 @@ use sturnus_lobby::api::{
 use crate::matchmaker::{Matchmaker, refuse};
 use crate::store::Store;
 
-/// Per-address request limits (token buckets: a rate and a burst).
+/// Per-address request limits (token buckets: a rate and a burst). An IPv6 address counts as
+/// its /64: a host owns every address of its /64.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -89,12 +90,15 @@ impl RateLimiter {
         }
     }
 
-    /// Takes a token of `kind` for `ip` at `now`; whether one was there.
+    /// Takes a token of `kind` for `ip` at `now`; whether one was there. An IPv6 host is
+    /// limited by its /64 (it owns all 2⁶⁴ addresses of it), an IPv4-mapped address as the
+    /// IPv4 address it maps.
     fn allow(&self, ip: IpAddr, kind: Kind, now: Instant) -> bool {
         let (rate, burst) = self.rates[kind as usize];
         if rate <= 0.0 {
             return true;
         }
+        let ip = limited_as(ip);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 100_000 {
             // Forget addresses whose buckets have refilled: they would start full anyway.
@@ -117,6 +121,18 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+}
+
+/// The address whose buckets `ip` spends: an IPv4 address itself, an IPv4-mapped IPv6
+/// address the IPv4 one, another IPv6 address its /64.
+fn limited_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
