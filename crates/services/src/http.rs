@@ -19,7 +19,7 @@ use std::sync::Mutex;
 use sturnus_lobby::JoinCode;
 use sturnus_lobby::api::{
     ApiError, CreateMatch, ErrorKind, JoinRequest, Leave, ListQuery, MatchId, NewCode, QuickJoin,
-    Status, UpdateMatch,
+    QuickJoined, Status, UpdateMatch,
 };
 
 use crate::matchmaker::{Matchmaker, refuse};
@@ -260,6 +260,11 @@ impl<S: Store> AppState<S> {
     /// Counts the request and checks `kind`'s limit for `ip`.
     fn admit(&self, ip: IpAddr, kinds: &[Kind]) -> Result<(), ApiError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.limit(ip, kinds)
+    }
+
+    /// Checks `kind`'s limit for `ip` (a request already counted).
+    fn limit(&self, ip: IpAddr, kinds: &[Kind]) -> Result<(), ApiError> {
         let now = now();
         for &kind in kinds {
             if !self.limiter.allow(ip, kind, now) {
@@ -429,7 +434,16 @@ async fn quick_join<S: Store>(
 ) -> Answer {
     let result = async {
         s.admit(peer.ip(), &[Kind::Request])?;
-        s.matchmaker.quick_join(&request, now_unix()).await
+        let now = now_unix();
+        if let Some(joined) = s.matchmaker.quick_join_existing(&request, now).await? {
+            s.counters.joined.fetch_add(1, Ordering::Relaxed);
+            return Ok(QuickJoined::Joined(joined));
+        }
+        // Creating spends the creator's create limit, as `POST /v1/matches` does.
+        s.limit(peer.ip(), &[Kind::Create])?;
+        let created = s.matchmaker.create(&request.create, now).await?;
+        s.counters.created.fetch_add(1, Ordering::Relaxed);
+        Ok(QuickJoined::Created(created))
     }
     .await;
     s.answer(result, StatusCode::OK)
