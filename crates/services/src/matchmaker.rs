@@ -194,6 +194,9 @@ impl<S: Store> Matchmaker<S> {
         if let Some(name) = &query.name_contains {
             self.check_string("name_contains", name)?;
         }
+        if let Some(region) = &query.region {
+            self.check_string("the region", region)?;
+        }
         if query.filters.len() > 16 {
             return Err(refuse(ErrorKind::BadRequest, "at most 16 filters"));
         }
