@@ -80,7 +80,7 @@ pub async fn serve_with<S: Store>(
     tracing::info!(
         http = %bound.http,
         relay = ?bound.relay,
-        store = %config.store,
+        store = %store::redacted(&config.store),
         "sturnusd serving"
     );
     on_bound(bound);

@@ -271,6 +271,17 @@ pub async fn open(spec: &str, schema: Schema) -> Result<AnyStore, StoreError> {
     }
 }
 
+/// `spec` as logs may show it: a URL's password (`redis://user:secret@host`) is replaced by
+/// `***`.
+pub fn redacted(spec: &str) -> String {
+    let Some(scheme_end) = spec.find("://").map(|i| i + 3) else { return spec.to_owned() };
+    let rest = &spec[scheme_end..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else { return spec.to_owned() };
+    let Some(colon) = authority[..at].find(':') else { return spec.to_owned() };
+    format!("{}:***{}", &spec[..scheme_end + colon], &rest[at..])
+}
+
 macro_rules! dispatch {
     ($self:ident, $s:ident => $call:expr) => {
         match $self {
@@ -357,5 +368,19 @@ impl Store for AnyStore {
 
     async fn counts(&self, now_unix: u64) -> Result<StoreCounts, StoreError> {
         dispatch!(self, s => s.counts(now_unix).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacted_hides_a_url_password_only() {
+        use super::redacted;
+        assert_eq!(redacted("memory"), "memory");
+        assert_eq!(redacted("redis://127.0.0.1:6379/2"), "redis://127.0.0.1:6379/2");
+        assert_eq!(redacted("redis://:s3cret@10.0.0.1:6379"), "redis://:***@10.0.0.1:6379");
+        assert_eq!(redacted("rediss://app:p:w@@r.example/0"), "rediss://app:***@r.example/0");
+        assert_eq!(redacted("redis://app@r.example"), "redis://app@r.example");
+        assert_eq!(redacted("redis+unix:///run/redis.sock"), "redis+unix:///run/redis.sock");
     }
 }
