@@ -81,7 +81,8 @@ OPTIONS:
     --relay ADDR|off       where the relay listens (UDP)         [default: 127.0.0.1:7781]
     --relay-public ADDR    where players reach the relay, if not --relay (0.0.0.0, NAT)
     --relay-key-file FILE  the relay key (64 hex digits) shared by every node of a deployment
-    --store SPEC           memory | redis://HOST:PORT[/DB]      [default: memory]
+    --store SPEC           memory | redis://[USER:PASSWORD@]HOST:PORT[/DB] (also rediss://
+                           for TLS, redis+unix:///PATH)          [default: memory]
     --no-limits            no per-address request limits (benchmarks; a proxy that limits)
     --log-json             log lines as JSON
     --print-config         print the effective configuration as TOML and exit
@@ -136,7 +137,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             }
             "--store" => {
                 let spec = value(arg, &mut iter)?;
-                if spec != "memory" && !spec.starts_with("redis://") {
+                if !crate::store::is_store_spec(spec) {
                     return Err(format!("--store: `{spec}` is neither memory nor redis://…"));
                 }
                 config.store.clone_from(spec);

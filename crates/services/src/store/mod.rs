@@ -259,16 +259,27 @@ pub async fn open(spec: &str, schema: Schema) -> Result<AnyStore, StoreError> {
     let spec = spec.trim();
     if spec.eq_ignore_ascii_case("memory") {
         Ok(AnyStore::Memory(Box::new(MemoryStore::new(schema))))
-    } else if ["redis://", "rediss://", "redis+unix://", "unix://"]
-        .iter()
-        .any(|scheme| spec.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)))
-    {
+    } else if is_redis_url(spec) {
         Ok(AnyStore::Redis(RedisStore::connect(spec, schema).await?))
     } else {
         Err(StoreError::Backend(format!(
             "unknown store {spec:?}: expected `memory` or a Redis URL (`redis://host:port`)"
         )))
     }
+}
+
+const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+
+fn is_redis_url(spec: &str) -> bool {
+    REDIS_SCHEMES
+        .iter()
+        .any(|scheme| spec.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)))
+}
+
+/// Whether [`open`] knows the store `spec` names (`memory` or a Redis URL), without opening it.
+pub fn is_store_spec(spec: &str) -> bool {
+    let spec = spec.trim();
+    spec.eq_ignore_ascii_case("memory") || is_redis_url(spec)
 }
 
 /// `spec` as logs may show it: a URL's password (`redis://user:secret@host`) is replaced by
