@@ -81,8 +81,8 @@ OPTIONS:
     --relay ADDR|off       where the relay listens (UDP)         [default: 127.0.0.1:7781]
     --relay-public ADDR    where players reach the relay, if not --relay (0.0.0.0, NAT)
     --relay-key-file FILE  the relay key (64 hex digits) shared by every node of a deployment
-    --store SPEC           memory | redis://[USER:PASSWORD@]HOST:PORT[/DB] (also rediss://
-                           for TLS, redis+unix:///PATH)          [default: memory]
+    --store SPEC           memory | redis://[USER:PASSWORD@]HOST:PORT[/DB] | redis+unix:///PATH
+                           (no TLS: rediss:// is refused)        [default: memory]
     --no-limits            no per-address request limits (benchmarks; a proxy that limits)
     --log-json             log lines as JSON
     --print-config         print the effective configuration as TOML and exit
@@ -214,8 +214,8 @@ mod tests {
         assert!(matches!(parse(&args(&["--help"])).unwrap(), Command::Help));
     }
 
-    /// `--store` takes every Redis URL the store opens (`rediss://` for TLS, a Unix socket),
-    /// as the configuration file's `store` does.
+    /// `--store` takes every store spec the store reads (a Unix socket, `rediss://`, which
+    /// then says it has no TLS), as the configuration file's `store` does.
     #[test]
     fn the_store_flag_takes_every_redis_url() {
         for spec in ["rediss://redis.example:6380", "redis+unix:///run/redis.sock", "MEMORY"] {

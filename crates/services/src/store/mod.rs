@@ -253,7 +253,8 @@ pub enum AnyStore {
 }
 
 /// Opens the store a `--store` argument names: `memory`, or a Redis URL (`redis://host:port`,
-/// `redis://host:port/db`, `rediss://…`, `redis+unix:///path`), which it connects to, loading
+/// `redis://host:port/db`, `redis+unix:///path`; `rediss://` is read but refused, as this build
+/// has no TLS for Redis), which it connects to, loading
 /// every match into the node's list cache. A Redis store needs a tokio runtime.
 pub async fn open(spec: &str, schema: Schema) -> Result<AnyStore, StoreError> {
     let spec = spec.trim();
