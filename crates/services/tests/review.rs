@@ -142,7 +142,7 @@ fn the_store_password_is_not_logged() {
 // Findings that need a design decision: the tests show them and are ignored until one is made
 // (`cargo nextest run -p sturnus-services --test review --run-ignored only` shows them fail).
 
-fn block_on<F: std::future::Future>(f: F) -> F::Output {
+fn block_on<F: Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
 }
 
