@@ -139,6 +139,58 @@ fn the_store_password_is_not_logged() {
     assert!(!logs.contains("hunter2secret"), "the store's password is in the log:\n{logs}");
 }
 
+/// Graceful shutdown waits for requests in flight, but not forever: a client that sends half a
+/// request and stalls held SIGTERM off indefinitely (an orchestrator then SIGKILLs, which is no
+/// graceful stop at all). Past `shutdown_grace_seconds` sturnusd stops anyway.
+#[test]
+#[expect(clippy::disallowed_methods, reason = "waits for a process to exit, with a deadline")]
+fn a_stalled_client_does_not_hold_off_shutdown() {
+    use std::io::Write as _;
+    use std::time::{Duration, Instant};
+    let dir = std::env::temp_dir().join(format!("sturnus-review-grace-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("grace.toml");
+    std::fs::write(&file, "shutdown_grace_seconds = 1\n").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sturnusd"))
+        .args(["--http", "127.0.0.1:0", "--relay", "off", "--config", file.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let http: std::net::SocketAddr =
+        line.split_whitespace().find_map(|w| w.strip_prefix("http=")).unwrap().parse().unwrap();
+    // A request whose body never comes.
+    let mut stalled = std::net::TcpStream::connect(http).unwrap();
+    stalled
+        .write_all(b"POST /v1/matches/list HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: kill(2) with a pid of our own child and a valid signal number.
+    unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    drop(stalled);
+    let status = status.expect("sturnusd still ran 60 s after SIGTERM, held by one stalled client");
+    assert!(status.success(), "{status:?}");
+}
+
 // Findings that need a design decision: the tests show them and are ignored until one is made
 // (`cargo nextest run -p sturnus-services --test review --run-ignored only` shows them fail).
 
