@@ -170,6 +170,9 @@ fn a_stalled_client_does_not_hold_off_shutdown() {
     stalled
         .write_all(b"POST /v1/matches/list HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         .unwrap();
+    // And a request whose headers never end.
+    let mut stalled_headers = std::net::TcpStream::connect(http).unwrap();
+    stalled_headers.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(200));
     // SAFETY: kill(2) with a pid of our own child and a valid signal number.
     unsafe { libc::kill(i32::try_from(child.id()).unwrap(), libc::SIGTERM) };
@@ -186,7 +189,7 @@ fn a_stalled_client_does_not_hold_off_shutdown() {
         std::thread::sleep(Duration::from_millis(20));
     };
     std::fs::remove_dir_all(&dir).unwrap();
-    drop(stalled);
+    drop((stalled, stalled_headers));
     let status = status.expect("sturnusd still ran 60 s after SIGTERM, held by one stalled client");
     assert!(status.success(), "{status:?}");
 }
