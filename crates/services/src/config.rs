@@ -29,6 +29,8 @@ pub struct Config {
     pub store: String,
     /// Log lines as JSON objects (one per line) instead of text.
     pub log_json: bool,
+    /// How long a graceful stop waits for requests in flight (seconds) before it stops anyway.
+    pub shutdown_grace_seconds: u64,
     /// The matchmaker's rules.
     pub rules: Rules,
     /// Per-address limits.
@@ -44,6 +46,7 @@ impl Default for Config {
             relay_key_file: None,
             store: "memory".into(),
             log_json: false,
+            shutdown_grace_seconds: 10,
             rules: Rules::default(),
             limits: Limits::default(),
         }
@@ -90,7 +93,8 @@ OPTIONS:
     -V, --version          print the version
 
 Logs go to standard error, filtered by RUST_LOG (default: info). SIGTERM or Ctrl-C stops it
-gracefully: in-flight requests finish; with Redis, matches stay for the other nodes.
+gracefully: in-flight requests get shutdown_grace_seconds (10) to finish; with Redis, matches
+stay for the other nodes.
 ";
 
 fn value<'a>(
