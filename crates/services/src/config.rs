@@ -29,6 +29,8 @@ pub struct Config {
     pub store: String,
     /// Log lines as JSON objects (one per line) instead of text.
     pub log_json: bool,
+    /// How long a graceful stop waits for requests in flight (seconds) before it stops anyway.
+    pub shutdown_grace_seconds: u64,
     /// The matchmaker's rules.
     pub rules: Rules,
     /// Per-address limits.
@@ -44,6 +46,7 @@ impl Default for Config {
             relay_key_file: None,
             store: "memory".into(),
             log_json: false,
+            shutdown_grace_seconds: 10,
             rules: Rules::default(),
             limits: Limits::default(),
         }
@@ -81,7 +84,8 @@ OPTIONS:
     --relay ADDR|off       where the relay listens (UDP)         [default: 127.0.0.1:7781]
     --relay-public ADDR    where players reach the relay, if not --relay (0.0.0.0, NAT)
     --relay-key-file FILE  the relay key (64 hex digits) shared by every node of a deployment
-    --store SPEC           memory | redis://HOST:PORT[/DB]      [default: memory]
+    --store SPEC           memory | redis://[USER:PASSWORD@]HOST:PORT[/DB] | redis+unix:///PATH
+                           (no TLS: rediss:// is refused)        [default: memory]
     --no-limits            no per-address request limits (benchmarks; a proxy that limits)
     --log-json             log lines as JSON
     --print-config         print the effective configuration as TOML and exit
@@ -89,7 +93,8 @@ OPTIONS:
     -V, --version          print the version
 
 Logs go to standard error, filtered by RUST_LOG (default: info). SIGTERM or Ctrl-C stops it
-gracefully: in-flight requests finish; with Redis, matches stay for the other nodes.
+gracefully: in-flight requests get shutdown_grace_seconds (10) to finish; with Redis, matches
+stay for the other nodes.
 ";
 
 fn value<'a>(
@@ -136,7 +141,7 @@ pub fn parse(args: &[String]) -> Result<Command, String> {
             }
             "--store" => {
                 let spec = value(arg, &mut iter)?;
-                if spec != "memory" && !spec.starts_with("redis://") {
+                if !crate::store::is_store_spec(spec) {
                     return Err(format!("--store: `{spec}` is neither memory nor redis://…"));
                 }
                 config.store.clone_from(spec);
@@ -211,5 +216,15 @@ mod tests {
         assert_eq!(c.relay, None);
         assert_eq!(c.limits, Limits::unlimited());
         assert!(matches!(parse(&args(&["--help"])).unwrap(), Command::Help));
+    }
+
+    /// `--store` takes every store spec the store reads (a Unix socket, `rediss://`, which
+    /// then says it has no TLS), as the configuration file's `store` does.
+    #[test]
+    fn the_store_flag_takes_every_redis_url() {
+        for spec in ["rediss://redis.example:6380", "redis+unix:///run/redis.sock", "MEMORY"] {
+            let Command::Serve(c) = parse(&args(&["--store", spec])).unwrap() else { panic!() };
+            assert_eq!(c.store, spec);
+        }
     }
 }

@@ -19,13 +19,14 @@ use std::sync::Mutex;
 use sturnus_lobby::JoinCode;
 use sturnus_lobby::api::{
     ApiError, CreateMatch, ErrorKind, JoinRequest, Leave, ListQuery, MatchId, NewCode, QuickJoin,
-    Status, UpdateMatch,
+    QuickJoined, Status, UpdateMatch,
 };
 
 use crate::matchmaker::{Matchmaker, refuse};
 use crate::store::Store;
 
-/// Per-address request limits (token buckets: a rate and a burst).
+/// Per-address request limits (token buckets: a rate and a burst). An IPv6 address counts as
+/// its /64: a host owns every address of its /64.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
@@ -89,12 +90,15 @@ impl RateLimiter {
         }
     }
 
-    /// Takes a token of `kind` for `ip` at `now`; whether one was there.
+    /// Takes a token of `kind` for `ip` at `now`; whether one was there. An IPv6 host is
+    /// limited by its /64 (it owns all 2⁶⁴ addresses of it), an IPv4-mapped address as the
+    /// IPv4 address it maps.
     fn allow(&self, ip: IpAddr, kind: Kind, now: Instant) -> bool {
         let (rate, burst) = self.rates[kind as usize];
         if rate <= 0.0 {
             return true;
         }
+        let ip = limited_as(ip);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 100_000 {
             // Forget addresses whose buckets have refilled: they would start full anyway.
@@ -117,6 +121,18 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+}
+
+/// The address whose buckets `ip` spends: an IPv4 address itself, an IPv4-mapped IPv6
+/// address the IPv4 one, another IPv6 address its /64.
+fn limited_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((v6.to_bits() & !u128::from(u64::MAX)).into()),
+        },
     }
 }
 
@@ -244,6 +260,11 @@ impl<S: Store> AppState<S> {
     /// Counts the request and checks `kind`'s limit for `ip`.
     fn admit(&self, ip: IpAddr, kinds: &[Kind]) -> Result<(), ApiError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.limit(ip, kinds)
+    }
+
+    /// Checks `kind`'s limit for `ip` (a request already counted).
+    fn limit(&self, ip: IpAddr, kinds: &[Kind]) -> Result<(), ApiError> {
         let now = now();
         for &kind in kinds {
             if !self.limiter.allow(ip, kind, now) {
@@ -413,7 +434,16 @@ async fn quick_join<S: Store>(
 ) -> Answer {
     let result = async {
         s.admit(peer.ip(), &[Kind::Request])?;
-        s.matchmaker.quick_join(&request, now_unix()).await
+        let now = now_unix();
+        if let Some(joined) = s.matchmaker.quick_join_existing(&request, now).await? {
+            s.counters.joined.fetch_add(1, Ordering::Relaxed);
+            return Ok(QuickJoined::Joined(joined));
+        }
+        // Creating spends the creator's create limit, as `POST /v1/matches` does.
+        s.limit(peer.ip(), &[Kind::Create])?;
+        let created = s.matchmaker.create(&request.create, now).await?;
+        s.counters.created.fetch_add(1, Ordering::Relaxed);
+        Ok(QuickJoined::Created(created))
     }
     .await;
     s.answer(result, StatusCode::OK)
@@ -596,4 +626,34 @@ async fn metrics<S: Store>(State(s): State<Shared<S>>) -> Response {
 
 async fn status_page() -> Html<&'static str> {
     Html(include_str!("status.html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One IPv6 host owns a /64 (2⁶⁴ addresses): limits per /128 would let it guess join codes
+    /// and create matches without bound. Addresses of one /64 share their buckets; an IPv4
+    /// address reached through an IPv4-mapped IPv6 one shares the IPv4 address's.
+    #[test]
+    #[expect(clippy::disallowed_methods, reason = "a start instant; the test never waits")]
+    fn an_ipv6_host_cannot_dodge_its_limits_by_changing_its_address() {
+        let limits = Limits { code_lookups_per_minute: 1.0, ..Limits::default() };
+        let limiter = RateLimiter::new(&limits);
+        let now = Instant::now();
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        // The burst: two lookups.
+        assert!(limiter.allow(a, Kind::Code, now));
+        assert!(limiter.allow(a, Kind::Code, now));
+        assert!(!limiter.allow(a, Kind::Code, now));
+        let same_64: IpAddr = "2001:db8:1:2:ffff:1234:5678:9abc".parse().unwrap();
+        assert!(!limiter.allow(same_64, Kind::Code, now), "another address of the same /64");
+        let other_64: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert!(limiter.allow(other_64, Kind::Code, now), "another /64 is another host");
+        let v4: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(limiter.allow(v4, Kind::Code, now));
+        assert!(limiter.allow(v4, Kind::Code, now));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert!(!limiter.allow(mapped, Kind::Code, now), "an IPv4-mapped address is the IPv4 one");
+    }
 }

@@ -194,6 +194,9 @@ impl<S: Store> Matchmaker<S> {
         if let Some(name) = &query.name_contains {
             self.check_string("name_contains", name)?;
         }
+        if let Some(region) = &query.region {
+            self.check_string("the region", region)?;
+        }
         if query.filters.len() > 16 {
             return Err(refuse(ErrorKind::BadRequest, "at most 16 filters"));
         }
@@ -428,12 +431,27 @@ impl<S: Store> Matchmaker<S> {
     }
 
     /// Joins the first listed match the query finds with a free slot, or creates one. A match
-    /// filled between the list and the join is skipped.
+    /// filled between the list and the join is skipped, and so is one whose password is not
+    /// the joiner's.
     pub async fn quick_join(
         &self,
         request: &QuickJoin,
         now_unix: u64,
     ) -> Result<QuickJoined, ApiError> {
+        match self.quick_join_existing(request, now_unix).await? {
+            Some(joined) => Ok(QuickJoined::Joined(joined)),
+            None => Ok(QuickJoined::Created(self.create(&request.create, now_unix).await?)),
+        }
+    }
+
+    /// The joining half of [`quick_join`](Self::quick_join): joins the first listed match the
+    /// query finds that lets the joiner in; `None` if none does (the caller then creates
+    /// `request.create`, under its own limits).
+    pub async fn quick_join_existing(
+        &self,
+        request: &QuickJoin,
+        now_unix: u64,
+    ) -> Result<Option<Joined>, ApiError> {
         let mut query = request.query.clone();
         query.page = 0;
         query.page_size = 20;
@@ -443,12 +461,19 @@ impl<S: Store> Matchmaker<S> {
         let page = self.list(&query, now_unix).await?;
         for candidate in &page.matches {
             match self.join(candidate.id, &request.join, now_unix).await {
-                Ok(joined) => return Ok(QuickJoined::Joined(joined)),
-                Err(e) if matches!(e.error, ErrorKind::Full | ErrorKind::NotFound) => continue,
+                Ok(joined) => return Ok(Some(joined)),
+                Err(e)
+                    if matches!(
+                        e.error,
+                        ErrorKind::Full | ErrorKind::NotFound | ErrorKind::WrongPassword
+                    ) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
             }
         }
-        Ok(QuickJoined::Created(self.create(&request.create, now_unix).await?))
+        Ok(None)
     }
 
     /// Checks a host's bearer token against the match; the match if it is the host's.

@@ -1,7 +1,7 @@
 //! Running `sturnusd`: the store, the relay's thread, the HTTP API and the reaper, until a
 //! shutdown signal.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ pub async fn serve_with<S: Store>(
     tracing::info!(
         http = %bound.http,
         relay = ?bound.relay,
-        store = %config.store,
+        store = %store::redacted(&config.store),
         "sturnusd serving"
     );
     on_bound(bound);
@@ -97,9 +97,33 @@ pub async fn serve_with<S: Store>(
             }
         }
     });
-    let result = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+    // Requests in flight get a grace period after the signal, not forever: a client that
+    // stalls mid-request would otherwise hold the stop off indefinitely.
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    };
+    let grace = Duration::from_secs(config.shutdown_grace_seconds);
+    let serving = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown)
-        .await;
+        .into_future();
+    let result = tokio::select! {
+        result = serving => result,
+        () = async {
+            if on_signal.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(
+                grace_seconds = config.shutdown_grace_seconds,
+                "stopping with requests still in flight"
+            );
+            Ok(())
+        }
+    };
     reaper.abort();
     if let Some(relay) = relay {
         relay.stop();

@@ -253,22 +253,45 @@ pub enum AnyStore {
 }
 
 /// Opens the store a `--store` argument names: `memory`, or a Redis URL (`redis://host:port`,
-/// `redis://host:port/db`, `rediss://…`, `redis+unix:///path`), which it connects to, loading
+/// `redis://host:port/db`, `redis+unix:///path`; `rediss://` is read but refused, as this build
+/// has no TLS for Redis), which it connects to, loading
 /// every match into the node's list cache. A Redis store needs a tokio runtime.
 pub async fn open(spec: &str, schema: Schema) -> Result<AnyStore, StoreError> {
     let spec = spec.trim();
     if spec.eq_ignore_ascii_case("memory") {
         Ok(AnyStore::Memory(Box::new(MemoryStore::new(schema))))
-    } else if ["redis://", "rediss://", "redis+unix://", "unix://"]
-        .iter()
-        .any(|scheme| spec.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)))
-    {
+    } else if is_redis_url(spec) {
         Ok(AnyStore::Redis(RedisStore::connect(spec, schema).await?))
     } else {
         Err(StoreError::Backend(format!(
             "unknown store {spec:?}: expected `memory` or a Redis URL (`redis://host:port`)"
         )))
     }
+}
+
+const REDIS_SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+
+fn is_redis_url(spec: &str) -> bool {
+    REDIS_SCHEMES
+        .iter()
+        .any(|scheme| spec.get(..scheme.len()).is_some_and(|s| s.eq_ignore_ascii_case(scheme)))
+}
+
+/// Whether [`open`] knows the store `spec` names (`memory` or a Redis URL), without opening it.
+pub fn is_store_spec(spec: &str) -> bool {
+    let spec = spec.trim();
+    spec.eq_ignore_ascii_case("memory") || is_redis_url(spec)
+}
+
+/// `spec` as logs may show it: a URL's password (`redis://user:secret@host`) is replaced by
+/// `***`.
+pub fn redacted(spec: &str) -> String {
+    let Some(scheme_end) = spec.find("://").map(|i| i + 3) else { return spec.to_owned() };
+    let rest = &spec[scheme_end..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let Some(at) = authority.rfind('@') else { return spec.to_owned() };
+    let Some(colon) = authority[..at].find(':') else { return spec.to_owned() };
+    format!("{}:***{}", &spec[..scheme_end + colon], &rest[at..])
 }
 
 macro_rules! dispatch {
@@ -357,5 +380,19 @@ impl Store for AnyStore {
 
     async fn counts(&self, now_unix: u64) -> Result<StoreCounts, StoreError> {
         dispatch!(self, s => s.counts(now_unix).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacted_hides_a_url_password_only() {
+        use super::redacted;
+        assert_eq!(redacted("memory"), "memory");
+        assert_eq!(redacted("redis://127.0.0.1:6379/2"), "redis://127.0.0.1:6379/2");
+        assert_eq!(redacted("redis://:s3cret@10.0.0.1:6379"), "redis://:***@10.0.0.1:6379");
+        assert_eq!(redacted("rediss://app:p:w@@r.example/0"), "rediss://app:***@r.example/0");
+        assert_eq!(redacted("redis://app@r.example"), "redis://app@r.example");
+        assert_eq!(redacted("redis+unix:///run/redis.sock"), "redis+unix:///run/redis.sock");
     }
 }

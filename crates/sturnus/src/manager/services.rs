@@ -22,6 +22,7 @@ use super::{
 /// heartbeats; [`close`](Self::close) (or dropping it) destroys the match, so lists stop
 /// showing it at once rather than when it expires.
 #[derive(Debug)]
+#[must_use = "dropping a HostedMatch destroys the match on the matchmaker: keep it while hosting"]
 pub struct HostedMatch {
     created: Created,
     lobby: LobbyClient,
