@@ -19,10 +19,10 @@ fn sleep(d: Duration) {
     std::thread::sleep(d);
 }
 
+use sturnus_lobby::LobbyClient;
 use sturnus_lobby::api::{
     CreateMatch, Created, ErrorKind, Filter, HostMode, JoinRequest, ListQuery, Op, Value,
 };
-use sturnus_lobby::LobbyClient;
 
 use crate::BenchResult;
 
@@ -264,7 +264,11 @@ pub(crate) fn lobby_mix(settings: &Settings, store: &str) -> BenchResult<()> {
                         Call::Create => {
                             i += 1;
                             let request = new_match(&mut rng, i);
-                            ("/v1/matches".into(), None, serde_json::to_vec(&request).unwrap_or_default())
+                            (
+                                "/v1/matches".into(),
+                                None,
+                                serde_json::to_vec(&request).unwrap_or_default(),
+                            )
                         }
                         Call::Heartbeat => {
                             let host = &hosts[rng.below(hosts.len())];

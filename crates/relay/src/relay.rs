@@ -106,6 +106,8 @@ pub struct RelayStats {
     pub dropped_full: u64,
     /// Dropped: a BIND from an address bound to another allocation.
     pub dropped_address_taken: u64,
+    /// Dropped: a BIND of another allocation of a (session, slot) that one holds.
+    pub dropped_slot_taken: u64,
     /// Dropped: a datagram naming another session than the sender's binding.
     pub dropped_wrong_session: u64,
     /// Dropped: DATA to a slot the sender may not reach (a client to anything but the host,
@@ -117,6 +119,14 @@ pub struct RelayStats {
     pub dropped_rate_limited: u64,
     /// Dropped: a type only the relay sends (BOUND, PONG, PEER_GONE, ERROR).
     pub dropped_unexpected: u64,
+}
+
+/// The id of an allocation: the first 8 bytes of its bind key (random, and secret to its
+/// holder).
+fn allocation_id(bind_key: &[u8; 32]) -> u64 {
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&bind_key[..8]);
+    u64::from_le_bytes(id)
 }
 
 impl RelayStats {
@@ -132,6 +142,7 @@ impl RelayStats {
             + self.dropped_replayed
             + self.dropped_full
             + self.dropped_address_taken
+            + self.dropped_slot_taken
             + self.dropped_wrong_session
             + self.dropped_forbidden_slot
             + self.dropped_no_peer
@@ -211,6 +222,9 @@ impl Bucket {
 struct Entry {
     session: u32,
     slot: u16,
+    /// Which allocation of (session, slot) this is: the first 8 bytes of its bind key. Only a
+    /// BIND of the same allocation may move the binding.
+    allocation: u64,
     addr: Option<SocketAddr>,
     counter: u64,
     expires_unix: u64,
@@ -455,7 +469,22 @@ impl Relay {
             return self.error(from, header, ErrorCode::Expired, datagram);
         }
         let key = (spec.session, spec.slot);
-        let existing = self.by_slot.get(&key).copied();
+        let allocation = allocation_id(&bind_key);
+        let mut existing = self.by_slot.get(&key).copied();
+        if let Some(index) = existing {
+            let entry = self.entries.get(index as usize)?.as_ref()?;
+            if entry.allocation != allocation {
+                // Two matches drew one session id: the first allocation keeps it until its
+                // token expires (an ended one is forgotten then, and the slot is free).
+                if entry.addr.is_none() && entry.expires_unix <= unix {
+                    self.forget(index);
+                    existing = None;
+                } else {
+                    self.stats.dropped_slot_taken += 1;
+                    return self.error(from, header, ErrorCode::SlotTaken, datagram);
+                }
+            }
+        }
         let holder = self.by_addr.get(&from).copied();
         if holder.is_some() && holder != existing {
             self.stats.dropped_address_taken += 1;
@@ -502,6 +531,7 @@ impl Relay {
         let entry = Entry {
             session: spec.session,
             slot: spec.slot,
+            allocation,
             addr: Some(from),
             counter,
             expires_unix: spec.expires_unix,

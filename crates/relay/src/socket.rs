@@ -157,6 +157,9 @@ impl RelaySocket {
                     Some(ErrorCode::Replayed) => refused("the relay saw a later BIND"),
                     Some(ErrorCode::Full) => refused("the relay is full"),
                     Some(ErrorCode::AddressTaken) => refused("this address is bound elsewhere"),
+                    Some(ErrorCode::SlotTaken) => {
+                        refused("another allocation holds this session and slot")
+                    }
                     _ => refused("the relay refused the BIND"),
                 });
             }

@@ -110,6 +110,8 @@ pub enum ErrorCode {
     Full,
     /// The sender's address is bound to another allocation.
     AddressTaken,
+    /// Another allocation holds this session and slot (two matches drew one session id).
+    SlotTaken,
 }
 
 impl ErrorCode {
@@ -122,6 +124,7 @@ impl ErrorCode {
             ErrorCode::Replayed => 4,
             ErrorCode::Full => 5,
             ErrorCode::AddressTaken => 6,
+            ErrorCode::SlotTaken => 7,
         }
     }
 
@@ -134,6 +137,7 @@ impl ErrorCode {
             4 => ErrorCode::Replayed,
             5 => ErrorCode::Full,
             6 => ErrorCode::AddressTaken,
+            7 => ErrorCode::SlotTaken,
             _ => return None,
         })
     }

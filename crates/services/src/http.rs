@@ -38,18 +38,32 @@ pub struct Limits {
     /// address guessing codes against 10,000 live 50-bit codes finds one with a chance of
     /// 8 × 10⁻⁷ a day.
     pub code_lookups_per_minute: f64,
+    /// Joins (by id, by code, quick-join) per minute from one address (0: unlimited): a join
+    /// holds a slot until the player leaves or the host drops it, so one address cannot fill
+    /// every match of a service with joins it never uses.
+    pub joins_per_minute: f64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { requests_per_second: 50.0, creates_per_minute: 30.0, code_lookups_per_minute: 60.0 }
+        Self {
+            requests_per_second: 50.0,
+            creates_per_minute: 30.0,
+            code_lookups_per_minute: 60.0,
+            joins_per_minute: 30.0,
+        }
     }
 }
 
 impl Limits {
     /// No limits (benchmarks, and a service behind a proxy that limits).
     pub fn unlimited() -> Self {
-        Self { requests_per_second: 0.0, creates_per_minute: 0.0, code_lookups_per_minute: 0.0 }
+        Self {
+            requests_per_second: 0.0,
+            creates_per_minute: 0.0,
+            code_lookups_per_minute: 0.0,
+            joins_per_minute: 0.0,
+        }
     }
 }
 
@@ -58,6 +72,7 @@ enum Kind {
     Request = 0,
     Create = 1,
     Code = 2,
+    Join = 3,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,8 +85,8 @@ struct Bucket {
 #[derive(Debug)]
 struct RateLimiter {
     /// (per second, burst) for each kind.
-    rates: [(f64, f64); 3],
-    buckets: Mutex<HashMap<IpAddr, [Bucket; 3]>>,
+    rates: [(f64, f64); 4],
+    buckets: Mutex<HashMap<IpAddr, [Bucket; 4]>>,
 }
 
 impl RateLimiter {
@@ -85,6 +100,7 @@ impl RateLimiter {
                 (limits.requests_per_second, (limits.requests_per_second * 2.0).max(1.0)),
                 per(limits.creates_per_minute, 1.0 / 60.0),
                 per(limits.code_lookups_per_minute, 1.0 / 60.0),
+                per(limits.joins_per_minute, 1.0 / 60.0),
             ],
             buckets: Mutex::new(HashMap::new()),
         }
@@ -397,7 +413,7 @@ async fn join<S: Store>(
     Body(request): Body<JoinRequest>,
 ) -> Answer {
     let result = async {
-        s.admit(peer.ip(), &[Kind::Request])?;
+        s.admit(peer.ip(), &[Kind::Request, Kind::Join])?;
         s.matchmaker.join(match_id(&id)?, &request, now_unix()).await
     }
     .await;
@@ -414,7 +430,7 @@ async fn join_code<S: Store>(
     Body(request): Body<JoinRequest>,
 ) -> Answer {
     let result = async {
-        s.admit(peer.ip(), &[Kind::Request, Kind::Code])?;
+        s.admit(peer.ip(), &[Kind::Request, Kind::Code, Kind::Join])?;
         let code: JoinCode = code.parse().map_err(|e: sturnus_lobby::code::CodeError| {
             refuse(ErrorKind::BadRequest, e.to_string())
         })?;
@@ -433,7 +449,7 @@ async fn quick_join<S: Store>(
     Body(request): Body<QuickJoin>,
 ) -> Answer {
     let result = async {
-        s.admit(peer.ip(), &[Kind::Request])?;
+        s.admit(peer.ip(), &[Kind::Request, Kind::Join])?;
         let now = now_unix();
         if let Some(joined) = s.matchmaker.quick_join_existing(&request, now).await? {
             s.counters.joined.fetch_add(1, Ordering::Relaxed);

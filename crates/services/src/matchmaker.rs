@@ -30,8 +30,11 @@ pub struct Rules {
     pub token_expire_seconds: i32,
     /// How long a connection may go silent before it ends (seconds).
     pub token_timeout_seconds: i32,
-    /// How long a relay allocation may be bound (seconds).
+    /// How long a host's relay allocation may be bound (seconds): its match's longest life.
     pub allocation_seconds: u64,
+    /// How long a player's relay allocation may be bound (seconds): time to connect, and to
+    /// bind again after a relay restart or a NAT change.
+    pub player_allocation_seconds: u64,
     /// What a relay allocation allows.
     pub relay_limits: AllocationLimits,
     /// The most attributes a match may have.
@@ -49,6 +52,7 @@ impl Default for Rules {
             token_expire_seconds: 60,
             token_timeout_seconds: 10,
             allocation_seconds: 6 * 3600,
+            player_allocation_seconds: 300,
             relay_limits: AllocationLimits::default(),
             max_attributes: 32,
             max_string: 64,

@@ -27,10 +27,14 @@ pub struct AllocationLimits {
 
 impl Default for AllocationLimits {
     fn default() -> Self {
-        // 1,000 datagrams and 1 MB per second per player: far above a game's 30–60 Hz.
-        Self { packets_per_second: 1000, bytes_per_second: 1_000_000 }
+        // 300 datagrams and 300 kB per second per player: five times a 60 Hz game's.
+        Self { packets_per_second: 300, bytes_per_second: 300_000 }
     }
 }
+
+/// A host's allocation allows its match's size times a player's, up to this many players' worth:
+/// a match of any size cannot buy a relay's whole capacity.
+pub const HOST_SCALE_CAP: u16 = 256;
 
 /// Mints relay allocations for the matchmaker.
 #[derive(Debug, Clone)]
@@ -38,19 +42,31 @@ pub struct RelayMinter {
     key: Arc<RelayKey>,
     public: SocketAddr,
     lifetime: u64,
+    player_lifetime: u64,
     limits: AllocationLimits,
 }
 
 impl RelayMinter {
-    /// A minter for the relay players reach at `public`, holding `key`; allocations may be
-    /// bound for `lifetime_seconds`.
+    /// A minter for the relay players reach at `public`, holding `key`. A host's allocation
+    /// may be bound for `lifetime_seconds` (its match's length); a player's for
+    /// `player_lifetime_seconds`, enough to connect and to bind again after a relay restart
+    /// or a NAT change. The relay remembers every allocation until it expires (so a captured
+    /// BIND cannot be replayed), so players' short lifetimes keep departed players from
+    /// holding its capacity.
     pub fn new(
         key: RelayKey,
         public: SocketAddr,
         lifetime_seconds: u64,
+        player_lifetime_seconds: u64,
         limits: AllocationLimits,
     ) -> Self {
-        Self { key: Arc::new(key), public, lifetime: lifetime_seconds, limits }
+        Self {
+            key: Arc::new(key),
+            public,
+            lifetime: lifetime_seconds,
+            player_lifetime: player_lifetime_seconds,
+            limits,
+        }
     }
 
     /// Where players reach the relay.
@@ -73,11 +89,13 @@ impl RelayMinter {
         size: u16,
         now_unix: u64,
     ) -> Result<Vec<u8>, sturnus_relay::RelayError> {
-        let scale = if slot == sturnus_relay::HOST_SLOT { u32::from(size.max(1)) } else { 1 };
+        let host = slot == sturnus_relay::HOST_SLOT;
+        let scale = if host { u32::from(size.clamp(1, HOST_SCALE_CAP)) } else { 1 };
+        let lifetime = if host { self.lifetime } else { self.player_lifetime };
         let spec = AllocationSpec {
             session,
             slot,
-            expires_unix: now_unix.saturating_add(self.lifetime),
+            expires_unix: now_unix.saturating_add(lifetime),
             packets_per_sec: self.limits.packets_per_second.saturating_mul(scale),
             bytes_per_sec: self.limits.bytes_per_second.saturating_mul(scale),
         };
@@ -128,6 +146,7 @@ impl RelayService {
         public: Option<SocketAddr>,
         key_file: Option<&Path>,
         lifetime_seconds: u64,
+        player_lifetime_seconds: u64,
         limits: AllocationLimits,
     ) -> Result<Self, String> {
         let key = match key_file {
@@ -170,7 +189,13 @@ impl RelayService {
         tracing::info!(%local, %public, "relay listening");
         Ok(Self {
             local,
-            minter: RelayMinter::new(key, public, lifetime_seconds, limits),
+            minter: RelayMinter::new(
+                key,
+                public,
+                lifetime_seconds,
+                player_lifetime_seconds,
+                limits,
+            ),
             stop,
             published,
             thread: Some(thread),

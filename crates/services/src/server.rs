@@ -62,6 +62,7 @@ pub async fn serve_with<S: Store>(
                 config.relay_public,
                 config.relay_key_file.as_deref(),
                 config.rules.allocation_seconds,
+                config.rules.player_allocation_seconds,
                 config.rules.relay_limits,
             )
             .map_err(|e| ServeError::Io(format!("relay on {bind}: {e}")))?,

@@ -233,14 +233,13 @@ fn a_join_that_never_connects_does_not_hold_its_slot_forever() {
 }
 
 /// A relay allocation sturnusd mints is remembered by the relay until it expires, bound or
-/// not (so a captured BIND cannot be replayed), and sturnusd mints them for
-/// `allocation_seconds` = 6 hours. Every join of a relayed match that binds therefore holds
+/// not (so a captured BIND cannot be replayed), and sturnusd minted them for
+/// `allocation_seconds` = 6 hours (now: players' for `player_allocation_seconds`, 5 minutes). Every join of a relayed match that binds therefore holds
 /// one of the relay's 65,536 allocations for 6 hours after the player left: an address that
 /// joins, binds, closes and leaves in a loop fills the relay (for every game) in under an hour,
 /// and a busy service fills it by itself at 3 relayed joins a second. Scaled down here to a
 /// relay of one allocation.
 #[test]
-#[ignore = "review finding: allocations of players who left hold relay capacity for 6 hours"]
 fn a_player_who_left_does_not_hold_relay_capacity_for_hours() {
     use std::time::{Duration, Instant};
     use sturnus_relay::wire::{self, BIND_LEN, Header, Kind};
@@ -255,6 +254,7 @@ fn a_player_who_left_does_not_hold_relay_capacity_for_hours() {
         RelayKey::from_bytes(*key.as_bytes()),
         public,
         rules.allocation_seconds,
+        rules.player_allocation_seconds,
         rules.relay_limits,
     );
     let mut relay =
@@ -288,14 +288,13 @@ fn a_player_who_left_does_not_hold_relay_capacity_for_hours() {
 }
 
 /// Relay sessions are 32 random bits drawn per relayed match, never checked for uniqueness
-/// (the store checks ids and codes only), and the relay keys bindings by (session, slot) alone:
-/// a BIND of *another* allocation of the same (session, slot) with a larger counter moves the
-/// binding. So when two relayed matches draw one session (likely past ~10,000 relayed matches
+/// (the store checks ids and codes only), and the relay keyed bindings by (session, slot)
+/// alone: a BIND of *another* allocation of the same (session, slot) with a larger counter
+/// moved the binding (now refused with `SlotTaken` until the first allocation expires). So when two relayed matches draw one session (likely past ~10,000 relayed matches
 /// in an allocation lifetime: n²/2³³), the second host silently takes the first host's
 /// binding and receives its players' traffic; its players take each other's slots. An
 /// attacker creating many relayed matches raises the odds against everyone else's.
 #[test]
-#[ignore = "review finding: relay sessions may collide and then hijack another match's host"]
 fn another_allocation_of_the_same_session_and_slot_cannot_take_a_binding() {
     use std::time::Instant;
     use sturnus_relay::wire::{self, BIND_LEN, Header, Kind};
@@ -309,6 +308,7 @@ fn another_allocation_of_the_same_session_and_slot_cannot_take_a_binding() {
         RelayKey::from_bytes(*key.as_bytes()),
         "192.0.2.1:7781".parse().unwrap(),
         rules.allocation_seconds,
+        rules.player_allocation_seconds,
         rules.relay_limits,
     );
     let mut relay = Relay::new(RelayConfig::default(), key).unwrap();
