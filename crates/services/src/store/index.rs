@@ -984,6 +984,32 @@ mod tests {
             started.elapsed() / u32::try_from(queries.len()).unwrap(),
             walked / queries.len()
         );
+        // Shaped as `sturnus-bench services` lists: one of 8 `s1` values and a 500-wide `n1`
+        // range, page 0 of 20.
+        let bench: Vec<ListQuery> = (0..2000)
+            .map(|_| {
+                let skill = rng.below(2500) as f64;
+                ListQuery {
+                    filters: vec![
+                        Filter::new("s1", Op::Eq, *rng.pick(&maps)),
+                        Filter::new("n1", Op::Ge, skill),
+                        Filter::new("n1", Op::Le, skill + 500.0),
+                    ],
+                    ..ListQuery::default()
+                }
+            })
+            .collect();
+        #[expect(clippy::disallowed_methods, reason = "a measurement printed for people")]
+        let started = std::time::Instant::now();
+        let mut found = 0;
+        for q in &bench {
+            found += index.list(q, NOW).matches.len();
+        }
+        println!(
+            "{} benchmark-shaped lists (s1 == v && n1 in x..=x+500): {:?} each ({found} matches)",
+            bench.len(),
+            started.elapsed() / u32::try_from(bench.len()).unwrap()
+        );
         let unfiltered = ListQuery::default();
         #[expect(clippy::disallowed_methods, reason = "a measurement printed for people")]
         let started = std::time::Instant::now();
