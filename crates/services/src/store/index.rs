@@ -203,6 +203,97 @@ pub struct Index {
     regions: HashMap<String, IdSet>,
     strings: HashMap<String, BTreeMap<String, IdSet>>,
     numbers: HashMap<String, Sorted<(Num, MatchId)>>,
+    /// A compact copy of what the predicates read of each listed match, checked before the
+    /// match itself (which is large and far away in memory).
+    records: HashMap<MatchId, Record, Ids>,
+}
+
+/// What a list's cheap checks read of a listed match: its expiry, free slots, password flag
+/// and declared numeric attributes by schema position (`None`: absent or not a number, which
+/// no numeric filter accepts).
+#[derive(Debug, Clone)]
+struct Record {
+    expires_unix: u64,
+    free_slots: u16,
+    has_password: bool,
+    nums: Box<[Option<f64>]>,
+}
+
+impl Record {
+    fn of(schema: &Schema, info: &MatchInfo) -> Self {
+        let nums = schema
+            .numbers
+            .iter()
+            .map(|n| match info.attributes.get(n) {
+                Some(Value::Num(v)) => Some(*v),
+                _ => None,
+            })
+            .collect();
+        Self {
+            expires_unix: info.expires_unix,
+            free_slots: info.free_slots(),
+            has_password: info.has_password,
+            nums,
+        }
+    }
+}
+
+/// A query compiled against the schema once per list: the predicates a [`Record`] answers.
+/// It only rejects what [`ListQuery::accepts`] (or the expiry) would reject; `accepts` stays
+/// the final word on what it passes.
+#[derive(Debug)]
+struct Prefilter {
+    now_unix: u64,
+    min_free_slots: u16,
+    hide_passworded: bool,
+    /// Numeric filters on declared numeric attributes: (schema position, op, value).
+    nums: Vec<(usize, Op, f64)>,
+}
+
+impl Prefilter {
+    fn new(schema: &Schema, query: &ListQuery, now_unix: u64) -> Self {
+        let nums = query
+            .filters
+            .iter()
+            .filter_map(|f| {
+                let Value::Num(x) = f.value else { return None };
+                let at = schema.numbers.iter().position(|n| *n == f.attribute)?;
+                Some((at, f.op, x))
+            })
+            .collect();
+        Self {
+            now_unix,
+            min_free_slots: query.min_free_slots,
+            hide_passworded: query.hide_passworded,
+            nums,
+        }
+    }
+
+    /// Whether `r` may pass (false: the query rejects its match).
+    fn admits(&self, r: &Record) -> bool {
+        self.now_unix < r.expires_unix
+            && r.free_slots >= self.min_free_slots
+            && !(self.hide_passworded && r.has_password)
+            && self.nums.iter().all(|&(at, op, x)| {
+                // `accepts` holds `op` between the attribute's value and `x`; an absent or
+                // string value fails every numeric comparison.
+                r.nums.get(at).copied().flatten().is_some_and(|v| holds(op, v, x))
+            })
+    }
+}
+
+/// [`Op::holds`] between two numbers, without building `Value`s.
+fn holds(op: Op, a: f64, b: f64) -> bool {
+    let Some(ordering) = a.partial_cmp(&b) else { return false };
+    match op {
+        Op::Eq => ordering.is_eq(),
+        Op::Ne => ordering.is_ne(),
+        Op::Lt => ordering.is_lt(),
+        Op::Le => ordering.is_le(),
+        Op::Gt => ordering.is_gt(),
+        Op::Ge => ordering.is_ge(),
+        _ => true, // An operator this does not know: leave it to `accepts`.
+    }
 }
 
 impl Index {
@@ -220,6 +311,7 @@ impl Index {
             regions: HashMap::new(),
             strings,
             numbers,
+            records: HashMap::default(),
         }
     }
 
@@ -263,6 +355,13 @@ impl Index {
             self.index(&m);
         }
         self.players += m.members.len() as u64;
+        // Players, size and password change without moving the match in any index: the
+        // record follows every change.
+        if m.info.listed {
+            self.records.insert(id, Record::of(&self.schema, &m.info));
+        } else {
+            self.records.remove(&id);
+        }
         self.matches.insert(id, m);
         old
     }
@@ -270,6 +369,7 @@ impl Index {
     /// Removes a match; the match removed.
     pub fn remove(&mut self, id: MatchId) -> Option<StoredMatch> {
         let old = self.matches.remove(&id)?;
+        self.records.remove(&id);
         self.unindex(&old);
         self.players -= old.members.len() as u64;
         Some(old)
@@ -323,6 +423,7 @@ impl Index {
         // predicate (a region, a string attribute's value): a few lookups in sets that stay in
         // the cache, instead of a match in memory for each candidate they reject.
         let Some(sets) = self.member_sets(query, &plan) else { return page };
+        let pre = Prefilter::new(&self.schema, query, now_unix);
         let needle =
             query.name_contains.as_deref().filter(|n| n.is_ascii()).map(str::to_ascii_lowercase);
         let walk: Box<dyn Iterator<Item = &StoredMatch>> = if plan == Plan::Scan {
@@ -332,6 +433,7 @@ impl Index {
             Box::new(
                 self.candidates(&plan)
                     .filter(|id| sets.iter().all(|set| set.contains(id)))
+                    .filter(|id| self.records.get(id).is_some_and(|r| pre.admits(r)))
                     .filter_map(|id| self.matches.get(&id)),
             )
         };
