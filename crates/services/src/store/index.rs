@@ -208,33 +208,65 @@ pub struct Index {
     records: HashMap<MatchId, Record, Ids>,
 }
 
-/// What a list's cheap checks read of a listed match: its expiry, free slots, password flag
-/// and declared numeric attributes by schema position (`None`: absent or not a number, which
-/// no numeric filter accepts).
+/// What a list's cheap checks read of a listed match, in one allocation: its expiry, free
+/// slots, password flag, region and declared attributes (strings and the region as
+/// [`fingerprint`]s, numbers as their bits), by schema position: the strings, then the
+/// numbers.
 #[derive(Debug, Clone)]
 struct Record {
     expires_unix: u64,
     free_slots: u16,
     has_password: bool,
-    nums: Box<[Option<f64>]>,
+    region: Option<u64>,
+    /// Bit `i`: value `i` is present and of its declared type (no filter of the declared type
+    /// accepts an absent value or one of the other type). Positions past 63 are never set.
+    present: u64,
+    values: Box<[u64]>,
+}
+
+/// A string's hash: two strings with different fingerprints differ (equal ones may not be
+/// equal; `accepts` tells).
+fn fingerprint(s: &str) -> u64 {
+    use std::hash::{DefaultHasher, Hash};
+    let mut h = DefaultHasher::new();
+    s.hash(&mut h);
+    h.finish()
 }
 
 impl Record {
     fn of(schema: &Schema, info: &MatchInfo) -> Self {
-        let nums = schema
-            .numbers
-            .iter()
-            .map(|n| match info.attributes.get(n) {
-                Some(Value::Num(v)) => Some(*v),
-                _ => None,
+        let strs = schema.strings.iter().map(|n| match info.attributes.get(n) {
+            Some(Value::Str(v)) => Some(fingerprint(v)),
+            _ => None,
+        });
+        let nums = schema.numbers.iter().map(|n| match info.attributes.get(n) {
+            Some(Value::Num(v)) => Some(v.to_bits()),
+            _ => None,
+        });
+        let mut present = 0;
+        let values = strs
+            .chain(nums)
+            .enumerate()
+            .map(|(i, v)| {
+                if v.is_some() && i < 64 {
+                    present |= 1 << i;
+                }
+                v.unwrap_or(0)
             })
             .collect();
         Self {
             expires_unix: info.expires_unix,
             free_slots: info.free_slots(),
             has_password: info.has_password,
-            nums,
+            region: info.region.as_deref().map(fingerprint),
+            present,
+            values,
         }
+    }
+
+    /// Value `at`, if present (`None` also past position 63, where presence is not kept).
+    fn value(&self, at: usize) -> Option<u64> {
+        if at < 64 && self.present & (1 << at) != 0 { self.values.get(at).copied() } else { None }
     }
 }
 
@@ -246,25 +278,42 @@ struct Prefilter {
     now_unix: u64,
     min_free_slots: u16,
     hide_passworded: bool,
-    /// Numeric filters on declared numeric attributes: (schema position, op, value).
+    /// The region's fingerprint, if the query has one.
+    region: Option<u64>,
+    /// Equality filters on declared string attributes: (record position, fingerprint).
+    strs: Vec<(usize, u64)>,
+    /// Numeric filters on declared numeric attributes: (record position, op, value).
     nums: Vec<(usize, Op, f64)>,
 }
 
 impl Prefilter {
     fn new(schema: &Schema, query: &ListQuery, now_unix: u64) -> Self {
+        // Positions past 63 keep no presence bit: their filters are left to `accepts`.
+        let strs = query
+            .filters
+            .iter()
+            .filter_map(|f| {
+                let (Op::Eq, Value::Str(v)) = (f.op, &f.value) else { return None };
+                let at = schema.strings.iter().position(|n| *n == f.attribute)?;
+                (at < 64).then(|| (at, fingerprint(v)))
+            })
+            .collect();
         let nums = query
             .filters
             .iter()
             .filter_map(|f| {
                 let Value::Num(x) = f.value else { return None };
                 let at = schema.numbers.iter().position(|n| *n == f.attribute)?;
-                Some((at, f.op, x))
+                let at = schema.strings.len() + at;
+                (at < 64).then_some((at, f.op, x))
             })
             .collect();
         Self {
             now_unix,
             min_free_slots: query.min_free_slots,
             hide_passworded: query.hide_passworded,
+            region: query.region.as_deref().map(fingerprint),
+            strs,
             nums,
         }
     }
@@ -274,11 +323,15 @@ impl Prefilter {
         self.now_unix < r.expires_unix
             && r.free_slots >= self.min_free_slots
             && !(self.hide_passworded && r.has_password)
-            && self.nums.iter().all(|&(at, op, x)| {
-                // `accepts` holds `op` between the attribute's value and `x`; an absent or
-                // string value fails every numeric comparison.
-                r.nums.get(at).copied().flatten().is_some_and(|v| holds(op, v, x))
-            })
+            && self.region.is_none_or(|want| r.region == Some(want))
+            // A string `==` holds only for a string of the same fingerprint.
+            && self.strs.iter().all(|&(at, want)| r.value(at) == Some(want))
+            // `accepts` holds `op` between the attribute's value and `x`; an absent or string
+            // value fails every numeric comparison.
+            && self
+                .nums
+                .iter()
+                .all(|&(at, op, x)| r.value(at).is_some_and(|v| holds(op, f64::from_bits(v), x)))
     }
 }
 
@@ -428,8 +481,16 @@ impl Index {
             query.name_contains.as_deref().filter(|n| n.is_ascii()).map(str::to_ascii_lowercase);
         let walk: Box<dyn Iterator<Item = &StoredMatch>> = if plan == Plan::Scan {
             // Every listed match, in the table's order: no lookup per match.
-            Box::new(self.matches.values().filter(|m| m.info.listed))
+            Box::new(
+                self.matches
+                    .values()
+                    .filter(|m| m.info.listed)
+                    .filter(|m| sets.iter().all(|set| set.contains(&m.info.id))),
+            )
         } else {
+            // The other exact predicates' sets first (small, they stay in the cache), then one
+            // lookup of a small record for the numeric filters, the slots, the password and the
+            // expiry: only the matches both admit are read.
             Box::new(
                 self.candidates(&plan)
                     .filter(|id| sets.iter().all(|set| set.contains(id)))
@@ -438,9 +499,6 @@ impl Index {
             )
         };
         for m in walk {
-            if !sets.iter().all(|set| set.contains(&m.info.id)) {
-                continue;
-            }
             if let Some(needle) = &needle
                 && m.info.name.is_ascii()
                 && !contains_ascii_nocase(&m.info.name, needle)
