@@ -189,7 +189,9 @@ impl PartialEq for Interval<Num> {
 ///
 /// [`list`](Index::list) plans each query: it walks the smallest candidate set one of the
 /// query's indexed predicates gives (a region, a string attribute's value or range, a numeric
-/// attribute's range), checks the rest with [`ListQuery::accepts`] and the expiry, and stops
+/// attribute's range), rejects what it can from the id sets of the other exact predicates and
+/// a compact record per listed match (expiry, slots, password, region and declared attributes)
+/// without reading the match, checks the rest with [`ListQuery::accepts`], and stops
 /// one match after the page. Only a query with no indexed predicate scans every listed match.
 #[derive(Debug)]
 pub struct Index {
