@@ -14,7 +14,9 @@ use sturnus_lobby::api::{
 use sturnus_netcode::token::{ConnectToken, TokenSpec};
 
 use crate::relay::{AllocationLimits, RelayMinter};
-use crate::store::{Digest, JoinOutcome, JoinTicket, Schema, Store, StoreError, StoredMatch};
+use crate::store::{
+    Digest, HostHeartbeat, JoinOutcome, JoinTicket, Schema, Store, StoreError, StoredMatch,
+};
 
 /// The matchmaker's limits and timings.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -535,9 +537,19 @@ impl<S: Store> Matchmaker<S> {
         host_token: Option<&str>,
         now_unix: u64,
     ) -> Result<MatchInfo, ApiError> {
-        self.authorize(id, host_token, now_unix).await?;
+        // As `authorize` then the store's heartbeat, in one store call (one Redis round trip).
+        let token = host_token
+            .ok_or_else(|| refuse(ErrorKind::Unauthorized, "the host's token is missing"))?;
         let expires = now_unix + 2 * u64::from(self.rules.heartbeat_seconds);
-        self.store.heartbeat(id, expires, now_unix).await?.ok_or_else(not_found)
+        match self.store.host_heartbeat(id, token_digest(token), expires, now_unix).await? {
+            HostHeartbeat::Moved(info) => Ok(info),
+            HostHeartbeat::NotHost => {
+                Err(refuse(ErrorKind::Unauthorized, "not this match's host token"))
+            }
+            HostHeartbeat::NotFound => Err(not_found()),
+            #[allow(unreachable_patterns, reason = "HostHeartbeat is non_exhaustive")]
+            _ => Err(internal("an outcome this matchmaker does not know")),
+        }
     }
 
     /// The host sets attributes or the listing.

@@ -130,6 +130,37 @@ pub enum JoinOutcome {
     NotFound,
 }
 
+/// What a [`Store::host_heartbeat`] did.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum HostHeartbeat {
+    /// The expiry moved: the match after it.
+    Moved(MatchInfo),
+    /// The match has another host token (nothing changed).
+    NotHost,
+    /// No such match, or it expired.
+    NotFound,
+}
+
+/// [`Store::host_heartbeat`] in three steps: [`Store::get`], the digests compared (in constant
+/// time), [`Store::heartbeat`]. Its default, and a store's fallback.
+pub async fn host_heartbeat_by_get<S: Store + ?Sized>(
+    store: &S,
+    id: MatchId,
+    host_token: Digest,
+    expires_unix: u64,
+    now_unix: u64,
+) -> Result<HostHeartbeat, StoreError> {
+    let Some(m) = store.get(id, now_unix).await? else { return Ok(HostHeartbeat::NotFound) };
+    if !crate::matchmaker::same(&m.host_token, &host_token) {
+        return Ok(HostHeartbeat::NotHost);
+    }
+    Ok(match store.heartbeat(id, expires_unix, now_unix).await? {
+        Some(info) => HostHeartbeat::Moved(info),
+        None => HostHeartbeat::NotFound,
+    })
+}
+
 /// What a store can fail with (its backend, not the caller's request).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -211,6 +242,20 @@ pub trait Store: Send + Sync + 'static {
         expires_unix: u64,
         now_unix: u64,
     ) -> impl Future<Output = Result<Option<MatchInfo>, StoreError>> + Send;
+
+    /// A host's heartbeat: moves the expiry as [`heartbeat`](Store::heartbeat) does, if
+    /// `host_token` is the digest of the match's host token. The default is
+    /// [`host_heartbeat_by_get`] (`get`, compare, `heartbeat`); a store may check and move in
+    /// one step, as long as it answers the same.
+    fn host_heartbeat(
+        &self,
+        id: MatchId,
+        host_token: Digest,
+        expires_unix: u64,
+        now_unix: u64,
+    ) -> impl Future<Output = Result<HostHeartbeat, StoreError>> + Send {
+        host_heartbeat_by_get(self, id, host_token, expires_unix, now_unix)
+    }
 
     /// Sets the listing and some attributes (the others are kept); the match after it.
     fn update(
@@ -349,6 +394,16 @@ impl Store for AnyStore {
         now_unix: u64,
     ) -> Result<Option<MatchInfo>, StoreError> {
         dispatch!(self, s => s.heartbeat(id, expires_unix, now_unix).await)
+    }
+
+    async fn host_heartbeat(
+        &self,
+        id: MatchId,
+        host_token: Digest,
+        expires_unix: u64,
+        now_unix: u64,
+    ) -> Result<HostHeartbeat, StoreError> {
+        dispatch!(self, s => s.host_heartbeat(id, host_token, expires_unix, now_unix).await)
     }
 
     async fn update(

@@ -5,7 +5,8 @@
 //! - `{p}:m:{id}`: a HASH per match (`id` in 16 hex digits). Fields: `doc` (the JSON of the
 //!   [`StoredMatch`] without its members and attributes), `exp` (expiry, Unix seconds), `size`,
 //!   `pw` (the password digest in hex, or empty), `next` (the next slot), `n` (players),
-//!   `listed` (`1`/`0`), `code` (the join code's bits), `s:{slot}` (a member's leave-token
+//!   `listed` (`1`/`0`), `code` (the join code's bits), `ht` (the host token's digest in hex,
+//!   for the one-step host heartbeat; hashes written before it lack it), `s:{slot}` (a member's leave-token
 //!   digest in hex) and `a:{name}` (an attribute: `s` then a string, or `n` then a number).
 //!   Lua reads and writes those fields; it never parses JSON, so 64-bit integers and numbers
 //!   keep every bit.
@@ -13,8 +14,11 @@
 //! - `{p}:exp`: a ZSET of ids by expiry (reaping walks it).
 //! - `{p}:players`: the players in all matches (counts).
 //! - `{p}:seq` and `{p}:changes`: every write increments `seq` and appends an event to the
-//!   `changes` stream (approximately capped at [`STREAM_MAXLEN`]): `seq`, `op` (`put` or
-//!   `del`), `id` and, for a `put`, every field of the match's hash after the write.
+//!   `changes` stream (approximately capped at [`STREAM_MAXLEN`]): `seq`, `op`, `id` and what
+//!   changed. `put` carries every field of the match's hash after the write and `del` nothing;
+//!   the two hottest writes carry only what they changed: `exp` (a heartbeat) the new `exp`,
+//!   `join` the new `next` and the new member's `s:{slot}`. A node applies those to the state
+//!   its cache holds, which is the match's state before the event (see Consistency).
 //!
 //! # Consistency
 //!
@@ -26,6 +30,12 @@
 //! each match's event `seq` and ignores older events; a gap in `seq` (the node fell behind a
 //! trim of the stream, or Redis lost its data) makes it reload the whole state and read the
 //! stream from the position it captured before loading.
+//!
+//! A `join` or `exp` event changes the cached state instead of replacing it. That is exact:
+//! the follower applies events in `seq` order, and a node's own writes only ever move a
+//! match's state ahead, so when an event is newer than the cached state, the cached state is
+//! the one right before it (after a reload, a replayed event may land on a newer state; the
+//! events after it bring the state back, as they do for replayed `put`s).
 //!
 //! Everything lives in Redis: dropping a node loses nothing, and a node started later loads
 //! it all.
@@ -49,7 +59,8 @@ use sturnus_lobby::api::{ListQuery, MatchId, MatchInfo, MatchPage, Value};
 
 use super::index::Index;
 use super::{
-    Digest, JoinOutcome, JoinTicket, Schema, Store, StoreCounts, StoreError, StoredMatch, is_live,
+    Digest, HostHeartbeat, JoinOutcome, JoinTicket, Schema, Store, StoreCounts, StoreError,
+    StoredMatch, is_live,
 };
 
 /// A hash field or stream entry field: name and value.
@@ -139,8 +150,8 @@ local slot = tonumber(redis.call('HGET', k, 'next'))
 if n >= tonumber(redis.call('HGET', k, 'size')) or slot >= 65535 then return {'full'} end
 redis.call('HSET', k, 'next', slot + 1, 'n', n + 1, 's:' .. slot, ARGV[5])
 redis.call('INCR', P .. ':players')
-local seq, f = put(id)
-return {'joined', seq, slot, f}
+local seq = emit('join', id, {'next', slot + 1, 's:' .. slot, ARGV[5]})
+return {'joined', seq, slot, redis.call('HGETALL', k)}
 ";
 
 /// `ARGV`: prefix, id, now, slot, leave digest (hex, or empty for the host).
@@ -164,8 +175,23 @@ local id = ARGV[2]
 if not live(id, tonumber(ARGV[3])) then return {'no'} end
 redis.call('HSET', mkey(id), 'exp', ARGV[4])
 redis.call('ZADD', P .. ':exp', ARGV[4], id)
-local seq, f = put(id)
-return {'ok', seq, f}
+local seq = emit('exp', id, {'exp', ARGV[4]})
+return {'ok', seq, redis.call('HGETALL', mkey(id))}
+";
+
+/// `ARGV`: prefix, id, now, new expiry, host token digest (hex). `unknown` for a match written
+/// before hashes kept `ht`.
+const HOST_HEARTBEAT: &str = r"
+local id = ARGV[2]
+local k = mkey(id)
+if not live(id, tonumber(ARGV[3])) then return {'not_found'} end
+local ht = redis.call('HGET', k, 'ht')
+if not ht then return {'unknown'} end
+if ht ~= ARGV[5] then return {'not_host'} end
+redis.call('HSET', k, 'exp', ARGV[4])
+redis.call('ZADD', P .. ':exp', ARGV[4], id)
+local seq = emit('exp', id, {'exp', ARGV[4]})
+return {'ok', seq, redis.call('HGETALL', k)}
 ";
 
 /// `ARGV`: prefix, id, now, listed (`1`, `0` or empty), then attribute field/value pairs.
@@ -248,6 +274,7 @@ struct Scripts {
     join: Script,
     leave: Script,
     heartbeat: Script,
+    host_heartbeat: Script,
     update: Script,
     replace_code: Script,
     destroy: Script,
@@ -266,6 +293,7 @@ impl Scripts {
             join: s(JOIN),
             leave: s(LEAVE),
             heartbeat: s(HEARTBEAT),
+            host_heartbeat: s(HOST_HEARTBEAT),
             update: s(UPDATE),
             replace_code: s(REPLACE_CODE),
             destroy: s(DESTROY),
@@ -320,6 +348,28 @@ impl Cache {
         }
     }
 
+    /// Applies an event that changes match `id` (a [`Change`]), unless the cache holds a newer
+    /// state. The cached state is the one right before the event (the follower applies events
+    /// in order; a node's own writes only move a state ahead), so changing it is exact. A
+    /// match the cache does not hold (deleted, or unreadable) stays absent.
+    fn apply_change(&mut self, seq: u64, id: MatchId, change: Change) {
+        let newest = self.versions.get(&id).max(self.tombstones.get(&id)).copied().unwrap_or(0);
+        if seq <= newest {
+            return;
+        }
+        let changed = self.index.modify(id, |m| match change {
+            Change::Expiry(exp) => m.info.expires_unix = exp,
+            Change::Join { next, slot, digest } => {
+                m.next_slot = next;
+                m.members.insert(slot, digest);
+                m.info.players = u16::try_from(m.members.len()).unwrap_or(u16::MAX);
+            }
+        });
+        if changed.is_some() {
+            self.versions.insert(id, seq);
+        }
+    }
+
     /// The follower applied every event up to `seq`: no older event can come.
     fn advance(&mut self, seq: u64) {
         self.applied = seq;
@@ -327,6 +377,35 @@ impl Cache {
             self.tombstones.retain(|_, s| *s > seq);
         }
     }
+}
+
+/// What a `join` or `exp` event changes in a match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// A heartbeat: the new expiry.
+    Expiry(u64),
+    /// A join: the next slot after it, and the new member.
+    Join {
+        /// The slot the next joiner gets.
+        next: u16,
+        /// The new member's slot.
+        slot: u16,
+        /// The digest of its leave token.
+        digest: Digest,
+    },
+}
+
+/// What an event in the change stream does to its match.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "short-lived, a batch at a time; boxing would allocate for every put"
+)]
+enum Event {
+    /// The match's whole state after it (`None`: deleted, or unreadable).
+    State(Option<StoredMatch>),
+    /// A change to the state before it.
+    Change(Change),
 }
 
 /// State shared by a store and its follower task.
@@ -533,6 +612,7 @@ fn encode(m: &StoredMatch) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         ("n".to_owned(), arg(m.members.len())),
         ("listed".to_owned(), arg(u8::from(m.info.listed))),
         ("code".to_owned(), arg(m.code.bits())),
+        ("ht".to_owned(), arg(hex(&m.host_token))),
     ];
     for (slot, digest) in &m.members {
         fields.push((format!("s:{slot}"), arg(hex(digest))));
@@ -717,19 +797,22 @@ impl Follower {
             }
         }
         let mut cache = self.shared.write();
-        for (stream_id, (seq, id, state)) in events {
+        for (stream_id, (seq, id, event)) in events {
             if seq != cache.applied + 1 {
                 return Ok(false);
             }
-            cache.apply(seq, id, state);
+            match event {
+                Event::State(state) => cache.apply(seq, id, state),
+                Event::Change(change) => cache.apply_change(seq, id, change),
+            }
             cache.advance(seq);
             self.last_id = stream_id;
         }
         Ok(true)
     }
 
-    /// An event's `seq`, match id and state after it (`None`: deleted).
-    fn event(&self, fields: &[Field]) -> Result<(u64, MatchId, Option<StoredMatch>), StoreError> {
+    /// An event's `seq`, match id and what it does.
+    fn event(&self, fields: &[Field]) -> Result<(u64, MatchId, Event), StoreError> {
         let get = |name: &[u8]| {
             fields.iter().find(|(k, _)| k.as_slice() == name).map(|(_, v)| v.as_slice())
         };
@@ -739,19 +822,38 @@ impl Follower {
         let id: MatchId = get(b"id")
             .and_then(|s| std::str::from_utf8(s).ok()?.parse().ok())
             .ok_or_else(|| nonsense("an event's id"))?;
-        let state = match get(b"op") {
-            Some(b"del") => None,
-            Some(b"put") => match decode(id, fields) {
+        let number =
+            |name: &[u8]| get(name).and_then(|s| std::str::from_utf8(s).ok()?.parse().ok());
+        let event = match get(b"op") {
+            Some(b"del") => Event::State(None),
+            Some(b"put") => Event::State(match decode(id, fields) {
                 Ok(m) => Some(m),
                 Err(e) => {
                     // A match this node cannot read is left out of its lists, not fatal.
                     tracing::warn!(error = %e, "skipping an unreadable match in the change stream");
                     None
                 }
-            },
+            }),
+            Some(b"exp") => Event::Change(Change::Expiry(
+                number(b"exp").ok_or_else(|| nonsense("an exp event's expiry"))?,
+            )),
+            Some(b"join") => {
+                let next = number(b"next")
+                    .and_then(|n: u64| u16::try_from(n).ok())
+                    .ok_or_else(|| nonsense("a join event's next slot"))?;
+                let (slot, digest) = fields
+                    .iter()
+                    .find_map(|(k, v)| {
+                        let slot =
+                            std::str::from_utf8(k.strip_prefix(b"s:")?).ok()?.parse().ok()?;
+                        Some((slot, unhex(v)?))
+                    })
+                    .ok_or_else(|| nonsense("a join event's member"))?;
+                Event::Change(Change::Join { next, slot, digest })
+            }
             _ => return Err(nonsense("an event's op")),
         };
-        Ok((seq, id, state))
+        Ok((seq, id, event))
     }
 
     /// Loads every match into a fresh cache, then follows the stream from the position
@@ -940,6 +1042,28 @@ impl Store for RedisStore {
         Ok(self.write_match(&self.shared.scripts.heartbeat, id, &args).await?.map(|m| m.info))
     }
 
+    async fn host_heartbeat(
+        &self,
+        id: MatchId,
+        host_token: Digest,
+        expires_unix: u64,
+        now_unix: u64,
+    ) -> Result<HostHeartbeat, StoreError> {
+        let args = [id_arg(id), arg(now_unix), arg(expires_unix), arg(hex(&host_token))];
+        let reply = array(self.run(&self.shared.scripts.host_heartbeat, &args).await?)?;
+        match reply.first().and_then(text).as_deref() {
+            Some("ok") if reply.len() == 3 => {
+                Ok(HostHeartbeat::Moved(self.apply_put(id, &reply[1], &reply[2])?.info))
+            }
+            Some("not_found") => Ok(HostHeartbeat::NotFound),
+            Some("not_host") => Ok(HostHeartbeat::NotHost),
+            Some("unknown") => {
+                super::host_heartbeat_by_get(self, id, host_token, expires_unix, now_unix).await
+            }
+            _ => Err(nonsense("host_heartbeat's status")),
+        }
+    }
+
     async fn update(
         &self,
         id: MatchId,
@@ -1069,6 +1193,38 @@ mod tests {
         assert!(cache.tombstones.is_empty());
         cache.apply(9, id, Some(stored(1, "nine")));
         assert_eq!(name(&cache).as_deref(), Some("nine"));
+    }
+
+    #[test]
+    fn a_change_event_changes_the_state_before_it_only() {
+        let mut cache = Cache::new(Schema::default());
+        let id = MatchId(1);
+        let join = |slot: u16| Change::Join {
+            next: slot + 1,
+            slot,
+            digest: [u8::try_from(slot).unwrap(); 32],
+        };
+        // A change to a match the cache does not hold leaves it absent.
+        cache.apply_change(1, id, Change::Expiry(500));
+        assert!(cache.index.get(id).is_none());
+        cache.apply(2, id, Some(stored(1, "two")));
+        cache.apply_change(3, id, join(3));
+        cache.apply_change(4, id, Change::Expiry(500));
+        let m = cache.index.get(id).unwrap();
+        assert_eq!((m.next_slot, m.info.players, m.info.expires_unix), (4, 2, 500));
+        assert_eq!(m.members.get(&3), Some(&[3; 32]));
+        // An older change (this node's own write moved the state ahead) is ignored.
+        let mut newer = cache.index.get(id).unwrap().clone();
+        newer.info.expires_unix = 900;
+        cache.apply(6, id, Some(newer));
+        cache.apply_change(5, id, Change::Expiry(700));
+        cache.apply_change(5, id, join(4));
+        let m = cache.index.get(id).unwrap();
+        assert_eq!((m.info.expires_unix, m.info.players), (900, 2));
+        // … and so is one after a delete.
+        cache.apply(7, id, None);
+        cache.apply_change(8, id, join(5));
+        assert!(cache.index.get(id).is_none());
     }
 
     #[test]
