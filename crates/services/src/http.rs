@@ -86,8 +86,20 @@ struct Bucket {
 struct RateLimiter {
     /// (per second, burst) for each kind.
     rates: [(f64, f64); 4],
-    buckets: Mutex<HashMap<IpAddr, [Bucket; 4]>>,
+    buckets: Mutex<Buckets>,
 }
+
+/// The buckets, and the size at which refilled ones are next forgotten.
+#[derive(Debug)]
+struct Buckets {
+    map: HashMap<IpAddr, [Bucket; 4]>,
+    /// Twice what a sweep kept (at least 100,000): sweeps stay rare however many addresses
+    /// stay live, instead of one on every request once the map is large.
+    sweep_at: usize,
+}
+
+/// The fewest addresses at which refilled buckets are swept.
+const SWEEP_AT: usize = 100_000;
 
 impl RateLimiter {
     fn new(limits: &Limits) -> Self {
@@ -102,7 +114,7 @@ impl RateLimiter {
                 per(limits.code_lookups_per_minute, 1.0 / 60.0),
                 per(limits.joins_per_minute, 1.0 / 60.0),
             ],
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets { map: HashMap::new(), sweep_at: SWEEP_AT }),
         }
     }
 
@@ -115,18 +127,20 @@ impl RateLimiter {
             return true;
         }
         let ip = limited_as(ip);
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() > 100_000 {
+        let mut guard = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let buckets = &mut *guard;
+        if buckets.map.len() > buckets.sweep_at {
             // Forget addresses whose buckets have refilled: they would start full anyway.
             let rates = self.rates;
-            buckets.retain(|_, b| {
+            buckets.map.retain(|_, b| {
                 b.iter().zip(rates).any(|(b, (rate, burst))| {
                     rate > 0.0 && b.tokens + now.duration_since(b.at).as_secs_f64() * rate < burst
                 })
             });
+            buckets.sweep_at = (2 * buckets.map.len()).max(SWEEP_AT);
         }
         let fresh = |(_, burst): (f64, f64)| Bucket { tokens: burst, at: now };
-        let entry = buckets.entry(ip).or_insert_with(|| self.rates.map(fresh));
+        let entry = buckets.map.entry(ip).or_insert_with(|| self.rates.map(fresh));
         let bucket = &mut entry[kind as usize];
         bucket.tokens =
             (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate).min(burst);
