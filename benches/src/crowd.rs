@@ -23,8 +23,6 @@ use crate::report::Record;
 use crate::wire::{self, Control};
 use crate::{BenchResult, Spec, bench_config, channel_of, now, probe};
 
-/// Connection attempts in progress at once, so the server's handshake is not flooded.
-const CONNECTING_AT_ONCE: usize = 512;
 /// How long to wait for every client to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// After the last send, how long to wait for the last echoes.
@@ -42,6 +40,8 @@ struct Shared {
     echoes: u64,
     connected: usize,
     lost: usize,
+    /// Why connections ended, for the error a failed connect phase reports.
+    lost_reasons: Vec<String>,
 }
 
 /// One simulated client of either stack.
@@ -172,10 +172,13 @@ impl<E: ClientEndpoint> Peer for SturnusPeer<E> {
                     shared.connected += 1;
                 }
                 Event::Data { .. } => shared.echoes += 1,
-                Event::Disconnected { .. } => {
+                Event::Disconnected { reason, .. } => {
                     self.connected = false;
                     self.conn = None;
                     shared.lost += 1;
+                    if shared.lost_reasons.len() < 8 {
+                        shared.lost_reasons.push(format!("{reason:?}"));
+                    }
                 }
                 _ => {}
             }
@@ -372,6 +375,7 @@ fn shared(spec: &Spec, server: SocketAddr) -> Shared {
         echoes: 0,
         connected: 0,
         lost: 0,
+        lost_reasons: Vec::new(),
     }
 }
 
@@ -393,9 +397,9 @@ enum AnyCrowd {
 }
 
 impl AnyCrowd {
-    /// Makes clients `first..first + count` of `spec`'s stack and connects them (Sturnus: a bounded number at
-    /// a time, so the server's handshake is not flooded).
-    fn connect(spec: &Spec, server: SocketAddr, first: u64, count: u64) -> BenchResult<Self> {
+    /// Makes clients `first..first + count` of `spec`'s stack, each with its own socket, not
+    /// yet connected.
+    fn bind(spec: &Spec, server: SocketAddr, first: u64, count: u64) -> BenchResult<Self> {
         let begin = now();
         if spec.raw {
             let mut crowd = Crowd::<RawPeer>::new(shared(spec, server))?;
@@ -413,10 +417,21 @@ impl AnyCrowd {
                 let token = secure.token(server, first + i)?;
                 Ok(SecureEndpoint::client(&config, token, begin, unix)?)
             });
-            return Ok(Self::Secure(connect_all(spec, server, count, first, begin, endpoints)?));
+            return Ok(Self::Secure(bind_all(spec, server, count, first, begin, endpoints)?));
         }
         let endpoints = (0..count).map(|_| Ok(Endpoint::new(config.clone(), begin)?));
-        Ok(Self::Sturnus(connect_all(spec, server, count, first, begin, endpoints)?))
+        Ok(Self::Sturnus(bind_all(spec, server, count, first, begin, endpoints)?))
+    }
+
+    /// Connects every client, `at_once` attempts in flight at a time (0: all at once); returns
+    /// how long it took from the first attempt to the last client connected. Fails on the
+    /// first connection that does not complete.
+    fn connect(&mut self, at_once: usize) -> BenchResult<Duration> {
+        match self {
+            Self::Raw(_) => Ok(Duration::ZERO),
+            Self::Sturnus(crowd) => connect_all(crowd, at_once),
+            Self::Secure(crowd) => connect_all(crowd, at_once),
+        }
     }
 
     /// Sends for `duration`, waits for the last echoes, closes; returns (sent, echoes). Calls
@@ -451,8 +466,8 @@ fn close_all<E: ClientEndpoint>(
     Ok((crowd.shared.sent, crowd.shared.echoes))
 }
 
-/// Makes a Sturnus client of each endpoint and connects them, a bounded number at a time.
-fn connect_all<E: ClientEndpoint>(
+/// Makes a Sturnus client of each endpoint, with its own socket.
+fn bind_all<E: ClientEndpoint>(
     spec: &Spec,
     server: SocketAddr,
     count: u64,
@@ -474,29 +489,45 @@ fn connect_all<E: ClientEndpoint>(
         };
         let _ = crowd.add(peer)?;
     }
+    Ok(crowd)
+}
+
+/// Connects every client of `crowd`, at most `at_once` attempts in flight (0: all at once).
+fn connect_all<E: ClientEndpoint>(
+    crowd: &mut Crowd<SturnusPeer<E>>,
+    at_once: usize,
+) -> BenchResult<Duration> {
+    let at_once = if at_once == 0 { usize::MAX } else { at_once };
+    let server = crowd.shared.server;
+    let begin = now();
+    let deadline = begin + CONNECT_TIMEOUT;
     let mut cursor = 0;
-    let deadline = now() + CONNECT_TIMEOUT;
     while crowd.shared.connected < crowd.peers.len() {
-        let busy = cursor - crowd.shared.connected - crowd.shared.lost;
-        for _ in busy..CONNECTING_AT_ONCE {
-            if cursor == crowd.peers.len() {
-                break;
-            }
+        let mut busy = cursor - crowd.shared.connected - crowd.shared.lost;
+        while busy < at_once && cursor < crowd.peers.len() {
             let at = now();
             crowd.peers[cursor].conn = Some(crowd.peers[cursor].endpoint.connect(at, server)?);
             crowd.service(cursor, at);
             cursor += 1;
+            busy += 1;
         }
         crowd.turn(Duration::from_millis(5))?;
         if now() > deadline || crowd.shared.lost > 0 {
             return Err(format!(
-                "{} of {count} clients connected ({} failed)",
-                crowd.shared.connected, crowd.shared.lost
+                "{} of {} clients connected ({} failed: {})",
+                crowd.shared.connected,
+                crowd.peers.len(),
+                crowd.shared.lost,
+                if crowd.shared.lost_reasons.is_empty() {
+                    "timed out".to_owned()
+                } else {
+                    crowd.shared.lost_reasons.join(", ")
+                }
             )
             .into());
         }
     }
-    Ok(crowd)
+    Ok(now() - begin)
 }
 
 /// Clients one process can hold: a socket each, within its open-file limit.
@@ -506,7 +537,9 @@ fn clients_per_process(wanted: u64) -> u64 {
 }
 
 /// The clients workload: `spec.clients` clients, in this process or, past its open-file
-/// limit, spread over worker processes (`sturnus-bench crowd-worker`).
+/// limit, spread over worker processes (`sturnus-bench crowd-worker`). Every client's socket
+/// is bound before the first connects, so the connect phase (reported) is the handshakes alone;
+/// with `--connect-at-once all` (the default) every worker starts every attempt at once.
 pub(crate) fn clients(
     spec: &Spec,
     server: SocketAddr,
@@ -517,64 +550,30 @@ pub(crate) fn clients(
     let measured = run + 1;
     let duration = Duration::from_secs_f64(spec.duration_s);
     let per_process = clients_per_process(spec.clients);
-    let (sent, echoes) = if spec.clients <= per_process {
-        let crowd = AnyCrowd::connect(spec, server, 0, spec.clients)?;
+    let (connect, sent, echoes) = if spec.clients <= per_process {
+        let mut crowd = AnyCrowd::bind(spec, server, 0, spec.clients)?;
+        let connect = crowd.connect(spec.connect_at_once)?;
         let _ = start(control, measured)?;
-        crowd.run(duration, &mut || control.drive(&mut |_| {}))?
+        let (sent, echoes) = crowd.run(duration, &mut || control.drive(&mut |_| {}))?;
+        (connect, sent, echoes)
     } else {
-        let mut workers = Vec::new();
-        let mut left = spec.clients;
-        while left > 0 {
-            let count = left.min(per_process);
-            workers.push(Worker::spawn(spec, server, spec.clients - left, count)?);
-            left -= count;
-        }
-        for worker in &mut workers {
-            worker.expect("ready")?;
-        }
+        let mut workers = Workers::spawn(spec, server, per_process)?;
+        let _ = workers.gather("bound", control)?;
+        let begin = now();
+        workers.say("connect")?;
+        let _ = workers.gather("ready", control)?;
+        let connect = now() - begin;
         let _ = start(control, measured)?;
-        for worker in &mut workers {
-            worker.say("go")?;
-        }
-        // Keep the control connection alive while the workers run.
-        let (tx, rx) = std::sync::mpsc::channel();
-        for worker in &mut workers {
-            let tx = tx.clone();
-            let lines = worker.lines.take().ok_or("worker output already taken")?;
-            let _ = std::thread::spawn(move || {
-                for line in lines {
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(tx);
+        workers.say("go")?;
         let mut totals = (0, 0);
-        let mut finished = 0;
-        while finished < workers.len() {
-            control.drive(&mut |_| {})?;
-            match rx.recv_timeout(Duration::from_millis(5)) {
-                Ok(line) => {
-                    let line = line?;
-                    let mut numbers = line
-                        .strip_prefix("done ")
-                        .unwrap_or("")
-                        .split_whitespace()
-                        .map(str::parse::<u64>);
-                    match (numbers.next(), numbers.next()) {
-                        (Some(Ok(s)), Some(Ok(e))) => totals = (totals.0 + s, totals.1 + e),
-                        _ => return Err(format!("unexpected worker output `{line}`").into()),
-                    }
-                    finished += 1;
-                }
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err("a worker ended early".into());
-                }
+        for line in workers.gather("done", control)? {
+            let mut numbers = line.split_whitespace().map(str::parse::<u64>);
+            match (numbers.next(), numbers.next()) {
+                (Some(Ok(s)), Some(Ok(e))) => totals = (totals.0 + s, totals.1 + e),
+                _ => return Err(format!("unexpected worker output `done {line}`").into()),
             }
         }
-        totals
+        (connect, totals.0, totals.1)
     };
     let report = finish(control, measured, sent)?;
     let mut record = Record::new(spec);
@@ -589,66 +588,148 @@ pub(crate) fn clients(
         report.rss_kib.saturating_sub(baseline.rss_kib) as f64 * 1024.0
             / spec.clients.max(1) as f64,
     );
+    if !spec.raw {
+        record.connect_s = Some(connect.as_secs_f64());
+        record.connects_per_s =
+            (connect > Duration::ZERO).then(|| spec.clients as f64 / connect.as_secs_f64());
+    }
     Ok(record)
 }
 
-/// A worker process holding some of the clients.
-struct Worker {
-    child: Child,
-    lines: Option<io::Lines<BufReader<ChildStdout>>>,
+/// A line from a worker, or `None` when its output ended.
+type WorkerLine = (usize, Option<io::Result<String>>);
+
+/// The worker processes of a run, and their output, merged.
+struct Workers {
+    children: Vec<Child>,
+    lines: std::sync::mpsc::Receiver<WorkerLine>,
 }
 
-impl Worker {
-    fn spawn(spec: &Spec, server: SocketAddr, first: u64, count: u64) -> BenchResult<Self> {
-        let mut cmd = Command::new(std::env::current_exe()?);
-        cmd.args(["crowd-worker", "--connect", &server.to_string(), "--workload", "clients"])
-            .args(["--first", &first.to_string()])
-            .args(["--clients", &count.to_string(), "--rate", &spec.rate.to_string()])
-            .args(["--size", &spec.size.to_string(), "--qos", spec.qos.name()])
-            .args(["--duration-s", &spec.duration_s.to_string()]);
-        if spec.raw {
-            cmd.args(["--baseline", "raw-udp"]);
+impl Workers {
+    /// Starts workers for `spec.clients` clients, `per_process` each at most.
+    fn spawn(spec: &Spec, server: SocketAddr, per_process: u64) -> BenchResult<Self> {
+        let (tx, lines) = std::sync::mpsc::channel();
+        let mut children = Vec::new();
+        let mut left = spec.clients;
+        while left > 0 {
+            let count = left.min(per_process);
+            let mut child = worker_command(spec, server, spec.clients - left, count)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()?;
+            let stdout: ChildStdout = child.stdout.take().ok_or("no worker stdout")?;
+            let (tx, index) = (tx.clone(), children.len());
+            let _ = std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    if tx.send((index, Some(line))).is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send((index, None));
+            });
+            children.push(child);
+            left -= count;
         }
-        if let Some(secure) = &spec.secure {
-            let hex: String = secure.key.iter().map(|b| format!("{b:02x}")).collect();
-            cmd.args(["--netcode-key", &hex, "--protocol-id", &secure.protocol_id.to_string()]);
-        }
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
-        let stdout = child.stdout.take().ok_or("no worker stdout")?;
-        Ok(Self { child, lines: Some(BufReader::new(stdout).lines()) })
+        Ok(Self { children, lines })
     }
 
-    fn expect(&mut self, word: &str) -> BenchResult<String> {
-        let lines = self.lines.as_mut().ok_or("worker output already taken")?;
-        let line = lines.next().ok_or("a worker ended early")??;
-        if line.starts_with(word) { Ok(line) } else { Err(format!("worker said `{line}`").into()) }
+    /// Waits for every worker to say `word`, keeping the control connection alive meanwhile;
+    /// returns what followed the word on each line.
+    fn gather(&mut self, word: &str, control: &mut dyn Link) -> BenchResult<Vec<String>> {
+        let mut said: Vec<Option<String>> = vec![None; self.children.len()];
+        while said.iter().any(Option::is_none) {
+            control.drive(&mut |_| {})?;
+            match self.lines.recv_timeout(Duration::from_millis(5)) {
+                Ok((index, Some(line))) => {
+                    let line = line?;
+                    match line.strip_prefix(word) {
+                        Some(rest) => said[index] = Some(rest.trim().to_owned()),
+                        None => return Err(format!("worker {index} said `{line}`").into()),
+                    }
+                }
+                // A worker that has said its last word ends.
+                Ok((index, None)) if said[index].is_some() => {}
+                Ok((index, None)) => {
+                    let status = self.children[index].wait()?;
+                    return Err(
+                        format!("worker {index} ended ({status}) before saying `{word}`").into()
+                    );
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err("every worker ended early".into());
+                }
+            }
+        }
+        Ok(said.into_iter().flatten().collect())
     }
 
+    /// Tells every worker `word`.
     fn say(&mut self, word: &str) -> BenchResult<()> {
-        let stdin = self.child.stdin.as_mut().ok_or("no worker stdin")?;
-        writeln!(stdin, "{word}")?;
-        stdin.flush()?;
+        for child in &mut self.children {
+            let stdin = child.stdin.as_mut().ok_or("no worker stdin")?;
+            writeln!(stdin, "{word}")?;
+            stdin.flush()?;
+        }
         Ok(())
     }
 }
 
-impl Drop for Worker {
+impl Drop for Workers {
     fn drop(&mut self) {
-        let _ = self.child.wait();
+        for child in &mut self.children {
+            // A worker still waiting for a word ends when its stdin closes.
+            drop(child.stdin.take());
+            let _ = child.wait();
+        }
     }
 }
 
-/// The worker side: connect `spec.clients` clients, say `ready`, wait for `go`, run, and say
-/// `done SENT ECHOES`.
+/// The command line of a worker holding clients `first..first + count`.
+fn worker_command(spec: &Spec, server: SocketAddr, first: u64, count: u64) -> Command {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "sturnus-bench".into());
+    let mut cmd = Command::new(exe);
+    cmd.args(["crowd-worker", "--connect", &server.to_string(), "--workload", "clients"])
+        .args(["--first", &first.to_string()])
+        .args(["--clients", &count.to_string(), "--rate", &spec.rate.to_string()])
+        .args(["--size", &spec.size.to_string(), "--qos", spec.qos.name()])
+        .args(["--duration-s", &spec.duration_s.to_string()]);
+    let at_once = match spec.connect_at_once {
+        0 => "all".to_owned(),
+        n => n.to_string(),
+    };
+    let _ = cmd.args(["--connect-at-once", &at_once]);
+    if spec.raw {
+        let _ = cmd.args(["--baseline", "raw-udp"]);
+    }
+    if let Some(secure) = &spec.secure {
+        let hex: String = secure.key.iter().map(|b| format!("{b:02x}")).collect();
+        let _ = cmd.args(["--netcode-key", &hex, "--protocol-id", &secure.protocol_id.to_string()]);
+    }
+    cmd
+}
+
+/// Reads one line from standard input and checks it is `word`.
+fn expect_word(word: &str) -> BenchResult<()> {
+    let mut line = String::new();
+    let _ = io::stdin().read_line(&mut line)?;
+    if line.trim() == word {
+        Ok(())
+    } else {
+        Err(format!("expected `{word}`, got `{}`", line.trim()).into())
+    }
+}
+
+/// The worker side: bind `spec.clients` clients' sockets and say `bound`; on `connect`, connect
+/// them all and say `ready`; on `go`, run, and say `done SENT ECHOES`.
 pub(crate) fn worker(spec: &Spec, server: SocketAddr, first: u64) -> BenchResult<()> {
     let _ = probe::raise_fd_limit(spec.clients + 1024);
-    let crowd = AnyCrowd::connect(spec, server, first, spec.clients)?;
-    println!("ready");
-    let mut line = String::new();
-    io::stdin().read_line(&mut line)?;
-    if line.trim() != "go" {
-        return Err(format!("expected `go`, got `{}`", line.trim()).into());
-    }
+    let mut crowd = AnyCrowd::bind(spec, server, first, spec.clients)?;
+    println!("bound");
+    expect_word("connect")?;
+    let connect = crowd.connect(spec.connect_at_once)?;
+    println!("ready {:.3}", connect.as_secs_f64());
+    expect_word("go")?;
     let (sent, echoes) = crowd.run(Duration::from_secs_f64(spec.duration_s), &mut || Ok(()))?;
     println!("done {sent} {echoes}");
     Ok(())

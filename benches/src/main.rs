@@ -177,6 +177,8 @@ pub(crate) struct Spec {
     pub(crate) blackout_s: f64,
     /// The netcode transport mode instead of plaintext Sturnus.
     pub(crate) secure: Option<Secure>,
+    /// Clients: connection attempts in flight at once per process (0: all at once, a storm).
+    pub(crate) connect_at_once: usize,
 }
 
 /// The netcode 1.02 settings of a secure run: the key and protocol id the server shares with
@@ -242,17 +244,32 @@ fn parse_key(hex: &str) -> Result<sturnus_netcode::Key, String> {
 pub(crate) trait BenchHost: sturnus_transport::Transport {
     /// Bytes the socket has sent.
     fn bytes_sent(&self) -> u64;
+    /// The endpoint's and the socket's counters, one line (where handshakes went, what the
+    /// socket dropped).
+    fn counters(&self) -> String;
 }
 
 impl<S: sturnus_socket::Socket + std::fmt::Debug> BenchHost for sturnus_transport::Host<S> {
     fn bytes_sent(&self) -> u64 {
         self.socket().stats().bytes_sent
     }
+    fn counters(&self) -> String {
+        format!("{} · socket: {}", self.endpoint().stats(), self.socket().stats())
+    }
 }
 
 impl<S: sturnus_socket::Socket> BenchHost for sturnus_netcode::transport::SecureHost<S> {
     fn bytes_sent(&self) -> u64 {
         self.socket().stats().bytes_sent
+    }
+    fn counters(&self) -> String {
+        let endpoint = self.endpoint();
+        format!(
+            "{} · {:?} · socket: {}",
+            endpoint.sturnus().stats(),
+            endpoint.stats(),
+            self.socket().stats()
+        )
     }
 }
 
@@ -378,6 +395,13 @@ impl Options {
                 Some(other) => return Err(format!("unknown link `{other}` (netem)")),
             },
             blackout_s: self.get("blackout-s")?.unwrap_or(5.0),
+            connect_at_once: match self.get::<String>("connect-at-once")?.as_deref() {
+                None | Some("all") => 0,
+                Some(n) => match n.parse::<usize>() {
+                    Ok(n) if n > 0 => n,
+                    _ => return Err(format!("--connect-at-once {n}: a positive number or `all`")),
+                },
+            },
         };
         if let Some(n) = &spec.netem {
             if !(n.rate_mbit > 0.0 && n.rtt_ms >= 0.0 && (0.0..1.0).contains(&n.loss)) {
@@ -443,6 +467,7 @@ const CLIENT_OPTIONS: &[&str] = &[
     "rtt-ms",
     "loss",
     "blackout-s",
+    "connect-at-once",
     "netcode-key",
     "protocol-id",
     "netcode-token-file",

@@ -45,6 +45,10 @@ pub(crate) struct Record {
     pub(crate) sender_datagrams: Option<u64>,
     /// Layers: datagrams the receiving side's socket sent during the run (acks).
     pub(crate) receiver_datagrams: Option<u64>,
+    /// Clients: seconds from the first connection attempt to the last client connected.
+    pub(crate) connect_s: Option<f64>,
+    /// Clients: clients admitted per second over `connect_s`.
+    pub(crate) connects_per_s: Option<f64>,
 }
 
 impl Record {
@@ -118,6 +122,8 @@ impl Record {
         field("vs_transport_time", num(self.vs_transport_time));
         field("sender_datagrams", int(self.sender_datagrams));
         field("receiver_datagrams", int(self.receiver_datagrams));
+        field("connect_s", num(self.connect_s));
+        field("connects_per_s", num(self.connects_per_s));
         s.push('}');
         s
     }
@@ -154,6 +160,8 @@ impl Record {
             vs_transport_time: f(|r| r.vs_transport_time),
             sender_datagrams: f(|r| r.sender_datagrams.map(|d| d as f64)).map(|d| d as u64),
             receiver_datagrams: f(|r| r.receiver_datagrams.map(|d| d as f64)).map(|d| d as u64),
+            connect_s: f(|r| r.connect_s),
+            connects_per_s: f(|r| r.connects_per_s),
             ..first.clone()
         })
     }

@@ -316,6 +316,7 @@ fn serve<H: BenchHost>(mut host: H, duration: Option<Duration>) -> BenchResult<(
                 tally.stamp(at);
                 if let Some((peer, report)) = tally.due_report(at, host.bytes_sent()) {
                     let _ = host.send(peer, CONTROL_CHANNEL, &report);
+                    eprintln!("sturnus-bench server: {}", host.counters());
                 }
                 if deadline.is_some_and(|d| at >= d) {
                     return Ok(());

@@ -10,8 +10,10 @@ use crate::{ChannelId, ConfigError, Qos};
 pub const MAX_FRAGMENT_RECORD_OVERHEAD: usize = 12;
 /// The most channels a connection can have (ids 0 to 254).
 pub const MAX_CHANNELS: usize = 255;
-/// The most connections one endpoint can hold (connection ids are 16-bit slots).
-pub const MAX_CONNECTIONS_LIMIT: usize = 65_535;
+/// The most connections one endpoint can hold: 16,777,216 (2^24). Connection ids have 32-bit
+/// slots; the bound only keeps a mistyped setting from meaning "unbounded" (nothing is
+/// allocated up front, so a high limit costs nothing until connections arrive).
+pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 24;
 /// The longest duration any field of [`EndpointConfig`] may hold. Deadlines are instants plus
 /// these durations (sometimes multiplied by a small backoff), and an hour keeps every such sum
 /// far from overflowing while leaving room for any timeout a game can want.
@@ -343,7 +345,7 @@ impl EndpointConfig {
         }
         self.address_limits.validate()?;
         if self.max_connections == 0 || self.max_connections > MAX_CONNECTIONS_LIMIT {
-            return invalid("max_connections", "must be between 1 and 65535");
+            return invalid("max_connections", "must be between 1 and 16777216");
         }
         if self.connect_attempts == 0 {
             return invalid("connect_attempts", "must be at least 1");
@@ -483,10 +485,10 @@ impl AddressLimits {
         let invalid = |field, reason| Err(ConfigError::Invalid { field, reason });
         let most = u32::try_from(MAX_CONNECTIONS_LIMIT).unwrap_or(u32::MAX);
         if self.connections_per_ip > most {
-            return invalid("address_limits.connections_per_ip", "must be at most 65535");
+            return invalid("address_limits.connections_per_ip", "must be at most 16777216");
         }
         if self.connections_per_prefix > most {
-            return invalid("address_limits.connections_per_prefix", "must be at most 65535");
+            return invalid("address_limits.connections_per_prefix", "must be at most 16777216");
         }
         if self.handshakes_per_second_per_prefix > 1_000_000 {
             return invalid(

@@ -43,8 +43,8 @@ struct Station {
     inbox: Inbox,
     /// This station's connections: their peer's address and the peer's id for them.
     peers: HashMap<ConnectionId, (SocketAddr, ConnectionId)>,
-    next_slot: u16,
-    generation: u16,
+    next_slot: u32,
+    generation: u32,
 }
 
 impl Station {
@@ -60,8 +60,8 @@ impl Station {
 
     fn new_id(&mut self) -> ConnectionId {
         // Slots are handed out in turn; a wrap starts a new generation, so an id is not reused
-        // within 2^32 connections.
-        if self.next_slot == u16::MAX {
+        // within 2^64 connections.
+        if self.next_slot == u32::MAX {
             self.next_slot = 0;
             self.generation = self.generation.wrapping_add(1);
         }

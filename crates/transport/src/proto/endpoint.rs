@@ -32,25 +32,30 @@ const DATA_KEEP: usize = 1024 * 1024;
 /// Identifies a connection of an [`Endpoint`]. Ids of closed connections are never confused
 /// with new ones: the slot is reused with a new generation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnectionId(u32);
+pub struct ConnectionId(u64);
 
 impl ConnectionId {
-    pub(crate) fn new(slot: u16, generation: u16) -> Self {
-        Self(u32::from(generation) << 16 | u32::from(slot))
+    pub(crate) fn new(slot: u32, generation: u32) -> Self {
+        Self(u64::from(generation) << 32 | u64::from(slot))
     }
 
     /// The connection's slot: ids of open connections have distinct slots, and a closed
     /// connection's slot is reused (with a new generation).
     pub(crate) fn slot(self) -> usize {
-        usize::from((self.0 & 0xFFFF) as u16)
+        self.slot_index() as usize
     }
 
-    fn generation(self) -> u16 {
-        u16::try_from(self.0 >> 16).expect("the high half of a u32 fits in a u16")
+    /// The slot as stored in the endpoint's tables.
+    fn slot_index(self) -> u32 {
+        (self.0 & u64::from(u32::MAX)) as u32
+    }
+
+    fn generation(self) -> u32 {
+        (self.0 >> 32) as u32
     }
 
     /// The id as a number (stable for the connection's life; for logs and maps).
-    pub fn to_bits(self) -> u32 {
+    pub fn to_bits(self) -> u64 {
         self.0
     }
 }
@@ -203,7 +208,7 @@ enum Pending {
 
 #[derive(Debug)]
 struct Slot {
-    generation: u16,
+    generation: u32,
     conn: Option<Box<Connection>>,
     /// Per channel (by id) of the connection in this slot, the index of its newest data event
     /// on a state-update channel (the older one still queued is superseded): kept per slot, so
@@ -279,8 +284,8 @@ pub struct Endpoint {
     secrets: Secrets,
     cookie_key: (u64, u64),
     slots: Vec<Slot>,
-    free: Vec<u16>,
-    by_addr: HashMap<SocketAddr, u16, AddrHashBuilder>,
+    free: Vec<u32>,
+    by_addr: HashMap<SocketAddr, u32, AddrHashBuilder>,
     live: usize,
     replies: VecDeque<(SocketAddr, Control)>,
     closing: VecDeque<Closing>,
@@ -293,15 +298,15 @@ pub struct Endpoint {
     accept_filter: Option<AcceptFilter>,
     /// Connections that may have something to send, in turn order. `poll_transmit` visits only
     /// these, so an endpoint with many idle connections does no work for them.
-    ready: VecDeque<u16>,
+    ready: VecDeque<u32>,
     /// Connection deadlines (slot, time), earliest first; entries whose time is not the
     /// connection's `scheduled` are stale and skipped. Timers cost O(log n) per change instead
     /// of a scan of every connection per poll.
-    timers: BinaryHeap<Reverse<(Instant, u16)>>,
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
     /// The connection whose last packet `poll_transmit` handed out without registering its next
     /// deadline yet: working that out (resend timers of every busy channel) waits until the
     /// driver has sent the packet and calls `handle_timeout` (which `poll_timeout` asks for).
-    unscheduled: Option<u16>,
+    unscheduled: Option<u32>,
     scratch: PacketScratch,
     stats: EndpointStats,
     /// Per-source connection caps and handshake rate.
@@ -483,8 +488,8 @@ impl Endpoint {
         slot.conn.as_deref_mut()
     }
 
-    fn id_of(&self, slot: u16) -> ConnectionId {
-        ConnectionId::new(slot, self.slots[usize::from(slot)].generation)
+    fn id_of(&self, slot: u32) -> ConnectionId {
+        ConnectionId::new(slot, self.slots[slot as usize].generation)
     }
 
     /// The peer address of a connection.
@@ -511,13 +516,13 @@ impl Endpoint {
         let slot = match self.free.pop() {
             Some(slot) => slot,
             None => {
-                let slot = u16::try_from(self.slots.len()).ok()?;
+                let slot = u32::try_from(self.slots.len()).ok()?;
                 self.slots.push(Slot { generation: 0, conn: None, newest_state: Vec::new() });
                 slot
             }
         };
         self.by_addr.insert(conn.addr, slot);
-        self.slots[usize::from(slot)].conn = Some(Box::new(conn));
+        self.slots[slot as usize].conn = Some(Box::new(conn));
         self.live += 1;
         self.mark_ready(slot);
         Some(self.id_of(slot))
@@ -527,8 +532,8 @@ impl Endpoint {
     /// queued already. That visit sends what is due and then registers the connection's next
     /// deadline, so a burst of datagrams costs one deadline computation, not one each (until
     /// then `poll_timeout` says "now").
-    fn mark_ready(&mut self, slot: u16) {
-        if let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() {
+    fn mark_ready(&mut self, slot: u32) {
+        if let Some(conn) = self.slots[slot as usize].conn.as_deref_mut() {
             if !conn.ready {
                 conn.ready = true;
                 self.ready.push_back(slot);
@@ -539,13 +544,13 @@ impl Endpoint {
     /// Pops the next deadline due by `now` that is still live, clears its registration and
     /// returns its connection's slot. Stale entries (closed connections, deadlines since
     /// re-registered) are dropped on the way.
-    fn pop_due(&mut self, now: Instant) -> Option<u16> {
+    fn pop_due(&mut self, now: Instant) -> Option<u32> {
         while let Some(&Reverse((at, slot))) = self.timers.peek() {
             if at > now {
                 return None;
             }
             let _ = self.timers.pop();
-            let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { continue };
+            let Some(conn) = self.slots[slot as usize].conn.as_deref_mut() else { continue };
             if conn.scheduled == Some(at) {
                 conn.scheduled = None;
                 return Some(slot);
@@ -562,8 +567,8 @@ impl Endpoint {
         let mut conn = slot.conn.take()?;
         slot.generation = slot.generation.wrapping_add(1);
         slot.newest_state.clear();
-        self.free.push(u16::try_from(id.slot()).expect("slots are u16"));
-        if self.by_addr.get(&conn.addr) == Some(&u16::try_from(id.slot()).expect("u16")) {
+        self.free.push(id.slot_index());
+        if self.by_addr.get(&conn.addr) == Some(&id.slot_index()) {
             self.by_addr.remove(&conn.addr);
         }
         self.live -= 1;
@@ -596,7 +601,7 @@ impl Endpoint {
                 })
                 .min();
             let Some((_, slot)) = oldest else { return };
-            let id = self.id_of(u16::try_from(slot).expect("slots are u16"));
+            let id = self.id_of(u32::try_from(slot).expect("slots are u32"));
             tracing::debug!(conn = %id, "untrusted reassembly budget full: closing the longest holder");
             self.stats.untrusted_evictions += 1;
             self.disconnect(now, id);
@@ -662,7 +667,7 @@ impl Endpoint {
         let slot = slots.get_mut(id.slot()).filter(|s| s.generation == id.generation());
         let conn = slot.and_then(|s| s.conn.as_deref_mut()).ok_or(SendError::UnknownConnection)?;
         conn.enqueue(channel, payload, config, pool)?;
-        self.mark_ready(u16::try_from(id.slot()).expect("slots are u16"));
+        self.mark_ready(id.slot_index());
         Ok(())
     }
 
@@ -722,7 +727,7 @@ impl Endpoint {
             return false;
         }
         let old = conn.addr;
-        let slot = u16::try_from(id.slot()).expect("slots are u16");
+        let slot = id.slot_index();
         if old != remote {
             if self.by_addr.contains_key(&remote) {
                 return false;
@@ -891,7 +896,7 @@ impl Endpoint {
         let Self {
             slots, config, pool, events, data, events_popped, scratch, untrusted_held, ..
         } = self;
-        let Slot { conn, newest_state, .. } = &mut slots[usize::from(slot)];
+        let Slot { conn, newest_state, .. } = &mut slots[slot as usize];
         let conn = conn.as_deref_mut().expect("by_addr names live slots");
         let held_before = conn.held_bytes();
         if !conn.trusted {
@@ -1139,9 +1144,9 @@ impl Endpoint {
         self.wake_due(now);
         // Each connection that sent goes to the back of the queue, so all get their turn.
         while let Some(slot) = self.ready.pop_front() {
-            let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { continue };
+            let Some(conn) = self.slots[slot as usize].conn.as_deref_mut() else { continue };
             conn.ready = false;
-            if let Some((transmit, more)) = self.transmit_for(usize::from(slot), now, buf) {
+            if let Some((transmit, more)) = self.transmit_for(slot as usize, now, buf) {
                 // A full packet leaves more to send: back in the queue. Otherwise the
                 // connection's next deadline is all there is to know, and it can wait until
                 // the packet is on its way (an interactive flow's latency does not pay for it).
@@ -1169,8 +1174,8 @@ impl Endpoint {
     }
 
     /// Registers connection `slot`'s next deadline if it moved earlier (see [`touch`](Self::touch)).
-    fn schedule(&mut self, slot: u16, now: Instant) {
-        let Some(conn) = self.slots[usize::from(slot)].conn.as_deref_mut() else { return };
+    fn schedule(&mut self, slot: u32, now: Instant) {
+        let Some(conn) = self.slots[slot as usize].conn.as_deref_mut() else { return };
         if conn.phase.is_below() {
             // No timer of its own: the transport below keeps the time until it connects.
             return;
@@ -1238,7 +1243,7 @@ impl Endpoint {
         while let Some(slot) = self.pop_due(now) {
             let id = self.id_of(slot);
             let Self { slots, config, pool, untrusted_held, .. } = self;
-            let conn = slots[usize::from(slot)].conn.as_deref_mut().expect("pop_due: live");
+            let conn = slots[slot as usize].conn.as_deref_mut().expect("pop_due: live");
             let held_before = conn.held_bytes();
             let reason = match conn.phase {
                 Phase::Connecting(ref connecting) => {
