@@ -13,6 +13,8 @@
 //! - [`Pair`]: two connected endpoints and a lossless wire that allocates nothing, for the
 //!   zero-allocation test, the benchmarks and the fuzz harness.
 //! - [`counting::Counting`]: a global allocator that counts.
+//! - [`crowd::CrowdSocket`] (Linux): one real UDP socket speaking for tens of thousands of
+//!   loopback client addresses, for tests and benchmarks of a server with a crowd of clients.
 //! - [`logs::capture_logs`]: logs written during a closure, for the lifecycle-log tests.
 //! - [`RedisServer`]: a private `redis-server` on 127.0.0.1 and a free port, stopped on drop,
 //!   for the Redis store's tests (which never mock Redis).
@@ -20,6 +22,8 @@
 //! Nothing reads the wall clock but [`origin`], which picks where a virtual clock starts.
 
 pub mod counting;
+#[cfg(target_os = "linux")]
+pub mod crowd;
 pub mod logs;
 pub mod net;
 pub mod pair;

@@ -46,12 +46,13 @@ impl ConnectionId {
     }
 
     /// The slot as stored in the endpoint's tables.
+    #[expect(clippy::cast_possible_truncation, reason = "the slot is the low 32 bits")]
     fn slot_index(self) -> u32 {
-        (self.0 & u64::from(u32::MAX)) as u32
+        self.0 as u32
     }
 
     fn generation(self) -> u32 {
-        (self.0 >> 32) as u32
+        u32::try_from(self.0 >> 32).expect("the high half of a u64 fits in a u32")
     }
 
     /// The id as a number (stable for the connection's life; for logs and maps).
