@@ -1,8 +1,9 @@
 //! The `clients` workload: many client connections in one process, each sending small echo
-//! messages at a fixed rate. Every client has its own UDP socket (so the server sees distinct
-//! peers); all sockets share one readiness poll, and a deadline heap wakes each client only
-//! when its next send or protocol timer is due, so the client process stays cheap enough to
-//! simulate tens of thousands.
+//! messages at a fixed rate. Every client has its own address (`127.16.0.0 + i`), so the server
+//! sees distinct hosts, but they all share one socket ([`CrowdSocket`]: the source chosen per
+//! datagram, batched system calls) and a deadline heap wakes each client only when its next
+//! send or protocol timer is due, so the client process stays cheap enough to simulate a
+//! hundred thousand.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -11,9 +12,8 @@ use std::net::SocketAddr;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mio::net::UdpSocket;
-use mio::{Events, Interest, Poll, Token};
 use sturnus_netcode::transport::SecureEndpoint;
+use sturnus_testkit::crowd::{CrowdSocket, MAX_DATAGRAM};
 use sturnus_transport::{
     ChannelId, ConnectError, ConnectionId, Endpoint, EndpointConfig, Event, SendError, Transmit,
 };
@@ -21,17 +21,21 @@ use sturnus_transport::{
 use crate::client::Link;
 use crate::report::Record;
 use crate::wire::{self, Control};
-use crate::{BenchResult, Spec, bench_config, channel_of, now, probe};
+use crate::{BenchResult, Spec, bench_config, channel_of, now};
 
 /// How long to wait for every client to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
 /// After the last send, how long to wait for the last echoes.
 const DRAIN: Duration = Duration::from_millis(300);
+/// Receive batches read per turn at most, so due sends are not starved by a flood of arrivals.
+const RECV_BATCHES_PER_TURN: usize = 16;
+/// Due clients run per turn at most, so a wave of due timers does not starve the reads.
+const TIMERS_PER_TURN: usize = 1024;
 
-/// What every client shares: scratch buffers and the run's counters.
+/// What every client shares: scratch buffers, the socket, and the run's counters.
 struct Shared {
     server: SocketAddr,
-    buf: Vec<u8>,
+    socket: CrowdSocket,
     msg: Vec<u8>,
     channel: ChannelId,
     period: Duration,
@@ -44,13 +48,22 @@ struct Shared {
     lost_reasons: Vec<String>,
 }
 
-/// One simulated client of either stack.
+/// One simulated client of either stack. `index` is its address's index in the crowd socket.
 trait Peer {
-    fn socket(&mut self) -> &mut UdpSocket;
-    /// Reads what arrived, runs due timers, sends what is due; returns when to come back.
-    fn service(&mut self, now: Instant, shared: &mut Shared) -> Option<Instant>;
+    /// Takes a datagram that arrived for this client from `from` (the run's server is
+    /// `server`); returns whether it was an echo the client counts on arrival (the raw
+    /// stack's; a Sturnus client counts its echoes as events).
+    fn receive(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        datagram: &mut [u8],
+        server: SocketAddr,
+    ) -> bool;
+    /// Runs due timers, sends what is due; returns when to come back.
+    fn service(&mut self, index: u32, now: Instant, shared: &mut Shared) -> Option<Instant>;
     /// Ends the client's connection (politely, where there is one).
-    fn close(&mut self, now: Instant, shared: &mut Shared);
+    fn close(&mut self, index: u32, now: Instant, shared: &mut Shared);
     /// When the client sends its next message.
     fn set_next_send(&mut self, at: Instant);
 }
@@ -61,11 +74,11 @@ fn send_due(
     seq: &mut u64,
     now: Instant,
     shared: &mut Shared,
-    mut send: impl FnMut(&[u8]) -> bool,
+    mut send: impl FnMut(&[u8], &mut CrowdSocket) -> bool,
 ) {
     if shared.sending && *next_send <= now {
         wire::write_data(&mut shared.msg, wire::ECHO, *seq);
-        if send(&shared.msg) {
+        if send(&shared.msg, &mut shared.socket) {
             *seq += 1;
             shared.sent += 1;
         }
@@ -146,22 +159,32 @@ impl ClientEndpoint for SecureEndpoint {
 
 struct SturnusPeer<E> {
     endpoint: E,
-    socket: UdpSocket,
     conn: Option<ConnectionId>,
     connected: bool,
     next_send: Instant,
     seq: u64,
 }
 
+impl<E: ClientEndpoint> SturnusPeer<E> {
+    /// Moves what the endpoint has to send into the crowd socket, written in place.
+    fn transmit(&mut self, index: u32, now: Instant, socket: &mut CrowdSocket) {
+        loop {
+            let Ok(buf) = socket.next_buffer() else { return };
+            let Some(t) = self.endpoint.poll_transmit(now, &mut buf[..MAX_DATAGRAM]) else {
+                return;
+            };
+            socket.commit(index, t.destination, t.len);
+        }
+    }
+}
+
 impl<E: ClientEndpoint> Peer for SturnusPeer<E> {
-    fn socket(&mut self) -> &mut UdpSocket {
-        &mut self.socket
+    fn receive(&mut self, now: Instant, from: SocketAddr, d: &mut [u8], _: SocketAddr) -> bool {
+        self.endpoint.handle_datagram(now, from, d);
+        false
     }
 
-    fn service(&mut self, now: Instant, shared: &mut Shared) -> Option<Instant> {
-        while let Ok((len, from)) = self.socket.recv_from(&mut shared.buf) {
-            self.endpoint.handle_datagram(now, from, &mut shared.buf[..len]);
-        }
+    fn service(&mut self, index: u32, now: Instant, shared: &mut Shared) -> Option<Instant> {
         if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
             self.endpoint.handle_timeout(now);
         }
@@ -185,13 +208,11 @@ impl<E: ClientEndpoint> Peer for SturnusPeer<E> {
         }
         if let (Some(conn), true) = (self.conn, self.connected) {
             let (endpoint, channel) = (&mut self.endpoint, shared.channel);
-            send_due(&mut self.next_send, &mut self.seq, now, shared, |m| {
+            send_due(&mut self.next_send, &mut self.seq, now, shared, |m, _| {
                 endpoint.send(conn, channel, m).is_ok()
             });
         }
-        while let Some(t) = self.endpoint.poll_transmit(now, &mut shared.buf) {
-            let _ = self.socket.send_to(&shared.buf[..t.len], t.destination);
-        }
+        self.transmit(index, now, &mut shared.socket);
         // The endpoint works out a connection's next deadline after its packet is sent.
         if self.endpoint.poll_timeout().is_some_and(|at| at <= now) {
             self.endpoint.handle_timeout(now);
@@ -208,38 +229,29 @@ impl<E: ClientEndpoint> Peer for SturnusPeer<E> {
         self.next_send = at;
     }
 
-    fn close(&mut self, now: Instant, shared: &mut Shared) {
+    fn close(&mut self, index: u32, now: Instant, shared: &mut Shared) {
         if let Some(conn) = self.conn.take() {
             self.endpoint.disconnect(now, conn);
-            while let Some(t) = self.endpoint.poll_transmit(now, &mut shared.buf) {
-                let _ = self.socket.send_to(&shared.buf[..t.len], t.destination);
-            }
+            self.transmit(index, now, &mut shared.socket);
         }
     }
 }
 
 struct RawPeer {
-    socket: UdpSocket,
     next_send: Instant,
     seq: u64,
 }
 
 impl Peer for RawPeer {
-    fn socket(&mut self) -> &mut UdpSocket {
-        &mut self.socket
+    fn receive(&mut self, _: Instant, from: SocketAddr, d: &mut [u8], server: SocketAddr) -> bool {
+        // Only echoes from our server count.
+        from == server && d.first() == Some(&wire::ECHO)
     }
 
-    fn service(&mut self, now: Instant, shared: &mut Shared) -> Option<Instant> {
-        while let Ok((len, from)) = self.socket.recv_from(&mut shared.buf) {
-            // Only echoes from our server count (a port reused from an earlier run may still
-            // get another server's traffic).
-            if from == shared.server && shared.buf[..len].first() == Some(&wire::ECHO) {
-                shared.echoes += 1;
-            }
-        }
-        let (socket, server) = (&self.socket, shared.server);
-        send_due(&mut self.next_send, &mut self.seq, now, shared, |m| {
-            socket.send_to(m, server).is_ok()
+    fn service(&mut self, index: u32, now: Instant, shared: &mut Shared) -> Option<Instant> {
+        let server = shared.server;
+        send_due(&mut self.next_send, &mut self.seq, now, shared, |m, socket| {
+            socket.queue(index, server, m).is_ok()
         });
         shared.sending.then_some(self.next_send)
     }
@@ -248,79 +260,117 @@ impl Peer for RawPeer {
         self.next_send = at;
     }
 
-    fn close(&mut self, _: Instant, _: &mut Shared) {}
+    fn close(&mut self, _: u32, _: Instant, _: &mut Shared) {}
 }
 
-/// Clients, their shared poll, and the deadline heap.
+/// Clients, their shared socket, and the deadline heap.
 struct Crowd<P> {
+    /// The crowd socket's index of `peers[0]`.
+    first: u32,
     peers: Vec<P>,
     scheduled: Vec<Option<Instant>>,
     heap: BinaryHeap<Reverse<(Instant, usize)>>,
-    poll: Poll,
-    events: Events,
+    /// Peers that received datagrams in this turn (each once), to service after the reads.
+    touched: Vec<usize>,
+    is_touched: Vec<bool>,
     shared: Shared,
 }
 
 impl<P: Peer> Crowd<P> {
-    fn new(shared: Shared) -> io::Result<Self> {
-        Ok(Self {
+    fn new(first: u32, shared: Shared) -> Self {
+        Self {
+            first,
             peers: Vec::new(),
             scheduled: Vec::new(),
             heap: BinaryHeap::new(),
-            poll: Poll::new()?,
-            events: Events::with_capacity(4096),
+            touched: Vec::new(),
+            is_touched: Vec::new(),
             shared,
-        })
+        }
     }
 
-    fn add(&mut self, mut peer: P) -> io::Result<usize> {
-        let index = self.peers.len();
-        self.poll.registry().register(peer.socket(), Token(index), Interest::READABLE)?;
+    fn add(&mut self, peer: P) {
         self.peers.push(peer);
         self.scheduled.push(None);
-        Ok(index)
+        self.is_touched.push(false);
     }
 
-    fn service(&mut self, index: usize, now: Instant) {
-        let next = self.peers[index].service(now, &mut self.shared);
-        self.schedule(index, next);
+    fn index(&self, peer: usize) -> u32 {
+        self.first + u32::try_from(peer).unwrap_or(u32::MAX)
     }
 
-    fn schedule(&mut self, index: usize, at: Option<Instant>) {
-        if at != self.scheduled[index] {
-            self.scheduled[index] = at;
+    fn service(&mut self, peer: usize, now: Instant) {
+        let index = self.index(peer);
+        let next = self.peers[peer].service(index, now, &mut self.shared);
+        self.schedule(peer, next);
+    }
+
+    fn schedule(&mut self, peer: usize, at: Option<Instant>) {
+        if at != self.scheduled[peer] {
+            self.scheduled[peer] = at;
             if let Some(at) = at {
-                self.heap.push(Reverse((at, index)));
+                self.heap.push(Reverse((at, peer)));
             }
         }
     }
 
-    /// Runs due clients and those with datagrams waiting, sleeping at most `max`.
+    /// Runs clients with datagrams waiting, then due ones, a bounded number of each (so
+    /// neither starves the other: a crowd whose retries all fall due at once must still read
+    /// the answers), sleeping at most `max` when there is nothing to do.
     fn turn(&mut self, max: Duration) -> io::Result<()> {
         let now = now();
-        while let Some(&Reverse((at, index))) = self.heap.peek() {
-            if at > now {
+        let mut read = 0;
+        for _ in 0..RECV_BATCHES_PER_TURN {
+            let Self { first, peers, touched, is_touched, shared, .. } = self;
+            let Shared { socket, server, echoes, .. } = shared;
+            let n = socket.recv(|index, from, datagram| {
+                let Some(peer) = index.checked_sub(*first).map(|p| p as usize) else { return };
+                let Some(p) = peers.get_mut(peer) else { return };
+                if p.receive(now, from, datagram, *server) {
+                    *echoes += 1;
+                }
+                if !is_touched[peer] {
+                    is_touched[peer] = true;
+                    touched.push(peer);
+                }
+            })?;
+            read += n;
+            if n < sturnus_testkit::crowd::BATCH {
+                break;
+            }
+        }
+        let touched = std::mem::take(&mut self.touched);
+        for &peer in &touched {
+            self.is_touched[peer] = false;
+            self.service(peer, now);
+        }
+        self.touched = touched;
+        self.touched.clear();
+        // Reads first: while datagrams keep coming (the answers of a connect storm, most
+        // often), due timers (retries, mostly) wait for a turn that drains the socket, so an
+        // overloaded crowd completes handshakes rather than adding to the storm.
+        let drained = read < RECV_BATCHES_PER_TURN * sturnus_testkit::crowd::BATCH;
+        let mut due = 0;
+        while let Some(&Reverse((at, peer))) = self.heap.peek() {
+            if at > now || due == TIMERS_PER_TURN || !drained {
                 break;
             }
             let _ = self.heap.pop();
-            if self.scheduled[index] == Some(at) {
-                self.scheduled[index] = None;
-                self.service(index, now);
+            if self.scheduled[peer] == Some(at) {
+                self.scheduled[peer] = None;
+                self.service(peer, now);
+                due += 1;
             }
         }
-        let sleep = self
-            .heap
-            .peek()
-            .map_or(max, |Reverse((at, _))| at.saturating_duration_since(now).min(max));
-        match self.poll.poll(&mut self.events, Some(sleep)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(()),
-            Err(e) => return Err(e),
-        }
-        let now = crate::now();
-        let ready: Vec<usize> = self.events.iter().map(|e| e.token().0).collect();
-        for index in ready {
-            self.service(index, now);
+        self.shared.socket.flush()?;
+        if read == 0 && due < TIMERS_PER_TURN {
+            let sleep = self
+                .heap
+                .peek()
+                .map_or(max, |Reverse((at, _))| at.saturating_duration_since(now).min(max));
+            if !sleep.is_zero() {
+                let _ = self.shared.socket.wait(sleep)?;
+            }
         }
         Ok(())
     }
@@ -334,11 +384,11 @@ impl<P: Peer> Crowd<P> {
         let start = now();
         let count = self.peers.len().max(1) as u32;
         self.shared.sending = true;
-        for index in 0..self.peers.len() {
+        for peer in 0..self.peers.len() {
             // Spread the clients' first sends evenly over one period.
-            let offset = self.shared.period * u32::try_from(index).unwrap_or(0) / count;
-            self.peers[index].set_next_send(start + offset);
-            self.schedule(index, Some(start + offset));
+            let offset = self.shared.period * u32::try_from(peer).unwrap_or(0) / count;
+            self.peers[peer].set_next_send(start + offset);
+            self.schedule(peer, Some(start + offset));
         }
         while now() < start + duration {
             self.turn(Duration::from_millis(5))?;
@@ -354,19 +404,10 @@ impl<P: Peer> Crowd<P> {
     }
 }
 
-/// Clients bound to one loopback IP; beyond it the next IP is used, because one IP's ephemeral
-/// port range (about 28,000 ports on Linux) cannot hold 32,000 clients.
-const CLIENTS_PER_IP: u64 = 10_000;
-
-fn bind_client(index: u64) -> io::Result<UdpSocket> {
-    let host = u8::try_from(1 + index / CLIENTS_PER_IP).unwrap_or(u8::MAX);
-    UdpSocket::bind(SocketAddr::from(([127, 0, 0, host], 0)))
-}
-
-fn shared(spec: &Spec, server: SocketAddr) -> Shared {
+fn shared(spec: &Spec, server: SocketAddr, socket: CrowdSocket) -> Shared {
     Shared {
         server,
-        buf: vec![0; 65_536],
+        socket,
         msg: vec![0; spec.size],
         channel: channel_of(spec.qos),
         period: Duration::from_secs_f64(1.0 / spec.rate),
@@ -397,15 +438,21 @@ enum AnyCrowd {
 }
 
 impl AnyCrowd {
-    /// Makes clients `first..first + count` of `spec`'s stack, each with its own socket, not
-    /// yet connected.
+    /// Makes clients `first..first + count` of `spec`'s stack on one crowd socket (client `i`
+    /// at `127.16.0.0 + i`), not yet connected.
     fn bind(spec: &Spec, server: SocketAddr, first: u64, count: u64) -> BenchResult<Self> {
         let begin = now();
+        let too_many = || format!("at most {} clients", sturnus_testkit::crowd::MAX_CLIENTS);
+        let first = u32::try_from(first).map_err(|_| too_many())?;
+        let end = u64::from(first) + count;
+        if end > u64::from(sturnus_testkit::crowd::MAX_CLIENTS) {
+            return Err(too_many().into());
+        }
+        let shared = shared(spec, server, CrowdSocket::bind()?);
         if spec.raw {
-            let mut crowd = Crowd::<RawPeer>::new(shared(spec, server))?;
-            for i in 0..count {
-                let socket = bind_client(first + i)?;
-                let _ = crowd.add(RawPeer { socket, next_send: begin, seq: 0 })?;
+            let mut crowd = Crowd::<RawPeer>::new(first, shared);
+            for _ in 0..count {
+                crowd.add(RawPeer { next_send: begin, seq: 0 });
             }
             return Ok(Self::Raw(crowd));
         }
@@ -414,13 +461,13 @@ impl AnyCrowd {
         if let Some(secure) = &spec.secure {
             let unix = crate::unix_now();
             let endpoints = (0..count).map(|i| {
-                let token = secure.token(server, first + i)?;
+                let token = secure.token(server, u64::from(first) + i)?;
                 Ok(SecureEndpoint::client(&config, token, begin, unix)?)
             });
-            return Ok(Self::Secure(bind_all(spec, server, count, first, begin, endpoints)?));
+            return Ok(Self::Secure(bind_all(shared, first, begin, endpoints)?));
         }
         let endpoints = (0..count).map(|_| Ok(Endpoint::new(config.clone(), begin)?));
-        Ok(Self::Sturnus(bind_all(spec, server, count, first, begin, endpoints)?))
+        Ok(Self::Sturnus(bind_all(shared, first, begin, endpoints)?))
     }
 
     /// Connects every client, `at_once` attempts in flight at a time (0: all at once); returns
@@ -460,34 +507,29 @@ fn close_all<E: ClientEndpoint>(
 ) -> BenchResult<(u64, u64)> {
     crowd.run(duration, tick)?;
     let close_at = now();
-    for peer in &mut crowd.peers {
-        peer.close(close_at, &mut crowd.shared);
+    for (peer, index) in crowd.peers.iter_mut().zip(crowd.first..) {
+        peer.close(index, close_at, &mut crowd.shared);
     }
+    crowd.shared.socket.flush()?;
     Ok((crowd.shared.sent, crowd.shared.echoes))
 }
 
-/// Makes a Sturnus client of each endpoint, with its own socket.
+/// Makes a Sturnus client of each endpoint.
 fn bind_all<E: ClientEndpoint>(
-    spec: &Spec,
-    server: SocketAddr,
-    count: u64,
-    first: u64,
+    shared: Shared,
+    first: u32,
     begin: Instant,
     endpoints: impl Iterator<Item = BenchResult<E>>,
 ) -> BenchResult<Crowd<SturnusPeer<E>>> {
-    let mut crowd = Crowd::<SturnusPeer<E>>::new(shared(spec, server))?;
-    for (i, endpoint) in (0..count).zip(endpoints) {
-        let endpoint = endpoint?;
-        let socket = bind_client(first + i)?;
-        let peer = SturnusPeer {
-            endpoint,
-            socket,
+    let mut crowd = Crowd::<SturnusPeer<E>>::new(first, shared);
+    for endpoint in endpoints {
+        crowd.add(SturnusPeer {
+            endpoint: endpoint?,
             conn: None,
             connected: false,
             next_send: begin,
             seq: 0,
-        };
-        let _ = crowd.add(peer)?;
+        });
     }
     Ok(crowd)
 }
@@ -504,17 +546,19 @@ fn connect_all<E: ClientEndpoint>(
     let mut cursor = 0;
     while crowd.shared.connected < crowd.peers.len() {
         let mut busy = cursor - crowd.shared.connected - crowd.shared.lost;
+        let at = now();
         while busy < at_once && cursor < crowd.peers.len() {
-            let at = now();
+            // The attempt starts now; its first packet goes out with the next turn's due
+            // clients (a bounded number a turn, between reads of the answers).
             crowd.peers[cursor].conn = Some(crowd.peers[cursor].endpoint.connect(at, server)?);
-            crowd.service(cursor, at);
+            crowd.schedule(cursor, Some(at));
             cursor += 1;
             busy += 1;
         }
         crowd.turn(Duration::from_millis(5))?;
         if now() > deadline || crowd.shared.lost > 0 {
             return Err(format!(
-                "{} of {} clients connected ({} failed: {})",
+                "{} of {} clients connected ({} failed: {}); client socket: {:?}",
                 crowd.shared.connected,
                 crowd.peers.len(),
                 crowd.shared.lost,
@@ -522,7 +566,8 @@ fn connect_all<E: ClientEndpoint>(
                     "timed out".to_owned()
                 } else {
                     crowd.shared.lost_reasons.join(", ")
-                }
+                },
+                crowd.shared.socket.stats()
             )
             .into());
         }
@@ -531,15 +576,17 @@ fn connect_all<E: ClientEndpoint>(
 }
 
 /// Clients one process can hold: a socket each, within its open-file limit.
+/// Clients per process: all of them in this one, unless it may run on several CPUs, when a
+/// worker process per CPU takes a share (the clients of one process run on one thread).
 fn clients_per_process(wanted: u64) -> u64 {
-    let limit = probe::raise_fd_limit(wanted + 1024);
-    limit.saturating_sub(1024).clamp(1, 15_000)
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    wanted.div_ceil(cpus as u64).max(1)
 }
 
-/// The clients workload: `spec.clients` clients, in this process or, past its open-file
-/// limit, spread over worker processes (`sturnus-bench crowd-worker`). Every client's socket
-/// is bound before the first connects, so the connect phase (reported) is the handshakes alone;
-/// with `--connect-at-once all` (the default) every worker starts every attempt at once.
+/// The clients workload: `spec.clients` clients, in this process or, where it may use several
+/// CPUs, spread over worker processes (`sturnus-bench crowd-worker`). Every client exists before
+/// the first connects, so the connect phase (reported) is the handshakes alone; with
+/// `--connect-at-once all` (the default) every process starts every attempt at once.
 pub(crate) fn clients(
     spec: &Spec,
     server: SocketAddr,
@@ -720,10 +767,9 @@ fn expect_word(word: &str) -> BenchResult<()> {
     }
 }
 
-/// The worker side: bind `spec.clients` clients' sockets and say `bound`; on `connect`, connect
-/// them all and say `ready`; on `go`, run, and say `done SENT ECHOES`.
+/// The worker side: make `spec.clients` clients and say `bound`; on `connect`, connect them
+/// all and say `ready`; on `go`, run, and say `done SENT ECHOES`.
 pub(crate) fn worker(spec: &Spec, server: SocketAddr, first: u64) -> BenchResult<()> {
-    let _ = probe::raise_fd_limit(spec.clients + 1024);
     let mut crowd = AnyCrowd::bind(spec, server, first, spec.clients)?;
     println!("bound");
     expect_word("connect")?;

@@ -1,5 +1,5 @@
-//! What a process can measure of itself: CPU time, resident memory, heap allocations, and the
-//! file-descriptor limit it may raise.
+//! What a process can measure of itself (CPU time, resident memory, heap allocations), and the
+//! CPUs it may run on.
 
 use std::time::Duration;
 
@@ -41,30 +41,6 @@ pub(crate) fn rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Raises the limit on open files to `wanted` and returns the limit now in force. The hard
-/// limit is raised too where the process may (as root); otherwise the soft limit stops at it.
-pub(crate) fn raise_fd_limit(wanted: u64) -> u64 {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: `limit` is a valid, writable rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 0;
-    }
-    if limit.rlim_cur >= wanted {
-        return limit.rlim_cur;
-    }
-    let both = libc::rlimit { rlim_cur: wanted, rlim_max: wanted.max(limit.rlim_max) };
-    // SAFETY: `both` is a valid rlimit; the kernel refuses it if we may not raise the hard limit.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &both) } == 0 {
-        return wanted;
-    }
-    let soft = libc::rlimit { rlim_cur: wanted.min(limit.rlim_max), rlim_max: limit.rlim_max };
-    // SAFETY: `soft` is a valid rlimit no larger than the hard limit.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) } == 0 {
-        return soft.rlim_cur;
-    }
-    limit.rlim_cur
 }
 
 /// Restricts the calling thread (and the threads and processes it starts afterwards) to the

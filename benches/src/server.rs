@@ -293,6 +293,7 @@ fn serve<H: BenchHost>(mut host: H, duration: Option<Duration>) -> BenchResult<(
     announce(host.local_addr().ok_or("the transport has no address")?)?;
     let deadline = duration.map(|d| now() + d);
     let mut tally = Tally::<ConnectionId>::new();
+    let mut next_trace = now();
     let mut scratch =
         vec![
             0u8;
@@ -313,6 +314,10 @@ fn serve<H: BenchHost>(mut host: H, duration: Option<Duration>) -> BenchResult<(
             }
             None => {
                 let at = now();
+                if std::env::var_os("STURNUS_BENCH_TRACE").is_some() && at >= next_trace {
+                    eprintln!("sturnus-bench server: {}", host.counters());
+                    next_trace = at + Duration::from_secs(1);
+                }
                 tally.stamp(at);
                 if let Some((peer, report)) = tally.due_report(at, host.bytes_sent()) {
                     let _ = host.send(peer, CONTROL_CHANNEL, &report);

@@ -107,9 +107,16 @@ pub struct EndpointConfig {
     /// Limits on what one source address, or one network prefix, may take of the endpoint:
     /// connections, and handshakes completed per second. See [`AddressLimits`].
     pub address_limits: AddressLimits,
-    /// Interval between connect-request retries while connecting.
+    /// Wait before the first connect retry while connecting. Each retry that is still
+    /// unanswered doubles the wait, up to `connect_retry_max_interval`, and every wait is cut
+    /// by a random quarter at most (fixed per connection and attempt), so a crowd that
+    /// connects at once (a server restart, a match start) spreads its retries out instead of
+    /// repeating the storm in lockstep.
     pub connect_retry_interval: Duration,
-    /// Connect attempts before giving up with a timeout.
+    /// The longest wait between connect retries. At least `connect_retry_interval`.
+    pub connect_retry_max_interval: Duration,
+    /// Connect attempts before giving up with a timeout. The defaults (12 attempts, waits of
+    /// 250 ms doubling to 2 s) give up after about 17 to 22 seconds.
     pub connect_attempts: u32,
     /// Silence after which a connection is declared lost. *Must match.*
     pub disconnect_timeout: Duration,
@@ -195,7 +202,8 @@ impl Default for EndpointConfig {
             max_connections: 1024,
             address_limits: AddressLimits::default(),
             connect_retry_interval: Duration::from_millis(250),
-            connect_attempts: 20,
+            connect_retry_max_interval: Duration::from_secs(2),
+            connect_attempts: 12,
             disconnect_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(1),
             ack_delay: Duration::from_millis(5),
@@ -256,6 +264,7 @@ impl EndpointConfig {
         let durations = [
             ("reassembly_timeout", self.reassembly_timeout),
             ("connect_retry_interval", self.connect_retry_interval),
+            ("connect_retry_max_interval", self.connect_retry_max_interval),
             ("disconnect_timeout", self.disconnect_timeout),
             ("keepalive_interval", self.keepalive_interval),
             ("ack_delay", self.ack_delay),
@@ -352,6 +361,12 @@ impl EndpointConfig {
         }
         if self.connect_retry_interval.is_zero() {
             return invalid("connect_retry_interval", "must be positive");
+        }
+        if self.connect_retry_max_interval < self.connect_retry_interval {
+            return invalid(
+                "connect_retry_max_interval",
+                "must be at least connect_retry_interval",
+            );
         }
         if self.keepalive_interval.is_zero() || self.keepalive_interval >= self.disconnect_timeout {
             return invalid(
@@ -570,7 +585,7 @@ mod tests {
                 },
                 "max_reassembly_bytes",
             ),
-            (EndpointConfig { max_connections: 70_000, ..base.clone() }, "max_connections"),
+            (EndpointConfig { max_connections: (1 << 24) + 1, ..base.clone() }, "max_connections"),
             (
                 EndpointConfig { max_reassembly_bytes_untrusted: usize::MAX, ..base.clone() },
                 "max_reassembly_bytes_untrusted",
@@ -591,7 +606,7 @@ mod tests {
             (
                 EndpointConfig {
                     address_limits: AddressLimits {
-                        connections_per_ip: 70_000,
+                        connections_per_ip: 20_000_000,
                         ..AddressLimits::default()
                     },
                     ..base.clone()
@@ -619,6 +634,13 @@ mod tests {
                 "address_limits.ipv4_prefix_len",
             ),
             (EndpointConfig { connect_attempts: 0, ..base.clone() }, "connect_attempts"),
+            (
+                EndpointConfig {
+                    connect_retry_max_interval: Duration::from_millis(100),
+                    ..base.clone()
+                },
+                "connect_retry_max_interval",
+            ),
             (
                 EndpointConfig { keepalive_interval: Duration::from_secs(60), ..base.clone() },
                 "keepalive_interval",
@@ -666,8 +688,8 @@ mod tests {
         for (config, field) in &cases {
             assert_eq!(field_of(config), *field);
         }
-        // 255 channels and 32,000 connections are allowed.
-        EndpointConfig { channels: vec![Qos::Unreliable; 255], max_connections: 32_000, ..base }
+        // 255 channels and 16,777,216 connections are allowed.
+        EndpointConfig { channels: vec![Qos::Unreliable; 255], max_connections: 1 << 24, ..base }
             .validate()
             .unwrap();
     }

@@ -73,20 +73,27 @@ fn a_one_way_unreliable_stream_is_acknowledged_in_batches_and_its_loss_counted_e
     let client = sim.add(config());
     let (conn, _) = sim.connect(client, server);
     let server_sent_before = sim.sent[server].0;
+    let client_sent_before = sim.sent[client].0;
     // 320 messages, one every 10 ms, from client to server.
     let start = sim.now;
     for i in 1..=320u32 {
         sim.nodes[client].endpoint.send(conn, ChannelId(0), &i.to_le_bytes()).unwrap();
         sim.advance_to(start + MS * 10 * i);
     }
+    // A message that waited behind its predecessor rides in the same packet (the seed
+    // decides whether any does): a lost packet then loses both.
+    let shared = 320u64.saturating_sub(sim.sent[client].0 - client_sent_before);
+    assert!(shared <= 2, "{shared} messages shared a packet");
     sim.run_for(Duration::from_secs(3));
     let delivered = sim.received(server, ChannelId(0)).len() as u64;
     assert!((250..310).contains(&delivered), "{delivered} of 320 arrived");
     let stats = sim.nodes[client].endpoint.connection_stats(conn).unwrap();
-    assert_eq!(
-        stats.packets_lost_out,
-        320 - delivered,
-        "loss is counted from the batched acks, exactly"
+    let undelivered = 320 - delivered;
+    assert!(
+        (undelivered - shared..=undelivered).contains(&stats.packets_lost_out),
+        "loss is counted from the batched acks, exactly: {} packets for {undelivered} messages \
+         ({shared} shared a packet)",
+        stats.packets_lost_out
     );
     // A pure ack per `unreliable_ack_every` (8) packets, a prompt one per probe, keepalives:
     // about 40, where a prompt ack per packet (the rule for reliable data) would be 320.

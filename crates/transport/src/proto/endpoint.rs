@@ -29,6 +29,23 @@ const POOL_LIMIT: usize = 65_536;
 /// beyond it the buffer is shrunk, so one burst of large messages does not pin its size.
 const DATA_KEEP: usize = 1024 * 1024;
 
+/// How long a connecting client waits after the `attempt`-th of its packets unanswered in a row
+/// (1 for the first) before repeating it: `connect_retry_interval` doubled per attempt, capped at
+/// `connect_retry_max_interval`, less up to a quarter chosen from the connection's salt and the
+/// attempt (random across clients, the same on every replay of a test).
+fn retry_wait(config: &EndpointConfig, attempt: u32, client_salt: u64) -> Duration {
+    let doublings = attempt.saturating_sub(1).min(20);
+    let wait = config
+        .connect_retry_interval
+        .saturating_mul(1 << doublings)
+        .min(config.connect_retry_max_interval);
+    let mix = (client_salt ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_mul(0xD6E8_FEB8_6659_FD93);
+    // The top 8 bits: a cut of 0 to 255/1024 of the wait.
+    let cut = u32::try_from(mix >> 56).unwrap_or(0);
+    wait - wait * cut / 1024
+}
+
 /// Identifies a connection of an [`Endpoint`]. Ids of closed connections are never confused
 /// with new ones: the slot is reused with a new generation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -1214,7 +1231,10 @@ impl Endpoint {
                         *responses += 1;
                     }
                 }
-                *next_attempt = now + config.connect_retry_interval;
+                // Back off over the packets unanswered in a row: requests until a challenge
+                // comes, then responses with its cookie.
+                let unanswered = if cookie.is_some() { *responses } else { *attempts };
+                *next_attempt = now + retry_wait(config, unanswered, conn.client_salt);
                 let (protocol_id, fingerprint, client_salt) =
                     (config.protocol_id, *fingerprint, conn.client_salt);
                 let packet = match *cookie {
