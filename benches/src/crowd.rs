@@ -473,11 +473,15 @@ impl AnyCrowd {
     /// Connects every client, `at_once` attempts in flight at a time (0: all at once); returns
     /// how long it took from the first attempt to the last client connected. Fails on the
     /// first connection that does not complete.
-    fn connect(&mut self, at_once: usize) -> BenchResult<Duration> {
+    fn connect(
+        &mut self,
+        at_once: usize,
+        tick: &mut dyn FnMut() -> BenchResult<()>,
+    ) -> BenchResult<Duration> {
         match self {
             Self::Raw(_) => Ok(Duration::ZERO),
-            Self::Sturnus(crowd) => connect_all(crowd, at_once),
-            Self::Secure(crowd) => connect_all(crowd, at_once),
+            Self::Sturnus(crowd) => connect_all(crowd, at_once, tick),
+            Self::Secure(crowd) => connect_all(crowd, at_once, tick),
         }
     }
 
@@ -538,6 +542,7 @@ fn bind_all<E: ClientEndpoint>(
 fn connect_all<E: ClientEndpoint>(
     crowd: &mut Crowd<SturnusPeer<E>>,
     at_once: usize,
+    tick: &mut dyn FnMut() -> BenchResult<()>,
 ) -> BenchResult<Duration> {
     let at_once = if at_once == 0 { usize::MAX } else { at_once };
     let server = crowd.shared.server;
@@ -556,6 +561,7 @@ fn connect_all<E: ClientEndpoint>(
             busy += 1;
         }
         crowd.turn(Duration::from_millis(5))?;
+        tick()?;
         if now() > deadline || crowd.shared.lost > 0 {
             return Err(format!(
                 "{} of {} clients connected ({} failed: {}); client socket: {:?}",
@@ -599,7 +605,7 @@ pub(crate) fn clients(
     let per_process = clients_per_process(spec.clients);
     let (connect, sent, echoes) = if spec.clients <= per_process {
         let mut crowd = AnyCrowd::bind(spec, server, 0, spec.clients)?;
-        let connect = crowd.connect(spec.connect_at_once)?;
+        let connect = crowd.connect(spec.connect_at_once, &mut || control.drive(&mut |_| {}))?;
         let _ = start(control, measured)?;
         let (sent, echoes) = crowd.run(duration, &mut || control.drive(&mut |_| {}))?;
         (connect, sent, echoes)
@@ -773,7 +779,7 @@ pub(crate) fn worker(spec: &Spec, server: SocketAddr, first: u64) -> BenchResult
     let mut crowd = AnyCrowd::bind(spec, server, first, spec.clients)?;
     println!("bound");
     expect_word("connect")?;
-    let connect = crowd.connect(spec.connect_at_once)?;
+    let connect = crowd.connect(spec.connect_at_once, &mut || Ok(()))?;
     println!("ready {:.3}", connect.as_secs_f64());
     expect_word("go")?;
     let (sent, echoes) = crowd.run(Duration::from_secs_f64(spec.duration_s), &mut || Ok(()))?;

@@ -116,7 +116,7 @@ pub struct EndpointConfig {
     /// The longest wait between connect retries. At least `connect_retry_interval`.
     pub connect_retry_max_interval: Duration,
     /// Connect attempts before giving up with a timeout. The defaults (12 attempts, waits of
-    /// 250 ms doubling to 2 s) give up after about 17 to 22 seconds.
+    /// 250 ms doubling to 2 s) give up after about 15 to 20 seconds.
     pub connect_attempts: u32,
     /// Silence after which a connection is declared lost. *Must match.*
     pub disconnect_timeout: Duration,

@@ -105,3 +105,83 @@ fn one_host_serves_5000_connections_without_losing_an_echo() {
     assert_eq!(server.endpoint().connection_count(), CLIENTS);
     assert_eq!(server.socket().stats().dropped_queue_full, 0);
 }
+
+/// Past the old limit of 65,535 connections (connection ids had 16-bit slots): a server
+/// endpoint holds 70,000 connections, and a client endpoint holds 70,000 connections to 70,000
+/// servers. Both are the same two sans-IO endpoints: the harness gives connection `i` its own
+/// address on each side (the client's datagrams to server address `i` reach the one server as
+/// if from client address `i`, and back), so each endpoint sees 70,000 distinct peers.
+#[test]
+fn one_endpoint_holds_70000_connections_each_way() {
+    use std::net::{Ipv4Addr, SocketAddr};
+    use sturnus_transport::{Endpoint, Event};
+
+    const N: u32 = 70_000;
+    let base = u32::from(Ipv4Addr::new(10, 1, 0, 0));
+    let addr = |i: u32| SocketAddr::from((Ipv4Addr::from(base + i), 9000));
+    let index = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => u32::from(*v4.ip()) - base,
+        SocketAddr::V6(_) => unreachable!("the harness uses IPv4"),
+    };
+    let config = EndpointConfig {
+        channels: vec![Qos::ReliableSequenced],
+        max_connections: N as usize,
+        // Capacity is the subject; the limits per address are tested elsewhere.
+        address_limits: sturnus_transport::AddressLimits::UNLIMITED,
+        ..EndpointConfig::default()
+    };
+    let now = std::time::Instant::now();
+    let mut server = Endpoint::new(config.clone(), now).unwrap();
+    let mut client =
+        Endpoint::new(EndpointConfig { accept_connections: false, ..config }, now).unwrap();
+    let conns: Vec<ConnectionId> = (0..N).map(|i| client.connect(now, addr(i)).unwrap()).collect();
+    let mut buf = vec![0u8; 1500];
+    let (mut client_connected, mut server_connected) = (0, 0);
+    for _ in 0..10 {
+        // Client → server: the datagram for server address i comes from client address i. The
+        // server's answers are drained every 256 datagrams, as a driver does between batches
+        // (it queues at most 1,024 stateless replies).
+        let mut more = true;
+        while more {
+            for _ in 0..256 {
+                let Some(t) = client.poll_transmit(now, &mut buf) else {
+                    more = false;
+                    break;
+                };
+                let from = addr(index(t.destination));
+                server.handle_datagram(now, from, &mut buf[..t.len]);
+            }
+            while let Some(t) = server.poll_transmit(now, &mut buf) {
+                let from = addr(index(t.destination));
+                client.handle_datagram(now, from, &mut buf[..t.len]);
+            }
+        }
+        while let Some(event) = client.poll_event() {
+            assert!(matches!(event, Event::Connected(_)), "client: {event:?}");
+            client_connected += 1;
+        }
+        while let Some(event) = server.poll_event() {
+            assert!(matches!(event, Event::Connected(_)), "server: {event:?}");
+            server_connected += 1;
+        }
+    }
+    assert_eq!((client_connected, server_connected), (N, N));
+    assert_eq!((client.connection_count(), server.connection_count()), (N as usize, N as usize));
+    // The ids past slot 65,535 are live and distinct: every connection carries its own message.
+    for (i, &conn) in conns.iter().enumerate() {
+        client.send(conn, ChannelId(0), &(i as u32).to_le_bytes()).unwrap();
+    }
+    while let Some(t) = client.poll_transmit(now, &mut buf) {
+        let from = addr(index(t.destination));
+        server.handle_datagram(now, from, &mut buf[..t.len]);
+    }
+    let mut seen = vec![false; N as usize];
+    while let Some(event) = server.poll_event() {
+        if let Event::Data { payload, .. } = event {
+            let i = u32::from_le_bytes(payload.try_into().unwrap()) as usize;
+            assert!(!seen[i], "message {i} twice");
+            seen[i] = true;
+        }
+    }
+    assert!(seen.iter().all(|&s| s), "every connection's message arrived");
+}
