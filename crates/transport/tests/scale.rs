@@ -130,7 +130,7 @@ fn one_endpoint_holds_70000_connections_each_way() {
         address_limits: sturnus_transport::AddressLimits::UNLIMITED,
         ..EndpointConfig::default()
     };
-    let now = std::time::Instant::now();
+    let now = sturnus_testkit::origin();
     let mut server = Endpoint::new(config.clone(), now).unwrap();
     let mut client =
         Endpoint::new(EndpointConfig { accept_connections: false, ..config }, now).unwrap();
@@ -149,11 +149,11 @@ fn one_endpoint_holds_70000_connections_each_way() {
                     break;
                 };
                 let from = addr(index(t.destination));
-                server.handle_datagram(now, from, &mut buf[..t.len]);
+                server.handle_datagram(now, from, &buf[..t.len]);
             }
             while let Some(t) = server.poll_transmit(now, &mut buf) {
                 let from = addr(index(t.destination));
-                client.handle_datagram(now, from, &mut buf[..t.len]);
+                client.handle_datagram(now, from, &buf[..t.len]);
             }
         }
         while let Some(event) = client.poll_event() {
@@ -168,12 +168,12 @@ fn one_endpoint_holds_70000_connections_each_way() {
     assert_eq!((client_connected, server_connected), (N, N));
     assert_eq!((client.connection_count(), server.connection_count()), (N as usize, N as usize));
     // The ids past slot 65,535 are live and distinct: every connection carries its own message.
-    for (i, &conn) in conns.iter().enumerate() {
-        client.send(conn, ChannelId(0), &(i as u32).to_le_bytes()).unwrap();
+    for (i, &conn) in (0u32..).zip(&conns) {
+        client.send(conn, ChannelId(0), &i.to_le_bytes()).unwrap();
     }
     while let Some(t) = client.poll_transmit(now, &mut buf) {
         let from = addr(index(t.destination));
-        server.handle_datagram(now, from, &mut buf[..t.len]);
+        server.handle_datagram(now, from, &buf[..t.len]);
     }
     let mut seen = vec![false; N as usize];
     while let Some(event) = server.poll_event() {
