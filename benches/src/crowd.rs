@@ -400,6 +400,17 @@ impl<P: Peer> Crowd<P> {
             self.turn(Duration::from_millis(5))?;
             tick()?;
         }
+        let stats = self.shared.socket.stats();
+        eprintln!(
+            "sturnus-bench clients: {} messages sent, {} echoes · socket: {} datagrams sent, {} \
+             received, {} unsent, {} dropped (queue full)",
+            self.shared.sent,
+            self.shared.echoes,
+            stats.sent,
+            stats.received,
+            stats.send_failed,
+            stats.queue_overflows
+        );
         Ok(())
     }
 }
