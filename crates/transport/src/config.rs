@@ -120,7 +120,10 @@ pub struct EndpointConfig {
     pub connect_attempts: u32,
     /// Silence after which a connection is declared lost. *Must match.*
     pub disconnect_timeout: Duration,
-    /// Idle time after which a keepalive is sent so the peer does not time the connection out.
+    /// Idle time after which a keepalive is sent so the peer does not time the connection out
+    /// (2 s: a fifth of the default `disconnect_timeout`, so four keepalives in a row may be
+    /// lost; not 1 s, which equals the period of clients that send once a second, whose
+    /// server then sent a keepalive whenever a message came a little late).
     pub keepalive_interval: Duration,
     /// How long the acknowledgement of an ack-soon packet may wait for outgoing data to ride on
     /// before it is sent alone (other packets wait for `unreliable_ack_every` instead).
@@ -205,7 +208,7 @@ impl Default for EndpointConfig {
             connect_retry_max_interval: Duration::from_secs(2),
             connect_attempts: 12,
             disconnect_timeout: Duration::from_secs(10),
-            keepalive_interval: Duration::from_secs(1),
+            keepalive_interval: Duration::from_secs(2),
             ack_delay: Duration::from_millis(5),
             ack_every: 2,
             unreliable_ack_every: 8,

@@ -21,8 +21,11 @@ fn lossy(loss: f64) -> LinkConfig {
 #[test]
 fn a_dead_link_disconnects_both_sides_exactly_at_the_configured_timeout() {
     for seed in 0..10 {
+        // A keepalive each second (its grid an eighth of that): the last packet heard before
+        // the cut is at most 1.125 s old, which the lower bound below allows for.
         let config = EndpointConfig {
             disconnect_timeout: Duration::from_secs(3),
+            keepalive_interval: Duration::from_secs(1),
             ..EndpointConfig::default()
         };
         let mut sim = Sim::new(lossy(0.0), seed);

@@ -1211,7 +1211,10 @@ mod tests {
 
     #[test]
     fn idle_connections_share_their_keepalive_wake_up() {
-        let config = EndpointConfig::default();
+        let config = EndpointConfig {
+            keepalive_interval: Duration::from_secs(1),
+            ..EndpointConfig::default()
+        };
         let epoch = origin();
         let ms = Duration::from_millis(1);
         let deadline = |sent: Duration| {
