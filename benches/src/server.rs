@@ -14,8 +14,8 @@ use sturnus_transport::{ChannelId, ConnectionId, Event, Host};
 
 use crate::wire::{self, Control, Report};
 use crate::{
-    BenchHost, BenchResult, CONTROL_CHANNEL, Secure, bench_config, now, probe, raw_factory,
-    udp_factory,
+    BenchHost, BenchResult, CONTROL_CHANNEL, Secure, bench_config, now, probe, raw_factory_with,
+    udp_factory_with,
 };
 
 /// How long the server waits after `DONE` for stragglers of an unreliable run.
@@ -273,14 +273,16 @@ pub(crate) fn serve_sturnus(
     bind: SocketAddr,
     duration: Option<Duration>,
     secure: Option<&Secure>,
+    recv_buffer: Option<usize>,
 ) -> BenchResult<()> {
+    let factory = udp_factory_with(recv_buffer);
     match secure {
-        None => serve(Host::bind(bench_config(), &udp_factory(), bind)?, duration),
+        None => serve(Host::bind(bench_config(), &factory, bind)?, duration),
         Some(secure) => {
             // Port 0 in the public address: the host takes the bound one.
             let mut netcode = ServerConfig::new(secure.protocol_id, secure.key, bind);
             netcode.max_clients = MAX_NETCODE_CLIENTS;
-            let host = SecureHost::bind(&bench_config(), &netcode, &udp_factory(), bind)?;
+            let host = SecureHost::bind(&bench_config(), &netcode, &factory, bind)?;
             serve(host, duration)
         }
     }
@@ -354,8 +356,12 @@ fn serve<H: BenchHost>(mut host: H, duration: Option<Duration>) -> BenchResult<(
 }
 
 /// The baseline server: plain UDP datagrams, one message each, on the same socket type.
-pub(crate) fn serve_raw(bind: SocketAddr, duration: Option<Duration>) -> BenchResult<()> {
-    let mut socket = raw_factory().server_socket(bind)?;
+pub(crate) fn serve_raw(
+    bind: SocketAddr,
+    duration: Option<Duration>,
+    recv_buffer: Option<usize>,
+) -> BenchResult<()> {
+    let mut socket = raw_factory_with(recv_buffer).server_socket(bind)?;
     announce(socket.local_addr())?;
     let deadline = duration.map(|d| now() + d);
     let mut tally = Tally::<SocketAddr>::new();
@@ -366,6 +372,7 @@ pub(crate) fn serve_raw(bind: SocketAddr, duration: Option<Duration>) -> BenchRe
             tally.stamp(at);
             if let Some((peer, report)) = tally.due_report(at, socket.stats().bytes_sent) {
                 let _ = socket.send_to(&report, peer)?;
+                eprintln!("sturnus-bench raw server: socket: {}", socket.stats());
             }
             if deadline.is_some_and(|d| at >= d) {
                 return Ok(());

@@ -94,7 +94,8 @@ pub struct SocketStats {
     /// System calls interrupted by a signal and retried.
     pub interrupted: u64,
     /// Datagrams that reached this socket but were dropped because its receive queue was full
-    /// (kept by sockets that can see this, such as the loopback socket).
+    /// (kept by sockets that can see this: the loopback socket, and the UDP socket on Linux,
+    /// which asks the kernel for its count).
     pub dropped_queue_full: u64,
     /// Datagrams received coalesced with others of the same sender in one system call (UDP
     /// GRO); also counted in `datagrams_received`.

@@ -296,6 +296,53 @@ pub(crate) fn set_gro(fd: RawFd, on: bool) -> io::Result<()> {
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// Sets a buffer size past `net.core.rmem_max` / `wmem_max` with `SO_RCVBUFFORCE` or
+/// `SO_SNDBUFFORCE` (`receive` picks which), as a process with `CAP_NET_ADMIN` may. Fails
+/// (`EPERM`) for one without.
+pub(crate) fn force_buffer_size(fd: RawFd, receive: bool, size: usize) -> io::Result<()> {
+    let name = if receive { libc::SO_RCVBUFFORCE } else { libc::SO_SNDBUFFORCE };
+    // The kernel doubles the value for its bookkeeping and reports the doubled size back;
+    // ask for half, as setsockopt(SO_RCVBUF) with `size` would.
+    let value = libc::c_int::try_from(size / 2).unwrap_or(libc::c_int::MAX);
+    // SAFETY: the option value is a live c_int and its size is passed with it.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (&raw const value).cast(),
+            socklen(size_of::<libc::c_int>()),
+        )
+    };
+    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
+/// Datagrams the kernel dropped for this socket, its receive queue being full (or the like):
+/// `SK_MEMINFO_DROPS` of `SO_MEMINFO` (Linux 4.x+).
+pub(crate) fn socket_drops(fd: RawFd) -> io::Result<u64> {
+    /// `SK_MEMINFO_DROPS`, the ninth of the `SK_MEMINFO_*` values.
+    const DROPS: usize = 8;
+    let mut info = [0u32; 16];
+    let mut len = socklen(size_of::<[u32; 16]>());
+    // SAFETY: `info` and `len` are live; the kernel writes at most `len` bytes and updates it.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MEMINFO,
+            info.as_mut_ptr().cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if (len as usize) < (DROPS + 1) * size_of::<u32>() {
+        return Err(io::Error::new(io::ErrorKind::Unsupported, "SO_MEMINFO without drops"));
+    }
+    Ok(u64::from(info[DROPS]))
+}
+
 /// `UDP_SEGMENT` (Linux 4.18+): the cmsg that asks the kernel to split one send into datagrams
 /// of the given size (generic segmentation offload). Not in the `libc` crate for glibc targets.
 const UDP_SEGMENT: libc::c_int = 103;

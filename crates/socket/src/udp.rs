@@ -219,10 +219,40 @@ impl UdpSocket {
                 tracing::warn!(size, error = %e, "could not set the UDP receive buffer size");
             }
         }
-        let buffers = BufferSizes {
+        let mut buffers = BufferSizes {
             send: socket.send_buffer_size().map_err(|e| SocketError::io("SO_SNDBUF", e))?,
             recv: socket.recv_buffer_size().map_err(|e| SocketError::io("SO_RCVBUF", e))?,
         };
+        // The kernel caps a request at net.core.rmem_max / wmem_max (4 MiB is common; a
+        // server of many clients may want more to ride out a stall). A process allowed to
+        // (CAP_NET_ADMIN) gets what it asked for; one that is not is told how to raise the cap.
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let fd = socket.as_raw_fd();
+            for (receive, wanted, granted, sysctl) in [
+                (true, config.recv_buffer_size, &mut buffers.recv, "net.core.rmem_max"),
+                (false, config.send_buffer_size, &mut buffers.send, "net.core.wmem_max"),
+            ] {
+                let Some(wanted) = wanted.filter(|&w| w > *granted) else { continue };
+                match crate::sys::force_buffer_size(fd, receive, wanted) {
+                    Ok(()) => {
+                        let now = if receive {
+                            socket.recv_buffer_size()
+                        } else {
+                            socket.send_buffer_size()
+                        };
+                        *granted = now.unwrap_or(*granted);
+                    }
+                    Err(_) => tracing::info!(
+                        wanted,
+                        granted = *granted,
+                        "the kernel capped a UDP buffer below the size asked for; raise {sysctl} \
+                         to grant it"
+                    ),
+                }
+            }
+        }
         socket.set_nonblocking(true).map_err(|e| SocketError::io("set_nonblocking", e))?;
         socket.bind(&addr.into()).map_err(|e| match e.kind() {
             io::ErrorKind::AddrInUse => SocketError::AddressInUse(addr),
@@ -539,6 +569,17 @@ impl Socket for UdpSocket {
     }
 
     fn stats(&self) -> SocketStats {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // The kernel counts what it dropped for a full receive queue; ask it.
+            let mut stats = self.stats;
+            if let Ok(drops) = crate::sys::socket_drops(self.io.as_raw_fd()) {
+                stats.dropped_queue_full = drops;
+            }
+            stats
+        }
+        #[cfg(not(target_os = "linux"))]
         self.stats
     }
 

@@ -542,3 +542,49 @@ fn an_out_of_range_buffer_size_is_refused_by_name_before_binding() {
         }
     }
 }
+
+/// What the kernel drops for a full receive queue is counted (Linux: `SO_MEMINFO`), so a
+/// server that falls behind sees its losses instead of guessing them.
+#[cfg(target_os = "linux")]
+#[test]
+fn drops_at_a_full_receive_queue_are_counted() {
+    let small =
+        UdpConfig { recv_buffer_size: Some(4096), receive_offload: false, ..UdpConfig::default() };
+    let mut server = UdpSocketFactory::new(small).server_socket(addr("127.0.0.1:0")).unwrap();
+    let mut client = UdpSocketFactory::default().client_socket(server.local_addr()).unwrap();
+    let to = server.local_addr();
+    // Far more than a few KiB of queue holds, never read while sending.
+    for i in 0..2000u32 {
+        let _ = client.send_to(&i.to_le_bytes(), to).unwrap();
+    }
+    let dropped = server.stats().dropped_queue_full;
+    let mut read = 0u64;
+    let mut buf = [0u8; 64];
+    while server.recv_from(&mut buf).unwrap().is_some() {
+        read += 1;
+    }
+    assert!(dropped > 0, "nothing counted as dropped ({read} read)");
+    assert_eq!(read + dropped, 2000, "every datagram was read or counted as dropped");
+}
+
+/// A buffer larger than the kernel's cap (`net.core.rmem_max`) is granted to a process that
+/// may force it (`CAP_NET_ADMIN`, as root in CI); others keep the capped size and are told.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_privileged_process_gets_the_receive_buffer_it_asks_for() {
+    let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(usize::MAX / 4);
+    let wanted = (cap * 4).min(256 << 20);
+    let config = UdpConfig { recv_buffer_size: Some(wanted), ..UdpConfig::default() };
+    let socket = UdpSocket::bind(addr("127.0.0.1:0"), &config).unwrap();
+    let granted = socket.buffer_sizes().recv;
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        assert!(granted >= wanted, "asked for {wanted}, granted {granted} (cap {cap})");
+    } else {
+        assert!(granted <= cap * 2, "granted {granted} past the cap {cap} without privilege");
+    }
+}
