@@ -556,11 +556,25 @@ fn run_all(targets: &[(Spec, SocketAddr)], repeat: u32) -> BenchResult<()> {
             results[i].push(record);
         }
     }
+    let summaries: Vec<Option<Record>> = results.iter().map(|runs| Record::median(runs)).collect();
     if repeat > 1 {
-        for runs in &results {
-            if let Some(median) = Record::median(runs) {
-                println!("{}", median.to_json());
-            }
+        for median in summaries.iter().flatten() {
+            println!("{}", median.to_json());
+        }
+    }
+    // The server's CPU against the raw-UDP server's at the same load (medians of each).
+    if let [Some(first), Some(raw), ..] = summaries.as_slice() {
+        if let (true, Some(a), Some(b)) =
+            (raw.stack == "raw-udp", first.server_cpu_pct, raw.server_cpu_pct)
+        {
+            eprintln!(
+                "sturnus-bench: server CPU {a:.1} % ({}, {} messages) against {b:.1} % (raw-udp, {} \
+                 messages): {:.2}x",
+                first.stack,
+                first.messages_received,
+                raw.messages_received,
+                a / b
+            );
         }
     }
     Ok(())

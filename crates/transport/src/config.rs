@@ -143,10 +143,11 @@ pub struct EndpointConfig {
     pub unreliable_ack_every: u32,
     /// How often a connection that sends only unreliable data asks for one packet to be
     /// acknowledged at once, for a round-trip time sample (packets with reliable data always
-    /// are). 2 s, as `keepalive_interval`: a quiet peer (one that sends a message a second, say)
-    /// answers each probe with a packet of its own, so at 1 s a server echoing 100,000 quiet
-    /// clients received an acknowledgement for nearly every echo; a busy peer's
-    /// acknowledgements ride on its traffic whatever the interval.
+    /// are). 5 s: a quiet peer (one that sends a message a second, say) answers each probe with
+    /// a packet of its own, so at 1 s a server echoing 100,000 quiet clients received an
+    /// acknowledgement for nearly every echo (a third of all it received at 2 s); a busy peer's
+    /// acknowledgements ride on its traffic whatever the interval, and reliable data is timed
+    /// on every packet.
     pub rtt_probe_interval: Duration,
     /// Messages each channel may queue for sending; past it `send` returns a backpressure error.
     pub send_queue_capacity: usize,
@@ -215,7 +216,7 @@ impl Default for EndpointConfig {
             ack_delay: Duration::from_millis(5),
             ack_every: 2,
             unreliable_ack_every: 8,
-            rtt_probe_interval: Duration::from_secs(2),
+            rtt_probe_interval: Duration::from_secs(5),
             send_queue_capacity: 4096,
             max_in_flight_packets: 1024,
             reliable_window: 4096,
