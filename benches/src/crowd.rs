@@ -43,6 +43,8 @@ struct Shared {
     /// Messages scheduled from this instant on are not sent (the run's end).
     send_until: Instant,
     sent: u64,
+    /// Messages of the schedule not sent because the client fell a period behind.
+    skipped: u64,
     echoes: u64,
     connected: usize,
     lost: usize,
@@ -86,8 +88,11 @@ fn send_due(
         }
         *next_send += shared.period;
         if *next_send < now {
-            // Fell behind (a stall): skip ahead rather than burst.
-            *next_send = now + shared.period;
+            // Fell behind (a stall): skip ahead rather than burst, and count what was skipped.
+            while *next_send < now {
+                *next_send += shared.period;
+                shared.skipped += 1;
+            }
         }
     }
 }
@@ -416,10 +421,13 @@ impl<P: Peer> Crowd<P> {
         }
         let stats = self.shared.socket.stats();
         eprintln!(
-            "sturnus-bench clients: {} messages sent, {} echoes · socket: {} datagrams sent, {} \
-             received, {} unsent, {} dropped (queue full)",
+            "sturnus-bench clients: {} messages sent ({} skipped behind schedule), {} echoes, {} \
+             connections lost · socket: {} datagrams sent, {} received, {} unsent, {} dropped \
+             (queue full)",
             self.shared.sent,
+            self.shared.skipped,
             self.shared.echoes,
+            self.shared.lost,
             stats.sent,
             stats.received,
             stats.send_failed,
@@ -439,6 +447,7 @@ fn shared(spec: &Spec, server: SocketAddr, socket: CrowdSocket) -> Shared {
         sending: false,
         send_until: now(),
         sent: 0,
+        skipped: 0,
         echoes: 0,
         connected: 0,
         lost: 0,
@@ -515,6 +524,22 @@ impl AnyCrowd {
             Self::Raw(_) => Ok(Duration::ZERO),
             Self::Sturnus(crowd) => connect_all(crowd, at_once, tick),
             Self::Secure(crowd) => connect_all(crowd, at_once, tick),
+        }
+    }
+
+    /// Keeps the clients going (reads, acks, keepalives; nothing is sent from the schedule)
+    /// until `ready` says so.
+    fn wait_for(&mut self, ready: &mut dyn FnMut() -> BenchResult<bool>) -> BenchResult<()> {
+        let turn = Duration::from_millis(5);
+        loop {
+            match self {
+                Self::Raw(crowd) => crowd.turn(turn)?,
+                Self::Sturnus(crowd) => crowd.turn(turn)?,
+                Self::Secure(crowd) => crowd.turn(turn)?,
+            }
+            if ready()? {
+                return Ok(());
+            }
         }
     }
 
@@ -616,7 +641,6 @@ fn connect_all<E: ClientEndpoint>(
     Ok(now() - begin)
 }
 
-/// Clients one process can hold: a socket each, within its open-file limit.
 /// Clients per process: all of them in this one, unless it may run on several CPUs, when a
 /// worker process per CPU takes a share (the clients of one process run on one thread).
 fn clients_per_process(wanted: u64) -> u64 {
@@ -816,7 +840,19 @@ pub(crate) fn worker(spec: &Spec, server: SocketAddr, first: u64) -> BenchResult
     expect_word("connect")?;
     let connect = crowd.connect(spec.connect_at_once, &mut || Ok(()))?;
     println!("ready {:.3}", connect.as_secs_f64());
-    expect_word("go")?;
+    // Keep the clients answering (acks, keepalives) until every worker is ready.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let _ = std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = io::stdin().read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    crowd.wait_for(&mut || match rx.try_recv() {
+        Ok(line) if line.trim() == "go" => Ok(true),
+        Ok(line) => Err(format!("expected `go`, got `{}`", line.trim()).into()),
+        Err(std::sync::mpsc::TryRecvError::Empty) => Ok(false),
+        Err(std::sync::mpsc::TryRecvError::Disconnected) => Err("no `go` came".into()),
+    })?;
     let (sent, echoes) = crowd.run(Duration::from_secs_f64(spec.duration_s), &mut || Ok(()))?;
     println!("done {sent} {echoes}");
     Ok(())

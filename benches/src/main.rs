@@ -93,6 +93,7 @@ pub(crate) fn udp_factory_with(recv_buffer: Option<usize>) -> sturnus_socket::Ud
         segmentation_offload: gso,
         receive_offload: gro,
         recv_buffer_size: recv_buffer.or(defaults.recv_buffer_size),
+        force_buffer_sizes: recv_buffer.is_some(),
         ..defaults
     })
 }
@@ -110,14 +111,15 @@ pub(crate) fn raw_factory_with(recv_buffer: Option<usize>) -> sturnus_socket::Ud
         segmentation_offload: false,
         receive_offload: false,
         recv_buffer_size: recv_buffer.or(defaults.recv_buffer_size),
+        force_buffer_sizes: recv_buffer.is_some(),
         ..defaults
     })
 }
 
 /// The receive buffer a `local` clients run gives both servers: 32 MiB, about 40,000 queued
 /// datagrams, a third of a second of 100,000 clients' messages, so a server stalled by the
-/// machine (another process, the hypervisor) does not drop them. The kernel grants it past
-/// `net.core.rmem_max` only to a privileged process; others are capped (and say so).
+/// machine (another process, the hypervisor) does not drop them. Forced past
+/// `net.core.rmem_max` where the process may (`CAP_NET_ADMIN`); elsewhere raise the sysctl.
 const CLIENTS_RECV_BUFFER_MIB: usize = 32;
 
 /// The channel of kind `qos` in [`bench_config`].
@@ -629,7 +631,7 @@ fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  sturnus-bench server --bind ADDR [--duration-s D] [--baseline raw-udp] [--cpu N] [--netcode-key HEX64 --protocol-id ID]\n  \
          sturnus-bench client --connect ADDR --workload throughput|latency|large|clients|blackout [--qos QOS] \
-         [--messages N] [--size S] [--clients C --rate R --duration-s D] [--baseline raw-udp] [--repeat K] \
+         [--messages N] [--size S] [--clients C --rate R --duration-s D [--connect-at-once N|all]] [--baseline raw-udp] [--repeat K] \
          [--link netem [--rate-mbit M] [--rtt-ms T] [--loss P] [--blackout-s B] [--baseline loss-free]] \
          [--netcode-key HEX64 --protocol-id ID [--netcode-token-file F] [--baseline plaintext]]\n  \
          sturnus-bench local --workload ... [--pin on|off] (the client options but --connect; starts the servers itself)\n  \
@@ -723,7 +725,7 @@ fn client_command(options: &Options) -> BenchResult<()> {
     run_all(&targets, options.get("repeat")?.unwrap_or(1))
 }
 
-/// The hidden worker of a `clients` run too large for one process's open-file limit.
+/// The hidden worker of a `clients` run on several CPUs (one worker process per CPU).
 fn worker_command(options: &Options) -> BenchResult<()> {
     let server: SocketAddr = options.get("connect")?.ok_or("--connect is required")?;
     let spec = options.spec()?;

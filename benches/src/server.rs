@@ -296,6 +296,8 @@ fn serve<H: BenchHost>(mut host: H, duration: Option<Duration>) -> BenchResult<(
     let deadline = duration.map(|d| now() + d);
     let mut tally = Tally::<ConnectionId>::new();
     let mut next_trace = now();
+    // STURNUS_BENCH_TRACE=1: the counters every second, to watch a run (a connect storm).
+    let trace = std::env::var_os("STURNUS_BENCH_TRACE").is_some();
     let mut scratch =
         vec![
             0u8;
@@ -316,7 +318,7 @@ fn serve<H: BenchHost>(mut host: H, duration: Option<Duration>) -> BenchResult<(
             }
             None => {
                 let at = now();
-                if std::env::var_os("STURNUS_BENCH_TRACE").is_some() && at >= next_trace {
+                if trace && at >= next_trace {
                     eprintln!("sturnus-bench server: {}", host.counters());
                     next_trace = at + Duration::from_secs(1);
                 }

@@ -95,7 +95,7 @@ pub struct SocketStats {
     pub interrupted: u64,
     /// Datagrams that reached this socket but were dropped because its receive queue was full
     /// (kept by sockets that can see this: the loopback socket, and the UDP socket on Linux,
-    /// which asks the kernel for its count).
+    /// which asks the kernel for its count each time it waits for datagrams).
     pub dropped_queue_full: u64,
     /// Datagrams received coalesced with others of the same sender in one system call (UDP
     /// GRO); also counted in `datagrams_received`.

@@ -301,8 +301,8 @@ pub(crate) fn set_gro(fd: RawFd, on: bool) -> io::Result<()> {
 /// (`EPERM`) for one without.
 pub(crate) fn force_buffer_size(fd: RawFd, receive: bool, size: usize) -> io::Result<()> {
     let name = if receive { libc::SO_RCVBUFFORCE } else { libc::SO_SNDBUFFORCE };
-    // The kernel doubles the value for its bookkeeping and reports the doubled size back;
-    // ask for half, as setsockopt(SO_RCVBUF) with `size` would.
+    // The kernel doubles the value for its bookkeeping and reports the doubled size back:
+    // ask for half, so the grant (as getsockopt reports it) is `size`.
     let value = libc::c_int::try_from(size / 2).unwrap_or(libc::c_int::MAX);
     // SAFETY: the option value is a live c_int and its size is passed with it.
     let rc = unsafe {

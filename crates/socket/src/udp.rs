@@ -26,6 +26,13 @@ pub struct UdpConfig {
     pub send_buffer_size: Option<usize>,
     /// Requested kernel receive buffer in bytes (`None` keeps the OS default).
     pub recv_buffer_size: Option<usize>,
+    /// On Linux, where the kernel caps a buffer below the size asked for (at
+    /// `net.core.rmem_max` / `wmem_max`), force the size asked for (`SO_RCVBUFFORCE` /
+    /// `SO_SNDBUFFORCE`; only a process with `CAP_NET_ADMIN` may, others keep the capped size).
+    /// Off by default: the caps are the administrator's; a dedicated server that must ride out
+    /// stalls with a large queue (100,000 clients' messages arrive at 100,000 a second) turns
+    /// it on, or has the caps raised.
+    pub force_buffer_sizes: bool,
     /// For IPv6 sockets: accept only IPv6. The default, `false`, makes an IPv6 socket bound to
     /// `[::]` dual-stack, so IPv4 clients reach it too.
     pub ipv6_only: bool,
@@ -53,6 +60,7 @@ impl Default for UdpConfig {
         Self {
             send_buffer_size: Some(4 * 1024 * 1024),
             recv_buffer_size: Some(4 * 1024 * 1024),
+            force_buffer_sizes: false,
             ipv6_only: false,
             reuse_address: false,
             segmentation_offload: true,
@@ -224,10 +232,11 @@ impl UdpSocket {
             recv: socket.recv_buffer_size().map_err(|e| SocketError::io("SO_RCVBUF", e))?,
         };
         // The kernel caps a request at net.core.rmem_max / wmem_max (4 MiB is common; a
-        // server of many clients may want more to ride out a stall). A process allowed to
-        // (CAP_NET_ADMIN) gets what it asked for; one that is not is told how to raise the cap.
+        // server of many clients may want more to ride out a stall). Where forcing is asked
+        // for, a process allowed to (CAP_NET_ADMIN) gets what it asked for; one that is not
+        // keeps the capped size, and the log says which sysctl raises the cap.
         #[cfg(target_os = "linux")]
-        {
+        if config.force_buffer_sizes {
             use std::os::fd::AsRawFd;
             let fd = socket.as_raw_fd();
             for (receive, wanted, granted, sysctl) in [
@@ -244,7 +253,7 @@ impl UdpSocket {
                         };
                         *granted = now.unwrap_or(*granted);
                     }
-                    Err(_) => tracing::info!(
+                    Err(_) => tracing::debug!(
                         wanted,
                         granted = *granted,
                         "the kernel capped a UDP buffer below the size asked for; raise {sysctl} \
@@ -547,6 +556,15 @@ impl Socket for UdpSocket {
         if self.maybe_readable || self.gro_pending() {
             return Ok(Readiness::Readable);
         }
+        // About to sleep: ask the kernel what it dropped for a full receive queue (one system
+        // call beside the poll, so `stats` stays a plain copy).
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            if let Ok(drops) = crate::sys::socket_drops(self.io.as_raw_fd()) {
+                self.stats.dropped_queue_full = drops;
+            }
+        }
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
@@ -569,17 +587,6 @@ impl Socket for UdpSocket {
     }
 
     fn stats(&self) -> SocketStats {
-        #[cfg(target_os = "linux")]
-        {
-            use std::os::fd::AsRawFd;
-            // The kernel counts what it dropped for a full receive queue; ask it.
-            let mut stats = self.stats;
-            if let Ok(drops) = crate::sys::socket_drops(self.io.as_raw_fd()) {
-                stats.dropped_queue_full = drops;
-            }
-            stats
-        }
-        #[cfg(not(target_os = "linux"))]
         self.stats
     }
 

@@ -543,8 +543,8 @@ fn an_out_of_range_buffer_size_is_refused_by_name_before_binding() {
     }
 }
 
-/// What the kernel drops for a full receive queue is counted (Linux: `SO_MEMINFO`), so a
-/// server that falls behind sees its losses instead of guessing them.
+/// What the kernel drops for a full receive queue is counted (Linux: `SO_MEMINFO`, read when
+/// the socket waits), so a server that falls behind sees its losses instead of guessing them.
 #[cfg(target_os = "linux")]
 #[test]
 fn drops_at_a_full_receive_queue_are_counted() {
@@ -557,34 +557,64 @@ fn drops_at_a_full_receive_queue_are_counted() {
     for i in 0..2000u32 {
         let _ = client.send_to(&i.to_le_bytes(), to).unwrap();
     }
-    let dropped = server.stats().dropped_queue_full;
     let mut read = 0u64;
     let mut buf = [0u8; 64];
-    while server.recv_from(&mut buf).unwrap().is_some() {
-        read += 1;
+    loop {
+        while server.recv_from(&mut buf).unwrap().is_some() {
+            read += 1;
+        }
+        // Drained: the wait refreshes the count (and returns at once if more arrived).
+        if server.wait_readable(Some(Duration::from_millis(50))).unwrap() == Readiness::TimedOut {
+            break;
+        }
     }
+    let dropped = server.stats().dropped_queue_full;
     assert!(dropped > 0, "nothing counted as dropped ({read} read)");
-    assert_eq!(read + dropped, 2000, "every datagram was read or counted as dropped");
+    // The loopback's own backlog may drop some before they reach the socket (not counted).
+    assert!(read + dropped <= 2000, "{read} read + {dropped} dropped of 2000 sent");
+    assert!(read > 0);
 }
 
-/// A buffer larger than the kernel's cap (`net.core.rmem_max`) is granted to a process that
-/// may force it (`CAP_NET_ADMIN`, as root in CI); others keep the capped size and are told.
+/// Whether this process may force socket buffers past the kernel's caps (`CAP_NET_ADMIN`, bit
+/// 12 of the effective capabilities).
+#[cfg(target_os = "linux")]
+fn may_force_buffers() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+            u64::from_str_radix(line.split_whitespace().nth(1)?, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << 12) != 0)
+}
+
+/// A buffer larger than the kernel's cap (`net.core.rmem_max`) is granted when forcing is asked
+/// for and the process may (`CAP_NET_ADMIN`, as root in CI); otherwise the cap holds.
 #[cfg(target_os = "linux")]
 #[test]
-fn a_privileged_process_gets_the_receive_buffer_it_asks_for() {
+fn a_receive_buffer_past_the_cap_is_granted_only_when_forced_and_allowed() {
     let cap: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
         .ok()
         .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(usize::MAX / 4);
-    let wanted = (cap * 4).min(256 << 20);
-    let config = UdpConfig { recv_buffer_size: Some(wanted), ..UdpConfig::default() };
-    let socket = UdpSocket::bind(addr("127.0.0.1:0"), &config).unwrap();
-    let granted = socket.buffer_sizes().recv;
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        assert!(granted >= wanted, "asked for {wanted}, granted {granted} (cap {cap})");
+        .expect("net.core.rmem_max");
+    let wanted = cap * 4;
+    if wanted > 256 << 20 {
+        // A cap this high leaves nothing to force within reason.
+        return;
+    }
+    let bind = |force: bool| {
+        let config = UdpConfig {
+            recv_buffer_size: Some(wanted),
+            force_buffer_sizes: force,
+            ..UdpConfig::default()
+        };
+        UdpSocket::bind(addr("127.0.0.1:0"), &config).unwrap().buffer_sizes().recv
+    };
+    // The kernel reports twice the size it holds to (its bookkeeping): the cap reads as 2 × cap.
+    assert!(bind(false) <= cap * 2, "the cap holds unless forcing is asked for");
+    if may_force_buffers() {
+        assert!(bind(true) >= wanted, "forced, a privileged process gets {wanted}");
     } else {
-        assert!(granted <= cap * 2, "granted {granted} past the cap {cap} without privilege");
+        assert!(bind(true) <= cap * 2, "without CAP_NET_ADMIN the cap holds");
     }
 }

@@ -116,7 +116,9 @@ pub struct EndpointConfig {
     /// The longest wait between connect retries. At least `connect_retry_interval`.
     pub connect_retry_max_interval: Duration,
     /// Connect attempts before giving up with a timeout. The defaults (12 attempts, waits of
-    /// 250 ms doubling to 2 s) give up after about 15 to 20 seconds.
+    /// 250 ms doubling to 1 s) give up after about 8 to 11 seconds (before the backoff: 20
+    /// attempts 250 ms apart, 5 s; set `connect_retry_max_interval` to `connect_retry_interval`
+    /// and `connect_attempts` to 20 for that).
     pub connect_attempts: u32,
     /// Silence after which a connection is declared lost. *Must match.*
     pub disconnect_timeout: Duration,
@@ -209,7 +211,7 @@ impl Default for EndpointConfig {
             max_connections: 1024,
             address_limits: AddressLimits::default(),
             connect_retry_interval: Duration::from_millis(250),
-            connect_retry_max_interval: Duration::from_secs(2),
+            connect_retry_max_interval: Duration::from_secs(1),
             connect_attempts: 12,
             disconnect_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(2),

@@ -113,6 +113,8 @@ prop_compose! {
             reassembly_timeout,
             max_connections: s.max_connections,
             connect_retry_interval,
+            // Another drawn duration, mended to be at least the first wait.
+            connect_retry_max_interval: connect_retry_interval.max(max_resend_backoff),
             connect_attempts: s.connect_attempts,
             disconnect_timeout,
             keepalive_interval,

@@ -167,8 +167,10 @@ fn one_endpoint_holds_70000_connections_each_way() {
     }
     assert_eq!((client_connected, server_connected), (N, N));
     assert_eq!((client.connection_count(), server.connection_count()), (N as usize, N as usize));
-    // The ids past slot 65,535 are live and distinct: every connection carries its own message.
+    // The ids past slot 65,535 are live and distinct: each names its own peer, and each
+    // carries its own message to it.
     for (i, &conn) in (0u32..).zip(&conns) {
+        assert_eq!(client.remote_address(conn), Some(addr(i)), "connection {i}'s id");
         client.send(conn, ChannelId(0), &i.to_le_bytes()).unwrap();
     }
     while let Some(t) = client.poll_transmit(now, &mut buf) {
@@ -177,8 +179,10 @@ fn one_endpoint_holds_70000_connections_each_way() {
     }
     let mut seen = vec![false; N as usize];
     while let Some(event) = server.poll_event() {
-        if let Event::Data { payload, .. } = event {
-            let i = u32::from_le_bytes(payload.try_into().unwrap()) as usize;
+        if let Event::Data { conn, payload, .. } = event {
+            let i = u32::from_le_bytes(payload.try_into().unwrap());
+            assert_eq!(server.remote_address(conn), Some(addr(i)), "message {i} on another's id");
+            let i = i as usize;
             assert!(!seen[i], "message {i} twice");
             seen[i] = true;
         }

@@ -81,6 +81,7 @@ pub(crate) fn memory_server_addr() -> SocketAddr {
 pub(crate) fn endpoint_config(layout: &ChannelLayout) -> EndpointConfig {
     EndpointConfig {
         connect_retry_interval: Duration::from_millis(40),
+        connect_retry_max_interval: Duration::from_millis(40),
         initial_rtt: Duration::from_millis(20),
         ..layout.endpoint_config()
     }

@@ -61,6 +61,7 @@ pub(crate) use sturnus_testkit::lossy_link as lossy;
 fn endpoint_config(channels: &sturnus_message::ChannelLayout) -> EndpointConfig {
     EndpointConfig {
         connect_retry_interval: Duration::from_millis(40),
+        connect_retry_max_interval: Duration::from_millis(40),
         initial_rtt: Duration::from_millis(20),
         ..channels.endpoint_config()
     }

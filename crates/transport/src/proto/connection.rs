@@ -175,9 +175,9 @@ pub(crate) struct Connecting {
     pub(crate) below: bool,
 }
 
-/// ConnectResponses a connecting client sends with one cookie before it asks for a new one. A
-/// cookie lives at least a second and the default retry interval is 250 ms, so four repeats
-/// stay within a cookie's life.
+/// ConnectResponses a connecting client sends with one cookie before it asks for a new one.
+/// Their waits are capped at a quarter of `cookie_lifetime`, so four repeats stay within a
+/// cookie's life.
 pub(crate) const RESPONSES_PER_COOKIE: u32 = 4;
 
 /// Where the handshake stands.
@@ -639,7 +639,7 @@ impl Connection {
 
     /// When this connection next needs attention (a packet to send or a timeout to check).
     ///
-    /// The keepalive and the connection timeout are coarse (a second and ten by default) and
+    /// The keepalive and the connection timeout are coarse (2 and 10 seconds by default) and
     /// move later with every packet, so they are rounded up to a grid shared by every
     /// connection of the endpoint (`epoch` plus multiples of an eighth of the keepalive
     /// interval): a server with thousands of connections then wakes a few times a second for

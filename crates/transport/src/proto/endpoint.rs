@@ -1233,8 +1233,13 @@ impl Endpoint {
                 }
                 // Back off over the packets unanswered in a row: requests until a challenge
                 // comes, then responses with its cookie.
-                let unanswered = if cookie.is_some() { *responses } else { *attempts };
-                *next_attempt = now + retry_wait(config, unanswered, conn.client_salt);
+                let wait = match *cookie {
+                    None => retry_wait(config, *attempts, conn.client_salt),
+                    // A cookie lives `cookie_lifetime`: its few responses must fit in it.
+                    Some(_) => retry_wait(config, *responses, conn.client_salt)
+                        .min(config.cookie_lifetime / RESPONSES_PER_COOKIE),
+                };
+                *next_attempt = now + wait;
                 let (protocol_id, fingerprint, client_salt) =
                     (config.protocol_id, *fingerprint, conn.client_salt);
                 let packet = match *cookie {
@@ -1330,9 +1335,9 @@ fn encode_control(packet: &Control, buf: &mut [u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
-    use std::time::Instant;
+    use std::time::{Duration, Instant};
 
-    use super::{Endpoint, Secrets};
+    use super::{Endpoint, Secrets, retry_wait};
     use crate::{ConfigError, ConnectError, EndpointConfig};
 
     #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
@@ -1468,6 +1473,31 @@ mod tests {
                 assert!(xors.windows(2).all(|w| w[0] != w[1]), "{xors:x?}");
             }
         }
+    }
+
+    #[test]
+    fn connect_retries_double_to_the_cap_each_cut_by_at_most_a_quarter() {
+        let config = EndpointConfig::default();
+        let ms = Duration::from_millis;
+        for (attempt, full) in [(1, 250), (2, 500), (3, 1000), (4, 1000), (1000, 1000)] {
+            let mut waits = std::collections::BTreeSet::new();
+            for salt in 0..1000u64 {
+                let salt = salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+                let wait = retry_wait(&config, attempt, salt);
+                assert!(
+                    wait <= ms(full) && wait * 4 >= ms(full) * 3,
+                    "attempt {attempt}: {wait:?} outside [0.75, 1] x {full} ms"
+                );
+                assert_eq!(wait, retry_wait(&config, attempt, salt), "the same every time");
+                waits.insert(wait);
+            }
+            assert!(
+                waits.len() > 100,
+                "attempt {attempt}: 1,000 clients share {} waits",
+                waits.len()
+            );
+        }
+        assert!(retry_wait(&config, u32::MAX, 7) <= config.connect_retry_max_interval);
     }
 
     #[test]
