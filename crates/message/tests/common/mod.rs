@@ -81,7 +81,10 @@ pub(crate) fn memory_server_addr() -> SocketAddr {
 pub(crate) fn endpoint_config(layout: &ChannelLayout) -> EndpointConfig {
     EndpointConfig {
         connect_retry_interval: Duration::from_millis(40),
+        // Fixed 40 ms repeats, 20 of them (the protocol's backoff and its 12 attempts are
+        // tuned for real networks; these lossy simulations were tuned for this).
         connect_retry_max_interval: Duration::from_millis(40),
+        connect_attempts: 20,
         initial_rtt: Duration::from_millis(20),
         ..layout.endpoint_config()
     }

@@ -61,7 +61,10 @@ pub(crate) use sturnus_testkit::lossy_link as lossy;
 fn endpoint_config(channels: &sturnus_message::ChannelLayout) -> EndpointConfig {
     EndpointConfig {
         connect_retry_interval: Duration::from_millis(40),
+        // Fixed 40 ms repeats, 20 of them (the protocol's backoff and its 12 attempts are
+        // tuned for real networks; these lossy simulations were tuned for this).
         connect_retry_max_interval: Duration::from_millis(40),
+        connect_attempts: 20,
         initial_rtt: Duration::from_millis(20),
         ..channels.endpoint_config()
     }
