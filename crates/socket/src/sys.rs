@@ -282,14 +282,23 @@ pub(crate) fn enable_gro(fd: RawFd) -> io::Result<()> {
 /// segmented send over loopback) into single datagrams again; messages it queued coalesced
 /// before stay coalesced.
 pub(crate) fn set_gro(fd: RawFd, on: bool) -> io::Result<()> {
-    let on = libc::c_int::from(on);
+    set_int_option(fd, libc::SOL_UDP, UDP_GRO, libc::c_int::from(on))
+}
+
+/// `setsockopt` of an option whose value is a C `int`.
+fn set_int_option(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
     // SAFETY: the option value is a live c_int and its size is passed with it.
     let rc = unsafe {
         libc::setsockopt(
             fd,
-            libc::SOL_UDP,
-            UDP_GRO,
-            (&raw const on).cast(),
+            level,
+            name,
+            (&raw const value).cast(),
             socklen(size_of::<libc::c_int>()),
         )
     };
@@ -304,17 +313,7 @@ pub(crate) fn force_buffer_size(fd: RawFd, receive: bool, size: usize) -> io::Re
     // The kernel doubles the value for its bookkeeping and reports the doubled size back:
     // ask for half, so the grant (as getsockopt reports it) is `size`.
     let value = libc::c_int::try_from(size / 2).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the option value is a live c_int and its size is passed with it.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            name,
-            (&raw const value).cast(),
-            socklen(size_of::<libc::c_int>()),
-        )
-    };
-    if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    set_int_option(fd, libc::SOL_SOCKET, name, value)
 }
 
 /// Datagrams the kernel dropped for this socket, its receive queue being full (or the like):

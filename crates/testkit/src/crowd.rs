@@ -60,6 +60,38 @@ pub struct CrowdStats {
 #[derive(Clone, Copy)]
 struct Cmsg([u8; CMSG_ROOM]);
 
+/// The header arrays of one `sendmmsg` or `recvmmsg` call: per datagram its address, its
+/// payload's vector and its control bytes. Headers point into the struct itself, so it stays
+/// where it is between [`wire`](Self::wire) and the call.
+struct Headers {
+    names: [libc::sockaddr_in; BATCH],
+    cmsgs: [Cmsg; BATCH],
+    iovs: [libc::iovec; BATCH],
+    msgs: [libc::mmsghdr; BATCH],
+}
+
+impl Headers {
+    fn zeroed() -> Self {
+        // SAFETY: every field is plain old data, for which all-zero is a valid value.
+        unsafe { zeroed() }
+    }
+
+    /// Points header `i` at `payload`, its address slot and `control` bytes of its control
+    /// slot (at most `CMSG_ROOM`); returns it.
+    fn wire(&mut self, i: usize, payload: &mut [u8], control: usize) -> &mut libc::msghdr {
+        self.iovs[i] =
+            libc::iovec { iov_base: payload.as_mut_ptr().cast(), iov_len: payload.len() };
+        let hdr = &mut self.msgs[i].msg_hdr;
+        hdr.msg_name = (&raw mut self.names[i]).cast();
+        hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        hdr.msg_iov = &raw mut self.iovs[i];
+        hdr.msg_iovlen = 1;
+        hdr.msg_control = self.cmsgs[i].0.as_mut_ptr().cast();
+        hdr.msg_controllen = control.min(CMSG_ROOM) as _;
+        hdr
+    }
+}
+
 /// One UDP socket sending from, and receiving for, many loopback addresses. See the
 /// [module documentation](self).
 pub struct CrowdSocket {
@@ -234,25 +266,11 @@ impl CrowdSocket {
         if n == 0 {
             return Ok(());
         }
-        // SAFETY: these are plain old data; all-zero is valid for each.
-        let mut names: [libc::sockaddr_in; BATCH] = unsafe { zeroed() };
-        let mut cmsgs = [Cmsg([0; CMSG_ROOM]); BATCH];
-        // SAFETY: as above.
-        let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
-        // SAFETY: as above.
-        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
+        let mut h = Headers::zeroed();
         let space = pktinfo_space();
         for i in 0..n {
-            names[i] = sockaddr(self.out_to[i]);
-            iovs[i] =
-                libc::iovec { iov_base: self.out[i].as_mut_ptr().cast(), iov_len: self.out_len[i] };
-            let hdr = &mut msgs[i].msg_hdr;
-            hdr.msg_name = (&raw mut names[i]).cast();
-            hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            hdr.msg_iov = &raw mut iovs[i];
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = cmsgs[i].0.as_mut_ptr().cast();
-            hdr.msg_controllen = space;
+            h.names[i] = sockaddr(self.out_to[i]);
+            let hdr = h.wire(i, &mut self.out[i][..self.out_len[i]], space);
             // SAFETY: msg_control points to CMSG_ROOM aligned bytes, at least `space`, so the
             // first header and its data (an in_pktinfo) fit.
             unsafe {
@@ -272,12 +290,12 @@ impl CrowdSocket {
         let mut skipped = 0;
         let mut waited = Duration::ZERO;
         while done < n {
-            // SAFETY: msgs[done..n] are fully initialised headers whose pointers (names, iovs,
-            // cmsgs, self.out) stay alive and unmoved for the call.
+            // SAFETY: h.msgs[done..n] are fully initialised headers whose pointers (into `h`
+            // and self.out) stay alive and unmoved for the call.
             let rc = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
-                    msgs[done..n].as_mut_ptr(),
+                    h.msgs[done..n].as_mut_ptr(),
                     u32::try_from(n - done).unwrap_or(0),
                     0,
                 )
@@ -313,23 +331,9 @@ impl CrowdSocket {
         &mut self,
         mut deliver: impl FnMut(u32, SocketAddr, &mut [u8]),
     ) -> io::Result<usize> {
-        // SAFETY: plain old data; all-zero is valid.
-        let mut names: [libc::sockaddr_in; BATCH] = unsafe { zeroed() };
-        let mut cmsgs = [Cmsg([0; CMSG_ROOM]); BATCH];
-        // SAFETY: as above.
-        let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
-        // SAFETY: as above.
-        let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for i in 0..BATCH {
-            iovs[i] =
-                libc::iovec { iov_base: self.inb[i].as_mut_ptr().cast(), iov_len: MAX_DATAGRAM };
-            let hdr = &mut msgs[i].msg_hdr;
-            hdr.msg_name = (&raw mut names[i]).cast();
-            hdr.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-            hdr.msg_iov = &raw mut iovs[i];
-            hdr.msg_iovlen = 1;
-            hdr.msg_control = cmsgs[i].0.as_mut_ptr().cast();
-            hdr.msg_controllen = CMSG_ROOM as _;
+        let mut h = Headers::zeroed();
+        for (i, buf) in self.inb.iter_mut().enumerate() {
+            let _ = h.wire(i, buf, CMSG_ROOM);
         }
         let rc = loop {
             // SAFETY: every header points at live buffers of the sizes given, unmoved for the
@@ -337,7 +341,7 @@ impl CrowdSocket {
             let rc = unsafe {
                 libc::recvmmsg(
                     self.fd.as_raw_fd(),
-                    msgs.as_mut_ptr(),
+                    h.msgs.as_mut_ptr(),
                     BATCH as u32,
                     libc::MSG_DONTWAIT,
                     std::ptr::null_mut(),
@@ -356,7 +360,7 @@ impl CrowdSocket {
             }
         };
         for i in 0..rc {
-            let hdr = &mut msgs[i].msg_hdr;
+            let hdr = &mut h.msgs[i].msg_hdr;
             let mut to = None;
             // SAFETY: the kernel filled msg_control up to msg_controllen; the CMSG macros walk
             // within it, and the data of an IP_PKTINFO message is an in_pktinfo (read
@@ -379,11 +383,11 @@ impl CrowdSocket {
                     cmsg = libc::CMSG_NXTHDR(hdr, cmsg);
                 }
             }
-            let len = msgs[i].msg_len as usize;
+            let len = h.msgs[i].msg_len as usize;
             let truncated = hdr.msg_flags & libc::MSG_TRUNC != 0;
             let from = SocketAddr::V4(SocketAddrV4::new(
-                Ipv4Addr::from(u32::from_be(names[i].sin_addr.s_addr)),
-                u16::from_be(names[i].sin_port),
+                Ipv4Addr::from(u32::from_be(h.names[i].sin_addr.s_addr)),
+                u16::from_be(h.names[i].sin_port),
             ));
             match to.and_then(Self::index_of) {
                 Some(index) if !truncated && len <= MAX_DATAGRAM => {
