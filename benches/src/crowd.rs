@@ -491,15 +491,8 @@ impl AnyCrowd {
             }
             return Ok(Self::Raw(crowd));
         }
-        // A client acknowledges the server's round-trip probes at once rather than after
-        // `ack_delay` (the same datagrams on the wire, 5 ms sooner): one wake-up less per probe
-        // keeps the crowd's single thread on schedule.
-        let config = EndpointConfig {
-            accept_connections: false,
-            max_connections: 1,
-            ack_delay: Duration::ZERO,
-            ..bench_config()
-        };
+        let config =
+            EndpointConfig { accept_connections: false, max_connections: 1, ..bench_config() };
         if let Some(secure) = &spec.secure {
             let unix = crate::unix_now();
             let endpoints = (0..count).map(|i| {

@@ -9,7 +9,9 @@ use sturnus_testkit::{Pair, Side};
 
 use sturnus_transport::proto::codec::{Reader, Writer};
 use sturnus_transport::proto::control::Control;
-use sturnus_transport::proto::packet::{CONTROL_BIT, DataHeader, Fragment, RecordHeader};
+use sturnus_transport::proto::packet::{
+    CONTROL_BIT, DataHeader, Fragment, RecordHeader, decode_ack_delay, encode_ack_delay,
+};
 use sturnus_transport::proto::seq::MessageSeq;
 use sturnus_transport::{ChannelId, ConnectionStats, EndpointConfig, Event, Qos};
 
@@ -19,7 +21,10 @@ pub fn packet_decode(data: &[u8]) {
     let channels = Qos::ALL;
     let mut r = Reader::new(data);
     if DataHeader::decode(&mut r).is_ok() {
-        while RecordHeader::decode(&mut r, &channels).is_ok() {}
+        while !r.is_empty()
+            && decode_ack_delay(&mut r) == Ok(None)
+            && RecordHeader::decode(&mut r, &channels).is_ok()
+        {}
     }
     let _ = Control::decode(data);
 }
@@ -409,7 +414,8 @@ impl EndpointHarness {
     /// from the channel's cursor, which moves on when the offset is 0 (but for a piece other
     /// than the last), then the payload (zeros
     /// once the bytes run out). A fragment's payload is a full [`FRAGMENT_SIZE`] but for the
-    /// last piece.
+    /// last piece. A channel byte of 255 ends the packet with an ack-delay record instead,
+    /// its delay the next four bytes (little-endian microseconds).
     fn encode_records(&mut self, packet: &mut Vec<u8>, bytes: &[u8]) {
         let channels = Qos::ALL;
         let mut bytes = bytes.iter().copied();
@@ -419,6 +425,14 @@ impl EndpointHarness {
         // leave its own out.
         let mut previous: [Option<u16>; Qos::ALL.len()] = [None; Qos::ALL.len()];
         while let (Some(channel), Some(flags)) = (bytes.next(), bytes.next()) {
+            if channel == u8::MAX {
+                let mut micros = [flags, 0, 0, 0];
+                for byte in &mut micros[1..] {
+                    *byte = bytes.next().unwrap_or(0);
+                }
+                let _ = encode_ack_delay(u64::from(u32::from_le_bytes(micros)), &mut w);
+                break;
+            }
             let ch = usize::from(channel) % channels.len();
             let qos = channels[ch];
             let fragment = if flags & 2 != 0 && qos.is_fragmented() {

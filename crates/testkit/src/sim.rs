@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use sturnus_netem::{LinkConfig, LinkStats};
 use sturnus_transport::proto::codec::Reader;
-use sturnus_transport::proto::packet::{CONTROL_BIT, DataHeader, RecordHeader};
+use sturnus_transport::proto::packet::{ACK_DELAY_RECORD, CONTROL_BIT, DataHeader, RecordHeader};
 use sturnus_transport::{ChannelId, ConnectionId, DisconnectReason, EndpointConfig, Event, Qos};
 
 use crate::net::{SimEndpoint, SimNet};
@@ -329,7 +329,7 @@ pub fn carries_a_last_fragment(datagram: &[u8], channels: &[Qos]) -> bool {
     if DataHeader::decode(&mut r).is_err() {
         return false;
     }
-    while !r.is_empty() {
+    while !r.is_empty() && r.peek() != Some(ACK_DELAY_RECORD) {
         let Ok((record, _)) = RecordHeader::decode(&mut r, channels) else { return false };
         if record.fragment.is_some_and(|f| f.index + 1 == f.count) {
             return true;

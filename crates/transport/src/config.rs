@@ -130,7 +130,7 @@ pub struct EndpointConfig {
     /// How long the acknowledgement of an ack-soon packet may wait for outgoing data to ride on
     /// before it is sent alone (other packets wait for `unreliable_ack_every` instead).
     pub ack_delay: Duration,
-    /// Ack-soon packets (those with reliable data, and round-trip probes) that may arrive
+    /// Ack-soon packets (those with reliable data, and probes of a silent path) that may arrive
     /// unacknowledged before an acknowledgement goes out at once instead of waiting
     /// `ack_delay` for data to ride on. A sender's congestion window
     /// is clocked by acknowledgements, so a stream should not wait on the delay; a ping-pong
@@ -143,13 +143,11 @@ pub struct EndpointConfig {
     /// packet per message. At most 33 (an ack covers 33 packets, and loss is counted from
     /// acks).
     pub unreliable_ack_every: u32,
-    /// How often a connection that sends only unreliable data asks for one packet to be
-    /// acknowledged at once, for a round-trip time sample (packets with reliable data always
-    /// are). 5 s: a quiet peer (one that sends a message a second, say) answers each probe with
-    /// a packet of its own, so at 1 s a server echoing 100,000 quiet clients received an
-    /// acknowledgement for nearly every echo (a third of all it received at 2 s); a busy peer's
-    /// acknowledgements ride on its traffic whatever the interval, and reliable data is timed
-    /// on every packet.
+    /// How often each side tells the other how long it held the acknowledgement of the peer's
+    /// newest packet (the ack-delay record, 2–6 bytes on a packet that goes out anyway): how
+    /// often a connection without reliable data (which is timed on every packet) samples its
+    /// round trip. 1 s. No datagram is sent for it, so a server echoing 100,000 quiet clients
+    /// receives nothing but their messages.
     pub rtt_probe_interval: Duration,
     /// Messages each channel may queue for sending; past it `send` returns a backpressure error.
     pub send_queue_capacity: usize,
@@ -218,7 +216,7 @@ impl Default for EndpointConfig {
             ack_delay: Duration::from_millis(5),
             ack_every: 2,
             unreliable_ack_every: 8,
-            rtt_probe_interval: Duration::from_secs(5),
+            rtt_probe_interval: Duration::from_secs(1),
             send_queue_capacity: 4096,
             max_in_flight_packets: 1024,
             reliable_window: 4096,

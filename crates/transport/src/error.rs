@@ -40,6 +40,9 @@ pub enum DecodeError {
     /// A fragment's index or count was out of range.
     #[error("fragment index or count out of range")]
     BadFragment,
+    /// Something followed the ack-delay record, which must end the packet.
+    #[error("ack-delay record is not the last record")]
+    AckDelayNotLast,
 }
 
 /// A configuration that cannot be used.

@@ -1,6 +1,7 @@
-//! When acknowledgements go out: promptly for reliable data and round-trip probes, lazily (on
-//! the next packet going the other way, or after `unreliable_ack_every` packets) for packets
-//! that carry only unreliable messages. Deterministic simulation, virtual time.
+//! When acknowledgements go out: promptly for reliable data, lazily (on the next packet going
+//! the other way, or after `unreliable_ack_every` packets) for packets that carry only
+//! unreliable messages, and how a lazy acknowledgement still times the round trip (the
+//! ack-delay record). Deterministic simulation, virtual time.
 
 use sturnus_testkit::sim;
 
@@ -48,12 +49,11 @@ fn echoing_a_quiet_client_costs_no_ack_packet_per_message_and_keeps_the_rtt_true
     run_echoing(&mut sim, server, end);
     let echoes = sim.received(client, ChannelId(0)).len();
     assert_eq!(echoes, 100, "every echo arrived");
-    // The client's messages carry the acks of the echoes. Only the round-trip probes (one
-    // packet a second each way) are acknowledged on their own: about 10 in 10 s, where every
-    // echo used to cost one.
+    // The client's messages carry the acks of the echoes, and the round trip is timed by
+    // the delay each side reports: not one datagram beyond the messages.
     let client_datagrams = sim.sent[client].0 - client_sent_before;
-    assert!(
-        (100..=115).contains(&client_datagrams),
+    assert_eq!(
+        client_datagrams, 100,
         "the client sent {client_datagrams} datagrams for 100 messages"
     );
     // Round trips are 2 ms; acks that waited up to 100 ms for a ride must not count as samples.
@@ -99,4 +99,37 @@ fn a_one_way_unreliable_stream_is_acknowledged_in_batches_and_its_loss_counted_e
     // about 40, where a prompt ack per packet (the rule for reliable data) would be 320.
     let acks = sim.sent[server].0 - server_sent_before;
     assert!(acks <= 60, "the server sent {acks} datagrams");
+}
+
+#[test]
+fn lazy_acknowledgements_report_their_delay_so_both_sides_follow_a_slower_path() {
+    let fast = LinkConfig { latency: MS, ..LinkConfig::perfect() };
+    let mut sim = Sim::new(fast, 5);
+    // A delay report (and so a round-trip sample) a second each way, rather than every 5 s.
+    let config = EndpointConfig { rtt_probe_interval: MS * 1000, ..config() };
+    let server = sim.add(config.clone());
+    let client = sim.add(config);
+    let (conn, server_conn) = sim.connect(client, server);
+    let start = sim.now;
+    let (client_sent_before, server_sent_before) = (sim.sent[client].0, sim.sent[server].0);
+    // A message a second, echoed (a quiet client: every ack of an echo waits about a second
+    // for its ride). After 10 s the path slows from 1 to 25 ms each way.
+    let slow = LinkConfig { latency: MS * 25, ..LinkConfig::perfect() };
+    for i in 1..=40u32 {
+        if i == 11 {
+            sim.set_link(client, server, slow.clone());
+            sim.set_link(server, client, slow.clone());
+        }
+        sim.nodes[client].endpoint.send(conn, ChannelId(0), &i.to_le_bytes()).unwrap();
+        run_echoing(&mut sim, server, start + MS * 1000 * i);
+    }
+    assert_eq!(sim.received(client, ChannelId(0)).len(), 40, "every echo arrived");
+    assert_eq!(sim.sent[client].0 - client_sent_before, 40, "nothing but the messages");
+    assert_eq!(sim.sent[server].0 - server_sent_before, 40, "nothing but the echoes");
+    // The round trip is now 50 ms. Untimed, the server would still believe 2 ms; timed without
+    // the reported delay, it would see the second each ack waited.
+    for (side, node, c) in [("server", server, server_conn), ("client", client, conn)] {
+        let stats = sim.nodes[node].endpoint.connection_stats(c).unwrap();
+        assert!(stats.rtt >= MS * 40 && stats.rtt <= MS * 60, "{side} rtt {:?}", stats.rtt);
+    }
 }

@@ -33,6 +33,11 @@ impl<'a> Reader<'a> {
         self.pos
     }
 
+    /// The next byte, without reading it.
+    pub fn peek(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
+
     /// Reads one byte.
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         Ok(self.bytes(1)?[0])

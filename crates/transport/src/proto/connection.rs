@@ -12,7 +12,7 @@ use super::channel::send::{FillContext, SendChannel, UnitRef};
 use super::codec::{Reader, Writer};
 use super::congestion::{Congestion, RateSample, SendRecord, Sent, Stamp};
 use super::control::Cookie;
-use super::packet::{DataHeader, Fragment, RecordHeader};
+use super::packet::{DataHeader, Fragment, RecordHeader, decode_ack_delay, encode_ack_delay};
 use super::pool::BufPool;
 use super::rtt::RttEstimator;
 use super::seq::{MessageSeq, PacketSeq};
@@ -300,8 +300,12 @@ pub(crate) struct Connection {
     unacked: u32,
     /// Other packets with messages received since our last packet.
     unacked_lazy: u32,
-    /// When we last sent an ack-soon packet (for round-trip probes).
-    last_probe: Instant,
+    /// When we last told the peer how long we held its packet's acknowledgement (the
+    /// ack-delay record, at most once per `rtt_probe_interval`).
+    last_delay_report: Stamp,
+    /// When the peer's newest packet arrived, while it carries messages and none of our
+    /// packets has acknowledged it yet: what an ack-delay record reports.
+    newest_unacked_at: Option<Stamp>,
     sent: VecDeque<SentPacket>,
     /// Packets in `sent` with the ack-soon bit that are neither acknowledged nor given up
     /// (`next_loss` stops looking for the first of them when there is none).
@@ -432,6 +436,7 @@ impl Connection {
                 expiring.insert(u8::try_from(i).expect("validate() allows at most 255 channels"));
             }
         }
+        let cc = Congestion::new(config, now);
         Self {
             addr,
             phase,
@@ -449,7 +454,8 @@ impl Connection {
             ack_due: None,
             unacked: 0,
             unacked_lazy: 0,
-            last_probe: now,
+            last_delay_report: cc.clock().stamp(now),
+            newest_unacked_at: None,
             sent: VecDeque::new(),
             soon_in_flight: 0,
             spare_refs: Vec::new(),
@@ -469,7 +475,7 @@ impl Connection {
             address_counted: false,
             held_cap: usize::MAX,
             held_since: None,
-            cc: Congestion::new(config, now),
+            cc,
             channel_cursor: 0,
             stats: Counters::default(),
             scheduled: None,
@@ -505,7 +511,7 @@ impl Connection {
         self.next_number = number_of_first(self.next_seq);
         self.newest_ack = self.next_seq.sub(1);
         self.last_send = now;
-        self.last_probe = now;
+        self.last_delay_report = self.cc.clock().stamp(now);
         self.establish_as_client(server_salt, now);
     }
 
@@ -763,24 +769,31 @@ impl Connection {
             self.channel_cursor = 0;
         }
 
+        // Once per `rtt_probe_interval`, say how long the peer's newest packet waited here for
+        // this acknowledgement: the peer's round-trip sample then needs no prompt ack (on a
+        // full packet, the next one says it).
+        let clock = self.cc.clock();
+        let report_due = now >= clock.instant(self.last_delay_report) + config.rtt_probe_interval;
+        if let Some(arrived) = self.newest_unacked_at.filter(|_| report_due) {
+            let held = now.saturating_duration_since(clock.instant(arrived)).as_micros();
+            if encode_ack_delay(u64::try_from(held).unwrap_or(u64::MAX), &mut w).is_ok() {
+                self.last_delay_report = clock.stamp(now);
+            }
+        }
         let len = w.len();
         let reliable = !refs.is_empty();
         // Everything that could go went, and neither congestion control nor the pacer held
         // anything back: the sender is application-limited.
         let app_limited = !more && ctx.may_send_new && ctx.may_resend;
         // Reliable data is acknowledged promptly (its resends and the congestion window hang on
-        // it); otherwise one packet per probe interval asks to be, to time the round trip. While
-        // the path is silent, a packet with new messages is a probe of it: only a prompt
-        // acknowledgement ends the silence soon when nothing is reliable.
+        // it); other packets are timed by the peer's ack-delay records. While the path is
+        // silent, a packet with new messages is a probe of it: only a prompt acknowledgement
+        // ends the silence soon when nothing is reliable.
         let probe = self.cc.is_silent() && records > resent;
         if probe {
             self.cc.on_probe(now, self.rtt.rto(), config.max_resend_backoff);
         }
-        let ack_soon = records > 0
-            && (reliable || probe || now >= self.last_probe + config.rtt_probe_interval);
-        if ack_soon {
-            self.last_probe = now;
-        }
+        let ack_soon = records > 0 && (reliable || probe);
         DataHeader { ack_soon, ..header }.seal(buf, self.send_key, self.next_number);
         if records > 0 {
             if self.sent.len() >= MAX_TRACKED_PACKETS {
@@ -810,6 +823,7 @@ impl Connection {
         self.ack_due = None;
         self.unacked = 0;
         self.unacked_lazy = 0;
+        self.newest_unacked_at = None;
         self.last_send = now;
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
@@ -948,7 +962,19 @@ impl Connection {
             previous.resize(config.channels.len(), None);
         }
         let mut well_formed = true;
+        let mut ack_delay = None;
         while !r.is_empty() {
+            match decode_ack_delay(&mut r) {
+                Ok(None) => {}
+                Ok(Some(micros)) => {
+                    ack_delay = Some(Duration::from_micros(u64::from(micros)));
+                    break;
+                }
+                Err(_) => {
+                    well_formed = false;
+                    break;
+                }
+            }
             let Ok((record, payload)) = RecordHeader::decode(&mut r, &config.channels) else {
                 well_formed = false;
                 break;
@@ -1001,7 +1027,7 @@ impl Connection {
             scratch.new_partials = new_partials;
             return PacketVerdict::Rejected;
         }
-        self.process_acks(now, header.ack, header.ack_bits, config, pool);
+        self.process_acks(now, header.ack, header.ack_bits, ack_delay, config, pool);
 
         // Pass 2: apply. When the new reliable data does not fit the budget, the packet is
         // refused: it is not acknowledged, so the sender resends its reliable content; its
@@ -1047,6 +1073,7 @@ impl Connection {
         }
         if jump > 0 {
             self.latest_number = number;
+            self.newest_unacked_at = (records > 0).then(|| self.cc.clock().stamp(now));
         }
         if jump > 1 {
             self.stats.packets_lost_in += u64::from(jump.unsigned_abs() - 1);
@@ -1076,11 +1103,14 @@ impl Connection {
         PacketVerdict::Accepted
     }
 
+    /// Applies the acknowledgement of our packets `ack` and, per `bits`, the 32 before it;
+    /// `ack_delay` is how long the peer says it held `ack`'s acknowledgement, when it says.
     fn process_acks(
         &mut self,
         now: Instant,
         ack: PacketSeq,
         bits: u32,
+        ack_delay: Option<Duration>,
         config: &EndpointConfig,
         pool: &mut BufPool,
     ) {
@@ -1112,16 +1142,21 @@ impl Connection {
                 self.soon_in_flight -= 1;
             }
             // Packets are never resent (their messages go out in new ones), so every ack names
-            // one transmission; one that was asked to come soon is a valid RTT sample, even for
-            // a packet given up as lost. (Others may have waited for a ride.)
+            // one transmission, and it times the round trip, even for a packet given up as lost:
+            // less the delay the peer reports, or whole if it was asked to come soon. (Others
+            // may have waited for a ride.)
             let (lost, sent) = (packet.lost, packet.as_sent());
             if seq == ack {
                 let rtt = now.saturating_duration_since(self.cc.clock().instant(sent.sent_at));
-                if packet.ack_soon {
-                    self.rtt.sample(rtt);
+                let timed = match ack_delay {
+                    Some(held) => rtt.checked_sub(held),
+                    None => packet.ack_soon.then_some(rtt),
+                };
+                if let Some(timed) = timed {
+                    self.rtt.sample(timed);
                 }
-                // Congestion control wants the path's minimum: lazy samples count there.
-                self.cc.on_rtt(now, rtt);
+                // Congestion control wants the path's minimum: untimed samples count there.
+                self.cc.on_rtt(now, timed.unwrap_or(rtt));
             }
             self.cc.on_ack(now, &sent, !lost, &mut sample);
             let refs = std::mem::take(&mut packet.refs);
@@ -1197,7 +1232,7 @@ mod tests {
     fn per_connection_state_stays_small() {
         use std::mem::size_of;
         assert!(size_of::<super::SentPacket>() <= 64, "{}", size_of::<super::SentPacket>());
-        assert!(size_of::<Connection>() <= 880, "{}", size_of::<Connection>());
+        assert!(size_of::<Connection>() <= 888, "{}", size_of::<Connection>());
     }
 
     #[test]
@@ -1330,7 +1365,7 @@ mod tests {
             checks += 1;
             let candidates = a.sent.iter().filter(|p| !p.acked && !p.lost).count();
             crowded += usize::from(candidates > 3);
-            now += Duration::from_millis(1 + random(30));
+            now += Duration::from_millis(1 + random(10));
         }
         // Not vacuous: often more packets were in flight than the three that matter.
         assert!(checks == 3_000 && crowded > 100, "{crowded} states with over 3 in flight");

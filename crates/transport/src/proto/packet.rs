@@ -29,7 +29,7 @@ pub struct DataHeader {
     /// Bit `i`: packet `ack - 1 - i` was received.
     pub ack_bits: u32,
     /// The sender wants this packet acknowledged within `ack_delay` (it carries reliable data,
-    /// or asks for a round-trip time sample); other packets are acknowledged lazily.
+    /// or probes a silent path); other packets are acknowledged lazily.
     pub ack_soon: bool,
     /// The packet's tag: see [`tag`](Self::tag).
     pub tag: u32,
@@ -108,6 +108,37 @@ impl DataHeader {
             *first |= (ACK_SOON_BIT >> 8) as u8;
         }
     }
+}
+
+/// The channel byte of the **ack-delay record**, which may end a data packet (channel ids stop
+/// at 254). It is followed by a varint: how many microseconds passed between the arrival of the
+/// packet the header acknowledges (its `ack`) and the sending of this one. An acknowledgement
+/// that waited for a ride then still times the round trip.
+pub const ACK_DELAY_RECORD: u8 = 0xFF;
+
+/// Writes the ack-delay record (`micros`, saturated to `u32::MAX`), or nothing if it does not
+/// fit.
+pub fn encode_ack_delay(micros: u64, w: &mut Writer<'_>) -> Result<(), Full> {
+    let micros = u32::try_from(micros).unwrap_or(u32::MAX);
+    if w.remaining() < 1 + varint_len(micros) {
+        return Err(Full);
+    }
+    w.u8(ACK_DELAY_RECORD)?;
+    w.varint(micros)
+}
+
+/// Reads the ack-delay record if the next record is one: `Ok(None)` when it is a message
+/// record (or nothing is left). The record must end the packet.
+pub fn decode_ack_delay(r: &mut Reader<'_>) -> Result<Option<u32>, DecodeError> {
+    if r.peek() != Some(ACK_DELAY_RECORD) {
+        return Ok(None);
+    }
+    r.u8()?;
+    let micros = r.varint()?;
+    if !r.is_empty() {
+        return Err(DecodeError::AckDelayNotLast);
+    }
+    Ok(Some(micros))
 }
 
 /// Which piece of a split message a record carries.
@@ -343,6 +374,41 @@ mod tests {
         assert_eq!(decode_record(&[0, 0xFF, 0xFF, 0x7F]).unwrap_err(), DecodeError::RecordTooLong);
     }
 
+    #[test]
+    fn the_ack_delay_record_ends_a_packet_and_saturates() {
+        let mut buf = [0u8; 16];
+        let mut w = Writer::new(&mut buf);
+        // 1 s: the marker and a 3-byte varint.
+        encode_ack_delay(1_000_000, &mut w).unwrap();
+        assert_eq!(w.len(), 4);
+        let mut r = Reader::new(&buf[..4]);
+        assert_eq!(decode_ack_delay(&mut r), Ok(Some(1_000_000)));
+        assert!(r.is_empty());
+        // A message record is left for the record decoder.
+        let mut r = Reader::new(&[0, 2, 7]);
+        assert_eq!(decode_ack_delay(&mut r), Ok(None));
+        assert_eq!(r.position(), 0);
+        // Anything after it is an error, as is a cut varint.
+        assert_eq!(
+            decode_ack_delay(&mut Reader::new(&[ACK_DELAY_RECORD, 5, 0])),
+            Err(DecodeError::AckDelayNotLast)
+        );
+        assert!(matches!(
+            decode_ack_delay(&mut Reader::new(&[ACK_DELAY_RECORD, 0x80])),
+            Err(DecodeError::Truncated { .. })
+        ));
+        // A delay beyond 71 minutes is written as the largest a varint holds; one that does not
+        // fit is not written at all.
+        let mut buf = [0u8; 6];
+        let mut w = Writer::new(&mut buf);
+        encode_ack_delay(u64::MAX, &mut w).unwrap();
+        assert_eq!(decode_ack_delay(&mut Reader::new(&buf)), Ok(Some(u32::MAX)));
+        let mut small = [0u8; 3];
+        let mut w = Writer::new(&mut small);
+        assert_eq!(encode_ack_delay(1_000_000, &mut w), Err(Full));
+        assert_eq!(w.len(), 0);
+    }
+
     fn record_strategy() -> impl Strategy<Value = (RecordHeader, Vec<u8>)> {
         (
             0u8..4,
@@ -408,7 +474,10 @@ mod tests {
         fn decoding_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
             let mut r = Reader::new(&bytes);
             if DataHeader::decode(&mut r).is_ok() {
-                while RecordHeader::decode(&mut r, &CHANNELS).is_ok() {}
+                while !r.is_empty()
+                    && decode_ack_delay(&mut r) == Ok(None)
+                    && RecordHeader::decode(&mut r, &CHANNELS).is_ok()
+                {}
             }
         }
     }
