@@ -1,12 +1,10 @@
 //! The `clients` workload: many client connections in one process, each sending small echo
 //! messages at a fixed rate. Every client has its own address (`127.16.0.0 + i`), so the server
 //! sees distinct hosts, but they all share one socket ([`CrowdSocket`]: the source chosen per
-//! datagram, batched system calls) and a deadline heap wakes each client only when its next
+//! datagram, batched system calls) and a timer wheel wakes each client only when its next
 //! send or protocol timer is due, so the client process stays cheap enough to simulate a
 //! hundred thousand.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::io::{self, BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::process::{Child, ChildStdout, Command, Stdio};
@@ -20,6 +18,7 @@ use sturnus_transport::{
 
 use crate::client::Link;
 use crate::report::Record;
+use crate::wheel::Wheel;
 use crate::wire::{self, Control};
 use crate::{BenchResult, Spec, bench_config, channel_of, now};
 
@@ -45,6 +44,8 @@ struct Shared {
     sent: u64,
     /// Messages of the schedule not sent because the client fell a period behind.
     skipped: u64,
+    /// Messages the endpoint refused (not connected, or its send queue full).
+    refused: u64,
     echoes: u64,
     connected: usize,
     lost: usize,
@@ -85,6 +86,8 @@ fn send_due(
         if send(&shared.msg, &mut shared.socket) {
             *seq += 1;
             shared.sent += 1;
+        } else {
+            shared.refused += 1;
         }
         *next_send += shared.period;
         if *next_send < now {
@@ -270,13 +273,13 @@ impl Peer for RawPeer {
     fn close(&mut self, _: u32, _: Instant, _: &mut Shared) {}
 }
 
-/// Clients, their shared socket, and the deadline heap.
+/// Clients, their shared socket, and their deadlines.
 struct Crowd<P> {
     /// The crowd socket's index of `peers[0]`.
     first: u32,
     peers: Vec<P>,
     scheduled: Vec<Option<Instant>>,
-    heap: BinaryHeap<Reverse<(Instant, usize)>>,
+    wheel: Wheel,
     /// Peers that received datagrams in this turn (each once), to service after the reads.
     touched: Vec<usize>,
     is_touched: Vec<bool>,
@@ -291,7 +294,7 @@ impl<P: Peer> Crowd<P> {
             first,
             peers: Vec::new(),
             scheduled: Vec::new(),
-            heap: BinaryHeap::new(),
+            wheel: Wheel::new(now()),
             touched: Vec::new(),
             is_touched: Vec::new(),
             reads_first: false,
@@ -319,7 +322,7 @@ impl<P: Peer> Crowd<P> {
         if at != self.scheduled[peer] {
             self.scheduled[peer] = at;
             if let Some(at) = at {
-                self.heap.push(Reverse((at, peer)));
+                self.wheel.push(at, peer);
             }
         }
     }
@@ -362,11 +365,8 @@ impl<P: Peer> Crowd<P> {
         let drained =
             !self.reads_first || read < RECV_BATCHES_PER_TURN * sturnus_testkit::crowd::BATCH;
         let mut due = 0;
-        while let Some(&Reverse((at, peer))) = self.heap.peek() {
-            if at > now || due == TIMERS_PER_TURN || !drained {
-                break;
-            }
-            let _ = self.heap.pop();
+        while due < TIMERS_PER_TURN && drained {
+            let Some((at, peer)) = self.wheel.pop_due(now) else { break };
             if self.scheduled[peer] == Some(at) {
                 self.scheduled[peer] = None;
                 self.service(peer, now);
@@ -375,10 +375,7 @@ impl<P: Peer> Crowd<P> {
         }
         self.shared.socket.flush()?;
         if read == 0 && due < TIMERS_PER_TURN {
-            let sleep = self
-                .heap
-                .peek()
-                .map_or(max, |Reverse((at, _))| at.saturating_duration_since(now).min(max));
+            let sleep = self.wheel.wait(now, max);
             if !sleep.is_zero() {
                 let _ = self.shared.socket.wait(sleep)?;
             }
@@ -409,7 +406,7 @@ impl<P: Peer> Crowd<P> {
         }
         // Sends that fell due before the end but waited for their turn still go (a bounded
         // number of clients run per turn): the run sends every message of its schedule.
-        while self.heap.peek().is_some_and(|Reverse((at, _))| *at < end) && now() < end + DRAIN {
+        while self.wheel.next().is_some_and(|at| at < end) && now() < end + DRAIN {
             self.turn(Duration::ZERO)?;
             tick()?;
         }
@@ -421,11 +418,12 @@ impl<P: Peer> Crowd<P> {
         }
         let stats = self.shared.socket.stats();
         eprintln!(
-            "sturnus-bench clients: {} messages sent ({} skipped behind schedule), {} echoes, {} \
-             connections lost · socket: {} datagrams sent, {} received, {} unsent, {} dropped \
-             (queue full)",
+            "sturnus-bench clients: {} messages sent ({} skipped behind schedule, {} refused), \
+             {} echoes, {} connections lost · socket: {} datagrams sent, {} received, {} unsent, \
+             {} dropped (queue full)",
             self.shared.sent,
             self.shared.skipped,
+            self.shared.refused,
             self.shared.echoes,
             self.shared.lost,
             stats.sent,
@@ -448,6 +446,7 @@ fn shared(spec: &Spec, server: SocketAddr, socket: CrowdSocket) -> Shared {
         send_until: now(),
         sent: 0,
         skipped: 0,
+        refused: 0,
         echoes: 0,
         connected: 0,
         lost: 0,

@@ -42,6 +42,7 @@ mod relay;
 mod report;
 mod server;
 mod services;
+mod wheel;
 mod wire;
 
 use std::io::{BufRead, BufReader};
