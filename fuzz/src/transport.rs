@@ -186,8 +186,10 @@ fn config() -> EndpointConfig {
 
 /// The honest client's configuration: the server's, but with congestion control kept out of
 /// the way of the harness, which needs a fresh packet from it for most datagrams while most of
-/// them are never acknowledged (their records replaced by the fuzzer's). It never asks for
-/// round-trip probes, so its path is never taken for silent, and its window is wide.
+/// them are never acknowledged (their records replaced by the fuzzer's). Its
+/// `rtt_probe_interval` of an hour means it never asks for a prompt acknowledgement of
+/// unreliable data (it would after that long without an answer), so its path is never taken
+/// for silent, and it writes no ack-delay records; its window is wide.
 fn client_config() -> EndpointConfig {
     EndpointConfig {
         rtt_probe_interval: Duration::from_secs(3600),

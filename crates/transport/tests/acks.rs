@@ -95,8 +95,8 @@ fn a_one_way_unreliable_stream_is_acknowledged_in_batches_and_its_loss_counted_e
          ({shared} shared a packet)",
         stats.packets_lost_out
     );
-    // A pure ack per `unreliable_ack_every` (8) packets, a prompt one per probe, keepalives:
-    // about 40, where a prompt ack per packet (the rule for reliable data) would be 320.
+    // A pure ack per `unreliable_ack_every` (8) packets, and keepalives: about 40, where a
+    // prompt ack per packet (the rule for reliable data) would be 320.
     let acks = sim.sent[server].0 - server_sent_before;
     assert!(acks <= 60, "the server sent {acks} datagrams");
 }
@@ -105,15 +105,14 @@ fn a_one_way_unreliable_stream_is_acknowledged_in_batches_and_its_loss_counted_e
 fn lazy_acknowledgements_report_their_delay_so_both_sides_follow_a_slower_path() {
     let fast = LinkConfig { latency: MS, ..LinkConfig::perfect() };
     let mut sim = Sim::new(fast, 5);
-    // A delay report (and so a round-trip sample) a second each way, rather than every 5 s.
-    let config = EndpointConfig { rtt_probe_interval: MS * 1000, ..config() };
-    let server = sim.add(config.clone());
-    let client = sim.add(config);
+    let server = sim.add(config());
+    let client = sim.add(config());
     let (conn, server_conn) = sim.connect(client, server);
     let start = sim.now;
     let (client_sent_before, server_sent_before) = (sim.sent[client].0, sim.sent[server].0);
     // A message a second, echoed (a quiet client: every ack of an echo waits about a second
-    // for its ride). After 10 s the path slows from 1 to 25 ms each way.
+    // for its ride), and a delay report a second each way (`rtt_probe_interval`). After 10 s
+    // the path slows from 1 to 25 ms each way.
     let slow = LinkConfig { latency: MS * 25, ..LinkConfig::perfect() };
     for i in 1..=40u32 {
         if i == 11 {

@@ -324,12 +324,29 @@ fn an_unreliable_only_sender_resumes_within_a_second_of_a_blackout_ending() {
 }
 
 #[test]
+fn an_unreliable_only_sender_stops_flooding_a_dead_path_after_a_second() {
+    // Nothing is reliable, so nothing would ever ask for a prompt acknowledgement; after
+    // `rtt_probe_interval` (1 s) without one, a packet does, its loss marks the path silent,
+    // and new messages go out only as backed-off probes, not at 100 packets a second.
+    let (mut sim, client, server, conn) = pair(Qos::Unreliable, path(0.0), 5);
+    input_stream(&mut sim, client, server, conn, Duration::from_secs(1));
+    sim.set_link(client, server, LinkConfig::dead());
+    sim.set_link(server, client, LinkConfig::dead());
+    input_stream(&mut sim, client, server, conn, Duration::from_secs(2));
+    let sent_before = sim.sent[client].0;
+    input_stream(&mut sim, client, server, conn, Duration::from_secs(5));
+    let sent = sim.sent[client].0 - sent_before;
+    assert!(sent <= 20, "{sent} datagrams into a dead path in 5 s");
+}
+
+#[test]
 fn random_loss_never_stalls_an_unreliable_only_sender() {
     // Unreliable packets are acknowledged lazily (every `unreliable_ack_every` packets, 80 ms
-    // here), and once a second one asks for a prompt acknowledgement to time the round trip.
-    // When that one was lost, a resend timeout (tens of milliseconds) passed without any
-    // acknowledgement, the path was taken as silent, and nothing new went out until an
-    // acknowledgement came: about a second later, on the receiver's keepalive.
+    // here). When a packet that asked for a prompt acknowledgement was lost (one did, once a
+    // second, to time the round trip, before the ack-delay record; now one does only after
+    // `rtt_probe_interval` without any acknowledgement), a resend timeout (tens of
+    // milliseconds) passed without any, the path was taken as silent, and nothing new went out
+    // until an acknowledgement came: about a second later, on the receiver's keepalive.
     for (loss, seed) in [(0.01, 3), (0.05, 3), (0.05, 4)] {
         let (mut sim, client, server, conn) = pair(Qos::Unreliable, path(loss), seed);
         let arrivals = input_stream(&mut sim, client, server, conn, Duration::from_secs(30));

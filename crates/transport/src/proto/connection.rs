@@ -12,7 +12,9 @@ use super::channel::send::{FillContext, SendChannel, UnitRef};
 use super::codec::{Reader, Writer};
 use super::congestion::{Congestion, RateSample, SendRecord, Sent, Stamp};
 use super::control::Cookie;
-use super::packet::{DataHeader, Fragment, RecordHeader, decode_ack_delay, encode_ack_delay};
+use super::packet::{
+    DataHeader, Fragment, RecordHeader, ack_delay_len, decode_ack_delay, encode_ack_delay,
+};
 use super::pool::BufPool;
 use super::rtt::RttEstimator;
 use super::seq::{MessageSeq, PacketSeq};
@@ -733,7 +735,18 @@ impl Connection {
             return None;
         }
         let limit = buf.len().min(config.max_packet_size);
-        let mut w = Writer::new(&mut buf[..limit]);
+        // Once per `rtt_probe_interval`, the packet ends saying how long the peer's newest
+        // packet waited here for this acknowledgement: the peer's round-trip sample then needs
+        // no prompt ack. Its bytes are set aside before the messages (at most 6, and
+        // `max_packet_size` leaves room for them beside the header).
+        let clock = self.cc.clock();
+        let report_due = now >= clock.instant(self.last_delay_report) + config.rtt_probe_interval;
+        let held = self.newest_unacked_at.filter(|_| report_due).map(|arrived| {
+            let micros = now.saturating_duration_since(clock.instant(arrived)).as_micros();
+            u64::try_from(micros).unwrap_or(u64::MAX)
+        });
+        let reserved = held.map_or(0, ack_delay_len);
+        let mut w = Writer::new(&mut buf[..limit.saturating_sub(reserved)]);
         let header = DataHeader {
             seq: self.next_seq,
             ack: self.acks.latest(),
@@ -769,31 +782,30 @@ impl Connection {
             self.channel_cursor = 0;
         }
 
-        // Once per `rtt_probe_interval`, say how long the peer's newest packet waited here for
-        // this acknowledgement: the peer's round-trip sample then needs no prompt ack (on a
-        // full packet, the next one says it).
-        let clock = self.cc.clock();
-        let report_due = now >= clock.instant(self.last_delay_report) + config.rtt_probe_interval;
-        if let Some(arrived) = self.newest_unacked_at.filter(|_| report_due) {
-            let held = now.saturating_duration_since(clock.instant(arrived)).as_micros();
-            if encode_ack_delay(u64::try_from(held).unwrap_or(u64::MAX), &mut w).is_ok() {
-                self.last_delay_report = clock.stamp(now);
-            }
+        let mut len = w.len();
+        if let Some(held) = held {
+            let mut w = Writer::new(&mut buf[len..limit]);
+            encode_ack_delay(held, &mut w).expect("its room was set aside");
+            len += w.len();
+            self.last_delay_report = self.cc.clock().stamp(now);
         }
-        let len = w.len();
         let reliable = !refs.is_empty();
         // Everything that could go went, and neither congestion control nor the pacer held
         // anything back: the sender is application-limited.
         let app_limited = !more && ctx.may_send_new && ctx.may_resend;
         // Reliable data is acknowledged promptly (its resends and the congestion window hang on
-        // it); other packets are timed by the peer's ack-delay records. While the path is
-        // silent, a packet with new messages is a probe of it: only a prompt acknowledgement
-        // ends the silence soon when nothing is reliable.
+        // it); other packets are timed by the peer's ack-delay records. A peer that has
+        // acknowledged nothing for `rtt_probe_interval` is asked to answer at once (one such
+        // packet in flight at a time): if it does not, the path is silent. While it is, a
+        // packet with new messages is a probe of it: only a prompt acknowledgement ends the
+        // silence soon when nothing is reliable.
         let probe = self.cc.is_silent() && records > resent;
         if probe {
             self.cc.on_probe(now, self.rtt.rto(), config.max_resend_backoff);
         }
-        let ack_soon = records > 0 && (reliable || probe);
+        let unanswered =
+            self.soon_in_flight == 0 && now >= self.cc.last_answer() + config.rtt_probe_interval;
+        let ack_soon = records > 0 && (reliable || probe || unanswered);
         DataHeader { ack_soon, ..header }.seal(buf, self.send_key, self.next_number);
         if records > 0 {
             if self.sent.len() >= MAX_TRACKED_PACKETS {
@@ -1155,8 +1167,10 @@ impl Connection {
                 if let Some(timed) = timed {
                     self.rtt.sample(timed);
                 }
-                // Congestion control wants the path's minimum: untimed samples count there.
-                self.cc.on_rtt(now, timed.unwrap_or(rtt));
+                // Congestion control wants the path's minimum: every ack counts there, but as
+                // measured (a reported delay is the peer's word; as QUIC's minimum RTT, the
+                // path's floor is not left to it).
+                self.cc.on_rtt(now, rtt);
             }
             self.cc.on_ack(now, &sent, !lost, &mut sample);
             let refs = std::mem::take(&mut packet.refs);
@@ -1365,10 +1379,115 @@ mod tests {
             checks += 1;
             let candidates = a.sent.iter().filter(|p| !p.acked && !p.lost).count();
             crowded += usize::from(candidates > 3);
+            // Steps of up to 10 ms: with up to 30 ms (before the ack-delay record, when a
+            // packet a second asked for a prompt ack), most packets now settle between checks.
             now += Duration::from_millis(1 + random(10));
         }
         // Not vacuous: often more packets were in flight than the three that matter.
         assert!(checks == 3_000 && crowded > 100, "{crowded} states with over 3 in flight");
+    }
+
+    /// The default config with one unreliable channel: nothing asks for a prompt ack.
+    fn unreliable_only() -> EndpointConfig {
+        EndpointConfig { channels: vec![crate::Qos::Unreliable], ..EndpointConfig::default() }
+    }
+
+    /// Where the ack-delay record of `packet` starts and what it says, if it ends with one.
+    fn report_of(packet: &[u8], config: &EndpointConfig) -> Option<(usize, u32)> {
+        use crate::proto::codec::Reader;
+        use crate::proto::packet::{DataHeader, RecordHeader, decode_ack_delay};
+        let mut r = Reader::new(packet);
+        DataHeader::decode(&mut r).unwrap();
+        while !r.is_empty() {
+            let at = r.position();
+            if let Some(micros) = decode_ack_delay(&mut r).unwrap() {
+                return Some((at, micros));
+            }
+            RecordHeader::decode(&mut r, &config.channels).unwrap();
+        }
+        None
+    }
+
+    /// A client (`a`) sending a message every 100 ms for 10 s and a server (`b`) answering
+    /// each 40 ms later, over a path of 1 ms each way (no packet lost). Returns both, the
+    /// server's packets, and the instant the last one arrived.
+    fn echo_for_ten_seconds(
+        config: &EndpointConfig,
+    ) -> (Connection, Connection, Vec<Vec<u8>>, Instant) {
+        let start = origin();
+        let addr = "10.0.0.1:1".parse().unwrap();
+        let mut a = Connection::new(config, addr, Phase::Connected, 1, 2, true, start);
+        let mut b = Connection::new(config, addr, Phase::Connected, 1, 2, false, start);
+        let mut pool = BufPool::new(1 << 20, 1 << 16, 64);
+        let mut scratch = PacketScratch::default();
+        let (mut buf, mut answers) = ([0u8; 1500], Vec::new());
+        let ms = Duration::from_millis(1);
+        let mut now = start;
+        for _ in 0..100 {
+            now += ms * 59;
+            a.enqueue(ChannelId(0), b"ping", config, &mut pool).unwrap();
+            let (len, _) = a.build_packet(now, &mut buf, config, &mut pool).unwrap();
+            now += ms;
+            b.on_packet(now, &buf[..len], config, &mut pool, &mut scratch, &mut |_, _| {});
+            now += ms * 39;
+            b.enqueue(ChannelId(0), b"pong", config, &mut pool).unwrap();
+            let (len, _) = b.build_packet(now, &mut buf, config, &mut pool).unwrap();
+            answers.push(buf[..len].to_vec());
+            now += ms;
+            a.on_packet(now, &buf[..len], config, &mut pool, &mut scratch, &mut |_, _| {});
+        }
+        (a, b, answers, now)
+    }
+
+    #[test]
+    fn the_delay_is_reported_once_per_interval_and_taken_off_the_round_trip() {
+        let config = unreliable_only();
+        let (a, _, answers, _) = echo_for_ten_seconds(&config);
+        // `rtt_probe_interval` is 1 s: the answers at 1.099 s, 2.099 s, ... 9.099 s say how long
+        // they waited, the other 91 do not.
+        let reports: Vec<u32> =
+            answers.iter().filter_map(|p| report_of(p, &config)).map(|r| r.1).collect();
+        assert_eq!(reports.len(), 9, "{reports:?}");
+        assert!(reports.iter().all(|&micros| micros == 39_000), "{reports:?}");
+        // So the client's round trip is the path's 2 ms, not the 42 ms each answer took.
+        let rtt = a.stats(&config).rtt;
+        assert!(rtt >= Duration::from_millis(2) && rtt < Duration::from_micros(2100), "{rtt:?}");
+    }
+
+    #[test]
+    fn a_delay_longer_than_the_round_trip_is_no_sample_and_nothing_may_follow_the_record() {
+        let config = unreliable_only();
+        let (mut a, mut b, _, mut now) = echo_for_ten_seconds(&config);
+        let mut pool = BufPool::new(1 << 20, 1 << 16, 64);
+        let mut scratch = PacketScratch::default();
+        let mut buf = [0u8; 1500];
+        // The next answer, a second on, carries a report; the client sees it 1 ms later.
+        now += Duration::from_secs(1);
+        a.enqueue(ChannelId(0), b"ping", &config, &mut pool).unwrap();
+        let (len, _) = a.build_packet(now, &mut buf, &config, &mut pool).unwrap();
+        b.on_packet(now, &buf[..len], &config, &mut pool, &mut scratch, &mut |_, _| {});
+        b.enqueue(ChannelId(0), b"pong", &config, &mut pool).unwrap();
+        let (len, _) = b.build_packet(now, &mut buf, &config, &mut pool).unwrap();
+        let (at, _) = report_of(&buf[..len], &config).expect("a second passed: a report");
+        let rtt_before = a.stats(&config).rtt;
+        now += Duration::from_millis(1);
+        // A byte after the record: the packet is malformed, nothing in it is delivered.
+        let mut trailing = buf[..len].to_vec();
+        trailing.push(0);
+        let mut delivered = 0;
+        let verdict = a.on_packet(now, &trailing, &config, &mut pool, &mut scratch, &mut |_, _| {
+            delivered += 1
+        });
+        assert_eq!((verdict, delivered), (super::PacketVerdict::Rejected, 0));
+        // A delay of a minute (the record is not under the tag, so an on-path attacker or a
+        // lying peer can write any): longer than the round trip, so no sample at all.
+        let mut lying = buf[..at].to_vec();
+        lying.extend_from_slice(&[0xFF, 0x80, 0x8E, 0xCE, 0x1C]);
+        assert_eq!(report_of(&lying, &config), Some((at, 60_000_000)));
+        let verdict =
+            a.on_packet(now, &lying, &config, &mut pool, &mut scratch, &mut |_, _| delivered += 1);
+        assert_eq!((verdict, delivered), (super::PacketVerdict::Accepted, 1));
+        assert_eq!(a.stats(&config).rtt, rtt_before, "no sample");
     }
 }
 

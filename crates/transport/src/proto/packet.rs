@@ -116,15 +116,19 @@ impl DataHeader {
 /// that waited for a ride then still times the round trip.
 pub const ACK_DELAY_RECORD: u8 = 0xFF;
 
+/// Bytes the ack-delay record of `micros` takes (2 to 6).
+pub fn ack_delay_len(micros: u64) -> usize {
+    1 + varint_len(u32::try_from(micros).unwrap_or(u32::MAX))
+}
+
 /// Writes the ack-delay record (`micros`, saturated to `u32::MAX`), or nothing if it does not
 /// fit.
 pub fn encode_ack_delay(micros: u64, w: &mut Writer<'_>) -> Result<(), Full> {
-    let micros = u32::try_from(micros).unwrap_or(u32::MAX);
-    if w.remaining() < 1 + varint_len(micros) {
+    if w.remaining() < ack_delay_len(micros) {
         return Err(Full);
     }
     w.u8(ACK_DELAY_RECORD)?;
-    w.varint(micros)
+    w.varint(u32::try_from(micros).unwrap_or(u32::MAX))
 }
 
 /// Reads the ack-delay record if the next record is one: `Ok(None)` when it is a message
