@@ -147,8 +147,9 @@ pub struct EndpointConfig {
     /// newest packet (the ack-delay record, 2–6 bytes on a packet that goes out anyway): how
     /// often a connection without reliable data (which is timed on every packet) samples its
     /// round trip. 1 s. No datagram is sent for it, so a server echoing 100,000 quiet clients
-    /// receives nothing but their messages. Also how long a peer may acknowledge nothing before
-    /// a packet asks it to answer at once (an unanswered one marks the path silent).
+    /// receives nothing but their messages. Also how long a packet may wait for its
+    /// acknowledgement before the next one asks the peer to answer at once (if it does not, the
+    /// path is silent).
     pub rtt_probe_interval: Duration,
     /// Messages each channel may queue for sending; past it `send` returns a backpressure error.
     pub send_queue_capacity: usize,

@@ -329,12 +329,6 @@ impl Congestion {
         self.end_silence(now);
     }
 
-    /// When the peer last acknowledged a packet newer than any before (or when the connection
-    /// started).
-    pub(crate) fn last_answer(&self) -> Instant {
-        self.clock.instant(self.last_ack_at)
-    }
-
     fn end_silence(&mut self, now: Instant) {
         if self.silent {
             self.silent = false;

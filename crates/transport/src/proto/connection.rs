@@ -794,18 +794,16 @@ impl Connection {
         // anything back: the sender is application-limited.
         let app_limited = !more && ctx.may_send_new && ctx.may_resend;
         // Reliable data is acknowledged promptly (its resends and the congestion window hang on
-        // it); other packets are timed by the peer's ack-delay records. A peer that has
-        // acknowledged nothing for `rtt_probe_interval` is asked to answer at once (one such
-        // packet in flight at a time): if it does not, the path is silent. While it is, a
-        // packet with new messages is a probe of it: only a prompt acknowledgement ends the
-        // silence soon when nothing is reliable.
+        // it); other packets are timed by the peer's ack-delay records. When a packet has
+        // waited `rtt_probe_interval` for its acknowledgement, the next asks for a prompt one
+        // (one such packet in flight at a time): if none comes, the path is silent. While it
+        // is, a packet with new messages is a probe of it: only a prompt acknowledgement ends
+        // the silence soon when nothing is reliable.
         let probe = self.cc.is_silent() && records > resent;
         if probe {
             self.cc.on_probe(now, self.rtt.rto(), config.max_resend_backoff);
         }
-        let unanswered =
-            self.soon_in_flight == 0 && now >= self.cc.last_answer() + config.rtt_probe_interval;
-        let ack_soon = records > 0 && (reliable || probe || unanswered);
+        let ack_soon = records > 0 && (reliable || probe || self.unanswered(now, config));
         DataHeader { ack_soon, ..header }.seal(buf, self.send_key, self.next_number);
         if records > 0 {
             if self.sent.len() >= MAX_TRACKED_PACKETS {
@@ -840,6 +838,16 @@ impl Connection {
         self.stats.packets_sent += 1;
         self.stats.bytes_sent += len as u64;
         Some((len, more))
+    }
+
+    /// Whether a packet in flight has waited `rtt_probe_interval` for its acknowledgement and no
+    /// packet that asked for a prompt one is in flight.
+    fn unanswered(&self, now: Instant, config: &EndpointConfig) -> bool {
+        let clock = self.cc.clock();
+        self.soon_in_flight == 0
+            && self.sent.iter().find(|p| !p.acked && !p.lost).is_some_and(|oldest| {
+                now >= clock.instant(oldest.sent_at) + config.rtt_probe_interval
+            })
     }
 
     /// Gives up on packets with messages that were not acknowledged: they leave the congestion
