@@ -125,7 +125,9 @@ pub struct EndpointConfig {
     /// Idle time after which a keepalive is sent so the peer does not time the connection out
     /// (2 s: a fifth of the default `disconnect_timeout`, so four keepalives in a row may be
     /// lost; not 1 s, which equals the period of clients that send once a second, whose
-    /// server then sent a keepalive whenever a message came a little late).
+    /// server then sent a keepalive whenever a message came a little late). Also how long a
+    /// packet may wait for its acknowledgement before the next asks the peer to answer at once
+    /// (if it does not, the path is silent). *Should match.*
     pub keepalive_interval: Duration,
     /// How long the acknowledgement of an ack-soon packet may wait for outgoing data to ride on
     /// before it is sent alone (other packets wait for `unreliable_ack_every` instead).
@@ -147,9 +149,7 @@ pub struct EndpointConfig {
     /// newest packet (the ack-delay record, 2–6 bytes on a packet that goes out anyway): how
     /// often a connection without reliable data (which is timed on every packet) samples its
     /// round trip. 1 s. No datagram is sent for it, so a server echoing 100,000 quiet clients
-    /// receives nothing but their messages. Also how long a packet may wait for its
-    /// acknowledgement before the next one asks the peer to answer at once (if it does not, the
-    /// path is silent).
+    /// receives nothing but their messages.
     pub rtt_probe_interval: Duration,
     /// Messages each channel may queue for sending; past it `send` returns a backpressure error.
     pub send_queue_capacity: usize,

@@ -795,8 +795,9 @@ impl Connection {
         let app_limited = !more && ctx.may_send_new && ctx.may_resend;
         // Reliable data is acknowledged promptly (its resends and the congestion window hang on
         // it); other packets are timed by the peer's ack-delay records. When a packet has
-        // waited `rtt_probe_interval` for its acknowledgement, the next asks for a prompt one
-        // (one such packet in flight at a time): if none comes, the path is silent. While it
+        // waited `keepalive_interval` for its acknowledgement (a live peer sends something that
+        // carries it at least that often), the next asks for a prompt one (one such packet in
+        // flight at a time): if none comes, the path is silent. While it
         // is, a packet with new messages is a probe of it: only a prompt acknowledgement ends
         // the silence soon when nothing is reliable.
         let probe = self.cc.is_silent() && records > resent;
@@ -840,13 +841,13 @@ impl Connection {
         Some((len, more))
     }
 
-    /// Whether a packet in flight has waited `rtt_probe_interval` for its acknowledgement and no
+    /// Whether a packet in flight has waited `keepalive_interval` for its acknowledgement and no
     /// packet that asked for a prompt one is in flight.
     fn unanswered(&self, now: Instant, config: &EndpointConfig) -> bool {
         let clock = self.cc.clock();
         self.soon_in_flight == 0
             && self.sent.iter().find(|p| !p.acked && !p.lost).is_some_and(|oldest| {
-                now >= clock.instant(oldest.sent_at) + config.rtt_probe_interval
+                now >= clock.instant(oldest.sent_at) + config.keepalive_interval
             })
     }
 
