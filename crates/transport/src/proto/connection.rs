@@ -740,11 +740,13 @@ impl Connection {
         // no prompt ack. Its bytes are set aside before the messages (at most 6, and
         // `max_packet_size` leaves room for them beside the header).
         let clock = self.cc.clock();
-        let report_due = now >= clock.instant(self.last_delay_report) + config.rtt_probe_interval;
-        let held = self.newest_unacked_at.filter(|_| report_due).map(|arrived| {
-            let micros = now.saturating_duration_since(clock.instant(arrived)).as_micros();
-            u64::try_from(micros).unwrap_or(u64::MAX)
-        });
+        let held = self
+            .newest_unacked_at
+            .filter(|_| now >= clock.instant(self.last_delay_report) + config.rtt_probe_interval)
+            .map(|arrived| {
+                let micros = now.saturating_duration_since(clock.instant(arrived)).as_micros();
+                u64::try_from(micros).unwrap_or(u64::MAX)
+            });
         let reserved = held.map_or(0, ack_delay_len);
         let mut w = Writer::new(&mut buf[..limit.saturating_sub(reserved)]);
         let header = DataHeader {
@@ -787,7 +789,7 @@ impl Connection {
             let mut w = Writer::new(&mut buf[len..limit]);
             encode_ack_delay(held, &mut w).expect("its room was set aside");
             len += w.len();
-            self.last_delay_report = self.cc.clock().stamp(now);
+            self.last_delay_report = clock.stamp(now);
         }
         let reliable = !refs.is_empty();
         // Everything that could go went, and neither congestion control nor the pacer held
@@ -797,9 +799,9 @@ impl Connection {
         // it); other packets are timed by the peer's ack-delay records. When a packet has
         // waited `keepalive_interval` for its acknowledgement (a live peer sends something that
         // carries it at least that often), the next asks for a prompt one (one such packet in
-        // flight at a time): if none comes, the path is silent. While it
-        // is, a packet with new messages is a probe of it: only a prompt acknowledgement ends
-        // the silence soon when nothing is reliable.
+        // flight at a time): if none comes, the path is silent. While it is, a packet with new
+        // messages is a probe of it: only a prompt acknowledgement ends the silence soon when
+        // nothing is reliable.
         let probe = self.cc.is_silent() && records > resent;
         if probe {
             self.cc.on_probe(now, self.rtt.rto(), config.max_resend_backoff);

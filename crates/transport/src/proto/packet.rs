@@ -116,9 +116,14 @@ impl DataHeader {
 /// that waited for a ride then still times the round trip.
 pub const ACK_DELAY_RECORD: u8 = 0xFF;
 
+/// What the ack-delay record says for `micros`: saturated at `u32::MAX` (71 minutes).
+fn saturated(micros: u64) -> u32 {
+    u32::try_from(micros).unwrap_or(u32::MAX)
+}
+
 /// Bytes the ack-delay record of `micros` takes (2 to 6).
 pub fn ack_delay_len(micros: u64) -> usize {
-    1 + varint_len(u32::try_from(micros).unwrap_or(u32::MAX))
+    1 + varint_len(saturated(micros))
 }
 
 /// Writes the ack-delay record (`micros`, saturated to `u32::MAX`), or nothing if it does not
@@ -128,7 +133,7 @@ pub fn encode_ack_delay(micros: u64, w: &mut Writer<'_>) -> Result<(), Full> {
         return Err(Full);
     }
     w.u8(ACK_DELAY_RECORD)?;
-    w.varint(u32::try_from(micros).unwrap_or(u32::MAX))
+    w.varint(saturated(micros))
 }
 
 /// Reads the ack-delay record if the next record is one: `Ok(None)` when it is a message
