@@ -122,6 +122,18 @@ pub(crate) fn raw_factory_with(recv_buffer: Option<usize>) -> sturnus_socket::Ud
 /// machine (another process, the hypervisor) does not drop them. Forced past
 /// `net.core.rmem_max` where the process may (`CAP_NET_ADMIN`); elsewhere raise the sysctl.
 const CLIENTS_RECV_BUFFER_MIB: usize = 32;
+/// The read interval a `local` clients run gives both servers (`--read-interval-us`, 0 to
+/// read at once): 1 ms, what a server of tens of thousands of clients is configured with
+/// (`EndpointConfig::read_interval`), so each read takes a batch of their messages.
+const CLIENTS_READ_INTERVAL_US: u64 = 1000;
+
+/// How a `local` run sets up its server processes.
+#[derive(Debug, Clone, Copy, Default)]
+struct ServerTuning {
+    cpu: Option<usize>,
+    recv_buffer_mib: Option<usize>,
+    read_interval_us: Option<u64>,
+}
 
 /// The channel of kind `qos` in [`bench_config`].
 pub(crate) const fn channel_of(qos: Qos) -> ChannelId {
@@ -587,16 +599,14 @@ fn run_all(targets: &[(Spec, SocketAddr)], repeat: u32) -> BenchResult<()> {
 struct ServerProcess(Child, SocketAddr);
 
 impl ServerProcess {
-    fn spawn(
-        raw: bool,
-        secure: Option<&Secure>,
-        cpu: Option<usize>,
-        recv_buffer_mib: Option<usize>,
-    ) -> BenchResult<Self> {
+    fn spawn(raw: bool, secure: Option<&Secure>, tuning: ServerTuning) -> BenchResult<Self> {
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.args(["server", "--bind", "127.0.0.1:0"]);
-        if let Some(mib) = recv_buffer_mib {
+        if let Some(mib) = tuning.recv_buffer_mib {
             cmd.args(["--recv-buffer-mib", &mib.to_string()]);
+        }
+        if let Some(us) = tuning.read_interval_us {
+            cmd.args(["--read-interval-us", &us.to_string()]);
         }
         if raw {
             cmd.args(["--baseline", "raw-udp"]);
@@ -605,7 +615,7 @@ impl ServerProcess {
             let hex: String = secure.key.iter().map(|b| format!("{b:02x}")).collect();
             cmd.args(["--netcode-key", &hex, "--protocol-id", &secure.protocol_id.to_string()]);
         }
-        if let Some(cpu) = cpu {
+        if let Some(cpu) = tuning.cpu {
             cmd.args(["--cpu", &cpu.to_string()]);
         }
         let mut child = cmd.stdout(Stdio::piped()).spawn()?;
@@ -689,6 +699,7 @@ fn server_command(options: &Options) -> BenchResult<()> {
         "netcode-key",
         "protocol-id",
         "recv-buffer-mib",
+        "read-interval-us",
     ])?;
     let bind: SocketAddr = options.get("bind")?.ok_or("--bind is required")?;
     if let Some(cpu) = options.get::<usize>("cpu")? {
@@ -698,11 +709,27 @@ fn server_command(options: &Options) -> BenchResult<()> {
     }
     let duration = options.get::<f64>("duration-s")?.map(Duration::from_secs_f64);
     let recv_buffer = options.get::<usize>("recv-buffer-mib")?.map(|mib| mib << 20);
+    let read_interval = read_interval(options)?.unwrap_or(Duration::ZERO);
     if options.baseline()? {
-        server::serve_raw(bind, duration, recv_buffer)
+        server::serve_raw(bind, duration, recv_buffer, read_interval)
     } else {
-        server::serve_sturnus(bind, duration, options.secure()?.as_ref(), recv_buffer)
+        let secure = options.secure()?;
+        server::serve_sturnus(bind, duration, secure.as_ref(), recv_buffer, read_interval)
     }
+}
+
+/// `--read-interval-us`, checked against the transport's bound.
+fn read_interval(options: &Options) -> BenchResult<Option<Duration>> {
+    let Some(us) = options.get::<u64>("read-interval-us")? else { return Ok(None) };
+    let interval = Duration::from_micros(us);
+    if interval > sturnus_transport::MAX_READ_INTERVAL {
+        return Err(format!(
+            "--read-interval-us {us}: at most {} (MAX_READ_INTERVAL)",
+            sturnus_transport::MAX_READ_INTERVAL.as_micros()
+        )
+        .into());
+    }
+    Ok(Some(interval))
 }
 
 fn client_command(options: &Options) -> BenchResult<()> {
@@ -742,7 +769,8 @@ fn local_command(options: &Options) -> BenchResult<()> {
     if options.get::<String>("workload")?.as_deref() == Some("cubes") {
         return cubes_command(options);
     }
-    let known: Vec<&str> = CLIENT_OPTIONS[1..].iter().copied().chain(["pin"]).collect();
+    let known: Vec<&str> =
+        CLIENT_OPTIONS[1..].iter().copied().chain(["pin", "read-interval-us"]).collect();
     options.check_known(&known)?;
     let spec = options.spec()?;
     let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
@@ -751,23 +779,26 @@ fn local_command(options: &Options) -> BenchResult<()> {
         Some("off") => false,
         Some(other) => return Err(format!("--pin {other}: on or off").into()),
     };
-    let server_cpu = pin.then_some(cpus - 1);
     if pin && !probe::pin_to(0..cpus - 1) {
         return Err("could not pin the client side to its CPUs".into());
     }
-    let buffer = (spec.workload == Workload::Clients).then_some(CLIENTS_RECV_BUFFER_MIB);
-    let sturnus = ServerProcess::spawn(false, spec.secure.as_ref(), server_cpu, buffer)?;
-    let mut targets = vec![(spec.clone(), sturnus.1)];
-    let raw = if options.baseline()? {
-        Some(ServerProcess::spawn(true, None, server_cpu, buffer)?)
-    } else {
-        None
+    let clients = spec.workload == Workload::Clients;
+    let tuning = ServerTuning {
+        cpu: pin.then_some(cpus - 1),
+        recv_buffer_mib: clients.then_some(CLIENTS_RECV_BUFFER_MIB),
+        read_interval_us: read_interval(options)?
+            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+            .or(clients.then_some(CLIENTS_READ_INTERVAL_US)),
     };
+    let sturnus = ServerProcess::spawn(false, spec.secure.as_ref(), tuning)?;
+    let mut targets = vec![(spec.clone(), sturnus.1)];
+    let raw =
+        if options.baseline()? { Some(ServerProcess::spawn(true, None, tuning)?) } else { None };
     if let Some(raw) = &raw {
         targets.push((raw_spec(&spec), raw.1));
     }
     let plaintext = if options.plaintext_baseline()? {
-        Some(ServerProcess::spawn(false, None, server_cpu, buffer)?)
+        Some(ServerProcess::spawn(false, None, tuning)?)
     } else {
         None
     };

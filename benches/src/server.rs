@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sturnus_netcode::server::ServerConfig;
 use sturnus_netcode::transport::SecureHost;
 use sturnus_socket::{Socket, SocketFactory};
-use sturnus_transport::{ChannelId, ConnectionId, Event, Host};
+use sturnus_transport::{ChannelId, ConnectionId, EndpointConfig, Event, Host, ReadPacer};
 
 use crate::wire::{self, Control, Report};
 use crate::{
@@ -274,15 +274,17 @@ pub(crate) fn serve_sturnus(
     duration: Option<Duration>,
     secure: Option<&Secure>,
     recv_buffer: Option<usize>,
+    read_interval: Duration,
 ) -> BenchResult<()> {
     let factory = udp_factory_with(recv_buffer);
+    let config = EndpointConfig { read_interval, ..bench_config() };
     match secure {
-        None => serve(Host::bind(bench_config(), &factory, bind)?, duration),
+        None => serve(Host::bind(config, &factory, bind)?, duration),
         Some(secure) => {
             // Port 0 in the public address: the host takes the bound one.
             let mut netcode = ServerConfig::new(secure.protocol_id, secure.key, bind);
             netcode.max_clients = MAX_NETCODE_CLIENTS;
-            let host = SecureHost::bind(&bench_config(), &netcode, &factory, bind)?;
+            let host = SecureHost::bind(&config, &netcode, &factory, bind)?;
             serve(host, duration)
         }
     }
@@ -362,15 +364,22 @@ pub(crate) fn serve_raw(
     bind: SocketAddr,
     duration: Option<Duration>,
     recv_buffer: Option<usize>,
+    read_interval: Duration,
 ) -> BenchResult<()> {
     let mut socket = raw_factory_with(recv_buffer).server_socket(bind)?;
     announce(socket.local_addr())?;
     let deadline = duration.map(|d| now() + d);
     let mut tally = Tally::<SocketAddr>::new();
     let mut buf = vec![0u8; 65_536];
+    // Paced as the Sturnus server is: reads that drain the socket start at least
+    // `read_interval` apart.
+    let mut pacer = ReadPacer::new(read_interval);
+    let (mut drain_started, mut drained) = (now(), 0);
     loop {
         let Some(meta) = socket.recv_from(&mut buf)? else {
             let at = now();
+            pacer.on_read(drain_started, drained);
+            drained = 0;
             tally.stamp(at);
             if let Some((peer, report)) = tally.due_report(at, socket.stats().bytes_sent) {
                 let _ = socket.send_to(&report, peer)?;
@@ -380,10 +389,12 @@ pub(crate) fn serve_raw(
                 return Ok(());
             }
             if !tally.busy_poll() {
-                socket.wait_readable(Some(tally.idle_wait()))?;
+                pacer.wait(&mut socket, Some(tally.idle_wait()))?;
             }
+            drain_started = now();
             continue;
         };
+        drained += 1;
         let msg = &buf[..meta.len];
         match tally.on_message(meta.from, 0, msg) {
             Action::Nothing => {}

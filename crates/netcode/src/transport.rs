@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use sturnus_socket::{Outgoing, RecvBatch, Socket, SocketFactory};
 use sturnus_transport::{
     ChannelId, ConnectError, ConnectionId, ConnectionStats, DisconnectReason, Endpoint,
-    EndpointConfig, Event, HostError, PeerIdentity, Qos, RejectReason, SendError, Transmit,
-    Transport,
+    EndpointConfig, Event, HostError, PeerIdentity, Qos, ReadPacer, RejectReason, SendError,
+    Transmit, Transport,
 };
 
 use crate::client::{Client, ClientEvent, ClientState};
@@ -608,6 +608,7 @@ pub struct SecureHost<S> {
     /// The clock at the latest pump: events handed out until the next one are of that time
     /// (a clock read per event would cost more than the event).
     pumped_at: Instant,
+    pacer: ReadPacer,
 }
 
 impl<S> fmt::Debug for SecureHost<S> {
@@ -672,6 +673,7 @@ impl<S: Socket> SecureHost<S> {
     }
 
     fn over(endpoint: SecureEndpoint, socket: S) -> Self {
+        let pacer = ReadPacer::new(endpoint.config().read_interval);
         Self {
             endpoint,
             socket,
@@ -680,6 +682,7 @@ impl<S: Socket> SecureHost<S> {
             recv: RecvBatch::new(BATCH, MAX_PACKET_BYTES + 1),
             open: vec![0; MAX_PACKET_BYTES].into_boxed_slice(),
             pumped_at: now(),
+            pacer,
         }
     }
 
@@ -744,7 +747,9 @@ impl<S: Socket> SecureHost<S> {
         self.pumped_at = now;
         self.flush_at(now)?;
         let mut read = 0;
-        while read < RECV_BUDGET {
+        // Within a read interval the socket waits (timers and sends do not).
+        let budget = if self.pacer.may_read(now) { RECV_BUDGET } else { 0 };
+        while read < budget {
             let n = self.socket.recv_batch(&mut self.recv).map_err(HostError::from)?;
             read += n;
             for i in 0..n {
@@ -760,6 +765,7 @@ impl<S: Socket> SecureHost<S> {
             }
             self.flush_at(now)?;
         }
+        self.pacer.on_read(now, read);
         self.settle(now);
         if self.endpoint.has_events() {
             return Ok(());
@@ -822,7 +828,7 @@ impl<S: Socket> Transport for SecureHost<S> {
     fn wait(&mut self, timeout: Duration) -> Result<(), HostError> {
         let until = self.endpoint.poll_timeout().map(|at| at.saturating_duration_since(now()));
         let wait = until.map_or(timeout, |until| until.min(timeout));
-        self.socket.wait_readable(Some(wait)).map_err(HostError::from)?;
+        self.pacer.wait(&mut self.socket, Some(wait)).map_err(HostError::from)?;
         Ok(())
     }
     fn connection_stats(&self, conn: ConnectionId) -> Option<ConnectionStats> {

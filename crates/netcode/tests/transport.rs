@@ -15,6 +15,7 @@ use sturnus_netcode::token::TokenSpec;
 use sturnus_netcode::transport::{SecureEndpoint, SecureHost};
 use sturnus_netcode::{ConnectToken, Key, MAX_PACKET_BYTES};
 use sturnus_socket::UdpSocketFactory;
+use sturnus_testkit::reads::{ReadLogFactory, check_spacing};
 use sturnus_transport::{
     ChannelId, ConnectionId, DisconnectReason, EndpointConfig, Event, Qos, Transport,
 };
@@ -406,4 +407,52 @@ fn over_real_udp_through_the_transport_trait() {
         false
     });
     assert_eq!(reason, Some(DisconnectReason::ClosedByPeer));
+}
+
+#[test]
+fn a_read_interval_keeps_the_secure_hosts_reads_apart() {
+    const INTERVAL: Duration = Duration::from_millis(40);
+    let reads = std::sync::Arc::default();
+    let logged = ReadLogFactory::new(UdpSocketFactory::default(), std::sync::Arc::clone(&reads));
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let public = probe.local_addr().unwrap();
+    drop(probe);
+    let netcode = ServerConfig::new(PROTOCOL_ID, private_key(), public);
+    let paced = EndpointConfig { read_interval: INTERVAL, ..config() };
+    let mut server = SecureHost::bind(&paced, &netcode, &logged, public).unwrap();
+    let mut client = SecureHost::client(
+        &config(),
+        token(&[public], wall_unix(), 5),
+        &UdpSocketFactory::default(),
+        public,
+    )
+    .unwrap();
+    let conn = Transport::connect(&mut client, base_instant(), public).unwrap();
+    let reliable =
+        ChannelId(Qos::ALL.iter().position(|q| *q == Qos::ReliableSequenced).unwrap() as u8);
+    // Ten messages sent 5 ms apart once connected, each a separate datagram.
+    let mut connected = false;
+    let (mut sent, mut got) = (0u32, Vec::new());
+    let start = base_instant();
+    while got.len() < 10 {
+        assert!(base_instant() - start < Duration::from_secs(20), "got {got:?}");
+        let now = base_instant();
+        while let Some(event) = client.poll_event(now).unwrap() {
+            connected |= matches!(event, Event::Connected(c) if c == conn);
+        }
+        if connected && sent < 10 {
+            Transport::send(&mut client, conn, reliable, &sent.to_le_bytes()).unwrap();
+            sent += 1;
+        }
+        client.flush(now).unwrap();
+        while let Some(event) = server.poll_event(now).unwrap() {
+            if let Event::Data { payload, .. } = event {
+                got.push(u32::from_le_bytes(payload.try_into().unwrap()));
+            }
+        }
+        server.flush(now).unwrap();
+        server.wait(Duration::from_millis(5)).unwrap();
+    }
+    assert_eq!(got, (0..10).collect::<Vec<_>>());
+    check_spacing(&reads, INTERVAL, Duration::from_millis(5)).unwrap();
 }

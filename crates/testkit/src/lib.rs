@@ -16,10 +16,13 @@
 //! - [`crowd::CrowdSocket`] (Linux): one real UDP socket speaking for tens of thousands of
 //!   loopback client addresses, for tests and benchmarks of a server with a crowd of clients.
 //! - [`logs::capture_logs`]: logs written during a closure, for the lifecycle-log tests.
+//! - [`reads::ReadLog`]: a socket that stamps its reads, for tests of a driver's
+//!   `read_interval`.
 //! - [`RedisServer`]: a private `redis-server` on 127.0.0.1 and a free port, stopped on drop,
 //!   for the Redis store's tests (which never mock Redis).
 //!
-//! Nothing reads the wall clock but [`origin`], which picks where a virtual clock starts.
+//! Nothing reads the wall clock but [`origin`], which picks where a virtual clock starts, and
+//! [`reads::ReadLog`], which times real reads.
 
 pub mod counting;
 #[cfg(target_os = "linux")]
@@ -27,6 +30,7 @@ pub mod crowd;
 pub mod logs;
 pub mod net;
 pub mod pair;
+pub mod reads;
 pub mod redis;
 pub mod sim;
 

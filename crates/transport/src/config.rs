@@ -18,6 +18,9 @@ pub const MAX_CONNECTIONS_LIMIT: usize = 1 << 24;
 /// these durations (sometimes multiplied by a small backoff), and an hour keeps every such sum
 /// far from overflowing while leaving room for any timeout a game can want.
 pub const MAX_CONFIG_DURATION: Duration = Duration::from_secs(3600);
+/// The longest [`EndpointConfig::read_interval`]: past it, every message would wait longer
+/// than a game tolerates for the sake of fewer system calls.
+pub const MAX_READ_INTERVAL: Duration = Duration::from_millis(100);
 /// The most bytes any byte budget of [`EndpointConfig`] (reassembly, buffer pool) may hold:
 /// 1 GiB. Larger values are mistakes, and sums of them must not overflow.
 pub const MAX_MEMORY_SETTING: usize = 1 << 30;
@@ -191,6 +194,19 @@ pub struct EndpointConfig {
     pub max_resend_backoff: Duration,
     /// Fixed resend interval of `AllCostDelivery` channels.
     pub all_cost_resend_interval: Duration,
+    /// The shortest time between two reads of the socket, for the drivers that own one
+    /// ([`Host`](crate::Host), [`ThreadedHost`](crate::ThreadedHost) and the netcode
+    /// `SecureHost`; the sans-IO endpoint does not read this field). After a read that found
+    /// datagrams, the driver's `wait` sleeps until this much time has passed before it looks
+    /// at the socket again, so what arrives meanwhile is read, handled and answered as one
+    /// batch: fewer system calls and wake-ups per message, at the cost of up to this much
+    /// delay on each message (on its way in, and so on the answers the application sends
+    /// while handling it). UNET's fixed-rate reactor made the same trade. Protocol timers and
+    /// the caller's timeout still end the wait on time, and a read that found nothing does not
+    /// start an interval, so a quiet host answers at once. Zero (the default) reads as soon as
+    /// a datagram arrives; a server of tens of thousands of clients sets about 1 ms (see
+    /// `benches/README.md`). At most [`MAX_READ_INTERVAL`].
+    pub read_interval: Duration,
 }
 
 impl Default for EndpointConfig {
@@ -233,6 +249,7 @@ impl Default for EndpointConfig {
             max_resend_timeout: Duration::from_secs(2),
             max_resend_backoff: Duration::from_millis(250),
             all_cost_resend_interval: Duration::from_millis(20),
+            read_interval: Duration::ZERO,
         }
     }
 }
@@ -300,6 +317,9 @@ impl EndpointConfig {
             if value > MAX_REPEAT_COUNT {
                 return invalid(field, "must be at most 1000 (MAX_REPEAT_COUNT)");
             }
+        }
+        if self.read_interval > MAX_READ_INTERVAL {
+            return invalid("read_interval", "must be at most 100 ms (MAX_READ_INTERVAL)");
         }
         if self.reassembly_timeout.is_zero() {
             return invalid("reassembly_timeout", "must be positive");
@@ -583,6 +603,10 @@ mod tests {
             (
                 EndpointConfig { rtt_probe_interval: Duration::ZERO, ..base.clone() },
                 "rtt_probe_interval",
+            ),
+            (
+                EndpointConfig { read_interval: Duration::from_millis(101), ..base.clone() },
+                "read_interval",
             ),
             (EndpointConfig { fragment_size: 1190, ..base.clone() }, "fragment_size"),
             (EndpointConfig { max_fragments: 1, ..base.clone() }, "max_fragments"),

@@ -3,11 +3,11 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use sturnus_socket::{Outgoing, RecvBatch, Socket, SocketFactory};
+use sturnus_socket::{Outgoing, RecvBatch, Socket, SocketError, SocketFactory};
 
 use crate::{
     ChannelId, ConnectError, ConnectionId, ConnectionStats, DisconnectReason, Endpoint,
-    EndpointConfig, Event, HostError, SendError,
+    EndpointConfig, Event, HostError, MAX_READ_INTERVAL, SendError,
 };
 
 /// Datagrams read per [`Host::receive`] before events are handed out, so a flood cannot keep
@@ -109,6 +109,7 @@ pub struct Host<S> {
     /// Slots one byte longer than a packet, to tell oversized datagrams apart.
     recv: RecvBatch,
     stats: HostStats,
+    pacer: ReadPacer,
 }
 
 #[expect(clippy::disallowed_methods, reason = "the host is the driver: it owns the real clock")]
@@ -116,10 +117,94 @@ fn now() -> Instant {
     Instant::now()
 }
 
+/// Keeps a driver's reads of its socket at least [`EndpointConfig::read_interval`] apart: the
+/// one place that setting is carried out, for [`Host`] and every other driver that owns a
+/// socket (the netcode `SecureHost`).
+///
+/// The driver reads only when [`may_read`](Self::may_read) says so (its timers and sends run
+/// on time regardless), reports each read with [`on_read`](Self::on_read), and waits with
+/// [`wait`](Self::wait) instead of the socket's own `wait_readable`.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use sturnus_transport::ReadPacer;
+///
+/// let mut pacer = ReadPacer::new(Duration::from_millis(1));
+/// let start = Instant::now();
+/// assert_eq!(pacer.hold(start, None), Duration::ZERO); // nothing read yet
+/// pacer.on_read(start, 5);
+/// let later = start + Duration::from_micros(300);
+/// assert_eq!(pacer.hold(later, None), Duration::from_micros(700));
+/// assert_eq!(pacer.hold(later, Some(Duration::from_micros(200))), Duration::from_micros(200));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct ReadPacer {
+    interval: Duration,
+    /// When the latest read that found datagrams was made.
+    last_read: Option<Instant>,
+}
+
+impl ReadPacer {
+    /// A pacer that keeps reads `interval` apart (at most [`MAX_READ_INTERVAL`]; longer is
+    /// taken as that). Zero never holds a read back.
+    pub fn new(interval: Duration) -> Self {
+        Self { interval: interval.min(MAX_READ_INTERVAL), last_read: None }
+    }
+
+    /// The interval reads are kept apart by.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Whether the socket may be read at `now`: no interval is running.
+    pub fn may_read(&self, now: Instant) -> bool {
+        self.hold(now, None).is_zero()
+    }
+
+    /// Notes a read made at `now` that found `datagrams`. A read that found nothing does not
+    /// start an interval: the next datagram is read as soon as it arrives.
+    pub fn on_read(&mut self, now: Instant, datagrams: usize) {
+        if datagrams > 0 && !self.interval.is_zero() {
+            self.last_read = Some(now);
+        }
+    }
+
+    /// How long a wait that starts at `now` sleeps before it looks at the socket: until the
+    /// interval since the latest read that found datagrams has passed, and never longer than
+    /// `limit` (the caller's timeout or the next protocol timer).
+    pub fn hold(&self, now: Instant, limit: Option<Duration>) -> Duration {
+        let Some(last) = self.last_read else { return Duration::ZERO };
+        let hold = self.interval.saturating_sub(now.saturating_duration_since(last));
+        limit.map_or(hold, |limit| hold.min(limit))
+    }
+
+    /// Blocks as a driver's wait does: sleeps out the [`hold`](Self::hold), then waits for
+    /// `socket` to become readable for what is left of `limit` (`None`: without limit).
+    #[expect(clippy::disallowed_methods, reason = "the pacer is the drivers': they wait")]
+    pub fn wait<S: Socket + ?Sized>(
+        &self,
+        socket: &mut S,
+        limit: Option<Duration>,
+    ) -> Result<(), SocketError> {
+        let hold = self.hold(now(), limit);
+        if hold.is_zero() {
+            socket.wait_readable(limit)?;
+            return Ok(());
+        }
+        std::thread::sleep(hold);
+        let rest = limit.map(|limit| limit.saturating_sub(hold));
+        if rest != Some(Duration::ZERO) {
+            socket.wait_readable(rest)?;
+        }
+        Ok(())
+    }
+}
+
 impl<S: Socket> Host<S> {
     /// A host over `socket`.
     pub fn new(config: EndpointConfig, socket: S) -> Result<Self, HostError> {
         let packet = config.max_packet_size;
+        let pacer = ReadPacer::new(config.read_interval);
         let endpoint = Endpoint::new(config, now())?;
         Ok(Self {
             endpoint,
@@ -128,6 +213,7 @@ impl<S: Socket> Host<S> {
             send_meta: Vec::with_capacity(BATCH),
             recv: RecvBatch::new(BATCH, packet + 1),
             stats: HostStats::default(),
+            pacer,
         })
     }
 
@@ -274,7 +360,9 @@ impl<S: Socket> Host<S> {
         self.flush_at(now)?;
         let limit = self.recv.slot_size() - 1;
         let mut read = 0;
-        while read < RECV_BUDGET {
+        // Within a read interval the socket waits (timers and sends do not).
+        let budget = if self.pacer.may_read(now) { RECV_BUDGET } else { 0 };
+        while read < budget {
             let n = self.socket.recv_batch(&mut self.recv)?;
             read += n;
             for (from, datagram) in self.recv.iter() {
@@ -295,6 +383,7 @@ impl<S: Socket> Host<S> {
             // the sender to time out (and resend) packets that arrived.
             self.flush_at(now)?;
         }
+        self.pacer.on_read(now, read);
         self.settle(now);
         if self.endpoint.has_events() {
             // Hand the events out first: what they made due (an ack, most often) goes out at
@@ -308,14 +397,16 @@ impl<S: Socket> Host<S> {
     }
 
     /// Sleeps until a datagram may have arrived, the next protocol timer is due, or `timeout`
-    /// passes (`None`: no limit of its own).
+    /// passes (`None`: no limit of its own). With a
+    /// [`read_interval`](EndpointConfig::read_interval), it first sleeps until that long after
+    /// the latest read that found datagrams.
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<(), HostError> {
         let protocol = self.endpoint.time_until_timeout(now());
         let wait = match (timeout, protocol) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        self.socket.wait_readable(wait)?;
+        self.pacer.wait(&mut self.socket, wait)?;
         Ok(())
     }
 
@@ -347,5 +438,31 @@ impl<S: Socket> Host<S> {
     /// The socket, mutably (to retune a conditioned socket's link, for instance).
     pub fn socket_mut(&mut self) -> &mut S {
         &mut self.socket
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[expect(clippy::disallowed_methods, reason = "any instant will do as the origin")]
+    fn a_pacer_holds_reads_only_after_one_that_found_datagrams() {
+        let start = Instant::now();
+        let ms = Duration::from_millis(1);
+        let mut pacer = ReadPacer::new(ms * 10);
+        pacer.on_read(start, 0);
+        assert!(pacer.may_read(start + ms), "an empty read starts no interval");
+        pacer.on_read(start, 3);
+        assert!(!pacer.may_read(start + ms * 9));
+        assert_eq!(pacer.hold(start + ms * 4, None), ms * 6);
+        assert_eq!(pacer.hold(start + ms * 4, Some(ms * 2)), ms * 2, "a timer ends the hold");
+        assert!(pacer.may_read(start + ms * 10));
+        assert_eq!(pacer.hold(start + ms * 30, None), Duration::ZERO);
+
+        let mut unpaced = ReadPacer::new(Duration::ZERO);
+        unpaced.on_read(start, 3);
+        assert!(unpaced.may_read(start));
+        assert_eq!(ReadPacer::new(Duration::from_secs(5)).interval(), MAX_READ_INTERVAL);
     }
 }

@@ -67,12 +67,12 @@ mod threaded;
 
 pub use config::{
     AddressLimits, EndpointConfig, MAX_CHANNELS, MAX_CONFIG_DURATION, MAX_CONNECTIONS_LIMIT,
-    MAX_FRAGMENT_RECORD_OVERHEAD, MAX_MEMORY_SETTING, MAX_REPEAT_COUNT,
+    MAX_FRAGMENT_RECORD_OVERHEAD, MAX_MEMORY_SETTING, MAX_READ_INTERVAL, MAX_REPEAT_COUNT,
 };
 pub use error::{
     ConfigError, ConnectError, DecodeError, HostError, QueueLimit, RandomnessError, SendError,
 };
-pub use host::{Host, HostEvent, HostStats};
+pub use host::{Host, HostEvent, HostStats, ReadPacer};
 pub use link::{PeerIdentity, Transport};
 pub use memory::{MEMORY_MAX_MESSAGE, MemoryNetwork, MemoryTransport};
 pub use proto::connection::{Bytes, ConnectionStats};
