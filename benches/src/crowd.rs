@@ -71,6 +71,8 @@ trait Peer {
     fn close(&mut self, index: u32, now: Instant, shared: &mut Shared);
     /// When the client sends its next message.
     fn set_next_send(&mut self, at: Instant);
+    /// When the client sends its next message, if it is sending (connected).
+    fn next_send(&self) -> Option<Instant>;
 }
 
 /// Sends one echo message if it is time; returns the next send time.
@@ -239,6 +241,10 @@ impl<E: ClientEndpoint> Peer for SturnusPeer<E> {
         self.next_send = at;
     }
 
+    fn next_send(&self) -> Option<Instant> {
+        self.connected.then_some(self.next_send)
+    }
+
     fn close(&mut self, index: u32, now: Instant, shared: &mut Shared) {
         if let Some(conn) = self.conn.take() {
             self.endpoint.disconnect(now, conn);
@@ -268,6 +274,10 @@ impl Peer for RawPeer {
 
     fn set_next_send(&mut self, at: Instant) {
         self.next_send = at;
+    }
+
+    fn next_send(&self) -> Option<Instant> {
+        Some(self.next_send)
     }
 
     fn close(&mut self, _: u32, _: Instant, _: &mut Shared) {}
@@ -405,12 +415,21 @@ impl<P: Peer> Crowd<P> {
             tick()?;
         }
         // Sends that fell due before the end but waited for their turn still go (a bounded
-        // number of clients run per turn): the run sends every message of its schedule.
-        while self.wheel.next().is_some_and(|at| at < end) && now() < end + DRAIN {
+        // number of clients run per turn), for up to a period: a crowd further behind than
+        // that counts what it did not send as skipped, as it does during the run.
+        let catch_up = end + DRAIN.max(self.shared.period);
+        while self.wheel.next().is_some_and(|at| at < end) && now() < catch_up {
             self.turn(Duration::ZERO)?;
             tick()?;
         }
         self.shared.sending = false;
+        let period = self.shared.period.as_secs_f64();
+        for peer in &self.peers {
+            if let Some(at) = peer.next_send().filter(|&at| at < end) {
+                let behind = (end - at).as_secs_f64() / period;
+                self.shared.skipped += behind.ceil() as u64;
+            }
+        }
         let end = now() + DRAIN;
         while now() < end {
             self.turn(Duration::from_millis(5))?;
