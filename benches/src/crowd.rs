@@ -94,7 +94,7 @@ fn send_due(
         *next_send += shared.period;
         if *next_send < now {
             // Fell behind (a stall): skip ahead rather than burst, and count what was skipped.
-            while *next_send < now {
+            while *next_send < now && *next_send < shared.send_until {
                 *next_send += shared.period;
                 shared.skipped += 1;
             }
@@ -423,11 +423,11 @@ impl<P: Peer> Crowd<P> {
             tick()?;
         }
         self.shared.sending = false;
-        let period = self.shared.period.as_secs_f64();
+        let period = self.shared.period.as_nanos().max(1);
         for peer in &self.peers {
             if let Some(at) = peer.next_send().filter(|&at| at < end) {
-                let behind = (end - at).as_secs_f64() / period;
-                self.shared.skipped += behind.ceil() as u64;
+                let behind = (end - at).as_nanos().div_ceil(period);
+                self.shared.skipped += u64::try_from(behind).unwrap_or(u64::MAX);
             }
         }
         let end = now() + DRAIN;

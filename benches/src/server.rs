@@ -371,15 +371,19 @@ pub(crate) fn serve_raw(
     let deadline = duration.map(|d| now() + d);
     let mut tally = Tally::<SocketAddr>::new();
     let mut buf = vec![0u8; 65_536];
-    // Paced as the Sturnus server is: reads that drain the socket start at least
-    // `read_interval` apart.
+    // Paced as the Sturnus server is: drains of the socket start at least `read_interval`
+    // apart (the socket is read one datagram at a time, with no budget, so every drain
+    // empties it).
     let mut pacer = ReadPacer::new(read_interval);
-    let (mut drain_started, mut drained) = (now(), 0);
+    let (mut drain_started, mut drained, mut may_read) = (now(), 0, true);
     loop {
-        let Some(meta) = socket.recv_from(&mut buf)? else {
+        let meta = if may_read { socket.recv_from(&mut buf)? } else { None };
+        let Some(meta) = meta else {
             let at = now();
-            pacer.on_read(drain_started, drained);
-            drained = 0;
+            if may_read {
+                pacer.on_drained(drain_started, drained);
+                drained = 0;
+            }
             tally.stamp(at);
             if let Some((peer, report)) = tally.due_report(at, socket.stats().bytes_sent) {
                 let _ = socket.send_to(&report, peer)?;
@@ -392,6 +396,7 @@ pub(crate) fn serve_raw(
                 pacer.wait(&mut socket, Some(tally.idle_wait()))?;
             }
             drain_started = now();
+            may_read = pacer.may_read(drain_started);
             continue;
         };
         drained += 1;

@@ -746,12 +746,13 @@ impl<S: Socket> SecureHost<S> {
         let now = now();
         self.pumped_at = now;
         self.flush_at(now)?;
-        let mut read = 0;
-        // Within a read interval the socket waits (timers and sends do not).
+        let (mut read, mut drained) = (0, false);
+        // Within a read interval the socket waits (timers and the host's sends do not).
         let budget = if self.pacer.may_read(now) { RECV_BUDGET } else { 0 };
         while read < budget {
             let n = self.socket.recv_batch(&mut self.recv).map_err(HostError::from)?;
             read += n;
+            drained = n < self.recv.capacity();
             for i in 0..n {
                 let Some((from, datagram)) = self.recv.get(i) else { continue };
                 let Some(open) = self.open.get_mut(..datagram.len()) else {
@@ -760,12 +761,15 @@ impl<S: Socket> SecureHost<S> {
                 open.copy_from_slice(datagram);
                 self.endpoint.handle_datagram(now, from, open);
             }
-            if n < self.recv.capacity() {
+            if drained {
                 break;
             }
             self.flush_at(now)?;
         }
-        self.pacer.on_read(now, read);
+        if drained {
+            // A read that stopped at its budget left a backlog: the next one goes at once.
+            self.pacer.on_drained(now, read);
+        }
         self.settle(now);
         if self.endpoint.has_events() {
             return Ok(());

@@ -194,18 +194,22 @@ pub struct EndpointConfig {
     pub max_resend_backoff: Duration,
     /// Fixed resend interval of `AllCostDelivery` channels.
     pub all_cost_resend_interval: Duration,
-    /// The shortest time between two reads of the socket, for the drivers that own one
-    /// ([`Host`](crate::Host), [`ThreadedHost`](crate::ThreadedHost) and the netcode
-    /// `SecureHost`; the sans-IO endpoint does not read this field). After a read that found
-    /// datagrams, the driver's `wait` sleeps until this much time has passed before it looks
-    /// at the socket again, so what arrives meanwhile is read, handled and answered as one
-    /// batch: fewer system calls and wake-ups per message, at the cost of up to this much
-    /// delay on each message (on its way in, and so on the answers the application sends
-    /// while handling it). UNET's fixed-rate reactor made the same trade. Protocol timers and
-    /// the caller's timeout still end the wait on time, and a read that found nothing does not
-    /// start an interval, so a quiet host answers at once. Zero (the default) reads as soon as
-    /// a datagram arrives; a server of tens of thousands of clients sets about 1 ms (see
-    /// `benches/README.md`). At most [`MAX_READ_INTERVAL`].
+    /// The shortest time between the starts of two drains of the socket (a drain reads until
+    /// the socket is empty), for the drivers that own one ([`Host`](crate::Host),
+    /// [`ThreadedHost`](crate::ThreadedHost) and the netcode `SecureHost`; the sans-IO
+    /// endpoint and the in-process transports do not read this field). After a drain that
+    /// found datagrams, the driver leaves the socket alone until this much time has passed,
+    /// so what arrives meanwhile is read, handled and answered as one batch: fewer system
+    /// calls and wake-ups per message, for up to this much delay on each message on its way
+    /// in (and so on what the application sends in answer; a `ThreadedHost`'s I/O thread
+    /// sleeps out the interval too, so the application's sends and `stop` may wait for it).
+    /// UNET's fixed-rate reactor made the same trade. Protocol timers and the caller's timeout
+    /// still end a wait on time, a drain that stopped at its budget with datagrams left does
+    /// not hold the next, and one that found nothing starts no interval, so a quiet host
+    /// answers at once. Round-trip samples include the wait, so keep it well below the round
+    /// trips and `min_resend_timeout`. Zero (the default) reads as soon as a datagram arrives;
+    /// a server of tens of thousands of clients sets about 1 ms (see `benches/README.md`). At
+    /// most [`MAX_READ_INTERVAL`].
     pub read_interval: Duration,
 }
 

@@ -117,13 +117,16 @@ fn now() -> Instant {
     Instant::now()
 }
 
-/// Keeps a driver's reads of its socket at least [`EndpointConfig::read_interval`] apart: the
-/// one place that setting is carried out, for [`Host`] and every other driver that owns a
+/// Keeps the drains of a driver's socket at least [`EndpointConfig::read_interval`] apart:
+/// the one place that setting is carried out, for [`Host`] and every other driver that owns a
 /// socket (the netcode `SecureHost`).
 ///
-/// The driver reads only when [`may_read`](Self::may_read) says so (its timers and sends run
-/// on time regardless), reports each read with [`on_read`](Self::on_read), and waits with
-/// [`wait`](Self::wait) instead of the socket's own `wait_readable`.
+/// A drain is the run of reads (one system call each, a batch at most) that a driver makes
+/// until the socket is empty. The driver starts one only when [`may_read`](Self::may_read)
+/// says so (its timers run on time regardless), reports each that emptied the socket with
+/// [`on_drained`](Self::on_drained) (one that stopped at a budget with datagrams left does not
+/// hold the next), and waits with [`wait`](Self::wait) instead of the socket's own
+/// `wait_readable`.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -132,7 +135,7 @@ fn now() -> Instant {
 /// let mut pacer = ReadPacer::new(Duration::from_millis(1));
 /// let start = Instant::now();
 /// assert_eq!(pacer.hold(start, None), Duration::ZERO); // nothing read yet
-/// pacer.on_read(start, 5);
+/// pacer.on_drained(start, 5);
 /// let later = start + Duration::from_micros(300);
 /// assert_eq!(pacer.hold(later, None), Duration::from_micros(700));
 /// assert_eq!(pacer.hold(later, Some(Duration::from_micros(200))), Duration::from_micros(200));
@@ -140,7 +143,7 @@ fn now() -> Instant {
 #[derive(Debug, Clone, Copy)]
 pub struct ReadPacer {
     interval: Duration,
-    /// When the latest read that found datagrams was made.
+    /// When the latest drain that found datagrams started.
     last_read: Option<Instant>,
 }
 
@@ -156,21 +159,22 @@ impl ReadPacer {
         self.interval
     }
 
-    /// Whether the socket may be read at `now`: no interval is running.
+    /// Whether a drain of the socket may start at `now`: no interval is running.
     pub fn may_read(&self, now: Instant) -> bool {
         self.hold(now, None).is_zero()
     }
 
-    /// Notes a read made at `now` that found `datagrams`. A read that found nothing does not
-    /// start an interval: the next datagram is read as soon as it arrives.
-    pub fn on_read(&mut self, now: Instant, datagrams: usize) {
+    /// Notes a drain that started at `now`, found `datagrams` and emptied the socket. One that
+    /// found nothing does not start an interval: the next datagram is read as soon as it
+    /// arrives.
+    pub fn on_drained(&mut self, now: Instant, datagrams: usize) {
         if datagrams > 0 && !self.interval.is_zero() {
             self.last_read = Some(now);
         }
     }
 
     /// How long a wait that starts at `now` sleeps before it looks at the socket: until the
-    /// interval since the latest read that found datagrams has passed, and never longer than
+    /// interval since the latest drain that found datagrams has passed, and never longer than
     /// `limit` (the caller's timeout or the next protocol timer).
     pub fn hold(&self, now: Instant, limit: Option<Duration>) -> Duration {
         let Some(last) = self.last_read else { return Duration::ZERO };
@@ -186,13 +190,15 @@ impl ReadPacer {
         socket: &mut S,
         limit: Option<Duration>,
     ) -> Result<(), SocketError> {
-        let hold = self.hold(now(), limit);
+        let start = now();
+        let hold = self.hold(start, limit);
         if hold.is_zero() {
             socket.wait_readable(limit)?;
             return Ok(());
         }
         std::thread::sleep(hold);
-        let rest = limit.map(|limit| limit.saturating_sub(hold));
+        // What is left of the limit, less however long the sleep overran.
+        let rest = limit.map(|limit| limit.saturating_sub(now().saturating_duration_since(start)));
         if rest != Some(Duration::ZERO) {
             socket.wait_readable(rest)?;
         }
@@ -359,12 +365,13 @@ impl<S: Socket> Host<S> {
         let now = now();
         self.flush_at(now)?;
         let limit = self.recv.slot_size() - 1;
-        let mut read = 0;
-        // Within a read interval the socket waits (timers and sends do not).
+        let (mut read, mut drained) = (0, false);
+        // Within a read interval the socket waits (timers and the host's sends do not).
         let budget = if self.pacer.may_read(now) { RECV_BUDGET } else { 0 };
         while read < budget {
             let n = self.socket.recv_batch(&mut self.recv)?;
             read += n;
+            drained = n < self.recv.capacity();
             for (from, datagram) in self.recv.iter() {
                 if datagram.len() > limit {
                     self.stats.datagrams_oversized += 1;
@@ -375,7 +382,7 @@ impl<S: Socket> Host<S> {
             }
             // A batch that did not fill up found the queue empty (or was a single receive of
             // an interactive flow): the next call reads on.
-            if n < self.recv.capacity() {
+            if drained {
                 break;
             }
             // More is waiting. Send the acks this batch made due before reading on: an ack
@@ -383,7 +390,10 @@ impl<S: Socket> Host<S> {
             // the sender to time out (and resend) packets that arrived.
             self.flush_at(now)?;
         }
-        self.pacer.on_read(now, read);
+        if drained {
+            // A read that stopped at its budget left a backlog: the next one goes at once.
+            self.pacer.on_drained(now, read);
+        }
         self.settle(now);
         if self.endpoint.has_events() {
             // Hand the events out first: what they made due (an ack, most often) goes out at
@@ -451,9 +461,9 @@ mod tests {
         let start = Instant::now();
         let ms = Duration::from_millis(1);
         let mut pacer = ReadPacer::new(ms * 10);
-        pacer.on_read(start, 0);
+        pacer.on_drained(start, 0);
         assert!(pacer.may_read(start + ms), "an empty read starts no interval");
-        pacer.on_read(start, 3);
+        pacer.on_drained(start, 3);
         assert!(!pacer.may_read(start + ms * 9));
         assert_eq!(pacer.hold(start + ms * 4, None), ms * 6);
         assert_eq!(pacer.hold(start + ms * 4, Some(ms * 2)), ms * 2, "a timer ends the hold");
@@ -461,8 +471,119 @@ mod tests {
         assert_eq!(pacer.hold(start + ms * 30, None), Duration::ZERO);
 
         let mut unpaced = ReadPacer::new(Duration::ZERO);
-        unpaced.on_read(start, 3);
+        unpaced.on_drained(start, 3);
         assert!(unpaced.may_read(start));
         assert_eq!(ReadPacer::new(Duration::from_secs(5)).interval(), MAX_READ_INTERVAL);
+    }
+
+    /// A socket that only records the timeouts it is asked to wait for.
+    #[derive(Debug, Default)]
+    struct Waits(Vec<Option<Duration>>);
+
+    impl Socket for Waits {
+        fn send_to(
+            &mut self,
+            _: &[u8],
+            _: SocketAddr,
+        ) -> Result<sturnus_socket::SendStatus, SocketError> {
+            Ok(sturnus_socket::SendStatus::Sent)
+        }
+        fn recv_from(
+            &mut self,
+            _: &mut [u8],
+        ) -> Result<Option<sturnus_socket::RecvMeta>, SocketError> {
+            Ok(None)
+        }
+        fn local_addr(&self) -> SocketAddr {
+            SocketAddr::from(([127, 0, 0, 1], 9))
+        }
+        fn wait_readable(
+            &mut self,
+            timeout: Option<Duration>,
+        ) -> Result<sturnus_socket::Readiness, SocketError> {
+            self.0.push(timeout);
+            Ok(sturnus_socket::Readiness::TimedOut)
+        }
+        fn stats(&self) -> sturnus_socket::SocketStats {
+            sturnus_socket::SocketStats::default()
+        }
+    }
+
+    #[test]
+    fn a_wait_within_an_interval_sleeps_only_to_its_limit_then_waits_for_the_rest() {
+        let ms = Duration::from_millis(1);
+        let mut pacer = ReadPacer::new(ms * 100);
+        let mut socket = Waits::default();
+        // No drain yet: straight to the socket, with the whole limit.
+        pacer.wait(&mut socket, Some(ms * 3)).unwrap();
+        assert_eq!(socket.0, [Some(ms * 3)]);
+        // Within the interval, a limit shorter than the hold ends the wait at the limit: the
+        // socket is not waited on at all.
+        pacer.on_drained(now(), 1);
+        pacer.wait(&mut socket, Some(ms * 2)).unwrap();
+        assert_eq!(socket.0.len(), 1, "the wait went on past its limit: {:?}", socket.0);
+        // Once the interval is over, the socket is waited on for what is left (less than the
+        // 200 ms asked for, as the interval's rest was slept first).
+        pacer.on_drained(now(), 1);
+        pacer.wait(&mut socket, Some(ms * 200)).unwrap();
+        let rest = socket.0[1].expect("a limit was given");
+        assert!(rest <= ms * 100, "waited on the socket for {rest:?} of 200 ms after the hold");
+    }
+
+    /// A socket with `0` junk datagrams waiting (from an address no connection has).
+    #[derive(Debug)]
+    struct Backlog(usize);
+
+    impl Socket for Backlog {
+        fn send_to(
+            &mut self,
+            _: &[u8],
+            _: SocketAddr,
+        ) -> Result<sturnus_socket::SendStatus, SocketError> {
+            Ok(sturnus_socket::SendStatus::Sent)
+        }
+        fn recv_from(
+            &mut self,
+            buf: &mut [u8],
+        ) -> Result<Option<sturnus_socket::RecvMeta>, SocketError> {
+            if self.0 == 0 {
+                return Ok(None);
+            }
+            self.0 -= 1;
+            buf[..4].copy_from_slice(b"junk");
+            Ok(Some(sturnus_socket::RecvMeta {
+                len: 4,
+                from: SocketAddr::from(([10, 0, 0, 1], 9)),
+            }))
+        }
+        fn local_addr(&self) -> SocketAddr {
+            SocketAddr::from(([127, 0, 0, 1], 9))
+        }
+        fn wait_readable(
+            &mut self,
+            _: Option<Duration>,
+        ) -> Result<sturnus_socket::Readiness, SocketError> {
+            Ok(sturnus_socket::Readiness::Readable)
+        }
+        fn stats(&self) -> sturnus_socket::SocketStats {
+            sturnus_socket::SocketStats::default()
+        }
+    }
+
+    #[test]
+    fn a_drain_cut_short_by_its_budget_does_not_hold_the_rest_back() {
+        let waiting = RECV_BUDGET + 100;
+        let config =
+            EndpointConfig { read_interval: MAX_READ_INTERVAL, ..EndpointConfig::default() };
+        let mut host = Host::new(config, Backlog(waiting)).unwrap();
+        assert_eq!(host.receive().unwrap(), HostEvent::Nothing);
+        assert_eq!(host.stats().datagrams_received, RECV_BUDGET as u64);
+        // The backlog is read on the next call, not an interval later.
+        assert_eq!(host.receive().unwrap(), HostEvent::Nothing);
+        assert_eq!(host.stats().datagrams_received, waiting as u64);
+        // That drain emptied the socket: the next waits out the interval.
+        host.socket_mut().0 = 5;
+        assert_eq!(host.receive().unwrap(), HostEvent::Nothing);
+        assert_eq!(host.stats().datagrams_received, waiting as u64);
     }
 }

@@ -1,6 +1,6 @@
-//! `EndpointConfig::read_interval` over real UDP: a paced `Host` reads its socket at most once
-//! per interval (what arrives meanwhile waits in the kernel and is read as one batch), and
-//! every message still arrives, in order.
+//! `EndpointConfig::read_interval` over real UDP: a paced `Host` drains its socket at most
+//! once per interval (what arrives meanwhile waits in the kernel and is read as one batch),
+//! and every message still arrives, in order.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,7 +11,7 @@ use sturnus_transport::{ChannelId, EndpointConfig, Host, HostEvent};
 
 #[test]
 #[expect(clippy::disallowed_methods, reason = "the client paces its sends on the real clock")]
-fn a_paced_host_reads_at_most_once_per_interval_and_loses_nothing() {
+fn a_paced_host_drains_at_most_once_per_interval_and_loses_nothing() {
     const INTERVAL: Duration = Duration::from_millis(40);
     const MESSAGES: u8 = 20;
     let reads = Arc::default();
@@ -25,8 +25,8 @@ fn a_paced_host_reads_at_most_once_per_interval_and_loses_nothing() {
     )
     .unwrap();
 
-    // The client sends one reliable message every 5 ms once connected: 100 ms of messages,
-    // which an unpaced server reads one by one.
+    // The client sends one unreliable message (nothing resent to hide a loss) every 5 ms once
+    // connected: 100 ms of messages, which an unpaced server reads one by one.
     let (mut connected, mut sent, mut next_send) = (false, 0u8, Instant::now());
     let mut received = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -40,7 +40,7 @@ fn a_paced_host_reads_at_most_once_per_interval_and_loses_nothing() {
             }
         }
         if connected && sent < MESSAGES && Instant::now() >= next_send {
-            client.send(conn, ChannelId(0), &[sent]).unwrap();
+            client.send(conn, ChannelId(1), &[sent]).unwrap();
             client.flush().unwrap();
             sent += 1;
             next_send += Duration::from_millis(5);
@@ -57,5 +57,5 @@ fn a_paced_host_reads_at_most_once_per_interval_and_loses_nothing() {
     }
     assert_eq!(received, (0..MESSAGES).collect::<Vec<_>>());
     assert!(reads.lock().unwrap().len() >= 2, "the handshake alone takes two reads");
-    check_spacing(&reads, INTERVAL, Duration::from_millis(5)).unwrap();
+    check_spacing(&reads, INTERVAL, Duration::from_millis(10)).unwrap();
 }
