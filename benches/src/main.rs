@@ -40,6 +40,7 @@ mod layers;
 mod probe;
 mod relay;
 mod report;
+mod sansio;
 mod server;
 mod services;
 mod wheel;
@@ -677,6 +678,7 @@ fn main() -> ExitCode {
         "local" => local_command(&options),
         "crowd-worker" => worker_command(&options),
         "layers" => layers_command(&options),
+        "sansio" => sansio_command(&options),
         "relay" => relay_command(&options),
         "services" => services_command(&options),
         _ => return usage(),
@@ -904,6 +906,23 @@ fn services_command(options: &Options) -> BenchResult<()> {
         services::join_race(&settings, &store)?;
     }
     Ok(())
+}
+
+fn sansio_command(options: &Options) -> BenchResult<()> {
+    options.check_known(&["clients", "rounds", "pin"])?;
+    let clients: usize = options.get("clients")?.unwrap_or(100_000);
+    let rounds: u32 = options.get("rounds")?.unwrap_or(10);
+    if clients == 0 || clients > sansio::MAX_CLIENTS || rounds == 0 {
+        return Err(
+            format!("--clients from 1 to {}, --rounds positive", sansio::MAX_CLIENTS).into()
+        );
+    }
+    let pin = match options.get::<String>("pin")?.as_deref() {
+        None | Some("on") => true,
+        Some("off") => false,
+        Some(other) => return Err(format!("--pin {other}: on or off").into()),
+    };
+    sansio::run(&sansio::Plan { clients, rounds, pin })
 }
 
 fn layers_command(options: &Options) -> BenchResult<()> {
