@@ -293,45 +293,49 @@ pub type AcceptFilter = Box<dyn FnMut(SocketAddr) -> bool + Send>;
 /// }
 /// assert_eq!(received, [b"hello".to_vec()]);
 /// ```
+// In declaration order (`repr(C)`): what `poll_timeout` and every message touch first, so the
+// hot fields share a few cache lines (a crowd of client endpoints meets each cold), and the
+// configuration, secrets and per-source limits after them.
+#[repr(C)]
 pub struct Endpoint {
-    config: EndpointConfig,
-    fingerprint: u64,
     epoch: Instant,
-    /// Where the cookie key and the connection salts come from: the operating system, unless a
-    /// test asked for repeatable ones.
-    secrets: Secrets,
-    cookie_key: (u64, u64),
-    slots: Vec<Slot>,
-    free: Vec<u32>,
-    by_addr: HashMap<SocketAddr, u32, AddrHashBuilder>,
-    live: usize,
+    /// The connection whose last packet `poll_transmit` handed out without registering its next
+    /// deadline yet: working that out (resend timers of every busy channel) waits until the
+    /// driver has sent the packet and calls `handle_timeout` (which `poll_timeout` asks for).
+    unscheduled: Option<u32>,
     replies: VecDeque<(SocketAddr, Control)>,
+    /// Connections that may have something to send, in turn order. `poll_transmit` visits only
+    /// these, so an endpoint with many idle connections does no work for them.
+    ready: VecDeque<u32>,
     closing: VecDeque<Closing>,
+    /// Connection deadlines (slot, time), earliest first; entries whose time is not the
+    /// connection's `scheduled` are stale and skipped. Timers cost O(log n) per change instead
+    /// of a scan of every connection per poll.
+    timers: BinaryHeap<Reverse<(Instant, u32)>>,
     events: VecDeque<Pending>,
     events_popped: u64,
     /// Payloads of pending data events, back to back; reused from the start once every event
     /// has been handed out (when more data arrives, or when the empty queue is polled).
     data: Vec<u8>,
+    live: usize,
+    slots: Vec<Slot>,
+    by_addr: HashMap<SocketAddr, u32, AddrHashBuilder>,
+    free: Vec<u32>,
     pool: BufPool,
-    accept_filter: Option<AcceptFilter>,
-    /// Connections that may have something to send, in turn order. `poll_transmit` visits only
-    /// these, so an endpoint with many idle connections does no work for them.
-    ready: VecDeque<u32>,
-    /// Connection deadlines (slot, time), earliest first; entries whose time is not the
-    /// connection's `scheduled` are stale and skipped. Timers cost O(log n) per change instead
-    /// of a scan of every connection per poll.
-    timers: BinaryHeap<Reverse<(Instant, u32)>>,
-    /// The connection whose last packet `poll_transmit` handed out without registering its next
-    /// deadline yet: working that out (resend timers of every busy channel) waits until the
-    /// driver has sent the packet and calls `handle_timeout` (which `poll_timeout` asks for).
-    unscheduled: Option<u32>,
     scratch: PacketScratch,
     stats: EndpointStats,
-    /// Per-source connection caps and handshake rate.
-    limits: SourceLimits,
     /// Bytes held by untrusted connections together, against
     /// `untrusted_reassembly_bytes_total`.
     untrusted_held: usize,
+    fingerprint: u64,
+    config: EndpointConfig,
+    /// Where the cookie key and the connection salts come from: the operating system, unless a
+    /// test asked for repeatable ones.
+    secrets: Secrets,
+    cookie_key: (u64, u64),
+    accept_filter: Option<AcceptFilter>,
+    /// Per-source connection caps and handshake rate.
+    limits: SourceLimits,
 }
 
 impl fmt::Debug for Endpoint {
