@@ -27,8 +27,8 @@ pub(crate) struct Plan {
 /// The server's address as the clients see it.
 const SERVER: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)), 9000);
-/// The most clients: `127.16.0.0` plus a 24-bit index.
-pub(crate) const MAX_CLIENTS: usize = 1 << 24;
+/// The most clients: `127.16.0.0` plus the index, up to `127.255.255.255`.
+pub(crate) const MAX_CLIENTS: usize = 240 << 16;
 
 /// Client `i`'s address, as the crowd socket gives it.
 fn client_addr(i: usize) -> SocketAddr {
