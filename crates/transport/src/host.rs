@@ -476,65 +476,15 @@ mod tests {
         assert_eq!(ReadPacer::new(Duration::from_secs(5)).interval(), MAX_READ_INTERVAL);
     }
 
-    /// A socket that only records the timeouts it is asked to wait for.
+    /// A socket with `waiting` junk datagrams to read (from an address no connection has),
+    /// recording the timeouts it is asked to wait for.
     #[derive(Debug, Default)]
-    struct Waits(Vec<Option<Duration>>);
-
-    impl Socket for Waits {
-        fn send_to(
-            &mut self,
-            _: &[u8],
-            _: SocketAddr,
-        ) -> Result<sturnus_socket::SendStatus, SocketError> {
-            Ok(sturnus_socket::SendStatus::Sent)
-        }
-        fn recv_from(
-            &mut self,
-            _: &mut [u8],
-        ) -> Result<Option<sturnus_socket::RecvMeta>, SocketError> {
-            Ok(None)
-        }
-        fn local_addr(&self) -> SocketAddr {
-            SocketAddr::from(([127, 0, 0, 1], 9))
-        }
-        fn wait_readable(
-            &mut self,
-            timeout: Option<Duration>,
-        ) -> Result<sturnus_socket::Readiness, SocketError> {
-            self.0.push(timeout);
-            Ok(sturnus_socket::Readiness::TimedOut)
-        }
-        fn stats(&self) -> sturnus_socket::SocketStats {
-            sturnus_socket::SocketStats::default()
-        }
+    struct Fake {
+        waiting: usize,
+        waits: Vec<Option<Duration>>,
     }
 
-    #[test]
-    fn a_wait_within_an_interval_sleeps_only_to_its_limit_then_waits_for_the_rest() {
-        let ms = Duration::from_millis(1);
-        let mut pacer = ReadPacer::new(ms * 100);
-        let mut socket = Waits::default();
-        // No drain yet: straight to the socket, with the whole limit.
-        pacer.wait(&mut socket, Some(ms * 3)).unwrap();
-        assert_eq!(socket.0, [Some(ms * 3)]);
-        // Within the interval, a limit shorter than the hold ends the wait at the limit: the
-        // socket is not waited on at all.
-        pacer.on_drained(now(), 1);
-        pacer.wait(&mut socket, Some(ms * 2)).unwrap();
-        assert_eq!(socket.0.len(), 1, "the wait went on past its limit: {:?}", socket.0);
-        // Once the interval is over, the socket is waited on for what is left (less than the
-        // 200 ms asked for, as the interval's rest was slept first).
-        pacer.on_drained(now(), 1);
-        pacer.wait(&mut socket, Some(ms * 200)).unwrap();
-        let rest = socket.0[1].expect("a limit was given");
-        assert!(rest <= ms * 100, "waited on the socket for {rest:?} of 200 ms after the hold");
-    }
-
-    /// A socket with `0` junk datagrams waiting (from an address no connection has).
-    #[derive(Debug)]
-    struct Backlog(usize);
-
-    impl Socket for Backlog {
+    impl Socket for Fake {
         fn send_to(
             &mut self,
             _: &[u8],
@@ -546,10 +496,10 @@ mod tests {
             &mut self,
             buf: &mut [u8],
         ) -> Result<Option<sturnus_socket::RecvMeta>, SocketError> {
-            if self.0 == 0 {
+            if self.waiting == 0 {
                 return Ok(None);
             }
-            self.0 -= 1;
+            self.waiting -= 1;
             buf[..4].copy_from_slice(b"junk");
             Ok(Some(sturnus_socket::RecvMeta {
                 len: 4,
@@ -561,9 +511,10 @@ mod tests {
         }
         fn wait_readable(
             &mut self,
-            _: Option<Duration>,
+            timeout: Option<Duration>,
         ) -> Result<sturnus_socket::Readiness, SocketError> {
-            Ok(sturnus_socket::Readiness::Readable)
+            self.waits.push(timeout);
+            Ok(sturnus_socket::Readiness::TimedOut)
         }
         fn stats(&self) -> sturnus_socket::SocketStats {
             sturnus_socket::SocketStats::default()
@@ -571,18 +522,39 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_within_an_interval_sleeps_only_to_its_limit_then_waits_for_the_rest() {
+        let ms = Duration::from_millis(1);
+        let mut pacer = ReadPacer::new(ms * 100);
+        let mut socket = Fake::default();
+        // No drain yet: straight to the socket, with the whole limit.
+        pacer.wait(&mut socket, Some(ms * 3)).unwrap();
+        assert_eq!(socket.waits, [Some(ms * 3)]);
+        // Within the interval, a limit shorter than the hold ends the wait at the limit: the
+        // socket is not waited on at all.
+        pacer.on_drained(now(), 1);
+        pacer.wait(&mut socket, Some(ms * 2)).unwrap();
+        assert_eq!(socket.waits.len(), 1, "the wait went on past its limit: {:?}", socket.waits);
+        // Once the interval is over, the socket is waited on for what is left (less than the
+        // 200 ms asked for, as the interval's rest was slept first).
+        pacer.on_drained(now(), 1);
+        pacer.wait(&mut socket, Some(ms * 200)).unwrap();
+        let rest = socket.waits[1].expect("a limit was given");
+        assert!(rest <= ms * 100, "waited on the socket for {rest:?} of 200 ms after the hold");
+    }
+
+    #[test]
     fn a_drain_cut_short_by_its_budget_does_not_hold_the_rest_back() {
         let waiting = RECV_BUDGET + 100;
         let config =
             EndpointConfig { read_interval: MAX_READ_INTERVAL, ..EndpointConfig::default() };
-        let mut host = Host::new(config, Backlog(waiting)).unwrap();
+        let mut host = Host::new(config, Fake { waiting, ..Fake::default() }).unwrap();
         assert_eq!(host.receive().unwrap(), HostEvent::Nothing);
         assert_eq!(host.stats().datagrams_received, RECV_BUDGET as u64);
         // The backlog is read on the next call, not an interval later.
         assert_eq!(host.receive().unwrap(), HostEvent::Nothing);
         assert_eq!(host.stats().datagrams_received, waiting as u64);
         // That drain emptied the socket: the next waits out the interval.
-        host.socket_mut().0 = 5;
+        host.socket_mut().waiting = 5;
         assert_eq!(host.receive().unwrap(), HostEvent::Nothing);
         assert_eq!(host.stats().datagrams_received, waiting as u64);
     }
