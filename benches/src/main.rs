@@ -720,17 +720,12 @@ fn server_command(options: &Options) -> BenchResult<()> {
     }
 }
 
-/// `--read-interval-us`, checked against the transport's bound.
+/// `--read-interval-us`, checked as the transport checks it.
 fn read_interval(options: &Options) -> BenchResult<Option<Duration>> {
     let Some(us) = options.get::<u64>("read-interval-us")? else { return Ok(None) };
     let interval = Duration::from_micros(us);
-    if interval > sturnus_transport::MAX_READ_INTERVAL {
-        return Err(format!(
-            "--read-interval-us {us}: at most {} (MAX_READ_INTERVAL)",
-            sturnus_transport::MAX_READ_INTERVAL.as_micros()
-        )
-        .into());
-    }
+    sturnus_transport::ReadPacer::new(interval)
+        .map_err(|e| format!("--read-interval-us {us}: {e}"))?;
     Ok(Some(interval))
 }
 

@@ -43,14 +43,35 @@ fn client_of(addr: SocketAddr) -> Option<usize> {
     (x == 127 && a >= 16).then(|| usize::from(a - 16) << 16 | usize::from(b) << 8 | usize::from(c))
 }
 
+/// Datagrams in flight one way, back to back in one buffer (kept between messages, so
+/// handing a datagram over allocates nothing): each with its client's index.
+#[derive(Default)]
+struct Mailbox {
+    bytes: Vec<u8>,
+    datagrams: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+impl Mailbox {
+    fn push(&mut self, client: usize, datagram: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(datagram);
+        self.datagrams.push((client, start..self.bytes.len()));
+    }
+
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.datagrams.clear();
+    }
+}
+
 struct Crowd {
     server: Endpoint,
     clients: Vec<(Endpoint, ConnectionId)>,
     buf: Vec<u8>,
     /// Datagrams for the server, copied out of the clients' transmit buffer.
-    to_server: Vec<(usize, Vec<u8>)>,
+    to_server: Mailbox,
     /// Datagrams for clients, copied out of the server's transmit buffer.
-    to_clients: Vec<(usize, Vec<u8>)>,
+    to_clients: Mailbox,
     echo: Vec<u8>,
     echoes: u64,
     /// Which clients are connected.
@@ -63,7 +84,7 @@ impl Crowd {
         let Self { clients, buf, to_server, .. } = self;
         let client = &mut clients[i].0;
         while let Some(t) = client.poll_transmit(now, buf) {
-            to_server.push((i, buf[..t.len].to_vec()));
+            to_server.push(i, &buf[..t.len]);
         }
     }
 
@@ -71,9 +92,10 @@ impl Crowd {
     /// data), then copies out what it sends.
     fn serve(&mut self, now: Instant) {
         let Self { server, buf, to_server, to_clients, echo, .. } = self;
-        for (i, datagram) in to_server.drain(..) {
-            server.handle_datagram(now, client_addr(i), &datagram);
+        for (i, range) in &to_server.datagrams {
+            server.handle_datagram(now, client_addr(*i), &to_server.bytes[range.clone()]);
         }
+        to_server.clear();
         if server.poll_timeout().is_some_and(|at| at <= now) {
             server.handle_timeout(now);
         }
@@ -86,31 +108,32 @@ impl Crowd {
         }
         while let Some(t) = server.poll_transmit(now, buf) {
             if let Some(i) = client_of(t.destination) {
-                to_clients.push((i, buf[..t.len].to_vec()));
+                to_clients.push(i, &buf[..t.len]);
             }
         }
     }
 
     /// Hands the server's datagrams to their clients and runs their events; returns how many
-    /// datagrams moved and how many clients connected.
-    fn deliver(&mut self, now: Instant) -> (usize, usize) {
-        let (mut moved, mut connected) = (0, 0);
-        for (i, datagram) in self.to_clients.drain(..) {
-            let client = &mut self.clients[i].0;
-            client.handle_datagram(now, SERVER, &datagram);
-            moved += 1;
+    /// clients connected.
+    fn deliver(&mut self, now: Instant) -> usize {
+        let mut connected = 0;
+        let Self { clients, to_clients, echoes, in_, .. } = self;
+        for (i, range) in &to_clients.datagrams {
+            let client = &mut clients[*i].0;
+            client.handle_datagram(now, SERVER, &to_clients.bytes[range.clone()]);
             while let Some(event) = client.poll_event() {
                 match event {
                     Event::Connected(_) => {
                         connected += 1;
-                        self.in_[i] = true;
+                        in_[*i] = true;
                     }
-                    Event::Data { .. } => self.echoes += 1,
+                    Event::Data { .. } => *echoes += 1,
                     _ => {}
                 }
             }
         }
-        (moved, connected)
+        to_clients.clear();
+        connected
     }
 }
 
@@ -132,8 +155,8 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<()> {
         server: Endpoint::new(bench_config(), clock)?,
         clients: Vec::with_capacity(n),
         buf: vec![0; bench_config().max_packet_size],
-        to_server: Vec::new(),
-        to_clients: Vec::new(),
+        to_server: Mailbox::default(),
+        to_clients: Mailbox::default(),
         echo: Vec::new(),
         echoes: 0,
         in_: vec![false; n],
@@ -158,7 +181,7 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<()> {
             crowd.client_sends(i, clock);
         }
         crowd.serve(clock);
-        connected += crowd.deliver(clock).1;
+        connected += crowd.deliver(clock);
         if connected == n {
             break;
         }

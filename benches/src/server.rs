@@ -374,7 +374,7 @@ pub(crate) fn serve_raw(
     // Paced as the Sturnus server is: drains of the socket start at least `read_interval`
     // apart (the socket is read one datagram at a time, with no budget, so every drain
     // empties it).
-    let mut pacer = ReadPacer::new(read_interval);
+    let mut pacer = ReadPacer::new(read_interval)?;
     let (mut drain_started, mut drained, mut may_read) = (now(), 0, true);
     loop {
         let meta = if may_read { socket.recv_from(&mut buf)? } else { None };

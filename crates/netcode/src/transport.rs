@@ -655,7 +655,7 @@ impl<S: Socket> SecureHost<S> {
         } else {
             SecureEndpoint::server(config, netcode, now, unix)?
         };
-        Ok(Self::over(endpoint, socket))
+        Self::over(endpoint, socket)
     }
 
     /// A client that connects with `ticket` (a token, or the native profile) when
@@ -669,12 +669,12 @@ impl<S: Socket> SecureHost<S> {
     ) -> Result<Self, SecureError> {
         let socket = factory.client_socket(server)?;
         let (now, unix) = clocks();
-        Ok(Self::over(SecureEndpoint::client(config, ticket, now, unix)?, socket))
+        Self::over(SecureEndpoint::client(config, ticket, now, unix)?, socket)
     }
 
-    fn over(endpoint: SecureEndpoint, socket: S) -> Self {
-        let pacer = ReadPacer::new(endpoint.config().read_interval);
-        Self {
+    fn over(endpoint: SecureEndpoint, socket: S) -> Result<Self, SecureError> {
+        let pacer = ReadPacer::new(endpoint.config().read_interval)?;
+        Ok(Self {
             endpoint,
             socket,
             send_buf: vec![0; MAX_PACKET_BYTES * BATCH],
@@ -683,7 +683,7 @@ impl<S: Socket> SecureHost<S> {
             open: vec![0; MAX_PACKET_BYTES].into_boxed_slice(),
             pumped_at: now(),
             pacer,
-        }
+        })
     }
 
     /// The endpoint (its statistics, the netcode side's).

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use sturnus_socket::{Outgoing, RecvBatch, Socket, SocketError, SocketFactory};
 
 use crate::{
-    ChannelId, ConnectError, ConnectionId, ConnectionStats, DisconnectReason, Endpoint,
-    EndpointConfig, Event, HostError, MAX_READ_INTERVAL, SendError,
+    ChannelId, ConfigError, ConnectError, ConnectionId, ConnectionStats, DisconnectReason,
+    Endpoint, EndpointConfig, Event, HostError, MAX_READ_INTERVAL, SendError,
 };
 
 /// Datagrams read per [`Host::receive`] before events are handed out, so a flood cannot keep
@@ -132,7 +132,7 @@ fn now() -> Instant {
 /// use std::time::{Duration, Instant};
 /// use sturnus_transport::ReadPacer;
 ///
-/// let mut pacer = ReadPacer::new(Duration::from_millis(1));
+/// let mut pacer = ReadPacer::new(Duration::from_millis(1)).unwrap();
 /// let start = Instant::now();
 /// assert_eq!(pacer.hold(start, None), Duration::ZERO); // nothing read yet
 /// pacer.on_drained(start, 5);
@@ -148,10 +148,17 @@ pub struct ReadPacer {
 }
 
 impl ReadPacer {
-    /// A pacer that keeps reads `interval` apart (at most [`MAX_READ_INTERVAL`]; longer is
-    /// taken as that). Zero never holds a read back.
-    pub fn new(interval: Duration) -> Self {
-        Self { interval: interval.min(MAX_READ_INTERVAL), last_read: None }
+    /// A pacer that keeps drains `interval` apart; zero never holds one back. An interval
+    /// over [`MAX_READ_INTERVAL`] is refused, naming `read_interval`, as
+    /// [`EndpointConfig::validate`] refuses it.
+    pub fn new(interval: Duration) -> Result<Self, ConfigError> {
+        if interval > MAX_READ_INTERVAL {
+            return Err(ConfigError::Invalid {
+                field: "read_interval",
+                reason: "must be at most 100 ms (MAX_READ_INTERVAL)",
+            });
+        }
+        Ok(Self { interval, last_read: None })
     }
 
     /// The interval reads are kept apart by.
@@ -210,7 +217,7 @@ impl<S: Socket> Host<S> {
     /// A host over `socket`.
     pub fn new(config: EndpointConfig, socket: S) -> Result<Self, HostError> {
         let packet = config.max_packet_size;
-        let pacer = ReadPacer::new(config.read_interval);
+        let pacer = ReadPacer::new(config.read_interval)?;
         let endpoint = Endpoint::new(config, now())?;
         Ok(Self {
             endpoint,
@@ -460,7 +467,7 @@ mod tests {
     fn a_pacer_holds_reads_only_after_one_that_found_datagrams() {
         let start = Instant::now();
         let ms = Duration::from_millis(1);
-        let mut pacer = ReadPacer::new(ms * 10);
+        let mut pacer = ReadPacer::new(ms * 10).unwrap();
         pacer.on_drained(start, 0);
         assert!(pacer.may_read(start + ms), "an empty read starts no interval");
         pacer.on_drained(start, 3);
@@ -470,10 +477,12 @@ mod tests {
         assert!(pacer.may_read(start + ms * 10));
         assert_eq!(pacer.hold(start + ms * 30, None), Duration::ZERO);
 
-        let mut unpaced = ReadPacer::new(Duration::ZERO);
+        let mut unpaced = ReadPacer::new(Duration::ZERO).unwrap();
         unpaced.on_drained(start, 3);
         assert!(unpaced.may_read(start));
-        assert_eq!(ReadPacer::new(Duration::from_secs(5)).interval(), MAX_READ_INTERVAL);
+        assert_eq!(ReadPacer::new(MAX_READ_INTERVAL).unwrap().interval(), MAX_READ_INTERVAL);
+        let too_long = ReadPacer::new(MAX_READ_INTERVAL + Duration::from_nanos(1)).unwrap_err();
+        assert!(too_long.to_string().contains("read_interval"), "{too_long}");
     }
 
     /// A socket with `waiting` junk datagrams to read (from an address no connection has),
@@ -524,7 +533,7 @@ mod tests {
     #[test]
     fn a_wait_within_an_interval_sleeps_only_to_its_limit_then_waits_for_the_rest() {
         let ms = Duration::from_millis(1);
-        let mut pacer = ReadPacer::new(ms * 100);
+        let mut pacer = ReadPacer::new(ms * 100).unwrap();
         let mut socket = Fake::default();
         // No drain yet: straight to the socket, with the whole limit.
         pacer.wait(&mut socket, Some(ms * 3)).unwrap();
