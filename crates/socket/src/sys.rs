@@ -305,6 +305,35 @@ fn set_int_option(
     if rc == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// Sets the don't-fragment bit on every datagram this socket sends and keeps the kernel from
+/// fragmenting them (`IP_PMTUDISC_PROBE`: DF set, path-MTU cache ignored), for IPv4 and, on an
+/// IPv6 socket, for IPv6 too (a dual-stack socket sends IPv4 with the IPv4 setting). A datagram
+/// larger than the interface's MTU is then refused (`EMSGSIZE`) rather than fragmented.
+pub(crate) fn set_dont_fragment(fd: RawFd, ipv6: bool) -> io::Result<()> {
+    if ipv6 {
+        set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)?;
+    }
+    set_int_option(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+}
+
+/// The socket's `IP_MTU_DISCOVER` mode (what [`set_dont_fragment`] sets), for tests.
+#[cfg(test)]
+pub(crate) fn mtu_discover(fd: RawFd) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = socklen(size_of::<libc::c_int>());
+    // SAFETY: `value` and `len` are live and describe a buffer of `len` bytes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            (&raw mut value).cast(),
+            &raw mut len,
+        )
+    };
+    if rc == 0 { Ok(value) } else { Err(io::Error::last_os_error()) }
+}
+
 /// Sets a buffer size past `net.core.rmem_max` / `wmem_max` with `SO_RCVBUFFORCE` or
 /// `SO_SNDBUFFORCE` (`receive` picks which), as a process with `CAP_NET_ADMIN` may. Fails
 /// (`EPERM`) for one without.

@@ -162,6 +162,9 @@ impl CrowdSocket {
         if !set_int(raw, libc::IPPROTO_IP, libc::IP_PKTINFO, 1) {
             return Err(io::Error::last_os_error());
         }
+        // Don't-fragment, as the library's sockets send by default (`UdpConfig::dont_fragment`):
+        // the kernel then skips choosing an IP ID per datagram.
+        let _ = set_int(raw, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE);
         // Count what the kernel drops for a full receive queue.
         let _ = set_int(raw, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1);
         for (force, plain) in
