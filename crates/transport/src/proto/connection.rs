@@ -259,6 +259,9 @@ pub(crate) struct PacketScratch {
     /// The number of the previous record of each channel in the packet being processed, for
     /// implied numbers (indexed by channel; entries are reset after each packet).
     previous: Vec<Option<MessageSeq>>,
+    /// The reliable units of the packet being built. A packet without any (unreliable data,
+    /// acks, keepalives) then records none without touching the connection's spare lists.
+    refs: Vec<UnitRef>,
 }
 
 /// What happened to an incoming data packet as a whole.
@@ -341,9 +344,6 @@ pub(crate) struct Connection {
     channel_cursor: usize,
     /// The counters of [`ConnectionStats`] (the rest of it is read from the live state).
     stats: Counters,
-    /// The deadline this connection is registered at in the endpoint's timer heap (an entry at
-    /// any other time is stale). Never later than `next_timeout`.
-    pub(crate) scheduled: Option<Instant>,
     /// Whether the connection is in the endpoint's queue of connections that may send.
     pub(crate) ready: bool,
 }
@@ -480,7 +480,6 @@ impl Connection {
             cc,
             channel_cursor: 0,
             stats: Counters::default(),
-            scheduled: None,
             ready: false,
         }
     }
@@ -725,6 +724,7 @@ impl Connection {
         buf: &mut [u8],
         config: &EndpointConfig,
         pool: &mut BufPool,
+        scratch: &mut PacketScratch,
     ) -> Option<(usize, bool)> {
         if !self.is_connected() {
             return None;
@@ -758,7 +758,7 @@ impl Connection {
         };
         header.encode(&mut w).expect("max_packet_size leaves room for the header");
 
-        let mut refs = self.spare_refs.pop().unwrap_or_default();
+        let refs = &mut scratch.refs;
         refs.clear();
         let ctx = self.fill_context(now, config);
         let channels = self.send.len();
@@ -766,7 +766,7 @@ impl Connection {
         let start = u8::try_from(self.channel_cursor).expect("channel ids are bytes");
         for c in self.busy.iter_from(start) {
             let channel = &mut self.send[usize::from(c)];
-            let filled = channel.fill(&mut w, &ctx, &mut refs, pool);
+            let filled = channel.fill(&mut w, &ctx, refs, pool);
             if channel.is_idle() {
                 self.busy.remove(c);
             }
@@ -815,6 +815,13 @@ impl Connection {
             // At most `max_packet_size`, which validates at 65,507 or less.
             let size = u16::try_from(len).unwrap_or(u16::MAX);
             let (record, app_limited) = self.cc.on_send(config, now, size, app_limited);
+            // The packet keeps the filled list and the scratch takes a spare in its place;
+            // a packet without reliable units needs neither.
+            let refs = if refs.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::replace(refs, self.spare_refs.pop().unwrap_or_default())
+            };
             self.sent.push_back(SentPacket {
                 sent_at: self.cc.clock().stamp(now),
                 record,
@@ -827,8 +834,6 @@ impl Connection {
                 lost: false,
             });
             self.soon_in_flight += usize::from(ack_soon);
-        } else {
-            self.spare_refs.push(refs);
         }
         self.stats.resends += resent as u64;
         self.next_seq = self.next_seq.next();
@@ -1193,7 +1198,7 @@ impl Connection {
                     }
                 }
             }
-            self.spare_refs.push(refs);
+            self.recycle_refs(refs);
             if lost {
                 // It was only late.
                 self.stats.packets_lost_out -= 1;
@@ -1257,7 +1262,7 @@ mod tests {
     fn per_connection_state_stays_small() {
         use std::mem::size_of;
         assert!(size_of::<super::SentPacket>() <= 64, "{}", size_of::<super::SentPacket>());
-        assert!(size_of::<Connection>() <= 888, "{}", size_of::<Connection>());
+        assert!(size_of::<Connection>() <= 872, "{}", size_of::<Connection>());
     }
 
     #[test]
@@ -1350,7 +1355,9 @@ mod tests {
                 let channel = ChannelId(u8::from(random(3) == 0));
                 let _ = a.enqueue(channel, b"message", &config, &mut pool);
             }
-            while let Some((len, _)) = a.build_packet(now, &mut buf, &config, &mut pool) {
+            while let Some((len, _)) =
+                a.build_packet(now, &mut buf, &config, &mut pool, &mut scratch)
+            {
                 match random(8) {
                     0 | 1 => {}
                     2 => late.push(buf[..len].to_vec()),
@@ -1372,7 +1379,9 @@ mod tests {
                         b.on_packet(now, &packet, &config, &mut pool, &mut scratch, &mut |_, _| {});
                 }
             }
-            while let Some((len, _)) = b.build_packet(now, &mut buf, &config, &mut pool) {
+            while let Some((len, _)) =
+                b.build_packet(now, &mut buf, &config, &mut pool, &mut scratch)
+            {
                 if random(4) != 0 {
                     let _ = a.on_packet(
                         now,
@@ -1437,12 +1446,12 @@ mod tests {
         for _ in 0..100 {
             now += ms * 59;
             a.enqueue(ChannelId(0), b"ping", config, &mut pool).unwrap();
-            let (len, _) = a.build_packet(now, &mut buf, config, &mut pool).unwrap();
+            let (len, _) = a.build_packet(now, &mut buf, config, &mut pool, &mut scratch).unwrap();
             now += ms;
             b.on_packet(now, &buf[..len], config, &mut pool, &mut scratch, &mut |_, _| {});
             now += ms * 39;
             b.enqueue(ChannelId(0), b"pong", config, &mut pool).unwrap();
-            let (len, _) = b.build_packet(now, &mut buf, config, &mut pool).unwrap();
+            let (len, _) = b.build_packet(now, &mut buf, config, &mut pool, &mut scratch).unwrap();
             answers.push(buf[..len].to_vec());
             now += ms;
             a.on_packet(now, &buf[..len], config, &mut pool, &mut scratch, &mut |_, _| {});
@@ -1475,10 +1484,10 @@ mod tests {
         // The next answer, a second on, carries a report; the client sees it 1 ms later.
         now += Duration::from_secs(1);
         a.enqueue(ChannelId(0), b"ping", &config, &mut pool).unwrap();
-        let (len, _) = a.build_packet(now, &mut buf, &config, &mut pool).unwrap();
+        let (len, _) = a.build_packet(now, &mut buf, &config, &mut pool, &mut scratch).unwrap();
         b.on_packet(now, &buf[..len], &config, &mut pool, &mut scratch, &mut |_, _| {});
         b.enqueue(ChannelId(0), b"pong", &config, &mut pool).unwrap();
-        let (len, _) = b.build_packet(now, &mut buf, &config, &mut pool).unwrap();
+        let (len, _) = b.build_packet(now, &mut buf, &config, &mut pool, &mut scratch).unwrap();
         let (at, _) = report_of(&buf[..len], &config).expect("a second passed: a report");
         let rtt_before = a.stats(&config).rtt;
         now += Duration::from_millis(1);

@@ -227,6 +227,15 @@ enum Pending {
 #[derive(Debug)]
 struct Slot {
     generation: u32,
+    /// The deadline registered in `timers` for this slot's connection, if any: the earliest
+    /// entry there that is not stale.
+    scheduled: Option<Instant>,
+    /// The connection's next deadline as of its last visit (`schedule`). Every change to a
+    /// connection ends in a visit, so until then nothing falls due before it: a registration
+    /// that comes due earlier (activity since moved the deadline later, as every message moves
+    /// a keepalive) is filed again at `deadline` without touching the connection. Kept here,
+    /// beside `scheduled`, so a timer that only moves costs one slot, not a visit.
+    deadline: Instant,
     conn: Option<Box<Connection>>,
     /// Per channel (by id) of the connection in this slot, the index of its newest data event
     /// on a state-update channel (the older one still queued is superseded): kept per slot, so
@@ -308,8 +317,8 @@ pub struct Endpoint {
     /// these, so an endpoint with many idle connections does no work for them.
     ready: VecDeque<u32>,
     closing: VecDeque<Closing>,
-    /// Connection deadlines (slot, time), earliest first; entries whose time is not the
-    /// connection's `scheduled` are stale and skipped. Timers cost O(log n) per change instead
+    /// Connection deadlines (slot, time), earliest first; entries whose time is not their
+    /// slot's `scheduled` are stale and skipped. Timers cost O(log n) per change instead
     /// of a scan of every connection per poll.
     timers: BinaryHeap<Reverse<(Instant, u32)>>,
     events: VecDeque<Pending>,
@@ -539,7 +548,13 @@ impl Endpoint {
             Some(slot) => slot,
             None => {
                 let slot = u32::try_from(self.slots.len()).ok()?;
-                self.slots.push(Slot { generation: 0, conn: None, newest_state: Vec::new() });
+                self.slots.push(Slot {
+                    generation: 0,
+                    scheduled: None,
+                    deadline: self.epoch,
+                    conn: None,
+                    newest_state: Vec::new(),
+                });
                 slot
             }
         };
@@ -565,18 +580,25 @@ impl Endpoint {
 
     /// Pops the next deadline due by `now` that is still live, clears its registration and
     /// returns its connection's slot. Stale entries (closed connections, deadlines since
-    /// re-registered) are dropped on the way.
+    /// re-registered) are dropped on the way, and a registration whose connection's deadline
+    /// has since moved later is filed again at that deadline (see [`Slot::deadline`]).
     fn pop_due(&mut self, now: Instant) -> Option<u32> {
         while let Some(&Reverse((at, slot))) = self.timers.peek() {
             if at > now {
                 return None;
             }
             let _ = self.timers.pop();
-            let Some(conn) = self.slots[slot as usize].conn.as_deref_mut() else { continue };
-            if conn.scheduled == Some(at) {
-                conn.scheduled = None;
-                return Some(slot);
+            let entry = &mut self.slots[slot as usize];
+            if entry.conn.is_none() || entry.scheduled != Some(at) {
+                continue;
             }
+            if entry.deadline > at {
+                entry.scheduled = Some(entry.deadline);
+                self.timers.push(Reverse((entry.deadline, slot)));
+                continue;
+            }
+            entry.scheduled = None;
+            return Some(slot);
         }
         None
     }
@@ -588,6 +610,7 @@ impl Endpoint {
         }
         let mut conn = slot.conn.take()?;
         slot.generation = slot.generation.wrapping_add(1);
+        slot.scheduled = None;
         slot.newest_state.clear();
         self.free.push(id.slot_index());
         if self.by_addr.get(&conn.addr) == Some(&id.slot_index()) {
@@ -1195,16 +1218,19 @@ impl Endpoint {
         }
     }
 
-    /// Registers connection `slot`'s next deadline if it moved earlier (see [`touch`](Self::touch)).
+    /// Notes connection `slot`'s next deadline, and registers it if it moved earlier than the
+    /// one registered (a later one is filed when the earlier comes due: see [`Slot::deadline`]).
     fn schedule(&mut self, slot: u32, now: Instant) {
-        let Some(conn) = self.slots[slot as usize].conn.as_deref_mut() else { return };
+        let Slot { conn, scheduled, deadline, .. } = &mut self.slots[slot as usize];
+        let Some(conn) = conn.as_deref_mut() else { return };
         if conn.phase.is_below() {
             // No timer of its own: the transport below keeps the time until it connects.
             return;
         }
         let at = conn.next_timeout(&self.config, self.epoch).max(now);
-        if conn.scheduled.is_none_or(|s| at < s) {
-            conn.scheduled = Some(at);
+        *deadline = at;
+        if scheduled.is_none_or(|s| at < s) {
+            *scheduled = Some(at);
             self.timers.push(Reverse((at, slot)));
         }
     }
@@ -1216,7 +1242,7 @@ impl Endpoint {
         now: Instant,
         buf: &mut [u8],
     ) -> Option<(Transmit, bool)> {
-        let Self { slots, config, pool, fingerprint, .. } = self;
+        let Self { slots, config, pool, scratch, fingerprint, .. } = self;
         let conn = slots[slot].conn.as_deref_mut()?;
         match &mut conn.phase {
             Phase::Connecting(connecting) => {
@@ -1258,7 +1284,7 @@ impl Endpoint {
                 ))
             }
             Phase::Connected => {
-                let (len, more) = conn.build_packet(now, buf, config, pool)?;
+                let (len, more) = conn.build_packet(now, buf, config, pool, scratch)?;
                 Some((Transmit { destination: conn.addr, len }, more))
             }
         }
