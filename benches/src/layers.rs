@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sturnus_message::{
-    ChannelId, ChannelLayout, ClientConfig, Message, MessageError, NetworkClient, NetworkServer,
-    Player, Qos, ServerConfig, ServerEvent, Transport,
+    ChannelId, ChannelLayout, ClientConfig, Message, MessageError, MessageId, NetworkClient,
+    NetworkServer, Player, Qos, ServerConfig, ServerEvent, Transport,
 };
 use sturnus_object::{
     ClientObjectManager, NetId, NetworkBehaviour, ObjectConfig, PrefabId, ServerObjectManager,
@@ -204,12 +204,15 @@ struct Side {
     datagrams: u64,
 }
 
-/// A UDP `Host` that counts what it is given to send (messages and bytes) and the datagrams
-/// it sent, for the thread that drives it.
+/// A UDP `Host` that counts the workload's messages it is given to send (messages and bytes:
+/// those on the data channel, less the layer's own, such as network-time requests and
+/// answers, whose number depends on how long a run takes) and the datagrams it sent, for the
+/// thread that drives it.
 #[derive(Debug)]
 struct Counted {
     inner: Host<UdpSocket>,
     counts: Rc<Counts>,
+    data: ChannelId,
 }
 
 #[derive(Debug, Default)]
@@ -221,7 +224,7 @@ struct Counts {
 impl Counted {
     fn new(inner: Host<UdpSocket>) -> (Self, Rc<Counts>) {
         let counts = Rc::new(Counts::default());
-        (Self { inner, counts: Rc::clone(&counts) }, counts)
+        (Self { inner, counts: Rc::clone(&counts), data: data_channel() }, counts)
     }
 }
 
@@ -249,8 +252,12 @@ impl Transport for Counted {
         payload: &[u8],
     ) -> Result<(), SendError> {
         Transport::send(&mut self.inner, conn, channel, payload)?;
-        let (messages, bytes) = self.counts.sent.get();
-        self.counts.sent.set((messages + 1, bytes + payload.len() as u64));
+        if channel == self.data
+            && !MessageId::of_payload(payload).is_some_and(MessageId::is_internal)
+        {
+            let (messages, bytes) = self.counts.sent.get();
+            self.counts.sent.set((messages + 1, bytes + payload.len() as u64));
+        }
         Ok(())
     }
     fn disconnect(&mut self, now: Instant, conn: ConnectionId) {

@@ -31,6 +31,38 @@ impl MessageId {
         #[expect(clippy::cast_possible_truncation, reason = "folding to 16 bits is the point")]
         MessageId(((hash >> 16) ^ hash) as u16)
     }
+
+    /// Whether this is the id of one of the layer's own messages (authentication, goodbye,
+    /// network time), which share the control channel with typed messages: a tool that
+    /// counts a game's messages at the transport leaves these out. No user type can take
+    /// these ids.
+    ///
+    /// ```
+    /// use sturnus_message::MessageId;
+    /// assert!(!MessageId::of_path("game::Chat").is_internal());
+    /// ```
+    pub fn is_internal(self) -> bool {
+        [
+            <crate::auth::AuthRequest as Message>::ID,
+            <crate::auth::AuthResponse as Message>::ID,
+            <crate::auth::Goodbye as Message>::ID,
+            <crate::time::TimeRequest as Message>::ID,
+            <crate::time::TimeResponse as Message>::ID,
+        ]
+        .contains(&self)
+    }
+
+    /// The id a message's payload (as the transport carries it) starts with, if it is long
+    /// enough to have one.
+    ///
+    /// ```
+    /// use sturnus_message::MessageId;
+    /// assert_eq!(MessageId::of_payload(&[0x4d, 0x90, 7]), Some(MessageId(0x904d)));
+    /// assert_eq!(MessageId::of_payload(&[1]), None);
+    /// ```
+    pub fn of_payload(payload: &[u8]) -> Option<MessageId> {
+        crate::codec::split(payload).map(|(id, _)| id)
+    }
 }
 
 /// 32-bit FNV-1a of a string's UTF-8 bytes, at compile time: the hash behind message ids (and
@@ -92,4 +124,26 @@ pub trait Message: Serialize + DeserializeOwned + Send + 'static {
     /// The channel it is sent on unless the send names another (`None`: the first typed
     /// channel of kind [`QOS`](Self::QOS)).
     const CHANNEL: Option<ChannelId> = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Message, MessageId};
+    use crate::time::{TimeRequest, TimeResponse};
+
+    #[test]
+    fn the_layers_own_messages_are_internal_as_encoded_and_a_games_are_not() {
+        let mut buf = Vec::new();
+        crate::codec::encode(&TimeRequest { client_us: 7 }, &mut buf, 1200).unwrap();
+        assert!(MessageId::of_payload(&buf).is_some_and(MessageId::is_internal));
+        let answer = TimeResponse { client_us: 7, server_us: 9, tick_rate: 60 };
+        crate::codec::encode(&answer, &mut buf, 1200).unwrap();
+        assert!(MessageId::of_payload(&buf).is_some_and(MessageId::is_internal));
+        assert_eq!(MessageId::of_payload(&buf), Some(<TimeResponse as Message>::ID));
+
+        #[derive(serde::Serialize, serde::Deserialize, crate::Message)]
+        struct Chat(String);
+        crate::codec::encode(&Chat("hi".into()), &mut buf, 1200).unwrap();
+        assert!(!MessageId::of_payload(&buf).is_some_and(MessageId::is_internal));
+    }
 }
