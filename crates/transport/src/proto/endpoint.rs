@@ -327,6 +327,10 @@ pub struct Endpoint {
     /// has been handed out (when more data arrives, or when the empty queue is polled).
     data: Vec<u8>,
     live: usize,
+    /// The source of the last datagram that named a connection, and its slot: a peer whose
+    /// datagrams come in a row (a client's one server, a bulk transfer) skips the table's hash
+    /// and probe. Cleared whenever `by_addr` changes what that address or slot maps to.
+    last_source: Option<(SocketAddr, u32)>,
     slots: Vec<Slot>,
     by_addr: HashMap<SocketAddr, u32, AddrHashBuilder>,
     free: Vec<u32>,
@@ -436,6 +440,7 @@ impl Endpoint {
             cookie_key,
             slots: Vec::new(),
             free: Vec::new(),
+            last_source: None,
             by_addr: HashMap::with_hasher(AddrHashBuilder::new(addr_key)),
             live: 0,
             replies: VecDeque::new(),
@@ -559,6 +564,7 @@ impl Endpoint {
             }
         };
         self.by_addr.insert(conn.addr, slot);
+        self.last_source = None;
         self.slots[slot as usize].conn = Some(Box::new(conn));
         self.live += 1;
         self.mark_ready(slot);
@@ -569,6 +575,18 @@ impl Endpoint {
     /// queued already. That visit sends what is due and then registers the connection's next
     /// deadline, so a burst of datagrams costs one deadline computation, not one each (until
     /// then `poll_timeout` says "now").
+    /// The slot of the connection with peer address `from`, if any (see `last_source`).
+    fn slot_of(&mut self, from: SocketAddr) -> Option<u32> {
+        if let Some((addr, slot)) = self.last_source {
+            if addr == from {
+                return Some(slot);
+            }
+        }
+        let slot = *self.by_addr.get(&from)?;
+        self.last_source = Some((from, slot));
+        Some(slot)
+    }
+
     fn mark_ready(&mut self, slot: u32) {
         if let Some(conn) = self.slots[slot as usize].conn.as_deref_mut() {
             if !conn.ready {
@@ -616,6 +634,7 @@ impl Endpoint {
         if self.by_addr.get(&conn.addr) == Some(&id.slot_index()) {
             self.by_addr.remove(&conn.addr);
         }
+        self.last_source = None;
         self.live -= 1;
         if !conn.trusted {
             self.untrusted_held -= conn.held_bytes();
@@ -779,6 +798,7 @@ impl Endpoint {
             }
             self.by_addr.remove(&old);
             self.by_addr.insert(remote, slot);
+            self.last_source = None;
         }
         let conn = self.conn_mut(id).expect("checked above");
         conn.establish_below(remote, client_salt, server_salt, now);
@@ -925,7 +945,7 @@ impl Endpoint {
             match Control::decode(datagram) {
                 Ok(packet) => {
                     self.handle_control(now, from, packet);
-                    if let Some(&slot) = self.by_addr.get(&from) {
+                    if let Some(slot) = self.slot_of(from) {
                         self.mark_ready(slot);
                     }
                 }
@@ -933,7 +953,7 @@ impl Endpoint {
             }
             return;
         }
-        let Some(&slot) = self.by_addr.get(&from) else {
+        let Some(slot) = self.slot_of(from) else {
             self.stats.unknown_source += 1;
             return;
         };
@@ -1476,6 +1496,42 @@ mod tests {
         shuttle(&mut b, "10.0.0.2:3", &mut server, now);
         assert_eq!(server.connection_count(), 1, "10.0.0.2 went over its limit of 1");
         assert_eq!(server.stats().address_limit_rejections, 1);
+    }
+
+    /// The endpoint remembers the last source that named a connection; once that connection
+    /// is gone, a late datagram from the old source is from an unknown source, both while its
+    /// slot is empty and once another connection (here, one accepted below, which sends
+    /// nothing first) has taken it.
+    #[test]
+    fn a_reused_slot_does_not_take_datagrams_from_its_last_connections_address() {
+        let now = origin();
+        let endpoint = |seed| {
+            Endpoint::with_deterministic_secrets_for_tests(EndpointConfig::default(), now, seed)
+                .unwrap()
+        };
+        let (mut server, mut a) = (endpoint(1), endpoint(2));
+        let (server_addr, a_addr) = ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:1".parse().unwrap());
+        let conn_a = a.connect(now, server_addr).unwrap();
+        shuttle(&mut a, "10.0.0.2:1", &mut server, now);
+        let Some(super::Event::Connected(on_server)) = server.poll_event() else {
+            panic!("the server accepted a")
+        };
+        a.send(conn_a, crate::ChannelId(0), b"late").unwrap();
+        let mut buf = [0u8; 1500];
+        let t = a.poll_transmit(now, &mut buf).unwrap();
+        let late = buf[..t.len].to_vec();
+        server.handle_datagram(now, a_addr, &late);
+        server.disconnect(now, on_server);
+        let unknown = server.stats().unknown_source;
+        server.handle_datagram(now, a_addr, &late);
+        assert_eq!(server.stats().unknown_source, unknown + 1, "the slot is empty");
+        let below = server.accept_below(now, "10.0.0.9:1".parse().unwrap(), 1, 2).unwrap();
+        assert_eq!(below.slot(), on_server.slot(), "the new connection took the old slot");
+        let before = server.stats();
+        server.handle_datagram(now, a_addr, &late);
+        let after = server.stats();
+        assert_eq!(after.unknown_source, before.unknown_source + 1, "the slot is another's");
+        assert_eq!(after.rejected_packets, before.rejected_packets);
     }
 
     #[test]
