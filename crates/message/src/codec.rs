@@ -108,6 +108,12 @@ impl Names {
         }
     }
 
+    /// The ids claimed so far.
+    #[cfg(test)]
+    pub(crate) fn ids(&self) -> impl Iterator<Item = MessageId> + '_ {
+        self.by_id.keys().copied()
+    }
+
     /// A registry holding the layer's own messages, so user types cannot take their ids.
     pub(crate) fn with_internal() -> Self {
         let mut names = Self::default();

@@ -146,4 +146,14 @@ mod tests {
         crate::codec::encode(&Chat("hi".into()), &mut buf, 1200).unwrap();
         assert!(!MessageId::of_payload(&buf).is_some_and(MessageId::is_internal));
     }
+
+    /// `is_internal` names exactly the messages the layer reserves for itself.
+    #[test]
+    fn is_internal_matches_the_reserved_ids() {
+        let reserved: Vec<MessageId> = crate::codec::Names::with_internal().ids().collect();
+        assert_eq!(reserved.len(), 5);
+        assert!(reserved.iter().all(|id| id.is_internal()), "{reserved:?}");
+        let internal = (0..=u16::MAX).map(MessageId).filter(|id| id.is_internal()).count();
+        assert_eq!(internal, reserved.len());
+    }
 }

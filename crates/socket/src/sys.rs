@@ -310,10 +310,13 @@ fn set_int_option(
 /// IPv6 socket, for IPv6 too (a dual-stack socket sends IPv4 with the IPv4 setting). A datagram
 /// larger than the interface's MTU is then refused (`EMSGSIZE`) rather than fragmented.
 pub(crate) fn set_dont_fragment(fd: RawFd, ipv6: bool) -> io::Result<()> {
-    if ipv6 {
-        set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)?;
+    let v4 = set_int_option(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE);
+    if !ipv6 {
+        return v4;
     }
-    set_int_option(fd, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER, libc::IP_PMTUDISC_PROBE)
+    // An IPv6 socket's own setting decides: where the IPv4 one failed, only the IPv4 peers of
+    // a dual-stack socket keep the kernel's default.
+    set_int_option(fd, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER, libc::IPV6_PMTUDISC_PROBE)
 }
 
 /// The socket's `IP_MTU_DISCOVER` mode (what [`set_dont_fragment`] sets), for tests.

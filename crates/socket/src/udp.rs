@@ -188,6 +188,9 @@ pub struct UdpSocket {
     waker: std::sync::Arc<mio::Waker>,
     /// Whether the kernel took [`UdpConfig::dont_fragment`].
     dont_fragment: bool,
+    /// Whether a datagram over the link's MTU has been reported (once per socket; the rest are
+    /// counted).
+    warned_oversized: bool,
     /// Whether batches may use UDP GSO (configured, and not refused by the kernel so far).
     #[cfg(target_os = "linux")]
     gso: bool,
@@ -321,6 +324,7 @@ impl UdpSocket {
             stats: SocketStats::default(),
             waker: std::sync::Arc::new(waker),
             dont_fragment,
+            warned_oversized: false,
             #[cfg(target_os = "linux")]
             gso: config.segmentation_offload,
             #[cfg(target_os = "linux")]
@@ -347,7 +351,27 @@ impl UdpSocket {
         self.dont_fragment
     }
 
-    /// The largest payload this socket sends in one datagram.
+    /// Counts a datagram refused as larger than the link's MTU, and says so the first time: it
+    /// is a configuration to fix (a transport's `max_packet_size` over the path's MTU), and
+    /// every full-size packet after it goes the same way.
+    fn drop_oversized(&mut self, len: usize, to: SocketAddr) {
+        self.stats.send_dropped += 1;
+        if !self.warned_oversized {
+            self.warned_oversized = true;
+            tracing::warn!(
+                len,
+                %to,
+                "a datagram is larger than the link's MTU and may not be fragmented: dropped \
+                 (lower the transport's max_packet_size, or turn off UdpConfig::dont_fragment); \
+                 later ones are only counted in send_dropped"
+            );
+        }
+    }
+
+    /// The largest payload this socket sends in one datagram: the protocol's limit. With
+    /// [`UdpConfig::dont_fragment`] (the default) the link's MTU bounds it too: a larger
+    /// datagram is dropped and counted in [`SocketStats::send_dropped`] (about 1,472 bytes on
+    /// Ethernet over IPv4, 1,452 over IPv6; 65,488 over IPv6 loopback).
     pub fn max_datagram_size(&self) -> usize {
         if self.local.is_ipv6() { MAX_UDP_PAYLOAD_V6 } else { MAX_UDP_PAYLOAD_V4 }
     }
@@ -510,17 +534,18 @@ fn destination_for(local: SocketAddr, to: SocketAddr) -> Result<SocketAddr, Sock
     }
 }
 
-/// Errors that a datagram socket reports because of an earlier datagram or a passing network
-/// condition, not because this socket is broken.
-/// A datagram larger than the interface's MTU, refused because it may not be fragmented (see
-/// [`UdpConfig::dont_fragment`]): that datagram is dropped, the socket goes on.
-fn too_large_for_link(e: &io::Error) -> bool {
+/// The kernel refused a datagram as larger than the interface's MTU (`EMSGSIZE`): with
+/// [`UdpConfig::dont_fragment`] on it may not be fragmented, so that datagram is dropped and
+/// the socket goes on.
+fn exceeds_link_mtu(e: &io::Error) -> bool {
     #[cfg(target_os = "linux")]
     return e.raw_os_error() == Some(libc::EMSGSIZE);
     #[cfg(not(target_os = "linux"))]
     return false;
 }
 
+/// Errors that a datagram socket reports because of an earlier datagram or a passing network
+/// condition, not because this socket is broken.
 fn is_transient(kind: io::ErrorKind) -> bool {
     matches!(
         kind,
@@ -562,11 +587,11 @@ impl Socket for UdpSocket {
                     return Ok(SendStatus::WouldBlock);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => self.stats.interrupted += 1,
-                Err(e)
-                    if is_transient(e.kind())
-                        || refuses_destination(e.kind())
-                        || too_large_for_link(&e) =>
-                {
+                Err(e) if self.dont_fragment && exceeds_link_mtu(&e) => {
+                    self.drop_oversized(payload.len(), to);
+                    return Ok(SendStatus::Dropped);
+                }
+                Err(e) if is_transient(e.kind()) || refuses_destination(e.kind()) => {
                     tracing::trace!(%to, error = %e, "UDP send dropped");
                     self.stats.send_dropped += 1;
                     return Ok(SendStatus::Dropped);
@@ -695,11 +720,13 @@ impl Socket for UdpSocket {
                     gso = false;
                     plain_retry = true;
                 }
-                Err(e)
-                    if is_transient(e.kind())
-                        || refuses_destination(e.kind())
-                        || too_large_for_link(&e) =>
-                {
+                Err(e) if self.dont_fragment && exceeds_link_mtu(&e) => {
+                    self.drop_oversized(rest[0].payload.len(), rest[0].to);
+                    plain_retry = false;
+                    gso = self.gso;
+                    done += 1;
+                }
+                Err(e) if is_transient(e.kind()) || refuses_destination(e.kind()) => {
                     tracing::trace!(to = %rest[0].to, error = %e, "UDP send dropped");
                     self.stats.send_dropped += 1;
                     plain_retry = false;
@@ -902,7 +929,8 @@ mod tests {
     use std::io;
     use std::os::fd::AsRawFd;
 
-    use super::{UdpConfig, UdpSocket, too_large_for_link};
+    use super::{UdpConfig, UdpSocket, exceeds_link_mtu};
+    use crate::{Outgoing, SendStatus, Socket};
 
     #[test]
     fn dont_fragment_sets_the_probe_mode_for_ipv4_and_dual_stack_sockets_and_off_leaves_it() {
@@ -920,9 +948,37 @@ mod tests {
         }
     }
 
+    /// IPv6 loopback's MTU (65,536) leaves 65,488 bytes of payload, under the protocol's
+    /// 65,527: with don't-fragment a larger datagram is dropped and counted, singly and in a
+    /// batch, and the socket goes on; without it the kernel fragments it and it arrives.
     #[test]
-    fn a_datagram_too_large_for_the_link_is_dropped_not_fatal() {
-        assert!(too_large_for_link(&io::Error::from_raw_os_error(libc::EMSGSIZE)));
-        assert!(!too_large_for_link(&io::Error::from_raw_os_error(libc::EBADF)));
+    fn a_datagram_over_the_link_mtu_is_dropped_and_counted_with_dont_fragment_and_sent_without() {
+        let Ok(mut receiver) = UdpSocket::bind("[::1]:0".parse().unwrap(), &UdpConfig::default())
+        else {
+            eprintln!("no IPv6 loopback here: skipped");
+            return;
+        };
+        let to = receiver.local_addr();
+        let big = vec![7u8; 65_500];
+        let mut buf = vec![0u8; 65_536];
+
+        let mut on = UdpSocket::bind("[::1]:0".parse().unwrap(), &UdpConfig::default()).unwrap();
+        assert_eq!(on.send_to(&big, to).unwrap(), SendStatus::Dropped);
+        let batch = [Outgoing { payload: &big, to }, Outgoing { payload: &big, to }];
+        assert_eq!(on.send_batch(&batch).unwrap(), 2, "both are done with");
+        assert_eq!(on.stats().send_dropped, 3);
+        assert_eq!(on.send_to(b"small", to).unwrap(), SendStatus::Sent);
+        let _ = receiver.wait_readable(Some(std::time::Duration::from_secs(5))).unwrap();
+        let got = receiver.recv_from(&mut buf).unwrap().expect("the small one arrives");
+        assert_eq!(&buf[..got.len], b"small");
+
+        let config = UdpConfig { dont_fragment: false, ..UdpConfig::default() };
+        let mut off = UdpSocket::bind("[::1]:0".parse().unwrap(), &config).unwrap();
+        assert_eq!(off.send_to(&big, to).unwrap(), SendStatus::Sent);
+        let _ = receiver.wait_readable(Some(std::time::Duration::from_secs(5))).unwrap();
+        let got = receiver.recv_from(&mut buf).unwrap().expect("the fragmented one arrives");
+        assert_eq!(got.len, big.len());
+        assert_eq!(off.stats().send_dropped, 0);
+        assert!(exceeds_link_mtu(&io::Error::from_raw_os_error(libc::EMSGSIZE)));
     }
 }
