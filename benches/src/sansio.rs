@@ -206,6 +206,12 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<()> {
             }
             client.send(*conn, channel, &msg)?;
             crowd.client_sends(i, clock);
+            // As the crowd does: the endpoint works out the connection's next deadline once its
+            // packet is out (while its state is still in cache), not at the client's next turn.
+            let client = &mut crowd.clients[i].0;
+            if client.poll_timeout().is_some_and(|at| at <= clock) {
+                client.handle_timeout(clock);
+            }
             let t1 = now();
             crowd.serve(clock);
             let t2 = now();
