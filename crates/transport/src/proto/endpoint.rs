@@ -571,10 +571,6 @@ impl Endpoint {
         Some(self.id_of(slot))
     }
 
-    /// Something about connection `slot` changed: queue it for `poll_transmit`, unless it is
-    /// queued already. That visit sends what is due and then registers the connection's next
-    /// deadline, so a burst of datagrams costs one deadline computation, not one each (until
-    /// then `poll_timeout` says "now").
     /// The slot of the connection with peer address `from`, if any (see `last_source`).
     fn slot_of(&mut self, from: SocketAddr) -> Option<u32> {
         if let Some((addr, slot)) = self.last_source {
@@ -587,6 +583,10 @@ impl Endpoint {
         Some(slot)
     }
 
+    /// Something about connection `slot` changed: queue it for `poll_transmit`, unless it is
+    /// queued already. That visit sends what is due and then registers the connection's next
+    /// deadline, so a burst of datagrams costs one deadline computation, not one each (until
+    /// then `poll_timeout` says "now").
     fn mark_ready(&mut self, slot: u32) {
         if let Some(conn) = self.slots[slot as usize].conn.as_deref_mut() {
             if !conn.ready {
@@ -1011,7 +1011,7 @@ impl Endpoint {
     }
 
     fn handle_control(&mut self, now: Instant, from: SocketAddr, packet: Control) {
-        let existing = self.by_addr.get(&from).map(|&slot| self.id_of(slot));
+        let existing = self.slot_of(from).map(|slot| self.id_of(slot));
         match packet {
             Control::ConnectRequest { protocol_id, fingerprint, client_salt } => {
                 self.stats.connect_requests += 1;
