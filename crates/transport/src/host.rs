@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use crate::proto::prefetch::{Pipeline, Step};
 use sturnus_socket::{Outgoing, RecvBatch, Socket, SocketError, SocketFactory};
 
 use crate::{
@@ -13,6 +14,13 @@ use crate::{
 /// Datagrams read per [`Host::receive`] before events are handed out, so a flood cannot keep
 /// the application from its events.
 const RECV_BUDGET: usize = 1024;
+/// Connections from which [`Host`] prefetches the state of the datagrams it reads (see
+/// [`Endpoint::prefetch_source`]). Below, their state mostly stays in cache and asking costs
+/// more than it saves: `sturnus-bench sansio` on a 2-core VM (512 KiB of L2 per core, 32 MiB
+/// of L3) measured the server's time a message 17 % higher with prefetching at 1,000 clients,
+/// 19 % lower at 4,000 and 43 % lower at 100,000.
+const PREFETCH_FROM_CONNECTIONS: usize = 2048;
+
 /// Datagrams moved per socket call (one `recvmmsg`/`sendmmsg` on Linux).
 const BATCH: usize = 32;
 
@@ -379,13 +387,28 @@ impl<S: Socket> Host<S> {
             let n = self.socket.recv_batch(&mut self.recv)?;
             read += n;
             drained = n < self.recv.capacity();
-            for (from, datagram) in self.recv.iter() {
-                if datagram.len() > limit {
-                    self.stats.datagrams_oversized += 1;
-                    continue;
+            // At a crowd's scale every sender's state is cold: ask for it a few datagrams
+            // ahead, so the batch's memory reads overlap. A smaller server's is in cache, and
+            // asking would only cost.
+            let prefetch = self.endpoint.connection_count() >= PREFETCH_FROM_CONNECTIONS;
+            for step in Pipeline::new(self.recv.len()) {
+                match step {
+                    Step::Prefetch { item, stage } if prefetch => {
+                        if let Some((from, _)) = self.recv.get(item) {
+                            self.endpoint.prefetch_source(from, stage);
+                        }
+                    }
+                    Step::Prefetch { .. } => {}
+                    Step::Handle(item) => {
+                        let Some((from, datagram)) = self.recv.get(item) else { continue };
+                        if datagram.len() > limit {
+                            self.stats.datagrams_oversized += 1;
+                            continue;
+                        }
+                        self.stats.datagrams_received += 1;
+                        self.endpoint.handle_datagram(now, from, datagram);
+                    }
                 }
-                self.stats.datagrams_received += 1;
-                self.endpoint.handle_datagram(now, from, datagram);
             }
             // A batch that did not fill up found the queue empty (or was a single receive of
             // an interactive flow): the next call reads on.

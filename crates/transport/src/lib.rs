@@ -52,7 +52,8 @@
 //! # Ok(())
 //! # }
 //! ```
-#![forbid(unsafe_code)]
+// One audited exception: the cache-prefetch hint in `proto::prefetch`.
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod config;

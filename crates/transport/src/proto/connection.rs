@@ -412,7 +412,24 @@ fn number_of_first(seq: PacketSeq) -> u64 {
     u64::from(seq.get())
 }
 
+impl PacketScratch {
+    /// Asks for the fronts of the scratch lists (see `Endpoint::prefetch`).
+    pub(crate) fn prefetch(&self) {
+        super::prefetch::front(&self.parsed);
+        super::prefetch::front(&self.refs);
+    }
+}
+
 impl Connection {
+    /// Asks for what a packet to or from this connection touches beyond the connection
+    /// itself: its channels and the front of its record of packets in flight (see
+    /// `Endpoint::prefetch_source`).
+    pub(crate) fn prefetch_parts(&self) {
+        super::prefetch::slice(&self.send);
+        super::prefetch::slice(&self.recv);
+        super::prefetch::front(self.sent.as_slices().0);
+    }
+
     /// A connection in `phase`; `local_salt` numbers our packets, `peer_salt` the peer's.
     pub(crate) fn new(
         config: &EndpointConfig,

@@ -1,12 +1,13 @@
 //! The endpoint: many connections behind one socket, as a sans-IO state machine.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::addr_hash::AddrHashBuilder;
+use super::addr_table::AddrTable;
 use super::codec::Writer;
 use super::connection::{
     Connecting, Connection, ConnectionStats, PacketScratch, PacketVerdict, Phase,
@@ -16,6 +17,7 @@ use super::control::{Control, Cookie, RejectReason};
 use super::limits::{SourceLimits, Verdict};
 use super::packet::CONTROL_BIT;
 use super::pool::BufPool;
+use super::prefetch;
 use super::secrets::Secrets;
 use super::siphash::SipHasher;
 use crate::{ChannelId, ConfigError, ConnectError, EndpointConfig, Qos, SendError};
@@ -332,7 +334,7 @@ pub struct Endpoint {
     /// and probe. Cleared whenever `by_addr` changes what that address or slot maps to.
     last_source: Option<(SocketAddr, u32)>,
     slots: Vec<Slot>,
-    by_addr: HashMap<SocketAddr, u32, AddrHashBuilder>,
+    by_addr: AddrTable,
     free: Vec<u32>,
     pool: BufPool,
     scratch: PacketScratch,
@@ -441,7 +443,7 @@ impl Endpoint {
             slots: Vec::new(),
             free: Vec::new(),
             last_source: None,
-            by_addr: HashMap::with_hasher(AddrHashBuilder::new(addr_key)),
+            by_addr: AddrTable::new(AddrHashBuilder::new(addr_key)),
             live: 0,
             replies: VecDeque::new(),
             closing: VecDeque::new(),
@@ -563,12 +565,21 @@ impl Endpoint {
                 slot
             }
         };
-        self.by_addr.insert(conn.addr, slot);
+        self.by_addr.insert(self.by_addr.tag(&conn.addr), slot);
         self.last_source = None;
         self.slots[slot as usize].conn = Some(Box::new(conn));
         self.live += 1;
         self.mark_ready(slot);
         Some(self.id_of(slot))
+    }
+
+    /// The slot of the connection with peer address `addr`, if any: a tag in the table,
+    /// confirmed against the connection's address.
+    fn lookup(&self, addr: SocketAddr) -> Option<u32> {
+        let slots = &self.slots;
+        self.by_addr.find(self.by_addr.tag(&addr), |slot| {
+            slots[slot as usize].conn.as_deref().is_some_and(|conn| conn.addr == addr)
+        })
     }
 
     /// The slot of the connection with peer address `from`, if any (see `last_source`).
@@ -578,7 +589,7 @@ impl Endpoint {
                 return Some(slot);
             }
         }
-        let slot = *self.by_addr.get(&from)?;
+        let slot = self.lookup(from)?;
         self.last_source = Some((from, slot));
         Some(slot)
     }
@@ -631,9 +642,7 @@ impl Endpoint {
         slot.scheduled = None;
         slot.newest_state.clear();
         self.free.push(id.slot_index());
-        if self.by_addr.get(&conn.addr) == Some(&id.slot_index()) {
-            self.by_addr.remove(&conn.addr);
-        }
+        self.by_addr.remove(self.by_addr.tag(&conn.addr), id.slot_index());
         self.last_source = None;
         self.live -= 1;
         if !conn.trusted {
@@ -686,7 +695,7 @@ impl Endpoint {
     /// Whether a new connection with `remote` may be made: none exists with it, and the
     /// endpoint is not full.
     fn room_for(&self, remote: SocketAddr) -> Result<(), ConnectError> {
-        if self.by_addr.contains_key(&remote) {
+        if self.lookup(remote).is_some() {
             return Err(ConnectError::AlreadyConnected(remote));
         }
         if self.live >= self.config.max_connections {
@@ -793,11 +802,11 @@ impl Endpoint {
         let old = conn.addr;
         let slot = id.slot_index();
         if old != remote {
-            if self.by_addr.contains_key(&remote) {
+            if self.lookup(remote).is_some() {
                 return false;
             }
-            self.by_addr.remove(&old);
-            self.by_addr.insert(remote, slot);
+            self.by_addr.remove(self.by_addr.tag(&old), slot);
+            self.by_addr.insert(self.by_addr.tag(&remote), slot);
             self.last_source = None;
         }
         let conn = self.conn_mut(id).expect("checked above");
@@ -919,6 +928,60 @@ impl Endpoint {
             self.stats.rejections_sent += 1;
         }
         self.replies.push_back((to, packet));
+    }
+
+    /// Prefetch stage `stage` (below [`PREFETCH_STAGES`](prefetch::PREFETCH_STAGES)) for a
+    /// datagram from `from` that [`handle_datagram`](Self::handle_datagram) will get soon:
+    /// stage 0 asks for its line of the address table, stage 1 for the slots it names, stage 2
+    /// for their connections, stage 3 for those connections' channels and packet records.
+    /// Each stage reads only what the stages before it asked for, so run them in order, with
+    /// some work between them: a [`Pipeline`](prefetch::Pipeline) over a received batch does.
+    /// A server at a crowd's scale meets every connection cold, and its handling of a batch
+    /// then overlaps those reads instead of waiting for each. A hint only: it changes nothing
+    /// the endpoint does.
+    pub fn prefetch_source(&self, from: SocketAddr, stage: usize) {
+        let tag = self.by_addr.tag(&from);
+        if stage == 0 {
+            self.by_addr.prefetch(tag);
+            return;
+        }
+        for slot in self.by_addr.candidates(tag) {
+            let Some(slot) = self.slots.get(slot as usize) else { continue };
+            match (stage, slot.conn.as_deref()) {
+                (1, _) => prefetch::value(slot),
+                (2, Some(conn)) => prefetch::value(conn),
+                (3, Some(conn)) => conn.prefetch_parts(),
+                _ => {}
+            }
+        }
+    }
+
+    /// Prefetch stage `stage` (below [`PREFETCH_STAGES`](prefetch::PREFETCH_STAGES)) for a call
+    /// on this endpoint coming soon, for a driver that runs many endpoints in one thread (a
+    /// load generator, a simulation of many clients): stage 0 asks for the endpoint itself,
+    /// stage 1 for its queues and its first slot, stages 2 and 3 for the connection in that
+    /// slot (a client's only one) as [`prefetch_source`](Self::prefetch_source) does. Run the
+    /// stages in order with some work between them, as a [`Pipeline`](prefetch::Pipeline)
+    /// over the endpoints due next does. A hint only.
+    pub fn prefetch(&self, stage: usize) {
+        // Each stage reads only what earlier stages asked for: stage 0 not even `slots`.
+        let conn = || self.slots.first().and_then(|slot| slot.conn.as_deref());
+        match stage {
+            0 => prefetch::value(self),
+            1 => {
+                if let Some(slot) = self.slots.first() {
+                    prefetch::value(slot);
+                }
+                prefetch::front(self.timers.as_slice());
+                prefetch::front(self.events.as_slices().0);
+                prefetch::front(self.ready.as_slices().0);
+                prefetch::front(&self.data);
+                self.scratch.prefetch();
+            }
+            2 => conn().map_or((), prefetch::value),
+            3 => conn().map_or((), Connection::prefetch_parts),
+            _ => {}
+        }
     }
 
     /// Feeds one received datagram.
@@ -1611,5 +1674,93 @@ mod tests {
         let later = now + server.config.connect_retry_interval;
         let events = exchange(&mut client, &mut server, later);
         assert!(matches!(events.as_slice(), [e] if e.starts_with("Connected")), "{events:?}");
+    }
+
+    /// A crowd of clients through connect, messages, a disconnect and a reconnect that reuses
+    /// the slot; returns everything the server sent and its events. With `prefetch`, every
+    /// call is preceded by prefetches of every stage (and some past the last), in and out of
+    /// order, for the sender, for the other clients, for an address with no connection and
+    /// for the closed connection's: hints must change nothing.
+    fn crowd_transcript(prefetch: bool) -> (Vec<u8>, Vec<String>) {
+        let now = origin();
+        let config = EndpointConfig::default();
+        let endpoint = |seed| {
+            Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, seed).unwrap()
+        };
+        let mut server = endpoint(1);
+        let addrs: Vec<SocketAddr> = (0..24)
+            .map(|i| format!("10.0.{}.{}:7", i / 200, i % 200 + 1).parse().unwrap())
+            .collect();
+        let mut clients: Vec<Endpoint> =
+            (0..addrs.len() as u64).map(|i| endpoint(10 + i)).collect();
+        let server_addr: SocketAddr = "10.9.9.9:1".parse().unwrap();
+        let nobody: SocketAddr = "[2001:db8::1]:9".parse().unwrap();
+        let hint = |server: &Endpoint, clients: &[Endpoint], from: SocketAddr| {
+            if prefetch {
+                for stage in [3, 0, 1, 2, 3, 7] {
+                    for addr in [from, nobody, addrs[0], addrs[addrs.len() - 1]] {
+                        server.prefetch_source(addr, stage);
+                    }
+                    for client in clients {
+                        client.prefetch(stage);
+                    }
+                }
+            }
+        };
+        let (mut wire, mut events) = (Vec::new(), Vec::new());
+        let mut buf = [0u8; 1500];
+        let mut conns: Vec<_> =
+            clients.iter_mut().map(|c| Some(c.connect(now, server_addr).unwrap())).collect();
+        for round in 0..10u32 {
+            let at = now + Duration::from_millis(u64::from(round) * 50);
+            for (i, client) in clients.iter_mut().enumerate() {
+                if let Some(conn) = conns[i] {
+                    match (round, i) {
+                        (3, 5) => {
+                            client.disconnect(at, conn);
+                            conns[i] = None;
+                        }
+                        (2.., _) => {
+                            let fill = u8::try_from(i).unwrap();
+                            client.send(conn, crate::ChannelId(0), &[fill; 40]).unwrap();
+                        }
+                        _ => {}
+                    }
+                } else if round == 5 {
+                    conns[i] = Some(client.connect(at, server_addr).unwrap());
+                }
+                client.handle_timeout(at);
+                while let Some(t) = client.poll_transmit(at, &mut buf) {
+                    hint(&server, &[], addrs[i]);
+                    server.handle_datagram(at, addrs[i], &buf[..t.len]);
+                }
+            }
+            server.handle_timeout(at);
+            while let Some(event) = server.poll_event() {
+                events.push(format!("{event:?}"));
+            }
+            while let Some(t) = server.poll_transmit(at, &mut buf) {
+                wire.extend_from_slice(&buf[..t.len]);
+                let i = addrs.iter().position(|a| *a == t.destination).unwrap();
+                hint(&server, &clients, t.destination);
+                clients[i].handle_datagram(at, server_addr, &buf[..t.len]);
+                while clients[i].poll_event().is_some() {}
+            }
+        }
+        (wire, events)
+    }
+
+    #[test]
+    fn prefetching_in_any_order_for_any_address_changes_nothing() {
+        let plain = crowd_transcript(false);
+        let hinted = crowd_transcript(true);
+        assert!(
+            plain.1.iter().filter(|e| e.starts_with("Connected")).count() > 24,
+            "{:?}",
+            plain.1
+        );
+        assert!(plain.1.iter().any(|e| e.starts_with("Data")), "{:?}", plain.1);
+        assert!(plain.1.iter().any(|e| e.starts_with("Disconnected")), "{:?}", plain.1);
+        assert_eq!(plain, hinted);
     }
 }

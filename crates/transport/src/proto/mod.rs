@@ -3,6 +3,7 @@
 
 pub mod ack;
 pub(crate) mod addr_hash;
+pub(crate) mod addr_table;
 pub(crate) mod channel;
 pub mod codec;
 pub(crate) mod congestion;
@@ -12,6 +13,7 @@ pub(crate) mod endpoint;
 pub(crate) mod limits;
 pub mod packet;
 pub(crate) mod pool;
+pub mod prefetch;
 pub mod rtt;
 pub(crate) mod secrets;
 pub mod seq;
