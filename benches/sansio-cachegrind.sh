@@ -4,6 +4,8 @@
 # difference per echo (both sides together): instructions, simulated first-level misses and
 # last-level (32 MiB) misses. The same build gives the same figures, so one run of each of two
 # builds compares them. Needs valgrind. N = 40,000 clients keeps their state far past 32 MiB.
+# Prefetching is off: cachegrind does not model it (a prefetch neither hits nor misses), so
+# these are the protocol's own accesses; `sturnus-bench sansio --prefetch both` times it.
 #
 #   benches/sansio-cachegrind.sh target/release/sturnus-bench 40000 2 4
 set -euo pipefail
@@ -13,7 +15,7 @@ trap 'rm -rf "$dir"' EXIT
 for rounds in "$r1" "$r2"; do
     valgrind --tool=cachegrind --cache-sim=yes --D1=32768,8,64 --LL=33554432,16,64 \
         --cachegrind-out-file="$dir/$rounds.out" \
-        "$bin" sansio --clients "$clients" --rounds "$rounds" >/dev/null 2>&1
+        "$bin" sansio --clients "$clients" --rounds "$rounds" --prefetch off >/dev/null 2>&1
 done
 summary() { grep '^summary:' "$1" | cut -d' ' -f2-; }
 read -r -a a < <(summary "$dir/$r1.out")

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use sturnus_netcode::transport::SecureEndpoint;
 use sturnus_testkit::crowd::{CrowdSocket, MAX_DATAGRAM};
+use sturnus_transport::proto::prefetch::{Pipeline, Step};
 use sturnus_transport::{
     ChannelId, ConnectError, ConnectionId, Endpoint, EndpointConfig, Event, SendError, Transmit,
 };
@@ -73,6 +74,8 @@ trait Peer {
     fn set_next_send(&mut self, at: Instant);
     /// When the client sends its next message, if it is sending (connected).
     fn next_send(&self) -> Option<Instant>;
+    /// Prefetch stage `stage` of the client's state, for a call coming soon.
+    fn prefetch(&self, _stage: usize) {}
 }
 
 /// Sends one echo message if it is time; returns the next send time.
@@ -113,6 +116,9 @@ trait ClientEndpoint {
     fn send(&mut self, conn: ConnectionId, channel: ChannelId, m: &[u8]) -> Result<(), SendError>;
     fn connect(&mut self, now: Instant, to: SocketAddr) -> Result<ConnectionId, ConnectError>;
     fn disconnect(&mut self, now: Instant, conn: ConnectionId);
+    /// Prefetch stage `stage` for a call coming soon (see [`Endpoint::prefetch`]); the
+    /// netcode mode's endpoint has none.
+    fn prefetch(&self, _stage: usize) {}
 }
 
 impl ClientEndpoint for Endpoint {
@@ -139,6 +145,9 @@ impl ClientEndpoint for Endpoint {
     }
     fn disconnect(&mut self, now: Instant, conn: ConnectionId) {
         Endpoint::disconnect(self, now, conn);
+    }
+    fn prefetch(&self, stage: usize) {
+        Endpoint::prefetch(self, stage);
     }
 }
 
@@ -245,6 +254,10 @@ impl<E: ClientEndpoint> Peer for SturnusPeer<E> {
         self.connected.then_some(self.next_send)
     }
 
+    fn prefetch(&self, stage: usize) {
+        self.endpoint.prefetch(stage);
+    }
+
     fn close(&mut self, index: u32, now: Instant, shared: &mut Shared) {
         if let Some(conn) = self.conn.take() {
             self.endpoint.disconnect(now, conn);
@@ -292,6 +305,8 @@ struct Crowd<P> {
     wheel: Wheel,
     /// Peers that received datagrams in this turn (each once), to service after the reads.
     touched: Vec<usize>,
+    /// Peers whose timers fell due in this turn, to service in order.
+    due: Vec<usize>,
     is_touched: Vec<bool>,
     /// Whether a turn runs due clients only once the socket is drained (while connecting).
     reads_first: bool,
@@ -306,6 +321,7 @@ impl<P: Peer> Crowd<P> {
             scheduled: Vec::new(),
             wheel: Wheel::new(now()),
             touched: Vec::new(),
+            due: Vec::new(),
             is_touched: Vec::new(),
             reads_first: false,
             shared,
@@ -343,20 +359,36 @@ impl<P: Peer> Crowd<P> {
     fn turn(&mut self, max: Duration) -> io::Result<()> {
         let now = now();
         let mut read = 0;
+        // A hundred thousand clients' state is far past the caches: each is asked for a few
+        // clients ahead ([`Pipeline`]), so the misses of several overlap.
         for _ in 0..RECV_BATCHES_PER_TURN {
             let Self { first, peers, touched, is_touched, shared, .. } = self;
             let Shared { socket, server, echoes, .. } = shared;
-            let n = socket.recv(|index, from, datagram| {
-                let Some(peer) = index.checked_sub(*first).map(|p| p as usize) else { return };
-                let Some(p) = peers.get_mut(peer) else { return };
-                if p.receive(now, from, datagram, *server) {
-                    *echoes += 1;
+            let n = socket.recv_batch()?;
+            let peer_of = |index: u32| index.checked_sub(*first).map(|p| p as usize);
+            for step in Pipeline::new(socket.received_len()) {
+                match step {
+                    Step::Prefetch { item, stage } => {
+                        if let Some(p) =
+                            peer_of(socket.received_index(item)).and_then(|peer| peers.get(peer))
+                        {
+                            p.prefetch(stage);
+                        }
+                    }
+                    Step::Handle(item) => {
+                        let (index, from, datagram) = socket.received(item);
+                        let Some(peer) = peer_of(index) else { continue };
+                        let Some(p) = peers.get_mut(peer) else { continue };
+                        if p.receive(now, from, datagram, *server) {
+                            *echoes += 1;
+                        }
+                        if !is_touched[peer] {
+                            is_touched[peer] = true;
+                            touched.push(peer);
+                        }
+                    }
                 }
-                if !is_touched[peer] {
-                    is_touched[peer] = true;
-                    touched.push(peer);
-                }
-            })?;
+            }
             read += n;
             if n < sturnus_testkit::crowd::BATCH {
                 break;
@@ -374,17 +406,25 @@ impl<P: Peer> Crowd<P> {
         // handshakes rather than adding to the storm. Once running, sends are as due as reads.
         let drained =
             !self.reads_first || read < RECV_BATCHES_PER_TURN * sturnus_testkit::crowd::BATCH;
-        let mut due = 0;
-        while due < TIMERS_PER_TURN && drained {
+        let mut due = std::mem::take(&mut self.due);
+        while due.len() < TIMERS_PER_TURN && drained {
             let Some((at, peer)) = self.wheel.pop_due(now) else { break };
             if self.scheduled[peer] == Some(at) {
                 self.scheduled[peer] = None;
-                self.service(peer, now);
-                due += 1;
+                due.push(peer);
             }
         }
+        for step in Pipeline::new(due.len()) {
+            match step {
+                Step::Prefetch { item, stage } => self.peers[due[item]].prefetch(stage),
+                Step::Handle(item) => self.service(due[item], now),
+            }
+        }
+        let ran = due.len();
+        due.clear();
+        self.due = due;
         self.shared.socket.flush()?;
-        if read == 0 && due < TIMERS_PER_TURN {
+        if read == 0 && ran < TIMERS_PER_TURN {
             let sleep = self.wheel.wait(now, max);
             if !sleep.is_zero() {
                 let _ = self.shared.socket.wait(sleep)?;

@@ -904,7 +904,7 @@ fn services_command(options: &Options) -> BenchResult<()> {
 }
 
 fn sansio_command(options: &Options) -> BenchResult<()> {
-    options.check_known(&["clients", "rounds", "pin"])?;
+    options.check_known(&["clients", "rounds", "pin", "prefetch"])?;
     let clients: usize = options.get("clients")?.unwrap_or(100_000);
     let rounds: u32 = options.get("rounds")?.unwrap_or(10);
     if clients == 0 || clients > sansio::MAX_CLIENTS || rounds == 0 {
@@ -917,7 +917,13 @@ fn sansio_command(options: &Options) -> BenchResult<()> {
         Some("off") => false,
         Some(other) => return Err(format!("--pin {other}: on or off").into()),
     };
-    sansio::run(&sansio::Plan { clients, rounds, pin })
+    let prefetch = match options.get::<String>("prefetch")?.as_deref() {
+        None | Some("both") => sansio::Prefetch::Both,
+        Some("on") => sansio::Prefetch::On,
+        Some("off") => sansio::Prefetch::Off,
+        Some(other) => return Err(format!("--prefetch {other}: on, off or both").into()),
+    };
+    sansio::run(&sansio::Plan { clients, rounds, pin, prefetch })
 }
 
 fn layers_command(options: &Options) -> BenchResult<()> {

@@ -3,16 +3,20 @@
 //! `Endpoint`s (the settings of the clients workload) run in this thread; datagrams go from one
 //! to the other by hand, on a virtual clock that moves `1/N` s per message, so each client
 //! sends one 64-byte message a (virtual) second and the server echoes it, as in
-//! `local --workload clients`. Every message is timed in three steps (the client sends, the
-//! server handles it and builds the echo, the client handles the echo), so the figures are
-//! this thread's nanoseconds per message on each side, the clock reads (about 25 ns each, four
-//! a message) included. The cache misses of 100,000 connections are in them; the system
+//! `local --workload clients`. The clients go in batches of [`BATCH`] (what a server's paced
+//! read finds at 100,000 messages a second): the batch's clients send, the server handles
+//! their datagrams and echoes, the clients handle the echoes; each step is timed, so the
+//! figures are this thread's nanoseconds per message on each side. With prefetching on, the
+//! clients' endpoints and the server's connections are asked for a few ahead
+//! ([`Pipeline`]), as the crowd and the `Host` do; `--prefetch both` alternates rounds with
+//! and without it, a ratio from one run. The cache misses of 100,000 connections are in them; the system
 //! calls, and the other process's load on a shared machine, are not: a figure to compare
 //! builds by, where the two-process runs drift 5–25 %.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use sturnus_transport::proto::prefetch::{Pipeline, Step};
 use sturnus_transport::{ConnectionId, Endpoint, EndpointConfig, Event, Qos};
 
 use crate::{BenchResult, bench_config, channel_of, now, probe};
@@ -22,7 +26,20 @@ pub(crate) struct Plan {
     pub(crate) clients: usize,
     pub(crate) rounds: u32,
     pub(crate) pin: bool,
+    pub(crate) prefetch: Prefetch,
 }
+
+/// Whether the rounds prefetch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Prefetch {
+    On,
+    Off,
+    /// Rounds alternate, starting with prefetching off; each half has its own figures.
+    Both,
+}
+
+/// Clients per batch: the datagrams a server reads at once (the `Host`'s batch).
+const BATCH: usize = 64;
 
 /// The server's address as the clients see it.
 const SERVER: SocketAddr =
@@ -90,10 +107,19 @@ impl Crowd {
 
     /// Hands the clients' datagrams to the server, runs its due timers and its events (echoing
     /// data), then copies out what it sends.
-    fn serve(&mut self, now: Instant) {
+    fn serve(&mut self, now: Instant, prefetch: bool) {
         let Self { server, buf, to_server, to_clients, echo, .. } = self;
-        for (i, range) in &to_server.datagrams {
-            server.handle_datagram(now, client_addr(*i), &to_server.bytes[range.clone()]);
+        for step in Pipeline::new(to_server.datagrams.len()) {
+            match step {
+                Step::Prefetch { item, stage } if prefetch => {
+                    server.prefetch_source(client_addr(to_server.datagrams[item].0), stage);
+                }
+                Step::Prefetch { .. } => {}
+                Step::Handle(item) => {
+                    let (i, range) = &to_server.datagrams[item];
+                    server.handle_datagram(now, client_addr(*i), &to_server.bytes[range.clone()]);
+                }
+            }
         }
         to_server.clear();
         if server.poll_timeout().is_some_and(|at| at <= now) {
@@ -180,7 +206,7 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<()> {
             }
             crowd.client_sends(i, clock);
         }
-        crowd.serve(clock);
+        crowd.serve(clock, false);
         connected += crowd.deliver(clock);
         if connected == n {
             break;
@@ -192,46 +218,74 @@ pub(crate) fn run(plan: &Plan) -> BenchResult<()> {
     }
     let channel = channel_of(Qos::Unreliable);
     let msg = [7u8; 64];
-    let step = Duration::from_secs(1) / u32::try_from(n).unwrap_or(u32::MAX).max(1);
-    let (mut client_ns, mut server_ns) = (0u128, 0u128);
+    let step_time = Duration::from_secs(1) / u32::try_from(n).unwrap_or(u32::MAX).max(1);
+    // Per half ([off, on]): client ns, server ns, messages.
+    let mut figures = [(0u128, 0u128, 0u64); 2];
     crowd.echoes = 0;
     let messages = n as u64 * u64::from(plan.rounds);
-    for _ in 0..plan.rounds {
-        for i in 0..n {
-            clock += step;
+    for round in 0..plan.rounds {
+        let prefetch = match plan.prefetch {
+            Prefetch::On => true,
+            Prefetch::Off => false,
+            Prefetch::Both => round % 2 == 1,
+        };
+        let (client_ns, server_ns, sent) = &mut figures[usize::from(prefetch)];
+        let mut first = 0;
+        while first < n {
+            let batch = first..(first + BATCH).min(n);
             let t0 = now();
-            let (client, conn) = &mut crowd.clients[i];
-            if client.poll_timeout().is_some_and(|at| at <= clock) {
-                client.handle_timeout(clock);
-            }
-            client.send(*conn, channel, &msg)?;
-            crowd.client_sends(i, clock);
-            // As the crowd does: the endpoint works out the connection's next deadline once its
-            // packet is out (while its state is still in cache), not at the client's next turn.
-            let client = &mut crowd.clients[i].0;
-            if client.poll_timeout().is_some_and(|at| at <= clock) {
-                client.handle_timeout(clock);
+            for step in Pipeline::new(batch.len()) {
+                match step {
+                    Step::Prefetch { item, stage } if prefetch => {
+                        crowd.clients[first + item].0.prefetch(stage);
+                    }
+                    Step::Prefetch { .. } => {}
+                    Step::Handle(item) => {
+                        let i = first + item;
+                        clock += step_time;
+                        let (client, conn) = &mut crowd.clients[i];
+                        if client.poll_timeout().is_some_and(|at| at <= clock) {
+                            client.handle_timeout(clock);
+                        }
+                        client.send(*conn, channel, &msg)?;
+                        crowd.client_sends(i, clock);
+                        // As the crowd does: the endpoint works out the connection's next
+                        // deadline once its packet is out (while its state is still in cache).
+                        let client = &mut crowd.clients[i].0;
+                        if client.poll_timeout().is_some_and(|at| at <= clock) {
+                            client.handle_timeout(clock);
+                        }
+                    }
+                }
             }
             let t1 = now();
-            crowd.serve(clock);
+            crowd.serve(clock, prefetch);
             let t2 = now();
             crowd.deliver(clock);
             let t3 = now();
             // The server's copying out of its datagrams is the driver's work, not the
             // protocol's, but it is a few ns beside the rest.
-            client_ns += (t1 - t0).as_nanos() + (t3 - t2).as_nanos();
-            server_ns += (t2 - t1).as_nanos();
+            *client_ns += (t1 - t0).as_nanos() + (t3 - t2).as_nanos();
+            *server_ns += (t2 - t1).as_nanos();
+            *sent += batch.len() as u64;
+            first = batch.end;
         }
     }
-    let per = |ns: u128| ns as f64 / messages as f64;
-    println!(
-        "sturnus-bench sansio: {n} clients, {} rounds, {} echoes of {messages}: server {:.0} ns \
-         a message, clients {:.0} ns a message",
-        plan.rounds,
-        crowd.echoes,
-        per(server_ns),
-        per(client_ns)
-    );
+    for (half, (client_ns, server_ns, sent)) in figures.into_iter().enumerate() {
+        if sent == 0 {
+            continue;
+        }
+        let per = |ns: u128| ns as f64 / sent as f64;
+        println!(
+            "sturnus-bench sansio: {n} clients, {} rounds, {} echoes of {messages}; prefetching \
+             {}: server {:.0} ns a message, clients {:.0} ns a message",
+            plan.rounds,
+            crowd.echoes,
+            if half == 1 { "on" } else { "off" },
+            per(server_ns),
+            per(client_ns)
+        );
+    }
     if crowd.echoes != messages {
         return Err(format!("{} echoes of {messages}", crowd.echoes).into());
     }
@@ -252,6 +306,6 @@ mod tests {
 
     #[test]
     fn a_small_crowd_echoes_every_message() {
-        run(&Plan { clients: 50, rounds: 3, pin: false }).unwrap();
+        run(&Plan { clients: 150, rounds: 3, pin: false, prefetch: Prefetch::Both }).unwrap();
     }
 }

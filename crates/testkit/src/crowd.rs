@@ -105,6 +105,9 @@ pub struct CrowdSocket {
     queued: usize,
     /// Receive buffers.
     inb: Vec<[u8; MAX_DATAGRAM]>,
+    /// The datagrams of the last [`recv_batch`](CrowdSocket::recv_batch) that are for a
+    /// client: (client index, sender, buffer in `inb`, length).
+    received: Vec<(u32, SocketAddr, usize, usize)>,
     stats: CrowdStats,
 }
 
@@ -197,6 +200,7 @@ impl CrowdSocket {
             out_to: vec![SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0); BATCH],
             queued: 0,
             inb: vec![[0; MAX_DATAGRAM]; BATCH],
+            received: Vec::with_capacity(BATCH),
             stats: CrowdStats::default(),
         })
     }
@@ -334,6 +338,36 @@ impl CrowdSocket {
         &mut self,
         mut deliver: impl FnMut(u32, SocketAddr, &mut [u8]),
     ) -> io::Result<usize> {
+        let read = self.recv_batch()?;
+        for i in 0..self.received.len() {
+            let (index, from, datagram) = self.received(i);
+            deliver(index, from, datagram);
+        }
+        Ok(read)
+    }
+
+    /// How many datagrams of the last [`recv_batch`](Self::recv_batch) are for a client.
+    pub fn received_len(&self) -> usize {
+        self.received.len()
+    }
+
+    /// The client index the `i`-th datagram of the last batch is for (`i` below
+    /// [`received_len`](Self::received_len)): to look ahead in the batch.
+    pub fn received_index(&self, i: usize) -> u32 {
+        self.received[i].0
+    }
+
+    /// The `i`-th datagram of the last batch for a client: (client index, sender, datagram).
+    pub fn received(&mut self, i: usize) -> (u32, SocketAddr, &mut [u8]) {
+        let (index, from, buf, len) = self.received[i];
+        (index, from, &mut self.inb[buf][..len])
+    }
+
+    /// Reads one batch of waiting datagrams and keeps those for a client, to be taken with
+    /// [`received`](Self::received) (in arrival order) until the next read; returns how many
+    /// were read (0: none waiting).
+    pub fn recv_batch(&mut self) -> io::Result<usize> {
+        self.received.clear();
         let mut h = Headers::zeroed();
         for (i, buf) in self.inb.iter_mut().enumerate() {
             let _ = h.wire(i, buf, CMSG_ROOM);
@@ -395,7 +429,7 @@ impl CrowdSocket {
             match to.and_then(Self::index_of) {
                 Some(index) if !truncated && len <= MAX_DATAGRAM => {
                     self.stats.received += 1;
-                    deliver(index, from, &mut self.inb[i][..len]);
+                    self.received.push((index, from, i, len));
                 }
                 _ => self.stats.recv_dropped += 1,
             }
