@@ -601,37 +601,40 @@ impl AnyCrowd {
         }
     }
 
-    /// Sends for `duration`, waits for the last echoes, closes; returns (sent, echoes). Calls
+    /// Sends for `duration` and waits for the last echoes; returns (sent, echoes). Calls
     /// `tick` between turns (to keep a control connection alive).
     fn run(
-        self,
+        &mut self,
         duration: Duration,
         tick: &mut dyn FnMut() -> BenchResult<()>,
     ) -> BenchResult<(u64, u64)> {
-        Ok(match self {
-            Self::Raw(mut crowd) => {
-                crowd.run(duration, tick)?;
-                (crowd.shared.sent, crowd.shared.echoes)
-            }
-            Self::Sturnus(crowd) => close_all(crowd, duration, tick)?,
-            Self::Secure(crowd) => close_all(crowd, duration, tick)?,
-        })
+        let shared = match self {
+            Self::Raw(crowd) => crowd.run(duration, tick).map(|()| &crowd.shared),
+            Self::Sturnus(crowd) => crowd.run(duration, tick).map(|()| &crowd.shared),
+            Self::Secure(crowd) => crowd.run(duration, tick).map(|()| &crowd.shared),
+        }?;
+        Ok((shared.sent, shared.echoes))
+    }
+
+    /// Closes every connection (after the run's report, so the server's figures are of the
+    /// load alone, not of a hundred thousand disconnects at once).
+    fn close(self) -> BenchResult<()> {
+        match self {
+            Self::Raw(_) => Ok(()),
+            Self::Sturnus(crowd) => close_all(crowd),
+            Self::Secure(crowd) => close_all(crowd),
+        }
     }
 }
 
-/// Runs a Sturnus crowd for `duration`, then closes every connection.
-fn close_all<E: ClientEndpoint>(
-    mut crowd: Crowd<SturnusPeer<E>>,
-    duration: Duration,
-    tick: &mut dyn FnMut() -> BenchResult<()>,
-) -> BenchResult<(u64, u64)> {
-    crowd.run(duration, tick)?;
+/// Closes every connection of a Sturnus crowd.
+fn close_all<E: ClientEndpoint>(mut crowd: Crowd<SturnusPeer<E>>) -> BenchResult<()> {
     let close_at = now();
     for (peer, index) in crowd.peers.iter_mut().zip(crowd.first..) {
         peer.close(index, close_at, &mut crowd.shared);
     }
     crowd.shared.socket.flush()?;
-    Ok((crowd.shared.sent, crowd.shared.echoes))
+    Ok(())
 }
 
 /// Makes a Sturnus client of each endpoint.
@@ -720,12 +723,15 @@ pub(crate) fn clients(
     let measured = run + 1;
     let duration = Duration::from_secs_f64(spec.duration_s);
     let per_process = clients_per_process(spec.clients);
-    let (connect, sent, echoes) = if spec.clients <= per_process {
+    // The server's figures (CPU, memory) are read at its report, before the clients close.
+    let (connect, sent, echoes, report) = if spec.clients <= per_process {
         let mut crowd = AnyCrowd::bind(spec, server, 0, spec.clients)?;
         let connect = crowd.connect(spec.connect_at_once, &mut || control.drive(&mut |_| {}))?;
         let _ = start(control, measured)?;
         let (sent, echoes) = crowd.run(duration, &mut || control.drive(&mut |_| {}))?;
-        (connect, sent, echoes)
+        let report = finish(control, measured, sent)?;
+        crowd.close()?;
+        (connect, sent, echoes, report)
     } else {
         let mut workers = Workers::spawn(spec, server, per_process)?;
         let _ = workers.gather("bound", control)?;
@@ -743,9 +749,10 @@ pub(crate) fn clients(
                 _ => return Err(format!("unexpected worker output `done {line}`").into()),
             }
         }
-        (connect, totals.0, totals.1)
+        let report = finish(control, measured, totals.0)?;
+        workers.say("close")?;
+        (connect, totals.0, totals.1, report)
     };
-    let report = finish(control, measured, sent)?;
     let mut record = Record::new(spec);
     record.fill_from_report(&report);
     record.clients = Some(spec.clients);
@@ -891,7 +898,7 @@ fn expect_word(word: &str) -> BenchResult<()> {
 }
 
 /// The worker side: make `spec.clients` clients and say `bound`; on `connect`, connect them
-/// all and say `ready`; on `go`, run, and say `done SENT ECHOES`.
+/// all and say `ready`; on `go`, run, and say `done SENT ECHOES`; on `close`, close them.
 pub(crate) fn worker(spec: &Spec, server: SocketAddr, first: u64) -> BenchResult<()> {
     let mut crowd = AnyCrowd::bind(spec, server, first, spec.clients)?;
     println!("bound");
@@ -913,5 +920,6 @@ pub(crate) fn worker(spec: &Spec, server: SocketAddr, first: u64) -> BenchResult
     })?;
     let (sent, echoes) = crowd.run(Duration::from_secs_f64(spec.duration_s), &mut || Ok(()))?;
     println!("done {sent} {echoes}");
-    Ok(())
+    expect_word("close")?;
+    crowd.close()
 }
