@@ -305,8 +305,11 @@ fn serve<H: BenchHost>(mut host: H, duration: Option<Duration>) -> BenchResult<(
             0u8;
             bench_config().max_message_size(sturnus_transport::Qos::ReliableFragmentedSequenced)
         ];
+    // Both hosts read their own clock (a driver on real time); the instant given is read when
+    // idle, as the raw-UDP server reads it, not once an event.
+    let mut at = now();
     loop {
-        let (conn, channel, action, len) = match host.poll_event(now())? {
+        let (conn, channel, action, len) = match host.poll_event(at)? {
             Some(Event::Data { conn, channel, payload }) => {
                 let action = tally.on_message(conn, channel.0, payload);
                 if action == Action::Echo {
@@ -319,7 +322,7 @@ fn serve<H: BenchHost>(mut host: H, duration: Option<Duration>) -> BenchResult<(
                 continue;
             }
             None => {
-                let at = now();
+                at = now();
                 if trace && at >= next_trace {
                     eprintln!("sturnus-bench server: {}", host.counters());
                     next_trace = at + Duration::from_secs(1);

@@ -114,13 +114,30 @@ impl RttEstimator {
 
 /// `(old × keep + new) / total`, the weighted average of RFC 6298, without overflow.
 fn weigh(old: u64, keep: u64, new: u64, total: u64) -> u64 {
+    // In 64 bits when the sum fits (always, for round trips under a few years).
+    if let Some(sum) = old.checked_mul(keep).and_then(|k| k.checked_add(new)) {
+        return sum / total;
+    }
     let sum = u128::from(old) * u128::from(keep) + u128::from(new);
     u64::try_from(sum / u128::from(total)).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// The 64-bit shortcut of the weighted average gives what the 128-bit sum gives.
+        #[test]
+        fn weigh_matches_the_wide_computation(
+            old in any::<u64>(), keep in 0u64..16, new in any::<u64>(), total in 1u64..16,
+        ) {
+            let wide = (u128::from(old) * u128::from(keep) + u128::from(new)) / u128::from(total);
+            prop_assert_eq!(weigh(old, keep, new, total), u64::try_from(wide).unwrap_or(u64::MAX));
+        }
+    }
 
     const MS: Duration = Duration::from_millis(1);
 
