@@ -719,7 +719,7 @@ pub(crate) fn clients(
     control: &mut dyn Link,
     run: u32,
 ) -> BenchResult<Record> {
-    let baseline = start(control, run)?;
+    let baseline = first_rss_kib(server, start(control, run)?.rss_kib);
     let measured = run + 1;
     let duration = Duration::from_secs_f64(spec.duration_s);
     let per_process = clients_per_process(spec.clients);
@@ -762,7 +762,7 @@ pub(crate) fn clients(
     record.msgs_per_s = None;
     record.mb_per_s = None;
     record.rss_per_conn_bytes = Some(
-        report.rss_kib.saturating_sub(baseline.rss_kib) as f64 * 1024.0
+        report.rss_kib.saturating_sub(baseline) as f64 * 1024.0
             / spec.clients.max(1) as f64,
     );
     if !spec.raw {
@@ -771,6 +771,19 @@ pub(crate) fn clients(
             (connect > Duration::ZERO).then(|| spec.clients as f64 / connect.as_secs_f64());
     }
     Ok(record)
+}
+
+/// The server's RSS before its first crowd (`rss_kib` the first time a server is asked about):
+/// a repeated run's server still holds the memory the previous crowd's connections used (the
+/// allocator keeps it), so the figure per connection is against the server before any.
+fn first_rss_kib(server: SocketAddr, rss_kib: u64) -> u64 {
+    static FIRST: std::sync::Mutex<Vec<(SocketAddr, u64)>> = std::sync::Mutex::new(Vec::new());
+    let mut first = FIRST.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(&(_, kib)) = first.iter().find(|(addr, _)| *addr == server) {
+        return kib;
+    }
+    first.push((server, rss_kib));
+    rss_kib
 }
 
 /// A line from a worker, or `None` when its output ended.

@@ -578,18 +578,31 @@ fn run_all(targets: &[(Spec, SocketAddr)], repeat: u32) -> BenchResult<()> {
             println!("{}", median.to_json());
         }
     }
-    // The server's CPU against the raw-UDP server's at the same load (medians of each).
+    // The server's CPU against the raw-UDP server's at the same load: the ratio of each pair
+    // of runs (back to back, so the machine's drift between repeats cancels), and their median.
     if let [Some(first), Some(raw), ..] = summaries.as_slice() {
         if let (true, Some(a), Some(b)) =
             (raw.stack == "raw-udp", first.server_cpu_pct, raw.server_cpu_pct)
         {
+            let mut ratios: Vec<f64> = results[0]
+                .iter()
+                .zip(&results[1])
+                .filter_map(|(x, y)| Some(x.server_cpu_pct? / y.server_cpu_pct?))
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let pairs = if ratios.len() > 1 {
+                let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+                format!(" (pairs: {})", each.join(", "))
+            } else {
+                String::new()
+            };
             eprintln!(
                 "sturnus-bench: server CPU {a:.1} % ({}, {} messages) against {b:.1} % (raw-udp, {} \
-                 messages): {:.2}x",
+                 messages): {:.2}x{pairs}",
                 first.stack,
                 first.messages_received,
                 raw.messages_received,
-                a / b
+                ratios.get(ratios.len() / 2).copied().unwrap_or(a / b),
             );
         }
     }
