@@ -761,10 +761,8 @@ pub(crate) fn clients(
     record.echo_loss = Some(sent.saturating_sub(echoes));
     record.msgs_per_s = None;
     record.mb_per_s = None;
-    record.rss_per_conn_bytes = Some(
-        report.rss_kib.saturating_sub(baseline) as f64 * 1024.0
-            / spec.clients.max(1) as f64,
-    );
+    record.rss_per_conn_bytes =
+        Some(report.rss_kib.saturating_sub(baseline) as f64 * 1024.0 / spec.clients.max(1) as f64);
     if !spec.raw {
         record.connect_s = Some(connect.as_secs_f64());
         record.connects_per_s =

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::proto::prefetch::{Pipeline, Step};
+use crate::proto::prefetch::{PREFETCH_FROM_CONNECTIONS, Pipeline, Step};
 use sturnus_socket::{Outgoing, RecvBatch, Socket, SocketError, SocketFactory};
 
 use crate::{
@@ -14,13 +14,6 @@ use crate::{
 /// Datagrams read per [`Host::receive`] before events are handed out, so a flood cannot keep
 /// the application from its events.
 const RECV_BUDGET: usize = 1024;
-/// Connections from which [`Host`] prefetches the state of the datagrams it reads (see
-/// [`Endpoint::prefetch_source`]). Below, their state mostly stays in cache and asking costs
-/// more than it saves: `sturnus-bench sansio` on a 2-core VM (512 KiB of L2 per core, 32 MiB
-/// of L3) measured the server's time a message 17 % higher with prefetching at 1,000 clients,
-/// 19 % lower at 4,000 and 43 % lower at 100,000.
-const PREFETCH_FROM_CONNECTIONS: usize = 2048;
-
 /// Datagrams moved per socket call (one `recvmmsg`/`sendmmsg` on Linux).
 const BATCH: usize = 32;
 

@@ -226,6 +226,17 @@ enum Pending {
     Disconnected { conn: ConnectionId, reason: DisconnectReason },
 }
 
+impl Pending {
+    /// The slot of the event's connection.
+    fn slot(&self) -> u32 {
+        match self {
+            Self::Connected(conn) | Self::Data { conn, .. } | Self::Disconnected { conn, .. } => {
+                conn.slot_index()
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     generation: u32,
@@ -880,6 +891,9 @@ impl Endpoint {
                 return None;
             };
             self.events_popped += 1;
+            // The application answers an event on its connection, most often: ask for the
+            // next events' connections.
+            self.prefetch_next(self.events.iter().map(Pending::slot));
             return Some(match pending {
                 Pending::Connected(conn) => Event::Connected(conn),
                 Pending::Disconnected { conn, reason } => Event::Disconnected { conn, reason },
@@ -946,13 +960,33 @@ impl Endpoint {
             return;
         }
         for slot in self.by_addr.candidates(tag) {
-            let Some(slot) = self.slots.get(slot as usize) else { continue };
-            match (stage, slot.conn.as_deref()) {
-                (1, _) => prefetch::value(slot),
-                (2, Some(conn)) => prefetch::value(conn),
-                (3, Some(conn)) => conn.prefetch_parts(),
-                _ => {}
-            }
+            self.prefetch_slot(slot, stage);
+        }
+    }
+
+    /// Stage `stage` (1 to 3) of [`prefetch_source`](Self::prefetch_source) for the connection
+    /// in `slot`.
+    fn prefetch_slot(&self, slot: u32, stage: usize) {
+        let Some(slot) = self.slots.get(slot as usize) else { return };
+        match (stage, slot.conn.as_deref()) {
+            (1, _) => prefetch::value(slot),
+            (2, Some(conn)) => prefetch::value(conn),
+            (3, Some(conn)) => conn.prefetch_parts(),
+            _ => {}
+        }
+    }
+
+    /// Asks for the state of the connections next in `slots` (the queue of what may send, or
+    /// of events, with the next first), each a stage further the nearer it is: the same
+    /// pipeline as a driver's over a batch, for the endpoint's own queues. Only at a crowd's
+    /// scale ([`PREFETCH_FROM_CONNECTIONS`](prefetch::PREFETCH_FROM_CONNECTIONS)).
+    fn prefetch_next(&self, mut slots: impl Iterator<Item = u32>) {
+        if self.live < prefetch::PREFETCH_FROM_CONNECTIONS {
+            return;
+        }
+        for stage in [3, 2, 1] {
+            let Some(slot) = slots.next() else { return };
+            self.prefetch_slot(slot, stage);
         }
     }
 
@@ -1272,6 +1306,7 @@ impl Endpoint {
         self.wake_due(now);
         // Each connection that sent goes to the back of the queue, so all get their turn.
         while let Some(slot) = self.ready.pop_front() {
+            self.prefetch_next(self.ready.iter().copied());
             let Some(conn) = self.slots[slot as usize].conn.as_deref_mut() else { continue };
             conn.ready = false;
             if let Some((transmit, more)) = self.transmit_for(slot as usize, now, buf) {
