@@ -103,6 +103,9 @@ impl Iterator for Pipeline {
 #[allow(unsafe_code, reason = "the prefetch intrinsic; see the SAFETY comment")]
 #[inline]
 pub(crate) fn bytes(start: *const u8, len: usize) {
+    // Elsewhere a hint with nothing to do.
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = start;
     let mut offset = 0;
     while offset < len {
         #[cfg(target_arch = "x86_64")]
