@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn addresses_are_found_until_removed_through_growth_and_shifts() {
-        // A one-byte key makes tags collide often in a small table: long runs to shift.
+        // 5,000 entries through several doublings, then every third removed: runs to shift.
         let mut m =
             Model { table: AddrTable::new(AddrHashBuilder::new(1)), by_slot: HashMap::new() };
         for i in 0..5000 {

@@ -653,7 +653,8 @@ impl Endpoint {
         slot.scheduled = None;
         slot.newest_state.clear();
         self.free.push(id.slot_index());
-        self.by_addr.remove(self.by_addr.tag(&conn.addr), id.slot_index());
+        let removed = self.by_addr.remove(self.by_addr.tag(&conn.addr), id.slot_index());
+        debug_assert!(removed, "every live connection has its entry in the address table");
         self.last_source = None;
         self.live -= 1;
         if !conn.trusted {
@@ -999,7 +1000,6 @@ impl Endpoint {
     /// over the endpoints due next does. A hint only.
     pub fn prefetch(&self, stage: usize) {
         // Each stage reads only what earlier stages asked for: stage 0 not even `slots`.
-        let conn = || self.slots.first().and_then(|slot| slot.conn.as_deref());
         match stage {
             0 => prefetch::value(self),
             1 => {
@@ -1012,8 +1012,7 @@ impl Endpoint {
                 prefetch::front(&self.data);
                 self.scratch.prefetch();
             }
-            2 => conn().map_or((), prefetch::value),
-            3 => conn().map_or((), Connection::prefetch_parts),
+            2 | 3 => self.prefetch_slot(0, stage),
             _ => {}
         }
     }
