@@ -22,9 +22,10 @@
 //! sample of the path's rate. Samples taken while the sender had nothing to send are
 //! "application-limited" and may only raise the estimate.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::rtt::nanos;
+use super::time::Tick;
 use crate::EndpointConfig;
 
 /// Pacing and window gain at startup: `2 / ln 2`, the smallest that doubles the delivery rate
@@ -76,40 +77,6 @@ enum Mode {
     ProbeBandwidth,
 }
 
-/// An instant as signed nanoseconds from a connection's base instant (see [`Clock`]): 8 bytes
-/// where an `Instant` takes 16. A connection keeps several, and one per packet in flight, and
-/// its memory is what limits a server's connections. Exact (`Instant`s count nanoseconds) for
-/// instants within 292 years of the base; farther ones saturate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Stamp(i64);
-
-/// Converts between [`Instant`]s and [`Stamp`]s of one connection.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Clock {
-    base: Instant,
-}
-
-impl Clock {
-    pub(crate) fn stamp(self, at: Instant) -> Stamp {
-        let (since, sign) = match at.checked_duration_since(self.base) {
-            Some(since) => (since, 1),
-            None => (self.base.duration_since(at), -1),
-        };
-        Stamp(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX) * sign)
-    }
-
-    pub(crate) fn instant(self, stamp: Stamp) -> Instant {
-        let offset = Duration::from_nanos(stamp.0.unsigned_abs());
-        let at = if stamp.0 >= 0 {
-            self.base.checked_add(offset)
-        } else {
-            self.base.checked_sub(offset)
-        };
-        // Only a saturated stamp (of an instant centuries from the base) can miss.
-        at.unwrap_or(self.base)
-    }
-}
-
 /// What the controller remembers of one sent packet, besides its size, its send time and
 /// whether it was application-limited (see [`Sent`]). Only 8-byte fields: the connection's
 /// record of the packet packs its own small fields beside it without padding.
@@ -118,17 +85,17 @@ pub(crate) struct SendRecord {
     /// Bytes delivered (acknowledged) before this packet was sent.
     delivered: u64,
     /// When `delivered` was last increased, as of the send.
-    delivered_at: Stamp,
+    delivered_at: Tick,
     /// The send time of the packet most recently acknowledged, as of the send (the start of
     /// the send interval this packet closes).
-    first_sent_at: Stamp,
+    first_sent_at: Tick,
 }
 
 /// One sent packet as the controller sees it when it is acknowledged.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Sent {
     pub(crate) record: SendRecord,
-    pub(crate) sent_at: Stamp,
+    pub(crate) sent_at: Tick,
     /// Datagram bytes.
     pub(crate) size: u16,
     /// Sent while the sender had nothing more to send (as [`Congestion::on_send`] said).
@@ -143,7 +110,7 @@ pub(crate) struct RateSample(Option<Sample>);
 #[derive(Debug, Clone, Copy)]
 struct Sample {
     prior_delivered: u64,
-    prior_at: Stamp,
+    prior_at: Tick,
     send_elapsed: Duration,
     app_limited: bool,
 }
@@ -170,40 +137,39 @@ impl Params {
 
 /// One connection's congestion controller and pacer.
 ///
-/// Its fields are ordered by size, and instants are [`Stamp`]s: one of these lives in every
+/// Its fields are ordered by size, and instants are [`Tick`]s: one of these lives in every
 /// connection (see the size guard in the connection's tests).
 #[derive(Debug)]
 pub(crate) struct Congestion {
-    clock: Clock,
     /// The highest delivery rate (bytes/s) of each of the last `BW_ROUNDS` rounds.
     bw_rounds: [u64; BW_ROUNDS as usize],
     /// Their maximum: the bottleneck bandwidth estimate (0 before the first sample).
     bw: u64,
     min_rtt: Option<Duration>,
-    min_rtt_at: Stamp,
+    min_rtt_at: Tick,
     round_end_delivered: u64,
     full_bw: u64,
-    cycle_start: Stamp,
+    cycle_start: Tick,
 
     delivered: u64,
-    delivered_at: Stamp,
-    first_sent_at: Stamp,
+    delivered_at: Tick,
+    first_sent_at: Tick,
     /// Nonzero: sending is application-limited until `delivered` passes this.
     app_limited_until: u64,
 
     pacing_rate: u64,
     /// The earliest time the next packet may go out.
-    pace_at: Stamp,
+    pace_at: Tick,
     cwnd: u64,
     bytes_in_flight: u64,
     /// While silent: the earliest time the next probe (a packet with new messages, asking for
     /// a prompt acknowledgement) may go out.
-    probe_at: Stamp,
+    probe_at: Tick,
     /// When the last silence ended: units sent before it resend at once, their backoff undone.
-    silence_ended: Option<Stamp>,
+    silence_ended: Option<Tick>,
     /// When the peer last acknowledged something new: a packet with messages, or any packet
     /// newer than the newest it had acknowledged (a keepalive, a pure acknowledgement).
-    last_ack_at: Stamp,
+    last_ack_at: Tick,
     /// At most `MAX_TRACKED_PACKETS` (the connection forgets older packets).
     packets_in_flight: u32,
     /// Packets acknowledged and given up as lost in the current round.
@@ -226,12 +192,10 @@ pub(crate) struct Congestion {
 }
 
 impl Congestion {
-    pub(crate) fn new(config: &EndpointConfig, now: Instant) -> Self {
-        let clock = Clock { base: now };
-        let start = clock.stamp(now);
+    pub(crate) fn new(config: &EndpointConfig, now: Tick) -> Self {
+        let start = now;
         let params = Params::of(config);
         let mut cc = Self {
-            clock,
             mode: Mode::Startup,
             bw_rounds: [0; BW_ROUNDS as usize],
             bw: 0,
@@ -263,14 +227,8 @@ impl Congestion {
         };
         cc.pacing_rate = cc.startup_rate(config, &params);
         // A burst of the initial window is allowed from the start.
-        let pace_at = now.checked_sub(cc.pacing_time(params.initial_cwnd)).unwrap_or(now);
-        cc.pace_at = clock.stamp(pace_at);
+        cc.pace_at = now - cc.pacing_time(params.initial_cwnd);
         cc
-    }
-
-    /// The connection's converter of instants to stamps (for its records of sent packets).
-    pub(crate) fn clock(&self) -> Clock {
-        self.clock
     }
 
     /// The pacing rate before any delivery sample: the initial window per initial round trip,
@@ -294,13 +252,13 @@ impl Congestion {
 
     /// When new messages (as opposed to resends) may next go out, if the window has room: when
     /// the pacer allows, and while the path is silent, no sooner than the next probe.
-    pub(crate) fn new_allowed_at(&self, config: &EndpointConfig) -> Option<Instant> {
+    pub(crate) fn new_allowed_at(&self, config: &EndpointConfig) -> Option<Tick> {
         if !self.window_open(config) {
             None
         } else if self.silent {
-            Some(self.clock.instant(self.pace_at.max(self.probe_at)))
+            Some(self.pace_at.max(self.probe_at))
         } else {
-            Some(self.clock.instant(self.pace_at))
+            Some(self.pace_at)
         }
     }
 
@@ -313,34 +271,34 @@ impl Congestion {
     /// for a prompt acknowledgement (as QUIC's probe timeout sends new data). The next may go
     /// after `rto`, doubled per probe, at most `max(cap, rto)`: the cap of resend backoff, so
     /// a flow without reliable data finds a path that came back as soon as resends would.
-    pub(crate) fn on_probe(&mut self, now: Instant, rto: Duration, cap: Duration) {
+    pub(crate) fn on_probe(&mut self, now: Tick, rto: Duration, cap: Duration) {
         let wait = rto.saturating_mul(1 << self.probes.min(16)).min(cap.max(rto));
-        self.probe_at = self.clock.stamp(now + wait);
+        self.probe_at = now + wait;
         self.probes = self.probes.saturating_add(1);
     }
 
     /// The peer acknowledged a packet newer than any it had acknowledged before (with messages
     /// or not): the path works both ways, whatever else was lost.
-    pub(crate) fn on_answer(&mut self, now: Instant) {
-        self.last_ack_at = self.clock.stamp(now);
+    pub(crate) fn on_answer(&mut self, now: Tick) {
+        self.last_ack_at = now;
         self.end_silence(now);
     }
 
-    fn end_silence(&mut self, now: Instant) {
+    fn end_silence(&mut self, now: Tick) {
         if self.silent {
             self.silent = false;
-            self.silence_ended = Some(self.clock.stamp(now));
+            self.silence_ended = Some(now);
         }
     }
 
     /// When the pacer next lets a packet carrying messages go out (may be in the past).
-    pub(crate) fn pace_at(&self) -> Instant {
-        self.clock.instant(self.pace_at)
+    pub(crate) fn pace_at(&self) -> Tick {
+        self.pace_at
     }
 
     /// Units sent before this instant have their resend backoff undone (the path came back).
-    pub(crate) fn silence_ended(&self) -> Option<Instant> {
-        self.silence_ended.map(|at| self.clock.instant(at))
+    pub(crate) fn silence_ended(&self) -> Option<Tick> {
+        self.silence_ended
     }
 
     pub(crate) fn bytes_in_flight(&self) -> u64 {
@@ -369,16 +327,15 @@ impl Congestion {
     pub(crate) fn on_send(
         &mut self,
         config: &EndpointConfig,
-        now: Instant,
+        now: Tick,
         size: u16,
         app_limited: bool,
     ) -> (SendRecord, bool) {
         let size = u64::from(size);
-        let stamp = self.clock.stamp(now);
         if self.packets_in_flight == 0 {
             // Nothing in flight: intervals start now, not at the last acknowledgement.
-            self.first_sent_at = stamp;
-            self.delivered_at = stamp;
+            self.first_sent_at = now;
+            self.delivered_at = now;
         }
         if app_limited {
             self.app_limited_until = (self.delivered + self.bytes_in_flight + size).max(1);
@@ -399,9 +356,9 @@ impl Congestion {
             PACING_BURST_PACKETS * params.mss
         };
         let burst = PACING_BURST.max(self.pacing_time(burst_bytes));
-        let floor = now.checked_sub(burst).unwrap_or(now);
-        let pace_at = self.clock.instant(self.pace_at).max(floor) + self.pacing_time(size);
-        self.pace_at = self.clock.stamp(pace_at);
+        let floor = now - burst;
+        let pace_at = self.pace_at.max(floor) + self.pacing_time(size);
+        self.pace_at = pace_at;
         (record, self.app_limited_until != 0)
     }
 
@@ -413,7 +370,7 @@ impl Congestion {
     /// A packet of `size` bytes sent at `sent_at` was given up as lost.
     /// `unanswered`: it asked for a prompt acknowledgement and got none within the resend
     /// timeout; if no other acknowledgement came since it was sent either, the path is silent.
-    pub(crate) fn on_lost(&mut self, size: u16, sent_at: Stamp, unanswered: bool) {
+    pub(crate) fn on_lost(&mut self, size: u16, sent_at: Tick, unanswered: bool) {
         self.leave_flight(size);
         self.round_lost = self.round_lost.saturating_add(1);
         // A whole resend timeout without a single acknowledgement while data was in flight:
@@ -436,7 +393,7 @@ impl Congestion {
     /// incoming packet, for [`Congestion::on_acks_done`].
     pub(crate) fn on_ack(
         &mut self,
-        now: Instant,
+        now: Tick,
         sent: &Sent,
         in_flight: bool,
         sample: &mut RateSample,
@@ -444,21 +401,19 @@ impl Congestion {
         if in_flight {
             self.leave_flight(sent.size);
         }
-        let stamp = self.clock.stamp(now);
         self.delivered += u64::from(sent.size);
-        self.delivered_at = stamp;
+        self.delivered_at = now;
         self.round_acked = self.round_acked.saturating_add(1);
-        self.last_ack_at = stamp;
+        self.last_ack_at = now;
         self.end_silence(now);
         let record = &sent.record;
         let newest = sample.0.is_none_or(|s| record.delivered >= s.prior_delivered);
         if newest {
-            let sent_at = self.clock.instant(sent.sent_at);
+            let sent_at = sent.sent_at;
             sample.0 = Some(Sample {
                 prior_delivered: record.delivered,
                 prior_at: record.delivered_at,
-                send_elapsed: sent_at
-                    .saturating_duration_since(self.clock.instant(record.first_sent_at)),
+                send_elapsed: sent_at.saturating_duration_since(record.first_sent_at),
                 app_limited: sent.app_limited,
             });
             self.first_sent_at = sent.sent_at;
@@ -467,23 +422,18 @@ impl Congestion {
 
     /// A round-trip sample: the newest packet an acknowledgement names, prompt or lazy (a lazy
     /// one includes the receiver's wait, so it can only overstate; the minimum is what counts).
-    pub(crate) fn on_rtt(&mut self, now: Instant, rtt: Duration) {
-        let since = now.saturating_duration_since(self.clock.instant(self.min_rtt_at));
+    pub(crate) fn on_rtt(&mut self, now: Tick, rtt: Duration) {
+        let since = now.saturating_duration_since(self.min_rtt_at);
         let expired = since > MIN_RTT_LIFETIME;
         if self.min_rtt.is_none_or(|min| rtt <= min) || expired {
             self.min_rtt = Some(rtt);
-            self.min_rtt_at = self.clock.stamp(now);
+            self.min_rtt_at = now;
         }
     }
 
     /// The acknowledgements of one incoming packet are processed: take the rate sample and
     /// update the model, the pacing rate and the window.
-    pub(crate) fn on_acks_done(
-        &mut self,
-        config: &EndpointConfig,
-        now: Instant,
-        sample: RateSample,
-    ) {
+    pub(crate) fn on_acks_done(&mut self, config: &EndpointConfig, now: Tick, sample: RateSample) {
         let Some(sample) = sample.0 else { return };
         if self.app_limited_until != 0 && self.delivered > self.app_limited_until {
             self.app_limited_until = 0;
@@ -507,7 +457,7 @@ impl Congestion {
             self.round_end_delivered = self.delivered;
             self.bw_rounds[usize::from(self.round_slot)] = 0;
         }
-        let ack_elapsed = now.saturating_duration_since(self.clock.instant(sample.prior_at));
+        let ack_elapsed = now.saturating_duration_since(sample.prior_at);
         let interval = nanos(sample.send_elapsed.max(ack_elapsed));
         let bytes = self.delivered - sample.prior_delivered;
         if interval > 0 && bytes > 0 {
@@ -546,22 +496,22 @@ impl Congestion {
         mul_div(self.bw, nanos(rtt), NANOS_PER_SEC)
     }
 
-    fn advance_mode(&mut self, config: &EndpointConfig, now: Instant) {
+    fn advance_mode(&mut self, config: &EndpointConfig, now: Tick) {
         match self.mode {
             Mode::Startup => {}
             Mode::Drain => {
                 if self.bytes_in_flight <= self.bdp(config) {
                     self.mode = Mode::ProbeBandwidth;
                     self.cycle = 2;
-                    self.cycle_start = self.clock.stamp(now);
+                    self.cycle_start = now;
                 }
             }
             Mode::ProbeBandwidth => {
                 let phase = self.min_rtt.unwrap_or(config.initial_rtt);
-                let since = now.saturating_duration_since(self.clock.instant(self.cycle_start));
+                let since = now.saturating_duration_since(self.cycle_start);
                 if since >= phase {
                     self.cycle = (self.cycle + 1) % CYCLE_PHASES;
-                    self.cycle_start = self.clock.stamp(now);
+                    self.cycle_start = now;
                 }
             }
         }
@@ -613,12 +563,13 @@ pub(crate) fn mul_div(a: u64, b: u64, c: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use proptest::prelude::*;
 
     use super::{Congestion, Mode, RateSample, Sent, mul_div};
     use crate::EndpointConfig;
+    use crate::proto::time::Tick;
 
     proptest! {
         /// The 64-bit shortcut gives what the 128-bit computation gives, saturated, whether
@@ -634,11 +585,6 @@ mod tests {
         }
     }
 
-    #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
-    fn origin() -> Instant {
-        Instant::now()
-    }
-
     #[test]
     fn the_pacing_rate_never_reaches_zero_with_a_configuration_that_validates() {
         // An initial round trip of more seconds than a packet has bytes (an hour, 1200-byte
@@ -651,9 +597,9 @@ mod tests {
             ..EndpointConfig::default()
         };
         config.validate().unwrap();
-        let t0 = origin();
+        let t0 = Tick::EPOCH;
         let mut cc = Congestion::new(&config, t0);
-        let sent_at = cc.clock().stamp(t0);
+        let sent_at = t0;
         let records: Vec<_> = (0..10)
             .map(|_| {
                 let (record, app_limited) = cc.on_send(&config, t0, 100, false);
@@ -676,22 +622,5 @@ mod tests {
         assert_eq!((cc.mode, cc.bandwidth()), (Mode::Drain, 2));
         assert!(cc.pacing_rate() >= 1, "pacing rate {}", cc.pacing_rate());
         let _ = cc.on_send(&config, later, 100, false);
-    }
-
-    #[test]
-    fn stamps_convert_back_to_the_same_instants() {
-        let t0 = origin() + Duration::from_secs(3600);
-        let clock = super::Clock { base: t0 };
-        for at in [
-            t0,
-            t0 + Duration::from_nanos(1),
-            t0 - Duration::from_nanos(1),
-            t0 + Duration::from_secs(86_400 * 365) + Duration::from_nanos(7),
-            t0 - Duration::from_millis(1500),
-        ] {
-            assert_eq!(clock.instant(clock.stamp(at)), at);
-        }
-        assert!(clock.stamp(t0 - Duration::from_nanos(1)) < clock.stamp(t0));
-        assert!(clock.stamp(t0) < clock.stamp(t0 + Duration::from_nanos(1)));
     }
 }

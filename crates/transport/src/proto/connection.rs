@@ -3,14 +3,14 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::ack::{ACK_BITS, AckState, Arrival, acknowledged_by};
 use super::channel::ChannelSet;
 use super::channel::recv::{Outcome, RecvChannel, RecvLimits};
 use super::channel::send::{FillContext, SendChannel, UnitRef};
 use super::codec::{Reader, Writer};
-use super::congestion::{Congestion, RateSample, SendRecord, Sent, Stamp};
+use super::congestion::{Congestion, RateSample, SendRecord, Sent};
 use super::control::Cookie;
 use super::packet::{
     DataHeader, Fragment, RecordHeader, ack_delay_len, decode_ack_delay, encode_ack_delay,
@@ -19,6 +19,7 @@ use super::pool::BufPool;
 use super::rtt::RttEstimator;
 use super::seq::{MessageSeq, PacketSeq};
 use super::siphash::SipHasher;
+use super::time::{Tick, nanos};
 use crate::{ChannelId, EndpointConfig, SendError};
 
 /// The most a peer's packet number may jump ahead of the newest one received. Larger jumps are
@@ -169,7 +170,7 @@ pub(crate) struct Connecting {
     /// handshake rate until this one went stale).
     pub(crate) responses: u32,
     pub(crate) attempts: u32,
-    pub(crate) next_attempt: Instant,
+    pub(crate) next_attempt: Tick,
     /// A transport below (a secure one) makes this connection: nothing is sent and no timer
     /// runs until it hands over the salts (see
     /// [`Endpoint::connect_below`](super::endpoint::Endpoint::connect_below)). A flag here
@@ -205,10 +206,10 @@ impl Phase {
 }
 
 /// A packet sent and not yet forgotten: one per packet in flight, so kept small (64 bytes:
-/// times as 8-byte stamps, the size in 16 bits, no padding; see the size guard in the tests).
+/// times as 8-byte ticks, the size in 16 bits, no padding; see the size guard in the tests).
 #[derive(Debug)]
 struct SentPacket {
-    sent_at: Stamp,
+    sent_at: Tick,
     /// What congestion control needs of it (besides its size, send time and `app_limited`).
     record: SendRecord,
     refs: Vec<UnitRef>,
@@ -300,25 +301,25 @@ pub(crate) struct Connection {
     /// The newest of our packets the peer has acknowledged.
     newest_ack: PacketSeq,
     /// When an acknowledgement must go out even with nothing to carry it.
-    ack_due: Option<Instant>,
+    ack_due: Option<Tick>,
     /// Ack-soon packets with messages received since our last packet (which acknowledged them).
     unacked: u32,
     /// Other packets with messages received since our last packet.
     unacked_lazy: u32,
     /// When we last told the peer how long we held its packet's acknowledgement (the
     /// ack-delay record, at most once per `rtt_probe_interval`).
-    last_delay_report: Stamp,
+    last_delay_report: Tick,
     /// When the peer's newest packet arrived, while it carries messages and none of our
     /// packets has acknowledged it yet: what an ack-delay record reports.
-    newest_unacked_at: Option<Stamp>,
+    newest_unacked_at: Option<Tick>,
     sent: VecDeque<SentPacket>,
     /// Packets in `sent` with the ack-soon bit that are neither acknowledged nor given up
     /// (`next_loss` stops looking for the first of them when there is none).
     soon_in_flight: usize,
     spare_refs: Vec<Vec<UnitRef>>,
     rtt: RttEstimator,
-    pub(crate) last_recv: Instant,
-    last_send: Instant,
+    pub(crate) last_recv: Tick,
+    last_send: Tick,
     send: Vec<SendChannel>,
     recv: Vec<RecvChannel>,
     /// The send channels with units queued or in flight (and perhaps some since emptied):
@@ -339,7 +340,7 @@ pub(crate) struct Connection {
     pub(crate) held_cap: usize,
     /// Since when `held_bytes` has been above zero (kept by the endpoint for untrusted
     /// connections: the longest holder is the first evicted when their budget overflows).
-    pub(crate) held_since: Option<Instant>,
+    pub(crate) held_since: Option<Tick>,
     cc: Congestion,
     channel_cursor: usize,
     /// The counters of [`ConnectionStats`] (the rest of it is read from the live state).
@@ -348,13 +349,15 @@ pub(crate) struct Connection {
     pub(crate) ready: bool,
 }
 
-/// `at` rounded up to the next instant `epoch + k × grid`.
-fn round_up(at: Instant, epoch: Instant, grid: Duration) -> Instant {
-    // In microseconds, as u64: 128-bit division costs more than the rest of the deadline.
-    let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-    let since = micros(at.saturating_duration_since(epoch));
-    let grid = micros(grid).max(1);
-    since.div_ceil(grid).checked_mul(grid).map_or(at, |us| epoch + Duration::from_micros(us))
+/// `at` rounded up to the next instant `epoch + k × grid` (the endpoint's epoch).
+fn round_up(at: Tick, grid: Duration) -> Tick {
+    let grid = nanos(grid).max(1);
+    let since = at.as_nanos().saturating_sub(Tick::EPOCH.as_nanos());
+    since
+        .div_ceil(grid)
+        .checked_mul(grid)
+        .and_then(|n| Tick::EPOCH.as_nanos().checked_add(n))
+        .map_or(at, Tick::from_nanos)
 }
 
 /// The first packet number of the side with `salt`.
@@ -438,7 +441,7 @@ impl Connection {
         client_salt: u64,
         server_salt: u64,
         is_client: bool,
-        now: Instant,
+        now: Tick,
     ) -> Self {
         let (local_salt, peer_salt) =
             if is_client { (client_salt, server_salt) } else { (server_salt, client_salt) };
@@ -473,7 +476,7 @@ impl Connection {
             ack_due: None,
             unacked: 0,
             unacked_lazy: 0,
-            last_delay_report: cc.clock().stamp(now),
+            last_delay_report: now,
             newest_unacked_at: None,
             sent: VecDeque::new(),
             soon_in_flight: 0,
@@ -502,7 +505,7 @@ impl Connection {
     }
 
     /// The client learned the server's salt: start numbering both ways.
-    pub(crate) fn establish_as_client(&mut self, server_salt: u64, now: Instant) {
+    pub(crate) fn establish_as_client(&mut self, server_salt: u64, now: Tick) {
         self.server_salt = server_salt;
         let secrets = derive_secrets(self.client_salt, server_salt);
         (self.send_key, self.recv_key) = secrets.keys(self.is_client);
@@ -520,7 +523,7 @@ impl Connection {
         addr: SocketAddr,
         client_salt: u64,
         server_salt: u64,
-        now: Instant,
+        now: Tick,
     ) {
         debug_assert!(self.sent.is_empty(), "a connection below sends nothing before this");
         self.addr = addr;
@@ -529,7 +532,7 @@ impl Connection {
         self.next_number = number_of_first(self.next_seq);
         self.newest_ack = self.next_seq.sub(1);
         self.last_send = now;
-        self.last_delay_report = self.cc.clock().stamp(now);
+        self.last_delay_report = now;
         self.establish_as_client(server_salt, now);
     }
 
@@ -608,7 +611,7 @@ impl Connection {
         Ok(())
     }
 
-    fn fill_context(&self, now: Instant, config: &EndpointConfig) -> FillContext {
+    fn fill_context(&self, now: Tick, config: &EndpointConfig) -> FillContext {
         let paced = self.cc.pace_at() <= now;
         FillContext {
             now,
@@ -629,13 +632,12 @@ impl Connection {
     /// overtaken, as packets are in number order, and the earliest sent of any that were),
     /// the first ack-soon one and the first lazy one (within each kind, deadlines grow with
     /// the send time).
-    fn next_loss(&self, config: &EndpointConfig) -> Option<Instant> {
+    fn next_loss(&self, config: &EndpointConfig) -> Option<Tick> {
         let rto = self.rtt.rto();
-        let clock = self.cc.clock();
-        let mut next: Option<Instant> = None;
+        let mut next: Option<Tick> = None;
         let (mut soon_seen, mut lazy_seen) = (self.soon_in_flight == 0, false);
         for packet in self.sent.iter().filter(|p| !p.acked && !p.lost) {
-            let sent_at = clock.instant(packet.sent_at);
+            let sent_at = packet.sent_at;
             let earliest = sent_at + rto;
             if next.is_some_and(|n| earliest >= n) {
                 // In sending order: no later packet is due earlier.
@@ -665,10 +667,10 @@ impl Connection {
     ///
     /// The keepalive and the connection timeout are coarse (2 and 10 seconds by default) and
     /// move later with every packet, so they are rounded up to a grid shared by every
-    /// connection of the endpoint (`epoch` plus multiples of an eighth of the keepalive
+    /// connection of the endpoint (its epoch plus multiples of an eighth of the keepalive
     /// interval): a server with thousands of connections then wakes a few times a second for
     /// them all, rather than once per connection and second.
-    pub(crate) fn next_timeout(&self, config: &EndpointConfig, epoch: Instant) -> Instant {
+    pub(crate) fn next_timeout(&self, config: &EndpointConfig) -> Tick {
         match &self.phase {
             Phase::Connecting(connecting) => connecting.next_attempt,
             Phase::Connected => {
@@ -712,7 +714,7 @@ impl Connection {
                     }
                 }
                 if coarse <= next {
-                    next = round_up(coarse, epoch, config.keepalive_interval / 8);
+                    next = round_up(coarse, config.keepalive_interval / 8);
                 }
                 next
             }
@@ -720,7 +722,7 @@ impl Connection {
     }
 
     /// Whether a data packet should go out now.
-    fn wants_to_send(&self, now: Instant, config: &EndpointConfig) -> bool {
+    fn wants_to_send(&self, now: Tick, config: &EndpointConfig) -> bool {
         if !self.is_connected() {
             return false;
         }
@@ -737,7 +739,7 @@ impl Connection {
     /// go (the packet was full), or `None` when there is nothing to send.
     pub(crate) fn build_packet(
         &mut self,
-        now: Instant,
+        now: Tick,
         buf: &mut [u8],
         config: &EndpointConfig,
         pool: &mut BufPool,
@@ -756,12 +758,11 @@ impl Connection {
         // packet waited here for this acknowledgement: the peer's round-trip sample then needs
         // no prompt ack. Its bytes are set aside before the messages (at most 6, and
         // `max_packet_size` leaves room for them beside the header).
-        let clock = self.cc.clock();
         let held = self
             .newest_unacked_at
-            .filter(|_| now >= clock.instant(self.last_delay_report) + config.rtt_probe_interval)
+            .filter(|_| now >= self.last_delay_report + config.rtt_probe_interval)
             .map(|arrived| {
-                let micros = now.saturating_duration_since(clock.instant(arrived)).as_micros();
+                let micros = now.saturating_duration_since(arrived).as_micros();
                 u64::try_from(micros).unwrap_or(u64::MAX)
             });
         let reserved = held.map_or(0, ack_delay_len);
@@ -806,7 +807,7 @@ impl Connection {
             let mut w = Writer::new(&mut buf[len..limit]);
             encode_ack_delay(held, &mut w).expect("its room was set aside");
             len += w.len();
-            self.last_delay_report = clock.stamp(now);
+            self.last_delay_report = now;
         }
         let reliable = !refs.is_empty();
         // Everything that could go went, and neither congestion control nor the pacer held
@@ -840,7 +841,7 @@ impl Connection {
                 std::mem::replace(refs, self.spare_refs.pop().unwrap_or_default())
             };
             self.sent.push_back(SentPacket {
-                sent_at: self.cc.clock().stamp(now),
+                sent_at: now,
                 record,
                 refs,
                 seq: self.next_seq,
@@ -867,12 +868,13 @@ impl Connection {
 
     /// Whether a packet in flight has waited `keepalive_interval` for its acknowledgement and no
     /// packet that asked for a prompt one is in flight.
-    fn unanswered(&self, now: Instant, config: &EndpointConfig) -> bool {
-        let clock = self.cc.clock();
+    fn unanswered(&self, now: Tick, config: &EndpointConfig) -> bool {
         self.soon_in_flight == 0
-            && self.sent.iter().find(|p| !p.acked && !p.lost).is_some_and(|oldest| {
-                now >= clock.instant(oldest.sent_at) + config.keepalive_interval
-            })
+            && self
+                .sent
+                .iter()
+                .find(|p| !p.acked && !p.lost)
+                .is_some_and(|oldest| now >= oldest.sent_at + config.keepalive_interval)
     }
 
     /// Gives up on packets with messages that were not acknowledged: they leave the congestion
@@ -882,13 +884,12 @@ impl Connection {
     /// once the resend timeout passed without its acknowledgement. One acknowledged lazily (no
     /// ack-soon bit) may wait for the peer's next packet, so for it the timeout is extended
     /// until even the peer's keepalive should have reported it.
-    fn settle_lost(&mut self, now: Instant, config: &EndpointConfig) {
+    fn settle_lost(&mut self, now: Tick, config: &EndpointConfig) {
         let rto = self.rtt.rto();
         let newest_ack = self.newest_ack;
-        let clock = self.cc.clock();
         for packet in self.sent.iter_mut().filter(|p| !p.acked && !p.lost) {
             let overtaken = newest_ack.distance(packet.seq) >= LOSS_THRESHOLD;
-            let sent_at = clock.instant(packet.sent_at);
+            let sent_at = packet.sent_at;
             // Packets are in sending order: none after this one has been overtaken or timed
             // out either.
             if !overtaken && now < sent_at + rto {
@@ -943,7 +944,7 @@ impl Connection {
     /// Handles a data packet from the peer. Calls `deliver` for each message made deliverable.
     pub(crate) fn on_packet(
         &mut self,
-        now: Instant,
+        now: Tick,
         datagram: &[u8],
         config: &EndpointConfig,
         pool: &mut BufPool,
@@ -1118,7 +1119,7 @@ impl Connection {
         }
         if jump > 0 {
             self.latest_number = number;
-            self.newest_unacked_at = (records > 0).then(|| self.cc.clock().stamp(now));
+            self.newest_unacked_at = (records > 0).then_some(now);
         }
         if jump > 1 {
             self.stats.packets_lost_in += u64::from(jump.unsigned_abs() - 1);
@@ -1152,7 +1153,7 @@ impl Connection {
     /// `ack_delay` is how long the peer says it held `ack`'s acknowledgement, when it says.
     fn process_acks(
         &mut self,
-        now: Instant,
+        now: Tick,
         ack: PacketSeq,
         bits: u32,
         ack_delay: Option<Duration>,
@@ -1192,7 +1193,7 @@ impl Connection {
             // may have waited for a ride.)
             let (lost, sent) = (packet.lost, packet.as_sent());
             if seq == ack {
-                let rtt = now.saturating_duration_since(self.cc.clock().instant(sent.sent_at));
+                let rtt = now.saturating_duration_since(sent.sent_at);
                 let timed = match ack_delay {
                     Some(held) => rtt.checked_sub(held),
                     None => packet.ack_soon.then_some(rtt),
@@ -1228,13 +1229,11 @@ impl Connection {
     /// Expires partial unreliable messages; returns whether the connection has timed out.
     pub(crate) fn handle_timeout(
         &mut self,
-        now: Instant,
+        now: Tick,
         config: &EndpointConfig,
         pool: &mut BufPool,
     ) -> bool {
-        if let Some(cutoff) =
-            now.checked_sub(config.reassembly_timeout).filter(|_| self.held_bytes > 0)
-        {
+        if let Some(cutoff) = (self.held_bytes > 0).then(|| now - config.reassembly_timeout) {
             for c in self.expiring.iter() {
                 let recv = &mut self.recv[usize::from(c)];
                 let expired = recv.expire_partials(cutoff, &mut self.held_bytes, pool);
@@ -1258,15 +1257,15 @@ impl Connection {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::{Connection, LOSS_THRESHOLD, PacketScratch, Phase, round_up};
     use crate::proto::pool::BufPool;
+    use crate::proto::time::Tick;
     use crate::{ChannelId, EndpointConfig};
 
-    #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
-    fn origin() -> Instant {
-        Instant::now()
+    fn origin() -> Tick {
+        Tick::EPOCH
     }
 
     /// A guard against memory regressions. A server's memory per connection is what limits its
@@ -1279,16 +1278,17 @@ mod tests {
     fn per_connection_state_stays_small() {
         use std::mem::size_of;
         assert!(size_of::<super::SentPacket>() <= 64, "{}", size_of::<super::SentPacket>());
-        assert!(size_of::<Connection>() <= 872, "{}", size_of::<Connection>());
+        assert!(size_of::<Connection>() <= 840, "{}", size_of::<Connection>());
     }
 
     #[test]
     fn rounding_up_lands_on_the_grid_and_never_earlier() {
         let epoch = origin();
         let ms = Duration::from_millis(1);
-        assert_eq!(round_up(epoch + ms * 250, epoch, ms * 125), epoch + ms * 250);
-        assert_eq!(round_up(epoch + ms * 251, epoch, ms * 125), epoch + ms * 375);
-        assert_eq!(round_up(epoch, epoch, ms * 125), epoch);
+        assert_eq!(round_up(epoch + ms * 250, ms * 125), epoch + ms * 250);
+        assert_eq!(round_up(epoch + ms * 251, ms * 125), epoch + ms * 375);
+        assert_eq!(round_up(epoch + Duration::from_nanos(1), ms * 125), epoch + ms * 125);
+        assert_eq!(round_up(epoch, ms * 125), epoch);
     }
 
     #[test]
@@ -1311,7 +1311,7 @@ mod tests {
                 at,
             );
             conn.last_send = at;
-            conn.next_timeout(&config, epoch)
+            conn.next_timeout(&config)
         };
         // Keepalive due at 1.003 s and 1.101 s: both checked at the 1.125 s grid point.
         assert_eq!(deadline(ms * 3), deadline(ms * 101));
@@ -1320,11 +1320,11 @@ mod tests {
     }
 
     /// `next_loss` as it was: every packet in flight looked at (but for the early exit).
-    fn next_loss_by_scan(conn: &Connection, config: &EndpointConfig) -> Option<Instant> {
+    fn next_loss_by_scan(conn: &Connection, config: &EndpointConfig) -> Option<Tick> {
         let rto = conn.rtt.rto();
-        let mut next: Option<Instant> = None;
+        let mut next: Option<Tick> = None;
         for packet in conn.sent.iter().filter(|p| !p.acked && !p.lost) {
-            let sent_at = conn.cc.clock().instant(packet.sent_at);
+            let sent_at = packet.sent_at;
             let earliest = sent_at + rto;
             if next.is_some_and(|n| earliest >= n) {
                 break;
@@ -1450,7 +1450,7 @@ mod tests {
     /// server's packets, and the instant the last one arrived.
     fn echo_for_ten_seconds(
         config: &EndpointConfig,
-    ) -> (Connection, Connection, Vec<Vec<u8>>, Instant) {
+    ) -> (Connection, Connection, Vec<Vec<u8>>, Tick) {
         let start = origin();
         let addr = "10.0.0.1:1".parse().unwrap();
         let mut a = Connection::new(config, addr, Phase::Connected, 1, 2, true, start);

@@ -20,6 +20,7 @@ use super::pool::BufPool;
 use super::prefetch;
 use super::secrets::Secrets;
 use super::siphash::SipHasher;
+use super::time::Tick;
 use crate::{ChannelId, ConfigError, ConnectError, EndpointConfig, Qos, SendError};
 
 /// Stateless replies waiting to be sent; beyond this a flood of requests is answered only in
@@ -242,13 +243,13 @@ struct Slot {
     generation: u32,
     /// The deadline registered in `timers` for this slot's connection, if any: the earliest
     /// entry there that is not stale.
-    scheduled: Option<Instant>,
+    scheduled: Option<Tick>,
     /// The connection's next deadline as of its last visit (`schedule`). Every change to a
     /// connection ends in a visit, so until then nothing falls due before it: a registration
     /// that comes due earlier (activity since moved the deadline later, as every message moves
     /// a keepalive) is filed again at `deadline` without touching the connection. Kept here,
     /// beside `scheduled`, so a timer that only moves costs one slot, not a visit.
-    deadline: Instant,
+    deadline: Tick,
     conn: Option<Box<Connection>>,
     /// Per channel (by id) of the connection in this slot, the index of its newest data event
     /// on a state-update channel (the older one still queued is superseded): kept per slot, so
@@ -261,7 +262,7 @@ struct Closing {
     to: SocketAddr,
     token: u64,
     remaining: u32,
-    next_at: Instant,
+    next_at: Tick,
 }
 
 /// Decides, per incoming connection, whether to accept it.
@@ -285,10 +286,10 @@ pub type AcceptFilter = Box<dyn FnMut(SocketAddr) -> bool + Send>;
 /// and counted in [`stats`](Self::stats).
 ///
 /// ```
-/// use std::time::Instant;
+/// use std::time::Tick;
 /// use sturnus_transport::{ChannelId, Endpoint, EndpointConfig, Event};
 ///
-/// let now = Instant::now();
+/// let now = Tick::now();
 /// let config = EndpointConfig::default();
 /// let mut server = Endpoint::new(config.clone(), now).unwrap();
 /// let mut client = Endpoint::new(config, now).unwrap();
@@ -333,7 +334,7 @@ pub struct Endpoint {
     /// Connection deadlines (slot, time), earliest first; entries whose time is not their
     /// slot's `scheduled` are stale and skipped. Timers cost O(log n) per change instead
     /// of a scan of every connection per poll.
-    timers: BinaryHeap<Reverse<(Instant, u32)>>,
+    timers: BinaryHeap<Reverse<(Tick, u32)>>,
     events: VecDeque<Pending>,
     events_popped: u64,
     /// Payloads of pending data events, back to back; reused from the start once every event
@@ -444,7 +445,7 @@ impl Endpoint {
         let DerivedKeys { addr_key, limits_key } = DerivedKeys::of(cookie_key);
         let pool =
             BufPool::new(config.buffer_pool_bytes, config.buffer_pool_max_buffer, POOL_LIMIT);
-        let limits = SourceLimits::new(config.address_limits, limits_key, now);
+        let limits = SourceLimits::new(config.address_limits, limits_key);
         Ok(Self {
             fingerprint: fingerprint(&config),
             config,
@@ -569,7 +570,7 @@ impl Endpoint {
                 self.slots.push(Slot {
                     generation: 0,
                     scheduled: None,
-                    deadline: self.epoch,
+                    deadline: Tick::EPOCH,
                     conn: None,
                     newest_state: Vec::new(),
                 });
@@ -622,7 +623,7 @@ impl Endpoint {
     /// returns its connection's slot. Stale entries (closed connections, deadlines since
     /// re-registered) are dropped on the way, and a registration whose connection's deadline
     /// has since moved later is filed again at that deadline (see [`Slot::deadline`]).
-    fn pop_due(&mut self, now: Instant) -> Option<u32> {
+    fn pop_due(&mut self, now: Tick) -> Option<u32> {
         while let Some(&Reverse((at, slot))) = self.timers.peek() {
             if at > now {
                 return None;
@@ -673,7 +674,7 @@ impl Endpoint {
     /// cannot be refused without stalling its channel: so one who has held memory longest
     /// (an honest peer completes its messages) makes room, with a notice to the peer. Each
     /// eviction costs the attacker a handshake, which the address limits ration.
-    fn evict_untrusted(&mut self, now: Instant) {
+    fn evict_untrusted(&mut self, now: Tick) {
         while self.untrusted_held > self.config.untrusted_reassembly_bytes_total {
             let oldest = self
                 .slots
@@ -689,7 +690,7 @@ impl Endpoint {
             let id = self.id_of(u32::try_from(slot).expect("slots are u32"));
             tracing::debug!(conn = %id, "untrusted reassembly budget full: closing the longest holder");
             self.stats.untrusted_evictions += 1;
-            self.disconnect(now, id);
+            self.disconnect_at(now, id);
             self.events.push_back(Pending::Disconnected {
                 conn: id,
                 reason: DisconnectReason::ReassemblyBudget,
@@ -724,6 +725,7 @@ impl Endpoint {
         now: Instant,
         remote: SocketAddr,
     ) -> Result<ConnectionId, ConnectError> {
+        let now = self.tick(now);
         self.room_for(remote)?;
         let client_salt = self.secrets.u64()?;
         let phase = Phase::Connecting(Box::new(Connecting {
@@ -759,6 +761,10 @@ impl Endpoint {
     /// Closes a connection. The peer is told (the notice is repeated to survive loss); no event
     /// is reported locally. Unsent and unacknowledged messages are dropped.
     pub fn disconnect(&mut self, now: Instant, id: ConnectionId) {
+        self.disconnect_at(self.tick(now), id);
+    }
+
+    fn disconnect_at(&mut self, now: Tick, id: ConnectionId) {
         if let Some(conn) = self.remove(id) {
             if conn.is_connected() {
                 self.closing.push_back(Closing {
@@ -781,6 +787,7 @@ impl Endpoint {
         now: Instant,
         remote: SocketAddr,
     ) -> Result<ConnectionId, ConnectError> {
+        let now = self.tick(now);
         self.room_for(remote)?;
         let below =
             Connecting { cookie: None, responses: 0, attempts: 0, next_attempt: now, below: true };
@@ -807,6 +814,7 @@ impl Endpoint {
         client_salt: u64,
         server_salt: u64,
     ) -> bool {
+        let now = self.tick(now);
         let Some(conn) = self.conn(id) else { return false };
         if !conn.phase.is_below() {
             return false;
@@ -842,6 +850,7 @@ impl Endpoint {
         client_salt: u64,
         server_salt: u64,
     ) -> Result<ConnectionId, ConnectError> {
+        let now = self.tick(now);
         self.room_for(remote)?;
         if self.accept_filter.as_mut().is_some_and(|accept| !accept(remote)) {
             return Err(ConnectError::Refused(remote));
@@ -916,13 +925,19 @@ impl Endpoint {
         h.finish()
     }
 
-    fn seconds_since_start(&self, now: Instant) -> u32 {
-        u32::try_from(now.saturating_duration_since(self.epoch).as_secs()).unwrap_or(u32::MAX)
+    /// `now` on this endpoint's clock (see [`Tick`]): each public call with an instant
+    /// converts it once, here.
+    fn tick(&self, now: Instant) -> Tick {
+        Tick::since(self.epoch, now)
+    }
+
+    fn seconds_since_start(&self, now: Tick) -> u32 {
+        u32::try_from(now.saturating_duration_since(Tick::EPOCH).as_secs()).unwrap_or(u32::MAX)
     }
 
     fn cookie_is_valid(
         &self,
-        now: Instant,
+        now: Tick,
         addr: SocketAddr,
         client_salt: u64,
         cookie: Cookie,
@@ -1023,6 +1038,7 @@ impl Endpoint {
     /// long burst should send what [`poll_transmit`](Self::poll_transmit) has at least every 32
     /// datagrams; otherwise the peer never sees the older ones acknowledged and resends them.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, datagram: &[u8]) {
+        let now = self.tick(now);
         self.stats.datagrams_received += 1;
         if self.events.is_empty() {
             // Every payload has been handed out (the last one was lent only until this call):
@@ -1106,7 +1122,7 @@ impl Endpoint {
         }
     }
 
-    fn handle_control(&mut self, now: Instant, from: SocketAddr, packet: Control) {
+    fn handle_control(&mut self, now: Tick, from: SocketAddr, packet: Control) {
         let existing = self.slot_of(from).map(|slot| self.id_of(slot));
         match packet {
             Control::ConnectRequest { protocol_id, fingerprint, client_salt } => {
@@ -1288,6 +1304,7 @@ impl Endpoint {
     /// [`poll_timeout`](Self::poll_timeout): the connection's next deadline is worked out after
     /// the send, by [`handle_timeout`](Self::handle_timeout).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut [u8]) -> Option<Transmit> {
+        let now = self.tick(now);
         if let Some((destination, packet)) = self.replies.pop_front() {
             return Some(Transmit { destination, len: encode_control(&packet, buf) });
         }
@@ -1329,7 +1346,7 @@ impl Endpoint {
     /// keepalive goes out even when the driver polls for transmits before running timers. A
     /// deadline that also needs `handle_timeout` (a connection timeout, an expired partial
     /// message) is registered again when the connection is visited.
-    fn wake_due(&mut self, now: Instant) {
+    fn wake_due(&mut self, now: Tick) {
         while let Some(slot) = self.pop_due(now) {
             self.mark_ready(slot);
         }
@@ -1337,14 +1354,14 @@ impl Endpoint {
 
     /// Notes connection `slot`'s next deadline, and registers it if it moved earlier than the
     /// one registered (a later one is filed when the earlier comes due: see [`Slot::deadline`]).
-    fn schedule(&mut self, slot: u32, now: Instant) {
+    fn schedule(&mut self, slot: u32, now: Tick) {
         let Slot { conn, scheduled, deadline, .. } = &mut self.slots[slot as usize];
         let Some(conn) = conn.as_deref_mut() else { return };
         if conn.phase.is_below() {
             // No timer of its own: the transport below keeps the time until it connects.
             return;
         }
-        let at = conn.next_timeout(&self.config, self.epoch).max(now);
+        let at = conn.next_timeout(&self.config).max(now);
         *deadline = at;
         if scheduled.is_none_or(|s| at < s) {
             *scheduled = Some(at);
@@ -1353,12 +1370,7 @@ impl Endpoint {
     }
 
     /// The next datagram of connection `slot`, and whether it has more ready to go.
-    fn transmit_for(
-        &mut self,
-        slot: usize,
-        now: Instant,
-        buf: &mut [u8],
-    ) -> Option<(Transmit, bool)> {
+    fn transmit_for(&mut self, slot: usize, now: Tick, buf: &mut [u8]) -> Option<(Transmit, bool)> {
         let Self { slots, config, pool, scratch, fingerprint, .. } = self;
         let conn = slots[slot].conn.as_deref_mut()?;
         match &mut conn.phase {
@@ -1410,6 +1422,7 @@ impl Endpoint {
     /// Handles timers: connection timeouts, failed connection attempts, stale partial messages,
     /// and due resends, acknowledgements and keepalives (which `poll_transmit` then sends).
     pub fn handle_timeout(&mut self, now: Instant) {
+        let now = self.tick(now);
         if let Some(slot) = self.unscheduled.take() {
             self.schedule(slot, now);
         }
@@ -1455,7 +1468,7 @@ impl Endpoint {
         }
         let closing = self.closing.front().map(|c| c.next_at);
         let conns = self.timers.peek().map(|Reverse((at, _))| *at);
-        closing.into_iter().chain(conns).min()
+        closing.into_iter().chain(conns).min().map(|at| at.instant(self.epoch))
     }
 
     /// How long until [`poll_timeout`](Self::poll_timeout), from `now` (zero if due).
@@ -1465,7 +1478,7 @@ impl Endpoint {
 }
 
 /// Keeps `held_since` of an untrusted connection after its held bytes changed.
-fn track_holding(conn: &mut Connection, now: Instant) {
+fn track_holding(conn: &mut Connection, now: Tick) {
     if conn.held_bytes() == 0 {
         conn.held_since = None;
     } else if conn.held_since.is_none() {

@@ -1,13 +1,11 @@
 //! Per-source limits of an accepting endpoint (see [`AddressLimits`]): connections per IP
 //! address and per network prefix, and a token bucket per prefix for completed handshakes.
 
+use super::siphash::SipHasher;
+use super::time::Tick;
+use crate::AddressLimits;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::Instant;
-
-use super::rtt::nanos;
-use super::siphash::SipHasher;
-use crate::AddressLimits;
 
 /// Token buckets for completed handshakes. The table has a fixed size and buckets are found by a
 /// keyed hash of the prefix, so a flood of spoofed sources cannot grow memory; an honest
@@ -33,17 +31,16 @@ pub(crate) struct SourceLimits {
     /// Incoming connections per prefix (only when that limit is on).
     per_prefix: HashMap<IpAddr, u32>,
     /// Per bucket, the generic cell rate algorithm's "theoretical arrival time" in nanoseconds
-    /// since `epoch`: a reply is allowed while it is at most a burst ahead of now. Allocated
+    /// as a [`Tick`]: a reply is allowed while it is at most a burst ahead of now. Allocated
     /// on first use.
     buckets: Vec<u64>,
     /// Nanoseconds between replies at the sustained rate.
     interval: u64,
     key: (u64, u64),
-    epoch: Instant,
 }
 
 impl SourceLimits {
-    pub(crate) fn new(limits: AddressLimits, key: (u64, u64), epoch: Instant) -> Self {
+    pub(crate) fn new(limits: AddressLimits, key: (u64, u64)) -> Self {
         let rate = u64::from(limits.handshakes_per_second_per_prefix);
         let interval = 1_000_000_000u64.checked_div(rate).unwrap_or(0);
         Self {
@@ -53,7 +50,6 @@ impl SourceLimits {
             buckets: Vec::new(),
             interval,
             key,
-            epoch,
         }
     }
 
@@ -68,7 +64,7 @@ impl SourceLimits {
 
     /// Whether `ip`, proven by a valid cookie, may complete a handshake now; takes a token if
     /// so. Never call it for an unproven source: a spoofer would spend its victim's tokens.
-    pub(crate) fn allow_handshake(&mut self, now: Instant, ip: IpAddr) -> bool {
+    pub(crate) fn allow_handshake(&mut self, now: Tick, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
         if self.interval == 0 || self.exempt(ip) {
             return true;
@@ -82,7 +78,7 @@ impl SourceLimits {
             IpAddr::V6(v6) => h.write(&v6.octets()),
         };
         let index = usize::try_from(h.finish() % BUCKETS as u64).expect("below BUCKETS");
-        let now = nanos(now.saturating_duration_since(self.epoch));
+        let now = now.as_nanos();
         let tolerance =
             self.interval * u64::from(self.limits.handshake_burst_per_prefix.saturating_sub(1));
         let tat = self.buckets[index].max(now);
@@ -108,7 +104,7 @@ impl SourceLimits {
 
     /// What to do with a connect response with a valid cookie from `ip`: rate first, then the
     /// connection caps.
-    pub(crate) fn on_handshake(&mut self, now: Instant, ip: IpAddr) -> Verdict {
+    pub(crate) fn on_handshake(&mut self, now: Tick, ip: IpAddr) -> Verdict {
         if !self.allow_handshake(now, ip) {
             Verdict::Throttle
         } else if !self.may_connect(ip) {
@@ -199,9 +195,8 @@ mod tests {
 
     use super::*;
 
-    #[expect(clippy::disallowed_methods, reason = "any instant will do as an origin")]
-    fn origin() -> Instant {
-        Instant::now()
+    fn origin() -> Tick {
+        Tick::EPOCH
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -228,7 +223,7 @@ mod tests {
             connections_per_prefix: 3,
             ..AddressLimits::default()
         };
-        let mut s = SourceLimits::new(limits, (1, 2), origin());
+        let mut s = SourceLimits::new(limits, (1, 2));
         s.opened(ip("10.1.2.3"));
         s.opened(ip("10.1.2.3"));
         assert!(!s.may_connect(ip("10.1.2.3")));
@@ -247,7 +242,7 @@ mod tests {
     #[test]
     fn ipv6_sources_share_a_slash_64() {
         let limits = AddressLimits { connections_per_prefix: 1, ..AddressLimits::default() };
-        let mut s = SourceLimits::new(limits, (1, 2), origin());
+        let mut s = SourceLimits::new(limits, (1, 2));
         s.opened(ip("2001:db8:1:2::1"));
         assert!(!s.may_connect(ip("2001:db8:1:2:ffff::9")));
         assert!(s.may_connect(ip("2001:db8:1:3::1")));
@@ -261,7 +256,7 @@ mod tests {
             ..AddressLimits::default()
         };
         let start = origin();
-        let mut s = SourceLimits::new(limits, (1, 2), start);
+        let mut s = SourceLimits::new(limits, (1, 2));
         let allowed = (0..100).filter(|_| s.allow_handshake(start, ip("10.0.0.1"))).count();
         assert_eq!(allowed, 5, "the burst");
         // Another /24 has its own bucket (the keys are fixed, so no collision here).

@@ -18,3 +18,4 @@ pub mod rtt;
 pub(crate) mod secrets;
 pub mod seq;
 pub mod siphash;
+pub(crate) mod time;

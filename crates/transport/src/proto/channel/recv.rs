@@ -9,12 +9,12 @@
 //! endpoint enforces its budget of all untrusted connections by closing the longest holder).
 
 use std::collections::VecDeque;
-use std::time::Instant;
 
 use crate::Qos;
 use crate::proto::packet::Fragment;
 use crate::proto::pool::BufPool;
 use crate::proto::seq::MessageSeq;
+use crate::proto::time::Tick;
 
 /// What became of one arriving record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +68,7 @@ struct Partial {
     charge: usize,
     /// Total length, known once the last fragment has arrived.
     len: usize,
-    started: Instant,
+    started: Tick,
 }
 
 /// A complete message: borrowed from the packet, or owned (after reassembly) together with the
@@ -180,7 +180,7 @@ impl RecvChannel {
         seq: Option<MessageSeq>,
         fragment: Option<Fragment>,
         payload: &[u8],
-        now: Instant,
+        now: Tick,
         limits: &RecvLimits,
         held: &mut usize,
         pool: &mut BufPool,
@@ -337,7 +337,7 @@ impl RecvChannel {
         seq: MessageSeq,
         fragment: Fragment,
         payload: &[u8],
-        now: Instant,
+        now: Tick,
         limits: &RecvLimits,
         held: &mut usize,
         pool: &mut BufPool,
@@ -385,7 +385,7 @@ impl RecvChannel {
         &mut self,
         seq: MessageSeq,
         count: u16,
-        now: Instant,
+        now: Tick,
         limits: &RecvLimits,
         held: &mut usize,
         pool: &mut BufPool,
@@ -431,7 +431,7 @@ impl RecvChannel {
     /// Gives up partial unreliable messages started at or before `cutoff`; returns how many.
     pub(crate) fn expire_partials(
         &mut self,
-        cutoff: Instant,
+        cutoff: Tick,
         held: &mut usize,
         pool: &mut BufPool,
     ) -> usize {
@@ -454,7 +454,7 @@ impl RecvChannel {
     }
 
     /// When the oldest unreliable partial message was started, if any.
-    pub(crate) fn oldest_partial(&self) -> Option<Instant> {
+    pub(crate) fn oldest_partial(&self) -> Option<Tick> {
         if self.qos.is_reliable() {
             return None;
         }

@@ -2,12 +2,13 @@
 //! fragments), written into packets, and for reliable kinds kept until acknowledged.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::proto::codec::Writer;
 use crate::proto::packet::{Fragment, RecordHeader};
 use crate::proto::pool::BufPool;
 use crate::proto::seq::MessageSeq;
+use crate::proto::time::Tick;
 use crate::{ChannelId, EndpointConfig, Qos, QueueLimit, SendError};
 
 /// One unit of sending: a whole message, or one fragment of a split one.
@@ -19,7 +20,7 @@ struct Unit {
     /// Times written into a packet (0: never).
     sends: u32,
     /// When last written (meaningful once `sends > 0`).
-    last_sent: Option<Instant>,
+    last_sent: Option<Tick>,
     acked: bool,
 }
 
@@ -39,7 +40,7 @@ struct Timer {
     seq: MessageSeq,
     fragment: u16,
     sends: u32,
-    sent_at: Instant,
+    sent_at: Tick,
 }
 
 /// Backoff levels with their own timer queue: the resend timeout doubles per send up to
@@ -57,14 +58,14 @@ pub(crate) struct UnitRef {
 /// What the packet builder passes to each channel.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct FillContext {
-    pub(crate) now: Instant,
+    pub(crate) now: Tick,
     /// The RTT-based resend timeout (before backoff).
     pub(crate) rto_base: Duration,
     /// The longest a backed-off unit waits (never less than `rto_base`).
     pub(crate) max_backoff: Duration,
     /// Units last written before this instant wait only `rto_base`: the path was silent and
     /// came back, so their backoff is undone.
-    pub(crate) backoff_reset: Option<Instant>,
+    pub(crate) backoff_reset: Option<Tick>,
     pub(crate) all_cost_interval: Duration,
     /// Whether congestion control and the pacer let new (never sent) units go out, reliable
     /// or not.
@@ -218,7 +219,7 @@ impl SendChannel {
     /// When a timer of level `level` falls due. Within a level this grows with `sent_at`
     /// (timers written before a backoff reset wait the shortest time), so each queue stays in
     /// deadline order.
-    fn deadline(&self, timer: &Timer, level: usize, ctx: &FillContext) -> Instant {
+    fn deadline(&self, timer: &Timer, level: usize, ctx: &FillContext) -> Tick {
         let reset = self.qos != Qos::AllCostDelivery
             && ctx.backoff_reset.is_some_and(|at| timer.sent_at < at);
         timer.sent_at + if reset { ctx.rto_base } else { self.wait(level, ctx) }
@@ -267,7 +268,7 @@ impl SendChannel {
     }
 
     /// Records that unit `i` was just written.
-    fn arm(&mut self, i: usize, now: Instant) {
+    fn arm(&mut self, i: usize, now: Tick) {
         let unit = &mut self.units[i];
         unit.sends += 1;
         unit.last_sent = Some(now);
@@ -287,8 +288,8 @@ impl SendChannel {
     }
 
     /// When the earliest resend of this channel falls due, if any unit waits for one.
-    pub(crate) fn next_resend(&self, ctx: &FillContext) -> Option<Instant> {
-        let mut next: Option<Instant> = None;
+    pub(crate) fn next_resend(&self, ctx: &FillContext) -> Option<Tick> {
+        let mut next: Option<Tick> = None;
         for level in self.armed_levels() {
             // Every change that can make a front stale prunes it, so this finds the front.
             if let Some(timer) = self.timers[level].iter().find(|t| self.live(t).is_some()) {
@@ -479,7 +480,7 @@ mod tests {
 
     const RTO: Duration = Duration::from_millis(100);
 
-    fn ctx(now: Instant) -> FillContext {
+    fn ctx(now: Tick) -> FillContext {
         FillContext {
             now,
             rto_base: RTO,
@@ -492,7 +493,7 @@ mod tests {
         }
     }
 
-    fn fill(channel: &mut SendChannel, now: Instant, pool: &mut BufPool) -> Filled {
+    fn fill(channel: &mut SendChannel, now: Tick, pool: &mut BufPool) -> Filled {
         let mut buf = [0u8; 1200];
         let mut w = Writer::new(&mut buf);
         channel.fill(&mut w, &ctx(now), &mut Vec::new(), pool)
@@ -506,8 +507,7 @@ mod tests {
         for _ in 0..3 {
             channel.enqueue(b"hello", &config, &mut pool).unwrap();
         }
-        #[expect(clippy::disallowed_methods, reason = "a starting point for virtual time")]
-        let t0 = Instant::now();
+        let t0 = Tick::EPOCH;
         assert_eq!(fill(&mut channel, t0, &mut pool).new_reliable, 3);
         assert_eq!(channel.next_resend(&ctx(t0)), Some(t0 + RTO));
         // Units 1 and 2 are acknowledged; unit 0's packet was lost.
@@ -532,8 +532,7 @@ mod tests {
         let mut pool = BufPool::new(1 << 20, 1 << 16, 16);
         let mut channel = SendChannel::new(ChannelId(0), Qos::AllCostDelivery);
         channel.enqueue(b"urgent", &config, &mut pool).unwrap();
-        #[expect(clippy::disallowed_methods, reason = "a starting point for virtual time")]
-        let t0 = Instant::now();
+        let t0 = Tick::EPOCH;
         let mut sends = 0;
         for ms in 0..=100 {
             sends += fill(&mut channel, t0 + Duration::from_millis(ms), &mut pool).records;
