@@ -238,7 +238,10 @@ impl Pending {
     }
 }
 
+/// One cache line (64 bytes, aligned): a message touches its slot, and a slot that straddled
+/// two lines would cost two misses at a crowd's scale.
 #[derive(Debug)]
+#[repr(align(64))]
 struct Slot {
     generation: u32,
     /// The deadline registered in `timers` for this slot's connection, if any: the earliest
@@ -322,6 +325,11 @@ pub type AcceptFilter = Box<dyn FnMut(SocketAddr) -> bool + Send>;
 #[repr(C)]
 pub struct Endpoint {
     epoch: Instant,
+    /// The instant last converted to a [`Tick`], and that tick: a driver passes one instant
+    /// for a whole batch of datagrams and transmits, and comparing it costs less than
+    /// converting it again.
+    last_instant: Instant,
+    last_tick: Tick,
     /// The connection whose last packet `poll_transmit` handed out without registering its next
     /// deadline yet: working that out (resend timers of every busy channel) waits until the
     /// driver has sent the packet and calls `handle_timeout` (which `poll_timeout` asks for).
@@ -450,6 +458,8 @@ impl Endpoint {
             fingerprint: fingerprint(&config),
             config,
             epoch: now,
+            last_instant: now,
+            last_tick: Tick::EPOCH,
             secrets,
             cookie_key,
             slots: Vec::new(),
@@ -761,7 +771,8 @@ impl Endpoint {
     /// Closes a connection. The peer is told (the notice is repeated to survive loss); no event
     /// is reported locally. Unsent and unacknowledged messages are dropped.
     pub fn disconnect(&mut self, now: Instant, id: ConnectionId) {
-        self.disconnect_at(self.tick(now), id);
+        let now = self.tick(now);
+        self.disconnect_at(now, id);
     }
 
     fn disconnect_at(&mut self, now: Tick, id: ConnectionId) {
@@ -926,9 +937,13 @@ impl Endpoint {
     }
 
     /// `now` on this endpoint's clock (see [`Tick`]): each public call with an instant
-    /// converts it once, here.
-    fn tick(&self, now: Instant) -> Tick {
-        Tick::since(self.epoch, now)
+    /// converts it once, here (and a run of calls with the same instant, once for all).
+    fn tick(&mut self, now: Instant) -> Tick {
+        if now != self.last_instant {
+            self.last_instant = now;
+            self.last_tick = Tick::since(self.epoch, now);
+        }
+        self.last_tick
     }
 
     fn seconds_since_start(&self, now: Tick) -> u32 {
