@@ -978,7 +978,7 @@ impl Endpoint {
     /// Prefetch stage `stage` (below [`PREFETCH_STAGES`](prefetch::PREFETCH_STAGES)) for a
     /// datagram from `from` that [`handle_datagram`](Self::handle_datagram) will get soon:
     /// stage 0 asks for its line of the address table, stage 1 for the slots it names, stage 2
-    /// for their connections, stage 3 for those connections' channels and packet records.
+    /// for their connections, stage 3 for the channels those connections last used and their packet records.
     /// Each stage reads only what the stages before it asked for, so run them in order, with
     /// some work between them: a [`Pipeline`](prefetch::Pipeline) over a received batch does.
     /// A server at a crowd's scale meets every connection cold, and its handling of a batch

@@ -127,16 +127,6 @@ pub(crate) fn value<T>(value: &T) {
     bytes(std::ptr::from_ref(value).cast(), size_of::<T>());
 }
 
-/// The most a [`slice`] asks for: a hint that filled the first-level cache would evict what
-/// it is meant to help.
-const MAX_SLICE_BYTES: usize = 1024;
-
-/// Asks for the lines of `items` (the first [`MAX_SLICE_BYTES`] of them).
-#[inline]
-pub(crate) fn slice<T>(items: &[T]) {
-    bytes(items.as_ptr().cast(), size_of_val(items).min(MAX_SLICE_BYTES));
-}
-
 /// Asks for the first line of `items` (a queue's front, a buffer's start).
 #[inline]
 pub(crate) fn front<T>(items: &[T]) {
@@ -194,7 +184,6 @@ mod tests {
         bytes(std::ptr::null(), 64);
         bytes(usize::MAX as *const u8, 128);
         let v = vec![1u64; 100];
-        slice(&v);
         front(&v);
         value(&v);
         assert_eq!(v.iter().sum::<u64>(), 100);
