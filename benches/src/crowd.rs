@@ -730,7 +730,10 @@ pub(crate) fn clients(
         let _ = start(control, measured)?;
         let (sent, echoes) = crowd.run(duration, &mut || control.drive(&mut |_| {}))?;
         let report = finish(control, measured, sent)?;
-        crowd.close()?;
+        if let Err(e) = crowd.close() {
+            // The run's figures are in hand: report them, and the failure beside them.
+            eprintln!("sturnus-bench: closing the clients' connections failed: {e}");
+        }
         (connect, sent, echoes, report)
     } else {
         let mut workers = Workers::spawn(spec, server, per_process)?;
@@ -750,12 +753,15 @@ pub(crate) fn clients(
             }
         }
         let report = finish(control, measured, totals.0)?;
-        workers.say("close")?;
+        if let Err(e) = workers.say("close") {
+            eprintln!("sturnus-bench: telling the workers to close failed: {e}");
+        }
         (connect, totals.0, totals.1, report)
     };
     if !spec.raw {
         // The server takes the crowd's disconnects (about 0.1 s of its CPU at 100,000) before
         // whatever runs next, the raw-UDP server of a paired run, has its core.
+        #[expect(clippy::disallowed_methods, reason = "a pause between two measured runs")]
         std::thread::sleep(CLOSE_SETTLE);
     }
     let mut record = Record::new(spec);

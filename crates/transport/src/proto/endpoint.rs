@@ -1659,6 +1659,61 @@ mod tests {
         assert_eq!(after.rejected_packets, before.rejected_packets);
     }
 
+    /// A transport below may connect to another address than the one first given (a token
+    /// lists several servers): the connection then sends to the new address, takes datagrams
+    /// from it and no longer from the old one, and an address another connection holds is
+    /// refused without changing anything.
+    #[test]
+    fn establishing_below_at_another_address_moves_the_connection_to_it() {
+        let now = origin();
+        let endpoint = |seed| {
+            Endpoint::with_deterministic_secrets_for_tests(EndpointConfig::default(), now, seed)
+                .unwrap()
+        };
+        let (mut client, mut server) = (endpoint(1), endpoint(2));
+        let first: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let second: SocketAddr = "10.0.0.5:1".parse().unwrap();
+        let held: SocketAddr = "10.0.0.7:1".parse().unwrap();
+        let client_addr: SocketAddr = "10.0.0.2:1".parse().unwrap();
+        let other = client.connect_below(now, held).unwrap();
+        let id = client.connect_below(now, first).unwrap();
+        client.send(id, crate::ChannelId(0), b"queued").unwrap();
+        // Taken by the other connection: refused, and `id` still waits at its first address.
+        assert!(!client.establish_below(now, id, held, 7, 8));
+        assert_eq!(client.connection_count(), 2);
+        assert!(client.establish_below(now, id, second, 7, 8));
+        assert!(!client.establish_below(now, id, second, 7, 8), "established already");
+        let on_server = server.accept_below(now, client_addr, 7, 8).unwrap();
+        let mut buf = [0u8; 1500];
+        let t = client.poll_transmit(now, &mut buf).unwrap();
+        assert_eq!(t.destination, second);
+        server.handle_datagram(now, client_addr, &buf[..t.len]);
+        let mut got = Vec::new();
+        while let Some(event) = server.poll_event() {
+            if let super::Event::Data { payload, .. } = event {
+                got.push(payload.to_vec());
+            }
+        }
+        assert_eq!(got, [b"queued".to_vec()]);
+        // The server answers; from the old address the same datagram is a stranger's.
+        server.send(on_server, crate::ChannelId(0), b"answer").unwrap();
+        let t = server.poll_transmit(now, &mut buf).unwrap();
+        let answer = buf[..t.len].to_vec();
+        let unknown = client.stats().unknown_source;
+        client.handle_datagram(now, first, &answer);
+        assert_eq!(client.stats().unknown_source, unknown + 1);
+        client.handle_datagram(now, second, &answer);
+        let mut got = Vec::new();
+        while let Some(event) = client.poll_event() {
+            if let super::Event::Data { conn, payload, .. } = event {
+                got.push((conn, payload.to_vec()));
+            }
+        }
+        assert_eq!(got, [(id, b"answer".to_vec())]);
+        // The other connection still holds its own address.
+        assert!(client.establish_below(now, other, held, 9, 10));
+    }
+
     #[test]
     fn the_derived_keys_are_keyed_hashes_not_related_keys_of_the_cookie_key() {
         use super::DerivedKeys;
