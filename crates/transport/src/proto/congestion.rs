@@ -24,8 +24,7 @@
 
 use std::time::Duration;
 
-use super::rtt::nanos;
-use super::time::Tick;
+use super::time::{Tick, nanos};
 use crate::EndpointConfig;
 
 /// Pacing and window gain at startup: `2 / ln 2`, the smallest that doubles the delivery rate

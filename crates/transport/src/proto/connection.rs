@@ -344,8 +344,8 @@ pub(crate) struct Connection {
     cc: Congestion,
     /// The channel the next packet starts with (channel ids are bytes).
     channel_cursor: u8,
-    /// The channels this connection last sent and received a message on: what the next
-    /// packet most likely touches, for [`Connection::prefetch_parts`].
+    /// The channels this connection last queued a message on and received one on: what the
+    /// next packet most likely touches, for [`Connection::prefetch_parts`].
     last_send_channel: u8,
     last_recv_channel: u8,
     /// The counters of [`ConnectionStats`] (the rest of it is read from the live state).
@@ -430,7 +430,7 @@ impl PacketScratch {
 
 impl Connection {
     /// Asks for what a packet to or from this connection touches beyond the connection
-    /// itself: the channels it last received and sent a message on, and the front of its
+    /// itself: the channels it last received and queued a message on, and the front of its
     /// record of packets in flight (see `Endpoint::prefetch_source`). Only those channels: a
     /// game's connection talks on a few of its channels at a time, and asking for every
     /// channel's state (11 channels are 2 KiB) kept the memory system busy with lines a

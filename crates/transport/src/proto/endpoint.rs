@@ -289,10 +289,10 @@ pub type AcceptFilter = Box<dyn FnMut(SocketAddr) -> bool + Send>;
 /// and counted in [`stats`](Self::stats).
 ///
 /// ```
-/// use std::time::Tick;
+/// use std::time::Instant;
 /// use sturnus_transport::{ChannelId, Endpoint, EndpointConfig, Event};
 ///
-/// let now = Tick::now();
+/// let now = Instant::now();
 /// let config = EndpointConfig::default();
 /// let mut server = Endpoint::new(config.clone(), now).unwrap();
 /// let mut client = Endpoint::new(config, now).unwrap();
@@ -978,7 +978,8 @@ impl Endpoint {
     /// Prefetch stage `stage` (below [`PREFETCH_STAGES`](prefetch::PREFETCH_STAGES)) for a
     /// datagram from `from` that [`handle_datagram`](Self::handle_datagram) will get soon:
     /// stage 0 asks for its line of the address table, stage 1 for the slots it names, stage 2
-    /// for their connections, stage 3 for the channels those connections last used and their packet records.
+    /// for their connections, stage 3 for the channels those connections last used and their
+    /// packet records.
     /// Each stage reads only what the stages before it asked for, so run them in order, with
     /// some work between them: a [`Pipeline`](prefetch::Pipeline) over a received batch does.
     /// A server at a crowd's scale meets every connection cold, and its handling of a batch
@@ -1657,6 +1658,13 @@ mod tests {
         let after = server.stats();
         assert_eq!(after.unknown_source, before.unknown_source + 1, "the slot is another's");
         assert_eq!(after.rejected_packets, before.rejected_packets);
+    }
+
+    /// A slot is what every message touches first: one aligned cache line, so a new field that
+    /// would make it two needs a reason.
+    #[test]
+    fn a_slot_is_one_cache_line() {
+        assert_eq!((size_of::<super::Slot>(), align_of::<super::Slot>()), (64, 64));
     }
 
     /// A transport below may connect to another address than the one first given (a token

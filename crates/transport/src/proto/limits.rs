@@ -1,11 +1,12 @@
 //! Per-source limits of an accepting endpoint (see [`AddressLimits`]): connections per IP
 //! address and per network prefix, and a token bucket per prefix for completed handshakes.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
 use super::siphash::SipHasher;
 use super::time::Tick;
 use crate::AddressLimits;
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Token buckets for completed handshakes. The table has a fixed size and buckets are found by a
 /// keyed hash of the prefix, so a flood of spoofed sources cannot grow memory; an honest

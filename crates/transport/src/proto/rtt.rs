@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use super::time::nanos;
+
 /// Smoothed round-trip time and its variation, with the resend timeout (RTO) they give.
 ///
 /// Follows RFC 6298: the first sample `R` sets `srtt = R` and `rttvar = R / 2`; each later one
@@ -23,11 +25,6 @@ pub struct RttEstimator {
     max_rto: u64,
     /// `rto()`, kept up to date by `sample` (the packet builder asks for it on every packet).
     rto: Duration,
-}
-
-/// A duration in nanoseconds, saturating (at 584 years).
-pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl RttEstimator {
