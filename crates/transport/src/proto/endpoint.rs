@@ -1521,6 +1521,11 @@ mod tests {
         Instant::now()
     }
 
+    /// An endpoint whose secrets follow from `seed`, so a test replays exactly.
+    fn seeded(config: EndpointConfig, now: Instant, seed: u64) -> Endpoint {
+        Endpoint::with_deterministic_secrets_for_tests(config, now, seed).unwrap()
+    }
+
     /// Shuttles datagrams between the two until both are quiet; returns the server's events.
     fn exchange(client: &mut Endpoint, server: &mut Endpoint, now: Instant) -> Vec<String> {
         let (client_addr, server_addr): (SocketAddr, SocketAddr) =
@@ -1565,9 +1570,7 @@ mod tests {
         let now = origin();
         let config =
             EndpointConfig { channels: vec![crate::Qos::StateUpdate], ..EndpointConfig::default() };
-        let endpoint = |seed| {
-            Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, seed).unwrap()
-        };
+        let endpoint = |seed| seeded(config.clone(), now, seed);
         let (mut server, mut a, mut b) = (endpoint(1), endpoint(2), endpoint(3));
         let server_addr = "10.0.0.1:1".parse().unwrap();
         let conn_a = a.connect(now, server_addr).unwrap();
@@ -1607,9 +1610,7 @@ mod tests {
         let now = origin();
         let limits = crate::AddressLimits { connections_per_ip: 1, ..Default::default() };
         let config = EndpointConfig { address_limits: limits, ..EndpointConfig::default() };
-        let endpoint = |seed| {
-            Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, seed).unwrap()
-        };
+        let endpoint = |seed| seeded(config.clone(), now, seed);
         let (mut server, mut a, mut b) = (endpoint(1), endpoint(2), endpoint(3));
         let server_addr = "10.0.0.1:1".parse().unwrap();
         a.connect(now, server_addr).unwrap();
@@ -1631,10 +1632,7 @@ mod tests {
     #[test]
     fn a_reused_slot_does_not_take_datagrams_from_its_last_connections_address() {
         let now = origin();
-        let endpoint = |seed| {
-            Endpoint::with_deterministic_secrets_for_tests(EndpointConfig::default(), now, seed)
-                .unwrap()
-        };
+        let endpoint = |seed| seeded(EndpointConfig::default(), now, seed);
         let (mut server, mut a) = (endpoint(1), endpoint(2));
         let (server_addr, a_addr) = ("10.0.0.1:1".parse().unwrap(), "10.0.0.2:1".parse().unwrap());
         let conn_a = a.connect(now, server_addr).unwrap();
@@ -1674,10 +1672,7 @@ mod tests {
     #[test]
     fn establishing_below_at_another_address_moves_the_connection_to_it() {
         let now = origin();
-        let endpoint = |seed| {
-            Endpoint::with_deterministic_secrets_for_tests(EndpointConfig::default(), now, seed)
-                .unwrap()
-        };
+        let endpoint = |seed| seeded(EndpointConfig::default(), now, seed);
         let (mut client, mut server) = (endpoint(1), endpoint(2));
         let first: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let second: SocketAddr = "10.0.0.5:1".parse().unwrap();
@@ -1809,9 +1804,7 @@ mod tests {
     fn crowd_transcript(prefetch: bool) -> (Vec<u8>, Vec<String>) {
         let now = origin();
         let config = EndpointConfig::default();
-        let endpoint = |seed| {
-            Endpoint::with_deterministic_secrets_for_tests(config.clone(), now, seed).unwrap()
-        };
+        let endpoint = |seed| seeded(config.clone(), now, seed);
         let mut server = endpoint(1);
         let addrs: Vec<SocketAddr> = (0..24)
             .map(|i| format!("10.0.{}.{}:7", i / 200, i % 200 + 1).parse().unwrap())

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 /// An instant as nanoseconds on the endpoint's clock, which reads [`Tick::EPOCH`] at its epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Tick(u64);
 
 impl Tick {
